@@ -1,0 +1,245 @@
+//! Dispatch: one event to every enabled service, concurrently, each on its own clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, Instance};
+use crate::delivery::{Delivery, Outcome, Transport};
+use crate::payload::Event;
+use crate::request::RequestPreview;
+use crate::service::{Job, Outgoing};
+use crate::settings::Settings;
+
+/// The engine: settings, the shared transport, and (optionally) a set of enabled services.
+#[derive(Clone)]
+pub struct Engine {
+    transport: Transport,
+    instances: Arc<[Instance]>,
+}
+
+/// One row of a report: one request of one configured service (or why it sent none).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceResult {
+    /// The config table's name.
+    pub instance: String,
+    pub service: &'static str,
+    #[serde(flatten)]
+    pub delivery: Delivery,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `Model.action`.
+    pub event: String,
+    pub results: Vec<ServiceResult>,
+}
+
+impl Report {
+    /// Whether any delivery failed (or found its target gone).
+    pub fn has_failures(&self) -> bool {
+        self.results.iter().any(|r| r.delivery.outcome.is_failure())
+    }
+}
+
+/// What `--dry-run` shows for one configured service.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub instance: String,
+    pub service: &'static str,
+    pub requests: Vec<RequestPreview>,
+    /// Set when the service would send nothing (skipped or failed, with why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_sent: Option<Outcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the HTTP client: {0}")]
+pub struct EngineError(#[from] reqwest::Error);
+
+impl Engine {
+    /// An engine for the services and settings of a config.
+    pub fn new(config: Config) -> Result<Engine, EngineError> {
+        Ok(Engine {
+            transport: Transport::new(config.engine)?,
+            instances: config.services.into(),
+        })
+    }
+
+    /// An engine with settings only; pass the services to [`Engine::dispatch_to`].
+    pub fn with_settings(settings: Settings) -> Result<Engine, EngineError> {
+        Engine::new(Config {
+            engine: settings,
+            services: Vec::new(),
+        })
+    }
+
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    pub fn settings(&self) -> &Settings {
+        self.transport.settings()
+    }
+
+    /// Sends `event` to every configured service.
+    pub async fn dispatch(&self, event: &Event) -> Report {
+        self.dispatch_to(event, &self.instances.clone()).await
+    }
+
+    /// Sends `event` to each of `instances` that listens to it, all at once. Each runs in
+    /// its own task under the deadline: a slow, failing or panicking service only affects
+    /// its own rows. Rows come back in the order of `instances`.
+    pub async fn dispatch_to(&self, event: &Event, instances: &[Instance]) -> Report {
+        let event = Arc::new(event.clone());
+        let deadline = self.settings().deadline;
+        let tasks: Vec<_> = instances
+            .iter()
+            .map(|instance| {
+                let listening = instance.registration.listens_to(&event);
+                let task = listening.then(|| {
+                    let (event, instance, transport) =
+                        (event.clone(), instance.clone(), self.transport.clone());
+                    tokio::spawn(async move { send_one(&event, &instance, &transport).await })
+                });
+                (instance, task)
+            })
+            .collect();
+
+        let mut results = Vec::new();
+        let started = Instant::now();
+        for (instance, task) in tasks {
+            let deliveries = match task {
+                None => vec![Delivery::skipped(format!(
+                    "not listening to {}",
+                    event.kind()
+                ))],
+                Some(task) => {
+                    finish(
+                        task,
+                        deadline.saturating_sub(started.elapsed()),
+                        deadline,
+                        instance,
+                    )
+                    .await
+                }
+            };
+            results.extend(deliveries.into_iter().map(|delivery| ServiceResult {
+                instance: instance.name.clone(),
+                service: instance.service_name(),
+                delivery,
+            }));
+        }
+        Report {
+            event: event.kind(),
+            results,
+        }
+    }
+
+    /// What each configured service would send for `event`, secrets redacted.
+    pub fn preview(&self, event: &Event) -> Vec<Preview> {
+        self.instances
+            .iter()
+            .map(|i| preview_one(event, i))
+            .collect()
+    }
+}
+
+async fn send_one(event: &Event, instance: &Instance, transport: &Transport) -> Vec<Delivery> {
+    let delivery_id = new_delivery_id();
+    let job = Job {
+        event,
+        options: &instance.options,
+        delivery_id: &delivery_id,
+    };
+    instance.registration.service.send(&job, transport).await
+}
+
+/// Waits for one service's task, at most `left`; a task still running then is stopped.
+async fn finish(
+    mut task: tokio::task::JoinHandle<Vec<Delivery>>,
+    left: Duration,
+    deadline: Duration,
+    instance: &Instance,
+) -> Vec<Delivery> {
+    let redactor = instance.options.redactor();
+    match tokio::time::timeout(left, &mut task).await {
+        Ok(Ok(deliveries)) => deliveries,
+        Ok(Err(err)) if err.is_panic() => {
+            let message = panic_message(err.into_panic());
+            vec![Delivery::failed(
+                None,
+                redactor.redact(&format!("service panicked: {message}")),
+            )]
+        }
+        Ok(Err(_)) => vec![Delivery::failed(None, "service task was cancelled")],
+        Err(_) => {
+            task.abort();
+            let mut late = Delivery::failed(
+                None,
+                format!(
+                    "deadline of {} exceeded",
+                    humantime::format_duration(deadline)
+                ),
+            );
+            late.duration = deadline;
+            vec![late]
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+/// A fresh delivery id, `msg_` + a time-ordered UUID, as Standard Webhooks suggests.
+pub fn new_delivery_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What one configured service would send for `event` (the snapshot tests use this too).
+pub fn preview_one(event: &Event, instance: &Instance) -> Preview {
+    preview_with_id(event, instance, "msg_preview")
+}
+
+/// [`preview_one`] with a given delivery id.
+pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) -> Preview {
+    let redactor = instance.options.redactor();
+    let mut preview = Preview {
+        instance: instance.name.clone(),
+        service: instance.service_name(),
+        requests: Vec::new(),
+        not_sent: None,
+    };
+    if !instance.registration.listens_to(event) {
+        preview.not_sent = Some(Outcome::Skipped {
+            reason: format!("not listening to {}", event.kind()),
+        });
+        return preview;
+    }
+    let job = Job {
+        event,
+        options: &instance.options,
+        delivery_id,
+    };
+    match instance.registration.service.build(&job) {
+        Ok(outgoing) => {
+            preview.requests = outgoing
+                .iter()
+                .map(|o| match o {
+                    Outgoing::Http(request) => request.preview(redactor),
+                })
+                .collect();
+        }
+        Err(err) => preview.not_sent = Some(Delivery::not_sent(err, redactor).outcome),
+    }
+    preview
+}

@@ -1,0 +1,112 @@
+//! Install docs: each service's Markdown (from its doc comments) rendered to HTML, and
+//! the whole catalogue as one page.
+
+use std::fmt::Write as _;
+
+use pulldown_cmark::{Options as Markdown, Parser, html};
+
+use crate::options::{Kind, OptionSpec};
+use crate::service::{Registration, catalogue};
+
+/// Markdown to HTML (tables and strikethrough on).
+pub fn markdown_to_html(markdown: &str) -> String {
+    let parser = Parser::new_ext(
+        markdown,
+        Markdown::ENABLE_TABLES | Markdown::ENABLE_STRIKETHROUGH,
+    );
+    let mut out = String::new();
+    html::push_html(&mut out, parser);
+    out
+}
+
+/// A service's full docs in Markdown: its doc comments, then the events it listens to,
+/// its options and an example config, all generated from the service itself.
+pub fn service_markdown(reg: &Registration) -> String {
+    let service = reg.service;
+    let mut md = format!("# {}\n\n{}\n", reg.title(), reg.description());
+    let events: Vec<String> = service.events().iter().map(|e| format!("`{e}`")).collect();
+    let _ = writeln!(
+        md,
+        "**Service name:** `{}` · **Listens to:** {}\n",
+        reg.name(),
+        events.join(", ")
+    );
+    let schema = service.schema();
+    md.push_str("## Options\n\n| Option | Kind | Required | Default | Description |\n|---|---|---|---|---|\n");
+    for spec in schema.options {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} |",
+            spec.name,
+            kind_label(spec),
+            if spec.required { "yes" } else { "no" },
+            spec.default.map(|d| format!("`{d}`")).unwrap_or_default(),
+            spec.help.replace('|', "\\|"),
+        );
+    }
+    if schema.extra_allowed {
+        md.push_str("\nAny other option is passed through to the service as it is.\n");
+    }
+    let _ = write!(
+        md,
+        "\n## Example configuration\n\n```toml\n[services.{}]\n{}\n```\n",
+        reg.name(),
+        service.example().trim()
+    );
+    md
+}
+
+fn kind_label(spec: &OptionSpec) -> String {
+    let kind = match spec.kind {
+        Kind::String => "string".to_owned(),
+        Kind::Url => "URL".to_owned(),
+        Kind::List => "list".to_owned(),
+        Kind::UrlList => "list of URLs".to_owned(),
+        Kind::Bool => "bool".to_owned(),
+        Kind::Integer => "integer".to_owned(),
+        Kind::Choice(words) => words
+            .iter()
+            .map(|w| format!("`{w}`"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+    };
+    if spec.secret {
+        format!("{kind}, **secret**")
+    } else {
+        kind
+    }
+}
+
+/// Every service's docs as one HTML page with a table of contents.
+pub fn catalogue_html() -> String {
+    let services = catalogue();
+    let mut page = String::from(concat!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
+        "<title>Lookout services</title>\n<style>\n",
+        "body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\n",
+        "nav ul{columns:3;list-style:none;padding:0}section{border-top:1px solid #ddd;margin-top:2rem}\n",
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\n",
+        "pre{background:#f6f6f6;padding:.75rem;overflow:auto}code{font-size:90%}\n",
+        "</style></head><body>\n<h1>Lookout services</h1>\n<nav><ul>\n"
+    ));
+    for reg in &services {
+        let _ = writeln!(
+            page,
+            "<li><a href=\"#{0}\">{1}</a> <code>{0}</code></li>",
+            reg.name(),
+            reg.title()
+        );
+    }
+    page.push_str("</ul></nav>\n");
+    for reg in &services {
+        let _ = writeln!(
+            page,
+            "<section id=\"{}\">\n{}</section>",
+            reg.name(),
+            markdown_to_html(&service_markdown(reg))
+        );
+    }
+    page.push_str("</body></html>\n");
+    page
+}

@@ -1,0 +1,50 @@
+//! Lookout: delivers a product's events to outside services.
+//!
+//! The product hands over a payload (four keys: `action`, `product`, `attributes`,
+//! `model`); the engine sends it to every enabled service at once and reports, per
+//! service, what happened.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use services as _; // links every service into the binary
+//!
+//! let config = lookout::Config::load("lookout.toml")?;
+//! let engine = lookout::Engine::new(config)?;
+//! let event = lookout::Event::parse(&std::fs::read_to_string("event.json")?)?;
+//! let report = engine.dispatch(&event).await;
+//! println!("{}", serde_json::to_string_pretty(&report)?);
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
+//! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
+//! [`delivery`] (sending), [`request`] (what services build), [`redact`], [`docs`].
+
+pub mod config;
+pub mod delivery;
+pub mod dispatch;
+pub mod docs;
+pub mod options;
+pub mod payload;
+pub mod redact;
+pub mod request;
+pub mod service;
+pub mod settings;
+pub mod signing;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{Config, ConfigError, Instance};
+pub use delivery::{Delivery, Outcome, Transport};
+pub use dispatch::{Engine, Preview, Report, ServiceResult};
+pub use options::{Kind, OptionSpec, Options, Schema};
+pub use payload::{Attributes, Event, PayloadError};
+pub use request::{Body, HttpRequest, Method, RequestPreview};
+pub use service::{BuildError, Job, Outgoing, Registration, SERVICES, Service, catalogue};
+pub use settings::Settings;
+
+// Used by the `service!` macro from the services crate.
+#[doc(hidden)]
+pub use async_trait::async_trait;
+#[doc(hidden)]
+pub use linkme;

@@ -1,0 +1,468 @@
+//! Option schemas and validated option values.
+//!
+//! Each service declares the options it takes as a [`Schema`]; the options a product
+//! stored for that service are checked against it before anything is sent, and every
+//! problem is reported at once.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::redact::{REDACTED, Redactor};
+
+/// What kind of value an option holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Free text.
+    String,
+    /// An absolute `http` or `https` URL.
+    Url,
+    /// A list of strings (a single string is taken as a list of one).
+    List,
+    /// A list of `http`/`https` URLs.
+    UrlList,
+    Bool,
+    Integer,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+}
+
+/// One option a service takes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OptionSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Secret options (tokens, passwords, URLs carrying keys) are never printed.
+    pub secret: bool,
+    pub required: bool,
+    /// The default, written as it would be in the config file.
+    pub default: Option<&'static str>,
+    pub help: &'static str,
+}
+
+impl OptionSpec {
+    /// A required option of the given kind.
+    pub const fn new(name: &'static str, kind: Kind, help: &'static str) -> Self {
+        OptionSpec {
+            name,
+            kind,
+            secret: false,
+            required: true,
+            default: None,
+            help,
+        }
+    }
+    pub const fn string(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, Kind::String, help)
+    }
+    pub const fn url(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, Kind::Url, help)
+    }
+    pub const fn list(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, Kind::List, help)
+    }
+    pub const fn bool(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, Kind::Bool, help)
+    }
+    pub const fn integer(name: &'static str, help: &'static str) -> Self {
+        Self::new(name, Kind::Integer, help)
+    }
+    pub const fn choice(
+        name: &'static str,
+        words: &'static [&'static str],
+        help: &'static str,
+    ) -> Self {
+        Self::new(name, Kind::Choice(words), help)
+    }
+    /// Marks the option secret: redacted wherever it could be printed.
+    pub const fn secret(mut self) -> Self {
+        self.secret = true;
+        self
+    }
+    pub const fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+    /// An optional option with a default value.
+    pub const fn default(mut self, value: &'static str) -> Self {
+        self.required = false;
+        self.default = Some(value);
+        self
+    }
+}
+
+/// The options a service takes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Schema {
+    pub options: &'static [OptionSpec],
+    /// Whether options not in the list are accepted (and passed through, e.g. merged
+    /// into a message body).
+    pub extra_allowed: bool,
+}
+
+impl Schema {
+    pub const fn new(options: &'static [OptionSpec]) -> Self {
+        Schema {
+            options,
+            extra_allowed: false,
+        }
+    }
+    pub const fn with_extra(options: &'static [OptionSpec]) -> Self {
+        Schema {
+            options,
+            extra_allowed: true,
+        }
+    }
+    pub fn get(&self, name: &str) -> Option<&OptionSpec> {
+        self.options.iter().find(|o| o.name == name)
+    }
+}
+
+/// One thing wrong with the options of one configured service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionProblem {
+    /// The configured instance (the `[services.NAME]` table).
+    pub instance: String,
+    pub option: String,
+    pub problem: String,
+}
+
+impl fmt::Display for OptionProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.option.is_empty() {
+            write!(f, "[services.{}]: {}", self.instance, self.problem)
+        } else {
+            write!(
+                f,
+                "[services.{}] {}: {}",
+                self.instance, self.option, self.problem
+            )
+        }
+    }
+}
+
+/// Options that passed validation: every required option is there with the right kind,
+/// defaults are filled in, and the secrets are known to a [`Redactor`].
+#[derive(Clone, Default)]
+pub struct Options {
+    values: Map<String, Value>,
+    secret: Vec<String>,
+    extra: Vec<String>,
+    redactor: Redactor,
+}
+
+impl Options {
+    /// Checks `raw` against `schema`; `instance` names the config table in problems.
+    pub fn validate(
+        instance: &str,
+        schema: &Schema,
+        raw: &Map<String, Value>,
+    ) -> Result<Options, Vec<OptionProblem>> {
+        let problem = |option: &str, problem: String| OptionProblem {
+            instance: instance.to_owned(),
+            option: option.to_owned(),
+            problem,
+        };
+        let mut problems = Vec::new();
+        let mut options = Options::default();
+
+        for spec in schema.options {
+            let value = match raw.get(spec.name) {
+                Some(Value::Null) | None => match spec.default {
+                    Some(default) => default_value(spec.kind, default),
+                    None if spec.required => {
+                        problems.push(problem(spec.name, "required option is missing".into()));
+                        continue;
+                    }
+                    None => continue,
+                },
+                Some(value) => match coerce(spec.kind, value) {
+                    Ok(value) => value,
+                    Err(why) => {
+                        // Never echo a secret's value back, even a malformed one.
+                        let why = if spec.secret {
+                            why.replace_value(REDACTED)
+                        } else {
+                            why.text()
+                        };
+                        problems.push(problem(spec.name, why));
+                        continue;
+                    }
+                },
+            };
+            if spec.secret {
+                options.secret.push(spec.name.to_owned());
+                add_secret(&mut options.redactor, spec.kind, &value);
+            }
+            options.values.insert(spec.name.to_owned(), value);
+        }
+
+        for (name, value) in raw {
+            if schema.get(name).is_some() {
+                continue;
+            }
+            if schema.extra_allowed {
+                options.extra.push(name.clone());
+                options.values.insert(name.clone(), value.clone());
+            } else {
+                let hint = schema
+                    .options
+                    .iter()
+                    .map(|o| o.name)
+                    .find(|known| strsim::levenshtein(known, name) <= 2)
+                    .map(|known| format!(" (did you mean `{known}`?)"))
+                    .unwrap_or_default();
+                problems.push(problem(name, format!("unknown option{hint}")));
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(options)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// A string or URL option, if set.
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A list option (empty if unset).
+    pub fn list(&self, name: &str) -> Vec<&str> {
+        match self.values.get(name) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> bool {
+        self.values
+            .get(name)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    pub fn integer(&self, name: &str) -> Option<i64> {
+        self.values.get(name).and_then(Value::as_i64)
+    }
+
+    /// The options that are not in the schema, in config order (only when the schema
+    /// allows extras).
+    pub fn extra(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.extra
+            .iter()
+            .filter_map(|name| self.values.get(name).map(|v| (name.as_str(), v)))
+    }
+
+    /// Knows every secret among these options.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The options as JSON, secrets replaced by [`REDACTED`].
+    pub fn to_redacted_json(&self) -> Value {
+        Value::Object(
+            self.values
+                .iter()
+                .map(|(k, v)| {
+                    let shown = if self.secret.contains(k) {
+                        Value::from(REDACTED)
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), shown)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Options({})", self.to_redacted_json())
+    }
+}
+
+impl fmt::Display for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_redacted_json())
+    }
+}
+
+fn add_secret(redactor: &mut Redactor, kind: Kind, value: &Value) {
+    let strings: Vec<&str> = match value {
+        Value::String(s) => vec![s],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => return,
+    };
+    for s in strings {
+        match kind {
+            Kind::Url | Kind::UrlList => redactor.add_url(s),
+            _ => redactor.add(s),
+        }
+    }
+}
+
+/// Why a value does not fit; can be shown with or without the value itself.
+struct Mismatch {
+    expected: String,
+    value: Option<String>,
+}
+
+impl Mismatch {
+    fn new(expected: impl Into<String>, value: Option<&str>) -> Self {
+        Mismatch {
+            expected: expected.into(),
+            value: value.map(str::to_owned),
+        }
+    }
+    fn text(&self) -> String {
+        match &self.value {
+            Some(v) => format!("expected {}, got `{v}`", self.expected),
+            None => format!("expected {}", self.expected),
+        }
+    }
+    fn replace_value(&self, shown: &str) -> String {
+        match &self.value {
+            Some(_) => format!("expected {}, got `{shown}`", self.expected),
+            None => format!("expected {}", self.expected),
+        }
+    }
+}
+
+fn coerce(kind: Kind, value: &Value) -> Result<Value, Mismatch> {
+    match (kind, value) {
+        (Kind::String, Value::String(_)) => Ok(value.clone()),
+        (Kind::String, Value::Number(n)) => Ok(Value::String(n.to_string())),
+        (Kind::Url, Value::String(s)) => check_url(s).map(|()| value.clone()),
+        (Kind::List, Value::String(s)) => Ok(Value::Array(vec![Value::String(s.clone())])),
+        (Kind::UrlList, Value::String(s)) => {
+            check_url(s).map(|()| Value::Array(vec![value.clone()]))
+        }
+        (Kind::List | Kind::UrlList, Value::Array(items)) => {
+            for item in items {
+                match (kind, item) {
+                    (Kind::UrlList, Value::String(s)) => check_url(s)?,
+                    (_, Value::String(_)) => {}
+                    _ => return Err(Mismatch::new("a list of strings", None)),
+                }
+            }
+            Ok(value.clone())
+        }
+        (Kind::Bool, Value::Bool(_)) => Ok(value.clone()),
+        (Kind::Bool, Value::String(s)) => match s.as_str() {
+            "true" | "yes" | "on" | "1" => Ok(Value::Bool(true)),
+            "false" | "no" | "off" | "0" => Ok(Value::Bool(false)),
+            _ => Err(Mismatch::new("true or false", Some(s))),
+        },
+        (Kind::Integer, Value::Number(n)) if n.is_i64() => Ok(value.clone()),
+        (Kind::Integer, Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| Mismatch::new("a whole number", Some(s))),
+        (Kind::Choice(words), Value::String(s)) if words.contains(&s.as_str()) => Ok(value.clone()),
+        (Kind::Choice(words), Value::String(s)) => Err(Mismatch::new(
+            format!("one of {}", words.join(", ")),
+            Some(s),
+        )),
+        (kind, _) => Err(Mismatch::new(describe(kind), None)),
+    }
+}
+
+fn check_url(s: &str) -> Result<(), Mismatch> {
+    match Url::parse(s) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
+        Ok(_) => Err(Mismatch::new("an http:// or https:// URL", Some(s))),
+        Err(e) => Err(Mismatch::new(format!("a URL ({e})"), Some(s))),
+    }
+}
+
+fn default_value(kind: Kind, default: &str) -> Value {
+    match kind {
+        Kind::Bool => Value::Bool(default == "true"),
+        Kind::Integer => default
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        Kind::List | Kind::UrlList => Value::Array(
+            default
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Value::from)
+                .collect(),
+        ),
+        _ => Value::from(default),
+    }
+}
+
+fn describe(kind: Kind) -> String {
+    match kind {
+        Kind::String => "a string".into(),
+        Kind::Url => "a URL string".into(),
+        Kind::List => "a list of strings".into(),
+        Kind::UrlList => "a list of URLs".into(),
+        Kind::Bool => "true or false".into(),
+        Kind::Integer => "a whole number".into(),
+        Kind::Choice(words) => format!("one of {}", words.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SPECS: &[OptionSpec] = &[
+        OptionSpec::url("url", "webhook").secret(),
+        OptionSpec::string("channel", "channel").optional(),
+        OptionSpec::integer("port", "port").default("587"),
+        OptionSpec::choice("format", &["json", "form"], "body format").default("json"),
+    ];
+
+    fn validate(raw: Value) -> Result<Options, Vec<OptionProblem>> {
+        Options::validate("slack", &Schema::new(SPECS), raw.as_object().unwrap())
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let problems =
+            validate(json!({"chanel": "#x", "port": "many", "format": "xml"})).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "[services.slack] url: required option is missing",
+                "[services.slack] port: expected a whole number, got `many`",
+                "[services.slack] format: expected one of json, form, got `xml`",
+                "[services.slack] chanel: unknown option (did you mean `channel`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_secret_values_are_not_echoed() {
+        let problems = validate(json!({"url": "ftp://k3y"})).unwrap_err();
+        assert!(!problems[0].to_string().contains("k3y"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn defaults_and_secrets() {
+        let options = validate(json!({"url": "https://h.example/T/KEY"})).unwrap();
+        assert_eq!(options.integer("port"), Some(587));
+        assert_eq!(options.str("format"), Some("json"));
+        assert!(!format!("{options} {options:?}").contains("KEY"));
+        assert_eq!(
+            options.redactor().redact("https://h.example/T/KEY"),
+            "https://h.example/[redacted]"
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! The event payload: the four-key object the product hands over.
+//!
+//! Parsing is two-layered on purpose. The *envelope* (`model`, `action`, `product`,
+//! `attributes`) must be sound or the payload is refused. The *attributes* are then read
+//! into the typed model for that `model`; when that fails (a field is missing or has the
+//! wrong type) the event is still dispatched: services that forward the raw JSON (webhook)
+//! send it, and services that need the missing field report it by its JSON path. Nothing a
+//! product sends is lost because one service cannot format it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// A parsed event, ready for dispatch.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `created`, `updated`, `deleted`… (`created` when the payload had none).
+    pub action: String,
+    /// `Item`, `Comment`, `Block`, `Favorite`, `Deploy`, or a model unknown to us.
+    pub model: String,
+    pub product: Product,
+    attributes: Result<Attributes, PayloadError>,
+    raw: Arc<str>,
+}
+
+/// The typed attributes of one event, by model.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Attributes {
+    Item(Item),
+    Comment(Comment),
+    Block(Block),
+    Favorite(Favorite),
+    Deploy(Deploy),
+    /// A model this version does not know: kept as JSON.
+    Other(Value),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Product {
+    pub id: u64,
+    pub name: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct User {
+    pub id: u64,
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The product an item belongs to, as embedded in the item.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ItemProduct {
+    pub id: u64,
+    pub name: String,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Item {
+    pub number: u64,
+    pub title: String,
+    /// `story`, `task`, `defect`, `test`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub short_url: String,
+    pub created_by: User,
+    #[serde(default)]
+    pub assigned_to: Option<User>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Sprint.ly scores are sizes (`~`, `S`, `M`, `L`, `XL`); numbers are accepted too.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub score: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub product: Option<ItemProduct>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Comment {
+    pub body: String,
+    pub created_by: User,
+    pub item: Item,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Block {
+    /// The item that is blocked…
+    pub blocked: Item,
+    /// …by this one.
+    pub item: Item,
+    pub user: User,
+    #[serde(default)]
+    pub unblocked: bool,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Favorite {
+    pub item: Item,
+    pub user: User,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Deploy {
+    pub environment: String,
+    #[serde(default)]
+    pub items: Vec<Item>,
+    pub user: User,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// What is wrong with a payload, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not valid JSON: {message} at line {line}, column {column}")]
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    /// A field is missing or has the wrong shape; `path` is the JSON path, e.g.
+    /// `attributes.created_by.first_name`.
+    #[error("{path}: {problem}")]
+    Field { path: String, problem: String },
+}
+
+impl PayloadError {
+    fn field(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        PayloadError::Field {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl Event {
+    /// Parses a payload from its JSON text.
+    pub fn parse(json: &str) -> Result<Event, PayloadError> {
+        let value: Value = serde_json::from_str(json).map_err(|e| PayloadError::Syntax {
+            message: syntax_message(&e),
+            line: e.line(),
+            column: e.column(),
+        })?;
+        Event::from_parts(value, Arc::from(json))
+    }
+
+    /// Builds an event from an already decoded JSON value.
+    pub fn from_value(value: Value) -> Result<Event, PayloadError> {
+        let raw = Arc::from(value.to_string());
+        Event::from_parts(value, raw)
+    }
+
+    fn from_parts(value: Value, raw: Arc<str>) -> Result<Event, PayloadError> {
+        let Value::Object(mut envelope) = value else {
+            return Err(PayloadError::field("(root)", "expected a JSON object"));
+        };
+        let model = match envelope.remove("model") {
+            Some(Value::String(m)) if !m.trim().is_empty() => m,
+            Some(Value::String(_)) => return Err(PayloadError::field("model", "empty")),
+            Some(other) => return Err(PayloadError::field("model", expected("a string", &other))),
+            None => return Err(PayloadError::field("model", "missing")),
+        };
+        let action = match envelope.remove("action") {
+            None | Some(Value::Null) => "created".to_owned(),
+            Some(Value::String(a)) if !a.trim().is_empty() => a,
+            Some(Value::String(_)) => return Err(PayloadError::field("action", "empty")),
+            Some(other) => return Err(PayloadError::field("action", expected("a string", &other))),
+        };
+        let product = match envelope.remove("product") {
+            Some(product) => decode_at::<Product>("product", product)?,
+            None => return Err(PayloadError::field("product", "missing")),
+        };
+        let attributes = match envelope.remove("attributes") {
+            Some(attributes @ Value::Object(_)) => attributes,
+            Some(other) => {
+                return Err(PayloadError::field(
+                    "attributes",
+                    expected("an object", &other),
+                ));
+            }
+            None => return Err(PayloadError::field("attributes", "missing")),
+        };
+        let attributes = Attributes::decode(&model, attributes);
+        Ok(Event {
+            action,
+            model,
+            product,
+            attributes,
+            raw,
+        })
+    }
+
+    /// The typed attributes, or the first problem found in them (with its JSON path).
+    pub fn attributes(&self) -> Result<&Attributes, &PayloadError> {
+        self.attributes.as_ref()
+    }
+
+    /// The payload exactly as it was received.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// [`Event::raw`], shared without copying.
+    pub fn raw_shared(&self) -> Arc<str> {
+        self.raw.clone()
+    }
+
+    /// `Model.action`, the key event filters match against.
+    pub fn kind(&self) -> String {
+        format!("{}.{}", self.model, self.action)
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} in {}", self.model, self.action, self.product.name)
+    }
+}
+
+impl Attributes {
+    fn decode(model: &str, value: Value) -> Result<Attributes, PayloadError> {
+        Ok(match model {
+            "Item" => Attributes::Item(decode_at("attributes", value)?),
+            "Comment" => Attributes::Comment(decode_at("attributes", value)?),
+            "Block" => Attributes::Block(decode_at("attributes", value)?),
+            "Favorite" => Attributes::Favorite(decode_at("attributes", value)?),
+            "Deploy" => Attributes::Deploy(decode_at("attributes", value)?),
+            _ => Attributes::Other(value),
+        })
+    }
+}
+
+/// Decodes `value` as `T`, turning serde's error into one that names the JSON path,
+/// starting with `prefix`.
+fn decode_at<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: Value,
+) -> Result<T, PayloadError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let inner = err.path().to_string();
+        let mut path = if inner == "." {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{inner}")
+        };
+        let message = err.inner().to_string();
+        // serde reports a missing field at its parent; name the field itself instead.
+        let problem = match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            Some(field) => {
+                path = format!("{path}.{field}");
+                "missing".to_owned()
+            }
+            None => message
+                .replace("invalid type: ", "")
+                .replace("null", "null value"),
+        };
+        PayloadError::field(path, problem)
+    })
+}
+
+fn expected(what: &str, got: &Value) -> String {
+    let kind = match got {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    format!("expected {what}, got {kind}")
+}
+
+/// serde_json's message without its own " at line L column C" tail (we add ours).
+fn syntax_message(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(other) => {
+            return Err(serde::de::Error::custom(expected(
+                "a string or number",
+                &other,
+            )));
+        }
+    })
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item_payload() -> Value {
+        serde_json::json!({
+            "model": "Item",
+            "product": {"id": 1, "name": "p"},
+            "attributes": {
+                "number": 7, "title": "t", "type": "story", "short_url": "http://x/7",
+                "created_by": {"id": 1, "first_name": "Joe", "last_name": null},
+                "assigned_to": null
+            }
+        })
+    }
+
+    #[test]
+    fn missing_action_means_created() {
+        let event = Event::from_value(item_payload()).unwrap();
+        assert_eq!(event.action, "created");
+        assert_eq!(event.kind(), "Item.created");
+        let Ok(Attributes::Item(item)) = event.attributes() else {
+            panic!("not an item: {:?}", event.attributes());
+        };
+        assert!(item.assigned_to.is_none());
+        assert!(item.tags.is_empty());
+        assert_eq!(item.created_by.last_name, None);
+    }
+
+    #[test]
+    fn missing_model_is_refused() {
+        let mut payload = item_payload();
+        payload.as_object_mut().unwrap().remove("model");
+        let err = Event::from_value(payload).unwrap_err();
+        assert_eq!(err.to_string(), "model: missing");
+    }
+
+    #[test]
+    fn missing_nested_field_names_its_path() {
+        let mut payload = item_payload();
+        payload["attributes"]["created_by"]
+            .as_object_mut()
+            .unwrap()
+            .remove("first_name");
+        let event = Event::from_value(payload).unwrap();
+        let err = event.attributes().unwrap_err();
+        assert_eq!(err.to_string(), "attributes.created_by.first_name: missing");
+    }
+
+    #[test]
+    fn wrong_type_names_its_path() {
+        let mut payload = item_payload();
+        payload["attributes"]["number"] = Value::from("seven");
+        let event = Event::from_value(payload).unwrap();
+        let err = event.attributes().unwrap_err().to_string();
+        assert!(err.starts_with("attributes.number: "), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_give_line_and_column() {
+        let err = Event::parse("{\n  \"model\": \"Item\",\n  oops\n}").unwrap_err();
+        let PayloadError::Syntax { line, column, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((line, column), (3, 3));
+    }
+
+    #[test]
+    fn unknown_model_is_kept_as_json() {
+        let mut payload = item_payload();
+        payload["model"] = Value::from("Widget");
+        let event = Event::from_value(payload).unwrap();
+        assert!(matches!(event.attributes(), Ok(Attributes::Other(_))));
+    }
+
+    #[test]
+    fn raw_text_is_kept_byte_for_byte() {
+        let text = "{\"model\":\"Widget\",  \"product\":{\"id\":1,\"name\":\"p\"},\"attributes\":{\"z\":1,\"a\":2}}";
+        assert_eq!(Event::parse(text).unwrap().raw(), text);
+    }
+}

@@ -1,0 +1,187 @@
+//! Keeping secrets out of everything that can be printed.
+//!
+//! A [`Redactor`] knows a set of secret strings and replaces every occurrence of them
+//! (and of the forms they take once encoded into a URL, a form body or JSON) with
+//! [`REDACTED`]. Every error, report row, log line and preview passes through one.
+
+use std::fmt;
+
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use url::Url;
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// The characters `url` percent-encodes in a path segment.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'%');
+
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Every spelling of every secret, longest first so that a secret containing
+    /// another is replaced whole.
+    needles: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a secret value (a token, a password).
+    pub fn add(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let spellings = [
+            secret.to_owned(),
+            form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            utf8_percent_encode(secret, PATH_SEGMENT).to_string(),
+            json.trim_matches('"').to_owned(),
+        ];
+        for spelling in spellings {
+            if !spelling.is_empty() && !self.needles.contains(&spelling) {
+                self.needles.push(spelling);
+            }
+        }
+        self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    }
+
+    /// Adds a URL whose path, query and credentials are secret (an incoming-webhook URL:
+    /// the key is the path). Its scheme and host stay readable in reports.
+    pub fn add_url(&mut self, raw: &str) {
+        let Ok(url) = Url::parse(raw) else {
+            self.add(raw);
+            return;
+        };
+        let secret_part = secret_part_of(&url);
+        if secret_part.is_empty() {
+            // Nothing but a host: then the host is the secret.
+            self.add(raw);
+        } else {
+            self.add(&secret_part);
+            // Also as written, in case the URL crate normalized it.
+            if let Some(rest) = raw.split_once("://").and_then(|(_, r)| r.split_once('/')) {
+                self.add(rest.1);
+            }
+        }
+        if let Some(password) = url.password() {
+            self.add(password);
+        }
+        if !url.username().is_empty() {
+            self.add(url.username());
+        }
+    }
+
+    /// Adds every secret of another redactor.
+    pub fn extend(&mut self, other: &Redactor) {
+        for needle in &other.needles {
+            if !self.needles.contains(needle) {
+                self.needles.push(needle.clone());
+            }
+        }
+        self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`].
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for needle in &self.needles {
+            if out.contains(needle.as_str()) {
+                out = out.replace(needle.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Redacts every string inside a JSON value.
+    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_json(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.redact(k), self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+}
+
+/// The part of a URL that carries its key: path (without the leading slash) and query.
+fn secret_part_of(url: &Url) -> String {
+    let path = url.path().trim_start_matches('/');
+    match url.query() {
+        Some(query) if path.is_empty() => query.to_owned(),
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    }
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secret spellings)", self.needles.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_every_spelling() {
+        let mut r = Redactor::new();
+        r.add("s3cr3t/tok en\"");
+        assert_eq!(r.redact("a s3cr3t/tok en\" b"), "a [redacted] b");
+        assert_eq!(r.redact("token=s3cr3t%2Ftok+en%22"), "token=[redacted]");
+        assert_eq!(r.redact("/path/s3cr3t%2Ftok%20en%22"), "/path/[redacted]");
+        assert_eq!(
+            r.redact(r#"{"t":"s3cr3t/tok en\""}"#),
+            r#"{"t":"[redacted]"}"#
+        );
+    }
+
+    #[test]
+    fn url_secrets_keep_the_host() {
+        let mut r = Redactor::new();
+        r.add_url("https://hooks.example.com/services/T0/B0/XYZ");
+        assert_eq!(
+            r.redact("POST https://hooks.example.com/services/T0/B0/XYZ failed"),
+            "POST https://hooks.example.com/[redacted] failed"
+        );
+    }
+
+    #[test]
+    fn url_credentials_are_secret() {
+        let mut r = Redactor::new();
+        r.add_url("https://bob:hunter2@example.com/");
+        assert!(!r.redact("bob:hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn longer_secrets_win() {
+        let mut r = Redactor::new();
+        r.add("abc");
+        r.add("abcdef");
+        assert_eq!(r.redact("abcdef abc"), "[redacted] [redacted]");
+    }
+}

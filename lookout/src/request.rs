@@ -1,0 +1,255 @@
+//! What a service asks the engine to send: a plain description of an HTTP request.
+//!
+//! Services build these without doing any I/O; the engine sends them (with its timeouts,
+//! retries, signing and guards), `--dry-run` prints them, and the snapshot tests record
+//! them. One path for all three keeps the snapshots honest.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use url::Url;
+
+use crate::redact::{REDACTED, Redactor};
+
+/// An HTTP method (the ones outside services use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Method {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+    /// Credentials: never printed, and marked sensitive on the wire.
+    pub sensitive: bool,
+}
+
+/// A request body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Empty,
+    /// A JSON document built by the service.
+    Json(Value),
+    /// JSON text sent byte for byte as it is (the webhook forwards the payload unchanged).
+    RawJson(Arc<str>),
+    /// `application/x-www-form-urlencoded` fields, in order.
+    Form(Vec<(String, String)>),
+    /// Any other text.
+    Text {
+        content_type: String,
+        text: String,
+    },
+}
+
+impl Body {
+    pub fn content_type(&self) -> Option<&str> {
+        match self {
+            Body::Empty => None,
+            Body::Json(_) | Body::RawJson(_) => Some("application/json"),
+            Body::Form(_) => Some("application/x-www-form-urlencoded"),
+            Body::Text { content_type, .. } => Some(content_type),
+        }
+    }
+
+    /// The exact bytes that go on the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Body::Empty => Vec::new(),
+            Body::Json(value) => serde_json::to_vec(value).unwrap_or_default(),
+            Body::RawJson(text) => text.as_bytes().to_vec(),
+            Body::Form(fields) => form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(fields)
+                .finish()
+                .into_bytes(),
+            Body::Text { text, .. } => text.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// How the engine signs a request at send time (the signature covers the timestamp of
+/// each attempt, so it cannot be computed in advance).
+#[derive(Clone)]
+pub enum Signing {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks { key: Vec<u8> },
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signing::StandardWebhooks { .. } => f.write_str("StandardWebhooks([redacted])"),
+        }
+    }
+}
+
+/// One HTTP request a service wants sent.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<Header>,
+    pub body: Body,
+    pub signing: Option<Signing>,
+}
+
+impl HttpRequest {
+    pub fn new(method: Method, url: Url) -> Self {
+        HttpRequest {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Body::Empty,
+            signing: None,
+        }
+    }
+    pub fn post(url: Url) -> Self {
+        Self::new(Method::Post, url)
+    }
+    pub fn put(url: Url) -> Self {
+        Self::new(Method::Put, url)
+    }
+    pub fn json(mut self, value: Value) -> Self {
+        self.body = Body::Json(value);
+        self
+    }
+    pub fn raw_json(mut self, text: Arc<str>) -> Self {
+        self.body = Body::RawJson(text);
+        self
+    }
+    pub fn form<K: Into<String>, V: Into<String>>(
+        mut self,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.body = Body::Form(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+    pub fn text(mut self, content_type: &str, text: impl Into<String>) -> Self {
+        self.body = Body::Text {
+            content_type: content_type.to_owned(),
+            text: text.into(),
+        };
+        self
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.to_owned(),
+            value: value.into(),
+            sensitive: false,
+        });
+        self
+    }
+    /// A header carrying a credential: sent, never shown.
+    pub fn secret_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push(Header {
+            name: name.to_owned(),
+            value: value.into(),
+            sensitive: true,
+        });
+        self
+    }
+    pub fn bearer(self, token: &str) -> Self {
+        self.secret_header("Authorization", format!("Bearer {token}"))
+    }
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.secret_header("Authorization", format!("Basic {pair}"))
+    }
+    pub fn signed(mut self, signing: Signing) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// The request as it may be shown: secrets redacted, JSON bodies decoded.
+    pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(content_type) = self.body.content_type() {
+            headers.push(("content-type".into(), content_type.into()));
+        }
+        for h in &self.headers {
+            let value = if h.sensitive {
+                REDACTED.to_owned()
+            } else {
+                redactor.redact(&h.value)
+            };
+            headers.push((h.name.to_ascii_lowercase(), value));
+        }
+        if let Some(Signing::StandardWebhooks { .. }) = &self.signing {
+            for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+                headers.push((name.into(), "(computed at send time)".into()));
+            }
+        }
+        let body = match &self.body {
+            Body::Empty => Value::Null,
+            Body::Json(value) => redactor.redact_json(value),
+            Body::RawJson(text) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => redactor.redact_json(&value),
+                Err(_) => Value::String(redactor.redact(text)),
+            },
+            Body::Form(fields) => Value::Array(
+                fields
+                    .iter()
+                    .map(|(k, v)| Value::from(vec![redactor.redact(k), redactor.redact(v)]))
+                    .collect(),
+            ),
+            Body::Text { text, .. } => Value::String(redactor.redact(text)),
+        };
+        RequestPreview {
+            method: self.method.as_str(),
+            url: redactor.redact(self.url.as_str()),
+            headers,
+            body,
+        }
+    }
+}
+
+/// A printable, redacted view of an [`HttpRequest`]: what `--dry-run` prints and what the
+/// snapshot tests record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestPreview {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// JSON bodies as JSON; form bodies as `[name, value]` pairs; text as a string.
+    pub body: Value,
+}
+
+impl std::fmt::Display for RequestPreview {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} {}", self.method, self.url)?;
+        for (name, value) in &self.headers {
+            writeln!(f, "{name}: {value}")?;
+        }
+        match &self.body {
+            Value::Null => Ok(()),
+            Value::String(text) => writeln!(f, "\n{text}"),
+            body => writeln!(
+                f,
+                "\n{}",
+                serde_json::to_string_pretty(body).unwrap_or_default()
+            ),
+        }
+    }
+}

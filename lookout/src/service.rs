@@ -1,0 +1,231 @@
+//! The `Service` trait and the registry every service file adds itself to.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::delivery::{Delivery, Transport};
+use crate::options::{Options, Schema};
+use crate::payload::{Event, PayloadError};
+use crate::request::HttpRequest;
+
+/// Everything a service gets for one delivery.
+pub struct Job<'a> {
+    pub event: &'a Event,
+    pub options: &'a Options,
+    /// Stable across retries of this delivery: use it where the target deduplicates
+    /// (Matrix transaction ids, `webhook-id`).
+    pub delivery_id: &'a str,
+}
+
+/// Something a service wants sent.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outgoing {
+    Http(HttpRequest),
+}
+
+impl From<HttpRequest> for Outgoing {
+    fn from(request: HttpRequest) -> Self {
+        Outgoing::Http(request)
+    }
+}
+
+/// Why a service sends nothing for an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// Nothing to say about this event (an unknown model, say). Not a failure.
+    #[error("{0}")]
+    Skip(String),
+    /// The payload lacks something this service needs.
+    #[error("{0}")]
+    Payload(#[from] PayloadError),
+    /// Anything else (an option that cannot be turned into a URL, …).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BuildError {
+    /// The skip every message-formatting service gives for a model it has no message for.
+    pub fn no_message_for(event: &Event) -> Self {
+        BuildError::Skip(format!("no message for model {}", event.model))
+    }
+}
+
+/// One outside service. Implement it on a unit struct and register it with
+/// [`service!`](crate::service!); the doc comments on the struct are its title and
+/// install docs.
+#[async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// The events this service listens to: `Model.action` patterns where `*` matches
+    /// one word (`*.created`, `Item.*`), or `*` for every event.
+    fn events(&self) -> &'static [&'static str] {
+        &["*.created"]
+    }
+
+    /// The options this service takes.
+    fn schema(&self) -> Schema;
+
+    /// A working example configuration (TOML, the body of a `[services.NAME]` table),
+    /// shown in the docs and used by the tests.
+    fn example(&self) -> &'static str;
+
+    /// Turns an event into the requests to send. No I/O here.
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError>;
+
+    /// Sends the event. The default builds the requests and hands them to the engine's
+    /// transport (timeouts, retries, signing, guards); override only for a transport
+    /// that is not a list of independent requests.
+    async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
+        match self.build(job) {
+            Ok(outgoing) => transport.deliver_all(outgoing, job).await,
+            Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
+        }
+    }
+}
+
+/// A service as the registry holds it.
+pub struct Registration {
+    /// `module_path!()` of the service's file; its last segment is the service's name.
+    pub module: &'static str,
+    /// The doc comments on the service struct, one line each.
+    pub docs: &'static str,
+    pub service: &'static dyn Service,
+}
+
+impl Registration {
+    /// The service's name: its file's name.
+    pub fn name(&self) -> &'static str {
+        self.module.rsplit("::").next().unwrap_or(self.module)
+    }
+
+    /// The first line of the doc comments.
+    pub fn title(&self) -> &'static str {
+        self.docs
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
+
+    /// The Markdown install docs: the doc comments after the title.
+    pub fn description(&self) -> String {
+        let mut lines = self
+            .docs
+            .lines()
+            .skip_while(|l| l.trim().is_empty())
+            .skip(1);
+        let body: Vec<&str> = lines
+            .by_ref()
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect();
+        body.join("\n").trim().to_owned() + "\n"
+    }
+
+    /// Whether this service wants events of this kind.
+    pub fn listens_to(&self, event: &Event) -> bool {
+        self.service
+            .events()
+            .iter()
+            .any(|pattern| pattern_matches(pattern, &event.model, &event.action))
+    }
+
+    /// A serializable summary for `lookout services --json`.
+    pub fn summary(&self) -> ServiceSummary {
+        ServiceSummary {
+            name: self.name(),
+            title: self.title(),
+            events: self.service.events(),
+            schema: self.service.schema(),
+        }
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Registration({})", self.name())
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceSummary {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub events: &'static [&'static str],
+    #[serde(flatten)]
+    pub schema: Schema,
+}
+
+/// Every registered service, in no particular order. See [`catalogue`].
+#[linkme::distributed_slice]
+pub static SERVICES: [Registration];
+
+/// Every registered service, sorted by name.
+pub fn catalogue() -> Vec<&'static Registration> {
+    let mut all: Vec<&'static Registration> = SERVICES.iter().collect();
+    all.sort_by_key(|r| r.name());
+    all
+}
+
+/// The registered service with this name.
+pub fn find(name: &str) -> Option<&'static Registration> {
+    SERVICES.iter().find(|r| r.name() == name)
+}
+
+/// `Model.action` pattern matching; `*` is one word, a lone `*` is every event.
+pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let Some((want_model, want_action)) = pattern.split_once('.') else {
+        return false;
+    };
+    let word = |want: &str, got: &str| want == "*" || want.eq_ignore_ascii_case(got);
+    word(want_model, model) && word(want_action, action)
+}
+
+/// Declares a service struct and registers it. The doc comments become the service's
+/// title (first line) and Markdown install docs (the rest); the file's name becomes the
+/// service's name.
+///
+/// ```ignore
+/// lookout::service! {
+///     /// Example
+///     ///
+///     /// How to install it…
+///     pub struct Example;
+/// }
+/// ```
+#[macro_export]
+macro_rules! service {
+    ($(#[doc = $doc:expr])* $vis:vis struct $name:ident;) => {
+        $(#[doc = $doc])*
+        $vis struct $name;
+
+        #[$crate::linkme::distributed_slice($crate::SERVICES)]
+        #[linkme(crate = $crate::linkme)]
+        static REGISTRATION: $crate::Registration = $crate::Registration {
+            module: module_path!(),
+            docs: concat!($($doc, "\n"),*),
+            service: &$name,
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "Item", "deleted"));
+        assert!(pattern_matches("*.created", "Comment", "created"));
+        assert!(!pattern_matches("*.created", "Comment", "updated"));
+        assert!(pattern_matches("Item.*", "Item", "updated"));
+        assert!(pattern_matches("item.CREATED", "Item", "created"));
+        assert!(!pattern_matches("Item.*", "Block", "created"));
+        assert!(!pattern_matches("Item", "Item", "created"));
+        assert!(!pattern_matches("*.*.*", "Item", "created"));
+    }
+}

@@ -1,0 +1,68 @@
+use lookout::request::Signing;
+use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service, signing};
+
+lookout::service! {
+    /// Webhook
+    ///
+    /// Sends every event, exactly as Sprint.ly produced it, as a JSON `POST` to one or
+    /// more URLs of yours: the four keys `action`, `product`, `attributes` and `model`,
+    /// byte for byte. Use it to feed your own tools.
+    ///
+    /// 1. Set up an endpoint that accepts `POST` requests with a JSON body
+    ///    (`Content-Type: application/json`) and answers with any `2xx` status.
+    /// 2. Put its address in `urls`. Several URLs each get their own copy, and each has
+    ///    its own line in the delivery report.
+    /// 3. Optionally set `secret` to a Standard Webhooks signing secret (`whsec_` and
+    ///    base64, e.g. from `openssl rand -base64 32`). Every request then carries
+    ///    `webhook-id`, `webhook-timestamp` and `webhook-signature` headers; verify them
+    ///    on your side with any Standard Webhooks library before trusting the body.
+    ///    `webhook-id` stays the same when a delivery is retried, so you can drop
+    ///    duplicates.
+    ///
+    /// Every event is sent, whatever its model or action. Answers other than `2xx` count
+    /// as failures; redirects are not followed. URLs are treated as secrets (they often
+    /// carry a key): reports show only their host.
+    pub struct Webhook;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::new("urls", Kind::UrlList, "Where to POST each event (one or more URLs).").secret(),
+    OptionSpec::string("secret", "Standard Webhooks signing secret (`whsec_…`); requests are signed when set.")
+        .secret()
+        .optional(),
+];
+
+impl Service for Webhook {
+    fn events(&self) -> &'static [&'static str] {
+        &["*"]
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"urls = ["https://hooks.example.com/sprintly"]"#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let signing = match job.options.str("secret") {
+            Some(secret) => Some(Signing::StandardWebhooks {
+                key: signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+            }),
+            None => None,
+        };
+        job.options
+            .list("urls")
+            .into_iter()
+            .map(|url| {
+                let url = url.parse().map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
+                let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
+                if let Some(signing) = &signing {
+                    request = request.signed(signing.clone());
+                }
+                Ok(request.into())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,197 @@
+//! `lookout`, the command line: parses arguments, loads config and payloads, calls the
+//! engine and prints what it reports. Everything else lives in the `lookout` crate.
+
+mod demo;
+mod output;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lookout::{Config, Engine, Event};
+// Links every service into the binary (a dependency alone is not enough for linkme).
+use services as _;
+
+/// Delivers a product's events (Sprint.ly-style payloads) to outside services.
+#[derive(Parser)]
+#[command(name = "lookout", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one event to every service enabled in the config.
+    Send {
+        /// The payload JSON file, or `-` for standard input.
+        #[arg(long)]
+        payload: String,
+        /// The config file (TOML, or JSON) listing the enabled services and their options.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the requests each service would make (secrets redacted); send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send a built-in sample event to one configured service, to try an installation.
+    Test {
+        /// The service (or the name of its `[services.NAME]` table).
+        service: String,
+        #[arg(long)]
+        config: PathBuf,
+        /// Which sample: Item, Comment, Block, Favorite or Deploy.
+        #[arg(long, default_value = "Item")]
+        model: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the services this build knows.
+    Services {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show install docs: one service's, or all of them.
+    Docs {
+        service: Option<String>,
+        /// Render HTML (all services: one browsable page).
+        #[arg(long)]
+        html: bool,
+    },
+    /// Check a config without sending anything.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run every sample event through a config against a local sink it starts itself.
+    Demo,
+}
+
+/// A failure that ends the command: bad input or config (exit 2).
+struct Fatal(String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(err: E) -> Self {
+        Fatal(err.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(Fatal(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Fatal> {
+    match cli.command {
+        Command::Send {
+            payload,
+            config,
+            json,
+            dry_run,
+        } => {
+            let event = Event::parse(&read_payload(&payload)?)
+                .map_err(|e| Fatal(format!("{payload}: {e}")))?;
+            let engine = Engine::new(Config::load(&config)?)?;
+            if dry_run {
+                output::previews(&engine.preview(&event), json);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = runtime()?.block_on(engine.dispatch(&event));
+            output::report(&report, json);
+            Ok(exit_code(&report))
+        }
+        Command::Test {
+            service,
+            config,
+            model,
+            json,
+        } => {
+            let config = Config::load(&config)?;
+            let chosen: Vec<_> = config
+                .services
+                .iter()
+                .filter(|i| i.name == service || i.service_name() == service)
+                .cloned()
+                .collect();
+            if chosen.is_empty() {
+                return Err(Fatal(format!(
+                    "no service `{service}` is configured in the config"
+                )));
+            }
+            let event = Event::parse(demo::sample(&model)?)?;
+            let engine = Engine::new(Config {
+                engine: config.engine,
+                services: chosen,
+            })?;
+            let report = runtime()?.block_on(engine.dispatch(&event));
+            output::report(&report, json);
+            Ok(exit_code(&report))
+        }
+        Command::Services { json } => {
+            output::services(json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Docs { service, html } => {
+            output::docs(service.as_deref(), html)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => {
+            let config = Config::load(&config)?;
+            println!(
+                "config is valid: {} service(s) enabled",
+                config.services.len()
+            );
+            for instance in &config.services {
+                println!(
+                    "  {} ({}): {}",
+                    instance.name,
+                    instance.service_name(),
+                    instance.options
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => runtime()?.block_on(demo::run()),
+    }
+}
+
+fn read_payload(source: &str) -> Result<String, Fatal> {
+    if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(Path::new(source))
+        .map_err(|e| Fatal(format!("cannot read payload {source}: {e}")))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// 0 when everything was delivered or skipped, 1 when some delivery failed.
+fn exit_code(report: &lookout::Report) -> ExitCode {
+    if report.has_failures() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
