@@ -6,8 +6,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use services as _; // links every service into the binary
-//!
+//! // In a binary, also `use services as _;` so that every service is linked in.
 //! let config = lookout::Config::load("lookout.toml")?;
 //! let engine = lookout::Engine::new(config)?;
 //! let event = lookout::Event::parse(&std::fs::read_to_string("event.json")?)?;
@@ -24,6 +23,8 @@ pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
+pub mod format;
+pub mod message;
 pub mod options;
 pub mod payload;
 pub mod redact;
@@ -37,6 +38,7 @@ pub mod testing;
 pub use config::{Config, ConfigError, Instance};
 pub use delivery::{Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
+pub use message::{Message, Rich};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
 pub use request::{Body, HttpRequest, Method, RequestPreview};

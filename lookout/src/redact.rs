@@ -48,7 +48,9 @@ impl Redactor {
             secret.to_owned(),
             form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
             utf8_percent_encode(secret, PATH_SEGMENT).to_string(),
-            json.trim_matches('"').to_owned(),
+            // The JSON string without its enclosing quotes (not trim_matches: the
+            // secret itself may end in an escaped quote).
+            json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_owned(),
         ];
         for spelling in spellings {
             if !spelling.is_empty() && !self.needles.contains(&spelling) {

@@ -211,7 +211,11 @@ impl HttpRequest {
             Body::Form(fields) => Value::Array(
                 fields
                     .iter()
-                    .map(|(k, v)| Value::from(vec![redactor.redact(k), redactor.redact(v)]))
+                    .map(|(k, v)| {
+                        let mut field = serde_json::Map::new();
+                        field.insert(redactor.redact(k), Value::from(redactor.redact(v)));
+                        Value::Object(field)
+                    })
                     .collect(),
             ),
             Body::Text { text, .. } => Value::String(redactor.redact(text)),
@@ -231,9 +235,20 @@ impl HttpRequest {
 pub struct RequestPreview {
     pub method: &'static str,
     pub url: String,
+    #[serde(serialize_with = "headers_as_map")]
     pub headers: Vec<(String, String)>,
-    /// JSON bodies as JSON; form bodies as `[name, value]` pairs; text as a string.
+    /// JSON bodies as JSON; form bodies as a list of `{name: value}`; text as a string.
     pub body: Value,
+}
+
+/// Headers read best as a map; the order they are sent in is kept.
+fn headers_as_map<S: serde::Serializer>(headers: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(headers.len()))?;
+    for (name, value) in headers {
+        map.serialize_entry(name, value)?;
+    }
+    map.end()
 }
 
 impl std::fmt::Display for RequestPreview {

@@ -1,0 +1,377 @@
+//! Formatting shared by every service: names, mentions, excerpts, the original one-line
+//! messages, Sprint.ly colours and links, and escaping for each markup a service speaks.
+
+use crate::payload::{Attributes, Block, Comment, Deploy, Event, Favorite, Item, User};
+use crate::service::BuildError;
+
+/// The colour of events whose item type has none of its own (and of deploys).
+pub const DEFAULT_COLOR: &str = "#84b431";
+
+/// How many characters of a comment the one-line messages quote.
+pub const EXCERPT_CHARS: usize = 50;
+
+/// Where Sprint.ly's report pages live (the fields of Slack-style messages link there).
+pub const REPORTS_URL: &str = "https://sprint.ly/reports";
+
+/// `First L.`, or just `First` when the last name is empty or missing.
+pub fn short_name(user: &User) -> String {
+    let first = user.first_name.trim();
+    match user
+        .last_name
+        .as_deref()
+        .map(str::trim)
+        .and_then(|l| l.chars().next())
+    {
+        Some(initial) => format!("{first} {initial}."),
+        None => first.to_owned(),
+    }
+}
+
+/// `First Last`, or just `First`.
+pub fn full_name(user: &User) -> String {
+    let first = user.first_name.trim();
+    match user
+        .last_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        Some(last) => format!("{first} {last}"),
+        None => first.to_owned(),
+    }
+}
+
+/// Replaces Sprint.ly mentions, `@[Name](pk:123)`, with the plain `Name`.
+pub fn clean_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("@[") {
+        out.push_str(&rest[..start]);
+        let candidate = &rest[start..];
+        match parse_mention(candidate) {
+            Some((name, used)) => {
+                out.push_str(name);
+                rest = &candidate[used..];
+            }
+            None => {
+                out.push_str("@[");
+                rest = &candidate[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `@[Name](pk:123)` at the start of `text`: the name and the bytes the mention takes.
+fn parse_mention(text: &str) -> Option<(&str, usize)> {
+    let inner = text.strip_prefix("@[")?;
+    let close = inner.find("](pk:")?;
+    let name = &inner[..close];
+    if name.is_empty() || name.contains(['[', ']', '\n']) {
+        return None;
+    }
+    let after = &inner[close + "](pk:".len()..];
+    let digits = after.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 || !after[digits..].starts_with(')') {
+        return None;
+    }
+    Some((name, 2 + close + "](pk:".len() + digits + 1))
+}
+
+/// Cuts `text` to `max` characters (never inside a character), adding `...` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// A comment as the one-line messages quote it: mentions cleaned, at most
+/// [`EXCERPT_CHARS`] characters, then `...`.
+pub fn excerpt(body: &str) -> String {
+    truncate(&clean_mentions(body), EXCERPT_CHARS)
+}
+
+/// Sprint.ly's colour for an item type.
+pub fn item_color(kind: &str) -> &'static str {
+    match kind {
+        "story" => "#96be60",
+        "task" => "#454545",
+        "defect" => "#D94949",
+        "test" => "#5A96AB",
+        _ => DEFAULT_COLOR,
+    }
+}
+
+/// A `#rrggbb` colour as a number (Discord wants colours that way).
+pub fn color_number(hex: &str) -> u32 {
+    u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0)
+}
+
+/// `in-progress` → `In progress`.
+pub fn status_words(status: &str) -> String {
+    let words = status.replace('-', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `story` → `Story`.
+pub fn capitalized(word: &str) -> String {
+    status_words(word)
+}
+
+/// `#1212 - Title`, how items are named in links.
+pub fn item_label(item: &Item) -> String {
+    format!("#{} - {}", item.number, item.title)
+}
+
+/// `1 item`, `3 items`.
+pub fn count_items(n: usize) -> String {
+    if n == 1 {
+        "1 item".to_owned()
+    } else {
+        format!("{n} items")
+    }
+}
+
+/// A link to one of Sprint.ly's report pages, e.g. `reports?assignee=12`.
+pub fn reports_link(param: &str, value: &str) -> String {
+    let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    format!("{REPORTS_URL}?{param}={value}")
+}
+
+/// The typed attributes of an event, or the reason a formatting service cannot use them:
+/// a payload problem (failed, with its JSON path) or an unknown model (skipped).
+pub fn attributes(event: &Event) -> Result<&Attributes, BuildError> {
+    match event.attributes() {
+        Ok(Attributes::Other(_)) => Err(BuildError::no_message_for(event)),
+        Ok(attributes) => Ok(attributes),
+        Err(err) => Err(BuildError::Payload(err.clone())),
+    }
+}
+
+/// The original's one-line message for an event (HipChat's message, Slack's fallback).
+pub fn one_line(event: &Event) -> Result<String, BuildError> {
+    Ok(match attributes(event)? {
+        Attributes::Item(item) => item_line(item, &event.action),
+        Attributes::Comment(comment) => comment_line(comment),
+        Attributes::Block(block) => block_line(block),
+        Attributes::Favorite(favorite) => favorite_line(favorite),
+        Attributes::Deploy(deploy) => deploy_line(deploy),
+        Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
+    })
+}
+
+/// `"Title" (#12) http://…`, how the one-line messages cite an item.
+fn cite(item: &Item) -> String {
+    format!("\"{}\" (#{}) {}", item.title, item.number, item.short_url)
+}
+
+fn item_line(item: &Item, action: &str) -> String {
+    let mut line = format!(
+        "{} {action} the {} {}",
+        short_name(&item.created_by),
+        item.kind,
+        cite(item)
+    );
+    if let Some(assignee) = item
+        .assigned_to
+        .as_ref()
+        .filter(|a| a.id != item.created_by.id)
+    {
+        line.push_str(&format!(" and assigned it to {}", short_name(assignee)));
+    }
+    line
+}
+
+fn comment_line(comment: &Comment) -> String {
+    format!(
+        "{} commented \"{}\" on {} {}",
+        short_name(&comment.created_by),
+        excerpt(&comment.body),
+        comment.item.kind,
+        cite(&comment.item)
+    )
+}
+
+fn block_line(block: &Block) -> String {
+    let mut line = format!(
+        "{} indicated the {} {} is blocked on the {} {}",
+        short_name(&block.user),
+        block.blocked.kind,
+        cite(&block.blocked),
+        block.item.kind,
+        cite(&block.item)
+    );
+    if let Some(owner) = &block.item.assigned_to {
+        line.push_str(&format!(", which is owned by {}", short_name(owner)));
+    }
+    line
+}
+
+fn favorite_line(favorite: &Favorite) -> String {
+    format!(
+        "{} favorited the {} {}",
+        short_name(&favorite.user),
+        favorite.item.kind,
+        cite(&favorite.item)
+    )
+}
+
+fn deploy_line(deploy: &Deploy) -> String {
+    // The original always said "items", even for one; kept for fidelity.
+    format!(
+        "{} deployed {} items to {}.",
+        short_name(&deploy.user),
+        deploy.items.len(),
+        deploy.environment
+    )
+}
+
+/// Escaping user text for each markup. Every service escapes through these, so a title
+/// like `<b>&"x"` arrives as plain text everywhere.
+pub mod escape {
+    /// HTML text and attribute values.
+    pub fn html(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// Slack's mrkdwn (and Mattermost's attachments): only `&`, `<` and `>` are special.
+    pub fn slack(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    /// CommonMark-style Markdown (Zulip, Discord, Mattermost, Rocket.Chat, Teams, ntfy):
+    /// every ASCII punctuation character that could start markup is backslash-escaped,
+    /// and `<`/`>` become entities so no HTML gets through.
+    pub fn markdown(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-'
+                | '!' | '|' | '~' | '@' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// Text for a Markdown link's label: like [`markdown`].
+    pub fn markdown_link_text(text: &str) -> String {
+        markdown(text)
+    }
+
+    /// A URL inside Markdown link parentheses: spaces and parentheses percent-encoded.
+    pub fn markdown_url(url: &str) -> String {
+        url.replace(' ', "%20")
+            .replace('(', "%28")
+            .replace(')', "%29")
+    }
+
+    /// A URL inside a Slack `<url|text>` link: `|` and `>` would end it.
+    pub fn slack_url(url: &str) -> String {
+        slack(url).replace('|', "%7C")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(first: &str, last: serde_json::Value) -> User {
+        serde_json::from_value(json!({"id": 1, "first_name": first, "last_name": last})).unwrap()
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(short_name(&user("Joe", json!("Stump"))), "Joe S.");
+        assert_eq!(short_name(&user("Joe", json!(""))), "Joe");
+        assert_eq!(short_name(&user("Joe", json!(null))), "Joe");
+        assert_eq!(short_name(&user("Ana", json!("Öberg"))), "Ana Ö.");
+        assert_eq!(full_name(&user("Joe", json!("Stump"))), "Joe Stump");
+        assert_eq!(full_name(&user("Joe", json!(null))), "Joe");
+    }
+
+    #[test]
+    fn mentions() {
+        assert_eq!(
+            clean_mentions("@[Joe Stump](pk:123) look"),
+            "Joe Stump look"
+        );
+        assert_eq!(
+            clean_mentions("hi @[A](pk:1) and @[B](pk:22)!"),
+            "hi A and B!"
+        );
+        // Not mentions: left as they are.
+        assert_eq!(
+            clean_mentions("@[x](http://a) @[y](pk:) @["),
+            "@[x](http://a) @[y](pk:) @["
+        );
+        assert_eq!(clean_mentions("日本 @[名前](pk:9)"), "日本 名前");
+    }
+
+    #[test]
+    fn excerpts_cut_on_characters() {
+        let fifty = "a".repeat(50);
+        assert_eq!(excerpt(&fifty), fifty);
+        assert_eq!(excerpt(&format!("{fifty}b")), format!("{fifty}..."));
+        let emoji = "🚀".repeat(51);
+        assert_eq!(excerpt(&emoji), format!("{}...", "🚀".repeat(50)));
+        let cjk = "日本語".repeat(20);
+        assert_eq!(excerpt(&cjk).chars().count(), 53);
+        // Mentions are cleaned before counting.
+        assert_eq!(
+            excerpt(&format!("@[Al](pk:1){}", "x".repeat(48))),
+            format!("Al{}", "x".repeat(48))
+        );
+    }
+
+    #[test]
+    fn colours_and_words() {
+        assert_eq!(item_color("defect"), "#D94949");
+        assert_eq!(item_color("epic"), DEFAULT_COLOR);
+        assert_eq!(color_number("#84b431"), 0x84b431);
+        assert_eq!(status_words("in-progress"), "In progress");
+        assert_eq!(status_words(""), "");
+        assert_eq!(count_items(1), "1 item");
+        assert_eq!(count_items(0), "0 items");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape::html(r#"<b>&"x"'"#),
+            "&lt;b&gt;&amp;&quot;x&quot;&#39;"
+        );
+        assert_eq!(escape::slack("<b>&\"x\""), "&lt;b&gt;&amp;\"x\"");
+        assert_eq!(
+            escape::markdown("*a* [l](u) <b>"),
+            r"\*a\* \[l\]\(u\) &lt;b&gt;"
+        );
+        assert_eq!(escape::slack_url("http://x/a|b"), "http://x/a%7Cb");
+    }
+}

@@ -1,0 +1,77 @@
+//! End to end, for every service: each fixture is really sent over HTTP to a local
+//! capture server, and what arrived must be exactly what the service built (the same
+//! requests the snapshots record): method, path and query, content type, body bytes.
+
+mod common;
+
+use lookout::testing::CaptureServer;
+use lookout::{Body, Engine, Job, Outgoing, catalogue};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_delivers_what_it_builds() {
+    let server = CaptureServer::start();
+    let engine = Engine::with_settings(common::test_settings()).unwrap();
+    let mut checked = 0;
+    for reg in catalogue() {
+        let instance = common::instance(reg, &common::pointed_at(reg, &server.url()));
+        for (name, json) in common::fixtures() {
+            let event = lookout::Event::parse(&json).unwrap();
+            let job = Job {
+                event: &event,
+                options: &instance.options,
+                delivery_id: "msg_test",
+            };
+            let expected: Vec<_> = match reg.service.build(&job) {
+                Ok(outgoing) if reg.listens_to(&event) => outgoing
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Outgoing::Http(request) => Some(request),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let before = server.requests().len();
+            let report = engine.dispatch_to(&event, std::slice::from_ref(&instance)).await;
+            let arrived = server.requests()[before..].to_vec();
+            assert_eq!(
+                arrived.len(),
+                expected.len(),
+                "{} × {name}: {} requests arrived, {} were built; report: {report:?}",
+                reg.name(),
+                arrived.len(),
+                expected.len()
+            );
+            for (want, got) in expected.iter().zip(&arrived) {
+                let context = format!("{} × {name}", reg.name());
+                assert_eq!(got.method, want.method.as_str(), "{context}: method");
+                let want_path = match want.url.query() {
+                    Some(q) => format!("{}?{q}", want.url.path()),
+                    None => want.url.path().to_owned(),
+                };
+                assert_eq!(got.path, want_path, "{context}: path");
+                assert_eq!(got.header("content-type"), want.body.content_type(), "{context}: content type");
+                assert_eq!(got.body, want.body.to_bytes(), "{context}: body");
+                assert_eq!(
+                    got.header("user-agent"),
+                    Some(lookout::delivery::user_agent().as_str()),
+                    "{context}: user agent"
+                );
+                for header in &want.headers {
+                    assert_eq!(got.header(&header.name), Some(header.value.as_str()), "{context}: {}", header.name);
+                }
+                if let Body::RawJson(raw) = &want.body {
+                    assert_eq!(got.text(), **raw, "{context}: raw payload forwarded byte for byte");
+                }
+                checked += 1;
+            }
+            assert!(
+                !report.has_failures(),
+                "{} × {name}: the capture server answered 200, yet: {report:?}",
+                reg.name()
+            );
+        }
+    }
+    assert!(checked > 0, "no request was checked");
+}
