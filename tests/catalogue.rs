@@ -23,29 +23,50 @@ fn service_files() -> BTreeSet<String> {
 #[test]
 fn every_service_file_is_registered() {
     let registered: BTreeSet<String> = catalogue().iter().map(|r| r.name().to_owned()).collect();
-    assert_eq!(registered, service_files(), "services/src/ and the registry disagree");
+    assert_eq!(
+        registered,
+        service_files(),
+        "services/src/ and the registry disagree"
+    );
 }
 
 #[test]
 fn names_are_unique() {
     let names: Vec<&str> = catalogue().iter().map(|r| r.name()).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
-    assert_eq!(names.len(), unique.len(), "duplicate service names in {names:?}");
+    assert_eq!(
+        names.len(),
+        unique.len(),
+        "duplicate service names in {names:?}"
+    );
 }
 
 #[test]
 fn every_service_is_documented() {
     for reg in catalogue() {
-        assert!(!reg.title().is_empty(), "{}: no title (first doc comment line)", reg.name());
+        assert!(
+            !reg.title().is_empty(),
+            "{}: no title (first doc comment line)",
+            reg.name()
+        );
         let docs = reg.description();
         assert!(
             docs.trim().lines().count() >= 3,
             "{}: install docs are too short:\n{docs}",
             reg.name()
         );
-        assert!(!reg.service.events().is_empty(), "{}: listens to nothing", reg.name());
+        assert!(
+            !reg.service.events().is_empty(),
+            "{}: listens to nothing",
+            reg.name()
+        );
         for spec in reg.service.schema().options {
-            assert!(!spec.help.is_empty(), "{}.{}: option has no help text", reg.name(), spec.name);
+            assert!(
+                !spec.help.is_empty(),
+                "{}.{}: option has no help text",
+                reg.name(),
+                spec.name
+            );
         }
     }
 }
@@ -64,7 +85,9 @@ fn secret_looking_options_are_secret() {
     for reg in catalogue() {
         for spec in reg.service.schema().options {
             let looks_secret = CREDENTIAL_WORDS.iter().any(|w| spec.name.contains(w))
-                || (matches!(spec.kind, Kind::Url | Kind::UrlList) && spec.name.contains("url") && spec.required);
+                || (matches!(spec.kind, Kind::Url | Kind::UrlList)
+                    && spec.name.contains("url")
+                    && spec.required);
             assert!(
                 !looks_secret || spec.secret,
                 "{}.{}: looks like a credential but is not marked secret",
@@ -81,7 +104,11 @@ fn every_service_has_a_snapshot_for_every_fixture() {
     for reg in catalogue() {
         for (fixture, _) in common::fixtures() {
             let file = dir.join(format!("snapshots__{}__{fixture}.snap", reg.name()));
-            assert!(file.exists(), "{} has no snapshot for {fixture}: run `cargo insta review`", reg.name());
+            assert!(
+                file.exists(),
+                "{} has no snapshot for {fixture}: run `cargo insta review`",
+                reg.name()
+            );
         }
     }
 }

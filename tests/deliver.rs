@@ -33,7 +33,9 @@ async fn every_service_delivers_what_it_builds() {
                 _ => Vec::new(),
             };
             let before = server.requests().len();
-            let report = engine.dispatch_to(&event, std::slice::from_ref(&instance)).await;
+            let report = engine
+                .dispatch_to(&event, std::slice::from_ref(&instance))
+                .await;
             let arrived = server.requests()[before..].to_vec();
             assert_eq!(
                 arrived.len(),
@@ -51,7 +53,11 @@ async fn every_service_delivers_what_it_builds() {
                     None => want.url.path().to_owned(),
                 };
                 assert_eq!(got.path, want_path, "{context}: path");
-                assert_eq!(got.header("content-type"), want.body.content_type(), "{context}: content type");
+                assert_eq!(
+                    got.header("content-type"),
+                    want.body.content_type(),
+                    "{context}: content type"
+                );
                 assert_eq!(got.body, want.body.to_bytes(), "{context}: body");
                 assert_eq!(
                     got.header("user-agent"),
@@ -59,10 +65,19 @@ async fn every_service_delivers_what_it_builds() {
                     "{context}: user agent"
                 );
                 for header in &want.headers {
-                    assert_eq!(got.header(&header.name), Some(header.value.as_str()), "{context}: {}", header.name);
+                    assert_eq!(
+                        got.header(&header.name),
+                        Some(header.value.as_str()),
+                        "{context}: {}",
+                        header.name
+                    );
                 }
                 if let Body::RawJson(raw) = &want.body {
-                    assert_eq!(got.text(), **raw, "{context}: raw payload forwarded byte for byte");
+                    assert_eq!(
+                        got.text(),
+                        **raw,
+                        "{context}: raw payload forwarded byte for byte"
+                    );
                 }
                 checked += 1;
             }

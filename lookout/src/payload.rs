@@ -28,6 +28,10 @@ pub struct Event {
 /// The typed attributes of one event, by model.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per event, held once behind an Arc"
+)]
 pub enum Attributes {
     Item(Item),
     Comment(Comment),

@@ -50,7 +50,9 @@ impl Redactor {
             utf8_percent_encode(secret, PATH_SEGMENT).to_string(),
             // The JSON string without its enclosing quotes (not trim_matches: the
             // secret itself may end in an escaped quote).
-            json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_owned(),
+            json.get(1..json.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_owned(),
         ];
         for spelling in spellings {
             if !spelling.is_empty() && !self.needles.contains(&spelling) {

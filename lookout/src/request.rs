@@ -242,7 +242,10 @@ pub struct RequestPreview {
 }
 
 /// Headers read best as a map; the order they are sent in is kept.
-fn headers_as_map<S: serde::Serializer>(headers: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+fn headers_as_map<S: serde::Serializer>(
+    headers: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut map = s.serialize_map(Some(headers.len()))?;
     for (name, value) in headers {

@@ -35,7 +35,11 @@ pub fn fixture(name: &str) -> Event {
 pub fn example_options(reg: &Registration) -> Map<String, Value> {
     let table: toml::Table = toml::from_str(reg.service.example())
         .unwrap_or_else(|e| panic!("{}: example() is not valid TOML: {e}", reg.name()));
-    serde_json::to_value(table).unwrap().as_object().unwrap().clone()
+    serde_json::to_value(table)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
 }
 
 pub fn instance(reg: &Registration, options: &Map<String, Value>) -> Instance {
