@@ -90,3 +90,21 @@ pub fn test_settings() -> Settings {
         ..Settings::default()
     }
 }
+
+/// The `[engine]` lines tests put in config files (short timeouts).
+pub fn test_engine_toml() -> String {
+    format!(
+        "{}\ndeadline = \"5s\"\nrequest_timeout = \"4s\"",
+        test_engine_toml_without_timeouts()
+    )
+}
+
+/// [`test_engine_toml`] without the timeouts, for tests that set their own.
+pub fn test_engine_toml_without_timeouts() -> String {
+    String::new()
+}
+
+/// The `engine` object of a JSON config.
+pub fn test_engine_json() -> String {
+    r#"{"deadline": "5s"}"#.to_owned()
+}

@@ -1,0 +1,51 @@
+//! The README's library example compiles, runs, and is quoted verbatim.
+
+mod common;
+#[path = "../examples/library.rs"]
+mod library;
+
+use lookout::testing::CaptureServer;
+
+fn quoted_part(source: &str) -> &str {
+    let start = source.find("// README:start\n").unwrap() + "// README:start\n".len();
+    let end = source.find("// README:end").unwrap();
+    &source[start..end]
+}
+
+#[test]
+fn readme_quotes_the_example() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/examples/library.rs")).unwrap();
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(
+        readme.contains(quoted_part(&example)),
+        "README.md does not quote examples/library.rs verbatim"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_delivers() {
+    let server = CaptureServer::start();
+    let dir = std::env::temp_dir().join(format!("lookout-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("lookout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\n{}\n[services.webhook]\nurls = [\"{}/readme\"]\n",
+            common::test_engine_toml(),
+            server.url()
+        ),
+    )
+    .unwrap();
+    let payload = format!(
+        "{}/tests/fixtures/favorite.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let report = library::deliver(config.to_str().unwrap(), &payload)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!report.has_failures(), "{report:?}");
+    assert_eq!(server.requests()[0].json()["model"], "Favorite");
+}
