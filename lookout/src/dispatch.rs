@@ -86,7 +86,7 @@ impl Engine {
 
     /// Sends `event` to every configured service.
     pub async fn dispatch(&self, event: &Event) -> Report {
-        self.dispatch_to(event, &self.instances.clone()).await
+        self.dispatch_to(event, &self.instances).await
     }
 
     /// Sends `event` to each of `instances` that listens to it, all at once. Each runs in
