@@ -74,21 +74,22 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
     // The fallback is the original one-liner; Slack reads `<…>` in it too, so it is
     // escaped like the rest.
     let fallback = escape::slack(&format::one_line(event)?);
-    let about = |item: &Item, pretext: String| Attachment {
+    // Items, blocks and favorites describe one item: its link, colour and fields.
+    let about = |item: &Item| Attachment {
         color: item_color(&item.kind),
-        pretext: Some(Rich::text(pretext)),
+        pretext: None,
         text: item_link(item),
         fields: Some(item_fields(item, product_link(item, event))),
     };
     let attachment = match format::attributes(event)? {
-        Attributes::Item(item) => about(
-            item,
-            format!(
+        Attributes::Item(item) => Attachment {
+            pretext: Some(Rich::text(format!(
                 "{} created the {}:",
                 short_name(&item.created_by),
                 item.kind
-            ),
-        ),
+            ))),
+            ..about(item)
+        },
         Attributes::Comment(comment) => Attachment {
             color: item_color(&comment.item.kind),
             pretext: Some(
@@ -113,16 +114,16 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                 .push_link(format::item_label(&block.blocked), &block.blocked.short_url)
                 .push(format!(" is blocked by the {}:", block.item.kind)),
             ),
-            ..about(&block.item, String::new())
+            ..about(&block.item)
         },
-        Attributes::Favorite(favorite) => about(
-            &favorite.item,
-            format!(
+        Attributes::Favorite(favorite) => Attachment {
+            pretext: Some(Rich::text(format!(
                 "{} favorited the {}:",
                 short_name(&favorite.user),
                 favorite.item.kind
-            ),
-        ),
+            ))),
+            ..about(&favorite.item)
+        },
         Attributes::Deploy(deploy) => Attachment {
             color: DEFAULT_COLOR,
             pretext: None,
