@@ -5,7 +5,7 @@
 mod common;
 
 use lookout::testing::CaptureServer;
-use lookout::{Body, Engine, Job, Outgoing, catalogue};
+use lookout::{Body, BuildError, Engine, Job, Outcome, Outgoing, catalogue};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_delivers_what_it_builds() {
@@ -21,7 +21,16 @@ async fn every_service_delivers_what_it_builds() {
                 options: &instance.options,
                 delivery_id: "msg_test",
             };
-            let expected: Vec<_> = match reg.service.build(&job) {
+            let built = reg.service.build(&job);
+            // A payload the service cannot format (a missing field) must fail it, naming
+            // the field, and nothing is sent.
+            let payload_problem = match &built {
+                Err(err @ BuildError::Payload(_)) if reg.listens_to(&event) => {
+                    Some(err.to_string())
+                }
+                _ => None,
+            };
+            let expected: Vec<_> = match built {
                 Ok(outgoing) if reg.listens_to(&event) => outgoing
                     .into_iter()
                     .filter_map(|o| match o {
@@ -80,6 +89,18 @@ async fn every_service_delivers_what_it_builds() {
                     );
                 }
                 checked += 1;
+            }
+            if let Some(problem) = payload_problem {
+                let reasons: Vec<String> = report
+                    .results
+                    .iter()
+                    .map(|r| match &r.delivery.outcome {
+                        Outcome::Failed { reason, .. } => reason.clone(),
+                        other => format!("not failed: {other:?}"),
+                    })
+                    .collect();
+                assert_eq!(reasons, [problem], "{} × {name}", reg.name());
+                continue;
             }
             assert!(
                 !report.has_failures(),

@@ -124,6 +124,19 @@ pub fn capitalized(word: &str) -> String {
     status_words(word)
 }
 
+/// `QA-ready` → `Qa-ready`: the first letter upper case and every other one lower case,
+/// as the original's Python `str.capitalize()` wrote environments and item types.
+pub fn sentence_case(word: &str) -> String {
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    }
+}
+
 /// `#1212 - Title`, how items are named in links.
 pub fn item_label(item: &Item) -> String {
     format!("#{} - {}", item.number, item.title)
@@ -359,6 +372,93 @@ mod tests {
         assert_eq!(status_words(""), "");
         assert_eq!(count_items(1), "1 item");
         assert_eq!(count_items(0), "0 items");
+    }
+
+    #[test]
+    fn sentence_case_lowers_the_rest() {
+        assert_eq!(sentence_case("production"), "Production");
+        assert_eq!(sentence_case("QA-ready"), "Qa-ready");
+        assert_eq!(sentence_case("ñandú"), "Ñandú");
+        assert_eq!(sentence_case(""), "");
+    }
+
+    #[test]
+    fn excerpt_edges() {
+        // Exactly 50 characters stay whole; 51 are cut to 50 plus `...`.
+        let fifty = "é".repeat(50);
+        assert_eq!(excerpt(&fifty), fifty);
+        assert_eq!(excerpt(&format!("{fifty}x")), format!("{fifty}..."));
+        // A cut between the code points of an emoji sequence still leaves valid UTF-8.
+        let family = "👨\u{200d}👩\u{200d}👧".repeat(20);
+        let cut = excerpt(&family);
+        assert_eq!(cut.chars().count(), 53);
+        assert!(cut.ends_with("..."));
+        // Short text is untouched, however many bytes it takes.
+        assert_eq!(excerpt("日本語のテキスト 🚀"), "日本語のテキスト 🚀");
+        assert_eq!(excerpt(""), "");
+    }
+
+    /// The original's one-line messages, byte for byte, for every model.
+    #[test]
+    fn one_line_messages_match_the_original() {
+        let line = |name: &str| one_line(&fixture(name)).unwrap();
+        assert_eq!(
+            line("item"),
+            "Joe S. created the story \"As a user, I want outbound service hooks so that I \
+             will see new items announced in Slack or HipChat.\" (#1212) \
+             http://sprint.ly/i/1/116550/"
+        );
+        assert_eq!(
+            line("item-no-last-name"),
+            "Joe created the task \"Document the outbound services API\" (#1212) \
+             http://sprint.ly/i/1/116550/ and assigned it to Craig"
+        );
+        assert_eq!(
+            line("comment"),
+            "Joe S. commented \"Hey guys, what's the status on this?\" on task \
+             \"Change the spinner to our glowing running man.\" (#1212) \
+             http://sprint.ly/i/1/91594/"
+        );
+        assert_eq!(
+            line("comment-mentions"),
+            "Joe S. commented \"Craig Pattison can you pair with Joe Stump on this...\" on \
+             task \"Change the spinner to our glowing running man.\" (#1212) \
+             http://sprint.ly/i/1/91594/"
+        );
+        assert_eq!(
+            line("block"),
+            "Joe S. indicated the story \"As a customer, I want to be notified before my CC \
+             expires so that I can update my billing details.\" (#2222) \
+             http://sprint.ly/i/1111/1111/ is blocked on the task \"Change the spinner to \
+             our glowing running man.\" (#2222) http://sprint.ly/i/1111/1111/, which is \
+             owned by Craig P."
+        );
+        assert_eq!(
+            line("favorite"),
+            "Joe S. favorited the story \"As a user, I want a global filter UI so that I can \
+             use filters on the dashboard and timelines.\" (#1111) \
+             http://sprint.ly/i/1111/1111/"
+        );
+        assert_eq!(line("deploy"), "Joe S. deployed 3 items to production.");
+        // The original said "items" even for one.
+        assert_eq!(line("deploy-single"), "Joe S. deployed 1 items to staging.");
+    }
+
+    #[test]
+    fn one_line_failures_name_the_path() {
+        let err = one_line(&fixture("item-missing-title")).unwrap_err();
+        assert!(matches!(err, BuildError::Payload(_)), "{err:?}");
+        assert_eq!(err.to_string(), "attributes.title: missing");
+        let err = one_line(&fixture("unknown-model")).unwrap_err();
+        assert_eq!(err, BuildError::Skip("no message for model Widget".into()));
+    }
+
+    fn fixture(name: &str) -> Event {
+        let path = format!(
+            "{}/../tests/fixtures/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     #[test]

@@ -229,6 +229,18 @@ impl HttpRequest {
     }
 }
 
+/// `base` (a URL option such as `base_url`, with or without a trailing slash or a path of
+/// its own) with `segments` appended, each percent-encoded as exactly one path segment:
+/// a token with `/`, `?` or `#` in it stays inside its segment.
+pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url, url::ParseError> {
+    let mut url = Url::parse(base)?;
+    url.path_segments_mut()
+        .map_err(|()| url::ParseError::RelativeUrlWithCannotBeABaseBase)?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 /// A printable, redacted view of an [`HttpRequest`]: what `--dry-run` prints and what the
 /// snapshot tests record.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -269,5 +281,22 @@ impl std::fmt::Display for RequestPreview {
                 serde_json::to_string_pretty(body).unwrap_or_default()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_append_whole_segments() {
+        let url = endpoint("https://api.example.com", &["v1", "inbox", "a/b?c#d e"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://api.example.com/v1/inbox/a%2Fb%3Fc%23d%20e"
+        );
+        let url = endpoint("http://127.0.0.1:9/prefix/", &["v1"]).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/prefix/v1");
+        assert!(endpoint("not a url", &["v1"]).is_err());
     }
 }

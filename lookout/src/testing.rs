@@ -338,3 +338,14 @@ async fn respond(reply: Reply) -> Response {
     }
     response
 }
+
+/// A payload from the repository's `tests/fixtures/` folder (`fixture("item")`), parsed:
+/// for the tests inside service files.
+pub fn fixture(name: &str) -> crate::Event {
+    let path = format!(
+        "{}/../tests/fixtures/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    crate::Event::parse(&json).unwrap_or_else(|e| panic!("{path}: {e}"))
+}

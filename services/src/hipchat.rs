@@ -1,0 +1,175 @@
+use lookout::format;
+use lookout::request::endpoint;
+use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+
+lookout::service! {
+    /// HipChat
+    ///
+    /// Sends a one-line message for every new item, comment, block, favorite and deploy to
+    /// a HipChat room, exactly as Sprint.ly's HipChat service did, through HipChat's
+    /// version 1 API.
+    ///
+    /// **HipChat has shut down**: Atlassian discontinued it (HipChat Cloud closed in
+    /// February 2019), and `api.hipchat.com` no longer takes messages. The service is kept
+    /// for fidelity with the original Sprint.ly services and for servers that still speak
+    /// HipChat's v1 API: point `base_url` at one.
+    ///
+    /// 1. `auth_token` is a HipChat API token (a group admin created them under
+    ///    **Group admin → API** at `https://your-domain.hipchat.com/admin/api`; a
+    ///    notification token is enough). It is a secret: it travels in the form body, and
+    ///    reports show `[redacted]` in its place.
+    /// 2. `room_id` is the *name* of the room as shown in your HipChat lobby, not its
+    ///    number.
+    /// 3. Leave `base_url` at the original endpoint, `https://api.hipchat.com`, or set it
+    ///    to a server that accepts the same API.
+    ///
+    /// Each event becomes one form `POST` to `{base_url}/v1/rooms/message` with
+    /// `auth_token`, `format=json`, `room_id`, `from=Sprint.ly`, the message, and
+    /// `message_format=text`, for example: `Joe S. created the story "Login page"
+    /// (#12) http://sprint.ly/i/1/12/`. Only newly created things are sent (`*.created`).
+    pub struct HipChat;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::string("auth_token", "A HipChat API token.").secret(),
+    OptionSpec::string("room_id", "The room's name (not its number)."),
+    OptionSpec::url(
+        "base_url",
+        "Where HipChat's API lives (HipChat itself has shut down).",
+    )
+    .default("https://api.hipchat.com"),
+];
+
+impl Service for HipChat {
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"auth_token = "0123456789abcdef0123456789abcd"
+room_id = "Development""#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let message = format::one_line(job.event)?;
+        let base = job.options.str("base_url").unwrap_or_default();
+        let url = endpoint(base, &["v1", "rooms", "message"])
+            .map_err(|e| BuildError::Invalid(format!("base_url: {e}")))?;
+        let option = |name| job.options.str(name).unwrap_or_default();
+        let fields = [
+            ("auth_token", option("auth_token")),
+            ("format", "json"),
+            ("room_id", option("room_id")),
+            ("from", "Sprint.ly"),
+            ("message", &message),
+            ("message_format", "text"),
+        ];
+        Ok(vec![HttpRequest::post(url).form(fields).into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout::testing::{CaptureServer, fixture};
+    use lookout::{Engine, Instance, Settings};
+    use serde_json::json;
+
+    const TOKEN: &str = "h1pch4tt0ken5ecret";
+
+    fn instance(base_url: &str) -> Instance {
+        let options = json!({"auth_token": TOKEN, "room_id": "Dev Room", "base_url": base_url});
+        Instance::new("hipchat", "hipchat", options.as_object().unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn posts_the_one_line_message_end_to_end() {
+        let server = CaptureServer::start();
+        let engine = Engine::with_settings(Settings::default()).unwrap();
+        let hipchat = instance(&server.url());
+        let report = engine
+            .dispatch_to(&fixture("item-no-last-name"), std::slice::from_ref(&hipchat))
+            .await;
+        assert!(!report.has_failures(), "{report:?}");
+
+        let got = server.requests();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].method, "POST");
+        assert_eq!(got[0].path, "/v1/rooms/message");
+        assert_eq!(
+            got[0].header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        let expected: Vec<(String, String)> = [
+            ("auth_token", TOKEN),
+            ("format", "json"),
+            ("room_id", "Dev Room"),
+            ("from", "Sprint.ly"),
+            (
+                "message",
+                "Joe created the task \"Document the outbound services API\" (#1212) \
+                 http://sprint.ly/i/1/116550/ and assigned it to Craig",
+            ),
+            ("message_format", "text"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got[0].form(), expected);
+
+        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
+        assert!(!shown.contains(TOKEN), "token in report: {shown}");
+    }
+
+    #[test]
+    fn the_token_is_redacted_in_previews() {
+        let preview = lookout::dispatch::preview_one(&fixture("item"), &instance("https://api.hipchat.com"));
+        let shown = serde_json::to_string(&preview).unwrap();
+        assert!(!shown.contains(TOKEN), "{shown}");
+        assert_eq!(preview.requests[0].body[0]["auth_token"], "[redacted]");
+        assert_eq!(preview.requests[0].url, "https://api.hipchat.com/v1/rooms/message");
+    }
+
+    #[test]
+    fn every_model_sends_the_original_one_liner() {
+        let message = |name: &str| {
+            let preview = lookout::dispatch::preview_one(&fixture(name), &instance("https://api.hipchat.com"));
+            preview.requests[0].body[4]["message"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(message("deploy"), "Joe S. deployed 3 items to production.");
+        assert!(message("comment-unicode").starts_with(
+            "Joe S. commented \"Déjà vu 🚀🚀 — 日本語のテキストも大丈夫ですか？ The spinner still fl...\" on task"
+        ));
+        // Plain text: HipChat's `text` format shows it as written, so nothing is escaped.
+        assert!(message("item-markup").contains("\"<b>&\"x\"</b> *bold*"));
+    }
+
+    #[test]
+    fn unknown_models_and_updates_are_skipped() {
+        for name in ["unknown-model", "item-updated"] {
+            let preview = lookout::dispatch::preview_one(&fixture(name), &instance("https://api.hipchat.com"));
+            assert!(preview.requests.is_empty(), "{name}");
+            assert_eq!(preview.not_sent.unwrap().label(), "skipped", "{name}");
+        }
+    }
+
+    /// A payload without the item's title fails this service, naming the field, while
+    /// the webhook still delivers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_missing_field_fails_only_this_service() {
+        let server = CaptureServer::start();
+        let engine = Engine::with_settings(Settings::default()).unwrap();
+        let webhook_options = json!({"urls": [format!("{}/hook", server.url())]});
+        let webhook =
+            Instance::new("webhook", "webhook", webhook_options.as_object().unwrap()).unwrap();
+        let report = engine
+            .dispatch_to(&fixture("item-missing-title"), &[instance(&server.url()), webhook])
+            .await;
+        let rows = serde_json::to_value(&report.results).unwrap();
+        assert_eq!(rows[0]["service"], "hipchat");
+        assert_eq!(rows[0]["outcome"], "failed");
+        assert_eq!(rows[0]["reason"], "attributes.title: missing");
+        assert_eq!(rows[1]["outcome"], "delivered");
+        let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/hook"]);
+    }
+}
