@@ -13,7 +13,8 @@ lookout::service! {
     ///    `!plugin config Webserver {'HOST': '127.0.0.1', 'PORT': 3141, 'SSL': None}`.
     ///    `PORT` must be a number, not a string, or the server stays off.
     /// 2. Do not expose Errbot's web server directly: Errbot's own documentation advises
-    ///    putting it behind a web server such as nginx or Apache. With nginx and TLS:
+    ///    putting it behind a web server such as nginx or Apache. With nginx, in the
+    ///    `server` block that serves your bot's HTTPS address:
     ///
     ///    ```nginx
     ///    location /sprintly {
@@ -26,6 +27,8 @@ lookout::service! {
     ///    `[Python]` with `Version = 3`) and this `sprintly.py`:
     ///
     ///    ```python
+    ///    import hmac
+    ///
     ///    from flask import abort, request
     ///    from errbot import BotPlugin, webhook
     ///
@@ -34,7 +37,8 @@ lookout::service! {
     ///
     ///    class Sprintly(BotPlugin):
     ///        def announce(self, event):
-    ///            if request.headers.get("X-Lookout-Token") != TOKEN:
+    ///            sent = request.headers.get("X-Lookout-Token", "")
+    ///            if not hmac.compare_digest(sent, TOKEN):
     ///                abort(403)
     ///            if event["action"] == "created":
     ///                title = event["attributes"].get("title", "")
@@ -55,7 +59,8 @@ lookout::service! {
     /// 4. Check it from the chat: `!webstatus` lists the endpoints the web server serves
     ///    (`/sprintly` should be there), and
     ///    `!webhook test /sprintly {"action": "created", "model": "Item", …}` calls your
-    ///    handler without any HTTP request.
+    ///    handler without going through the network. That call carries no token, so with
+    ///    the check above it answers 403: proof that the check works.
     /// 5. In Lookout, set `url` to the public address of the handler, e.g.
     ///    `https://bot.example.com/sprintly`. Leave `format` at `json` (the body is the
     ///    payload, byte for byte, as `application/json`), or set it to `form` to send
