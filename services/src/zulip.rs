@@ -13,7 +13,7 @@ lookout::service! {
     ///    **Personal settings → Bots**, then **Add a new bot**.
     /// 2. Choose the bot type **Incoming webhook**: it can only send messages, which is
     ///    all Lookout needs. Give it a name (e.g. *Sprint.ly*) and an avatar, and click
-    ///    **Add**.
+    ///    **Add** (**Create bot** in older versions).
     /// 3. In the bot's row, note its **bot email** (`sprintly-bot@…`) and its
     ///    **API key**. The download icon gives you both in a `zuliprc` file, together with
     ///    your organization's URL (`site`).
