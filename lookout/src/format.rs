@@ -271,9 +271,9 @@ pub mod escape {
             .replace('>', "&gt;")
     }
 
-    /// CommonMark-style Markdown (Zulip, Discord, Mattermost, Rocket.Chat, Teams, ntfy):
-    /// every ASCII punctuation character that could start markup is backslash-escaped,
-    /// and `<`/`>` become entities so no HTML gets through.
+    /// CommonMark-style Markdown (Discord, Mattermost, Rocket.Chat, Teams, ntfy; Zulip
+    /// needs [`zulip`]): every ASCII punctuation character that could start markup is
+    /// backslash-escaped, and `<`/`>` become entities so no HTML gets through.
     pub fn markdown(text: &str) -> String {
         let mut out = String::with_capacity(text.len() + 8);
         for c in text.chars() {
@@ -295,6 +295,44 @@ pub mod escape {
     /// Text for a Markdown link's label: like [`markdown`].
     pub fn markdown_link_text(text: &str) -> String {
         markdown(text)
+    }
+
+    /// Zulip Markdown. Zulip does not honour backslash escapes (zulip/zulip#18202: `\*`
+    /// shows the backslash), so [`markdown`] would leave stray backslashes there. Zulip
+    /// does pass character references through untouched, so markup characters become
+    /// those instead: `&`, `<`, `>` as named entities; `*` `_` `` ` `` `[` `]` `#` `~` `$`
+    /// `|` `:` everywhere (emphasis, mentions `@**…**`, code, links, headings and channel
+    /// links, strikethrough, TeX `$$`, tables, `:emoji:` and `scheme://` autolinks); and at
+    /// the start of a line `-` `+` `/` and the `.` or `)` after a number (lists, `/me`).
+    pub fn zulip(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut line_start = true;
+        let mut digits = String::new();
+        for c in text.chars() {
+            // A run of digits at the start of a line is held back until we know whether
+            // an ordered-list marker (`1.` or `1)`) follows.
+            if line_start && c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let after_digits = !digits.is_empty();
+            out.push_str(&digits);
+            digits.clear();
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '*' | '_' | '`' | '[' | ']' | '#' | '~' | '$' | '|' | ':' => {
+                    out.push_str(&format!("&#{};", c as u32));
+                }
+                '.' | ')' if after_digits => out.push_str(&format!("&#{};", c as u32)),
+                '-' | '+' | '/' if line_start => out.push_str(&format!("&#{};", c as u32)),
+                c => out.push(c),
+            }
+            line_start = c == '\n' || (line_start && !after_digits && c == ' ');
+        }
+        out.push_str(&digits);
+        out
     }
 
     /// A URL inside Markdown link parentheses: spaces and parentheses percent-encoded.
@@ -473,5 +511,26 @@ mod tests {
             r"\*a\* \[l\]\(u\) &lt;b&gt;"
         );
         assert_eq!(escape::slack_url("http://x/a|b"), "http://x/a%7Cb");
+    }
+
+    #[test]
+    fn zulip_escaping_uses_character_references() {
+        assert_eq!(
+            escape::zulip(r#"<b>&"x"</b> *y* @**all** `c` [l](http://e)"#),
+            "&lt;b&gt;&amp;\"x\"&lt;/b&gt; &#42;y&#42; @&#42;&#42;all&#42;&#42; \
+             &#96;c&#96; &#91;l&#93;(http&#58;//e)"
+        );
+        assert_eq!(
+            escape::zulip("#**general** :smile: $$x$$ ~~s~~ a|b"),
+            "&#35;&#42;&#42;general&#42;&#42; &#58;smile&#58; &#36;&#36;x&#36;&#36; &#126;&#126;s&#126;&#126; a&#124;b"
+        );
+        // Line starts: lists, /me, ordered lists; the same characters mid-line stay.
+        assert_eq!(
+            escape::zulip("- a-b\n  + c\n/me d/e\n12. f 3. g\n4) h\n10 apples"),
+            "&#45; a-b\n  &#43; c\n&#47;me d/e\n12&#46; f 3. g\n4&#41; h\n10 apples"
+        );
+        assert_eq!(escape::zulip("2024"), "2024");
+        // Already-escaped text is escaped again, so it shows as typed.
+        assert_eq!(escape::zulip("&amp;"), "&amp;amp;");
     }
 }

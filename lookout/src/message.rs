@@ -77,19 +77,30 @@ impl Rich {
     }
     /// CommonMark-style Markdown, user text escaped.
     pub fn markdown(&self) -> String {
-        self.render(escape::markdown, |text, url| {
-            format!(
-                "[{}]({})",
-                escape::markdown_link_text(text),
-                escape::markdown_url(url)
-            )
-        })
+        self.markdown_in(Flavor::CommonMark)
+    }
+    /// Zulip Markdown, user text escaped the way Zulip needs ([`escape::zulip`]).
+    pub fn zulip(&self) -> String {
+        self.markdown_in(Flavor::Zulip)
     }
     /// Slack mrkdwn: `<url|text>` links.
     pub fn slack(&self) -> String {
         self.render(escape::slack, |text, url| {
             format!("<{}|{}>", escape::slack_url(url), escape::slack(text))
         })
+    }
+
+    fn markdown_in(&self, flavor: Flavor) -> String {
+        self.render(
+            |text| flavor.text(text),
+            |text, url| {
+                format!(
+                    "[{}]({})",
+                    flavor.link_text(text),
+                    escape::markdown_url(url)
+                )
+            },
+        )
     }
 
     fn render(&self, text: impl Fn(&str) -> String, link: impl Fn(&str, &str) -> String) -> String {
@@ -100,6 +111,29 @@ impl Rich {
                 Span::Link { text, url } => link(text, url),
             })
             .collect()
+    }
+}
+
+/// The Markdown dialects messages render in. They share the syntax used here (links,
+/// `**bold**`, `> ` quotes, `* ` lists) and differ in how user text is escaped.
+#[derive(Debug, Clone, Copy)]
+enum Flavor {
+    CommonMark,
+    Zulip,
+}
+
+impl Flavor {
+    fn text(self, text: &str) -> String {
+        match self {
+            Flavor::CommonMark => escape::markdown(text),
+            Flavor::Zulip => escape::zulip(text),
+        }
+    }
+    fn link_text(self, text: &str) -> String {
+        match self {
+            Flavor::CommonMark => escape::markdown_link_text(text),
+            Flavor::Zulip => escape::zulip(text),
+        }
     }
 }
 
@@ -269,21 +303,31 @@ impl Message {
         html
     }
 
-    /// The whole message as Markdown, one block per part: Zulip, Rocket.Chat, ntfy.
+    /// The whole message as Markdown, one block per part: Rocket.Chat, ntfy.
     pub fn markdown(&self) -> String {
-        let mut md = self.headline.markdown();
+        self.markdown_in(Flavor::CommonMark)
+    }
+
+    /// The whole message as Zulip Markdown: the same blocks as [`Message::markdown`],
+    /// user text escaped the way Zulip needs ([`escape::zulip`]).
+    pub fn zulip(&self) -> String {
+        self.markdown_in(Flavor::Zulip)
+    }
+
+    fn markdown_in(&self, flavor: Flavor) -> String {
+        let mut md = self.headline.markdown_in(flavor);
         if let Some(quote) = &self.quote {
             md.push_str("\n\n");
-            md.push_str(&quote_lines(&escape::markdown(quote)));
+            md.push_str(&quote_lines(&flavor.text(quote)));
         }
         for item in &self.list {
-            md.push_str(&format!("\n* {}", item.markdown()));
+            md.push_str(&format!("\n* {}", item.markdown_in(flavor)));
         }
         if !self.fields.is_empty() {
             let fields: Vec<String> = self
                 .fields
                 .iter()
-                .map(|f| format!("**{}:** {}", f.name, f.value.markdown()))
+                .map(|f| format!("**{}:** {}", f.name, f.value.markdown_in(flavor)))
                 .collect();
             md.push_str("\n\n");
             md.push_str(&fields.join(" · "));
@@ -393,5 +437,14 @@ mod tests {
             "&lt;b&gt;&amp;\"x\" [\\#1 \\- a\\|b](http://x/1)"
         );
         assert_eq!(rich.plain(), "<b>&\"x\" #1 - a|b");
+    }
+
+    #[test]
+    fn zulip_is_markdown_with_its_own_escaping() {
+        let rich = Rich::text("<b>&\"x\" ").push_link("#1 - *a*", "http://x/(1)");
+        assert_eq!(
+            rich.zulip(),
+            "&lt;b&gt;&amp;\"x\" [&#35;1 - &#42;a&#42;](http://x/%281%29)"
+        );
     }
 }

@@ -1,0 +1,174 @@
+use lookout::message::Message;
+use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+
+lookout::service! {
+    /// Zulip
+    ///
+    /// Posts each new item, comment, block, favorite and deploy to a Zulip channel (called
+    /// a *stream* in older Zulip versions), under a topic of your choice, as a bot of
+    /// yours. Messages use Zulip's Markdown: a linked headline, the comment or
+    /// description as a quote, and the item's assignee, status, score and tags.
+    ///
+    /// 1. In Zulip, click the gear icon in the upper right corner and open
+    ///    **Personal settings → Bots**, then **Add a new bot**.
+    /// 2. Choose the bot type **Incoming webhook**: it can only send messages, which is
+    ///    all Lookout needs. Give it a name (e.g. *Sprint.ly*) and an avatar, and click
+    ///    **Add** (**Create bot** in older versions).
+    /// 3. In the bot's row, note its **bot email** (`sprintly-bot@…`) and its
+    ///    **API key**. The download icon gives you both in a `zuliprc` file, together with
+    ///    your organization's URL (`site`).
+    /// 4. Put them in Lookout's config file, next to the other options:
+    ///    `site` (e.g. `https://yourorg.zulipchat.com`), `bot_email`, `api_key`, and the
+    ///    `stream` (channel) to post to. Keep the key in the config file, readable only by
+    ///    the account that runs Lookout (`chmod 600`), never in scripts, command lines or
+    ///    version control: anyone with the key can post as the bot.
+    /// 5. Optionally set `topic`; by default messages go to a topic named after the
+    ///    product, so each product gets its own thread.
+    ///
+    /// The bot can post to any public channel. For a private channel, subscribe the bot to
+    /// it first. Lookout sends `POST {site}/api/v1/messages` with the bot's email and key
+    /// as HTTP Basic credentials and identifies itself with a `Lookout/<version>`
+    /// User-Agent, as Zulip asks integrations to do.
+    pub struct Zulip;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::url(
+        "site",
+        "Your Zulip organization's URL, e.g. `https://yourorg.zulipchat.com`.",
+    ),
+    OptionSpec::string("bot_email", "The bot's email address, from its row in Settings → Bots."),
+    OptionSpec::string("api_key", "The bot's API key.").secret(),
+    OptionSpec::string("stream", "The channel (stream) to post to, by name."),
+    OptionSpec::string(
+        "topic",
+        "The topic to post under (Zulip shortens it to 60 characters). Default: the product's name.",
+    )
+    .optional(),
+];
+
+impl Service for Zulip {
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"site = "https://yourorg.zulipchat.com"
+bot_email = "sprintly-bot@yourorg.zulipchat.com"
+api_key = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+stream = "engineering"
+topic = "Sprint.ly""#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let message = Message::from_event(job.event)?;
+        let options = job.options;
+        let site = options.str("site").unwrap_or_default().trim_end_matches('/');
+        let url = format!("{site}/api/v1/messages")
+            .parse()
+            .map_err(|e| BuildError::Invalid(format!("site: {e}")))?;
+        let topic = options
+            .str("topic")
+            .unwrap_or(&job.event.product.name)
+            .to_owned();
+        let request = HttpRequest::post(url)
+            .basic_auth(
+                options.str("bot_email").unwrap_or_default(),
+                options.str("api_key").unwrap_or_default(),
+            )
+            .form([
+                ("type", "stream".to_owned()),
+                ("to", options.str("stream").unwrap_or_default().to_owned()),
+                ("topic", topic),
+                ("content", message.zulip()),
+            ]);
+        Ok(vec![request.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lookout::testing::CaptureServer;
+    use lookout::{Engine, Event, Instance, Settings};
+    use serde_json::json;
+
+    const KEY: &str = "k3yZulipSecret0123";
+
+    fn instance(site: &str, topic: Option<&str>) -> Instance {
+        let mut options = json!({
+            "site": site,
+            "bot_email": "bot@org.example",
+            "api_key": KEY,
+            "stream": "engineering",
+        });
+        if let Some(topic) = topic {
+            options["topic"] = json!(topic);
+        }
+        Instance::new("zulip", "zulip", options.as_object().unwrap()).unwrap()
+    }
+
+    async fn deliver(fixture: &str, instance: &Instance, server: &CaptureServer) -> String {
+        let engine = Engine::with_settings(Settings::default()).unwrap();
+        let event = Event::parse(fixture).unwrap();
+        let report = engine
+            .dispatch_to(&event, std::slice::from_ref(instance))
+            .await;
+        assert!(!report.has_failures(), "{report:?}");
+        server.wait_for(1, Duration::from_secs(5));
+        serde_json::to_string(&report).unwrap()
+    }
+
+    #[tokio::test]
+    async fn posts_a_stream_message_as_the_bot() {
+        let server = CaptureServer::start();
+        let fixture = include_str!("../../tests/fixtures/item-markup.json");
+        let report = deliver(fixture, &instance(&server.url(), None), &server).await;
+
+        let sent = &server.requests()[0];
+        assert_eq!(sent.method, "POST");
+        assert_eq!(sent.path, "/api/v1/messages");
+        assert_eq!(
+            sent.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        // "bot@org.example:k3yZulipSecret0123", base64.
+        assert_eq!(
+            sent.header("authorization"),
+            Some("Basic Ym90QG9yZy5leGFtcGxlOmszeVp1bGlwU2VjcmV0MDEyMw==")
+        );
+        assert!(sent.header("user-agent").unwrap().starts_with("Lookout/"));
+        assert_eq!(sent.form_field("type").as_deref(), Some("stream"));
+        assert_eq!(sent.form_field("to").as_deref(), Some("engineering"));
+        assert_eq!(sent.form_field("topic").as_deref(), Some("sprint.ly"));
+
+        // The title's markup arrives as character references, which Zulip shows as the
+        // characters typed: no bold, no code, no link, no mention.
+        let content = sent.form_field("content").unwrap();
+        assert!(
+            content.contains(
+                "&lt;b&gt;&amp;\"x\"&lt;/b&gt; &#42;bold&#42; &#95;under&#95; &#96;code&#96; \
+                 &#91;link&#93;(http&#58;//evil.example) @everyone"
+            ),
+            "{content}"
+        );
+        assert!(content.starts_with("Joe S. created the story [&#35;1212 - "));
+        assert!(content.contains("](http://sprint.ly/i/1/116550/)"));
+        assert!(content.contains("**Tags:** [&lt;script&gt;](https://sprint.ly/reports?tag=%3Cscript%3E)"));
+
+        assert!(!report.contains(KEY), "{report}");
+    }
+
+    #[tokio::test]
+    async fn topic_option_and_comment_quote() {
+        let server = CaptureServer::start();
+        let fixture = include_str!("../../tests/fixtures/comment.json");
+        deliver(fixture, &instance(&server.url(), Some("Sprint.ly")), &server).await;
+
+        let sent = &server.requests()[0];
+        assert_eq!(sent.form_field("topic").as_deref(), Some("Sprint.ly"));
+        let content = sent.form_field("content").unwrap();
+        assert!(content.contains("\n\n> "), "the comment is quoted: {content}");
+    }
+}
