@@ -30,17 +30,23 @@ async fn every_service_delivers_what_it_builds() {
                 }
                 _ => None,
             };
-            let expected: Vec<_> = match built {
-                Ok(outgoing) if reg.listens_to(&event) => outgoing
-                    .into_iter()
-                    .filter_map(|o| match o {
-                        Outgoing::Http(request) => Some(request),
-                        #[allow(unreachable_patterns)]
-                        _ => None,
-                    })
-                    .collect(),
+            let built = match built {
+                Ok(outgoing) if reg.listens_to(&event) => outgoing,
                 _ => Vec::new(),
             };
+            // Only HTTP is compared here. A service that sends anything else (email over
+            // SMTP) has its own end-to-end test in its file, and is not dispatched here:
+            // its example options point at a real host.
+            if built.iter().any(|o| !matches!(o, Outgoing::Http(_))) {
+                continue;
+            }
+            let expected: Vec<_> = built
+                .into_iter()
+                .filter_map(|o| match o {
+                    Outgoing::Http(request) => Some(request),
+                    _ => None,
+                })
+                .collect();
             let before = server.requests().len();
             let report = engine
                 .dispatch_to(&event, std::slice::from_ref(&instance))
@@ -61,7 +67,11 @@ async fn every_service_delivers_what_it_builds() {
                     Some(q) => format!("{}?{q}", want.url.path()),
                     None => want.url.path().to_owned(),
                 };
-                assert_eq!(got.path, want_path, "{context}: path");
+                assert_eq!(
+                    with_test_delivery_id(&got.path),
+                    want_path,
+                    "{context}: path"
+                );
                 assert_eq!(
                     got.header("content-type"),
                     want.body.content_type(),
@@ -110,4 +120,25 @@ async fn every_service_delivers_what_it_builds() {
         }
     }
     assert!(checked > 0, "no request was checked");
+}
+
+/// The engine gives each dispatch a fresh delivery id (`msg_` and 32 hex digits); services
+/// that put it in the URL (Matrix transaction ids) were built above with `msg_test`.
+fn with_test_delivery_id(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("msg_") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 4..];
+        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == 32 {
+            out.push_str("msg_test");
+            rest = &after[32..];
+        } else {
+            out.push_str("msg_");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }

@@ -9,7 +9,7 @@ use crate::config::{Config, Instance};
 use crate::delivery::{Delivery, Outcome, Transport};
 use crate::payload::Event;
 use crate::request::RequestPreview;
-use crate::service::{Job, Outgoing};
+use crate::service::Job;
 use crate::settings::Settings;
 
 /// The engine: settings, the shared transport, and (optionally) a set of enabled services.
@@ -232,12 +232,7 @@ pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) ->
     };
     match instance.registration.service.build(&job) {
         Ok(outgoing) => {
-            preview.requests = outgoing
-                .iter()
-                .map(|o| match o {
-                    Outgoing::Http(request) => request.preview(redactor),
-                })
-                .collect();
+            preview.requests = outgoing.iter().map(|o| o.preview(redactor)).collect();
         }
         Err(err) => preview.not_sent = Some(Delivery::not_sent(err, redactor).outcome),
     }

@@ -342,6 +342,19 @@ pub mod escape {
             .replace(')', "%29")
     }
 
+    /// One segment of a URL path (a Matrix room ID, a topic): everything but the
+    /// unreserved characters `A-Z a-z 0-9 - . _ ~` percent-encoded, so `/`, `?`, `#`,
+    /// `!` and `:` cannot change the path.
+    pub fn url_path_segment(text: &str) -> String {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        utf8_percent_encode(text, SEGMENT).to_string()
+    }
+
     /// A URL inside a Slack `<url|text>` link: `|` and `>` would end it.
     pub fn slack_url(url: &str) -> String {
         slack(url).replace('|', "%7C")
@@ -511,6 +524,10 @@ mod tests {
             r"\*a\* \[l\]\(u\) &lt;b&gt;"
         );
         assert_eq!(escape::slack_url("http://x/a|b"), "http://x/a%7Cb");
+        assert_eq!(
+            escape::url_path_segment("!room:example.org/x?y#z é"),
+            "%21room%3Aexample.org%2Fx%3Fy%23z%20%C3%A9"
+        );
     }
 
     #[test]

@@ -17,12 +17,14 @@
 //!
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
-//! [`delivery`] (sending), [`request`] (what services build), [`redact`], [`docs`].
+//! [`delivery`] (sending), [`request`] (what services build), [`email`] (SMTP),
+//! [`redact`], [`docs`].
 
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
+pub mod email;
 pub mod format;
 pub mod message;
 pub mod options;

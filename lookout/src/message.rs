@@ -303,6 +303,35 @@ impl Message {
         html
     }
 
+    /// The whole message in the HTML subset Telegram accepts (`parse_mode: HTML`): only
+    /// `b`, `i`, `u`, `s`, `a`, `code`, `pre` and `blockquote` are allowed there, and line
+    /// breaks are plain newlines, so paragraphs and lists are written with `\n` and `•`.
+    /// User text is escaped as in [`Message::html`] (Telegram decodes `&lt;`, `&gt;`,
+    /// `&amp;`, `&quot;` and numeric entities such as `&#39;`).
+    pub fn telegram_html(&self) -> String {
+        let mut parts = vec![self.headline.html()];
+        if let Some(quote) = &self.quote {
+            parts.push(format!("<blockquote>{}</blockquote>", escape::html(quote)));
+        }
+        if !self.list.is_empty() {
+            let items: Vec<String> = self
+                .list
+                .iter()
+                .map(|i| format!("• {}", i.html()))
+                .collect();
+            parts.push(items.join("\n"));
+        }
+        if !self.fields.is_empty() {
+            let fields: Vec<String> = self
+                .fields
+                .iter()
+                .map(|f| format!("<b>{}:</b> {}", f.name, f.value.html()))
+                .collect();
+            parts.push(fields.join("\n"));
+        }
+        parts.join("\n\n")
+    }
+
     /// The whole message as Markdown, one block per part: Rocket.Chat, ntfy.
     pub fn markdown(&self) -> String {
         self.markdown_in(Flavor::CommonMark)
@@ -445,6 +474,31 @@ mod tests {
         assert_eq!(
             rich.zulip(),
             "&lt;b&gt;&amp;\"x\" [&#35;1 - &#42;a&#42;](http://x/%281%29)"
+        );
+    }
+
+    #[test]
+    fn telegram_html_uses_only_telegram_tags() {
+        let message = Message {
+            summary: String::new(),
+            headline: Rich::text("<b>&\"x\" ").push_link("#1", "http://x/1"),
+            title: String::new(),
+            url: None,
+            actor: String::new(),
+            quote: Some("line <1>\nline 2".into()),
+            fields: vec![Field {
+                name: "Status",
+                value: Rich::text("Done"),
+            }],
+            list: vec![Rich::text("one"), Rich::text("two")],
+            color: DEFAULT_COLOR,
+        };
+        assert_eq!(
+            message.telegram_html(),
+            "&lt;b&gt;&amp;&quot;x&quot; <a href=\"http://x/1\">#1</a>\n\n\
+             <blockquote>line &lt;1&gt;\nline 2</blockquote>\n\n\
+             • one\n• two\n\n\
+             <b>Status:</b> Done"
         );
     }
 }

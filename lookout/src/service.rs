@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::delivery::{Delivery, Transport};
+use crate::email::Email;
 use crate::options::{Options, Schema};
 use crate::payload::{Event, PayloadError};
-use crate::request::HttpRequest;
+use crate::redact::Redactor;
+use crate::request::{HttpRequest, RequestPreview};
 
 /// Everything a service gets for one delivery.
 pub struct Job<'a> {
@@ -24,11 +26,29 @@ pub struct Job<'a> {
 #[non_exhaustive]
 pub enum Outgoing {
     Http(HttpRequest),
+    /// A message sent over SMTP (see [`crate::email`]).
+    Email(Email),
+}
+
+impl Outgoing {
+    /// What `--dry-run` and the snapshots show for it, secrets redacted.
+    pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
+        match self {
+            Outgoing::Http(request) => request.preview(redactor),
+            Outgoing::Email(email) => email.preview(redactor),
+        }
+    }
 }
 
 impl From<HttpRequest> for Outgoing {
     fn from(request: HttpRequest) -> Self {
         Outgoing::Http(request)
+    }
+}
+
+impl From<Email> for Outgoing {
+    fn from(email: Email) -> Self {
+        Outgoing::Email(email)
     }
 }
 

@@ -1,0 +1,212 @@
+use lookout::format::escape;
+use lookout::message::Message;
+use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use serde_json::json;
+
+lookout::service! {
+    /// Matrix
+    ///
+    /// Posts each new item, comment, block, favorite and deploy to a Matrix room (Element
+    /// or any other client), as an HTML message with links and a plain-text fallback. It
+    /// uses the Client-Server API v3 (`PUT /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`)
+    /// with a bot account's access token.
+    ///
+    /// 1. Create an account for the bot on your homeserver (e.g. register `@lookout:example.org`
+    ///    in Element). A dedicated account keeps its token separate from anyone's own.
+    /// 2. Get its access token: in Element, sign in as the bot and open
+    ///    **Settings → Help & About → Advanced → Access Token** (or call
+    ///    `POST /_matrix/client/v3/login`). Put it in `access_token`. Do not log the bot out
+    ///    afterwards: that revokes the token.
+    /// 3. Invite the bot to the room and accept the invitation as the bot.
+    /// 4. Find the room's internal ID in **Room settings → Advanced** (it looks like
+    ///    `!AbCdEf:example.org`; an alias such as `#team:example.org` does not work here)
+    ///    and put it in `room_id`.
+    /// 5. Put your homeserver's client URL in `homeserver`, e.g. `https://matrix.example.org`
+    ///    (for matrix.org accounts, `https://matrix-client.matrix.org`).
+    ///
+    /// Messages are sent as `m.notice`, which clients show as coming from a bot and which
+    /// other bots must not answer; set `msgtype = "m.text"` for ordinary messages. The
+    /// transaction ID comes from the delivery, so a retried delivery is not posted twice.
+    pub struct Matrix;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::url(
+        "homeserver",
+        "The homeserver's client URL, e.g. `https://matrix.example.org`.",
+    ),
+    OptionSpec::string(
+        "access_token",
+        "The bot account's access token (sent as `Authorization: Bearer`).",
+    )
+    .secret(),
+    OptionSpec::string(
+        "room_id",
+        "The room's internal ID, `!…:server` (from Room settings → Advanced).",
+    ),
+    OptionSpec::choice(
+        "msgtype",
+        &["m.notice", "m.text"],
+        "`m.notice` (shown as a bot's message) or `m.text`.",
+    )
+    .default("m.notice"),
+];
+
+impl Service for Matrix {
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"homeserver = "https://matrix.example.org"
+access_token = "syt_bG9va291dA_FakeTokenForDocs_0a1b2c"
+room_id = "!AbCdEfGhIjKlMnOp:example.org""#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let message = Message::from_event(job.event)?;
+        let options = job.options;
+        let homeserver = options.str("homeserver").unwrap_or_default();
+        let room = options.str("room_id").unwrap_or_default();
+        if !room.starts_with('!') {
+            // An alias (`#team:example.org`) would be refused by the homeserver with a
+            // less helpful message.
+            return Err(BuildError::Invalid(format!(
+                "room_id: `{room}` is not a room ID (they start with `!`; see Room settings → Advanced)"
+            )));
+        }
+        // Path parameters are percent-encoded whole (`!` and `:` included), as the spec
+        // asks; the transaction ID is stable for the delivery, so retries are deduplicated.
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            homeserver.trim_end_matches('/'),
+            escape::url_path_segment(room),
+            escape::url_path_segment(&format!("lookout.{}", job.delivery_id)),
+        );
+        let url = url
+            .parse()
+            .map_err(|e| BuildError::Invalid(format!("homeserver: {e}")))?;
+        let body = json!({
+            "msgtype": options.str("msgtype").unwrap_or("m.notice"),
+            "body": message.plain(),
+            "format": "org.matrix.custom.html",
+            "formatted_body": formatted_body(&message),
+        });
+        Ok(vec![
+            HttpRequest::put(url)
+                .bearer(options.str("access_token").unwrap_or_default())
+                .json(body)
+                .into(),
+        ])
+    }
+}
+
+/// The HTML message with a marker in the item type's colour in front: Matrix has no
+/// message colour, but clients render `data-mx-color` on text.
+fn formatted_body(message: &Message) -> String {
+    let color = message.color;
+    format!(
+        "<font data-mx-color=\"{color}\" color=\"{color}\">■</font> {}",
+        message.html()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout::testing::CaptureServer;
+    use lookout::{Engine, Event, Instance, Settings};
+    use serde_json::json;
+
+    const TOKEN: &str = "syt_secret_token_123";
+
+    fn fixture(name: &str) -> Event {
+        let path = format!("{}/../tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn instance(server: &CaptureServer) -> Instance {
+        let options = json!({
+            "homeserver": format!("{}/", server.url()),
+            "access_token": TOKEN,
+            "room_id": "!room:example.org",
+        });
+        Instance::new("matrix", "matrix", options.as_object().unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn puts_an_html_notice_into_the_room() {
+        let server = CaptureServer::start();
+        let engine = Engine::with_settings(Settings::default()).unwrap();
+        let instance = instance(&server);
+        let report = engine
+            .dispatch_to(&fixture("item-markup"), std::slice::from_ref(&instance))
+            .await;
+        assert!(!report.has_failures(), "{report:?}");
+
+        let got = server.requests();
+        assert_eq!(got.len(), 1, "{got:?}");
+        let request = &got[0];
+        assert_eq!(request.method, "PUT");
+        let txn = request
+            .path
+            .strip_prefix("/_matrix/client/v3/rooms/%21room%3Aexample.org/send/m.room.message/")
+            .unwrap_or_else(|| panic!("unexpected path {}", request.path));
+        assert!(txn.starts_with("lookout.msg_"), "{txn}");
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+
+        let body = request.json();
+        assert_eq!(body["msgtype"], "m.notice");
+        assert_eq!(body["format"], "org.matrix.custom.html");
+        let html = body["formatted_body"].as_str().unwrap();
+        // The title's markup arrives as text, not as tags.
+        assert!(html.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("<b>&"), "{html}");
+        assert!(html.contains("data-mx-color=\"#96be60\""), "{html}");
+        let plain = body["body"].as_str().unwrap();
+        assert!(plain.contains("<b>&\"x\"</b>"), "{plain}");
+
+        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
+        assert!(!shown.contains(TOKEN), "{shown}");
+    }
+
+    #[test]
+    fn a_room_alias_is_refused_with_a_hint() {
+        let options = json!({
+            "homeserver": "https://matrix.example.org",
+            "access_token": TOKEN,
+            "room_id": "#team:example.org",
+        });
+        let instance = Instance::new("matrix", "matrix", options.as_object().unwrap()).unwrap();
+        let event = fixture("item");
+        let job = lookout::Job {
+            event: &event,
+            options: &instance.options,
+            delivery_id: "msg_a",
+        };
+        let err = lookout::Service::build(&super::Matrix, &job).unwrap_err();
+        assert!(err.to_string().contains("not a room ID"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_transaction_id_is_stable_per_delivery() {
+        let server = CaptureServer::start();
+        let instance = instance(&server);
+        let event = fixture("comment");
+        let path = |id: &str| {
+            let job = lookout::Job {
+                event: &event,
+                options: &instance.options,
+                delivery_id: id,
+            };
+            match &lookout::Service::build(&super::Matrix, &job).unwrap()[0] {
+                lookout::Outgoing::Http(request) => request.url.path().to_owned(),
+                other => panic!("not HTTP: {other:?}"),
+            }
+        };
+        assert_eq!(path("msg_a"), path("msg_a"));
+        assert_ne!(path("msg_a"), path("msg_b"));
+    }
+}
