@@ -359,6 +359,58 @@ pub mod escape {
     pub fn slack_url(url: &str) -> String {
         slack(url).replace('|', "%7C")
     }
+
+    /// HTML text content for renderers that accept a few tags only (Google Chat cards,
+    /// Telegram): `&`, `<` and `>` become entities; quotes stay as they are, because not
+    /// every such renderer decodes `&quot;` or `&#39;` in text.
+    pub fn html_text(text: &str) -> String {
+        slack(text)
+    }
+
+    /// Discord's Markdown: a backslash before every character that can start markup, a
+    /// mention (`<@…>`, `@everyone`), a heading, a list or a masked link. Discord shows
+    /// HTML entities literally, so none are used.
+    pub fn discord(text: &str) -> String {
+        backslashed(text, "\\*_~`|<>#-+[]()@")
+    }
+
+    /// Mattermost's Markdown (message text, attachment pretext, text and field values):
+    /// like [`markdown`], and `@` written as the entity `&#64;`. Mattermost's server finds
+    /// `@channel`/`@all`/`@here` in the raw text, treating a backslash as a word break,
+    /// so only an entity keeps user text from notifying a whole channel.
+    pub fn mattermost(text: &str) -> String {
+        text.split('@')
+            .map(markdown)
+            .collect::<Vec<_>>()
+            .join("&#64;")
+    }
+
+    /// Rocket.Chat attachment Markdown (pretext, text, field values), which Rocket.Chat
+    /// renders with `marked` after escaping HTML itself: backslash escapes work, and `&`,
+    /// `<`, `>` must stay as they are (an entity or `\&` would show literally).
+    pub fn rocketchat(text: &str) -> String {
+        backslashed(text, "\\*_~`|#-+[]()!")
+    }
+
+    /// The Markdown subset of Adaptive Cards (`Fact.value` in Microsoft Teams): bold,
+    /// italic and links. HTML is never rendered there, so `<`, `>`, `&` stay as they are;
+    /// only the characters of that subset are escaped, as some Teams clients show
+    /// backslashes before other characters.
+    pub fn adaptive_card(text: &str) -> String {
+        backslashed(text, "\\*_~`[]()")
+    }
+
+    /// `text` with a backslash before each of `specials`.
+    fn backslashed(text: &str, specials: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            if specials.contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -549,5 +601,31 @@ mod tests {
         assert_eq!(escape::zulip("2024"), "2024");
         // Already-escaped text is escaped again, so it shows as typed.
         assert_eq!(escape::zulip("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn platform_escaping() {
+        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
+        assert_eq!(
+            escape::html_text(markup),
+            "&lt;b&gt;&amp;\"x\"&lt;/b&gt; *b* [l](u) @everyone"
+        );
+        assert_eq!(
+            escape::discord(markup),
+            r#"\<b\>&"x"\</b\> \*b\* \[l\]\(u\) \@everyone"#
+        );
+        assert_eq!(
+            escape::mattermost(markup),
+            r#"&lt;b&gt;&amp;"x"&lt;/b&gt; \*b\* \[l\]\(u\) &#64;everyone"#
+        );
+        assert_eq!(
+            escape::rocketchat(markup),
+            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
+        );
+        assert_eq!(
+            escape::adaptive_card(markup),
+            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
+        );
+        assert_eq!(escape::discord(r"a\b"), r"a\\b");
     }
 }

@@ -30,6 +30,7 @@ pub mod message;
 pub mod options;
 pub mod payload;
 pub mod redact;
+pub mod render;
 pub mod request;
 pub mod service;
 pub mod settings;

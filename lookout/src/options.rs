@@ -253,6 +253,15 @@ impl Options {
         self.values.get(name).and_then(Value::as_i64)
     }
 
+    /// Those of the string options `names` that are set, as a JSON object: optional
+    /// overrides a service passes straight into its body (`channel`, `username`, …).
+    pub fn pick(&self, names: &[&str]) -> Map<String, Value> {
+        names
+            .iter()
+            .filter_map(|name| Some((name.to_string(), Value::from(self.str(name)?))))
+            .collect()
+    }
+
     /// The options that are not in the schema, in config order (only when the schema
     /// allows extras).
     pub fn extra(&self) -> impl Iterator<Item = (&str, &Value)> {

@@ -21,6 +21,17 @@ pub struct Job<'a> {
     pub delivery_id: &'a str,
 }
 
+impl Job<'_> {
+    /// A URL option, parsed (validation has already checked it). An error names the
+    /// option, never its value: URLs often carry keys.
+    pub fn url(&self, option: &str) -> Result<url::Url, BuildError> {
+        let value = self.options.str(option).unwrap_or_default();
+        value
+            .parse()
+            .map_err(|e| BuildError::Invalid(format!("{option}: {e}")))
+    }
+}
+
 /// Something a service wants sent.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

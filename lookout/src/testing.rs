@@ -341,15 +341,30 @@ async fn respond(reply: Reply) -> Response {
     response
 }
 
+/// The title of the `item-markup` fixture, as typed: what every service must show as
+/// plain text.
+pub const MARKUP_TITLE: &str =
+    r#"<b>&"x"</b> *bold* _under_ `code` [link](http://evil.example) @everyone"#;
+
 /// A payload from the repository's `tests/fixtures/` folder (`fixture("item")`), parsed:
 /// for the tests inside service files.
 pub fn fixture(name: &str) -> crate::Event {
-    let path = format!(
-        "{}/../tests/fixtures/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = fixture_path(name);
     let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     crate::Event::parse(&json).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The JSON text of one of the shared fixtures, `tests/fixtures/{name}.json`.
+pub fn fixture_json(name: &str) -> String {
+    let path = fixture_path(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+fn fixture_path(name: &str) -> String {
+    format!(
+        "{}/../tests/fixtures/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// A local SMTP server for tests: listens on 127.0.0.1 (port 0), speaks just enough
@@ -753,4 +768,58 @@ fn smtp_auth(
         username,
         password,
     }))
+}
+
+/// Sends one event (payload JSON) to one configured service through a real
+/// [`Engine`](crate::Engine) with default settings, and returns the report.
+pub async fn dispatch_one(
+    service: &str,
+    options: serde_json::Value,
+    event_json: &str,
+) -> crate::Report {
+    let options = options
+        .as_object()
+        .cloned()
+        .expect("options are a JSON object");
+    let instance = crate::Instance::new(service, service, &options)
+        .unwrap_or_else(|problems| panic!("{service}: options rejected: {problems:?}"));
+    let event = crate::Event::parse(event_json).expect("the event parses");
+    let engine = crate::Engine::with_settings(crate::Settings::default()).expect("engine");
+    engine.dispatch_to(&event, &[instance]).await
+}
+
+/// End to end for the in-file tests of services: starts a capture server, configures
+/// `service` with the options `options` gives for it (pointing URLs at it, scripting its
+/// replies), delivers the event through [`dispatch_one`], and checks that it was
+/// delivered in exactly one request and that `secret` shows nowhere in the report.
+/// Returns the report and the request as it arrived.
+pub async fn deliver_one(
+    service: &str,
+    options: impl FnOnce(&CaptureServer) -> serde_json::Value,
+    event_json: &str,
+    secret: &str,
+) -> (crate::Report, Captured) {
+    let server = CaptureServer::start();
+    let report = dispatch_one(service, options(&server), event_json).await;
+    let shown = format!(
+        "{} {report:?}",
+        serde_json::to_string(&report).unwrap_or_default()
+    );
+    assert!(
+        !shown.contains(secret),
+        "{service}: the secret shows in the report: {shown}"
+    );
+    let delivered =
+        |r: &crate::ServiceResult| matches!(r.delivery.outcome, crate::Outcome::Delivered { .. });
+    assert!(
+        !report.results.is_empty() && report.results.iter().all(delivered),
+        "{service}: not delivered: {shown}"
+    );
+    let mut arrived = server.requests();
+    assert_eq!(
+        arrived.len(),
+        1,
+        "{service}: one request expected: {arrived:?}"
+    );
+    (report, arrived.remove(0))
 }

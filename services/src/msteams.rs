@@ -1,0 +1,194 @@
+use lookout::message::{Message, Rich};
+use lookout::render::{self, Dialect};
+use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use serde_json::{Value, json};
+
+lookout::service! {
+    /// Microsoft Teams
+    ///
+    /// Posts new items, comments, blocks, favorites and deploys to a Teams channel as an
+    /// Adaptive Card, through a Workflows (Power Automate) webhook: what happened, the
+    /// item's title, its description or the comment, its fields, and a button to open
+    /// it. Office 365 connectors ("Incoming Webhook") are retired; use Workflows.
+    ///
+    /// 1. In Teams, open the channel's **⋯ (More options) → Workflows**.
+    /// 2. Pick the template **Send webhook alerts to a channel** (formerly *Post to a
+    ///    channel when a webhook request is received*), name it, sign in if asked, and
+    ///    choose the team and channel it posts to.
+    /// 3. Create the workflow and copy the URL it shows (on
+    ///    `…environment.api.powerplatform.com` or `…logic.azure.com`; it ends in a
+    ///    `sig=` signature).
+    /// 4. Put that URL in `url`. The signature lets anyone post to your channel, so keep
+    ///    it in the config file only (Lookout shows only its host).
+    ///
+    /// The workflow belongs to the person who created it: add a co-owner in Power
+    /// Automate so that it keeps working if they leave. Workflows cannot post to private
+    /// channels as the Flow bot. Teams answers `202 Accepted`; the card appears once the
+    /// workflow has run (see its run history in Power Automate if it does not).
+    pub struct Msteams;
+}
+
+const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
+    "url",
+    "The workflow's webhook URL (from Teams Workflows, with its `sig=` signature).",
+)
+.secret()];
+
+/// Teams renders Adaptive Cards up to 1.5 on desktop and the web, less on some mobile
+/// clients; nothing here needs more than 1.2 (`RichTextBlock`, `selectAction` on runs).
+const CARD_VERSION: &str = "1.4";
+
+impl Service for Msteams {
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"url = "https://prod-00.westus.logic.azure.com:443/workflows/0123abcd/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=EXAMPLE-signature""#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let message = Message::from_event(job.event)?;
+        let body = json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": card(&message),
+            }],
+        });
+        Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
+    }
+}
+
+/// The Adaptive Card. User text goes into `RichTextBlock` runs, which render no Markdown
+/// (and Teams never renders HTML), so it shows exactly as typed; only the fact values
+/// are Markdown (for their links) and are escaped for it.
+fn card(message: &Message) -> Value {
+    let mut header = vec![
+        rich_block(&Rich::text(&message.title), json!({"size": "Medium", "weight": "Bolder"})),
+        rich_block(&message.headline, json!({})),
+    ];
+    header.extend(message.quote.iter().map(|quote| {
+        rich_block(&Rich::text(quote), json!({"italic": true}))
+    }));
+    let mut body = vec![json!({
+        "type": "Container",
+        "style": container_style(message.color),
+        "bleed": true,
+        "items": header,
+    })];
+    body.extend(message.list.iter().map(|item| rich_block(item, json!({}))));
+    if !message.fields.is_empty() {
+        body.push(facts(message));
+    }
+    let mut card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": CARD_VERSION,
+        "msteams": {"width": "Full"},
+        "fallbackText": message.summary,
+        "body": body,
+    });
+    if let Some(url) = &message.url {
+        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open in Sprint.ly", "url": url}]);
+    }
+    card
+}
+
+/// A `RichTextBlock` of `rich`, each run styled with `style` (`italic`, `weight`, …).
+fn rich_block(rich: &Rich, style: Value) -> Value {
+    let runs: Vec<Value> = render::text_runs(rich)
+        .into_iter()
+        .map(|mut run| {
+            if let (Some(run), Some(style)) = (run.as_object_mut(), style.as_object()) {
+                run.extend(style.clone());
+            }
+            run
+        })
+        .collect();
+    json!({"type": "RichTextBlock", "inlines": runs})
+}
+
+fn facts(message: &Message) -> Value {
+    let dialect = Dialect::ADAPTIVE_CARD;
+    let facts: Vec<Value> = message
+        .fields
+        .iter()
+        .map(|field| json!({"title": field.name, "value": dialect.rich(&field.value)}))
+        .collect();
+    json!({"type": "FactSet", "separator": true, "facts": facts})
+}
+
+/// Adaptive Cards take no colours, only styles: the one closest to the item type's
+/// Sprint.ly colour (defects red, tests blue, tasks grey, stories and deploys green).
+fn container_style(color: &str) -> &'static str {
+    match color.to_ascii_lowercase().as_str() {
+        "#d94949" => "attention",
+        "#5a96ab" => "accent",
+        "#454545" => "emphasis",
+        _ => "good",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout::testing::{CaptureServer, Reply, deliver_one, fixture_json, MARKUP_TITLE};
+    use serde_json::json;
+
+    const SIGNATURE: &str = "S1gnature-0f-the-workflow";
+
+    async fn deliver(name: &str) -> serde_json::Value {
+        let options = |server: &CaptureServer| {
+            server.script("/workflows", [Reply::status(202)]);
+            let path = "workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01";
+            json!({"url": format!("{}/{path}&sig={SIGNATURE}", server.url())})
+        };
+        let (report, request) = deliver_one("msteams", options, &fixture_json(name), SIGNATURE).await;
+        let report = serde_json::to_string(&report).unwrap();
+        assert!(report.contains(r#""status":202"#), "Teams answers 202: {report}");
+        assert!(request.path.ends_with(SIGNATURE));
+        request.json()
+    }
+
+    #[tokio::test]
+    async fn an_item_arrives_as_an_adaptive_card_showing_its_title_as_typed() {
+        let body = deliver("item-markup").await;
+        assert_eq!(body["type"], "message");
+        let attachment = &body["attachments"][0];
+        assert_eq!(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+        let card = &attachment["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["version"], "1.4");
+        let header = &card["body"][0];
+        assert_eq!(header["style"], "good", "stories are green");
+        // The title is a plain text run: no Markdown, no HTML, no escaping needed.
+        let title = &header["items"][0]["inlines"][0];
+        assert_eq!(title["type"], "TextRun");
+        assert_eq!(
+            title["text"],
+            format!("Story #1212: {MARKUP_TITLE}")
+        );
+        let link = &header["items"][1]["inlines"][1];
+        assert_eq!(link["selectAction"]["url"], "http://sprint.ly/i/1/116550/");
+        // Fact values are Markdown: escaped.
+        let facts = &card["body"][1]["facts"];
+        assert_eq!(facts[3]["title"], "Tags");
+        assert_eq!(
+            facts[3]["value"],
+            "[<script>](https://sprint.ly/reports?tag=%3Cscript%3E), [a&b](https://sprint.ly/reports?tag=a%26b)"
+        );
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(card["actions"][0]["url"], "http://sprint.ly/i/1/116550/");
+    }
+
+    #[tokio::test]
+    async fn a_comment_is_quoted_in_italics() {
+        let body = deliver("comment").await;
+        let card = &body["attachments"][0]["content"];
+        assert_eq!(card["body"][0]["style"], "emphasis", "tasks are grey");
+        let quote = &card["body"][0]["items"][2]["inlines"][0];
+        assert_eq!(quote["italic"], true);
+        assert_eq!(quote["text"], "Hey guys, what's the status on this?");
+    }
+}
