@@ -315,7 +315,9 @@ fn payload_text(headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+    // `curl -d` labels JSON as a form: a body that is plainly JSON is taken as such.
+    let looks_like_json = body.trim_ascii_start().starts_with(b"{");
+    if content_type.starts_with("application/x-www-form-urlencoded") && !looks_like_json {
         return form_urlencoded::parse(body)
             .find(|(name, _)| name == "payload")
             .map(|(_, value)| value.into_owned())
