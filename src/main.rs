@@ -70,8 +70,7 @@ enum Command {
     },
     /// Run every sample event through a config against a local sink it starts itself.
     Demo,
-    /// Accept events over HTTP and deliver them durably (SQLite outbox, retries over
-    /// hours, dead letters). See docs/SERVING.md.
+    /// Accept events over HTTP and deliver them durably, retrying for hours (docs/SERVING.md).
     Serve(outbox::ServeArgs),
     /// Manage products: which services each one's events go to, with which options.
     Products {

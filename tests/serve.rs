@@ -563,8 +563,8 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_test_every_accepted_event_is_delivered() {
-    const KILLS: usize = 5;
-    const POSTERS: usize = 6;
+    const KILLS: usize = 6;
+    const POSTERS: usize = 8;
     let seed: u64 = std::env::var("LOOKOUT_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -616,7 +616,7 @@ async fn crash_test_every_accepted_event_is_delivered() {
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
                         let seq = next_seq.fetch_add(1, Ordering::Relaxed);
-                        // One poster in six sends payloads that must be refused.
+                        // Every other event of one poster must be refused (its `model` key is misspelt).
                         let body = if poster == 0 && seq % 2 == 0 {
                             numbered_event(seq).replace("\"model\"", "\"modle\"")
                         } else {
@@ -657,7 +657,7 @@ async fn crash_test_every_accepted_event_is_delivered() {
             })
             .collect();
         // Kill it at a random moment while events pour in and deliveries go out.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
         serving.kill();
         stop.store(true, Ordering::Relaxed);
         for poster in posters {

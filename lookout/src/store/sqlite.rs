@@ -119,6 +119,7 @@ impl SqliteStore {
 }
 
 fn open_blocking(path: &Path) -> Result<Connection> {
+    create_private(path)?;
     let mut conn = Connection::open(path)
         .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
     // Operator commands write while `serve` runs: wait for the other writer.
@@ -133,6 +134,20 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// The database holds every product's secrets: a new file is readable by its owner only
+/// (SQLite gives its `-wal` and `-shm` files the same permissions).
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(backend(format!("cannot create {}: {err}", path.display()))),
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
