@@ -85,8 +85,18 @@ impl Place {
         ]);
     }
 
+    /// Starts `serve` on this database, with the engine settings of `engine.toml`.
     fn serve(&self, extra: &[&str]) -> Serving {
-        Serving::start(self.dir.path(), &self.db(), extra)
+        let config = self.dir.path().join("engine.toml");
+        // The targets are local capture servers; keep the timeouts short.
+        std::fs::write(
+            &config,
+            "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n",
+        )
+        .expect("write engine.toml");
+        let mut args = vec!["--config", config.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Serving::start(self.dir.path(), &self.db(), &args)
     }
 }
 
@@ -209,6 +219,16 @@ async fn intake_and_products_api() {
     let mut serving = place.serve(&[]);
     let http = client();
     let url = &serving.url;
+
+    // One `serve` per database file.
+    let second = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .arg(place.db())
+        .env("LOOKOUT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another `lookout serve` is using"));
     let event = include_str!("fixtures/item.json");
 
     // Auth: none, wrong, right.
@@ -656,8 +676,16 @@ async fn crash_test_every_accepted_event_is_delivered() {
                 })
             })
             .collect();
-        // Kill it at a random moment while events pour in and deliveries go out.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+        // Kill it at a random moment while events pour in and deliveries go out (after
+        // some load, so that every round means something even on a slow machine).
+        let before = tally.lock().unwrap().accepted.len();
+        let loaded = Instant::now();
+        while tally.lock().unwrap().accepted.len() < before + 20
+            && loaded.elapsed() < Duration::from_secs(15)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1200))).await;
         serving.kill();
         stop.store(true, Ordering::Relaxed);
         for poster in posters {
