@@ -203,12 +203,20 @@ fn seq_of(request: &Captured) -> Option<u64> {
 }
 
 /// Waits until `check` holds, up to `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+fn wait_until(timeout: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(settles(timeout, check), "timed out waiting for {what}");
+}
+
+/// Whether `check` comes to hold within `timeout`.
+fn settles(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     while !check() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        if started.elapsed() >= timeout {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,14 +711,11 @@ async fn crash_test_every_accepted_event_is_delivered() {
             .filter_map(seq_of)
             .collect()
     };
-    wait_until(
-        Duration::from_secs(30),
-        "every accepted event delivered",
-        || {
-            let delivered = delivered_seqs(&target.requests());
-            accepted.keys().all(|seq| delivered.contains(seq))
-        },
-    );
+    // If this runs out, the checks below name what is missing.
+    settles(Duration::from_secs(30), || {
+        let delivered = delivered_seqs(&target.requests());
+        accepted.keys().all(|seq| delivered.contains(seq))
+    });
     assert!(serving.terminate().success());
 
     let requests = target.requests();
