@@ -72,7 +72,7 @@ struct App {
     token_digest: [u8; 32],
 }
 
-/// The HTTP routes, for a given store. `wake` is notified whenever an event is accepted.
+/// The HTTP routes; bodies above `max_body` bytes are refused with 413.
 fn router(app: App, max_body: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/events", post(post_event))

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::config::Instance;
 use crate::delivery::{Delivery, Outcome, Transport};
 use crate::metrics::{Counter, Metrics};
 use crate::payload::Event;
@@ -275,32 +276,16 @@ pub fn target_key(request: &HttpRequest) -> String {
 
 /// Makes one attempt of a claimed delivery and says what to record.
 pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetrySchedule) -> Finish {
-    let started_at = now_ms();
-    let number = claimed.attempts + 1;
     let ending = Ending {
         claimed,
-        number,
-        at: started_at,
+        number: claimed.attempts + 1,
+        at: now_ms(),
         schedule,
     };
-    let Some(options) = &claimed.options else {
-        return ending.without_sending(
-            Status::Dead,
-            format!("the product no longer has a service `{}`", claimed.instance),
-        );
-    };
-    let instance = match crate::config::Instance::new(&claimed.instance, &claimed.service, options)
-    {
-        Ok(instance) => instance,
-        // The options can be fixed (`lookout products …`): retry on the schedule.
-        Err(problems) => {
-            let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            return ending.failed_without_sending(shown.join("; "));
-        }
-    };
-    let event = match Event::parse(&claimed.payload) {
-        Ok(event) => event,
-        Err(err) => return ending.without_sending(Status::Dead, format!("stored payload: {err}")),
+    let (instance, event) = match rebuild(claimed) {
+        Ok(rebuilt) => rebuilt,
+        Err((Some(status), reason)) => return ending.without_sending(status, reason),
+        Err((None, reason)) => return ending.failed_without_sending(reason),
     };
     let job = Job {
         event: &event,
@@ -309,6 +294,10 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
     };
     let redactor = instance.options.redactor();
     let requests = match instance.registration.service.build(&job) {
+        Ok(outgoing) if outgoing.is_empty() => {
+            let reason = "the service built no request".to_owned();
+            return ending.without_sending(Status::Skipped, reason);
+        }
         Ok(outgoing) => outgoing,
         Err(BuildError::Skip(reason)) => {
             return ending.without_sending(Status::Skipped, redactor.redact(&reason));
@@ -319,48 +308,75 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
         }
         Err(err) => return ending.failed_without_sending(redactor.redact(&err.to_string())),
     };
+    let left = targets_left(claimed, &requests);
+    let sent = send(transport, &left, &job).await;
+    let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
+    ending.after_sending(&keys, &sent)
+}
 
-    let done: HashSet<&str> = claimed.done_targets.iter().map(String::as_str).collect();
-    let disabled: HashSet<&str> = claimed
-        .disabled_targets
+/// The configured service and the event, from what is stored; or the final status
+/// (`None`: failed, retry) and why not.
+fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, String)> {
+    let Some(options) = &claimed.options else {
+        let reason = format!("the product no longer has a service `{}`", claimed.instance);
+        return Err((Some(Status::Dead), reason));
+    };
+    // Options that no longer validate can be fixed (`lookout products …`): retry.
+    let instance = Instance::new(&claimed.instance, &claimed.service, options).map_err(|p| {
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        (None, shown.join("; "))
+    })?;
+    let event = Event::parse(&claimed.payload)
+        .map_err(|err| (Some(Status::Dead), format!("stored payload: {err}")))?;
+    Ok((instance, event))
+}
+
+/// The requests whose targets have neither got this delivery nor been disabled, with
+/// their [`target_key`]s.
+fn targets_left<'r>(claimed: &Claimed, requests: &'r [Outgoing]) -> Vec<(String, &'r HttpRequest)> {
+    let skip: HashSet<&str> = claimed
+        .done_targets
         .iter()
+        .chain(&claimed.disabled_targets)
         .map(String::as_str)
         .collect();
-    let left: Vec<(String, &HttpRequest)> = requests
+    requests
         .iter()
         .map(|o| match o {
             Outgoing::Http(request) => (target_key(request), request),
         })
-        .filter(|(key, _)| !done.contains(key.as_str()) && !disabled.contains(key.as_str()))
-        .collect();
+        .filter(|(key, _)| !skip.contains(key.as_str()))
+        .collect()
+}
+
+/// One try of each request, all at once, under the engine's deadline.
+async fn send(
+    transport: &Transport,
+    left: &[(String, &HttpRequest)],
+    job: &Job<'_>,
+) -> Vec<Delivery> {
     let deadline = transport.settings().deadline;
-    let sent = tokio::time::timeout(
-        deadline,
-        join_all(
-            left.iter()
-                .map(|(_, request)| transport.deliver(request, &job)),
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        let reason = format!(
-            "deadline of {} exceeded",
-            humantime::format_duration(deadline)
-        );
+    let all = join_all(
         left.iter()
-            .map(|(_, request)| {
-                let target = Some(redactor.redact(request.url.as_str()));
-                let mut late = Delivery::failed(target, reason.clone());
-                late.duration = deadline;
-                late
-            })
-            .collect()
-    });
-    if requests.is_empty() {
-        return ending.without_sending(Status::Skipped, "the service built no request".into());
+            .map(|(_, request)| transport.deliver(request, job)),
+    );
+    match tokio::time::timeout(deadline, all).await {
+        Ok(sent) => sent,
+        Err(_) => {
+            let reason = format!(
+                "deadline of {} exceeded",
+                humantime::format_duration(deadline)
+            );
+            left.iter()
+                .map(|(_, request)| {
+                    let target = job.options.redactor().redact(request.url.as_str());
+                    let mut late = Delivery::failed(Some(target), reason.clone());
+                    late.duration = deadline;
+                    late
+                })
+                .collect()
+        }
     }
-    let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
-    ending.after_sending(&keys, &sent)
 }
 
 /// Turns what happened in one attempt into a [`Finish`].
