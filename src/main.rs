@@ -2,6 +2,7 @@
 //! engine and prints what it reports. Everything else lives in the `lookout` crate.
 
 mod demo;
+mod outbox;
 mod output;
 
 use std::io::Read as _;
@@ -69,6 +70,27 @@ enum Command {
     },
     /// Run every sample event through a config against a local sink it starts itself.
     Demo,
+    /// Accept events over HTTP and deliver them durably, retrying for hours (docs/SERVING.md).
+    Serve(outbox::ServeArgs),
+    /// Manage products: which services each one's events go to, with which options.
+    Products {
+        #[command(subcommand)]
+        command: outbox::ProductsCommand,
+    },
+    /// Look at deliveries and their attempts.
+    Deliveries {
+        #[command(subcommand)]
+        command: outbox::DeliveriesCommand,
+    },
+    /// Send a delivery again, or every dead-lettered one.
+    Redeliver(outbox::RedeliverArgs),
+    /// Counts of events, deliveries by status and service, and the queue.
+    Stats {
+        #[command(flatten)]
+        db: outbox::Database,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A failure that ends the command: bad input or config (exit 2).
@@ -168,6 +190,11 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => runtime()?.block_on(demo::run()),
+        Command::Serve(args) => outbox::serve(args),
+        Command::Products { command } => outbox::products(command),
+        Command::Deliveries { command } => outbox::deliveries(command),
+        Command::Redeliver(args) => outbox::redeliver(args),
+        Command::Stats { db, json } => outbox::stats(db, json),
     }
 }
 

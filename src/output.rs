@@ -164,3 +164,188 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         line(row.iter().map(String::as_str).collect());
     }
 }
+
+/// A stored time (Unix milliseconds) as UTC, to the second.
+fn time(ms: lookout::store::Millis) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub fn products(products: &[lookout::store::Product], json: bool) {
+    if json {
+        let shown: Vec<_> = products.iter().map(|p| p.to_redacted_json()).collect();
+        print_json(&shown);
+        return;
+    }
+    let rows: Vec<[String; 3]> = products
+        .iter()
+        .map(|p| {
+            let services: Vec<String> = p
+                .instances
+                .iter()
+                .map(|i| {
+                    if i.name == i.service {
+                        i.name.clone()
+                    } else {
+                        format!("{} ({})", i.name, i.service)
+                    }
+                })
+                .collect();
+            [
+                p.id.clone(),
+                services.join(", "),
+                if p.disabled.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} disabled target(s)", p.disabled.len())
+                },
+            ]
+        })
+        .collect();
+    print_table(["PRODUCT", "SERVICES", "NOTES"], &rows);
+}
+
+/// One product; options are shown with their secrets redacted.
+pub fn product(product: &lookout::store::Product, json: bool) {
+    if json {
+        print_json(&product.to_redacted_json());
+        return;
+    }
+    println!("product {}", product.id);
+    let rows: Vec<[String; 3]> = product
+        .instances
+        .iter()
+        .map(|i| {
+            let options = i.redacted_options().map_or(
+                "(invalid options: fix with `lookout products add`)".into(),
+                |o| o.to_string(),
+            );
+            [i.name.clone(), i.service.clone(), options]
+        })
+        .collect();
+    print_table(["SERVICE", "KIND", "OPTIONS"], &rows);
+    if !product.disabled.is_empty() {
+        println!("\ndisabled targets (answered 410 Gone; re-add the service to enable):");
+        for target in &product.disabled {
+            println!(
+                "  {} {} since {}: {}",
+                target.instance,
+                target.target,
+                time(target.at),
+                target.reason
+            );
+        }
+    }
+}
+
+pub fn deliveries(rows: &[lookout::store::DeliveryRow], json: bool) {
+    if json {
+        print_json(&rows);
+        return;
+    }
+    let table: Vec<[String; 8]> = rows
+        .iter()
+        .map(|d| {
+            [
+                d.id.clone(),
+                d.product.clone(),
+                d.instance.clone(),
+                d.status.to_string(),
+                d.attempts.to_string(),
+                time(d.updated_at),
+                d.next_at
+                    .filter(|_| d.status.is_queued())
+                    .map(time)
+                    .unwrap_or_default(),
+                d.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "DELIVERY",
+            "PRODUCT",
+            "SERVICE",
+            "STATUS",
+            "ATTEMPTS",
+            "UPDATED",
+            "NEXT",
+            "LAST ERROR",
+        ],
+        &table,
+    );
+}
+
+pub fn delivery(
+    row: &lookout::store::DeliveryRow,
+    attempts: &[lookout::store::AttemptRecord],
+    json: bool,
+) {
+    if json {
+        print_json(&serde_json::json!({ "delivery": row, "attempts": attempts }));
+        return;
+    }
+    println!("delivery {} (the webhook-id of every attempt)", row.id);
+    println!("  event    {}", row.event_id);
+    println!("  product  {}", row.product);
+    println!("  service  {} ({})", row.instance, row.service);
+    println!("  status   {}", row.status);
+    println!("  created  {}", time(row.created_at));
+    if let Some(next) = row.next_at.filter(|_| row.status.is_queued()) {
+        println!("  next     {}", time(next));
+    }
+    println!();
+    let rows: Vec<[String; 6]> = attempts
+        .iter()
+        .map(|a| {
+            [
+                a.number.to_string(),
+                time(a.at),
+                a.outcome.clone(),
+                a.status.map(|s| s.to_string()).unwrap_or_default(),
+                format!("{}ms", a.duration_ms),
+                join_target(a.target.as_deref(), a.error.as_deref().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    print_table(
+        ["#", "AT", "OUTCOME", "STATUS", "TIME", "TARGET / ERROR"],
+        &rows,
+    );
+}
+
+pub fn stats(stats: &lookout::store::Stats, json: bool) {
+    if json {
+        print_json(stats);
+        return;
+    }
+    println!("events      {}", stats.events);
+    println!("attempts    {}", stats.attempts);
+    println!("queue depth {}", stats.queue_depth);
+    if let Some(due) = stats.next_due {
+        println!("next due    {}", time(due));
+    }
+    println!();
+    let rows: Vec<[String; 2]> = stats
+        .by_status
+        .iter()
+        .map(|(status, n)| [status.to_string(), n.to_string()])
+        .collect();
+    print_table(["STATUS", "DELIVERIES"], &rows);
+    if !stats.by_service.is_empty() {
+        println!();
+        let rows: Vec<[String; 3]> = stats
+            .by_service
+            .iter()
+            .map(|(service, status, n)| [service.clone(), status.to_string(), n.to_string()])
+            .collect();
+        print_table(["SERVICE", "STATUS", "DELIVERIES"], &rows);
+    }
+}

@@ -132,16 +132,18 @@ impl Transport {
 
     /// Sends every request of one service, concurrently; one result each.
     pub async fn deliver_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
-        join_all(outgoing.iter().map(|o| async move {
-            match o {
-                Outgoing::Http(request) => self.deliver(request, job).await,
-                Outgoing::Email(email) => {
-                    let redactor = job.options.redactor();
-                    crate::email::deliver(email, &self.settings, job.delivery_id, redactor).await
-                }
+        join_all(outgoing.iter().map(|o| self.deliver_outgoing(o, job))).await
+    }
+
+    /// Sends one request, over HTTP or SMTP.
+    pub async fn deliver_outgoing(&self, outgoing: &Outgoing, job: &Job<'_>) -> Delivery {
+        match outgoing {
+            Outgoing::Http(request) => self.deliver(request, job).await,
+            Outgoing::Email(email) => {
+                let redactor = job.options.redactor();
+                crate::email::deliver(email, &self.settings, job.delivery_id, redactor).await
             }
-        }))
-        .await
+        }
     }
 
     /// Sends one request.

@@ -24,19 +24,29 @@ pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
+#[cfg(test)]
+mod echo;
 pub mod email;
 pub mod format;
 pub mod message;
+#[cfg(feature = "serve")]
+pub mod metrics;
 pub mod options;
 pub mod payload;
 pub mod redact;
 pub mod render;
 pub mod request;
+#[cfg(feature = "serve")]
+pub mod server;
 pub mod service;
 pub mod settings;
 pub mod signing;
+#[cfg(feature = "serve")]
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "serve")]
+pub mod worker;
 
 pub use config::{Config, ConfigError, Instance};
 pub use delivery::{Delivery, Outcome, Transport};

@@ -49,6 +49,26 @@ impl Outgoing {
             Outgoing::Email(email) => email.preview(redactor),
         }
     }
+
+    /// Where it goes, as reports show it (secrets redacted).
+    pub fn shown_target(&self, redactor: &Redactor) -> String {
+        match self {
+            Outgoing::Http(request) => redactor.redact(request.url.as_str()),
+            Outgoing::Email(email) => redactor.redact(&email.server.url()),
+        }
+    }
+
+    /// Where it goes, unredacted: the same text for the same target (the durable worker
+    /// keys which targets already got a delivery on it). Never print it.
+    pub fn destination(&self) -> String {
+        match self {
+            Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
+            Outgoing::Email(email) => {
+                let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
+                format!("SMTP {} {}", email.server.url(), to.join(","))
+            }
+        }
+    }
 }
 
 impl From<HttpRequest> for Outgoing {

@@ -27,6 +27,8 @@ pub struct Captured {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// The status the server answered with (as scripted; sent after any delay).
+    pub status: u16,
 }
 
 impl Captured {
@@ -272,11 +274,16 @@ async fn capture(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .collect(),
         body: body.to_vec(),
         at: Instant::now(),
+        status: 0,
     };
-    shared.log.lock().unwrap().push(captured);
+    // The reply is chosen as the request is logged, so the log says what each got.
+    let reply = next_reply(&shared, &path);
+    shared.log.lock().unwrap().push(Captured {
+        status: reply.status,
+        ..captured
+    });
     shared.arrived.notify_all();
 
-    let reply = next_reply(&shared, &path);
     tokio::time::sleep(reply.delay).await;
     respond(reply).await
 }

@@ -1,0 +1,59 @@
+//! A service for the engine's own unit tests (the real ones live in the services crate,
+//! which the engine cannot depend on): POSTs the raw payload to each of `urls`.
+
+use crate::request::Signing;
+use crate::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
+
+crate::service! {
+    /// Echo
+    ///
+    /// Test only.
+    pub struct Echo;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::new("urls", Kind::UrlList, "Where to POST.").secret(),
+    OptionSpec::string("secret", "Standard Webhooks secret: sign when set.")
+        .secret()
+        .optional(),
+];
+
+impl Service for Echo {
+    fn events(&self) -> &'static [&'static str] {
+        &["*"]
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"urls = ["http://127.0.0.1:9/"]"#
+    }
+
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        if job.event.model == "Nothing" {
+            return Err(BuildError::Skip("nothing to say".into()));
+        }
+        let signing = match job.options.str("secret") {
+            Some(secret) => Some(Signing::StandardWebhooks {
+                key: crate::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+            }),
+            None => None,
+        };
+        job.options
+            .list("urls")
+            .into_iter()
+            .map(|url| {
+                let url = url
+                    .parse()
+                    .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
+                let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
+                if let Some(signing) = &signing {
+                    request = request.signed(signing.clone());
+                }
+                Ok(request.into())
+            })
+            .collect()
+    }
+}

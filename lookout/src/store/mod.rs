@@ -1,0 +1,517 @@
+//! The durable outbox behind `lookout serve`: products and their services, accepted
+//! events, one delivery per (event, configured service), and every attempt.
+//!
+//! Everything the server and the workers need goes through the [`Store`] trait, so the
+//! SQL stays in one implementation per database: [`sqlite`] (the embedded default) today,
+//! a PostgreSQL one later. [`suite`] is the one test suite every implementation must pass.
+//!
+//! The life of a delivery:
+//!
+//! ```text
+//! accept ──▶ pending ──claim──▶ (attempt) ──▶ delivered | skipped | disabled
+//!                ▲                  │
+//!                │                  ├──▶ failed (due again after the next delay) ──claim──▶ …
+//!             redeliver             └──▶ dead (the schedule is used up, or it can never work)
+//! ```
+//!
+//! A claim is a lease: the delivery is not handed out again until the lease runs out or
+//! the claim is finished or released, so a worker that dies loses nothing.
+
+pub mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod suite;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::Instance;
+use crate::options::OptionProblem;
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub type Millis = i64;
+
+/// Now, in [`Millis`].
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A duration in [`Millis`] (saturating).
+pub fn millis(duration: Duration) -> Millis {
+    duration.as_millis().min(Millis::MAX as u128) as Millis
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, a broken file, a constraint).
+    #[error("database: {0}")]
+    Backend(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A stored value that does not decode (a file written by something else).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Where a delivery is in its life (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepted, never attempted (or handed back by `redeliver`).
+    Pending,
+    /// Attempted and failed; due again at `next_at`.
+    Failed,
+    Delivered,
+    /// The service had nothing to send for this event.
+    Skipped,
+    /// Every target that was left answered 410 Gone.
+    Disabled,
+    /// Given up: the retry schedule is used up, or the delivery can never work.
+    Dead,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Failed,
+        Status::Delivered,
+        Status::Skipped,
+        Status::Disabled,
+        Status::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Failed => "failed",
+            Status::Delivered => "delivered",
+            Status::Skipped => "skipped",
+            Status::Disabled => "disabled",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Whether a worker will still pick it up.
+    pub fn is_queued(self) -> bool {
+        matches!(self, Status::Pending | Status::Failed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Status::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status `{s}` (known: {})", known.join(", "))
+            })
+    }
+}
+
+/// One configured service of a product, as stored: its options are the raw table
+/// (secrets included; the database file is the secret store, like the config file).
+#[derive(Clone, PartialEq)]
+pub struct StoredInstance {
+    pub name: String,
+    pub service: String,
+    pub options: Map<String, Value>,
+}
+
+impl StoredInstance {
+    /// Validates the stored options for the named service.
+    pub fn instance(&self) -> std::result::Result<Instance, Vec<OptionProblem>> {
+        Instance::new(&self.name, &self.service, &self.options)
+    }
+
+    /// The options as JSON with every secret replaced; `None` when they no longer
+    /// validate (then nothing of them is shown).
+    pub fn redacted_options(&self) -> Option<Value> {
+        self.instance().ok().map(|i| i.options.to_redacted_json())
+    }
+}
+
+// Never print the raw options: they hold the secrets.
+impl fmt::Debug for StoredInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredInstance({} = {})", self.name, self.service)
+    }
+}
+
+/// Turns a `services` table (the same shape as the config file's: instance name →
+/// options, with optional `service` and `enabled` keys) into validated instances. Every
+/// problem is reported at once. Instances with `enabled = false` are left out.
+pub fn instances_from_table(
+    table: &Map<String, Value>,
+) -> std::result::Result<Vec<StoredInstance>, Vec<OptionProblem>> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (name, value) in table {
+        let problem = |option: &str, text: &str| OptionProblem {
+            instance: name.clone(),
+            option: option.to_owned(),
+            problem: text.to_owned(),
+        };
+        if let Err(text) = check_name(name) {
+            problems.push(problem("", &text));
+            continue;
+        }
+        let Value::Object(options) = value else {
+            problems.push(problem("", "expected a table of options"));
+            continue;
+        };
+        let mut options = options.clone();
+        let service = match options.remove("service") {
+            None => name.clone(),
+            Some(Value::String(service)) => service,
+            Some(_) => {
+                problems.push(problem("service", "expected the name of a service"));
+                continue;
+            }
+        };
+        match options.remove("enabled") {
+            None | Some(Value::Bool(true)) => {}
+            Some(Value::Bool(false)) => continue,
+            Some(_) => {
+                problems.push(problem("enabled", "expected true or false"));
+                continue;
+            }
+        }
+        let stored = StoredInstance {
+            name: name.clone(),
+            service,
+            options,
+        };
+        match stored.instance() {
+            Ok(_) => found.push(stored),
+            Err(mut more) => problems.append(&mut more),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Product ids and instance names end up in URLs and tables: keep them plain.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        Err(format!(
+            "`{name}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A target that answered 410 Gone: it is not sent to again for this product.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisabledTarget {
+    pub instance: String,
+    /// [`target_key`](crate::worker::target_key) of the request.
+    pub key: String,
+    /// Where it went, redacted.
+    pub target: String,
+    pub reason: String,
+    pub at: Millis,
+}
+
+/// A product: its configured services and the targets that asked to be left alone.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub id: String,
+    pub instances: Vec<StoredInstance>,
+    pub disabled: Vec<DisabledTarget>,
+}
+
+impl Product {
+    /// The product as JSON for people: options with every secret replaced (options that
+    /// no longer validate are not shown at all), and the disabled targets.
+    pub fn to_redacted_json(&self) -> Value {
+        let services: Map<String, Value> = self
+            .instances
+            .iter()
+            .map(|instance| {
+                let mut shown = Map::new();
+                shown.insert("service".into(), Value::from(instance.service.clone()));
+                match instance.redacted_options() {
+                    Some(Value::Object(options)) => shown.extend(options),
+                    _ => {
+                        shown.insert("invalid".into(), Value::Bool(true));
+                    }
+                }
+                (instance.name.clone(), Value::Object(shown))
+            })
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "services": services,
+            "disabled_targets": self.disabled,
+        })
+    }
+}
+
+/// An event to accept, with one delivery per configured service that listens to it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub product: String,
+    /// The payload exactly as received.
+    pub payload: String,
+    pub received_at: Millis,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDelivery {
+    /// Also the `webhook-id` on every attempt.
+    pub id: String,
+    pub instance: String,
+    pub service: String,
+}
+
+/// A delivery a worker claimed, with everything needed to attempt it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub event_id: String,
+    pub product: String,
+    pub instance: String,
+    pub service: String,
+    pub payload: String,
+    /// Attempts made so far (over the delivery's whole life).
+    pub attempts: u32,
+    /// Failures since the last success of a redelivery: the position in the schedule.
+    pub step: u32,
+    /// Targets already delivered to: never sent again for this delivery.
+    pub done_targets: Vec<String>,
+    /// The instance's options now, or `None` if it was removed from the product.
+    pub options: Option<Map<String, Value>>,
+    /// The keys of this instance's targets that answered 410 Gone.
+    pub disabled_targets: Vec<String>,
+}
+
+/// One request of one attempt, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    /// The delivery's attempt number, from 1.
+    pub number: u32,
+    pub at: Millis,
+    pub duration_ms: u64,
+    /// Where it went, redacted; none when nothing was sent.
+    pub target: Option<String>,
+    /// `delivered`, `failed`, `disabled`, `skipped`.
+    pub outcome: String,
+    pub status: Option<u16>,
+    /// Why it failed, redacted.
+    pub error: Option<String>,
+}
+
+/// What a worker reports back for a claimed delivery.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub status: Status,
+    /// When it is due again (for [`Status::Failed`]).
+    pub next_at: Option<Millis>,
+    pub step: u32,
+    pub done_targets: Vec<String>,
+    pub last_error: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+    /// Targets that answered 410 in this attempt.
+    pub disable: Vec<DisabledTarget>,
+}
+
+/// A delivery as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub product: String,
+    pub instance: String,
+    pub service: String,
+    pub status: Status,
+    pub attempts: u32,
+    pub next_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub last_error: Option<String>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<Status>,
+    pub service: Option<String>,
+    pub product: Option<String>,
+    /// Only those last updated at or after this time.
+    pub updated_since: Option<Millis>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// Counts for `lookout stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub events: u64,
+    /// Deliveries by status.
+    pub by_status: Vec<(Status, u64)>,
+    /// Deliveries by service and status.
+    pub by_service: Vec<(String, Status, u64)>,
+    /// Pending or failed: still to be sent.
+    pub queue_depth: u64,
+    /// When the earliest queued delivery is due.
+    pub next_due: Option<Millis>,
+    pub attempts: u64,
+}
+
+/// Everything `lookout serve` keeps. Implementations must be safe to share between the
+/// intake and many workers; every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Replaces a product's configured services (creating the product).
+    async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()>;
+    /// Adds or replaces one configured service of a product (creating the product).
+    /// Targets of that instance that were disabled by a 410 are enabled again.
+    async fn put_instance(&self, product: &str, instance: &StoredInstance) -> Result<()>;
+    /// Removes one configured service; false if there was none.
+    async fn remove_instance(&self, product: &str, instance: &str) -> Result<bool>;
+    /// Removes a product and its services (its events and deliveries stay as history);
+    /// false if there was none.
+    async fn remove_product(&self, id: &str) -> Result<bool>;
+    async fn product(&self, id: &str) -> Result<Option<Product>>;
+    async fn products(&self) -> Result<Vec<Product>>;
+
+    /// Stores an event and its deliveries in one transaction: all or nothing. Only after
+    /// this returns may the intake say "accepted".
+    async fn accept(&self, event: &NewEvent) -> Result<()>;
+
+    /// Leases up to `limit` deliveries due at `now` to `owner` until `now + lease`,
+    /// earliest due first.
+    async fn claim(
+        &self,
+        owner: &str,
+        now: Millis,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>>;
+    /// Records an attempt and the delivery's new state, and ends the lease. The state
+    /// is only changed while `owner` still holds the lease; the attempts are recorded
+    /// either way (they happened).
+    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()>;
+    /// Hands back every lease `owner` holds, due at once (shutdown).
+    async fn release(&self, owner: &str) -> Result<()>;
+    /// Hands back every lease of every owner. Only for a store used by one process at
+    /// a time (SQLite, under its lock file), at start, after a crash.
+    async fn release_all(&self) -> Result<()>;
+    /// When the earliest queued delivery is due (leased ones included).
+    async fn next_due(&self) -> Result<Option<Millis>>;
+
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+    /// One delivery with every attempt, oldest first.
+    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>>;
+    /// Makes a delivery due again at `now` with a fresh schedule. A delivery that was
+    /// delivered is sent to every target again; otherwise targets that already got it
+    /// are left alone. False if there is no such delivery.
+    async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
+    async fn stats(&self) -> Result<Stats>;
+}
+
+/// Opens the store a `--database` argument names: a SQLite file path (created if
+/// missing). Other databases will be recognised by their URL scheme.
+pub async fn open(database: &str) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        sqlite::SqliteStore::open(sqlite_path(database)?).await?,
+    ))
+}
+
+fn sqlite_path(database: &str) -> Result<&str> {
+    if database.contains("://") && !database.starts_with("sqlite://") {
+        return Err(StoreError::Backend(format!(
+            "unsupported database `{}://…` (give a SQLite file path)",
+            database.split("://").next().unwrap_or_default()
+        )));
+    }
+    Ok(database.strip_prefix("sqlite://").unwrap_or(database))
+}
+
+/// Keeps a SQLite store to one `serve` process; released when dropped (or when the
+/// process dies: it is an OS file lock).
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+/// Opens the store for `serve`. A SQLite file is locked to this process (a second
+/// `serve` on the same file is refused), and leases left by a process that was killed
+/// are handed back at once: no other process can hold one.
+pub async fn open_for_serve(database: &str) -> Result<(Arc<dyn Store>, ServeLock)> {
+    let path = sqlite_path(database)?;
+    let lock_path = format!("{path}.serve-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {lock_path}: {e}")))?;
+    file.try_lock()
+        .map_err(|_| StoreError::Backend(format!("another `lookout serve` is using {path}")))?;
+    let store = sqlite::SqliteStore::open(path).await?;
+    store.release_all().await?;
+    Ok((Arc::new(store), ServeLock { _file: file }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_validate_like_the_config_file() {
+        let table = json!({
+            "hook": {"service": "echo", "urls": "http://127.0.0.1:1/x"},
+            "off": {"service": "echo", "enabled": false},
+            "bad": {"service": "echo", "ur": "x"},
+            "what": {"service": "nope"},
+            "sp ace": {}
+        });
+        let problems = instances_from_table(table.as_object().unwrap()).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 4, "{shown:?}");
+        assert!(shown.iter().any(|p| p.contains("unknown service `nope`")));
+        assert!(shown.iter().any(|p| p.contains("not a valid name")));
+        let ok = json!({
+            "hook": {"service": "echo", "urls": "http://127.0.0.1:1/x"},
+            "off": {"enabled": false}
+        });
+        let found = instances_from_table(ok.as_object().unwrap()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].service, "echo");
+        assert!(!format!("{:?}", found[0]).contains("127.0.0.1"));
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>().unwrap(), status);
+        }
+        assert!("lost".parse::<Status>().is_err());
+    }
+}

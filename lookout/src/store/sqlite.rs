@@ -1,0 +1,784 @@
+//! The embedded store: one SQLite file (WAL, `synchronous = FULL`, so a commit is on
+//! disk before the intake answers 202). One connection serves the whole process; SQLite
+//! runs one writer at a time anyway, and every call is short. Calls run on tokio's
+//! blocking pool so they never stall the async workers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::{Map, Value};
+
+use super::{
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
+    Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
+};
+
+/// The schema, one step per `user_version`. Append only: a shipped step never changes.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE products (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE instances (
+    product_id TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    options TEXT NOT NULL,
+    PRIMARY KEY (product_id, name)
+);
+CREATE TABLE disabled_targets (
+    product_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (product_id, instance, target_key)
+);
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    product_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    product_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    service TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    step INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    done_targets TEXT NOT NULL DEFAULT '[]',
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status IN ('pending', 'failed');
+CREATE INDEX deliveries_updated ON deliveries (updated_at);
+CREATE TABLE attempts (
+    delivery_id TEXT NOT NULL REFERENCES deliveries(id),
+    number INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    error TEXT
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+"#];
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        backend(err)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_owned();
+        let conn = tokio::task::spawn_blocking(move || open_blocking(&path))
+            .await
+            .map_err(backend)??;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn open_blocking(path: &Path) -> Result<Connection> {
+    create_private(path)?;
+    let mut conn = Connection::open(path)
+        .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    // Operator commands write while `serve` runs: wait for the other writer.
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(backend(format!("cannot switch {} to WAL", path.display())));
+    }
+    // FULL: a committed transaction survives power loss, not only a crash of the process.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// The database holds every product's secrets: a new file is readable by its owner only
+/// (SQLite gives its `-wal` and `-shm` files the same permissions).
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(backend(format!("cannot create {}: {err}", path.display()))),
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(backend(format!(
+            "the database is from a newer lookout (schema {version}, this one knows {})",
+            MIGRATIONS.len()
+        )));
+    }
+    for step in &MIGRATIONS[version..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn status_of(text: &str) -> Result<Status> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
+     next_at, created_at, updated_at, last_error";
+
+/// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
+fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
+    Ok((
+        DeliveryRow {
+            id: row.get(0)?,
+            event_id: row.get(1)?,
+            product: row.get(2)?,
+            instance: row.get(3)?,
+            service: row.get(4)?,
+            status: Status::Pending,
+            attempts: row.get(6)?,
+            next_at: row.get(7)?,
+            created_at: row.get(8)?,
+            updated_at: row.get(9)?,
+            last_error: row.get(10)?,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn with_status((mut row, status): (DeliveryRow, String)) -> Result<DeliveryRow> {
+    row.status = status_of(&status)?;
+    Ok(row)
+}
+
+fn ensure_product(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO products (id, created_at) VALUES (?1, ?2)",
+        params![id, super::now_ms()],
+    )?;
+    Ok(())
+}
+
+fn insert_instance(
+    tx: &rusqlite::Transaction<'_>,
+    product: &str,
+    instance: &StoredInstance,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO instances (product_id, name, service, options) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
+             options = excluded.options",
+        params![
+            product,
+            instance.name,
+            instance.service,
+            to_json(&instance.options)
+        ],
+    )?;
+    // New options may well point somewhere else: give every target a fresh start.
+    tx.execute(
+        "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
+        params![product, instance.name],
+    )?;
+    Ok(())
+}
+
+fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
+    let exists: Option<String> = conn
+        .query_row("SELECT id FROM products WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut statement = conn.prepare(
+        "SELECT name, service, options FROM instances WHERE product_id = ?1 ORDER BY name",
+    )?;
+    let rows = statement.query_map([id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut instances = Vec::new();
+    for row in rows {
+        let (name, service, options) = row?;
+        instances.push(StoredInstance {
+            name,
+            service,
+            options: from_json(&options)?,
+        });
+    }
+    let mut statement = conn.prepare(
+        "SELECT instance, target_key, target, reason, at FROM disabled_targets
+         WHERE product_id = ?1 ORDER BY instance, at",
+    )?;
+    let disabled = statement
+        .query_map([id], |row| {
+            Ok(DisabledTarget {
+                instance: row.get(0)?,
+                key: row.get(1)?,
+                target: row.get(2)?,
+                reason: row.get(3)?,
+                at: row.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(Product {
+        id: id.to_owned(),
+        instances,
+        disabled,
+    }))
+}
+
+/// The claim's details: the event, the instance's current options, its disabled targets.
+fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
+    let (mut claimed, done, options) = conn.query_row(
+        "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload, d.attempts,
+                d.step, d.done_targets, i.options
+         FROM deliveries d JOIN events e ON e.id = d.event_id
+         LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
+         WHERE d.id = ?1",
+        [id],
+        |row| {
+            Ok((
+                Claimed {
+                    id: row.get(0)?,
+                    event_id: row.get(1)?,
+                    product: row.get(2)?,
+                    instance: row.get(3)?,
+                    service: row.get(4)?,
+                    payload: row.get(5)?,
+                    attempts: row.get(6)?,
+                    step: row.get(7)?,
+                    done_targets: Vec::new(),
+                    options: None,
+                    disabled_targets: Vec::new(),
+                },
+                row.get::<_, String>(8)?,
+                row.get::<_, Option<String>>(9)?,
+            ))
+        },
+    )?;
+    claimed.done_targets = from_json(&done)?;
+    claimed.options = options
+        .map(|o| from_json::<Map<String, Value>>(&o))
+        .transpose()?;
+    let mut statement = conn.prepare_cached(
+        "SELECT target_key FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
+    )?;
+    claimed.disabled_targets = statement
+        .query_map(params![claimed.product, claimed.instance], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(claimed)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
+        let (id, instances) = (id.to_owned(), instances.to_vec());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            ensure_product(&tx, &id)?;
+            tx.execute("DELETE FROM instances WHERE product_id = ?1", [&id])?;
+            tx.execute("DELETE FROM disabled_targets WHERE product_id = ?1", [&id])?;
+            for instance in &instances {
+                insert_instance(&tx, &id, instance)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_instance(&self, product: &str, instance: &StoredInstance) -> Result<()> {
+        let (product, instance) = (product.to_owned(), instance.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            ensure_product(&tx, &product)?;
+            insert_instance(&tx, &product, &instance)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_instance(&self, product: &str, instance: &str) -> Result<bool> {
+        let (product, instance) = (product.to_owned(), instance.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let removed = tx.execute(
+                "DELETE FROM instances WHERE product_id = ?1 AND name = ?2",
+                params![product, instance],
+            )?;
+            tx.execute(
+                "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
+                params![product, instance],
+            )?;
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn remove_product(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM instances WHERE product_id = ?1", [&id])?;
+            tx.execute("DELETE FROM disabled_targets WHERE product_id = ?1", [&id])?;
+            let removed = tx.execute("DELETE FROM products WHERE id = ?1", [&id])?;
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn product(&self, id: &str) -> Result<Option<Product>> {
+        let id = id.to_owned();
+        self.call(move |conn| load_product(conn, &id)).await
+    }
+
+    async fn products(&self) -> Result<Vec<Product>> {
+        self.call(|conn| {
+            let ids = conn
+                .prepare("SELECT id FROM products ORDER BY id")?
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut products = Vec::new();
+            for id in ids {
+                products.extend(load_product(conn, &id)?);
+            }
+            Ok(products)
+        })
+        .await
+    }
+
+    async fn accept(&self, event: &NewEvent) -> Result<()> {
+        let event = event.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
+                params![event.id, event.product, event.payload, event.received_at],
+            )?;
+            for delivery in &event.deliveries {
+                tx.execute(
+                    "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
+                         next_at, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+                    params![
+                        delivery.id,
+                        event.id,
+                        event.product,
+                        delivery.instance,
+                        delivery.service,
+                        event.received_at
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now: Millis,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
+        let owner = owner.to_owned();
+        let until = now.saturating_add(millis(lease));
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids = tx
+                .prepare_cached(
+                    "SELECT id FROM deliveries
+                     WHERE status IN ('pending', 'failed') AND next_at <= ?1
+                       AND (lease_until IS NULL OR lease_until <= ?1)
+                     ORDER BY next_at LIMIT ?2",
+                )?
+                .query_map(params![now, limit as i64], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in &ids {
+                tx.execute(
+                    "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
+                    params![id, owner, until],
+                )?;
+                claimed.push(load_claimed(&tx, id)?);
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
+        let (id, owner, finish) = (id.to_owned(), owner.to_owned(), finish.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = super::now_ms();
+            for attempt in &finish.attempts {
+                tx.execute(
+                    "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome,
+                         status, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        id,
+                        attempt.number,
+                        attempt.at,
+                        attempt.duration_ms as i64,
+                        attempt.target,
+                        attempt.outcome,
+                        attempt.status,
+                        attempt.error
+                    ],
+                )?;
+            }
+            let product: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT product_id, instance FROM deliveries WHERE id = ?1",
+                    [&id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((product, instance)) = product else {
+                return Err(StoreError::NotFound(format!("no delivery {id}")));
+            };
+            for target in &finish.disable {
+                tx.execute(
+                    "INSERT OR REPLACE INTO disabled_targets
+                         (product_id, instance, target_key, target, reason, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        product,
+                        instance,
+                        target.key,
+                        target.target,
+                        target.reason,
+                        target.at
+                    ],
+                )?;
+            }
+            let attempted = u32::from(!finish.attempts.is_empty());
+            tx.execute(
+                "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
+                     last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2",
+                params![
+                    id,
+                    owner,
+                    finish.status.as_str(),
+                    finish.next_at,
+                    finish.step,
+                    to_json(&finish.done_targets),
+                    finish.last_error,
+                    attempted,
+                    now
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, owner: &str) -> Result<()> {
+        let owner = owner.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+                 WHERE lease_owner = ?1",
+                [owner],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_all(&self) -> Result<()> {
+        self.call(|conn| {
+            conn.execute(
+                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+                 WHERE lease_owner IS NOT NULL",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        self.call(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM deliveries
+                 WHERE status IN ('pending', 'failed')",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        let filter = filter.clone();
+        self.call(move |conn| {
+            let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut add = |clause: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(status) = filter.status {
+                add("status =", status.as_str().to_owned().into());
+            }
+            if let Some(service) = &filter.service {
+                add("service =", service.clone().into());
+            }
+            if let Some(product) = &filter.product {
+                add("product_id =", product.clone().into());
+            }
+            if let Some(since) = filter.updated_since {
+                add("updated_at >=", since.into());
+            }
+            sql.push_str(" ORDER BY updated_at DESC, id DESC");
+            if filter.limit > 0 {
+                sql.push_str(&format!(" LIMIT {}", filter.limit));
+            }
+            let rows = conn
+                .prepare(&sql)?
+                .query_map(rusqlite::params_from_iter(args), delivery_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(with_status).collect()
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let row = conn
+                .query_row(
+                    &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1"),
+                    [&id],
+                    delivery_row,
+                )
+                .optional()?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let attempts = conn
+                .prepare(
+                    "SELECT number, at, duration_ms, target, outcome, status, error FROM attempts
+                     WHERE delivery_id = ?1 ORDER BY rowid",
+                )?
+                .query_map([&id], |row| {
+                    Ok(AttemptRecord {
+                        number: row.get(0)?,
+                        at: row.get(1)?,
+                        duration_ms: row.get::<_, i64>(2)?.max(0) as u64,
+                        target: row.get(3)?,
+                        outcome: row.get(4)?,
+                        status: row.get(5)?,
+                        error: row.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((with_status(row)?, attempts)))
+        })
+        .await
+    }
+
+    async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let changed = conn.execute(
+                "UPDATE deliveries SET status = 'pending', next_at = ?2, step = 0,
+                     done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
+                     lease_owner = NULL, lease_until = NULL, updated_at = ?2
+                 WHERE id = ?1",
+                params![id, now],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.call(|conn| {
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map(|n| n.max(0) as u64)
+            };
+            let events = count("SELECT COUNT(*) FROM events")?;
+            let attempts = count("SELECT COUNT(*) FROM attempts")?;
+            let rows = conn
+                .prepare(
+                    "SELECT service, status, COUNT(*) FROM deliveries
+                     GROUP BY service, status ORDER BY service, status",
+                )?
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut stats = Stats {
+                events,
+                attempts,
+                ..Stats::default()
+            };
+            for (service, status, count) in rows {
+                stats.by_service.push((service, status_of(&status)?, count));
+            }
+            stats.by_service.sort();
+            for status in Status::ALL {
+                let count: u64 = stats
+                    .by_service
+                    .iter()
+                    .filter(|(_, s, _)| *s == status)
+                    .map(|(_, _, n)| n)
+                    .sum();
+                stats.by_status.push((status, count));
+                if status.is_queued() {
+                    stats.queue_depth += count;
+                }
+            }
+            stats.next_due = conn.query_row(
+                "SELECT MIN(next_at) FROM deliveries WHERE status IN ('pending', 'failed')",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(stats)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("lookout.db"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    macro_rules! suite {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $name() {
+                let (_dir, store) = fresh().await;
+                crate::store::suite::$name(&store).await;
+            }
+        )*};
+    }
+
+    suite!(
+        products,
+        accept_is_all_or_nothing,
+        claim_hands_out_due_deliveries_once,
+        expired_leases_are_claimed_again,
+        finish_schedules_retries_and_dead_letters,
+        finish_by_a_stale_owner_keeps_the_state,
+        disabled_targets,
+        redeliver,
+        release,
+        listing_and_stats,
+    );
+
+    #[tokio::test]
+    async fn reopening_keeps_everything_and_uses_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookout.db");
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            crate::store::suite::accept_one(&store, "evt_1", &["msg_1"]).await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().queue_depth, 1);
+        let (mode, sync): (String, i64) = store
+            .call(|conn| {
+                Ok((
+                    conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?,
+                    conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            (mode.as_str(), sync),
+            ("wal", 2),
+            "WAL with synchronous=FULL"
+        );
+    }
+}

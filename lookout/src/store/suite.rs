@@ -1,0 +1,514 @@
+//! The one test suite every [`Store`] implementation must pass. Each function takes a
+//! fresh, empty store and panics on the first thing that is wrong; an implementation's
+//! tests call each of them (see the end of `sqlite.rs`).
+//!
+//! The suite talks to the store only through the trait, and uses service names as plain
+//! text (the store never looks a service up), so it needs no registered service.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    AttemptRecord, DeliveryFilter, DisabledTarget, Finish, Millis, NewDelivery, NewEvent, Status,
+    Store, StoredInstance,
+};
+
+const LEASE: Duration = Duration::from_secs(30);
+const T0: Millis = 1_700_000_000_000;
+
+fn options(url: &str) -> Map<String, Value> {
+    json!({"urls": [url], "secret": "whsec_c2VjcmV0"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn hook(name: &str, url: &str) -> StoredInstance {
+    StoredInstance {
+        name: name.to_owned(),
+        service: "webhook".to_owned(),
+        options: options(url),
+    }
+}
+
+/// Accepts an event for product `p1` (configured with one `hook` instance) with the
+/// given delivery ids, received at `T0`.
+pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
+    let configured = store.product("p1").await.unwrap();
+    if configured.is_none_or(|p| p.instances.iter().all(|i| i.name != "hook")) {
+        store
+            .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
+            .await
+            .unwrap();
+    }
+    store
+        .accept(&NewEvent {
+            id: event.to_owned(),
+            product: "p1".to_owned(),
+            payload: r#"{"model":"Item"}"#.to_owned(),
+            received_at: T0,
+            deliveries: deliveries
+                .iter()
+                .map(|id| NewDelivery {
+                    id: (*id).to_owned(),
+                    instance: "hook".to_owned(),
+                    service: "webhook".to_owned(),
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+}
+
+fn attempt(number: u32, outcome: &str, status: Option<u16>) -> AttemptRecord {
+    AttemptRecord {
+        number,
+        at: T0,
+        duration_ms: 12,
+        target: Some("http://127.0.0.1:9/[redacted]".to_owned()),
+        outcome: outcome.to_owned(),
+        status,
+        error: (outcome == "failed").then(|| "HTTP 500 Internal Server Error".to_owned()),
+    }
+}
+
+fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
+    Finish {
+        status: Status::Failed,
+        next_at: Some(next_at),
+        step,
+        done_targets: Vec::new(),
+        last_error: Some("HTTP 500 Internal Server Error".to_owned()),
+        attempts: vec![attempt(number, "failed", Some(500))],
+        disable: Vec::new(),
+    }
+}
+
+fn finished(status: Status, number: u32) -> Finish {
+    Finish {
+        status,
+        next_at: None,
+        step: 0,
+        done_targets: vec!["k1".to_owned()],
+        last_error: None,
+        attempts: vec![attempt(number, status.as_str(), Some(200))],
+        disable: Vec::new(),
+    }
+}
+
+pub async fn products(store: &dyn Store) {
+    assert!(store.product("p1").await.unwrap().is_none());
+    store
+        .put_product(
+            "p1",
+            &[
+                hook("a", "http://127.0.0.1:9/a"),
+                hook("b", "http://x.test/b"),
+            ],
+        )
+        .await
+        .unwrap();
+    let product = store.product("p1").await.unwrap().expect("stored");
+    let names: Vec<&str> = product.instances.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        product.instances[0].options,
+        options("http://127.0.0.1:9/a")
+    );
+
+    // One instance replaced, one added, one removed.
+    store
+        .put_instance("p1", &hook("a", "http://127.0.0.1:9/new"))
+        .await
+        .unwrap();
+    store
+        .put_instance("p2", &hook("c", "http://127.0.0.1:9/c"))
+        .await
+        .unwrap();
+    assert!(store.remove_instance("p1", "b").await.unwrap());
+    assert!(!store.remove_instance("p1", "b").await.unwrap());
+    let product = store.product("p1").await.unwrap().unwrap();
+    assert_eq!(product.instances.len(), 1);
+    assert_eq!(
+        product.instances[0].options,
+        options("http://127.0.0.1:9/new")
+    );
+    let all: Vec<String> = store
+        .products()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(all, ["p1", "p2"]);
+
+    // put_product replaces the whole list.
+    store
+        .put_product("p1", &[hook("z", "http://127.0.0.1:9/z")])
+        .await
+        .unwrap();
+    let product = store.product("p1").await.unwrap().unwrap();
+    assert_eq!(product.instances.len(), 1);
+    assert_eq!(product.instances[0].name, "z");
+
+    assert!(store.remove_product("p1").await.unwrap());
+    assert!(!store.remove_product("p1").await.unwrap());
+    assert!(store.product("p1").await.unwrap().is_none());
+}
+
+pub async fn accept_is_all_or_nothing(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
+    // The second delivery's id is taken: the whole event must be refused, and nothing
+    // of it stored.
+    store
+        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
+        .await
+        .unwrap();
+    let clash = NewEvent {
+        id: "evt_2".to_owned(),
+        product: "p1".to_owned(),
+        payload: "{}".to_owned(),
+        received_at: T0,
+        deliveries: vec![
+            NewDelivery {
+                id: "msg_3".to_owned(),
+                instance: "hook".to_owned(),
+                service: "webhook".to_owned(),
+            },
+            NewDelivery {
+                id: "msg_1".to_owned(),
+                instance: "hook".to_owned(),
+                service: "webhook".to_owned(),
+            },
+        ],
+    };
+    assert!(store.accept(&clash).await.is_err());
+    assert!(store.delivery("msg_3").await.unwrap().is_none());
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 1, "the refused event left nothing behind");
+    assert_eq!(stats.queue_depth, 2);
+    let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
+    assert_eq!(row.status, Status::Pending);
+    assert_eq!(row.event_id, "evt_1");
+    assert_eq!(row.next_at, Some(T0));
+    assert!(attempts.is_empty());
+}
+
+pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
+    assert!(
+        store
+            .claim("w1", T0 - 1, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing is due before it was received"
+    );
+    let first = store.claim("w1", T0, 2, LEASE).await.unwrap();
+    assert_eq!(first.len(), 2, "the limit is respected");
+    let second = store.claim("w2", T0 + 5, 10, LEASE).await.unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "leased deliveries are not handed out twice"
+    );
+    let mut ids: Vec<&str> = first.iter().chain(&second).map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["msg_1", "msg_2", "msg_3"]);
+
+    let claimed = &second[0];
+    assert_eq!(claimed.event_id, "evt_1");
+    assert_eq!(claimed.product, "p1");
+    assert_eq!(claimed.instance, "hook");
+    assert_eq!(claimed.service, "webhook");
+    assert_eq!(claimed.payload, r#"{"model":"Item"}"#);
+    assert_eq!(claimed.attempts, 0);
+    assert_eq!(
+        claimed.options.as_ref(),
+        Some(&options("http://127.0.0.1:9/a"))
+    );
+    assert!(
+        store
+            .claim("w3", T0 + 10, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An instance removed from the product: the claim says so.
+    store.remove_instance("p1", "hook").await.unwrap();
+    store.release("w1").await.unwrap();
+    let again = store.claim("w3", T0 + 10, 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|c| c.options.is_none()));
+}
+
+pub async fn expired_leases_are_claimed_again(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1"]).await;
+    let lease = Duration::from_secs(5);
+    assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 1);
+    assert!(
+        store
+            .claim("w2", T0 + 4_999, 10, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(T0 + 5_000));
+    let taken = store.claim("w2", T0 + 5_000, 10, lease).await.unwrap();
+    assert_eq!(taken.len(), 1, "a dead worker's lease runs out");
+}
+
+pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
+    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+
+    store
+        .finish("msg_1", "w1", &failed(1, T0 + 1_000, 1))
+        .await
+        .unwrap();
+    store
+        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
+        .await
+        .unwrap();
+
+    assert!(
+        store
+            .claim("w1", T0 + 999, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
+    let retry = store.claim("w1", T0 + 1_000, 10, LEASE).await.unwrap();
+    assert_eq!(retry.len(), 1, "only the failed one comes back");
+    assert_eq!(retry[0].id, "msg_1");
+    assert_eq!((retry[0].attempts, retry[0].step), (1, 1));
+
+    let dead = Finish {
+        status: Status::Dead,
+        next_at: None,
+        ..failed(2, 0, 2)
+    };
+    store.finish("msg_1", "w1", &dead).await.unwrap();
+    let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
+    assert_eq!(row.status, Status::Dead);
+    assert_eq!(row.attempts, 2);
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("HTTP 500 Internal Server Error")
+    );
+    assert_eq!(
+        attempts.iter().map(|a| a.number).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(attempts[0], attempt(1, "failed", Some(500)));
+    assert!(
+        store
+            .claim("w1", T0 + 99_999_999, 10, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_due().await.unwrap(), None);
+
+    let (row, _) = store.delivery("msg_2").await.unwrap().unwrap();
+    assert_eq!(row.status, Status::Delivered);
+}
+
+pub async fn finish_by_a_stale_owner_keeps_the_state(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1"]).await;
+    let lease = Duration::from_secs(1);
+    store.claim("w1", T0, 10, lease).await.unwrap();
+    // w1 stalls past its lease; w2 takes over and delivers.
+    store.claim("w2", T0 + 1_000, 10, lease).await.unwrap();
+    store
+        .finish("msg_1", "w2", &finished(Status::Delivered, 1))
+        .await
+        .unwrap();
+    store
+        .finish("msg_1", "w1", &failed(1, T0 + 5_000, 1))
+        .await
+        .unwrap();
+    let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        Status::Delivered,
+        "the stale failure is ignored"
+    );
+    assert_eq!(
+        attempts.len(),
+        2,
+        "but both attempts happened and are recorded"
+    );
+}
+
+pub async fn disabled_targets(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1"]).await;
+    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let gone = DisabledTarget {
+        instance: "hook".to_owned(),
+        key: "k9".to_owned(),
+        target: "http://127.0.0.1:9/[redacted]".to_owned(),
+        reason: "HTTP 410 Gone".to_owned(),
+        at: T0,
+    };
+    let finish = Finish {
+        status: Status::Disabled,
+        disable: vec![gone.clone()],
+        ..finished(Status::Disabled, 1)
+    };
+    store.finish("msg_1", "w1", &finish).await.unwrap();
+    let product = store.product("p1").await.unwrap().unwrap();
+    assert_eq!(product.disabled, [gone]);
+
+    accept_one(store, "evt_2", &["msg_2"]).await;
+    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    assert_eq!(claimed[0].disabled_targets, ["k9"]);
+
+    // New options for the instance: a fresh start for its targets.
+    store
+        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/other"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .product("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+            .is_empty()
+    );
+}
+
+pub async fn redeliver(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
+    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let dead = Finish {
+        status: Status::Dead,
+        next_at: None,
+        done_targets: vec!["k1".to_owned()],
+        ..failed(7, 0, 8)
+    };
+    store.finish("msg_1", "w1", &dead).await.unwrap();
+    store
+        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
+        .await
+        .unwrap();
+
+    assert!(!store.redeliver("msg_nope", T0).await.unwrap());
+    assert!(store.redeliver("msg_1", T0 + 50).await.unwrap());
+    assert!(store.redeliver("msg_2", T0 + 50).await.unwrap());
+    let mut claimed = store.claim("w1", T0 + 50, 10, LEASE).await.unwrap();
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].step, 0, "a fresh schedule");
+    assert_eq!(claimed[0].attempts, 1, "the history stays");
+    assert_eq!(
+        claimed[0].done_targets,
+        ["k1"],
+        "targets that got a dead-lettered delivery are not sent it twice"
+    );
+    assert!(
+        claimed[1].done_targets.is_empty(),
+        "redelivering a delivered one sends it again"
+    );
+}
+
+pub async fn release(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
+    store.claim("w1", T0, 1, LEASE).await.unwrap();
+    store.claim("w2", T0, 1, LEASE).await.unwrap();
+    store.release("w1").await.unwrap();
+    let back = store.claim("w3", T0, 10, LEASE).await.unwrap();
+    assert_eq!(back.len(), 1, "only w1's lease was handed back");
+    store.release_all().await.unwrap();
+    assert_eq!(store.claim("w4", T0, 10, LEASE).await.unwrap().len(), 2);
+}
+
+pub async fn listing_and_stats(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
+    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store
+        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
+        .await
+        .unwrap();
+    store
+        .finish(
+            "msg_2",
+            "w1",
+            &Finish {
+                status: Status::Dead,
+                next_at: None,
+                ..failed(1, 0, 1)
+            },
+        )
+        .await
+        .unwrap();
+
+    let dead = store
+        .deliveries(&DeliveryFilter {
+            status: Some(Status::Dead),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["msg_2"]
+    );
+    let all = store.deliveries(&DeliveryFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let limited = store
+        .deliveries(&DeliveryFilter {
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    let other = store
+        .deliveries(&DeliveryFilter {
+            service: Some("slack".to_owned()),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    let future = store
+        .deliveries(&DeliveryFilter {
+            updated_since: Some(super::now_ms() + 60_000),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 1);
+    assert_eq!(stats.attempts, 2);
+    assert_eq!(stats.queue_depth, 2, "one pending, one failed");
+    let count = |status| {
+        stats
+            .by_status
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(count(Status::Pending), Some(1));
+    assert_eq!(count(Status::Failed), Some(1));
+    assert_eq!(count(Status::Dead), Some(1));
+    assert_eq!(count(Status::Delivered), Some(0));
+    assert_eq!(
+        stats.by_service,
+        [
+            ("webhook".to_owned(), Status::Pending, 1),
+            ("webhook".to_owned(), Status::Failed, 1),
+            ("webhook".to_owned(), Status::Dead, 1),
+        ]
+    );
+    assert_eq!(stats.next_due, Some(T0));
+}

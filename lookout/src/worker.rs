@@ -1,0 +1,679 @@
+//! The delivery workers behind `lookout serve`: claim due deliveries from the store, make
+//! one attempt each, record it, and schedule the next one.
+//!
+//! One attempt of a delivery rebuilds the service's requests from the stored event and
+//! the product's *current* options, and sends each request whose target has not already
+//! got it: a service with several targets (webhook `urls`) that reached two of three
+//! resends only to the third. The delivery id is the stored one, so every attempt carries
+//! the same `webhook-id` and receivers can drop duplicates.
+//!
+//! Each attempt is a single try per request (no retries inside it): the long schedule
+//! here is the retry policy. After the last delay the delivery is dead-lettered. A target
+//! answering 410 Gone is disabled for the product and not sent to again.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rand::Rng as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Instance;
+use crate::delivery::{Delivery, Outcome, Transport};
+use crate::metrics::{Counter, Metrics};
+use crate::payload::Event;
+use crate::service::{BuildError, Job, Outgoing};
+use crate::store::{
+    AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
+};
+
+/// When to try again after a failed attempt: one delay per retry, then dead-letter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetrySchedule {
+    pub delays: Vec<Duration>,
+    /// Each delay is stretched or shrunk by up to this fraction at random, so that
+    /// deliveries that failed together do not all come back at the same instant.
+    pub jitter: f64,
+}
+
+impl Default for RetrySchedule {
+    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 %): eight attempts over about 28 h.
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        RetrySchedule {
+            delays: vec![
+                Duration::from_secs(5),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+            ],
+            jitter: 0.1,
+        }
+    }
+}
+
+impl FromStr for RetrySchedule {
+    type Err = String;
+
+    /// `"5s,5m,30m"`: the delays, comma-separated (default jitter).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let delays = text
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RetrySchedule {
+            delays,
+            ..RetrySchedule::default()
+        })
+    }
+}
+
+impl RetrySchedule {
+    /// The wait before the next attempt, after `failures` failed attempts in a row
+    /// (counting the one that just failed); `None` when the schedule is used up.
+    ///
+    /// `hint` is what the target asked for (a `Retry-After` header): a target that says
+    /// when to come back is believed when that is later than the schedule.
+    pub fn next_delay(&self, failures: u32, hint: Option<Duration>) -> Option<Duration> {
+        let base = *self.delays.get(failures.checked_sub(1)? as usize)?;
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let factor = if jitter > 0.0 {
+            1.0 + rand::rng().random_range(-jitter..=jitter)
+        } else {
+            1.0
+        };
+        let delay = base.mul_f64(factor);
+        Some(hint.map_or(delay, |asked| delay.max(asked)))
+    }
+}
+
+/// How the workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Deliveries attempted at the same time.
+    pub concurrency: usize,
+    pub schedule: RetrySchedule,
+    /// How long a claim is held before another worker may take the delivery over. Must
+    /// exceed the engine's deadline.
+    pub lease: Duration,
+    /// The longest the workers sleep without looking at the store (new events wake
+    /// them at once; this catches deliveries made due by other processes).
+    pub poll: Duration,
+    /// On shutdown, how long attempts in flight may take to finish.
+    pub grace: Duration,
+    /// Names this process's claims.
+    pub owner: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 32,
+            schedule: RetrySchedule::default(),
+            lease: Duration::from_secs(120),
+            poll: Duration::from_secs(1),
+            grace: Duration::from_secs(10),
+            owner: format!(
+                "pid{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
+        }
+    }
+}
+
+/// What a worker needs, shared by every attempt.
+#[derive(Clone)]
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub transport: Transport,
+    pub config: Arc<WorkerConfig>,
+    pub metrics: Arc<Metrics>,
+    /// Notified when new deliveries may be due (an event was accepted).
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Claims and attempts due deliveries until `stop` turns true; then lets attempts in
+    /// flight finish within the grace period, and hands the rest back to the store.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut running = JoinSet::new();
+        while !*stop.borrow() {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let claimed = if free > 0 {
+                self.claim(free).await
+            } else {
+                Vec::new()
+            };
+            let full_batch = free > 0 && claimed.len() == free;
+            for delivery in claimed {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let worker = self.clone();
+                running.spawn(async move {
+                    worker.process(delivery).await;
+                    drop(slot);
+                });
+            }
+            if full_batch {
+                continue; // More may be due right now.
+            }
+            let wait = self.idle_wait().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        self.shut_down(running).await;
+    }
+
+    async fn claim(&self, limit: usize) -> Vec<Claimed> {
+        let config = &self.config;
+        match self
+            .store
+            .claim(&config.owner, now_ms(), limit, config.lease)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(err) => {
+                tracing::error!("claiming deliveries failed: {err}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Until the next delivery is due, at most the poll interval.
+    async fn idle_wait(&self) -> Duration {
+        let poll = self.config.poll;
+        match self.store.next_due().await {
+            Ok(Some(due)) => {
+                let left = due.saturating_sub(now_ms()).max(0) as u64;
+                poll.min(Duration::from_millis(left))
+            }
+            Ok(None) => poll,
+            Err(err) => {
+                tracing::error!("reading the queue failed: {err}");
+                poll
+            }
+        }
+    }
+
+    async fn shut_down(&self, mut running: JoinSet<()>) {
+        let drained = tokio::time::timeout(self.config.grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "{} attempt(s) still running after the grace period: stopped; they stay due",
+                running.len()
+            );
+            running.abort_all();
+        }
+        if let Err(err) = self.store.release(&self.config.owner).await {
+            tracing::error!("handing back claims failed (they expire with their lease): {err}");
+        }
+    }
+
+    /// One attempt of one claimed delivery, recorded.
+    async fn process(&self, claimed: Claimed) {
+        let finish = attempt(&claimed, &self.transport, &self.config.schedule).await;
+        self.count(&claimed.service, &finish);
+        // The attempt happened: keep trying to record it (the store may be busy).
+        for wait_ms in [0, 100, 1_000, 5_000] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match self
+                .store
+                .finish(&claimed.id, &self.config.owner, &finish)
+                .await
+            {
+                Ok(()) => return,
+                Err(err) => tracing::error!("recording attempt of {} failed: {err}", claimed.id),
+            }
+        }
+    }
+
+    fn count(&self, service: &str, finish: &Finish) {
+        let metrics = &self.metrics;
+        for attempt in &finish.attempts {
+            if attempt.target.is_some() {
+                metrics.observe(service, Duration::from_millis(attempt.duration_ms));
+            }
+            if attempt.outcome == "failed" {
+                metrics.count(Counter::Failed, service);
+            }
+        }
+        match finish.status {
+            Status::Delivered => metrics.count(Counter::Delivered, service),
+            Status::Failed => metrics.count(Counter::Retried, service),
+            Status::Dead => metrics.count(Counter::Dead, service),
+            _ => {}
+        }
+    }
+}
+
+/// Identifies a target across attempts (method and full URL, hashed: the URL may hold a
+/// key, and the key is what is stored).
+pub fn target_key(outgoing: &Outgoing) -> String {
+    let digest = Sha256::digest(outgoing.destination());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes one attempt of a claimed delivery and says what to record.
+pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetrySchedule) -> Finish {
+    let ending = Ending {
+        claimed,
+        number: claimed.attempts + 1,
+        at: now_ms(),
+        schedule,
+    };
+    let (instance, event) = match rebuild(claimed) {
+        Ok(rebuilt) => rebuilt,
+        Err((Some(status), reason)) => return ending.without_sending(status, reason),
+        Err((None, reason)) => return ending.failed_without_sending(reason),
+    };
+    let job = Job {
+        event: &event,
+        options: &instance.options,
+        delivery_id: &claimed.id,
+    };
+    let redactor = instance.options.redactor();
+    let requests = match instance.registration.service.build(&job) {
+        Ok(outgoing) if outgoing.is_empty() => {
+            let reason = "the service built no request".to_owned();
+            return ending.without_sending(Status::Skipped, reason);
+        }
+        Ok(outgoing) => outgoing,
+        Err(BuildError::Skip(reason)) => {
+            return ending.without_sending(Status::Skipped, redactor.redact(&reason));
+        }
+        // The payload will not change: retrying cannot help.
+        Err(err @ BuildError::Payload(_)) => {
+            return ending.without_sending(Status::Dead, redactor.redact(&err.to_string()));
+        }
+        Err(err) => return ending.failed_without_sending(redactor.redact(&err.to_string())),
+    };
+    let left = targets_left(claimed, &requests);
+    let sent = send(transport, &left, &job).await;
+    let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
+    ending.after_sending(&keys, &sent)
+}
+
+/// The configured service and the event, from what is stored; or the final status
+/// (`None`: failed, retry) and why not.
+fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, String)> {
+    let Some(options) = &claimed.options else {
+        let reason = format!("the product no longer has a service `{}`", claimed.instance);
+        return Err((Some(Status::Dead), reason));
+    };
+    // Options that no longer validate can be fixed (`lookout products …`): retry.
+    let instance = Instance::new(&claimed.instance, &claimed.service, options).map_err(|p| {
+        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+        (None, shown.join("; "))
+    })?;
+    let event = Event::parse(&claimed.payload)
+        .map_err(|err| (Some(Status::Dead), format!("stored payload: {err}")))?;
+    Ok((instance, event))
+}
+
+/// The requests whose targets have neither got this delivery nor been disabled, with
+/// their [`target_key`]s.
+fn targets_left<'r>(claimed: &Claimed, requests: &'r [Outgoing]) -> Vec<(String, &'r Outgoing)> {
+    let skip: HashSet<&str> = claimed
+        .done_targets
+        .iter()
+        .chain(&claimed.disabled_targets)
+        .map(String::as_str)
+        .collect();
+    requests
+        .iter()
+        .map(|o| (target_key(o), o))
+        .filter(|(key, _)| !skip.contains(key.as_str()))
+        .collect()
+}
+
+/// One try of each request, all at once, under the engine's deadline.
+async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>) -> Vec<Delivery> {
+    let deadline = transport.settings().deadline;
+    let all = join_all(
+        left.iter()
+            .map(|(_, outgoing)| transport.deliver_outgoing(outgoing, job)),
+    );
+    match tokio::time::timeout(deadline, all).await {
+        Ok(sent) => sent,
+        Err(_) => {
+            let reason = format!(
+                "deadline of {} exceeded",
+                humantime::format_duration(deadline)
+            );
+            left.iter()
+                .map(|(_, outgoing)| {
+                    let target = outgoing.shown_target(job.options.redactor());
+                    let mut late = Delivery::failed(Some(target), reason.clone());
+                    late.duration = deadline;
+                    late
+                })
+                .collect()
+        }
+    }
+}
+
+/// Turns what happened in one attempt into a [`Finish`].
+struct Ending<'a> {
+    claimed: &'a Claimed,
+    number: u32,
+    at: Millis,
+    schedule: &'a RetrySchedule,
+}
+
+impl Ending<'_> {
+    fn record(&self, outcome: &str, error: Option<String>) -> AttemptRecord {
+        AttemptRecord {
+            number: self.number,
+            at: self.at,
+            duration_ms: 0,
+            target: None,
+            outcome: outcome.to_owned(),
+            status: None,
+            error,
+        }
+    }
+
+    /// A final state reached without sending anything.
+    fn without_sending(&self, status: Status, reason: String) -> Finish {
+        let outcome = if status == Status::Skipped {
+            "skipped"
+        } else {
+            "failed"
+        };
+        Finish {
+            status,
+            next_at: None,
+            step: self.claimed.step,
+            done_targets: self.claimed.done_targets.clone(),
+            last_error: (status != Status::Skipped).then(|| reason.clone()),
+            attempts: vec![self.record(outcome, Some(reason))],
+            disable: Vec::new(),
+        }
+    }
+
+    fn failed_without_sending(&self, reason: String) -> Finish {
+        let mut finish = self.without_sending(Status::Failed, reason);
+        self.reschedule(&mut finish, None);
+        finish
+    }
+
+    /// Schedules the next attempt, or dead-letters when the schedule is used up.
+    fn reschedule(&self, finish: &mut Finish, retry_after: Option<Duration>) {
+        let failures = self.claimed.step + 1;
+        finish.step = failures;
+        match self.schedule.next_delay(failures, retry_after) {
+            Some(delay) => {
+                finish.status = Status::Failed;
+                finish.next_at = Some(now_ms().saturating_add(millis(delay)));
+            }
+            None => {
+                finish.status = Status::Dead;
+                finish.next_at = None;
+            }
+        }
+    }
+
+    fn after_sending(&self, keys: &[String], sent: &[Delivery]) -> Finish {
+        let mut finish = Finish {
+            status: Status::Delivered,
+            next_at: None,
+            step: self.claimed.step,
+            done_targets: self.claimed.done_targets.clone(),
+            last_error: None,
+            attempts: Vec::new(),
+            disable: Vec::new(),
+        };
+        let mut failed = false;
+        for (key, delivery) in keys.iter().zip(sent) {
+            let (status, error) = match &delivery.outcome {
+                Outcome::Delivered { status } => {
+                    finish.done_targets.push(key.clone());
+                    (Some(*status), None)
+                }
+                Outcome::Skipped { reason } => (None, Some(reason.clone())),
+                Outcome::Failed { reason, status } => {
+                    failed = true;
+                    finish.last_error = Some(reason.clone());
+                    (*status, Some(reason.clone()))
+                }
+                Outcome::Disabled { reason, status } => {
+                    finish.disable.push(DisabledTarget {
+                        instance: self.claimed.instance.clone(),
+                        key: key.clone(),
+                        target: delivery.target.clone().unwrap_or_default(),
+                        reason: reason.clone(),
+                        at: self.at,
+                    });
+                    (Some(*status), Some(reason.clone()))
+                }
+            };
+            finish.attempts.push(AttemptRecord {
+                duration_ms: delivery.duration.as_millis() as u64,
+                target: delivery.target.clone(),
+                outcome: delivery.outcome.label().to_owned(),
+                status,
+                error,
+                ..self.record("", None)
+            });
+        }
+        if failed {
+            // Where a Retry-After hint would be honoured: pass the parsed header here.
+            self.reschedule(&mut finish, None);
+        } else if finish.done_targets.is_empty() && !finish.disable.is_empty() {
+            finish.status = Status::Disabled;
+            finish.last_error = finish.disable.last().map(|d| d.reason.clone());
+        } else if keys.is_empty() && finish.done_targets.is_empty() {
+            // Every target was disabled earlier.
+            finish.status = Status::Disabled;
+            finish.attempts.push(self.record(
+                "disabled",
+                Some("every target of this service is disabled (410 Gone)".to_owned()),
+            ));
+        }
+        finish
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::Settings;
+    use crate::request::HttpRequest;
+    use crate::testing::{CaptureServer, Reply};
+    use serde_json::{Map, json};
+
+    const PAYLOAD: &str =
+        r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
+
+    fn claimed(urls: &[String]) -> Claimed {
+        Claimed {
+            id: "msg_stable".to_owned(),
+            event_id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            instance: "hook".to_owned(),
+            service: "echo".to_owned(),
+            payload: PAYLOAD.to_owned(),
+            attempts: 0,
+            step: 0,
+            done_targets: Vec::new(),
+            options: json!({ "urls": urls }).as_object().cloned(),
+            disabled_targets: Vec::new(),
+        }
+    }
+
+    fn transport() -> Transport {
+        Transport::new(Settings {
+            request_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(3),
+            ..Settings::default()
+        })
+        .unwrap()
+    }
+
+    fn schedule(delays: &str) -> RetrySchedule {
+        RetrySchedule {
+            jitter: 0.0,
+            ..delays.parse().unwrap()
+        }
+    }
+
+    #[test]
+    fn the_schedule_runs_out() {
+        let s = schedule("1s,2s");
+        assert_eq!(s.next_delay(1, None), Some(Duration::from_secs(1)));
+        assert_eq!(s.next_delay(2, None), Some(Duration::from_secs(2)));
+        assert_eq!(s.next_delay(3, None), None);
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(60)),
+            "a later Retry-After wins"
+        );
+        let jittered = RetrySchedule::default();
+        for _ in 0..100 {
+            let d = jittered.next_delay(2, None).unwrap();
+            assert!(
+                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
+                "{d:?}"
+            );
+        }
+        assert_eq!(RetrySchedule::default().delays.len(), 7);
+        assert!("5s,soon".parse::<RetrySchedule>().is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_targets_left_are_sent_again() {
+        let server = CaptureServer::start();
+        server.script("/b", [Reply::status(500), Reply::ok()]);
+        let urls = [format!("{}/a", server.url()), format!("{}/b", server.url())];
+        let mut delivery = claimed(&urls);
+
+        let first = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(first.status, Status::Failed);
+        assert_eq!(first.step, 1);
+        assert_eq!(first.done_targets.len(), 1, "/a got it");
+        assert_eq!(first.attempts.len(), 2);
+        assert!(first.next_at.unwrap() >= now_ms() + 900);
+        assert!(
+            !format!("{first:?}").contains("/b"),
+            "targets are redacted: {first:?}"
+        );
+
+        delivery.attempts = 1;
+        delivery.step = first.step;
+        delivery.done_targets = first.done_targets.clone();
+        let second = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(second.status, Status::Delivered);
+        assert_eq!(second.attempts.len(), 1, "only /b was sent again");
+        assert_eq!(second.attempts[0].number, 2);
+        assert_eq!(second.done_targets.len(), 2);
+
+        let requests = server.requests();
+        let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["/a", "/b", "/b"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gone_targets_are_disabled_and_schedules_end_in_dead_letters() {
+        let server = CaptureServer::start();
+        server.script("/gone", [Reply::status(410)]);
+        server.script("/down", [Reply::status(503)]);
+        let gone = attempt(
+            &claimed(&[format!("{}/gone", server.url())]),
+            &transport(),
+            &schedule("1s"),
+        )
+        .await;
+        assert_eq!(gone.status, Status::Disabled);
+        assert_eq!(gone.disable.len(), 1);
+
+        let mut down = claimed(&[format!("{}/down", server.url())]);
+        down.step = 1; // one failure already: the one-delay schedule is used up
+        let dead = attempt(&down, &transport(), &schedule("1s")).await;
+        assert_eq!(dead.status, Status::Dead);
+        assert_eq!(dead.attempts[0].status, Some(503));
+
+        // A later event for the same product: the gone target is skipped.
+        let mut again = claimed(&[format!("{}/gone", server.url())]);
+        again.disabled_targets = vec![gone.disable[0].key.clone()];
+        let skipped = attempt(&again, &transport(), &schedule("1s")).await;
+        assert_eq!(skipped.status, Status::Disabled);
+        assert_eq!(server.requests_to("/gone").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn what_cannot_be_sent() {
+        let t = transport();
+        let mut removed = claimed(&[]);
+        removed.options = None;
+        assert_eq!(
+            attempt(&removed, &t, &schedule("1s")).await.status,
+            Status::Dead
+        );
+
+        let mut invalid = claimed(&[]); // `urls` is required: fixable, so retried
+        invalid.options = Some(Map::new());
+        assert_eq!(
+            attempt(&invalid, &t, &schedule("1s")).await.status,
+            Status::Failed
+        );
+
+        let none = attempt(&claimed(&[]), &t, &schedule("1s")).await;
+        assert_eq!(none.status, Status::Skipped, "no request built: {none:?}");
+
+        let mut nothing = claimed(&["http://127.0.0.1:9/".to_owned()]);
+        nothing.payload = PAYLOAD.replace("Item", "Nothing");
+        let skipped = attempt(&nothing, &t, &schedule("1s")).await;
+        assert_eq!(skipped.status, Status::Skipped);
+        assert_eq!(skipped.attempts[0].outcome, "skipped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_attempt_carries_the_stored_delivery_id() {
+        let server = CaptureServer::start();
+        server.script("/signed", [Reply::status(500), Reply::ok()]);
+        let mut delivery = claimed(&[format!("{}/signed", server.url())]);
+        delivery.options = json!({
+            "urls": [format!("{}/signed", server.url())],
+            "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        })
+        .as_object()
+        .cloned();
+        let first = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(first.status, Status::Failed);
+        delivery.step = 1;
+        let second = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(second.status, Status::Delivered);
+        let ids: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(ids, ["msg_stable", "msg_stable"]);
+        let key = target_key(&Outgoing::from(HttpRequest::post(
+            format!("{}/signed", server.url()).parse().unwrap(),
+        )));
+        assert_eq!(second.done_targets, [key]);
+    }
+}

@@ -1,0 +1,409 @@
+//! The commands around the durable outbox: `serve`, `products`, `deliveries`,
+//! `redeliver` and `stats`. They parse what the user typed, call the store or the server
+//! in the `lookout` crate, and hand the results to `output` for printing.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use lookout::server::{self, ServeConfig};
+use lookout::store::{self, DeliveryFilter, Status, Store, StoredInstance};
+use lookout::worker::RetrySchedule;
+use serde_json::{Map, Value};
+
+use crate::{Fatal, output};
+
+/// Where the store is.
+#[derive(Args)]
+pub struct Database {
+    /// The SQLite database file (created if missing).
+    #[arg(long, default_value = "lookout.db")]
+    pub database: String,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    db: Database,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A config file whose `[engine]` settings (timeouts, deadline) the workers use.
+    /// Its services are not used: a product's services live in the database.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A file holding the bearer token clients must send (else $LOOKOUT_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// The waits between attempts, comma-separated; after the last, the delivery is
+    /// dead-lettered. Default: 5s,5m,30m,2h,5h,10h,10h.
+    #[arg(long, value_name = "DELAYS")]
+    retry_schedule: Option<RetrySchedule>,
+    /// How much each wait may vary at random, as a fraction (0.1 = ±10%).
+    #[arg(long, value_name = "FRACTION")]
+    retry_jitter: Option<f64>,
+    /// Deliveries attempted at the same time.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// On SIGTERM/SIGINT, how long attempts in flight may take to finish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// How often the workers look at the queue when nothing wakes them.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    poll: Duration,
+    /// Request bodies above this many bytes are refused (413).
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Accept events but send nothing (workers run elsewhere).
+    #[arg(long)]
+    no_workers: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ProductsCommand {
+    /// List products and their services.
+    List {
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one product: its services (secrets redacted) and disabled targets.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add (or replace) one service of a product.
+    Add {
+        /// The product's id.
+        id: String,
+        /// The name of this configured service (like a `[services.NAME]` table).
+        name: String,
+        /// Which service (default: NAME).
+        #[arg(long)]
+        service: Option<String>,
+        /// An option, `KEY=VALUE`; repeat a key for a list.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Replace a product's services with those of a config file (`[services.*]`).
+    Import {
+        id: String,
+        #[arg(long)]
+        config: PathBuf,
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Remove one service of a product, or the whole product.
+    Remove {
+        id: String,
+        name: Option<String>,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, most recently changed first.
+    List {
+        /// Only these: pending, failed, delivered, skipped, disabled or dead.
+        #[arg(long)]
+        status: Option<Status>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        product: Option<String>,
+        /// At most this many (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one delivery with every attempt.
+    Show {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct RedeliverArgs {
+    /// The delivery to send again.
+    #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+    id: Option<String>,
+    /// Every dead-lettered delivery (see --since and --service).
+    #[arg(long)]
+    dead: bool,
+    /// With --dead: only those dead-lettered within this long (`1h`, `2d`).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "dead")]
+    since: Option<Duration>,
+    /// With --dead: only this service's.
+    #[arg(long, requires = "dead")]
+    service: Option<String>,
+    #[command(flatten)]
+    db: Database,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
+    crate::runtime()
+}
+
+async fn open(db: &Database) -> Result<Arc<dyn Store>, Fatal> {
+    Ok(store::open(&db.database).await?)
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
+    let token = read_token(args.token_file.as_ref())?;
+    let mut config = ServeConfig::new(token);
+    if let Some(path) = &args.config {
+        config.settings = lookout::Config::load(path)?.engine;
+    }
+    if let Some(schedule) = args.retry_schedule {
+        config.worker.schedule.delays = schedule.delays;
+    }
+    if let Some(jitter) = args.retry_jitter {
+        config.worker.schedule.jitter = jitter;
+    }
+    config.worker.concurrency = args.concurrency.max(1);
+    config.worker.grace = args.grace;
+    config.worker.poll = args.poll;
+    // A claim outlives any attempt: the deadline bounds one, plus room to record it.
+    config.worker.lease = config.settings.deadline * 2 + Duration::from_secs(30);
+    config.max_body = args.max_body;
+    config.workers = !args.no_workers;
+
+    runtime()?.block_on(async move {
+        let (store, _lock) = store::open_for_serve(&args.db.database).await?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| Fatal(format!("cannot listen on {}: {e}", args.listen)))?;
+        let address = listener.local_addr()?;
+        println!(
+            "lookout serve: listening on http://{address} (database {})",
+            args.db.database
+        );
+        std::io::stdout().flush()?;
+        server::run(listener, store, config, server::shutdown_signal()).await?;
+        println!("lookout serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The bearer token: from `--token-file`, else `$LOOKOUT_TOKEN`. Never from the command
+/// line, where every user of the machine could read it.
+fn read_token(file: Option<&PathBuf>) -> Result<String, Fatal> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Fatal(format!("cannot read {}: {e}", path.display())))?,
+        None => std::env::var("LOOKOUT_TOKEN").unwrap_or_default(),
+    };
+    let token = token.trim().to_owned();
+    if token.len() < 16 {
+        return Err(Fatal(
+            "serve needs a bearer token of 16 characters or more: set LOOKOUT_TOKEN \
+             (e.g. `export LOOKOUT_TOKEN=$(openssl rand -hex 32)`) or pass --token-file"
+                .into(),
+        ));
+    }
+    Ok(token)
+}
+
+pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        match command {
+            ProductsCommand::List { db, json } => {
+                output::products(&open(&db).await?.products().await?, json);
+            }
+            ProductsCommand::Show { id, db, json } => {
+                let product = open(&db)
+                    .await?
+                    .product(&id)
+                    .await?
+                    .ok_or_else(|| Fatal(format!("no product `{id}`")))?;
+                output::product(&product, json);
+            }
+            ProductsCommand::Add {
+                id,
+                name,
+                service,
+                set,
+                db,
+            } => {
+                store::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
+                let instance = instance_from_args(&name, service, &set)?;
+                let store = open(&db).await?;
+                store.put_instance(&id, &instance).await?;
+                println!("product {id}: service {name} ({}) saved", instance.service);
+            }
+            ProductsCommand::Import { id, config, db } => {
+                store::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
+                let instances = instances_from_file(&config)?;
+                open(&db).await?.put_product(&id, &instances).await?;
+                println!(
+                    "product {id}: {} service(s) imported from {}",
+                    instances.len(),
+                    config.display()
+                );
+            }
+            ProductsCommand::Remove { id, name, db } => {
+                let store = open(&db).await?;
+                let removed = match &name {
+                    Some(name) => store.remove_instance(&id, name).await?,
+                    None => store.remove_product(&id).await?,
+                };
+                let what = match &name {
+                    Some(name) => format!("service {name} of product {id}"),
+                    None => format!("product {id}"),
+                };
+                if !removed {
+                    return Err(Fatal(format!("no {what}")));
+                }
+                println!("{what} removed");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `--set KEY=VALUE` pairs as an options table (a repeated key makes a list), validated.
+fn instance_from_args(
+    name: &str,
+    service: Option<String>,
+    set: &[String],
+) -> Result<StoredInstance, Fatal> {
+    let mut options = Map::new();
+    for pair in set {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Fatal(format!("--set {pair}: expected KEY=VALUE")))?;
+        let value = Value::from(value);
+        match options.get_mut(key) {
+            None => {
+                options.insert(key.to_owned(), value);
+            }
+            Some(Value::Array(items)) => items.push(value),
+            Some(single) => *single = Value::Array(vec![single.take(), value]),
+        }
+    }
+    if let Some(service) = service {
+        options.insert("service".into(), Value::from(service));
+    }
+    let mut table = Map::new();
+    table.insert(name.to_owned(), Value::Object(options));
+    validated(&table)?
+        .pop()
+        .ok_or_else(|| Fatal(format!("service {name} is marked disabled")))
+}
+
+fn validated(table: &Map<String, Value>) -> Result<Vec<StoredInstance>, Fatal> {
+    store::instances_from_table(table).map_err(|problems| {
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        Fatal(shown.join("\n"))
+    })
+}
+
+/// The `[services]` tables of a config file (TOML, or JSON when it starts with `{`).
+fn instances_from_file(path: &PathBuf) -> Result<Vec<StoredInstance>, Fatal> {
+    // Full validation first, for the config file's own error messages.
+    lookout::Config::load(path)?;
+    let text = std::fs::read_to_string(path)?;
+    let raw: Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(&text)?
+    } else {
+        serde_json::to_value(toml::from_str::<toml::Table>(&text)?)?
+    };
+    let services = raw
+        .get("services")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    validated(&services)
+}
+
+pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        match command {
+            DeliveriesCommand::List {
+                status,
+                service,
+                product,
+                limit,
+                db,
+                json,
+            } => {
+                let filter = DeliveryFilter {
+                    status,
+                    service,
+                    product,
+                    updated_since: None,
+                    limit,
+                };
+                output::deliveries(&open(&db).await?.deliveries(&filter).await?, json);
+            }
+            DeliveriesCommand::Show { id, db, json } => {
+                let (row, attempts) = open(&db)
+                    .await?
+                    .delivery(&id)
+                    .await?
+                    .ok_or_else(|| Fatal(format!("no delivery `{id}`")))?;
+                output::delivery(&row, &attempts, json);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let now = store::now_ms();
+        if let Some(id) = &args.id {
+            if !store.redeliver(id, now).await? {
+                return Err(Fatal(format!("no delivery `{id}`")));
+            }
+            println!("delivery {id} is due again");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let filter = DeliveryFilter {
+            status: Some(Status::Dead),
+            service: args.service.clone(),
+            product: None,
+            updated_since: args.since.map(|since| now - store::millis(since)),
+            limit: 0,
+        };
+        let dead = store.deliveries(&filter).await?;
+        let bar = ProgressBar::new(dead.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} redelivered ({eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        for delivery in &dead {
+            store.redeliver(&delivery.id, now).await?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        println!("{} dead delivery(ies) are due again", dead.len());
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn stats(db: Database, json: bool) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        output::stats(&open(&db).await?.stats().await?, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,779 @@
+//! `lookout serve` end to end: the real binary, real HTTP to a local capture server, a
+//! real SQLite file in a temporary directory, and real signals (SIGKILL, SIGTERM).
+//!
+//! The crash test posts events under load to a flaky target while killing the server
+//! at random moments, and checks that every event answered 202 is delivered at least
+//! once, that no refused event is, and that duplicates carry the same `webhook-id`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lookout::testing::{CaptureServer, Captured, Reply};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// In every target URL: a secret path that must never be printed.
+const URL_KEY: &str = "K3YxSECRETx9";
+
+/// A temporary directory with a `lookout.db`.
+struct Place {
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("lookout.db")
+    }
+
+    /// Runs a `lookout` command against this database; panics if it fails.
+    fn cli(&self, args: &[&str]) -> String {
+        let output = self.cli_output(args);
+        assert!(
+            output.status.success(),
+            "lookout {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_no_secrets(&text);
+        text
+    }
+
+    fn cli_output(&self, args: &[&str]) -> Output {
+        let db = self.db();
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .arg("--database")
+            .arg(&db)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run lookout")
+    }
+
+    fn cli_json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.cli(&args)).expect("--json prints JSON")
+    }
+
+    /// Configures product `p1` with one webhook service pointed at `url`, signed.
+    fn product(&self, url: &str) {
+        self.cli(&[
+            "products",
+            "add",
+            "p1",
+            "hook",
+            "--service",
+            "webhook",
+            "--set",
+            &format!("urls={url}"),
+            "--set",
+            &format!("secret={SIGNING_SECRET}"),
+        ]);
+    }
+
+    /// Starts `serve` on this database, with the engine settings of `engine.toml`.
+    fn serve(&self, extra: &[&str]) -> Serving {
+        let config = self.dir.path().join("engine.toml");
+        // The targets are local capture servers; keep the timeouts short.
+        std::fs::write(
+            &config,
+            "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n",
+        )
+        .expect("write engine.toml");
+        let mut args = vec!["--config", config.to_str().expect("UTF-8 path")];
+        args.extend_from_slice(extra);
+        Serving::start(self.dir.path(), &self.db(), &args)
+    }
+}
+
+fn assert_no_secrets(text: &str) {
+    for secret in [URL_KEY, SIGNING_SECRET, TOKEN] {
+        assert!(!text.contains(secret), "a secret was printed:\n{text}");
+    }
+}
+
+/// A running `lookout serve`.
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+impl Serving {
+    fn start(dir: &Path, db: &Path, extra: &[&str]) -> Serving {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(db)
+            .args(extra)
+            .env("LOOKOUT_TOKEN", TOKEN)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lookout serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve prints where it listens");
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in `{first}`"))
+            .to_owned();
+        Serving { child, url }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// The item fixture with a numbered title, to recognise it at the receiver.
+fn numbered_event(seq: u64) -> String {
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/item.json")).unwrap();
+    event["attributes"]["title"] = Value::from(format!("crash test #{seq}"));
+    event.to_string()
+}
+
+fn seq_of(request: &Captured) -> Option<u64> {
+    let body: Value = serde_json::from_slice(&request.body).ok()?;
+    body["attributes"]["title"]
+        .as_str()?
+        .strip_prefix("crash test #")?
+        .parse()
+        .ok()
+}
+
+/// Waits until `check` holds, up to `timeout`.
+fn wait_until(timeout: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(settles(timeout, check), "timed out waiting for {what}");
+}
+
+/// Whether `check` comes to hold within `timeout`.
+fn settles(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !check() {
+        if started.elapsed() >= timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_and_products_api() {
+    let target = CaptureServer::start();
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let mut serving = place.serve(&[]);
+    let http = client();
+    let url = &serving.url;
+
+    // One `serve` per database file.
+    let second = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .arg(place.db())
+        .env("LOOKOUT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another `lookout serve` is using"));
+    let event = include_str!("fixtures/item.json");
+
+    // Auth: none, wrong, right.
+    let none = http
+        .post(format!("{url}/v1/products/p1/events"))
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = http
+        .post(format!("{url}/v1/products/p1/events"))
+        .bearer_auth("not-the-token")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let post = |path: &str| http.post(format!("{url}{path}")).bearer_auth(TOKEN);
+
+    // Bad payloads: 400 naming the problem.
+    let bad = post("/v1/products/p1/events")
+        .header("content-type", "application/json")
+        .body(r#"{"model": "Item", "action": "created", "attributes": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = json_of(bad).await;
+    assert_eq!(body["path"], "product", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("missing"));
+    let broken = post("/v1/products/p1/events")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    assert!(broken.text().await.unwrap().contains("not valid JSON"));
+
+    // Too large: 413.
+    let huge = format!(r#"{{"pad": "{}"}}"#, "x".repeat(1024 * 1024 + 10));
+    let large = post("/v1/products/p1/events")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 413);
+
+    // Unknown product: 404, nothing stored.
+    let unknown = post("/v1/products/nope/events")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // Accepted, as JSON and as a form; by path and by query.
+    let accepted = post("/v1/products/p1/events")
+        .header("content-type", "application/json")
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted = json_of(accepted).await;
+    assert!(accepted["id"].as_str().unwrap().starts_with("evt_"));
+    let delivery_id = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let form = post("/v1/events?product=p1")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "payload={}",
+            form_encode(include_str!("fixtures/comment.json"))
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 202);
+
+    let arrived = target.wait_for(2, Duration::from_secs(10));
+    assert_eq!(arrived.len(), 2);
+    let first = arrived
+        .iter()
+        .find(|r| r.text() == event)
+        .expect("the JSON event arrived byte for byte");
+    assert_eq!(first.path, format!("/hook/{URL_KEY}"));
+    assert_eq!(first.header("webhook-id"), Some(delivery_id.as_str()));
+    assert!(
+        arrived
+            .iter()
+            .any(|r| r.text() == include_str!("fixtures/comment.json"))
+    );
+
+    // Health, metrics, catalogue.
+    let health = http.get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = |path: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(Duration::from_secs(5), "both recorded as delivered", || {
+        place.cli_json(&["stats"])["by_status"][2] == json!(["delivered", 2])
+    });
+    let metrics = text("/metrics").await;
+    for line in [
+        "lookout_events_accepted_total 2",
+        "lookout_deliveries_delivered_total{service=\"webhook\"} 2",
+        "lookout_queue_depth 0",
+        "lookout_delivery_duration_seconds_count{service=\"webhook\"} 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in\n{metrics}"
+        );
+    }
+    let services: Value = serde_json::from_str(&text("/v1/services").await).unwrap();
+    assert!(
+        services
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "webhook")
+    );
+
+    // Products API: invalid options are refused with every problem named.
+    let put = |body: Value| {
+        http.put(format!("{url}/v1/products/p2"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let invalid = put(json!({"services": {"hook": {"service": "webhook", "url": "x"}}}))
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    let problems = json_of(invalid).await;
+    assert_eq!(
+        problems["problems"].as_array().unwrap().len(),
+        2,
+        "{problems}"
+    );
+    let saved = put(json!({"services": {"hook": {
+        "service": "webhook",
+        "urls": [format!("{}/p2/{URL_KEY}", target.url())],
+        "secret": SIGNING_SECRET,
+    }}}))
+    .await
+    .unwrap();
+    assert_eq!(saved.status(), 200);
+    let shown = text("/v1/products/p2").await;
+    assert_no_secrets(&shown);
+    assert!(shown.contains("[redacted]"), "{shown}");
+    let listed = text("/v1/products").await;
+    assert_no_secrets(&listed);
+    let deleted = http
+        .delete(format!("{url}/v1/products/p2"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = http
+        .get(format!("{url}/v1/products/p2"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+
+    assert!(serving.terminate().success());
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn form_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_redelivery_from_the_command_line() {
+    let target = CaptureServer::start();
+    target.script("/hook", [Reply::status(500).body("down")]);
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let mut serving = place.serve(&["--retry-schedule", "50ms", "--retry-jitter", "0"]);
+    let http = client();
+    let response = http
+        .post(format!("{}/v1/products/p1/events", serving.url))
+        .bearer_auth(TOKEN)
+        .body(include_str!("fixtures/item.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    // Two attempts (the first and one retry), then the dead-letter queue.
+    wait_until(Duration::from_secs(10), "a dead letter", || {
+        place
+            .cli_json(&["deliveries", "list", "--status", "dead"])
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+    let dead = place.cli_json(&[
+        "deliveries",
+        "list",
+        "--status",
+        "dead",
+        "--service",
+        "webhook",
+    ]);
+    let id = dead[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(dead[0]["attempts"], 2);
+    assert_eq!(target.requests().len(), 2);
+    let listed = place.cli(&["deliveries", "list"]);
+    assert!(listed.contains(&id) && listed.contains("dead"), "{listed}");
+    let shown = place.cli(&["deliveries", "show", &id]);
+    assert!(
+        shown.contains("HTTP 500 Internal Server Error: down"),
+        "{shown}"
+    );
+    assert_eq!(
+        shown.matches("[redacted]").count(),
+        2,
+        "one row per attempt:\n{shown}"
+    );
+    let detail = place.cli_json(&["deliveries", "show", &id]);
+    assert_eq!(detail["attempts"].as_array().unwrap().len(), 2);
+    assert!(place.cli(&["stats"]).contains("dead       1"));
+
+    // The target is back: redeliver every dead letter of the last hour.
+    target.script("/hook", [Reply::ok()]);
+    let out = place.cli(&["redeliver", "--dead", "--since", "1h"]);
+    assert!(out.contains("1 dead delivery(ies) are due again"), "{out}");
+    let arrived = target.wait_for(3, Duration::from_secs(10));
+    assert_eq!(arrived.len(), 3);
+    let ids: BTreeSet<&str> = arrived
+        .iter()
+        .filter_map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), [id.as_str()]);
+    wait_until(Duration::from_secs(5), "delivered", || {
+        place.cli_json(&["deliveries", "show", &id])["delivery"]["status"] == "delivered"
+    });
+
+    // One delivery by id, sent again on purpose.
+    place.cli(&["redeliver", &id]);
+    target.wait_for(4, Duration::from_secs(10));
+    assert_eq!(target.requests().len(), 4);
+
+    // The operator views never show a secret (checked by `cli`).
+    place.cli(&["products", "list"]);
+    let product = place.cli(&["products", "show", "p1"]);
+    assert!(product.contains("[redacted]"), "{product}");
+    place.cli(&["products", "show", "p1", "--json"]);
+    let refused = place.cli_output(&["products", "add", "p1", "x", "--service", "webhook"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("urls: required option is missing"));
+
+    assert!(serving.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_attempts_in_flight() {
+    let target = CaptureServer::start();
+    target.script("/slow", [Reply::ok().delay(Duration::from_millis(1500))]);
+    let place = Place::new();
+    place.product(&format!("{}/slow/{URL_KEY}", target.url()));
+    let mut serving = place.serve(&["--grace", "10s"]);
+    let response = client()
+        .post(format!("{}/v1/products/p1/events", serving.url))
+        .bearer_auth(TOKEN)
+        .body(include_str!("fixtures/item.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    target.wait_for(1, Duration::from_secs(10));
+    let asked = Instant::now();
+    assert!(serving.terminate().success(), "a clean exit on SIGTERM");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(1000),
+        "it waited for the attempt in flight"
+    );
+    let shown = place.cli_json(&["deliveries", "list"]);
+    assert_eq!(shown[0]["status"], "delivered", "{shown}");
+    assert_eq!(target.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_due_later_survive_a_restart_and_go_out_on_time() {
+    let target = CaptureServer::start();
+    target.script("/later", [Reply::status(503), Reply::ok()]);
+    let place = Place::new();
+    place.product(&format!("{}/later/{URL_KEY}", target.url()));
+    let args = ["--retry-schedule", "3s", "--retry-jitter", "0"];
+    let mut serving = place.serve(&args);
+    let response = client()
+        .post(format!("{}/v1/products/p1/events", serving.url))
+        .bearer_auth(TOKEN)
+        .body(include_str!("fixtures/item.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let first = target.wait_for(1, Duration::from_secs(10))[0].clone();
+    assert_eq!(first.status, 503);
+    assert!(serving.terminate().success());
+    drop(serving);
+
+    let queued = place.cli_json(&["deliveries", "list"]);
+    assert_eq!(queued[0]["status"], "failed", "{queued}");
+    std::thread::sleep(Duration::from_millis(300));
+    let _restarted = place.serve(&args);
+    let arrived = target.wait_for(2, Duration::from_secs(10));
+    assert_eq!(arrived.len(), 2, "the retry was sent after the restart");
+    let waited = arrived[1].at - first.at;
+    println!("retry due 3s after the failure arrived {waited:?} after it, across a restart");
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "too early: {waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_millis(4500),
+        "too late: {waited:?}"
+    );
+    assert_eq!(arrived[1].header("webhook-id"), first.header("webhook-id"));
+}
+
+/// How one posted event ended, from the sender's side.
+#[derive(Default)]
+struct Tally {
+    /// seq → the delivery id of the 202 answer.
+    accepted: BTreeMap<u64, String>,
+    /// Answered 4xx: must never be delivered.
+    refused: BTreeSet<u64>,
+    /// No answer (the server died mid-request): may or may not be delivered.
+    in_doubt: BTreeSet<u64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_test_every_accepted_event_is_delivered() {
+    const KILLS: usize = 6;
+    const POSTERS: usize = 8;
+    let seed: u64 = std::env::var("LOOKOUT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    println!("crash test seed {seed} (set LOOKOUT_CRASH_SEED to repeat)");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    // A flaky target: about a third of the answers are 500s, then all 200s.
+    let target = CaptureServer::start();
+    let flaky: Vec<Reply> = (0..3000)
+        .map(|_| {
+            if rng.random_bool(0.35) {
+                Reply::status(500)
+            } else {
+                Reply::ok()
+            }
+        })
+        .chain([Reply::ok()])
+        .collect();
+    target.script("/hook", flaky);
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let schedule = "100ms,200ms,300ms,400ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
+    let args = [
+        "--retry-schedule",
+        schedule,
+        "--retry-jitter",
+        "0.2",
+        "--poll",
+        "100ms",
+    ];
+
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let next_seq = Arc::new(AtomicU64::new(0));
+    let http = client();
+    let started = Instant::now();
+    for _ in 0..KILLS {
+        let mut serving = place.serve(&args);
+        let stop = Arc::new(AtomicBool::new(false));
+        let posters: Vec<_> = (0..POSTERS)
+            .map(|poster| {
+                let (http, url, tally, next_seq, stop) = (
+                    http.clone(),
+                    serving.url.clone(),
+                    tally.clone(),
+                    next_seq.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let seq = next_seq.fetch_add(1, Ordering::Relaxed);
+                        // Every other event of one poster must be refused (its `model` key is misspelt).
+                        let body = if poster == 0 && seq % 2 == 0 {
+                            numbered_event(seq).replace("\"model\"", "\"modle\"")
+                        } else {
+                            numbered_event(seq)
+                        };
+                        let answer = http
+                            .post(format!("{url}/v1/products/p1/events"))
+                            .bearer_auth(TOKEN)
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
+                        let status = answer.as_ref().map(|a| a.status().as_u16()).ok();
+                        let accepted_id = match answer {
+                            Ok(a) if a.status() == 202 => a
+                                .text()
+                                .await
+                                .ok()
+                                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                                .and_then(|v| v["deliveries"][0]["id"].as_str().map(str::to_owned)),
+                            _ => None,
+                        };
+                        let mut tally = tally.lock().unwrap();
+                        match (status, accepted_id) {
+                            (Some(202), Some(id)) => {
+                                tally.accepted.insert(seq, id);
+                            }
+                            (Some(s), _) if (400..500).contains(&s) => {
+                                tally.refused.insert(seq);
+                            }
+                            _ => {
+                                tally.in_doubt.insert(seq);
+                                break; // The server is gone.
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Kill it at a random moment while events pour in and deliveries go out (after
+        // some load, so that every round means something even on a slow machine).
+        let before = tally.lock().unwrap().accepted.len();
+        let loaded = Instant::now();
+        while tally.lock().unwrap().accepted.len() < before + 20
+            && loaded.elapsed() < Duration::from_secs(15)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1200))).await;
+        serving.kill();
+        stop.store(true, Ordering::Relaxed);
+        for poster in posters {
+            poster.await.unwrap();
+        }
+    }
+
+    // The last start: everything accepted must arrive.
+    let mut serving = place.serve(&args);
+    let accepted: BTreeMap<u64, String> = tally.lock().unwrap().accepted.clone();
+    let delivered_seqs = |requests: &[Captured]| -> BTreeSet<u64> {
+        requests
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(seq_of)
+            .collect()
+    };
+    // If this runs out, the checks below name what is missing.
+    settles(Duration::from_secs(30), || {
+        let delivered = delivered_seqs(&target.requests());
+        accepted.keys().all(|seq| delivered.contains(seq))
+    });
+    assert!(serving.terminate().success());
+
+    let requests = target.requests();
+    let tally = tally.lock().unwrap();
+    let delivered = delivered_seqs(&requests);
+    let lost: Vec<&u64> = accepted.keys().filter(|s| !delivered.contains(s)).collect();
+    assert!(lost.is_empty(), "accepted but never delivered: {lost:?}");
+    let leaked: Vec<&u64> = tally
+        .refused
+        .iter()
+        .filter(|s| delivered.contains(s))
+        .collect();
+    assert!(leaked.is_empty(), "refused, yet delivered: {leaked:?}");
+
+    // One webhook-id per event, on every request of it: the one the 202 named.
+    let mut ids: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut successes: BTreeMap<u64, usize> = BTreeMap::new();
+    for request in &requests {
+        let Some(seq) = seq_of(request) else { continue };
+        let id = request.header("webhook-id").unwrap_or_default().to_owned();
+        ids.entry(seq).or_default().insert(id);
+        if request.status == 200 {
+            *successes.entry(seq).or_default() += 1;
+        }
+    }
+    for (seq, seen) in &ids {
+        assert_eq!(
+            seen.len(),
+            1,
+            "event #{seq} went out under several ids: {seen:?}"
+        );
+        if let Some(id) = accepted.get(seq) {
+            assert!(
+                seen.contains(id),
+                "event #{seq}: {seen:?}, but the 202 said {id}"
+            );
+        }
+    }
+    let duplicates: usize = successes.values().map(|n| n - 1).sum();
+    let in_doubt_delivered = tally
+        .in_doubt
+        .iter()
+        .filter(|s| delivered.contains(s))
+        .count();
+    println!(
+        "crash test: {} events accepted, {} refused (never delivered), {} in doubt \
+         ({in_doubt_delivered} of them delivered); {KILLS} kills (SIGKILL); {} accepted \
+         events delivered, {duplicates} duplicate deliveries (same webhook-id), {} requests \
+         in all ({} answered 500); lost = {}; {:.1}s",
+        accepted.len(),
+        tally.refused.len(),
+        tally.in_doubt.len(),
+        accepted.keys().filter(|s| delivered.contains(s)).count(),
+        requests.len(),
+        requests.iter().filter(|r| r.status == 500).count(),
+        lost.len(),
+        started.elapsed().as_secs_f64(),
+    );
+    assert!(accepted.len() >= 100, "too little load to mean anything");
+    assert!(!tally.refused.is_empty());
+}
