@@ -82,13 +82,10 @@ fn move_url(url: &str, base: &str) -> String {
     moved
 }
 
-/// Settings for tests: short deadlines so a hung target costs little.
+/// Settings for tests: short deadlines so a hung target costs little
+/// ([`lookout::testing::settings`], the one place they are decided).
 pub fn test_settings() -> Settings {
-    Settings {
-        deadline: std::time::Duration::from_secs(5),
-        request_timeout: std::time::Duration::from_secs(4),
-        ..Settings::default()
-    }
+    lookout::testing::settings()
 }
 
 /// The `[engine]` lines tests put in config files (short timeouts).
