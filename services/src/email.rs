@@ -164,7 +164,10 @@ mod tests {
             Some("Lookout <bot@example.com>")
         );
         let to = mail.header("to").unwrap();
-        assert!(to.contains("team@example.com") && to.contains("<qa@example.com>"), "{to}");
+        assert!(
+            to.contains("team@example.com") && to.contains("<qa@example.com>"),
+            "{to}"
+        );
         let subject = mail.header("subject").unwrap();
         assert!(subject.starts_with("[sprint.ly] Story #1212:"), "{subject}");
 
@@ -175,12 +178,18 @@ mod tests {
         // The title's markup: as typed in the text part, escaped in the HTML part.
         assert!(parts[0].body.contains("<b>&\"x\"</b>"), "{}", parts[0].body);
         assert!(
-            parts[1].body.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
+            parts[1]
+                .body
+                .contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
             "{}",
             parts[1].body
         );
         assert!(!parts[1].body.contains("<b>&"), "{}", parts[1].body);
-        assert!(parts[1].body.contains("#96be60"), "colour bar: {}", parts[1].body);
+        assert!(
+            parts[1].body.contains("#96be60"),
+            "colour bar: {}",
+            parts[1].body
+        );
 
         assert_hidden(&report, PASSWORD);
     }

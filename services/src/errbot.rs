@@ -174,7 +174,10 @@ mod tests {
             Some("application/x-www-form-urlencoded")
         );
         assert_eq!(sent.form().len(), 1, "only `payload`: {:?}", sent.form());
-        assert_eq!(sent.form_field("payload").as_deref(), Some(fixture.as_str()));
+        assert_eq!(
+            sent.form_field("payload").as_deref(),
+            Some(fixture.as_str())
+        );
         assert_eq!(sent.header("x-lookout-token"), Some(TOKEN));
     }
 

@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(body["format"], "org.matrix.custom.html");
         let html = body["formatted_body"].as_str().unwrap();
         // The title's markup arrives as text, not as tags.
-        assert!(html.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<b>&"), "{html}");
         assert!(html.contains("data-mx-color=\"#96be60\""), "{html}");
         let plain = body["body"].as_str().unwrap();

@@ -230,7 +230,10 @@ mod tests {
         assert_eq!(payload["class"], "story");
         // Plain text: the title's markup arrives exactly as typed, not escaped or rendered.
         let summary = payload["summary"].as_str().unwrap();
-        assert!(summary.contains("#1212 - <b>&\"x\"</b> *bold*"), "{summary}");
+        assert!(
+            summary.contains("#1212 - <b>&\"x\"</b> *bold*"),
+            "{summary}"
+        );
         assert_eq!(payload["custom_details"]["status"], "Backlog");
         assert_eq!(body["links"][0]["href"], "http://sprint.ly/i/1/116550/");
     }
@@ -254,8 +257,7 @@ mod tests {
         let options = options(&server, &["story"]);
         let done = fixture_json("item-updated").replace("\"in-progress\"", "\"completed\"");
         send(&options, &done).await;
-        let lifted =
-            fixture_json("block").replace("\"unblocked\": false", "\"unblocked\": true");
+        let lifted = fixture_json("block").replace("\"unblocked\": false", "\"unblocked\": true");
         send(&options, &lifted).await;
 
         let got = server.requests();

@@ -106,11 +106,17 @@ mod tests {
         assert_eq!(body["chat_id"], "-100123");
         assert_eq!(body["parse_mode"], "HTML");
         let text = body["text"].as_str().unwrap();
-        assert!(text.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"), "{text}");
+        assert!(
+            text.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
+            "{text}"
+        );
         for tag in ["<p>", "<br", "<ul>", "<li>"] {
             assert!(!text.contains(tag), "Telegram rejects {tag}: {text}");
         }
-        assert!(text.contains("<a href=\"http://sprint.ly/i/1/116550/\">"), "{text}");
+        assert!(
+            text.contains("<a href=\"http://sprint.ly/i/1/116550/\">"),
+            "{text}"
+        );
 
         // …and is redacted from the report (`deliver_one` checked it shows nowhere).
         let shown = lookout::testing::shown(&report);

@@ -142,7 +142,10 @@ mod tests {
         );
         assert!(content.starts_with("Joe S. created the story [&#35;1212 - "));
         assert!(content.contains("](http://sprint.ly/i/1/116550/)"));
-        assert!(content.contains("**Tags:** [&lt;script&gt;](https://sprint.ly/reports?tag=%3Cscript%3E)"));
+        assert!(
+            content
+                .contains("**Tags:** [&lt;script&gt;](https://sprint.ly/reports?tag=%3Cscript%3E)")
+        );
     }
 
     #[tokio::test]
@@ -150,6 +153,9 @@ mod tests {
         let sent = deliver("comment", Some("Sprint.ly")).await;
         assert_eq!(sent.form_field("topic").as_deref(), Some("Sprint.ly"));
         let content = sent.form_field("content").unwrap();
-        assert!(content.contains("\n\n> "), "the comment is quoted: {content}");
+        assert!(
+            content.contains("\n\n> "),
+            "the comment is quoted: {content}"
+        );
     }
 }
