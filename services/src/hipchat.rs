@@ -145,16 +145,4 @@ mod tests {
         // Plain text: HipChat's `text` format shows it as written, so nothing is escaped.
         assert!(message("item-markup").contains("\"<b>&\"x\"</b> *bold*"));
     }
-
-    #[test]
-    fn unknown_models_and_updates_are_skipped() {
-        for name in ["unknown-model", "item-updated"] {
-            let preview = lookout::dispatch::preview_one(
-                &fixture(name),
-                &instance("https://api.hipchat.com"),
-            );
-            assert!(preview.requests.is_empty(), "{name}");
-            assert_eq!(preview.not_sent.unwrap().label(), "skipped", "{name}");
-        }
-    }
 }

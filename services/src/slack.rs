@@ -367,16 +367,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_models_and_updates_are_skipped() {
-        let instance = instance("https://hooks.slack.com/services/T0/B0/X");
-        for name in ["unknown-model", "item-updated"] {
-            let preview = lookout::dispatch::preview_one(&fixture(name), &instance);
-            assert!(preview.requests.is_empty(), "{name}");
-            assert_eq!(preview.not_sent.unwrap().label(), "skipped", "{name}");
-        }
-    }
-
-    #[test]
     fn an_option_may_replace_the_icon() {
         let mut options = options("https://hooks.slack.com/services/T0/B0/X");
         options["icon_url"] = json!("https://example.com/i.png");
