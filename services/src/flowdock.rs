@@ -349,7 +349,7 @@ mod tests {
             ])
         );
 
-        let shown = lookout::testing::shown(&report);
+        let shown = serde_json::to_string(&report).unwrap();
         assert!(shown.contains("team_inbox/[redacted]"), "{shown}");
     }
 

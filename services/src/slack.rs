@@ -247,7 +247,7 @@ mod tests {
             }])
         );
 
-        let shown = lookout::testing::shown(&report);
+        let shown = serde_json::to_string(&report).unwrap();
         assert!(shown.contains("[redacted]"), "{shown}");
     }
 
