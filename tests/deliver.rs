@@ -68,7 +68,7 @@ async fn every_service_delivers_what_it_builds() {
                     None => want.url.path().to_owned(),
                 };
                 assert_eq!(
-                    with_test_delivery_id(&got.path),
+                    common::with_test_delivery_id(&got.path),
                     want_path,
                     "{context}: path"
                 );
@@ -120,25 +120,4 @@ async fn every_service_delivers_what_it_builds() {
         }
     }
     assert!(checked > 0, "no request was checked");
-}
-
-/// The engine gives each dispatch a fresh delivery id (`msg_` and 32 hex digits); services
-/// that put it in the URL (Matrix transaction ids) were built above with `msg_test`.
-fn with_test_delivery_id(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("msg_") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 4..];
-        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
-        if hex == 32 {
-            out.push_str("msg_test");
-            rest = &after[32..];
-        } else {
-            out.push_str("msg_");
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
 }

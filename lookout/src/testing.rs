@@ -777,8 +777,37 @@ fn smtp_auth(
     }))
 }
 
+/// The engine settings every test that sends to 127.0.0.1 uses: the defaults with short
+/// deadlines, so a hung target costs little. Tests build their engines with this one
+/// function only, so that what local tests need from the engine is decided in one place.
+pub fn settings() -> crate::Settings {
+    crate::Settings {
+        deadline: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(4),
+        ..crate::Settings::default()
+    }
+}
+
+/// The report as a user could see it: its JSON and its debug form, one after the other.
+pub fn shown(report: &crate::Report) -> String {
+    format!(
+        "{} {report:?}",
+        serde_json::to_string(report).unwrap_or_default()
+    )
+}
+
+/// Panics if `secret` shows anywhere in the report (see [`shown`]); returns what shows.
+pub fn assert_hidden(report: &crate::Report, secret: &str) -> String {
+    let shown = shown(report);
+    assert!(
+        !shown.contains(secret),
+        "the secret {secret:?} shows in the report: {shown}"
+    );
+    shown
+}
+
 /// Sends one event (payload JSON) to one configured service through a real
-/// [`Engine`](crate::Engine) with default settings, and returns the report.
+/// [`Engine`](crate::Engine) with the test [`settings`], and returns the report.
 pub async fn dispatch_one(
     service: &str,
     options: serde_json::Value,
@@ -791,7 +820,7 @@ pub async fn dispatch_one(
     let instance = crate::Instance::new(service, service, &options)
         .unwrap_or_else(|problems| panic!("{service}: options rejected: {problems:?}"));
     let event = crate::Event::parse(event_json).expect("the event parses");
-    let engine = crate::Engine::with_settings(crate::Settings::default()).expect("engine");
+    let engine = crate::Engine::with_settings(settings()).expect("engine");
     engine.dispatch_to(&event, &[instance]).await
 }
 
@@ -808,14 +837,7 @@ pub async fn deliver_one(
 ) -> (crate::Report, Captured) {
     let server = CaptureServer::start();
     let report = dispatch_one(service, options(&server), event_json).await;
-    let shown = format!(
-        "{} {report:?}",
-        serde_json::to_string(&report).unwrap_or_default()
-    );
-    assert!(
-        !shown.contains(secret),
-        "{service}: the secret shows in the report: {shown}"
-    );
+    let shown = assert_hidden(&report, secret);
     let delivered =
         |r: &crate::ServiceResult| matches!(r.delivery.outcome, crate::Outcome::Delivered { .. });
     assert!(

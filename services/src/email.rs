@@ -121,19 +121,14 @@ fn html(message: &Message) -> String {
 mod tests {
     use std::time::Duration;
 
-    use lookout::testing::SmtpCaptureServer;
-    use lookout::{Engine, Event, Instance, Outcome, Settings};
-    use serde_json::json;
+    use lookout::Outcome;
+    use lookout::testing::{SmtpCaptureServer, assert_hidden, dispatch_one, fixture_json};
+    use serde_json::{Value, json};
 
     const PASSWORD: &str = "s3cret-SMTP-pass";
 
-    fn fixture(name: &str) -> Event {
-        let path = format!("{}/../tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn instance(server: &SmtpCaptureServer) -> Instance {
-        let options = json!({
+    fn options(server: &SmtpCaptureServer) -> Value {
+        json!({
             "host": server.host(),
             "port": server.port(),
             "security": "none",
@@ -141,24 +136,13 @@ mod tests {
             "password": PASSWORD,
             "from": "Lookout <bot@example.com>",
             "to": ["team@example.com", "QA <qa@example.com>"],
-        });
-        Instance::new("email", "email", options.as_object().unwrap()).unwrap()
-    }
-
-    fn settings() -> Settings {
-        Settings {
-            request_timeout: Duration::from_secs(5),
-            ..Settings::default()
-        }
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sends_text_and_html_parts_over_smtp() {
         let server = SmtpCaptureServer::start();
-        let engine = Engine::with_settings(settings()).unwrap();
-        let report = engine
-            .dispatch_to(&fixture("item-markup"), &[instance(&server)])
-            .await;
+        let report = dispatch_one("email", options(&server), &fixture_json("item-markup")).await;
         assert!(!report.has_failures(), "{report:?}");
         let row = &report.results[0].delivery;
         assert_eq!(row.outcome, Outcome::Delivered { status: 250 });
@@ -180,7 +164,10 @@ mod tests {
             Some("Lookout <bot@example.com>")
         );
         let to = mail.header("to").unwrap();
-        assert!(to.contains("team@example.com") && to.contains("<qa@example.com>"), "{to}");
+        assert!(
+            to.contains("team@example.com") && to.contains("<qa@example.com>"),
+            "{to}"
+        );
         let subject = mail.header("subject").unwrap();
         assert!(subject.starts_with("[sprint.ly] Story #1212:"), "{subject}");
 
@@ -191,25 +178,27 @@ mod tests {
         // The title's markup: as typed in the text part, escaped in the HTML part.
         assert!(parts[0].body.contains("<b>&\"x\"</b>"), "{}", parts[0].body);
         assert!(
-            parts[1].body.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
+            parts[1]
+                .body
+                .contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
             "{}",
             parts[1].body
         );
         assert!(!parts[1].body.contains("<b>&"), "{}", parts[1].body);
-        assert!(parts[1].body.contains("#96be60"), "colour bar: {}", parts[1].body);
+        assert!(
+            parts[1].body.contains("#96be60"),
+            "colour bar: {}",
+            parts[1].body
+        );
 
-        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
-        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert_hidden(&report, PASSWORD);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rejected_login_fails_without_showing_the_password() {
         let server = SmtpCaptureServer::start();
         server.reject_auth();
-        let engine = Engine::with_settings(settings()).unwrap();
-        let report = engine
-            .dispatch_to(&fixture("comment"), &[instance(&server)])
-            .await;
+        let report = dispatch_one("email", options(&server), &fixture_json("comment")).await;
         let row = &report.results[0].delivery;
         match &row.outcome {
             Outcome::Failed { reason, status } => {
@@ -218,8 +207,7 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
-        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
-        assert!(!shown.contains(PASSWORD), "{shown}");
+        assert_hidden(&report, PASSWORD);
         assert!(server.mails().is_empty());
     }
 
@@ -235,9 +223,7 @@ mod tests {
             "host": "127.0.0.1", "port": port, "security": "none",
             "from": "bot@example.com", "to": "team@example.com",
         });
-        let instance = Instance::new("email", "email", options.as_object().unwrap()).unwrap();
-        let engine = Engine::with_settings(settings()).unwrap();
-        let report = engine.dispatch_to(&fixture("item"), &[instance]).await;
+        let report = dispatch_one("email", options, &fixture_json("item")).await;
         assert!(report.has_failures(), "{report:?}");
         assert!(report.results[0].delivery.duration < Duration::from_secs(6));
     }

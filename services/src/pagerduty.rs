@@ -188,45 +188,34 @@ fn extend(body: &mut Value, more: Value) {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::CaptureServer;
-    use lookout::{Engine, Event, Instance, Settings};
-    use serde_json::json;
+    use lookout::testing::{CaptureServer, assert_hidden, dispatch_one, fixture_json};
+    use serde_json::{Value, json};
 
     const KEY: &str = "R0UT1NGk3y0123456789abcdefABCDEF";
 
-    fn fixture(name: &str) -> Event {
-        let path = format!("{}/../tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn instance(server: &CaptureServer, types: &[&str]) -> Instance {
-        let options = json!({
+    fn options(server: &CaptureServer, types: &[&str]) -> Value {
+        json!({
             "routing_key": KEY,
             "severity": "warning",
             "item_types": types,
             "api_url": format!("{}/v2/enqueue", server.url()),
-        });
-        Instance::new("pagerduty", "pagerduty", options.as_object().unwrap()).unwrap()
+        })
     }
 
-    async fn send(instance: &Instance, fixture_name: &str) -> String {
-        let engine = Engine::with_settings(Settings::default()).unwrap();
-        let event = fixture(fixture_name);
-        let report = engine
-            .dispatch_to(&event, std::slice::from_ref(instance))
-            .await;
+    /// Sends one event (payload JSON), which must not fail; returns the report as shown,
+    /// which must not show the routing key.
+    async fn send(options: &Value, event_json: &str) -> String {
+        let report = dispatch_one("pagerduty", options.clone(), event_json).await;
         assert!(!report.has_failures(), "{report:?}");
-        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
-        assert!(!shown.contains(KEY), "{shown}");
-        shown
+        assert_hidden(&report, KEY)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn triggers_an_alert_with_plain_text_and_a_stable_dedup_key() {
         let server = CaptureServer::start();
-        let instance = instance(&server, &["story", "defect"]);
-        send(&instance, "item-markup").await;
-        send(&instance, "item-markup").await;
+        let options = options(&server, &["story", "defect"]);
+        send(&options, &fixture_json("item-markup")).await;
+        send(&options, &fixture_json("item-markup")).await;
 
         let got = server.requests_to("/v2/enqueue");
         assert_eq!(got.len(), 2);
@@ -241,7 +230,10 @@ mod tests {
         assert_eq!(payload["class"], "story");
         // Plain text: the title's markup arrives exactly as typed, not escaped or rendered.
         let summary = payload["summary"].as_str().unwrap();
-        assert!(summary.contains("#1212 - <b>&\"x\"</b> *bold*"), "{summary}");
+        assert!(
+            summary.contains("#1212 - <b>&\"x\"</b> *bold*"),
+            "{summary}"
+        );
         assert_eq!(payload["custom_details"]["status"], "Backlog");
         assert_eq!(body["links"][0]["href"], "http://sprint.ly/i/1/116550/");
     }
@@ -249,11 +241,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unwatched_types_and_other_models_send_nothing() {
         let server = CaptureServer::start();
-        let instance = instance(&server, &["defect"]);
-        let shown = send(&instance, "item").await;
+        let options = options(&server, &["defect"]);
+        let shown = send(&options, &fixture_json("item")).await;
         assert!(shown.contains("story items do not open alerts"), "{shown}");
-        send(&instance, "comment").await;
-        send(&instance, "item-unassigned").await;
+        send(&options, &fixture_json("comment")).await;
+        send(&options, &fixture_json("item-unassigned")).await;
         let got = server.requests();
         assert_eq!(got.len(), 1, "only the defect: {got:?}");
         assert_eq!(got[0].json()["payload"]["class"], "defect");
@@ -262,21 +254,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn done_items_and_lifted_blocks_resolve() {
         let server = CaptureServer::start();
-        let instance = instance(&server, &["story"]);
-        let mut done = fixture("item-updated").raw().to_owned();
-        done = done.replace("\"in-progress\"", "\"completed\"");
-        let engine = Engine::with_settings(Settings::default()).unwrap();
-        let event = Event::parse(&done).unwrap();
-        engine
-            .dispatch_to(&event, std::slice::from_ref(&instance))
-            .await;
-        let lifted = fixture("block")
-            .raw()
-            .replace("\"unblocked\": false", "\"unblocked\": true");
-        let event = Event::parse(&lifted).unwrap();
-        engine
-            .dispatch_to(&event, std::slice::from_ref(&instance))
-            .await;
+        let options = options(&server, &["story"]);
+        let done = fixture_json("item-updated").replace("\"in-progress\"", "\"completed\"");
+        send(&options, &done).await;
+        let lifted = fixture_json("block").replace("\"unblocked\": false", "\"unblocked\": true");
+        send(&options, &lifted).await;
 
         let got = server.requests();
         assert_eq!(got.len(), 2, "{got:?}");

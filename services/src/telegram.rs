@@ -80,54 +80,46 @@ chat_id = "-1001234567890""#
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Reply};
-    use lookout::{Engine, Event, Instance, Settings};
-    use serde_json::json;
+    use lookout::testing::{
+        CaptureServer, Reply, assert_hidden, deliver_one, dispatch_one, fixture_json,
+    };
+    use serde_json::{Value, json};
 
     const TOKEN: &str = "987654:AAsecret-Token_xyz";
 
-    fn fixture(name: &str) -> Event {
-        let path = format!("{}/../tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn instance(server: &CaptureServer) -> Instance {
-        let options = json!({
+    fn options(server: &CaptureServer) -> Value {
+        json!({
             "bot_token": TOKEN,
             "chat_id": "-100123",
             "api_url": server.url(),
-        });
-        Instance::new("telegram", "telegram", options.as_object().unwrap()).unwrap()
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sends_telegram_html_and_hides_the_token() {
-        let server = CaptureServer::start();
-        let engine = Engine::with_settings(Settings::default()).unwrap();
-        let instance = instance(&server);
-        let report = engine
-            .dispatch_to(&fixture("item-markup"), std::slice::from_ref(&instance))
-            .await;
-        assert!(!report.has_failures(), "{report:?}");
-
-        let got = server.requests();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].method, "POST");
+        let (report, request) =
+            deliver_one("telegram", options, &fixture_json("item-markup"), TOKEN).await;
+        assert_eq!(request.method, "POST");
         // The token really went out, in the path…
-        assert_eq!(got[0].path, format!("/bot{TOKEN}/sendMessage"));
-        let body = got[0].json();
+        assert_eq!(request.path, format!("/bot{TOKEN}/sendMessage"));
+        let body = request.json();
         assert_eq!(body["chat_id"], "-100123");
         assert_eq!(body["parse_mode"], "HTML");
         let text = body["text"].as_str().unwrap();
-        assert!(text.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"), "{text}");
+        assert!(
+            text.contains("&lt;b&gt;&amp;&quot;x&quot;&lt;/b&gt;"),
+            "{text}"
+        );
         for tag in ["<p>", "<br", "<ul>", "<li>"] {
             assert!(!text.contains(tag), "Telegram rejects {tag}: {text}");
         }
-        assert!(text.contains("<a href=\"http://sprint.ly/i/1/116550/\">"), "{text}");
+        assert!(
+            text.contains("<a href=\"http://sprint.ly/i/1/116550/\">"),
+            "{text}"
+        );
 
-        // …and is redacted from the report.
-        let shown = format!("{report:?} {}", serde_json::to_string(&report).unwrap());
-        assert!(!shown.contains(TOKEN), "{shown}");
+        // …and is redacted from the report (`deliver_one` checked it shows nowhere).
+        let shown = lookout::testing::shown(&report);
         assert!(shown.contains("/bot[redacted]/sendMessage"), "{shown}");
     }
 
@@ -140,14 +132,10 @@ mod tests {
                 r#"{{"ok":false,"error_code":401,"description":"Unauthorized: {TOKEN}"}}"#
             ))],
         );
-        let engine = Engine::with_settings(Settings::default()).unwrap();
-        let instance = instance(&server);
-        let report = engine
-            .dispatch_to(&fixture("comment"), std::slice::from_ref(&instance))
-            .await;
+        let report = dispatch_one("telegram", options(&server), &fixture_json("comment")).await;
         assert!(report.has_failures(), "{report:?}");
+        assert_hidden(&report, TOKEN);
         let shown = format!("{report:?}");
         assert!(shown.contains("401"), "{shown}");
-        assert!(!shown.contains(TOKEN), "{shown}");
     }
 }

@@ -82,13 +82,10 @@ fn move_url(url: &str, base: &str) -> String {
     moved
 }
 
-/// Settings for tests: short deadlines so a hung target costs little.
+/// Settings for tests: short deadlines so a hung target costs little
+/// ([`lookout::testing::settings`], the one place they are decided).
 pub fn test_settings() -> Settings {
-    Settings {
-        deadline: std::time::Duration::from_secs(5),
-        request_timeout: std::time::Duration::from_secs(4),
-        ..Settings::default()
-    }
+    lookout::testing::settings()
 }
 
 /// The `[engine]` lines tests put in config files (short timeouts).
@@ -107,4 +104,26 @@ pub fn test_engine_toml_without_timeouts() -> String {
 /// The `engine` object of a JSON config.
 pub fn test_engine_json() -> String {
     r#"{"deadline": "5s"}"#.to_owned()
+}
+
+/// The engine gives each dispatch a fresh delivery id (`msg_` and 32 hex digits); services
+/// that put it in the URL (Matrix transaction ids) are built in tests with `msg_test`:
+/// this puts `msg_test` in place of every such id in `text`.
+pub fn with_test_delivery_id(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("msg_") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 4..];
+        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex == 32 {
+            out.push_str("msg_test");
+            rest = &after[32..];
+        } else {
+            out.push_str("msg_");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
