@@ -2,7 +2,12 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-deps lint unit snapshots bench fuzz clean
+.PHONY: demo test test-deps lint fmt unit snapshots bench fuzz clean
+
+## Formats everything, the service files included.
+fmt:
+	$(CARGO) fmt --all
+	rustfmt --edition 2024 services/src/*.rs
 
 ## Real deliveries of the sample events to a local sink the binary starts itself.
 demo:
@@ -17,6 +22,8 @@ test-deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	# cargo fmt does not follow automod's modules: check the service files directly.
+	rustfmt --edition 2024 --check services/src/*.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:

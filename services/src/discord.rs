@@ -37,7 +37,11 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .secret(),
     OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
-    OptionSpec::url("avatar_url", "Post with this picture instead of the webhook's.").optional(),
+    OptionSpec::url(
+        "avatar_url",
+        "Post with this picture instead of the webhook's.",
+    )
+    .optional(),
 ];
 
 /// Discord's limits (in characters) for an embed's title, description and field values;
@@ -176,7 +180,10 @@ mod tests {
         assert_eq!(embed["title"], "Deploy to production");
         assert!(embed.get("url").is_none());
         let description = embed["description"].as_str().unwrap();
-        assert_eq!(description.lines().filter(|l| l.starts_with("- ")).count(), 3);
+        assert_eq!(
+            description.lines().filter(|l| l.starts_with("- ")).count(),
+            3
+        );
         assert!(description.contains("- [Task \\#1213](http://sprint.ly/i/1111/1213/): Change"));
     }
 

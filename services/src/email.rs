@@ -32,9 +32,15 @@ lookout::service! {
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string("host", "The SMTP server's host name, e.g. `smtp.example.com`."),
-    OptionSpec::integer("port", "The SMTP server's port (587 for STARTTLS, 465 for TLS).")
-        .default("587"),
+    OptionSpec::string(
+        "host",
+        "The SMTP server's host name, e.g. `smtp.example.com`.",
+    ),
+    OptionSpec::integer(
+        "port",
+        "The SMTP server's port (587 for STARTTLS, 465 for TLS).",
+    )
+    .default("587"),
     OptionSpec::choice(
         "security",
         Security::CHOICES,

@@ -241,9 +241,8 @@ fn release_notes(deploy: &Deploy) -> String {
 /// of anything else becomes one `_` (`sprint.ly` → `sprint_ly`).
 fn project(name: &str) -> String {
     // Python's ASCII `\s` also counts the vertical tab, which Rust's ASCII whitespace does not.
-    let allowed = |c: char| {
-        c.is_ascii_alphanumeric() || c == '_' || c.is_ascii_whitespace() || c == '\u{0b}'
-    };
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || c == '_' || c.is_ascii_whitespace() || c == '\u{0b}';
     let mut out = String::with_capacity(name.len());
     let mut in_run = false;
     for c in name.chars() {

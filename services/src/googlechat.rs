@@ -116,7 +116,7 @@ fn google_color(hex: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, deliver_one, fixture_json, MARKUP_TITLE};
+    use lookout::testing::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
     use serde_json::json;
 
     const KEY: &str = "AIzaExampleKey";
@@ -127,9 +127,13 @@ mod tests {
             let query = format!("key={KEY}&token={TOKEN}");
             json!({"url": format!("{}/v1/spaces/AAAA/messages?{query}", server.url())})
         };
-        let (report, request) = deliver_one("googlechat", options, &fixture_json(name), TOKEN).await;
+        let (report, request) =
+            deliver_one("googlechat", options, &fixture_json(name), TOKEN).await;
         let report = format!("{report:?}");
-        assert!(!report.contains(KEY), "the key shows in the report: {report}");
+        assert!(
+            !report.contains(KEY),
+            "the key shows in the report: {report}"
+        );
         assert!(request.path.ends_with(&format!("key={KEY}&token={TOKEN}")));
         request.json()
     }
@@ -137,9 +141,15 @@ mod tests {
     #[tokio::test]
     async fn an_item_arrives_as_a_card_with_escaped_html() {
         let body = deliver("item-markup").await;
-        assert!(body.get("text").is_none(), "no user text in Markdown-like `text`");
+        assert!(
+            body.get("text").is_none(),
+            "no user text in Markdown-like `text`"
+        );
         let fallback = body["fallbackText"].as_str().unwrap();
-        assert!(fallback.starts_with(r#"Joe S. created the story "<b>&"#), "{fallback}");
+        assert!(
+            fallback.starts_with(r#"Joe S. created the story "<b>&"#),
+            "{fallback}"
+        );
         let card = &body["cardsV2"][0]["card"];
         // The header is plain text.
         assert_eq!(
@@ -159,8 +169,15 @@ mod tests {
             r#"<a href="https://sprint.ly/reports?tag=%3Cscript%3E">&lt;script&gt;</a>, <a href="https://sprint.ly/reports?tag=a%26b">a&amp;b</a>"#
         );
         let button = &card["sections"][2]["widgets"][0]["buttonList"]["buttons"][0];
-        assert_eq!(button["onClick"]["openLink"]["url"], "http://sprint.ly/i/1/116550/");
-        assert_eq!(button["color"]["green"], json!(190.0 / 255.0), "story green");
+        assert_eq!(
+            button["onClick"]["openLink"]["url"],
+            "http://sprint.ly/i/1/116550/"
+        );
+        assert_eq!(
+            button["color"]["green"],
+            json!(190.0 / 255.0),
+            "story green"
+        );
     }
 
     #[tokio::test]
@@ -172,7 +189,13 @@ mod tests {
             .as_str()
             .unwrap();
         assert_eq!(list.matches("<li>").count(), 3);
-        assert!(list.starts_with(r#"<ul><li><a href="http://sprint.ly/i/1111/1212/">Story #1212</a>: As a user"#));
-        assert_eq!(card["sections"].as_array().unwrap().len(), 2, "text and fields only");
+        assert!(list.starts_with(
+            r#"<ul><li><a href="http://sprint.ly/i/1111/1212/">Story #1212</a>: As a user"#
+        ));
+        assert_eq!(
+            card["sections"].as_array().unwrap().len(),
+            2,
+            "text and fields only"
+        );
     }
 }

@@ -40,7 +40,11 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .optional(),
     OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
-    OptionSpec::url("icon_url", "Post with this picture instead of the webhook's.").optional(),
+    OptionSpec::url(
+        "icon_url",
+        "Post with this picture instead of the webhook's.",
+    )
+    .optional(),
 ];
 
 impl Service for Mattermost {
@@ -62,7 +66,7 @@ impl Service for Mattermost {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, deliver_one, fixture_json, MARKUP_TITLE};
+    use lookout::testing::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
     use serde_json::json;
 
     const KEY: &str = "x9generatedkey7q";
@@ -84,12 +88,14 @@ mod tests {
         assert_eq!(body["username"], "sprintly");
         let attachment = &body["attachments"][0];
         assert_eq!(attachment["color"], "#96be60");
-        assert!(attachment["fallback"].as_str().unwrap().starts_with("Joe S. created"));
-        // A linked title is shown as plain text by Mattermost: sent as typed.
-        assert_eq!(
-            attachment["title"],
-            format!("Story #1212: {MARKUP_TITLE}")
+        assert!(
+            attachment["fallback"]
+                .as_str()
+                .unwrap()
+                .starts_with("Joe S. created")
         );
+        // A linked title is shown as plain text by Mattermost: sent as typed.
+        assert_eq!(attachment["title"], format!("Story #1212: {MARKUP_TITLE}"));
         assert_eq!(attachment["title_link"], "http://sprint.ly/i/1/116550/");
         // The pretext is Markdown: escaped, and `@` is an entity so nobody is notified.
         assert_eq!(
@@ -100,7 +106,10 @@ mod tests {
         assert_eq!(fields.len(), 5);
         assert!(fields.iter().all(|f| f["short"] == true));
         assert_eq!(fields[1]["title"], "Status");
-        assert_eq!(fields[1]["value"], "[Backlog](https://sprint.ly/reports?status=backlog)");
+        assert_eq!(
+            fields[1]["value"],
+            "[Backlog](https://sprint.ly/reports?status=backlog)"
+        );
     }
 
     #[tokio::test]

@@ -66,12 +66,18 @@ impl Service for Msteams {
 /// are Markdown (for their links) and are escaped for it.
 fn card(message: &Message) -> Value {
     let mut header = vec![
-        rich_block(&Rich::text(&message.title), json!({"size": "Medium", "weight": "Bolder"})),
+        rich_block(
+            &Rich::text(&message.title),
+            json!({"size": "Medium", "weight": "Bolder"}),
+        ),
         rich_block(&message.headline, json!({})),
     ];
-    header.extend(message.quote.iter().map(|quote| {
-        rich_block(&Rich::text(quote), json!({"italic": true}))
-    }));
+    header.extend(
+        message
+            .quote
+            .iter()
+            .map(|quote| rich_block(&Rich::text(quote), json!({"italic": true}))),
+    );
     let mut body = vec![json!({
         "type": "Container",
         "style": container_style(message.color),
@@ -91,7 +97,8 @@ fn card(message: &Message) -> Value {
         "body": body,
     });
     if let Some(url) = &message.url {
-        card["actions"] = json!([{"type": "Action.OpenUrl", "title": "Open in Sprint.ly", "url": url}]);
+        card["actions"] =
+            json!([{"type": "Action.OpenUrl", "title": "Open in Sprint.ly", "url": url}]);
     }
     card
 }
@@ -133,7 +140,7 @@ fn container_style(color: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Reply, deliver_one, fixture_json, MARKUP_TITLE};
+    use lookout::testing::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
     use serde_json::json;
 
     const SIGNATURE: &str = "S1gnature-0f-the-workflow";
@@ -144,9 +151,13 @@ mod tests {
             let path = "workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01";
             json!({"url": format!("{}/{path}&sig={SIGNATURE}", server.url())})
         };
-        let (report, request) = deliver_one("msteams", options, &fixture_json(name), SIGNATURE).await;
+        let (report, request) =
+            deliver_one("msteams", options, &fixture_json(name), SIGNATURE).await;
         let report = serde_json::to_string(&report).unwrap();
-        assert!(report.contains(r#""status":202"#), "Teams answers 202: {report}");
+        assert!(
+            report.contains(r#""status":202"#),
+            "Teams answers 202: {report}"
+        );
         assert!(request.path.ends_with(SIGNATURE));
         request.json()
     }
@@ -156,7 +167,10 @@ mod tests {
         let body = deliver("item-markup").await;
         assert_eq!(body["type"], "message");
         let attachment = &body["attachments"][0];
-        assert_eq!(attachment["contentType"], "application/vnd.microsoft.card.adaptive");
+        assert_eq!(
+            attachment["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
         let card = &attachment["content"];
         assert_eq!(card["type"], "AdaptiveCard");
         assert_eq!(card["version"], "1.4");
@@ -165,10 +179,7 @@ mod tests {
         // The title is a plain text run: no Markdown, no HTML, no escaping needed.
         let title = &header["items"][0]["inlines"][0];
         assert_eq!(title["type"], "TextRun");
-        assert_eq!(
-            title["text"],
-            format!("Story #1212: {MARKUP_TITLE}")
-        );
+        assert_eq!(title["text"], format!("Story #1212: {MARKUP_TITLE}"));
         let link = &header["items"][1]["inlines"][1];
         assert_eq!(link["selectAction"]["url"], "http://sprint.ly/i/1/116550/");
         // Fact values are Markdown: escaped.

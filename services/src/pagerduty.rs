@@ -83,10 +83,19 @@ impl Service for PagerDuty {
                     block.blocked.number,
                     block.item.number
                 );
-                let action = if block.unblocked { "resolve" } else { "trigger" };
+                let action = if block.unblocked {
+                    "resolve"
+                } else {
+                    "trigger"
+                };
                 (action, key)
             }
-            _ => return Err(BuildError::Skip(format!("{} is not an incident", event.kind()))),
+            _ => {
+                return Err(BuildError::Skip(format!(
+                    "{} is not an incident",
+                    event.kind()
+                )));
+            }
         };
         let mut body = json!({
             "routing_key": options.str("routing_key").unwrap_or_default(),

@@ -43,9 +43,16 @@ const OPTIONS: &[OptionSpec] = &[
         "Post to this channel (`#name`) or user (`@name`) instead of the integration's.",
     )
     .optional(),
-    OptionSpec::string("username", "Show this name (alias) instead of the integration's.")
-        .optional(),
-    OptionSpec::url("icon_url", "Show this picture instead of the integration's.").optional(),
+    OptionSpec::string(
+        "username",
+        "Show this name (alias) instead of the integration's.",
+    )
+    .optional(),
+    OptionSpec::url(
+        "icon_url",
+        "Show this picture instead of the integration's.",
+    )
+    .optional(),
 ];
 
 impl Service for Rocketchat {
@@ -73,7 +80,7 @@ impl Service for Rocketchat {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Reply, deliver_one, fixture_json, MARKUP_TITLE};
+    use lookout::testing::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
     use serde_json::json;
 
     const TOKEN: &str = "T0kenOfTheIntegration";
@@ -97,10 +104,7 @@ mod tests {
         let attachment = &body["attachments"][0];
         assert_eq!(attachment["mrkdwn_in"], json!(["pretext", "text"]));
         // Rocket.Chat shows the title as plain text.
-        assert_eq!(
-            attachment["title"],
-            format!("Story #1212: {MARKUP_TITLE}")
-        );
+        assert_eq!(attachment["title"], format!("Story #1212: {MARKUP_TITLE}"));
         assert_eq!(attachment["title_link"], "http://sprint.ly/i/1/116550/");
         // Markdown, escaped with backslashes; Rocket.Chat escapes HTML itself, so `<`,
         // `&` and `"` go as they are.

@@ -65,7 +65,9 @@ username = "Sprint.ly""##
         let url = url
             .parse()
             .map_err(|e| BuildError::Invalid(format!("url: {e}")))?;
-        Ok(vec![HttpRequest::post(url).json(Value::Object(body)).into()])
+        Ok(vec![
+            HttpRequest::post(url).json(Value::Object(body)).into(),
+        ])
     }
 }
 

@@ -27,8 +27,11 @@ lookout::service! {
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string("bot_token", "The bot's token from @BotFather (`123456789:AA…`).")
-        .secret(),
+    OptionSpec::string(
+        "bot_token",
+        "The bot's token from @BotFather (`123456789:AA…`).",
+    )
+    .secret(),
     OptionSpec::string(
         "chat_id",
         "The chat's ID (`-1001234567890`) or a public channel's `@username`.",

@@ -26,10 +26,18 @@ lookout::service! {
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::new("urls", Kind::UrlList, "Where to POST each event (one or more URLs).").secret(),
-    OptionSpec::string("secret", "Standard Webhooks signing secret (`whsec_…`); requests are signed when set.")
-        .secret()
-        .optional(),
+    OptionSpec::new(
+        "urls",
+        Kind::UrlList,
+        "Where to POST each event (one or more URLs).",
+    )
+    .secret(),
+    OptionSpec::string(
+        "secret",
+        "Standard Webhooks signing secret (`whsec_…`); requests are signed when set.",
+    )
+    .secret()
+    .optional(),
 ];
 
 impl Service for Webhook {
@@ -56,7 +64,9 @@ impl Service for Webhook {
             .list("urls")
             .into_iter()
             .map(|url| {
-                let url = url.parse().map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
+                let url = url
+                    .parse()
+                    .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
                 let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
                 if let Some(signing) = &signing {
                     request = request.signed(signing.clone());

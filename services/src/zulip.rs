@@ -63,7 +63,10 @@ topic = "Sprint.ly""#
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let options = job.options;
-        let site = options.str("site").unwrap_or_default().trim_end_matches('/');
+        let site = options
+            .str("site")
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let url = format!("{site}/api/v1/messages")
             .parse()
             .map_err(|e| BuildError::Invalid(format!("site: {e}")))?;
