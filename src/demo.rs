@@ -1,12 +1,18 @@
-//! `lookout demo`: real deliveries to a local sink, so a newcomer sees the engine work
-//! without any account anywhere.
+//! `lookout demo`: the real thing, end to end, with nothing to install and no account
+//! anywhere. It starts `lookout serve` in-process on its embedded SQLite store (in a
+//! temporary folder), a local sink standing in for Slack, Discord, Zulip and the rest,
+//! posts the five sample events over HTTP, and shows what was delivered, retried and
+//! received.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use lookout::testing::CaptureServer;
-use lookout::{Config, Engine, Event};
+use lookout::server::{self, ServeConfig};
+use lookout::store::{self, DeliveryFilter};
+use lookout::testing::{CaptureServer, Reply};
+use lookout::{Event, Settings};
 
-use crate::Fatal;
+use crate::{Fatal, output};
 
 /// The built-in sample events, by model.
 const SAMPLES: &[(&str, &str)] = &[
@@ -31,40 +37,144 @@ pub fn sample(model: &str) -> Result<&'static str, Fatal> {
         })
 }
 
-/// The demo config: every service that can point at a plain URL points at the sink.
-fn demo_config(sink: &str) -> String {
+/// The demo product's services: each points at the local sink, under a path that says
+/// which service it stands in for.
+fn demo_services(sink: &str) -> String {
     format!(
         r#"
-[services.webhook]
-urls = ["{sink}/hooks/sprintly", "{sink}/hooks/archive"]
+[webhook]
+urls = ["{sink}/your-app/hooks", "{sink}/flaky/hooks"]
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[slack]
+url = "{sink}/slack/services/T000/B000/XXXX"
+
+[discord]
+url = "{sink}/discord/api/webhooks/123/token"
+
+[zulip]
+site = "{sink}/zulip"
+bot_email = "sprintly-bot@example.zulipchat.com"
+api_key = "demo-key-not-real"
+stream = "sprint.ly"
+
+[msteams]
+url = "{sink}/teams/workflows/abc/triggers/manual/paths/invoke?sig=demo"
+
+[matrix]
+homeserver = "{sink}/matrix"
+access_token = "syt_demo"
+room_id = "!room:example.org"
+
+[ntfy]
+server = "{sink}/ntfy"
+topic = "sprintly-demo"
 "#
     )
 }
 
+/// Settings for the demo: everything lives on this machine, so loopback is allowed.
+fn demo_settings() -> Settings {
+    Settings {
+        request_timeout: Duration::from_secs(5),
+        ..Settings::default()
+    }
+}
+
 pub async fn run() -> Result<ExitCode, Fatal> {
     let sink = CaptureServer::start();
-    let config_text = demo_config(&sink.url());
+    // One of the webhook's targets fails twice before it answers: watch the retries.
+    sink.script(
+        "/flaky",
+        [Reply::status(503), Reply::status(503), Reply::ok()],
+    );
+    let dir = tempfile::tempdir()?;
+    let database = dir.path().join("lookout.db").display().to_string();
+    let (store, _lock) = store::open_for_serve(&database).await?;
+
+    let services: toml::Table = toml::from_str(&demo_services(&sink.url()))?;
+    let services = serde_json::to_value(services)?;
+    let instances = store::instances_from_table(services.as_object().expect("a table"))
+        .map_err(|problems| Fatal(format!("demo config: {problems:?}")))?;
+    store.put_product("demo", &instances).await?;
+
+    let token = "demo-token-0123456789abcdef";
+    let mut config = ServeConfig::new(token);
+    config.settings = demo_settings();
+    config.worker.schedule.delays = vec![Duration::from_millis(300), Duration::from_millis(600)];
+    config.worker.poll = Duration::from_millis(100);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::run(listener, store.clone(), config, async {
+        let _ = stopped.await;
+    }));
+
+    println!("lookout serve is listening on http://{address}, its SQLite store is {database}");
     println!(
-        "A local sink is listening on {}. Config used:\n{config_text}",
+        "A local sink at {} stands in for: webhook, slack, discord, zulip, msteams, matrix, ntfy.\n",
         sink.url()
     );
-    let engine = Engine::new(Config::parse(&config_text, "demo config")?)?;
+    let client = reqwest::Client::new();
     for (model, json) in SAMPLES {
-        let event = Event::parse(json)?;
-        println!("--- sample {model} event");
-        crate::output::report(&engine.dispatch(&event).await, false);
-        println!();
-    }
-    let received = sink.requests();
-    println!("The sink received {} requests:", received.len());
-    for request in &received {
+        Event::parse(json)?;
+        let answer = client
+            .post(format!("http://{address}/v1/products/demo/events"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(*json)
+            .send()
+            .await
+            .map_err(|e| Fatal(format!("posting the sample: {e}")))?;
+        let status = answer.status();
+        let body = answer.bytes().await.unwrap_or_default();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         println!(
-            "  {} {} ({}, {} bytes)",
-            request.method,
-            request.path,
-            request.header("content-type").unwrap_or("no content type"),
-            request.body.len()
+            "POST {model:<8} → {status} {} ({} deliveries)",
+            body["id"].as_str().unwrap_or("?"),
+            body["deliveries"].as_array().map_or(0, Vec::len)
         );
     }
+
+    let started = Instant::now();
+    while store.stats().await?.queue_depth > 0 && started.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("\nThe webhook's deliveries (lookout deliveries list --service webhook):");
+    let filter = DeliveryFilter {
+        service: Some("webhook".into()),
+        ..DeliveryFilter::default()
+    };
+    output::deliveries(&store.deliveries(&filter).await?, false);
+    println!("\nOutbox (lookout stats):");
+    output::stats(&store.stats().await?, false);
+
+    println!("\nWhat the sink received, by the service it stands in for:");
+    let mut seen: Vec<(String, Vec<u16>)> = Vec::new();
+    for request in sink.requests() {
+        let who = request
+            .path
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        match seen.iter_mut().find(|(name, _)| *name == who) {
+            Some((_, statuses)) => statuses.push(request.status),
+            None => seen.push((who, vec![request.status])),
+        }
+    }
+    for (who, statuses) in seen {
+        let shown: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        println!(
+            "  {who:<9} {} requests, answered {}",
+            statuses.len(),
+            shown.join(" ")
+        );
+    }
+    let _ = stop.send(());
+    serving
+        .await
+        .map_err(|e| Fatal(e.to_string()))?
+        .map_err(|e| Fatal(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -358,3 +358,23 @@ fn services_and_docs_list_the_whole_catalogue() {
     let out = lookout(&["docs", "nope"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `make demo`, the README's first command: serve on its SQLite store, a local sink, the
+/// five samples posted over HTTP, every delivery done (one target fails twice first).
+#[test]
+fn the_demo_delivers_everything() {
+    let out = lookout(&["demo"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(text.matches("→ 202 Accepted").count(), 5, "{text}");
+    assert!(text.contains("queue depth 0"), "{text}");
+    assert!(text.contains("delivered  35"), "{text}");
+    assert!(
+        text.contains("flaky     7 requests, answered 503 503 200"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("demo-key-not-real"),
+        "a secret was printed: {text}"
+    );
+}
