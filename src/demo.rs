@@ -31,10 +31,14 @@ pub fn sample(model: &str) -> Result<&'static str, Fatal> {
         })
 }
 
-/// The demo config: every service that can point at a plain URL points at the sink.
+/// The demo config: every service that can point at a plain URL points at the sink. The
+/// sink is on 127.0.0.1, which the SSRF guard refuses unless allowed.
 fn demo_config(sink: &str) -> String {
     format!(
         r#"
+[engine]
+allow_networks = ["127.0.0.0/8", "::1/128"]
+
 [services.webhook]
 urls = ["{sink}/hooks/sprintly", "{sink}/hooks/archive"]
 "#

@@ -17,7 +17,8 @@
 //!
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
-//! [`delivery`] (sending), [`request`] (what services build), [`redact`], [`docs`].
+//! [`delivery`] (sending, with [`retry`], [`ratelimit`] and the [`ssrf`] guard),
+//! [`request`] (what services build), [`redact`], [`docs`].
 
 pub mod config;
 pub mod delivery;
@@ -27,20 +28,24 @@ pub mod format;
 pub mod message;
 pub mod options;
 pub mod payload;
+pub mod ratelimit;
 pub mod redact;
 pub mod request;
+pub mod retry;
 pub mod service;
 pub mod settings;
 pub mod signing;
+pub mod ssrf;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::{Config, ConfigError, Instance};
-pub use delivery::{Delivery, Outcome, Transport};
+pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
 pub use message::{Message, Rich};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
+pub use ratelimit::RateLimit;
 pub use request::{Body, HttpRequest, Method, RequestPreview};
 pub use service::{BuildError, Job, Outgoing, Registration, SERVICES, Service, catalogue};
 pub use settings::Settings;

@@ -77,6 +77,10 @@ enum ReplyBody {
     },
     /// Some bytes, then the connection is dropped.
     Reset,
+    /// Some bytes, a pause (so they surely went out), then the connection is dropped.
+    ResetAfter(Duration),
+    /// The connection is dropped before any answer.
+    Abort,
     /// `n` bytes of filler.
     Huge(usize),
 }
@@ -106,6 +110,26 @@ impl Reply {
             body: ReplyBody::Reset,
             ..Reply::ok()
         }
+    }
+    /// Starts the answer (status, headers, some body), waits `pause`, then drops the
+    /// connection: the status surely arrived before the break.
+    pub fn reset_after(pause: Duration) -> Reply {
+        Reply {
+            body: ReplyBody::ResetAfter(pause),
+            ..Reply::ok()
+        }
+    }
+    /// Drops the connection without answering at all (no status line).
+    pub fn abort() -> Reply {
+        Reply {
+            body: ReplyBody::Abort,
+            ..Reply::ok()
+        }
+    }
+    /// The same reply with another status.
+    pub fn with_status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
     }
     /// A body of `chunks` × `chunk` bytes, one chunk every `every`.
     pub fn slow_body(chunk: usize, chunks: usize, every: Duration) -> Reply {
@@ -315,6 +339,32 @@ async fn respond(reply: Reply) -> Response {
                     Ok::<_, std::io::Error>(Bytes::from(vec![b'.'; chunk])),
                     sent + 1,
                 ))
+            });
+            Body::from_stream(stream)
+        }
+        ReplyBody::Abort => {
+            let stream = futures::stream::iter([Err::<Bytes, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "aborted by test",
+            ))]);
+            Body::from_stream(stream)
+        }
+        ReplyBody::ResetAfter(pause) => {
+            let stream = futures::stream::unfold(0, move |step| async move {
+                match step {
+                    0 => Some((Ok(Bytes::from_static(b"partial")), 1)),
+                    1 => {
+                        tokio::time::sleep(pause).await;
+                        Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "reset by test",
+                            )),
+                            2,
+                        ))
+                    }
+                    _ => None,
+                }
             });
             Body::from_stream(stream)
         }

@@ -82,11 +82,13 @@ fn move_url(url: &str, base: &str) -> String {
     moved
 }
 
-/// Settings for tests: short deadlines so a hung target costs little.
+/// Settings for tests: short deadlines so a hung target costs little, and the SSRF
+/// guard letting loopback through (the capture server listens on 127.0.0.1).
 pub fn test_settings() -> Settings {
     Settings {
         deadline: std::time::Duration::from_secs(5),
         request_timeout: std::time::Duration::from_secs(4),
         ..Settings::default()
     }
+    .allowing_loopback()
 }
