@@ -1,6 +1,7 @@
 //! Sending requests: the one shared HTTP client, the delivery policy around it, and what
 //! a delivery reports.
 
+use std::borrow::Cow;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -212,8 +213,7 @@ impl Transport {
     /// Sends one request, trying again as the retry policy allows (`attempts` tries at
     /// most, all within the time budget).
     pub async fn deliver(&self, request: &HttpRequest, job: &Job<'_>) -> Delivery {
-        let redactor = job.options.redactor();
-        let target = redactor.redact(request.url.as_str());
+        let target = job.options.redactor().redact(request.url.as_str());
         let started = Instant::now();
         let end = self.end_of_budget(started);
         let most = self.settings.attempts.max(1);
@@ -309,7 +309,7 @@ impl Transport {
         job: &Job<'_>,
         end: Instant,
     ) -> (Outcome, Retry) {
-        let redactor = job.options.redactor();
+        let redactor = &request_redactor(job.options.redactor(), request);
         let failed = |reason: String| Outcome::Failed {
             reason: redactor.redact(&reason),
             status: None,
@@ -420,6 +420,24 @@ impl Transport {
             cut_short,
         }
     }
+}
+
+/// The options' redactor, plus the credential headers of this request: a target that
+/// echoes its request back (`Authorization: Basic …`) must not put them in a report.
+fn request_redactor<'a>(options: &'a Redactor, request: &HttpRequest) -> Cow<'a, Redactor> {
+    let mut sensitive = request.headers.iter().filter(|h| h.sensitive).peekable();
+    if sensitive.peek().is_none() {
+        return Cow::Borrowed(options);
+    }
+    let mut redactor = options.clone();
+    for header in sensitive {
+        redactor.add(&header.value);
+        // The credential alone, after its scheme (`Bearer`, `Basic`, …).
+        if let Some((_, credential)) = header.value.split_once(' ') {
+            redactor.add(credential.trim());
+        }
+    }
+    Cow::Owned(redactor)
 }
 
 enum Pause {

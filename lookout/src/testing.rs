@@ -83,6 +83,10 @@ enum ReplyBody {
     Abort,
     /// `n` bytes of filler.
     Huge(usize),
+    /// The request itself, written back: what a careless error page does.
+    Echo,
+    /// Only the request's path, query and each query parameter, written back.
+    EchoUrl,
 }
 
 impl Reply {
@@ -116,6 +120,23 @@ impl Reply {
     pub fn reset_after(pause: Duration) -> Reply {
         Reply {
             body: ReplyBody::ResetAfter(pause),
+            ..Reply::ok()
+        }
+    }
+    /// Answers with the request written back (method, path and query, each query
+    /// parameter, headers, body), as error pages that echo their input do. Combine
+    /// with [`Reply::with_status`].
+    pub fn echo() -> Reply {
+        Reply {
+            body: ReplyBody::Echo,
+            ..Reply::ok()
+        }
+    }
+    /// Answers with the request's path, its query and each query parameter (decoded),
+    /// one per line: an error page that echoes the URL in pieces.
+    pub fn echo_url() -> Reply {
+        Reply {
+            body: ReplyBody::EchoUrl,
             ..Reply::ok()
         }
     }
@@ -295,10 +316,15 @@ async fn capture(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         body: body.to_vec(),
         at: Instant::now(),
     };
+    let mut reply = next_reply(&shared, &path);
+    match reply.body {
+        ReplyBody::Echo => reply.body = ReplyBody::Bytes(echo(&captured).into_bytes()),
+        ReplyBody::EchoUrl => reply.body = ReplyBody::Bytes(echo_url(&captured).into_bytes()),
+        _ => {}
+    }
     shared.log.lock().unwrap().push(captured);
     shared.arrived.notify_all();
 
-    let reply = next_reply(&shared, &path);
     tokio::time::sleep(reply.delay).await;
     respond(reply).await
 }
@@ -320,10 +346,50 @@ fn next_reply(shared: &Shared, path: &str) -> Reply {
     }
 }
 
+/// A request written out in full, the way an error page that echoes its input would;
+/// the parts most likely to hold a credential come first, so that they fall within the
+/// excerpt of the answer that a report keeps.
+fn echo(request: &Captured) -> String {
+    const ORDINARY: &[&str] = &[
+        "host",
+        "user-agent",
+        "accept",
+        "content-length",
+        "content-type",
+    ];
+    let mut out = format!("{} {}\n", request.method, request.path);
+    let (ordinary, special): (Vec<_>, Vec<_>) = request
+        .headers
+        .iter()
+        .partition(|(name, _)| ORDINARY.contains(&name.as_str()));
+    for (name, value) in special.into_iter().chain(ordinary) {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    out.push_str(&echo_url(request));
+    out.push('\n');
+    out.push_str(&request.text());
+    out
+}
+
+/// The path, the query and each query parameter (decoded), one per line.
+fn echo_url(request: &Captured) -> String {
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .unwrap_or((request.path.as_str(), ""));
+    let mut out = format!("path: {path}\nquery: {query}\n");
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        out.push_str(&format!("param {name} = {value}\n"));
+    }
+    out
+}
+
 async fn respond(reply: Reply) -> Response {
     let body = match reply.body {
         ReplyBody::Hang => std::future::pending().await,
         ReplyBody::Bytes(bytes) => Body::from(bytes),
+        // Replaced by the echo in `capture`.
+        ReplyBody::Echo | ReplyBody::EchoUrl => Body::empty(),
         ReplyBody::Huge(n) => Body::from(vec![b'x'; n]),
         ReplyBody::Slow {
             chunk,
