@@ -241,7 +241,7 @@ impl Transport {
                         note(
                             &mut outcome,
                             &format!(
-                                "asked to retry after {}: beyond this delivery's time budget",
+                                "retry after {}: beyond this delivery's time budget",
                                 humantime::format_duration(round_to_ms(asked))
                             ),
                         );
@@ -320,8 +320,9 @@ impl Transport {
         if let Some(limit) = &self.rate_limit
             && let Err(no_slot) = self.limiters.wait(limit, &request.url, end).await
         {
-            // Later, with a fresh budget, there may be a slot.
-            return (failed(no_slot.to_string()), Retry::Yes { after: None });
+            // Nothing was sent; there is a slot later (beyond this budget).
+            let after = Some(no_slot.wait);
+            return (failed(no_slot.to_string()), Retry::Yes { after });
         }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -443,7 +444,7 @@ fn request_redactor<'a>(options: &'a Redactor, request: &HttpRequest) -> Cow<'a,
 enum Pause {
     For(Duration),
     Stop,
-    /// The target asked for a longer wait than the budget has left.
+    /// The target (or the rate limit) asks for a longer wait than the budget has left.
     BeyondBudget(Duration),
 }
 

@@ -69,7 +69,7 @@ pub fn rate_limit_line(limit: Option<RateLimit>) -> String {
             "{}; requests over that wait their turn (within the deadline).",
             capitalize_first(&limit.describe())
         ),
-        None => "none: requests go out at full speed (retries still back off).".to_owned(),
+        None => "none (requests go out at full speed; retries still back off).".to_owned(),
     }
 }
 

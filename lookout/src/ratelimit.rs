@@ -111,11 +111,11 @@ impl RateLimit {
 
 /// Why a request got no slot in time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("rate limited: no slot for this target within the time budget ({})", describe(.0))]
-pub struct NoSlot(pub RateLimit);
-
-fn describe(limit: &RateLimit) -> String {
-    limit.describe()
+#[error("rate limited: no slot for this target within the time budget ({})", .limit.describe())]
+pub struct NoSlot {
+    pub limit: RateLimit,
+    /// How long until the next slot.
+    pub wait: Duration,
 }
 
 /// The limiters of one engine: one keyed limiter per distinct limit, one state per
@@ -147,7 +147,10 @@ impl Limiters {
                 Err(not_until) => not_until.wait_time_from(limiter.clock().now()),
             };
             if Instant::now() + wait > until {
-                return Err(NoSlot(*limit));
+                return Err(NoSlot {
+                    limit: *limit,
+                    wait,
+                });
             }
             tokio::time::sleep(wait).await;
         }

@@ -86,7 +86,8 @@ pub fn retry_after_in_json(body: &[u8]) -> Option<Duration> {
 
 fn seconds_to_duration(seconds: f64) -> Option<Duration> {
     // Anything beyond a day is nonsense for a delivery; also keeps from_secs_f64 safe.
-    (seconds.is_finite() && seconds >= 0.0 && seconds <= 86_400.0)
+    (0.0..=86_400.0)
+        .contains(&seconds)
         .then(|| Duration::from_secs_f64(seconds))
 }
 
