@@ -225,36 +225,31 @@ impl Transport {
                 Retry::Yes { .. } if tries < most => self.pause_before_next(tries, retry, end),
                 _ => Pause::Stop,
             };
-            match pause {
-                Pause::For(pause) => {
-                    tracing::info!(
-                        target = %target,
-                        attempt = tries,
-                        reason = outcome_reason(&outcome),
-                        pause_ms = pause.as_millis() as u64,
-                        "delivery failed, trying again"
-                    );
-                    tokio::time::sleep(pause).await;
-                }
-                Pause::Stop | Pause::BeyondBudget(_) => {
-                    if let Pause::BeyondBudget(asked) = pause {
-                        note(
-                            &mut outcome,
-                            &format!(
-                                "retry after {}: beyond this delivery's time budget",
-                                humantime::format_duration(round_to_ms(asked))
-                            ),
-                        );
-                    }
-                    tracing::debug!(target = %target, attempts = tries, outcome = outcome.label(), "delivery done");
-                    return Delivery {
-                        target: Some(target),
-                        outcome,
-                        attempts: tries,
-                        duration: started.elapsed(),
-                    };
-                }
+            if let Pause::For(pause) = pause {
+                tracing::info!(
+                    target = %target,
+                    attempt = tries,
+                    reason = outcome_reason(&outcome),
+                    pause_ms = pause.as_millis() as u64,
+                    "delivery failed, trying again"
+                );
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            if let Pause::BeyondBudget(asked) = pause {
+                let asked = humantime::format_duration(round_to_ms(asked));
+                note(
+                    &mut outcome,
+                    &format!("retry after {asked}: beyond this delivery's time budget"),
+                );
+            }
+            tracing::debug!(target = %target, attempts = tries, outcome = outcome.label(), "delivery done");
+            return Delivery {
+                target: Some(target),
+                outcome,
+                attempts: tries,
+                duration: started.elapsed(),
+            };
         }
     }
 
