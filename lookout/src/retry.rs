@@ -55,19 +55,27 @@ pub fn retry_after(header: Option<&str>, body: &[u8], now: SystemTime) -> Option
         .or_else(|| retry_after_in_json(body))
 }
 
+/// The longest wait a target can ask for: a longer one is taken as this (it also keeps
+/// `now + wait` far from overflowing for callers that schedule with it).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A `Retry-After` header value: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
-/// A date in the past means "now".
+/// A date in the past means "now"; anything beyond [`MAX_RETRY_AFTER`] is capped.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
     }
     // Not allowed by the RFC, but sent by some: fractional seconds.
     if let Some(duration) = value.parse::<f64>().ok().and_then(seconds_to_duration) {
         return Some(duration);
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 /// `retry_after` (Discord) or `parameters.retry_after` (Telegram) in a JSON body.
@@ -84,11 +92,10 @@ pub fn retry_after_in_json(body: &[u8]) -> Option<Duration> {
     seconds_to_duration(seconds)
 }
 
+/// Seconds as a wait: negative, NaN and infinite are not waits; long ones are capped.
 fn seconds_to_duration(seconds: f64) -> Option<Duration> {
-    // Anything beyond a day is nonsense for a delivery; also keeps from_secs_f64 safe.
-    (0.0..=86_400.0)
-        .contains(&seconds)
-        .then(|| Duration::from_secs_f64(seconds))
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 /// The longest pause before try number `retry` + 1 (`retry` ≥ 1):
@@ -146,8 +153,19 @@ mod tests {
             parse_retry_after("1.5", now),
             Some(Duration::from_millis(1500))
         );
-        for bad in ["", "soon", "-5", "NaN", "inf", "1e300"] {
+        for bad in ["", "soon", "-5", "NaN", "inf", "-0.5"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+        for huge in [
+            "18446744073709551615",
+            "1e300",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge:?}"
+            );
         }
     }
 
@@ -167,6 +185,10 @@ mod tests {
         );
         assert_eq!(retry_after_in_json(b"<html>slow down</html>"), None);
         assert_eq!(retry_after_in_json(br#"{"retry_after":-1}"#), None);
+        assert_eq!(
+            retry_after_in_json(br#"{"retry_after":1e9}"#),
+            Some(MAX_RETRY_AFTER)
+        );
         assert_eq!(retry_after_in_json(br#"{"retry_after":null}"#), None);
     }
 
