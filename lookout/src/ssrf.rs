@@ -135,7 +135,7 @@ pub fn blocked_because(addr: IpAddr) -> Option<String> {
 }
 
 fn article(kind: &str) -> String {
-    let vowel = kind.starts_with(['a', 'e', 'i', 'o', 'u']);
+    let vowel = kind.starts_with(['a', 'e', 'i', 'o', 'u', 'I']);
     format!("{} {kind}", if vowel { "an" } else { "a" })
 }
 
