@@ -39,6 +39,16 @@ snapshots:
 bench:
 	bash scripts/bench.sh
 
+## Each cargo-fuzz target for FUZZ_SECONDS (not part of `test`; see docs/FUZZING.md).
+FUZZ_SECONDS ?= 60
+fuzz:
+	cd fuzz && for target in payload config message retry_after; do \
+		seeds=seeds/$$target; [ $$target = payload ] && seeds=../tests/fixtures; \
+		mkdir -p corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$target corpus/$$target $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean
 	rm -rf .venv

@@ -39,3 +39,11 @@ else
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         'errbot>=6,<7' pytest
 fi
+
+# --- Standard Webhooks (issue 6): the official Python library verifies the webhook
+# --- service's signatures independently (tests/signatures.rs).
+if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "standardwebhooks==1.1.0"
+fi
+echo "test dependencies: standardwebhooks $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("standardwebhooks"))') in $venv"
+# --- end Standard Webhooks

@@ -79,6 +79,7 @@ fn demo_settings() -> Settings {
         request_timeout: Duration::from_secs(5),
         ..Settings::default()
     }
+    .allowing_loopback()
 }
 
 pub async fn run() -> Result<ExitCode, Fatal> {

@@ -165,11 +165,9 @@ fn a_hung_target_does_not_delay_the_others() {
         .map(|r| r["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["failed", "delivered", "delivered"], "{report:#}");
+    let reason = report["results"][0]["reason"].as_str().unwrap();
     assert!(
-        report["results"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
+        reason.starts_with("no answer within ") && reason.ends_with("ms"),
         "{report:#}"
     );
     for fast in &report["results"].as_array().unwrap()[1..] {

@@ -91,7 +91,7 @@ impl Place {
         // The targets are local capture servers; keep the timeouts short.
         std::fs::write(
             &config,
-            "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n",
+            "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\nallow_networks = [\"127.0.0.0/8\"]\n",
         )
         .expect("write engine.toml");
         let mut args = vec!["--config", config.to_str().expect("UTF-8 path")];

@@ -1,16 +1,22 @@
-//! Sending requests: the one shared HTTP client and what a delivery attempt reports.
+//! Sending requests: the one shared HTTP client, the delivery policy around it, and what
+//! a delivery reports.
 
+use std::borrow::Cow;
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde::Serialize;
 
+use crate::ratelimit::{Limiters, RateLimit};
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
+use crate::retry::{self, Retry};
 use crate::service::{BuildError, Job, Outgoing};
 use crate::settings::Settings;
 use crate::signing;
+use crate::ssrf::{Blocked, Guard, GuardedResolver};
 
 /// How one request (or one skipped service) ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,12 +101,44 @@ impl Delivery {
     }
 }
 
-/// The engine's way out: one pooled HTTP client and the delivery policy.
+/// The engine's way out: one pooled HTTP client and the delivery policy every service
+/// gets (see the module docs of [`retry`](crate::retry), [`ratelimit`](crate::ratelimit)
+/// and [`ssrf`](crate::ssrf)):
+///
+/// - the SSRF guard: only public addresses, checked once, connected to as checked;
+/// - timeouts: connect, first byte (the answer's headers), and the whole request;
+/// - a cap on how much of an answer is read (`max_response_bytes`);
+/// - retries with backoff, within a time budget, honouring `Retry-After`;
+/// - the target's rate limit, when the service declares one;
+/// - Standard Webhooks signing, per try (a fresh timestamp, the same `webhook-id`).
+///
+/// Cloning is cheap: clones share the client, the connection pool and the limiters.
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
-    settings: Settings,
+    settings: Arc<Settings>,
+    guard: Guard,
+    limiters: Arc<Limiters>,
+    rate_limit: Option<RateLimit>,
+    /// When the caller stops waiting (the dispatch deadline): tries end before it.
+    until: Option<Instant>,
 }
+
+/// What one try reports: how it ended, and whether another try could do better. The
+/// durable worker sends with [`Transport::attempt_once`] and schedules `retry` itself.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// `attempts` is 1.
+    pub delivery: Delivery,
+    pub retry: Retry,
+}
+
+/// How long before the caller's deadline the last try must end, so that it is this
+/// try's failure that gets reported rather than "deadline exceeded".
+const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
+
+/// Another try is started only with at least this much of the budget left.
+const SHORTEST_TRY: Duration = Duration::from_millis(50);
 
 /// `Lookout/<version> (<os>; <arch>)`, as Zulip asks integrations to identify themselves.
 pub fn user_agent() -> String {
@@ -114,20 +152,54 @@ pub fn user_agent() -> String {
 
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
+        let guard = Guard::new(&settings.allow_networks);
         let client = reqwest::Client::builder()
             .user_agent(user_agent())
             // A redirect could lead anywhere, including inside the network: never follow.
             .redirect(reqwest::redirect::Policy::none())
-            // Proxies come from explicit configuration only, never from the environment.
+            // Proxies come from explicit configuration only, never from the environment
+            // (a proxy resolves names itself, past the guard).
             .no_proxy()
+            // The only resolver: it checks every address and hands over only those.
+            .dns_resolver(GuardedResolver::new(guard.clone()))
             .connect_timeout(settings.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Transport { client, settings })
+        Ok(Transport {
+            client,
+            settings: Arc::new(settings),
+            guard,
+            limiters: Arc::default(),
+            rate_limit: None,
+            until: None,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The SSRF guard this transport checks targets with.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// This transport pacing its requests per target under `limit` (none: full speed).
+    /// The limiters are shared with the original.
+    pub fn with_rate_limit(&self, limit: Option<RateLimit>) -> Transport {
+        Transport {
+            rate_limit: limit,
+            ..self.clone()
+        }
+    }
+
+    /// This transport finishing every delivery before `deadline` (the caller's own
+    /// deadline, after which it stops waiting).
+    pub fn with_deadline(&self, deadline: Instant) -> Transport {
+        Transport {
+            until: Some(deadline),
+            ..self.clone()
+        }
     }
 
     /// Sends every request of one service, concurrently; one result each.
@@ -146,41 +218,158 @@ impl Transport {
         }
     }
 
-    /// Sends one request.
-    pub async fn deliver(&self, request: &HttpRequest, job: &Job<'_>) -> Delivery {
-        let redactor = job.options.redactor();
-        let target = Some(redactor.redact(request.url.as_str()));
-        let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(self.settings.request_timeout, self.attempt(request, job))
-                .await
-            {
-                Ok(Ok(answer)) => answer.outcome(redactor),
-                Ok(Err(err)) => Outcome::Failed {
-                    reason: redactor.redact(&describe_error(&err)),
-                    status: None,
-                },
-                Err(_) => Outcome::Failed {
-                    reason: format!(
-                        "timed out after {}",
-                        humantime::format_duration(self.settings.request_timeout)
-                    ),
-                    status: None,
-                },
-            };
-        Delivery {
-            target,
-            outcome,
-            attempts: 1,
-            duration: started.elapsed(),
+    /// Sends one request once, over HTTP or SMTP (no retries), and says whether another
+    /// try makes sense: for callers that schedule their own retries (the durable worker).
+    pub async fn attempt_outgoing_once(&self, outgoing: &Outgoing, job: &Job<'_>) -> Attempt {
+        match outgoing {
+            Outgoing::Http(request) => self.attempt_once(request, job).await,
+            Outgoing::Email(_) => {
+                let delivery = self.deliver_outgoing(outgoing, job).await;
+                // SMTP failures are transient as often as not: leave it to the schedule.
+                let retry = if delivery.outcome.is_failure() {
+                    Retry::Yes { after: None }
+                } else {
+                    Retry::No
+                };
+                Attempt { delivery, retry }
+            }
         }
     }
 
-    async fn attempt(
+    /// Sends one request, trying again as the retry policy allows (`attempts` tries at
+    /// most, all within the time budget).
+    pub async fn deliver(&self, request: &HttpRequest, job: &Job<'_>) -> Delivery {
+        let target = job.options.redactor().redact(request.url.as_str());
+        let started = Instant::now();
+        let end = self.end_of_budget(started);
+        let most = self.settings.attempts.max(1);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (mut outcome, retry) = self.try_once(request, job, end).await;
+            let pause = match retry {
+                Retry::Yes { .. } if tries < most => self.pause_before_next(tries, retry, end),
+                _ => Pause::Stop,
+            };
+            if let Pause::For(pause) = pause {
+                tracing::info!(
+                    target = %target,
+                    attempt = tries,
+                    reason = outcome_reason(&outcome),
+                    pause_ms = pause.as_millis() as u64,
+                    "delivery failed, trying again"
+                );
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            if let Pause::BeyondBudget(asked) = pause {
+                let asked = crate::format::duration(asked);
+                note(
+                    &mut outcome,
+                    &format!("retry after {asked}: beyond this delivery's time budget"),
+                );
+            }
+            tracing::debug!(target = %target, attempts = tries, outcome = outcome.label(), "delivery done");
+            return Delivery {
+                target: Some(target),
+                outcome,
+                attempts: tries,
+                duration: started.elapsed(),
+            };
+        }
+    }
+
+    /// Sends one request once (rate limit, guard, timeouts and signing apply; no
+    /// retries), and says whether and when another try makes sense. For callers that
+    /// schedule their own retries.
+    pub async fn attempt_once(&self, request: &HttpRequest, job: &Job<'_>) -> Attempt {
+        let target = job.options.redactor().redact(request.url.as_str());
+        let started = Instant::now();
+        let (outcome, retry) = self
+            .try_once(request, job, self.end_of_budget(started))
+            .await;
+        Attempt {
+            delivery: Delivery {
+                target: Some(target),
+                outcome,
+                attempts: 1,
+                duration: started.elapsed(),
+            },
+            retry,
+        }
+    }
+
+    fn end_of_budget(&self, started: Instant) -> Instant {
+        let end = started + self.settings.retry_budget();
+        match self.until {
+            Some(until) => end.min(until.checked_sub(DEADLINE_MARGIN).unwrap_or(until)),
+            None => end,
+        }
+    }
+
+    /// How long to wait before try `tries + 1`, if it still fits in the budget.
+    fn pause_before_next(&self, tries: u32, retry: Retry, end: Instant) -> Pause {
+        let left = end.saturating_duration_since(Instant::now());
+        let Some(room) = left.checked_sub(SHORTEST_TRY) else {
+            return Pause::Stop;
+        };
+        match retry.after() {
+            // The target said when: never earlier (that would only earn another 429).
+            Some(asked) if asked > room => Pause::BeyondBudget(asked),
+            Some(asked) => Pause::For(asked),
+            None => Pause::For(
+                retry::backoff(tries, self.settings.backoff, self.settings.max_backoff).min(room),
+            ),
+        }
+    }
+
+    /// One try: guard, rate limit, send, read the answer.
+    async fn try_once(
         &self,
         request: &HttpRequest,
         job: &Job<'_>,
-    ) -> Result<Answer, reqwest::Error> {
+        end: Instant,
+    ) -> (Outcome, Retry) {
+        let redactor = &request_redactor(job.options.redactor(), request);
+        let failed = |reason: String| Outcome::Failed {
+            reason: redactor.redact(&reason),
+            status: None,
+        };
+        if let Err(blocked) = self.guard.check_url(&request.url) {
+            return (failed(blocked.to_string()), Retry::No);
+        }
+        if let Some(limit) = &self.rate_limit
+            && let Err(no_slot) = self.limiters.wait(limit, &request.url, end).await
+        {
+            // Nothing was sent; there is a slot later (beyond this budget).
+            let after = Some(no_slot.wait);
+            return (failed(no_slot.to_string()), Retry::Yes { after });
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (
+                failed("no time left in this delivery's budget".into()),
+                Retry::No,
+            );
+        }
+        let total = self.settings.request_timeout.min(left);
+        let first_byte = self.settings.first_byte_timeout.min(total);
+        let started = Instant::now();
+        let sending = self.request_builder(request, job).send();
+        let mut response = match tokio::time::timeout(first_byte, sending).await {
+            Err(_) => {
+                let why = format!("no answer within {}", crate::format::duration(first_byte));
+                return (failed(why), Retry::Yes { after: None });
+            }
+            Ok(Err(err)) => return (failed(describe_error(&err)), retry_after_error(&err)),
+            Ok(Ok(response)) => response,
+        };
+        let answer = self.read_answer(&mut response, started + total).await;
+        let retry = answer.retry();
+        (answer.outcome(redactor), retry)
+    }
+
+    fn request_builder(&self, request: &HttpRequest, job: &Job<'_>) -> reqwest::RequestBuilder {
         let body = request.body.to_bytes();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
@@ -196,35 +385,110 @@ impl Transport {
             builder = builder.header(header.name.as_str(), value);
         }
         if let Some(Signing::StandardWebhooks { key }) = &request.signing {
+            // Signed per try: a fresh timestamp, the delivery's stable id.
             for (name, value) in signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
             {
                 builder = builder.header(name, value);
             }
         }
-        let mut response = builder.body(body).send().await?;
+        builder.body(body)
+    }
+
+    /// The status and headers, and at most `max_response_bytes` of the body, read until
+    /// `until` at the latest (a slow or endless body is cut there).
+    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Answer {
         let status = response.status();
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header(reqwest::header::LOCATION);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
+        let cap = self.settings.max_response_bytes;
         let mut snippet = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            let room = self
-                .settings
-                .max_response_bytes
-                .saturating_sub(snippet.len());
-            snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if room <= chunk.len() {
-                break; // The cap is reached: stop reading, drop the connection.
+        let mut cut_short = None;
+        loop {
+            match tokio::time::timeout_at(until.into(), response.chunk()).await {
+                Err(_) => {
+                    cut_short = Some("the rest of the answer did not come in time".to_owned());
+                    break;
+                }
+                Ok(Err(err)) => {
+                    cut_short = Some(describe_error(&err));
+                    break;
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => {
+                    let room = cap.saturating_sub(snippet.len());
+                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if room <= chunk.len() {
+                        break; // The cap is reached: stop reading, drop the connection.
+                    }
+                }
             }
         }
-        Ok(Answer {
+        Answer {
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or(""),
             location,
-            body: String::from_utf8_lossy(&snippet).into_owned(),
-        })
+            retry_after,
+            body: snippet,
+            cut_short,
+        }
+    }
+}
+
+/// The options' redactor, plus the credential headers of this request: a target that
+/// echoes its request back (`Authorization: Basic …`) must not put them in a report.
+fn request_redactor<'a>(options: &'a Redactor, request: &HttpRequest) -> Cow<'a, Redactor> {
+    let mut sensitive = request.headers.iter().filter(|h| h.sensitive).peekable();
+    if sensitive.peek().is_none() {
+        return Cow::Borrowed(options);
+    }
+    let mut redactor = options.clone();
+    for header in sensitive {
+        redactor.add(&header.value);
+        // The credential alone, after its scheme (`Bearer`, `Basic`, …).
+        if let Some((_, credential)) = header.value.split_once(' ') {
+            redactor.add(credential.trim());
+        }
+    }
+    Cow::Owned(redactor)
+}
+
+enum Pause {
+    For(Duration),
+    Stop,
+    /// The target (or the rate limit) asks for a longer wait than the budget has left.
+    BeyondBudget(Duration),
+}
+
+fn outcome_reason(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Failed { reason, .. }
+        | Outcome::Disabled { reason, .. }
+        | Outcome::Skipped { reason } => reason,
+        Outcome::Delivered { .. } => "",
+    }
+}
+
+/// Adds a note to a failure's reason.
+fn note(outcome: &mut Outcome, text: &str) {
+    if let Outcome::Failed { reason, .. } | Outcome::Disabled { reason, .. } = outcome {
+        reason.push_str(&format!(" ({text})"));
+    }
+}
+
+/// Whether a request that got no answer is worth another try.
+fn retry_after_error(err: &reqwest::Error) -> Retry {
+    if blocked_in(err).is_some() || err.is_builder() {
+        Retry::No
+    } else {
+        // Connection refused or reset, DNS failure, timeout: the next try may get through.
+        Retry::Yes { after: None }
     }
 }
 
@@ -233,12 +497,17 @@ struct Answer {
     status: u16,
     reason: &'static str,
     location: Option<String>,
-    body: String,
+    retry_after: Option<String>,
+    /// At most `max_response_bytes` of the body.
+    body: Vec<u8>,
+    /// Why the body was not read to its end, if it was not (and not because of the cap).
+    cut_short: Option<String>,
 }
 
 impl Answer {
     fn outcome(&self, redactor: &Redactor) -> Outcome {
         let status = self.status;
+        // A 2xx is delivered even if its body then breaks off: the target said yes.
         if (200..300).contains(&status) {
             return Outcome::Delivered { status };
         }
@@ -248,10 +517,14 @@ impl Answer {
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
-        let excerpt: String = self.body.trim().chars().take(200).collect();
+        let body = String::from_utf8_lossy(&self.body);
+        let excerpt: String = body.trim().chars().take(200).collect();
         if !excerpt.is_empty() {
             reason.push_str(": ");
             reason.push_str(&excerpt);
+        }
+        if let Some(why) = &self.cut_short {
+            reason.push_str(&format!(" ({why})"));
         }
         let reason = redactor.redact(&reason);
         if status == 410 {
@@ -263,11 +536,40 @@ impl Answer {
             }
         }
     }
+
+    fn retry(&self) -> Retry {
+        if retry::status_is_retryable(self.status) {
+            Retry::Yes {
+                after: retry::retry_after(
+                    self.retry_after.as_deref(),
+                    &self.body,
+                    std::time::SystemTime::now(),
+                ),
+            }
+        } else {
+            Retry::No
+        }
+    }
+}
+
+/// The guard's refusal, wherever it sits in an error's chain of causes.
+fn blocked_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Blocked> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(blocked) = current.downcast_ref::<Blocked>() {
+            return Some(blocked);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// A reqwest error as one line, without the URL (it may hold a key) and with the root
 /// cause that says what actually went wrong.
 fn describe_error(err: &reqwest::Error) -> String {
+    if let Some(blocked) = blocked_in(err) {
+        return blocked.to_string();
+    }
     let what = if err.is_connect() {
         "connection failed"
     } else if err.is_timeout() {

@@ -90,18 +90,24 @@ impl Engine {
     }
 
     /// Sends `event` to each of `instances` that listens to it, all at once. Each runs in
-    /// its own task under the deadline: a slow, failing or panicking service only affects
-    /// its own rows. Rows come back in the order of `instances`.
+    /// its own task under the deadline, with its own rate limit: a slow, failing, paced
+    /// or panicking service only affects its own rows. Rows come back in the order of
+    /// `instances`.
     pub async fn dispatch_to(&self, event: &Event, instances: &[Instance]) -> Report {
         let event = Arc::new(event.clone());
         let deadline = self.settings().deadline;
+        let started = Instant::now();
         let tasks: Vec<_> = instances
             .iter()
             .map(|instance| {
                 let listening = instance.registration.listens_to(&event);
                 let task = listening.then(|| {
-                    let (event, instance, transport) =
-                        (event.clone(), instance.clone(), self.transport.clone());
+                    // The service's own pace, and our deadline: its tries end before it.
+                    let transport = self
+                        .transport
+                        .with_rate_limit(instance.registration.service.rate_limit())
+                        .with_deadline(started + deadline);
+                    let (event, instance) = (event.clone(), instance.clone());
                     tokio::spawn(async move { send_one(&event, &instance, &transport).await })
                 });
                 (instance, task)
@@ -109,7 +115,6 @@ impl Engine {
             .collect();
 
         let mut results = Vec::new();
-        let started = Instant::now();
         for (instance, task) in tasks {
             let deliveries = match task {
                 None => vec![Delivery::skipped(format!(
@@ -179,10 +184,7 @@ async fn finish(
             task.abort();
             let mut late = Delivery::failed(
                 None,
-                format!(
-                    "deadline of {} exceeded",
-                    humantime::format_duration(deadline)
-                ),
+                format!("deadline of {} exceeded", crate::format::duration(deadline)),
             );
             late.duration = deadline;
             vec![late]

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use pulldown_cmark::{Options as Markdown, Parser, html};
 
 use crate::options::{Kind, OptionSpec};
+use crate::ratelimit::RateLimit;
 use crate::service::{Registration, catalogue};
 
 /// Markdown to HTML (tables and strikethrough on).
@@ -31,6 +32,11 @@ pub fn service_markdown(reg: &Registration) -> String {
         reg.name(),
         events.join(", ")
     );
+    let _ = writeln!(
+        md,
+        "**Rate limit:** {}\n",
+        rate_limit_line(service.rate_limit())
+    );
     let schema = service.schema();
     md.push_str("## Options\n\n| Option | Kind | Required | Default | Description |\n|---|---|---|---|---|\n");
     for spec in schema.options {
@@ -54,6 +60,25 @@ pub fn service_markdown(reg: &Registration) -> String {
         service.example().trim()
     );
     md
+}
+
+/// How fast the engine sends to one target of a service, for its docs.
+pub fn rate_limit_line(limit: Option<RateLimit>) -> String {
+    match limit {
+        Some(limit) => format!(
+            "{}; requests over that wait their turn (within the deadline).",
+            capitalize_first(&limit.describe())
+        ),
+        None => "none (requests go out at full speed; retries still back off).".to_owned(),
+    }
+}
+
+fn capitalize_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn kind_label(spec: &OptionSpec) -> String {
@@ -109,4 +134,19 @@ pub fn catalogue_html() -> String {
     }
     page.push_str("</body></html>\n");
     page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_are_documented() {
+        assert_eq!(
+            rate_limit_line(Some(RateLimit::CHAT_WEBHOOK)),
+            "At most 1 request every 1s per webhook URL (scheme, host and path), in bursts \
+             of up to 3; requests over that wait their turn (within the deadline)."
+        );
+        assert!(rate_limit_line(None).starts_with("none"));
+    }
 }

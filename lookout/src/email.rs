@@ -223,7 +223,7 @@ pub async fn deliver(
             status,
         },
         Err(_) => Outcome::Failed {
-            reason: format!("timed out after {}", humantime::format_duration(timeout)),
+            reason: format!("timed out after {}", crate::format::duration(timeout)),
             status: None,
         },
     };

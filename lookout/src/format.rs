@@ -13,6 +13,12 @@ pub const EXCERPT_CHARS: usize = 50;
 /// Where Sprint.ly's report pages live (the fields of Slack-style messages link there).
 pub const REPORTS_URL: &str = "https://sprint.ly/reports";
 
+/// A duration as people read it in a report: `381ms`, `1m 30s` (rounded to the
+/// millisecond).
+pub fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
 /// `First L.`, or just `First` when the last name is empty or missing.
 pub fn short_name(user: &User) -> String {
     let first = user.first_name.trim();

@@ -79,12 +79,40 @@ impl Redactor {
             if let Some(rest) = raw.split_once("://").and_then(|(_, r)| r.split_once('/')) {
                 self.add(rest.1);
             }
+            self.add_url_pieces(&url);
         }
         if let Some(password) = url.password() {
             self.add(password);
         }
         if !url.username().is_empty() {
             self.add(url.username());
+        }
+    }
+
+    /// The pieces of a URL's key that an answer may quote apart from the rest (an error
+    /// page saying `path: /hooks/KEY`, `query: token=KEY` or `token = KEY`): the path,
+    /// the query, each query value, and each path segment long enough to be a key (short
+    /// ones like `services` or `api` would blank out ordinary words).
+    fn add_url_pieces(&mut self, url: &Url) {
+        const KEY_LIKE: usize = 16;
+        const VALUE_LIKE: usize = 8;
+        let path = url.path().trim_start_matches('/');
+        if url.query().is_some() {
+            self.add(path);
+        }
+        if let Some(query) = url.query() {
+            self.add(query);
+            for (_, value) in url.query_pairs() {
+                if value.len() >= VALUE_LIKE {
+                    self.add(&value);
+                }
+            }
+        }
+        for segment in path.split('/').filter(|s| s.len() >= KEY_LIKE) {
+            self.add(segment);
+            if let Ok(decoded) = percent_encoding::percent_decode_str(segment).decode_utf8() {
+                self.add(&decoded);
+            }
         }
     }
 
@@ -172,6 +200,22 @@ mod tests {
             r.redact("POST https://hooks.example.com/services/T0/B0/XYZ failed"),
             "POST https://hooks.example.com/[redacted] failed"
         );
+    }
+
+    #[test]
+    fn url_keys_are_redacted_when_quoted_in_pieces() {
+        let mut r = Redactor::new();
+        r.add_url(
+            "https://hooks.example.com/services/T0/B0/XYZXYZXYZXYZXYZXYZ?token=abcdefgh12&v=1",
+        );
+        let echoed = "path: /services/T0/B0/XYZXYZXYZXYZXYZXYZ\nquery: token=abcdefgh12&v=1\n\
+                      param token = abcdefgh12; unknown hook XYZXYZXYZXYZXYZXYZ";
+        let shown = r.redact(echoed);
+        assert!(!shown.contains("XYZXYZ"), "{shown}");
+        assert!(!shown.contains("abcdefgh12"), "{shown}");
+        // Ordinary words of the path stay readable.
+        assert!(r.redact("see the services docs").contains("services"));
+        assert_eq!(r.redact("v = 1"), "v = 1");
     }
 
     #[test]

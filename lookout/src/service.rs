@@ -9,6 +9,7 @@ use crate::delivery::{Delivery, Transport};
 use crate::email::Email;
 use crate::options::{Options, Schema};
 use crate::payload::{Event, PayloadError};
+use crate::ratelimit::RateLimit;
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, RequestPreview};
 
@@ -121,6 +122,13 @@ pub trait Service: Send + Sync + 'static {
     /// A working example configuration (TOML, the body of a `[services.NAME]` table),
     /// shown in the docs and used by the tests.
     fn example(&self) -> &'static str;
+
+    /// How fast the engine may send to one target of this service, when the target
+    /// limits it (chat webhooks: [`RateLimit::CHAT_WEBHOOK`]). `None`, the default, is
+    /// full speed. Shown in the service's docs.
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
 
     /// Turns an event into the requests to send. No I/O here.
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError>;

@@ -2,10 +2,18 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// How the engine delivers. Every field has a default; durations are written like
 /// `"10s"`, `"500ms"` or `"2m"`.
+///
+/// ```toml
+/// [engine]
+/// deadline = "10s"          # per service and event, retries included
+/// attempts = 3              # 1 = no retries (the durable worker's mode)
+/// allow_networks = ["10.1.2.0/24"]   # let the SSRF guard pass these
+/// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
@@ -17,8 +25,31 @@ pub struct Settings {
     pub request_timeout: Duration,
     #[serde(with = "duration_text")]
     pub connect_timeout: Duration,
+    /// The longest to wait for the answer's status line and headers, once the request is
+    /// sent. Never more than `request_timeout`.
+    #[serde(with = "duration_text")]
+    pub first_byte_timeout: Duration,
     /// At most this much of a response is read (the rest is dropped unread).
     pub max_response_bytes: usize,
+    /// Tries per request, the first included: connection errors, timeouts, 408, 425,
+    /// 429 and 5xx (500, 502, 503, 504) are tried again. `1` sends once.
+    pub attempts: u32,
+    /// All tries of one request must fit in this; unset, in the `deadline`.
+    #[serde(
+        with = "optional_duration_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_budget: Option<Duration>,
+    /// The first pause between tries; it doubles each time (with full jitter: a random
+    /// pause between zero and that), up to `max_backoff`. A target's `Retry-After` wins.
+    #[serde(with = "duration_text")]
+    pub backoff: Duration,
+    #[serde(with = "duration_text")]
+    pub max_backoff: Duration,
+    /// Networks the SSRF guard lets through (CIDR, e.g. `"10.1.2.0/24"` or
+    /// `"127.0.0.1/32"`). By default every loopback, private, link-local and other
+    /// internal address is refused.
+    pub allow_networks: Vec<IpNet>,
 }
 
 impl Default for Settings {
@@ -27,8 +58,34 @@ impl Default for Settings {
             deadline: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024,
+            attempts: 3,
+            retry_budget: None,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+            allow_networks: Vec::new(),
         }
+    }
+}
+
+impl Settings {
+    /// The time all tries of one request must fit in.
+    pub fn retry_budget(&self) -> Duration {
+        self.retry_budget
+            .map_or(self.deadline, |budget| budget.min(self.deadline))
+    }
+
+    /// These settings with the loopback networks (`127.0.0.0/8`, `::1`) allowed: for
+    /// tests and demos that send to a local server.
+    pub fn allowing_loopback(mut self) -> Settings {
+        for net in ["127.0.0.0/8", "::1/128"] {
+            let net: IpNet = net.parse().expect("a valid network");
+            if !self.allow_networks.contains(&net) {
+                self.allow_networks.push(net);
+            }
+        }
+        self
     }
 }
 
@@ -53,5 +110,58 @@ mod duration_text {
             Text::Human(text) => humantime::parse_duration(&text)
                 .map_err(|e| serde::de::Error::custom(format!("`{text}` is not a duration ({e})"))),
         }
+    }
+}
+
+/// [`duration_text`] for an optional duration.
+mod optional_duration_text {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration_text::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_engine_table() {
+        let settings: Settings = toml::from_str(
+            r#"
+            attempts = 1
+            retry_budget = "4s"
+            first_byte_timeout = 2.5
+            allow_networks = ["10.1.2.0/24", "::1/128"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(settings.attempts, 1);
+        assert_eq!(settings.retry_budget(), Duration::from_secs(4));
+        assert_eq!(settings.first_byte_timeout, Duration::from_millis(2500));
+        assert_eq!(settings.allow_networks.len(), 2);
+        assert_eq!(Settings::default().retry_budget(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_budget_never_exceeds_the_deadline() {
+        let settings = Settings {
+            retry_budget: Some(Duration::from_secs(60)),
+            ..Settings::default()
+        };
+        assert_eq!(settings.retry_budget(), settings.deadline);
+    }
+
+    #[test]
+    fn rejects_bad_networks() {
+        assert!(toml::from_str::<Settings>(r#"allow_networks = ["10.0.0.0/33"]"#).is_err());
     }
 }

@@ -81,8 +81,16 @@ enum ReplyBody {
     },
     /// Some bytes, then the connection is dropped.
     Reset,
+    /// Some bytes, a pause (so they surely went out), then the connection is dropped.
+    ResetAfter(Duration),
+    /// The connection is dropped before any answer.
+    Abort,
     /// `n` bytes of filler.
     Huge(usize),
+    /// The request itself, written back: what a careless error page does.
+    Echo,
+    /// Only the request's path, query and each query parameter, written back.
+    EchoUrl,
 }
 
 impl Reply {
@@ -110,6 +118,43 @@ impl Reply {
             body: ReplyBody::Reset,
             ..Reply::ok()
         }
+    }
+    /// Starts the answer (status, headers, some body), waits `pause`, then drops the
+    /// connection: the status surely arrived before the break.
+    pub fn reset_after(pause: Duration) -> Reply {
+        Reply {
+            body: ReplyBody::ResetAfter(pause),
+            ..Reply::ok()
+        }
+    }
+    /// Answers with the request written back (method, path and query, each query
+    /// parameter, headers, body), as error pages that echo their input do. Combine
+    /// with [`Reply::with_status`].
+    pub fn echo() -> Reply {
+        Reply {
+            body: ReplyBody::Echo,
+            ..Reply::ok()
+        }
+    }
+    /// Answers with the request's path, its query and each query parameter (decoded),
+    /// one per line: an error page that echoes the URL in pieces.
+    pub fn echo_url() -> Reply {
+        Reply {
+            body: ReplyBody::EchoUrl,
+            ..Reply::ok()
+        }
+    }
+    /// Drops the connection without answering at all (no status line).
+    pub fn abort() -> Reply {
+        Reply {
+            body: ReplyBody::Abort,
+            ..Reply::ok()
+        }
+    }
+    /// The same reply with another status.
+    pub fn with_status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
     }
     /// A body of `chunks` × `chunk` bytes, one chunk every `every`.
     pub fn slow_body(chunk: usize, chunks: usize, every: Duration) -> Reply {
@@ -277,7 +322,12 @@ async fn capture(State(shared): State<Arc<Shared>>, request: Request) -> Respons
         status: 0,
     };
     // The reply is chosen as the request is logged, so the log says what each got.
-    let reply = next_reply(&shared, &path);
+    let mut reply = next_reply(&shared, &path);
+    match reply.body {
+        ReplyBody::Echo => reply.body = ReplyBody::Bytes(echo(&captured).into_bytes()),
+        ReplyBody::EchoUrl => reply.body = ReplyBody::Bytes(echo_url(&captured).into_bytes()),
+        _ => {}
+    }
     shared.log.lock().unwrap().push(Captured {
         status: reply.status,
         ..captured
@@ -305,10 +355,50 @@ fn next_reply(shared: &Shared, path: &str) -> Reply {
     }
 }
 
+/// A request written out in full, the way an error page that echoes its input would;
+/// the parts most likely to hold a credential come first, so that they fall within the
+/// excerpt of the answer that a report keeps.
+fn echo(request: &Captured) -> String {
+    const ORDINARY: &[&str] = &[
+        "host",
+        "user-agent",
+        "accept",
+        "content-length",
+        "content-type",
+    ];
+    let mut out = format!("{} {}\n", request.method, request.path);
+    let (ordinary, special): (Vec<_>, Vec<_>) = request
+        .headers
+        .iter()
+        .partition(|(name, _)| ORDINARY.contains(&name.as_str()));
+    for (name, value) in special.into_iter().chain(ordinary) {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    out.push_str(&echo_url(request));
+    out.push('\n');
+    out.push_str(&request.text());
+    out
+}
+
+/// The path, the query and each query parameter (decoded), one per line.
+fn echo_url(request: &Captured) -> String {
+    let (path, query) = request
+        .path
+        .split_once('?')
+        .unwrap_or((request.path.as_str(), ""));
+    let mut out = format!("path: {path}\nquery: {query}\n");
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        out.push_str(&format!("param {name} = {value}\n"));
+    }
+    out
+}
+
 async fn respond(reply: Reply) -> Response {
     let body = match reply.body {
         ReplyBody::Hang => std::future::pending().await,
         ReplyBody::Bytes(bytes) => Body::from(bytes),
+        // Replaced by the echo in `capture`.
+        ReplyBody::Echo | ReplyBody::EchoUrl => Body::empty(),
         ReplyBody::Huge(n) => Body::from(vec![b'x'; n]),
         ReplyBody::Slow {
             chunk,
@@ -324,6 +414,32 @@ async fn respond(reply: Reply) -> Response {
                     Ok::<_, std::io::Error>(Bytes::from(vec![b'.'; chunk])),
                     sent + 1,
                 ))
+            });
+            Body::from_stream(stream)
+        }
+        ReplyBody::Abort => {
+            let stream = futures::stream::iter([Err::<Bytes, _>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "aborted by test",
+            ))]);
+            Body::from_stream(stream)
+        }
+        ReplyBody::ResetAfter(pause) => {
+            let stream = futures::stream::unfold(0, move |step| async move {
+                match step {
+                    0 => Some((Ok(Bytes::from_static(b"partial")), 1)),
+                    1 => {
+                        tokio::time::sleep(pause).await;
+                        Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "reset by test",
+                            )),
+                            2,
+                        ))
+                    }
+                    _ => None,
+                }
             });
             Body::from_stream(stream)
         }
@@ -786,6 +902,8 @@ pub fn settings() -> crate::Settings {
         request_timeout: Duration::from_secs(4),
         ..crate::Settings::default()
     }
+    // The capture servers listen on 127.0.0.1, which the SSRF guard refuses by default.
+    .allowing_loopback()
 }
 
 /// The report as a user could see it: its JSON and its debug form, one after the other.

@@ -23,9 +23,10 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Instance;
-use crate::delivery::{Delivery, Outcome, Transport};
+use crate::delivery::{Attempt, Delivery, Outcome, Transport};
 use crate::metrics::{Counter, Metrics};
 use crate::payload::Event;
+use crate::retry::Retry;
 use crate::service::{BuildError, Job, Outgoing};
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
@@ -346,26 +347,27 @@ fn targets_left<'r>(claimed: &Claimed, requests: &'r [Outgoing]) -> Vec<(String,
         .collect()
 }
 
-/// One try of each request, all at once, under the engine's deadline.
-async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>) -> Vec<Delivery> {
+/// One try of each request, all at once, under the engine's deadline: the worker's own
+/// schedule does the retrying, honouring what the targets asked for (`Retry-After`).
+async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>) -> Vec<Attempt> {
     let deadline = transport.settings().deadline;
     let all = join_all(
         left.iter()
-            .map(|(_, outgoing)| transport.deliver_outgoing(outgoing, job)),
+            .map(|(_, outgoing)| transport.attempt_outgoing_once(outgoing, job)),
     );
     match tokio::time::timeout(deadline, all).await {
         Ok(sent) => sent,
         Err(_) => {
-            let reason = format!(
-                "deadline of {} exceeded",
-                humantime::format_duration(deadline)
-            );
+            let reason = format!("deadline of {} exceeded", crate::format::duration(deadline));
             left.iter()
                 .map(|(_, outgoing)| {
                     let target = outgoing.shown_target(job.options.redactor());
                     let mut late = Delivery::failed(Some(target), reason.clone());
                     late.duration = deadline;
-                    late
+                    Attempt {
+                        delivery: late,
+                        retry: Retry::Yes { after: None },
+                    }
                 })
                 .collect()
         }
@@ -433,7 +435,7 @@ impl Ending<'_> {
         }
     }
 
-    fn after_sending(&self, keys: &[String], sent: &[Delivery]) -> Finish {
+    fn after_sending(&self, keys: &[String], sent: &[Attempt]) -> Finish {
         let mut finish = Finish {
             status: Status::Delivered,
             next_at: None,
@@ -444,7 +446,9 @@ impl Ending<'_> {
             disable: Vec::new(),
         };
         let mut failed = false;
-        for (key, delivery) in keys.iter().zip(sent) {
+        // The longest wait any target asked for (Retry-After) bounds the next attempt.
+        let asked = sent.iter().filter_map(|a| a.retry.after()).max();
+        for (key, Attempt { delivery, .. }) in keys.iter().zip(sent) {
             let (status, error) = match &delivery.outcome {
                 Outcome::Delivered { status } => {
                     finish.done_targets.push(key.clone());
@@ -476,9 +480,17 @@ impl Ending<'_> {
                 ..self.record("", None)
             });
         }
-        if failed {
-            // Where a Retry-After hint would be honoured: pass the parsed header here.
-            self.reschedule(&mut finish, None);
+        // A failure no retry can fix (a 4xx other than 408, 425 or 429: the target
+        // refused the request itself) is dead at once, as the retry policy says; an
+        // operator can redeliver it after fixing the options.
+        let hopeless = sent
+            .iter()
+            .all(|a| !a.delivery.outcome.is_failure() || !a.retry.is_retryable());
+        if failed && hopeless {
+            finish.status = Status::Dead;
+            finish.next_at = None;
+        } else if failed {
+            self.reschedule(&mut finish, asked);
         } else if finish.done_targets.is_empty() && !finish.disable.is_empty() {
             finish.status = Status::Disabled;
             finish.last_error = finish.disable.last().map(|d| d.reason.clone());
@@ -522,11 +534,14 @@ mod tests {
     }
 
     fn transport() -> Transport {
-        Transport::new(Settings {
-            request_timeout: Duration::from_secs(2),
-            deadline: Duration::from_secs(3),
-            ..Settings::default()
-        })
+        Transport::new(
+            Settings {
+                request_timeout: Duration::from_secs(2),
+                deadline: Duration::from_secs(3),
+                ..Settings::default()
+            }
+            .allowing_loopback(),
+        )
         .unwrap()
     }
 

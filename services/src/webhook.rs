@@ -22,6 +22,39 @@ lookout::service! {
     /// Every event is sent, whatever its model or action. Answers other than `2xx` count
     /// as failures; redirects are not followed. URLs are treated as secrets (they often
     /// carry a key): reports show only their host.
+    ///
+    /// A failed delivery is tried again (connection errors, timeouts, `408`, `425`,
+    /// `429` and `500`/`502`/`503`/`504`, honouring `Retry-After`); other `4xx` answers
+    /// are not. Answer `410 Gone` to mark the URL disabled. Your endpoint must be on the
+    /// public internet: internal addresses are refused unless the engine's
+    /// `allow_networks` lists them.
+    ///
+    /// ### Verifying signatures on your side
+    ///
+    /// With the official Python library (`pip install standardwebhooks`), given the raw
+    /// request body (bytes, before any JSON parsing) and the request headers:
+    ///
+    /// ```python
+    /// from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+    ///
+    /// verifier = Webhook("whsec_...")  # the same secret as in `secret`
+    ///
+    /// def receive(body: bytes, headers: dict) -> int:
+    ///     try:
+    ///         event = verifier.verify(body, headers)  # the parsed payload
+    ///     except WebhookVerificationError:
+    ///         return 400  # not from Lookout, altered, or too old: drop it
+    ///     if already_seen(headers["webhook-id"]):
+    ///         return 200  # a retry of a delivery you already handled
+    ///     handle(event)
+    ///     return 200
+    /// ```
+    ///
+    /// Without a library: base64-decode the secret after `whsec_` into the key; compute
+    /// HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{raw body}`; base64 it; accept
+    /// if it equals (compared in constant time) one of the space-separated `v1,<base64>`
+    /// entries of `webhook-signature`, and if `webhook-timestamp` (Unix seconds) is
+    /// within five minutes of your clock.
     pub struct Webhook;
 }
 

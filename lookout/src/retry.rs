@@ -1,0 +1,223 @@
+//! When to try a request again, and how long to wait first.
+//!
+//! The rules, shared by the one-shot [`Transport::deliver`](crate::Transport::deliver)
+//! and by anything that schedules its own retries (a durable worker):
+//!
+//! - **Tried again:** connection errors, timeouts, and the answers `408`, `425`, `429`,
+//!   `500`, `502`, `503`, `504`.
+//! - **Never tried again:** every other `4xx` (the request itself is wrong: another try
+//!   gets the same answer), `3xx` (redirects are not followed: a failure), `410 Gone`
+//!   (the target asks never to be sent to again: "disabled"), `501` and other `5xx`.
+//! - **How long to wait:** what the target asked for (`Retry-After` in seconds or as an
+//!   HTTP date, or the JSON `retry_after` that Discord and Telegram send), else
+//!   exponential backoff with full jitter: a random pause between zero and
+//!   `backoff × 2^(try − 1)`, capped at `max_backoff`.
+
+use std::time::{Duration, SystemTime};
+
+use rand::Rng as _;
+use serde_json::Value;
+
+/// Whether one attempt's result is worth another try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Done: delivered, or failed in a way another try will not change.
+    No,
+    /// Another try may succeed; `after` is how long the target asked us to wait.
+    Yes { after: Option<Duration> },
+}
+
+impl Retry {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Retry::Yes { .. })
+    }
+
+    /// The wait the target asked for, if any.
+    pub fn after(&self) -> Option<Duration> {
+        match self {
+            Retry::Yes { after } => *after,
+            Retry::No => None,
+        }
+    }
+}
+
+/// Whether an answer with this status is worth another try.
+pub fn status_is_retryable(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// How long the target asked to wait before the next try: the `Retry-After` header
+/// (seconds, or an HTTP date), else a JSON body's `retry_after` (Discord: seconds, may
+/// be fractional) or `parameters.retry_after` (Telegram).
+pub fn retry_after(header: Option<&str>, body: &[u8], now: SystemTime) -> Option<Duration> {
+    header
+        .and_then(|value| parse_retry_after(value, now))
+        .or_else(|| retry_after_in_json(body))
+}
+
+/// The longest wait a target can ask for: a longer one is taken as this (it also keeps
+/// `now + wait` far from overflowing for callers that schedule with it).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A `Retry-After` header value: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// A date in the past means "now"; anything beyond [`MAX_RETRY_AFTER`] is capped.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER));
+    }
+    // Not allowed by the RFC, but sent by some: fractional seconds.
+    if let Some(duration) = value.parse::<f64>().ok().and_then(seconds_to_duration) {
+        return Some(duration);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// `retry_after` (Discord) or `parameters.retry_after` (Telegram) in a JSON body.
+pub fn retry_after_in_json(body: &[u8]) -> Option<Duration> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let found = value
+        .get("retry_after")
+        .or_else(|| value.get("parameters")?.get("retry_after"))?;
+    let seconds = match found {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    seconds_to_duration(seconds)
+}
+
+/// Seconds as a wait: negative, NaN and infinite are not waits; long ones are capped.
+fn seconds_to_duration(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// The longest pause before try number `retry` + 1 (`retry` ≥ 1):
+/// `base × 2^(retry − 1)`, at most `cap`.
+pub fn backoff_ceiling(retry: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(retry.saturating_sub(1).min(20));
+    base.saturating_mul(factor).min(cap)
+}
+
+/// The pause before try number `retry` + 1: full jitter, a random time between zero and
+/// [`backoff_ceiling`], so that many senders failing at once do not retry at once.
+pub fn backoff(retry: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = backoff_ceiling(retry, base, cap);
+    if ceiling.is_zero() {
+        return ceiling;
+    }
+    let nanos = rand::rng().random_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64);
+    Duration::from_nanos(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_statuses_are_retried() {
+        for status in [408, 425, 429, 500, 502, 503, 504] {
+            assert!(status_is_retryable(status), "{status}");
+        }
+        for status in [
+            200, 301, 302, 400, 401, 403, 404, 409, 410, 413, 422, 501, 505,
+        ] {
+            assert!(!status_is_retryable(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        for bad in ["", "soon", "-5", "NaN", "inf", "-0.5"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+        for huge in [
+            "18446744073709551615",
+            "1e300",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(huge, now),
+                Some(MAX_RETRY_AFTER),
+                "{huge:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_in_discord_and_telegram_bodies() {
+        assert_eq!(
+            retry_after_in_json(
+                br#"{"message":"You are being rate limited.","retry_after":0.35,"global":false}"#
+            ),
+            Some(Duration::from_millis(350))
+        );
+        assert_eq!(
+            retry_after_in_json(
+                br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#
+            ),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(retry_after_in_json(b"<html>slow down</html>"), None);
+        assert_eq!(retry_after_in_json(br#"{"retry_after":-1}"#), None);
+        assert_eq!(
+            retry_after_in_json(br#"{"retry_after":1e9}"#),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(retry_after_in_json(br#"{"retry_after":null}"#), None);
+    }
+
+    #[test]
+    fn the_header_wins_over_the_body() {
+        let now = SystemTime::now();
+        assert_eq!(
+            retry_after(Some("2"), br#"{"retry_after":9}"#, now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(Some("garbage"), br#"{"retry_after":9}"#, now),
+            Some(Duration::from_secs(9))
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_full_jitter() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(1);
+        assert_eq!(backoff_ceiling(1, base, cap), Duration::from_millis(100));
+        assert_eq!(backoff_ceiling(2, base, cap), Duration::from_millis(200));
+        assert_eq!(backoff_ceiling(4, base, cap), Duration::from_millis(800));
+        assert_eq!(backoff_ceiling(5, base, cap), cap);
+        assert_eq!(backoff_ceiling(u32::MAX, base, cap), cap);
+        let pauses: Vec<Duration> = (0..200).map(|_| backoff(3, base, cap)).collect();
+        assert!(pauses.iter().all(|p| *p <= Duration::from_millis(400)));
+        // Full jitter spreads pauses over the whole range, not around one value.
+        assert!(pauses.iter().any(|p| *p < Duration::from_millis(100)));
+        assert!(pauses.iter().any(|p| *p > Duration::from_millis(300)));
+    }
+}
