@@ -193,6 +193,17 @@ impl Transport {
         }
     }
 
+    /// This transport pacing its requests as `service` asks (when the settings' `rate_limits`
+    /// is on, as it is by default).
+    pub fn for_service(&self, service: &dyn crate::Service) -> Transport {
+        let limit = if self.settings.rate_limits {
+            service.rate_limit()
+        } else {
+            None
+        };
+        self.with_rate_limit(limit)
+    }
+
     /// This transport finishing every delivery before `deadline` (the caller's own
     /// deadline, after which it stops waiting).
     pub fn with_deadline(&self, deadline: Instant) -> Transport {

@@ -105,7 +105,7 @@ impl Engine {
                     // The service's own pace, and our deadline: its tries end before it.
                     let transport = self
                         .transport
-                        .with_rate_limit(instance.registration.service.rate_limit())
+                        .for_service(instance.registration.service)
                         .with_deadline(started + deadline);
                     let (event, instance) = (event.clone(), instance.clone());
                     tokio::spawn(async move { send_one(&event, &instance, &transport).await })

@@ -78,9 +78,13 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     )
 }
 
-/// `retry_after` (Discord) or `parameters.retry_after` (Telegram) in a JSON body.
+/// `retry_after` (Discord) or `parameters.retry_after` (Telegram) in seconds, or
+/// `retry_after_ms` (Matrix) in milliseconds, in a JSON body.
 pub fn retry_after_in_json(body: &[u8]) -> Option<Duration> {
     let value: Value = serde_json::from_slice(body).ok()?;
+    if let Some(ms) = value.get("retry_after_ms").and_then(Value::as_f64) {
+        return seconds_to_duration(ms / 1000.0);
+    }
     let found = value
         .get("retry_after")
         .or_else(|| value.get("parameters")?.get("retry_after"))?;
@@ -182,6 +186,10 @@ mod tests {
                 br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#
             ),
             Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            retry_after_in_json(br#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":2500}"#),
+            Some(Duration::from_millis(2500))
         );
         assert_eq!(retry_after_in_json(b"<html>slow down</html>"), None);
         assert_eq!(retry_after_in_json(br#"{"retry_after":-1}"#), None);

@@ -50,6 +50,9 @@ pub struct Settings {
     /// `"127.0.0.1/32"`). By default every loopback, private, link-local and other
     /// internal address is refused.
     pub allow_networks: Vec<IpNet>,
+    /// Whether requests to services that declare a rate limit (chat webhooks) are paced
+    /// to it. Turn it off only for targets you run yourself (and in tests).
+    pub rate_limits: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
             allow_networks: Vec::new(),
+            rate_limits: true,
         }
     }
 }

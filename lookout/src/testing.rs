@@ -900,6 +900,8 @@ pub fn settings() -> crate::Settings {
     crate::Settings {
         deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(4),
+        // Tests send many events to one fake target; pacing is tested on its own.
+        rate_limits: false,
         ..crate::Settings::default()
     }
     // The capture servers listen on 127.0.0.1, which the SSRF guard refuses by default.

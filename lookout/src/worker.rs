@@ -309,7 +309,8 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
         Err(err) => return ending.failed_without_sending(redactor.redact(&err.to_string())),
     };
     let left = targets_left(claimed, &requests);
-    let sent = send(transport, &left, &job).await;
+    let transport = transport.for_service(instance.registration.service);
+    let sent = send(&transport, &left, &job).await;
     let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
     ending.after_sending(&keys, &sent)
 }

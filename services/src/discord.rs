@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use lookout::format;
 use lookout::message::{Field, Message};
+use lookout::ratelimit::RateLimit;
 use lookout::render::Dialect;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -51,6 +54,11 @@ const DESCRIPTION_CHARS: usize = 4096;
 const FIELD_VALUE_CHARS: usize = 1024;
 
 impl Service for Discord {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Discord allows webhooks five requests per two seconds.
+        Some(RateLimit::every(Duration::from_millis(400)).burst(5))
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -1,5 +1,6 @@
 use lookout::format::{self, escape};
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::render::simple_html;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -36,6 +37,11 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 .secret()];
 
 impl Service for Googlechat {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Google Chat allows about one message per second per space.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

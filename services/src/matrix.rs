@@ -1,5 +1,6 @@
 use lookout::format::escape;
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
 
@@ -53,6 +54,11 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Matrix {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
+        Some(RateLimit::CHAT_WEBHOOK.per_origin())
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

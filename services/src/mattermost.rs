@@ -1,4 +1,5 @@
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
@@ -48,6 +49,11 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Mattermost {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Mattermost servers may rate-limit per webhook; one a second stays clear of it.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

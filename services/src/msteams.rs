@@ -1,4 +1,5 @@
 use lookout::message::{Message, Rich};
+use lookout::ratelimit::RateLimit;
 use lookout::render::{self, Dialect};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -39,6 +40,11 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 const CARD_VERSION: &str = "1.4";
 
 impl Service for Msteams {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Teams throttles channel posts from webhooks to a few per second.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

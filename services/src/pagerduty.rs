@@ -1,6 +1,7 @@
 use lookout::format::{self, attributes};
 use lookout::message::Message;
 use lookout::payload::{Attributes, Event, Item};
+use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -59,6 +60,11 @@ const DONE: &[&str] = &["completed", "accepted"];
 const SUMMARY_CHARS: usize = 1024;
 
 impl Service for PagerDuty {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // The Events API takes about 120 events per minute per integration.
+        Some(RateLimit::per_second(2).burst(10))
+    }
+
     fn events(&self) -> &'static [&'static str] {
         &["Item.created", "Item.updated", "Block.created"]
     }

@@ -1,4 +1,5 @@
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
@@ -56,6 +57,11 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Rocketchat {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Rocket.Chat rate-limits incoming webhooks per integration.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

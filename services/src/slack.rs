@@ -1,6 +1,7 @@
 use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
 use lookout::message::{Field, Rich, item_fields};
 use lookout::payload::{Attributes, Event, Item};
+use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -42,6 +43,11 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 .secret()];
 
 impl Service for Slack {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Slack allows about one message per second per incoming webhook.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         // Any other option (`channel`, `username`, …) goes into the body, as it did.
         Schema::with_extra(OPTIONS)

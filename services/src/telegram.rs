@@ -1,4 +1,5 @@
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
 
@@ -45,6 +46,11 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Telegram {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Telegram asks bots for at most about one message per second per chat.
+        Some(RateLimit::CHAT_WEBHOOK)
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

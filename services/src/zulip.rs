@@ -1,4 +1,5 @@
 use lookout::message::Message;
+use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
@@ -48,6 +49,11 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Zulip {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // Zulip allows each bot about 200 API requests per minute.
+        Some(RateLimit::per_second(3).burst(10).per_origin())
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
