@@ -430,7 +430,12 @@ impl Store for PostgresStore {
         execute(
             &tx,
             "INSERT INTO events (id, product_id, payload, received_at) VALUES ($1, $2, $3, $4)",
-            &[&event.id, &event.product, &event.payload, &event.received_at],
+            &[
+                &event.id,
+                &event.product,
+                &event.payload,
+                &event.received_at,
+            ],
         )
         .await?;
         for delivery in &event.deliveries {
@@ -584,7 +589,11 @@ impl Store for PostgresStore {
             &[],
         )
         .await?;
-        Ok(rows.first().map(|row| row.try_get(0)).transpose()?.flatten())
+        Ok(rows
+            .first()
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .flatten())
     }
 
     async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
@@ -804,5 +813,96 @@ mod tests {
         redeliver,
         release,
         listing_and_stats,
+        concurrent_claims_never_overlap,
     );
+
+    #[tokio::test]
+    async fn migrations_are_applied_once_by_processes_starting_together() {
+        let schema = TestSchema::create().await;
+        let opened =
+            futures::future::join_all((0..4).map(|_| PostgresStore::open(&schema.url))).await;
+        assert!(
+            opened.iter().all(Result::is_ok),
+            "{:?}",
+            opened.iter().find_map(|r| r.as_ref().err())
+        );
+        let db = schema.connect().await;
+        let applied: Vec<(i32, String)> = db
+            .query(
+                "SELECT version, name FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(applied, [(1, "init".to_owned())]);
+
+        // A database a newer lookout has migrated is left alone.
+        db.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+            &[],
+        )
+        .await
+        .unwrap();
+        let refused = PostgresStore::open(&schema.url)
+            .await
+            .err()
+            .expect("refused");
+        assert!(refused.to_string().contains("newer lookout"), "{refused}");
+        drop((opened, db));
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn leases_taken_over_are_counted_and_releases_are_not() {
+        use crate::store::suite::accept_one;
+        let schema = TestSchema::create().await;
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        accept_one(&store, "evt_1", &["msg_1", "msg_2"]).await;
+        let t0 = 1_700_000_000_000;
+        let lease = Duration::from_secs(1);
+        assert_eq!(store.claim("w1", t0, 1, lease).await.unwrap().len(), 1);
+        assert_eq!(store.claim("w2", t0, 1, lease).await.unwrap().len(), 1);
+        store.release("w2").await.unwrap();
+        // w1 died: its lease runs out; w2's was handed back.
+        let again = store.claim("w3", t0 + 1_000, 10, lease).await.unwrap();
+        assert_eq!(again.len(), 2);
+        let db = schema.connect().await;
+        let counted: Vec<(String, i32)> = db
+            .query("SELECT id, lease_expiries FROM deliveries ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let expired: Vec<&str> = counted
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(expired.len(), 1, "{counted:?}");
+        drop((store, db));
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_unreachable_servers_are_errors_without_the_password() {
+        let invalid = PostgresStore::open("postgres://u:pw-XYZ@host:notaport/db")
+            .await
+            .err()
+            .expect("invalid");
+        assert!(
+            invalid.to_string().contains("invalid PostgreSQL URL"),
+            "{invalid}"
+        );
+        // Port 9 on loopback: nothing listens there.
+        let down = PostgresStore::open("postgres://u:pw-XYZ@127.0.0.1:9/db?connect_timeout=2")
+            .await
+            .err()
+            .expect("unreachable");
+        assert!(!down.to_string().contains("pw-XYZ"), "{down}");
+        assert!(!invalid.to_string().contains("pw-XYZ"), "{invalid}");
+    }
 }
