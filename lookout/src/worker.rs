@@ -170,6 +170,15 @@ impl Worker {
             if full_batch {
                 continue; // More may be due right now.
             }
+            if free == 0 {
+                // Every slot is busy: nothing can be claimed before one frees up, so do
+                // not ask the store when the next delivery is due.
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    Some(_) = running.join_next() => {}
+                }
+                continue;
+            }
             let wait = self.idle_wait().await;
             tokio::select! {
                 _ = self.wake.notified() => {}

@@ -584,8 +584,14 @@ impl Store for PostgresStore {
     async fn next_due(&self) -> Result<Option<Millis>> {
         let rows = query(
             &self.client().await?,
-            "SELECT MIN(GREATEST(next_at, COALESCE(lease_until, 0))) FROM deliveries
-             WHERE status IN ('pending', 'failed')",
+            // Two index walks instead of a scan of the whole queue: the earliest free
+            // delivery, and the earliest end of a lease (leased rows are few).
+            "SELECT LEAST(
+                 (SELECT next_at FROM deliveries
+                  WHERE status IN ('pending', 'failed') AND lease_owner IS NULL
+                  ORDER BY next_at LIMIT 1),
+                 (SELECT MIN(GREATEST(next_at, lease_until)) FROM deliveries
+                  WHERE status IN ('pending', 'failed') AND lease_owner IS NOT NULL))",
             &[],
         )
         .await?;
