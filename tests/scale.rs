@@ -129,6 +129,15 @@ impl Drop for Process {
     }
 }
 
+/// CPU time a process has used so far, from /proc (Linux, 100 ticks a second).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
 fn numbered_event(seq: usize) -> String {
     let mut event: Value = serde_json::from_str(include_str!("fixtures/item.json")).unwrap();
     event["attributes"]["title"] = Value::from(format!("scale test #{seq}"));
@@ -213,7 +222,10 @@ async fn many_workers_one_killed_every_delivery_done() {
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_toml(dir.path());
     let target = CaptureServer::start();
-    let store = store::open(&schema.url).await.expect("open PostgreSQL");
+    // Named apart from the workers' connections, whose CPU is measured.
+    let store = store::open(&format!("{}&application_name=scale-test", schema.url))
+        .await
+        .expect("open PostgreSQL");
     configure(store.as_ref(), &format!("{}/hook", target.url())).await;
 
     let loading = Instant::now();
@@ -251,6 +263,23 @@ async fn many_workers_one_killed_every_delivery_done() {
 
     wait_until_all_delivered(store.as_ref(), count, Duration::from_secs(300)).await;
     let drained_in = started.elapsed();
+    // Where the CPU went (Linux; the cluster runs on this machine): the workers, and
+    // the PostgreSQL backends serving their connections (the killed one's are gone).
+    let workers_cpu: u64 = running.iter().filter_map(|w| cpu_ms(w.child.id())).sum();
+    let backends: Vec<i32> = db
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'lookout'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let backends_cpu: u64 = backends
+        .iter()
+        .filter_map(|pid| cpu_ms(u32::try_from(*pid).ok()?))
+        .sum();
     for worker in &mut running {
         assert!(worker.terminate(), "a worker did not stop on SIGTERM");
     }
@@ -298,11 +327,14 @@ async fn many_workers_one_killed_every_delivery_done() {
         "scale: {count} deliveries, {workers} workers, 1 killed (SIGKILL after {kill_at} \
          requests, holding {orphaned} leases); {} duplicate deliveries ({extra} extra \
          requests), {} lease expiries taken over, {attempts} attempts recorded; loaded in \
-         {:.1}s, delivered in {:.1}s = {rate:.0} deliveries/s",
+         {:.1}s, delivered in {:.1}s = {rate:.0} deliveries/s; CPU of the {} live \
+         workers {workers_cpu} ms, of their {} PostgreSQL backends {backends_cpu} ms",
         twice.len(),
         taken_over.len(),
         loaded_in.as_secs_f64(),
         drained_in.as_secs_f64(),
+        running.len(),
+        backends.len(),
     );
     drop((db, store));
     schema.drop_schema().await;

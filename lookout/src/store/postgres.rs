@@ -30,8 +30,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis, now_ms,
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
+    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
+    millis, now_ms,
 };
 
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
@@ -328,6 +329,45 @@ JOIN events e ON e.id = c.event_id
 LEFT JOIN instances i ON i.product_id = c.product_id AND i.name = c.instance
 ORDER BY c.next_at, c.id";
 
+/// An event and its deliveries in one statement (columns of the deliveries as arrays).
+const ACCEPT: &str = "
+WITH event AS (
+    INSERT INTO events (id, product_id, payload, received_at) VALUES ($1, $2, $3, $4)
+)
+INSERT INTO deliveries (id, event_id, product_id, instance, service, status, next_at,
+    created_at, updated_at)
+SELECT d.id, $1, $2, d.instance, d.service, 'pending', $4, $4, $4
+FROM UNNEST($5::text[], $6::text[], $7::text[]) AS d (id, instance, service)";
+
+/// A finished attempt in one statement: its requests are recorded whoever holds the
+/// lease (they happened), targets that answered 410 are disabled, and the delivery's
+/// state changes only if `$2` still holds the lease. No row back: no such delivery.
+const FINISH: &str = "
+WITH delivery AS (
+    SELECT product_id, instance FROM deliveries WHERE id = $1
+), recorded AS (
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
+    SELECT $1, a.* FROM UNNEST($10::int[], $11::bigint[], $12::bigint[], $13::text[],
+        $14::text[], $15::int[], $16::text[]) AS a
+    WHERE EXISTS (SELECT 1 FROM delivery)
+), disabled AS (
+    INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
+    SELECT delivery.product_id, delivery.instance, t.* FROM delivery,
+        UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[]) AS t
+    ON CONFLICT (product_id, instance, target_key) DO UPDATE
+    SET target = excluded.target, reason = excluded.reason, at = excluded.at
+), updated AS (
+    UPDATE deliveries SET status = $3, next_at = $4, step = $5, done_targets = $6,
+        last_error = $7, attempts = attempts + $8, updated_at = $9,
+        lease_owner = NULL, lease_until = NULL
+    WHERE id = $1 AND lease_owner = $2
+)
+SELECT 1 FROM delivery";
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
 fn claimed_row(row: &Row) -> Result<Claimed> {
     let options: Option<String> = row.try_get(9)?;
     Ok(Claimed {
@@ -425,39 +465,31 @@ impl Store for PostgresStore {
     }
 
     async fn accept(&self, event: &NewEvent) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let column = |f: fn(&NewDelivery) -> &String| -> Vec<&str> {
+            event.deliveries.iter().map(|d| f(d).as_str()).collect()
+        };
+        let (ids, instances, services) = (
+            column(|d| &d.id),
+            column(|d| &d.instance),
+            column(|d| &d.service),
+        );
+        // One statement is one transaction: the event and its deliveries, or nothing.
+        // The commit is durable (synchronous_commit, the server's default) before the
+        // intake answers 202.
         execute(
-            &tx,
-            "INSERT INTO events (id, product_id, payload, received_at) VALUES ($1, $2, $3, $4)",
+            &self.client().await?,
+            ACCEPT,
             &[
                 &event.id,
                 &event.product,
                 &event.payload,
                 &event.received_at,
+                &ids,
+                &instances,
+                &services,
             ],
         )
         .await?;
-        for delivery in &event.deliveries {
-            execute(
-                &tx,
-                "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-                     next_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6, $6)",
-                &[
-                    &delivery.id,
-                    &event.id,
-                    &event.product,
-                    &delivery.instance,
-                    &delivery.service,
-                    &event.received_at,
-                ],
-            )
-            .await?;
-        }
-        // The commit is durable (synchronous_commit, the server's default) before the
-        // intake answers 202.
-        tx.commit().await?;
         Ok(())
     }
 
@@ -486,76 +518,52 @@ impl Store for PostgresStore {
     }
 
     async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let found = query(
-            &tx,
-            "SELECT product_id, instance FROM deliveries WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-        let Some(row) = found.first() else {
-            return Err(StoreError::NotFound(format!("no delivery {id}")));
-        };
-        let (product, instance): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        for attempt in &finish.attempts {
-            execute(
-                &tx,
-                "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome,
-                     status, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    &id,
-                    &i32::try_from(attempt.number).unwrap_or(i32::MAX),
-                    &attempt.at,
-                    &i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX),
-                    &attempt.target,
-                    &attempt.outcome,
-                    &attempt.status.map(i32::from),
-                    &attempt.error,
-                ],
-            )
-            .await?;
-        }
-        for target in &finish.disable {
-            execute(
-                &tx,
-                "INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (product_id, instance, target_key) DO UPDATE
-                 SET target = excluded.target, reason = excluded.reason, at = excluded.at",
-                &[
-                    &product,
-                    &instance,
-                    &target.key,
-                    &target.target,
-                    &target.reason,
-                    &target.at,
-                ],
-            )
-            .await?;
-        }
-        let attempted = i32::from(!finish.attempts.is_empty());
-        execute(
-            &tx,
-            "UPDATE deliveries SET status = $3, next_at = $4, step = $5, done_targets = $6,
-                 last_error = $7, attempts = attempts + $8, updated_at = $9,
-                 lease_owner = NULL, lease_until = NULL
-             WHERE id = $1 AND lease_owner = $2",
+        let attempts = &finish.attempts;
+        let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
+        let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
+        let durations: Vec<i64> = attempts
+            .iter()
+            .map(|a| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+            .collect();
+        let targets: Vec<Option<&str>> = attempts.iter().map(|a| a.target.as_deref()).collect();
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+        let disable = &finish.disable;
+        let keys: Vec<&str> = disable.iter().map(|d| d.key.as_str()).collect();
+        let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
+        let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
+        let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
+        let rows = query(
+            &self.client().await?,
+            FINISH,
             &[
                 &id,
                 &owner,
                 &finish.status.as_str(),
                 &finish.next_at,
-                &i32::try_from(finish.step).unwrap_or(i32::MAX),
+                &to_i32(finish.step),
                 &to_json(&finish.done_targets),
                 &finish.last_error,
-                &attempted,
+                &i32::from(!attempts.is_empty()),
                 &now_ms(),
+                &numbers,
+                &ats,
+                &durations,
+                &targets,
+                &outcomes,
+                &statuses,
+                &errors,
+                &keys,
+                &shown,
+                &reasons,
+                &disabled_at,
             ],
         )
         .await?;
-        tx.commit().await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!("no delivery {id}")));
+        }
         Ok(())
     }
 
