@@ -7,7 +7,9 @@
 //! Every delivery must arrive and end `delivered`; a delivery may arrive twice only if a
 //! worker took it over after another's lease ran out (the database counts those). It
 //! prints its figures. `LOOKOUT_SCALE_DELIVERIES` and `LOOKOUT_SCALE_WORKERS` change the
-//! size (e.g. for a release-mode measurement: `cargo test --release --test scale`).
+//! size (e.g. for a release-mode measurement: `cargo test --release --test scale`),
+//! `LOOKOUT_SCALE_KILLS=0` leaves every worker alive, and
+//! `LOOKOUT_SCALE_TARGET_DELAY_MS` makes the target answer slowly.
 
 mod common;
 
@@ -20,11 +22,15 @@ use std::time::{Duration, Instant};
 
 use lookout::store::postgres::TestSchema;
 use lookout::store::{self, NewDelivery, NewEvent, Status, Store, StoredInstance};
-use lookout::testing::CaptureServer;
+use lookout::testing::{CaptureServer, Reply};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "scale-token-0123456789abcdef";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The PostgreSQL tests here run one at a time: each starts several processes with a
+/// pool of connections, and the big one measures throughput.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -217,11 +223,20 @@ async fn wait_until_all_delivered(store: &dyn Store, count: usize, timeout: Dura
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_workers_one_killed_every_delivery_done() {
     let count = setting("LOOKOUT_SCALE_DELIVERIES", 10_000);
-    let workers = setting("LOOKOUT_SCALE_WORKERS", 4).max(2);
+    let workers = setting("LOOKOUT_SCALE_WORKERS", 4).max(1);
+    // 0 measures throughput alone (with one worker there is no one left to take over).
+    let kills = setting("LOOKOUT_SCALE_KILLS", 1).min(workers - 1).min(1);
+    let _alone = ONE_AT_A_TIME.lock().await;
     let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_toml(dir.path());
     let target = CaptureServer::start();
+    // A slow target (its answer takes this long) shows the other limit: concurrency.
+    let delay = setting("LOOKOUT_SCALE_TARGET_DELAY_MS", 0);
+    if delay > 0 {
+        let slow = Reply::ok().delay(Duration::from_millis(delay as u64));
+        target.script("/hook", [slow]);
+    }
     // Named apart from the workers' connections, whose CPU is measured.
     let store = store::open(&format!("{}&application_name=scale-test", schema.url))
         .await
@@ -239,27 +254,28 @@ async fn many_workers_one_killed_every_delivery_done() {
 
     // Kill one worker once about a third has gone out, with attempts in flight.
     let kill_at = count / 3;
-    while target.count() < kill_at {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} of {count} requests after 120 s",
-            target.count()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let victim = running.remove(1);
-    let victim_owner = victim.owner();
-    let mut victim = victim;
-    victim.kill();
+    let mut orphaned: i64 = 0;
     let db = schema.connect().await;
-    let orphaned: i64 = db
-        .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1",
-            &[&victim_owner],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    if kills > 0 {
+        while target.count() < kill_at {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {} of {count} requests after 120 s",
+                target.count()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut victim = running.remove(1);
+        victim.kill();
+        orphaned = db
+            .query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1",
+                &[&victim.owner()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    }
 
     wait_until_all_delivered(store.as_ref(), count, Duration::from_secs(300)).await;
     let drained_in = started.elapsed();
@@ -324,8 +340,8 @@ async fn many_workers_one_killed_every_delivery_done() {
 
     let rate = count as f64 / drained_in.as_secs_f64();
     println!(
-        "scale: {count} deliveries, {workers} workers, 1 killed (SIGKILL after {kill_at} \
-         requests, holding {orphaned} leases); {} duplicate deliveries ({extra} extra \
+        "scale: {count} deliveries, {workers} workers, {kills} killed (SIGKILL after \
+         {kill_at} requests, holding {orphaned} leases); {} duplicate deliveries ({extra} extra \
          requests), {} lease expiries taken over, {attempts} attempts recorded; loaded in \
          {:.1}s, delivered in {:.1}s = {rate:.0} deliveries/s; CPU of the {} live \
          workers {workers_cpu} ms, of their {} PostgreSQL backends {backends_cpu} ms",
@@ -344,6 +360,7 @@ async fn many_workers_one_killed_every_delivery_done() {
 /// `lookout worker`s send; the operator commands work on the shared database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_only_serve_and_separate_workers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let schema = TestSchema::create().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_toml(dir.path());
