@@ -53,6 +53,10 @@ pub struct PostgresStore {
 /// The error and its causes on one line (tokio-postgres puts the server's message in
 /// the source, not in the top error). URLs and passwords are never part of these.
 fn backend(err: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::Backend(describe(err))
+}
+
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -63,7 +67,7 @@ fn backend(err: &(dyn std::error::Error + 'static)) -> StoreError {
         }
         source = cause.source();
     }
-    StoreError::Backend(text)
+    text
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -74,7 +78,13 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<PoolError> for StoreError {
     fn from(err: PoolError) -> Self {
-        backend(&err)
+        match err {
+            // Connecting failed: say so without the pool's own wording.
+            PoolError::Backend(err) => {
+                StoreError::Backend(format!("PostgreSQL: {}", describe(&err)))
+            }
+            other => backend(&other),
+        }
     }
 }
 
