@@ -1,8 +1,9 @@
 //! The shared store: PostgreSQL, for any number of `lookout serve --no-workers` intakes
 //! and `lookout worker` processes on any machines (docs/SCALING.md).
 //!
-//! The tables are the SQLite store's (lookout/migrations/postgres/*.sql, applied at
-//! start and recorded in `schema_migrations`). What differs is how processes share them:
+//! The tables are the SQLite store's, plus a count of lease takeovers per delivery
+//! (lookout/migrations/postgres/*.sql, applied at start and recorded in
+//! `schema_migrations`). What differs is how processes share them:
 //!
 //! - **Claims** take due rows with `FOR UPDATE SKIP LOCKED`, so workers that claim at
 //!   the same moment get different deliveries instead of waiting for each other, and
@@ -93,9 +94,9 @@ impl PostgresStore {
     /// schema up to date. Tables go in the first schema of the connection's
     /// `search_path` (`public` unless `options=-c search_path=NAME` says otherwise).
     pub async fn open(url: &str) -> Result<PostgresStore> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Backend(format!("invalid PostgreSQL URL: {}", describe(&e)))
+        })?;
         if config.get_password().is_none()
             && let Ok(password) = std::env::var("PGPASSWORD")
         {
