@@ -16,7 +16,7 @@ demo:
 ## Everything CI checks: formatting, lints, and the whole test suite.
 test: test-deps lint unit
 
-## Installs what the tests need that Cargo does not (Python tools in .venv/).
+## Installs what the tests need that Cargo does not (PostgreSQL; Python tools in .venv/).
 test-deps:
 	bash scripts/test-deps.sh
 
@@ -26,9 +26,11 @@ lint:
 	rustfmt --edition 2024 --check services/src/*.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+## The cargo tests, under a throwaway PostgreSQL cluster (scripts/with-postgres.sh):
+## the store suite and tests/scale.rs need one, and fail without it.
+## Doc tests, then every test under a throwaway PostgreSQL; ends with "N passed, N failed".
 unit:
-	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
+	CARGO=$(CARGO) bash scripts/test.sh
 
 ## Rewrites the insta snapshots from what the services now send; review with `git diff`
 ## (or `cargo insta review` if you have cargo-insta).

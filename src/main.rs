@@ -72,6 +72,8 @@ enum Command {
     Demo,
     /// Accept events over HTTP and deliver them durably, retrying for hours (docs/SERVING.md).
     Serve(outbox::ServeArgs),
+    /// Deliver events from a shared PostgreSQL database, without intake (docs/SCALING.md).
+    Worker(outbox::WorkerArgs),
     /// Manage products: which services each one's events go to, with which options.
     Products {
         #[command(subcommand)]
@@ -191,6 +193,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         }
         Command::Demo => runtime()?.block_on(demo::run()),
         Command::Serve(args) => outbox::serve(args),
+        Command::Worker(args) => outbox::worker(args),
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),
         Command::Redeliver(args) => outbox::redeliver(args),

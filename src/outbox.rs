@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::server::{self, ServeConfig};
 use lookout::store::{self, DeliveryFilter, Status, Store, StoredInstance};
-use lookout::worker::RetrySchedule;
+use lookout::worker::{RetrySchedule, WorkerConfig};
 use serde_json::{Map, Value};
 
 use crate::{Fatal, output};
@@ -20,25 +20,19 @@ use crate::{Fatal, output};
 /// Where the store is.
 #[derive(Args)]
 pub struct Database {
-    /// The SQLite database file (created if missing).
+    /// A SQLite file (created if missing), or a `postgres://user@host:port/database` URL
+    /// shared by several processes (the password: `$PGPASSWORD`, docs/SCALING.md).
     #[arg(long, default_value = "lookout.db")]
     pub database: String,
 }
 
+/// How the workers deliver: shared by `serve` and `worker`.
 #[derive(Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    db: Database,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
+pub struct WorkerOptions {
     /// A config file whose `[engine]` settings (timeouts, deadline) the workers use.
     /// Its services are not used: a product's services live in the database.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A file holding the bearer token clients must send (else $LOOKOUT_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
     /// The waits between attempts, comma-separated; after the last, the delivery is
     /// dead-lettered. Default: 5s,5m,30m,2h,5h,10h,10h.
     #[arg(long, value_name = "DELAYS")]
@@ -55,12 +49,72 @@ pub struct ServeArgs {
     /// How often the workers look at the queue when nothing wakes them.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     poll: Duration,
+    /// How long a claimed delivery stays with this process before another worker may
+    /// take it over (if this one died). Must be longer than the engine's deadline.
+    /// Default: twice the deadline plus 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease: Option<Duration>,
+}
+
+impl WorkerOptions {
+    /// The engine settings and the workers' configuration these options describe.
+    fn build(&self) -> Result<(lookout::Settings, WorkerConfig), Fatal> {
+        let settings = match &self.config {
+            Some(path) => lookout::Config::load(path)?.engine,
+            None => lookout::Settings::default(),
+        };
+        let mut config = WorkerConfig::default();
+        if let Some(schedule) = &self.retry_schedule {
+            config.schedule.delays = schedule.delays.clone();
+        }
+        if let Some(jitter) = self.retry_jitter {
+            config.schedule.jitter = jitter;
+        }
+        config.concurrency = self.concurrency.max(1);
+        config.grace = self.grace;
+        config.poll = self.poll;
+        // A claim outlives any attempt: the deadline bounds one, plus room to record it.
+        config.lease = self
+            .lease
+            .unwrap_or(settings.deadline * 2 + Duration::from_secs(30));
+        if config.lease <= settings.deadline {
+            return Err(Fatal(format!(
+                "--lease {} must be longer than the engine deadline ({}): an attempt could \
+                 outlive its claim and be sent twice",
+                humantime::format_duration(config.lease),
+                humantime::format_duration(settings.deadline)
+            )));
+        }
+        Ok((settings, config))
+    }
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    db: Database,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A file holding the bearer token clients must send (else $LOOKOUT_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    worker: WorkerOptions,
     /// Request bodies above this many bytes are refused (413).
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body: usize,
-    /// Accept events but send nothing (workers run elsewhere).
+    /// Accept events but send nothing (workers run elsewhere: `lookout worker`).
     #[arg(long)]
     no_workers: bool,
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    db: Database,
+    #[command(flatten)]
+    worker: WorkerOptions,
 }
 
 #[derive(Subcommand)]
@@ -170,20 +224,7 @@ async fn open(db: &Database) -> Result<Arc<dyn Store>, Fatal> {
 pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     let token = read_token(args.token_file.as_ref())?;
     let mut config = ServeConfig::new(token);
-    if let Some(path) = &args.config {
-        config.settings = lookout::Config::load(path)?.engine;
-    }
-    if let Some(schedule) = args.retry_schedule {
-        config.worker.schedule.delays = schedule.delays;
-    }
-    if let Some(jitter) = args.retry_jitter {
-        config.worker.schedule.jitter = jitter;
-    }
-    config.worker.concurrency = args.concurrency.max(1);
-    config.worker.grace = args.grace;
-    config.worker.poll = args.poll;
-    // A claim outlives any attempt: the deadline bounds one, plus room to record it.
-    config.worker.lease = config.settings.deadline * 2 + Duration::from_secs(30);
+    (config.settings, config.worker) = args.worker.build()?;
     config.max_body = args.max_body;
     config.workers = !args.no_workers;
 
@@ -195,11 +236,37 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         let address = listener.local_addr()?;
         println!(
             "lookout serve: listening on http://{address} (database {})",
-            args.db.database
+            store::shown_database(&args.db.database)
         );
         std::io::stdout().flush()?;
         server::run(listener, store, config, server::shutdown_signal()).await?;
         println!("lookout serve: stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Workers only, on a shared database: any number of these, on any machines, next to
+/// `serve --no-workers` intakes.
+pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
+    if !store::is_postgres(&args.db.database) {
+        return Err(Fatal(
+            "`lookout worker` needs a database several processes share: \
+             --database postgres://… (on a SQLite file, `lookout serve` runs the workers)"
+                .into(),
+        ));
+    }
+    let (settings, config) = args.worker.build()?;
+    runtime()?.block_on(async move {
+        let store = store::open(&args.db.database).await?;
+        println!(
+            "lookout worker: {} delivering from {} ({} at once)",
+            config.owner,
+            store::shown_database(&args.db.database),
+            config.concurrency
+        );
+        std::io::stdout().flush()?;
+        server::run_workers(store, settings, config, server::shutdown_signal()).await?;
+        println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -137,6 +137,31 @@ pub async fn run(
     served
 }
 
+/// Runs workers only, no HTTP intake, until `shutdown` completes (`lookout worker`: the
+/// events come from other processes through a shared database, so nothing wakes these
+/// workers but their poll). Then lets attempts in flight finish within the grace period
+/// and hands the rest back.
+pub async fn run_workers(
+    store: Arc<dyn Store>,
+    settings: Settings,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let worker = Worker {
+        store,
+        transport: Transport::new(settings).map_err(std::io::Error::other)?,
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::new()),
+        wake: Arc::new(Notify::new()),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    shutdown.await;
+    tracing::info!("shutting down: finishing attempts in flight");
+    let _ = stop.send(true);
+    running.await.map_err(std::io::Error::other)
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -264,6 +264,11 @@ impl CaptureServer {
         self.shared.log.lock().unwrap().clone()
     }
 
+    /// How many requests have arrived (without copying them, for long runs).
+    pub fn count(&self) -> usize {
+        self.shared.log.lock().unwrap().len()
+    }
+
     /// The requests received on paths starting with `prefix`.
     pub fn requests_to(&self, prefix: &str) -> Vec<Captured> {
         self.requests()

@@ -147,17 +147,27 @@ impl Worker {
     /// Claims and attempts due deliveries until `stop` turns true; then lets attempts in
     /// flight finish within the grace period, and hands the rest back to the store.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let concurrency = self.config.concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        // With a backlog, claim when a quarter of the slots is free rather than one by
+        // one: one query for several deliveries, which is what lets many workers share
+        // one database. Without a backlog, any free slot claims at once.
+        let batch = (concurrency / 4).max(1);
+        let mut backlog = false;
         let mut running = JoinSet::new();
         while !*stop.borrow() {
             while running.try_join_next().is_some() {}
             let free = slots.available_permits();
-            let claimed = if free > 0 {
-                self.claim(free).await
-            } else {
-                Vec::new()
-            };
-            let full_batch = free > 0 && claimed.len() == free;
+            if free == 0 || (backlog && free < batch) {
+                // Nothing to claim before attempts finish: do not ask the store.
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    Some(_) = running.join_next() => {}
+                }
+                continue;
+            }
+            let claimed = self.claim(free).await;
+            backlog = claimed.len() == free;
             for delivery in claimed {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
@@ -168,7 +178,7 @@ impl Worker {
                     drop(slot);
                 });
             }
-            if full_batch {
+            if backlog {
                 continue; // More may be due right now.
             }
             let wait = self.idle_wait().await;

@@ -754,6 +754,7 @@ mod tests {
         redeliver,
         release,
         listing_and_stats,
+        concurrent_claims_never_overlap,
     );
 
     #[tokio::test]

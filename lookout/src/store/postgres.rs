@@ -1,0 +1,933 @@
+//! The shared store: PostgreSQL, for any number of `lookout serve --no-workers` intakes
+//! and `lookout worker` processes on any machines (docs/SCALING.md).
+//!
+//! The tables are the SQLite store's, plus a count of lease takeovers per delivery
+//! (lookout/migrations/postgres/*.sql, applied at start and recorded in
+//! `schema_migrations`). What differs is how processes share them:
+//!
+//! - **Claims** take due rows with `FOR UPDATE SKIP LOCKED`, so workers that claim at
+//!   the same moment get different deliveries instead of waiting for each other, and
+//!   lease them (`lease_owner`, `lease_until`) in the same statement.
+//! - **Leases end by themselves.** Nothing hands back another process's leases: a worker
+//!   that dies leaves its deliveries leased until `lease_until`, and then any worker
+//!   takes them over (counted in `lease_expiries`, since the dead worker may have sent a
+//!   request before dying). [`Store::release_all`] exists for the suite; `serve` and
+//!   `worker` never call it on PostgreSQL.
+//! - Times come from the processes (the trait passes `now`), so the machines' clocks
+//!   must agree to well within a lease (NTP does).
+//!
+//! Connections are plain TCP (no TLS: keep the database on a private network or tunnel
+//! it) from a small pool per process. A password is read from the URL or, better, from
+//! `$PGPASSWORD`, which no other user of the machine can read in a process list.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use serde_json::{Map, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
+    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
+    millis, now_ms,
+};
+
+/// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// Connections per process: the workers' claims and finishes plus the intake's accepts.
+/// A worker with the default concurrency (32) keeps about half of them busy.
+const POOL_SIZE: usize = 16;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+/// The error and its causes on one line (tokio-postgres puts the server's message in
+/// the source, not in the top error). URLs and passwords are never part of these.
+fn backend(err: &(dyn std::error::Error + 'static)) -> StoreError {
+    StoreError::Backend(describe(err))
+}
+
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        backend(&err)
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            // Connecting failed: say so without the pool's own wording.
+            PoolError::Backend(err) => {
+                StoreError::Backend(format!("PostgreSQL: {}", describe(&err)))
+            }
+            other => backend(&other),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/database?options=…`) and brings the
+    /// schema up to date. Tables go in the first schema of the connection's
+    /// `search_path` (`public` unless `options=-c search_path=NAME` says otherwise).
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Backend(format!("invalid PostgreSQL URL: {}", describe(&e)))
+        })?;
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("PGPASSWORD")
+        {
+            config.password(password);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("lookout");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(15)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies the migrations this database has not had, in one transaction, under an
+    /// advisory lock: several processes starting at once apply each step once.
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtext('lookout migrations ' || coalesce(current_schema(), '')));
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             );",
+        )
+        .await?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM schema_migrations", &[])
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let known = MIGRATIONS.last().map_or(0, |(version, _, _)| *version);
+        if let Some(newer) = applied.iter().find(|v| **v > known) {
+            return Err(StoreError::Backend(format!(
+                "the database is from a newer lookout (schema {newer}, this one knows {known})"
+            )));
+        }
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn query(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query(&statement, params).await?)
+}
+
+async fn execute(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.execute(&statement, params).await?)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn status_of(text: &str) -> Result<Status> {
+    text.parse().map_err(StoreError::Corrupt)
+}
+
+/// Counts are INTEGER columns; they never go negative.
+fn count(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
+     next_at, created_at, updated_at, last_error";
+
+/// A row selected with [`DELIVERY_COLUMNS`].
+fn delivery_row(row: &Row) -> Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        product: row.try_get(2)?,
+        instance: row.try_get(3)?,
+        service: row.try_get(4)?,
+        status: status_of(row.try_get(5)?)?,
+        attempts: count(row.try_get(6)?),
+        next_at: row.try_get(7)?,
+        created_at: row.try_get(8)?,
+        updated_at: row.try_get(9)?,
+        last_error: row.try_get(10)?,
+    })
+}
+
+async fn ensure_product(client: &impl GenericClient, id: &str) -> Result<()> {
+    execute(
+        client,
+        "INSERT INTO products (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+        &[&id, &now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_instance(
+    client: &impl GenericClient,
+    product: &str,
+    instance: &StoredInstance,
+) -> Result<()> {
+    execute(
+        client,
+        "INSERT INTO instances (product_id, name, service, options) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
+             options = excluded.options",
+        &[
+            &product,
+            &instance.name,
+            &instance.service,
+            &to_json(&instance.options),
+        ],
+    )
+    .await?;
+    // New options may well point somewhere else: give every target a fresh start.
+    execute(
+        client,
+        "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
+        &[&product, &instance.name],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
+    if query(client, "SELECT 1 FROM products WHERE id = $1", &[&id])
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let mut instances = Vec::new();
+    for row in query(
+        client,
+        "SELECT name, service, options FROM instances WHERE product_id = $1 ORDER BY name",
+        &[&id],
+    )
+    .await?
+    {
+        instances.push(StoredInstance {
+            name: row.try_get(0)?,
+            service: row.try_get(1)?,
+            options: from_json(row.try_get(2)?)?,
+        });
+    }
+    let mut disabled = Vec::new();
+    for row in query(
+        client,
+        "SELECT instance, target_key, target, reason, at FROM disabled_targets
+         WHERE product_id = $1 ORDER BY instance, at",
+        &[&id],
+    )
+    .await?
+    {
+        disabled.push(DisabledTarget {
+            instance: row.try_get(0)?,
+            key: row.try_get(1)?,
+            target: row.try_get(2)?,
+            reason: row.try_get(3)?,
+            at: row.try_get(4)?,
+        });
+    }
+    Ok(Some(Product {
+        id: id.to_owned(),
+        instances,
+        disabled,
+    }))
+}
+
+/// One statement: pick the due deliveries no other transaction holds (`SKIP LOCKED`),
+/// lease them, and return what an attempt needs. A delivery whose previous lease ran
+/// out without being finished or released is a takeover: counted in `lease_expiries`.
+const CLAIM: &str = "
+WITH due AS (
+    SELECT id, lease_owner IS NOT NULL AS expired FROM deliveries
+    WHERE status IN ('pending', 'failed') AND next_at <= $1
+      AND (lease_until IS NULL OR lease_until <= $1)
+    ORDER BY next_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries d
+    SET lease_owner = $3, lease_until = $4,
+        lease_expiries = d.lease_expiries + (CASE WHEN d.lease_owner IS NULL THEN 0 ELSE 1 END)
+    FROM due WHERE d.id = due.id
+    RETURNING d.*, due.expired
+)
+SELECT c.id, c.event_id, c.product_id, c.instance, c.service, e.payload, c.attempts, c.step,
+       c.done_targets, i.options,
+       ARRAY(SELECT t.target_key FROM disabled_targets t
+             WHERE t.product_id = c.product_id AND t.instance = c.instance
+             ORDER BY t.target_key) AS disabled,
+       c.expired
+FROM claimed c
+JOIN events e ON e.id = c.event_id
+LEFT JOIN instances i ON i.product_id = c.product_id AND i.name = c.instance
+ORDER BY c.next_at, c.id";
+
+/// An event and its deliveries in one statement (columns of the deliveries as arrays).
+const ACCEPT: &str = "
+WITH event AS (
+    INSERT INTO events (id, product_id, payload, received_at) VALUES ($1, $2, $3, $4)
+)
+INSERT INTO deliveries (id, event_id, product_id, instance, service, status, next_at,
+    created_at, updated_at)
+SELECT d.id, $1, $2, d.instance, d.service, 'pending', $4, $4, $4
+FROM UNNEST($5::text[], $6::text[], $7::text[]) AS d (id, instance, service)";
+
+/// A finished attempt in one statement: its requests are recorded whoever holds the
+/// lease (they happened), targets that answered 410 are disabled, and the delivery's
+/// state changes only if `$2` still holds the lease. No row back: no such delivery.
+const FINISH: &str = "
+WITH delivery AS (
+    SELECT product_id, instance FROM deliveries WHERE id = $1
+), recorded AS (
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
+    SELECT $1, a.* FROM UNNEST($10::int[], $11::bigint[], $12::bigint[], $13::text[],
+        $14::text[], $15::int[], $16::text[]) AS a
+    WHERE EXISTS (SELECT 1 FROM delivery)
+), disabled AS (
+    INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
+    SELECT delivery.product_id, delivery.instance, t.* FROM delivery,
+        UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[]) AS t
+    ON CONFLICT (product_id, instance, target_key) DO UPDATE
+    SET target = excluded.target, reason = excluded.reason, at = excluded.at
+), updated AS (
+    UPDATE deliveries SET status = $3, next_at = $4, step = $5, done_targets = $6,
+        last_error = $7, attempts = attempts + $8, updated_at = $9,
+        lease_owner = NULL, lease_until = NULL
+    WHERE id = $1 AND lease_owner = $2
+)
+SELECT 1 FROM delivery";
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn claimed_row(row: &Row) -> Result<Claimed> {
+    let options: Option<String> = row.try_get(9)?;
+    Ok(Claimed {
+        id: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        product: row.try_get(2)?,
+        instance: row.try_get(3)?,
+        service: row.try_get(4)?,
+        payload: row.try_get(5)?,
+        attempts: count(row.try_get(6)?),
+        step: count(row.try_get(7)?),
+        done_targets: from_json(row.try_get(8)?)?,
+        options: options
+            .map(|o| from_json::<Map<String, Value>>(&o))
+            .transpose()?,
+        disabled_targets: row.try_get(10)?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        ensure_product(&tx, id).await?;
+        execute(&tx, "DELETE FROM instances WHERE product_id = $1", &[&id]).await?;
+        execute(
+            &tx,
+            "DELETE FROM disabled_targets WHERE product_id = $1",
+            &[&id],
+        )
+        .await?;
+        for instance in instances {
+            insert_instance(&tx, id, instance).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_instance(&self, product: &str, instance: &StoredInstance) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        ensure_product(&tx, product).await?;
+        insert_instance(&tx, product, instance).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_instance(&self, product: &str, instance: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let removed = execute(
+            &tx,
+            "DELETE FROM instances WHERE product_id = $1 AND name = $2",
+            &[&product, &instance],
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
+            &[&product, &instance],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    async fn remove_product(&self, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        execute(&tx, "DELETE FROM instances WHERE product_id = $1", &[&id]).await?;
+        execute(
+            &tx,
+            "DELETE FROM disabled_targets WHERE product_id = $1",
+            &[&id],
+        )
+        .await?;
+        let removed = execute(&tx, "DELETE FROM products WHERE id = $1", &[&id]).await?;
+        tx.commit().await?;
+        Ok(removed > 0)
+    }
+
+    async fn product(&self, id: &str) -> Result<Option<Product>> {
+        load_product(&self.client().await?, id).await
+    }
+
+    async fn products(&self) -> Result<Vec<Product>> {
+        let client = self.client().await?;
+        let mut products = Vec::new();
+        for row in query(&client, "SELECT id FROM products ORDER BY id", &[]).await? {
+            let id: String = row.try_get(0)?;
+            products.extend(load_product(&client, &id).await?);
+        }
+        Ok(products)
+    }
+
+    async fn accept(&self, event: &NewEvent) -> Result<()> {
+        let column = |f: fn(&NewDelivery) -> &String| -> Vec<&str> {
+            event.deliveries.iter().map(|d| f(d).as_str()).collect()
+        };
+        let (ids, instances, services) = (
+            column(|d| &d.id),
+            column(|d| &d.instance),
+            column(|d| &d.service),
+        );
+        // One statement is one transaction: the event and its deliveries, or nothing.
+        // The commit is durable (synchronous_commit, the server's default) before the
+        // intake answers 202.
+        execute(
+            &self.client().await?,
+            ACCEPT,
+            &[
+                &event.id,
+                &event.product,
+                &event.payload,
+                &event.received_at,
+                &ids,
+                &instances,
+                &services,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now: Millis,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>> {
+        let until = now.saturating_add(millis(lease));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = query(&client, CLAIM, &[&now, &limit, &owner, &until]).await?;
+        let expired = rows
+            .iter()
+            .filter(|row| row.try_get::<_, bool>(11).unwrap_or(false))
+            .count();
+        if expired > 0 {
+            tracing::warn!(
+                "took over {expired} delivery(ies) whose lease had run out (a worker died or \
+                 stalled): their requests may be sent twice"
+            );
+        }
+        rows.iter().map(claimed_row).collect()
+    }
+
+    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
+        let attempts = &finish.attempts;
+        let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
+        let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
+        let durations: Vec<i64> = attempts
+            .iter()
+            .map(|a| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+            .collect();
+        let targets: Vec<Option<&str>> = attempts.iter().map(|a| a.target.as_deref()).collect();
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+        let disable = &finish.disable;
+        let keys: Vec<&str> = disable.iter().map(|d| d.key.as_str()).collect();
+        let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
+        let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
+        let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
+        let rows = query(
+            &self.client().await?,
+            FINISH,
+            &[
+                &id,
+                &owner,
+                &finish.status.as_str(),
+                &finish.next_at,
+                &to_i32(finish.step),
+                &to_json(&finish.done_targets),
+                &finish.last_error,
+                &i32::from(!attempts.is_empty()),
+                &now_ms(),
+                &numbers,
+                &ats,
+                &durations,
+                &targets,
+                &outcomes,
+                &statuses,
+                &errors,
+                &keys,
+                &shown,
+                &reasons,
+                &disabled_at,
+            ],
+        )
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound(format!("no delivery {id}")));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, owner: &str) -> Result<()> {
+        execute(
+            &self.client().await?,
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner = $1",
+            &[&owner],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn release_all(&self) -> Result<()> {
+        execute(
+            &self.client().await?,
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner IS NOT NULL",
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>> {
+        let rows = query(
+            &self.client().await?,
+            // Two index walks instead of a scan of the whole queue: the earliest free
+            // delivery, and the earliest end of a lease (leased rows are few).
+            "SELECT LEAST(
+                 (SELECT next_at FROM deliveries
+                  WHERE status IN ('pending', 'failed') AND lease_owner IS NULL
+                  ORDER BY next_at LIMIT 1),
+                 (SELECT MIN(GREATEST(next_at, lease_until)) FROM deliveries
+                  WHERE status IN ('pending', 'failed') AND lease_owner IS NOT NULL))",
+            &[],
+        )
+        .await?;
+        Ok(rows
+            .first()
+            .map(|row| row.try_get(0))
+            .transpose()?
+            .flatten())
+    }
+
+    async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
+        let status = filter.status.map(Status::as_str);
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE true");
+        let mut clauses: Vec<(&str, &(dyn ToSql + Sync))> = Vec::new();
+        if let Some(status) = &status {
+            clauses.push(("status =", status));
+        }
+        if let Some(service) = &filter.service {
+            clauses.push(("service =", service));
+        }
+        if let Some(product) = &filter.product {
+            clauses.push(("product_id =", product));
+        }
+        if let Some(since) = &filter.updated_since {
+            clauses.push(("updated_at >=", since));
+        }
+        let mut params = Vec::with_capacity(clauses.len());
+        for (clause, value) in clauses {
+            params.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        }
+        sql.push_str(" ORDER BY updated_at DESC, id DESC");
+        if filter.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", filter.limit));
+        }
+        let client = self.client().await?;
+        let rows = client.query(&sql, &params).await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>> {
+        let client = self.client().await?;
+        let found = query(
+            &client,
+            &format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+        let Some(row) = found.first() else {
+            return Ok(None);
+        };
+        let mut attempts = Vec::new();
+        for row in query(
+            &client,
+            "SELECT number, at, duration_ms, target, outcome, status, error FROM attempts
+             WHERE delivery_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await?
+        {
+            attempts.push(AttemptRecord {
+                number: count(row.try_get(0)?),
+                at: row.try_get(1)?,
+                duration_ms: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
+                target: row.try_get(3)?,
+                outcome: row.try_get(4)?,
+                status: row
+                    .try_get::<_, Option<i32>>(5)?
+                    .and_then(|s| u16::try_from(s).ok()),
+                error: row.try_get(6)?,
+            });
+        }
+        Ok(Some((delivery_row(row)?, attempts)))
+    }
+
+    async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
+        let changed = execute(
+            &self.client().await?,
+            "UPDATE deliveries SET status = 'pending', next_at = $2, step = 0,
+                 done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $2
+             WHERE id = $1",
+            &[&id, &now],
+        )
+        .await?;
+        Ok(changed > 0)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let client = self.client().await?;
+        let total = |rows: Vec<Row>| -> Result<u64> {
+            let n: i64 = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        let mut stats = Stats {
+            events: total(query(&client, "SELECT COUNT(*) FROM events", &[]).await?)?,
+            attempts: total(query(&client, "SELECT COUNT(*) FROM attempts", &[]).await?)?,
+            ..Stats::default()
+        };
+        for row in query(
+            &client,
+            "SELECT service, status, COUNT(*) FROM deliveries GROUP BY service, status",
+            &[],
+        )
+        .await?
+        {
+            let n: i64 = row.try_get(2)?;
+            stats.by_service.push((
+                row.try_get(0)?,
+                status_of(row.try_get(1)?)?,
+                u64::try_from(n).unwrap_or(0),
+            ));
+        }
+        stats.by_service.sort();
+        for status in Status::ALL {
+            let n: u64 = stats
+                .by_service
+                .iter()
+                .filter(|(_, s, _)| *s == status)
+                .map(|(_, _, n)| n)
+                .sum();
+            stats.by_status.push((status, n));
+            if status.is_queued() {
+                stats.queue_depth += n;
+            }
+        }
+        let due = query(
+            &client,
+            "SELECT MIN(next_at) FROM deliveries WHERE status IN ('pending', 'failed')",
+            &[],
+        )
+        .await?;
+        stats.next_due = due.first().map(|row| row.try_get(0)).transpose()?.flatten();
+        Ok(stats)
+    }
+}
+
+/// For tests: a fresh schema in the database `LOOKOUT_TEST_DATABASE_URL` names (set by
+/// `scripts/with-postgres.sh`), so that tests run side by side without seeing each
+/// other's rows.
+#[cfg(any(test, feature = "testing"))]
+pub struct TestSchema {
+    /// The database URL with this schema as its `search_path`.
+    pub url: String,
+    pub name: String,
+    base: String,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl TestSchema {
+    /// The variable the PostgreSQL tests read.
+    pub const VAR: &str = "LOOKOUT_TEST_DATABASE_URL";
+
+    /// Creates the schema. Panics when the variable is unset: a PostgreSQL test must not
+    /// pass without PostgreSQL.
+    pub async fn create() -> TestSchema {
+        let base = std::env::var(Self::VAR).unwrap_or_default();
+        assert!(
+            !base.is_empty(),
+            "{} is not set: the PostgreSQL tests need a database. Run them under \
+             scripts/with-postgres.sh (e.g. `scripts/with-postgres.sh cargo test --workspace`) \
+             or with `make test`, which start a throwaway PostgreSQL cluster.",
+            Self::VAR
+        );
+        let name = format!("lookout_test_{}", uuid::Uuid::now_v7().simple());
+        Self::admin(&base, &format!("CREATE SCHEMA {name}")).await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{name}");
+        TestSchema { url, name, base }
+    }
+
+    /// Drops the schema and everything in it (left in place when a test fails, to look at).
+    pub async fn drop_schema(self) {
+        Self::admin(&self.base, &format!("DROP SCHEMA {} CASCADE", self.name)).await;
+    }
+
+    /// A connection to the schema, for tests that look at rows the trait does not show.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", Self::VAR));
+        tokio::spawn(connection);
+        client
+    }
+
+    async fn admin(base: &str, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(base, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", Self::VAR));
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", backend(&e)));
+        drop(client);
+        let _ = driver.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! suite {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test]
+            async fn $name() {
+                let schema = TestSchema::create().await;
+                let store = PostgresStore::open(&schema.url).await.unwrap();
+                crate::store::suite::$name(&store).await;
+                drop(store);
+                schema.drop_schema().await;
+            }
+        )*};
+    }
+
+    suite!(
+        products,
+        accept_is_all_or_nothing,
+        claim_hands_out_due_deliveries_once,
+        expired_leases_are_claimed_again,
+        finish_schedules_retries_and_dead_letters,
+        finish_by_a_stale_owner_keeps_the_state,
+        disabled_targets,
+        redeliver,
+        release,
+        listing_and_stats,
+        concurrent_claims_never_overlap,
+    );
+
+    #[tokio::test]
+    async fn migrations_are_applied_once_by_processes_starting_together() {
+        let schema = TestSchema::create().await;
+        let opened =
+            futures::future::join_all((0..4).map(|_| PostgresStore::open(&schema.url))).await;
+        assert!(
+            opened.iter().all(Result::is_ok),
+            "{:?}",
+            opened.iter().find_map(|r| r.as_ref().err())
+        );
+        let db = schema.connect().await;
+        let applied: Vec<(i32, String)> = db
+            .query(
+                "SELECT version, name FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        assert_eq!(applied, [(1, "init".to_owned())]);
+
+        // A database a newer lookout has migrated is left alone.
+        db.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')",
+            &[],
+        )
+        .await
+        .unwrap();
+        let refused = PostgresStore::open(&schema.url)
+            .await
+            .err()
+            .expect("refused");
+        assert!(refused.to_string().contains("newer lookout"), "{refused}");
+        drop((opened, db));
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn leases_taken_over_are_counted_and_releases_are_not() {
+        use crate::store::suite::accept_one;
+        let schema = TestSchema::create().await;
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        accept_one(&store, "evt_1", &["msg_1", "msg_2"]).await;
+        let t0 = 1_700_000_000_000;
+        let lease = Duration::from_secs(1);
+        assert_eq!(store.claim("w1", t0, 1, lease).await.unwrap().len(), 1);
+        assert_eq!(store.claim("w2", t0, 1, lease).await.unwrap().len(), 1);
+        store.release("w2").await.unwrap();
+        // w1 died: its lease runs out; w2's was handed back.
+        let again = store.claim("w3", t0 + 1_000, 10, lease).await.unwrap();
+        assert_eq!(again.len(), 2);
+        let db = schema.connect().await;
+        let counted: Vec<(String, i32)> = db
+            .query("SELECT id, lease_expiries FROM deliveries ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let expired: Vec<&str> = counted
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(expired.len(), 1, "{counted:?}");
+        drop((store, db));
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_unreachable_servers_are_errors_without_the_password() {
+        let invalid = PostgresStore::open("postgres://u:pw-XYZ@host:notaport/db")
+            .await
+            .err()
+            .expect("invalid");
+        assert!(
+            invalid.to_string().contains("invalid PostgreSQL URL"),
+            "{invalid}"
+        );
+        // Port 9 on loopback: nothing listens there.
+        let down = PostgresStore::open("postgres://u:pw-XYZ@127.0.0.1:9/db?connect_timeout=2")
+            .await
+            .err()
+            .expect("unreachable");
+        assert!(!down.to_string().contains("pw-XYZ"), "{down}");
+        assert!(!invalid.to_string().contains("pw-XYZ"), "{invalid}");
+    }
+}

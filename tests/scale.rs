@@ -1,0 +1,478 @@
+//! Scale-out on PostgreSQL, end to end: real `lookout worker` and `lookout serve
+//! --no-workers` processes sharing one database (a fresh schema in the cluster that
+//! `scripts/with-postgres.sh` starts), delivering over real HTTP to a local capture
+//! server on 127.0.0.1.
+//!
+//! The big one: 4 workers, 10,000 deliveries, one worker killed with SIGKILL mid-run.
+//! Every delivery must arrive and end `delivered`; a delivery may arrive twice only if a
+//! worker took it over after another's lease ran out (the database counts those). It
+//! prints its figures. `LOOKOUT_SCALE_DELIVERIES` and `LOOKOUT_SCALE_WORKERS` change the
+//! size (e.g. for a release-mode measurement: `cargo test --release --test scale`),
+//! `LOOKOUT_SCALE_KILLS=0` leaves every worker alive, and
+//! `LOOKOUT_SCALE_TARGET_DELAY_MS` makes the target answer slowly.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lookout::store::postgres::TestSchema;
+use lookout::store::{self, NewDelivery, NewEvent, Status, Store, StoredInstance};
+use lookout::testing::{CaptureServer, Reply};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "scale-token-0123456789abcdef";
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The PostgreSQL tests here run one at a time: each starts several processes with a
+/// pool of connections, and the big one measures throughput.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The engine settings every process here sends with: short timeouts (the target is a
+/// local capture server), through the shared test `[engine]` lines.
+fn engine_toml(dir: &Path) -> PathBuf {
+    let path = dir.join("engine.toml");
+    let text = format!(
+        "[engine]\n{}\nrequest_timeout = \"1s\"\ndeadline = \"2s\"\n",
+        common::test_engine_toml_without_timeouts()
+    );
+    std::fs::write(&path, text).expect("write engine.toml");
+    path
+}
+
+/// A `lookout` process whose first line of output (where it listens, who it is) was read.
+struct Process {
+    child: Child,
+    first_line: String,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .env("LOOKOUT_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start lookout");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first_line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("lookout {args:?} printed nothing"));
+        Process { child, first_line }
+    }
+
+    /// `lookout worker` on `url`, with short leases and polls.
+    fn worker(url: &str, engine: &Path) -> Process {
+        Process::start(&[
+            "worker",
+            "--database",
+            url,
+            "--config",
+            engine.to_str().expect("UTF-8 path"),
+            "--lease",
+            "3s",
+            "--poll",
+            "100ms",
+            "--grace",
+            "3s",
+        ])
+    }
+
+    /// The claim owner a worker announces (`lookout worker: OWNER delivering from …`).
+    fn owner(&self) -> String {
+        self.first_line
+            .strip_prefix("lookout worker: ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no owner in `{}`", self.first_line))
+            .to_owned()
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM; true when it exited successfully within 20 s.
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// CPU time a process has used so far, from /proc (Linux, 100 ticks a second).
+fn cpu_ms(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (in parentheses, which may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10)
+}
+
+fn numbered_event(seq: usize) -> String {
+    let mut event: Value = serde_json::from_str(include_str!("fixtures/item.json")).unwrap();
+    event["attributes"]["title"] = Value::from(format!("scale test #{seq}"));
+    event.to_string()
+}
+
+/// Product `p1` with one signed webhook pointed at `url`.
+async fn configure(store: &dyn Store, url: &str) {
+    let options = json!({"urls": [url], "secret": SIGNING_SECRET});
+    store
+        .put_instance(
+            "p1",
+            &StoredInstance {
+                name: "hook".to_owned(),
+                service: "webhook".to_owned(),
+                options: options.as_object().cloned().unwrap_or_default(),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Accepts `count` events for `p1`, one delivery each (`msg_scale_N`), from 16 tasks at
+/// once, the way many intake requests would.
+async fn accept_many(store: &Arc<dyn Store>, count: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for seq in (lane..count).step_by(16) {
+                let event = NewEvent {
+                    id: format!("evt_scale_{seq}"),
+                    product: "p1".to_owned(),
+                    payload: numbered_event(seq),
+                    received_at: store::now_ms(),
+                    deliveries: vec![NewDelivery {
+                        id: format!("msg_scale_{seq}"),
+                        instance: "hook".to_owned(),
+                        service: "webhook".to_owned(),
+                    }],
+                };
+                store.accept(&event).await.expect("accept");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("accepting task");
+    }
+}
+
+fn delivered(stats: &store::Stats) -> u64 {
+    stats
+        .by_status
+        .iter()
+        .find(|(status, _)| *status == Status::Delivered)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// Polls the store until `count` deliveries are delivered and nothing is queued.
+async fn wait_until_all_delivered(store: &dyn Store, count: usize, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let stats = store.stats().await.expect("stats");
+        if delivered(&stats) == count as u64 && stats.queue_depth == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "after {timeout:?}: {} of {count} delivered, {} still queued",
+            delivered(&stats),
+            stats.queue_depth
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_workers_one_killed_every_delivery_done() {
+    let count = setting("LOOKOUT_SCALE_DELIVERIES", 10_000);
+    let workers = setting("LOOKOUT_SCALE_WORKERS", 4).max(1);
+    // 0 measures throughput alone (with one worker there is no one left to take over).
+    let kills = setting("LOOKOUT_SCALE_KILLS", 1).min(workers - 1).min(1);
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let schema = TestSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_toml(dir.path());
+    let target = CaptureServer::start();
+    // A slow target (its answer takes this long) shows the other limit: concurrency.
+    let delay = setting("LOOKOUT_SCALE_TARGET_DELAY_MS", 0);
+    if delay > 0 {
+        let slow = Reply::ok().delay(Duration::from_millis(delay as u64));
+        target.script("/hook", [slow]);
+    }
+    // Named apart from the workers' connections, whose CPU is measured.
+    let store = store::open(&format!("{}&application_name=scale-test", schema.url))
+        .await
+        .expect("open PostgreSQL");
+    configure(store.as_ref(), &format!("{}/hook", target.url())).await;
+
+    let loading = Instant::now();
+    accept_many(&store, count).await;
+    let loaded_in = loading.elapsed();
+
+    let started = Instant::now();
+    let mut running: Vec<Process> = (0..workers)
+        .map(|_| Process::worker(&schema.url, &engine))
+        .collect();
+
+    // Kill one worker once about a third has gone out, with attempts in flight.
+    let kill_at = count / 3;
+    let mut orphaned: i64 = 0;
+    let db = schema.connect().await;
+    if kills > 0 {
+        while target.count() < kill_at {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "only {} of {count} requests after 120 s",
+                target.count()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut victim = running.remove(1);
+        victim.kill();
+        orphaned = db
+            .query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1",
+                &[&victim.owner()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    }
+
+    wait_until_all_delivered(store.as_ref(), count, Duration::from_secs(300)).await;
+    let drained_in = started.elapsed();
+    // Where the CPU went (Linux; the cluster runs on this machine): the workers, and
+    // the PostgreSQL backends serving their connections (the killed one's are gone).
+    let workers_cpu: u64 = running.iter().filter_map(|w| cpu_ms(w.child.id())).sum();
+    let backends: Vec<i32> = db
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'lookout'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let backends_cpu: u64 = backends
+        .iter()
+        .filter_map(|pid| cpu_ms(u32::try_from(*pid).ok()?))
+        .sum();
+    for worker in &mut running {
+        assert!(worker.terminate(), "a worker did not stop on SIGTERM");
+    }
+
+    // What arrived: every delivery id, some twice.
+    let mut arrivals: BTreeMap<String, usize> = BTreeMap::new();
+    for request in target.requests() {
+        let id = request.header("webhook-id").unwrap_or_default().to_owned();
+        *arrivals.entry(id).or_default() += 1;
+    }
+    let expected: BTreeSet<String> = (0..count).map(|n| format!("msg_scale_{n}")).collect();
+    let arrived: BTreeSet<String> = arrivals.keys().cloned().collect();
+    let missing: Vec<&String> = expected.difference(&arrived).take(5).collect();
+    let unknown: Vec<&String> = arrived.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "missing {missing:?}, unknown {unknown:?}"
+    );
+    let twice: BTreeSet<String> = arrivals
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let taken_over: BTreeSet<String> = db
+        .query("SELECT id FROM deliveries WHERE lease_expiries > 0", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let unexplained: Vec<&String> = twice.difference(&taken_over).take(5).collect();
+    assert!(
+        unexplained.is_empty(),
+        "sent twice without an expired lease: {unexplained:?}"
+    );
+    let extra: usize = arrivals.values().map(|n| n - 1).sum();
+    let attempts: i64 = db
+        .query_one("SELECT COUNT(*) FROM attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let rate = count as f64 / drained_in.as_secs_f64();
+    println!(
+        "scale: {count} deliveries, {workers} workers, {kills} killed (SIGKILL after \
+         {kill_at} requests, holding {orphaned} leases); {} duplicate deliveries ({extra} extra \
+         requests), {} lease expiries taken over, {attempts} attempts recorded; loaded in \
+         {:.1}s, delivered in {:.1}s = {rate:.0} deliveries/s; CPU of the {} live \
+         workers {workers_cpu} ms, of their {} PostgreSQL backends {backends_cpu} ms",
+        twice.len(),
+        taken_over.len(),
+        loaded_in.as_secs_f64(),
+        drained_in.as_secs_f64(),
+        running.len(),
+        backends.len(),
+    );
+    drop((db, store));
+    schema.drop_schema().await;
+}
+
+/// Intake and delivery in separate processes: `serve --no-workers` only stores, two
+/// `lookout worker`s send; the operator commands work on the shared database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_only_serve_and_separate_workers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let schema = TestSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_toml(dir.path());
+    let target = CaptureServer::start();
+    let url = schema.url.as_str();
+    let cli = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .args(["--database", url])
+            .output()
+            .expect("run lookout");
+        assert!(
+            output.status.success(),
+            "lookout {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    cli(&[
+        "products",
+        "add",
+        "p1",
+        "hook",
+        "--service",
+        "webhook",
+        "--set",
+        &format!("urls={}/hook", target.url()),
+        "--set",
+        &format!("secret={SIGNING_SECRET}"),
+    ]);
+    let intake = Process::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        url,
+        "--no-workers",
+    ]);
+    let base = intake
+        .first_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("serve prints its URL")
+        .to_owned();
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut accepted = BTreeSet::new();
+    for seq in 0..30 {
+        let answer = http
+            .post(format!("{base}/v1/products/p1/events"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(numbered_event(seq))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        accepted.insert(body["deliveries"][0]["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(target.count(), 0, "serve --no-workers sends nothing");
+
+    let _workers = [Process::worker(url, &engine), Process::worker(url, &engine)];
+    let arrived = target.wait_for(30, Duration::from_secs(30));
+    let ids: Vec<String> = arrived
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids.iter().cloned().collect::<BTreeSet<_>>(),
+        accepted,
+        "every accepted event, from the workers"
+    );
+    let store = store::open(url).await.unwrap();
+    wait_until_all_delivered(store.as_ref(), 30, Duration::from_secs(30)).await;
+    assert_eq!(target.count(), 30, "nothing twice: no worker died");
+
+    let stats: Value = serde_json::from_str(&cli(&["stats", "--json"])).unwrap();
+    assert_eq!(stats["events"], 30, "{stats}");
+    let listed: Value = serde_json::from_str(&cli(&["deliveries", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(30));
+    drop(store);
+    schema.drop_schema().await;
+}
+
+#[test]
+fn worker_needs_a_shared_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["worker", "--database"])
+        .arg(dir.path().join("lookout.db"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("postgres://"), "{stderr}");
+}
+
+#[test]
+fn a_lease_shorter_than_the_deadline_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_toml(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["worker", "--database", "postgres://lookout@127.0.0.1:9/x"])
+        .args(["--config", engine.to_str().unwrap(), "--lease", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("longer than the engine deadline"),
+        "{stderr}"
+    );
+}
