@@ -1,8 +1,8 @@
 //! A service for the engine's own unit tests (the real ones live in the services crate,
 //! which the engine cannot depend on): POSTs the raw payload to each of `urls`.
 
-use crate::request::Signing;
-use crate::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
+use crate::request::forward_payload;
+use crate::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 
 crate::service! {
     /// Echo
@@ -35,25 +35,6 @@ impl Service for Echo {
         if job.event.model == "Nothing" {
             return Err(BuildError::Skip("nothing to say".into()));
         }
-        let signing = match job.options.str("secret") {
-            Some(secret) => Some(Signing::StandardWebhooks {
-                key: crate::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
-            }),
-            None => None,
-        };
-        job.options
-            .list("urls")
-            .into_iter()
-            .map(|url| {
-                let url = url
-                    .parse()
-                    .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
-                let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
-                if let Some(signing) = &signing {
-                    request = request.signed(signing.clone());
-                }
-                Ok(request.into())
-            })
-            .collect()
+        forward_payload(job, &job.options.list("urls"), job.options.str("secret"))
     }
 }

@@ -241,6 +241,35 @@ pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url, url::ParseError> {
     Ok(url)
 }
 
+/// The payload exactly as the product sent it, POSTed as JSON to each of `urls`, and
+/// signed (Standard Webhooks) when `signing_secret` is set: what webhook-style services
+/// send.
+pub fn forward_payload(
+    job: &crate::Job<'_>,
+    urls: &[&str],
+    signing_secret: Option<&str>,
+) -> Result<Vec<crate::Outgoing>, crate::BuildError> {
+    use crate::BuildError;
+    let signing = match signing_secret {
+        Some(secret) => Some(Signing::StandardWebhooks {
+            key: crate::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+        }),
+        None => None,
+    };
+    urls.iter()
+        .map(|url| {
+            let url = url
+                .parse()
+                .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
+            let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
+            if let Some(signing) = &signing {
+                request = request.signed(signing.clone());
+            }
+            Ok(request.into())
+        })
+        .collect()
+}
+
 /// A printable, redacted view of an [`HttpRequest`]: what `--dry-run` prints and what the
 /// snapshot tests record.
 #[derive(Debug, Clone, Serialize, PartialEq)]

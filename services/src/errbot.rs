@@ -116,10 +116,7 @@ token = "4f9c1d7e2b8a6035c1e9f7d2a4b6c8e0""#
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let url = job.options.str("url").unwrap_or_default();
-        let url = url
-            .parse()
-            .map_err(|e| BuildError::Invalid(format!("url: {e}")))?;
+        let url = job.url("url")?;
         // The payload is forwarded exactly as the product sent it, in either format.
         let payload = job.event.raw_shared();
         let mut request = match job.options.str("format") {

@@ -67,10 +67,7 @@ username = "Sprint.ly""##
         for (name, value) in job.options.extra() {
             body.insert(name.to_owned(), value.clone());
         }
-        let url = job.options.str("url").unwrap_or_default();
-        let url = url
-            .parse()
-            .map_err(|e| BuildError::Invalid(format!("url: {e}")))?;
+        let url = job.url("url")?;
         Ok(vec![
             HttpRequest::post(url).json(Value::Object(body)).into(),
         ])

@@ -1,5 +1,5 @@
-use lookout::request::Signing;
-use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service, signing};
+use lookout::request::forward_payload;
+use lookout::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
     /// Webhook
@@ -87,25 +87,6 @@ impl Service for Webhook {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let signing = match job.options.str("secret") {
-            Some(secret) => Some(Signing::StandardWebhooks {
-                key: signing::decode_secret(secret).map_err(BuildError::Invalid)?,
-            }),
-            None => None,
-        };
-        job.options
-            .list("urls")
-            .into_iter()
-            .map(|url| {
-                let url = url
-                    .parse()
-                    .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
-                let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
-                if let Some(signing) = &signing {
-                    request = request.signed(signing.clone());
-                }
-                Ok(request.into())
-            })
-            .collect()
+        forward_payload(job, &job.options.list("urls"), job.options.str("secret"))
     }
 }

@@ -814,32 +814,13 @@ impl TestSchema {
 mod tests {
     use super::*;
 
-    macro_rules! suite {
-        ($($name:ident),* $(,)?) => {$(
-            #[tokio::test]
-            async fn $name() {
-                let schema = TestSchema::create().await;
-                let store = PostgresStore::open(&schema.url).await.unwrap();
-                crate::store::suite::$name(&store).await;
-                drop(store);
-                schema.drop_schema().await;
-            }
-        )*};
+    async fn fresh() -> (TestSchema, PostgresStore) {
+        let schema = TestSchema::create().await;
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        (schema, store)
     }
 
-    suite!(
-        products,
-        accept_is_all_or_nothing,
-        claim_hands_out_due_deliveries_once,
-        expired_leases_are_claimed_again,
-        finish_schedules_retries_and_dead_letters,
-        finish_by_a_stale_owner_keeps_the_state,
-        disabled_targets,
-        redeliver,
-        release,
-        listing_and_stats,
-        concurrent_claims_never_overlap,
-    );
+    crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     #[tokio::test]
     async fn migrations_are_applied_once_by_processes_starting_together() {

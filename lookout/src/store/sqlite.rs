@@ -733,29 +733,7 @@ mod tests {
         (dir, store)
     }
 
-    macro_rules! suite {
-        ($($name:ident),* $(,)?) => {$(
-            #[tokio::test]
-            async fn $name() {
-                let (_dir, store) = fresh().await;
-                crate::store::suite::$name(&store).await;
-            }
-        )*};
-    }
-
-    suite!(
-        products,
-        accept_is_all_or_nothing,
-        claim_hands_out_due_deliveries_once,
-        expired_leases_are_claimed_again,
-        finish_schedules_retries_and_dead_letters,
-        finish_by_a_stale_owner_keeps_the_state,
-        disabled_targets,
-        redeliver,
-        release,
-        listing_and_stats,
-        concurrent_claims_never_overlap,
-    );
+    crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
 
     #[tokio::test]
     async fn reopening_keeps_everything_and_uses_wal() {

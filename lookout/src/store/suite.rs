@@ -1,6 +1,6 @@
 //! The one test suite every [`Store`] implementation must pass. Each function takes a
 //! fresh, empty store and panics on the first thing that is wrong; an implementation's
-//! tests call each of them (see the end of `sqlite.rs`).
+//! tests run all of them with [`store_suite!`](crate::store::suite::store_suite).
 //!
 //! The suite talks to the store only through the trait, and uses service names as plain
 //! text (the store never looks a service up), so it needs no registered service.
@@ -13,6 +13,39 @@ use super::{
     AttemptRecord, DeliveryFilter, DisabledTarget, Finish, Millis, NewDelivery, NewEvent, Status,
     Store, StoredInstance,
 };
+
+/// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
+/// giving `(guard, store)`, a fresh empty store and whatever must live as long as it
+/// (a temporary folder); `$close` is awaited with the guard after the test.
+#[cfg(test)]
+macro_rules! store_suite {
+    (open: $open:expr, close: $close:expr) => {
+        $crate::store::suite::store_suite!(@each $open, $close;
+            products,
+            accept_is_all_or_nothing,
+            claim_hands_out_due_deliveries_once,
+            expired_leases_are_claimed_again,
+            finish_schedules_retries_and_dead_letters,
+            finish_by_a_stale_owner_keeps_the_state,
+            disabled_targets,
+            redeliver,
+            release,
+            listing_and_stats,
+            concurrent_claims_never_overlap,
+        );
+    };
+    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (guard, store) = $open.await;
+            $crate::store::suite::$name(&store).await;
+            drop(store);
+            ($close)(guard).await;
+        }
+    )*};
+}
+#[cfg(test)]
+pub(crate) use store_suite;
 
 const LEASE: Duration = Duration::from_secs(30);
 const T0: Millis = 1_700_000_000_000;
