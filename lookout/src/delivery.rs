@@ -173,7 +173,7 @@ impl Transport {
         request: &HttpRequest,
         job: &Job<'_>,
     ) -> Result<Answer, reqwest::Error> {
-        let body = request.body.to_bytes();
+        let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
         let mut builder = self.client.request(method, request.url.clone());
