@@ -34,4 +34,4 @@ bench:
 
 clean:
 	$(CARGO) clean
-	rm -rf .venv
+	rm -rf .venv .venv-bench
