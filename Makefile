@@ -53,4 +53,4 @@ fuzz:
 
 clean:
 	$(CARGO) clean
-	rm -rf .venv
+	rm -rf .venv .venv-bench

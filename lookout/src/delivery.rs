@@ -381,7 +381,7 @@ impl Transport {
     }
 
     fn request_builder(&self, request: &HttpRequest, job: &Job<'_>) -> reqwest::RequestBuilder {
-        let body = request.body.to_bytes();
+        let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
         let mut builder = self.client.request(method, request.url.clone());

@@ -21,7 +21,9 @@ pub struct Event {
     /// `Item`, `Comment`, `Block`, `Favorite`, `Deploy`, or a model unknown to us.
     pub model: String,
     pub product: Product,
-    attributes: Result<Attributes, PayloadError>,
+    /// Shared: the engine clones the event once per dispatch, and the typed attributes
+    /// are most of it (dozens of allocations to copy and, on another thread, to free).
+    attributes: Arc<Result<Attributes, PayloadError>>,
     raw: Arc<str>,
 }
 
@@ -208,7 +210,7 @@ impl Event {
             }
             None => return Err(PayloadError::field("attributes", "missing")),
         };
-        let attributes = Attributes::decode(&model, attributes);
+        let attributes = Arc::new(Attributes::decode(&model, attributes));
         Ok(Event {
             action,
             model,
@@ -220,7 +222,7 @@ impl Event {
 
     /// The typed attributes, or the first problem found in them (with its JSON path).
     pub fn attributes(&self) -> Result<&Attributes, &PayloadError> {
-        self.attributes.as_ref()
+        self.attributes.as_ref().as_ref()
     }
 
     /// The payload exactly as it was received.

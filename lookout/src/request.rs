@@ -81,6 +81,24 @@ impl Body {
             Body::Text { text, .. } => text.as_bytes().to_vec(),
         }
     }
+
+    /// The same bytes as [`Body::to_bytes`], ready to send: a forwarded payload is shared
+    /// rather than copied, as every request of every event would otherwise copy it.
+    pub fn to_wire(&self) -> bytes::Bytes {
+        match self {
+            Body::RawJson(text) => bytes::Bytes::from_owner(SharedText(text.clone())),
+            other => bytes::Bytes::from(other.to_bytes()),
+        }
+    }
+}
+
+/// Shared text seen as bytes, so that [`bytes::Bytes`] can own it without a copy.
+struct SharedText(Arc<str>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// How the engine signs a request at send time (the signature covers the timestamp of
@@ -315,7 +333,7 @@ impl std::fmt::Display for RequestPreview {
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint;
+    use super::*;
 
     #[test]
     fn endpoints_append_whole_segments() {
@@ -327,5 +345,26 @@ mod tests {
         let url = endpoint("http://127.0.0.1:9/prefix/", &["v1"]).unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:9/prefix/v1");
         assert!(endpoint("not a url", &["v1"]).is_err());
+    }
+
+    #[test]
+    fn wire_bytes_are_the_body_bytes() {
+        let bodies = [
+            Body::Empty,
+            Body::Json(serde_json::json!({"a": [1, "é"]})),
+            Body::RawJson(Arc::from("{\"b\": \"x\"}")),
+            Body::Form(vec![("k".into(), "v w".into())]),
+            Body::Text {
+                content_type: "text/plain".into(),
+                text: "hello".into(),
+            },
+        ];
+        for body in bodies {
+            assert_eq!(
+                body.to_wire().as_ref(),
+                body.to_bytes().as_slice(),
+                "{body:?}"
+            );
+        }
     }
 }

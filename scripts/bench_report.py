@@ -1,0 +1,324 @@
+"""Renders docs/BENCHMARKS.md from what `make bench` measured.
+
+Usage: python3 bench_report.py OUT_DIR DOC_PATH
+
+Reads OUT_DIR/results.json (written by benches/engine), OUT_DIR/hyperfine.json (when
+hyperfine ran) and OUT_DIR/loadavg-{before,after}; describes the machine; judges each
+figure against its goal. The goals live here, next to the words that explain them.
+"""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+# Goals from the benchmark issue.
+FANOUT_MAX = 1.2  # × one delivery
+THROUGHPUT_MIN = 0.85  # × bare reqwest
+CLI_MAX_MS = 10.0
+MEMORY_MAX_MB = 40.0
+# Below this a latency difference is timer and scheduler granularity, not a signal.
+ISOLATION_FLOOR_MS = 1.0
+
+
+def main() -> None:
+    out_dir, doc_path = sys.argv[1], sys.argv[2]
+    with open(os.path.join(out_dir, "results.json"), encoding="utf-8") as f:
+        document = json.load(f)
+    hyperfine = read_json(os.path.join(out_dir, "hyperfine.json"))
+    load = [read_text(os.path.join(out_dir, f"loadavg-{w}")) for w in ("before", "after")]
+    text = render(document, hyperfine, load)
+    os.makedirs(os.path.dirname(doc_path) or ".", exist_ok=True)
+    with open(doc_path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return " ".join(f.read().split()[:3])
+    except FileNotFoundError:
+        return "?"
+
+
+def command(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def memory_total():
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    kb = int(line.split()[1])
+                    return f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError):
+        pass
+    return "?"
+
+
+def yes(met):
+    return "yes" if met else "**no**"
+
+
+def ms(x):
+    return f"{x:,.1f} ms" if x >= 10 else f"{x:.2f} ms"
+
+
+def render(document, hyperfine, load):
+    results = document["results"]
+    rows = []
+
+    fan = results.get("fanout")
+    if fan:
+        for key, layout in (("ratio_urls", "one webhook with 50 URLs"), ("ratio_instances", "50 webhooks")):
+            took = fan["lookout_urls_ms" if key == "ratio_urls" else "lookout_instances_ms"]
+            rows.append((
+                f"1. Fan-out: 1 event to {fan['targets']} targets, {fan['latency_ms']} ms sink ({layout})",
+                f"≤ {FANOUT_MAX}× one delivery",
+                f"{fan[key]:.2f}× ({ms(took)} vs {ms(fan['single_ms'])})",
+                yes(fan[key] <= FANOUT_MAX),
+            ))
+        rows.append((
+            "1. Fan-out, for reference: bare reqwest, the same 50 POSTs at once",
+            "—",
+            f"{fan['ratio_reqwest']:.2f}× ({ms(fan['reqwest_concurrent_ms'])} vs {ms(fan['reqwest_single_ms'])})",
+            "—",
+        ))
+        rows.append((
+            "1. Fan-out, for reference: sequential loop (the original's model)",
+            "—",
+            f"{fan['ratio_sequential']:.1f}× ({ms(fan['sequential_ms'])})",
+            "—",
+        ))
+
+    thr = results.get("throughput")
+    if thr:
+        rows.append((
+            f"2. Throughput: {thr['deliveries']:,} deliveries, concurrency {thr['concurrency']}, Lookout vs bare reqwest",
+            f"≥ {THROUGHPUT_MIN}×",
+            f"{thr['ratio']:.2f}× ({thr['lookout_per_s']:,.0f}/s vs {thr['reqwest_per_s']:,.0f}/s)",
+            yes(thr["ratio"] >= THROUGHPUT_MIN),
+        ))
+        rows.append((
+            "2. Throughput, for reference: CPU time per delivery, Lookout vs bare reqwest (whole process, sink included)",
+            "—",
+            f"{thr['cpu_ratio']:.2f}× ({thr['lookout_cpu_us_per_delivery']:.0f} µs vs {thr['reqwest_cpu_us_per_delivery']:.0f} µs)",
+            "—",
+        ))
+
+    peer = results.get("peer")
+    if peer and "cases" in peer:
+        for case in peer["cases"]:
+            rows.append((
+                f"3. Peer: {case['notifications']:,} JSON notifications ({case['rounds']} rounds × {case['targets']} targets, "
+                f"{case['latency_ms']} ms sink), Lookout vs Apprise {case['apprise']['version']}",
+                "report the ratio",
+                f"{case['ratio']:.1f}× ({case['lookout_per_s']:,.0f}/s vs {case['apprise_per_s']:,.0f}/s)",
+                "—",
+            ))
+    elif peer:
+        rows.append(("3. Peer: Lookout vs Apprise", "report the ratio", f"not run: {peer.get('skipped')}", "—"))
+
+    iso = results.get("isolation")
+    if iso:
+        for layout in iso["layouts"]:
+            d50 = layout["p50_with_ms"] - layout["p50_without_ms"]
+            d99 = layout["p99_with_ms"] - layout["p99_without_ms"]
+            tol50 = max(layout["noise_p50_ms"], ISOLATION_FLOOR_MS)
+            tol99 = max(layout["noise_p99_ms"], ISOLATION_FLOOR_MS)
+            # Only a slowdown counts: a run with a target that never answers has one
+            # answer fewer per event to process, so it may well come out a little faster.
+            rows.append((
+                f"4. Isolation: 1 of {iso['targets']} targets never answers ({layout['layout']}); the others' p50 / p99",
+                "no difference beyond noise (a slowdown; see 4 below)",
+                f"p50 {layout['p50_without_ms']:.1f} → {layout['p50_with_ms']:.1f} ms ({d50:+.1f}, noise ±{tol50:.1f}); "
+                f"p99 {layout['p99_without_ms']:.1f} → {layout['p99_with_ms']:.1f} ms ({d99:+.1f}, noise ±{tol99:.1f})",
+                yes(d50 <= tol50 and d99 <= tol99),
+            ))
+
+    cli = results.get("cli")
+    if cli and "dry_run_ms" in cli:
+        rows.append((
+            "5. CLI: `lookout send --dry-run` on a fixture, whole process (median)",
+            f"≤ {CLI_MAX_MS:g} ms",
+            f"{cli['dry_run_ms']:.1f} ms (p90 {cli['dry_run_p90_ms']:.1f}; `--version` alone {cli['version_ms']:.1f})",
+            yes(cli["dry_run_ms"] <= CLI_MAX_MS),
+        ))
+        if hyperfine and hyperfine.get("results"):
+            h = hyperfine["results"][0]
+            median_ms = h["median"] * 1000
+            rows.append((
+                "5. CLI, second clock: hyperfine, the same command",
+                f"≤ {CLI_MAX_MS:g} ms",
+                f"{median_ms:.1f} ms median (mean {h['mean'] * 1000:.1f} ± {h['stddev'] * 1000:.1f})",
+                yes(median_ms <= CLI_MAX_MS),
+            ))
+
+    mem = results.get("memory")
+    if mem:
+        lookout = mem["children"]["lookout"]
+        bare = mem["children"]["reqwest"]
+        # /proc reports KiB; the goal is judged in (decimal) MB, the stricter reading.
+        peak_mb = lookout["peak_kb"] * 1024 / 1e6
+        rows.append((
+            f"6. Memory: peak RSS with {mem['in_flight']:,} deliveries in flight",
+            f"≤ {MEMORY_MAX_MB:g} MB",
+            f"{peak_mb:.1f} MB = {lookout['peak_kb'] / 1024:.1f} MiB "
+            f"(bare reqwest holding the same: {bare['peak_kb'] * 1024 / 1e6:.1f} MB)",
+            yes(peak_mb <= MEMORY_MAX_MB),
+        ))
+
+    rows.append(("7. `lookout serve`: accepted events/s with fsync; drain rate vs 2", "—", "pending: `serve` does not exist yet", "—"))
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (scripts/bench.sh → `cargo bench --bench engine` → "
+        "scripts/bench_report.py); do not edit by hand. Speed is measured here, never in tests.",
+        "",
+        "Every request goes to a local sink on 127.0.0.1 (axum, inside the bench, answering "
+        "after a delay given in the URL). This machine is shared and noisy, so each figure "
+        "with a goal is a ratio of two things measured in the same run, interleaved, and the "
+        "median of several runs; absolute numbers move from run to run, ratios much less.",
+        "",
+        "| Figure | Goal | Measured | Met? |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", "## The machine", ""]
+    lines += [
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- CPUs (nproc): {command('nproc')}; model: {cpu_model()}",
+        f"- Memory: {memory_total()}",
+        f"- Rust: {command('rustc', '-V')}",
+        f"- Load average (1, 5, 15 min) before / after: {load[0]} / {load[1]}",
+        f"- Runtimes: the bench's client runtime has {document['client_runtime_workers']} worker "
+        f"threads (Tokio's default, as in the `lookout` binary); the sink has "
+        f"{document['sink_runtime_workers']}, on its own thread. Both share the same cores.",
+    ]
+    if peer and "cases" in peer:
+        a = peer["cases"][0]["apprise"]
+        lines.append(f"- Peer: Apprise {a['version']} on Python {a['python']}, installed from PyPI into .venv-bench/")
+    lines += ["", "## How each figure is measured", ""]
+    lines += METHOD
+    lines += ["", "## Profiling notes", ""] + NOTES
+    lines += [
+        "",
+        "## Raw results",
+        "",
+        "<details><summary><code>target/bench/results.json</code> of this run</summary>",
+        "",
+        "```json",
+        json.dumps(document, indent=2),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+METHOD = [
+    "1. **Fan-out.** One event to 50 targets (paths of the same sink) that each answer after "
+    "50 ms: `Engine::dispatch_to` with one webhook listing 50 URLs, and with 50 webhooks of "
+    "one URL each, against the same engine sending to one target. After a warm-up round "
+    "(connections are pooled), the variants run interleaved; the ratio is taken per round and "
+    "the median reported. For reference, bare reqwest sending the same 50 POSTs at once "
+    "(the floor on this machine) and one after the other, as the original did.",
+    "2. **Throughput.** 20,000 events, each dispatched to a webhook with one URL, 64 dispatches "
+    "in flight at a time (`buffer_unordered(64)`), against a bare reqwest client making the same "
+    "20,000 POSTs (same body and content type, answer read) 64 at a time, to a sink that answers "
+    "at once. The two sides take turns in blocks of 2,000 (alternating which goes first), so "
+    "both meet the machine in the same state; the ratio of the two rates is taken per run of "
+    "20,000 each, and the median of 5 runs reported. CPU time per delivery (from "
+    "/proc/self/stat, the whole process including the sink) is shown too: load from other "
+    "processes stretches wall time but hardly CPU time, so it is the steadier view of the "
+    "engine's own cost.",
+    "3. **Peer.** Apprise runs in its own Python process (scripts/bench_apprise.py), driven "
+    "through its Python API: one `Apprise` object holding 50 `json://` URLs to the same sink, "
+    "`notify()` once per round with the fixture's JSON as the body. Apprise sends a round's "
+    "notifications from its shared worker thread pool (`async_mode`, Python's default pool "
+    "size), each with a fresh `requests` connection. Lookout does the same rounds: one webhook "
+    "with the 50 URLs, one dispatch per round. Each side gets one untimed warm-up round; the "
+    "process start of Python is not timed.",
+    "4. **Isolation.** 50 targets answering after 50 ms; in the second run of each pair the "
+    "last target never answers (request timeout 1 s). An event is dispatched every 100 ms, "
+    "whether or not the last one is done, so unanswered requests pile up; the other 49 "
+    "targets' latency is the engine's own per-request duration from the report. Runs "
+    "alternate (5 pairs per layout); the noise band is the largest spread between runs of the "
+    f"same kind (at least {ISOLATION_FLOOR_MS:g} ms). Only a slowdown counts against the goal: "
+    "with one target silent there is one answer fewer to process per event, so those runs "
+    "may come out slightly faster.",
+    "5. **CLI.** The release binary, spawned and waited for, 40 times after 3 warm-ups, "
+    "alternating with `lookout --version` (process start alone); hyperfine times the same "
+    "command as a second clock when it is installed.",
+    "6. **Memory.** The bench starts itself again as a child process that builds a Tokio "
+    "runtime as the binary does, dispatches 1,000 events at once to a sink that holds each "
+    "request 3 s (the sink, in the parent, checks that all 1,000 were held at once), and "
+    "reads `VmHWM` from /proc/self/status. A bare reqwest child holding the same 1,000 "
+    "requests is the floor.",
+    "7. **`lookout serve`** (accepted events/s with fsync, and the drain rate against figure "
+    "2) is pending: the durable mode does not exist yet.",
+]
+
+# What profiling found when these benchmarks were first run (perf record on the release
+# bench), what was fixed and what bounds the figures now. Update when the engine changes.
+NOTES = [
+    "- **Throughput** first measured 0.70× bare reqwest (103 µs against 70 µs of CPU per "
+    "delivery). `perf` put most of the difference in the allocator (`malloc_consolidate`, "
+    "`_int_free`): every dispatch deep-copied the event's typed attributes, and every request "
+    "copied the forwarded payload into a new buffer. The event now shares its attributes and "
+    "the webhook's body is sent without a copy (`Body::to_wire`); the same conditions then measured "
+    "about 0.9×. What remains is what the engine does on purpose for each delivery: a task per "
+    "service (so that a panic or a slow service stays its own), two timers (the service's "
+    "deadline and the request timeout), a delivery id (UUID v7), parsing the URL the service "
+    "built, and redacting the target for the report. A delivery id used to cost a `getrandom` "
+    "system call; uuid's `fast-rng` now makes it from a thread-local generator.",
+    "- **CLI**: `send --dry-run` took 27 ms, 20 of them loading and parsing the system's CA "
+    "certificates for an HTTP client it never used. A dry run now builds no client (3 ms). A "
+    "real `send` still pays that once per process; a long-running `serve` pays it once.",
+    "- **Memory** was 44.7 MB with 1,000 deliveries in flight; the two copies above were most "
+    "of Lookout's share, and it is now about 38 MB. The floor is the HTTP client: each request "
+    "in flight holds its own HTTP/1.1 connection with its buffers (about 30 KB each), and bare "
+    "reqwest holding the same 1,000 requests peaks at about 34 MB. Lookout adds about 4 KB per "
+    "delivery in flight.",
+    "- **Fan-out to 50 webhooks** measured 1.25× before the fixes above: on a busy machine, "
+    "the wall time of a fan-out grows with the CPU each of its 50 deliveries needs.",
+    "- **Absolute numbers** depend on what else runs on the machine (see the load average "
+    "above): with nothing else running, bare reqwest makes about 45,000 of these POSTs/s here; "
+    "with other builds sharing the two cores, a quarter of that. Figures with goals are ratios "
+    "of interleaved measurements, which hold up under such load far better.",
+    "- **Apprise** sends each notification on a new connection (`requests`, no session), from "
+    "a shared pool of Python threads (6 on this machine: Python's default of CPUs + 4); its "
+    "JSON notifier is not throttled. Most of the ratio is that model against one async client "
+    "with pooled connections.",
+]
+
+
+if __name__ == "__main__":
+    main()
