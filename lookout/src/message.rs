@@ -45,6 +45,11 @@ impl Rich {
         });
         self
     }
+    /// Appends a link to an item: `#12 - Title`, to its short URL.
+    pub fn push_item(self, item: &Item) -> Rich {
+        self.push_link(item_label(item), &item.short_url)
+    }
+
     /// Joins several lines of rich text with a separator.
     pub fn join(parts: impl IntoIterator<Item = Rich>, separator: &str) -> Rich {
         let mut out = Rich::default();
@@ -184,7 +189,7 @@ impl Message {
                     event.action,
                     item.kind
                 ))
-                .push_link(item_label(item), &item.short_url),
+                .push_item(item),
                 actor: short_name(&item.created_by),
                 quote: quote(item.description.as_deref()),
                 ..Message::about(item, summary, product)
@@ -195,7 +200,7 @@ impl Message {
                     short_name(&comment.created_by),
                     comment.item.kind
                 ))
-                .push_link(item_label(&comment.item), &comment.item.short_url),
+                .push_item(&comment.item),
                 actor: short_name(&comment.created_by),
                 quote: quote(Some(&format::clean_mentions(&comment.body))),
                 ..Message::about(&comment.item, summary, product)
@@ -206,9 +211,9 @@ impl Message {
                     short_name(&block.user),
                     block.blocked.kind
                 ))
-                .push_link(item_label(&block.blocked), &block.blocked.short_url)
+                .push_item(&block.blocked)
                 .push(format!(" is blocked by the {} ", block.item.kind))
-                .push_link(item_label(&block.item), &block.item.short_url),
+                .push_item(&block.item),
                 actor: short_name(&block.user),
                 ..Message::about(&block.item, summary, product)
             },
@@ -218,7 +223,7 @@ impl Message {
                     short_name(&favorite.user),
                     favorite.item.kind
                 ))
-                .push_link(item_label(&favorite.item), &favorite.item.short_url),
+                .push_item(&favorite.item),
                 actor: short_name(&favorite.user),
                 ..Message::about(&favorite.item, summary, product)
             },

@@ -1,3 +1,6 @@
+//! The `discord` service (Discord). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs discord` shows them.
+
 use std::time::Duration;
 
 use lookout::format;

@@ -1,3 +1,6 @@
+//! The `email` service (Email). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs email` shows them.
+
 use lookout::email::{Email as Mail, Security, SmtpServer};
 use lookout::format::escape;
 use lookout::message::Message;

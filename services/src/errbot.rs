@@ -1,3 +1,6 @@
+//! The `errbot` service (Errbot). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs errbot` shows them.
+
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {

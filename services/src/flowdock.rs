@@ -1,3 +1,6 @@
+//! The `flowdock` service (Flowdock). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs flowdock` shows them.
+
 use lookout::format::{self, escape, full_name, sentence_case};
 use lookout::payload::{Attributes, Block, Deploy, Event, Favorite, Item, User};
 use lookout::request::endpoint;

@@ -1,3 +1,6 @@
+//! The `googlechat` service (Google Chat). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs googlechat` shows them.
+
 use lookout::format::{self, escape};
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;

@@ -1,3 +1,6 @@
+//! The `matrix` service (Matrix). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs matrix` shows them.
+
 use lookout::format::escape;
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;

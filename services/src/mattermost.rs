@@ -1,3 +1,6 @@
+//! The `mattermost` service (Mattermost). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs mattermost` shows them.
+
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};

@@ -1,3 +1,6 @@
+//! The `msteams` service (Microsoft Teams). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs msteams` shows them.
+
 use lookout::message::{Message, Rich};
 use lookout::ratelimit::RateLimit;
 use lookout::render::{self, Dialect};

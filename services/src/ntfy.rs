@@ -1,3 +1,6 @@
+//! The `ntfy` service (ntfy). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs ntfy` shows them.
+
 use lookout::message::Message;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};

@@ -1,3 +1,6 @@
+//! The `pagerduty` service (PagerDuty). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs pagerduty` shows them.
+
 use lookout::format::{self, attributes};
 use lookout::message::Message;
 use lookout::payload::{Attributes, Event, Item};

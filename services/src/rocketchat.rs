@@ -1,3 +1,6 @@
+//! The `rocketchat` service (Rocket.Chat). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs rocketchat` shows them.
+
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};

@@ -1,3 +1,6 @@
+//! The `slack` service (Slack). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs slack` shows them.
+
 use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
 use lookout::message::{Field, Rich, item_fields};
 use lookout::payload::{Attributes, Event, Item};
@@ -103,7 +106,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&comment.created_by),
                     comment.item.kind
                 ))
-                .push_link(format::item_label(&comment.item), &comment.item.short_url)
+                .push_item(&comment.item)
                 .push(":"),
             ),
             text: Rich::text(format!("\"{}\"", format::excerpt(&comment.body))),
@@ -116,7 +119,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&block.user),
                     block.blocked.kind
                 ))
-                .push_link(format::item_label(&block.blocked), &block.blocked.short_url)
+                .push_item(&block.blocked)
                 .push(format!(" is blocked by the {}:", block.item.kind)),
             ),
             ..about(&block.item)

@@ -1,3 +1,6 @@
+//! The `telegram` service (Telegram). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs telegram` shows them.
+
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};

@@ -1,3 +1,6 @@
+//! The `webhook` service (Webhook). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs webhook` shows them.
+
 use lookout::request::forward_payload;
 use lookout::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 

@@ -1,3 +1,6 @@
+//! The `zulip` service (Zulip). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs zulip` shows them.
+
 use lookout::message::Message;
 use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
