@@ -19,6 +19,7 @@ mod fanout;
 mod isolation;
 mod memory;
 mod peer;
+mod serve;
 mod sink;
 mod stats;
 mod throughput;
@@ -53,6 +54,9 @@ pub struct Plan {
     pub cli_runs: usize,
     pub in_flight: usize,
     pub memory_hold_ms: u64,
+    /// Events POSTed to `serve` per run, and runs.
+    pub serve_events: usize,
+    pub serve_runs: usize,
 }
 
 impl Plan {
@@ -75,6 +79,8 @@ impl Plan {
             cli_runs: 40,
             in_flight: 1_000,
             memory_hold_ms: 3_000,
+            serve_events: 2_000,
+            serve_runs: 3,
         }
     }
 
@@ -98,6 +104,8 @@ impl Plan {
             cli_runs: 2,
             in_flight: 20,
             memory_hold_ms: 300,
+            serve_events: 40,
+            serve_runs: 1,
         }
     }
 }
@@ -113,7 +121,15 @@ pub struct Bench {
 }
 
 /// The scenarios, in the order of docs/BENCHMARKS.md.
-const SCENARIOS: &[&str] = &["fanout", "throughput", "peer", "isolation", "cli", "memory"];
+const SCENARIOS: &[&str] = &[
+    "fanout",
+    "throughput",
+    "peer",
+    "isolation",
+    "cli",
+    "memory",
+    "serve",
+];
 
 fn main() {
     if let Ok(kind) = std::env::var("LOOKOUT_BENCH_CHILD") {
@@ -213,6 +229,7 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
                 .expect("cli bench")
         }
         "memory" => memory::run(bench).await,
+        "serve" => serve::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }
 }
