@@ -384,6 +384,28 @@ pub struct Stats {
     pub attempts: u64,
 }
 
+impl Stats {
+    /// Sorts `by_service` and derives `by_status` and `queue_depth` from it: a store
+    /// fills in the per-service counts, the rest follows.
+    pub fn tally(&mut self) {
+        self.by_service.sort();
+        self.by_status.clear();
+        self.queue_depth = 0;
+        for status in Status::ALL {
+            let count: u64 = self
+                .by_service
+                .iter()
+                .filter(|(_, s, _)| *s == status)
+                .map(|(_, _, n)| n)
+                .sum();
+            self.by_status.push((status, count));
+            if status.is_queued() {
+                self.queue_depth += count;
+            }
+        }
+    }
+}
+
 /// Everything `lookout serve` keeps. Implementations must be safe to share between the
 /// intake and many workers; every method is one transaction.
 #[async_trait]

@@ -724,19 +724,7 @@ impl Store for PostgresStore {
                 u64::try_from(n).unwrap_or(0),
             ));
         }
-        stats.by_service.sort();
-        for status in Status::ALL {
-            let n: u64 = stats
-                .by_service
-                .iter()
-                .filter(|(_, s, _)| *s == status)
-                .map(|(_, _, n)| n)
-                .sum();
-            stats.by_status.push((status, n));
-            if status.is_queued() {
-                stats.queue_depth += n;
-            }
-        }
+        stats.tally();
         let due = query(
             &client,
             "SELECT MIN(next_at) FROM deliveries WHERE status IN ('pending', 'failed')",

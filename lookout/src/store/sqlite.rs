@@ -697,19 +697,7 @@ impl Store for SqliteStore {
             for (service, status, count) in rows {
                 stats.by_service.push((service, status_of(&status)?, count));
             }
-            stats.by_service.sort();
-            for status in Status::ALL {
-                let count: u64 = stats
-                    .by_service
-                    .iter()
-                    .filter(|(_, s, _)| *s == status)
-                    .map(|(_, _, n)| n)
-                    .sum();
-                stats.by_status.push((status, count));
-                if status.is_queued() {
-                    stats.queue_depth += count;
-                }
-            }
+            stats.tally();
             stats.next_due = conn.query_row(
                 "SELECT MIN(next_at) FROM deliveries WHERE status IN ('pending', 'failed')",
                 [],
