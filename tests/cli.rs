@@ -23,40 +23,12 @@ fn fixture_path(name: &str) -> String {
 }
 
 /// Writes a config file into a fresh temp dir and returns its path.
-fn config(text: &str) -> (tempdir::Dir, String) {
-    let dir = tempdir::Dir::new();
-    let path = dir.path.join("lookout.toml");
+fn config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.toml");
     std::fs::write(&path, text).unwrap();
     let path = path.display().to_string();
     (dir, path)
-}
-
-/// A tiny self-cleaning temp dir (no extra crate needed for one folder).
-mod tempdir {
-    pub struct Dir {
-        pub path: std::path::PathBuf,
-    }
-    impl Dir {
-        pub fn new() -> Dir {
-            let path = std::env::temp_dir().join(format!("lookout-test-{}", uuid_like()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir { path }
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-    fn uuid_like() -> String {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
-    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -211,8 +183,8 @@ fn dry_run_prints_requests_with_secrets_redacted() {
 #[test]
 fn bad_input_exits_2_with_one_clear_line() {
     let (_dir, cfg) = config("[services.webhook]\nurls = [\"https://example.com/x\"]\n");
-    let dir = tempdir::Dir::new();
-    let bad: PathBuf = dir.path.join("bad.json");
+    let dir = tempfile::tempdir().unwrap();
+    let bad: PathBuf = dir.path().join("bad.json");
     std::fs::write(
         &bad,
         "{\"model\": \"Item\",\n \"product\": {\"id\": 1, \"name\": \"p\"},\n oops }",

@@ -26,9 +26,8 @@ fn readme_quotes_the_example() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_delivers() {
     let server = CaptureServer::start();
-    let dir = std::env::temp_dir().join(format!("lookout-readme-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("lookout.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lookout.toml");
     std::fs::write(
         &config,
         format!(
@@ -45,7 +44,6 @@ async fn the_example_delivers() {
     let report = library::deliver(config.to_str().unwrap(), &payload)
         .await
         .unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     assert!(!report.has_failures(), "{report:?}");
     assert_eq!(server.requests()[0].json()["model"], "Favorite");
 }

@@ -14,7 +14,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -59,23 +58,13 @@ struct Process {
 
 impl Process {
     fn start(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(args)
-            .env("LOOKOUT_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lookout");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first_line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("lookout {args:?} printed nothing"));
+        let (child, first_line) = common::spawn_reading_first_line(
+            Command::new(env!("CARGO_BIN_EXE_lookout"))
+                .args(args)
+                .env("LOOKOUT_TOKEN", TOKEN)
+                .stderr(Stdio::inherit()),
+            Duration::from_secs(30),
+        );
         Process { child, first_line }
     }
 

@@ -5,8 +5,9 @@
 //! at random moments, and checks that every event answered 202 is delivered at least
 //! once, that no refused event is, and that duplicates carry the same `webhook-id`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,26 +115,16 @@ struct Serving {
 
 impl Serving {
     fn start(dir: &Path, db: &Path, extra: &[&str]) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(db)
-            .args(extra)
-            .env("LOOKOUT_TOKEN", TOKEN)
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start lookout serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("serve prints where it listens");
+        let (child, first) = common::spawn_reading_first_line(
+            Command::new(env!("CARGO_BIN_EXE_lookout"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+                .arg(db)
+                .args(extra)
+                .env("LOOKOUT_TOKEN", TOKEN)
+                .current_dir(dir)
+                .stderr(Stdio::inherit()),
+            Duration::from_secs(20),
+        );
         let url = first
             .split_whitespace()
             .find(|w| w.starts_with("http://"))

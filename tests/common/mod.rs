@@ -129,3 +129,31 @@ pub fn with_test_delivery_id(text: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// Starts a long-running `lookout` command (`serve`, `worker`) with its stdout piped, and
+/// waits up to `wait` for the first line it prints (where it listens, who it is). The
+/// rest of its output is drained in the background so it never blocks on a full pipe.
+pub fn spawn_reading_first_line(
+    command: &mut std::process::Command,
+    wait: std::time::Duration,
+) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lookout");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(wait)
+        .unwrap_or_else(|_| panic!("{command:?} printed nothing within {wait:?}"));
+    (child, first)
+}
