@@ -45,7 +45,7 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz:
 	cd fuzz && for target in payload config message retry_after; do \
-		seeds=seeds/$$target; [ $$target = payload ] && seeds=../tests/fixtures; \
+		seeds=seeds/$$target; [ $$target = payload ] && seeds=../testkit/fixtures; \
 		mkdir -p corpus/$$target && \
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$target corpus/$$target $$seeds -- \
 			-max_total_time=$(FUZZ_SECONDS) || exit 1; \

@@ -43,7 +43,7 @@ if command -v hyperfine >/dev/null 2>&1; then
     echo "bench: hyperfine on the CLI"
     hyperfine --shell=none --warmup 5 --runs 50 --export-json "$OUT/hyperfine.json" \
         --output=null \
-        "target/release/lookout send --dry-run --payload tests/fixtures/item.json --config $OUT/cli-config.toml" \
+        "target/release/lookout send --dry-run --payload lookout/samples/item.json --config $OUT/cli-config.toml" \
         >/dev/null 2>"$OUT/hyperfine.log"
 fi
 

@@ -7,34 +7,24 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use lookout::server::{self, ServeConfig};
-use lookout::store::{self, DeliveryFilter};
-use lookout::testing::{CaptureServer, Reply};
 use lookout::{Event, Settings};
+use lookout_server::intake::{self, ServeConfig};
+use lookout_server::store::{self, DeliveryFilter};
+use lookout_testkit::{CaptureServer, Reply};
 
 use crate::{Fatal, output};
 
-/// The built-in sample events, by model.
-const SAMPLES: &[(&str, &str)] = &[
-    ("Item", include_str!("../tests/fixtures/item.json")),
-    ("Comment", include_str!("../tests/fixtures/comment.json")),
-    ("Block", include_str!("../tests/fixtures/block.json")),
-    ("Favorite", include_str!("../tests/fixtures/favorite.json")),
-    ("Deploy", include_str!("../tests/fixtures/deploy.json")),
-];
-
 pub fn sample(model: &str) -> Result<&'static str, Fatal> {
-    SAMPLES
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(model))
-        .map(|(_, json)| *json)
-        .ok_or_else(|| {
-            let known: Vec<&str> = SAMPLES.iter().map(|(name, _)| *name).collect();
-            Fatal(format!(
-                "no sample for model `{model}` (known: {})",
-                known.join(", ")
-            ))
-        })
+    lookout::samples::for_model(model).ok_or_else(|| {
+        let known: Vec<&str> = lookout::samples::ALL
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        Fatal(format!(
+            "no sample for model `{model}` (known: {})",
+            known.join(", ")
+        ))
+    })
 }
 
 /// The demo product's services: each points at the local sink, under a path that says
@@ -107,7 +97,7 @@ pub async fn run() -> Result<ExitCode, Fatal> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::run(listener, store.clone(), config, async {
+    let serving = tokio::spawn(intake::run(listener, store.clone(), config, async {
         let _ = stopped.await;
     }));
 
@@ -117,13 +107,13 @@ pub async fn run() -> Result<ExitCode, Fatal> {
         sink.url()
     );
     let client = reqwest::Client::new();
-    for (model, json) in SAMPLES {
+    for (model, json) in lookout::samples::ALL {
         Event::parse(json)?;
         let answer = client
             .post(format!("http://{address}/v1/products/demo/events"))
             .bearer_auth(token)
             .header("content-type", "application/json")
-            .body(*json)
+            .body(json)
             .send()
             .await
             .map_err(|e| Fatal(format!("posting the sample: {e}")))?;

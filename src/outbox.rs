@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use lookout::server::{self, ServeConfig};
-use lookout::store::{self, DeliveryFilter, Status, Store, StoredInstance};
-use lookout::worker::{RetrySchedule, WorkerConfig};
+use lookout_server::intake::{self, ServeConfig};
+use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
+use lookout_server::worker::{RetrySchedule, WorkerConfig};
 use serde_json::{Map, Value};
 
 use crate::{Fatal, output};
@@ -239,7 +239,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             store::shown_database(&args.db.database)
         );
         std::io::stdout().flush()?;
-        server::run(listener, store, config, server::shutdown_signal()).await?;
+        intake::run(listener, store, config, intake::shutdown_signal()).await?;
         println!("lookout serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -265,7 +265,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
             config.concurrency
         );
         std::io::stdout().flush()?;
-        server::run_workers(store, settings, config, server::shutdown_signal()).await?;
+        intake::run_workers(store, settings, config, intake::shutdown_signal()).await?;
         println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })

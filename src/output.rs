@@ -166,7 +166,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
 }
 
 /// A stored time (Unix milliseconds) as UTC, to the second.
-fn time(ms: lookout::store::Millis) -> String {
+fn time(ms: lookout_server::store::Millis) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
 }
@@ -178,7 +178,7 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-pub fn products(products: &[lookout::store::Product], json: bool) {
+pub fn products(products: &[lookout_server::store::Product], json: bool) {
     if json {
         let shown: Vec<_> = products.iter().map(|p| p.to_redacted_json()).collect();
         print_json(&shown);
@@ -213,7 +213,7 @@ pub fn products(products: &[lookout::store::Product], json: bool) {
 }
 
 /// One product; options are shown with their secrets redacted.
-pub fn product(product: &lookout::store::Product, json: bool) {
+pub fn product(product: &lookout_server::store::Product, json: bool) {
     if json {
         print_json(&product.to_redacted_json());
         return;
@@ -245,7 +245,7 @@ pub fn product(product: &lookout::store::Product, json: bool) {
     }
 }
 
-pub fn deliveries(rows: &[lookout::store::DeliveryRow], json: bool) {
+pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
     if json {
         print_json(&rows);
         return;
@@ -284,8 +284,8 @@ pub fn deliveries(rows: &[lookout::store::DeliveryRow], json: bool) {
 }
 
 pub fn delivery(
-    row: &lookout::store::DeliveryRow,
-    attempts: &[lookout::store::AttemptRecord],
+    row: &lookout_server::store::DeliveryRow,
+    attempts: &[lookout_server::store::AttemptRecord],
     json: bool,
 ) {
     if json {
@@ -321,7 +321,7 @@ pub fn delivery(
     );
 }
 
-pub fn stats(stats: &lookout::store::Stats, json: bool) {
+pub fn stats(stats: &lookout_server::store::Stats, json: bool) {
     if json {
         print_json(stats);
         return;

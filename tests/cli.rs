@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lookout::testing::{CaptureServer, Reply};
+use lookout_testkit::{CaptureServer, Reply};
 
 const CANARY: &str = "CANARYs3cr3t";
 
@@ -19,7 +19,7 @@ fn lookout(args: &[&str]) -> Output {
 }
 
 fn fixture_path(name: &str) -> String {
-    format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"))
+    lookout_testkit::fixture_path(name)
 }
 
 /// Writes a config file into a fresh temp dir and returns its path.

@@ -4,8 +4,8 @@
 
 mod common;
 
-use lookout::testing::CaptureServer;
 use lookout::{Body, BuildError, Engine, Job, Outcome, Outgoing, catalogue};
+use lookout_testkit::CaptureServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_delivers_what_it_builds() {

@@ -7,12 +7,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookout::retry::Retry;
-use lookout::testing::{CaptureServer, Reply};
+use lookout::delivery::retry::Retry;
 use lookout::{
     BuildError, Delivery, Engine, HttpRequest, Instance, Job, Options, Outcome, Outgoing,
     RateLimit, Registration, Schema, Service, ServiceResult, Settings, Transport,
 };
+use lookout_testkit::{CaptureServer, Reply};
 use serde_json::json;
 
 /// Short timeouts and pauses so that the whole suite takes a few seconds.
@@ -39,7 +39,7 @@ fn webhook(name: &str, url: &str) -> Instance {
 struct Run {
     faulty: Delivery,
     healthy: Delivery,
-    arrived: Vec<lookout::testing::Captured>,
+    arrived: Vec<lookout_testkit::Captured>,
     took: Duration,
 }
 
@@ -118,7 +118,7 @@ fn failed_reason(delivery: &Delivery) -> (&str, Option<u16>) {
     }
 }
 
-fn gap(arrived: &[lookout::testing::Captured], i: usize) -> Duration {
+fn gap(arrived: &[lookout_testkit::Captured], i: usize) -> Duration {
     arrived[i].at.duration_since(arrived[i - 1].at)
 }
 

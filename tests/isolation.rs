@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use lookout::testing::CaptureServer;
 use lookout::{BuildError, Engine, Instance, Job, Outcome, Outgoing, Schema, Service, Settings};
+use lookout_testkit::CaptureServer;
 use serde_json::{Map, json};
 
 mod panics {
@@ -134,7 +134,7 @@ async fn services_run_concurrently() {
     let server = CaptureServer::start();
     server.script(
         "/",
-        [lookout::testing::Reply::ok().delay(Duration::from_millis(300))],
+        [lookout_testkit::Reply::ok().delay(Duration::from_millis(300))],
     );
     let engine = Engine::with_settings(common::test_settings()).unwrap();
     let instances: Vec<Instance> = (0..10)

@@ -5,10 +5,10 @@
 
 mod common;
 
-use lookout::testing::{CaptureServer, Captured};
 use lookout::{
     BuildError, Engine, Event, Instance, Job, Outcome, Outgoing, Registration, catalogue,
 };
+use lookout_testkit::{CaptureServer, Captured};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_field_fails_only_the_services_that_format() {

@@ -4,7 +4,7 @@ mod common;
 #[path = "../examples/library.rs"]
 mod library;
 
-use lookout::testing::CaptureServer;
+use lookout_testkit::CaptureServer;
 
 fn quoted_part(source: &str) -> &str {
     let start = source.find("// README:start\n").unwrap() + "// README:start\n".len();
@@ -37,10 +37,7 @@ async fn the_example_delivers() {
         ),
     )
     .unwrap();
-    let payload = format!(
-        "{}/tests/fixtures/favorite.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let payload = lookout_testkit::fixture_path("favorite");
     let report = library::deliver(config.to_str().unwrap(), &payload)
         .await
         .unwrap();

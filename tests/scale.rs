@@ -19,9 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookout::store::postgres::TestSchema;
-use lookout::store::{self, NewDelivery, NewEvent, Status, Store, StoredInstance};
-use lookout::testing::{CaptureServer, Reply};
+use lookout_server::store::{self, NewDelivery, NewEvent, Status, Store, StoredInstance};
+use lookout_testkit::postgres::TestSchema;
+use lookout_testkit::{CaptureServer, Reply};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "scale-token-0123456789abcdef";
@@ -134,7 +134,7 @@ fn cpu_ms(pid: u32) -> Option<u64> {
 }
 
 fn numbered_event(seq: usize) -> String {
-    let mut event: Value = serde_json::from_str(include_str!("fixtures/item.json")).unwrap();
+    let mut event: Value = serde_json::from_str(lookout::samples::ALL[0].1).unwrap();
     event["attributes"]["title"] = Value::from(format!("scale test #{seq}"));
     event.to_string()
 }

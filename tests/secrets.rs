@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lookout::options::Kind;
-use lookout::testing::{CaptureServer, Reply};
 use lookout::{
     Config, Engine, Event, Instance, Job, Outgoing, Registration, Service as _, Settings, catalogue,
 };
+use lookout_testkit::{CaptureServer, Reply};
 use serde_json::{Map, Value, json};
 
 /// Every canary holds this (so that a canary shown in part is caught too); each secret

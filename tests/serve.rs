@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout::testing::{CaptureServer, Captured, Reply};
+use lookout_testkit::{CaptureServer, Captured, Reply};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
@@ -179,7 +179,7 @@ fn client() -> reqwest::Client {
 
 /// The item fixture with a numbered title, to recognise it at the receiver.
 fn numbered_event(seq: u64) -> String {
-    let mut event: Value = serde_json::from_str(include_str!("fixtures/item.json")).unwrap();
+    let mut event: Value = serde_json::from_str(lookout::samples::ALL[0].1).unwrap();
     event["attributes"]["title"] = Value::from(format!("crash test #{seq}"));
     event.to_string()
 }
@@ -228,7 +228,7 @@ async fn intake_and_products_api() {
         .unwrap();
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another `lookout serve` is using"));
-    let event = include_str!("fixtures/item.json");
+    let event = lookout::samples::ALL[0].1;
 
     // Auth: none, wrong, right.
     let none = http
@@ -299,7 +299,7 @@ async fn intake_and_products_api() {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "payload={}",
-            form_encode(include_str!("fixtures/comment.json"))
+            form_encode(lookout::samples::ALL[1].1)
         ))
         .send()
         .await
@@ -317,7 +317,7 @@ async fn intake_and_products_api() {
     assert!(
         arrived
             .iter()
-            .any(|r| r.text() == include_str!("fixtures/comment.json"))
+            .any(|r| r.text() == lookout::samples::ALL[1].1)
     );
 
     // Health, metrics, catalogue.
@@ -430,7 +430,7 @@ async fn dead_letters_and_redelivery_from_the_command_line() {
     let response = http
         .post(format!("{}/v1/products/p1/events", serving.url))
         .bearer_auth(TOKEN)
-        .body(include_str!("fixtures/item.json"))
+        .body(lookout::samples::ALL[0].1)
         .send()
         .await
         .unwrap();
@@ -512,7 +512,7 @@ async fn graceful_shutdown_finishes_attempts_in_flight() {
     let response = client()
         .post(format!("{}/v1/products/p1/events", serving.url))
         .bearer_auth(TOKEN)
-        .body(include_str!("fixtures/item.json"))
+        .body(lookout::samples::ALL[0].1)
         .send()
         .await
         .unwrap();
@@ -540,7 +540,7 @@ async fn deliveries_due_later_survive_a_restart_and_go_out_on_time() {
     let response = client()
         .post(format!("{}/v1/products/p1/events", serving.url))
         .bearer_auth(TOKEN)
-        .body(include_str!("fixtures/item.json"))
+        .body(lookout::samples::ALL[0].1)
         .send()
         .await
         .unwrap();

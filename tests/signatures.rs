@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lookout::testing::{CaptureServer, Reply};
 use lookout::{Config, Engine, Outcome, Settings};
+use lookout_testkit::{CaptureServer, Reply};
 use serde_json::json;
 
 /// The secret from the Standard Webhooks specification's examples.

@@ -16,7 +16,7 @@ pub fn run(binary: &Path, runs: usize, scratch: &Path) -> Value {
         "[services.webhook]\nurls = [\"https://hooks.example.com/sprintly\"]\n",
     )
     .expect("write the CLI bench config");
-    let payload = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/item.json");
+    let payload = Path::new(env!("CARGO_MANIFEST_DIR")).join("lookout/samples/item.json");
     let dry_run: Vec<String> = vec![
         "send".into(),
         "--dry-run".into(),
@@ -49,7 +49,7 @@ pub fn run(binary: &Path, runs: usize, scratch: &Path) -> Value {
         floor.push(time_once(binary, &version));
     }
     json!({
-        "command": "lookout send --dry-run --payload tests/fixtures/item.json --config cli-config.toml",
+        "command": "lookout send --dry-run --payload lookout/samples/item.json --config cli-config.toml",
         "runs": runs,
         "dry_run_ms": round3(median(&dry)),
         "dry_run_p90_ms": round3(percentile(&dry, 90.0)),

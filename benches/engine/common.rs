@@ -8,7 +8,7 @@ use lookout::{Engine, Event, Instance, Outcome, Report, Settings};
 use serde_json::{Map, Value};
 
 /// The sample event every scenario sends (the webhook forwards it byte for byte).
-pub const ITEM: &str = include_str!("../../tests/fixtures/item.json");
+pub const ITEM: &str = lookout::samples::ALL[0].1;
 
 pub fn event() -> Event {
     Event::parse(ITEM).expect("the item fixture parses")

@@ -108,7 +108,7 @@ async fn lookout_rounds(
 
 fn apprise(python: &Path, rounds: usize, urls: &[String]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_apprise.py");
-    let body = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/item.json");
+    let body = Path::new(env!("CARGO_MANIFEST_DIR")).join("lookout/samples/item.json");
     let output = Command::new(python)
         .arg(script)
         .arg(rounds.to_string())

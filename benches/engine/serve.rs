@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use futures::stream;
-use lookout::server::{self, ServeConfig};
-use lookout::store::{self, Store};
-use lookout::worker::WorkerConfig;
+use lookout_server::intake::{self, ServeConfig};
+use lookout_server::store::{self, Store};
+use lookout_server::worker::WorkerConfig;
 use serde_json::{Value, json};
 
 use crate::common;
@@ -108,7 +108,7 @@ async fn accept(
         listener.local_addr().expect("address")
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server::run(listener, store, config, async {
+    let serving = tokio::spawn(intake::run(listener, store, config, async {
         let _ = stopped.await;
     }));
     let body = common::body(event);
@@ -148,7 +148,7 @@ async fn drain_all(store: Arc<dyn Store>, bench: &Bench, n: usize) -> f64 {
     let before = bench.sink.received();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let working = tokio::spawn(server::run_workers(
+    let working = tokio::spawn(intake::run_workers(
         store.clone(),
         common::settings(),
         config,

@@ -1,5 +1,5 @@
 //! The bench's sink: a lean HTTP server on 127.0.0.1 that reads each request, waits as
-//! its path says and answers `200 ok`. Unlike `lookout::testing::CaptureServer` it keeps
+//! its path says and answers `200 ok`. Unlike `lookout_testkit::CaptureServer` it keeps
 //! nothing but counters, so 20,000 requests cost it no memory and no locks.
 //!
 //! Paths: `/ms/<delay>/…` answers after `<delay>` milliseconds, `/hang/…` never answers,

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use services as _;
 
 static EVENT: LazyLock<lookout::Event> = LazyLock::new(|| {
-    lookout::Event::parse(include_str!("../../tests/fixtures/item.json")).expect("fixture")
+    lookout::Event::parse(lookout::samples::ALL[0].1).expect("fixture")
 });
 
 fuzz_target!(|data: &[u8]| {

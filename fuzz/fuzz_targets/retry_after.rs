@@ -9,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let header = std::str::from_utf8(data).ok();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    if let Some(wait) = lookout::retry::retry_after(header, data, now) {
-        assert!(wait <= lookout::retry::MAX_RETRY_AFTER, "{wait:?}");
+    if let Some(wait) = lookout::delivery::retry::retry_after(header, data, now) {
+        assert!(wait <= lookout::delivery::retry::MAX_RETRY_AFTER, "{wait:?}");
         // Callers schedule with it: this must not overflow.
         let _ = std::time::Instant::now() + wait;
     }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use pulldown_cmark::{Options as Markdown, Parser, html};
 
+use crate::delivery::ratelimit::RateLimit;
 use crate::options::{Kind, OptionSpec};
-use crate::ratelimit::RateLimit;
 use crate::service::{Registration, catalogue};
 
 /// Markdown to HTML (tables and strikethrough on).

@@ -563,11 +563,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Event {
-        let path = format!(
-            "{}/../tests/fixtures/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Event::parse(&std::fs::read_to_string(path).unwrap()).unwrap()
+        crate::samples::edge_case(name)
     }
 
     #[test]

@@ -17,47 +17,31 @@
 //!
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
-//! [`delivery`] (sending, with [`retry`], [`ratelimit`] and the [`ssrf`] guard),
-//! [`request`] (what services build), [`email`] (SMTP), [`redact`], [`docs`].
+//! [`delivery`] (sending, with its retry, rate limit, SSRF guard, signing and SMTP),
+//! [`request`] (what services build), [`redact`], [`docs`].
 
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
-#[cfg(test)]
-mod echo;
-pub mod email;
 pub mod format;
 pub mod message;
-#[cfg(feature = "serve")]
-pub mod metrics;
 pub mod options;
 pub mod payload;
-pub mod ratelimit;
 pub mod redact;
 pub mod render;
 pub mod request;
-pub mod retry;
-#[cfg(feature = "serve")]
-pub mod server;
+pub mod samples;
 pub mod service;
 pub mod settings;
-pub mod signing;
-pub mod ssrf;
-#[cfg(feature = "serve")]
-pub mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
-#[cfg(feature = "serve")]
-pub mod worker;
 
 pub use config::{Config, ConfigError, Instance};
+pub use delivery::ratelimit::RateLimit;
 pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
 pub use message::{Message, Rich};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
-pub use ratelimit::RateLimit;
 pub use request::{Body, HttpRequest, Method, RequestPreview};
 pub use service::{BuildError, Job, Outgoing, Registration, SERVICES, Service, catalogue};
 pub use settings::Settings;

@@ -167,8 +167,7 @@ mod tests {
     use super::*;
 
     fn message() -> Message {
-        let json = include_str!("../../tests/fixtures/item-markup.json");
-        Message::from_event(&crate::Event::parse(json).unwrap()).unwrap()
+        Message::from_event(&crate::samples::edge_case("item-markup")).unwrap()
     }
 
     #[test]

@@ -270,7 +270,7 @@ pub fn forward_payload(
     use crate::BuildError;
     let signing = match signing_secret {
         Some(secret) => Some(Signing::StandardWebhooks {
-            key: crate::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+            key: crate::delivery::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
         }),
         None => None,
     };

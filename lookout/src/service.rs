@@ -5,11 +5,11 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::delivery::ratelimit::RateLimit;
+use crate::delivery::smtp::Email;
 use crate::delivery::{Delivery, Transport};
-use crate::email::Email;
 use crate::options::{Options, Schema};
 use crate::payload::{Event, PayloadError};
-use crate::ratelimit::RateLimit;
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, RequestPreview};
 
@@ -38,7 +38,7 @@ impl Job<'_> {
 #[non_exhaustive]
 pub enum Outgoing {
     Http(HttpRequest),
-    /// A message sent over SMTP (see [`crate::email`]).
+    /// A message sent over SMTP (see [`crate::delivery::smtp`]).
     Email(Email),
 }
 

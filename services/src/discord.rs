@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::format;
 use lookout::message::{Field, Message};
-use lookout::ratelimit::RateLimit;
 use lookout::render::Dialect;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -138,7 +138,7 @@ fn field(field: &Field) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, deliver_one, fixture_json};
     use serde_json::json;
 
     const TOKEN: &str = "s3cret-W3bhook-T0ken";

@@ -1,7 +1,7 @@
 //! The `email` service (Email). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs email` shows them.
 
-use lookout::email::{Email as Mail, Security, SmtpServer};
+use lookout::delivery::smtp::{Email as Mail, Security, SmtpServer};
 use lookout::format::escape;
 use lookout::message::Message;
 use lookout::{BuildError, Job, OptionSpec, Outgoing, Schema, Service};
@@ -131,7 +131,7 @@ mod tests {
     use std::time::Duration;
 
     use lookout::Outcome;
-    use lookout::testing::{SmtpCaptureServer, assert_hidden, dispatch_one, fixture_json};
+    use lookout_testkit::{SmtpCaptureServer, assert_hidden, dispatch_one, fixture_json};
     use serde_json::{Value, json};
 
     const PASSWORD: &str = "s3cret-SMTP-pass";

@@ -135,7 +135,7 @@ token = "4f9c1d7e2b8a6035c1e9f7d2a4b6c8e0""#
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Captured, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, Captured, deliver_one, fixture_json};
     use serde_json::json;
 
     const TOKEN: &str = "t0kenErrbotSecret42";
@@ -151,7 +151,7 @@ mod tests {
             })
         };
         let (report, sent) = deliver_one("errbot", options, fixture, TOKEN).await;
-        (sent, lookout::testing::shown(&report))
+        (sent, lookout_testkit::shown(&report))
     }
 
     #[tokio::test]

@@ -263,11 +263,11 @@ fn project(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lookout::testing::{
+    use lookout::{Body, Instance};
+    use lookout_testkit::{
         CaptureServer, MARKUP_TITLE, Reply, assert_hidden, deliver_one, dispatch_one, fixture,
         fixture_json,
     };
-    use lookout::{Body, Instance};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "f10wt0ken5ecret";

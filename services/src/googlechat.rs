@@ -1,9 +1,9 @@
 //! The `googlechat` service (Google Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs googlechat` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::format::{self, escape};
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::render::simple_html;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -125,7 +125,7 @@ fn google_color(hex: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
     use serde_json::json;
 
     const KEY: &str = "AIzaExampleKey";

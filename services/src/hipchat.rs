@@ -74,7 +74,7 @@ room_id = "Development""#
 #[cfg(test)]
 mod tests {
     use lookout::Instance;
-    use lookout::testing::{CaptureServer, deliver_one, fixture, fixture_json};
+    use lookout_testkit::{CaptureServer, deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "h1pch4tt0ken5ecret";

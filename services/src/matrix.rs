@@ -1,9 +1,9 @@
 //! The `matrix` service (Matrix). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs matrix` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::format::escape;
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
 
@@ -122,8 +122,8 @@ fn formatted_body(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{deliver_one, fixture, fixture_json};
     use lookout::{Instance, Job, Outgoing, Service};
+    use lookout_testkit::{deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "syt_secret_token_123";
@@ -143,7 +143,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn puts_an_html_notice_into_the_room() {
-        let options = |server: &lookout::testing::CaptureServer| {
+        let options = |server: &lookout_testkit::CaptureServer| {
             options(&format!("{}/", server.url()), "!room:example.org")
         };
         let (_, request) =

@@ -1,8 +1,8 @@
 //! The `mattermost` service (Mattermost). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs mattermost` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
@@ -75,7 +75,7 @@ impl Service for Mattermost {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, MARKUP_TITLE, deliver_one, fixture_json};
     use serde_json::json;
 
     const KEY: &str = "x9generatedkey7q";

@@ -1,8 +1,8 @@
 //! The `msteams` service (Microsoft Teams). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs msteams` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::message::{Message, Rich};
-use lookout::ratelimit::RateLimit;
 use lookout::render::{self, Dialect};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
@@ -149,7 +149,7 @@ fn container_style(color: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
     use serde_json::json;
 
     const SIGNATURE: &str = "S1gnature-0f-the-workflow";

@@ -129,7 +129,7 @@ fn priority(name: Option<&str>) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Captured, MARKUP_TITLE, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, Captured, MARKUP_TITLE, deliver_one, fixture_json};
     use serde_json::{Value, json};
 
     const TOPIC: &str = "sprintly-topicSecret77";
@@ -147,7 +147,7 @@ mod tests {
             options
         };
         let (report, sent) = deliver_one("ntfy", options, &fixture_json(fixture), TOPIC).await;
-        (sent, lookout::testing::shown(&report))
+        (sent, lookout_testkit::shown(&report))
     }
 
     #[tokio::test]

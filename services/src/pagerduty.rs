@@ -1,10 +1,10 @@
 //! The `pagerduty` service (PagerDuty). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs pagerduty` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::format::{self, attributes};
 use lookout::message::Message;
 use lookout::payload::{Attributes, Event, Item};
-use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -206,7 +206,7 @@ fn extend(body: &mut Value, more: Value) {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, assert_hidden, dispatch_one, fixture_json};
+    use lookout_testkit::{CaptureServer, assert_hidden, dispatch_one, fixture_json};
     use serde_json::{Value, json};
 
     const KEY: &str = "R0UT1NGk3y0123456789abcdefABCDEF";

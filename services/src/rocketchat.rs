@@ -1,8 +1,8 @@
 //! The `rocketchat` service (Rocket.Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs rocketchat` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
@@ -89,7 +89,7 @@ impl Service for Rocketchat {
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
     use serde_json::json;
 
     const TOKEN: &str = "T0kenOfTheIntegration";

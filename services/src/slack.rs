@@ -1,10 +1,10 @@
 //! The `slack` service (Slack). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs slack` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
 use lookout::message::{Field, Rich, item_fields};
 use lookout::payload::{Attributes, Event, Item};
-use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -194,7 +194,7 @@ fn product_link(item: &Item, event: &Event) -> Rich {
 #[cfg(test)]
 mod tests {
     use lookout::Instance;
-    use lookout::testing::{CaptureServer, deliver_one, fixture, fixture_json};
+    use lookout_testkit::{CaptureServer, deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
 
     const SECRET_PATH: &str = "services/T0SECRET/B0SECRET/hunter2hunter2";

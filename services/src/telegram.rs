@@ -1,8 +1,8 @@
 //! The `telegram` service (Telegram). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs telegram` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::json;
 
@@ -92,7 +92,7 @@ chat_id = "-1001234567890""#
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{
+    use lookout_testkit::{
         CaptureServer, Reply, assert_hidden, deliver_one, dispatch_one, fixture_json,
     };
     use serde_json::{Value, json};
@@ -131,7 +131,7 @@ mod tests {
         );
 
         // …and is redacted from the report (`deliver_one` checked it shows nowhere).
-        let shown = lookout::testing::shown(&report);
+        let shown = lookout_testkit::shown(&report);
         assert!(shown.contains("/bot[redacted]/sendMessage"), "{shown}");
     }
 

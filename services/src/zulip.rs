@@ -1,8 +1,8 @@
 //! The `zulip` service (Zulip). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs zulip` shows them.
 
+use lookout::delivery::ratelimit::RateLimit;
 use lookout::message::Message;
-use lookout::ratelimit::RateLimit;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
@@ -100,7 +100,7 @@ topic = "Sprint.ly""#
 
 #[cfg(test)]
 mod tests {
-    use lookout::testing::{CaptureServer, Captured, deliver_one, fixture_json};
+    use lookout_testkit::{CaptureServer, Captured, deliver_one, fixture_json};
     use serde_json::json;
 
     const KEY: &str = "k3yZulipSecret0123";

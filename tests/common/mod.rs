@@ -2,34 +2,27 @@
 //! pointed at a local capture server.
 #![allow(dead_code)] // each test crate uses a different part
 
-use std::path::Path;
-
 use lookout::options::Kind;
-use lookout::{Event, Instance, Registration, Settings};
+use lookout::{Instance, Registration, Settings};
 use serde_json::{Map, Value};
 // Links every service into the test binary.
 use services as _;
 
 /// Every fixture payload, `(name, json)`, sorted by name.
 pub fn fixtures() -> Vec<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut all: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("tests/fixtures")
-        .map(|entry| entry.expect("fixture entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .map(|path| {
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&path).expect("fixture"))
+    let mut all: Vec<(String, String)> = lookout_testkit::fixture_names()
+        .into_iter()
+        .map(|name| {
+            let json = lookout_testkit::fixture_json(&name);
+            (name, json)
         })
         .collect();
     all.sort();
     all
 }
 
-pub fn fixture(name: &str) -> Event {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.json"));
-    Event::parse(&std::fs::read_to_string(path).expect("fixture")).expect("fixture parses")
-}
+#[allow(unused_imports)]
+pub use lookout_testkit::fixture;
 
 /// The service's example options (its `example()` TOML) as a JSON table.
 pub fn example_options(reg: &Registration) -> Map<String, Value> {
@@ -83,9 +76,9 @@ fn move_url(url: &str, base: &str) -> String {
 }
 
 /// Settings for tests: short deadlines so a hung target costs little
-/// ([`lookout::testing::settings`], the one place they are decided).
+/// ([`lookout_testkit::settings`], the one place they are decided).
 pub fn test_settings() -> Settings {
-    lookout::testing::settings()
+    lookout_testkit::settings()
 }
 
 /// The `[engine]` lines tests put in config files (short timeouts).

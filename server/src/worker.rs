@@ -22,15 +22,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Instance;
-use crate::delivery::{Attempt, Delivery, Outcome, Transport};
 use crate::metrics::{Counter, Metrics};
-use crate::payload::Event;
-use crate::retry::Retry;
-use crate::service::{BuildError, Job, Outgoing};
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
+use lookout::config::Instance;
+use lookout::delivery::retry::Retry;
+use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
+use lookout::payload::Event;
+use lookout::service::{BuildError, Job, Outgoing};
 
 /// When to try again after a failed attempt: one delay per retry, then dead-letter.
 #[derive(Debug, Clone, PartialEq)]
@@ -369,7 +369,10 @@ async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>
     match tokio::time::timeout(deadline, all).await {
         Ok(sent) => sent,
         Err(_) => {
-            let reason = format!("deadline of {} exceeded", crate::format::duration(deadline));
+            let reason = format!(
+                "deadline of {} exceeded",
+                lookout::format::duration(deadline)
+            );
             left.iter()
                 .map(|(_, outgoing)| {
                     let target = outgoing.shown_target(job.options.redactor());
@@ -517,12 +520,12 @@ impl Ending<'_> {
     }
 }
 
-#[cfg(all(test, feature = "testing"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Settings;
-    use crate::request::HttpRequest;
-    use crate::testing::{CaptureServer, Reply};
+    use lookout::Settings;
+    use lookout::request::HttpRequest;
+    use lookout_testkit::{CaptureServer, Reply};
     use serde_json::{Map, json};
 
     const PAYLOAD: &str =

@@ -1,10 +1,10 @@
 //! A service for the engine's own unit tests (the real ones live in the services crate,
 //! which the engine cannot depend on): POSTs the raw payload to each of `urls`.
 
-use crate::request::forward_payload;
-use crate::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
+use lookout::request::forward_payload;
+use lookout::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 
-crate::service! {
+lookout::service! {
     /// Echo
     ///
     /// Test only.

@@ -20,8 +20,8 @@
 
 pub mod postgres;
 pub mod sqlite;
-#[cfg(any(test, feature = "testing"))]
-pub mod suite;
+#[cfg(test)]
+mod suite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::Instance;
-use crate::options::OptionProblem;
+use lookout::config::Instance;
+use lookout::options::OptionProblem;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub type Millis = i64;

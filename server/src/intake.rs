@@ -28,13 +28,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
-use crate::delivery::Transport;
-use crate::dispatch::new_delivery_id;
 use crate::metrics::Metrics;
-use crate::payload::{Event, PayloadError};
-use crate::settings::Settings;
 use crate::store::{self, NewDelivery, NewEvent, Store, check_name, now_ms};
 use crate::worker::{Worker, WorkerConfig};
+use lookout::delivery::Transport;
+use lookout::dispatch::new_delivery_id;
+use lookout::payload::{Event, PayloadError};
+use lookout::settings::Settings;
 
 /// How `serve` runs.
 #[derive(Debug, Clone)]
@@ -241,7 +241,7 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn services() -> Response {
-    let all: Vec<_> = crate::catalogue().iter().map(|r| r.summary()).collect();
+    let all: Vec<_> = lookout::catalogue().iter().map(|r| r.summary()).collect();
     axum::Json(all).into_response()
 }
 
@@ -307,7 +307,7 @@ async fn intake(
         .filter(|instance| {
             // A service this build does not know still gets its delivery: the worker
             // reports why it cannot be sent, where an operator will see it.
-            crate::service::find(&instance.service).is_none_or(|r| r.listens_to(&event))
+            lookout::service::find(&instance.service).is_none_or(|r| r.listens_to(&event))
         })
         .map(|instance| NewDelivery {
             id: new_delivery_id(),

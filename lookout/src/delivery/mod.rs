@@ -1,6 +1,12 @@
 //! Sending requests: the one shared HTTP client, the delivery policy around it, and what
 //! a delivery reports.
 
+pub mod ratelimit;
+pub mod retry;
+pub mod signing;
+pub mod smtp;
+pub mod ssrf;
+
 use std::borrow::Cow;
 use std::error::Error as _;
 use std::sync::Arc;
@@ -9,14 +15,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde::Serialize;
 
-use crate::ratelimit::{Limiters, RateLimit};
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
-use crate::retry::{self, Retry};
 use crate::service::{BuildError, Job, Outgoing};
 use crate::settings::Settings;
-use crate::signing;
-use crate::ssrf::{Blocked, Guard, GuardedResolver};
+use ratelimit::{Limiters, RateLimit};
+use retry::Retry;
+use ssrf::{Blocked, Guard, GuardedResolver};
 
 /// How one request (or one skipped service) ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -102,8 +107,8 @@ impl Delivery {
 }
 
 /// The engine's way out: one pooled HTTP client and the delivery policy every service
-/// gets (see the module docs of [`retry`](crate::retry), [`ratelimit`](crate::ratelimit)
-/// and [`ssrf`](crate::ssrf)):
+/// gets (see the module docs of [`retry`](crate::delivery::retry), [`ratelimit`](crate::delivery::ratelimit)
+/// and [`ssrf`](crate::delivery::ssrf)):
 ///
 /// - the SSRF guard: only public addresses, checked once, connected to as checked;
 /// - timeouts: connect, first byte (the answer's headers), and the whole request;
@@ -224,7 +229,7 @@ impl Transport {
             Outgoing::Http(request) => self.deliver(request, job).await,
             Outgoing::Email(email) => {
                 let redactor = job.options.redactor();
-                crate::email::deliver(email, &self.settings, job.delivery_id, redactor).await
+                smtp::deliver(email, &self.settings, job.delivery_id, redactor).await
             }
         }
     }

@@ -1,0 +1,14 @@
+//! Lookout's durable server, `lookout serve` and `lookout worker`: events are accepted
+//! over HTTP into an outbox ([`store`]: SQLite embedded, or PostgreSQL shared by many
+//! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
+//! survives restarts.
+//!
+//! Layout: [`intake`] (the HTTP API), [`store`] (the outbox), [`worker`] (claims,
+//! attempts, the retry schedule), [`metrics`] (`/metrics`).
+
+#[cfg(test)]
+mod echo;
+pub mod intake;
+pub mod metrics;
+pub mod store;
+pub mod worker;

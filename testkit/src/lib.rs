@@ -1,0 +1,96 @@
+//! Lookout's test kit, for the tests of every crate and for the demo's local sink:
+//! capture servers for HTTP ([`CaptureServer`]) and SMTP ([`SmtpCaptureServer`]), the
+//! sample payloads ([`fixture`]), a throwaway PostgreSQL schema ([`postgres`]), and the
+//! helpers below that send one event through a real engine.
+
+use std::time::Duration;
+
+mod fixtures;
+mod http;
+pub mod postgres;
+mod smtp;
+
+pub use fixtures::{MARKUP_TITLE, fixture, fixture_json, fixture_names, fixture_path};
+pub use http::{CaptureServer, Captured, Reply};
+pub use smtp::{CapturedMail, MimePart, SmtpCaptureServer, SmtpLogin};
+
+/// The engine settings every test that sends to 127.0.0.1 uses: the defaults with short
+/// deadlines, so a hung target costs little. Tests build their engines with this one
+/// function only, so that what local tests need from the engine is decided in one place.
+pub fn settings() -> lookout::Settings {
+    lookout::Settings {
+        deadline: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(4),
+        // Tests send many events to one fake target; pacing is tested on its own.
+        rate_limits: false,
+        ..lookout::Settings::default()
+    }
+    // The capture servers listen on 127.0.0.1, which the SSRF guard refuses by default.
+    .allowing_loopback()
+}
+
+/// The report as a user could see it: its JSON and its debug form, one after the other.
+pub fn shown(report: &lookout::Report) -> String {
+    format!(
+        "{} {report:?}",
+        serde_json::to_string(report).unwrap_or_default()
+    )
+}
+
+/// Panics if `secret` shows anywhere in the report (see [`shown`]); returns what shows.
+pub fn assert_hidden(report: &lookout::Report, secret: &str) -> String {
+    let shown = shown(report);
+    assert!(
+        !shown.contains(secret),
+        "the secret {secret:?} shows in the report: {shown}"
+    );
+    shown
+}
+
+/// Sends one event (payload JSON) to one configured service through a real
+/// [`Engine`](lookout::Engine) with the test [`settings`], and returns the report.
+pub async fn dispatch_one(
+    service: &str,
+    options: serde_json::Value,
+    event_json: &str,
+) -> lookout::Report {
+    let options = options
+        .as_object()
+        .cloned()
+        .expect("options are a JSON object");
+    let instance = lookout::Instance::new(service, service, &options)
+        .unwrap_or_else(|problems| panic!("{service}: options rejected: {problems:?}"));
+    let event = lookout::Event::parse(event_json).expect("the event parses");
+    let engine = lookout::Engine::with_settings(settings()).expect("engine");
+    engine.dispatch_to(&event, &[instance]).await
+}
+
+/// End to end for the in-file tests of services: starts a capture server, configures
+/// `service` with the options `options` gives for it (pointing URLs at it, scripting its
+/// replies), delivers the event through [`dispatch_one`], and checks that it was
+/// delivered in exactly one request and that `secret` shows nowhere in the report.
+/// Returns the report and the request as it arrived.
+pub async fn deliver_one(
+    service: &str,
+    options: impl FnOnce(&CaptureServer) -> serde_json::Value,
+    event_json: &str,
+    secret: &str,
+) -> (lookout::Report, Captured) {
+    let server = CaptureServer::start();
+    let report = dispatch_one(service, options(&server), event_json).await;
+    let shown = assert_hidden(&report, secret);
+    let delivered = |r: &lookout::ServiceResult| {
+        matches!(r.delivery.outcome, lookout::Outcome::Delivered { .. })
+    };
+    assert!(
+        !report.results.is_empty() && report.results.iter().all(delivered),
+        "{service}: not delivered: {shown}"
+    );
+    let mut arrived = server.requests();
+    assert_eq!(
+        arrived.len(),
+        1,
+        "{service}: one request expected: {arrived:?}"
+    );
+    (report, arrived.remove(0))
+}
