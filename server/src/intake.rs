@@ -29,8 +29,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
-use crate::store::{self, NewDelivery, NewEvent, Store, check_name, now_ms};
-use crate::worker::{Worker, WorkerConfig};
+use crate::policy::WorkerConfig;
+use crate::store::{self, NewDelivery, NewEvent, Store, now_ms};
+use crate::worker::Worker;
+use lookout::config::check_name;
 use lookout::delivery::Transport;
 use lookout::dispatch::new_delivery_id;
 use lookout::payload::{Event, PayloadError};

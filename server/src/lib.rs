@@ -4,11 +4,13 @@
 //! survives restarts.
 //!
 //! Layout: [`intake`] (the HTTP API), [`store`] (the outbox), [`worker`] (claims,
-//! attempts, the retry schedule), [`metrics`] (`/metrics`).
+//! attempts), [`policy`] (the retry schedule, lease and the rest of the workers'
+//! settings, from the config file and flags), [`metrics`] (`/metrics`).
 
 #[cfg(test)]
 mod echo;
 pub mod intake;
 pub mod metrics;
+pub mod policy;
 pub mod store;
 pub mod worker;

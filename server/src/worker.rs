@@ -12,17 +12,16 @@
 //! answering 410 Gone is disabled for the product and not sent to again.
 
 use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use rand::Rng as _;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::{Counter, Metrics};
+use crate::policy::{RetrySchedule, WorkerConfig};
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
@@ -31,106 +30,6 @@ use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
 use lookout::payload::Event;
 use lookout::service::{BuildError, Job, Outgoing};
-
-/// When to try again after a failed attempt: one delay per retry, then dead-letter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetrySchedule {
-    pub delays: Vec<Duration>,
-    /// Each delay is stretched or shrunk by up to this fraction at random, so that
-    /// deliveries that failed together do not all come back at the same instant.
-    pub jitter: f64,
-}
-
-impl Default for RetrySchedule {
-    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 %): eight attempts over about 28 h.
-    fn default() -> Self {
-        let minutes = |m: u64| Duration::from_secs(m * 60);
-        RetrySchedule {
-            delays: vec![
-                Duration::from_secs(5),
-                minutes(5),
-                minutes(30),
-                minutes(120),
-                minutes(300),
-                minutes(600),
-                minutes(600),
-            ],
-            jitter: 0.1,
-        }
-    }
-}
-
-impl FromStr for RetrySchedule {
-    type Err = String;
-
-    /// `"5s,5m,30m"`: the delays, comma-separated (default jitter).
-    fn from_str(text: &str) -> Result<Self, String> {
-        let delays = text
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(|d| humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RetrySchedule {
-            delays,
-            ..RetrySchedule::default()
-        })
-    }
-}
-
-impl RetrySchedule {
-    /// The wait before the next attempt, after `failures` failed attempts in a row
-    /// (counting the one that just failed); `None` when the schedule is used up.
-    ///
-    /// `hint` is what the target asked for (a `Retry-After` header): a target that says
-    /// when to come back is believed when that is later than the schedule.
-    pub fn next_delay(&self, failures: u32, hint: Option<Duration>) -> Option<Duration> {
-        let base = *self.delays.get(failures.checked_sub(1)? as usize)?;
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = if jitter > 0.0 {
-            1.0 + rand::rng().random_range(-jitter..=jitter)
-        } else {
-            1.0
-        };
-        let delay = base.mul_f64(factor);
-        Some(hint.map_or(delay, |asked| delay.max(asked)))
-    }
-}
-
-/// How the workers run.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Deliveries attempted at the same time.
-    pub concurrency: usize,
-    pub schedule: RetrySchedule,
-    /// How long a claim is held before another worker may take the delivery over. Must
-    /// exceed the engine's deadline.
-    pub lease: Duration,
-    /// The longest the workers sleep without looking at the store (new events wake
-    /// them at once; this catches deliveries made due by other processes).
-    pub poll: Duration,
-    /// On shutdown, how long attempts in flight may take to finish.
-    pub grace: Duration,
-    /// Names this process's claims.
-    pub owner: String,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            concurrency: 32,
-            schedule: RetrySchedule::default(),
-            lease: Duration::from_secs(120),
-            poll: Duration::from_secs(1),
-            grace: Duration::from_secs(10),
-            owner: format!(
-                "pid{}-{}",
-                std::process::id(),
-                uuid::Uuid::now_v7().simple()
-            ),
-        }
-    }
-}
 
 /// What a worker needs, shared by every attempt.
 #[derive(Clone)]
@@ -564,29 +463,6 @@ mod tests {
             jitter: 0.0,
             ..delays.parse().unwrap()
         }
-    }
-
-    #[test]
-    fn the_schedule_runs_out() {
-        let s = schedule("1s,2s");
-        assert_eq!(s.next_delay(1, None), Some(Duration::from_secs(1)));
-        assert_eq!(s.next_delay(2, None), Some(Duration::from_secs(2)));
-        assert_eq!(s.next_delay(3, None), None);
-        assert_eq!(
-            s.next_delay(1, Some(Duration::from_secs(60))),
-            Some(Duration::from_secs(60)),
-            "a later Retry-After wins"
-        );
-        let jittered = RetrySchedule::default();
-        for _ in 0..100 {
-            let d = jittered.next_delay(2, None).unwrap();
-            assert!(
-                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
-                "{d:?}"
-            );
-        }
-        assert_eq!(RetrySchedule::default().delays.len(), 7);
-        assert!("5s,soon".parse::<RetrySchedule>().is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
