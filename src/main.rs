@@ -131,19 +131,11 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         } => {
             let event = Event::parse(&read_payload(&payload)?)
                 .map_err(|e| Fatal(format!("{payload}: {e}")))?;
-            let config = Config::load(&config)?;
+            let engine = Engine::new(Config::load(&config)?)?;
             if dry_run {
-                // A dry run sends nothing, so it builds no HTTP client: loading the
-                // system's CA certificates for one would be most of its time.
-                let previews: Vec<_> = config
-                    .services
-                    .iter()
-                    .map(|instance| lookout::dispatch::preview_one(&event, instance))
-                    .collect();
-                output::previews(&previews, json);
+                output::previews(&engine.preview(&event), json);
                 return Ok(ExitCode::SUCCESS);
             }
-            let engine = Engine::new(config)?;
             let report = runtime()?.block_on(engine.dispatch(&event));
             output::report(&report, json);
             Ok(exit_code(&report))

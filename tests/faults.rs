@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,12 @@ fn assert_healthy(healthy: &Delivery) {
         healthy.duration < Duration::from_millis(1000),
         "the healthy service was held up: {healthy:?}"
     );
+}
+
+/// One request through the transport's entry point for services.
+async fn send_one(transport: &Transport, request: HttpRequest, job: &Job<'_>) -> Delivery {
+    let mut sent = transport.send_all(vec![request.into()], job).await;
+    sent.remove(0)
 }
 
 fn failed_reason(delivery: &Delivery) -> (&str, Option<u16>) {
@@ -374,12 +381,14 @@ async fn one_attempt_means_no_retries() {
 
 /// What a durable worker uses: one try, and the verdict to schedule the next itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempt_once_reports_whether_and_when_to_retry() {
+async fn one_try_reports_whether_and_when_to_retry() {
     let server = CaptureServer::start();
     server.script("/a", [Reply::status(503).header("Retry-After", "7")]);
     server.script("/b", [Reply::status(404)]);
     server.script("/c", [Reply::ok()]);
-    let transport = Transport::new(fault_settings()).unwrap();
+    let transport = Transport::new(fault_settings())
+        .unwrap()
+        .one_try(HashSet::new());
     let event = common::fixture("item");
     let options = Options::default();
     let job = Job {
@@ -391,7 +400,7 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
     let once = |path: &str| {
         let request = HttpRequest::post(format!("{}{path}", server.url()).parse().unwrap());
         let transport = transport.clone();
-        async move { transport.attempt_once(&request, job).await }
+        async move { send_one(&transport, request, job).await }
     };
     let a = once("/a").await;
     assert_eq!(
@@ -400,13 +409,14 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
             after: Some(Duration::from_secs(7))
         }
     );
-    assert_eq!(a.delivery.attempts, 1);
-    assert!(a.delivery.outcome.is_failure());
+    assert_eq!(a.attempts, 1);
+    assert!(a.outcome.is_failure());
     assert_eq!(once("/b").await.retry, Retry::No);
     let c = once("/c").await;
     assert_eq!(c.retry, Retry::No);
-    assert_eq!(c.delivery.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(c.outcome, Outcome::Delivered { status: 200 });
     assert_eq!(server.requests().len(), 3, "one request each, no retries");
+    assert_eq!(transport.attempts().len(), 3, "each try recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,10 +587,10 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         delivery_id: "msg_paced",
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
-    let first = transport.deliver(&request, &job).await;
+    let first = send_one(&transport, request.clone(), &job).await;
     assert_eq!(first.outcome, Outcome::Delivered { status: 200 });
     let started = Instant::now();
-    let second = transport.deliver(&request, &job).await;
+    let second = send_one(&transport, request.clone(), &job).await;
     let (reason, _) = failed_reason(&second);
     assert!(reason.starts_with("rate limited: no slot"), "{reason}");
     assert!(
@@ -595,7 +605,7 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         "the second request was not sent"
     );
     // The worker's view: not now, but in about a minute.
-    let later = transport.attempt_once(&request, &job).await;
+    let later = send_one(&transport.one_try(HashSet::new()), request, &job).await;
     assert!(
         matches!(later.retry, Retry::Yes { after: Some(wait) } if wait > Duration::from_secs(50))
     );
