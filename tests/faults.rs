@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,9 @@ use lookout::{
     BuildError, Delivery, Engine, HttpRequest, Instance, Job, Options, Outcome, Outgoing,
     RateLimit, Registration, Schema, Service, ServiceResult, Settings, Transport,
 };
-use lookout_testkit::{CaptureServer, Reply};
+use lookout_server::store::{Claimed, Status};
+use lookout_server::worker::{RetrySchedule, attempt};
+use lookout_testkit::{CaptureServer, Reply, SmtpCaptureServer};
 use serde_json::json;
 
 /// Short timeouts and pauses so that the whole suite takes a few seconds.
@@ -609,4 +612,47 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
     assert!(
         matches!(later.retry, Retry::Yes { after: Some(wait) } if wait > Duration::from_secs(50))
     );
+}
+
+/// Under `lookout serve`, an email that failed for now (`451`) is rescheduled like an
+/// HTTP request, and sent by the next attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reschedules_an_email_that_failed_for_now() {
+    let server = SmtpCaptureServer::start();
+    server.answer_busy(1);
+    let options = json!({
+        "host": server.host(), "port": server.port(), "security": "none",
+        "from": "bot@example.com", "to": ["team@example.com"],
+    });
+    let mut claimed = Claimed {
+        id: "msg_mail".to_owned(),
+        event_id: "evt_mail".to_owned(),
+        product: "p1".to_owned(),
+        instance: "mail".to_owned(),
+        service: "email".to_owned(),
+        payload: lookout_testkit::fixture_json("item"),
+        attempts: 0,
+        step: 0,
+        done_targets: Vec::new(),
+        options: options.as_object().cloned(),
+        disabled_targets: Vec::new(),
+    };
+    let transport = Transport::new(fault_settings()).unwrap();
+    let schedule = RetrySchedule {
+        jitter: 0.0,
+        ..RetrySchedule::from_str("1s").unwrap()
+    };
+    let first = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(first.status, Status::Failed, "{first:?}");
+    assert!(first.next_at.is_some());
+    assert_eq!(first.attempts.len(), 1, "one try per attempt");
+    assert_eq!(first.attempts[0].status, Some(451));
+    assert!(server.mails().is_empty());
+
+    claimed.attempts = 1;
+    claimed.step = first.step;
+    let second = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(second.status, Status::Delivered, "{second:?}");
+    assert_eq!(second.done_targets.len(), 1);
+    assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
 }

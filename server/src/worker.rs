@@ -389,10 +389,12 @@ impl Ending<'_> {
             return self.without_sending(Status::Skipped, reason);
         }
         let unsent: Vec<&Delivery> = reported.iter().filter(|d| d.target.is_none()).collect();
-        if let [Delivery {
-            outcome: Outcome::Skipped { reason },
-            ..
-        }] = unsent[..]
+        if let [
+            Delivery {
+                outcome: Outcome::Skipped { reason },
+                ..
+            },
+        ] = unsent[..]
             && sent.is_empty()
         {
             return self.without_sending(Status::Skipped, reason.clone());

@@ -29,11 +29,11 @@ use serde::Serialize;
 
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
-use smtp::Email;
 use crate::service::{BuildError, Job, Outgoing};
 use crate::settings::Settings;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
+use smtp::Email;
 use ssrf::{Blocked, Guard, GuardedResolver};
 
 /// How one request (or one skipped service) ended.
@@ -296,7 +296,9 @@ impl Transport {
 
     async fn send(&self, outgoing: &Outgoing, job: &Job<'_>) -> Delivery {
         let Mode::OneTry(one_try) = &self.mode else {
-            return self.deliver(outgoing, job, self.settings.attempts.max(1)).await;
+            return self
+                .deliver(outgoing, job, self.settings.attempts.max(1))
+                .await;
         };
         let key = outgoing.target_key();
         if one_try.answered.contains(&key) {
@@ -440,7 +442,11 @@ impl Transport {
 
     /// Waits for the target's rate-limit slot, then says how long this try may take:
     /// the request timeout, or what is left of the budget.
-    async fn time_for_try(&self, target: &url::Url, end: Instant) -> Result<Duration, (String, Retry)> {
+    async fn time_for_try(
+        &self,
+        target: &url::Url,
+        end: Instant,
+    ) -> Result<Duration, (String, Retry)> {
         if let Some(limit) = &self.rate_limit
             && let Err(no_slot) = self.limiters.wait(limit, target, end).await
         {

@@ -206,10 +206,11 @@ impl Email {
             Security::StartTls => Tls::Required(TlsParameters::new(server.host.clone())?),
             Security::Tls => Tls::Wrapper(TlsParameters::new(server.host.clone())?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
-            .port(server.port)
-            .tls(tls)
-            .timeout(Some(timeout));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
+                .port(server.port)
+                .tls(tls)
+                .timeout(Some(timeout));
         if let Some((user, password)) = &server.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -227,7 +228,12 @@ pub(crate) async fn resolve(guard: &Guard, server: &SmtpServer) -> Result<IpAddr
     if let Ok(ip) = host.parse::<IpAddr>() {
         return guard.check(ip).map(|()| ip).map_err(blocked);
     }
-    let unresolved = |why: String| (format!("cannot resolve {host}: {why}"), Retry::Yes { after: None });
+    let unresolved = |why: String| {
+        (
+            format!("cannot resolve {host}: {why}"),
+            Retry::Yes { after: None },
+        )
+    };
     let found = tokio::net::lookup_host((host, server.port))
         .await
         .map_err(|e| unresolved(e.to_string()))?;
