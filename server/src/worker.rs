@@ -1,15 +1,18 @@
 //! The delivery workers behind `lookout serve`: claim due deliveries from the store, make
 //! one attempt each, record it, and schedule the next one.
 //!
-//! One attempt of a delivery rebuilds the service's requests from the stored event and
-//! the product's *current* options, and sends each request whose target has not already
-//! got it: a service with several targets (webhook `urls`) that reached two of three
-//! resends only to the third. The delivery id is the stored one, so every attempt carries
-//! the same `webhook-id` and receivers can drop duplicates.
+//! One attempt of a delivery sends the stored event with the product's *current* options
+//! the way every caller does, through the service's own `send` (see
+//! [`run_service`]), with a one-try transport
+//! ([`Transport::one_try`]) that skips each target that already got it: a service with
+//! several targets (webhook `urls`) that reached two of three resends only to the third.
+//! The delivery id is the stored one, so every attempt carries the same `webhook-id` and
+//! receivers can drop duplicates.
 //!
-//! Each attempt is a single try per request (no retries inside it): the long schedule
-//! here is the retry policy. After the last delay the delivery is dead-lettered. A target
-//! answering 410 Gone is disabled for the product and not sent to again.
+//! Each attempt is a single try per request, HTTP or email (no retries inside it): the
+//! long schedule here is the retry policy. After the last delay the delivery is
+//! dead-lettered. A target answering 410 Gone is disabled for the product and not sent
+//! to again.
 
 use std::str::FromStr;
 use std::sync::Arc;
