@@ -134,9 +134,8 @@ impl Delivery {
 }
 
 /// The engine's way out: one pooled HTTP client and the delivery policy every service
-/// gets, for HTTP requests and emails alike (see the module docs of
-/// [`retry`](crate::delivery::retry), [`ratelimit`](crate::delivery::ratelimit),
-/// [`ssrf`](crate::delivery::ssrf) and [`smtp`](crate::delivery::smtp)):
+/// gets, for HTTP requests and emails alike (see the module docs of [`retry`],
+/// [`ratelimit`], [`ssrf`] and [`smtp`]):
 ///
 /// - the SSRF guard: only public addresses, checked once, connected to as checked;
 /// - timeouts: connect, first byte (the answer's headers), and the whole request;
