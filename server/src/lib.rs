@@ -10,5 +10,7 @@
 mod echo;
 pub mod intake;
 pub mod metrics;
+#[cfg(test)]
+mod panics;
 pub mod store;
 pub mod worker;

@@ -640,6 +640,18 @@ mod tests {
         assert_eq!(skipped.attempts[0].outcome, "skipped");
     }
 
+    #[tokio::test]
+    async fn the_services_own_send_is_what_runs() {
+        let mut delivery = claimed(&[]);
+        delivery.service = "panics".to_owned();
+        delivery.options = Some(Map::new());
+        let finish = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(finish.status, Status::Failed, "{finish:?}");
+        assert!(finish.next_at.is_some(), "rescheduled");
+        let error = finish.last_error.unwrap_or_default();
+        assert!(error.contains("service panicked: boom"), "{error}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_attempt_carries_the_stored_delivery_id() {
         let server = CaptureServer::start();
