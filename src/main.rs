@@ -145,13 +145,8 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
                 .map_err(|e| Fatal(format!("{payload}: {e}")))?;
             let config = load_config(&config)?;
             if dry_run {
-                // A dry run sends nothing, so it builds no HTTP client: loading the
-                // system's CA certificates for one would be most of its time.
-                let previews: Vec<_> = config
-                    .services
-                    .iter()
-                    .map(|instance| lookout::dispatch::preview_one(&event, instance))
-                    .collect();
+                // Nothing is sent, so no engine (no HTTP client, no CA certificates).
+                let previews = lookout::dispatch::preview(&event, &config.services);
                 output::previews(&previews, json);
                 return Ok(ExitCode::SUCCESS);
             }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,10 @@ use lookout::{
     BuildError, Delivery, Engine, HttpRequest, Instance, Job, Options, Outcome, Outgoing,
     RateLimit, Registration, Schema, Service, ServiceResult, Settings, Transport,
 };
-use lookout_testkit::{CaptureServer, Reply};
+use lookout_server::policy::RetrySchedule;
+use lookout_server::store::{Claimed, Status};
+use lookout_server::worker::attempt;
+use lookout_testkit::{CaptureServer, Reply, SmtpCaptureServer};
 use serde_json::json;
 
 /// Short timeouts and pauses so that the whole suite takes a few seconds.
@@ -109,6 +114,12 @@ fn assert_healthy(healthy: &Delivery) {
         healthy.duration < Duration::from_millis(1000),
         "the healthy service was held up: {healthy:?}"
     );
+}
+
+/// One request through the transport's entry point for services.
+async fn send_one(transport: &Transport, request: HttpRequest, job: &Job<'_>) -> Delivery {
+    let mut sent = transport.send_all(vec![request.into()], job).await;
+    sent.remove(0)
 }
 
 fn failed_reason(delivery: &Delivery) -> (&str, Option<u16>) {
@@ -374,12 +385,14 @@ async fn one_attempt_means_no_retries() {
 
 /// What a durable worker uses: one try, and the verdict to schedule the next itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempt_once_reports_whether_and_when_to_retry() {
+async fn one_try_reports_whether_and_when_to_retry() {
     let server = CaptureServer::start();
     server.script("/a", [Reply::status(503).header("Retry-After", "7")]);
     server.script("/b", [Reply::status(404)]);
     server.script("/c", [Reply::ok()]);
-    let transport = Transport::new(fault_settings()).unwrap();
+    let transport = Transport::new(fault_settings())
+        .unwrap()
+        .one_try(HashSet::new());
     let event = common::fixture("item");
     let options = Options::default();
     let job = Job {
@@ -391,7 +404,7 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
     let once = |path: &str| {
         let request = HttpRequest::post(format!("{}{path}", server.url()).parse().unwrap());
         let transport = transport.clone();
-        async move { transport.attempt_once(&request, job).await }
+        async move { send_one(&transport, request, job).await }
     };
     let a = once("/a").await;
     assert_eq!(
@@ -400,13 +413,14 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
             after: Some(Duration::from_secs(7))
         }
     );
-    assert_eq!(a.delivery.attempts, 1);
-    assert!(a.delivery.outcome.is_failure());
+    assert_eq!(a.attempts, 1);
+    assert!(a.outcome.is_failure());
     assert_eq!(once("/b").await.retry, Retry::No);
     let c = once("/c").await;
     assert_eq!(c.retry, Retry::No);
-    assert_eq!(c.delivery.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(c.outcome, Outcome::Delivered { status: 200 });
     assert_eq!(server.requests().len(), 3, "one request each, no retries");
+    assert_eq!(transport.attempts().len(), 3, "each try recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -577,10 +591,10 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         delivery_id: "msg_paced",
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
-    let first = transport.deliver(&request, &job).await;
+    let first = send_one(&transport, request.clone(), &job).await;
     assert_eq!(first.outcome, Outcome::Delivered { status: 200 });
     let started = Instant::now();
-    let second = transport.deliver(&request, &job).await;
+    let second = send_one(&transport, request.clone(), &job).await;
     let (reason, _) = failed_reason(&second);
     assert!(reason.starts_with("rate limited: no slot"), "{reason}");
     assert!(
@@ -595,8 +609,51 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         "the second request was not sent"
     );
     // The worker's view: not now, but in about a minute.
-    let later = transport.attempt_once(&request, &job).await;
+    let later = send_one(&transport.one_try(HashSet::new()), request, &job).await;
     assert!(
         matches!(later.retry, Retry::Yes { after: Some(wait) } if wait > Duration::from_secs(50))
     );
+}
+
+/// Under `lookout serve`, an email that failed for now (`451`) is rescheduled like an
+/// HTTP request, and sent by the next attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reschedules_an_email_that_failed_for_now() {
+    let server = SmtpCaptureServer::start();
+    server.answer_busy(1);
+    let options = json!({
+        "host": server.host(), "port": server.port(), "security": "none",
+        "from": "bot@example.com", "to": ["team@example.com"],
+    });
+    let mut claimed = Claimed {
+        id: "msg_mail".to_owned(),
+        event_id: "evt_mail".to_owned(),
+        product: "p1".to_owned(),
+        instance: "mail".to_owned(),
+        service: "email".to_owned(),
+        payload: lookout_testkit::fixture_json("item"),
+        attempts: 0,
+        step: 0,
+        done_targets: Vec::new(),
+        options: options.as_object().cloned(),
+        disabled_targets: Vec::new(),
+    };
+    let transport = Transport::new(fault_settings()).unwrap();
+    let schedule = RetrySchedule {
+        jitter: 0.0,
+        ..RetrySchedule::from_str("1s").unwrap()
+    };
+    let first = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(first.status, Status::Failed, "{first:?}");
+    assert!(first.next_at.is_some());
+    assert_eq!(first.attempts.len(), 1, "one try per attempt");
+    assert_eq!(first.attempts[0].status, Some(451));
+    assert!(server.mails().is_empty());
+
+    claimed.attempts = 1;
+    claimed.step = first.step;
+    let second = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(second.status, Status::Delivered, "{second:?}");
+    assert_eq!(second.done_targets.len(), 1);
+    assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
 }

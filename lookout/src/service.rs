@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::smtp::Email;
@@ -59,16 +60,20 @@ impl Outgoing {
         }
     }
 
-    /// Where it goes, unredacted: the same text for the same target (the durable worker
-    /// keys which targets already got a delivery on it). Never print it.
-    pub fn destination(&self) -> String {
-        match self {
+    /// Identifies the target across tries of one delivery: the durable worker records
+    /// which targets already got it under this key. A hash of the method (or `SMTP`, the
+    /// server and the recipients) and the full URL: the URL may hold a key, the hash
+    /// does not show it.
+    pub fn target_key(&self) -> String {
+        let destination = match self {
             Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
             Outgoing::Email(email) => {
                 let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
                 format!("SMTP {} {}", email.server.url(), to.join(","))
             }
-        }
+        };
+        let digest = Sha256::digest(destination);
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -133,12 +138,14 @@ pub trait Service: Send + Sync + 'static {
     /// Turns an event into the requests to send. No I/O here.
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError>;
 
-    /// Sends the event. The default builds the requests and hands them to the engine's
-    /// transport (timeouts, retries, signing, guards); override only for a transport
-    /// that is not a list of independent requests.
+    /// Sends the event: the only way an event leaves for a service, whoever sends it
+    /// (the library, `lookout send` and `test`, the workers of `lookout serve`). The
+    /// default builds the requests and hands them to the engine's transport (timeouts,
+    /// retries, signing, guards); override only for a transport that is not a list of
+    /// independent requests, and send through [`Transport::send_all`] all the same.
     async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
         match self.build(job) {
-            Ok(outgoing) => transport.deliver_all(outgoing, job).await,
+            Ok(outgoing) => transport.send_all(outgoing, job).await,
             Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
         }
     }

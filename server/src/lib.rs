@@ -11,6 +11,8 @@
 mod echo;
 pub mod intake;
 pub mod metrics;
+#[cfg(test)]
+mod panics;
 pub mod policy;
 pub mod store;
 pub mod worker;

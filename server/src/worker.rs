@@ -1,22 +1,22 @@
 //! The delivery workers behind `lookout serve`: claim due deliveries from the store, make
 //! one attempt each, record it, and schedule the next one.
 //!
-//! One attempt of a delivery rebuilds the service's requests from the stored event and
-//! the product's *current* options, and sends each request whose target has not already
-//! got it: a service with several targets (webhook `urls`) that reached two of three
-//! resends only to the third. The delivery id is the stored one, so every attempt carries
-//! the same `webhook-id` and receivers can drop duplicates.
+//! One attempt of a delivery sends the stored event with the product's *current* options
+//! the way every caller does, through the service's own `send` (see
+//! [`run_service`]), with a one-try transport
+//! ([`Transport::one_try`]) that skips each target that already got it: a service with
+//! several targets (webhook `urls`) that reached two of three resends only to the third.
+//! The delivery id is the stored one, so every attempt carries the same `webhook-id` and
+//! receivers can drop duplicates.
 //!
-//! Each attempt is a single try per request (no retries inside it): the long schedule
-//! here is the retry policy. After the last delay the delivery is dead-lettered. A target
-//! answering 410 Gone is disabled for the product and not sent to again.
+//! Each attempt is a single try per request, HTTP or email (no retries inside it): the
+//! long schedule here is the retry policy. After the last delay the delivery is
+//! dead-lettered. A target answering 410 Gone is disabled for the product and not sent
+//! to again.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -26,10 +26,9 @@ use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
 use lookout::config::Instance;
-use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
+use lookout::dispatch::run_service;
 use lookout::payload::Event;
-use lookout::service::{BuildError, Job, Outgoing};
 
 /// What a worker needs, shared by every attempt.
 #[derive(Clone)]
@@ -176,14 +175,11 @@ impl Worker {
     }
 }
 
-/// Identifies a target across attempts (method and full URL, hashed: the URL may hold a
-/// key, and the key is what is stored).
-pub fn target_key(outgoing: &Outgoing) -> String {
-    let digest = Sha256::digest(outgoing.destination());
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Makes one attempt of a claimed delivery and says what to record.
+///
+/// The service sends as it always does, through [`run_service`] (the deadline, panics,
+/// why nothing was built), with a one-try transport that skips the targets already
+/// answered and records each request's try; the [`Finish`] comes from that record.
 pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetrySchedule) -> Finish {
     let ending = Ending {
         claimed,
@@ -196,32 +192,16 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
         Err((Some(status), reason)) => return ending.without_sending(status, reason),
         Err((None, reason)) => return ending.failed_without_sending(reason),
     };
-    let job = Job {
-        event: &event,
-        options: &instance.options,
-        delivery_id: &claimed.id,
-    };
-    let redactor = instance.options.redactor();
-    let requests = match instance.registration.service.build(&job) {
-        Ok(outgoing) if outgoing.is_empty() => {
-            let reason = "the service built no request".to_owned();
-            return ending.without_sending(Status::Skipped, reason);
-        }
-        Ok(outgoing) => outgoing,
-        Err(BuildError::Skip(reason)) => {
-            return ending.without_sending(Status::Skipped, redactor.redact(&reason));
-        }
-        // The payload will not change: retrying cannot help.
-        Err(err @ BuildError::Payload(_)) => {
-            return ending.without_sending(Status::Dead, redactor.redact(&err.to_string()));
-        }
-        Err(err) => return ending.failed_without_sending(redactor.redact(&err.to_string())),
-    };
-    let left = targets_left(claimed, &requests);
-    let transport = transport.for_service(instance.registration.service);
-    let sent = send(&transport, &left, &job).await;
-    let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
-    ending.after_sending(&keys, &sent)
+    let answered = claimed
+        .done_targets
+        .iter()
+        .chain(&claimed.disabled_targets)
+        .cloned()
+        .collect();
+    let transport = transport.one_try(answered);
+    let event = Arc::new(event);
+    let reported = run_service(&instance, &event, claimed.id.clone(), &transport).await;
+    ending.after(&reported, &transport.attempts())
 }
 
 /// The configured service and the event, from what is stored; or the final status
@@ -239,52 +219,6 @@ fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, Stri
     let event = Event::parse(&claimed.payload)
         .map_err(|err| (Some(Status::Dead), format!("stored payload: {err}")))?;
     Ok((instance, event))
-}
-
-/// The requests whose targets have neither got this delivery nor been disabled, with
-/// their [`target_key`]s.
-fn targets_left<'r>(claimed: &Claimed, requests: &'r [Outgoing]) -> Vec<(String, &'r Outgoing)> {
-    let skip: HashSet<&str> = claimed
-        .done_targets
-        .iter()
-        .chain(&claimed.disabled_targets)
-        .map(String::as_str)
-        .collect();
-    requests
-        .iter()
-        .map(|o| (target_key(o), o))
-        .filter(|(key, _)| !skip.contains(key.as_str()))
-        .collect()
-}
-
-/// One try of each request, all at once, under the engine's deadline: the worker's own
-/// schedule does the retrying, honouring what the targets asked for (`Retry-After`).
-async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>) -> Vec<Attempt> {
-    let deadline = transport.settings().deadline;
-    let all = join_all(
-        left.iter()
-            .map(|(_, outgoing)| transport.attempt_outgoing_once(outgoing, job)),
-    );
-    match tokio::time::timeout(deadline, all).await {
-        Ok(sent) => sent,
-        Err(_) => {
-            let reason = format!(
-                "deadline of {} exceeded",
-                lookout::format::duration(deadline)
-            );
-            left.iter()
-                .map(|(_, outgoing)| {
-                    let target = outgoing.shown_target(job.options.redactor());
-                    let mut late = Delivery::failed(Some(target), reason.clone());
-                    late.duration = deadline;
-                    Attempt {
-                        delivery: late,
-                        retry: Retry::Yes { after: None },
-                    }
-                })
-                .collect()
-        }
-    }
 }
 
 /// Turns what happened in one attempt into a [`Finish`].
@@ -348,7 +282,34 @@ impl Ending<'_> {
         }
     }
 
-    fn after_sending(&self, keys: &[String], sent: &[Attempt]) -> Finish {
+    /// What the service reported and what its transport sent. Rows without a target
+    /// were never sent (nothing to say about the event, a payload or options it could not
+    /// use, a panic, the deadline); rows of targets that answered earlier are neither.
+    fn after(&self, reported: &[Delivery], sent: &[Attempt]) -> Finish {
+        if reported.is_empty() && sent.is_empty() {
+            let reason = "the service built no request".to_owned();
+            return self.without_sending(Status::Skipped, reason);
+        }
+        let unsent: Vec<&Delivery> = reported.iter().filter(|d| d.target.is_none()).collect();
+        if let [
+            Delivery {
+                outcome: Outcome::Skipped { reason },
+                ..
+            },
+        ] = unsent[..]
+            && sent.is_empty()
+        {
+            return self.without_sending(Status::Skipped, reason.clone());
+        }
+        let rows = sent
+            .iter()
+            .map(|a| (Some(a.key.as_str()), &a.delivery))
+            .chain(unsent.into_iter().map(|d| (None, d)));
+        self.after_sending(rows.collect(), sent.is_empty())
+    }
+
+    /// `rows`: each target's try (with its key), and the failures that sent nothing.
+    fn after_sending(&self, rows: Vec<(Option<&str>, &Delivery)>, none_sent: bool) -> Finish {
         let mut finish = Finish {
             status: Status::Delivered,
             next_at: None,
@@ -360,11 +321,11 @@ impl Ending<'_> {
         };
         let mut failed = false;
         // The longest wait any target asked for (Retry-After) bounds the next attempt.
-        let asked = sent.iter().filter_map(|a| a.retry.after()).max();
-        for (key, Attempt { delivery, .. }) in keys.iter().zip(sent) {
+        let asked = rows.iter().filter_map(|(_, d)| d.retry.after()).max();
+        for &(key, delivery) in &rows {
             let (status, error) = match &delivery.outcome {
                 Outcome::Delivered { status } => {
-                    finish.done_targets.push(key.clone());
+                    finish.done_targets.extend(key.map(str::to_owned));
                     (Some(*status), None)
                 }
                 Outcome::Skipped { reason } => (None, Some(reason.clone())),
@@ -374,13 +335,13 @@ impl Ending<'_> {
                     (*status, Some(reason.clone()))
                 }
                 Outcome::Disabled { reason, status } => {
-                    finish.disable.push(DisabledTarget {
+                    finish.disable.extend(key.map(|key| DisabledTarget {
                         instance: self.claimed.instance.clone(),
-                        key: key.clone(),
+                        key: key.to_owned(),
                         target: delivery.target.clone().unwrap_or_default(),
                         reason: reason.clone(),
                         at: self.at,
-                    });
+                    }));
                     (Some(*status), Some(reason.clone()))
                 }
             };
@@ -394,11 +355,11 @@ impl Ending<'_> {
             });
         }
         // A failure no retry can fix (a 4xx other than 408, 425 or 429: the target
-        // refused the request itself) is dead at once, as the retry policy says; an
-        // operator can redeliver it after fixing the options.
-        let hopeless = sent
+        // refused the request itself; a payload that lacks something) is dead at once,
+        // as the retry policy says; an operator can redeliver it after fixing the options.
+        let hopeless = rows
             .iter()
-            .all(|a| !a.delivery.outcome.is_failure() || !a.retry.is_retryable());
+            .all(|(_, d)| !d.outcome.is_failure() || !d.retry.is_retryable());
         if failed && hopeless {
             finish.status = Status::Dead;
             finish.next_at = None;
@@ -407,7 +368,7 @@ impl Ending<'_> {
         } else if finish.done_targets.is_empty() && !finish.disable.is_empty() {
             finish.status = Status::Disabled;
             finish.last_error = finish.disable.last().map(|d| d.reason.clone());
-        } else if keys.is_empty() && finish.done_targets.is_empty() {
+        } else if none_sent && finish.done_targets.is_empty() {
             // Every target was disabled earlier.
             finish.status = Status::Disabled;
             finish.attempts.push(self.record(
@@ -424,6 +385,7 @@ mod tests {
     use super::*;
     use lookout::Settings;
     use lookout::request::HttpRequest;
+    use lookout::service::Outgoing;
     use lookout_testkit::{CaptureServer, Reply};
     use serde_json::{Map, json};
 
@@ -554,6 +516,18 @@ mod tests {
         assert_eq!(skipped.attempts[0].outcome, "skipped");
     }
 
+    #[tokio::test]
+    async fn the_services_own_send_is_what_runs() {
+        let mut delivery = claimed(&[]);
+        delivery.service = "panics".to_owned();
+        delivery.options = Some(Map::new());
+        let finish = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(finish.status, Status::Failed, "{finish:?}");
+        assert!(finish.next_at.is_some(), "rescheduled");
+        let error = finish.last_error.unwrap_or_default();
+        assert!(error.contains("service panicked: boom"), "{error}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_attempt_carries_the_stored_delivery_id() {
         let server = CaptureServer::start();
@@ -576,9 +550,10 @@ mod tests {
             .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
             .collect();
         assert_eq!(ids, ["msg_stable", "msg_stable"]);
-        let key = target_key(&Outgoing::from(HttpRequest::post(
+        let key = Outgoing::from(HttpRequest::post(
             format!("{}/signed", server.url()).parse().unwrap(),
-        )));
+        ))
+        .target_key();
         assert_eq!(second.done_targets, [key]);
     }
 }

@@ -216,6 +216,7 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+        assert_eq!(row.attempts, 1, "a 5xx reply is final");
         assert_hidden(&report, PASSWORD);
         assert!(server.mails().is_empty());
     }
@@ -235,5 +236,44 @@ mod tests {
         let report = dispatch_one("email", options, &fixture_json("item")).await;
         assert!(report.has_failures(), "{report:?}");
         assert!(report.results[0].delivery.duration < Duration::from_secs(6));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_server_is_tried_again() {
+        let server = SmtpCaptureServer::start();
+        server.answer_busy(1);
+        let report = dispatch_one("email", options(&server), &fixture_json("item")).await;
+        let row = &report.results[0].delivery;
+        assert_eq!(
+            row.outcome,
+            Outcome::Delivered { status: 250 },
+            "{report:?}"
+        );
+        assert_eq!(row.attempts, 2, "451 is a transient failure");
+        assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn internal_smtp_hosts_are_refused_before_connecting() {
+        // Literal addresses: the guard refuses them before any connection is tried.
+        for host in ["0.0.0.0", "169.254.169.254"] {
+            let options = json!({
+                "host": host, "port": 25, "security": "none",
+                "from": "bot@example.com", "to": "team@example.com",
+            });
+            let report = dispatch_one("email", options, &fixture_json("item")).await;
+            let row = &report.results[0].delivery;
+            match &row.outcome {
+                Outcome::Failed { reason, status } => {
+                    assert!(
+                        reason.starts_with(&format!("blocked: {host} is ")),
+                        "{reason}"
+                    );
+                    assert_eq!(*status, None);
+                }
+                other => panic!("{host}: expected a refusal, got {other:?}"),
+            }
+            assert_eq!(row.attempts, 1, "a refusal is not tried again");
+        }
     }
 }

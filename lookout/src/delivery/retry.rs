@@ -1,7 +1,7 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! The rules, shared by the one-shot [`Transport::deliver`](crate::Transport::deliver)
-//! and by anything that schedules its own retries (a durable worker):
+//! The rules, shared by the [`Transport`](crate::Transport) that retries within its
+//! budget and by anything that schedules its own retries (a durable worker):
 //!
 //! - **Tried again:** connection errors, timeouts, and the answers `408`, `425`, `429`,
 //!   `500`, `502`, `503`, `504`.

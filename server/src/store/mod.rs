@@ -181,7 +181,7 @@ impl From<ServiceTable> for StoredInstance {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisabledTarget {
     pub instance: String,
-    /// [`target_key`](crate::worker::target_key) of the request.
+    /// [`target_key`](lookout::service::Outgoing::target_key) of the request.
     pub key: String,
     /// Where it went, redacted.
     pub target: String,
