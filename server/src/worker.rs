@@ -371,7 +371,7 @@ async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>
         Err(_) => {
             let reason = format!(
                 "deadline of {} exceeded",
-                lookout::format::duration(deadline)
+                lookout::delivery::human_duration(deadline)
             );
             left.iter()
                 .map(|(_, outgoing)| {

@@ -223,7 +223,10 @@ pub async fn deliver(
             status,
         },
         Err(_) => Outcome::Failed {
-            reason: format!("timed out after {}", crate::format::duration(timeout)),
+            reason: format!(
+                "timed out after {}",
+                crate::delivery::human_duration(timeout)
+            ),
             status: None,
         },
     };
