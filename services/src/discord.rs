@@ -34,6 +34,10 @@ lookout::service! {
     /// message's `allowed_mentions` is empty, so an `@everyone` in a title stays text.
     /// Lookout adds `wait=true` to the URL, so that Discord confirms each message (or
     /// says why not) instead of answering `204 No Content` before saving it.
+    ///
+    /// Discord refuses an embed over its limits, so a long deploy lists as many items as
+    /// fit and then says how many more there are. When Discord answers `429` with a
+    /// `retry_after` in its body, Lookout waits that long before trying again.
     pub struct Discord;
 }
 
@@ -214,11 +218,8 @@ mod tests {
 
     #[test]
     fn escaping_uses_backslashes_only() {
-        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
-        assert_eq!(
-            super::escape_discord(markup),
-            r#"\<b\>&"x"\</b\> \*b\* \[l\]\(u\) \@everyone"#
-        );
+        let escaped = super::escape_discord(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"\<b\>&"x"\</b\> \*b\* \[l\]\(u\) \@everyone"#);
         assert_eq!(super::escape_discord(r"a\b"), r"a\\b");
     }
 

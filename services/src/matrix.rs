@@ -33,6 +33,8 @@ lookout::service! {
     /// Messages are sent as `m.notice`, which clients show as coming from a bot and which
     /// other bots must not answer; set `msgtype = "m.text"` for ordinary messages. The
     /// transaction ID comes from the delivery, so a retried delivery is not posted twice.
+    /// When the homeserver rate-limits the bot (`M_LIMIT_EXCEEDED` with
+    /// `retry_after_ms`), Lookout waits as long as it asks before trying again.
     pub struct Matrix;
 }
 

@@ -150,9 +150,9 @@ mod tests {
 
     #[test]
     fn escaping_writes_at_signs_as_entities() {
-        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
+        let escaped = super::escape_mattermost(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
         assert_eq!(
-            super::escape_mattermost(markup),
+            escaped,
             r#"&lt;b&gt;&amp;"x"&lt;/b&gt; \*b\* \[l\]\(u\) &#64;everyone"#
         );
         assert_eq!(

@@ -239,11 +239,8 @@ mod tests {
 
     #[test]
     fn fact_escaping_and_text_runs() {
-        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
-        assert_eq!(
-            super::escape_adaptive_card(markup),
-            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
-        );
+        let escaped = super::escape_adaptive_card(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#);
         let rich = lookout::Rich::text("<b>\"&\" ").push_link("a<b", "http://h/?q=\"1\"");
         let runs = super::text_runs(&rich);
         assert_eq!(runs[0]["text"], "<b>\"&\" ");

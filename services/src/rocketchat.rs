@@ -154,11 +154,8 @@ mod tests {
 
     #[test]
     fn escaping_uses_backslashes_and_keeps_html_characters() {
-        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
-        assert_eq!(
-            super::escape_rocketchat(markup),
-            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
-        );
+        let escaped = super::escape_rocketchat(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#);
         assert_eq!(super::ROCKETCHAT.quote("a\n*b*"), "> a\n> \\*b\\*");
     }
 }

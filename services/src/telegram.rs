@@ -31,6 +31,10 @@ lookout::service! {
     ///
     /// `api_url` only needs changing for a self-hosted Bot API server. The token is part of
     /// the request's URL (`/bot<token>/sendMessage`); reports show it as `[redacted]`.
+    ///
+    /// Telegram refuses a message over 4096 characters, so a long deploy lists as many
+    /// items as fit and then says how many more there are. When Telegram asks a bot to
+    /// slow down (`parameters.retry_after` in a `429`), Lookout waits that long.
     pub struct Telegram;
 }
 

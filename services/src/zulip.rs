@@ -237,8 +237,9 @@ mod tests {
     #[test]
     fn zulip_is_markdown_with_its_own_escaping() {
         let rich = lookout::Rich::text("<b>&\"x\" ").push_link("#1 - *a*", "http://x/(1)");
+        let markdown = super::ZULIP.rich(&rich);
         assert_eq!(
-            super::ZULIP.rich(&rich),
+            markdown,
             "&lt;b&gt;&amp;\"x\" [&#35;1 - &#42;a&#42;](http://x/%281%29)"
         );
     }

@@ -10,7 +10,7 @@ use super::wording::{
     self, DEFAULT_COLOR, attributes, count_items, humanized, item_color, item_label, reports_link,
     short_name,
 };
-use crate::payload::{Attributes, Event, Item};
+use crate::payload::{Attributes, Event, Item, User};
 use crate::service::BuildError;
 
 /// How long a quoted comment or description may be in rich messages.
@@ -57,47 +57,26 @@ impl Message {
         );
         Ok(match attributes {
             Attributes::Item(item) => Message {
-                headline: Rich::text(format!(
-                    "{} {} the {} ",
-                    short_name(&item.created_by),
-                    event.action,
-                    item.kind
-                ))
-                .append(item_link(item)),
+                headline: did(&item.created_by, &event.action, item),
                 actor: short_name(&item.created_by),
                 quote: quote(item.description.as_deref()),
                 ..Message::about(item, summary, product)
             },
             Attributes::Comment(comment) => Message {
-                headline: Rich::text(format!(
-                    "{} commented on the {} ",
-                    short_name(&comment.created_by),
-                    comment.item.kind
-                ))
-                .append(item_link(&comment.item)),
+                headline: did(&comment.created_by, "commented on", &comment.item),
                 actor: short_name(&comment.created_by),
                 quote: quote(Some(&wording::clean_mentions(&comment.body))),
                 ..Message::about(&comment.item, summary, product)
             },
             Attributes::Block(block) => Message {
-                headline: Rich::text(format!(
-                    "{} indicated the {} ",
-                    short_name(&block.user),
-                    block.blocked.kind
-                ))
-                .append(item_link(&block.blocked))
-                .push(format!(" is blocked by the {} ", block.item.kind))
-                .append(item_link(&block.item)),
+                headline: did(&block.user, "indicated", &block.blocked)
+                    .push(format!(" is blocked by the {} ", block.item.kind))
+                    .append(item_link(&block.item)),
                 actor: short_name(&block.user),
                 ..Message::about(&block.item, summary, product)
             },
             Attributes::Favorite(favorite) => Message {
-                headline: Rich::text(format!(
-                    "{} favorited the {} ",
-                    short_name(&favorite.user),
-                    favorite.item.kind
-                ))
-                .append(item_link(&favorite.item)),
+                headline: did(&favorite.user, "favorited", &favorite.item),
                 actor: short_name(&favorite.user),
                 ..Message::about(&favorite.item, summary, product)
             },
@@ -245,6 +224,12 @@ fn quote(text: Option<&str>) -> Option<String> {
     text.map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|t| truncate(t, QUOTE_CHARS))
+}
+
+/// `Joe S. favorited the story #12 - Title`, the item linked.
+fn did(actor: &User, verb: &str, item: &Item) -> Rich {
+    let kind = &item.kind;
+    Rich::text(format!("{} {verb} the {kind} ", short_name(actor))).append(item_link(item))
 }
 
 /// `#12 - Title`, linked to the item.
