@@ -40,6 +40,11 @@ fn webhook(name: &str, url: &str) -> Instance {
     Instance::new(name, "webhook", options.as_object().unwrap()).unwrap()
 }
 
+fn discord(name: &str, url: &str) -> Instance {
+    let options = json!({ "url": url });
+    Instance::new(name, "discord", options.as_object().unwrap()).unwrap()
+}
+
 /// One dispatch to a faulty target (scripted with `replies`) and a healthy one.
 struct Run {
     faulty: Delivery,
@@ -49,11 +54,20 @@ struct Run {
 }
 
 async fn run_with(settings: Settings, replies: Vec<Reply>) -> Run {
+    run_service(webhook, settings, replies).await
+}
+
+/// [`run_with`], the faulty target an instance of the service `faulty` makes.
+async fn run_service(
+    faulty: fn(&str, &str) -> Instance,
+    settings: Settings,
+    replies: Vec<Reply>,
+) -> Run {
     let server = CaptureServer::start();
     server.script("/faulty", replies);
     let engine = Engine::with_settings(settings).unwrap();
     let instances = [
-        webhook("faulty", &format!("{}/faulty", server.url())),
+        faulty("faulty", &format!("{}/faulty", server.url())),
         webhook("healthy", &format!("{}/healthy", server.url())),
     ];
     let started = Instant::now();
@@ -159,12 +173,13 @@ async fn a_429_is_retried_after_what_retry_after_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_discords_json_retry_after_is_honoured() {
-    let run = run(vec![
+    // Discord's service reads the wait in the body (`Service::wait_asked`).
+    let replies = vec![
         Reply::status(429)
             .body(r#"{"message":"You are being rate limited.","retry_after":0.3,"global":false}"#),
         Reply::ok(),
-    ])
-    .await;
+    ];
+    let run = run_service(discord, fault_settings(), replies).await;
     assert_eq!(run.faulty.outcome, Outcome::Delivered { status: 200 });
     assert_eq!(run.faulty.attempts, 2);
     assert!(

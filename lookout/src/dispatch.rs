@@ -174,7 +174,10 @@ async fn finish(
             task.abort();
             let mut late = Delivery::failed(
                 None,
-                format!("deadline of {} exceeded", crate::format::duration(deadline)),
+                format!(
+                    "deadline of {} exceeded",
+                    crate::delivery::human_duration(deadline)
+                ),
             );
             late.duration = deadline;
             vec![late]

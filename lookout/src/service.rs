@@ -135,6 +135,15 @@ pub trait Service: Send + Sync + 'static {
         None
     }
 
+    /// How long the target asked to wait, when it says so in the body of a refusal
+    /// (`429`, `503`) in its own way rather than with a `Retry-After` header (which the
+    /// engine reads for every service, and which wins). `None`, the default, for
+    /// targets that do not. Build it from [`json_seconds`](crate::delivery::retry::json_seconds)
+    /// and [`json_millis`](crate::delivery::retry::json_millis).
+    fn wait_asked(&self, _answer_body: &[u8]) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Turns an event into the requests to send. No I/O here.
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError>;
 

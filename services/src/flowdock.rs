@@ -1,9 +1,10 @@
 //! The `flowdock` service (Flowdock). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs flowdock` shows them.
 
-use lookout::format::{self, escape, full_name, sentence_case};
 use lookout::payload::{Attributes, Block, Deploy, Event, Favorite, Item, User};
 use lookout::request::endpoint;
+use lookout::text::wording::{self, full_name, sentence_case};
+use lookout::text::{Dialect, escape};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Rich, Schema, Service};
 
 lookout::service! {
@@ -100,7 +101,7 @@ impl InboxMessage<'_> {
 fn message(event: &Event) -> Result<InboxMessage<'_>, BuildError> {
     let product = event.product.name.as_str();
     let h = escape::html;
-    Ok(match format::attributes(event)? {
+    Ok(match wording::attributes(event)? {
         Attributes::Item(item) => InboxMessage {
             sender: &item.created_by,
             named: true,
@@ -231,7 +232,7 @@ fn release_notes(deploy: &Deploy) -> String {
                 &item.short_url,
             )
             .push(format!(": {}", item.title));
-            format!("<li>{}</li>", line.html())
+            format!("<li>{}</li>", Dialect::HTML.rich(&line))
         })
         .collect();
     format!(

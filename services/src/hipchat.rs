@@ -1,8 +1,8 @@
 //! The `hipchat` service (HipChat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs hipchat` shows them.
 
-use lookout::format;
 use lookout::request::endpoint;
+use lookout::text::wording;
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
@@ -54,7 +54,7 @@ room_id = "Development""#
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = format::one_line(job.event)?;
+        let message = wording::one_line(job.event)?;
         let base = job.options.str("base_url").unwrap_or_default();
         let url = endpoint(base, &["v1", "rooms", "message"])
             .map_err(|e| BuildError::Invalid(format!("base_url: {e}")))?;

@@ -1,7 +1,7 @@
 //! The `ntfy` service (ntfy). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs ntfy` shows them.
 
-use lookout::message::Message;
+use lookout::text::{Dialect, Message};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Value, json};
 
@@ -78,7 +78,7 @@ priority = "default""#
         let mut body = json!({
             "topic": options.str("topic").unwrap_or_default(),
             "title": message.title,
-            "message": if markdown { message.markdown() } else { message.plain() },
+            "message": if markdown { message.markdown(&Dialect::COMMONMARK) } else { message.plain() },
             "tags": [emoji_tag(&job.event.model), job.event.product.name],
             "priority": priority(options.str("priority")),
         });

@@ -2,9 +2,10 @@
 //! the struct registered below; `lookout docs pagerduty` shows them.
 
 use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, attributes};
-use lookout::message::Message;
 use lookout::payload::{Attributes, Event, Item};
+use lookout::text::budget::truncate;
+use lookout::text::wording::{attributes, item_label};
+use lookout::text::{Dialect, Message};
 use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -164,7 +165,10 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
         details.insert("description".into(), Value::from(quote.clone()));
     }
     for field in &message.fields {
-        details.insert(field.name.to_lowercase(), Value::from(field.value.plain()));
+        details.insert(
+            field.name.to_lowercase(),
+            Value::from(Dialect::PLAIN.rich(&field.value)),
+        );
     }
     let links: Vec<Value> = match event.attributes() {
         Ok(Attributes::Block(block)) => [&block.blocked, &block.item]
@@ -176,7 +180,7 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
     };
     json!({
         "payload": {
-            "summary": format::truncate(&message.headline.plain(), SUMMARY_CHARS - 3),
+            "summary": truncate(&Dialect::PLAIN.rich(&message.headline), SUMMARY_CHARS - 3),
             "source": event.product.name,
             "severity": severity,
             "class": class_of(event),
@@ -188,7 +192,7 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
 }
 
 fn link(item: &Item) -> Value {
-    json!({"href": item.short_url, "text": format::item_label(item)})
+    json!({"href": item.short_url, "text": item_label(item)})
 }
 
 fn class_of(event: &Event) -> String {

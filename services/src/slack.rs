@@ -2,9 +2,10 @@
 //! the struct registered below; `lookout docs slack` shows them.
 
 use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
-use lookout::message::{Field, Rich, item_fields};
 use lookout::payload::{Attributes, Event, Item};
+use lookout::text::message::{item_fields, item_link};
+use lookout::text::wording::{self, DEFAULT_COLOR, count_items, item_color, short_name};
+use lookout::text::{Dialect, Field, Rich, escape};
 use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 use serde_json::{Map, Value, json};
 
@@ -81,7 +82,7 @@ username = "Sprint.ly""##
 fn attachment(event: &Event) -> Result<Value, BuildError> {
     // The fallback is the original one-liner; Slack reads `<…>` in it too, so it is
     // escaped like the rest.
-    let fallback = escape::slack(&format::one_line(event)?);
+    let fallback = escape::html_text(&wording::one_line(event)?);
     // Items, blocks and favorites describe one item: its link, colour and fields.
     let about = |item: &Item| Attachment {
         color: item_color(&item.kind),
@@ -89,7 +90,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
         text: item_link(item),
         fields: Some(item_fields(item, product_link(item, event))),
     };
-    let attachment = match format::attributes(event)? {
+    let attachment = match wording::attributes(event)? {
         Attributes::Item(item) => Attachment {
             pretext: Some(Rich::text(format!(
                 "{} created the {}:",
@@ -106,10 +107,10 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&comment.created_by),
                     comment.item.kind
                 ))
-                .push_item(&comment.item)
+                .append(item_link(&comment.item))
                 .push(":"),
             ),
-            text: Rich::text(format!("\"{}\"", format::excerpt(&comment.body))),
+            text: Rich::text(format!("\"{}\"", wording::excerpt(&comment.body))),
             fields: None,
         },
         Attributes::Block(block) => Attachment {
@@ -119,7 +120,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&block.user),
                     block.blocked.kind
                 ))
-                .push_item(&block.blocked)
+                .append(item_link(&block.blocked))
                 .push(format!(" is blocked by the {}:", block.item.kind)),
             ),
             ..about(&block.item)
@@ -162,23 +163,21 @@ impl Attachment {
         out.insert("color".into(), self.color.into());
         out.insert("fallback".into(), fallback.into());
         if let Some(pretext) = &self.pretext {
-            out.insert("pretext".into(), pretext.slack().into());
+            out.insert("pretext".into(), Dialect::MRKDWN.rich(pretext).into());
         }
-        out.insert("text".into(), self.text.slack().into());
+        out.insert("text".into(), Dialect::MRKDWN.rich(&self.text).into());
         if let Some(fields) = &self.fields {
             let fields: Vec<Value> = fields
                 .iter()
-                .map(|f| json!({"title": f.name, "value": f.value.slack(), "short": true}))
+                .map(|f| {
+                    let value = Dialect::MRKDWN.rich(&f.value);
+                    json!({"title": f.name, "value": value, "short": true})
+                })
                 .collect();
             out.insert("fields".into(), fields.into());
         }
         Value::Object(out)
     }
-}
-
-/// `<short_url|#12 - Title>`.
-fn item_link(item: &Item) -> Rich {
-    Rich::link(format::item_label(item), &item.short_url)
 }
 
 /// The Product field links to the product the item names (the original read it there);
@@ -188,7 +187,7 @@ fn product_link(item: &Item, event: &Event) -> Rich {
         Some(product) => (product.id, product.name.as_str()),
         None => (event.product.id, event.product.name.as_str()),
     };
-    Rich::link(name, format::reports_link("product", &id.to_string()))
+    Rich::link(name, wording::reports_link("product", &id.to_string()))
 }
 
 #[cfg(test)]

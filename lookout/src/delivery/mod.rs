@@ -155,6 +155,8 @@ pub struct Transport {
     guard: Guard,
     limiters: Arc<Limiters>,
     rate_limit: Option<RateLimit>,
+    /// The service sending, which reads the waits its targets ask for in their answers.
+    service: Option<&'static dyn crate::Service>,
     /// When the caller stops waiting (the dispatch deadline): tries end before it.
     until: Option<Instant>,
     mode: Mode,
@@ -204,6 +206,12 @@ pub fn user_agent() -> String {
     )
 }
 
+/// A duration as people read it in a report: `381ms`, `1m 30s` (rounded to the
+/// millisecond).
+pub fn human_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
         let guard = Guard::new(&settings.allow_networks);
@@ -225,6 +233,7 @@ impl Transport {
             guard,
             limiters: Arc::default(),
             rate_limit: None,
+            service: None,
             until: None,
             mode: Mode::Retrying,
         })
@@ -244,14 +253,18 @@ impl Transport {
     }
 
     /// This transport pacing its requests as `service` asks (when the settings' `rate_limits`
-    /// is on, as it is by default).
-    pub fn for_service(&self, service: &dyn crate::Service) -> Transport {
+    /// is on, as it is by default) and waiting as its targets ask in their answers
+    /// ([`Service::wait_asked`](crate::Service::wait_asked)).
+    pub fn for_service(&self, service: &'static dyn crate::Service) -> Transport {
         let limit = if self.settings.rate_limits {
             service.rate_limit()
         } else {
             None
         };
-        self.with_rate_limit(limit)
+        Transport {
+            service: Some(service),
+            ..self.with_rate_limit(limit)
+        }
     }
 
     /// This transport finishing every delivery before `deadline` (the caller's own
@@ -341,7 +354,7 @@ impl Transport {
                 continue;
             }
             if let Pause::BeyondBudget(asked) = pause {
-                let asked = crate::format::duration(asked);
+                let asked = human_duration(asked);
                 note(
                     &mut outcome,
                     &format!("retry after {asked}: beyond this delivery's time budget"),
@@ -410,14 +423,14 @@ impl Transport {
         let sending = self.request_builder(request, job).send();
         let mut response = match tokio::time::timeout(first_byte, sending).await {
             Err(_) => {
-                let why = format!("no answer within {}", crate::format::duration(first_byte));
+                let why = format!("no answer within {}", human_duration(first_byte));
                 return failed((why, Retry::Yes { after: None }));
             }
             Ok(Err(err)) => return failed((describe_error(&err), retry_after_error(&err))),
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let retry = answer.retry();
+        let retry = answer.retry(self.service);
         (answer.outcome(redactor), retry)
     }
 
@@ -643,14 +656,12 @@ impl Answer {
         }
     }
 
-    fn retry(&self) -> Retry {
+    fn retry(&self, service: Option<&dyn crate::Service>) -> Retry {
         if retry::status_is_retryable(self.status) {
+            let in_body = service.and_then(|service| service.wait_asked(&self.body));
+            let now = std::time::SystemTime::now();
             Retry::Yes {
-                after: retry::retry_after(
-                    self.retry_after.as_deref(),
-                    &self.body,
-                    std::time::SystemTime::now(),
-                ),
+                after: retry::retry_after(self.retry_after.as_deref(), in_body, now),
             }
         } else {
             Retry::No

@@ -88,7 +88,7 @@ impl RateLimit {
         };
         format!(
             "at most 1 request every {} per {target}{burst}",
-            crate::format::duration(self.every)
+            crate::delivery::human_duration(self.every)
         )
     }
 

@@ -265,7 +265,10 @@ pub(crate) async fn try_once(
         ),
         Err(_) => (
             Outcome::Failed {
-                reason: format!("timed out after {}", crate::format::duration(timeout)),
+                reason: format!(
+                    "timed out after {}",
+                    crate::delivery::human_duration(timeout)
+                ),
                 status: None,
             },
             Retry::Yes { after: None },
