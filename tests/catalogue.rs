@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use lookout::options::Kind;
+use lookout::options::{Kind, Secrecy};
 use lookout::{Event, catalogue};
 
 fn service_files() -> BTreeSet<String> {
@@ -89,8 +89,43 @@ fn secret_looking_options_are_secret() {
                     && spec.name.contains("url")
                     && spec.required);
             assert!(
-                !looks_secret || spec.secret,
+                !looks_secret || spec.is_secret(),
                 "{}.{}: looks like a credential but is not marked secret",
+                reg.name(),
+                spec.name
+            );
+        }
+    }
+}
+
+/// A credential left unmarked would be shown in reports and recorded in snapshots, and
+/// no name gives every credential away (`user`, `topic`): each option says which it is.
+#[test]
+fn every_option_states_secret_or_public() {
+    for reg in catalogue() {
+        for spec in reg.service.schema().options {
+            assert!(
+                spec.secrecy != Secrecy::Unstated,
+                "{}.{}: say `.secret()` or `.public()`",
+                reg.name(),
+                spec.name
+            );
+        }
+    }
+}
+
+/// A default outside its own range would be refused only once someone writes it out.
+#[test]
+fn defaults_are_within_their_ranges() {
+    for reg in catalogue() {
+        for spec in reg.service.schema().options {
+            let (Some((min, max)), Some(default)) = (spec.range, spec.default) else {
+                continue;
+            };
+            let value: i64 = default.parse().unwrap();
+            assert!(
+                (min..=max).contains(&value),
+                "{}.{}: default {value} is outside {min} to {max}",
                 reg.name(),
                 spec.name
             );
@@ -106,7 +141,7 @@ fn every_service_has_a_snapshot_for_every_fixture() {
             let file = dir.join(format!("snapshots__{}__{fixture}.snap", reg.name()));
             assert!(
                 file.exists(),
-                "{} has no snapshot for {fixture}: run `cargo insta review`",
+                "{} has no snapshot for {fixture}: run `make snapshots` and read `git diff tests/snapshots`",
                 reg.name()
             );
         }

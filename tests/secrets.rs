@@ -65,7 +65,7 @@ fn canary_options(reg: &Registration, base: &str) -> Map<String, Value> {
         .schema()
         .options
         .iter()
-        .filter(|s| s.secret)
+        .filter(|s| s.is_secret())
         .enumerate()
     {
         let canary = canary(n);
@@ -114,7 +114,7 @@ fn malformed_options(reg: &Registration) -> Map<String, Value> {
         .schema()
         .options
         .iter()
-        .filter(|s| s.secret)
+        .filter(|s| s.is_secret())
         .enumerate()
     {
         let canary = canary(n);
@@ -289,7 +289,7 @@ async fn no_secret_leaks_on_any_path() {
 fn malformed_secrets_are_not_echoed_in_errors() {
     let _ = logs();
     for reg in catalogue() {
-        if !reg.service.schema().options.iter().any(|s| s.secret) {
+        if !reg.service.schema().options.iter().any(|s| s.is_secret()) {
             continue;
         }
         let mut table = malformed_options(reg);
@@ -324,7 +324,7 @@ fn the_check_catches_a_leak() {
 struct BasicAuth;
 
 const BASIC_OPTIONS: &[lookout::OptionSpec] = &[
-    lookout::OptionSpec::url("url", "where"),
+    lookout::OptionSpec::url("url", "where").public(),
     lookout::OptionSpec::string("password", "the password").secret(),
 ];
 

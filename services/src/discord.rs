@@ -42,11 +42,14 @@ const OPTIONS: &[OptionSpec] = &[
         "The webhook URL from Discord (`https://discord.com/api/webhooks/…`).",
     )
     .secret(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "avatar_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 

@@ -93,6 +93,7 @@ const OPTIONS: &[OptionSpec] = &[
         "`json`: the payload as a JSON body; `form`: form-encoded `payload=<json>` \
          (read with `form_param=\"payload\"`).",
     )
+    .public()
     .default("json"),
     OptionSpec::string(
         "token",

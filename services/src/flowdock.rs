@@ -38,6 +38,7 @@ const OPTIONS: &[OptionSpec] = &[
         "base_url",
         "Where Flowdock's API lives (Flowdock itself has shut down).",
     )
+    .public()
     .default("https://api.flowdock.com"),
 ];
 

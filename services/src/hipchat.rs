@@ -35,11 +35,12 @@ lookout::service! {
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string("auth_token", "A HipChat API token.").secret(),
-    OptionSpec::string("room_id", "The room's name (not its number)."),
+    OptionSpec::string("room_id", "The room's name (not its number).").public(),
     OptionSpec::url(
         "base_url",
         "Where HipChat's API lives (HipChat itself has shut down).",
     )
+    .public()
     .default("https://api.hipchat.com"),
 ];
 

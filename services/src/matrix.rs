@@ -38,7 +38,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::url(
         "homeserver",
         "The homeserver's client URL, e.g. `https://matrix.example.org`.",
-    ),
+    )
+    .public(),
     OptionSpec::string(
         "access_token",
         "The bot account's access token (sent as `Authorization: Bearer`).",
@@ -47,12 +48,14 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "room_id",
         "The room's internal ID, `!…:server` (from Room settings → Advanced).",
-    ),
+    )
+    .public(),
     OptionSpec::choice(
         "msgtype",
         &["m.notice", "m.text"],
         "`m.notice` (shown as a bot's message) or `m.text`.",
     )
+    .public()
     .default("m.notice"),
 ];
 

@@ -42,12 +42,16 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (its name, e.g. `town-square`) instead of the webhook's.",
     )
+    .public()
     .optional(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "icon_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 

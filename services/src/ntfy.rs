@@ -39,6 +39,7 @@ const OPTIONS: &[OptionSpec] = &[
         "server",
         "The ntfy server: `https://ntfy.sh` or the address of your own.",
     )
+    .public()
     .default("https://ntfy.sh"),
     OptionSpec::string(
         "topic",
@@ -53,11 +54,13 @@ const OPTIONS: &[OptionSpec] = &[
         &["min", "low", "default", "high", "max"],
         "How insistently phones notify.",
     )
+    .public()
     .default("default"),
     OptionSpec::bool(
         "markdown",
         "Send Markdown (rendered by ntfy's web app only; the phone apps show it as typed).",
     )
+    .public()
     .default("false"),
 ];
 

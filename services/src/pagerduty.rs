@@ -45,14 +45,17 @@ const OPTIONS: &[OptionSpec] = &[
         &["critical", "error", "warning", "info"],
         "The severity of the alerts.",
     )
+    .public()
     .default("info"),
     OptionSpec::new(
         "item_types",
         Kind::List,
         "Item types whose creation opens an alert (story, task, defect, test).",
     )
+    .public()
     .default("defect"),
     OptionSpec::url("api_url", "The Events API v2 endpoint.")
+        .public()
         .default("https://events.pagerduty.com/v2/enqueue"),
 ];
 

@@ -46,16 +46,19 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (`#name`) or user (`@name`) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::string(
         "username",
         "Show this name (alias) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::url(
         "icon_url",
         "Show this picture instead of the integration's.",
     )
+    .public()
     .optional(),
 ];
 

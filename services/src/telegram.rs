@@ -39,12 +39,16 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "chat_id",
         "The chat's ID (`-1001234567890`) or a public channel's `@username`.",
-    ),
-    OptionSpec::bool("silent", "Send without a notification sound.").default("false"),
+    )
+    .public(),
+    OptionSpec::bool("silent", "Send without a notification sound.")
+        .public()
+        .default("false"),
     OptionSpec::url(
         "api_url",
         "The Bot API server (change only for a self-hosted one).",
     )
+    .public()
     .default("https://api.telegram.org"),
 ];
 
