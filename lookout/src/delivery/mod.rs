@@ -533,7 +533,8 @@ impl Answer {
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
-        let body = String::from_utf8_lossy(&self.body);
+        // Redacted before it is cut: a secret cut in half is no longer recognized.
+        let body = redactor.redact(&String::from_utf8_lossy(&self.body));
         let excerpt: String = body.trim().chars().take(200).collect();
         if !excerpt.is_empty() {
             reason.push_str(": ");
