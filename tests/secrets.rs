@@ -239,7 +239,11 @@ async fn no_secret_leaks_on_any_path() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let open = Engine::with_settings(settings().allowing_loopback()).unwrap();
+    let open = Engine::with_settings(Settings {
+        loopback_only: true,
+        ..settings()
+    })
+    .unwrap();
     let guarded = Engine::with_settings(settings()).unwrap();
 
     let services = catalogue();

@@ -552,12 +552,12 @@ mod tests {
     fn every_option_states_its_secrecy_or_is_unstated() {
         assert_eq!(SPECS[0].secrecy, Secrecy::Secret);
         assert_eq!(SPECS[1].secrecy, Secrecy::Public);
-        assert_eq!(
-            OptionSpec::string("user", "who").secrecy,
-            Secrecy::Unstated
-        );
+        assert_eq!(OptionSpec::string("user", "who").secrecy, Secrecy::Unstated);
         let shown = serde_json::to_value(SPECS[0]).unwrap();
         assert_eq!(shown["secret"], true);
-        assert_eq!(serde_json::to_value(SPECS[2]).unwrap()["range"], json!([1, 65535]));
+        assert_eq!(
+            serde_json::to_value(SPECS[2]).unwrap()["range"],
+            json!([1, 65535])
+        );
     }
 }

@@ -157,7 +157,7 @@ pub fn user_agent() -> String {
 
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
-        let guard = Guard::new(&settings.allow_networks);
+        let guard = Guard::for_settings(&settings);
         let client = reqwest::Client::builder()
             .user_agent(user_agent())
             // A redirect could lead anywhere, including inside the network: never follow.
@@ -351,7 +351,10 @@ impl Transport {
             reason: redactor.redact(&reason),
             status: None,
         };
-        if let Err(blocked) = self.guard.check_url(&request.url) {
+        if let Err(blocked) = self
+            .guard
+            .check_url(&self.settings.destination(&request.url))
+        {
             return (failed(blocked.to_string()), Retry::No);
         }
         if let Some(limit) = &self.rate_limit
@@ -389,7 +392,12 @@ impl Transport {
         let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
-        let mut builder = self.client.request(method, request.url.clone());
+        let url = self.settings.destination(&request.url);
+        let mut builder = self.client.request(method, url.as_ref().clone());
+        if matches!(url, Cow::Owned(_)) {
+            // Redirected (tests): the target still learns which host was meant.
+            builder = builder.header(reqwest::header::HOST, host_and_port(&request.url));
+        }
         if let Some(content_type) = request.body.content_type() {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
         }
@@ -606,6 +614,15 @@ fn describe_error(err: &reqwest::Error) -> String {
     match last {
         Some(root) if !root.is_empty() => format!("{what}: {root}"),
         _ => what.to_owned(),
+    }
+}
+
+/// `host` or `host:port` of `url`, as a `Host` header says it.
+fn host_and_port(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 
