@@ -18,7 +18,8 @@
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
 //! [`delivery`] (sending, with its retry, rate limit, SSRF guard, signing and SMTP),
-//! [`request`] (what services build), [`redact`], [`docs`].
+//! [`request`] (what services build), [`redact`], [`docs`]; [`prelude`] is what a
+//! service file imports.
 
 pub mod config;
 pub mod delivery;
@@ -28,6 +29,7 @@ pub mod format;
 pub mod message;
 pub mod options;
 pub mod payload;
+pub mod prelude;
 pub mod redact;
 pub mod render;
 pub mod request;

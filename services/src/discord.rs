@@ -3,12 +3,8 @@
 
 use std::time::Duration;
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format;
-use lookout::message::{Field, Message};
+use lookout::prelude::*;
 use lookout::render::Dialect;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
 
 lookout::service! {
     /// Discord

@@ -2,9 +2,7 @@
 //! the struct registered below; `lookout docs email` shows them.
 
 use lookout::delivery::smtp::{Email as Mail, Security, SmtpServer};
-use lookout::format::escape;
-use lookout::message::Message;
-use lookout::{BuildError, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Email

@@ -1,7 +1,7 @@
 //! The `errbot` service (Errbot). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs errbot` shows them.
 
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Errbot

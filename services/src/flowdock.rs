@@ -1,10 +1,9 @@
 //! The `flowdock` service (Flowdock). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs flowdock` shows them.
 
-use lookout::format::{self, escape, full_name, sentence_case};
-use lookout::payload::{Attributes, Block, Deploy, Event, Favorite, Item, User};
-use lookout::request::endpoint;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Rich, Schema, Service};
+use lookout::format::{full_name, sentence_case};
+use lookout::payload::{Block, Deploy, Favorite, User};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Flowdock

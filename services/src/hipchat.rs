@@ -1,9 +1,7 @@
 //! The `hipchat` service (HipChat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs hipchat` shows them.
 
-use lookout::format;
-use lookout::request::endpoint;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// HipChat

@@ -1,11 +1,7 @@
 //! The `matrix` service (Matrix). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs matrix` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::escape;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use lookout::prelude::*;
 
 lookout::service! {
     /// Matrix

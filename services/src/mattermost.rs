@@ -1,10 +1,8 @@
 //! The `mattermost` service (Mattermost). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs mattermost` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
+use lookout::prelude::*;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
     /// Mattermost

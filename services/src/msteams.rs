@@ -1,11 +1,8 @@
 //! The `msteams` service (Microsoft Teams). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs msteams` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::{Message, Rich};
+use lookout::prelude::*;
 use lookout::render::{self, Dialect};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
 
 lookout::service! {
     /// Microsoft Teams

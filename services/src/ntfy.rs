@@ -1,9 +1,7 @@
 //! The `ntfy` service (ntfy). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs ntfy` shows them.
 
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
 
 lookout::service! {
     /// ntfy

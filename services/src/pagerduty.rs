@@ -1,12 +1,8 @@
 //! The `pagerduty` service (PagerDuty). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs pagerduty` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, attributes};
-use lookout::message::Message;
-use lookout::payload::{Attributes, Event, Item};
-use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
+use lookout::format::attributes;
+use lookout::prelude::*;
 
 lookout::service! {
     /// PagerDuty

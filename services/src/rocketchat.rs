@@ -1,11 +1,8 @@
 //! The `rocketchat` service (Rocket.Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs rocketchat` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
+use lookout::prelude::*;
 use lookout::render::{Dialect, slack_attachment, with_attachment};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
 
 lookout::service! {
     /// Rocket.Chat

@@ -1,12 +1,9 @@
 //! The `slack` service (Slack). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs slack` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
-use lookout::message::{Field, Rich, item_fields};
-use lookout::payload::{Attributes, Event, Item};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
+use lookout::format::{DEFAULT_COLOR, count_items, item_color, short_name};
+use lookout::message::item_fields;
+use lookout::prelude::*;
 
 lookout::service! {
     /// Slack

@@ -1,10 +1,7 @@
 //! The `telegram` service (Telegram). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs telegram` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use lookout::prelude::*;
 
 lookout::service! {
     /// Telegram

@@ -1,9 +1,7 @@
 //! The `zulip` service (Zulip). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs zulip` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Zulip
