@@ -71,6 +71,32 @@ fn every_service_is_documented() {
     }
 }
 
+/// Install docs are steps a user follows: a title, then at least two numbered steps
+/// (`1.`, `2.`, … in order), and nothing left for later.
+#[test]
+fn every_services_docs_are_real_steps() {
+    for reg in catalogue() {
+        let docs = reg.description();
+        let numbers: Vec<usize> = docs
+            .lines()
+            .filter_map(|line| line.trim_start().split_once(". "))
+            .filter_map(|(number, _)| number.parse().ok())
+            .collect();
+        assert!(
+            numbers.len() >= 2 && numbers.iter().zip(1..).all(|(n, want)| *n == want),
+            "{}: install docs need numbered steps 1., 2., …, found {numbers:?}:\n{docs}",
+            reg.name()
+        );
+        for word in ["TODO", "FIXME", "XXX:"] {
+            assert!(
+                !docs.contains(word) && !reg.title().contains(word),
+                "{}: docs still say {word}",
+                reg.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn every_example_is_valid() {
     for reg in catalogue() {
