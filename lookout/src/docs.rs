@@ -88,14 +88,17 @@ fn kind_label(spec: &OptionSpec) -> String {
         Kind::List => "list".to_owned(),
         Kind::UrlList => "list of URLs".to_owned(),
         Kind::Bool => "bool".to_owned(),
-        Kind::Integer => "integer".to_owned(),
+        Kind::Integer => match spec.range {
+            Some((min, max)) => format!("integer, {min} to {max}"),
+            None => "integer".to_owned(),
+        },
         Kind::Choice(words) => words
             .iter()
             .map(|w| format!("`{w}`"))
             .collect::<Vec<_>>()
             .join(" / "),
     };
-    if spec.secret {
+    if spec.is_secret() {
         format!("{kind}, **secret**")
     } else {
         kind

@@ -19,7 +19,7 @@
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
 //! [`delivery`] (sending, with its retry, rate limit, SSRF guard, signing and SMTP),
 //! [`request`] (what services build), [`text`] (wording, messages and markups),
-//! [`redact`], [`docs`].
+//! [`redact`], [`docs`]; [`prelude`] is what a service file imports.
 
 pub mod config;
 pub mod delivery;
@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod docs;
 pub mod options;
 pub mod payload;
+pub mod prelude;
 pub mod redact;
 pub mod request;
 pub mod samples;

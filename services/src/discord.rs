@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use lookout::delivery::ratelimit::RateLimit;
 use lookout::delivery::retry::json_seconds;
+use lookout::prelude::*;
 use lookout::text::budget::{fit, fit_lines, truncate};
 use lookout::text::wording::color_number;
-use lookout::text::{Dialect, Field, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
 
 lookout::service! {
     /// Discord
@@ -47,11 +44,14 @@ const OPTIONS: &[OptionSpec] = &[
         "The webhook URL from Discord (`https://discord.com/api/webhooks/…`).",
     )
     .secret(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "avatar_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 

@@ -2,8 +2,7 @@
 //! the struct registered below; `lookout docs email` shows them.
 
 use lookout::delivery::smtp::{Email as Mail, Security, SmtpServer};
-use lookout::text::{Message, escape};
-use lookout::{BuildError, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Email
@@ -37,27 +36,34 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "host",
         "The SMTP server's host name, e.g. `smtp.example.com`.",
-    ),
+    )
+    .public(),
     OptionSpec::integer(
         "port",
         "The SMTP server's port (587 for STARTTLS, 465 for TLS).",
     )
+    .public()
+    .range(1, 65535)
     .default("587"),
     OptionSpec::choice(
         "security",
         Security::CHOICES,
         "`starttls` (upgrade, required), `tls` (TLS from the start) or `none` (unencrypted).",
     )
+    .public()
     .default("starttls"),
-    OptionSpec::string("username", "The SMTP login, if the server wants one.").optional(),
+    OptionSpec::string("username", "The SMTP login, if the server wants one.")
+        .public()
+        .optional(),
     OptionSpec::string("password", "The SMTP password (or app password).")
         .secret()
         .optional(),
     OptionSpec::string(
         "from",
         "The sender, `lookout@example.com` or `Lookout <lookout@example.com>`.",
-    ),
-    OptionSpec::list("to", "The recipients' addresses."),
+    )
+    .public(),
+    OptionSpec::list("to", "The recipients' addresses.").public(),
 ];
 
 impl Service for Email {

@@ -1,11 +1,9 @@
 //! The `flowdock` service (Flowdock). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs flowdock` shows them.
 
-use lookout::payload::{Attributes, Block, Deploy, Event, Favorite, Item, User};
-use lookout::request::endpoint;
+use lookout::payload::{Block, Deploy, Favorite, User};
+use lookout::prelude::*;
 use lookout::text::wording::{self, full_name, sentence_case};
-use lookout::text::{Dialect, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Rich, Schema, Service};
 
 lookout::service! {
     /// Flowdock
@@ -39,6 +37,7 @@ const OPTIONS: &[OptionSpec] = &[
         "base_url",
         "Where Flowdock's API lives (Flowdock itself has shut down).",
     )
+    .public()
     .default("https://api.flowdock.com"),
 ];
 

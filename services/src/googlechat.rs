@@ -1,11 +1,8 @@
 //! The `googlechat` service (Google Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs googlechat` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
+use lookout::prelude::*;
 use lookout::text::wording::color_number;
-use lookout::text::{Dialect, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
 
 lookout::service! {
     /// Google Chat

@@ -1,9 +1,7 @@
 //! The `hipchat` service (HipChat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs hipchat` shows them.
 
-use lookout::request::endpoint;
-use lookout::text::wording;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// HipChat
@@ -35,11 +33,12 @@ lookout::service! {
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string("auth_token", "A HipChat API token.").secret(),
-    OptionSpec::string("room_id", "The room's name (not its number)."),
+    OptionSpec::string("room_id", "The room's name (not its number).").public(),
     OptionSpec::url(
         "base_url",
         "Where HipChat's API lives (HipChat itself has shut down).",
     )
+    .public()
     .default("https://api.hipchat.com"),
 ];
 

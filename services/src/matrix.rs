@@ -3,11 +3,8 @@
 
 use std::time::Duration;
 
-use lookout::delivery::ratelimit::RateLimit;
 use lookout::delivery::retry::json_millis;
-use lookout::text::{Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use lookout::prelude::*;
 
 lookout::service! {
     /// Matrix
@@ -42,7 +39,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::url(
         "homeserver",
         "The homeserver's client URL, e.g. `https://matrix.example.org`.",
-    ),
+    )
+    .public(),
     OptionSpec::string(
         "access_token",
         "The bot account's access token (sent as `Authorization: Bearer`).",
@@ -51,12 +49,14 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "room_id",
         "The room's internal ID, `!…:server` (from Room settings → Advanced).",
-    ),
+    )
+    .public(),
     OptionSpec::choice(
         "msgtype",
         &["m.notice", "m.text"],
         "`m.notice` (shown as a bot's message) or `m.text`.",
     )
+    .public()
     .default("m.notice"),
 ];
 

@@ -1,10 +1,8 @@
 //! The `mattermost` service (Mattermost). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs mattermost` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
+use lookout::prelude::*;
 use lookout::text::attachment::{slack_attachment, with_attachment};
-use lookout::text::{Dialect, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
     /// Mattermost
@@ -42,12 +40,16 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (its name, e.g. `town-square`) instead of the webhook's.",
     )
+    .public()
     .optional(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "icon_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 

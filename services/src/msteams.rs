@@ -1,10 +1,8 @@
 //! The `msteams` service (Microsoft Teams). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs msteams` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::text::{Dialect, Message, Rich, Span, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
+use lookout::text::Span;
 
 lookout::service! {
     /// Microsoft Teams

@@ -1,9 +1,7 @@
 //! The `ntfy` service (ntfy). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs ntfy` shows them.
 
-use lookout::text::{Dialect, Message};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
 
 lookout::service! {
     /// ntfy
@@ -39,6 +37,7 @@ const OPTIONS: &[OptionSpec] = &[
         "server",
         "The ntfy server: `https://ntfy.sh` or the address of your own.",
     )
+    .public()
     .default("https://ntfy.sh"),
     OptionSpec::string(
         "topic",
@@ -53,11 +52,13 @@ const OPTIONS: &[OptionSpec] = &[
         &["min", "low", "default", "high", "max"],
         "How insistently phones notify.",
     )
+    .public()
     .default("default"),
     OptionSpec::bool(
         "markdown",
         "Send Markdown (rendered by ntfy's web app only; the phone apps show it as typed).",
     )
+    .public()
     .default("false"),
 ];
 

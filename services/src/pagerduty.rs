@@ -1,13 +1,9 @@
 //! The `pagerduty` service (PagerDuty). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs pagerduty` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::payload::{Attributes, Event, Item};
+use lookout::prelude::*;
 use lookout::text::budget::truncate;
 use lookout::text::wording::{attributes, item_label};
-use lookout::text::{Dialect, Message};
-use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
 
 lookout::service! {
     /// PagerDuty
@@ -46,14 +42,17 @@ const OPTIONS: &[OptionSpec] = &[
         &["critical", "error", "warning", "info"],
         "The severity of the alerts.",
     )
+    .public()
     .default("info"),
     OptionSpec::new(
         "item_types",
         Kind::List,
         "Item types whose creation opens an alert (story, task, defect, test).",
     )
+    .public()
     .default("defect"),
     OptionSpec::url("api_url", "The Events API v2 endpoint.")
+        .public()
         .default("https://events.pagerduty.com/v2/enqueue"),
 ];
 

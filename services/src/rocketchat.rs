@@ -1,11 +1,8 @@
 //! The `rocketchat` service (Rocket.Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs rocketchat` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
+use lookout::prelude::*;
 use lookout::text::attachment::{slack_attachment, with_attachment};
-use lookout::text::{Dialect, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
 
 lookout::service! {
     /// Rocket.Chat
@@ -46,16 +43,19 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (`#name`) or user (`@name`) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::string(
         "username",
         "Show this name (alias) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::url(
         "icon_url",
         "Show this picture instead of the integration's.",
     )
+    .public()
     .optional(),
 ];
 

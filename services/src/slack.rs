@@ -1,13 +1,9 @@
 //! The `slack` service (Slack). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs slack` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::payload::{Attributes, Event, Item};
+use lookout::prelude::*;
 use lookout::text::message::{item_fields, item_link};
 use lookout::text::wording::{self, DEFAULT_COLOR, count_items, item_color, short_name};
-use lookout::text::{Dialect, Field, Rich, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
 
 lookout::service! {
     /// Slack

@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use lookout::delivery::ratelimit::RateLimit;
 use lookout::delivery::retry::json_seconds;
+use lookout::prelude::*;
 use lookout::text::budget::{fit, fit_lines};
-use lookout::text::{Dialect, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
 
 lookout::service! {
     /// Telegram
@@ -47,12 +44,16 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "chat_id",
         "The chat's ID (`-1001234567890`) or a public channel's `@username`.",
-    ),
-    OptionSpec::bool("silent", "Send without a notification sound.").default("false"),
+    )
+    .public(),
+    OptionSpec::bool("silent", "Send without a notification sound.")
+        .public()
+        .default("false"),
     OptionSpec::url(
         "api_url",
         "The Bot API server (change only for a self-hosted one).",
     )
+    .public()
     .default("https://api.telegram.org"),
 ];
 

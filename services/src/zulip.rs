@@ -1,9 +1,7 @@
 //! The `zulip` service (Zulip). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs zulip` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::text::{Dialect, Message, escape};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Zulip
@@ -40,14 +38,14 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::url(
         "site",
         "Your Zulip organization's URL, e.g. `https://yourorg.zulipchat.com`.",
-    ),
-    OptionSpec::string("bot_email", "The bot's email address, from its row in Settings → Bots."),
+    ).public(),
+    OptionSpec::string("bot_email", "The bot's email address, from its row in Settings → Bots.").public(),
     OptionSpec::string("api_key", "The bot's API key.").secret(),
-    OptionSpec::string("stream", "The channel (stream) to post to, by name."),
+    OptionSpec::string("stream", "The channel (stream) to post to, by name.").public(),
     OptionSpec::string(
         "topic",
         "The topic to post under (Zulip shortens it to 60 characters). Default: the product's name.",
-    )
+    ).public()
     .optional(),
 ];
 

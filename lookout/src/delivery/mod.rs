@@ -214,7 +214,7 @@ pub fn human_duration(d: Duration) -> String {
 
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
-        let guard = Guard::new(&settings.allow_networks);
+        let guard = Guard::for_settings(&settings);
         let client = reqwest::Client::builder()
             .user_agent(user_agent())
             // A redirect could lead anywhere, including inside the network: never follow.
@@ -411,7 +411,10 @@ impl Transport {
     ) -> (Outcome, Retry) {
         let redactor = &request_redactor(job.options.redactor(), request);
         let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
-        if let Err(blocked) = self.guard.check_url(&request.url) {
+        if let Err(blocked) = self
+            .guard
+            .check_url(&self.settings.destination(&request.url))
+        {
             return failed((blocked.to_string(), Retry::No));
         }
         let total = match self.time_for_try(&request.url, end).await {
@@ -477,7 +480,12 @@ impl Transport {
         let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
-        let mut builder = self.client.request(method, request.url.clone());
+        let url = self.settings.destination(&request.url);
+        let mut builder = self.client.request(method, url.as_ref().clone());
+        if matches!(url, Cow::Owned(_)) {
+            // Redirected (tests): the target still learns which host was meant.
+            builder = builder.header(reqwest::header::HOST, host_and_port(&request.url));
+        }
         if let Some(content_type) = request.body.content_type() {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
         }
@@ -636,7 +644,8 @@ impl Answer {
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
-        let body = String::from_utf8_lossy(&self.body);
+        // Redacted before it is cut: a secret cut in half is no longer recognized.
+        let body = redactor.redact(&String::from_utf8_lossy(&self.body));
         let excerpt: String = body.trim().chars().take(200).collect();
         if !excerpt.is_empty() {
             reason.push_str(": ");
@@ -706,6 +715,15 @@ fn describe_error(err: &reqwest::Error) -> String {
     match last {
         Some(root) if !root.is_empty() => format!("{what}: {root}"),
         _ => what.to_owned(),
+    }
+}
+
+/// `host` or `host:port` of `url`, as a `Host` header says it.
+fn host_and_port(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 
