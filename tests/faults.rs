@@ -509,6 +509,10 @@ const PACED_OPTIONS: &[lookout::OptionSpec] = &[lookout::OptionSpec::url("url", 
 
 #[lookout::async_trait]
 impl Service for Paced {
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(PACED_OPTIONS)
     }

@@ -356,6 +356,10 @@ const BASIC_OPTIONS: &[lookout::OptionSpec] = &[
 
 #[lookout::async_trait]
 impl lookout::Service for BasicAuth {
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> lookout::Schema {
         lookout::Schema::new(BASIC_OPTIONS)
     }

@@ -42,7 +42,9 @@ pub use dispatch::{Engine, Preview, Report, ServiceResult};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
 pub use request::{Body, HttpRequest, Method, RequestPreview};
-pub use service::{BuildError, Job, Outgoing, Registration, SERVICES, Service, catalogue};
+pub use service::{
+    BuildError, Category, Job, Outgoing, Registration, SERVICES, Service, Verdict, catalogue,
+};
 pub use settings::Settings;
 pub use text::{Dialect, Message, Rich};
 

@@ -9,6 +9,6 @@ pub use crate::delivery::ratelimit::RateLimit;
 pub use crate::options::{Kind, OptionSpec, Schema};
 pub use crate::payload::{Attributes, Event, Item};
 pub use crate::request::{HttpRequest, endpoint};
-pub use crate::service::{BuildError, Job, Outgoing, Service};
+pub use crate::service::{BuildError, Category, Job, Outgoing, Service, Verdict};
 pub use crate::text::{Dialect, Field, Message, Rich, budget, escape, wording};
 pub use serde_json::{Map, Value, json};

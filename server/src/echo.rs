@@ -23,6 +23,10 @@ impl Service for Echo {
         &["*"]
     }
 
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -16,6 +16,10 @@ impl Service for Panics {
         &["*"]
     }
 
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(&[])
     }

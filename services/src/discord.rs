@@ -78,6 +78,10 @@ impl Service for Discord {
         Some(RateLimit::every(Duration::from_millis(400)).burst(5))
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

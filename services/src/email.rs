@@ -67,6 +67,10 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Email {
+    fn category(&self) -> Category {
+        Category::Push
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -109,6 +109,10 @@ impl Service for Errbot {
         &["*"]
     }
 
+    fn category(&self) -> Category {
+        Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

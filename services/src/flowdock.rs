@@ -42,6 +42,10 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Flowdock {
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -41,6 +41,10 @@ impl Service for Googlechat {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

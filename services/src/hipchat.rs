@@ -43,6 +43,10 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for HipChat {
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -66,6 +66,10 @@ impl Service for Matrix {
         Some(RateLimit::CHAT_WEBHOOK.per_origin())
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -63,6 +63,10 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Ntfy {
+    fn category(&self) -> Category {
+        Category::Push
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -72,6 +72,10 @@ impl Service for PagerDuty {
         &["Item.created", "Item.updated", "Block.created"]
     }
 
+    fn category(&self) -> Category {
+        Category::Incident
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -65,6 +65,10 @@ impl Service for Rocketchat {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -48,6 +48,10 @@ impl Service for Slack {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         // Any other option (`channel`, `username`, …) goes into the body, as it did.
         Schema::with_extra(OPTIONS)
@@ -57,6 +61,21 @@ impl Service for Slack {
         r##"url = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 channel = "#sprintly"
 username = "Sprint.ly""##
+    }
+
+    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
+        // Incoming webhooks answer errors as a bare code in the body
+        // (https://api.slack.com/messaging/webhooks#handling_errors). These say the hook
+        // will never work again; the rest (`invalid_payload`, `rollup_error`…) go by status.
+        let why = match String::from_utf8_lossy(answer_body).trim() {
+            "no_service" => "the webhook was removed or disabled (no_service)",
+            "invalid_token" => "the webhook's token was revoked (invalid_token)",
+            "channel_not_found" => "the webhook's channel no longer exists (channel_not_found)",
+            "channel_is_archived" => "the webhook's channel is archived (channel_is_archived)",
+            "team_disabled" => "the Slack workspace was disabled (team_disabled)",
+            _ => return Verdict::ByStatus,
+        };
+        Verdict::Gone(format!("Slack: {why}"))
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -212,6 +231,48 @@ mod tests {
 
     fn attachment(name: &str) -> Value {
         body(name)["attachments"][0].clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_that_mean_the_hook_is_gone_disable_it() {
+        use lookout::Outcome;
+        use lookout_testkit::{Reply, outcome_of_reply};
+        let url = format!("https://hooks.slack.com/{SECRET_PATH}");
+        let item = fixture_json("item");
+        for (status, code) in [
+            (404, "no_service"),
+            (403, "invalid_token"),
+            (404, "channel_not_found"),
+        ] {
+            let reply = Reply::status(status).body(code);
+            let outcome = outcome_of_reply("slack", options(&url), &item, reply, SECRET_PATH).await;
+            let Outcome::Disabled {
+                reason,
+                status: got,
+            } = outcome
+            else {
+                panic!("{code}: not disabled: {outcome:?}");
+            };
+            assert_eq!(got, status);
+            assert!(
+                reason.contains(code)
+                    && reason.starts_with(&format!("HTTP {status}: gone: Slack: ")),
+                "{reason}"
+            );
+        }
+        // Other errors go by their status: a bad payload is a plain failure.
+        let reply = Reply::status(400).body("invalid_payload");
+        let outcome = outcome_of_reply("slack", options(&url), &item, reply, SECRET_PATH).await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Failed {
+                    status: Some(400),
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,6 +63,10 @@ impl Service for Telegram {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

@@ -81,6 +81,10 @@ impl Service for Webhook {
         &["*"]
     }
 
+    fn category(&self) -> Category {
+        Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

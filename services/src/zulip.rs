@@ -55,6 +55,10 @@ impl Service for Zulip {
         Some(RateLimit::per_second(3).burst(10).per_origin())
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }

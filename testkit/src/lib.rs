@@ -119,3 +119,26 @@ pub async fn deliver_one(
     );
     (report, arrived.remove(0))
 }
+
+/// How one delivery of `service` ends when its target answers `reply` (every request
+/// is redirected to a capture server scripted with it): for tests of a platform's own
+/// answers, such as those that mean "this hook is gone". Panics unless exactly one
+/// result comes back; `secret` must show nowhere in it.
+pub async fn outcome_of_reply(
+    service: &str,
+    options: serde_json::Value,
+    event_json: &str,
+    reply: Reply,
+    secret: &str,
+) -> lookout::Outcome {
+    let server = CaptureServer::start();
+    server.script("/", std::iter::repeat_n(reply, 8));
+    let settings = lookout::Settings {
+        attempts: 1,
+        ..settings_redirected_to(&server)
+    };
+    let report = dispatch_one_with(settings, service, options, event_json).await;
+    assert_hidden(&report, secret);
+    assert_eq!(report.results.len(), 1, "{service}: {report:?}");
+    report.results[0].delivery.outcome.clone()
+}

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
-use crate::service::{BuildError, Job, Outgoing};
+use crate::service::{BuildError, Job, Outgoing, Verdict};
 use crate::settings::Settings;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
@@ -433,8 +433,10 @@ impl Transport {
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let retry = answer.retry(self.service);
-        (answer.outcome(redactor), retry)
+        let verdict = self.service.map_or(Verdict::ByStatus, |s| {
+            s.verdict(answer.status, &answer.body)
+        });
+        answer.judged(verdict, redactor, self.service)
     }
 
     /// The SMTP host goes through the guard like an HTTP host (names resolved here,
@@ -632,6 +634,39 @@ struct Answer {
 }
 
 impl Answer {
+    /// How the try ended and whether another could do better: as the status says, or
+    /// as the platform's own reading of its answer says.
+    fn judged(
+        &self,
+        verdict: Verdict,
+        redactor: &Redactor,
+        service: Option<&dyn crate::Service>,
+    ) -> (Outcome, Retry) {
+        let status = self.status;
+        match verdict {
+            Verdict::ByStatus => (self.outcome(redactor), self.retry(service)),
+            Verdict::Gone(why) => {
+                let reason = redactor.redact(&format!("HTTP {status}: gone: {why}"));
+                (Outcome::Disabled { reason, status }, Retry::No)
+            }
+            Verdict::Refused { reason, retry } => {
+                let reason = redactor.redact(&format!("HTTP {status}: refused: {reason}"));
+                let outcome = Outcome::Failed {
+                    reason,
+                    status: Some(status),
+                };
+                let retry = if retry {
+                    Retry::Yes {
+                        after: self.retry(service).after(),
+                    }
+                } else {
+                    Retry::No
+                };
+                (outcome, retry)
+            }
+        }
+    }
+
     fn outcome(&self, redactor: &Redactor) -> Outcome {
         let status = self.status;
         // A 2xx is delivered even if its body then breaks off: the target said yes.
