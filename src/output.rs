@@ -109,7 +109,7 @@ pub fn services(json: bool) {
                     category.as_str().to_owned(),
                     r.name().to_owned(),
                     r.title().to_owned(),
-                    r.service.events().join(", "),
+                    r.events.join(", "),
                 ]
             })
         })

@@ -55,12 +55,8 @@ fn every_service_is_documented() {
             "{}: install docs are too short:\n{docs}",
             reg.name()
         );
-        assert!(
-            !reg.service.events().is_empty(),
-            "{}: listens to nothing",
-            reg.name()
-        );
-        for spec in reg.service.schema().options {
+        assert!(!reg.events.is_empty(), "{}: listens to nothing", reg.name());
+        for spec in reg.schema.options {
             assert!(
                 !spec.help.is_empty(),
                 "{}.{}: option has no help text",
@@ -109,7 +105,7 @@ fn every_example_is_valid() {
 fn secret_looking_options_are_secret() {
     const CREDENTIAL_WORDS: &[&str] = &["token", "key", "password", "secret", "webhook"];
     for reg in catalogue() {
-        for spec in reg.service.schema().options {
+        for spec in reg.schema.options {
             let looks_secret = CREDENTIAL_WORDS.iter().any(|w| spec.name.contains(w))
                 || (matches!(spec.kind, Kind::Url | Kind::UrlList)
                     && spec.name.contains("url")
@@ -129,7 +125,7 @@ fn secret_looking_options_are_secret() {
 #[test]
 fn every_option_states_secret_or_public() {
     for reg in catalogue() {
-        for spec in reg.service.schema().options {
+        for spec in reg.schema.options {
             assert!(
                 spec.secrecy != Secrecy::Unstated,
                 "{}.{}: say `.secret()` or `.public()`",
@@ -144,7 +140,7 @@ fn every_option_states_secret_or_public() {
 #[test]
 fn defaults_are_within_their_ranges() {
     for reg in catalogue() {
-        for spec in reg.service.schema().options {
+        for spec in reg.schema.options {
             let (Some((min, max)), Some(default)) = (spec.range, spec.default) else {
                 continue;
             };

@@ -509,19 +509,6 @@ const PACED_OPTIONS: &[lookout::OptionSpec] = &[lookout::OptionSpec::url("url", 
 
 #[lookout::async_trait]
 impl Service for Paced {
-    fn category(&self) -> lookout::Category {
-        lookout::Category::Webhook
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(PACED_OPTIONS)
-    }
-    fn example(&self) -> &'static str {
-        r#"url = "https://paced.example.com/""#
-    }
-    fn rate_limit(&self) -> Option<RateLimit> {
-        Some(RateLimit::every(Duration::from_millis(250)))
-    }
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let url = job.options.str("url").unwrap_or_default();
         let url = url
@@ -539,6 +526,11 @@ impl Service for Paced {
 static PACED: Registration = Registration {
     module: "faults::paced",
     docs: "Paced\n",
+    category: lookout::Category::Webhook,
+    events: &["*.created"],
+    rate_limit: Some(RateLimit::every(Duration::from_millis(250))),
+    schema: Schema::new(PACED_OPTIONS),
+    example: r#"url = "https://paced.example.com/""#,
     service: &Paced,
 };
 
@@ -548,7 +540,7 @@ fn paced(name: &str, url: &str) -> Instance {
         name: name.to_owned(),
         registration: &PACED,
         options: Arc::new(
-            Options::validate(name, &Paced.schema(), options.as_object().unwrap()).unwrap(),
+            Options::validate(name, &PACED.schema, options.as_object().unwrap()).unwrap(),
         ),
     }
 }

@@ -16,21 +16,13 @@ mod panics {
         ///
         /// A test service whose build panics.
         pub struct Panics;
+
+        category: Webhook,
+        events: &["*"],
+        schema: Schema::new(&[]),
+        example: "",
     }
     impl Service for Panics {
-        fn events(&self) -> &'static [&'static str] {
-            &["*"]
-        }
-        fn category(&self) -> lookout::Category {
-            lookout::Category::Webhook
-        }
-
-        fn schema(&self) -> Schema {
-            Schema::new(&[])
-        }
-        fn example(&self) -> &'static str {
-            ""
-        }
         fn build(&self, _: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
             panic!("deliberate panic in a test service")
         }
@@ -44,22 +36,14 @@ mod sleeps {
         ///
         /// A test service whose send never finishes.
         pub struct Sleeps;
+
+        category: Webhook,
+        events: &["*"],
+        schema: Schema::new(&[]),
+        example: "",
     }
     #[lookout::async_trait]
     impl Service for Sleeps {
-        fn events(&self) -> &'static [&'static str] {
-            &["*"]
-        }
-        fn category(&self) -> lookout::Category {
-            lookout::Category::Webhook
-        }
-
-        fn schema(&self) -> Schema {
-            Schema::new(&[])
-        }
-        fn example(&self) -> &'static str {
-            ""
-        }
         fn build(&self, _: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
             Ok(Vec::new())
         }
@@ -174,21 +158,13 @@ mod items_only {
         ///
         /// A test service listening to `Item.*` that formats with the shared message.
         pub struct ItemsOnly;
+
+        category: Webhook,
+        events: &["Item.*", "Widget.*"],
+        schema: Schema::new(&[]),
+        example: "",
     }
     impl Service for ItemsOnly {
-        fn events(&self) -> &'static [&'static str] {
-            &["Item.*", "Widget.*"]
-        }
-        fn category(&self) -> lookout::Category {
-            lookout::Category::Webhook
-        }
-
-        fn schema(&self) -> Schema {
-            Schema::new(&[])
-        }
-        fn example(&self) -> &'static str {
-            ""
-        }
         fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
             lookout::Message::from_event(job.event)?;
             Ok(Vec::new())

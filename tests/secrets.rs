@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lookout::options::Kind;
-use lookout::{
-    Config, Engine, Event, Instance, Job, Outgoing, Registration, Service as _, Settings, catalogue,
-};
+use lookout::{Config, Engine, Event, Instance, Job, Outgoing, Registration, Settings, catalogue};
 use lookout_testkit::{CaptureServer, Reply};
 use serde_json::{Map, Value, json};
 
@@ -64,8 +62,7 @@ impl Write for LogWriter {
 fn canary_options(reg: &Registration, base: &str) -> Map<String, Value> {
     let mut options = common::pointed_at(reg, base);
     for (n, spec) in reg
-        .service
-        .schema()
+        .schema
         .options
         .iter()
         .filter(|s| s.is_secret())
@@ -131,8 +128,7 @@ fn assert_encoded_spellings_were_sent(arrived: &[lookout_testkit::Captured]) {
 fn malformed_options(reg: &Registration) -> Map<String, Value> {
     let mut options = common::example_options(reg);
     for (n, spec) in reg
-        .service
-        .schema()
+        .schema
         .options
         .iter()
         .filter(|s| s.is_secret())
@@ -315,7 +311,7 @@ async fn no_secret_leaks_on_any_path() {
 fn malformed_secrets_are_not_echoed_in_errors() {
     let _ = logs();
     for reg in catalogue() {
-        if !reg.service.schema().options.iter().any(|s| s.is_secret()) {
+        if !reg.schema.options.iter().any(|s| s.is_secret()) {
             continue;
         }
         let mut table = malformed_options(reg);
@@ -356,17 +352,6 @@ const BASIC_OPTIONS: &[lookout::OptionSpec] = &[
 
 #[lookout::async_trait]
 impl lookout::Service for BasicAuth {
-    fn category(&self) -> lookout::Category {
-        lookout::Category::Webhook
-    }
-
-    fn schema(&self) -> lookout::Schema {
-        lookout::Schema::new(BASIC_OPTIONS)
-    }
-    fn example(&self) -> &'static str {
-        r#"url = "https://basic.example.com/"
-password = "x""#
-    }
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, lookout::BuildError> {
         let url = job.options.str("url").unwrap_or_default().parse().unwrap();
         let password = job.options.str("password").unwrap_or_default();
@@ -382,6 +367,12 @@ password = "x""#
 static BASIC: Registration = Registration {
     module: "secrets::basic",
     docs: "Basic\n",
+    category: lookout::Category::Webhook,
+    events: &["*.created"],
+    rate_limit: None,
+    schema: lookout::Schema::new(BASIC_OPTIONS),
+    example: r#"url = "https://basic.example.com/"
+password = "x""#,
     service: &BasicAuth,
 };
 
@@ -394,7 +385,7 @@ async fn credential_headers_echoed_back_are_redacted() {
         name: "basic".into(),
         registration: &BASIC,
         options: Arc::new(
-            lookout::Options::validate("basic", &BasicAuth.schema(), options.as_object().unwrap())
+            lookout::Options::validate("basic", &BASIC.schema, options.as_object().unwrap())
                 .unwrap(),
         ),
     };

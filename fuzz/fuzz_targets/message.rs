@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
 static INSTANCES: LazyLock<Vec<lookout::Instance>> = LazyLock::new(|| {
     lookout::catalogue()
         .iter()
-        .map(|reg| format!("[services.{}]\n{}", reg.name(), reg.service.example()))
+        .map(|reg| format!("[services.{}]\n{}", reg.name(), reg.example))
         .flat_map(|text| lookout::Config::parse(&text, "example").expect("a valid example").services)
         .collect()
 });

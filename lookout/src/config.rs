@@ -59,7 +59,7 @@ impl Instance {
                 problem: format!("unknown service `{service}` (known: {})", known.join(", ")),
             }]);
         };
-        let options = Options::validate(name, &registration.service.schema(), options)?;
+        let options = Options::validate(name, &registration.schema, options)?;
         Ok(Instance {
             name: name.to_owned(),
             registration,

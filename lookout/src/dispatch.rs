@@ -138,7 +138,7 @@ pub async fn run_service(
     }
     let deadline = transport.settings().deadline;
     let transport = transport
-        .for_service(instance.registration.service)
+        .for_service(instance.registration)
         .with_deadline(Instant::now() + deadline);
     let (event, sending) = (event.clone(), instance.clone());
     let task = tokio::spawn(async move {

@@ -23,22 +23,17 @@ pub fn markdown_to_html(markdown: &str) -> String {
 /// A service's full docs in Markdown: its doc comments, then the events it listens to,
 /// its options and an example config, all generated from the service itself.
 pub fn service_markdown(reg: &Registration) -> String {
-    let service = reg.service;
     let mut md = format!("# {}\n\n{}\n", reg.title(), reg.description());
-    let events: Vec<String> = service.events().iter().map(|e| format!("`{e}`")).collect();
+    let events: Vec<String> = reg.events.iter().map(|e| format!("`{e}`")).collect();
     let _ = writeln!(
         md,
         "**Service name:** `{}` · **Kind:** {} · **Listens to:** {}\n",
         reg.name(),
-        service.category().as_str(),
+        reg.category.as_str(),
         events.join(", ")
     );
-    let _ = writeln!(
-        md,
-        "**Rate limit:** {}\n",
-        rate_limit_line(service.rate_limit())
-    );
-    let schema = service.schema();
+    let _ = writeln!(md, "**Rate limit:** {}\n", rate_limit_line(reg.rate_limit));
+    let schema = &reg.schema;
     md.push_str("## Options\n\n| Option | Kind | Required | Default | Description |\n|---|---|---|---|---|\n");
     for spec in schema.options {
         let _ = writeln!(
@@ -58,7 +53,7 @@ pub fn service_markdown(reg: &Registration) -> String {
         md,
         "\n## Example configuration\n\n```toml\n[services.{}]\n{}\n```\n",
         reg.name(),
-        service.example().trim()
+        reg.example.trim()
     );
     md
 }
@@ -151,7 +146,7 @@ pub fn by_category<'a>(services: &[&'a Registration]) -> Vec<(Category, Vec<&'a 
         .map(|category| {
             let members: Vec<&Registration> = services
                 .iter()
-                .filter(|r| r.service.category() == category)
+                .filter(|r| r.category == category)
                 .copied()
                 .collect();
             (category, members)

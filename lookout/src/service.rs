@@ -171,29 +171,6 @@ pub enum Verdict {
 /// install docs.
 #[async_trait]
 pub trait Service: Send + Sync + 'static {
-    /// The events this service listens to: `Model.action` patterns where `*` matches
-    /// one word (`*.created`, `Item.*`), or `*` for every event.
-    fn events(&self) -> &'static [&'static str] {
-        &["*.created"]
-    }
-
-    /// What sort of destination it is.
-    fn category(&self) -> Category;
-
-    /// The options this service takes.
-    fn schema(&self) -> Schema;
-
-    /// A working example configuration (TOML, the body of a `[services.NAME]` table),
-    /// shown in the docs and used by the tests.
-    fn example(&self) -> &'static str;
-
-    /// How fast the engine may send to one target of this service, when the target
-    /// limits it (chat webhooks: [`RateLimit::CHAT_WEBHOOK`]). `None`, the default, is
-    /// full speed. Shown in the service's docs.
-    fn rate_limit(&self) -> Option<RateLimit> {
-        None
-    }
-
     /// How long the target asked to wait, when it says so in the body of a refusal
     /// (`429`, `503`) in its own way rather than with a `Retry-After` header (which the
     /// engine reads for every service, and which wins). `None`, the default, for
@@ -226,12 +203,27 @@ pub trait Service: Send + Sync + 'static {
     }
 }
 
-/// A service as the registry holds it.
+/// A service as the registry holds it: what the service declares in
+/// [`service!`](crate::service!), and its behaviour.
 pub struct Registration {
     /// `module_path!()` of the service's file; its last segment is the service's name.
     pub module: &'static str,
     /// The doc comments on the service struct, one line each.
     pub docs: &'static str,
+    /// What sort of destination it is.
+    pub category: Category,
+    /// The events it listens to: `Model.action` patterns where `*` matches one word
+    /// (`*.created`, `Item.*`), or `*` for every event. Declared default: `*.created`.
+    pub events: &'static [&'static str],
+    /// How fast the engine may send to one of its targets, when the platform limits it
+    /// (chat webhooks: [`RateLimit::CHAT_WEBHOOK`]); `None` (the default) is full speed.
+    /// Shown in its docs.
+    pub rate_limit: Option<RateLimit>,
+    /// The options it takes.
+    pub schema: Schema,
+    /// A working example configuration (TOML, the body of a `[services.NAME]` table),
+    /// shown in the docs and used by the tests.
+    pub example: &'static str,
     pub service: &'static dyn Service,
 }
 
@@ -266,8 +258,7 @@ impl Registration {
 
     /// Whether this service wants events of this kind.
     pub fn listens_to(&self, event: &Event) -> bool {
-        self.service
-            .events()
+        self.events
             .iter()
             .any(|pattern| pattern_matches(pattern, &event.model, &event.action))
     }
@@ -277,9 +268,9 @@ impl Registration {
         ServiceSummary {
             name: self.name(),
             title: self.title(),
-            category: self.service.category(),
-            events: self.service.events(),
-            schema: self.service.schema(),
+            category: self.category,
+            events: self.events,
+            schema: self.schema,
         }
     }
 }
@@ -328,21 +319,37 @@ pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
     word(want_model, model) && word(want_action, action)
 }
 
-/// Declares a service struct and registers it. The doc comments become the service's
-/// title (first line) and Markdown install docs (the rest); the file's name becomes the
-/// service's name.
+/// Declares a service struct and registers it with what it is. The doc comments become
+/// the service's title (first line) and Markdown install docs (the rest); the file's name
+/// becomes the service's name. Then, in this order: its `category`, optionally the
+/// `events` it listens to (default `["*.created"]`) and its platform's `rate_limit`
+/// (default: none), its option `schema` and an `example` configuration.
 ///
 /// ```ignore
 /// lookout::service! {
 ///     /// Example
 ///     ///
-///     /// How to install it…
+///     /// 1. How to install it…
 ///     pub struct Example;
+///
+///     category: Chat,
+///     rate_limit: RateLimit::CHAT_WEBHOOK,
+///     schema: Schema::new(OPTIONS),
+///     example: r#"url = "https://example.com/hooks/T000""#,
 /// }
 /// ```
 #[macro_export]
 macro_rules! service {
-    ($(#[doc = $doc:expr])* $vis:vis struct $name:ident;) => {
+    (
+        $(#[doc = $doc:expr])*
+        $vis:vis struct $name:ident;
+
+        category: $category:ident,
+        $(events: $events:expr,)?
+        $(rate_limit: $rate_limit:expr,)?
+        schema: $schema:expr,
+        example: $example:expr $(,)?
+    ) => {
         $(#[doc = $doc])*
         $vis struct $name;
 
@@ -351,9 +358,16 @@ macro_rules! service {
         static REGISTRATION: $crate::Registration = $crate::Registration {
             module: module_path!(),
             docs: concat!($($doc, "\n"),*),
+            category: $crate::Category::$category,
+            events: $crate::service!(@or [$($events)?] [&["*.created"]]),
+            rate_limit: $crate::service!(@or [$(Some($rate_limit))?] [None]),
+            schema: $schema,
+            example: $example,
             service: &$name,
         };
     };
+    (@or [$($given:tt)+] [$($default:tt)*]) => { $($given)+ };
+    (@or [] [$($default:tt)*]) => { $($default)* };
 }
 
 #[cfg(test)]

@@ -9,6 +9,11 @@ lookout::service! {
     ///
     /// Test only.
     pub struct Echo;
+
+    category: Webhook,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"urls = ["http://127.0.0.1:9/"]"#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -19,22 +24,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Echo {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> lookout::Category {
-        lookout::Category::Webhook
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"urls = ["http://127.0.0.1:9/"]"#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         if job.event.model == "Nothing" {
             return Err(BuildError::Skip("nothing to say".into()));

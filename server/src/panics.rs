@@ -8,26 +8,15 @@ lookout::service! {
     ///
     /// Test only.
     pub struct Panics;
+
+    category: Webhook,
+    events: &["*"],
+    schema: Schema::new(&[]),
+    example: "",
 }
 
 #[lookout::async_trait]
 impl Service for Panics {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> lookout::Category {
-        lookout::Category::Webhook
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(&[])
-    }
-
-    fn example(&self) -> &'static str {
-        ""
-    }
-
     fn build(&self, _: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         Ok(Vec::new())
     }

@@ -36,6 +36,12 @@ lookout::service! {
     /// fit and then says how many more there are. When Discord answers `429` with a
     /// `retry_after` in its body, Lookout waits that long before trying again.
     pub struct Discord;
+
+    category: Chat,
+    // Discord allows webhooks five requests per two seconds.
+    rate_limit: RateLimit::every(Duration::from_millis(400)).burst(5),
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://discord.com/api/webhooks/123456789012345678/EXAMPLE-webhook-token""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -73,23 +79,6 @@ const DESCRIPTION_CHARS: usize = 4096;
 const FIELD_VALUE_CHARS: usize = 1024;
 
 impl Service for Discord {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Discord allows webhooks five requests per two seconds.
-        Some(RateLimit::every(Duration::from_millis(400)).burst(5))
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://discord.com/api/webhooks/123456789012345678/EXAMPLE-webhook-token""#
-    }
-
     /// A `429` says how long to wait in its JSON body, in seconds (may be fractional):
     /// `{"retry_after": 0.35, …}`.
     fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {

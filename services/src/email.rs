@@ -30,6 +30,14 @@ lookout::service! {
     /// that refuses it (a wrong password, a rejected sender) fails the delivery with the
     /// server's answer; the password never appears in reports.
     pub struct Email;
+
+    category: Push,
+    schema: Schema::new(OPTIONS),
+    example: r#"host = "smtp.example.com"
+username = "lookout@example.com"
+password = "app-password-for-docs"
+from = "Lookout <lookout@example.com>"
+to = ["team@example.com", "qa@example.com"]"#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -67,22 +75,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Email {
-    fn category(&self) -> Category {
-        Category::Push
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"host = "smtp.example.com"
-username = "lookout@example.com"
-password = "app-password-for-docs"
-from = "Lookout <lookout@example.com>"
-to = ["team@example.com", "qa@example.com"]"#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let server = smtp_server(job)?;

@@ -76,6 +76,14 @@ lookout::service! {
     /// Errbot answers `200` when the handler returns; Lookout counts anything else as a
     /// failure. The URL and token are secrets: reports show only the URL's host.
     pub struct Errbot;
+
+    category: Webhook,
+    // Errbot gets the payload itself, not a message: the plugin decides what matters.
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://bot.example.com/sprintly"
+format = "json"
+token = "4f9c1d7e2b8a6035c1e9f7d2a4b6c8e0""#,
 }
 
 /// The header the shared token travels in (the plugin compares it with its own copy).
@@ -104,25 +112,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Errbot {
-    /// Errbot gets the payload itself, not a message: the plugin decides what matters.
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Webhook
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://bot.example.com/sprintly"
-format = "json"
-token = "4f9c1d7e2b8a6035c1e9f7d2a4b6c8e0""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let url = job.url("url")?;
         // The payload is forwarded exactly as the product sent it, in either format.

@@ -29,6 +29,10 @@ lookout::service! {
     /// Deploys list the deployed items as release notes. Only newly created things are
     /// sent (`*.created`).
     pub struct Flowdock;
+
+    category: Chat,
+    schema: Schema::new(OPTIONS),
+    example: r#"auth_token = "0123456789abcdef0123456789abcdef""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -42,18 +46,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Flowdock {
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"auth_token = "0123456789abcdef0123456789abcdef""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let fields = message(job.event)?.into_fields(&job.event.product.name);
         let token = job.options.str("auth_token").unwrap_or_default();

@@ -27,6 +27,12 @@ lookout::service! {
     /// way to escape it, so Lookout does not put user text there. A space's webhook
     /// accepts about one message per second.
     pub struct Googlechat;
+
+    category: Chat,
+    // Google Chat allows about one message per second per space.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://chat.googleapis.com/v1/spaces/AAAAexample/messages?key=EXAMPLE-key&token=EXAMPLE-token""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
@@ -36,23 +42,6 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 .secret()];
 
 impl Service for Googlechat {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Google Chat allows about one message per second per space.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://chat.googleapis.com/v1/spaces/AAAAexample/messages?key=EXAMPLE-key&token=EXAMPLE-token""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let body = json!({

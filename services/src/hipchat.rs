@@ -29,6 +29,11 @@ lookout::service! {
     /// `message_format=text`, for example: `Joe S. created the story "Login page"
     /// (#12) http://sprint.ly/i/1/12/`. Only newly created things are sent (`*.created`).
     pub struct HipChat;
+
+    category: Chat,
+    schema: Schema::new(OPTIONS),
+    example: r#"auth_token = "0123456789abcdef0123456789abcd"
+room_id = "Development""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -43,19 +48,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for HipChat {
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"auth_token = "0123456789abcdef0123456789abcd"
-room_id = "Development""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = wording::one_line(job.event)?;
         let base = job.options.str("base_url").unwrap_or_default();

@@ -33,6 +33,14 @@ lookout::service! {
     /// When the homeserver rate-limits the bot (`M_LIMIT_EXCEEDED` with
     /// `retry_after_ms`), Lookout waits as long as it asks before trying again.
     pub struct Matrix;
+
+    category: Chat,
+    // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
+    rate_limit: RateLimit::CHAT_WEBHOOK.per_origin(),
+    schema: Schema::new(OPTIONS),
+    example: r#"homeserver = "https://matrix.example.org"
+access_token = "syt_bG9va291dA_FakeTokenForDocs_0a1b2c"
+room_id = "!AbCdEfGhIjKlMnOp:example.org""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -61,25 +69,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Matrix {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
-        Some(RateLimit::CHAT_WEBHOOK.per_origin())
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"homeserver = "https://matrix.example.org"
-access_token = "syt_bG9va291dA_FakeTokenForDocs_0a1b2c"
-room_id = "!AbCdEfGhIjKlMnOp:example.org""#
-    }
-
     /// A homeserver's `M_LIMIT_EXCEEDED` says how long to wait in its JSON body, in
     /// milliseconds: `{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500}`.
     fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {

@@ -28,6 +28,12 @@ lookout::service! {
     /// User text is escaped for Mattermost's Markdown, including `@`: a title saying
     /// `@channel` or `@all` shows as text and notifies nobody.
     pub struct Mattermost;
+
+    category: Chat,
+    // Mattermost servers may rate-limit per webhook; one a second stays clear of it.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://mattermost.example.com/hooks/xxx-generatedkey-xxx""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -54,23 +60,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Mattermost {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Mattermost servers may rate-limit per webhook; one a second stays clear of it.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://mattermost.example.com/hooks/xxx-generatedkey-xxx""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let overrides = job.options.pick(&["channel", "username", "icon_url"]);

@@ -27,6 +27,12 @@ lookout::service! {
     /// channels as the Flow bot. Teams answers `202 Accepted`; the card appears once the
     /// workflow has run (see its run history in Power Automate if it does not).
     pub struct Msteams;
+
+    category: Chat,
+    // Teams throttles channel posts from webhooks to a few per second.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://prod-00.westus.logic.azure.com:443/workflows/0123abcd/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=EXAMPLE-signature""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
@@ -40,23 +46,6 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 const CARD_VERSION: &str = "1.4";
 
 impl Service for Msteams {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Teams throttles channel posts from webhooks to a few per second.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://prod-00.westus.logic.azure.com:443/workflows/0123abcd/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=EXAMPLE-signature""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let body = json!({

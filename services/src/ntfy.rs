@@ -30,6 +30,11 @@ lookout::service! {
     /// Lookout publishes with ntfy's JSON API: one `POST` to the server's root URL with
     /// the topic, title, message, tags, priority and click link in the body.
     pub struct Ntfy;
+
+    category: Push,
+    schema: Schema::new(OPTIONS),
+    example: r#"topic = "sprintly-5e0c7a91d24b38f6"
+priority = "default""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -63,19 +68,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Ntfy {
-    fn category(&self) -> Category {
-        Category::Push
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"topic = "sprintly-5e0c7a91d24b38f6"
-priority = "default""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let options = job.options;

@@ -29,6 +29,13 @@ lookout::service! {
     /// pair), so repeats of the same event add to the open alert instead of paging again,
     /// and the resolve finds it.
     pub struct PagerDuty;
+
+    category: Incident,
+    events: &["Item.created", "Item.updated", "Block.created"],
+    // The Events API takes about 120 events per minute per integration.
+    rate_limit: RateLimit::per_second(2).burst(10),
+    schema: Schema::new(OPTIONS),
+    example: r#"routing_key = "0123456789abcdef0123456789abcdef""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -63,27 +70,6 @@ const DONE: &[&str] = &["completed", "accepted"];
 const SUMMARY_CHARS: usize = 1024;
 
 impl Service for PagerDuty {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // The Events API takes about 120 events per minute per integration.
-        Some(RateLimit::per_second(2).burst(10))
-    }
-
-    fn events(&self) -> &'static [&'static str] {
-        &["Item.created", "Item.updated", "Block.created"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Incident
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"routing_key = "0123456789abcdef0123456789abcdef""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let event = job.event;
         let options = job.options;

@@ -31,6 +31,12 @@ lookout::service! {
     /// everything users wrote goes into the attachment, whose Markdown Lookout escapes
     /// (titles show exactly as typed, and nobody is mentioned).
     pub struct Rocketchat;
+
+    category: Chat,
+    // Rocket.Chat rate-limits incoming webhooks per integration.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://chat.example.com/hooks/EXAMPLEid123/EXAMPLEtokenABCDEFGHIJKLMNOPQRSTUVWXYZ""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -60,23 +66,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Rocketchat {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Rocket.Chat rate-limits incoming webhooks per integration.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://chat.example.com/hooks/EXAMPLEid123/EXAMPLEtokenABCDEFGHIJKLMNOPQRSTUVWXYZ""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let mut body = job.options.pick(&["channel", "username", "icon_url"]);

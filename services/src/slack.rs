@@ -30,6 +30,15 @@ lookout::service! {
     /// names) has `&`, `<` and `>` escaped as Slack requires, so a title such as
     /// `<!channel>` shows as written instead of notifying the whole channel.
     pub struct Slack;
+
+    category: Chat,
+    // Slack allows about one message per second per incoming webhook.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    // Any other option (`channel`, `username`, …) goes into the body, as it did.
+    schema: Schema::with_extra(OPTIONS),
+    example: r##"url = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+channel = "#sprintly"
+username = "Sprint.ly""##,
 }
 
 /// The bot icon Sprint.ly's Slack messages carried.
@@ -43,26 +52,6 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 .secret()];
 
 impl Service for Slack {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Slack allows about one message per second per incoming webhook.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        // Any other option (`channel`, `username`, …) goes into the body, as it did.
-        Schema::with_extra(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r##"url = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
-channel = "#sprintly"
-username = "Sprint.ly""##
-    }
-
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
         // Incoming webhooks answer errors as a bare code in the body
         // (https://api.slack.com/messaging/webhooks#handling_errors). These say the hook

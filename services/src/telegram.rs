@@ -33,6 +33,13 @@ lookout::service! {
     /// items as fit and then says how many more there are. When Telegram asks a bot to
     /// slow down (`parameters.retry_after` in a `429`), Lookout waits that long.
     pub struct Telegram;
+
+    category: Chat,
+    // Telegram asks bots for at most about one message per second per chat.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"bot_token = "123456789:AAFakeTokenForTheDocsOnly_abcdefghij"
+chat_id = "-1001234567890""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -58,24 +65,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Telegram {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Telegram asks bots for at most about one message per second per chat.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"bot_token = "123456789:AAFakeTokenForTheDocsOnly_abcdefghij"
-chat_id = "-1001234567890""#
-    }
-
     /// A `429` says how long to wait in its JSON body, in seconds:
     /// `{"ok": false, "parameters": {"retry_after": 5}, …}`.
     fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {

@@ -59,6 +59,11 @@ lookout::service! {
     /// entries of `webhook-signature`, and if `webhook-timestamp` (Unix seconds) is
     /// within five minutes of your clock.
     pub struct Webhook;
+
+    category: Webhook,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"urls = ["https://hooks.example.com/sprintly"]"#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -77,22 +82,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Webhook {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Webhook
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"urls = ["https://hooks.example.com/sprintly"]"#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         forward_payload(job, &job.options.list("urls"), job.options.str("secret"))
     }

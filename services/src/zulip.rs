@@ -32,6 +32,16 @@ lookout::service! {
     /// as HTTP Basic credentials and identifies itself with a `Lookout/<version>`
     /// User-Agent, as Zulip asks integrations to do.
     pub struct Zulip;
+
+    category: Chat,
+    // Zulip allows each bot about 200 API requests per minute.
+    rate_limit: RateLimit::per_second(3).burst(10).per_origin(),
+    schema: Schema::new(OPTIONS),
+    example: r#"site = "https://yourorg.zulipchat.com"
+bot_email = "sprintly-bot@yourorg.zulipchat.com"
+api_key = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
+stream = "engineering"
+topic = "Sprint.ly""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -50,27 +60,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Zulip {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Zulip allows each bot about 200 API requests per minute.
-        Some(RateLimit::per_second(3).burst(10).per_origin())
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"site = "https://yourorg.zulipchat.com"
-bot_email = "sprintly-bot@yourorg.zulipchat.com"
-api_key = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"
-stream = "engineering"
-topic = "Sprint.ly""#
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let options = job.options;

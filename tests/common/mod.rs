@@ -26,7 +26,7 @@ pub use lookout_testkit::fixture;
 
 /// The service's example options (its `example()` TOML) as a JSON table.
 pub fn example_options(reg: &Registration) -> Map<String, Value> {
-    let table: toml::Table = toml::from_str(reg.service.example())
+    let table: toml::Table = toml::from_str(reg.example)
         .unwrap_or_else(|e| panic!("{}: example() is not valid TOML: {e}", reg.name()));
     serde_json::to_value(table)
         .unwrap()
@@ -44,7 +44,7 @@ pub fn instance(reg: &Registration, options: &Map<String, Value>) -> Instance {
 /// `base` (`http://127.0.0.1:PORT`), path and query kept.
 pub fn pointed_at(reg: &Registration, base: &str) -> Map<String, Value> {
     let mut options = example_options(reg);
-    for spec in reg.service.schema().options {
+    for spec in reg.schema.options {
         let current = options
             .get(spec.name)
             .cloned()

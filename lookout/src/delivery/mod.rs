@@ -252,17 +252,16 @@ impl Transport {
         }
     }
 
-    /// This transport pacing its requests as `service` asks (when the settings' `rate_limits`
-    /// is on, as it is by default) and waiting as its targets ask in their answers
-    /// ([`Service::wait_asked`](crate::Service::wait_asked)).
-    pub fn for_service(&self, service: &'static dyn crate::Service) -> Transport {
-        let limit = if self.settings.rate_limits {
-            service.rate_limit()
-        } else {
-            None
-        };
+    /// This transport pacing its requests as the service declares (when the settings'
+    /// `rate_limits` is on, as it is by default) and reading its targets' answers as the
+    /// service does ([`Service::wait_asked`](crate::Service::wait_asked),
+    /// [`Service::verdict`](crate::Service::verdict)).
+    pub fn for_service(&self, registration: &'static crate::Registration) -> Transport {
+        let limit = registration
+            .rate_limit
+            .filter(|_| self.settings.rate_limits);
         Transport {
-            service: Some(service),
+            service: Some(registration.service),
             ..self.with_rate_limit(limit)
         }
     }
