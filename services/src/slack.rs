@@ -105,27 +105,27 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
         },
         Attributes::Comment(comment) => Attachment {
             color: item_color(&comment.item.kind),
-            pretext: Some(
-                Rich::text(format!(
+            pretext: linked(
+                format!(
                     "{} commented on {} ",
                     short_name(&comment.created_by),
                     comment.item.kind
-                ))
-                .append(item_link(&comment.item))
-                .push(":"),
+                ),
+                &comment.item,
+                ":",
             ),
             text: Rich::text(format!("\"{}\"", wording::excerpt(&comment.body))),
             fields: None,
         },
         Attributes::Block(block) => Attachment {
-            pretext: Some(
-                Rich::text(format!(
+            pretext: linked(
+                format!(
                     "{} indicated the {} ",
                     short_name(&block.user),
                     block.blocked.kind
-                ))
-                .append(item_link(&block.blocked))
-                .push(format!(" is blocked by the {}:", block.item.kind)),
+                ),
+                &block.blocked,
+                format!(" is blocked by the {}:", block.item.kind),
             ),
             ..about(&block.item)
         },
@@ -194,6 +194,11 @@ fn product_link(item: &Item, event: &Event) -> Rich {
     Rich::link(name, wording::reports_link("product", &id.to_string()))
 }
 
+/// A pretext that links to an item in the middle of a sentence.
+fn linked(before: String, item: &Item, after: impl Into<String>) -> Option<Rich> {
+    Some(Rich::text(before).append(item_link(item)).push(after))
+}
+
 #[cfg(test)]
 mod tests {
     use lookout::Instance;
@@ -220,6 +225,14 @@ mod tests {
 
     fn attachment(name: &str) -> Value {
         body(name)["attachments"][0].clone()
+    }
+
+    fn field_titles(attachment: &Value) -> Vec<&str> {
+        let fields = attachment["fields"].as_array().unwrap();
+        fields
+            .iter()
+            .map(|f| f["title"].as_str().unwrap())
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,12 +347,7 @@ mod tests {
             a["text"],
             "<http://sprint.ly/i/1111/1111/|#2222 - Change the spinner to our glowing running man.>"
         );
-        let titles: Vec<&str> = a["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["title"].as_str().unwrap())
-            .collect();
+        let titles = field_titles(&a);
         assert_eq!(
             titles,
             ["Assigned to", "Status", "Score", "Tags", "Product"]
@@ -373,12 +381,7 @@ mod tests {
         // Unassigned, untagged items leave those fields out.
         let a = attachment("item-unassigned");
         assert_eq!(a["color"], "#D94949");
-        let titles: Vec<&str> = a["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["title"].as_str().unwrap())
-            .collect();
+        let titles = field_titles(&a);
         assert_eq!(titles, ["Status", "Score", "Product"]);
     }
 
