@@ -542,6 +542,7 @@ fn paced(name: &str, url: &str) -> Instance {
         options: Arc::new(
             Options::validate(name, &PACED.schema, options.as_object().unwrap()).unwrap(),
         ),
+        events: None,
     }
 }
 

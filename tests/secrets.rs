@@ -388,6 +388,7 @@ async fn credential_headers_echoed_back_are_redacted() {
             lookout::Options::validate("basic", &BASIC.schema, options.as_object().unwrap())
                 .unwrap(),
         ),
+        events: None,
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::options::{OptionProblem, Options};
+use crate::payload::Event;
 use crate::service::{self, Registration};
 use crate::settings::Settings;
 
@@ -42,6 +43,9 @@ pub struct Instance {
     pub name: String,
     pub registration: &'static Registration,
     pub options: Arc<Options>,
+    /// The events this configured service gets, when its table says (`events = [...]`);
+    /// else the service's own default.
+    pub events: Option<Arc<[String]>>,
 }
 
 impl Instance {
@@ -59,17 +63,104 @@ impl Instance {
                 problem: format!("unknown service `{service}` (known: {})", known.join(", ")),
             }]);
         };
-        let options = Options::validate(name, &registration.schema, options)?;
+        let mut options = options.clone();
+        let events = options
+            .remove(EVENTS)
+            .map(|patterns| event_filter(name, &patterns))
+            .transpose();
+        let validated = Options::validate(name, &registration.schema, &options);
+        let (events, options) = match (events, validated) {
+            (Ok(events), Ok(options)) => (events, options),
+            (Err(mut a), Err(b)) => {
+                a.extend(b);
+                return Err(a);
+            }
+            (Err(problems), _) | (_, Err(problems)) => return Err(problems),
+        };
         Ok(Instance {
             name: name.to_owned(),
             registration,
             options: Arc::new(options),
+            events,
         })
     }
 
     pub fn service_name(&self) -> &'static str {
         self.registration.name()
     }
+
+    /// Whether this configured service gets `event`: its own `events` filter when it
+    /// has one, else the service's default.
+    pub fn listens_to(&self, event: &Event) -> bool {
+        match &self.events {
+            Some(patterns) => patterns
+                .iter()
+                .any(|p| service::pattern_matches(p, &event.model, &event.action)),
+            None => self.registration.listens_to(event),
+        }
+    }
+}
+
+/// The option key that replaces a service's default events for one configured service.
+const EVENTS: &str = "events";
+
+/// The models Sprint.ly sends, and the actions it sends them with.
+const MODELS: &[&str] = &["Item", "Comment", "Block", "Favorite", "Deploy"];
+const ACTIONS: &[&str] = &["created", "updated", "deleted"];
+
+/// `events = ["Item.*", "Comment.created"]`, checked: every pattern `Model.action`
+/// with a known model and action (or `*` for either), or a lone `*`.
+fn event_filter(instance: &str, patterns: &Value) -> Result<Arc<[String]>, Vec<OptionProblem>> {
+    let problem = |text: String| OptionProblem {
+        instance: instance.to_owned(),
+        option: EVENTS.to_owned(),
+        problem: text,
+    };
+    let Some(list) = patterns.as_array().filter(|l| !l.is_empty()) else {
+        let text = "expected a list of `Model.action` patterns, e.g. [\"Item.*\"]";
+        return Err(vec![problem(text.to_owned())]);
+    };
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for pattern in list {
+        match pattern.as_str().map(check_pattern) {
+            Some(Ok(pattern)) => found.push(pattern.to_owned()),
+            Some(Err(text)) => problems.push(problem(text)),
+            None => problems.push(problem(format!("`{pattern}` is not a string"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found.into())
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_pattern(pattern: &str) -> Result<&str, String> {
+    if pattern == "*" {
+        return Ok(pattern);
+    }
+    let Some((model, action)) = pattern.split_once('.') else {
+        return Err(format!(
+            "`{pattern}` is not `Model.action` (e.g. `Item.created`, `*.created`)"
+        ));
+    };
+    let known = |word: &str, known: &[&str]| {
+        word == "*" || known.iter().any(|k| k.eq_ignore_ascii_case(word))
+    };
+    if !known(model, MODELS) {
+        return Err(format!(
+            "`{pattern}`: unknown model `{model}` (known: {}, or *)",
+            MODELS.join(", ")
+        ));
+    }
+    if !known(action, ACTIONS) {
+        return Err(format!(
+            "`{pattern}`: unknown action `{action}` (known: {}, or *)",
+            ACTIONS.join(", ")
+        ));
+    }
+    Ok(pattern)
 }
 
 #[derive(Debug, thiserror::Error)]

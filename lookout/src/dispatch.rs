@@ -132,7 +132,7 @@ pub async fn run_service(
     delivery_id: String,
     transport: &Transport,
 ) -> Vec<Delivery> {
-    if !instance.registration.listens_to(event) {
+    if !instance.listens_to(event) {
         let reason = format!("not listening to {}", event.kind());
         return vec![Delivery::skipped(reason)];
     }
@@ -220,7 +220,7 @@ pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) ->
         requests: Vec::new(),
         not_sent: None,
     };
-    if !instance.registration.listens_to(event) {
+    if !instance.listens_to(event) {
         preview.not_sent = Some(Outcome::Skipped {
             reason: format!("not listening to {}", event.kind()),
         });

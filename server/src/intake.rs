@@ -307,9 +307,10 @@ async fn intake(
         .instances
         .iter()
         .filter(|instance| {
-            // A service this build does not know still gets its delivery: the worker
-            // reports why it cannot be sent, where an operator will see it.
-            lookout::service::find(&instance.service).is_none_or(|r| r.listens_to(&event))
+            // A service this build does not know (or whose options no longer validate)
+            // still gets its delivery: the worker reports why it cannot be sent, where an
+            // operator will see it.
+            instance.instance().map_or(true, |i| i.listens_to(&event))
         })
         .map(|instance| NewDelivery {
             id: new_delivery_id(),

@@ -486,6 +486,51 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_events_filter_replaces_the_services_default_and_is_kept_in_store() {
+        let table = json!({
+            "hook": {"service": "echo", "urls": "http://127.0.0.1:1/x",
+                     "events": ["Item.*", "comment.created"]},
+        });
+        let stored = instances_from_table(table.as_object().unwrap()).unwrap();
+        let instance = stored[0].instance().unwrap();
+        let event = |model: &str, action: &str| {
+            let json = format!(
+                r#"{{"model":"{model}","action":"{action}","product":{{"id":1,"name":"P"}},"attributes":{{}}}}"#
+            );
+            lookout::Event::parse(&json).unwrap()
+        };
+        assert!(instance.listens_to(&event("Item", "updated")));
+        assert!(instance.listens_to(&event("Comment", "created")));
+        assert!(!instance.listens_to(&event("Comment", "deleted")));
+        assert!(
+            !instance.listens_to(&event("Block", "created")),
+            "echo's own default is *"
+        );
+
+        let bad = json!({
+            "a": {"service": "echo", "urls": "http://127.0.0.1:1/x", "events": ["Widget.*"]},
+            "b": {"service": "echo", "urls": "http://127.0.0.1:1/x", "events": ["Item.archived", "Item"]},
+            "c": {"service": "echo", "urls": "http://127.0.0.1:1/x", "events": "Item.*"},
+        });
+        let problems = instances_from_table(bad.as_object().unwrap()).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 4, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("[services.a] events: `Widget.*`: unknown model `Widget`"),
+            "{shown:#?}"
+        );
+        assert!(shown[1].contains("unknown action `archived`"), "{shown:#?}");
+        assert!(
+            shown[2].contains("`Item` is not `Model.action`"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[3].starts_with("[services.c] events: expected a list"),
+            "{shown:#?}"
+        );
+    }
+
+    #[test]
     fn tables_validate_like_the_config_file() {
         let table = json!({
             "hook": {"service": "echo", "urls": "http://127.0.0.1:1/x"},
