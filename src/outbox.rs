@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout_server::intake::{self, ServeConfig};
+use lookout_server::listen::{self, Limits};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
 use lookout_server::worker::{RetrySchedule, WorkerConfig};
 use serde_json::{Map, Value};
@@ -43,7 +44,7 @@ pub struct WorkerOptions {
     /// Deliveries attempted at the same time.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// On SIGTERM/SIGINT, how long attempts in flight may take to finish.
+    /// On SIGTERM/SIGINT, how long attempts and requests in flight may take to finish.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     grace: Duration,
     /// How often the workers look at the queue when nothing wakes them.
@@ -107,6 +108,53 @@ pub struct ServeArgs {
     /// Accept events but send nothing (workers run elsewhere: `lookout worker`).
     #[arg(long)]
     no_workers: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The intake's connection limits (docs/SERVING.md, "Security").
+#[derive(Args)]
+pub struct LimitArgs {
+    /// A request's line and headers must arrive within this.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A request's body must arrive within this once its headers have (else 408).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// A connection that moves no byte for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections held at once; more wait to be accepted. Default: the open-file
+    /// limit minus 256 kept for the store and the workers.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Longer request heads (line and headers) are refused (431).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+}
+
+impl LimitArgs {
+    /// The limits, with `grace` as the time open requests get on shutdown.
+    fn build(&self, grace: Duration) -> Limits {
+        let ceiling = listen::default_max_connections();
+        let max_connections = self.max_connections.unwrap_or(ceiling);
+        if max_connections > ceiling {
+            tracing::warn!(
+                "--max-connections {max_connections} leaves fewer than {} of the {} open \
+                 files to the store and the workers",
+                listen::FD_RESERVE,
+                listen::open_file_limit()
+            );
+        }
+        Limits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections,
+            max_header_bytes: self.max_header_bytes,
+            drain: grace,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -227,6 +275,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     (config.settings, config.worker) = args.worker.build()?;
     config.max_body = args.max_body;
     config.workers = !args.no_workers;
+    config.limits = args.limits.build(config.worker.grace);
 
     runtime()?.block_on(async move {
         let (store, _lock) = store::open_for_serve(&args.db.database).await?;

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::store::{self, NewDelivery, NewEvent, Store, check_name, now_ms};
 use crate::worker::{Worker, WorkerConfig};
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     pub worker: WorkerConfig,
     /// Whether this process also runs workers (false: intake only).
     pub workers: bool,
+    /// Timeouts and caps on the intake's connections.
+    pub limits: Limits,
 }
 
 impl ServeConfig {
@@ -58,6 +61,7 @@ impl ServeConfig {
             settings: Settings::default(),
             worker: WorkerConfig::default(),
             workers: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -94,8 +98,8 @@ fn router(app: App, max_body: usize) -> Router {
 }
 
 /// Runs the intake on `listener` and the workers until `shutdown` completes; then stops
-/// accepting, lets requests and attempts in flight finish (attempts within the grace
-/// period), and leaves everything else due in the store.
+/// accepting, lets requests and attempts in flight finish within their grace periods
+/// (then closes what is still open), and leaves everything else due in the store.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
@@ -120,17 +124,13 @@ pub async fn run(
         };
         tokio::spawn(worker.run(stopped.clone()))
     });
-    let mut on_stop = stopped.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: no new requests; finishing attempts in flight");
         let _ = stop.send(true);
     });
-    let served = axum::serve(listener, router(app, config.max_body))
-        .with_graceful_shutdown(async move {
-            let _ = on_stop.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let router = router(app, config.max_body);
+    let served = listen::serve(listener, router, config.limits, stopped).await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }

@@ -3,12 +3,13 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`store`] (the outbox), [`worker`] (claims,
+//! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits), [`store`] (the outbox), [`worker`] (claims,
 //! attempts, the retry schedule), [`metrics`] (`/metrics`).
 
 #[cfg(test)]
 mod echo;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 pub mod store;
 pub mod worker;

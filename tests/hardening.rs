@@ -1,0 +1,397 @@
+//! `lookout serve` against a hostile network and hostile targets (issue 13): slow and
+//! half-sent requests, running out of file descriptors, SIGTERM with a client holding a
+//! request open, targets that echo secrets or write terminal escapes. The real binary,
+//! on loopback only; every loop is bounded in count and time.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lookout_testkit::{CaptureServer, Reply};
+use serde_json::Value;
+
+const TOKEN: &str = "hardening-token-5f1c0e9a7b3d2468";
+
+/// A temporary directory with a `lookout.db` and an `engine.toml` allowing loopback.
+struct Place {
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        let place = Place {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        std::fs::write(
+            place.config(),
+            "[engine]\nrequest_timeout = \"3s\"\ndeadline = \"4s\"\nallow_networks = [\"127.0.0.0/8\"]\nrate_limits = false\n",
+        )
+        .expect("write engine.toml");
+        place
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("lookout.db")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("engine.toml")
+    }
+
+    fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(args)
+            .arg("--database")
+            .arg(self.db())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run lookout")
+    }
+
+    /// Runs a `lookout` command on this database; panics if it fails.
+    fn cli(&self, args: &[&str]) -> String {
+        let output = self.cli_output(args);
+        assert!(
+            output.status.success(),
+            "lookout {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn cli_json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.cli(&args)).expect("--json prints JSON")
+    }
+
+    /// Product `p1` with one webhook service sending to `url`.
+    fn product(&self, url: &str) {
+        self.cli(&[
+            "products",
+            "add",
+            "p1",
+            "hook",
+            "--service",
+            "webhook",
+            "--set",
+            &format!("urls={url}"),
+        ]);
+    }
+
+    /// `lookout serve` on this database, with `extra` arguments; `open_files`: run under
+    /// that open-file limit (`ulimit -n`).
+    fn serve(&self, extra: &[&str], open_files: Option<u32>) -> Serving {
+        let binary = env!("CARGO_BIN_EXE_lookout");
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(binary);
+                sh
+            }
+            None => Command::new(binary),
+        };
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(self.db())
+            .arg("--config")
+            .arg(self.config())
+            .args(extra)
+            .env("LOOKOUT_TOKEN", TOKEN)
+            .current_dir(self.dir.path())
+            .stderr(Stdio::inherit());
+        let (child, first) =
+            common::spawn_reading_first_line(&mut command, Duration::from_secs(20));
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in `{first}`"))
+            .to_owned();
+        let addr = url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        Serving { child, url, addr }
+    }
+}
+
+/// A running `lookout serve`, killed when dropped.
+struct Serving {
+    child: Child,
+    url: String,
+    addr: SocketAddr,
+}
+
+impl Serving {
+    /// SIGTERM; the time until it exited, or `None` if it had not within `wait`.
+    fn terminate_within(&mut self, wait: Duration) -> Option<Duration> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(sent.success());
+        let started = Instant::now();
+        while started.elapsed() < wait {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A raw connection with short read/write timeouts.
+    fn connect(&self) -> TcpStream {
+        let stream =
+            TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(1)))
+            .expect("write timeout");
+        stream
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP request to the server, on a runtime of its own: the status and the body.
+fn request(build: impl FnOnce(&reqwest::Client) -> reqwest::RequestBuilder) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        let response = build(&client).send().await.expect("answered");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    })
+}
+
+fn item_event() -> String {
+    lookout::samples::ALL[0].1.to_owned()
+}
+
+/// Posts the item sample for `p1`; the status.
+fn post_event(serving: &Serving) -> u16 {
+    let url = format!("{}/v1/products/p1/events", serving.url);
+    request(|client| {
+        client
+            .post(url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(item_event())
+    })
+    .0
+}
+
+/// Reads from `stream` until the server closes it or `wait` passes: what it sent, and
+/// whether it closed.
+fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, bool) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < wait {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&received).into_owned(), true),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (String::from_utf8_lossy(&received).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&received).into_owned(), false)
+}
+
+/// Waits until `check` holds, up to `timeout`.
+fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn statuses(place: &Place) -> Vec<String> {
+    let listed = place.cli_json(&["deliveries", "list", "--limit", "0"]);
+    listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| d["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+const HALF_HEAD: &str = "POST /v1/products/p1/events HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+#[test]
+fn slow_and_half_sent_requests_are_cut_off_while_normal_ones_get_through() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    place.product(&format!("{}/in", target.url()));
+    let serving = place.serve(
+        &[
+            "--header-timeout",
+            "1s",
+            "--body-timeout",
+            "1s",
+            "--idle-timeout",
+            "3s",
+        ],
+        None,
+    );
+
+    // Nothing sent at all, half a request head, and a trickled head.
+    let mut silent = serving.connect();
+    let mut half_head = serving.connect();
+    half_head.write_all(HALF_HEAD.as_bytes()).expect("write");
+    let mut trickle = serving.connect();
+    // Half a body: the head promises 1,000 bytes, 10 come.
+    let mut half_body = serving.connect();
+    let head = format!(
+        "POST /v1/products/p1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\":"
+    );
+    half_body.write_all(head.as_bytes()).expect("write");
+
+    let started = Instant::now();
+    for _ in 0..4 {
+        // A byte now and then: a slowloris head that never ends.
+        let _ = trickle.write_all(b"a");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Meanwhile an ordinary POST is accepted.
+    assert_eq!(post_event(&serving), 202);
+
+    let (answer, closed) = read_until_closed(&mut half_body, Duration::from_secs(5));
+    assert!(closed, "a half-sent body held its connection: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    for (name, stream) in [
+        ("a half-sent head", &mut half_head),
+        ("a trickled head", &mut trickle),
+        ("a silent connection", &mut silent),
+    ] {
+        let (answer, closed) = read_until_closed(stream, Duration::from_secs(8));
+        assert!(closed, "{name} held its connection: {answer:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // A head larger than the limit is refused, not buffered.
+    let mut huge = serving.connect();
+    let long_header = format!("{HALF_HEAD}{}\r\n\r\n", "x".repeat(64 * 1024));
+    let _ = huge.write_all(long_header.as_bytes());
+    let (answer, closed) = read_until_closed(&mut huge, Duration::from_secs(5));
+    assert!(closed, "an oversized head held its connection");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn sigterm_with_a_half_sent_request_exits_within_the_grace_period() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    place.product(&format!("{}/in", target.url()));
+    let mut serving = place.serve(&["--grace", "2s", "--header-timeout", "60s"], None);
+    assert_eq!(post_event(&serving), 202);
+    target.wait_for(1, Duration::from_secs(10));
+
+    let mut half_head = serving.connect();
+    half_head.write_all(HALF_HEAD.as_bytes()).expect("write");
+    let mut half_body = serving.connect();
+    let head = format!(
+        "POST /v1/products/p1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 1000\r\n\r\n{{"
+    );
+    half_body.write_all(head.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let took = serving.terminate_within(Duration::from_secs(8));
+    assert!(
+        took.is_some_and(|took| took < Duration::from_secs(6)),
+        "serve did not exit within grace (2s) + a few seconds: {took:?}"
+    );
+    // Nothing accepted was lost.
+    assert_eq!(statuses(&place), ["delivered"]);
+}
+
+/// Idle connections to hold: more than the open-file limit the server runs under.
+const IDLE_CONNECTIONS: usize = 1100;
+const OPEN_FILE_LIMIT: u32 = 1024;
+
+/// Opens up to [`IDLE_CONNECTIONS`] connections that send nothing (within 10 s).
+fn hold_idle_connections(addr: SocketAddr) -> Vec<TcpStream> {
+    let started = Instant::now();
+    let mut held = Vec::new();
+    while held.len() < IDLE_CONNECTIONS && started.elapsed() < Duration::from_secs(10) {
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            held.push(stream);
+        }
+    }
+    held
+}
+
+#[test]
+fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    // Each delivery's first attempt fails; its retries come while the connections are held.
+    let failing = std::iter::repeat_n(Reply::status(503), 5);
+    target.script("/in", failing.chain([Reply::ok()]));
+    place.product(&format!("{}/in", target.url()));
+    let serving = place.serve(
+        &[
+            "--retry-schedule",
+            "1s,1s,1s",
+            "--retry-jitter",
+            "0",
+            "--header-timeout",
+            "4s",
+        ],
+        Some(OPEN_FILE_LIMIT),
+    );
+    for _ in 0..5 {
+        assert_eq!(post_event(&serving), 202);
+    }
+    let held = hold_idle_connections(serving.addr);
+    assert!(held.len() > OPEN_FILE_LIMIT as usize, "{} held", held.len());
+
+    // The intake still answers (within the header timeout that frees slots).
+    let started = Instant::now();
+    let (health, _) = request(|client| client.get(format!("{}/healthz", serving.url)));
+    assert_eq!(health, 200);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(post_event(&serving), 202);
+    drop(held);
+
+    wait_until(Duration::from_secs(20), "every delivery to end", || {
+        statuses(&place).iter().all(|s| s == "delivered")
+    });
+    assert_eq!(statuses(&place).len(), 6);
+}
