@@ -395,3 +395,75 @@ fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries
     });
     assert_eq!(statuses(&place).len(), 6);
 }
+
+const NTFY_TOKEN: &str = "tk_hardeningTokenSecret0123456789";
+const NTFY_TOPIC: &str = "hardening-topicSecret-424242";
+const URL_KEY: &str = "urlKeySecretABCDEFGH12345678";
+
+/// Every prefix of 8 characters or more of every secret.
+fn assert_no_part_of_a_secret(text: &str) {
+    for secret in [NTFY_TOKEN, NTFY_TOPIC, URL_KEY] {
+        for end in 8..=secret.len() {
+            let part = &secret[..end];
+            assert!(
+                !text.contains(part),
+                "`{part}` (of a secret) was shown:\n{text}"
+            );
+        }
+    }
+}
+
+/// Every way the command line shows deliveries: list and show, table and JSON.
+fn every_delivery_view(place: &Place) -> String {
+    let mut shown = place.cli(&["deliveries", "list", "--limit", "0"]);
+    shown.push_str(&place.cli(&["deliveries", "list", "--limit", "0", "--json"]));
+    let listed = place.cli_json(&["deliveries", "list", "--limit", "0"]);
+    for delivery in listed.as_array().expect("a list") {
+        let id = delivery["id"].as_str().expect("an id");
+        shown.push_str(&place.cli(&["deliveries", "show", id]));
+        shown.push_str(&place.cli(&["deliveries", "show", id, "--json"]));
+    }
+    shown
+}
+
+#[test]
+fn targets_that_echo_or_pad_their_errors_read_back_no_part_of_a_secret() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    target.script("/echo", [Reply::echo().with_status(500)]);
+    // An error page that quotes the key just where an excerpt of 200 characters ends,
+    // and a body cut by the read cap in the middle of the token.
+    let padded = format!("{}key={URL_KEY} token={NTFY_TOKEN}", "x".repeat(180));
+    target.script("/pad", [Reply::status(500).body(padded)]);
+    let base = target.url();
+    place.cli(&[
+        "products",
+        "add",
+        "p1",
+        "echoed",
+        "--service",
+        "ntfy",
+        "--set",
+        &format!("server={base}/echo"),
+        "--set",
+        &format!("topic={NTFY_TOPIC}"),
+        "--set",
+        &format!("token={NTFY_TOKEN}"),
+    ]);
+    place.cli(&[
+        "products",
+        "add",
+        "p1",
+        "padded",
+        "--service",
+        "webhook",
+        "--set",
+        &format!("urls={base}/pad/in?key={URL_KEY}"),
+    ]);
+    let serving = place.serve(&["--retry-schedule", "1h"], None);
+    assert_eq!(post_event(&serving), 202);
+    wait_until(Duration::from_secs(15), "both attempts", || {
+        statuses(&place).iter().all(|s| s == "failed")
+    });
+    assert_no_part_of_a_secret(&every_delivery_view(&place));
+}

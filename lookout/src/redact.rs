@@ -137,6 +137,28 @@ impl Redactor {
         out
     }
 
+    /// [`redact`](Self::redact) for a text that may have been cut short: a tail that
+    /// is the beginning of a secret (4 characters or more) is redacted too.
+    pub fn redact_cut_end(&self, text: &str) -> String {
+        const SHORTEST_TAIL: usize = 4;
+        let mut out = self.redact(text);
+        let longest_tail = self
+            .needles
+            .iter()
+            .filter_map(|needle| {
+                (SHORTEST_TAIL..needle.len())
+                    .rev()
+                    .filter(|&n| needle.is_char_boundary(n))
+                    .find(|&n| out.ends_with(&needle[..n]))
+            })
+            .max();
+        if let Some(tail) = longest_tail {
+            out.truncate(out.len() - tail);
+            out.push_str(REDACTED);
+        }
+        out
+    }
+
     /// Redacts every string inside a JSON value.
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
         use serde_json::Value;
@@ -223,6 +245,16 @@ mod tests {
         let mut r = Redactor::new();
         r.add_url("https://bob:hunter2@example.com/");
         assert!(!r.redact("bob:hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_text_cut_inside_a_secret_loses_the_secret_s_beginning() {
+        let mut r = Redactor::new();
+        r.add("tk_0123456789abcdef");
+        assert_eq!(r.redact_cut_end("token: tk_0123456"), "token: [redacted]");
+        assert_eq!(r.redact_cut_end("a tk_0123456789abcdef"), "a [redacted]");
+        // Too short to say.
+        assert_eq!(r.redact_cut_end("a tk_"), "a tk_");
     }
 
     #[test]

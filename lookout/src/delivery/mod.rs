@@ -533,8 +533,11 @@ impl Answer {
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
-        let body = String::from_utf8_lossy(&self.body);
-        let excerpt: String = body.trim().chars().take(200).collect();
+        // Redacted whole before it is cut: a secret crossing the cut would otherwise
+        // be shown minus its last characters. The body itself may end inside a secret
+        // (the read cap): that tail goes too.
+        let body = redactor.redact_cut_end(String::from_utf8_lossy(&self.body).trim());
+        let excerpt: String = body.chars().take(200).collect();
         if !excerpt.is_empty() {
             reason.push_str(": ");
             reason.push_str(&excerpt);
