@@ -357,13 +357,20 @@ fn hold_idle_connections(addr: SocketAddr) -> Vec<TcpStream> {
     held
 }
 
+/// The first `n` requests to `/in` fail (503), the rest are delivered; every answer
+/// closes its connection, so that each retry needs a new one (a file descriptor).
+fn failing_first(target: &CaptureServer, n: usize) {
+    let close = |reply: Reply| reply.header("connection", "close");
+    let failing = std::iter::repeat_n(close(Reply::status(503)), n);
+    target.script("/in", failing.chain([close(Reply::ok())]));
+}
+
 #[test]
 fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries() {
     let place = Place::new();
     let target = CaptureServer::start();
     // Each delivery's first attempt fails; its retries come while the connections are held.
-    let failing = std::iter::repeat_n(Reply::status(503), 5);
-    target.script("/in", failing.chain([Reply::ok()]));
+    failing_first(&target, 5);
     place.product(&format!("{}/in", target.url()));
     let serving = place.serve(
         &[
@@ -466,4 +473,47 @@ fn targets_that_echo_or_pad_their_errors_read_back_no_part_of_a_secret() {
         statuses(&place).iter().all(|s| s == "failed")
     });
     assert_no_part_of_a_secret(&every_delivery_view(&place));
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_not_the_target_s_fault() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    failing_first(&target, 3);
+    place.product(&format!("{}/in", target.url()));
+    // No reserve: the connections may take every file descriptor.
+    let serving = place.serve(
+        &[
+            "--retry-schedule",
+            "5s",
+            "--retry-jitter",
+            "0",
+            "--max-connections",
+            "5000",
+            "--header-timeout",
+            "30s",
+        ],
+        Some(OPEN_FILE_LIMIT),
+    );
+    let posted = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(post_event(&serving), 202);
+    }
+    // The retries fall due (after 5 s) while every descriptor is taken.
+    let held = hold_idle_connections(serving.addr);
+    assert!(held.len() > OPEN_FILE_LIMIT as usize, "{} held", held.len());
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(posted.elapsed()));
+    drop(held);
+
+    wait_until(Duration::from_secs(20), "every delivery to end", || {
+        statuses(&place).iter().all(|s| s == "delivered")
+    });
+    let (status, metrics) = request(|client| client.get(format!("{}/metrics", serving.url)));
+    assert_eq!(status, 200);
+    let local: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("lookout_local_errors_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(local > 0, "no local error counted:\n{metrics}");
 }

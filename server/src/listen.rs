@@ -104,6 +104,7 @@ pub async fn serve(
         limits.body_timeout,
         body_deadline,
     ));
+    let mut accept_failures = 0;
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -113,7 +114,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
-                    accept_failed(&err).await;
+                    accept_failed(&err, &mut accept_failures).await;
                     continue;
                 }
             },
@@ -150,10 +151,16 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await.map(|_| ());
 }
 
-/// An accept error (out of file descriptors, mostly): said, and paused on, so that a
-/// full table is not retried in a tight loop.
-async fn accept_failed(err: &io::Error) {
-    tracing::warn!("accepting a connection failed: {err}");
+/// An accept error (out of file descriptors, mostly): paused on, so that a full table
+/// is not retried in a tight loop, and said once in a hundred (every 10 s at most).
+async fn accept_failed(err: &io::Error, failures: &mut u64) {
+    if *failures % 100 == 0 {
+        tracing::warn!(
+            "accepting a connection failed ({} times): {err}",
+            *failures + 1
+        );
+    }
+    *failures += 1;
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

@@ -267,6 +267,9 @@ impl Worker {
             if attempt.outcome == "failed" {
                 metrics.count(Counter::Failed, service);
             }
+            if attempt.outcome == LOCAL_OUTCOME {
+                metrics.count(Counter::Local, service);
+            }
         }
         match finish.status {
             Status::Delivered => metrics.count(Counter::Delivered, service),
@@ -276,6 +279,13 @@ impl Worker {
         }
     }
 }
+
+/// The outcome recorded for a request that failed because of this machine (out of file
+/// descriptors or memory): not counted against the target's retry schedule.
+pub const LOCAL_OUTCOME: &str = "local";
+
+/// How soon a delivery that failed only for local reasons is tried again.
+const LOCAL_RETRY: Duration = Duration::from_secs(1);
 
 /// Identifies a target across attempts (method and full URL, hashed: the URL may hold a
 /// key, and the key is what is stored).
@@ -462,7 +472,7 @@ impl Ending<'_> {
         let mut failed = false;
         // The longest wait any target asked for (Retry-After) bounds the next attempt.
         let asked = sent.iter().filter_map(|a| a.retry.after()).max();
-        for (key, Attempt { delivery, .. }) in keys.iter().zip(sent) {
+        for (key, Attempt { delivery, retry }) in keys.iter().zip(sent) {
             let (status, error) = match &delivery.outcome {
                 Outcome::Delivered { status } => {
                     finish.done_targets.push(key.clone());
@@ -485,10 +495,14 @@ impl Ending<'_> {
                     (Some(*status), Some(reason.clone()))
                 }
             };
+            let outcome = match retry {
+                Retry::Local if delivery.outcome.is_failure() => LOCAL_OUTCOME,
+                _ => delivery.outcome.label(),
+            };
             finish.attempts.push(AttemptRecord {
                 duration_ms: delivery.duration.as_millis() as u64,
                 target: delivery.target.clone(),
-                outcome: delivery.outcome.label().to_owned(),
+                outcome: outcome.to_owned(),
                 status,
                 error,
                 ..self.record("", None)
@@ -500,7 +514,20 @@ impl Ending<'_> {
         let hopeless = sent
             .iter()
             .all(|a| !a.delivery.outcome.is_failure() || !a.retry.is_retryable());
-        if failed && hopeless {
+        let only_local = sent
+            .iter()
+            .filter(|a| a.delivery.outcome.is_failure())
+            .all(|a| a.retry == Retry::Local);
+        if failed && only_local {
+            // This machine ran short, not the target: soon again, on the same step.
+            tracing::warn!(
+                "delivery {}: failed for want of local resources; again in {}s",
+                self.claimed.id,
+                LOCAL_RETRY.as_secs()
+            );
+            finish.status = Status::Failed;
+            finish.next_at = Some(now_ms().saturating_add(millis(LOCAL_RETRY)));
+        } else if failed && hopeless {
             finish.status = Status::Dead;
             finish.next_at = None;
         } else if failed {

@@ -264,7 +264,9 @@ impl Transport {
             tries += 1;
             let (mut outcome, retry) = self.try_once(request, job, end).await;
             let pause = match retry {
-                Retry::Yes { .. } if tries < most => self.pause_before_next(tries, retry, end),
+                Retry::Yes { .. } | Retry::Local if tries < most => {
+                    self.pause_before_next(tries, retry, end)
+                }
                 _ => Pause::Stop,
             };
             if let Pause::For(pause) = pause {
@@ -502,10 +504,29 @@ fn note(outcome: &mut Outcome, text: &str) {
 fn retry_after_error(err: &reqwest::Error) -> Retry {
     if blocked_in(err).is_some() || err.is_builder() {
         Retry::No
+    } else if local_cause(err) {
+        Retry::Local
     } else {
         // Connection refused or reset, DNS failure, timeout: the next try may get through.
         Retry::Yes { after: None }
     }
+}
+
+/// Whether a request failed for want of this machine's own resources (file descriptors,
+/// memory, buffers): the target is not to blame.
+fn local_cause(err: &reqwest::Error) -> bool {
+    const LOCAL: [i32; 4] = [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS];
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        let code = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        if code.is_some_and(|code| LOCAL.contains(&code)) {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// What the target answered.
