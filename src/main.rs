@@ -95,6 +95,33 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command only reads and prints (`lookout stats | head -1`), rather
+    /// than sending or serving over sockets, where a peer hanging up is an error to
+    /// report, not a reason to die.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Services { .. }
+                | Command::Docs { .. }
+                | Command::Validate { .. }
+                | Command::Products { .. }
+                | Command::Deliveries { .. }
+                | Command::Stats { .. }
+        )
+    }
+}
+
+/// Lets a write to a closed pipe end the process (exit by SIGPIPE, as `cat` does)
+/// instead of Rust's default of ignoring the signal and panicking in `println!`.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A failure that ends the command: bad input or config (exit 2).
 struct Fatal(String);
 
@@ -112,7 +139,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if cli.command.only_prints() {
+        end_quietly_on_a_closed_pipe();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(Fatal(message)) => {
             eprintln!("error: {message}");

@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -516,4 +517,36 @@ fn running_out_of_file_descriptors_is_not_the_target_s_fault() {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert!(local > 0, "no local error counted:\n{metrics}");
+}
+
+/// SIGPIPE's number on Linux and the BSDs.
+const SIGPIPE: i32 = 13;
+
+#[test]
+fn a_closed_pipe_ends_printing_commands_quietly() {
+    let place = Place::new();
+    place.product("http://127.0.0.1:9/in");
+    let db = place.db();
+    let db = db.to_str().expect("UTF-8 path");
+    for args in [
+        vec!["stats", "--database", db],
+        vec!["deliveries", "list", "--database", db],
+        vec!["products", "list", "--database", db],
+        vec!["services"],
+        vec!["docs"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lookout");
+        // The reader is gone before anything is written: `lookout … | head -0`.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        let quiet = output.status.success() || output.status.signal() == Some(SIGPIPE);
+        assert!(quiet, "{args:?}: {:?} {stderr}", output.status);
+    }
 }
