@@ -550,3 +550,42 @@ fn a_closed_pipe_ends_printing_commands_quietly() {
         assert!(quiet, "{args:?}: {:?} {stderr}", output.status);
     }
 }
+
+#[test]
+fn terminal_escapes_from_a_target_never_reach_the_terminal() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    let hostile = "\u{1b}[2J\u{1b}[H\u{7}forged\r\nabc  p1  hook  delivered\u{202e}";
+    target.script("/in", [Reply::status(500).body(hostile)]);
+    place.product(&format!("{}/in", target.url()));
+    let serving = place.serve(&["--retry-schedule", "1h"], None);
+    assert_eq!(post_event(&serving), 202);
+    wait_until(Duration::from_secs(15), "the failed attempt", || {
+        statuses(&place) == ["failed"]
+    });
+    let listed = place.cli_json(&["deliveries", "list"]);
+    let id = listed[0]["id"].as_str().expect("an id");
+    // The JSON keeps the text, escaped the JSON way.
+    assert!(listed[0]["last_error"].as_str().unwrap().contains('\u{1b}'));
+    let mut tables = place.cli(&["deliveries", "list"]);
+    tables.push_str(&place.cli(&["deliveries", "show", id]));
+    for raw in ['\u{1b}', '\u{7}', '\r', '\u{202e}'] {
+        assert!(
+            !tables.contains(raw),
+            "{raw:?} reached the terminal:\n{tables}"
+        );
+    }
+    assert!(tables.contains("\\x1b[2J"), "{tables}");
+    // The forged row stays inside its own line.
+    assert!(
+        !tables.lines().any(|line| line.starts_with("abc")),
+        "{tables}"
+    );
+    for json in [
+        place.cli(&["deliveries", "list", "--json"]),
+        place.cli(&["deliveries", "show", id, "--json"]),
+    ] {
+        assert!(!json.contains('\u{1b}'), "{json}");
+        serde_json::from_str::<Value>(&json).expect("JSON");
+    }
+}
