@@ -86,6 +86,11 @@ enum Command {
     },
     /// Send a delivery again, or every dead-lettered one.
     Redeliver(outbox::RedeliverArgs),
+    /// Manage API tokens for `serve`: admin, or ingest for some products (docs/SERVING.md).
+    Tokens {
+        #[command(subcommand)]
+        command: outbox::TokensCommand,
+    },
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -107,6 +112,7 @@ impl Command {
                 | Command::Validate { .. }
                 | Command::Products { .. }
                 | Command::Deliveries { .. }
+                | Command::Tokens { .. }
                 | Command::Stats { .. }
         )
     }
@@ -236,6 +242,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),
         Command::Redeliver(args) => outbox::redeliver(args),
+        Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
     }
 }

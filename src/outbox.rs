@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
+use lookout_server::tokens::{self, Scope};
 use lookout_server::worker::{RetrySchedule, WorkerConfig};
 use serde_json::{Map, Value};
 
@@ -243,6 +244,39 @@ pub enum DeliveriesCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it, once: only its SHA-256 is kept.
+    Create {
+        /// admin (every route) or ingest (posting events for --product only).
+        #[arg(long)]
+        scope: Scope,
+        /// With --scope ingest: a product it may post events for (repeat for more).
+        #[arg(long = "product", value_name = "PRODUCT")]
+        products: Vec<String>,
+        /// How long it is valid (`90d`, `12h`); default: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (`tok_…`).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
 #[derive(Args)]
 pub struct RedeliverArgs {
     /// The delivery to send again.
@@ -329,13 +363,15 @@ fn read_token(file: Option<&PathBuf>) -> Result<String, Fatal> {
         None => std::env::var("LOOKOUT_TOKEN").unwrap_or_default(),
     };
     let token = token.trim().to_owned();
-    if token.len() < 16 {
+    if token.is_empty() {
         return Err(Fatal(
-            "serve needs a bearer token of 16 characters or more: set LOOKOUT_TOKEN \
+            "serve needs a bootstrap admin token: set LOOKOUT_TOKEN \
              (e.g. `export LOOKOUT_TOKEN=$(openssl rand -hex 32)`) or pass --token-file"
                 .into(),
         ));
     }
+    tokens::check_strength(&token)
+        .map_err(|problem| Fatal(format!("the bearer token is too weak: {problem}")))?;
     Ok(token)
 }
 
@@ -520,6 +556,34 @@ pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
 pub fn stats(db: Database, json: bool) -> Result<ExitCode, Fatal> {
     runtime()?.block_on(async move {
         output::stats(&open(&db).await?.stats().await?, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn tokens(command: TokensCommand) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        match command {
+            TokensCommand::Create {
+                scope,
+                products,
+                expires,
+                db,
+                json,
+            } => {
+                let (secret, new) = tokens::create(scope, products, expires).map_err(Fatal)?;
+                open(&db).await?.put_token(&new).await?;
+                output::new_token(&new.token, &secret, json);
+            }
+            TokensCommand::List { db, json } => {
+                output::tokens(&open(&db).await?.tokens().await?, json);
+            }
+            TokensCommand::Revoke { id, db } => {
+                if !open(&db).await?.revoke_token(&id).await? {
+                    return Err(Fatal(format!("no token `{id}`")));
+                }
+                println!("token {id} revoked");
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -376,3 +376,39 @@ pub fn stats(stats: &lookout_server::store::Stats, json: bool) {
         print_table(["SERVICE", "STATUS", "DELIVERIES"], &rows);
     }
 }
+
+/// A token just created: the only time its secret is printed.
+pub fn new_token(token: &lookout_server::tokens::Token, secret: &str, json: bool) {
+    if json {
+        let mut shown = serde_json::json!(token);
+        shown["token"] = serde_json::Value::from(secret);
+        print_json(&shown);
+        return;
+    }
+    println!("{secret}");
+    eprintln!(
+        "token {} ({}) created: keep it now, it is not shown again",
+        token.id,
+        token.scope.as_str()
+    );
+}
+
+pub fn tokens(tokens: &[lookout_server::tokens::Token], json: bool) {
+    if json {
+        print_json(&tokens);
+        return;
+    }
+    let rows: Vec<[String; 5]> = tokens
+        .iter()
+        .map(|t| {
+            [
+                t.id.clone(),
+                t.scope.as_str().to_owned(),
+                t.products.join(", "),
+                time(t.created_at),
+                t.expires_at.map(time).unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect();
+    print_table(["TOKEN", "SCOPE", "PRODUCTS", "CREATED", "EXPIRES"], &rows);
+}

@@ -589,3 +589,176 @@ fn terminal_escapes_from_a_target_never_reach_the_terminal() {
         serde_json::from_str::<Value>(&json).expect("JSON");
     }
 }
+
+/// A new token from `lookout tokens create`: (id, secret).
+fn create_token(place: &Place, args: &[&str]) -> (String, String) {
+    let mut all = vec!["tokens", "create"];
+    all.extend_from_slice(args);
+    let created = place.cli_json(&all);
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let secret = created["token"].as_str().expect("a token").to_owned();
+    (id, secret)
+}
+
+/// The status of `method path` with `token` (none: no Authorization header).
+fn status_of(serving: &Serving, method: &str, path: &str, token: Option<&str>) -> u16 {
+    let url = format!("{}{path}", serving.url);
+    let body = match (method, path) {
+        ("POST", "/v1/tokens") => r#"{"scope": "ingest", "products": ["p1"]}"#.to_owned(),
+        ("PUT", _) => r#"{"services": {}}"#.to_owned(),
+        _ => item_event(),
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    request(|client| {
+        let built = client
+            .request(method, url)
+            .header("content-type", "application/json")
+            .body(body);
+        match token {
+            Some(token) => built.bearer_auth(token),
+            None => built,
+        }
+    })
+    .0
+}
+
+#[test]
+fn token_scopes_on_every_route() {
+    let place = Place::new();
+    let target = CaptureServer::start();
+    place.product(&format!("{}/in", target.url()));
+    place.cli(&[
+        "products",
+        "add",
+        "p2",
+        "hook",
+        "--service",
+        "webhook",
+        "--set",
+        &format!("urls={}/in", target.url()),
+    ]);
+    let (_, ingest) = create_token(&place, &["--scope", "ingest", "--product", "p1"]);
+    let (_, admin) = create_token(&place, &["--scope", "admin"]);
+    let (_, expired) = create_token(&place, &["--scope", "admin", "--expires", "1s"]);
+    let (revoked_id, revoked) = create_token(&place, &["--scope", "admin"]);
+    place.cli(&["tokens", "revoke", &revoked_id]);
+    let listed = place.cli(&["tokens", "list"]);
+    assert!(
+        listed.contains("ingest") && listed.contains("p1"),
+        "{listed}"
+    );
+    // Only digests are kept: the database holds none of the tokens.
+    for file in ["lookout.db", "lookout.db-wal"] {
+        let bytes = std::fs::read(place.dir.path().join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [&ingest, &admin] {
+            assert!(!text.contains(secret.as_str()), "{file} holds a token");
+        }
+    }
+    let serving = place.serve(&[], None);
+    std::thread::sleep(Duration::from_millis(1100)); // `expired` expires.
+
+    // Who cannot get in at all: 401 everywhere under /v1.
+    let routes = [
+        ("POST", "/v1/events?product=p1"),
+        ("POST", "/v1/products/p1/events"),
+        ("GET", "/v1/services"),
+        ("GET", "/v1/products"),
+        ("GET", "/v1/products/p1"),
+        ("PUT", "/v1/products/p3"),
+        ("DELETE", "/v1/products/p3"),
+        ("GET", "/v1/tokens"),
+        ("POST", "/v1/tokens"),
+        ("DELETE", "/v1/tokens/tok_none"),
+    ];
+    let wrong = "0123456789abcdefghijklmnopqrstuv";
+    for (method, path) in routes {
+        for token in [
+            None,
+            Some(wrong),
+            Some(expired.as_str()),
+            Some(revoked.as_str()),
+        ] {
+            let status = status_of(&serving, method, path, token);
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+        }
+    }
+    // What each valid token may do.
+    let expected = [
+        ("POST", "/v1/events?product=p1", 202, 202),
+        ("POST", "/v1/products/p1/events", 202, 202),
+        ("POST", "/v1/products/p2/events", 403, 202),
+        ("POST", "/v1/events?product=p2", 403, 202),
+        ("GET", "/v1/services", 200, 200),
+        ("GET", "/v1/products", 403, 200),
+        ("GET", "/v1/products/p1", 403, 200),
+        ("PUT", "/v1/products/p3", 403, 200),
+        ("DELETE", "/v1/products/p3", 403, 204),
+        ("GET", "/v1/tokens", 403, 200),
+        ("POST", "/v1/tokens", 403, 201),
+        ("DELETE", "/v1/tokens/tok_none", 403, 404),
+    ];
+    for (method, path, as_ingest, as_admin) in expected {
+        if method == "PUT" || method == "DELETE" {
+            // Each admin call changes state: ingest first, then each admin token once.
+            assert_eq!(status_of(&serving, method, path, Some(&ingest)), as_ingest);
+            assert_eq!(status_of(&serving, method, path, Some(&admin)), as_admin);
+            continue;
+        }
+        for (who, token, want) in [
+            ("ingest", &ingest, as_ingest),
+            ("admin", &admin, as_admin),
+            ("bootstrap", &TOKEN.to_owned(), as_admin),
+        ] {
+            let status = status_of(&serving, method, path, Some(token));
+            assert_eq!(status, want, "{method} {path} as {who}");
+        }
+    }
+    // Open without a token: health and metrics.
+    assert_eq!(status_of(&serving, "GET", "/healthz", None), 200);
+    assert_eq!(status_of(&serving, "GET", "/metrics", None), 200);
+}
+
+#[test]
+fn weak_tokens_and_long_names_are_refused_without_echoing_them() {
+    let place = Place::new();
+    let weak = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+        .arg(place.db())
+        .env("LOOKOUT_TOKEN", "a".repeat(16))
+        .output()
+        .expect("run serve");
+    assert_eq!(weak.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&weak.stderr);
+    assert!(said.contains("too weak"), "{said}");
+
+    // A head large enough for the name (the default limit would answer 431 first).
+    let serving = place.serve(&["--max-header-bytes", "100000"], None);
+    let long = "x".repeat(60_000);
+    let (status, body) = request(|client| {
+        client
+            .get(format!("{}/v1/products/{long}", serving.url))
+            .bearer_auth(TOKEN)
+    });
+    assert_eq!(status, 400);
+    assert!(body.len() < 500, "{} bytes answered", body.len());
+}
+
+#[test]
+fn healthz_fails_while_the_store_cannot_commit() {
+    let place = Place::new();
+    let serving = place.serve(&[], None);
+    assert_eq!(status_of(&serving, "GET", "/healthz", None), 200);
+    // Another writer holds the database: reads still work, commits do not.
+    let other = rusqlite::Connection::open(place.db()).expect("open the database");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let started = Instant::now();
+    assert_eq!(status_of(&serving, "GET", "/healthz", None), 503);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    other.execute_batch("ROLLBACK").expect("let go");
+    wait_until(Duration::from_secs(15), "health to come back", || {
+        status_of(&serving, "GET", "/healthz", None) == 200
+    });
+}

@@ -4,7 +4,7 @@
 //! survives restarts.
 //!
 //! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits), [`store`] (the outbox), [`worker`] (claims,
-//! attempts, the retry schedule), [`metrics`] (`/metrics`).
+//! attempts, the retry schedule), [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes).
 
 #[cfg(test)]
 mod echo;
@@ -12,4 +12,5 @@ pub mod intake;
 pub mod listen;
 pub mod metrics;
 pub mod store;
+pub mod tokens;
 pub mod worker;

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::tokens::{NewToken, Token};
 use lookout::config::Instance;
 use lookout::options::OptionProblem;
 
@@ -216,8 +217,17 @@ pub fn instances_from_table(
 pub fn check_name(name: &str) -> std::result::Result<(), String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        // Quoted cut and escaped: a name sent by anyone must not fill or drive a screen.
+        let mut shown: String = name
+            .chars()
+            .take(64)
+            .flat_map(char::escape_default)
+            .collect();
+        if name.chars().count() > 64 {
+            shown.push('…');
+        }
         Err(format!(
-            "`{name}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
+            "`{shown}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
         ))
     } else {
         Ok(())
@@ -456,6 +466,17 @@ pub trait Store: Send + Sync + 'static {
     /// are left alone. False if there is no such delivery.
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
+
+    /// Stores a new API token: its digest and scope, never the token.
+    async fn put_token(&self, token: &NewToken) -> Result<()>;
+    /// The token whose secret has this digest, if it exists (expired ones included).
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>>;
+    /// Every token, oldest first.
+    async fn tokens(&self) -> Result<Vec<Token>>;
+    /// Deletes a token; false if there was none.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
+    /// Commits a one-row write: whether the store can take events right now.
+    async fn check_writable(&self, now: Millis) -> Result<()>;
 }
 
 /// Opens the store a `--database` argument names: a `postgres://` (or `postgresql://`)
