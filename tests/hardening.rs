@@ -762,3 +762,22 @@ fn healthz_fails_while_the_store_cannot_commit() {
         status_of(&serving, "GET", "/healthz", None) == 200
     });
 }
+
+#[test]
+fn database_wal_shm_and_lock_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let place = Place::new();
+    // A database made beforehand, readable by everyone.
+    std::fs::write(place.db(), b"").expect("create");
+    std::fs::set_permissions(place.db(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let serving = place.serve(&[], None);
+    assert_eq!(status_of(&serving, "GET", "/healthz", None), 200);
+    for suffix in ["", "-wal", "-shm", ".serve-lock"] {
+        let file = place.dir.path().join(format!("lookout.db{suffix}"));
+        let mode = std::fs::metadata(&file)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
+    }
+}

@@ -535,12 +535,19 @@ pub async fn open_for_serve(database: &str) -> Result<(Arc<dyn Store>, ServeLock
     }
     let path = sqlite_path(database)?;
     let lock_path = format!("{path}.serve-lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).write(true).truncate(false);
+    // Readable by us only (another user who can open it could flock it and keep
+    // `serve` from starting), and never through a symlink planted in its place.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options
         .open(&lock_path)
         .map_err(|e| StoreError::Backend(format!("cannot open {lock_path}: {e}")))?;
+    sqlite::make_private(std::path::Path::new(&lock_path))?;
     file.try_lock()
         .map_err(|_| StoreError::Backend(format!("another `lookout serve` is using {path}")))?;
     let store = sqlite::SqliteStore::open(path).await?;

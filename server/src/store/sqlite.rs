@@ -152,7 +152,41 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn)?;
+    // The WAL and SHM files exist now; a database made before (or by another tool)
+    // may have been readable by everyone.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        make_private(Path::new(&file))?;
+    }
     Ok(conn)
+}
+
+/// Takes away every permission of group and others on a file of ours; refuses a file
+/// another user owns (they could read or swap it). A missing file is left missing.
+pub(crate) fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let Ok(metadata) = std::fs::symlink_metadata(path) else {
+            return Ok(());
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if metadata.uid() != me {
+            return Err(backend(format!(
+                "{} belongs to another user (uid {}): refusing to use it",
+                path.display(),
+                metadata.uid()
+            )));
+        }
+        if metadata.mode() & 0o077 != 0 {
+            let private = std::fs::Permissions::from_mode(metadata.mode() & 0o700);
+            std::fs::set_permissions(path, private)
+                .map_err(|e| backend(format!("cannot make {} private: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// The database holds every product's secrets: a new file is readable by its owner only
