@@ -781,3 +781,105 @@ fn database_wal_shm_and_lock_files_are_private() {
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}", file.display());
     }
 }
+
+/// `lookout validate` on a config of one `[services.s]` table with `options` (TOML
+/// lines), and `[engine]` lines `engine`: whether it passed, and what it said.
+fn validate(place: &Place, engine: &str, options: &str) -> (bool, String) {
+    let config = place.dir.path().join("check.toml");
+    std::fs::write(
+        &config,
+        format!("[engine]\n{engine}\n[services.s]\n{options}\n"),
+    )
+    .expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run validate");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+/// Unusable secrets, targets the SSRF guard will refuse and credential-like pass-through
+/// options: (options as TOML lines, the option the refusal must name).
+const REFUSED: [(&str, &str); 7] = [
+    (
+        "service = \"webhook\"\nurls = \"https://example.com/in\"\nsecret = \"whsec_!!!notbase64\"",
+        "secret",
+    ),
+    (
+        "service = \"webhook\"\nurls = \"https://example.com/in\"\nsecret = \"12\"",
+        "secret",
+    ),
+    (
+        "service = \"webhook\"\nurls = \"https://example.com/in\"\nsecret = \"\"",
+        "secret",
+    ),
+    (
+        "service = \"webhook\"\nurls = \"http://10.0.0.1/in\"",
+        "urls",
+    ),
+    (
+        "service = \"webhook\"\nurls = \"http://localhost:9/in\"",
+        "urls",
+    ),
+    (
+        "service = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\ntoken = \"xoxb-1\"",
+        "token",
+    ),
+    (
+        "service = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\napi_key = \"k\"",
+        "api_key",
+    ),
+];
+
+#[test]
+fn unusable_secrets_refused_targets_and_credential_pass_throughs_are_refused_when_configured() {
+    let place = Place::new();
+    for (options, option) in REFUSED {
+        let (ok, said) = validate(&place, "", options);
+        assert!(!ok, "accepted:\n{options}");
+        assert!(
+            said.contains(&format!("s] {option}:")),
+            "{option} not named: {said}"
+        );
+        assert!(!said.contains("xoxb-1"), "{said}");
+    }
+    // What makes them acceptable: the network allowed, the credential marked secret.
+    let allowed = "allow_networks = [\"10.0.0.0/8\"]";
+    assert!(
+        validate(
+            &place,
+            allowed,
+            "service = \"webhook\"\nurls = \"http://10.0.0.1/in\""
+        )
+        .0
+    );
+    let marked = "service = \"slack\"\nurl = \"https://hooks.slack.com/services/T/B/X\"\n\
+                  token = \"xoxb-1\"\nsecret_options = [\"token\"]";
+    let (ok, said) = validate(&place, "", marked);
+    assert!(ok, "{said}");
+    assert!(
+        !said.contains("xoxb-1"),
+        "a marked secret was shown: {said}"
+    );
+
+    // The same at PUT time, on a server that allows loopback (its test targets).
+    let serving = place.serve(&[], None);
+    for (options, option) in REFUSED.iter().filter(|(o, _)| !o.contains("localhost")) {
+        let table: toml::Table = toml::from_str(options).expect("TOML");
+        let body = serde_json::json!({ "services": { "s": table } }).to_string();
+        let (status, answer) = request(|client| {
+            client
+                .put(format!("{}/v1/products/p1", serving.url))
+                .bearer_auth(TOKEN)
+                .body(body)
+        });
+        assert_eq!(status, 400, "accepted:\n{options}");
+        assert!(
+            answer.contains(&format!("s] {option}:")),
+            "{option} not named: {answer}"
+        );
+    }
+}

@@ -139,6 +139,10 @@ impl Config {
                 Err(mut found) => problems.append(&mut found),
             }
         }
+        let guard = crate::delivery::ssrf::Guard::new(&raw.engine.allow_networks);
+        for instance in &services {
+            problems.extend(crate::delivery::ssrf::refused_targets(instance, &guard));
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Options(problems));
         }

@@ -37,6 +37,7 @@ use crate::store::{self, NewDelivery, NewEvent, Store, check_name, now_ms};
 use crate::tokens::{self, Scope, Token};
 use crate::worker::{Worker, WorkerConfig};
 use lookout::delivery::Transport;
+use lookout::delivery::ssrf::{self, Guard};
 use lookout::dispatch::new_delivery_id;
 use lookout::payload::{Event, PayloadError};
 use lookout::settings::Settings;
@@ -78,6 +79,8 @@ struct App {
     /// SHA-256 of the token: comparing digests keeps the comparison constant-time
     /// whatever the lengths.
     token_digest: [u8; 32],
+    /// The workers' SSRF guard: targets it will refuse are refused when configured.
+    guard: Guard,
 }
 
 /// The HTTP routes; bodies above `max_body` bytes are refused with 413.
@@ -119,6 +122,7 @@ pub async fn run(
         metrics: Arc::new(Metrics::new()),
         wake: Arc::new(Notify::new()),
         token_digest: Sha256::digest(config.token.as_bytes()).into(),
+        guard: Guard::new(&config.settings.allow_networks),
     };
     let (stop, stopped) = watch::channel(false);
     let workers = config.workers.then(|| {
@@ -470,14 +474,23 @@ async fn put_product(
             );
         }
     };
+    let refused = |problems: Vec<lookout::options::OptionProblem>| {
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let body = json!({ "error": shown.join("; "), "problems": shown });
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    };
     let instances = match store::instances_from_table(&parsed.services) {
         Ok(instances) => instances,
-        Err(problems) => {
-            let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            let body = json!({ "error": shown.join("; "), "problems": shown });
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
+        Err(problems) => return refused(problems),
     };
+    let blocked: Vec<_> = instances
+        .iter()
+        .filter_map(|stored| stored.instance().ok())
+        .flat_map(|instance| ssrf::refused_targets(&instance, &app.guard))
+        .collect();
+    if !blocked.is_empty() {
+        return refused(blocked);
+    }
     if let Err(err) = app.store.put_product(&id, &instances).await {
         return store_error(&err);
     }
