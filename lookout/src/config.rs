@@ -116,7 +116,24 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        Config::parse(&text, &path.display().to_string())?.refusing_blocked_targets()
+    }
+
+    /// This config, unless one of its services targets what the SSRF guard of its own
+    /// `[engine]` will surely refuse (an operator's file, checked as a whole; configs
+    /// built in code may set their engine settings after parsing).
+    fn refusing_blocked_targets(self) -> Result<Config, ConfigError> {
+        let guard = crate::delivery::ssrf::Guard::new(&self.engine.allow_networks);
+        let problems: Vec<_> = self
+            .services
+            .iter()
+            .flat_map(|instance| crate::delivery::ssrf::refused_targets(instance, &guard))
+            .collect();
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Options(problems))
+        }
     }
 
     /// Parses config text; `origin` names it in errors.
@@ -138,10 +155,6 @@ impl Config {
                 Ok(None) => {}
                 Err(mut found) => problems.append(&mut found),
             }
-        }
-        let guard = crate::delivery::ssrf::Guard::new(&raw.engine.allow_networks);
-        for instance in &services {
-            problems.extend(crate::delivery::ssrf::refused_targets(instance, &guard));
         }
         if !problems.is_empty() {
             return Err(ConfigError::Options(problems));
