@@ -883,3 +883,53 @@ fn unusable_secrets_refused_targets_and_credential_pass_throughs_are_refused_whe
         );
     }
 }
+
+#[test]
+fn secrets_are_redacted_by_value_and_short_url_paths_are_not_secrets() {
+    let place = Place::new();
+    let key = "SlackKeyValue0123456789";
+    place.cli(&[
+        "products",
+        "add",
+        "p1",
+        "chat",
+        "--service",
+        "slack",
+        "--set",
+        &format!("url=https://hooks.slack.com/services/T0/B0/{key}"),
+        // The key pasted into a field that is not secret.
+        "--set",
+        &format!("channel=#ops-{key}"),
+    ]);
+    let shown = place.cli(&["products", "show", "p1"])
+        + &place.cli(&["products", "show", "p1", "--json"])
+        + &place.cli(&["products", "list", "--json"]);
+    assert!(!shown.contains(key), "{shown}");
+    assert!(shown.contains("#ops-"), "{shown}");
+
+    let target = CaptureServer::start();
+    let base = target.url();
+    target.script(
+        "/to",
+        [Reply::status(302)
+            .header("location", &format!("{base}/to"))
+            .body("try again within a minute")],
+    );
+    place.cli(&["products", "remove", "p1", "chat"]);
+    place.product(&format!("{base}/to"));
+    let serving = place.serve(&[], None);
+    let (status, product) = request(|client| {
+        client
+            .get(format!("{}/v1/products/p1", serving.url))
+            .bearer_auth(TOKEN)
+    });
+    assert_eq!(status, 200, "{product}");
+    assert_eq!(post_event(&serving), 202);
+    wait_until(Duration::from_secs(15), "the refused redirect", || {
+        statuses(&place) == ["dead"]
+    });
+    let listed = place.cli(&["deliveries", "list"]);
+    assert!(listed.contains("redirect to http://127.0.0.1:"), "{listed}");
+    assert!(listed.contains("/to not followed"), "{listed}");
+    assert!(listed.contains("within a minute"), "{listed}");
+}

@@ -26,6 +26,12 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'/')
     .add(b'%');
 
+/// A needle shorter than this is replaced only as a whole word (not inside `within`).
+const SHORT: usize = 8;
+
+/// A piece of a URL shorter than this (`in`, `to`, `api`) is not taken for a key at all.
+const SHORTEST_URL_KEY: usize = 4;
+
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Every spelling of every secret, longest first so that a secret containing
@@ -74,10 +80,11 @@ impl Redactor {
             // Nothing but a host: then the host is the secret.
             self.add(raw);
         } else {
-            self.add(&secret_part);
+            // A path like `in` or `to` is no key: redacting it would blank out words.
+            self.add_fragment(&secret_part);
             // Also as written, in case the URL crate normalized it.
             if let Some(rest) = raw.split_once("://").and_then(|(_, r)| r.split_once('/')) {
-                self.add(rest.1);
+                self.add_fragment(rest.1);
             }
             self.add_url_pieces(&url);
         }
@@ -98,10 +105,10 @@ impl Redactor {
         const VALUE_LIKE: usize = 8;
         let path = url.path().trim_start_matches('/');
         if url.query().is_some() {
-            self.add(path);
+            self.add_fragment(path);
         }
         if let Some(query) = url.query() {
-            self.add(query);
+            self.add_fragment(query);
             for (_, value) in url.query_pairs() {
                 if value.len() >= VALUE_LIKE {
                     self.add(&value);
@@ -113,6 +120,13 @@ impl Redactor {
             if let Ok(decoded) = percent_encoding::percent_decode_str(segment).decode_utf8() {
                 self.add(&decoded);
             }
+        }
+    }
+
+    /// Adds a piece of a URL, if it is long enough to be a key.
+    fn add_fragment(&mut self, piece: &str) {
+        if piece.chars().count() >= SHORTEST_URL_KEY {
+            self.add(piece);
         }
     }
 
@@ -130,9 +144,14 @@ impl Redactor {
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for needle in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), REDACTED);
+            if !out.contains(needle.as_str()) {
+                continue;
             }
+            out = if needle.chars().count() < SHORT {
+                replace_words(&out, needle)
+            } else {
+                out.replace(needle.as_str(), REDACTED)
+            };
         }
         out
     }
@@ -179,6 +198,30 @@ impl Redactor {
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }
+}
+
+/// `text` with `needle` replaced where it stands as a word of its own: not preceded or
+/// followed by a letter or digit.
+fn replace_words(text: &str, needle: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(needle) {
+        let before = rest[..at]
+            .chars()
+            .next_back()
+            .or_else(|| out.chars().next_back());
+        let after = rest[at + needle.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if is_word(before) || is_word(after) {
+            out.push_str(needle);
+        } else {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[at + needle.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The part of a URL that carries its key: path (without the leading slash) and query.
@@ -255,6 +298,18 @@ mod tests {
         assert_eq!(r.redact_cut_end("a tk_0123456789abcdef"), "a [redacted]");
         // Too short to say.
         assert_eq!(r.redact_cut_end("a tk_"), "a tk_");
+    }
+
+    #[test]
+    fn short_url_paths_and_short_secrets_do_not_blank_out_words() {
+        let mut r = Redactor::new();
+        r.add_url("http://127.0.0.1:9/in");
+        r.add_url("http://127.0.0.1:9/to");
+        let said = "no answer within 1s (redirect to http://127.0.0.1:9/in not followed)";
+        assert_eq!(r.redact(said), said);
+        let mut r = Redactor::new();
+        r.add("s3cr");
+        assert_eq!(r.redact("pw s3cr, not as3cr"), "pw [redacted], not as3cr");
     }
 
     #[test]

@@ -145,8 +145,13 @@ impl StoredInstance {
 
     /// The options as JSON with every secret replaced; `None` when they no longer
     /// validate (then nothing of them is shown).
+    /// The options as shown: secret options masked, and every secret value redacted
+    /// wherever else it appears (a webhook key pasted into `channel`).
     pub fn redacted_options(&self) -> Option<Value> {
-        self.instance().ok().map(|i| i.options.to_redacted_json())
+        self.instance().ok().map(|instance| {
+            let options = &instance.options;
+            options.redactor().redact_json(&options.to_redacted_json())
+        })
     }
 }
 
