@@ -30,6 +30,9 @@ pub enum Kind {
     Choice(&'static [&'static str]),
 }
 
+/// A check of a string value beyond its kind: why it is unusable, if it is.
+pub type ValueCheck = fn(&str) -> Result<(), String>;
+
 /// One option a service takes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct OptionSpec {
@@ -44,7 +47,7 @@ pub struct OptionSpec {
     /// A check of the value beyond its kind (a signing secret's format), run when the
     /// options are validated; its message must not quote the value.
     #[serde(skip)]
-    pub check: Option<fn(&str) -> Result<(), String>>,
+    pub check: Option<ValueCheck>,
 }
 
 impl OptionSpec {
@@ -83,7 +86,7 @@ impl OptionSpec {
         Self::new(name, Kind::Choice(words), help)
     }
     /// Checks the value (each item of a list) with `check` at validation time.
-    pub const fn checked(mut self, check: fn(&str) -> Result<(), String>) -> Self {
+    pub const fn checked(mut self, check: ValueCheck) -> Self {
         self.check = Some(check);
         self
     }
@@ -365,7 +368,7 @@ fn looks_like_a_credential(name: &str) -> bool {
 }
 
 /// What `check` finds wrong with a string value or any item of a list value.
-fn failed_check(check: fn(&str) -> Result<(), String>, value: &Value) -> Option<String> {
+fn failed_check(check: ValueCheck, value: &Value) -> Option<String> {
     match value {
         Value::String(s) => check(s).err(),
         Value::Array(items) => items

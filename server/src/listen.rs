@@ -152,15 +152,12 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
 }
 
 /// An accept error (out of file descriptors, mostly): paused on, so that a full table
-/// is not retried in a tight loop, and said once in a hundred (every 10 s at most).
+/// is not retried in a tight loop, and said at the 1st, 2nd, 4th, 8th… failure.
 async fn accept_failed(err: &io::Error, failures: &mut u64) {
-    if *failures % 100 == 0 {
-        tracing::warn!(
-            "accepting a connection failed ({} times): {err}",
-            *failures + 1
-        );
-    }
     *failures += 1;
+    if failures.is_power_of_two() {
+        tracing::warn!("accepting a connection failed ({failures} times): {err}");
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

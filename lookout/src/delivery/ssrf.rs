@@ -302,6 +302,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+fn is_localhost(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,9 +450,4 @@ mod tests {
             "{addrs:?}"
         );
     }
-}
-
-fn is_localhost(name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost" || name.ends_with(".localhost")
 }
