@@ -37,6 +37,9 @@ pub struct Redactor {
     /// Every spelling of every secret, longest first so that a secret containing
     /// another is replaced whole.
     needles: Vec<String>,
+    /// URL paths too short to be redacted on their own (`in`), as `(host/, path)`:
+    /// redacted only right after their URL's host, where they are surely the key.
+    anchored: Vec<(String, String)>,
 }
 
 impl Redactor {
@@ -80,7 +83,10 @@ impl Redactor {
             // Nothing but a host: then the host is the secret.
             self.add(raw);
         } else {
-            // A path like `in` or `to` is no key: redacting it would blank out words.
+            // A path like `in` or `to` alone would blank out words: only after the host.
+            if secret_part.chars().count() < SHORTEST_URL_KEY {
+                self.add_anchored(&url, &secret_part);
+            }
             self.add_fragment(&secret_part);
             // Also as written, in case the URL crate normalized it.
             if let Some(rest) = raw.split_once("://").and_then(|(_, r)| r.split_once('/')) {
@@ -123,6 +129,15 @@ impl Redactor {
         }
     }
 
+    /// Adds a short path, to be redacted where it follows its URL's host and port.
+    fn add_anchored(&mut self, url: &Url, path: &str) {
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let pair = (format!("{authority}/"), path.to_owned());
+        if !self.anchored.contains(&pair) {
+            self.anchored.push(pair);
+        }
+    }
+
     /// Adds a piece of a URL, if it is long enough to be a key.
     fn add_fragment(&mut self, piece: &str) {
         if piece.chars().count() >= SHORTEST_URL_KEY {
@@ -138,6 +153,11 @@ impl Redactor {
             }
         }
         self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        for pair in &other.anchored {
+            if !self.anchored.contains(pair) {
+                self.anchored.push(pair.clone());
+            }
+        }
     }
 
     /// `text` with every secret replaced by [`REDACTED`].
@@ -152,6 +172,9 @@ impl Redactor {
             } else {
                 out.replace(needle.as_str(), REDACTED)
             };
+        }
+        for (host, path) in &self.anchored {
+            out = replace_after(&out, host, path);
         }
         out
     }
@@ -196,7 +219,7 @@ impl Redactor {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
+        self.needles.is_empty() && self.anchored.is_empty()
     }
 }
 
@@ -219,6 +242,25 @@ fn replace_words(text: &str, needle: &str) -> String {
             out.push_str(REDACTED);
         }
         rest = &rest[at + needle.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with `path` replaced where it follows `host` and ends a word.
+fn replace_after(text: &str, host: &str, path: &str) -> String {
+    let whole = format!("{host}{path}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&whole) {
+        let end = at + whole.len();
+        out.push_str(&rest[..at + host.len()]);
+        let ends_word = !rest[end..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric);
+        out.push_str(if ends_word { REDACTED } else { path });
+        rest = &rest[end..];
     }
     out.push_str(rest);
     out
@@ -305,8 +347,15 @@ mod tests {
         let mut r = Redactor::new();
         r.add_url("http://127.0.0.1:9/in");
         r.add_url("http://127.0.0.1:9/to");
-        let said = "no answer within 1s (redirect to http://127.0.0.1:9/in not followed)";
-        assert_eq!(r.redact(said), said);
+        let said = "no answer within 1s, redirect to http://127.0.0.1:9/in not followed";
+        assert_eq!(
+            r.redact(said),
+            "no answer within 1s, redirect to http://127.0.0.1:9/[redacted] not followed"
+        );
+        assert_eq!(
+            r.redact("http://127.0.0.1:9/index"),
+            "http://127.0.0.1:9/index"
+        );
         let mut r = Redactor::new();
         r.add("s3cr");
         assert_eq!(r.redact("pw s3cr, not as3cr"), "pw [redacted], not as3cr");
