@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo test test-deps lint fmt unit snapshots bench fuzz clean
+.PHONY: demo install test test-services test-deps lint fmt unit snapshots bench fuzz clean
 
 ## Formats everything, the service files included.
 fmt:
@@ -12,6 +12,10 @@ fmt:
 ## Real deliveries of the sample events to a local sink the binary starts itself.
 demo:
 	$(CARGO) run --quiet --bin lookout -- demo
+
+## Puts `lookout` on the PATH (in ~/.cargo/bin), as the README's serve steps expect.
+install:
+	$(CARGO) install --path . --locked
 
 ## Everything CI checks: formatting, lints, and the whole test suite.
 test: test-deps lint unit
@@ -32,8 +36,14 @@ lint:
 unit:
 	CARGO=$(CARGO) bash scripts/test.sh
 
-## Rewrites the insta snapshots from what the services now send; review with `git diff`
-## (or `cargo insta review` if you have cargo-insta).
+## The quick loop for a service author (well under a minute once built): the services'
+## own tests, then the catalogue, snapshots and end-to-end delivery of every service.
+test-services:
+	$(CARGO) test -p services
+	$(CARGO) test --test catalogue --test snapshots --test deliver --test secrets --test redirect
+
+## Rewrites the insta snapshots from what the services now send; review with
+## `git diff tests/snapshots`.
 snapshots:
 	INSTA_UPDATE=always $(CARGO) test --test snapshots
 

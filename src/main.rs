@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lookout::config::ConfigFile;
 use lookout::{Config, Engine, Event};
+use lookout_server::policy::{self, WorkerSettings};
 // Links every service into the binary (a dependency alone is not enough for linkme).
 use services as _;
 
@@ -158,6 +160,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A config file, its `[worker]` table checked too: one file serves `send`, `serve` and
+/// `worker` alike.
+fn load_config(path: &Path) -> Result<Config, Fatal> {
+    let file = ConfigFile::load(path, policy::SECTIONS)?;
+    WorkerSettings::from_sections(&file.sections)
+        .and_then(|worker| worker.apply(file.engine.deadline))
+        .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
+    Ok(Config::from(file))
+}
+
 fn run(cli: Cli) -> Result<ExitCode, Fatal> {
     match cli.command {
         Command::Send {
@@ -168,15 +180,10 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         } => {
             let event = Event::parse(&read_payload(&payload)?)
                 .map_err(|e| Fatal(format!("{payload}: {e}")))?;
-            let config = Config::load(&config)?;
+            let config = load_config(&config)?;
             if dry_run {
-                // A dry run sends nothing, so it builds no HTTP client: loading the
-                // system's CA certificates for one would be most of its time.
-                let previews: Vec<_> = config
-                    .services
-                    .iter()
-                    .map(|instance| lookout::dispatch::preview_one(&event, instance))
-                    .collect();
+                // Nothing is sent, so no engine (no HTTP client, no CA certificates).
+                let previews = lookout::dispatch::preview(&event, &config.services);
                 output::previews(&previews, json);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -191,7 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             model,
             json,
         } => {
-            let config = Config::load(&config)?;
+            let config = load_config(&config)?;
             let chosen: Vec<_> = config
                 .services
                 .iter()
@@ -221,7 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
-            let config = Config::load(&config)?;
+            let config = load_config(&config)?;
             println!(
                 "config is valid: {} service(s) enabled",
                 config.services.len()

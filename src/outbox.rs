@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lookout::config::ConfigFile;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
+use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
 use lookout_server::tokens::{self, Scope};
-use lookout_server::worker::{RetrySchedule, WorkerConfig};
 use serde_json::{Map, Value};
 
 use crate::{Fatal, output};
@@ -28,11 +29,13 @@ pub struct Database {
     pub database: String,
 }
 
-/// How the workers deliver: shared by `serve` and `worker`.
+/// How the workers deliver: shared by `serve` and `worker`. Each flag overrides the
+/// config file's `[worker]` table.
 #[derive(Args)]
 pub struct WorkerOptions {
-    /// A config file whose `[engine]` settings (timeouts, deadline) the workers use.
-    /// Its services are not used: a product's services live in the database.
+    /// A config file: its `[engine]` settings (timeouts, deadline) and its `[worker]`
+    /// table (schedule, lease, …). Its services are not used: a product's services live
+    /// in the database.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The waits between attempts, comma-separated; after the last, the delivery is
@@ -42,15 +45,16 @@ pub struct WorkerOptions {
     /// How much each wait may vary at random, as a fraction (0.1 = ±10%).
     #[arg(long, value_name = "FRACTION")]
     retry_jitter: Option<f64>,
-    /// Deliveries attempted at the same time.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    /// Deliveries attempted at the same time. Default: 32.
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// On SIGTERM/SIGINT, how long attempts and requests in flight may take to finish.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    grace: Duration,
-    /// How often the workers look at the queue when nothing wakes them.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    poll: Duration,
+    /// Default: 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    grace: Option<Duration>,
+    /// How often the workers look at the queue when nothing wakes them. Default: 1s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    poll: Option<Duration>,
     /// How long a claimed delivery stays with this process before another worker may
     /// take it over (if this one died). Must be longer than the engine's deadline.
     /// Default: twice the deadline plus 30s.
@@ -59,34 +63,30 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// The engine settings and the workers' configuration these options describe.
+    /// The engine settings and the workers' configuration: the config file's, with the
+    /// flags over them.
     fn build(&self) -> Result<(lookout::Settings, WorkerConfig), Fatal> {
-        let settings = match &self.config {
-            Some(path) => lookout::Config::load(path)?.engine,
-            None => lookout::Settings::default(),
+        let (settings, from_file) = match &self.config {
+            Some(path) => {
+                let file = ConfigFile::load(path, policy::SECTIONS)?;
+                let worker = WorkerSettings::from_sections(&file.sections)
+                    .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
+                (file.engine, worker)
+            }
+            None => (lookout::Settings::default(), WorkerSettings::default()),
         };
-        let mut config = WorkerConfig::default();
-        if let Some(schedule) = &self.retry_schedule {
-            config.schedule.delays = schedule.delays.clone();
-        }
-        if let Some(jitter) = self.retry_jitter {
-            config.schedule.jitter = jitter;
-        }
-        config.concurrency = self.concurrency.max(1);
-        config.grace = self.grace;
-        config.poll = self.poll;
-        // A claim outlives any attempt: the deadline bounds one, plus room to record it.
-        config.lease = self
-            .lease
-            .unwrap_or(settings.deadline * 2 + Duration::from_secs(30));
-        if config.lease <= settings.deadline {
-            return Err(Fatal(format!(
-                "--lease {} must be longer than the engine deadline ({}): an attempt could \
-                 outlive its claim and be sent twice",
-                humantime::format_duration(config.lease),
-                humantime::format_duration(settings.deadline)
-            )));
-        }
+        let flags = WorkerSettings {
+            retry_schedule: self.retry_schedule.as_ref().map(|s| s.delays.clone()),
+            retry_jitter: self.retry_jitter,
+            lease: self.lease,
+            concurrency: self.concurrency,
+            poll: self.poll,
+            grace: self.grace,
+        };
+        let config = from_file
+            .overridden_by(flags)
+            .apply(settings.deadline)
+            .map_err(Fatal)?;
         Ok((settings, config))
     }
 }
@@ -396,14 +396,14 @@ pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
                 set,
                 db,
             } => {
-                store::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
+                lookout::config::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
                 let instance = instance_from_args(&name, service, &set)?;
                 let store = open(&db).await?;
                 store.put_instance(&id, &instance).await?;
                 println!("product {id}: service {name} ({}) saved", instance.service);
             }
             ProductsCommand::Import { id, config, db } => {
-                store::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
+                lookout::config::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
                 let instances = instances_from_file(&config)?;
                 open(&db).await?.put_product(&id, &instances).await?;
                 println!(
@@ -471,20 +471,12 @@ fn validated(table: &Map<String, Value>) -> Result<Vec<StoredInstance>, Fatal> {
 
 /// The `[services]` tables of a config file (TOML, or JSON when it starts with `{`).
 fn instances_from_file(path: &PathBuf) -> Result<Vec<StoredInstance>, Fatal> {
-    // Full validation first, for the config file's own error messages.
-    lookout::Config::load(path)?;
-    let text = std::fs::read_to_string(path)?;
-    let raw: Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(&text)?
-    } else {
-        serde_json::to_value(toml::from_str::<toml::Table>(&text)?)?
-    };
-    let services = raw
-        .get("services")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    validated(&services)
+    let file = ConfigFile::load(path, policy::SECTIONS)?;
+    Ok(file
+        .services
+        .into_iter()
+        .map(StoredInstance::from)
+        .collect())
 }
 
 pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {

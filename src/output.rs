@@ -101,17 +101,20 @@ pub fn services(json: bool) {
         );
         return;
     }
-    let rows: Vec<[String; 3]> = all
-        .iter()
-        .map(|r| {
-            [
-                r.name().to_owned(),
-                r.title().to_owned(),
-                r.service.events().join(", "),
-            ]
+    let rows: Vec<[String; 4]> = lookout::docs::by_category(&all)
+        .into_iter()
+        .flat_map(|(category, members)| {
+            members.into_iter().map(move |r| {
+                [
+                    category.as_str().to_owned(),
+                    r.name().to_owned(),
+                    r.title().to_owned(),
+                    r.service.events().join(", "),
+                ]
+            })
         })
         .collect();
-    print_table(["NAME", "TITLE", "LISTENS TO"], &rows);
+    print_table(["KIND", "NAME", "TITLE", "LISTENS TO"], &rows);
 }
 
 pub fn docs(service: Option<&str>, html: bool) -> Result<(), Fatal> {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::HashSet;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,10 @@ use lookout::{
     BuildError, Delivery, Engine, HttpRequest, Instance, Job, Options, Outcome, Outgoing,
     RateLimit, Registration, Schema, Service, ServiceResult, Settings, Transport,
 };
-use lookout_testkit::{CaptureServer, Reply};
+use lookout_server::policy::RetrySchedule;
+use lookout_server::store::{Claimed, Status};
+use lookout_server::worker::attempt;
+use lookout_testkit::{CaptureServer, Reply, SmtpCaptureServer};
 use serde_json::json;
 
 /// Short timeouts and pauses so that the whole suite takes a few seconds.
@@ -35,6 +40,11 @@ fn webhook(name: &str, url: &str) -> Instance {
     Instance::new(name, "webhook", options.as_object().unwrap()).unwrap()
 }
 
+fn discord(name: &str, url: &str) -> Instance {
+    let options = json!({ "url": url });
+    Instance::new(name, "discord", options.as_object().unwrap()).unwrap()
+}
+
 /// One dispatch to a faulty target (scripted with `replies`) and a healthy one.
 struct Run {
     faulty: Delivery,
@@ -44,11 +54,20 @@ struct Run {
 }
 
 async fn run_with(settings: Settings, replies: Vec<Reply>) -> Run {
+    run_service(webhook, settings, replies).await
+}
+
+/// [`run_with`], the faulty target an instance of the service `faulty` makes.
+async fn run_service(
+    faulty: fn(&str, &str) -> Instance,
+    settings: Settings,
+    replies: Vec<Reply>,
+) -> Run {
     let server = CaptureServer::start();
     server.script("/faulty", replies);
     let engine = Engine::with_settings(settings).unwrap();
     let instances = [
-        webhook("faulty", &format!("{}/faulty", server.url())),
+        faulty("faulty", &format!("{}/faulty", server.url())),
         webhook("healthy", &format!("{}/healthy", server.url())),
     ];
     let started = Instant::now();
@@ -111,6 +130,12 @@ fn assert_healthy(healthy: &Delivery) {
     );
 }
 
+/// One request through the transport's entry point for services.
+async fn send_one(transport: &Transport, request: HttpRequest, job: &Job<'_>) -> Delivery {
+    let mut sent = transport.send_all(vec![request.into()], job).await;
+    sent.remove(0)
+}
+
 fn failed_reason(delivery: &Delivery) -> (&str, Option<u16>) {
     match &delivery.outcome {
         Outcome::Failed { reason, status } => (reason, *status),
@@ -148,12 +173,13 @@ async fn a_429_is_retried_after_what_retry_after_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_discords_json_retry_after_is_honoured() {
-    let run = run(vec![
+    // Discord's service reads the wait in the body (`Service::wait_asked`).
+    let replies = vec![
         Reply::status(429)
             .body(r#"{"message":"You are being rate limited.","retry_after":0.3,"global":false}"#),
         Reply::ok(),
-    ])
-    .await;
+    ];
+    let run = run_service(discord, fault_settings(), replies).await;
     assert_eq!(run.faulty.outcome, Outcome::Delivered { status: 200 });
     assert_eq!(run.faulty.attempts, 2);
     assert!(
@@ -374,12 +400,14 @@ async fn one_attempt_means_no_retries() {
 
 /// What a durable worker uses: one try, and the verdict to schedule the next itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attempt_once_reports_whether_and_when_to_retry() {
+async fn one_try_reports_whether_and_when_to_retry() {
     let server = CaptureServer::start();
     server.script("/a", [Reply::status(503).header("Retry-After", "7")]);
     server.script("/b", [Reply::status(404)]);
     server.script("/c", [Reply::ok()]);
-    let transport = Transport::new(fault_settings()).unwrap();
+    let transport = Transport::new(fault_settings())
+        .unwrap()
+        .one_try(HashSet::new());
     let event = common::fixture("item");
     let options = Options::default();
     let job = Job {
@@ -391,7 +419,7 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
     let once = |path: &str| {
         let request = HttpRequest::post(format!("{}{path}", server.url()).parse().unwrap());
         let transport = transport.clone();
-        async move { transport.attempt_once(&request, job).await }
+        async move { send_one(&transport, request, job).await }
     };
     let a = once("/a").await;
     assert_eq!(
@@ -400,13 +428,14 @@ async fn attempt_once_reports_whether_and_when_to_retry() {
             after: Some(Duration::from_secs(7))
         }
     );
-    assert_eq!(a.delivery.attempts, 1);
-    assert!(a.delivery.outcome.is_failure());
+    assert_eq!(a.attempts, 1);
+    assert!(a.outcome.is_failure());
     assert_eq!(once("/b").await.retry, Retry::No);
     let c = once("/c").await;
     assert_eq!(c.retry, Retry::No);
-    assert_eq!(c.delivery.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(c.outcome, Outcome::Delivered { status: 200 });
     assert_eq!(server.requests().len(), 3, "one request each, no retries");
+    assert_eq!(transport.attempts().len(), 3, "each try recorded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,6 +509,10 @@ const PACED_OPTIONS: &[lookout::OptionSpec] = &[lookout::OptionSpec::url("url", 
 
 #[lookout::async_trait]
 impl Service for Paced {
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(PACED_OPTIONS)
     }
@@ -577,10 +610,10 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         delivery_id: "msg_paced",
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
-    let first = transport.deliver(&request, &job).await;
+    let first = send_one(&transport, request.clone(), &job).await;
     assert_eq!(first.outcome, Outcome::Delivered { status: 200 });
     let started = Instant::now();
-    let second = transport.deliver(&request, &job).await;
+    let second = send_one(&transport, request.clone(), &job).await;
     let (reason, _) = failed_reason(&second);
     assert!(reason.starts_with("rate limited: no slot"), "{reason}");
     assert!(
@@ -595,8 +628,51 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         "the second request was not sent"
     );
     // The worker's view: not now, but in about a minute.
-    let later = transport.attempt_once(&request, &job).await;
+    let later = send_one(&transport.one_try(HashSet::new()), request, &job).await;
     assert!(
         matches!(later.retry, Retry::Yes { after: Some(wait) } if wait > Duration::from_secs(50))
     );
+}
+
+/// Under `lookout serve`, an email that failed for now (`451`) is rescheduled like an
+/// HTTP request, and sent by the next attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reschedules_an_email_that_failed_for_now() {
+    let server = SmtpCaptureServer::start();
+    server.answer_busy(1);
+    let options = json!({
+        "host": server.host(), "port": server.port(), "security": "none",
+        "from": "bot@example.com", "to": ["team@example.com"],
+    });
+    let mut claimed = Claimed {
+        id: "msg_mail".to_owned(),
+        event_id: "evt_mail".to_owned(),
+        product: "p1".to_owned(),
+        instance: "mail".to_owned(),
+        service: "email".to_owned(),
+        payload: lookout_testkit::fixture_json("item"),
+        attempts: 0,
+        step: 0,
+        done_targets: Vec::new(),
+        options: options.as_object().cloned(),
+        disabled_targets: Vec::new(),
+    };
+    let transport = Transport::new(fault_settings()).unwrap();
+    let schedule = RetrySchedule {
+        jitter: 0.0,
+        ..RetrySchedule::from_str("1s").unwrap()
+    };
+    let first = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(first.status, Status::Failed, "{first:?}");
+    assert!(first.next_at.is_some());
+    assert_eq!(first.attempts.len(), 1, "one try per attempt");
+    assert_eq!(first.attempts[0].status, Some(451));
+    assert!(server.mails().is_empty());
+
+    claimed.attempts = 1;
+    claimed.step = first.step;
+    let second = attempt(&claimed, &transport, &schedule).await;
+    assert_eq!(second.status, Status::Delivered, "{second:?}");
+    assert_eq!(second.done_targets.len(), 1);
+    assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
 }

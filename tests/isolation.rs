@@ -21,6 +21,10 @@ mod panics {
         fn events(&self) -> &'static [&'static str] {
             &["*"]
         }
+        fn category(&self) -> lookout::Category {
+            lookout::Category::Webhook
+        }
+
         fn schema(&self) -> Schema {
             Schema::new(&[])
         }
@@ -46,6 +50,10 @@ mod sleeps {
         fn events(&self) -> &'static [&'static str] {
             &["*"]
         }
+        fn category(&self) -> lookout::Category {
+            lookout::Category::Webhook
+        }
+
         fn schema(&self) -> Schema {
             Schema::new(&[])
         }
@@ -171,6 +179,10 @@ mod items_only {
         fn events(&self) -> &'static [&'static str] {
             &["Item.*", "Widget.*"]
         }
+        fn category(&self) -> lookout::Category {
+            lookout::Category::Webhook
+        }
+
         fn schema(&self) -> Schema {
             Schema::new(&[])
         }

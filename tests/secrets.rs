@@ -2,7 +2,8 @@
 //! option (URLs carry it in their path and query); then the service is previewed, sent
 //! to a target that answers 200, to one that answers 500 echoing the request back (whole,
 //! or its URL in pieces), to a closed port and to a blocked address, and fed malformed
-//! options. The canary must appear in no report (JSON or Debug), preview, error or log
+//! options. Canaries travel in JSON, form bodies, query strings, paths and headers, each
+//! encoded its own way; every spelling must stay hidden. The canary must appear in no report (JSON or Debug), preview, error or log
 //! line — nor may any credential header the service built.
 
 mod common;
@@ -22,10 +23,12 @@ use serde_json::{Map, Value, json};
 /// option gets its own canary, so that one redacted secret cannot hide another's leak.
 const FRAGMENT: &str = "S3cretQwZ9";
 
-/// The canary of the `n`th secret option: valid as a token, as base64 (a signing
-/// secret) and in a URL.
+/// The canary of the `n`th secret option: valid as a token and as base64 (a signing
+/// secret). Its `+`, `/` and `=` are spelled differently in a form body, a query string
+/// and a URL path (`%2B`, `%2F`, `%3D`), so a redactor that knows only the raw value
+/// lets those spellings through, and they are caught (each still holds [`FRAGMENT`]).
 fn canary(n: usize) -> String {
-    format!("Cnry{n:02}{FRAGMENT}Cnry{n:02}{FRAGMENT}")
+    format!("Cnry{n:02}{FRAGMENT}+/{FRAGMENT}Cnry{n:02}AAAQ==")
 }
 
 /// Every log line of this test binary, at every level.
@@ -65,7 +68,7 @@ fn canary_options(reg: &Registration, base: &str) -> Map<String, Value> {
         .schema()
         .options
         .iter()
-        .filter(|s| s.secret)
+        .filter(|s| s.is_secret())
         .enumerate()
     {
         let canary = canary(n);
@@ -103,7 +106,25 @@ fn canary_url(example: Option<&str>, base: &str, canary: &str) -> String {
         .and_then(|u| url::Url::parse(u).ok())
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
-    format!("{base}{path}/{canary}?key={canary}")
+    let encoded: String = url::form_urlencoded::byte_serialize(canary.as_bytes()).collect();
+    format!("{base}{path}/{encoded}?key={encoded}")
+}
+
+/// Whether the canaries reached the echoing target in a form body and in a query
+/// string: the spellings the redactor must know besides the raw value were exercised.
+fn assert_encoded_spellings_were_sent(arrived: &[lookout_testkit::Captured]) {
+    let in_form = arrived.iter().any(|r| {
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+            && r.text().contains(&format!("{FRAGMENT}%2B%2F{FRAGMENT}"))
+    });
+    let in_query = arrived.iter().any(|r| {
+        r.path
+            .split_once('?')
+            .is_some_and(|(_, query)| query.contains(&format!("{FRAGMENT}%2B%2F{FRAGMENT}")))
+    });
+    assert!(in_form, "no canary was sent in a form body");
+    assert!(in_query, "no canary was sent in a query string");
 }
 
 /// Secret options given malformed values that still carry the canary.
@@ -114,7 +135,7 @@ fn malformed_options(reg: &Registration) -> Map<String, Value> {
         .schema()
         .options
         .iter()
-        .filter(|s| s.secret)
+        .filter(|s| s.is_secret())
         .enumerate()
     {
         let canary = canary(n);
@@ -218,7 +239,11 @@ async fn no_secret_leaks_on_any_path() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let open = Engine::with_settings(settings().allowing_loopback()).unwrap();
+    let open = Engine::with_settings(Settings {
+        loopback_only: true,
+        ..settings()
+    })
+    .unwrap();
     let guarded = Engine::with_settings(settings()).unwrap();
 
     let services = catalogue();
@@ -280,6 +305,7 @@ async fn no_secret_leaks_on_any_path() {
         !echo_server.requests().is_empty(),
         "the echoing server got nothing: the failure path was not exercised"
     );
+    assert_encoded_spellings_were_sent(&echo_server.requests());
     let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(!logged.is_empty(), "no log line was captured");
     assert_clean("the log", &logged, &[]);
@@ -289,7 +315,7 @@ async fn no_secret_leaks_on_any_path() {
 fn malformed_secrets_are_not_echoed_in_errors() {
     let _ = logs();
     for reg in catalogue() {
-        if !reg.service.schema().options.iter().any(|s| s.secret) {
+        if !reg.service.schema().options.iter().any(|s| s.is_secret()) {
             continue;
         }
         let mut table = malformed_options(reg);
@@ -324,12 +350,16 @@ fn the_check_catches_a_leak() {
 struct BasicAuth;
 
 const BASIC_OPTIONS: &[lookout::OptionSpec] = &[
-    lookout::OptionSpec::url("url", "where"),
+    lookout::OptionSpec::url("url", "where").public(),
     lookout::OptionSpec::string("password", "the password").secret(),
 ];
 
 #[lookout::async_trait]
 impl lookout::Service for BasicAuth {
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
+    }
+
     fn schema(&self) -> lookout::Schema {
         lookout::Schema::new(BASIC_OPTIONS)
     }

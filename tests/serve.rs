@@ -88,11 +88,19 @@ impl Place {
 
     /// Starts `serve` on this database, with the engine settings of `engine.toml`.
     fn serve(&self, extra: &[&str]) -> Serving {
+        self.serve_with_tables("", extra)
+    }
+
+    /// [`Place::serve`], with more tables (`[worker]`) in the config file.
+    fn serve_with_tables(&self, tables: &str, extra: &[&str]) -> Serving {
         let config = self.dir.path().join("engine.toml");
         // The targets are local capture servers; keep the timeouts short.
         std::fs::write(
             &config,
-            "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\nallow_networks = [\"127.0.0.0/8\"]\n",
+            format!(
+                "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n\
+                 allow_networks = [\"127.0.0.0/8\"]\n{tables}"
+            ),
         )
         .expect("write engine.toml");
         let mut args = vec!["--config", config.to_str().expect("UTF-8 path")];
@@ -417,6 +425,60 @@ async fn json_of(response: reqwest::Response) -> Value {
 
 fn form_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_files_worker_table_sets_the_retry_schedule() {
+    let target = CaptureServer::start();
+    target.script("/hook", [Reply::status(500).body("down")]);
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let worker = "[worker]\nretry_schedule = [\"50ms\", \"50ms\"]\nretry_jitter = 0.0\n";
+    let serving = place.serve_with_tables(worker, &[]);
+    let response = client()
+        .post(format!("{}/v1/products/p1/events", serving.url))
+        .bearer_auth(TOKEN)
+        .body(lookout::samples::ALL[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    // The first attempt and the two retries the file's schedule allows, then dead.
+    wait_until(Duration::from_secs(10), "a dead letter", || {
+        place
+            .cli_json(&["deliveries", "list", "--status", "dead"])
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+    let dead = place.cli_json(&["deliveries", "list", "--status", "dead"]);
+    assert_eq!(dead[0]["attempts"], 3);
+    assert_eq!(target.requests().len(), 3);
+}
+
+#[test]
+fn a_bad_worker_table_is_refused_naming_the_setting() {
+    let place = Place::new();
+    let config = place.dir.path().join("bad.toml");
+    std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("lease 1s must be longer than the engine deadline"),
+        "{stderr}"
+    );
+    std::fs::write(&config, "[wroker]\nlease = \"1m\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown section `wroker`"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! The snapshots are the requests as `--dry-run` shows them (same code path), built from
 //! the service's example options: method, URL and headers with secrets redacted, and the
 //! body. A service without snapshots fails here (in CI insta refuses new snapshots).
-//! Review changes with `cargo insta review`.
+//! Record changes with `make snapshots`, then review them with `git diff tests/snapshots`.
 
 mod common;
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use futures::stream;
 use lookout_server::intake::{self, ServeConfig};
+use lookout_server::policy::WorkerConfig;
 use lookout_server::store::{self, Store};
-use lookout_server::worker::WorkerConfig;
 use serde_json::{Value, json};
 
 use crate::common;

@@ -1,6 +1,6 @@
 //! Message formatting on arbitrary JSON: the attributes of every model are fuzzed (the
 //! first byte picks the model, the rest is the attributes' JSON), and the event goes
-//! through `Message::from_event`, `format::one_line`, every rendering, and every
+//! through `Message::from_event`, `wording::one_line`, every rendering, and every
 //! registered service's `build` (via the preview). Errors are fine; panics are not.
 #![no_main]
 
@@ -29,10 +29,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(event) = lookout::Event::parse(&payload.to_string()) else {
         return;
     };
-    let _ = lookout::format::one_line(&event);
+    let _ = lookout::text::wording::one_line(&event);
     if let Ok(message) = lookout::Message::from_event(&event) {
-        let _ = (message.html(), message.markdown(), message.plain());
-        let _ = (message.headline.slack(), message.headline.plain_with_urls());
+        use lookout::Dialect;
+        let _ = (message.html(), message.markdown(&Dialect::COMMONMARK), message.plain());
+        let _ = (Dialect::MRKDWN.rich(&message.headline), message.details(&Dialect::COMMONMARK));
+        let _ = lookout::text::budget::fit(&message.html(), rest.len());
     }
     for instance in INSTANCES.iter() {
         let _ = lookout::dispatch::preview_one(&event, instance);

@@ -100,34 +100,70 @@ impl fmt::Display for Problems<'_> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     engine: Settings,
     #[serde(default)]
     services: Map<String, Value>,
+    /// Every other top-level table: checked against the sections the caller reads.
+    #[serde(flatten)]
+    sections: Map<String, Value>,
 }
 
-impl Config {
+/// A config file as written: the engine's settings, every enabled `[services.NAME]`
+/// table (as written and validated), and the tables that belong to other layers
+/// (`[worker]` for `lookout serve`), which the caller named and will read itself.
+pub struct ConfigFile {
+    pub engine: Settings,
+    pub services: Vec<ServiceTable>,
+    /// Top-level tables other than `engine` and `services`, by name.
+    pub sections: Map<String, Value>,
+}
+
+/// One enabled `[services.NAME]` table.
+#[derive(Clone)]
+pub struct ServiceTable {
+    /// The options as written, without `service` and `enabled` (a store keeps these, so
+    /// that defaults apply as they are when the options are used).
+    pub options: Map<String, Value>,
+    /// The same, validated.
+    pub instance: Instance,
+}
+
+// Never print the options as written: they hold the secrets.
+impl fmt::Debug for ServiceTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let instance = &self.instance;
+        write!(
+            f,
+            "ServiceTable({} = {})",
+            instance.name,
+            instance.service_name()
+        )
+    }
+}
+
+impl ConfigFile {
     /// Reads and validates a config file (TOML, or JSON when it starts with `{`).
-    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    /// Top-level tables other than `engine` and `services` must be among `sections`.
+    pub fn load(path: impl AsRef<Path>, sections: &[&str]) -> Result<ConfigFile, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())?.refusing_blocked_targets()
+        ConfigFile::parse(&text, &path.display().to_string(), sections)?.refusing_blocked_targets()
     }
 
-    /// This config, unless one of its services targets what the SSRF guard of its own
+    /// This file, unless one of its services targets what the SSRF guard of its own
     /// `[engine]` will surely refuse (an operator's file, checked as a whole; configs
     /// built in code may set their engine settings after parsing).
-    fn refusing_blocked_targets(self) -> Result<Config, ConfigError> {
+    fn refusing_blocked_targets(self) -> Result<ConfigFile, ConfigError> {
         let guard = crate::delivery::ssrf::Guard::new(&self.engine.allow_networks);
         let problems: Vec<_> = self
             .services
             .iter()
-            .flat_map(|instance| crate::delivery::ssrf::refused_targets(instance, &guard))
+            .flat_map(|table| crate::delivery::ssrf::refused_targets(&table.instance, &guard))
             .collect();
         if problems.is_empty() {
             Ok(self)
@@ -137,7 +173,7 @@ impl Config {
     }
 
     /// Parses config text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, origin: &str, sections: &[&str]) -> Result<ConfigFile, ConfigError> {
         let syntax = |message: String| ConfigError::Syntax {
             origin: origin.to_owned(),
             message: message.trim().replace('\n', " "),
@@ -147,27 +183,68 @@ impl Config {
         } else {
             toml::from_str(text).map_err(|e| syntax(toml_message(&e, text)))?
         };
-        let mut services = Vec::new();
-        let mut problems = Vec::new();
-        for (name, table) in raw.services {
-            match instance_from_table(&name, table) {
-                Ok(Some(instance)) => services.push(instance),
-                Ok(None) => {}
-                Err(mut found) => problems.append(&mut found),
-            }
+        let services = parse_services(&raw.services).map_err(ConfigError::Options)?;
+        let (engine, top) = (raw.engine, raw.sections);
+        let mut known = vec!["engine", "services"];
+        known.extend_from_slice(sections);
+        if let Some(unknown) = top.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(syntax(format!(
+                "unknown section `{unknown}` (known: {})",
+                known.join(", ")
+            )));
         }
-        if !problems.is_empty() {
-            return Err(ConfigError::Options(problems));
-        }
-        Ok(Config {
-            engine: raw.engine,
+        Ok(ConfigFile {
+            engine,
             services,
+            sections: top,
         })
     }
 }
 
+impl From<ConfigFile> for Config {
+    fn from(file: ConfigFile) -> Config {
+        Config {
+            engine: file.engine,
+            services: file.services.into_iter().map(|t| t.instance).collect(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file (TOML, or JSON when it starts with `{`).
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        ConfigFile::load(path, &[]).map(Config::from)
+    }
+
+    /// Parses config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        ConfigFile::parse(text, origin, &[]).map(Config::from)
+    }
+}
+
+/// Turns a `services` table (instance name → options, with optional `service` and
+/// `enabled` keys) into the enabled, validated services: the one parser for the config
+/// file and for a product's services in `lookout serve`. Every problem is reported at
+/// once; tables with `enabled = false` are left out.
+pub fn parse_services(table: &Map<String, Value>) -> Result<Vec<ServiceTable>, Vec<OptionProblem>> {
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (name, value) in table {
+        match service_table(name, value) {
+            Ok(Some(table)) => found.push(table),
+            Ok(None) => {}
+            Err(mut more) => problems.append(&mut more),
+        }
+    }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
+}
+
 /// One `[services.NAME]` table; `None` when it says `enabled = false`.
-fn instance_from_table(name: &str, table: Value) -> Result<Option<Instance>, Vec<OptionProblem>> {
+fn service_table(name: &str, table: &Value) -> Result<Option<ServiceTable>, Vec<OptionProblem>> {
     let problem = |option: &str, problem: &str| {
         vec![OptionProblem {
             instance: name.to_owned(),
@@ -175,9 +252,11 @@ fn instance_from_table(name: &str, table: Value) -> Result<Option<Instance>, Vec
             problem: problem.to_owned(),
         }]
     };
-    let Value::Object(mut options) = table else {
+    check_name(name).map_err(|text| problem("", &text))?;
+    let Value::Object(options) = table else {
         return Err(problem("", "expected a table of options"));
     };
+    let mut options = options.clone();
     let service = match options.remove("service") {
         None => name.to_owned(),
         Some(Value::String(service)) => service,
@@ -188,7 +267,30 @@ fn instance_from_table(name: &str, table: Value) -> Result<Option<Instance>, Vec
         Some(Value::Bool(false)) => return Ok(None),
         Some(_) => return Err(problem("enabled", "expected true or false")),
     }
-    Instance::new(name, &service, &options).map(Some)
+    let instance = Instance::new(name, &service, &options)?;
+    Ok(Some(ServiceTable { options, instance }))
+}
+
+/// Names of configured services (and of products) end up in URLs, tables and reports:
+/// keep them plain.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        // Cut and escaped: a name sent by anyone must not fill or drive a screen.
+        let mut shown: String = name
+            .chars()
+            .take(64)
+            .flat_map(char::escape_default)
+            .collect();
+        if name.chars().count() > 64 {
+            shown.push('…');
+        }
+        Err(format!(
+            "`{shown}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// toml's message is multi-line with a source excerpt; keep "line L, column C: what".

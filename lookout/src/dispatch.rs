@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use serde::Serialize;
 
 use crate::config::{Config, Instance};
@@ -89,54 +90,24 @@ impl Engine {
         self.dispatch_to(event, &self.instances).await
     }
 
-    /// Sends `event` to each of `instances` that listens to it, all at once. Each runs in
-    /// its own task under the deadline, with its own rate limit: a slow, failing, paced
-    /// or panicking service only affects its own rows. Rows come back in the order of
-    /// `instances`.
+    /// Sends `event` to each of `instances` that listens to it, all at once, each through
+    /// [`run_service`]: a slow, failing, paced or panicking service only affects its own
+    /// rows. Rows come back in the order of `instances`.
     pub async fn dispatch_to(&self, event: &Event, instances: &[Instance]) -> Report {
         let event = Arc::new(event.clone());
-        let deadline = self.settings().deadline;
-        let started = Instant::now();
-        let tasks: Vec<_> = instances
-            .iter()
-            .map(|instance| {
-                let listening = instance.registration.listens_to(&event);
-                let task = listening.then(|| {
-                    // The service's own pace, and our deadline: its tries end before it.
-                    let transport = self
-                        .transport
-                        .for_service(instance.registration.service)
-                        .with_deadline(started + deadline);
-                    let (event, instance) = (event.clone(), instance.clone());
-                    tokio::spawn(async move { send_one(&event, &instance, &transport).await })
-                });
-                (instance, task)
-            })
-            .collect();
-
-        let mut results = Vec::new();
-        for (instance, task) in tasks {
-            let deliveries = match task {
-                None => vec![Delivery::skipped(format!(
-                    "not listening to {}",
-                    event.kind()
-                ))],
-                Some(task) => {
-                    finish(
-                        task,
-                        deadline.saturating_sub(started.elapsed()),
-                        deadline,
-                        instance,
-                    )
-                    .await
-                }
-            };
-            results.extend(deliveries.into_iter().map(|delivery| ServiceResult {
-                instance: instance.name.clone(),
-                service: instance.service_name(),
-                delivery,
-            }));
-        }
+        let runs = instances.iter().map(|instance| {
+            let event = &event;
+            async move {
+                let deliveries =
+                    run_service(instance, event, new_delivery_id(), &self.transport).await;
+                deliveries.into_iter().map(|delivery| ServiceResult {
+                    instance: instance.name.clone(),
+                    service: instance.service_name(),
+                    delivery,
+                })
+            }
+        });
+        let results = join_all(runs).await.into_iter().flatten().collect();
         Report {
             event: event.kind(),
             results,
@@ -145,32 +116,51 @@ impl Engine {
 
     /// What each configured service would send for `event`, secrets redacted.
     pub fn preview(&self, event: &Event) -> Vec<Preview> {
-        self.instances
-            .iter()
-            .map(|i| preview_one(event, i))
-            .collect()
+        preview(event, &self.instances)
     }
 }
 
-async fn send_one(event: &Event, instance: &Instance, transport: &Transport) -> Vec<Delivery> {
-    let delivery_id = new_delivery_id();
-    let job = Job {
-        event,
-        options: &instance.options,
-        delivery_id: &delivery_id,
-    };
-    instance.registration.service.send(&job, transport).await
+/// Sends `event` to one configured service, as every caller does (the library,
+/// `lookout send` and `test`, the workers of `lookout serve`): through
+/// [`Service::send`](crate::Service::send), in its own task, at the service's own pace,
+/// under the deadline (its tries end before it; a task still running then is stopped).
+/// A service that does not listen to the event, panics, or misses the deadline gets one
+/// row saying so.
+pub async fn run_service(
+    instance: &Instance,
+    event: &Arc<Event>,
+    delivery_id: String,
+    transport: &Transport,
+) -> Vec<Delivery> {
+    if !instance.registration.listens_to(event) {
+        let reason = format!("not listening to {}", event.kind());
+        return vec![Delivery::skipped(reason)];
+    }
+    let deadline = transport.settings().deadline;
+    let transport = transport
+        .for_service(instance.registration.service)
+        .with_deadline(Instant::now() + deadline);
+    let (event, sending) = (event.clone(), instance.clone());
+    let task = tokio::spawn(async move {
+        let job = Job {
+            event: &event,
+            options: &sending.options,
+            delivery_id: &delivery_id,
+        };
+        sending.registration.service.send(&job, &transport).await
+    });
+    finish(task, deadline, instance).await
 }
 
-/// Waits for one service's task, at most `left`; a task still running then is stopped.
+/// Waits for one service's task, at most `deadline`; a task still running then is
+/// stopped.
 async fn finish(
     mut task: tokio::task::JoinHandle<Vec<Delivery>>,
-    left: Duration,
     deadline: Duration,
     instance: &Instance,
 ) -> Vec<Delivery> {
     let redactor = instance.options.redactor();
-    match tokio::time::timeout(left, &mut task).await {
+    match tokio::time::timeout(deadline, &mut task).await {
         Ok(Ok(deliveries)) => deliveries,
         Ok(Err(err)) if err.is_panic() => {
             let message = panic_message(err.into_panic());
@@ -184,7 +174,10 @@ async fn finish(
             task.abort();
             let mut late = Delivery::failed(
                 None,
-                format!("deadline of {} exceeded", crate::format::duration(deadline)),
+                format!(
+                    "deadline of {} exceeded",
+                    crate::delivery::human_duration(deadline)
+                ),
             );
             late.duration = deadline;
             vec![late]
@@ -205,6 +198,12 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 /// A fresh delivery id, `msg_` + a time-ordered UUID, as Standard Webhooks suggests.
 pub fn new_delivery_id() -> String {
     format!("msg_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What each of `instances` would send for `event`, secrets redacted. Needs no engine:
+/// nothing is sent, so no HTTP client is built (`--dry-run` stays quick).
+pub fn preview(event: &Event, instances: &[Instance]) -> Vec<Preview> {
+    instances.iter().map(|i| preview_one(event, i)).collect()
 }
 
 /// What one configured service would send for `event` (the snapshot tests use this too).

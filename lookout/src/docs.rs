@@ -7,7 +7,7 @@ use pulldown_cmark::{Options as Markdown, Parser, html};
 
 use crate::delivery::ratelimit::RateLimit;
 use crate::options::{Kind, OptionSpec};
-use crate::service::{Registration, catalogue};
+use crate::service::{Category, Registration, catalogue};
 
 /// Markdown to HTML (tables and strikethrough on).
 pub fn markdown_to_html(markdown: &str) -> String {
@@ -28,8 +28,9 @@ pub fn service_markdown(reg: &Registration) -> String {
     let events: Vec<String> = service.events().iter().map(|e| format!("`{e}`")).collect();
     let _ = writeln!(
         md,
-        "**Service name:** `{}` · **Listens to:** {}\n",
+        "**Service name:** `{}` · **Kind:** {} · **Listens to:** {}\n",
         reg.name(),
+        service.category().as_str(),
         events.join(", ")
     );
     let _ = writeln!(
@@ -88,14 +89,17 @@ fn kind_label(spec: &OptionSpec) -> String {
         Kind::List => "list".to_owned(),
         Kind::UrlList => "list of URLs".to_owned(),
         Kind::Bool => "bool".to_owned(),
-        Kind::Integer => "integer".to_owned(),
+        Kind::Integer => match spec.range {
+            Some((min, max)) => format!("integer, {min} to {max}"),
+            None => "integer".to_owned(),
+        },
         Kind::Choice(words) => words
             .iter()
             .map(|w| format!("`{w}`"))
             .collect::<Vec<_>>()
             .join(" / "),
     };
-    if spec.secret {
+    if spec.is_secret() {
         format!("{kind}, **secret**")
     } else {
         kind
@@ -113,17 +117,21 @@ pub fn catalogue_html() -> String {
         "nav ul{columns:3;list-style:none;padding:0}section{border-top:1px solid #ddd;margin-top:2rem}\n",
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\n",
         "pre{background:#f6f6f6;padding:.75rem;overflow:auto}code{font-size:90%}\n",
-        "</style></head><body>\n<h1>Lookout services</h1>\n<nav><ul>\n"
+        "</style></head><body>\n<h1>Lookout services</h1>\n<nav>\n"
     ));
-    for reg in &services {
-        let _ = writeln!(
-            page,
-            "<li><a href=\"#{0}\">{1}</a> <code>{0}</code></li>",
-            reg.name(),
-            reg.title()
-        );
+    for (category, members) in by_category(&services) {
+        let _ = writeln!(page, "<h2>{}</h2><ul>", category.as_str());
+        for reg in members {
+            let _ = writeln!(
+                page,
+                "<li><a href=\"#{0}\">{1}</a> <code>{0}</code></li>",
+                reg.name(),
+                reg.title()
+            );
+        }
+        page.push_str("</ul>\n");
     }
-    page.push_str("</ul></nav>\n");
+    page.push_str("</nav>\n");
     for reg in &services {
         let _ = writeln!(
             page,
@@ -134,6 +142,22 @@ pub fn catalogue_html() -> String {
     }
     page.push_str("</body></html>\n");
     page
+}
+
+/// The services of each category that has any, in the catalogue's order of categories.
+pub fn by_category<'a>(services: &[&'a Registration]) -> Vec<(Category, Vec<&'a Registration>)> {
+    Category::ALL
+        .into_iter()
+        .map(|category| {
+            let members: Vec<&Registration> = services
+                .iter()
+                .filter(|r| r.service.category() == category)
+                .copied()
+                .collect();
+            (category, members)
+        })
+        .filter(|(_, members)| !members.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,33 +18,35 @@
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
 //! [`delivery`] (sending, with its retry, rate limit, SSRF guard, signing and SMTP),
-//! [`request`] (what services build), [`redact`], [`docs`].
+//! [`request`] (what services build), [`text`] (wording, messages and markups),
+//! [`redact`], [`docs`]; [`prelude`] is what a service file imports.
 
 pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
-pub mod format;
-pub mod message;
 pub mod options;
 pub mod payload;
+pub mod prelude;
 pub mod redact;
-pub mod render;
 pub mod request;
 pub mod samples;
 pub mod service;
 pub mod settings;
+pub mod text;
 
 pub use config::{Config, ConfigError, Instance};
 pub use delivery::ratelimit::RateLimit;
 pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
-pub use message::{Message, Rich};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
 pub use request::{Body, HttpRequest, Method, RequestPreview};
-pub use service::{BuildError, Job, Outgoing, Registration, SERVICES, Service, catalogue};
+pub use service::{
+    BuildError, Category, Job, Outgoing, Registration, SERVICES, Service, Verdict, catalogue,
+};
 pub use settings::Settings;
+pub use text::{Dialect, Message, Rich};
 
 // Used by the `service!` macro from the services crate.
 #[doc(hidden)]

@@ -33,14 +33,31 @@ pub enum Kind {
 /// A check of a string value beyond its kind: why it is unusable, if it is.
 pub type ValueCheck = fn(&str) -> Result<(), String>;
 
+/// Whether an option's value may be shown. Every option states it, with
+/// [`OptionSpec::secret`] or [`OptionSpec::public`]: a credential left unmarked would be
+/// printed in reports and recorded in snapshots, so the catalogue test refuses
+/// [`Secrecy::Unstated`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    Unstated,
+    /// May be shown (a channel name, a colour, a port).
+    Public,
+    /// Never shown: tokens, passwords, URLs carrying keys.
+    Secret,
+}
+
 /// One option a service takes.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct OptionSpec {
     pub name: &'static str,
     pub kind: Kind,
-    /// Secret options (tokens, passwords, URLs carrying keys) are never printed.
-    pub secret: bool,
+    /// Serialized as `secret: true/false`, what readers of the catalogue need.
+    #[serde(rename = "secret", serialize_with = "secrecy_as_bool")]
+    pub secrecy: Secrecy,
     pub required: bool,
+    /// For integers: the smallest and largest value accepted, both included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub range: Option<(i64, i64)>,
     /// The default, written as it would be in the config file.
     pub default: Option<&'static str>,
     pub help: &'static str,
@@ -56,8 +73,9 @@ impl OptionSpec {
         OptionSpec {
             name,
             kind,
-            secret: false,
+            secrecy: Secrecy::Unstated,
             required: true,
+            range: None,
             default: None,
             help,
             check: None,
@@ -92,8 +110,31 @@ impl OptionSpec {
     }
     /// Marks the option secret: redacted wherever it could be printed.
     pub const fn secret(mut self) -> Self {
-        self.secret = true;
+        self.secrecy = Secrecy::Secret;
         self
+    }
+    /// States that the option holds nothing secret: it may be shown as it is.
+    pub const fn public(mut self) -> Self {
+        self.secrecy = Secrecy::Public;
+        self
+    }
+    /// Accepts only whole numbers from `min` to `max`, both included.
+    pub const fn range(mut self, min: i64, max: i64) -> Self {
+        self.range = Some((min, max));
+        self
+    }
+    pub const fn is_secret(&self) -> bool {
+        matches!(self.secrecy, Secrecy::Secret)
+    }
+    /// The value's problem beyond its kind (out of range), if any.
+    fn check_bounds(&self, value: &Value) -> Result<(), Mismatch> {
+        match (self.range, value.as_i64()) {
+            (Some((min, max)), Some(n)) if n < min || n > max => Err(Mismatch::new(
+                format!("a whole number from {min} to {max}"),
+                Some(&n.to_string()),
+            )),
+            _ => Ok(()),
+        }
     }
     pub const fn optional(mut self) -> Self {
         self.required = false;
@@ -105,6 +146,10 @@ impl OptionSpec {
         self.default = Some(value);
         self
     }
+}
+
+fn secrecy_as_bool<S: serde::Serializer>(secrecy: &Secrecy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(matches!(secrecy, Secrecy::Secret))
 }
 
 /// The options a service takes.
@@ -192,11 +237,13 @@ impl Options {
                     }
                     None => continue,
                 },
-                Some(value) => match coerce(spec.kind, value) {
+                Some(value) => match coerce(spec.kind, value)
+                    .and_then(|value| spec.check_bounds(&value).map(|()| value))
+                {
                     Ok(value) => value,
                     Err(why) => {
                         // Never echo a secret's value back, even a malformed one.
-                        let why = if spec.secret {
+                        let why = if spec.is_secret() {
                             why.replace_value(REDACTED)
                         } else {
                             why.text()
@@ -210,7 +257,7 @@ impl Options {
                 problems.push(problem(spec.name, why));
                 continue;
             }
-            if spec.secret {
+            if spec.is_secret() {
                 options.secret.push(spec.name.to_owned());
                 add_secret(&mut options.redactor, spec.kind, &value);
             }
@@ -506,9 +553,14 @@ mod tests {
 
     const SPECS: &[OptionSpec] = &[
         OptionSpec::url("url", "webhook").secret(),
-        OptionSpec::string("channel", "channel").optional(),
-        OptionSpec::integer("port", "port").default("587"),
-        OptionSpec::choice("format", &["json", "form"], "body format").default("json"),
+        OptionSpec::string("channel", "channel").public().optional(),
+        OptionSpec::integer("port", "port")
+            .public()
+            .range(1, 65535)
+            .default("587"),
+        OptionSpec::choice("format", &["json", "form"], "body format")
+            .public()
+            .default("json"),
     ];
 
     fn validate(raw: Value) -> Result<Options, Vec<OptionProblem>> {
@@ -546,6 +598,40 @@ mod tests {
         assert_eq!(
             options.redactor().redact("https://h.example/T/KEY"),
             "https://h.example/[redacted]"
+        );
+    }
+
+    #[test]
+    fn numbers_out_of_range_name_the_option_and_the_range() {
+        let url = "https://h.example/T/KEY";
+        for (port, accepted) in [(1, true), (65535, true), (0, false), (70000, false)] {
+            let result = validate(json!({"url": url, "port": port}));
+            match (result, accepted) {
+                (Ok(options), true) => assert_eq!(options.integer("port"), Some(port)),
+                (Err(problems), false) => assert_eq!(
+                    problems[0].to_string(),
+                    format!(
+                        "[services.slack] port: expected a whole number from 1 to 65535, \
+                         got `{port}`"
+                    )
+                ),
+                (result, _) => panic!("port {port}: {result:?}"),
+            }
+        }
+        let written_as_text = validate(json!({"url": url, "port": "0"})).unwrap_err();
+        assert!(written_as_text[0].to_string().contains("from 1 to 65535"));
+    }
+
+    #[test]
+    fn every_option_states_its_secrecy_or_is_unstated() {
+        assert_eq!(SPECS[0].secrecy, Secrecy::Secret);
+        assert_eq!(SPECS[1].secrecy, Secrecy::Public);
+        assert_eq!(OptionSpec::string("user", "who").secrecy, Secrecy::Unstated);
+        let shown = serde_json::to_value(SPECS[0]).unwrap();
+        assert_eq!(shown["secret"], true);
+        assert_eq!(
+            serde_json::to_value(SPECS[2]).unwrap()["range"],
+            json!([1, 65535])
         );
     }
 }

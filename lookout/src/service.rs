@@ -4,6 +4,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::smtp::Email;
@@ -59,16 +60,20 @@ impl Outgoing {
         }
     }
 
-    /// Where it goes, unredacted: the same text for the same target (the durable worker
-    /// keys which targets already got a delivery on it). Never print it.
-    pub fn destination(&self) -> String {
-        match self {
+    /// Identifies the target across tries of one delivery: the durable worker records
+    /// which targets already got it under this key. A hash of the method (or `SMTP`, the
+    /// server and the recipients) and the full URL: the URL may hold a key, the hash
+    /// does not show it.
+    pub fn target_key(&self) -> String {
+        let destination = match self {
             Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
             Outgoing::Email(email) => {
                 let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
                 format!("SMTP {} {}", email.server.url(), to.join(","))
             }
-        }
+        };
+        let digest = Sha256::digest(destination);
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -105,6 +110,62 @@ impl BuildError {
     }
 }
 
+/// What sort of destination a service is: the catalogue and `lookout services` group by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// A chat room or channel (Slack, Zulip, Discord, Teams, Matrix…).
+    Chat,
+    /// A notification to people's devices or inboxes (ntfy, Pushover, email, SMS…).
+    Push,
+    /// An incident or alerting platform (PagerDuty, Opsgenie…).
+    Incident,
+    /// An event or log store (Splunk, Datadog…).
+    Observability,
+    /// A message broker or queue (RabbitMQ, MQTT, NATS, Redis, SQS…).
+    Broker,
+    /// A plain endpoint that takes the payload itself (webhooks, bots).
+    Webhook,
+}
+
+impl Category {
+    /// Every category, in the order the catalogue shows them.
+    pub const ALL: [Category; 6] = [
+        Category::Chat,
+        Category::Push,
+        Category::Incident,
+        Category::Observability,
+        Category::Broker,
+        Category::Webhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Chat => "chat",
+            Category::Push => "push",
+            Category::Incident => "incident",
+            Category::Observability => "observability",
+            Category::Broker => "broker",
+            Category::Webhook => "webhook",
+        }
+    }
+}
+
+/// What a platform's answer means when its status alone does not say it. Several
+/// platforms answer `200` with an error code in the body, and several say "this hook is
+/// gone" with a status that means something else elsewhere (Slack: `404 no_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The status decides, as for any HTTP target (see docs/DELIVERY.md).
+    ByStatus,
+    /// The target is gone for good (a deleted webhook, a revoked token): disable it, with
+    /// this plain reason, and never send there again until an operator re-enables it.
+    Gone(String),
+    /// The platform refused the message (even with a `2xx`), for this reason; `retry`
+    /// says whether another try could do better.
+    Refused { reason: String, retry: bool },
+}
+
 /// One outside service. Implement it on a unit struct and register it with
 /// [`service!`](crate::service!); the doc comments on the struct are its title and
 /// install docs.
@@ -115,6 +176,9 @@ pub trait Service: Send + Sync + 'static {
     fn events(&self) -> &'static [&'static str] {
         &["*.created"]
     }
+
+    /// What sort of destination it is.
+    fn category(&self) -> Category;
 
     /// The options this service takes.
     fn schema(&self) -> Schema;
@@ -130,15 +194,33 @@ pub trait Service: Send + Sync + 'static {
         None
     }
 
+    /// How long the target asked to wait, when it says so in the body of a refusal
+    /// (`429`, `503`) in its own way rather than with a `Retry-After` header (which the
+    /// engine reads for every service, and which wins). `None`, the default, for
+    /// targets that do not. Build it from [`json_seconds`](crate::delivery::retry::json_seconds)
+    /// and [`json_millis`](crate::delivery::retry::json_millis).
+    fn wait_asked(&self, _answer_body: &[u8]) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// What an answer from this platform means beyond its status: "gone" answers and
+    /// refusals inside a `2xx`. The default, [`Verdict::ByStatus`], lets the status
+    /// decide. Called with at most `max_response_bytes` of the body.
+    fn verdict(&self, _status: u16, _answer_body: &[u8]) -> Verdict {
+        Verdict::ByStatus
+    }
+
     /// Turns an event into the requests to send. No I/O here.
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError>;
 
-    /// Sends the event. The default builds the requests and hands them to the engine's
-    /// transport (timeouts, retries, signing, guards); override only for a transport
-    /// that is not a list of independent requests.
+    /// Sends the event: the only way an event leaves for a service, whoever sends it
+    /// (the library, `lookout send` and `test`, the workers of `lookout serve`). The
+    /// default builds the requests and hands them to the engine's transport (timeouts,
+    /// retries, signing, guards); override only for a transport that is not a list of
+    /// independent requests, and send through [`Transport::send_all`] all the same.
     async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
         match self.build(job) {
-            Ok(outgoing) => transport.deliver_all(outgoing, job).await,
+            Ok(outgoing) => transport.send_all(outgoing, job).await,
             Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
         }
     }
@@ -195,6 +277,7 @@ impl Registration {
         ServiceSummary {
             name: self.name(),
             title: self.title(),
+            category: self.service.category(),
             events: self.service.events(),
             schema: self.service.schema(),
         }
@@ -211,6 +294,7 @@ impl fmt::Debug for Registration {
 pub struct ServiceSummary {
     pub name: &'static str,
     pub title: &'static str,
+    pub category: Category,
     pub events: &'static [&'static str],
     #[serde(flatten)]
     pub schema: Schema,

@@ -1,9 +1,12 @@
 //! Engine settings: the `[engine]` table of the config file.
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
 
 /// How the engine delivers. Every field has a default; durations are written like
 /// `"10s"`, `"500ms"` or `"2m"`.
@@ -50,6 +53,16 @@ pub struct Settings {
     /// `"127.0.0.1/32"`). By default every loopback, private, link-local and other
     /// internal address is refused.
     pub allow_networks: Vec<IpNet>,
+    /// The guard the other way round: every address that is not loopback is refused,
+    /// public ones included, and `allow_networks` is ignored. The test kit's settings
+    /// set it, so that no test request can leave the machine.
+    pub loopback_only: bool,
+    /// Tests only, never read from a config file: every HTTP request goes to this
+    /// address instead, over plain HTTP with its path and query kept and its `Host`
+    /// header naming the host it was meant for. A service with a fixed public host
+    /// (`https://events.pagerduty.com/…`) is then tested against a capture server.
+    #[serde(skip)]
+    pub redirect_to: Option<SocketAddr>,
     /// Whether requests to services that declare a rate limit (chat webhooks) are paced
     /// to it. Turn it off only for targets you run yourself (and in tests).
     pub rate_limits: bool,
@@ -68,6 +81,8 @@ impl Default for Settings {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
             allow_networks: Vec::new(),
+            loopback_only: false,
+            redirect_to: None,
             rate_limits: true,
         }
     }
@@ -78,6 +93,18 @@ impl Settings {
     pub fn retry_budget(&self) -> Duration {
         self.retry_budget
             .map_or(self.deadline, |budget| budget.min(self.deadline))
+    }
+
+    /// Where a request for `url` really goes: `url` itself, or with [`redirect_to`](Self::redirect_to)
+    /// set, that address with `url`'s path and query.
+    pub fn destination<'a>(&self, url: &'a Url) -> Cow<'a, Url> {
+        let Some(to) = self.redirect_to else {
+            return Cow::Borrowed(url);
+        };
+        let mut moved = Url::parse(&format!("http://{to}/")).expect("a socket address is a host");
+        moved.set_path(url.path());
+        moved.set_query(url.query());
+        Cow::Owned(moved)
     }
 
     /// These settings with the loopback networks (`127.0.0.0/8`, `::1`) allowed: for
@@ -167,5 +194,34 @@ mod tests {
     #[test]
     fn rejects_bad_networks() {
         assert!(toml::from_str::<Settings>(r#"allow_networks = ["10.0.0.0/33"]"#).is_err());
+    }
+
+    #[test]
+    fn redirection_keeps_the_path_and_query_only() {
+        let url = Url::parse("https://events.pagerduty.com:8443/v2/enqueue?x=1#top").unwrap();
+        assert_eq!(Settings::default().destination(&url).as_str(), url.as_str());
+        let redirected = Settings {
+            redirect_to: Some("127.0.0.1:4000".parse().unwrap()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            redirected.destination(&url).as_str(),
+            "http://127.0.0.1:4000/v2/enqueue?x=1"
+        );
+        let v6 = Settings {
+            redirect_to: Some("[::1]:4000".parse().unwrap()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            v6.destination(&url).as_str(),
+            "http://[::1]:4000/v2/enqueue?x=1"
+        );
+    }
+
+    #[test]
+    fn only_tests_can_redirect() {
+        assert!(toml::from_str::<Settings>(r#"redirect_to = "127.0.0.1:1""#).is_err());
+        let settings: Settings = toml::from_str("loopback_only = true").unwrap();
+        assert!(settings.loopback_only);
     }
 }

@@ -1,8 +1,8 @@
 //! A service for the engine's own unit tests (the real ones live in the services crate,
 //! which the engine cannot depend on): POSTs the raw payload to each of `urls`.
 
+use lookout::prelude::*;
 use lookout::request::forward_payload;
-use lookout::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
     /// Echo
@@ -21,6 +21,10 @@ const OPTIONS: &[OptionSpec] = &[
 impl Service for Echo {
     fn events(&self) -> &'static [&'static str] {
         &["*"]
+    }
+
+    fn category(&self) -> lookout::Category {
+        lookout::Category::Webhook
     }
 
     fn schema(&self) -> Schema {

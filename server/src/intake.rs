@@ -33,9 +33,11 @@ use tokio::sync::{Notify, watch};
 
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
-use crate::store::{self, NewDelivery, NewEvent, Store, check_name, now_ms};
+use crate::policy::WorkerConfig;
+use crate::store::{self, NewDelivery, NewEvent, Store, now_ms};
 use crate::tokens::{self, Scope, Token};
-use crate::worker::{Worker, WorkerConfig};
+use crate::worker::Worker;
+use lookout::config::check_name;
 use lookout::delivery::Transport;
 use lookout::delivery::ssrf::{self, Guard};
 use lookout::dispatch::new_delivery_id;

@@ -112,7 +112,7 @@ pub fn create(
     expires_in: Option<std::time::Duration>,
 ) -> Result<(String, NewToken), String> {
     for product in &products {
-        crate::store::check_name(product).map_err(|problem| format!("product: {problem}"))?;
+        lookout::config::check_name(product).map_err(|problem| format!("product: {problem}"))?;
     }
     match scope {
         Scope::Ingest if products.is_empty() => {

@@ -1,136 +1,35 @@
 //! The delivery workers behind `lookout serve`: claim due deliveries from the store, make
 //! one attempt each, record it, and schedule the next one.
 //!
-//! One attempt of a delivery rebuilds the service's requests from the stored event and
-//! the product's *current* options, and sends each request whose target has not already
-//! got it: a service with several targets (webhook `urls`) that reached two of three
-//! resends only to the third. The delivery id is the stored one, so every attempt carries
-//! the same `webhook-id` and receivers can drop duplicates.
+//! One attempt of a delivery sends the stored event with the product's *current* options
+//! the way every caller does, through the service's own `send` (see
+//! [`run_service`]), with a one-try transport
+//! ([`Transport::one_try`]) that skips each target that already got it: a service with
+//! several targets (webhook `urls`) that reached two of three resends only to the third.
+//! The delivery id is the stored one, so every attempt carries the same `webhook-id` and
+//! receivers can drop duplicates.
 //!
-//! Each attempt is a single try per request (no retries inside it): the long schedule
-//! here is the retry policy. After the last delay the delivery is dead-lettered. A target
-//! answering 410 Gone is disabled for the product and not sent to again.
+//! Each attempt is a single try per request, HTTP or email (no retries inside it): the
+//! long schedule here is the retry policy. After the last delay the delivery is
+//! dead-lettered. A target answering 410 Gone is disabled for the product and not sent
+//! to again.
 
-use std::collections::HashSet;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
-use rand::Rng as _;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::{Counter, Metrics};
+use crate::policy::{RetrySchedule, WorkerConfig};
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
 use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
+use lookout::dispatch::run_service;
 use lookout::payload::Event;
-use lookout::service::{BuildError, Job, Outgoing};
-
-/// When to try again after a failed attempt: one delay per retry, then dead-letter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetrySchedule {
-    pub delays: Vec<Duration>,
-    /// Each delay is stretched or shrunk by up to this fraction at random, so that
-    /// deliveries that failed together do not all come back at the same instant.
-    pub jitter: f64,
-}
-
-impl Default for RetrySchedule {
-    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±10 %): eight attempts over about 28 h.
-    fn default() -> Self {
-        let minutes = |m: u64| Duration::from_secs(m * 60);
-        RetrySchedule {
-            delays: vec![
-                Duration::from_secs(5),
-                minutes(5),
-                minutes(30),
-                minutes(120),
-                minutes(300),
-                minutes(600),
-                minutes(600),
-            ],
-            jitter: 0.1,
-        }
-    }
-}
-
-impl FromStr for RetrySchedule {
-    type Err = String;
-
-    /// `"5s,5m,30m"`: the delays, comma-separated (default jitter).
-    fn from_str(text: &str) -> Result<Self, String> {
-        let delays = text
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(|d| humantime::parse_duration(d).map_err(|e| format!("`{d}`: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RetrySchedule {
-            delays,
-            ..RetrySchedule::default()
-        })
-    }
-}
-
-impl RetrySchedule {
-    /// The wait before the next attempt, after `failures` failed attempts in a row
-    /// (counting the one that just failed); `None` when the schedule is used up.
-    ///
-    /// `hint` is what the target asked for (a `Retry-After` header): a target that says
-    /// when to come back is believed when that is later than the schedule.
-    pub fn next_delay(&self, failures: u32, hint: Option<Duration>) -> Option<Duration> {
-        let base = *self.delays.get(failures.checked_sub(1)? as usize)?;
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let factor = if jitter > 0.0 {
-            1.0 + rand::rng().random_range(-jitter..=jitter)
-        } else {
-            1.0
-        };
-        let delay = base.mul_f64(factor);
-        Some(hint.map_or(delay, |asked| delay.max(asked)))
-    }
-}
-
-/// How the workers run.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Deliveries attempted at the same time.
-    pub concurrency: usize,
-    pub schedule: RetrySchedule,
-    /// How long a claim is held before another worker may take the delivery over. Must
-    /// exceed the engine's deadline.
-    pub lease: Duration,
-    /// The longest the workers sleep without looking at the store (new events wake
-    /// them at once; this catches deliveries made due by other processes).
-    pub poll: Duration,
-    /// On shutdown, how long attempts in flight may take to finish.
-    pub grace: Duration,
-    /// Names this process's claims.
-    pub owner: String,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            concurrency: 32,
-            schedule: RetrySchedule::default(),
-            lease: Duration::from_secs(120),
-            poll: Duration::from_secs(1),
-            grace: Duration::from_secs(10),
-            owner: format!(
-                "pid{}-{}",
-                std::process::id(),
-                uuid::Uuid::now_v7().simple()
-            ),
-        }
-    }
-}
 
 /// What a worker needs, shared by every attempt.
 #[derive(Clone)]
@@ -287,14 +186,11 @@ pub const LOCAL_OUTCOME: &str = "local";
 /// How soon a delivery that failed only for local reasons is tried again.
 const LOCAL_RETRY: Duration = Duration::from_secs(1);
 
-/// Identifies a target across attempts (method and full URL, hashed: the URL may hold a
-/// key, and the key is what is stored).
-pub fn target_key(outgoing: &Outgoing) -> String {
-    let digest = Sha256::digest(outgoing.destination());
-    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Makes one attempt of a claimed delivery and says what to record.
+///
+/// The service sends as it always does, through [`run_service`] (the deadline, panics,
+/// why nothing was built), with a one-try transport that skips the targets already
+/// answered and records each request's try; the [`Finish`] comes from that record.
 pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetrySchedule) -> Finish {
     let ending = Ending {
         claimed,
@@ -307,32 +203,16 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
         Err((Some(status), reason)) => return ending.without_sending(status, reason),
         Err((None, reason)) => return ending.failed_without_sending(reason),
     };
-    let job = Job {
-        event: &event,
-        options: &instance.options,
-        delivery_id: &claimed.id,
-    };
-    let redactor = instance.options.redactor();
-    let requests = match instance.registration.service.build(&job) {
-        Ok(outgoing) if outgoing.is_empty() => {
-            let reason = "the service built no request".to_owned();
-            return ending.without_sending(Status::Skipped, reason);
-        }
-        Ok(outgoing) => outgoing,
-        Err(BuildError::Skip(reason)) => {
-            return ending.without_sending(Status::Skipped, redactor.redact(&reason));
-        }
-        // The payload will not change: retrying cannot help.
-        Err(err @ BuildError::Payload(_)) => {
-            return ending.without_sending(Status::Dead, redactor.redact(&err.to_string()));
-        }
-        Err(err) => return ending.failed_without_sending(redactor.redact(&err.to_string())),
-    };
-    let left = targets_left(claimed, &requests);
-    let transport = transport.for_service(instance.registration.service);
-    let sent = send(&transport, &left, &job).await;
-    let keys: Vec<String> = left.into_iter().map(|(key, _)| key).collect();
-    ending.after_sending(&keys, &sent)
+    let answered = claimed
+        .done_targets
+        .iter()
+        .chain(&claimed.disabled_targets)
+        .cloned()
+        .collect();
+    let transport = transport.one_try(answered);
+    let event = Arc::new(event);
+    let reported = run_service(&instance, &event, claimed.id.clone(), &transport).await;
+    ending.after(&reported, &transport.attempts())
 }
 
 /// The configured service and the event, from what is stored; or the final status
@@ -350,52 +230,6 @@ fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, Stri
     let event = Event::parse(&claimed.payload)
         .map_err(|err| (Some(Status::Dead), format!("stored payload: {err}")))?;
     Ok((instance, event))
-}
-
-/// The requests whose targets have neither got this delivery nor been disabled, with
-/// their [`target_key`]s.
-fn targets_left<'r>(claimed: &Claimed, requests: &'r [Outgoing]) -> Vec<(String, &'r Outgoing)> {
-    let skip: HashSet<&str> = claimed
-        .done_targets
-        .iter()
-        .chain(&claimed.disabled_targets)
-        .map(String::as_str)
-        .collect();
-    requests
-        .iter()
-        .map(|o| (target_key(o), o))
-        .filter(|(key, _)| !skip.contains(key.as_str()))
-        .collect()
-}
-
-/// One try of each request, all at once, under the engine's deadline: the worker's own
-/// schedule does the retrying, honouring what the targets asked for (`Retry-After`).
-async fn send(transport: &Transport, left: &[(String, &Outgoing)], job: &Job<'_>) -> Vec<Attempt> {
-    let deadline = transport.settings().deadline;
-    let all = join_all(
-        left.iter()
-            .map(|(_, outgoing)| transport.attempt_outgoing_once(outgoing, job)),
-    );
-    match tokio::time::timeout(deadline, all).await {
-        Ok(sent) => sent,
-        Err(_) => {
-            let reason = format!(
-                "deadline of {} exceeded",
-                lookout::format::duration(deadline)
-            );
-            left.iter()
-                .map(|(_, outgoing)| {
-                    let target = outgoing.shown_target(job.options.redactor());
-                    let mut late = Delivery::failed(Some(target), reason.clone());
-                    late.duration = deadline;
-                    Attempt {
-                        delivery: late,
-                        retry: Retry::Yes { after: None },
-                    }
-                })
-                .collect()
-        }
-    }
 }
 
 /// Turns what happened in one attempt into a [`Finish`].
@@ -459,7 +293,34 @@ impl Ending<'_> {
         }
     }
 
-    fn after_sending(&self, keys: &[String], sent: &[Attempt]) -> Finish {
+    /// What the service reported and what its transport sent. Rows without a target
+    /// were never sent (nothing to say about the event, a payload or options it could not
+    /// use, a panic, the deadline); rows of targets that answered earlier are neither.
+    fn after(&self, reported: &[Delivery], sent: &[Attempt]) -> Finish {
+        if reported.is_empty() && sent.is_empty() {
+            let reason = "the service built no request".to_owned();
+            return self.without_sending(Status::Skipped, reason);
+        }
+        let unsent: Vec<&Delivery> = reported.iter().filter(|d| d.target.is_none()).collect();
+        if let [
+            Delivery {
+                outcome: Outcome::Skipped { reason },
+                ..
+            },
+        ] = unsent[..]
+            && sent.is_empty()
+        {
+            return self.without_sending(Status::Skipped, reason.clone());
+        }
+        let rows = sent
+            .iter()
+            .map(|a| (Some(a.key.as_str()), &a.delivery))
+            .chain(unsent.into_iter().map(|d| (None, d)));
+        self.after_sending(rows.collect(), sent.is_empty())
+    }
+
+    /// `rows`: each target's try (with its key), and the failures that sent nothing.
+    fn after_sending(&self, rows: Vec<(Option<&str>, &Delivery)>, none_sent: bool) -> Finish {
         let mut finish = Finish {
             status: Status::Delivered,
             next_at: None,
@@ -471,11 +332,11 @@ impl Ending<'_> {
         };
         let mut failed = false;
         // The longest wait any target asked for (Retry-After) bounds the next attempt.
-        let asked = sent.iter().filter_map(|a| a.retry.after()).max();
-        for (key, Attempt { delivery, retry }) in keys.iter().zip(sent) {
+        let asked = rows.iter().filter_map(|(_, d)| d.retry.after()).max();
+        for &(key, delivery) in &rows {
             let (status, error) = match &delivery.outcome {
                 Outcome::Delivered { status } => {
-                    finish.done_targets.push(key.clone());
+                    finish.done_targets.extend(key.map(str::to_owned));
                     (Some(*status), None)
                 }
                 Outcome::Skipped { reason } => (None, Some(reason.clone())),
@@ -485,17 +346,17 @@ impl Ending<'_> {
                     (*status, Some(reason.clone()))
                 }
                 Outcome::Disabled { reason, status } => {
-                    finish.disable.push(DisabledTarget {
+                    finish.disable.extend(key.map(|key| DisabledTarget {
                         instance: self.claimed.instance.clone(),
-                        key: key.clone(),
+                        key: key.to_owned(),
                         target: delivery.target.clone().unwrap_or_default(),
                         reason: reason.clone(),
                         at: self.at,
-                    });
+                    }));
                     (Some(*status), Some(reason.clone()))
                 }
             };
-            let outcome = match retry {
+            let outcome = match delivery.retry {
                 Retry::Local if delivery.outcome.is_failure() => LOCAL_OUTCOME,
                 _ => delivery.outcome.label(),
             };
@@ -509,15 +370,15 @@ impl Ending<'_> {
             });
         }
         // A failure no retry can fix (a 4xx other than 408, 425 or 429: the target
-        // refused the request itself) is dead at once, as the retry policy says; an
-        // operator can redeliver it after fixing the options.
-        let hopeless = sent
+        // refused the request itself; a payload that lacks something) is dead at once,
+        // as the retry policy says; an operator can redeliver it after fixing the options.
+        let hopeless = rows
             .iter()
-            .all(|a| !a.delivery.outcome.is_failure() || !a.retry.is_retryable());
-        let only_local = sent
+            .all(|(_, d)| !d.outcome.is_failure() || !d.retry.is_retryable());
+        let only_local = rows
             .iter()
-            .filter(|a| a.delivery.outcome.is_failure())
-            .all(|a| a.retry == Retry::Local);
+            .filter(|(_, d)| d.outcome.is_failure())
+            .all(|(_, d)| d.retry == Retry::Local);
         if failed && only_local {
             // This machine ran short, not the target: soon again, on the same step.
             tracing::warn!(
@@ -535,7 +396,7 @@ impl Ending<'_> {
         } else if finish.done_targets.is_empty() && !finish.disable.is_empty() {
             finish.status = Status::Disabled;
             finish.last_error = finish.disable.last().map(|d| d.reason.clone());
-        } else if keys.is_empty() && finish.done_targets.is_empty() {
+        } else if none_sent && finish.done_targets.is_empty() {
             // Every target was disabled earlier.
             finish.status = Status::Disabled;
             finish.attempts.push(self.record(
@@ -552,6 +413,7 @@ mod tests {
     use super::*;
     use lookout::Settings;
     use lookout::request::HttpRequest;
+    use lookout::service::Outgoing;
     use lookout_testkit::{CaptureServer, Reply};
     use serde_json::{Map, json};
 
@@ -591,29 +453,6 @@ mod tests {
             jitter: 0.0,
             ..delays.parse().unwrap()
         }
-    }
-
-    #[test]
-    fn the_schedule_runs_out() {
-        let s = schedule("1s,2s");
-        assert_eq!(s.next_delay(1, None), Some(Duration::from_secs(1)));
-        assert_eq!(s.next_delay(2, None), Some(Duration::from_secs(2)));
-        assert_eq!(s.next_delay(3, None), None);
-        assert_eq!(
-            s.next_delay(1, Some(Duration::from_secs(60))),
-            Some(Duration::from_secs(60)),
-            "a later Retry-After wins"
-        );
-        let jittered = RetrySchedule::default();
-        for _ in 0..100 {
-            let d = jittered.next_delay(2, None).unwrap();
-            assert!(
-                d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
-                "{d:?}"
-            );
-        }
-        assert_eq!(RetrySchedule::default().delays.len(), 7);
-        assert!("5s,soon".parse::<RetrySchedule>().is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,6 +544,18 @@ mod tests {
         assert_eq!(skipped.attempts[0].outcome, "skipped");
     }
 
+    #[tokio::test]
+    async fn the_services_own_send_is_what_runs() {
+        let mut delivery = claimed(&[]);
+        delivery.service = "panics".to_owned();
+        delivery.options = Some(Map::new());
+        let finish = attempt(&delivery, &transport(), &schedule("1s")).await;
+        assert_eq!(finish.status, Status::Failed, "{finish:?}");
+        assert!(finish.next_at.is_some(), "rescheduled");
+        let error = finish.last_error.unwrap_or_default();
+        assert!(error.contains("service panicked: boom"), "{error}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_attempt_carries_the_stored_delivery_id() {
         let server = CaptureServer::start();
@@ -727,9 +578,10 @@ mod tests {
             .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
             .collect();
         assert_eq!(ids, ["msg_stable", "msg_stable"]);
-        let key = target_key(&Outgoing::from(HttpRequest::post(
+        let key = Outgoing::from(HttpRequest::post(
             format!("{}/signed", server.url()).parse().unwrap(),
-        )));
+        ))
+        .target_key();
         assert_eq!(second.done_targets, [key]);
     }
 }

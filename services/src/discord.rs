@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format;
-use lookout::message::{Field, Message};
-use lookout::render::Dialect;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::delivery::retry::json_seconds;
+use lookout::prelude::*;
+use lookout::text::budget::{fit, fit_lines, truncate};
+use lookout::text::wording::color_number;
 
 lookout::service! {
     /// Discord
@@ -33,6 +31,10 @@ lookout::service! {
     /// message's `allowed_mentions` is empty, so an `@everyone` in a title stays text.
     /// Lookout adds `wait=true` to the URL, so that Discord confirms each message (or
     /// says why not) instead of answering `204 No Content` before saving it.
+    ///
+    /// Discord refuses an embed over its limits, so a long deploy lists as many items as
+    /// fit and then says how many more there are. When Discord answers `429` with a
+    /// `retry_after` in its body, Lookout waits that long before trying again.
     pub struct Discord;
 }
 
@@ -42,16 +44,30 @@ const OPTIONS: &[OptionSpec] = &[
         "The webhook URL from Discord (`https://discord.com/api/webhooks/…`).",
     )
     .secret(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "avatar_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 
-/// Discord's limits (in characters) for an embed's title, description and field values;
-/// a message over them is refused whole, so Lookout stays under them.
+/// Discord's Markdown (embed titles, descriptions and field values).
+const DISCORD: Dialect = Dialect::markdown(escape_discord);
+
+/// A backslash before every character that can start markup, a mention (`<@…>`,
+/// `@everyone`), a heading, a list or a masked link. Discord shows HTML entities
+/// literally, so none are used.
+fn escape_discord(text: &str) -> String {
+    escape::backslashed(text, "\\*_~`|<>#-+[]()@")
+}
+
+/// Discord's limits (in characters) for an embed's title, description and field values
+/// (discord.com/developers/docs/resources/message#embed-object-embed-limits); a message
+/// over them is refused whole, so Lookout stays under them.
 const TITLE_CHARS: usize = 120; // escaping may double it; Discord allows 256
 const DESCRIPTION_CHARS: usize = 4096;
 const FIELD_VALUE_CHARS: usize = 1024;
@@ -62,12 +78,22 @@ impl Service for Discord {
         Some(RateLimit::every(Duration::from_millis(400)).burst(5))
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
 
     fn example(&self) -> &'static str {
         r#"url = "https://discord.com/api/webhooks/123456789012345678/EXAMPLE-webhook-token""#
+    }
+
+    /// A `429` says how long to wait in its JSON body, in seconds (may be fractional):
+    /// `{"retry_after": 0.35, …}`.
+    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
+        json_seconds(answer_body, "/retry_after")
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -84,11 +110,10 @@ impl Service for Discord {
 
 /// The one embed a message becomes.
 fn embed(message: &Message) -> Value {
-    let dialect = Dialect::DISCORD;
     let mut embed = json!({
-        "title": dialect.text(&format::truncate(&message.title, TITLE_CHARS)),
+        "title": DISCORD.text(&truncate(&message.title, TITLE_CHARS)),
         "description": description(message),
-        "color": format::color_number(message.color),
+        "color": color_number(message.color),
         "fields": message.fields.iter().map(field).collect::<Vec<_>>(),
     });
     if let Some(url) = &message.url {
@@ -100,39 +125,24 @@ fn embed(message: &Message) -> Value {
 /// The headline, then the quote, then as many list items (a deploy's) as fit, and how
 /// many more there are.
 fn description(message: &Message) -> String {
-    let dialect = Dialect::DISCORD;
-    let mut text = dialect.rich(&message.headline);
+    let mut text = DISCORD.rich(&message.headline);
     if let Some(quote) = &message.quote {
         text.push_str("\n\n");
-        text.push_str(&dialect.quote(quote));
+        text.push_str(&DISCORD.quote(quote));
     }
-    // Room for the "and N more" line.
-    let budget = DESCRIPTION_CHARS - 100;
-    for (shown, item) in message.list.iter().enumerate() {
-        let line = format!("\n- {}", dialect.rich(item));
-        if text.chars().count() + line.chars().count() > budget {
-            let more = message.list.len() - shown;
-            text.push_str(&format!("\n… and {}", format::count_items(more)));
-            break;
-        }
-        if shown == 0 {
-            text.push('\n');
-        }
-        text.push_str(&line);
+    // The list gets at least the room of its "and N more" line.
+    let mut text = fit(&text, DESCRIPTION_CHARS - 100);
+    if !message.list.is_empty() {
+        let room = DESCRIPTION_CHARS - text.chars().count() - 2;
+        text.push_str("\n\n");
+        text.push_str(&fit_lines(&DISCORD.list_lines(&message.list), room));
     }
     text
 }
 
-/// An inline field; a value too long for Discord (many tags) loses its links.
+/// An inline field, cut to Discord's limit (a value with many tags).
 fn field(field: &Field) -> Value {
-    let dialect = Dialect::DISCORD;
-    let mut value = dialect.rich(&field.value);
-    if value.chars().count() > FIELD_VALUE_CHARS {
-        value = dialect.text(&format::truncate(
-            &field.value.plain(),
-            FIELD_VALUE_CHARS / 2 - 3,
-        ));
-    }
+    let value = fit(&DISCORD.rich(&field.value), FIELD_VALUE_CHARS);
     json!({"name": field.name, "value": value, "inline": true})
 }
 
@@ -208,5 +218,31 @@ mod tests {
         let description = super::description(&message);
         assert!(description.chars().count() <= super::DESCRIPTION_CHARS);
         assert!(description.contains("\n… and "), "{description}");
+    }
+
+    #[test]
+    fn escaping_uses_backslashes_only() {
+        let escaped = super::escape_discord(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"\<b\>&"x"\</b\> \*b\* \[l\]\(u\) \@everyone"#);
+        assert_eq!(super::escape_discord(r"a\b"), r"a\\b");
+    }
+
+    #[test]
+    fn links_keep_their_markup_and_text_is_escaped() {
+        let rich = lookout::Rich::text("*a* ").push_link("[x]", "http://h/a b");
+        assert_eq!(super::DISCORD.rich(&rich), r"\*a\* [\[x\]](http://h/a%20b)");
+    }
+
+    #[test]
+    fn a_429_asks_for_its_wait_in_seconds() {
+        use lookout::Service as _;
+        use std::time::Duration;
+        let body =
+            br#"{"message":"You are being rate limited.","retry_after":0.35,"global":false}"#;
+        assert_eq!(
+            super::Discord.wait_asked(body),
+            Some(Duration::from_millis(350))
+        );
+        assert_eq!(super::Discord.wait_asked(b"<html>slow down</html>"), None);
     }
 }

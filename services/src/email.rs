@@ -2,9 +2,7 @@
 //! the struct registered below; `lookout docs email` shows them.
 
 use lookout::delivery::smtp::{Email as Mail, Security, SmtpServer};
-use lookout::format::escape;
-use lookout::message::Message;
-use lookout::{BuildError, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Email
@@ -38,30 +36,41 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "host",
         "The SMTP server's host name, e.g. `smtp.example.com`.",
-    ),
+    )
+    .public(),
     OptionSpec::integer(
         "port",
         "The SMTP server's port (587 for STARTTLS, 465 for TLS).",
     )
+    .public()
+    .range(1, 65535)
     .default("587"),
     OptionSpec::choice(
         "security",
         Security::CHOICES,
         "`starttls` (upgrade, required), `tls` (TLS from the start) or `none` (unencrypted).",
     )
+    .public()
     .default("starttls"),
-    OptionSpec::string("username", "The SMTP login, if the server wants one.").optional(),
+    OptionSpec::string("username", "The SMTP login, if the server wants one.")
+        .public()
+        .optional(),
     OptionSpec::string("password", "The SMTP password (or app password).")
         .secret()
         .optional(),
     OptionSpec::string(
         "from",
         "The sender, `lookout@example.com` or `Lookout <lookout@example.com>`.",
-    ),
-    OptionSpec::list("to", "The recipients' addresses."),
+    )
+    .public(),
+    OptionSpec::list("to", "The recipients' addresses.").public(),
 ];
 
 impl Service for Email {
+    fn category(&self) -> Category {
+        Category::Push
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -216,6 +225,7 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+        assert_eq!(row.attempts, 1, "a 5xx reply is final");
         assert_hidden(&report, PASSWORD);
         assert!(server.mails().is_empty());
     }
@@ -235,5 +245,44 @@ mod tests {
         let report = dispatch_one("email", options, &fixture_json("item")).await;
         assert!(report.has_failures(), "{report:?}");
         assert!(report.results[0].delivery.duration < Duration::from_secs(6));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_server_is_tried_again() {
+        let server = SmtpCaptureServer::start();
+        server.answer_busy(1);
+        let report = dispatch_one("email", options(&server), &fixture_json("item")).await;
+        let row = &report.results[0].delivery;
+        assert_eq!(
+            row.outcome,
+            Outcome::Delivered { status: 250 },
+            "{report:?}"
+        );
+        assert_eq!(row.attempts, 2, "451 is a transient failure");
+        assert_eq!(server.wait_for(1, Duration::from_secs(5)).len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn internal_smtp_hosts_are_refused_before_connecting() {
+        // Literal addresses: the guard refuses them before any connection is tried.
+        for host in ["0.0.0.0", "169.254.169.254"] {
+            let options = json!({
+                "host": host, "port": 25, "security": "none",
+                "from": "bot@example.com", "to": "team@example.com",
+            });
+            let report = dispatch_one("email", options, &fixture_json("item")).await;
+            let row = &report.results[0].delivery;
+            match &row.outcome {
+                Outcome::Failed { reason, status } => {
+                    assert!(
+                        reason.starts_with(&format!("blocked: {host} is ")),
+                        "{reason}"
+                    );
+                    assert_eq!(*status, None);
+                }
+                other => panic!("{host}: expected a refusal, got {other:?}"),
+            }
+            assert_eq!(row.attempts, 1, "a refusal is not tried again");
+        }
     }
 }

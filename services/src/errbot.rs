@@ -1,7 +1,7 @@
 //! The `errbot` service (Errbot). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs errbot` shows them.
 
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Errbot
@@ -93,6 +93,7 @@ const OPTIONS: &[OptionSpec] = &[
         "`json`: the payload as a JSON body; `form`: form-encoded `payload=<json>` \
          (read with `form_param=\"payload\"`).",
     )
+    .public()
     .default("json"),
     OptionSpec::string(
         "token",
@@ -106,6 +107,10 @@ impl Service for Errbot {
     /// Errbot gets the payload itself, not a message: the plugin decides what matters.
     fn events(&self) -> &'static [&'static str] {
         &["*"]
+    }
+
+    fn category(&self) -> Category {
+        Category::Webhook
     }
 
     fn schema(&self) -> Schema {

@@ -1,10 +1,9 @@
 //! The `flowdock` service (Flowdock). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs flowdock` shows them.
 
-use lookout::format::{self, escape, full_name, sentence_case};
-use lookout::payload::{Attributes, Block, Deploy, Event, Favorite, Item, User};
-use lookout::request::endpoint;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Rich, Schema, Service};
+use lookout::payload::{Block, Deploy, Favorite, User};
+use lookout::prelude::*;
+use lookout::text::wording::{self, full_name, sentence_case};
 
 lookout::service! {
     /// Flowdock
@@ -38,10 +37,15 @@ const OPTIONS: &[OptionSpec] = &[
         "base_url",
         "Where Flowdock's API lives (Flowdock itself has shut down).",
     )
+    .public()
     .default("https://api.flowdock.com"),
 ];
 
 impl Service for Flowdock {
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -100,7 +104,7 @@ impl InboxMessage<'_> {
 fn message(event: &Event) -> Result<InboxMessage<'_>, BuildError> {
     let product = event.product.name.as_str();
     let h = escape::html;
-    Ok(match format::attributes(event)? {
+    Ok(match wording::attributes(event)? {
         Attributes::Item(item) => InboxMessage {
             sender: &item.created_by,
             named: true,
@@ -231,7 +235,7 @@ fn release_notes(deploy: &Deploy) -> String {
                 &item.short_url,
             )
             .push(format!(": {}", item.title));
-            format!("<li>{}</li>", line.html())
+            format!("<li>{}</li>", Dialect::HTML.rich(&line))
         })
         .collect();
     format!(

@@ -1,12 +1,8 @@
 //! The `googlechat` service (Google Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs googlechat` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, escape};
-use lookout::message::Message;
-use lookout::render::simple_html;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
+use lookout::text::wording::color_number;
 
 lookout::service! {
     /// Google Chat
@@ -45,6 +41,10 @@ impl Service for Googlechat {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -63,6 +63,11 @@ impl Service for Googlechat {
     }
 }
 
+/// The HTML of card text widgets, which accept a few tags only: `&`, `<` and `>` as
+/// entities, quotes as they are (not every such renderer decodes `&quot;`), links as
+/// `<a href>`.
+const CARD: Dialect = Dialect::html(escape::html_text);
+
 /// The card: a header (plain text), what happened with the quote and list, the fields,
 /// and the button.
 fn card(message: &Message) -> Value {
@@ -74,7 +79,7 @@ fn card(message: &Message) -> Value {
             .map(|field| {
                 json!({"decoratedText": {
                     "topLabel": field.name,
-                    "text": simple_html(&field.value),
+                    "text": CARD.rich(&field.value),
                     "wrapText": true,
                 }})
             })
@@ -97,7 +102,7 @@ fn card(message: &Message) -> Value {
 
 /// The headline, then the quote (in italics) and the list, one paragraph each.
 fn story(message: &Message) -> Vec<Value> {
-    let mut paragraphs = vec![simple_html(&message.headline)];
+    let mut paragraphs = vec![CARD.rich(&message.headline)];
     if let Some(quote) = &message.quote {
         let quote = escape::html_text(quote).replace('\n', "<br>");
         paragraphs.push(format!("<i>{quote}</i>"));
@@ -106,7 +111,7 @@ fn story(message: &Message) -> Vec<Value> {
         let items: String = message
             .list
             .iter()
-            .map(|item| format!("<li>{}</li>", simple_html(item)))
+            .map(|item| format!("<li>{}</li>", CARD.rich(item)))
             .collect();
         paragraphs.push(format!("<ul>{items}</ul>"));
     }
@@ -118,7 +123,7 @@ fn story(message: &Message) -> Vec<Value> {
 
 /// A `#rrggbb` colour as Google's `Color` (each channel from 0 to 1).
 fn google_color(hex: &str) -> Value {
-    let number = format::color_number(hex);
+    let number = color_number(hex);
     let channel = |shift: u32| f64::from((number >> shift) & 0xff) / 255.0;
     json!({"red": channel(16), "green": channel(8), "blue": channel(0), "alpha": 1})
 }
@@ -205,6 +210,15 @@ mod tests {
             card["sections"].as_array().unwrap().len(),
             2,
             "text and fields only"
+        );
+    }
+
+    #[test]
+    fn card_html_escapes_text_and_keeps_quotes() {
+        let rich = lookout::Rich::text("<b>\"&\" ").push_link("a<b", "http://h/?q=\"1\"");
+        assert_eq!(
+            super::CARD.rich(&rich),
+            "&lt;b&gt;\"&amp;\" <a href=\"http://h/?q=&quot;1&quot;\">a&lt;b</a>"
         );
     }
 }

@@ -1,9 +1,7 @@
 //! The `hipchat` service (HipChat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs hipchat` shows them.
 
-use lookout::format;
-use lookout::request::endpoint;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// HipChat
@@ -35,15 +33,20 @@ lookout::service! {
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string("auth_token", "A HipChat API token.").secret(),
-    OptionSpec::string("room_id", "The room's name (not its number)."),
+    OptionSpec::string("room_id", "The room's name (not its number).").public(),
     OptionSpec::url(
         "base_url",
         "Where HipChat's API lives (HipChat itself has shut down).",
     )
+    .public()
     .default("https://api.hipchat.com"),
 ];
 
 impl Service for HipChat {
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -54,7 +57,7 @@ room_id = "Development""#
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = format::one_line(job.event)?;
+        let message = wording::one_line(job.event)?;
         let base = job.options.str("base_url").unwrap_or_default();
         let url = endpoint(base, &["v1", "rooms", "message"])
             .map_err(|e| BuildError::Invalid(format!("base_url: {e}")))?;

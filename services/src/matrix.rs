@@ -1,11 +1,10 @@
 //! The `matrix` service (Matrix). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs matrix` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::escape;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use std::time::Duration;
+
+use lookout::delivery::retry::json_millis;
+use lookout::prelude::*;
 
 lookout::service! {
     /// Matrix
@@ -31,6 +30,8 @@ lookout::service! {
     /// Messages are sent as `m.notice`, which clients show as coming from a bot and which
     /// other bots must not answer; set `msgtype = "m.text"` for ordinary messages. The
     /// transaction ID comes from the delivery, so a retried delivery is not posted twice.
+    /// When the homeserver rate-limits the bot (`M_LIMIT_EXCEEDED` with
+    /// `retry_after_ms`), Lookout waits as long as it asks before trying again.
     pub struct Matrix;
 }
 
@@ -38,7 +39,8 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::url(
         "homeserver",
         "The homeserver's client URL, e.g. `https://matrix.example.org`.",
-    ),
+    )
+    .public(),
     OptionSpec::string(
         "access_token",
         "The bot account's access token (sent as `Authorization: Bearer`).",
@@ -47,12 +49,14 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "room_id",
         "The room's internal ID, `!…:server` (from Room settings → Advanced).",
-    ),
+    )
+    .public(),
     OptionSpec::choice(
         "msgtype",
         &["m.notice", "m.text"],
         "`m.notice` (shown as a bot's message) or `m.text`.",
     )
+    .public()
     .default("m.notice"),
 ];
 
@@ -60,6 +64,10 @@ impl Service for Matrix {
     fn rate_limit(&self) -> Option<RateLimit> {
         // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
         Some(RateLimit::CHAT_WEBHOOK.per_origin())
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
     }
 
     fn schema(&self) -> Schema {
@@ -70,6 +78,12 @@ impl Service for Matrix {
         r#"homeserver = "https://matrix.example.org"
 access_token = "syt_bG9va291dA_FakeTokenForDocs_0a1b2c"
 room_id = "!AbCdEfGhIjKlMnOp:example.org""#
+    }
+
+    /// A homeserver's `M_LIMIT_EXCEEDED` says how long to wait in its JSON body, in
+    /// milliseconds: `{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500}`.
+    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
+        json_millis(answer_body, "/retry_after_ms")
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -204,5 +218,15 @@ mod tests {
         };
         assert_eq!(path("msg_a"), path("msg_a"));
         assert_ne!(path("msg_a"), path("msg_b"));
+    }
+
+    #[test]
+    fn a_rate_limited_answer_asks_for_its_wait_in_milliseconds() {
+        let body = br#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":2500}"#;
+        assert_eq!(
+            super::Matrix.wait_asked(body),
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(super::Matrix.wait_asked(br#"{"retry_after":5}"#), None);
     }
 }

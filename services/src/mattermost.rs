@@ -1,10 +1,8 @@
 //! The `mattermost` service (Mattermost). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs mattermost` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::render::{Dialect, slack_attachment, with_attachment};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
+use lookout::text::attachment::{slack_attachment, with_attachment};
 
 lookout::service! {
     /// Mattermost
@@ -42,12 +40,16 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (its name, e.g. `town-square`) instead of the webhook's.",
     )
+    .public()
     .optional(),
-    OptionSpec::string("username", "Post under this name instead of the webhook's.").optional(),
+    OptionSpec::string("username", "Post under this name instead of the webhook's.")
+        .public()
+        .optional(),
     OptionSpec::url(
         "icon_url",
         "Post with this picture instead of the webhook's.",
     )
+    .public()
     .optional(),
 ];
 
@@ -55,6 +57,10 @@ impl Service for Mattermost {
     fn rate_limit(&self) -> Option<RateLimit> {
         // Mattermost servers may rate-limit per webhook; one a second stays clear of it.
         Some(RateLimit::CHAT_WEBHOOK)
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
     }
 
     fn schema(&self) -> Schema {
@@ -68,9 +74,22 @@ impl Service for Mattermost {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = Message::from_event(job.event)?;
         let overrides = job.options.pick(&["channel", "username", "icon_url"]);
-        let body = with_attachment(overrides, slack_attachment(&message, Dialect::MATTERMOST));
+        let body = with_attachment(overrides, slack_attachment(&message, MATTERMOST));
         Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
     }
+}
+
+/// Mattermost's Markdown (message text, attachment pretext, text and field values).
+const MATTERMOST: Dialect = Dialect::markdown(escape_mattermost);
+
+/// CommonMark escaping, and `@` written as the entity `&#64;`. Mattermost's server
+/// finds `@channel`/`@all`/`@here` in the raw text, treating a backslash as a word
+/// break, so only an entity keeps user text from notifying a whole channel.
+fn escape_mattermost(text: &str) -> String {
+    text.split('@')
+        .map(escape::markdown)
+        .collect::<Vec<_>>()
+        .join("&#64;")
 }
 
 #[cfg(test)]
@@ -133,5 +152,18 @@ mod tests {
         let text = attachment["text"].as_str().unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.starts_with("- [Story \\#1212](http://sprint.ly/i/1111/1212/): As a user"));
+    }
+
+    #[test]
+    fn escaping_writes_at_signs_as_entities() {
+        let escaped = super::escape_mattermost(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(
+            escaped,
+            r#"&lt;b&gt;&amp;"x"&lt;/b&gt; \*b\* \[l\]\(u\) &#64;everyone"#
+        );
+        assert_eq!(
+            super::MATTERMOST.list_lines(&[lookout::Rich::text("@all"), lookout::Rich::text("b")]),
+            ["- &#64;all", "- b"]
+        );
     }
 }

@@ -1,11 +1,8 @@
 //! The `msteams` service (Microsoft Teams). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs msteams` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::{Message, Rich};
-use lookout::render::{self, Dialect};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
+use lookout::text::Span;
 
 lookout::service! {
     /// Microsoft Teams
@@ -46,6 +43,10 @@ impl Service for Msteams {
     fn rate_limit(&self) -> Option<RateLimit> {
         // Teams throttles channel posts from webhooks to a few per second.
         Some(RateLimit::CHAT_WEBHOOK)
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
     }
 
     fn schema(&self) -> Schema {
@@ -114,7 +115,7 @@ fn card(message: &Message) -> Value {
 
 /// A `RichTextBlock` of `rich`, each run styled with `style` (`italic`, `weight`, …).
 fn rich_block(rich: &Rich, style: Value) -> Value {
-    let runs: Vec<Value> = render::text_runs(rich)
+    let runs: Vec<Value> = text_runs(rich)
         .into_iter()
         .map(|mut run| {
             if let (Some(run), Some(style)) = (run.as_object_mut(), style.as_object()) {
@@ -126,8 +127,34 @@ fn rich_block(rich: &Rich, style: Value) -> Value {
     json!({"type": "RichTextBlock", "inlines": runs})
 }
 
+/// Rich text as Adaptive Card `TextRun`s, for a `RichTextBlock`. Text runs render no
+/// Markdown, so user text goes in as it is; a link is a run that opens its URL.
+fn text_runs(rich: &Rich) -> Vec<Value> {
+    rich.0
+        .iter()
+        .map(|span| match span {
+            Span::Text(text) => json!({"type": "TextRun", "text": text}),
+            Span::Link { text, url } => json!({
+                "type": "TextRun",
+                "text": text,
+                "selectAction": {"type": "Action.OpenUrl", "url": url},
+            }),
+        })
+        .collect()
+}
+
+/// The Markdown subset of Adaptive Cards (`Fact.value`): bold, italic and links.
+const ADAPTIVE_CARD: Dialect = Dialect::markdown(escape_adaptive_card);
+
+/// HTML is never rendered in Adaptive Cards, so `<`, `>`, `&` stay as they are; only
+/// the characters of the Markdown subset are escaped, as some Teams clients show
+/// backslashes before other characters.
+fn escape_adaptive_card(text: &str) -> String {
+    escape::backslashed(text, "\\*_~`[]()")
+}
+
 fn facts(message: &Message) -> Value {
-    let dialect = Dialect::ADAPTIVE_CARD;
+    let dialect = ADAPTIVE_CARD;
     let facts: Vec<Value> = message
         .fields
         .iter()
@@ -210,5 +237,15 @@ mod tests {
         let quote = &card["body"][0]["items"][2]["inlines"][0];
         assert_eq!(quote["italic"], true);
         assert_eq!(quote["text"], "Hey guys, what's the status on this?");
+    }
+
+    #[test]
+    fn fact_escaping_and_text_runs() {
+        let escaped = super::escape_adaptive_card(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#);
+        let rich = lookout::Rich::text("<b>\"&\" ").push_link("a<b", "http://h/?q=\"1\"");
+        let runs = super::text_runs(&rich);
+        assert_eq!(runs[0]["text"], "<b>\"&\" ");
+        assert_eq!(runs[1]["selectAction"]["url"], "http://h/?q=\"1\"");
     }
 }

@@ -1,9 +1,7 @@
 //! The `ntfy` service (ntfy). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs ntfy` shows them.
 
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Value, json};
+use lookout::prelude::*;
 
 lookout::service! {
     /// ntfy
@@ -39,6 +37,7 @@ const OPTIONS: &[OptionSpec] = &[
         "server",
         "The ntfy server: `https://ntfy.sh` or the address of your own.",
     )
+    .public()
     .default("https://ntfy.sh"),
     OptionSpec::string(
         "topic",
@@ -53,15 +52,21 @@ const OPTIONS: &[OptionSpec] = &[
         &["min", "low", "default", "high", "max"],
         "How insistently phones notify.",
     )
+    .public()
     .default("default"),
     OptionSpec::bool(
         "markdown",
         "Send Markdown (rendered by ntfy's web app only; the phone apps show it as typed).",
     )
+    .public()
     .default("false"),
 ];
 
 impl Service for Ntfy {
+    fn category(&self) -> Category {
+        Category::Push
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -78,7 +83,7 @@ priority = "default""#
         let mut body = json!({
             "topic": options.str("topic").unwrap_or_default(),
             "title": message.title,
-            "message": if markdown { message.markdown() } else { message.plain() },
+            "message": if markdown { message.markdown(&Dialect::COMMONMARK) } else { message.plain() },
             "tags": [emoji_tag(&job.event.model), job.event.product.name],
             "priority": priority(options.str("priority")),
         });

@@ -1,12 +1,9 @@
 //! The `pagerduty` service (PagerDuty). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs pagerduty` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, attributes};
-use lookout::message::Message;
-use lookout::payload::{Attributes, Event, Item};
-use lookout::{BuildError, HttpRequest, Job, Kind, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
+use lookout::prelude::*;
+use lookout::text::budget::truncate;
+use lookout::text::wording::{attributes, item_label};
 
 lookout::service! {
     /// PagerDuty
@@ -45,14 +42,17 @@ const OPTIONS: &[OptionSpec] = &[
         &["critical", "error", "warning", "info"],
         "The severity of the alerts.",
     )
+    .public()
     .default("info"),
     OptionSpec::new(
         "item_types",
         Kind::List,
         "Item types whose creation opens an alert (story, task, defect, test).",
     )
+    .public()
     .default("defect"),
     OptionSpec::url("api_url", "The Events API v2 endpoint.")
+        .public()
         .default("https://events.pagerduty.com/v2/enqueue"),
 ];
 
@@ -70,6 +70,10 @@ impl Service for PagerDuty {
 
     fn events(&self) -> &'static [&'static str] {
         &["Item.created", "Item.updated", "Block.created"]
+    }
+
+    fn category(&self) -> Category {
+        Category::Incident
     }
 
     fn schema(&self) -> Schema {
@@ -164,7 +168,10 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
         details.insert("description".into(), Value::from(quote.clone()));
     }
     for field in &message.fields {
-        details.insert(field.name.to_lowercase(), Value::from(field.value.plain()));
+        details.insert(
+            field.name.to_lowercase(),
+            Value::from(Dialect::PLAIN.rich(&field.value)),
+        );
     }
     let links: Vec<Value> = match event.attributes() {
         Ok(Attributes::Block(block)) => [&block.blocked, &block.item]
@@ -176,7 +183,7 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
     };
     json!({
         "payload": {
-            "summary": format::truncate(&message.headline.plain(), SUMMARY_CHARS - 3),
+            "summary": truncate(&Dialect::PLAIN.rich(&message.headline), SUMMARY_CHARS - 3),
             "source": event.product.name,
             "severity": severity,
             "class": class_of(event),
@@ -188,7 +195,7 @@ fn alert(event: &Event, message: &Message, severity: &str) -> Value {
 }
 
 fn link(item: &Item) -> Value {
-    json!({"href": item.short_url, "text": format::item_label(item)})
+    json!({"href": item.short_url, "text": item_label(item)})
 }
 
 fn class_of(event: &Event) -> String {

@@ -1,11 +1,8 @@
 //! The `rocketchat` service (Rocket.Chat). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs rocketchat` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::render::{Dialect, slack_attachment, with_attachment};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use lookout::prelude::*;
+use lookout::text::attachment::{slack_attachment, with_attachment};
 
 lookout::service! {
     /// Rocket.Chat
@@ -46,16 +43,19 @@ const OPTIONS: &[OptionSpec] = &[
         "channel",
         "Post to this channel (`#name`) or user (`@name`) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::string(
         "username",
         "Show this name (alias) instead of the integration's.",
     )
+    .public()
     .optional(),
     OptionSpec::url(
         "icon_url",
         "Show this picture instead of the integration's.",
     )
+    .public()
     .optional(),
 ];
 
@@ -63,6 +63,10 @@ impl Service for Rocketchat {
     fn rate_limit(&self) -> Option<RateLimit> {
         // Rocket.Chat rate-limits incoming webhooks per integration.
         Some(RateLimit::CHAT_WEBHOOK)
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
     }
 
     fn schema(&self) -> Schema {
@@ -79,12 +83,22 @@ impl Service for Rocketchat {
         // From our own words only: `from_event` accepts known models only.
         let line = format!("New {} in Sprint.ly", job.event.model.to_lowercase());
         body.insert("text".into(), line.into());
-        let mut attachment = slack_attachment(&message, Dialect::ROCKETCHAT);
+        let mut attachment = slack_attachment(&message, ROCKETCHAT);
         // Rocket.Chat renders the pretext and text as Markdown only when asked to.
         attachment.insert("mrkdwn_in".into(), json!(["pretext", "text"]));
         let body = with_attachment(body, attachment);
         Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
     }
+}
+
+/// Rocket.Chat attachment Markdown (pretext, text, field values).
+const ROCKETCHAT: Dialect = Dialect::markdown(escape_rocketchat);
+
+/// Rocket.Chat renders attachments with `marked` after escaping HTML itself: backslash
+/// escapes work, and `&`, `<`, `>` must stay as they are (an entity or `\&` would show
+/// literally).
+fn escape_rocketchat(text: &str) -> String {
+    escape::backslashed(text, "\\*_~`|#-+[]()!")
 }
 
 #[cfg(test)]
@@ -140,5 +154,12 @@ mod tests {
             attachment["text"],
             "> Craig Pattison can you pair with Joe Stump on this?"
         );
+    }
+
+    #[test]
+    fn escaping_uses_backslashes_and_keeps_html_characters() {
+        let escaped = super::escape_rocketchat(r#"<b>&"x"</b> *b* [l](u) @everyone"#);
+        assert_eq!(escaped, r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#);
+        assert_eq!(super::ROCKETCHAT.quote("a\n*b*"), "> a\n> \\*b\\*");
     }
 }

@@ -1,12 +1,9 @@
 //! The `slack` service (Slack). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs slack` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::format::{self, DEFAULT_COLOR, count_items, escape, item_color, short_name};
-use lookout::message::{Field, Rich, item_fields};
-use lookout::payload::{Attributes, Event, Item};
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::{Map, Value, json};
+use lookout::prelude::*;
+use lookout::text::message::{item_fields, item_link};
+use lookout::text::wording::{self, DEFAULT_COLOR, count_items, item_color, short_name};
 
 lookout::service! {
     /// Slack
@@ -51,6 +48,10 @@ impl Service for Slack {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         // Any other option (`channel`, `username`, …) goes into the body, as it did.
         Schema::with_extra(OPTIONS)
@@ -60,6 +61,21 @@ impl Service for Slack {
         r##"url = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 channel = "#sprintly"
 username = "Sprint.ly""##
+    }
+
+    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
+        // Incoming webhooks answer errors as a bare code in the body
+        // (https://api.slack.com/messaging/webhooks#handling_errors). These say the hook
+        // will never work again; the rest (`invalid_payload`, `rollup_error`…) go by status.
+        let why = match String::from_utf8_lossy(answer_body).trim() {
+            "no_service" => "the webhook was removed or disabled (no_service)",
+            "invalid_token" => "the webhook's token was revoked (invalid_token)",
+            "channel_not_found" => "the webhook's channel no longer exists (channel_not_found)",
+            "channel_is_archived" => "the webhook's channel is archived (channel_is_archived)",
+            "team_disabled" => "the Slack workspace was disabled (team_disabled)",
+            _ => return Verdict::ByStatus,
+        };
+        Verdict::Gone(format!("Slack: {why}"))
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -81,7 +97,7 @@ username = "Sprint.ly""##
 fn attachment(event: &Event) -> Result<Value, BuildError> {
     // The fallback is the original one-liner; Slack reads `<…>` in it too, so it is
     // escaped like the rest.
-    let fallback = escape::slack(&format::one_line(event)?);
+    let fallback = escape::html_text(&wording::one_line(event)?);
     // Items, blocks and favorites describe one item: its link, colour and fields.
     let about = |item: &Item| Attachment {
         color: item_color(&item.kind),
@@ -89,7 +105,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
         text: item_link(item),
         fields: Some(item_fields(item, product_link(item, event))),
     };
-    let attachment = match format::attributes(event)? {
+    let attachment = match wording::attributes(event)? {
         Attributes::Item(item) => Attachment {
             pretext: Some(Rich::text(format!(
                 "{} created the {}:",
@@ -106,10 +122,10 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&comment.created_by),
                     comment.item.kind
                 ))
-                .push_item(&comment.item)
+                .append(item_link(&comment.item))
                 .push(":"),
             ),
-            text: Rich::text(format!("\"{}\"", format::excerpt(&comment.body))),
+            text: Rich::text(format!("\"{}\"", wording::excerpt(&comment.body))),
             fields: None,
         },
         Attributes::Block(block) => Attachment {
@@ -119,7 +135,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
                     short_name(&block.user),
                     block.blocked.kind
                 ))
-                .push_item(&block.blocked)
+                .append(item_link(&block.blocked))
                 .push(format!(" is blocked by the {}:", block.item.kind)),
             ),
             ..about(&block.item)
@@ -162,23 +178,21 @@ impl Attachment {
         out.insert("color".into(), self.color.into());
         out.insert("fallback".into(), fallback.into());
         if let Some(pretext) = &self.pretext {
-            out.insert("pretext".into(), pretext.slack().into());
+            out.insert("pretext".into(), Dialect::MRKDWN.rich(pretext).into());
         }
-        out.insert("text".into(), self.text.slack().into());
+        out.insert("text".into(), Dialect::MRKDWN.rich(&self.text).into());
         if let Some(fields) = &self.fields {
             let fields: Vec<Value> = fields
                 .iter()
-                .map(|f| json!({"title": f.name, "value": f.value.slack(), "short": true}))
+                .map(|f| {
+                    let value = Dialect::MRKDWN.rich(&f.value);
+                    json!({"title": f.name, "value": value, "short": true})
+                })
                 .collect();
             out.insert("fields".into(), fields.into());
         }
         Value::Object(out)
     }
-}
-
-/// `<short_url|#12 - Title>`.
-fn item_link(item: &Item) -> Rich {
-    Rich::link(format::item_label(item), &item.short_url)
 }
 
 /// The Product field links to the product the item names (the original read it there);
@@ -188,7 +202,7 @@ fn product_link(item: &Item, event: &Event) -> Rich {
         Some(product) => (product.id, product.name.as_str()),
         None => (event.product.id, event.product.name.as_str()),
     };
-    Rich::link(name, format::reports_link("product", &id.to_string()))
+    Rich::link(name, wording::reports_link("product", &id.to_string()))
 }
 
 #[cfg(test)]
@@ -217,6 +231,48 @@ mod tests {
 
     fn attachment(name: &str) -> Value {
         body(name)["attachments"][0].clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_that_mean_the_hook_is_gone_disable_it() {
+        use lookout::Outcome;
+        use lookout_testkit::{Reply, outcome_of_reply};
+        let url = format!("https://hooks.slack.com/{SECRET_PATH}");
+        let item = fixture_json("item");
+        for (status, code) in [
+            (404, "no_service"),
+            (403, "invalid_token"),
+            (404, "channel_not_found"),
+        ] {
+            let reply = Reply::status(status).body(code);
+            let outcome = outcome_of_reply("slack", options(&url), &item, reply, SECRET_PATH).await;
+            let Outcome::Disabled {
+                reason,
+                status: got,
+            } = outcome
+            else {
+                panic!("{code}: not disabled: {outcome:?}");
+            };
+            assert_eq!(got, status);
+            assert!(
+                reason.contains(code)
+                    && reason.starts_with(&format!("HTTP {status}: gone: Slack: ")),
+                "{reason}"
+            );
+        }
+        // Other errors go by their status: a bad payload is a plain failure.
+        let reply = Reply::status(400).body("invalid_payload");
+        let outcome = outcome_of_reply("slack", options(&url), &item, reply, SECRET_PATH).await;
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Failed {
+                    status: Some(400),
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

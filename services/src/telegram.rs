@@ -1,10 +1,11 @@
 //! The `telegram` service (Telegram). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs telegram` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
-use serde_json::json;
+use std::time::Duration;
+
+use lookout::delivery::retry::json_seconds;
+use lookout::prelude::*;
+use lookout::text::budget::{fit, fit_lines};
 
 lookout::service! {
     /// Telegram
@@ -27,6 +28,10 @@ lookout::service! {
     ///
     /// `api_url` only needs changing for a self-hosted Bot API server. The token is part of
     /// the request's URL (`/bot<token>/sendMessage`); reports show it as `[redacted]`.
+    ///
+    /// Telegram refuses a message over 4096 characters, so a long deploy lists as many
+    /// items as fit and then says how many more there are. When Telegram asks a bot to
+    /// slow down (`parameters.retry_after` in a `429`), Lookout waits that long.
     pub struct Telegram;
 }
 
@@ -39,12 +44,16 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string(
         "chat_id",
         "The chat's ID (`-1001234567890`) or a public channel's `@username`.",
-    ),
-    OptionSpec::bool("silent", "Send without a notification sound.").default("false"),
+    )
+    .public(),
+    OptionSpec::bool("silent", "Send without a notification sound.")
+        .public()
+        .default("false"),
     OptionSpec::url(
         "api_url",
         "The Bot API server (change only for a self-hosted one).",
     )
+    .public()
     .default("https://api.telegram.org"),
 ];
 
@@ -54,6 +63,10 @@ impl Service for Telegram {
         Some(RateLimit::CHAT_WEBHOOK)
     }
 
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
     fn schema(&self) -> Schema {
         Schema::new(OPTIONS)
     }
@@ -61,6 +74,12 @@ impl Service for Telegram {
     fn example(&self) -> &'static str {
         r#"bot_token = "123456789:AAFakeTokenForTheDocsOnly_abcdefghij"
 chat_id = "-1001234567890""#
+    }
+
+    /// A `429` says how long to wait in its JSON body, in seconds:
+    /// `{"ok": false, "parameters": {"retry_after": 5}, …}`.
+    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
+        json_seconds(answer_body, "/parameters/retry_after")
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -80,7 +99,7 @@ chat_id = "-1001234567890""#
             .map_err(|e| BuildError::Invalid(format!("api_url or bot_token: {e}")))?;
         let body = json!({
             "chat_id": options.str("chat_id").unwrap_or_default(),
-            "text": message.telegram_html(),
+            "text": telegram_html(&message),
             "parse_mode": "HTML",
             // The message links to the item already; a preview card would repeat it.
             "link_preview_options": {"is_disabled": true},
@@ -88,6 +107,49 @@ chat_id = "-1001234567890""#
         });
         Ok(vec![HttpRequest::post(url).json(body).into()])
     }
+}
+
+/// Telegram's limit for a message's text, "1-4096 characters after entities parsing"
+/// (core.telegram.org/bots/api#sendmessage); a longer one is refused. Counting the
+/// markup itself, as the budget does, counts more than Telegram does.
+const MESSAGE_CHARS: usize = 4096;
+
+/// The whole message in the HTML subset Telegram accepts (`parse_mode: HTML`): only
+/// `b`, `i`, `u`, `s`, `a`, `code`, `pre` and `blockquote` are allowed there, and line
+/// breaks are plain newlines, so paragraphs and lists are written with `\n` and `•`.
+/// User text is escaped as HTML (Telegram decodes `&lt;`, `&gt;`, `&amp;`, `&quot;` and
+/// numeric entities such as `&#39;`). The headline, quote and fields get at most a
+/// quarter of [`MESSAGE_CHARS`] each, the list what is left.
+fn telegram_html(message: &Message) -> String {
+    let part = MESSAGE_CHARS / 4;
+    let mut parts = vec![fit(&Dialect::HTML.rich(&message.headline), part)];
+    if let Some(quote) = &message.quote {
+        let quote = fit(&escape::html(quote), part);
+        parts.push(format!("<blockquote>{quote}</blockquote>"));
+    }
+    let fields: Vec<String> = message
+        .fields
+        .iter()
+        .map(|f| format!("<b>{}:</b> {}", f.name, Dialect::HTML.rich(&f.value)))
+        .collect();
+    let fields = fit(&fields.join("\n"), part);
+    if !message.list.is_empty() {
+        let used: usize = parts
+            .iter()
+            .chain([&fields])
+            .map(|p| p.chars().count() + 2)
+            .sum();
+        let items: Vec<String> = message
+            .list
+            .iter()
+            .map(|item| format!("• {}", Dialect::HTML.rich(item)))
+            .collect();
+        parts.push(fit_lines(&items, MESSAGE_CHARS - used));
+    }
+    if !fields.is_empty() {
+        parts.push(fields);
+    }
+    parts.join("\n\n")
 }
 
 #[cfg(test)]
@@ -149,5 +211,66 @@ mod tests {
         assert_hidden(&report, TOKEN);
         let shown = format!("{report:?}");
         assert!(shown.contains("401"), "{shown}");
+    }
+
+    #[test]
+    fn telegram_html_uses_only_telegram_tags() {
+        use lookout::text::{Field, Rich, wording::DEFAULT_COLOR};
+        let message = lookout::Message {
+            summary: String::new(),
+            headline: Rich::text("<b>&\"x\" ").push_link("#1", "http://x/1"),
+            title: String::new(),
+            url: None,
+            actor: String::new(),
+            quote: Some("line <1>\nline 2".into()),
+            fields: vec![Field {
+                name: "Status",
+                value: Rich::text("Done"),
+            }],
+            list: vec![Rich::text("one"), Rich::text("two")],
+            color: DEFAULT_COLOR,
+        };
+        assert_eq!(
+            super::telegram_html(&message),
+            "&lt;b&gt;&amp;&quot;x&quot; <a href=\"http://x/1\">#1</a>\n\n\
+             <blockquote>line &lt;1&gt;\nline 2</blockquote>\n\n\
+             • one\n• two\n\n\
+             <b>Status:</b> Done"
+        );
+    }
+
+    #[test]
+    fn a_200_item_deploy_stays_under_telegrams_limit() {
+        let mut event: Value = serde_json::from_str(&fixture_json("deploy")).unwrap();
+        let item = event["attributes"]["items"][0].clone();
+        event["attributes"]["items"] = Value::Array(vec![item; 200]);
+        let event = lookout::Event::parse(&event.to_string()).unwrap();
+        let message = lookout::Message::from_event(&event).unwrap();
+        let text = super::telegram_html(&message);
+        assert!(
+            text.chars().count() <= super::MESSAGE_CHARS,
+            "{}",
+            text.len()
+        );
+        // The list ends with how many items did not fit; the fields follow it.
+        let list = text.split("\n\n").nth(1).unwrap();
+        let shown = list.lines().filter(|l| l.starts_with("• ")).count();
+        assert!(shown > 10, "{shown}");
+        assert!(
+            list.ends_with(&format!("\n… and {} more", 200 - shown)),
+            "{list}"
+        );
+        assert!(text.ends_with("</a>"), "the Product field stays: {text}");
+    }
+
+    #[test]
+    fn a_429_asks_for_its_wait_in_seconds() {
+        use lookout::Service as _;
+        let body = br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#;
+        assert_eq!(
+            super::Telegram.wait_asked(body),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(super::Telegram.wait_asked(br#"{"retry_after":5}"#), None);
     }
 }

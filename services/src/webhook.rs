@@ -1,8 +1,8 @@
 //! The `webhook` service (Webhook). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs webhook` shows them.
 
+use lookout::prelude::*;
 use lookout::request::forward_payload;
-use lookout::{BuildError, Job, Kind, OptionSpec, Outgoing, Schema, Service};
 
 lookout::service! {
     /// Webhook
@@ -80,6 +80,10 @@ const OPTIONS: &[OptionSpec] = &[
 impl Service for Webhook {
     fn events(&self) -> &'static [&'static str] {
         &["*"]
+    }
+
+    fn category(&self) -> Category {
+        Category::Webhook
     }
 
     fn schema(&self) -> Schema {

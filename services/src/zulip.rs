@@ -1,9 +1,7 @@
 //! The `zulip` service (Zulip). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs zulip` shows them.
 
-use lookout::delivery::ratelimit::RateLimit;
-use lookout::message::Message;
-use lookout::{BuildError, HttpRequest, Job, OptionSpec, Outgoing, Schema, Service};
+use lookout::prelude::*;
 
 lookout::service! {
     /// Zulip
@@ -40,14 +38,14 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::url(
         "site",
         "Your Zulip organization's URL, e.g. `https://yourorg.zulipchat.com`.",
-    ),
-    OptionSpec::string("bot_email", "The bot's email address, from its row in Settings → Bots."),
+    ).public(),
+    OptionSpec::string("bot_email", "The bot's email address, from its row in Settings → Bots.").public(),
     OptionSpec::string("api_key", "The bot's API key.").secret(),
-    OptionSpec::string("stream", "The channel (stream) to post to, by name."),
+    OptionSpec::string("stream", "The channel (stream) to post to, by name.").public(),
     OptionSpec::string(
         "topic",
         "The topic to post under (Zulip shortens it to 60 characters). Default: the product's name.",
-    )
+    ).public()
     .optional(),
 ];
 
@@ -55,6 +53,10 @@ impl Service for Zulip {
     fn rate_limit(&self) -> Option<RateLimit> {
         // Zulip allows each bot about 200 API requests per minute.
         Some(RateLimit::per_second(3).burst(10).per_origin())
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
     }
 
     fn schema(&self) -> Schema {
@@ -92,10 +94,51 @@ topic = "Sprint.ly""#
                 ("type", "stream".to_owned()),
                 ("to", options.str("stream").unwrap_or_default().to_owned()),
                 ("topic", topic),
-                ("content", message.zulip()),
+                ("content", message.markdown(&ZULIP)),
             ]);
         Ok(vec![request.into()])
     }
+}
+
+/// Zulip's Markdown: `[text](url)` links, user text through [`escape_zulip`].
+const ZULIP: Dialect = Dialect::markdown(escape_zulip);
+
+/// Zulip does not honour backslash escapes (zulip/zulip#18202: `\*` shows the
+/// backslash), so CommonMark's escaping would leave stray backslashes there. Zulip does
+/// pass character references through untouched, so markup characters become those
+/// instead: `&`, `<`, `>` as named entities; `*` `_` `` ` `` `[` `]` `#` `~` `$` `|` `:`
+/// everywhere (emphasis, mentions `@**…**`, code, links, headings and channel links,
+/// strikethrough, TeX `$$`, tables, `:emoji:` and `scheme://` autolinks); and at the
+/// start of a line `-` `+` `/` and the `.` or `)` after a number (lists, `/me`).
+fn escape_zulip(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut line_start = true;
+    let mut digits = String::new();
+    for c in text.chars() {
+        // A run of digits at the start of a line is held back until we know whether an
+        // ordered-list marker (`1.` or `1)`) follows.
+        if line_start && c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let after_digits = !digits.is_empty();
+        out.push_str(&digits);
+        digits.clear();
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' | '_' | '`' | '[' | ']' | '#' | '~' | '$' | '|' | ':' => {
+                out.push_str(&escape::reference(c))
+            }
+            '.' | ')' if after_digits => out.push_str(&escape::reference(c)),
+            '-' | '+' | '/' if line_start => out.push_str(&escape::reference(c)),
+            c => out.push(c),
+        }
+        line_start = c == '\n' || (line_start && !after_digits && c == ' ');
+    }
+    out.push_str(&digits);
+    out
 }
 
 #[cfg(test)]
@@ -168,6 +211,38 @@ mod tests {
         assert!(
             content.contains("\n\n> "),
             "the comment is quoted: {content}"
+        );
+    }
+
+    #[test]
+    fn escaping_uses_character_references() {
+        use super::escape_zulip;
+        assert_eq!(
+            escape_zulip(r#"<b>&"x"</b> *y* @**all** `c` [l](http://e)"#),
+            "&lt;b&gt;&amp;\"x\"&lt;/b&gt; &#42;y&#42; @&#42;&#42;all&#42;&#42; \
+             &#96;c&#96; &#91;l&#93;(http&#58;//e)"
+        );
+        assert_eq!(
+            escape_zulip("#**general** :smile: $$x$$ ~~s~~ a|b"),
+            "&#35;&#42;&#42;general&#42;&#42; &#58;smile&#58; &#36;&#36;x&#36;&#36; &#126;&#126;s&#126;&#126; a&#124;b"
+        );
+        // Line starts: lists, /me, ordered lists; the same characters mid-line stay.
+        assert_eq!(
+            escape_zulip("- a-b\n  + c\n/me d/e\n12. f 3. g\n4) h\n10 apples"),
+            "&#45; a-b\n  &#43; c\n&#47;me d/e\n12&#46; f 3. g\n4&#41; h\n10 apples"
+        );
+        assert_eq!(escape_zulip("2024"), "2024");
+        // Already-escaped text is escaped again, so it shows as typed.
+        assert_eq!(escape_zulip("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn zulip_is_markdown_with_its_own_escaping() {
+        let rich = lookout::Rich::text("<b>&\"x\" ").push_link("#1 - *a*", "http://x/(1)");
+        let markdown = super::ZULIP.rich(&rich);
+        assert_eq!(
+            markdown,
+            "&lt;b&gt;&amp;\"x\" [&#35;1 - &#42;a&#42;](http://x/%281%29)"
         );
     }
 }

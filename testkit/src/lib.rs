@@ -17,16 +17,28 @@ pub use smtp::{CapturedMail, MimePart, SmtpCaptureServer, SmtpLogin};
 /// The engine settings every test that sends to 127.0.0.1 uses: the defaults with short
 /// deadlines, so a hung target costs little. Tests build their engines with this one
 /// function only, so that what local tests need from the engine is decided in one place.
+///
+/// The SSRF guard lets loopback through and nothing else (`loopback_only`): a test
+/// given a wrong URL fails with "blocked" before anything leaves the machine.
 pub fn settings() -> lookout::Settings {
     lookout::Settings {
         deadline: Duration::from_secs(5),
         request_timeout: Duration::from_secs(4),
         // Tests send many events to one fake target; pacing is tested on its own.
         rate_limits: false,
+        loopback_only: true,
         ..lookout::Settings::default()
     }
-    // The capture servers listen on 127.0.0.1, which the SSRF guard refuses by default.
-    .allowing_loopback()
+}
+
+/// [`settings`] with every HTTP request sent to `server` instead of where the service
+/// sends it (path and query kept, the intended host in the `Host` header): how a service
+/// with a fixed public host is tested without an option to move it.
+pub fn settings_redirected_to(server: &CaptureServer) -> lookout::Settings {
+    lookout::Settings {
+        redirect_to: Some(server.addr()),
+        ..settings()
+    }
 }
 
 /// The report as a user could see it: its JSON and its debug form, one after the other.
@@ -54,6 +66,16 @@ pub async fn dispatch_one(
     options: serde_json::Value,
     event_json: &str,
 ) -> lookout::Report {
+    dispatch_one_with(settings(), service, options, event_json).await
+}
+
+/// [`dispatch_one`] with other settings (e.g. [`settings_redirected_to`]).
+pub async fn dispatch_one_with(
+    settings: lookout::Settings,
+    service: &str,
+    options: serde_json::Value,
+    event_json: &str,
+) -> lookout::Report {
     let options = options
         .as_object()
         .cloned()
@@ -61,15 +83,17 @@ pub async fn dispatch_one(
     let instance = lookout::Instance::new(service, service, &options)
         .unwrap_or_else(|problems| panic!("{service}: options rejected: {problems:?}"));
     let event = lookout::Event::parse(event_json).expect("the event parses");
-    let engine = lookout::Engine::with_settings(settings()).expect("engine");
+    let engine = lookout::Engine::with_settings(settings).expect("engine");
     engine.dispatch_to(&event, &[instance]).await
 }
 
 /// End to end for the in-file tests of services: starts a capture server, configures
-/// `service` with the options `options` gives for it (pointing URLs at it, scripting its
-/// replies), delivers the event through [`dispatch_one`], and checks that it was
-/// delivered in exactly one request and that `secret` shows nowhere in the report.
-/// Returns the report and the request as it arrived.
+/// `service` with the options `options` gives for it (scripting its replies, if need be),
+/// delivers the event with every request redirected to that server
+/// ([`settings_redirected_to`]: URL options need not point at it, and a fixed host
+/// needs no option at all), and checks that it was delivered in exactly one request and
+/// that `secret` shows nowhere in the report. Returns the report and the request as it
+/// arrived (its `Host` header names the host the service meant).
 pub async fn deliver_one(
     service: &str,
     options: impl FnOnce(&CaptureServer) -> serde_json::Value,
@@ -77,7 +101,8 @@ pub async fn deliver_one(
     secret: &str,
 ) -> (lookout::Report, Captured) {
     let server = CaptureServer::start();
-    let report = dispatch_one(service, options(&server), event_json).await;
+    let settings = settings_redirected_to(&server);
+    let report = dispatch_one_with(settings, service, options(&server), event_json).await;
     let shown = assert_hidden(&report, secret);
     let delivered = |r: &lookout::ServiceResult| {
         matches!(r.delivery.outcome, lookout::Outcome::Delivered { .. })
@@ -93,4 +118,27 @@ pub async fn deliver_one(
         "{service}: one request expected: {arrived:?}"
     );
     (report, arrived.remove(0))
+}
+
+/// How one delivery of `service` ends when its target answers `reply` (every request
+/// is redirected to a capture server scripted with it): for tests of a platform's own
+/// answers, such as those that mean "this hook is gone". Panics unless exactly one
+/// result comes back; `secret` must show nowhere in it.
+pub async fn outcome_of_reply(
+    service: &str,
+    options: serde_json::Value,
+    event_json: &str,
+    reply: Reply,
+    secret: &str,
+) -> lookout::Outcome {
+    let server = CaptureServer::start();
+    server.script("/", std::iter::repeat_n(reply, 8));
+    let settings = lookout::Settings {
+        attempts: 1,
+        ..settings_redirected_to(&server)
+    };
+    let report = dispatch_one_with(settings, service, options, event_json).await;
+    assert_hidden(&report, secret);
+    assert_eq!(report.results.len(), 1, "{service}: {report:?}");
+    report.results[0].delivery.outcome.clone()
 }

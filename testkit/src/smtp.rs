@@ -18,6 +18,8 @@ struct SmtpShared {
     mails: Mutex<Vec<CapturedMail>>,
     arrived: Condvar,
     reject_auth: std::sync::atomic::AtomicBool,
+    /// How many more `MAIL` commands get `451` (try again later).
+    busy: std::sync::atomic::AtomicU32,
     stop: std::sync::atomic::AtomicBool,
 }
 
@@ -208,6 +210,14 @@ impl SmtpCaptureServer {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Answer the next `n` `MAIL` commands with `451 4.3.2 try again later`, a
+    /// transient failure, as a busy or greylisting server does.
+    pub fn answer_busy(&self, n: u32) {
+        self.shared
+            .busy
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Every message received so far.
     pub fn mails(&self) -> Vec<CapturedMail> {
         self.shared.mails.lock().unwrap().clone()
@@ -290,6 +300,9 @@ fn smtp_session(stream: std::net::TcpStream, shared: &SmtpShared) -> std::io::Re
                     reply(&mut out, "235 2.7.0 Authentication successful")?;
                 }
             }
+            "MAIL" if take_one(&shared.busy) => {
+                reply(&mut out, "451 4.3.2 try again later")?;
+            }
             "MAIL" => {
                 mail = Some(CapturedMail {
                     helo: helo.clone(),
@@ -339,6 +352,14 @@ fn smtp_session(stream: std::net::TcpStream, shared: &SmtpShared) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// Takes one from `count` if it is not zero.
+fn take_one(count: &std::sync::atomic::AtomicU32) -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    count
+        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// `FROM:<a@b.c> SIZE=1` → `a@b.c`.

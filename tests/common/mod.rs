@@ -91,14 +91,14 @@ pub fn test_engine_toml() -> String {
 
 /// [`test_engine_toml`] without the timeouts, for tests that set their own.
 pub fn test_engine_toml_without_timeouts() -> String {
-    // The capture server is on loopback, which the SSRF guard refuses unless allowed.
-    "allow_networks = [\"127.0.0.0/8\", \"::1/128\"]\nrate_limits = false".to_owned()
+    // The capture server is on loopback, which the SSRF guard refuses by default; tests
+    // reach nothing else.
+    "loopback_only = true\nrate_limits = false".to_owned()
 }
 
 /// The `engine` object of a JSON config.
 pub fn test_engine_json() -> String {
-    r#"{"deadline": "5s", "allow_networks": ["127.0.0.0/8", "::1/128"], "rate_limits": false}"#
-        .to_owned()
+    r#"{"deadline": "5s", "loopback_only": true, "rate_limits": false}"#.to_owned()
 }
 
 /// The engine gives each dispatch a fresh delivery id (`msg_` and 32 hex digits); services

@@ -1,5 +1,16 @@
-//! Sending requests: the one shared HTTP client, the delivery policy around it, and what
-//! a delivery reports.
+//! Sending requests: the engine's one way out ([`Transport`]), the delivery policy
+//! around it, and what a delivery reports.
+//!
+//! There is one pipeline. Every event leaves for a service through
+//! [`Service::send`](crate::Service::send), whose default builds the requests and hands
+//! them to [`Transport::send_all`]; the library, `lookout send`, `lookout test` and the
+//! workers of `lookout serve` all call it (through
+//! [`run_service`](crate::dispatch::run_service), which owns the deadline and catches
+//! panics). HTTP requests and emails go through the same policy and the same retry
+//! loop; only the one try differs. What differs between callers is the transport's
+//! mode: in process it retries within the budget; the durable worker's
+//! ([`Transport::one_try`]) tries each request once, skips the targets that already
+//! answered, and records each try for the worker's own schedule.
 
 pub mod ratelimit;
 pub mod retry;
@@ -8,8 +19,9 @@ pub mod smtp;
 pub mod ssrf;
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::error::Error as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -17,10 +29,11 @@ use serde::Serialize;
 
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
-use crate::service::{BuildError, Job, Outgoing};
+use crate::service::{BuildError, Job, Outgoing, Verdict};
 use crate::settings::Settings;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
+use smtp::Email;
 use ssrf::{Blocked, Guard, GuardedResolver};
 
 /// How one request (or one skipped service) ended.
@@ -67,6 +80,10 @@ pub struct Delivery {
     pub attempts: u32,
     #[serde(rename = "duration_ms", serialize_with = "as_millis")]
     pub duration: Duration,
+    /// Whether a later try could do better, and when the target asked for it: what a
+    /// caller that schedules its own retries (the durable worker) goes by.
+    #[serde(skip)]
+    pub retry: Retry,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -82,9 +99,11 @@ impl Delivery {
             },
             attempts: 0,
             duration: Duration::ZERO,
+            retry: Retry::No,
         }
     }
 
+    /// A failure that another try, later, may not repeat.
     pub fn failed(target: Option<String>, reason: impl Into<String>) -> Self {
         Delivery {
             target,
@@ -94,21 +113,29 @@ impl Delivery {
             },
             attempts: 0,
             duration: Duration::ZERO,
+            retry: Retry::Yes { after: None },
         }
     }
 
-    /// What a service that could not build its requests reports.
+    /// What a service that could not build its requests reports. A payload that lacks
+    /// something will lack it on every try; options can be fixed in the meantime.
     pub fn not_sent(err: BuildError, redactor: &Redactor) -> Self {
         match err {
             BuildError::Skip(reason) => Delivery::skipped(redactor.redact(&reason)),
-            other => Delivery::failed(None, redactor.redact(&other.to_string())),
+            err @ BuildError::Payload(_) => Delivery {
+                retry: Retry::No,
+                ..Delivery::failed(None, redactor.redact(&err.to_string()))
+            },
+            err @ BuildError::Invalid(_) => {
+                Delivery::failed(None, redactor.redact(&err.to_string()))
+            }
         }
     }
 }
 
 /// The engine's way out: one pooled HTTP client and the delivery policy every service
-/// gets (see the module docs of [`retry`](crate::delivery::retry), [`ratelimit`](crate::delivery::ratelimit)
-/// and [`ssrf`](crate::delivery::ssrf)):
+/// gets, for HTTP requests and emails alike (see the module docs of [`retry`],
+/// [`ratelimit`], [`ssrf`] and [`smtp`]):
 ///
 /// - the SSRF guard: only public addresses, checked once, connected to as checked;
 /// - timeouts: connect, first byte (the answer's headers), and the whole request;
@@ -117,7 +144,10 @@ impl Delivery {
 /// - the target's rate limit, when the service declares one;
 /// - Standard Webhooks signing, per try (a fresh timestamp, the same `webhook-id`).
 ///
-/// Cloning is cheap: clones share the client, the connection pool and the limiters.
+/// Services send with [`Transport::send_all`], its one entry point.
+///
+/// Cloning is cheap: clones share the client, the connection pool, the limiters and
+/// the record of a one-try transport.
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
@@ -125,17 +155,38 @@ pub struct Transport {
     guard: Guard,
     limiters: Arc<Limiters>,
     rate_limit: Option<RateLimit>,
+    /// The service sending, which reads the waits its targets ask for in their answers.
+    service: Option<&'static dyn crate::Service>,
     /// When the caller stops waiting (the dispatch deadline): tries end before it.
     until: Option<Instant>,
+    mode: Mode,
 }
 
-/// What one try reports: how it ended, and whether another try could do better. The
-/// durable worker sends with [`Transport::attempt_once`] and schedules `retry` itself.
+/// How a transport tries each request.
+#[derive(Clone)]
+enum Mode {
+    /// Again and again as the retry policy allows, within the budget: callers that wait
+    /// for the result (the library, `lookout send`, `lookout test`).
+    Retrying,
+    /// Once, recorded: the durable worker, whose schedule is the retry policy.
+    OneTry(Arc<OneTry>),
+}
+
+/// What a one-try transport knows about its delivery, and what it records.
+struct OneTry {
+    /// The [`Outgoing::target_key`]s of the targets that already answered this delivery
+    /// (got it, or asked never to be sent to again): not sent to.
+    answered: HashSet<String>,
+    tried: Mutex<Vec<Attempt>>,
+}
+
+/// One try at one target, as a one-try transport records it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    /// `attempts` is 1.
+    /// The target's [`Outgoing::target_key`].
+    pub key: String,
+    /// `attempts` is 1; `retry` says whether and when another try makes sense.
     pub delivery: Delivery,
-    pub retry: Retry,
 }
 
 /// How long before the caller's deadline the last try must end, so that it is this
@@ -155,9 +206,15 @@ pub fn user_agent() -> String {
     )
 }
 
+/// A duration as people read it in a report: `381ms`, `1m 30s` (rounded to the
+/// millisecond).
+pub fn human_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
-        let guard = Guard::new(&settings.allow_networks);
+        let guard = Guard::for_settings(&settings);
         let client = reqwest::Client::builder()
             .user_agent(user_agent())
             // A redirect could lead anywhere, including inside the network: never follow.
@@ -176,17 +233,14 @@ impl Transport {
             guard,
             limiters: Arc::default(),
             rate_limit: None,
+            service: None,
             until: None,
+            mode: Mode::Retrying,
         })
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// The SSRF guard this transport checks targets with.
-    pub fn guard(&self) -> &Guard {
-        &self.guard
     }
 
     /// This transport pacing its requests per target under `limit` (none: full speed).
@@ -199,14 +253,18 @@ impl Transport {
     }
 
     /// This transport pacing its requests as `service` asks (when the settings' `rate_limits`
-    /// is on, as it is by default).
-    pub fn for_service(&self, service: &dyn crate::Service) -> Transport {
+    /// is on, as it is by default) and waiting as its targets ask in their answers
+    /// ([`Service::wait_asked`](crate::Service::wait_asked)).
+    pub fn for_service(&self, service: &'static dyn crate::Service) -> Transport {
         let limit = if self.settings.rate_limits {
             service.rate_limit()
         } else {
             None
         };
-        self.with_rate_limit(limit)
+        Transport {
+            service: Some(service),
+            ..self.with_rate_limit(limit)
+        }
     }
 
     /// This transport finishing every delivery before `deadline` (the caller's own
@@ -218,51 +276,68 @@ impl Transport {
         }
     }
 
-    /// Sends every request of one service, concurrently; one result each.
-    pub async fn deliver_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
-        join_all(outgoing.iter().map(|o| self.deliver_outgoing(o, job))).await
-    }
-
-    /// Sends one request, over HTTP or SMTP.
-    pub async fn deliver_outgoing(&self, outgoing: &Outgoing, job: &Job<'_>) -> Delivery {
-        match outgoing {
-            Outgoing::Http(request) => self.deliver(request, job).await,
-            Outgoing::Email(email) => {
-                let redactor = job.options.redactor();
-                smtp::deliver(email, &self.settings, job.delivery_id, redactor).await
-            }
+    /// This transport trying each request once and recording the try (see
+    /// [`Transport::attempts`]), and not sending to the targets whose
+    /// [`Outgoing::target_key`] is in `answered`: for a caller that schedules its own
+    /// retries (the durable worker). Its clones share the record.
+    pub fn one_try(&self, answered: HashSet<String>) -> Transport {
+        let one_try = OneTry {
+            answered,
+            tried: Mutex::default(),
+        };
+        Transport {
+            mode: Mode::OneTry(Arc::new(one_try)),
+            ..self.clone()
         }
     }
 
-    /// Sends one request once, over HTTP or SMTP (no retries), and says whether another
-    /// try makes sense: for callers that schedule their own retries (the durable worker).
-    pub async fn attempt_outgoing_once(&self, outgoing: &Outgoing, job: &Job<'_>) -> Attempt {
-        match outgoing {
-            Outgoing::Http(request) => self.attempt_once(request, job).await,
-            Outgoing::Email(_) => {
-                let delivery = self.deliver_outgoing(outgoing, job).await;
-                // SMTP failures are transient as often as not: leave it to the schedule.
-                let retry = if delivery.outcome.is_failure() {
-                    Retry::Yes { after: None }
-                } else {
-                    Retry::No
-                };
-                Attempt { delivery, retry }
-            }
+    /// What a one-try transport (and its clones) sent so far, one try each; nothing for
+    /// a retrying one.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        match &self.mode {
+            Mode::OneTry(one_try) => one_try.tried.lock().expect("attempt record").clone(),
+            Mode::Retrying => Vec::new(),
         }
     }
 
-    /// Sends one request, trying again as the retry policy allows (`attempts` tries at
+    /// Sends every request of one service, concurrently, over HTTP or SMTP; one result
+    /// each, in order.
+    pub async fn send_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
+        join_all(outgoing.iter().map(|o| self.send(o, job))).await
+    }
+
+    async fn send(&self, outgoing: &Outgoing, job: &Job<'_>) -> Delivery {
+        let Mode::OneTry(one_try) = &self.mode else {
+            return self
+                .deliver(outgoing, job, self.settings.attempts.max(1))
+                .await;
+        };
+        let key = outgoing.target_key();
+        if one_try.answered.contains(&key) {
+            return Delivery {
+                target: Some(outgoing.shown_target(job.options.redactor())),
+                ..Delivery::skipped("answered an earlier attempt of this delivery")
+            };
+        }
+        let delivery = self.deliver(outgoing, job, 1).await;
+        let attempt = Attempt {
+            key,
+            delivery: delivery.clone(),
+        };
+        one_try.tried.lock().expect("attempt record").push(attempt);
+        delivery
+    }
+
+    /// Sends one request, trying again as the retry policy allows (`most` tries at
     /// most, all within the time budget).
-    pub async fn deliver(&self, request: &HttpRequest, job: &Job<'_>) -> Delivery {
-        let target = job.options.redactor().redact(request.url.as_str());
+    async fn deliver(&self, outgoing: &Outgoing, job: &Job<'_>, most: u32) -> Delivery {
+        let target = outgoing.shown_target(job.options.redactor());
         let started = Instant::now();
         let end = self.end_of_budget(started);
-        let most = self.settings.attempts.max(1);
         let mut tries = 0;
         loop {
             tries += 1;
-            let (mut outcome, retry) = self.try_once(request, job, end).await;
+            let (mut outcome, retry) = self.try_once(outgoing, job, end).await;
             let pause = match retry {
                 Retry::Yes { .. } | Retry::Local if tries < most => {
                     self.pause_before_next(tries, retry, end)
@@ -281,7 +356,7 @@ impl Transport {
                 continue;
             }
             if let Pause::BeyondBudget(asked) = pause {
-                let asked = crate::format::duration(asked);
+                let asked = human_duration(asked);
                 note(
                     &mut outcome,
                     &format!("retry after {asked}: beyond this delivery's time budget"),
@@ -293,27 +368,8 @@ impl Transport {
                 outcome,
                 attempts: tries,
                 duration: started.elapsed(),
+                retry,
             };
-        }
-    }
-
-    /// Sends one request once (rate limit, guard, timeouts and signing apply; no
-    /// retries), and says whether and when another try makes sense. For callers that
-    /// schedule their own retries.
-    pub async fn attempt_once(&self, request: &HttpRequest, job: &Job<'_>) -> Attempt {
-        let target = job.options.redactor().redact(request.url.as_str());
-        let started = Instant::now();
-        let (outcome, retry) = self
-            .try_once(request, job, self.end_of_budget(started))
-            .await;
-        Attempt {
-            delivery: Delivery {
-                target: Some(target),
-                outcome,
-                attempts: 1,
-                duration: started.elapsed(),
-            },
-            retry,
         }
     }
 
@@ -341,57 +397,99 @@ impl Transport {
         }
     }
 
-    /// One try: guard, rate limit, send, read the answer.
-    async fn try_once(
+    /// One try, over HTTP or SMTP: guard, rate limit, send, read the answer.
+    async fn try_once(&self, outgoing: &Outgoing, job: &Job<'_>, end: Instant) -> (Outcome, Retry) {
+        match outgoing {
+            Outgoing::Http(request) => self.try_http(request, job, end).await,
+            Outgoing::Email(email) => self.try_email(email, job, end).await,
+        }
+    }
+
+    async fn try_http(
         &self,
         request: &HttpRequest,
         job: &Job<'_>,
         end: Instant,
     ) -> (Outcome, Retry) {
         let redactor = &request_redactor(job.options.redactor(), request);
-        let failed = |reason: String| Outcome::Failed {
-            reason: redactor.redact(&reason),
-            status: None,
-        };
-        if let Err(blocked) = self.guard.check_url(&request.url) {
-            return (failed(blocked.to_string()), Retry::No);
-        }
-        if let Some(limit) = &self.rate_limit
-            && let Err(no_slot) = self.limiters.wait(limit, &request.url, end).await
+        let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
+        if let Err(blocked) = self
+            .guard
+            .check_url(&self.settings.destination(&request.url))
         {
-            // Nothing was sent; there is a slot later (beyond this budget).
-            let after = Some(no_slot.wait);
-            return (failed(no_slot.to_string()), Retry::Yes { after });
+            return failed((blocked.to_string(), Retry::No));
         }
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return (
-                failed("no time left in this delivery's budget".into()),
-                Retry::No,
-            );
-        }
-        let total = self.settings.request_timeout.min(left);
+        let total = match self.time_for_try(&request.url, end).await {
+            Ok(total) => total,
+            Err(why) => return failed(why),
+        };
         let first_byte = self.settings.first_byte_timeout.min(total);
         let started = Instant::now();
         let sending = self.request_builder(request, job).send();
         let mut response = match tokio::time::timeout(first_byte, sending).await {
             Err(_) => {
-                let why = format!("no answer within {}", crate::format::duration(first_byte));
-                return (failed(why), Retry::Yes { after: None });
+                let why = format!("no answer within {}", human_duration(first_byte));
+                return failed((why, Retry::Yes { after: None }));
             }
-            Ok(Err(err)) => return (failed(describe_error(&err)), retry_after_error(&err)),
+            Ok(Err(err)) => return failed((describe_error(&err), retry_after_error(&err))),
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let retry = answer.retry();
-        (answer.outcome(redactor), retry)
+        let verdict = self.service.map_or(Verdict::ByStatus, |s| {
+            s.verdict(answer.status, &answer.body)
+        });
+        answer.judged(verdict, redactor, self.service)
+    }
+
+    /// The SMTP host goes through the guard like an HTTP host (names resolved here,
+    /// within this try's time); the connection goes to the address it allowed.
+    async fn try_email(&self, email: &Email, job: &Job<'_>, end: Instant) -> (Outcome, Retry) {
+        let redactor = job.options.redactor();
+        let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
+        let resolving = smtp::resolve(&self.guard, &email.server);
+        let address = match tokio::time::timeout_at(end.into(), resolving).await {
+            Ok(Ok(address)) => address,
+            Ok(Err(why)) => return failed(why),
+            Err(_) => return failed(no_time_left()),
+        };
+        let server = email.server.url().parse().expect("an SMTP server URL");
+        match self.time_for_try(&server, end).await {
+            Ok(total) => smtp::try_once(email, address, total, job.delivery_id, redactor).await,
+            Err(why) => failed(why),
+        }
+    }
+
+    /// Waits for the target's rate-limit slot, then says how long this try may take:
+    /// the request timeout, or what is left of the budget.
+    async fn time_for_try(
+        &self,
+        target: &url::Url,
+        end: Instant,
+    ) -> Result<Duration, (String, Retry)> {
+        if let Some(limit) = &self.rate_limit
+            && let Err(no_slot) = self.limiters.wait(limit, target, end).await
+        {
+            // Nothing was sent; there is a slot later (beyond this budget).
+            let after = Some(no_slot.wait);
+            return Err((no_slot.to_string(), Retry::Yes { after }));
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(no_time_left());
+        }
+        Ok(self.settings.request_timeout.min(left))
     }
 
     fn request_builder(&self, request: &HttpRequest, job: &Job<'_>) -> reqwest::RequestBuilder {
         let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
-        let mut builder = self.client.request(method, request.url.clone());
+        let url = self.settings.destination(&request.url);
+        let mut builder = self.client.request(method, url.as_ref().clone());
+        if matches!(url, Cow::Owned(_)) {
+            // Redirected (tests): the target still learns which host was meant.
+            builder = builder.header(reqwest::header::HOST, host_and_port(&request.url));
+        }
         if let Some(content_type) = request.body.content_type() {
             builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
         }
@@ -477,6 +575,21 @@ fn request_redactor<'a>(options: &'a Redactor, request: &HttpRequest) -> Cow<'a,
     Cow::Owned(redactor)
 }
 
+/// A failure that got no answer, redacted.
+fn failure(redactor: &Redactor, reason: &str) -> Outcome {
+    Outcome::Failed {
+        reason: redactor.redact(reason),
+        status: None,
+    }
+}
+
+fn no_time_left() -> (String, Retry) {
+    (
+        "no time left in this delivery's budget".to_owned(),
+        Retry::No,
+    )
+}
+
 enum Pause {
     For(Duration),
     Stop,
@@ -542,6 +655,39 @@ struct Answer {
 }
 
 impl Answer {
+    /// How the try ended and whether another could do better: as the status says, or
+    /// as the platform's own reading of its answer says.
+    fn judged(
+        &self,
+        verdict: Verdict,
+        redactor: &Redactor,
+        service: Option<&dyn crate::Service>,
+    ) -> (Outcome, Retry) {
+        let status = self.status;
+        match verdict {
+            Verdict::ByStatus => (self.outcome(redactor), self.retry(service)),
+            Verdict::Gone(why) => {
+                let reason = redactor.redact(&format!("HTTP {status}: gone: {why}"));
+                (Outcome::Disabled { reason, status }, Retry::No)
+            }
+            Verdict::Refused { reason, retry } => {
+                let reason = redactor.redact(&format!("HTTP {status}: refused: {reason}"));
+                let outcome = Outcome::Failed {
+                    reason,
+                    status: Some(status),
+                };
+                let retry = if retry {
+                    Retry::Yes {
+                        after: self.retry(service).after(),
+                    }
+                } else {
+                    Retry::No
+                };
+                (outcome, retry)
+            }
+        }
+    }
+
     fn outcome(&self, redactor: &Redactor) -> Outcome {
         let status = self.status;
         // A 2xx is delivered even if its body then breaks off: the target said yes.
@@ -577,14 +723,12 @@ impl Answer {
         }
     }
 
-    fn retry(&self) -> Retry {
+    fn retry(&self, service: Option<&dyn crate::Service>) -> Retry {
         if retry::status_is_retryable(self.status) {
+            let in_body = service.and_then(|service| service.wait_asked(&self.body));
+            let now = std::time::SystemTime::now();
             Retry::Yes {
-                after: retry::retry_after(
-                    self.retry_after.as_deref(),
-                    &self.body,
-                    std::time::SystemTime::now(),
-                ),
+                after: retry::retry_after(self.retry_after.as_deref(), in_body, now),
             }
         } else {
             Retry::No
@@ -629,6 +773,15 @@ fn describe_error(err: &reqwest::Error) -> String {
     match last {
         Some(root) if !root.is_empty() => format!("{what}: {root}"),
         _ => what.to_owned(),
+    }
+}
+
+/// `host` or `host:port` of `url`, as a `Host` header says it.
+fn host_and_port(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 

@@ -88,13 +88,22 @@ impl RateLimit {
         };
         format!(
             "at most 1 request every {} per {target}{burst}",
-            crate::format::duration(self.every)
+            crate::delivery::human_duration(self.every)
         )
     }
 
     /// The key requests to one target share. Never printed: a URL path may hold a key.
     fn key(&self, url: &Url) -> String {
-        let origin = url.origin().ascii_serialization();
+        let origin = match url.origin() {
+            origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+            // `smtp://host:port` has no web origin: the server is the target.
+            url::Origin::Opaque(_) => format!(
+                "{}://{}:{}",
+                url.scheme(),
+                url.host_str().unwrap_or_default(),
+                url.port().unwrap_or_default()
+            ),
+        };
         match self.scope {
             Scope::Url => format!("{origin}{}", url.path()),
             Scope::Origin => origin,
@@ -201,6 +210,10 @@ mod tests {
                 .per_origin()
                 .key(&url("https://api.example.com:8443/a/b")),
             "https://api.example.com:8443"
+        );
+        assert_eq!(
+            limit.key(&url("smtp://smtp.example.com:587?tls=required")),
+            "smtp://smtp.example.com:587"
         );
     }
 

@@ -1,7 +1,7 @@
 //! When to try a request again, and how long to wait first.
 //!
-//! The rules, shared by the one-shot [`Transport::deliver`](crate::Transport::deliver)
-//! and by anything that schedules its own retries (a durable worker):
+//! The rules, shared by the [`Transport`](crate::Transport) that retries within its
+//! budget and by anything that schedules its own retries (a durable worker):
 //!
 //! - **Tried again:** connection errors, timeouts, and the answers `408`, `425`, `429`,
 //!   `500`, `502`, `503`, `504`.
@@ -9,9 +9,10 @@
 //!   gets the same answer), `3xx` (redirects are not followed: a failure), `410 Gone`
 //!   (the target asks never to be sent to again: "disabled"), `501` and other `5xx`.
 //! - **How long to wait:** what the target asked for (`Retry-After` in seconds or as an
-//!   HTTP date, or the JSON `retry_after` that Discord and Telegram send), else
-//!   exponential backoff with full jitter: a random pause between zero and
-//!   `backoff × 2^(try − 1)`, capped at `max_backoff`.
+//!   HTTP date, else what the service reads in the answer's body with
+//!   [`Service::wait_asked`](crate::Service::wait_asked), from the helpers
+//!   [`json_seconds`] and [`json_millis`]), else exponential backoff with full jitter: a
+//!   random pause between zero and `backoff × 2^(try − 1)`, capped at `max_backoff`.
 
 use std::time::{Duration, SystemTime};
 
@@ -50,12 +51,16 @@ pub fn status_is_retryable(status: u16) -> bool {
 }
 
 /// How long the target asked to wait before the next try: the `Retry-After` header
-/// (seconds, or an HTTP date), else a JSON body's `retry_after` (Discord: seconds, may
-/// be fractional) or `parameters.retry_after` (Telegram).
-pub fn retry_after(header: Option<&str>, body: &[u8], now: SystemTime) -> Option<Duration> {
+/// (seconds, or an HTTP date), else `in_body`, the wait the service found in the
+/// answer's body in its platform's own way.
+pub fn retry_after(
+    header: Option<&str>,
+    in_body: Option<Duration>,
+    now: SystemTime,
+) -> Option<Duration> {
     header
         .and_then(|value| parse_retry_after(value, now))
-        .or_else(|| retry_after_in_json(body))
+        .or(in_body)
 }
 
 /// The longest wait a target can ask for: a longer one is taken as this (it also keeps
@@ -81,22 +86,26 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     )
 }
 
-/// `retry_after` (Discord) or `parameters.retry_after` (Telegram) in seconds, or
-/// `retry_after_ms` (Matrix) in milliseconds, in a JSON body.
-pub fn retry_after_in_json(body: &[u8]) -> Option<Duration> {
+/// A wait in seconds at `pointer` (`/retry_after`, `/parameters/retry_after`) in a JSON
+/// body: a number, maybe fractional, or a string holding one; capped at
+/// [`MAX_RETRY_AFTER`].
+pub fn json_seconds(body: &[u8], pointer: &str) -> Option<Duration> {
+    seconds_to_duration(json_number(body, pointer)?)
+}
+
+/// A wait in milliseconds at `pointer` (`/retry_after_ms`) in a JSON body, as
+/// [`json_seconds`] reads seconds.
+pub fn json_millis(body: &[u8], pointer: &str) -> Option<Duration> {
+    seconds_to_duration(json_number(body, pointer)? / 1000.0)
+}
+
+fn json_number(body: &[u8], pointer: &str) -> Option<f64> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    if let Some(ms) = value.get("retry_after_ms").and_then(Value::as_f64) {
-        return seconds_to_duration(ms / 1000.0);
+    match value.pointer(pointer)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
-    let found = value
-        .get("retry_after")
-        .or_else(|| value.get("parameters")?.get("retry_after"))?;
-    let seconds = match found {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse().ok()?,
-        _ => return None,
-    };
-    seconds_to_duration(seconds)
 }
 
 /// Seconds as a wait: negative, NaN and infinite are not waits; long ones are capped.
@@ -177,41 +186,39 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_in_discord_and_telegram_bodies() {
+    fn waits_in_json_bodies() {
+        let seconds = |body: &[u8]| json_seconds(body, "/retry_after");
         assert_eq!(
-            retry_after_in_json(
-                br#"{"message":"You are being rate limited.","retry_after":0.35,"global":false}"#
-            ),
+            seconds(br#"{"retry_after":0.35}"#),
             Some(Duration::from_millis(350))
         );
         assert_eq!(
-            retry_after_in_json(
-                br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#
+            json_seconds(
+                br#"{"parameters":{"retry_after":"5"}}"#,
+                "/parameters/retry_after"
             ),
             Some(Duration::from_secs(5))
         );
         assert_eq!(
-            retry_after_in_json(br#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":2500}"#),
+            json_millis(br#"{"retry_after_ms":2500}"#, "/retry_after_ms"),
             Some(Duration::from_millis(2500))
         );
-        assert_eq!(retry_after_in_json(b"<html>slow down</html>"), None);
-        assert_eq!(retry_after_in_json(br#"{"retry_after":-1}"#), None);
-        assert_eq!(
-            retry_after_in_json(br#"{"retry_after":1e9}"#),
-            Some(MAX_RETRY_AFTER)
-        );
-        assert_eq!(retry_after_in_json(br#"{"retry_after":null}"#), None);
+        assert_eq!(seconds(b"<html>slow down</html>"), None);
+        assert_eq!(seconds(br#"{"retry_after":-1}"#), None);
+        assert_eq!(seconds(br#"{"retry_after":1e9}"#), Some(MAX_RETRY_AFTER));
+        assert_eq!(seconds(br#"{"retry_after":null}"#), None);
     }
 
     #[test]
     fn the_header_wins_over_the_body() {
         let now = SystemTime::now();
+        let in_body = Some(Duration::from_secs(9));
         assert_eq!(
-            retry_after(Some("2"), br#"{"retry_after":9}"#, now),
+            retry_after(Some("2"), in_body, now),
             Some(Duration::from_secs(2))
         );
         assert_eq!(
-            retry_after(Some("garbage"), br#"{"retry_after":9}"#, now),
+            retry_after(Some("garbage"), in_body, now),
             Some(Duration::from_secs(9))
         );
     }

@@ -1,15 +1,21 @@
 //! Email over SMTP: the one way out that is not HTTP.
 //!
 //! A service describes the message as an [`Email`] (no I/O, like an
-//! [`HttpRequest`](crate::HttpRequest)); the engine sends it with [`deliver`], under its
-//! request timeout, with every error redacted. `--dry-run` and the snapshots show it
-//! through [`Email::preview`], in the same shape as an HTTP request.
+//! [`HttpRequest`](crate::HttpRequest)); the engine's [`Transport`](crate::Transport)
+//! sends it under the same policy as an HTTP request: the SSRF guard on the SMTP host
+//! (the connection goes to the address that was checked), the rate limit if the service
+//! declares one, the request timeout, retries with backoff on transient failures (`4xx`
+//! replies, timeouts, broken connections; a `5xx` reply is final), the deadline, and
+//! under `lookout serve` one try per claim with the durable schedule as the retry. Every
+//! error is redacted. `--dry-run` and the snapshots show it through [`Email::preview`],
+//! in the same shape as an HTTP request.
 //!
 //! Each send opens its own connection (no pool): events are rare enough that a pool
 //! would mostly hold idle sockets, and a fresh connection never inherits a broken one.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -17,11 +23,12 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::json;
 
-use crate::delivery::{Delivery, Outcome, user_agent};
+use crate::delivery::retry::Retry;
+use crate::delivery::ssrf::{Blocked, Guard};
+use crate::delivery::{Outcome, user_agent};
 use crate::redact::Redactor;
 use crate::request::RequestPreview;
 use crate::service::BuildError;
-use crate::settings::Settings;
 
 /// How the connection to the SMTP server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,8 +193,11 @@ impl Email {
             .map_err(|e| format!("cannot build the message: {e}"))
     }
 
+    /// A connection to `address`, where the TLS certificate must name the host as
+    /// configured (not the address).
     fn transport(
         &self,
+        address: IpAddr,
         timeout: Duration,
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>, lettre::transport::smtp::Error> {
         let server = &self.server;
@@ -196,10 +206,11 @@ impl Email {
             Security::StartTls => Tls::Required(TlsParameters::new(server.host.clone())?),
             Security::Tls => Tls::Wrapper(TlsParameters::new(server.host.clone())?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host)
-            .port(server.port)
-            .tls(tls)
-            .timeout(Some(timeout));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
+                .port(server.port)
+                .tls(tls)
+                .timeout(Some(timeout));
         if let Some((user, password)) = &server.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -207,48 +218,102 @@ impl Email {
     }
 }
 
-/// Sends one email: one connection, at most the engine's request timeout in all.
-pub async fn deliver(
+/// The address to connect to for `server`, checked by the SSRF guard as HTTP targets
+/// are: the host itself when it is an IP address, else the first address its name
+/// resolves to that the guard allows. The connection goes to exactly this address, so a
+/// second lookup (rebinding) cannot swap in an internal one.
+pub(crate) async fn resolve(guard: &Guard, server: &SmtpServer) -> Result<IpAddr, (String, Retry)> {
+    let blocked = |blocked: Blocked| (blocked.to_string(), Retry::No);
+    let host = server.host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return guard.check(ip).map(|()| ip).map_err(blocked);
+    }
+    let unresolved = |why: String| {
+        (
+            format!("cannot resolve {host}: {why}"),
+            Retry::Yes { after: None },
+        )
+    };
+    let found = tokio::net::lookup_host((host, server.port))
+        .await
+        .map_err(|e| unresolved(e.to_string()))?;
+    let allowed = guard.filter(host, found).map_err(blocked)?;
+    allowed
+        .first()
+        .map(SocketAddr::ip)
+        .ok_or_else(|| unresolved("no address".to_owned()))
+}
+
+/// One try at sending `email` through `address` (see [`resolve`]), within `timeout`:
+/// how it ended, and whether another try could do better (a `4xx` reply or a connection
+/// problem: yes; a `5xx` reply: no).
+pub(crate) async fn try_once(
     email: &Email,
-    settings: &Settings,
+    address: IpAddr,
+    timeout: Duration,
     delivery_id: &str,
     redactor: &Redactor,
-) -> Delivery {
-    let started = Instant::now();
-    let timeout = settings.request_timeout;
-    let outcome = match tokio::time::timeout(timeout, attempt(email, timeout, delivery_id)).await {
-        Ok(Ok(code)) => Outcome::Delivered { status: code },
-        Ok(Err((reason, status))) => Outcome::Failed {
-            reason: redactor.redact(&reason),
-            status,
-        },
-        Err(_) => Outcome::Failed {
-            reason: format!("timed out after {}", crate::format::duration(timeout)),
-            status: None,
-        },
-    };
-    Delivery {
-        target: Some(redactor.redact(&email.server.url())),
-        outcome,
-        attempts: 1,
-        duration: started.elapsed(),
+) -> (Outcome, Retry) {
+    match tokio::time::timeout(timeout, submit(email, address, timeout, delivery_id)).await {
+        Ok(Ok(code)) => (Outcome::Delivered { status: code }, Retry::No),
+        Ok(Err(refused)) => (
+            Outcome::Failed {
+                reason: redactor.redact(&refused.reason),
+                status: refused.status,
+            },
+            refused.retry,
+        ),
+        Err(_) => (
+            Outcome::Failed {
+                reason: format!(
+                    "timed out after {}",
+                    crate::delivery::human_duration(timeout)
+                ),
+                status: None,
+            },
+            Retry::Yes { after: None },
+        ),
     }
 }
 
-/// The server's final reply code, or why it failed (with the SMTP code when there was one).
-async fn attempt(
+/// Why a try failed, with the SMTP code when the server gave one.
+struct Refused {
+    reason: String,
+    status: Option<u16>,
+    retry: Retry,
+}
+
+/// Submits the message; the server's final reply code.
+async fn submit(
     email: &Email,
+    address: IpAddr,
     timeout: Duration,
     delivery_id: &str,
-) -> Result<u16, (String, Option<u16>)> {
-    let message = email.to_message(delivery_id).map_err(|e| (e, None))?;
-    let failed = |e: lettre::transport::smtp::Error| {
-        let status = e.status().map(u16::from);
-        (describe_error(&e), status)
+) -> Result<u16, Refused> {
+    let message = email.to_message(delivery_id).map_err(|reason| Refused {
+        reason,
+        status: None,
+        retry: Retry::No,
+    })?;
+    let refused = |e: lettre::transport::smtp::Error| Refused {
+        reason: describe_error(&e),
+        status: e.status().map(u16::from),
+        retry: retry_after_error(&e),
     };
-    let transport = email.transport(timeout).map_err(failed)?;
-    let response = transport.send(message).await.map_err(failed)?;
+    let transport = email.transport(address, timeout).map_err(refused)?;
+    let response = transport.send(message).await.map_err(refused)?;
     Ok(u16::from(response.code()))
+}
+
+/// Whether a failed submission is worth another try: a `5xx` reply is final, and so is
+/// a TLS or client-side problem (the configuration is wrong); a `4xx` reply ("try again
+/// later"), a timeout or a broken connection may go better next time.
+fn retry_after_error(err: &lettre::transport::smtp::Error) -> Retry {
+    if err.is_permanent() || err.is_tls() || err.is_client() {
+        Retry::No
+    } else {
+        Retry::Yes { after: None }
+    }
 }
 
 /// A lettre error as one line, with its root cause (the server's answer, a TLS or

@@ -15,7 +15,8 @@
 //! - Redirects are never followed and proxies never come from the environment (see
 //!   [`Transport`](crate::Transport)), the two other ways around a resolver-only guard.
 //!
-//! `allow_networks` in the `[engine]` settings lets chosen networks through.
+//! `allow_networks` in the `[engine]` settings lets chosen networks through;
+//! `loopback_only` turns the guard around for tests: only loopback passes.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,6 +24,8 @@ use std::sync::{Arc, LazyLock};
 
 use ipnet::IpNet;
 use url::{Host, Url};
+
+use crate::settings::Settings;
 
 /// A target the guard refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,21 +35,22 @@ pub struct Blocked {
     pub addr: IpAddr,
     /// What kind of address it is: `"a private address"`, `"a loopback address"`, …
     pub why: String,
+    /// How to let it through, if that is wanted.
+    pub hint: &'static str,
 }
+
+const ALLOW_HINT: &str = "allow it with `allow_networks` in [engine]";
+const LOOPBACK_ONLY_HINT: &str = "`loopback_only` is set: only loopback addresses pass";
 
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             Some(host) => write!(
                 f,
-                "blocked: {host} resolves to {}, {} (allow it with `allow_networks` in [engine])",
-                self.addr, self.why
+                "blocked: {host} resolves to {}, {} ({})",
+                self.addr, self.why, self.hint
             ),
-            None => write!(
-                f,
-                "blocked: {} is {} (allow it with `allow_networks` in [engine])",
-                self.addr, self.why
-            ),
+            None => write!(f, "blocked: {} is {} ({})", self.addr, self.why, self.hint),
         }
     }
 }
@@ -89,6 +93,8 @@ pub fn refused_targets(
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
     allow: Arc<[IpNet]>,
+    /// Everything but loopback is refused, public addresses included.
+    loopback_only: bool,
 }
 
 impl Guard {
@@ -96,11 +102,33 @@ impl Guard {
     pub fn new(allow: &[IpNet]) -> Guard {
         Guard {
             allow: allow.iter().map(IpNet::trunc).collect(),
+            loopback_only: false,
+        }
+    }
+
+    /// A guard letting loopback addresses through and nothing else. Tests run with it:
+    /// a test given a wrong URL fails instead of reaching the internet.
+    pub fn loopback_only() -> Guard {
+        Guard {
+            allow: Arc::new([]),
+            loopback_only: true,
+        }
+    }
+
+    /// The guard `settings` ask for.
+    pub fn for_settings(settings: &Settings) -> Guard {
+        if settings.loopback_only {
+            Guard::loopback_only()
+        } else {
+            Guard::new(&settings.allow_networks)
         }
     }
 
     /// Why `addr` may not be connected to, if it may not.
     pub fn check(&self, addr: IpAddr) -> Result<(), Blocked> {
+        if self.loopback_only {
+            return check_loopback(addr);
+        }
         if self.allows(addr) {
             return Ok(());
         }
@@ -109,6 +137,7 @@ impl Guard {
                 host: None,
                 addr,
                 why,
+                hint: ALLOW_HINT,
             }),
             None => Ok(()),
         }
@@ -167,6 +196,19 @@ impl Guard {
             .iter()
             .any(|net| net.contains(&addr) || embedded.is_some_and(|v4| net.contains(&v4)))
     }
+}
+
+fn check_loopback(addr: IpAddr) -> Result<(), Blocked> {
+    let v4 = embedded_v4(addr).map(IpAddr::V4);
+    if addr.is_loopback() || v4.is_some_and(|v4| v4.is_loopback()) {
+        return Ok(());
+    }
+    Err(Blocked {
+        host: None,
+        addr,
+        why: blocked_because(addr).unwrap_or_else(|| "a public address".to_owned()),
+        hint: LOOPBACK_ONLY_HINT,
+    })
 }
 
 /// Why an address is not a public internet address, or `None` when it is.
@@ -293,6 +335,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
+            if guard.loopback_only && !is_localhost(&host) {
+                // Not even a DNS query leaves the machine.
+                let refused = format!("blocked: {host} is not looked up ({LOOPBACK_ONLY_HINT})");
+                return Err(std::io::Error::other(refused).into());
+            }
             // Port 0: the client puts in the URL's port.
             let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
             let allowed = guard.filter(&host, found)?;
@@ -302,9 +349,10 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-fn is_localhost(name: &str) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost" || name.ends_with(".localhost")
+/// `localhost` and its subdomains, which resolve to loopback without asking anyone.
+fn is_localhost(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
 }
 
 #[cfg(test)]
@@ -448,6 +496,54 @@ mod tests {
                 .iter()
                 .all(|a| a.ip().is_loopback() && a.ip().is_ipv4()),
             "{addrs:?}"
+        );
+    }
+
+    #[test]
+    fn loopback_only_refuses_public_and_internal_addresses_alike() {
+        let guard = Guard::loopback_only();
+        for ok in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(guard.check(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        let refused = |url: &str| guard.check_url(&Url::parse(url).unwrap()).unwrap_err();
+        assert_eq!(
+            refused("https://192.0.2.1/hook").to_string(),
+            "blocked: 192.0.2.1 is a documentation address \
+             (`loopback_only` is set: only loopback addresses pass)"
+        );
+        assert!(
+            refused("http://1.1.1.1/")
+                .to_string()
+                .contains("1.1.1.1 is a public address")
+        );
+        assert!(
+            refused("http://[2606:4700:4700::1111]/")
+                .why
+                .contains("public")
+        );
+        assert!(refused("http://10.0.0.1/").why.contains("private"));
+    }
+
+    #[tokio::test]
+    async fn loopback_only_looks_up_localhost_alone() {
+        use reqwest::dns::Resolve as _;
+        let resolver = GuardedResolver::new(Guard::loopback_only());
+        let addrs: Vec<_> = resolver
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+        let err = match resolver
+            .resolve("hooks.example.invalid".parse().unwrap())
+            .await
+        {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.starts_with("blocked: hooks.example.invalid is not looked up"),
+            "{err}"
         );
     }
 }

@@ -32,7 +32,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::tokens::{NewToken, Token};
-use lookout::config::Instance;
+use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
@@ -162,80 +162,24 @@ impl fmt::Debug for StoredInstance {
     }
 }
 
-/// Turns a `services` table (the same shape as the config file's: instance name →
-/// options, with optional `service` and `enabled` keys) into validated instances. Every
-/// problem is reported at once. Instances with `enabled = false` are left out.
+/// Turns a `services` table (the same shape as the config file's, parsed by the same
+/// [`parse_services`]) into the instances a store keeps: the options as written.
 pub fn instances_from_table(
     table: &Map<String, Value>,
 ) -> std::result::Result<Vec<StoredInstance>, Vec<OptionProblem>> {
-    let mut found = Vec::new();
-    let mut problems = Vec::new();
-    for (name, value) in table {
-        let problem = |option: &str, text: &str| OptionProblem {
-            instance: name.clone(),
-            option: option.to_owned(),
-            problem: text.to_owned(),
-        };
-        if let Err(text) = check_name(name) {
-            problems.push(problem("", &text));
-            continue;
-        }
-        let Value::Object(options) = value else {
-            problems.push(problem("", "expected a table of options"));
-            continue;
-        };
-        let mut options = options.clone();
-        let service = match options.remove("service") {
-            None => name.clone(),
-            Some(Value::String(service)) => service,
-            Some(_) => {
-                problems.push(problem("service", "expected the name of a service"));
-                continue;
-            }
-        };
-        match options.remove("enabled") {
-            None | Some(Value::Bool(true)) => {}
-            Some(Value::Bool(false)) => continue,
-            Some(_) => {
-                problems.push(problem("enabled", "expected true or false"));
-                continue;
-            }
-        }
-        let stored = StoredInstance {
-            name: name.clone(),
-            service,
-            options,
-        };
-        match stored.instance() {
-            Ok(_) => found.push(stored),
-            Err(mut more) => problems.append(&mut more),
-        }
-    }
-    if problems.is_empty() {
-        Ok(found)
-    } else {
-        Err(problems)
-    }
+    Ok(parse_services(table)?
+        .into_iter()
+        .map(StoredInstance::from)
+        .collect())
 }
 
-/// Product ids and instance names end up in URLs and tables: keep them plain.
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
-        // Quoted cut and escaped: a name sent by anyone must not fill or drive a screen.
-        let mut shown: String = name
-            .chars()
-            .take(64)
-            .flat_map(char::escape_default)
-            .collect();
-        if name.chars().count() > 64 {
-            shown.push('…');
+impl From<ServiceTable> for StoredInstance {
+    fn from(table: ServiceTable) -> StoredInstance {
+        StoredInstance {
+            name: table.instance.name.clone(),
+            service: table.instance.service_name().to_owned(),
+            options: table.options,
         }
-        Err(format!(
-            "`{shown}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -243,7 +187,7 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisabledTarget {
     pub instance: String,
-    /// [`target_key`](crate::worker::target_key) of the request.
+    /// [`target_key`](lookout::service::Outgoing::target_key) of the request.
     pub key: String,
     /// Where it went, redacted.
     pub target: String,

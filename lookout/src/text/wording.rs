@@ -1,6 +1,7 @@
-//! Formatting shared by every service: names, mentions, excerpts, the original one-line
-//! messages, Sprint.ly colours and links, and escaping for each markup a service speaks.
+//! Sprint.ly's wording, in no markup: names, mentions, excerpts, the original one-line
+//! messages, colours by item type and links to the report pages.
 
+use super::budget::truncate;
 use crate::payload::{Attributes, Block, Comment, Deploy, Event, Favorite, Item, User};
 use crate::service::BuildError;
 
@@ -12,12 +13,6 @@ pub const EXCERPT_CHARS: usize = 50;
 
 /// Where Sprint.ly's report pages live (the fields of Slack-style messages link there).
 pub const REPORTS_URL: &str = "https://sprint.ly/reports";
-
-/// A duration as people read it in a report: `381ms`, `1m 30s` (rounded to the
-/// millisecond).
-pub fn duration(d: std::time::Duration) -> String {
-    humantime::format_duration(std::time::Duration::from_millis(d.as_millis() as u64)).to_string()
-}
 
 /// `First L.`, or just `First` when the last name is empty or missing.
 pub fn short_name(user: &User) -> String {
@@ -85,14 +80,6 @@ fn parse_mention(text: &str) -> Option<(&str, usize)> {
     Some((name, 2 + close + "](pk:".len() + digits + 1))
 }
 
-/// Cuts `text` to `max` characters (never inside a character), adding `...` when cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 /// A comment as the one-line messages quote it: mentions cleaned, at most
 /// [`EXCERPT_CHARS`] characters, then `...`.
 pub fn excerpt(body: &str) -> String {
@@ -115,19 +102,15 @@ pub fn color_number(hex: &str) -> u32 {
     u32::from_str_radix(hex.trim_start_matches('#'), 16).unwrap_or(0)
 }
 
-/// `in-progress` → `In progress`.
-pub fn status_words(status: &str) -> String {
-    let words = status.replace('-', " ");
+/// `in-progress` → `In progress`, `story` → `Story`: dashes as spaces, the first
+/// letter upper case.
+pub fn humanized(word: &str) -> String {
+    let words = word.replace('-', " ");
     let mut chars = words.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
         None => String::new(),
     }
-}
-
-/// `story` → `Story`.
-pub fn capitalized(word: &str) -> String {
-    status_words(word)
 }
 
 /// `QA-ready` → `Qa-ready`: the first letter upper case and every other one lower case,
@@ -251,174 +234,6 @@ fn deploy_line(deploy: &Deploy) -> String {
     )
 }
 
-/// Escaping user text for each markup. Every service escapes through these, so a title
-/// like `<b>&"x"` arrives as plain text everywhere.
-pub mod escape {
-    /// HTML text and attribute values.
-    pub fn html(text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        for c in text.chars() {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-        }
-        out
-    }
-
-    /// Slack's mrkdwn (and Mattermost's attachments): only `&`, `<` and `>` are special.
-    pub fn slack(text: &str) -> String {
-        text.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    }
-
-    /// CommonMark-style Markdown (Discord, Mattermost, Rocket.Chat, Teams, ntfy; Zulip
-    /// needs [`zulip`]): every ASCII punctuation character that could start markup is
-    /// backslash-escaped, and `<`/`>` become entities so no HTML gets through.
-    pub fn markdown(text: &str) -> String {
-        let mut out = String::with_capacity(text.len() + 8);
-        for c in text.chars() {
-            match c {
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '&' => out.push_str("&amp;"),
-                '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-'
-                | '!' | '|' | '~' | '@' => {
-                    out.push('\\');
-                    out.push(c);
-                }
-                c => out.push(c),
-            }
-        }
-        out
-    }
-
-    /// Text for a Markdown link's label: like [`markdown`].
-    pub fn markdown_link_text(text: &str) -> String {
-        markdown(text)
-    }
-
-    /// Zulip Markdown. Zulip does not honour backslash escapes (zulip/zulip#18202: `\*`
-    /// shows the backslash), so [`markdown`] would leave stray backslashes there. Zulip
-    /// does pass character references through untouched, so markup characters become
-    /// those instead: `&`, `<`, `>` as named entities; `*` `_` `` ` `` `[` `]` `#` `~` `$`
-    /// `|` `:` everywhere (emphasis, mentions `@**…**`, code, links, headings and channel
-    /// links, strikethrough, TeX `$$`, tables, `:emoji:` and `scheme://` autolinks); and at
-    /// the start of a line `-` `+` `/` and the `.` or `)` after a number (lists, `/me`).
-    pub fn zulip(text: &str) -> String {
-        let mut out = String::with_capacity(text.len() + 16);
-        let mut line_start = true;
-        let mut digits = String::new();
-        for c in text.chars() {
-            // A run of digits at the start of a line is held back until we know whether
-            // an ordered-list marker (`1.` or `1)`) follows.
-            if line_start && c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let after_digits = !digits.is_empty();
-            out.push_str(&digits);
-            digits.clear();
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '*' | '_' | '`' | '[' | ']' | '#' | '~' | '$' | '|' | ':' => {
-                    out.push_str(&format!("&#{};", c as u32));
-                }
-                '.' | ')' if after_digits => out.push_str(&format!("&#{};", c as u32)),
-                '-' | '+' | '/' if line_start => out.push_str(&format!("&#{};", c as u32)),
-                c => out.push(c),
-            }
-            line_start = c == '\n' || (line_start && !after_digits && c == ' ');
-        }
-        out.push_str(&digits);
-        out
-    }
-
-    /// A URL inside Markdown link parentheses: spaces and parentheses percent-encoded.
-    pub fn markdown_url(url: &str) -> String {
-        url.replace(' ', "%20")
-            .replace('(', "%28")
-            .replace(')', "%29")
-    }
-
-    /// One segment of a URL path (a Matrix room ID, a topic): everything but the
-    /// unreserved characters `A-Z a-z 0-9 - . _ ~` percent-encoded, so `/`, `?`, `#`,
-    /// `!` and `:` cannot change the path.
-    pub fn url_path_segment(text: &str) -> String {
-        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-        const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        utf8_percent_encode(text, SEGMENT).to_string()
-    }
-
-    /// A URL inside a Slack `<url|text>` link: `|` and `>` would end it.
-    pub fn slack_url(url: &str) -> String {
-        slack(url).replace('|', "%7C")
-    }
-
-    /// HTML text content for renderers that accept a few tags only (Google Chat cards,
-    /// Telegram): `&`, `<` and `>` become entities; quotes stay as they are, because not
-    /// every such renderer decodes `&quot;` or `&#39;` in text.
-    pub fn html_text(text: &str) -> String {
-        slack(text)
-    }
-
-    /// Discord's Markdown: a backslash before every character that can start markup, a
-    /// mention (`<@…>`, `@everyone`), a heading, a list or a masked link. Discord shows
-    /// HTML entities literally, so none are used.
-    pub fn discord(text: &str) -> String {
-        backslashed(text, "\\*_~`|<>#-+[]()@")
-    }
-
-    /// Mattermost's Markdown (message text, attachment pretext, text and field values):
-    /// like [`markdown`], and `@` written as the entity `&#64;`. Mattermost's server finds
-    /// `@channel`/`@all`/`@here` in the raw text, treating a backslash as a word break,
-    /// so only an entity keeps user text from notifying a whole channel.
-    pub fn mattermost(text: &str) -> String {
-        text.split('@')
-            .map(markdown)
-            .collect::<Vec<_>>()
-            .join("&#64;")
-    }
-
-    /// Rocket.Chat attachment Markdown (pretext, text, field values), which Rocket.Chat
-    /// renders with `marked` after escaping HTML itself: backslash escapes work, and `&`,
-    /// `<`, `>` must stay as they are (an entity or `\&` would show literally).
-    pub fn rocketchat(text: &str) -> String {
-        backslashed(text, "\\*_~`|#-+[]()!")
-    }
-
-    /// The Markdown subset of Adaptive Cards (`Fact.value` in Microsoft Teams): bold,
-    /// italic and links. HTML is never rendered there, so `<`, `>`, `&` stay as they are;
-    /// only the characters of that subset are escaped, as some Teams clients show
-    /// backslashes before other characters.
-    pub fn adaptive_card(text: &str) -> String {
-        backslashed(text, "\\*_~`[]()")
-    }
-
-    /// `text` with a backslash before each of `specials`.
-    fn backslashed(text: &str, specials: &str) -> String {
-        let mut out = String::with_capacity(text.len() + 8);
-        for c in text.chars() {
-            if specials.contains(c) {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,8 +292,8 @@ mod tests {
         assert_eq!(item_color("defect"), "#D94949");
         assert_eq!(item_color("epic"), DEFAULT_COLOR);
         assert_eq!(color_number("#84b431"), 0x84b431);
-        assert_eq!(status_words("in-progress"), "In progress");
-        assert_eq!(status_words(""), "");
+        assert_eq!(humanized("in-progress"), "In progress");
+        assert_eq!(humanized(""), "");
         assert_eq!(count_items(1), "1 item");
         assert_eq!(count_items(0), "0 items");
     }
@@ -564,70 +379,5 @@ mod tests {
 
     fn fixture(name: &str) -> Event {
         crate::samples::edge_case(name)
-    }
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            escape::html(r#"<b>&"x"'"#),
-            "&lt;b&gt;&amp;&quot;x&quot;&#39;"
-        );
-        assert_eq!(escape::slack("<b>&\"x\""), "&lt;b&gt;&amp;\"x\"");
-        assert_eq!(
-            escape::markdown("*a* [l](u) <b>"),
-            r"\*a\* \[l\]\(u\) &lt;b&gt;"
-        );
-        assert_eq!(escape::slack_url("http://x/a|b"), "http://x/a%7Cb");
-        assert_eq!(
-            escape::url_path_segment("!room:example.org/x?y#z é"),
-            "%21room%3Aexample.org%2Fx%3Fy%23z%20%C3%A9"
-        );
-    }
-
-    #[test]
-    fn zulip_escaping_uses_character_references() {
-        assert_eq!(
-            escape::zulip(r#"<b>&"x"</b> *y* @**all** `c` [l](http://e)"#),
-            "&lt;b&gt;&amp;\"x\"&lt;/b&gt; &#42;y&#42; @&#42;&#42;all&#42;&#42; \
-             &#96;c&#96; &#91;l&#93;(http&#58;//e)"
-        );
-        assert_eq!(
-            escape::zulip("#**general** :smile: $$x$$ ~~s~~ a|b"),
-            "&#35;&#42;&#42;general&#42;&#42; &#58;smile&#58; &#36;&#36;x&#36;&#36; &#126;&#126;s&#126;&#126; a&#124;b"
-        );
-        // Line starts: lists, /me, ordered lists; the same characters mid-line stay.
-        assert_eq!(
-            escape::zulip("- a-b\n  + c\n/me d/e\n12. f 3. g\n4) h\n10 apples"),
-            "&#45; a-b\n  &#43; c\n&#47;me d/e\n12&#46; f 3. g\n4&#41; h\n10 apples"
-        );
-        assert_eq!(escape::zulip("2024"), "2024");
-        // Already-escaped text is escaped again, so it shows as typed.
-        assert_eq!(escape::zulip("&amp;"), "&amp;amp;");
-    }
-
-    #[test]
-    fn platform_escaping() {
-        let markup = r#"<b>&"x"</b> *b* [l](u) @everyone"#;
-        assert_eq!(
-            escape::html_text(markup),
-            "&lt;b&gt;&amp;\"x\"&lt;/b&gt; *b* [l](u) @everyone"
-        );
-        assert_eq!(
-            escape::discord(markup),
-            r#"\<b\>&"x"\</b\> \*b\* \[l\]\(u\) \@everyone"#
-        );
-        assert_eq!(
-            escape::mattermost(markup),
-            r#"&lt;b&gt;&amp;"x"&lt;/b&gt; \*b\* \[l\]\(u\) &#64;everyone"#
-        );
-        assert_eq!(
-            escape::rocketchat(markup),
-            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
-        );
-        assert_eq!(
-            escape::adaptive_card(markup),
-            r#"<b>&"x"</b> \*b\* \[l\]\(u\) @everyone"#
-        );
-        assert_eq!(escape::discord(r"a\b"), r"a\\b");
     }
 }
