@@ -159,7 +159,7 @@ impl ConfigFile {
     /// `[engine]` will surely refuse (an operator's file, checked as a whole; configs
     /// built in code may set their engine settings after parsing).
     fn refusing_blocked_targets(self) -> Result<ConfigFile, ConfigError> {
-        let guard = crate::delivery::ssrf::Guard::new(&self.engine.allow_networks);
+        let guard = crate::delivery::ssrf::Guard::for_settings(&self.engine);
         let problems: Vec<_> = self
             .services
             .iter()

@@ -124,7 +124,7 @@ pub async fn run(
         metrics: Arc::new(Metrics::new()),
         wake: Arc::new(Notify::new()),
         token_digest: Sha256::digest(config.token.as_bytes()).into(),
-        guard: Guard::new(&config.settings.allow_networks),
+        guard: Guard::for_settings(&config.settings),
     };
     let (stop, stopped) = watch::channel(false);
     let workers = config.workers.then(|| {
