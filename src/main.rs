@@ -88,6 +88,11 @@ enum Command {
     },
     /// Send a delivery again, or every dead-lettered one.
     Redeliver(outbox::RedeliverArgs),
+    /// Manage API tokens for `serve`: admin, or ingest for some products (docs/SERVING.md).
+    Tokens {
+        #[command(subcommand)]
+        command: outbox::TokensCommand,
+    },
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -95,6 +100,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+impl Command {
+    /// Whether the command only reads and prints (`lookout stats | head -1`), rather
+    /// than sending or serving over sockets, where a peer hanging up is an error to
+    /// report, not a reason to die.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Services { .. }
+                | Command::Docs { .. }
+                | Command::Validate { .. }
+                | Command::Products { .. }
+                | Command::Deliveries { .. }
+                | Command::Tokens { .. }
+                | Command::Stats { .. }
+        )
+    }
+}
+
+/// Lets a write to a closed pipe end the process (exit by SIGPIPE, as `cat` does)
+/// instead of Rust's default of ignoring the signal and panicking in `println!`.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// A failure that ends the command: bad input or config (exit 2).
@@ -114,7 +147,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if cli.command.only_prints() {
+        end_quietly_on_a_closed_pipe();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(Fatal(message)) => {
             eprintln!("error: {message}");
@@ -212,6 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),
         Command::Redeliver(args) => outbox::redeliver(args),
+        Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
     }
 }

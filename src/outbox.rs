@@ -12,8 +12,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
 use lookout_server::intake::{self, ServeConfig};
+use lookout_server::listen::{self, Limits};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
+use lookout_server::tokens::{self, Scope};
 use serde_json::{Map, Value};
 
 use crate::{Fatal, output};
@@ -46,7 +48,8 @@ pub struct WorkerOptions {
     /// Deliveries attempted at the same time. Default: 32.
     #[arg(long)]
     concurrency: Option<usize>,
-    /// On SIGTERM/SIGINT, how long attempts in flight may take to finish. Default: 10s.
+    /// On SIGTERM/SIGINT, how long attempts and requests in flight may take to finish.
+    /// Default: 10s.
     #[arg(long, value_parser = humantime::parse_duration)]
     grace: Option<Duration>,
     /// How often the workers look at the queue when nothing wakes them. Default: 1s.
@@ -106,6 +109,53 @@ pub struct ServeArgs {
     /// Accept events but send nothing (workers run elsewhere: `lookout worker`).
     #[arg(long)]
     no_workers: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The intake's connection limits (docs/SERVING.md, "Security").
+#[derive(Args)]
+pub struct LimitArgs {
+    /// A request's line and headers must arrive within this.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// A request's body must arrive within this once its headers have (else 408).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
+    /// A connection that moves no byte for this long is closed.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections held at once; more wait to be accepted. Default: the open-file
+    /// limit minus 256 kept for the store and the workers.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Longer request heads (line and headers) are refused (431).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+}
+
+impl LimitArgs {
+    /// The limits, with `grace` as the time open requests get on shutdown.
+    fn build(&self, grace: Duration) -> Limits {
+        let ceiling = listen::default_max_connections();
+        let max_connections = self.max_connections.unwrap_or(ceiling);
+        if max_connections > ceiling {
+            tracing::warn!(
+                "--max-connections {max_connections} leaves fewer than {} of the {} open \
+                 files to the store and the workers",
+                listen::FD_RESERVE,
+                listen::open_file_limit()
+            );
+        }
+        Limits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections,
+            max_header_bytes: self.max_header_bytes,
+            drain: grace,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -194,6 +244,39 @@ pub enum DeliveriesCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it, once: only its SHA-256 is kept.
+    Create {
+        /// admin (every route) or ingest (posting events for --product only).
+        #[arg(long)]
+        scope: Scope,
+        /// With --scope ingest: a product it may post events for (repeat for more).
+        #[arg(long = "product", value_name = "PRODUCT")]
+        products: Vec<String>,
+        /// How long it is valid (`90d`, `12h`); default: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (`tok_…`).
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
 #[derive(Args)]
 pub struct RedeliverArgs {
     /// The delivery to send again.
@@ -226,6 +309,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     (config.settings, config.worker) = args.worker.build()?;
     config.max_body = args.max_body;
     config.workers = !args.no_workers;
+    config.limits = args.limits.build(config.worker.grace);
 
     runtime()?.block_on(async move {
         let (store, _lock) = store::open_for_serve(&args.db.database).await?;
@@ -279,13 +363,15 @@ fn read_token(file: Option<&PathBuf>) -> Result<String, Fatal> {
         None => std::env::var("LOOKOUT_TOKEN").unwrap_or_default(),
     };
     let token = token.trim().to_owned();
-    if token.len() < 16 {
+    if token.is_empty() {
         return Err(Fatal(
-            "serve needs a bearer token of 16 characters or more: set LOOKOUT_TOKEN \
+            "serve needs a bootstrap admin token: set LOOKOUT_TOKEN \
              (e.g. `export LOOKOUT_TOKEN=$(openssl rand -hex 32)`) or pass --token-file"
                 .into(),
         ));
     }
+    tokens::check_strength(&token)
+        .map_err(|problem| Fatal(format!("the bearer token is too weak: {problem}")))?;
     Ok(token)
 }
 
@@ -462,6 +548,34 @@ pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
 pub fn stats(db: Database, json: bool) -> Result<ExitCode, Fatal> {
     runtime()?.block_on(async move {
         output::stats(&open(&db).await?.stats().await?, json);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn tokens(command: TokensCommand) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        match command {
+            TokensCommand::Create {
+                scope,
+                products,
+                expires,
+                db,
+                json,
+            } => {
+                let (secret, new) = tokens::create(scope, products, expires).map_err(Fatal)?;
+                open(&db).await?.put_token(&new).await?;
+                output::new_token(&new.token, &secret, json);
+            }
+            TokensCommand::List { db, json } => {
+                output::tokens(&open(&db).await?.tokens().await?, json);
+            }
+            TokensCommand::Revoke { id, db } => {
+                if !open(&db).await?.revoke_token(&id).await? {
+                    return Err(Fatal(format!("no token `{id}`")));
+                }
+                println!("token {id} revoked");
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -12,7 +12,7 @@ pub fn report(report: &Report, json: bool) {
         );
         return;
     }
-    println!("event {}", report.event);
+    println!("event {}", escaped(&report.event.to_string()));
     let rows: Vec<[String; 6]> = report
         .results
         .iter()
@@ -83,10 +83,10 @@ pub fn previews(previews: &[Preview], json: bool) {
                 | Outcome::Disabled { reason, .. } => reason,
                 Outcome::Delivered { .. } => "",
             };
-            println!("{}: {reason}\n", outcome.label());
+            println!("{}: {}\n", outcome.label(), escaped(reason));
         }
         for request in &preview.requests {
-            println!("{request}");
+            println!("{}", escaped_but(&request.to_string(), &['\n', '\t']));
         }
     }
 }
@@ -140,9 +140,36 @@ pub fn docs(service: Option<&str>, html: bool) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// `text` with every control character (ESC, BEL, CR, LF…) and bidirectional override
+/// written as an escape (`\x1b`, `\u{202e}`): text that came from a target or a payload
+/// can neither drive the terminal nor forge lines of a table.
+fn escaped(text: &str) -> String {
+    escaped_but(text, &[])
+}
+
+/// [`escaped`], keeping the characters in `kept` (line breaks of a multi-line preview).
+fn escaped_but(text: &str, kept: &[char]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if kept.contains(&c) || !(c.is_control() || bidi) {
+            out.push(c);
+        } else if u32::from(c) <= 0xff {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        }
+    }
+    out
+}
+
 fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.each_ref().map(|cell| escaped(cell)))
+        .collect();
     let mut widths = header.map(|h| h.chars().count());
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -163,7 +190,7 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
 }
@@ -240,9 +267,9 @@ pub fn product(product: &lookout_server::store::Product, json: bool) {
             println!(
                 "  {} {} since {}: {}",
                 target.instance,
-                target.target,
+                escaped(&target.target),
                 time(target.at),
-                target.reason
+                escaped(&target.reason)
             );
         }
     }
@@ -351,4 +378,40 @@ pub fn stats(stats: &lookout_server::store::Stats, json: bool) {
             .collect();
         print_table(["SERVICE", "STATUS", "DELIVERIES"], &rows);
     }
+}
+
+/// A token just created: the only time its secret is printed.
+pub fn new_token(token: &lookout_server::tokens::Token, secret: &str, json: bool) {
+    if json {
+        let mut shown = serde_json::json!(token);
+        shown["token"] = serde_json::Value::from(secret);
+        print_json(&shown);
+        return;
+    }
+    println!("{secret}");
+    eprintln!(
+        "token {} ({}) created: keep it now, it is not shown again",
+        token.id,
+        token.scope.as_str()
+    );
+}
+
+pub fn tokens(tokens: &[lookout_server::tokens::Token], json: bool) {
+    if json {
+        print_json(&tokens);
+        return;
+    }
+    let rows: Vec<[String; 5]> = tokens
+        .iter()
+        .map(|t| {
+            [
+                t.id.clone(),
+                t.scope.as_str().to_owned(),
+                t.products.join(", "),
+                time(t.created_at),
+                t.expires_at.map(time).unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect();
+    print_table(["TOKEN", "SCOPE", "PRODUCTS", "CREATED", "EXPIRES"], &rows);
 }

@@ -243,7 +243,24 @@ impl ConfigFile {
             path: path.display().to_string(),
             source,
         })?;
-        ConfigFile::parse(&text, &path.display().to_string(), sections)
+        ConfigFile::parse(&text, &path.display().to_string(), sections)?.refusing_blocked_targets()
+    }
+
+    /// This file, unless one of its services targets what the SSRF guard of its own
+    /// `[engine]` will surely refuse (an operator's file, checked as a whole; configs
+    /// built in code may set their engine settings after parsing).
+    fn refusing_blocked_targets(self) -> Result<ConfigFile, ConfigError> {
+        let guard = crate::delivery::ssrf::Guard::for_settings(&self.engine);
+        let problems: Vec<_> = self
+            .services
+            .iter()
+            .flat_map(|table| crate::delivery::ssrf::refused_targets(&table.instance, &guard))
+            .collect();
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Options(problems))
+        }
     }
 
     /// Parses config text; `origin` names it in errors.
@@ -350,8 +367,17 @@ fn service_table(name: &str, table: &Value) -> Result<Option<ServiceTable>, Vec<
 pub fn check_name(name: &str) -> Result<(), String> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) {
+        // Cut and escaped: a name sent by anyone must not fill or drive a screen.
+        let mut shown: String = name
+            .chars()
+            .take(64)
+            .flat_map(char::escape_default)
+            .collect();
+        if name.chars().count() > 64 {
+            shown.push('…');
+        }
         Err(format!(
-            "`{name}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
+            "`{shown}` is not a valid name (1 to 64 letters, digits, `-`, `_` or `.`)"
         ))
     } else {
         Ok(())

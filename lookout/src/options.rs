@@ -30,6 +30,9 @@ pub enum Kind {
     Choice(&'static [&'static str]),
 }
 
+/// A check of a string value beyond its kind: why it is unusable, if it is.
+pub type ValueCheck = fn(&str) -> Result<(), String>;
+
 /// Whether an option's value may be shown. Every option states it, with
 /// [`OptionSpec::secret`] or [`OptionSpec::public`]: a credential left unmarked would be
 /// printed in reports and recorded in snapshots, so the catalogue test refuses
@@ -58,6 +61,10 @@ pub struct OptionSpec {
     /// The default, written as it would be in the config file.
     pub default: Option<&'static str>,
     pub help: &'static str,
+    /// A check of the value beyond its kind (a signing secret's format), run when the
+    /// options are validated; its message must not quote the value.
+    #[serde(skip)]
+    pub check: Option<ValueCheck>,
 }
 
 impl OptionSpec {
@@ -71,6 +78,7 @@ impl OptionSpec {
             range: None,
             default: None,
             help,
+            check: None,
         }
     }
     pub const fn string(name: &'static str, help: &'static str) -> Self {
@@ -94,6 +102,11 @@ impl OptionSpec {
         help: &'static str,
     ) -> Self {
         Self::new(name, Kind::Choice(words), help)
+    }
+    /// Checks the value (each item of a list) with `check` at validation time.
+    pub const fn checked(mut self, check: ValueCheck) -> Self {
+        self.check = Some(check);
+        self
     }
     /// Marks the option secret: redacted wherever it could be printed.
     pub const fn secret(mut self) -> Self {
@@ -240,6 +253,10 @@ impl Options {
                     }
                 },
             };
+            if let Some(why) = spec.check.and_then(|check| failed_check(check, &value)) {
+                problems.push(problem(spec.name, why));
+                continue;
+            }
             if spec.is_secret() {
                 options.secret.push(spec.name.to_owned());
                 add_secret(&mut options.redactor, spec.kind, &value);
@@ -247,11 +264,25 @@ impl Options {
             options.values.insert(spec.name.to_owned(), value);
         }
 
+        let marked = marked_secret_extras(schema, raw);
         for (name, value) in raw {
-            if schema.get(name).is_some() {
+            if schema.get(name).is_some() || (schema.extra_allowed && name == SECRET_EXTRAS) {
                 continue;
             }
             if schema.extra_allowed {
+                if marked.contains(&name.as_str()) {
+                    options.secret.push(name.clone());
+                    add_secret(&mut options.redactor, Kind::String, value);
+                } else if looks_like_a_credential(name) {
+                    problems.push(problem(
+                        name,
+                        format!(
+                            "looks like a credential, and pass-through options are shown as \
+                             written: list it in `{SECRET_EXTRAS}` to send it as a secret"
+                        ),
+                    ));
+                    continue;
+                }
                 options.extra.push(name.clone());
                 options.values.insert(name.clone(), value.clone());
             } else {
@@ -349,6 +380,49 @@ impl fmt::Debug for Options {
 impl fmt::Display for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.to_redacted_json())
+    }
+}
+
+/// In a schema that passes unknown options through: the option listing those of them
+/// that are secrets (redacted like any secret option).
+pub const SECRET_EXTRAS: &str = "secret_options";
+
+fn marked_secret_extras<'a>(schema: &Schema, raw: &'a Map<String, Value>) -> Vec<&'a str> {
+    if !schema.extra_allowed {
+        return Vec::new();
+    }
+    match raw.get(SECRET_EXTRAS) {
+        Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(name)) => vec![name.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a pass-through option's name says it holds a credential.
+fn looks_like_a_credential(name: &str) -> bool {
+    const WORDS: [&str; 8] = [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "api_key",
+        "apikey",
+        "credential",
+        "auth",
+    ];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|word| name.contains(word))
+}
+
+/// What `check` finds wrong with a string value or any item of a list value.
+fn failed_check(check: ValueCheck, value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => check(s).err(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .find_map(|s| check(s).err()),
+        _ => None,
     }
 }
 

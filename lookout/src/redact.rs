@@ -26,11 +26,20 @@ const PATH_SEGMENT: &AsciiSet = &CONTROLS
     .add(b'/')
     .add(b'%');
 
+/// A needle shorter than this is replaced only as a whole word (not inside `within`).
+const SHORT: usize = 8;
+
+/// A piece of a URL shorter than this (`in`, `to`, `api`) is not taken for a key at all.
+const SHORTEST_URL_KEY: usize = 4;
+
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Every spelling of every secret, longest first so that a secret containing
     /// another is replaced whole.
     needles: Vec<String>,
+    /// URL paths too short to be redacted on their own (`in`), as `(host/, path)`:
+    /// redacted only right after their URL's host, where they are surely the key.
+    anchored: Vec<(String, String)>,
 }
 
 impl Redactor {
@@ -74,10 +83,14 @@ impl Redactor {
             // Nothing but a host: then the host is the secret.
             self.add(raw);
         } else {
-            self.add(&secret_part);
+            // A path like `in` or `to` alone would blank out words: only after the host.
+            if secret_part.chars().count() < SHORTEST_URL_KEY {
+                self.add_anchored(&url, &secret_part);
+            }
+            self.add_fragment(&secret_part);
             // Also as written, in case the URL crate normalized it.
             if let Some(rest) = raw.split_once("://").and_then(|(_, r)| r.split_once('/')) {
-                self.add(rest.1);
+                self.add_fragment(rest.1);
             }
             self.add_url_pieces(&url);
         }
@@ -98,10 +111,10 @@ impl Redactor {
         const VALUE_LIKE: usize = 8;
         let path = url.path().trim_start_matches('/');
         if url.query().is_some() {
-            self.add(path);
+            self.add_fragment(path);
         }
         if let Some(query) = url.query() {
-            self.add(query);
+            self.add_fragment(query);
             for (_, value) in url.query_pairs() {
                 if value.len() >= VALUE_LIKE {
                     self.add(&value);
@@ -116,6 +129,22 @@ impl Redactor {
         }
     }
 
+    /// Adds a short path, to be redacted where it follows its URL's host and port.
+    fn add_anchored(&mut self, url: &Url, path: &str) {
+        let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+        let pair = (format!("{authority}/"), path.to_owned());
+        if !self.anchored.contains(&pair) {
+            self.anchored.push(pair);
+        }
+    }
+
+    /// Adds a piece of a URL, if it is long enough to be a key.
+    fn add_fragment(&mut self, piece: &str) {
+        if piece.chars().count() >= SHORTEST_URL_KEY {
+            self.add(piece);
+        }
+    }
+
     /// Adds every secret of another redactor.
     pub fn extend(&mut self, other: &Redactor) {
         for needle in &other.needles {
@@ -124,15 +153,50 @@ impl Redactor {
             }
         }
         self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        for pair in &other.anchored {
+            if !self.anchored.contains(pair) {
+                self.anchored.push(pair.clone());
+            }
+        }
     }
 
     /// `text` with every secret replaced by [`REDACTED`].
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for needle in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), REDACTED);
+            if !out.contains(needle.as_str()) {
+                continue;
             }
+            out = if needle.chars().count() < SHORT {
+                replace_words(&out, needle)
+            } else {
+                out.replace(needle.as_str(), REDACTED)
+            };
+        }
+        for (host, path) in &self.anchored {
+            out = replace_after(&out, host, path);
+        }
+        out
+    }
+
+    /// [`redact`](Self::redact) for a text that may have been cut short: a tail that
+    /// is the beginning of a secret (4 characters or more) is redacted too.
+    pub fn redact_cut_end(&self, text: &str) -> String {
+        const SHORTEST_TAIL: usize = 4;
+        let mut out = self.redact(text);
+        let longest_tail = self
+            .needles
+            .iter()
+            .filter_map(|needle| {
+                (SHORTEST_TAIL..needle.len())
+                    .rev()
+                    .filter(|&n| needle.is_char_boundary(n))
+                    .find(|&n| out.ends_with(&needle[..n]))
+            })
+            .max();
+        if let Some(tail) = longest_tail {
+            out.truncate(out.len() - tail);
+            out.push_str(REDACTED);
         }
         out
     }
@@ -155,8 +219,51 @@ impl Redactor {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.needles.is_empty()
+        self.needles.is_empty() && self.anchored.is_empty()
     }
+}
+
+/// `text` with `needle` replaced where it stands as a word of its own: not preceded or
+/// followed by a letter or digit.
+fn replace_words(text: &str, needle: &str) -> String {
+    let is_word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(needle) {
+        let before = rest[..at]
+            .chars()
+            .next_back()
+            .or_else(|| out.chars().next_back());
+        let after = rest[at + needle.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if is_word(before) || is_word(after) {
+            out.push_str(needle);
+        } else {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[at + needle.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with `path` replaced where it follows `host` and ends a word.
+fn replace_after(text: &str, host: &str, path: &str) -> String {
+    let whole = format!("{host}{path}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&whole) {
+        let end = at + whole.len();
+        out.push_str(&rest[..at + host.len()]);
+        let ends_word = !rest[end..]
+            .chars()
+            .next()
+            .is_some_and(char::is_alphanumeric);
+        out.push_str(if ends_word { REDACTED } else { path });
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The part of a URL that carries its key: path (without the leading slash) and query.
@@ -223,6 +330,35 @@ mod tests {
         let mut r = Redactor::new();
         r.add_url("https://bob:hunter2@example.com/");
         assert!(!r.redact("bob:hunter2").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_text_cut_inside_a_secret_loses_the_secret_s_beginning() {
+        let mut r = Redactor::new();
+        r.add("tk_0123456789abcdef");
+        assert_eq!(r.redact_cut_end("token: tk_0123456"), "token: [redacted]");
+        assert_eq!(r.redact_cut_end("a tk_0123456789abcdef"), "a [redacted]");
+        // Too short to say.
+        assert_eq!(r.redact_cut_end("a tk_"), "a tk_");
+    }
+
+    #[test]
+    fn short_url_paths_and_short_secrets_do_not_blank_out_words() {
+        let mut r = Redactor::new();
+        r.add_url("http://127.0.0.1:9/in");
+        r.add_url("http://127.0.0.1:9/to");
+        let said = "no answer within 1s, redirect to http://127.0.0.1:9/in not followed";
+        assert_eq!(
+            r.redact(said),
+            "no answer within 1s, redirect to http://127.0.0.1:9/[redacted] not followed"
+        );
+        assert_eq!(
+            r.redact("http://127.0.0.1:9/index"),
+            "http://127.0.0.1:9/index"
+        );
+        let mut r = Redactor::new();
+        r.add("s3cr");
+        assert_eq!(r.redact("pw s3cr, not as3cr"), "pw [redacted], not as3cr");
     }
 
     #[test]

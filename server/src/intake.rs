@@ -6,10 +6,13 @@
 //! | `POST /v1/events` | the same; the product is `?product=ID`, else the payload's `product.id` |
 //! | `GET/PUT/DELETE /v1/products/{id}`, `GET /v1/products` | a product's services |
 //! | `GET /v1/services` | the catalogue |
-//! | `GET /healthz`, `GET /metrics` | liveness (checks the store), Prometheus text |
+//! | `GET/POST /v1/tokens`, `DELETE /v1/tokens/{id}` | API tokens ([`tokens`]) |
+//! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
 //!
-//! Every `/v1` route needs `Authorization: Bearer <token>`. An event is answered 202 only
-//! once it and its deliveries are committed: from then on it is the workers' job.
+//! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
+//! events take an admin token or an ingest token naming the product; every other `/v1`
+//! route takes an admin token (403 otherwise). An event is answered 202 only once it and
+//! its deliveries are committed: from then on it is the workers' job.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,23 +20,26 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
 use crate::store::{self, NewDelivery, NewEvent, Store, now_ms};
+use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
 use lookout::delivery::Transport;
+use lookout::delivery::ssrf::{self, Guard};
 use lookout::dispatch::new_delivery_id;
 use lookout::payload::{Event, PayloadError};
 use lookout::settings::Settings;
@@ -50,6 +56,8 @@ pub struct ServeConfig {
     pub worker: WorkerConfig,
     /// Whether this process also runs workers (false: intake only).
     pub workers: bool,
+    /// Timeouts and caps on the intake's connections.
+    pub limits: Limits,
 }
 
 impl ServeConfig {
@@ -60,6 +68,7 @@ impl ServeConfig {
             settings: Settings::default(),
             worker: WorkerConfig::default(),
             workers: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -72,18 +81,23 @@ struct App {
     /// SHA-256 of the token: comparing digests keeps the comparison constant-time
     /// whatever the lengths.
     token_digest: [u8; 32],
+    /// The workers' SSRF guard: targets it will refuse are refused when configured.
+    guard: Guard,
 }
 
 /// The HTTP routes; bodies above `max_body` bytes are refused with 413.
 fn router(app: App, max_body: usize) -> Router {
     let v1 = Router::new()
-        .route("/v1/events", post(post_event))
-        .route("/v1/products/{id}/events", post(post_product_event))
         .route("/v1/products", get(list_products))
         .route(
             "/v1/products/{id}",
             get(get_product).put(put_product).delete(delete_product),
         )
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route_layer(middleware::from_fn(require_admin))
+        .route("/v1/events", post(post_event))
+        .route("/v1/products/{id}/events", post(post_product_event))
         .route("/v1/services", get(services))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
@@ -96,8 +110,8 @@ fn router(app: App, max_body: usize) -> Router {
 }
 
 /// Runs the intake on `listener` and the workers until `shutdown` completes; then stops
-/// accepting, lets requests and attempts in flight finish (attempts within the grace
-/// period), and leaves everything else due in the store.
+/// accepting, lets requests and attempts in flight finish within their grace periods
+/// (then closes what is still open), and leaves everything else due in the store.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
@@ -110,6 +124,7 @@ pub async fn run(
         metrics: Arc::new(Metrics::new()),
         wake: Arc::new(Notify::new()),
         token_digest: Sha256::digest(config.token.as_bytes()).into(),
+        guard: Guard::for_settings(&config.settings),
     };
     let (stop, stopped) = watch::channel(false);
     let workers = config.workers.then(|| {
@@ -122,17 +137,13 @@ pub async fn run(
         };
         tokio::spawn(worker.run(stopped.clone()))
     });
-    let mut on_stop = stopped.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: no new requests; finishing attempts in flight");
         let _ = stop.send(true);
     });
-    let served = axum::serve(listener, router(app, config.max_body))
-        .with_graceful_shutdown(async move {
-            let _ = on_stop.wait_for(|stop| *stop).await;
-        })
-        .await;
+    let router = router(app, config.max_body);
+    let served = listen::serve(listener, router, config.limits, stopped).await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }
@@ -193,33 +204,72 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn authorize(State(app): State<App>, request: Request, next: Next) -> Response {
-    let given = request
+/// Who is calling: the bootstrap token (`LOOKOUT_TOKEN`, admin) or a stored token that
+/// has not expired. 401 for no token, an unknown one or an expired one; handlers read
+/// the [`Token`] to say 403 to a token not allowed what it asks.
+async fn authorize(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    let Some(given) = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|token| Sha256::digest(token.trim().as_bytes()));
-    let allowed = given.is_some_and(|digest| bool::from(digest.ct_eq(&app.token_digest)));
-    if !allowed {
-        let mut response = error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-        return response;
+        .map(str::trim)
+    else {
+        return unauthorized("a bearer token is required");
+    };
+    let bootstrap = Sha256::digest(given.as_bytes()).ct_eq(&app.token_digest);
+    let caller = if bool::from(bootstrap) {
+        Token::bootstrap()
+    } else {
+        match app.store.token_by_digest(&tokens::digest(given)).await {
+            Ok(Some(token)) if token.is_expired(now_ms()) => {
+                return unauthorized("this token has expired");
+            }
+            Ok(Some(token)) => token,
+            Ok(None) => return unauthorized("a valid bearer token is required"),
+            Err(err) => return store_error(&err),
+        }
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    response
+}
+
+fn forbidden(message: impl Into<String>) -> Response {
+    error(StatusCode::FORBIDDEN, message)
+}
+
+/// Products, tokens and everything but posting events: admin tokens only.
+async fn require_admin(
+    Extension(caller): Extension<Token>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if caller.scope != Scope::Admin {
+        return forbidden("this token may only post events (scope ingest); this needs admin");
     }
     next.run(request).await
 }
 
+/// How long `/healthz` waits for its write: a store that takes longer cannot take events.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// 200 only if the store can commit right now (a one-row write): a full disk, a
+/// read-only or a locked store makes every event 503, and so says this.
 async fn healthz(State(app): State<App>) -> Response {
-    match app.store.next_due().await {
+    let checked = tokio::time::timeout(HEALTH_TIMEOUT, app.store.check_writable(now_ms())).await;
+    match checked.unwrap_or_else(|_| Err(store::StoreError::Backend("no commit in time".into()))) {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(err) => {
             tracing::error!("health check: {err}");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store is not answering",
-            )
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store cannot commit")
         }
     }
 }
@@ -254,25 +304,28 @@ struct EventQuery {
 
 async fn post_event(
     State(app): State<App>,
+    Extension(caller): Extension<Token>,
     Query(query): Query<EventQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    intake(&app, query.product, &headers, body).await
+    intake(&app, &caller, query.product, &headers, body).await
 }
 
 async fn post_product_event(
     State(app): State<App>,
+    Extension(caller): Extension<Token>,
     Path(product): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    intake(&app, Some(product), &headers, body).await
+    intake(&app, &caller, Some(product), &headers, body).await
 }
 
 /// Parses, routes and stores one event; 202 only after the commit.
 async fn intake(
     app: &App,
+    caller: &Token,
     product: Option<String>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -292,6 +345,9 @@ async fn intake(
     let product = product.unwrap_or_else(|| event.product.id.to_string());
     if let Err(problem) = check_name(&product) {
         return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
+    }
+    if !caller.may_post_to(&product) {
+        return forbidden(format!("this token may not post events for `{product}`"));
     }
     let configured = match app.store.product(&product).await {
         Ok(Some(configured)) => configured,
@@ -382,6 +438,9 @@ async fn list_products(State(app): State<App>) -> Response {
 }
 
 async fn get_product(State(app): State<App>, Path(id): Path<String>) -> Response {
+    if let Err(problem) = check_name(&id) {
+        return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
+    }
     match app.store.product(&id).await {
         Ok(Some(product)) => axum::Json(product.to_redacted_json()).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown product `{id}`")),
@@ -418,14 +477,23 @@ async fn put_product(
             );
         }
     };
+    let refused = |problems: Vec<lookout::options::OptionProblem>| {
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let body = json!({ "error": shown.join("; "), "problems": shown });
+        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    };
     let instances = match store::instances_from_table(&parsed.services) {
         Ok(instances) => instances,
-        Err(problems) => {
-            let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            let body = json!({ "error": shown.join("; "), "problems": shown });
-            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
+        Err(problems) => return refused(problems),
     };
+    let blocked: Vec<_> = instances
+        .iter()
+        .filter_map(|stored| stored.instance().ok())
+        .flat_map(|instance| ssrf::refused_targets(&instance, &app.guard))
+        .collect();
+    if !blocked.is_empty() {
+        return refused(blocked);
+    }
     if let Err(err) = app.store.put_product(&id, &instances).await {
         return store_error(&err);
     }
@@ -433,9 +501,68 @@ async fn put_product(
 }
 
 async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Response {
+    if let Err(problem) = check_name(&id) {
+        return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
+    }
     match app.store.remove_product(&id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, format!("unknown product `{id}`")),
+        Err(err) => store_error(&err),
+    }
+}
+
+async fn list_tokens(State(app): State<App>) -> Response {
+    match app.store.tokens().await {
+        Ok(tokens) => axum::Json(tokens).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    scope: Scope,
+    #[serde(default)]
+    products: Vec<String>,
+    /// How long it is valid: `90d`, `12h` (default: until revoked).
+    expires: Option<String>,
+}
+
+/// Creates a token; the answer is the only place its secret is ever shown.
+async fn create_token(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let asked: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(asked) => asked,
+        Err(err) => {
+            let expected =
+                r#"expected {"scope": "admin" | "ingest", "products": […], "expires": "90d"}"#;
+            return error(StatusCode::BAD_REQUEST, format!("{expected}: {err}"));
+        }
+    };
+    let expires_in = match asked.expires.as_deref().map(humantime::parse_duration) {
+        Some(Err(err)) => return error(StatusCode::BAD_REQUEST, format!("expires: {err}")),
+        Some(Ok(duration)) => Some(duration),
+        None => None,
+    };
+    let (secret, new) = match tokens::create(asked.scope, asked.products, expires_in) {
+        Ok(created) => created,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    if let Err(err) = app.store.put_token(&new).await {
+        return store_error(&err);
+    }
+    let mut shown = json!(new.token);
+    shown["token"] = Value::from(secret);
+    (StatusCode::CREATED, axum::Json(shown)).into_response()
+}
+
+async fn revoke_token(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.store.revoke_token(&id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, "no such token"),
         Err(err) => store_error(&err),
     }
 }

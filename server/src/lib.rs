@@ -3,16 +3,19 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`store`] (the outbox), [`worker`] (claims,
-//! attempts), [`policy`] (the retry schedule, lease and the rest of the workers'
-//! settings, from the config file and flags), [`metrics`] (`/metrics`).
+//! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits),
+//! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
+//! lease and the rest of the workers' settings, from the config file and flags),
+//! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes).
 
 #[cfg(test)]
 mod echo;
 pub mod intake;
+pub mod listen;
 pub mod metrics;
 #[cfg(test)]
 mod panics;
 pub mod policy;
 pub mod store;
+pub mod tokens;
 pub mod worker;

@@ -31,6 +31,8 @@ pub enum Counter {
     Retried,
     /// A delivery was dead-lettered.
     Dead,
+    /// One request failed because of this machine (file descriptors, memory).
+    Local,
 }
 
 impl Counter {
@@ -40,6 +42,7 @@ impl Counter {
             Counter::Failed => "lookout_requests_failed_total",
             Counter::Retried => "lookout_deliveries_retried_total",
             Counter::Dead => "lookout_deliveries_dead_total",
+            Counter::Local => "lookout_local_errors_total",
         }
     }
     fn help(self) -> &'static str {
@@ -48,6 +51,10 @@ impl Counter {
             Counter::Failed => "Requests that failed (each may be retried).",
             Counter::Retried => "Deliveries scheduled for another attempt.",
             Counter::Dead => "Deliveries dead-lettered.",
+            Counter::Local => {
+                "Requests that failed for want of this machine's resources (file descriptors, \
+                 memory): retried soon, not counted against the target."
+            }
         }
     }
 }
@@ -104,6 +111,7 @@ impl Metrics {
             Counter::Failed,
             Counter::Retried,
             Counter::Dead,
+            Counter::Local,
         ] {
             family(&mut out, counter.name(), "counter", counter.help());
             for ((_, service), value) in counters.iter().filter(|((c, _), _)| *c == counter) {

@@ -26,6 +26,7 @@ use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
 use lookout::config::Instance;
+use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
 use lookout::dispatch::run_service;
 use lookout::payload::Event;
@@ -165,6 +166,9 @@ impl Worker {
             if attempt.outcome == "failed" {
                 metrics.count(Counter::Failed, service);
             }
+            if attempt.outcome == LOCAL_OUTCOME {
+                metrics.count(Counter::Local, service);
+            }
         }
         match finish.status {
             Status::Delivered => metrics.count(Counter::Delivered, service),
@@ -174,6 +178,13 @@ impl Worker {
         }
     }
 }
+
+/// The outcome recorded for a request that failed because of this machine (out of file
+/// descriptors or memory): not counted against the target's retry schedule.
+pub const LOCAL_OUTCOME: &str = "local";
+
+/// How soon a delivery that failed only for local reasons is tried again.
+const LOCAL_RETRY: Duration = Duration::from_secs(1);
 
 /// Makes one attempt of a claimed delivery and says what to record.
 ///
@@ -345,10 +356,14 @@ impl Ending<'_> {
                     (Some(*status), Some(reason.clone()))
                 }
             };
+            let outcome = match delivery.retry {
+                Retry::Local if delivery.outcome.is_failure() => LOCAL_OUTCOME,
+                _ => delivery.outcome.label(),
+            };
             finish.attempts.push(AttemptRecord {
                 duration_ms: delivery.duration.as_millis() as u64,
                 target: delivery.target.clone(),
-                outcome: delivery.outcome.label().to_owned(),
+                outcome: outcome.to_owned(),
                 status,
                 error,
                 ..self.record("", None)
@@ -360,7 +375,20 @@ impl Ending<'_> {
         let hopeless = rows
             .iter()
             .all(|(_, d)| !d.outcome.is_failure() || !d.retry.is_retryable());
-        if failed && hopeless {
+        let only_local = rows
+            .iter()
+            .filter(|(_, d)| d.outcome.is_failure())
+            .all(|(_, d)| d.retry == Retry::Local);
+        if failed && only_local {
+            // This machine ran short, not the target: soon again, on the same step.
+            tracing::warn!(
+                "delivery {}: failed for want of local resources; again in {}s",
+                self.claimed.id,
+                LOCAL_RETRY.as_secs()
+            );
+            finish.status = Status::Failed;
+            finish.next_at = Some(now_ms().saturating_add(millis(LOCAL_RETRY)));
+        } else if failed && hopeless {
             finish.status = Status::Dead;
             finish.next_at = None;
         } else if failed {

@@ -78,7 +78,8 @@ const OPTIONS: &[OptionSpec] = &[
         "Standard Webhooks signing secret (`whsec_…`); requests are signed when set.",
     )
     .secret()
-    .optional(),
+    .optional()
+    .checked(lookout::delivery::signing::check_secret),
 ];
 
 impl Service for Webhook {

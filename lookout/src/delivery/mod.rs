@@ -338,7 +338,9 @@ impl Transport {
             tries += 1;
             let (mut outcome, retry) = self.try_once(outgoing, job, end).await;
             let pause = match retry {
-                Retry::Yes { .. } if tries < most => self.pause_before_next(tries, retry, end),
+                Retry::Yes { .. } | Retry::Local if tries < most => {
+                    self.pause_before_next(tries, retry, end)
+                }
                 _ => Pause::Stop,
             };
             if let Pause::For(pause) = pause {
@@ -614,10 +616,29 @@ fn note(outcome: &mut Outcome, text: &str) {
 fn retry_after_error(err: &reqwest::Error) -> Retry {
     if blocked_in(err).is_some() || err.is_builder() {
         Retry::No
+    } else if local_cause(err) {
+        Retry::Local
     } else {
         // Connection refused or reset, DNS failure, timeout: the next try may get through.
         Retry::Yes { after: None }
     }
+}
+
+/// Whether a request failed for want of this machine's own resources (file descriptors,
+/// memory, buffers): the target is not to blame.
+fn local_cause(err: &reqwest::Error) -> bool {
+    const LOCAL: [i32; 4] = [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS];
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        let code = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error);
+        if code.is_some_and(|code| LOCAL.contains(&code)) {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 /// What the target answered.
@@ -678,9 +699,11 @@ impl Answer {
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
-        // Redacted before it is cut: a secret cut in half is no longer recognized.
-        let body = redactor.redact(&String::from_utf8_lossy(&self.body));
-        let excerpt: String = body.trim().chars().take(200).collect();
+        // Redacted whole before it is cut: a secret crossing the cut would otherwise
+        // be shown minus its last characters. The body itself may end inside a secret
+        // (the read cap): that tail goes too.
+        let body = redactor.redact_cut_end(String::from_utf8_lossy(&self.body).trim());
+        let excerpt: String = body.chars().take(200).collect();
         if !excerpt.is_empty() {
             reason.push_str(": ");
             reason.push_str(&excerpt);

@@ -26,18 +26,21 @@ pub enum Retry {
     No,
     /// Another try may succeed; `after` is how long the target asked us to wait.
     Yes { after: Option<Duration> },
+    /// The failure was this machine's (out of file descriptors or memory), not the
+    /// target's: try again soon, and count it against no retry schedule.
+    Local,
 }
 
 impl Retry {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Retry::Yes { .. })
+        matches!(self, Retry::Yes { .. } | Retry::Local)
     }
 
     /// The wait the target asked for, if any.
     pub fn after(&self) -> Option<Duration> {
         match self {
             Retry::Yes { after } => *after,
-            Retry::No => None,
+            Retry::No | Retry::Local => None,
         }
     }
 }

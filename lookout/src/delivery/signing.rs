@@ -23,6 +23,11 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
         })
 }
 
+/// Whether `secret` is a usable signing secret (for option validation).
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    decode_secret(secret).map(drop)
+}
+
 /// The three headers that sign `body` as message `id` sent at `timestamp` (Unix seconds).
 pub fn standard_webhooks(
     key: &[u8],

@@ -31,6 +31,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::tokens::{NewToken, Token};
 use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
 
@@ -144,8 +145,13 @@ impl StoredInstance {
 
     /// The options as JSON with every secret replaced; `None` when they no longer
     /// validate (then nothing of them is shown).
+    /// The options as shown: secret options masked, and every secret value redacted
+    /// wherever else it appears (a webhook key pasted into `channel`).
     pub fn redacted_options(&self) -> Option<Value> {
-        self.instance().ok().map(|i| i.options.to_redacted_json())
+        self.instance().ok().map(|instance| {
+            let options = &instance.options;
+            options.redactor().redact_json(&options.to_redacted_json())
+        })
     }
 }
 
@@ -409,6 +415,17 @@ pub trait Store: Send + Sync + 'static {
     /// are left alone. False if there is no such delivery.
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
+
+    /// Stores a new API token: its digest and scope, never the token.
+    async fn put_token(&self, token: &NewToken) -> Result<()>;
+    /// The token whose secret has this digest, if it exists (expired ones included).
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>>;
+    /// Every token, oldest first.
+    async fn tokens(&self) -> Result<Vec<Token>>;
+    /// Deletes a token; false if there was none.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
+    /// Commits a one-row write: whether the store can take events right now.
+    async fn check_writable(&self, now: Millis) -> Result<()>;
 }
 
 /// Opens the store a `--database` argument names: a `postgres://` (or `postgresql://`)
@@ -467,12 +484,19 @@ pub async fn open_for_serve(database: &str) -> Result<(Arc<dyn Store>, ServeLock
     }
     let path = sqlite_path(database)?;
     let lock_path = format!("{path}.serve-lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).write(true).truncate(false);
+    // Readable by us only (another user who can open it could flock it and keep
+    // `serve` from starting), and never through a symlink planted in its place.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options
         .open(&lock_path)
         .map_err(|e| StoreError::Backend(format!("cannot open {lock_path}: {e}")))?;
+    sqlite::make_private(std::path::Path::new(&lock_path))?;
     file.try_lock()
         .map_err(|_| StoreError::Backend(format!("another `lookout serve` is using {path}")))?;
     let store = sqlite::SqliteStore::open(path).await?;

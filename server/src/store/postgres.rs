@@ -35,13 +35,21 @@ use super::{
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
     millis, now_ms,
 };
+use crate::tokens::{NewToken, Token};
 
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "tokens",
+        include_str!("../../migrations/postgres/0002_tokens.sql"),
+    ),
+];
 
 /// Connections per process: the workers' claims and finishes plus the intake's accepts.
 /// A worker with the default concurrency (32) keeps about half of them busy.
@@ -189,6 +197,20 @@ async fn execute(
 ) -> Result<u64> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.execute(&statement, params).await?)
+}
+
+const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";
+
+fn token_row(row: &Row) -> Result<Token> {
+    let scope: String = row.try_get(1)?;
+    let products: String = row.try_get(2)?;
+    Ok(Token {
+        id: row.try_get(0)?,
+        scope: scope.parse().map_err(StoreError::Corrupt)?,
+        products: from_json(&products)?,
+        created_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -600,6 +622,54 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn put_token(&self, new: &NewToken) -> Result<()> {
+        let token = &new.token;
+        let products = to_json(&token.products);
+        execute(
+            &self.client().await?,
+            "INSERT INTO tokens (id, digest, scope, products, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &token.id,
+                &new.digest,
+                &token.scope.as_str(),
+                &products,
+                &token.created_at,
+                &token.expires_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = $1");
+        let rows = query(&self.client().await?, &sql, &[&digest]).await?;
+        rows.first().map(token_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
+        let rows = query(&self.client().await?, &sql, &[]).await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let sql = "DELETE FROM tokens WHERE id = $1";
+        Ok(execute(&self.client().await?, sql, &[&id]).await? > 0)
+    }
+
+    async fn check_writable(&self, now: Millis) -> Result<()> {
+        execute(
+            &self.client().await?,
+            "INSERT INTO health (id, checked_at) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            &[&now],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn next_due(&self) -> Result<Option<Millis>> {
         let rows = query(
             &self.client().await?,
@@ -770,7 +840,7 @@ mod tests {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "init".to_owned())]);
+        assert_eq!(applied, [(1, "init".to_owned()), (2, "tokens".to_owned())]);
 
         // A database a newer lookout has migrated is left alone.
         db.execute(

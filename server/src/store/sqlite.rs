@@ -15,9 +15,11 @@ use super::{
     AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
     Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
 };
+use crate::tokens::{NewToken, Token};
 
 /// The schema, one step per `user_version`. Append only: a shipped step never changes.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE products (
     id TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL
@@ -74,7 +76,24 @@ CREATE TABLE attempts (
     error TEXT
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
-"#];
+"#,
+    r#"
+-- API tokens: the SHA-256 of each, never the token (server/src/tokens.rs).
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL,
+    products TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+-- One row `/healthz` writes, to know that a commit still goes through.
+CREATE TABLE health (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -133,7 +152,41 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&mut conn)?;
+    // The WAL and SHM files exist now; a database made before (or by another tool)
+    // may have been readable by everyone.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        make_private(Path::new(&file))?;
+    }
     Ok(conn)
+}
+
+/// Takes away every permission of group and others on a file of ours; refuses a file
+/// another user owns (they could read or swap it). A missing file is left missing.
+pub(crate) fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let Ok(metadata) = std::fs::symlink_metadata(path) else {
+            return Ok(());
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if metadata.uid() != me {
+            return Err(backend(format!(
+                "{} belongs to another user (uid {}): refusing to use it",
+                path.display(),
+                metadata.uid()
+            )));
+        }
+        if metadata.mode() & 0o077 != 0 {
+            let private = std::fs::Permissions::from_mode(metadata.mode() & 0o700);
+            std::fs::set_permissions(path, private)
+                .map_err(|e| backend(format!("cannot make {} private: {e}", path.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// The database holds every product's secrets: a new file is readable by its owner only
@@ -178,6 +231,30 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
 
 fn status_of(text: &str) -> Result<Status> {
     text.parse().map_err(StoreError::Corrupt)
+}
+
+const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";
+
+type TokenColumns = (String, String, String, Millis, Option<Millis>);
+
+fn token_columns(row: &Row<'_>) -> rusqlite::Result<TokenColumns> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
+fn token_row((id, scope, products, created_at, expires_at): TokenColumns) -> Result<Token> {
+    Ok(Token {
+        id,
+        scope: scope.parse().map_err(StoreError::Corrupt)?,
+        products: from_json(&products)?,
+        created_at,
+        expires_at,
+    })
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
@@ -566,6 +643,71 @@ impl Store for SqliteStore {
                 "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
                  WHERE lease_owner IS NOT NULL",
                 [],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_token(&self, new: &NewToken) -> Result<()> {
+        let new = new.clone();
+        self.call(move |conn| {
+            let token = &new.token;
+            conn.execute(
+                "INSERT INTO tokens (id, digest, scope, products, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.id,
+                    new.digest,
+                    token.scope.as_str(),
+                    to_json(&token.products),
+                    token.created_at,
+                    token.expires_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>> {
+        let digest = digest.to_owned();
+        self.call(move |conn| {
+            let found = conn
+                .query_row(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = ?1"),
+                    [&digest],
+                    token_columns,
+                )
+                .optional()?;
+            found.map(token_row).transpose()
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>> {
+        self.call(|conn| {
+            let mut statement = conn.prepare(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
+            ))?;
+            let rows = statement.query_map([], token_columns)?;
+            rows.map(|row| token_row(row?)).collect()
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE id = ?1", [&id])? > 0))
+            .await
+    }
+
+    async fn check_writable(&self, now: Millis) -> Result<()> {
+        self.call(move |conn| {
+            conn.execute(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                [now],
             )?;
             Ok(())
         })

@@ -32,6 +32,7 @@ macro_rules! store_suite {
             release,
             listing_and_stats,
             concurrent_claims_never_overlap,
+            tokens_are_kept_as_digests,
         );
     };
     (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
@@ -570,4 +571,24 @@ pub async fn concurrent_claims_never_overlap(store: &dyn Store) {
         .collect();
     handed_out.sort();
     assert_eq!(handed_out, ids, "each delivery exactly once");
+}
+
+pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
+    use crate::tokens::{Scope, digest, generate};
+    let (secret, new) = generate(Scope::Ingest, vec!["p1".into()], 1_000, Some(5_000));
+    store.put_token(&new).await.unwrap();
+    store.check_writable(2_000).await.unwrap();
+    let found = store.token_by_digest(&digest(&secret)).await.unwrap();
+    assert_eq!(found.as_ref(), Some(&new.token));
+    assert!(
+        store
+            .token_by_digest(&digest("other"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.tokens().await.unwrap(), vec![new.token.clone()]);
+    assert!(store.revoke_token(&new.token.id).await.unwrap());
+    assert!(!store.revoke_token(&new.token.id).await.unwrap());
+    assert!(store.tokens().await.unwrap().is_empty());
 }
