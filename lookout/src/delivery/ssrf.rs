@@ -68,7 +68,7 @@ pub fn refused_targets(
     use crate::options::Kind;
     let options = &instance.options;
     let mut problems = Vec::new();
-    for spec in instance.registration.service.schema().options {
+    for spec in instance.registration.schema.options {
         let urls = match spec.kind {
             Kind::Url => options.str(spec.name).into_iter().collect(),
             Kind::UrlList => options.list(spec.name),
