@@ -47,6 +47,30 @@ pub fn fit(markup: &str, max: usize) -> String {
     out
 }
 
+/// [`fit`] for platforms that count their limit in UTF-8 bytes (Webex, WeCom): `markup`
+/// in at most `max_bytes` bytes, cut between units as `fit` cuts it.
+pub fn fit_bytes(markup: &str, max_bytes: usize) -> String {
+    if markup.len() <= max_bytes {
+        return markup.to_owned();
+    }
+    // The most characters whose cut fits: a character is 1 to 4 bytes, so search.
+    let (mut fits, mut too_many) = (0, max_bytes + 1);
+    while too_many - fits > 1 {
+        let middle = (fits + too_many) / 2;
+        if fit(markup, middle).len() <= max_bytes {
+            fits = middle;
+        } else {
+            too_many = middle;
+        }
+    }
+    let out = fit(markup, fits);
+    if out.len() <= max_bytes {
+        out
+    } else {
+        String::new()
+    }
+}
+
 /// As many of `lines` as fit in `max` characters, one per line; when some do not, a
 /// last line says how many: `… and 12 more`.
 pub fn fit_lines(lines: &[String], max: usize) -> String {
@@ -181,6 +205,15 @@ mod tests {
         );
         never_splits("ping <http://x/1|#1 - a> now", "<http://x/1|#1 - a>");
         assert_eq!(fit("ab <a href=\"u\">link</a>", 10), "ab …");
+    }
+
+    #[test]
+    fn byte_budgets_count_utf8_bytes() {
+        assert_eq!(fit_bytes("abc", 3), "abc");
+        let cut = fit_bytes("日本語の文 &amp; more", 10);
+        assert!(cut.len() <= 10, "{cut}");
+        assert_eq!(cut, "日本…");
+        assert_eq!(fit_bytes("日本語", 2), "");
     }
 
     #[test]

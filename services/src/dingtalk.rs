@@ -1,0 +1,280 @@
+//! The `dingtalk` service (DingTalk). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs dingtalk` shows them.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use lookout::delivery::{Delivery, Transport};
+use lookout::prelude::*;
+use sha2::Sha256;
+
+lookout::service! {
+    /// DingTalk
+    ///
+    /// Posts new items, comments, blocks, favorites and deploys to a DingTalk (钉钉)
+    /// group through a custom robot, as a Markdown message: what happened with a link to
+    /// the item, the description or comment as a quote, and the item's fields. Lookout
+    /// sends to the robot webhook (`POST https://oapi.dingtalk.com/robot/send?access_token=…`;
+    /// the robot API has no version number).
+    ///
+    /// 1. In the group, open **Group settings → Bots → Add Robot** and choose **Custom**
+    ///    (自定义, "via Webhook").
+    /// 2. Under **Security settings** tick **Additional signature** (加签) and copy the
+    ///    secret (it starts with `SEC`) into `secret`. Lookout then signs every try with
+    ///    the current time (`timestamp` and `sign` in the query); DingTalk refuses
+    ///    signatures more than an hour old, so keep the server's clock right. Custom
+    ///    keywords or an IP allow-list work too, without `secret`.
+    /// 3. Finish, and copy the webhook address
+    ///    (`https://oapi.dingtalk.com/robot/send?access_token=…`) into `url`. It is a
+    ///    secret: anyone holding it can post to the group, so reports show only its host.
+    ///
+    /// A robot takes 20 messages a minute and is muted for ten minutes beyond that, so
+    /// Lookout sends at most one every three seconds. DingTalk answers errors with HTTP
+    /// 200 and an `errcode` in the body: Lookout reads it. A removed or disabled robot
+    /// stops the sending until you fix the configuration; "sending too fast" (130101)
+    /// is retried later; a bad signature or a missing keyword (310000) fails the
+    /// delivery and says so.
+    pub struct Dingtalk;
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::url(
+        "url",
+        "The robot's webhook address (`https://oapi.dingtalk.com/robot/send?access_token=…`).",
+    )
+    .secret(),
+    OptionSpec::string(
+        "secret",
+        "The robot's signing secret (`SEC…`); when set, every try is signed.",
+    )
+    .secret()
+    .optional(),
+];
+
+/// DingTalk's Markdown: a small subset (headings, emphasis, links, quotes, lists).
+/// User text gets a backslash before what would start emphasis, code or a link.
+const DINGTALK: Dialect = Dialect::markdown(escape_dingtalk);
+
+fn escape_dingtalk(text: &str) -> String {
+    escape::backslashed(text, "\\*_`[]#")
+}
+
+/// What previews (dry runs, snapshots) show instead of a signature: it depends on the
+/// time of each try.
+const SIGNED_WHEN_SENT: &str = "(signed when sent)";
+
+#[lookout::async_trait]
+impl Service for Dingtalk {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        // 20 messages a minute per robot; over that it is muted for 10 minutes
+        // (open.dingtalk.com/document/robots/custom-robot-access, "Limits").
+        Some(RateLimit::every(Duration::from_secs(3)))
+    }
+
+    fn category(&self) -> Category {
+        Category::Chat
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(OPTIONS)
+    }
+
+    fn example(&self) -> &'static str {
+        r#"url = "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef""#
+    }
+
+    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
+        let Some((code, said)) = answer_code(answer_body) else {
+            return Verdict::ByStatus;
+        };
+        match code {
+            0 => Verdict::ByStatus,
+            // The token does not exist (the robot was removed), or the robot is disabled.
+            300001 | 300005 | 400102 => {
+                Verdict::Gone(format!("DingTalk: the robot is gone ({code}: {said})"))
+            }
+            130101 => Verdict::Refused {
+                reason: format!("DingTalk: sending too fast ({code}: {said})"),
+                retry: true,
+            },
+            // 310000 (signature, keyword or IP check failed) and the rest: the same
+            // message would be refused again.
+            _ => Verdict::Refused {
+                reason: format!("DingTalk: {code}: {said}"),
+                retry: false,
+            },
+        }
+    }
+
+    /// Previews show where the signature goes; [`Dingtalk::send`] signs each delivery
+    /// with the time it is sent.
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        request(job, None)
+    }
+
+    async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
+        // Signed now, not when the event came: the durable worker's later attempts of
+        // the same delivery need a fresh timestamp (DingTalk refuses those over an hour old).
+        match request(job, Some(unix_millis())) {
+            Ok(outgoing) => transport.send_all(outgoing, job).await,
+            Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
+        }
+    }
+}
+
+/// The message, signed at `now` (Unix milliseconds) when a secret is set; `None` previews.
+fn request(job: &Job<'_>, now: Option<u64>) -> Result<Vec<Outgoing>, BuildError> {
+    let message = Message::from_event(job.event)?;
+    let body = json!({
+        "msgtype": "markdown",
+        // The title shows in the notification and the chat list only.
+        "markdown": {"title": message.title, "text": text(&message)},
+        "at": {"isAtAll": false},
+    });
+    let mut url = job.url("url")?;
+    if let Some(secret) = job.options.str("secret") {
+        let (timestamp, sign) = match now {
+            Some(now) => (now.to_string(), sign(secret, now)),
+            None => (SIGNED_WHEN_SENT.to_owned(), SIGNED_WHEN_SENT.to_owned()),
+        };
+        url.query_pairs_mut()
+            .append_pair("timestamp", &timestamp)
+            .append_pair("sign", &sign);
+    }
+    Ok(vec![HttpRequest::post(url).json(body).into()])
+}
+
+/// The Markdown text: the headline, the quote and list, then one line per field.
+fn text(message: &Message) -> String {
+    let mut parts = vec![DINGTALK.rich(&message.headline)];
+    let details = message.details(&DINGTALK);
+    if !details.is_empty() {
+        parts.push(details);
+    }
+    let fields: Vec<String> = message
+        .fields
+        .iter()
+        .map(|f| format!("**{}:** {}", f.name, DINGTALK.rich(&f.value)))
+        .collect();
+    if !fields.is_empty() {
+        // DingTalk needs a blank line (two spaces do not work) to break a line.
+        parts.push(fields.join("\n\n"));
+    }
+    parts.join("\n\n")
+}
+
+/// DingTalk's signature: base64 of an HMAC-SHA256 keyed with the secret over
+/// `"{timestamp}\n{secret}"` (the custom-robot guide's 加签). The query encoding is left
+/// to the URL (`+`, `/` and `=` are percent-encoded there).
+fn sign(secret: &str, timestamp: u64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("{timestamp}\n{secret}").as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// DingTalk's answer code and message: `{"errcode": 310000, "errmsg": "…"}`.
+fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
+    let answer: Value = serde_json::from_slice(answer_body).ok()?;
+    let code = answer.get("errcode")?.as_i64()?;
+    let said = answer
+        .get("errmsg")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some((code, said.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout::Outcome;
+    use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use serde_json::{Value, json};
+
+    const TOKEN: &str = "d1ngta1kAccessT0kenSecret0123456789";
+    const SECRET: &str = "SECdingtalkSigningSecret42";
+
+    fn options(base: &str) -> Value {
+        json!({"url": format!("{base}/robot/send?access_token={TOKEN}"), "secret": SECRET})
+    }
+
+    #[test]
+    fn signs_the_timestamp_and_secret_with_the_secret_as_the_key() {
+        // Computed independently with Python's hmac module:
+        // base64(hmac.new(b"SECtestsecret", b"1700000000000\nSECtestsecret", sha256).digest()).
+        assert_eq!(
+            super::sign("SECtestsecret", 1_700_000_000_000),
+            "7LVwF0dAF3/+MRRulbpE4y72Ogzykc6bS2nG4I99T4s="
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn posts_markdown_with_a_signature_in_the_query() {
+        let options = |server: &CaptureServer| options(&server.url());
+        let before = super::unix_millis();
+        let (_, sent) = deliver_one("dingtalk", options, &fixture_json("item"), SECRET).await;
+        let (path, query) = sent.path.split_once('?').unwrap();
+        assert_eq!(path, "/robot/send");
+        let pairs: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+        assert_eq!(pairs[0], ("access_token", TOKEN));
+        assert_eq!(pairs[1].0, "timestamp");
+        let timestamp: u64 = pairs[1].1.parse().unwrap();
+        assert!(
+            (before..before + 60_000).contains(&timestamp),
+            "{timestamp}"
+        );
+        // The base64 is percent-encoded on the wire, as DingTalk's guide asks.
+        let sign = pairs[2]
+            .1
+            .replace("%2B", "+")
+            .replace("%2F", "/")
+            .replace("%3D", "=");
+        assert_eq!((pairs[2].0, sign), ("sign", super::sign(SECRET, timestamp)));
+        assert!(!pairs[2].1.contains(['+', '/', '=']), "{query}");
+
+        let body = sent.json();
+        assert_eq!(body["msgtype"], "markdown");
+        assert!(
+            body["markdown"]["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("Story #1212")
+        );
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Joe S. created the story [\\#1212 - As a user"),
+            "{text}"
+        );
+        assert!(text.contains("\n\n**Status:** [Backlog]("), "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errcodes_in_a_200_answer_are_read() {
+        let base = "https://oapi.dingtalk.com";
+        let item = fixture_json("item");
+        let answer = |code: i64, msg: &str| {
+            Reply::status(200).body(json!({"errcode": code, "errmsg": msg}).to_string())
+        };
+        let gone = answer(300001, "token is not exist");
+        let outcome = outcome_of_reply("dingtalk", options(base), &item, gone, TOKEN).await;
+        assert!(
+            matches!(&outcome, Outcome::Disabled { reason, status: 200 } if reason.contains("DingTalk: the robot is gone")),
+            "{outcome:?}"
+        );
+        let refused = answer(310000, "sign not match");
+        let outcome = outcome_of_reply("dingtalk", options(base), &item, refused, SECRET).await;
+        assert!(
+            matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("refused: DingTalk: 310000: sign not match")),
+            "{outcome:?}"
+        );
+        let ok = answer(0, "ok");
+        let outcome = outcome_of_reply("dingtalk", options(base), &item, ok, TOKEN).await;
+        assert!(matches!(outcome, Outcome::Delivered { status: 200 }));
+    }
+}
