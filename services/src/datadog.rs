@@ -26,6 +26,13 @@ lookout::service! {
     /// revoked, or belongs to another site) stops the sending until you fix the
     /// configuration.
     pub struct Datadog;
+
+    category: Observability,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"api_key = "0123456789abcdef0123456789abcdef"
+site = "datadoghq.eu"
+tags = ["env:prod"]"#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -77,24 +84,6 @@ const MARKDOWN_START: &str = "%%% \n";
 const MARKDOWN_END: &str = "\n %%%";
 
 impl Service for Datadog {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Observability
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"api_key = "0123456789abcdef0123456789abcdef"
-site = "datadoghq.eu"
-tags = ["env:prod"]"#
-    }
-
     fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
         match status {
             403 => {

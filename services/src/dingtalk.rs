@@ -37,6 +37,13 @@ lookout::service! {
     /// is retried later; a bad signature or a missing keyword (310000) fails the
     /// delivery and says so.
     pub struct Dingtalk;
+
+    category: Chat,
+    // 20 messages a minute per robot; over that it is muted for 10 minutes
+    // (open.dingtalk.com/document/robots/custom-robot-access, "Limits").
+    rate_limit: RateLimit::every(Duration::from_secs(3)),
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -67,24 +74,6 @@ const SIGNED_WHEN_SENT: &str = "(signed when sent)";
 
 #[lookout::async_trait]
 impl Service for Dingtalk {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // 20 messages a minute per robot; over that it is muted for 10 minutes
-        // (open.dingtalk.com/document/robots/custom-robot-access, "Limits").
-        Some(RateLimit::every(Duration::from_secs(3)))
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef""#
-    }
-
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
         let Some((code, said)) = answer_code(answer_body) else {
             return Verdict::ByStatus;

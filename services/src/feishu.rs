@@ -37,6 +37,12 @@ lookout::service! {
     /// frequency limit (11232) is retried later; a bad signature or a missing keyword
     /// fails the delivery and says so.
     pub struct Feishu;
+
+    category: Chat,
+    // A custom bot takes 100 requests a minute and 5 a second (same page).
+    rate_limit: RateLimit::every(Duration::from_millis(600)).burst(5),
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://open.feishu.cn/open-apis/bot/v2/hook/00000000-0000-0000-0000-000000000000""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -63,23 +69,6 @@ const SIGNED_WHEN_SENT: &str = "(signed when sent)";
 
 #[lookout::async_trait]
 impl Service for Feishu {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // A custom bot takes 100 requests a minute and 5 a second (same page).
-        Some(RateLimit::every(Duration::from_millis(600)).burst(5))
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://open.feishu.cn/open-apis/bot/v2/hook/00000000-0000-0000-0000-000000000000""#
-    }
-
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
         let Some((code, said)) = answer_code(answer_body) else {
             return Verdict::ByStatus;

@@ -33,6 +33,11 @@ lookout::service! {
     /// creates them shortly after. An answer of `401` or `403` (the key was deleted or
     /// disabled) stops the sending until you fix the configuration.
     pub struct Opsgenie;
+
+    category: Incident,
+    schema: Schema::new(OPTIONS),
+    example: r#"api_key = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+priority = "P3""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -59,19 +64,6 @@ const DESCRIPTION_CHARS: usize = 15000;
 const TAG_CHARS: usize = 50;
 
 impl Service for Opsgenie {
-    fn category(&self) -> Category {
-        Category::Incident
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"api_key = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-priority = "P3""#
-    }
-
     fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
         match status {
             401 | 403 => Verdict::Gone(

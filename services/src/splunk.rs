@@ -29,6 +29,13 @@ lookout::service! {
     /// deleted) stops the sending until you fix the configuration; `503` (server busy)
     /// is retried.
     pub struct Splunk;
+
+    category: Observability,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"server = "https://splunk.example.com:8088"
+token = "12345678-9abc-def0-1234-56789abcdef0"
+index = "sprintly""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -53,24 +60,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Splunk {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Observability
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"server = "https://splunk.example.com:8088"
-token = "12345678-9abc-def0-1234-56789abcdef0"
-index = "sprintly""#
-    }
-
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
         // HEC's answers carry a code (help.splunk.com/en/splunk-enterprise/get-data-in/
         // collect-http-event-data/troubleshoot-http-event-collector): 1 is a disabled

@@ -26,6 +26,11 @@ lookout::service! {
     /// answers `401` (the token is revoked) or `404` (the space is gone, or the bot was
     /// removed from it), Lookout stops sending to it until you fix the configuration.
     pub struct Webex;
+
+    category: Chat,
+    schema: Schema::new(OPTIONS),
+    example: r#"token = "ZjExample-bot-access-token_0123456789"
+room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vZXhhbXBsZS1zcGFjZQ""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -44,19 +49,6 @@ const MESSAGES_URL: &str = "https://webexapis.com/v1/messages";
 const TEXT_BYTES: usize = 7439;
 
 impl Service for Webex {
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"token = "ZjExample-bot-access-token_0123456789"
-room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vZXhhbXBsZS1zcGFjZQ""#
-    }
-
     fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
         // Webex's documented 4xx answers (developer.webex.com/docs/api/basics#api-errors):
         // 401 is a bad or revoked token; for a message, 404 means the space does not

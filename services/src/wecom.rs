@@ -28,6 +28,12 @@ lookout::service! {
     /// robot (93000) stops the sending until you fix the configuration; the frequency
     /// limit (45009) is retried later.
     pub struct Wecom;
+
+    category: Chat,
+    // 20 messages a minute per robot (same page, "消息发送频率限制").
+    rate_limit: RateLimit::every(Duration::from_secs(3)),
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
@@ -50,23 +56,6 @@ fn escape_wecom(text: &str) -> String {
 }
 
 impl Service for Wecom {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // 20 messages a minute per robot (same page, "消息发送频率限制").
-        Some(RateLimit::every(Duration::from_secs(3)))
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa""#
-    }
-
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
         let Some((code, said)) = answer_code(answer_body) else {
             return Verdict::ByStatus;

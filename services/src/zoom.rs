@@ -22,6 +22,13 @@ lookout::service! {
     /// connection. If Zoom answers `401`, `403` or `404` (the connection was removed or
     /// its token changed), Lookout stops sending to it until you fix the configuration.
     pub struct Zoom;
+
+    category: Chat,
+    // Zoom publishes no figure for incoming webhooks: a chat webhook's pace.
+    rate_limit: RateLimit::CHAT_WEBHOOK,
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "https://integrations.zoom.us/chat/webhooks/incomingwebhook/Ex4mpleWebh00kId_0123"
+token = "ExampleVerificationToken0123""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -34,24 +41,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Zoom {
-    fn rate_limit(&self) -> Option<RateLimit> {
-        // Zoom publishes no figure for incoming webhooks: a chat webhook's pace.
-        Some(RateLimit::CHAT_WEBHOOK)
-    }
-
-    fn category(&self) -> Category {
-        Category::Chat
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"url = "https://integrations.zoom.us/chat/webhooks/incomingwebhook/Ex4mpleWebh00kId_0123"
-token = "ExampleVerificationToken0123""#
-    }
-
     fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
         match status {
             401 | 403 => Verdict::Gone("Zoom: the verification token is no longer valid".into()),
