@@ -182,8 +182,7 @@ mod tests {
     fn priority_must_be_0_to_10() {
         let options = options("https://push.example.com", json!({"priority": 11}));
         let problems = lookout::Instance::new("gotify", "gotify", options.as_object().unwrap())
-            .err()
-            .expect("priority 11 is refused");
+            .expect_err("priority 11 is refused");
         assert!(format!("{problems:?}").contains("priority"), "{problems:?}");
     }
 
