@@ -10,8 +10,9 @@ use lookout_testkit::CaptureServer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_service_delivers_what_it_builds() {
     let server = CaptureServer::start();
-    // Redirected: services with a fixed public host (Webex, Datadog) arrive here too.
-    let engine = Engine::with_settings(lookout_testkit::settings_redirected_to(&server)).unwrap();
+    // Redirected too, for services with a fixed public host (no URL option to move).
+    let settings = lookout_testkit::settings_redirected_to(&server);
+    let engine = Engine::with_settings(settings).unwrap();
     let mut checked = 0;
     for reg in catalogue() {
         let instance = common::instance(reg, &common::pointed_at(reg, &server.url()));
