@@ -179,14 +179,11 @@ fn load(py: Python<'_>, text: Option<&str>, origin: &str, path: Option<&str>) ->
         .map_err(|err| config_error(py, &err))
 }
 
-/// The payload as the CLI takes it; an attributes problem is caught here too, so that a
-/// product's mistake raises rather than turning into failed rows.
+/// The payload as the CLI takes it: a bad envelope raises; a problem in the attributes
+/// does not, as in the CLI and `serve` — the services that need the field report it
+/// (with its path) in their rows, and those that forward the payload still deliver.
 fn parse_event(py: Python<'_>, payload: &str) -> PyResult<Event> {
-    let event = Event::parse(payload).map_err(|err| payload_error(py, &err))?;
-    if let Err(err) = event.attributes() {
-        return Err(payload_error(py, err));
-    }
-    Ok(event)
+    Event::parse(payload).map_err(|err| payload_error(py, &err))
 }
 
 /// `services.NAME.OPTION`: where in the config the problem is.
