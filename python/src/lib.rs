@@ -100,7 +100,9 @@ impl Engine {
 
 impl Engine {
     fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("the runtime lives as long as the engine")
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the engine")
     }
 }
 
@@ -118,11 +120,7 @@ impl Drop for Engine {
 /// empty when the config is valid.
 #[pyfunction]
 #[pyo3(signature = (text=None, origin="<config>", path=None))]
-fn validate(
-    text: Option<&str>,
-    origin: &str,
-    path: Option<&str>,
-) -> Vec<(Option<String>, String)> {
+fn validate(text: Option<&str>, origin: &str, path: Option<&str>) -> Vec<(Option<String>, String)> {
     match read_config(text, origin, path) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Options(problems)) => problems
@@ -200,7 +198,11 @@ fn payload_error(py: Python<'_>, err: &PayloadError) -> PyErr {
         PayloadError::Field { path, .. } => Some(path.clone()),
         PayloadError::Syntax { .. } => None,
     };
-    raise(py, "PayloadError", (err.to_string(), path, Vec::<()>::new()))
+    raise(
+        py,
+        "PayloadError",
+        (err.to_string(), path, Vec::<()>::new()),
+    )
 }
 
 fn config_error(py: Python<'_>, err: &ConfigError) -> PyErr {
