@@ -18,9 +18,9 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "python: creating $venv"
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import maturin, pytest' 2>/dev/null; then
-    echo "python: installing maturin and pytest into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.7,<2' pytest
+if ! "$venv/bin/python" -c 'import maturin, pytest, flask' 2>/dev/null; then
+    echo "python: installing maturin, pytest and flask (for examples/python) into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.7,<2' pytest flask
 fi
 
 echo "python: building the lookout package ($profile) into $venv"
