@@ -53,3 +53,15 @@ def test_through_serve(monkeypatch):
     answer = client.post("/items", json={"title": "Queued"})
     assert answer.status_code == 201 and answer.get_json()["lookout"] == {"id": "evt_1"}
     assert seen == [("http://127.0.0.1:1", "t"), ("1", "Queued", "item-1-created")]
+
+
+def test_the_readmes_python_use_runs(monkeypatch, capture, tmp_path, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## From Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "lookout.toml").write_text(ENGINE + f'[services.webhook]\nurls = ["{capture.url}/hook"]\n')
+    (tmp_path / "lookout" / "samples").mkdir(parents=True)
+    (tmp_path / "lookout" / "samples" / "item.json").write_text((REPO / "lookout" / "samples" / "item.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == "True [('webhook', 'delivered')]\n"
