@@ -235,7 +235,10 @@ def _payload_text(payload: Payload) -> str:
         except UnicodeDecodeError as err:
             raise PayloadError(f"payload is not UTF-8 text: {err.reason}") from None
     if isinstance(payload, Mapping):
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as err:
+            raise PayloadError(f"payload is not JSON: {err}") from None
     raise TypeError(f"payload: expected a dict, str or bytes, not {type(payload).__name__}")
 
 
