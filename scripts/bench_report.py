@@ -155,7 +155,7 @@ def render(document, hyperfine, load):
             yes(binding["binding_vs_rust"] >= BINDING_MIN),
         ))
         rows.append((
-            f"3b. Python binding: the same, vs Apprise in the same run",
+            "3b. Python binding: the same, vs Apprise in the same run",
             "report the ratio",
             f"{binding['binding_vs_apprise']:.1f}× ({binding['binding_per_s']:,.0f}/s vs {binding['apprise_per_s']:,.0f}/s)",
             "—",

@@ -13,8 +13,10 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use services as _;
 
-/// Top-level config tables that belong to `lookout serve`: a config file shared with the
-/// server loads here too (the binding does not read them).
+/// Top-level config tables that belong to `lookout serve`, so that a config file shared
+/// with the server loads here too; the binding does not read them. The same list as
+/// `lookout_server::policy::SECTIONS` (the server crate, with its databases, is not linked
+/// in for one constant).
 const SERVER_SECTIONS: &[&str] = &["worker"];
 
 /// An engine: the validated services and settings of one config, the shared HTTP client
