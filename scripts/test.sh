@@ -26,10 +26,13 @@ passed=$(grep -oE '^test result: [A-Za-z]+\. [0-9]+ passed' "$log" | awk '{s += 
 failed=$(grep -oE '^test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$log" | awk '{s += $6} END {print s + 0}')
 # pytest's last line: "3 failed, 41 passed in 15.2s" (or "44 passed in …"); errors count
 # as failures.
+pytest_count() { # the number before each word matching $1 on pytest's last line
+    tail -n 1 "$log.py" | awk -v word="^($1),?$" \
+        '{ for (i = 2; i <= NF; i++) if ($i ~ word) s += $(i - 1) } END { print s + 0 }'
+}
 if [ -s "$log.py" ]; then
-    summary=$(tail -n 1 "$log.py")
-    passed=$((passed + $(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{s += $1} END {print s + 0}')))
-    failed=$((failed + $(grep -oE '[0-9]+ (failed|error|errors)' <<<"$summary" | awk '{s += $1} END {print s + 0}')))
+    passed=$((passed + $(pytest_count passed)))
+    failed=$((failed + $(pytest_count 'failed|error|errors')))
 fi
 echo
 echo "$passed passed, $failed failed"
