@@ -150,7 +150,9 @@ class Engine(_native.Engine):
     returns a :class:`Report`; it releases the GIL while it runs, so threads dispatch in
     parallel. ``await dispatch_async(payload)`` does the same on the engine's own
     runtime without blocking the event loop. ``preview(payload)`` shows what would be
-    sent, secrets redacted. A bad payload raises :class:`PayloadError` with its path.
+    sent, secrets redacted. A bad payload raises :class:`PayloadError` with its path; a
+    problem inside ``attributes`` does not raise but shows, with its path, in the rows of
+    the services that need that field (forwarders still deliver), as in the CLI.
 
     An engine holds a connection pool and a runtime: make one and reuse it.
     """
