@@ -2,11 +2,12 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo install test test-services test-deps lint fmt unit snapshots bench fuzz clean
+.PHONY: demo install test test-services test-deps lint fmt unit snapshots bench fuzz clean python
 
 ## Formats everything, the service files included.
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path python/Cargo.toml
 	rustfmt --edition 2024 services/src/*.rs
 
 ## Real deliveries of the sample events to a local sink the binary starts itself.
@@ -29,6 +30,13 @@ lint:
 	# cargo fmt does not follow automod's modules: check the service files directly.
 	rustfmt --edition 2024 --check services/src/*.rs
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The Python package's crate is outside the workspace (it links against Python).
+	$(CARGO) fmt --manifest-path python/Cargo.toml -- --check
+	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) clippy --manifest-path python/Cargo.toml -- -D warnings
+
+## Builds the Python package `lookout` into .venv/ (see python/README.md).
+python:
+	bash scripts/python.sh
 
 ## The cargo tests, under a throwaway PostgreSQL cluster (scripts/with-postgres.sh):
 ## the store suite and tests/scale.rs need one, and fail without it.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: measures Lookout in release mode and rewrites docs/BENCHMARKS.md.
 #
-#   1. installs the peer, Apprise, into .venv-bench/ (from PyPI; quick when done);
+#   1. installs the peer, Apprise, into .venv-bench/ (from PyPI; quick when done), and
+#      the Python package `lookout` built in release (scripts/python.sh --release);
 #   2. installs hyperfine if it is missing and we may (root), as a second clock for the
 #      CLI figure (the bench times repeated runs itself either way);
 #   3. runs `cargo bench --bench engine`, which builds the release `lookout` binary and
@@ -23,6 +24,7 @@ fi
 if ! "$VENV/bin/python" -c 'import apprise' 2>/dev/null; then
     "$VENV/bin/pip" install --quiet apprise
 fi
+LOOKOUT_VENV=$VENV bash scripts/python.sh --release
 
 if ! command -v hyperfine >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "bench: installing hyperfine"

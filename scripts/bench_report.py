@@ -17,6 +17,7 @@ import sys
 # Goals from the benchmark issue.
 FANOUT_MAX = 1.2  # × one delivery
 THROUGHPUT_MIN = 0.85  # × bare reqwest
+BINDING_MIN = 0.8  # × the Rust library
 CLI_MAX_MS = 10.0
 MEMORY_MAX_MB = 40.0
 # Below this a latency difference is timer and scheduler granularity, not a signal.
@@ -143,6 +144,24 @@ def render(document, hyperfine, load):
             ))
     elif peer:
         rows.append(("3. Peer: Lookout vs Apprise", "report the ratio", f"not run: {peer.get('skipped')}", "—"))
+
+    binding = results.get("binding")
+    if binding and "binding_per_s" in binding:
+        about = f"{binding['notifications']:,} JSON notifications ({binding['rounds']} rounds × {binding['targets']} targets, 0 ms sink)"
+        rows.append((
+            f"3b. Python binding: {about}, `lookout.Engine` from Python vs the Rust library",
+            f"≥ {BINDING_MIN}×",
+            f"{binding['binding_vs_rust']:.2f}× ({binding['binding_per_s']:,.0f}/s vs {binding['rust_per_s']:,.0f}/s)",
+            yes(binding["binding_vs_rust"] >= BINDING_MIN),
+        ))
+        rows.append((
+            "3b. Python binding: the same, vs Apprise in the same run",
+            "report the ratio",
+            f"{binding['binding_vs_apprise']:.1f}× ({binding['binding_per_s']:,.0f}/s vs {binding['apprise_per_s']:,.0f}/s)",
+            "—",
+        ))
+    elif binding:
+        rows.append(("3b. Python binding", f"≥ {BINDING_MIN}× the Rust library", f"not run: {binding.get('skipped')}", "—"))
 
     iso = results.get("isolation")
     if iso:
@@ -283,6 +302,14 @@ METHOD = [
     "size), each with a fresh `requests` connection. Lookout does the same rounds: one webhook "
     "with the 50 URLs, one dispatch per round. Each side gets one untimed warm-up round; the "
     "process start of Python is not timed.",
+    "3b. **Python binding.** The Python package (`python/`, built in release into "
+    ".venv-bench by scripts/python.sh) in its own Python process (scripts/bench_binding.py): "
+    "`lookout.Engine` from a dict config with one webhook listing 50 URLs to the same sink, "
+    "answering at once, `dispatch()` once per round with the fixture's JSON text, every row "
+    "checked delivered; one untimed warm-up round. In each of 3 repeats the binding, Apprise "
+    "(as in figure 3) and the Rust library (`Engine::dispatch_to` in the bench process, as in "
+    "figure 3) run the same rounds one after the other; the ratios are taken per repeat and "
+    "the medians reported.",
     "4. **Isolation.** 50 targets answering after 50 ms; in the second run of each pair the "
     "last target never answers (request timeout 1 s). An event is dispatched every 100 ms, "
     "whether or not the last one is done, so unanswered requests pile up; the other 49 "

@@ -670,6 +670,9 @@ fn token_scopes_on_every_route() {
         ("GET", "/v1/tokens"),
         ("POST", "/v1/tokens"),
         ("DELETE", "/v1/tokens/tok_none"),
+        ("GET", "/v1/deliveries"),
+        ("GET", "/v1/deliveries/msg_none"),
+        ("POST", "/v1/deliveries/msg_none/redeliver"),
     ];
     let wrong = "0123456789abcdefghijklmnopqrstuv";
     for (method, path) in routes {
@@ -697,6 +700,9 @@ fn token_scopes_on_every_route() {
         ("GET", "/v1/tokens", 403, 200),
         ("POST", "/v1/tokens", 403, 201),
         ("DELETE", "/v1/tokens/tok_none", 403, 404),
+        ("GET", "/v1/deliveries", 403, 200),
+        ("GET", "/v1/deliveries/msg_none", 403, 404),
+        ("POST", "/v1/deliveries/msg_none/redeliver", 403, 404),
     ];
     for (method, path, as_ingest, as_admin) in expected {
         if method == "PUT" || method == "DELETE" {

@@ -13,6 +13,7 @@
 //! Environment: `LOOKOUT_BENCH_PYTHON` (a Python with Apprise installed, for the peer figure),
 //! `LOOKOUT_BENCH_ONLY` (a comma-separated list of scenarios to run).
 
+mod binding;
 mod cli;
 mod common;
 mod fanout;
@@ -125,6 +126,7 @@ const SCENARIOS: &[&str] = &[
     "fanout",
     "throughput",
     "peer",
+    "binding",
     "isolation",
     "cli",
     "memory",
@@ -217,6 +219,7 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
         "fanout" => fanout::run(bench).await,
         "throughput" => throughput::run(bench).await,
         "peer" => peer::run(bench).await,
+        "binding" => binding::run(bench).await,
         "isolation" => isolation::run(bench).await,
         "cli" => {
             let (binary, runs, scratch) = (

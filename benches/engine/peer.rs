@@ -90,7 +90,7 @@ async fn case(
 }
 
 /// Lookout's rounds: one warm-up dispatch, then `rounds` timed ones; seconds taken.
-async fn lookout_rounds(
+pub async fn lookout_rounds(
     bench: &Bench,
     engine: &Engine,
     instances: &[Instance],
@@ -106,7 +106,7 @@ async fn lookout_rounds(
     started.elapsed().as_secs_f64()
 }
 
-fn apprise(python: &Path, rounds: usize, urls: &[String]) -> Value {
+pub fn apprise(python: &Path, rounds: usize, urls: &[String]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_apprise.py");
     let body = Path::new(env!("CARGO_MANIFEST_DIR")).join("lookout/samples/item.json");
     let output = Command::new(python)

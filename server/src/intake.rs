@@ -7,6 +7,8 @@
 //! | `GET/PUT/DELETE /v1/products/{id}`, `GET /v1/products` | a product's services |
 //! | `GET /v1/services` | the catalogue |
 //! | `GET/POST /v1/tokens`, `DELETE /v1/tokens/{id}` | API tokens ([`tokens`]) |
+//! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`), one with its attempts |
+//! | `POST /v1/deliveries/{id}/redeliver` | make a delivery due again now |
 //! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
 //!
 //! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
@@ -34,7 +36,7 @@ use tokio::sync::{Notify, watch};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
-use crate::store::{self, NewDelivery, NewEvent, Store, now_ms};
+use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
@@ -95,6 +97,9 @@ fn router(app: App, max_body: usize) -> Router {
         )
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/deliveries", get(list_deliveries))
+        .route("/v1/deliveries/{id}", get(get_delivery))
+        .route("/v1/deliveries/{id}/redeliver", post(redeliver))
         .route_layer(middleware::from_fn(require_admin))
         .route("/v1/events", post(post_event))
         .route("/v1/products/{id}/events", post(post_product_event))
@@ -563,6 +568,56 @@ async fn revoke_token(State(app): State<App>, Path(id): Path<String>) -> Respons
     match app.store.revoke_token(&id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such token"),
+        Err(err) => store_error(&err),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveryQuery {
+    status: Option<String>,
+    service: Option<String>,
+    product: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `lookout deliveries list` over HTTP: newest first, at most `limit` (default 100).
+async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQuery>) -> Response {
+    let status = match query.status.as_deref().map(str::parse).transpose() {
+        Ok(status) => status,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, format!("status: {problem}")),
+    };
+    let filter = DeliveryFilter {
+        status,
+        service: query.service,
+        product: query.product,
+        updated_since: None,
+        limit: query.limit.unwrap_or(100),
+    };
+    match app.store.deliveries(&filter).await {
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(err) => store_error(&err),
+    }
+}
+
+async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.store.delivery(&id).await {
+        Ok(Some((delivery, attempts))) => {
+            axum::Json(json!({ "delivery": delivery, "attempts": attempts })).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
+        Err(err) => store_error(&err),
+    }
+}
+
+/// Makes a delivery due again now (as `lookout redeliver ID`) and wakes a worker.
+async fn redeliver(State(app): State<App>, Path(id): Path<String>) -> Response {
+    match app.store.redeliver(&id, now_ms()).await {
+        Ok(true) => {
+            app.wake.notify_one();
+            get_delivery(State(app), Path(id)).await
+        }
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
         Err(err) => store_error(&err),
     }
 }
