@@ -18,6 +18,12 @@ mod common;
 
 #[path = "brokers/amqp.rs"]
 mod amqp;
+#[path = "brokers/mqtt.rs"]
+mod mqtt;
+#[path = "brokers/nats.rs"]
+mod nats;
+#[path = "brokers/redis.rs"]
+mod redis;
 #[path = "brokers/servers.rs"]
 mod servers;
 
@@ -52,8 +58,13 @@ fn main() {
         .any(|(name, _)| wanted(name))
         .then(|| std::thread::spawn(servers::rabbitmq));
     let mut tally = Tally::default();
-    let groups: [(&str, &[(&str, TestFn)]); 2] =
-        [("guard", GUARD_TESTS), ("rabbitmq", amqp::TESTS)];
+    let groups: [(&str, &[(&str, TestFn)]); 5] = [
+        ("guard", GUARD_TESTS),
+        ("mqtt", mqtt::TESTS),
+        ("nats", nats::TESTS),
+        ("redis", redis::TESTS),
+        ("rabbitmq", amqp::TESTS),
+    ];
     for (group, tests) in groups {
         let tests: Vec<_> = tests.iter().filter(|(name, _)| wanted(name)).collect();
         if tests.is_empty() {
@@ -62,7 +73,9 @@ fn main() {
         if group == "rabbitmq"
             && let Some(Err(_)) = rabbit_boot.take().map(|boot| boot.join())
         {
-            tally.failed.extend(tests.iter().map(|(name, _)| name.to_string()));
+            tally
+                .failed
+                .extend(tests.iter().map(|(name, _)| name.to_string()));
             continue;
         }
         for (name, test) in tests {
@@ -95,7 +108,11 @@ impl Tally {
     }
 
     fn finish(self, took: Duration) {
-        let verdict = if self.failed.is_empty() { "ok" } else { "FAILED" };
+        let verdict = if self.failed.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
         for name in &self.failed {
             println!("failed: {name}");
         }
@@ -129,8 +146,8 @@ pub async fn one_try(service: &str, options: Value, fixture: &str, id: &str) -> 
         .unwrap()
         .one_try(HashSet::new());
     let instance = instance(service, options);
-    let mut rows = lookout::dispatch::run_service(&instance, &event, id.to_owned(), &transport)
-        .await;
+    let mut rows =
+        lookout::dispatch::run_service(&instance, &event, id.to_owned(), &transport).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows.remove(0)
 }
@@ -164,15 +181,18 @@ pub fn event(fixture: &str) -> Event {
     lookout_testkit::fixture(fixture)
 }
 
-const GUARD_TESTS: &[(&str, TestFn)] = &[(
-    "blocked_broker_hosts_are_refused_before_connecting",
-    || Box::pin(blocked_broker_hosts_are_refused_before_connecting()),
-)];
+const GUARD_TESTS: &[(&str, TestFn)] =
+    &[("blocked_broker_hosts_are_refused_before_connecting", || {
+        Box::pin(blocked_broker_hosts_are_refused_before_connecting())
+    })];
 
 /// Every broker service, its host a blocked literal: refused at once, never tried again.
 async fn blocked_broker_hosts_are_refused_before_connecting() {
     let urls = [
         ("rabbitmq", "amqp://u:p@169.254.169.254:5672/%2f"),
+        ("mqtt", "mqtt://u:p@169.254.169.254:1883"),
+        ("nats", "nats://u:p@169.254.169.254:4222"),
+        ("redis", "redis://:p@169.254.169.254:6379/0"),
     ];
     for (service, url) in urls {
         let options = serde_json::json!({ "url": url });
@@ -186,6 +206,9 @@ async fn blocked_broker_hosts_are_refused_before_connecting() {
             other => panic!("{service}: expected a refusal, got {other:?}"),
         }
         assert_eq!(row.attempts, 1, "{service}: a refusal is not tried again");
-        assert!(row.duration < Duration::from_millis(500), "{service}: {row:?}");
+        assert!(
+            row.duration < Duration::from_millis(500),
+            "{service}: {row:?}"
+        );
     }
 }

@@ -13,15 +13,17 @@ use super::servers::{self, USER};
 use super::{CANARY, TestFn, delivered, failed_retryable, one_try, payload, send};
 
 pub const TESTS: &[(&str, TestFn)] = &[
-    ("rabbitmq_publishes_confirmed_with_headers_and_routing", || {
-        Box::pin(publishes_confirmed_with_headers_and_routing())
-    }),
+    (
+        "rabbitmq_publishes_confirmed_with_headers_and_routing",
+        || Box::pin(publishes_confirmed_with_headers_and_routing()),
+    ),
     ("rabbitmq_renders_the_message_when_asked", || {
         Box::pin(renders_the_message_when_asked())
     }),
-    ("rabbitmq_unroutable_messages_fail_to_be_tried_again", || {
-        Box::pin(unroutable_messages_fail_to_be_tried_again())
-    }),
+    (
+        "rabbitmq_unroutable_messages_fail_to_be_tried_again",
+        || Box::pin(unroutable_messages_fail_to_be_tried_again()),
+    ),
     ("rabbitmq_a_wrong_password_is_final_and_hidden", || {
         Box::pin(a_wrong_password_is_final_and_hidden())
     }),
@@ -56,7 +58,12 @@ async fn consumer() -> (Connection, Channel) {
         ..Default::default()
     };
     channel
-        .exchange_declare(EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let durable = QueueDeclareOptions {
@@ -92,7 +99,11 @@ async fn drain(channel: &Channel) -> Vec<lapin::message::Delivery> {
         .await
         .unwrap()
     {
-        message.delivery.ack(BasicAckOptions::default()).await.unwrap();
+        message
+            .delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
         got.push(message.delivery);
     }
     got
@@ -124,7 +135,11 @@ async fn publishes_confirmed_with_headers_and_routing() {
     let got = drain(&channel).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let message = &got[0];
-    assert_eq!(message.data, payload("item-markup").as_bytes(), "the payload as sent");
+    assert_eq!(
+        message.data,
+        payload("item-markup").as_bytes(),
+        "the payload as sent"
+    );
     assert_eq!(message.exchange.as_str(), EXCHANGE);
     assert_eq!(message.routing_key.as_str(), "sprintly.item.created");
     let properties = &message.properties;
@@ -164,7 +179,10 @@ async fn unroutable_messages_fail_to_be_tried_again() {
     let Outcome::Failed { reason, .. } = &row.outcome else {
         unreachable!()
     };
-    assert!(reason.contains("no queue takes routing key `elsewhere.item`"), "{reason}");
+    assert!(
+        reason.contains("no queue takes routing key `elsewhere.item`"),
+        "{reason}"
+    );
 }
 
 async fn a_wrong_password_is_final_and_hidden() {
@@ -173,7 +191,10 @@ async fn a_wrong_password_is_final_and_hidden() {
     let shown = lookout_testkit::assert_hidden(&report, CANARY);
     let row = &report.results[0].delivery;
     assert!(matches!(row.outcome, Outcome::Failed { .. }), "{shown}");
-    assert_eq!(row.attempts, 1, "a refused login is not tried again: {shown}");
+    assert_eq!(
+        row.attempts, 1,
+        "a refused login is not tried again: {shown}"
+    );
     assert!(!row.retry.is_retryable(), "{shown}");
 }
 

@@ -90,14 +90,23 @@ impl Server {
         while started.elapsed() < self.startup {
             let child = self.child.as_mut().unwrap();
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("{} exited ({status}) before it was ready:\n{}", self.name, self.logs());
+                panic!(
+                    "{} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    self.logs()
+                );
             }
             if self.ready() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{} not ready within {:?}:\n{}", self.name, self.startup, self.logs());
+        panic!(
+            "{} not ready within {:?}:\n{}",
+            self.name,
+            self.startup,
+            self.logs()
+        );
     }
 
     fn ready(&self) -> bool {
@@ -137,7 +146,9 @@ impl Drop for Server {
 /// Every server started so far, by name.
 fn servers() -> MutexGuard<'static, HashMap<&'static str, Server>> {
     static SERVERS: LazyLock<Mutex<HashMap<&'static str, Server>>> = LazyLock::new(Mutex::default);
-    SERVERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERVERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The port of the server `name`, started (by `make`) at first use.
@@ -209,7 +220,10 @@ pub fn rabbitmq() -> u16 {
             ("RABBITMQ_MNESIA_BASE", format!("{dir}/mnesia")),
             ("RABBITMQ_LOG_BASE", format!("{dir}/log")),
             ("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq.conf")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE", format!("{dir}/enabled_plugins")),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                format!("{dir}/enabled_plugins"),
+            ),
             ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
             ("ERL_EPMD_PORT", epmd.port.to_string()),
             (
@@ -218,6 +232,82 @@ pub fn rabbitmq() -> u16 {
             ),
         ];
         vec![epmd, rabbit]
+    })
+}
+
+/// Mosquitto (MQTT on the returned port), with [`USER`]/[`CANARY`] its only login.
+pub fn mosquitto() -> u16 {
+    port_of("mosquitto", || {
+        let mut mosquitto = Server::new("mosquitto", "mosquitto", Duration::from_secs(10));
+        let passwd = mosquitto.dir.join("passwd");
+        let made = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([USER, CANARY])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(made.success());
+        // As root, Mosquitto would switch to its own user, who cannot read this folder.
+        let config = format!(
+            "listener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\npersistence false\nuser root\n",
+            mosquitto.port,
+            passwd.display()
+        );
+        std::fs::write(mosquitto.dir.join("mosquitto.conf"), config).unwrap();
+        mosquitto.args = vec!["-c".into(), "mosquitto.conf".into()];
+        vec![mosquitto]
+    })
+}
+
+/// NATS with JetStream (client port returned), stored in its folder (a restart keeps the
+/// streams), with [`USER`]/[`CANARY`] its only login.
+pub fn nats() -> u16 {
+    port_of("nats", || {
+        let mut nats = Server::new("nats", "nats-server", Duration::from_secs(10));
+        let monitor = free_port();
+        nats.args = [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &nats.port.to_string(),
+            "-m",
+            &monitor.to_string(),
+            "-js",
+            "-sd",
+            "jetstream",
+            "--user",
+            USER,
+            "--pass",
+            CANARY,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        nats.probe = Probe::Http(monitor, "/healthz?js-enabled-only=true");
+        vec![nats]
+    })
+}
+
+/// Redis (port returned), with [`CANARY`] as the default user's password.
+pub fn redis() -> u16 {
+    port_of("redis", || {
+        let mut redis = Server::new("redis", "redis-server", Duration::from_secs(10));
+        redis.args = [
+            "--port",
+            &redis.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            ".",
+            "--requirepass",
+            CANARY,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        vec![redis]
     })
 }
 
