@@ -189,7 +189,7 @@ pub fn stop_all() {
 /// RabbitMQ (AMQP on the returned port), with [`USER`]/[`CANARY`] as its default user.
 pub fn rabbitmq() -> u16 {
     port_of("rabbitmq", || {
-        let mut epmd = Server::new("epmd", "epmd", Duration::from_secs(5));
+        let mut epmd = Server::new("epmd", "/usr/bin/epmd", Duration::from_secs(5));
         epmd.args = vec![
             "-port".into(),
             epmd.port.to_string(),
@@ -238,9 +238,10 @@ pub fn rabbitmq() -> u16 {
 /// Mosquitto (MQTT on the returned port), with [`USER`]/[`CANARY`] its only login.
 pub fn mosquitto() -> u16 {
     port_of("mosquitto", || {
-        let mut mosquitto = Server::new("mosquitto", "mosquitto", Duration::from_secs(10));
+        let mut mosquitto =
+            Server::new("mosquitto", "/usr/sbin/mosquitto", Duration::from_secs(10));
         let passwd = mosquitto.dir.join("passwd");
-        let made = Command::new("mosquitto_passwd")
+        let made = Command::new("/usr/bin/mosquitto_passwd")
             .args(["-b", "-c"])
             .arg(&passwd)
             .args([USER, CANARY])
@@ -263,7 +264,7 @@ pub fn mosquitto() -> u16 {
 /// streams), with [`USER`]/[`CANARY`] its only login.
 pub fn nats() -> u16 {
     port_of("nats", || {
-        let mut nats = Server::new("nats", "nats-server", Duration::from_secs(10));
+        let mut nats = Server::new("nats", "/usr/sbin/nats-server", Duration::from_secs(10));
         let monitor = free_port();
         nats.args = [
             "-a",
@@ -290,7 +291,7 @@ pub fn nats() -> u16 {
 /// Redis (port returned), with [`CANARY`] as the default user's password.
 pub fn redis() -> u16 {
     port_of("redis", || {
-        let mut redis = Server::new("redis", "redis-server", Duration::from_secs(10));
+        let mut redis = Server::new("redis", "/usr/bin/redis-server", Duration::from_secs(10));
         redis.args = [
             "--port",
             &redis.port.to_string(),
