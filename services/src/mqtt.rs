@@ -210,13 +210,13 @@ mod tests {
     #[test]
     fn payload_words_cannot_add_topic_levels_or_wildcards() {
         let options = json!({
-            "url": "mqtt://mqtt.example.com",
+            "url": "mqtt://lookout:s3cret-pass@mqtt.example.com",
             "topic": "sprintly/{model}/{action}",
         });
         let instance = lookout::Instance::new("m", "mqtt", options.as_object().unwrap()).unwrap();
         let mut payload: Value = serde_json::from_str(&fixture_json("item")).unwrap();
         payload["action"] = json!("created/#/+");
-        let event = Event::parse(&payload.to_string()).unwrap();
+        let event = lookout::Event::parse(&payload.to_string()).unwrap();
         let preview = lookout::dispatch::preview_one(&event, &instance);
         assert_eq!(
             preview.requests[0].url,

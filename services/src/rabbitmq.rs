@@ -35,9 +35,9 @@ lookout::service! {
     /// 3. Set `url` to `amqp://lookout:PASSWORD@rabbit.example.com:5672/%2f`: the user,
     ///    its password (percent-encoded), the host, the port and the vhost (`%2f` is the
     ///    default vhost `/`). Lookout treats the whole URL as a secret.
-    /// 4. Set `exchange` (`sprintly`) and `routing_key`, a template where `{product}` is
-    ///    the product's id and `{model}` and `{action}` the event's, lowercased:
-    ///    `sprintly.{model}.{action}` gives `sprintly.item.created`. With the default
+    /// 4. Set `exchange` (`sprintly`) and `routing`, the routing key: a template where
+    ///    `{product}` is the product's id and `{model}` and `{action}` the event's,
+    ///    lowercased: `sprintly.{model}.{action}` gives `sprintly.item.created`. With the default
     ///    exchange (`exchange = ""`) the routing key is a queue's name.
     ///
     /// Messages are persistent (delivery mode 2) and mandatory: a message that no queue
@@ -60,7 +60,7 @@ const OPTIONS: &[OptionSpec] = &[
     .public()
     .default(""),
     OptionSpec::string(
-        "routing_key",
+        "routing",
         "The routing key: a template with `{product}`, `{model}` and `{action}`.",
     )
     .public()
@@ -87,7 +87,7 @@ impl Service for Rabbitmq {
     fn example(&self) -> &'static str {
         r#"url = "amqp://lookout:rabbit-password-for-docs@rabbit.example.com:5672/%2f"
 exchange = "sprintly"
-routing_key = "sprintly.{model}.{action}""#
+routing = "sprintly.{model}.{action}""#
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
@@ -102,7 +102,7 @@ routing_key = "sprintly.{model}.{action}""#
             username: broker.username.clone(),
             password: broker.password.clone(),
             exchange: job.options.str("exchange").unwrap_or_default().to_owned(),
-            routing_key: publish::route(job.options.str("routing_key").unwrap_or_default(), job),
+            routing_key: publish::route(job.options.str("routing").unwrap_or_default(), job),
         };
         let shown = format!(
             "{}/{}?exchange={}&routing_key={}",
@@ -260,8 +260,8 @@ mod tests {
     #[test]
     fn routing_keys_name_the_event_and_vhosts_stay_one_segment() {
         let options = json!({
-            "url": "amqp://u:p@rabbit.example.com/%2fteam",
-            "routing_key": "sprintly.{product}.{model}.{action}",
+            "url": "amqp://lookout:s3cret-pass@rabbit.example.com/%2fteam",
+            "routing": "sprintly.{product}.{model}.{action}",
         });
         let instance =
             lookout::Instance::new("r", "rabbitmq", options.as_object().unwrap()).unwrap();
@@ -269,7 +269,7 @@ mod tests {
         let preview = lookout::dispatch::preview_one(&event, &instance);
         assert_eq!(
             preview.requests[0].url,
-            "amqp://rabbit.example.com:5672/%2fteam?exchange=&routing_key=sprintly.1.comment.created"
+            "amqp://rabbit.example.com:5672/%2fteam?exchange=&routing_key=sprintly.1111.comment.created"
         );
     }
 

@@ -215,12 +215,12 @@ mod tests {
             let event = Event::parse(&fixture_json("item")).unwrap();
             lookout::dispatch::preview_one(&event, &instance)
         };
-        let shown = preview("redis://:pw@cache.example.com/2");
+        let shown = preview("redis://:s3cret-pass@cache.example.com/2");
         assert_eq!(
             shown.requests[0].url,
-            "redis://cache.example.com:6379/2?stream=sprintly:1&maxlen=~1000"
+            "redis://cache.example.com:6379/2?stream=sprintly:1111&maxlen=~1000"
         );
-        let refused = preview("redis://:pw@cache.example.com/zero");
+        let refused = preview("redis://:s3cret-pass@cache.example.com/zero");
         assert!(
             format!("{:?}", refused.not_sent).contains("url: the path must be a database number"),
             "{refused:?}"

@@ -40,7 +40,7 @@ fn options(password: &str) -> Value {
     json!({
         "url": format!("amqp://{USER}:{password}@127.0.0.1:{port}/%2f"),
         "exchange": EXCHANGE,
-        "routing_key": "sprintly.{model}.{action}",
+        "routing": "sprintly.{model}.{action}",
     })
 }
 
@@ -173,7 +173,7 @@ async fn renders_the_message_when_asked() {
 async fn unroutable_messages_fail_to_be_tried_again() {
     let (_connection, _channel) = consumer().await;
     let mut options = options(CANARY);
-    options["routing_key"] = json!("elsewhere.{model}");
+    options["routing"] = json!("elsewhere.{model}");
     let row = one_try("rabbitmq", options, "item", "msg_unroutable").await;
     failed_retryable(&row);
     let Outcome::Failed { reason, .. } = &row.outcome else {
