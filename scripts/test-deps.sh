@@ -21,6 +21,18 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_install postgresql
 fi
 
+# --- Message brokers (Debian packages): tests/brokers.rs starts its own on loopback ---
+brokers=()
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || brokers+=(rabbitmq-server)
+[ -x /usr/sbin/mosquitto ] || brokers+=(mosquitto)
+[ -x /usr/sbin/nats-server ] || brokers+=(nats-server)
+[ -x /usr/bin/redis-server ] || brokers+=(redis-server)
+if [ "${#brokers[@]}" -gt 0 ]; then
+    echo "installing message brokers (Debian packages): ${brokers[*]}"
+    apt_install "${brokers[@]}"
+fi
+echo "test dependencies: brokers installed (RabbitMQ, Mosquitto, NATS, Redis)"
+
 # --- Python tools in a virtualenv ---
 venv="${LOOKOUT_VENV:-.venv}"
 

@@ -92,6 +92,32 @@ impl Body {
     }
 }
 
+impl Body {
+    /// The body as previews show it, secrets redacted: JSON decoded, form fields as a
+    /// list of `{name: value}`, text as a string.
+    pub fn preview(&self, redactor: &Redactor) -> Value {
+        match self {
+            Body::Empty => Value::Null,
+            Body::Json(value) => redactor.redact_json(value),
+            Body::RawJson(text) => match serde_json::from_str::<Value>(text) {
+                Ok(value) => redactor.redact_json(&value),
+                Err(_) => Value::String(redactor.redact(text)),
+            },
+            Body::Form(fields) => Value::Array(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut field = serde_json::Map::new();
+                        field.insert(redactor.redact(k), Value::from(redactor.redact(v)));
+                        Value::Object(field)
+                    })
+                    .collect(),
+            ),
+            Body::Text { text, .. } => Value::String(redactor.redact(text)),
+        }
+    }
+}
+
 /// Shared text seen as bytes, so that [`bytes::Bytes`] can own it without a copy.
 struct SharedText(Arc<str>);
 
@@ -219,30 +245,11 @@ impl HttpRequest {
                 headers.push((name.into(), "(computed at send time)".into()));
             }
         }
-        let body = match &self.body {
-            Body::Empty => Value::Null,
-            Body::Json(value) => redactor.redact_json(value),
-            Body::RawJson(text) => match serde_json::from_str::<Value>(text) {
-                Ok(value) => redactor.redact_json(&value),
-                Err(_) => Value::String(redactor.redact(text)),
-            },
-            Body::Form(fields) => Value::Array(
-                fields
-                    .iter()
-                    .map(|(k, v)| {
-                        let mut field = serde_json::Map::new();
-                        field.insert(redactor.redact(k), Value::from(redactor.redact(v)));
-                        Value::Object(field)
-                    })
-                    .collect(),
-            ),
-            Body::Text { text, .. } => Value::String(redactor.redact(text)),
-        };
         RequestPreview {
             method: self.method.as_str(),
             url: redactor.redact(self.url.as_str()),
             headers,
-            body,
+            body: self.body.preview(redactor),
         }
     }
 }

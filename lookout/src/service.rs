@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::delivery::publish::Publish;
 use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::smtp::Email;
 use crate::delivery::{Delivery, Transport};
@@ -41,6 +42,8 @@ pub enum Outgoing {
     Http(HttpRequest),
     /// A message sent over SMTP (see [`crate::delivery::smtp`]).
     Email(Email),
+    /// A message published to a broker (see [`crate::delivery::publish`]).
+    Publish(Publish),
 }
 
 impl Outgoing {
@@ -49,6 +52,7 @@ impl Outgoing {
         match self {
             Outgoing::Http(request) => request.preview(redactor),
             Outgoing::Email(email) => email.preview(redactor),
+            Outgoing::Publish(publish) => publish.preview(redactor),
         }
     }
 
@@ -57,13 +61,14 @@ impl Outgoing {
         match self {
             Outgoing::Http(request) => redactor.redact(request.url.as_str()),
             Outgoing::Email(email) => redactor.redact(&email.server.url()),
+            Outgoing::Publish(publish) => publish.redactor(redactor).redact(&publish.shown),
         }
     }
 
     /// Identifies the target across tries of one delivery: the durable worker records
     /// which targets already got it under this key. A hash of the method (or `SMTP`, the
-    /// server and the recipients) and the full URL: the URL may hold a key, the hash
-    /// does not show it.
+    /// server and the recipients; or the protocol, the broker and the place in it) and
+    /// the full URL: the URL may hold a key, the hash does not show it.
     pub fn target_key(&self) -> String {
         let destination = match self {
             Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
@@ -71,6 +76,10 @@ impl Outgoing {
                 let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
                 format!("SMTP {} {}", email.server.url(), to.join(","))
             }
+            Outgoing::Publish(publish) => format!(
+                "{} {}:{} {}",
+                publish.protocol, publish.host, publish.port, publish.shown
+            ),
         };
         let digest = Sha256::digest(destination);
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
@@ -80,6 +89,12 @@ impl Outgoing {
 impl From<HttpRequest> for Outgoing {
     fn from(request: HttpRequest) -> Self {
         Outgoing::Http(request)
+    }
+}
+
+impl From<Publish> for Outgoing {
+    fn from(publish: Publish) -> Self {
+        Outgoing::Publish(publish)
     }
 }
 

@@ -6,12 +6,13 @@
 //! them to [`Transport::send_all`]; the library, `lookout send`, `lookout test` and the
 //! workers of `lookout serve` all call it (through
 //! [`run_service`](crate::dispatch::run_service), which owns the deadline and catches
-//! panics). HTTP requests and emails go through the same policy and the same retry
-//! loop; only the one try differs. What differs between callers is the transport's
+//! panics). HTTP requests, emails and broker publishes ([`publish`]) go through the
+//! same policy and the same retry loop; only the one try differs. What differs between callers is the transport's
 //! mode: in process it retries within the budget; the durable worker's
 //! ([`Transport::one_try`]) tries each request once, skips the targets that already
 //! answered, and records each try for the worker's own schedule.
 
+pub mod publish;
 pub mod ratelimit;
 pub mod retry;
 pub mod signing;
@@ -21,6 +22,7 @@ pub mod ssrf;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::error::Error as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,7 @@ use crate::redact::Redactor;
 use crate::request::{HttpRequest, Signing};
 use crate::service::{BuildError, Job, Outgoing, Verdict};
 use crate::settings::Settings;
+use publish::Publish;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
 use smtp::Email;
@@ -134,8 +137,8 @@ impl Delivery {
 }
 
 /// The engine's way out: one pooled HTTP client and the delivery policy every service
-/// gets, for HTTP requests and emails alike (see the module docs of [`retry`],
-/// [`ratelimit`], [`ssrf`] and [`smtp`]):
+/// gets, for HTTP requests, emails and broker publishes alike (see the module docs of
+/// [`retry`], [`ratelimit`], [`ssrf`], [`smtp`] and [`publish`]):
 ///
 /// - the SSRF guard: only public addresses, checked once, connected to as checked;
 /// - timeouts: connect, first byte (the answer's headers), and the whole request;
@@ -299,8 +302,8 @@ impl Transport {
         }
     }
 
-    /// Sends every request of one service, concurrently, over HTTP or SMTP; one result
-    /// each, in order.
+    /// Sends every request of one service, concurrently, over HTTP, SMTP or a broker's
+    /// protocol; one result each, in order.
     pub async fn send_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
         join_all(outgoing.iter().map(|o| self.send(o, job))).await
     }
@@ -396,11 +399,13 @@ impl Transport {
         }
     }
 
-    /// One try, over HTTP or SMTP: guard, rate limit, send, read the answer.
+    /// One try, over HTTP, SMTP or a broker's protocol: guard, rate limit, send, read
+    /// the answer.
     async fn try_once(&self, outgoing: &Outgoing, job: &Job<'_>, end: Instant) -> (Outcome, Retry) {
         match outgoing {
             Outgoing::Http(request) => self.try_http(request, job, end).await,
             Outgoing::Email(email) => self.try_email(email, job, end).await,
+            Outgoing::Publish(publish) => self.try_publish(publish, job, end).await,
         }
     }
 
@@ -445,16 +450,55 @@ impl Transport {
     async fn try_email(&self, email: &Email, job: &Job<'_>, end: Instant) -> (Outcome, Retry) {
         let redactor = job.options.redactor();
         let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
-        let resolving = smtp::resolve(&self.guard, &email.server);
-        let address = match tokio::time::timeout_at(end.into(), resolving).await {
-            Ok(Ok(address)) => address,
-            Ok(Err(why)) => return failed(why),
-            Err(_) => return failed(no_time_left()),
+        let address = match self
+            .resolve(&email.server.host, email.server.port, end)
+            .await
+        {
+            Ok(address) => address,
+            Err(why) => return failed(why),
         };
         let server = email.server.url().parse().expect("an SMTP server URL");
         match self.time_for_try(&server, end).await {
             Ok(total) => smtp::try_once(email, address, total, job.delivery_id, redactor).await,
             Err(why) => failed(why),
+        }
+    }
+
+    /// The broker's host goes through the guard like an SMTP host; the service's
+    /// publisher connects to the address it allowed.
+    async fn try_publish(
+        &self,
+        publish: &Publish,
+        job: &Job<'_>,
+        end: Instant,
+    ) -> (Outcome, Retry) {
+        let redactor = &publish.redactor(job.options.redactor());
+        let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
+        let address = match self.resolve(&publish.host, publish.port, end).await {
+            Ok(address) => SocketAddr::new(address, publish.port),
+            Err(why) => return failed(why),
+        };
+        let broker = match publish.broker_url() {
+            Ok(broker) => broker,
+            Err(why) => return failed(why),
+        };
+        match self.time_for_try(&broker, end).await {
+            Ok(total) => publish::try_once(publish, address, total, redactor).await,
+            Err(why) => failed(why),
+        }
+    }
+
+    /// The checked address of a host reached without HTTP (see [`Guard::resolve`]),
+    /// looked up within this try's time.
+    async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        end: Instant,
+    ) -> Result<IpAddr, (String, Retry)> {
+        match tokio::time::timeout_at(end.into(), self.guard.resolve(host, port)).await {
+            Ok(resolved) => resolved,
+            Err(_) => Err(no_time_left()),
         }
     }
 

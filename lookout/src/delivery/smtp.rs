@@ -14,7 +14,7 @@
 //! would mostly hold idle sockets, and a fresh connection never inherits a broken one.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
@@ -24,7 +24,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::json;
 
 use crate::delivery::retry::Retry;
-use crate::delivery::ssrf::{Blocked, Guard};
+#[cfg(doc)]
+use crate::delivery::ssrf::Guard;
 use crate::delivery::{Outcome, user_agent};
 use crate::redact::Redactor;
 use crate::request::RequestPreview;
@@ -218,33 +219,7 @@ impl Email {
     }
 }
 
-/// The address to connect to for `server`, checked by the SSRF guard as HTTP targets
-/// are: the host itself when it is an IP address, else the first address its name
-/// resolves to that the guard allows. The connection goes to exactly this address, so a
-/// second lookup (rebinding) cannot swap in an internal one.
-pub(crate) async fn resolve(guard: &Guard, server: &SmtpServer) -> Result<IpAddr, (String, Retry)> {
-    let blocked = |blocked: Blocked| (blocked.to_string(), Retry::No);
-    let host = server.host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return guard.check(ip).map(|()| ip).map_err(blocked);
-    }
-    let unresolved = |why: String| {
-        (
-            format!("cannot resolve {host}: {why}"),
-            Retry::Yes { after: None },
-        )
-    };
-    let found = tokio::net::lookup_host((host, server.port))
-        .await
-        .map_err(|e| unresolved(e.to_string()))?;
-    let allowed = guard.filter(host, found).map_err(blocked)?;
-    allowed
-        .first()
-        .map(SocketAddr::ip)
-        .ok_or_else(|| unresolved("no address".to_owned()))
-}
-
-/// One try at sending `email` through `address` (see [`resolve`]), within `timeout`:
+/// One try at sending `email` through `address` (see [`Guard::resolve`]), within `timeout`:
 /// how it ended, and whether another try could do better (a `4xx` reply or a connection
 /// problem: yes; a `5xx` reply: no).
 pub(crate) async fn try_once(

@@ -25,6 +25,7 @@ use std::sync::{Arc, LazyLock};
 use ipnet::IpNet;
 use url::{Host, Url};
 
+use crate::delivery::retry::Retry;
 use crate::settings::Settings;
 
 /// A target the guard refused.
@@ -188,6 +189,37 @@ impl Guard {
             }),
             _ => Ok(allowed),
         }
+    }
+
+    /// The address to connect to for a host that is not reached over HTTP (an SMTP
+    /// server, a message broker), checked as HTTP targets are: the host itself when it
+    /// is an IP address, else the first address its name resolves to that the guard
+    /// allows. The caller connects to exactly this address, so a second lookup
+    /// (rebinding) cannot swap in an internal one. A failed lookup may succeed later; a
+    /// refusal is final.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<IpAddr, (String, Retry)> {
+        let blocked = |blocked: Blocked| (blocked.to_string(), Retry::No);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.check(ip).map(|()| ip).map_err(blocked);
+        }
+        if self.loopback_only && !is_localhost(host) {
+            // Not even a DNS query leaves the machine.
+            let refused = format!("blocked: {host} is not looked up ({LOOPBACK_ONLY_HINT})");
+            return Err((refused, Retry::No));
+        }
+        let unresolved = |why: String| {
+            let reason = format!("cannot resolve {host}: {why}");
+            (reason, Retry::Yes { after: None })
+        };
+        let found = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| unresolved(e.to_string()))?;
+        let allowed = self.filter(host, found).map_err(blocked)?;
+        allowed
+            .first()
+            .map(SocketAddr::ip)
+            .ok_or_else(|| unresolved("no address".to_owned()))
     }
 
     fn allows(&self, addr: IpAddr) -> bool {

@@ -1,0 +1,183 @@
+//! The `nats` service (NATS JetStream). Its Markdown install docs are the doc comments on
+//! the struct registered below; `lookout docs nats` shows them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishError as JsError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage as JsMessage;
+use async_nats::{ConnectErrorKind, ConnectOptions};
+use lookout::delivery::publish::{
+    self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
+    Publisher,
+};
+use lookout::prelude::*;
+
+lookout::service! {
+    /// NATS JetStream
+    ///
+    /// Publishes each event to a NATS subject that a JetStream stream captures, and
+    /// waits for the stream's acknowledgement: a delivery succeeds once the message is
+    /// stored. `Nats-Msg-Id` holds the delivery id, which stays the same when Lookout
+    /// tries again, so JetStream drops a duplicate within the stream's duplicate window
+    /// (two minutes by default); consumers see it in `lookout-delivery-id` too, with the
+    /// event in `lookout-event` (`Item.created`). The body is the payload as the product
+    /// sent it, or the rendered message with `format`.
+    ///
+    /// 1. Create a stream that captures the subjects, e.g. with the `nats` CLI:
+    ///    `nats stream add SPRINTLY --subjects 'sprintly.>' --storage file --defaults`.
+    /// 2. Give Lookout a user that may publish to the subjects and hear the stream's
+    ///    acknowledgement, in the server's `authorization` block:
+    ///    `permissions: { publish: "sprintly.>", subscribe: "_INBOX.>" }`.
+    /// 3. Set `url` to `nats://lookout:PASSWORD@nats.example.com:4222` (user and
+    ///    password), or `nats://TOKEN@nats.example.com:4222` for token authentication.
+    ///    Lookout treats the whole URL as a secret.
+    /// 4. Set `subject`, a template where `{product}` is the product's id and `{model}`
+    ///    and `{action}` the event's, lowercased: `sprintly.{model}.{action}` gives
+    ///    `sprintly.item.created`.
+    ///
+    /// Lookout connects to the one server in `url` only: it ignores the other cluster
+    /// members a server advertises (they could point anywhere, past the address check).
+    /// Each delivery opens its own connection. Plain TCP only: `tls://` is not supported
+    /// yet.
+    pub struct Nats;
+
+    category: Broker,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "nats://lookout:nats-password-for-docs@nats.example.com:4222"
+subject = "sprintly.{model}.{action}""#,
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::string(
+        "url",
+        "The server, `nats://user:password@host:4222` or `nats://token@host:4222`.",
+    )
+    .secret(),
+    OptionSpec::string(
+        "subject",
+        "The subject: a template with `{product}`, `{model}` and `{action}`.",
+    )
+    .public()
+    .default("sprintly.{model}.{action}"),
+    FORMAT_OPTION,
+];
+
+/// NATS's client port when the URL names none.
+const NATS_PORT: u16 = 4222;
+
+impl Service for Nats {
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let url = job.options.str("url").unwrap_or_default();
+        let broker = BrokerUrl::parse("url", url, &["nats"], NATS_PORT)?;
+        let subject = Subject {
+            username: broker.username.clone(),
+            password: broker.password.clone(),
+            name: publish::route(job.options.str("subject").unwrap_or_default(), job),
+        };
+        let shown = format!("{}/{}", broker.origin(), subject.name);
+        let message = PublishMessage::for_event(job)?;
+        Ok(vec![
+            Publish::new("NATS", &broker, shown, message, subject).into(),
+        ])
+    }
+}
+
+/// One subject to publish to, with the credentials to log in.
+struct Subject {
+    username: String,
+    password: String,
+    name: String,
+}
+
+#[lookout::async_trait]
+impl Publisher for Subject {
+    async fn publish_once(
+        &self,
+        address: SocketAddr,
+        message: &PublishMessage,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let client = self
+            .options(timeout)
+            .connect(format!("nats://{address}"))
+            .await
+            .map_err(|e| connect_failure(&e))?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let published = JsMessage::build()
+            .payload(message.body.to_wire())
+            .message_id(&message.delivery_id)
+            .header("content-type", message.content_type())
+            .header(DELIVERY_ID, message.delivery_id.as_str())
+            .header(EVENT, message.event.as_str());
+        let acked = match jetstream.send_publish(self.name.clone(), published).await {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(err) => Err(err),
+        };
+        // The acknowledgement is in (or not): the connection has nothing left to do.
+        let _ = client.drain().await;
+        acked.map_err(|e| publish_failure(&e))
+    }
+}
+
+impl Subject {
+    /// One server, as checked: no reconnecting elsewhere, no advertised servers.
+    fn options(&self, timeout: Duration) -> ConnectOptions {
+        let options = match (self.username.is_empty(), self.password.is_empty()) {
+            (true, _) => ConnectOptions::new(),
+            (false, true) => ConnectOptions::with_token(self.username.clone()),
+            (false, false) => {
+                ConnectOptions::with_user_and_password(self.username.clone(), self.password.clone())
+            }
+        };
+        options
+            .ignore_discovered_servers()
+            .retain_servers_order()
+            .max_reconnects(Some(1))
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+    }
+}
+
+/// A failed connection: refused credentials are final; the rest may pass later.
+fn connect_failure(err: &async_nats::ConnectError) -> PublishError {
+    let reason = format!("cannot connect: {err}");
+    match err.kind() {
+        ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
+            PublishError::refused(reason)
+        }
+        _ => PublishError::transient(reason),
+    }
+}
+
+/// A publish without an acknowledgement. No stream for the subject is worth another
+/// try (the stream may be created meanwhile, and nothing was stored); so are a timeout
+/// and a broken connection. A message too large for the server never fits.
+fn publish_failure(err: &JsError) -> PublishError {
+    let reason = format!("publishing failed: {err}");
+    match err.kind() {
+        PublishErrorKind::MaxPayloadExceeded => PublishError::refused(reason),
+        _ => PublishError::transient(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout_testkit::fixture_json;
+
+    use super::*;
+
+    #[test]
+    fn the_subject_is_filled_in_and_the_token_hidden() {
+        let options = json!({ "url": "nats://s3cr3t-token@nats.example.com" });
+        let instance = lookout::Instance::new("n", "nats", options.as_object().unwrap()).unwrap();
+        let event = Event::parse(&fixture_json("deploy")).unwrap();
+        let preview = lookout::dispatch::preview_one(&event, &instance);
+        assert_eq!(
+            preview.requests[0].url,
+            "nats://nats.example.com:4222/sprintly.deploy.created"
+        );
+        assert!(!format!("{preview:?}").contains("s3cr3t-token"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The `redis` service (Redis Streams). Its Markdown install docs are the doc comments
+//! on the struct registered below; `lookout docs redis` shows them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ::redis::streams::StreamMaxlen;
+use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+use lookout::delivery::publish::{
+    self, BrokerUrl, FORMAT_OPTION, Publish, PublishError, PublishMessage, Publisher,
+};
+use lookout::prelude::*;
+
+lookout::service! {
+    /// Redis Streams
+    ///
+    /// Appends each event to a Redis stream with `XADD` (Redis 5 or later), where any
+    /// number of consumer groups can read it. Each entry has the fields `content-type`,
+    /// `lookout-delivery-id` (the same when Lookout tries again, so consumers can drop
+    /// duplicates), `lookout-event` (`Item.created`) and `body`: the payload as the
+    /// product sent it, or the rendered message with `format`.
+    ///
+    /// 1. Create a user for Lookout that may only append to the stream, e.g.
+    ///    `ACL SETUSER lookout on >a-long-password ~sprintly +xadd +hello +auth +select`
+    ///    (or use the `default` user's `requirepass` password).
+    /// 2. Set `url` to `redis://lookout:PASSWORD@redis.example.com:6379/0`: the user, its
+    ///    password (percent-encoded), the host, the port and the database number (`0`
+    ///    when left out). `redis://:PASSWORD@host` logs in as the default user. Lookout
+    ///    treats the whole URL as a secret.
+    /// 3. Set `stream` to the stream's key, a template where `{product}` is the
+    ///    product's id and `{model}` and `{action}` the event's, lowercased (`sprintly`,
+    ///    or `sprintly:{product}` for one stream per product).
+    /// 4. Optionally set `maxlen` to keep the stream at about that many entries: each
+    ///    `XADD` trims the oldest with `MAXLEN ~ n` (approximate trimming, which Redis
+    ///    does cheaply, whole nodes at a time).
+    /// 5. Read it with `XREAD` or a consumer group: `XGROUP CREATE sprintly workers $
+    ///    MKSTREAM`, then `XREADGROUP GROUP workers w1 STREAMS sprintly >`.
+    ///
+    /// A delivery succeeds once Redis answers with the entry's id. Each delivery opens
+    /// its own connection. Plain TCP only: `rediss://` (TLS) is not supported yet.
+    pub struct Redis;
+
+    category: Broker,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"url = "redis://lookout:redis-password-for-docs@redis.example.com:6379/0"
+stream = "sprintly"
+maxlen = 100000"#,
+}
+
+const OPTIONS: &[OptionSpec] = &[
+    OptionSpec::string(
+        "url",
+        "The server, `redis://user:password@host:6379/db` (`redis://:password@host` for the default user).",
+    )
+    .secret(),
+    OptionSpec::string(
+        "stream",
+        "The stream's key: a template with `{product}`, `{model}` and `{action}`.",
+    )
+    .public()
+    .default("sprintly"),
+    OptionSpec::integer(
+        "maxlen",
+        "Keep about this many entries (`XADD … MAXLEN ~ n`); unset keeps them all.",
+    )
+    .public()
+    .range(1, i64::MAX)
+    .optional(),
+    FORMAT_OPTION,
+];
+
+/// Redis's port when the URL names none.
+const REDIS_PORT: u16 = 6379;
+
+impl Service for Redis {
+    fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
+        let url = job.options.str("url").unwrap_or_default();
+        let broker = BrokerUrl::parse("url", url, &["redis"], REDIS_PORT)?;
+        let db = match broker.path.as_str() {
+            "" => 0,
+            path => path.parse().map_err(|_| {
+                BuildError::Invalid("url: the path must be a database number".into())
+            })?,
+        };
+        let stream = Stream {
+            db,
+            username: broker.username.clone(),
+            password: broker.password.clone(),
+            key: publish::route(job.options.str("stream").unwrap_or_default(), job),
+            maxlen: job.options.integer("maxlen").map(|n| n as usize),
+        };
+        let mut shown = format!("{}/{db}?stream={}", broker.origin(), stream.key);
+        if let Some(maxlen) = stream.maxlen {
+            shown.push_str(&format!("&maxlen=~{maxlen}"));
+        }
+        let message = PublishMessage::for_event(job)?;
+        Ok(vec![
+            Publish::new("REDIS", &broker, shown, message, stream).into(),
+        ])
+    }
+}
+
+/// One stream to append to, with the credentials to log in.
+struct Stream {
+    db: i64,
+    username: String,
+    password: String,
+    key: String,
+    maxlen: Option<usize>,
+}
+
+#[lookout::async_trait]
+impl Publisher for Stream {
+    async fn publish_once(
+        &self,
+        address: SocketAddr,
+        message: &PublishMessage,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let client = ::redis::Client::open(self.connection_info(address)?)
+            .map_err(|e| failure("bad connection settings", &e))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let mut connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| failure("cannot connect", &e))?;
+        let body = message.body.to_wire();
+        let mut fields: Vec<(&str, &[u8])> = message
+            .headers()
+            .iter()
+            .map(|(name, value)| (*name, value.as_bytes()))
+            .collect();
+        fields.push(("body", &body));
+        let mut xadd = ::redis::cmd("XADD");
+        xadd.arg(&self.key);
+        if let Some(maxlen) = self.maxlen {
+            xadd.arg(StreamMaxlen::Approx(maxlen));
+        }
+        xadd.arg("*").arg(&fields);
+        let _entry: String = xadd
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| failure("XADD failed", &e))?;
+        Ok(())
+    }
+}
+
+impl Stream {
+    /// The server at the checked address (never its name: no second lookup).
+    fn connection_info(
+        &self,
+        address: SocketAddr,
+    ) -> Result<::redis::ConnectionInfo, PublishError> {
+        let mut login = RedisConnectionInfo::default().set_db(self.db);
+        if !self.username.is_empty() {
+            login = login.set_username(&self.username);
+        }
+        if !self.password.is_empty() {
+            login = login.set_password(&self.password);
+        }
+        let info = ConnectionAddr::Tcp(address.ip().to_string(), address.port())
+            .into_connection_info()
+            .map_err(|e| failure("bad address", &e))?;
+        Ok(info.set_redis_settings(login))
+    }
+}
+
+/// A Redis error as a failure: a connection that failed, broke or timed out, and a
+/// server still loading or busy, are worth another try; a refused login or command is
+/// final.
+fn failure(what: &str, err: &::redis::RedisError) -> PublishError {
+    let reason = format!("{what}: {err}");
+    let busy = matches!(
+        err.code(),
+        Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN")
+    );
+    if err.is_io_error()
+        || err.is_connection_refusal()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+        || busy
+    {
+        PublishError::transient(reason)
+    } else {
+        PublishError::refused(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lookout_testkit::fixture_json;
+
+    use super::*;
+
+    #[test]
+    fn the_database_is_the_path_and_must_be_a_number() {
+        let preview = |url: &str| {
+            let options = json!({ "url": url, "stream": "sprintly:{product}", "maxlen": 1000 });
+            let instance =
+                lookout::Instance::new("r", "redis", options.as_object().unwrap()).unwrap();
+            let event = Event::parse(&fixture_json("item")).unwrap();
+            lookout::dispatch::preview_one(&event, &instance)
+        };
+        let shown = preview("redis://:s3cret-pass@cache.example.com/2");
+        assert_eq!(
+            shown.requests[0].url,
+            "redis://cache.example.com:6379/2?stream=sprintly:1111&maxlen=~1000"
+        );
+        let refused = preview("redis://:s3cret-pass@cache.example.com/zero");
+        assert!(
+            format!("{:?}", refused.not_sent).contains("url: the path must be a database number"),
+            "{refused:?}"
+        );
+    }
+}
