@@ -23,7 +23,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::options::{OptionProblem, Options};
+use crate::delivery::ssrf::Guard;
+use crate::options::{Kind, OptionProblem, Options};
 use crate::payload::Event;
 use crate::service::{self, Registration};
 use crate::settings::Settings;
@@ -250,11 +251,11 @@ impl ConfigFile {
     /// `[engine]` will surely refuse (an operator's file, checked as a whole; configs
     /// built in code may set their engine settings after parsing).
     fn refusing_blocked_targets(self) -> Result<ConfigFile, ConfigError> {
-        let guard = crate::delivery::ssrf::Guard::for_settings(&self.engine);
+        let guard = Guard::for_settings(&self.engine);
         let problems: Vec<_> = self
             .services
             .iter()
-            .flat_map(|table| crate::delivery::ssrf::refused_targets(&table.instance, &guard))
+            .flat_map(|table| refused_targets(&table.instance, &guard))
             .collect();
         if problems.is_empty() {
             Ok(self)
@@ -382,6 +383,34 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// The URL options of `instance` that the guard will surely refuse, each as a problem
+/// naming the option: those whose host is an IP address (or `localhost`) outside
+/// `allow_networks`. Known when the options are configured, without resolving a name
+/// or connecting anywhere.
+pub fn refused_targets(instance: &Instance, guard: &Guard) -> Vec<OptionProblem> {
+    let options = &instance.options;
+    let mut problems = Vec::new();
+    for spec in instance.registration.schema.options {
+        let urls = match spec.kind {
+            Kind::Url => options.str(spec.name).into_iter().collect(),
+            Kind::UrlList => options.list(spec.name),
+            _ => continue,
+        };
+        let refused = urls
+            .into_iter()
+            .filter_map(|raw| url::Url::parse(raw).ok())
+            .find_map(|url| guard.check_literal(&url).err());
+        if let Some(blocked) = refused {
+            problems.push(OptionProblem {
+                instance: instance.name.clone(),
+                option: spec.name.to_owned(),
+                problem: format!("the SSRF guard will refuse this target: {blocked}"),
+            });
+        }
+    }
+    problems
 }
 
 /// toml's message is multi-line with a source excerpt; keep "line L, column C: what".

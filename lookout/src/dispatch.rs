@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::config::{Config, Instance};
 use crate::delivery::{Delivery, Outcome, Transport};
+use crate::job::Job;
 use crate::payload::Event;
 use crate::request::RequestPreview;
-use crate::service::Job;
 use crate::settings::Settings;
 
 /// The engine: settings, the shared transport, and (optionally) a set of enabled services.
@@ -138,7 +138,7 @@ pub async fn run_service(
     }
     let deadline = transport.settings().deadline;
     let transport = transport
-        .for_service(instance.registration)
+        .for_platform(instance.registration)
         .with_deadline(Instant::now() + deadline);
     let (event, sending) = (event.clone(), instance.clone());
     let task = tokio::spawn(async move {

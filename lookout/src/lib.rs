@@ -25,6 +25,7 @@ pub mod config;
 pub mod delivery;
 pub mod dispatch;
 pub mod docs;
+pub mod job;
 pub mod options;
 pub mod payload;
 pub mod prelude;
@@ -36,15 +37,15 @@ pub mod settings;
 pub mod text;
 
 pub use config::{Config, ConfigError, Instance};
+pub use delivery::Verdict;
 pub use delivery::ratelimit::RateLimit;
 pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
+pub use job::{BuildError, Job};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
-pub use request::{Body, HttpRequest, Method, RequestPreview};
-pub use service::{
-    BuildError, Category, Job, Outgoing, Registration, SERVICES, Service, Verdict, catalogue,
-};
+pub use request::{Body, HttpRequest, Method, Outgoing, RequestPreview};
+pub use service::{Category, Registration, SERVICES, Service, catalogue};
 pub use settings::Settings;
 pub use text::{Dialect, Message, Rich};
 

@@ -5,10 +5,12 @@
 //! payload types, URL joins ([`endpoint`]) and `serde_json`'s `json!`. Anything rarer is
 //! imported by its path as usual.
 
+pub use crate::delivery::Verdict;
 pub use crate::delivery::ratelimit::RateLimit;
+pub use crate::job::{BuildError, Job};
 pub use crate::options::{Kind, OptionSpec, Schema};
 pub use crate::payload::{Attributes, Event, Item};
-pub use crate::request::{HttpRequest, endpoint};
-pub use crate::service::{BuildError, Category, Job, Outgoing, Service, Verdict};
+pub use crate::request::{HttpRequest, Outgoing, endpoint};
+pub use crate::service::{Category, Service};
 pub use crate::text::{Dialect, Field, Message, Rich, budget, escape, wording};
 pub use serde_json::{Map, Value, json};

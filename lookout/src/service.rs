@@ -4,126 +4,13 @@ use std::fmt;
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::delivery::publish::Publish;
 use crate::delivery::ratelimit::RateLimit;
-use crate::delivery::smtp::Email;
-use crate::delivery::{Delivery, Transport};
-use crate::options::{Options, Schema};
-use crate::payload::{Event, PayloadError};
-use crate::redact::Redactor;
-use crate::request::{HttpRequest, RequestPreview};
-
-/// Everything a service gets for one delivery.
-pub struct Job<'a> {
-    pub event: &'a Event,
-    pub options: &'a Options,
-    /// Stable across retries of this delivery: use it where the target deduplicates
-    /// (Matrix transaction ids, `webhook-id`).
-    pub delivery_id: &'a str,
-}
-
-impl Job<'_> {
-    /// A URL option, parsed (validation has already checked it). An error names the
-    /// option, never its value: URLs often carry keys.
-    pub fn url(&self, option: &str) -> Result<url::Url, BuildError> {
-        let value = self.options.str(option).unwrap_or_default();
-        value
-            .parse()
-            .map_err(|e| BuildError::Invalid(format!("{option}: {e}")))
-    }
-}
-
-/// Something a service wants sent.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Outgoing {
-    Http(HttpRequest),
-    /// A message sent over SMTP (see [`crate::delivery::smtp`]).
-    Email(Email),
-    /// A message published to a broker (see [`crate::delivery::publish`]).
-    Publish(Publish),
-}
-
-impl Outgoing {
-    /// What `--dry-run` and the snapshots show for it, secrets redacted.
-    pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
-        match self {
-            Outgoing::Http(request) => request.preview(redactor),
-            Outgoing::Email(email) => email.preview(redactor),
-            Outgoing::Publish(publish) => publish.preview(redactor),
-        }
-    }
-
-    /// Where it goes, as reports show it (secrets redacted).
-    pub fn shown_target(&self, redactor: &Redactor) -> String {
-        match self {
-            Outgoing::Http(request) => redactor.redact(request.url.as_str()),
-            Outgoing::Email(email) => redactor.redact(&email.server.url()),
-            Outgoing::Publish(publish) => publish.redactor(redactor).redact(&publish.shown),
-        }
-    }
-
-    /// Identifies the target across tries of one delivery: the durable worker records
-    /// which targets already got it under this key. A hash of the method (or `SMTP`, the
-    /// server and the recipients; or the protocol, the broker and the place in it) and
-    /// the full URL: the URL may hold a key, the hash does not show it.
-    pub fn target_key(&self) -> String {
-        let destination = match self {
-            Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
-            Outgoing::Email(email) => {
-                let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
-                format!("SMTP {} {}", email.server.url(), to.join(","))
-            }
-            Outgoing::Publish(publish) => format!(
-                "{} {}:{} {}",
-                publish.protocol, publish.host, publish.port, publish.shown
-            ),
-        };
-        let digest = Sha256::digest(destination);
-        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl From<HttpRequest> for Outgoing {
-    fn from(request: HttpRequest) -> Self {
-        Outgoing::Http(request)
-    }
-}
-
-impl From<Publish> for Outgoing {
-    fn from(publish: Publish) -> Self {
-        Outgoing::Publish(publish)
-    }
-}
-
-impl From<Email> for Outgoing {
-    fn from(email: Email) -> Self {
-        Outgoing::Email(email)
-    }
-}
-
-/// Why a service sends nothing for an event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    /// Nothing to say about this event (an unknown model, say). Not a failure.
-    #[error("{0}")]
-    Skip(String),
-    /// The payload lacks something this service needs.
-    #[error("{0}")]
-    Payload(#[from] PayloadError),
-    /// Anything else (an option that cannot be turned into a URL, …).
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl BuildError {
-    /// The skip every message-formatting service gives for a model it has no message for.
-    pub fn no_message_for(event: &Event) -> Self {
-        BuildError::Skip(format!("no message for model {}", event.model))
-    }
-}
+use crate::delivery::{Delivery, Platform, Transport, Verdict};
+use crate::job::{BuildError, Job};
+use crate::options::Schema;
+use crate::payload::Event;
+use crate::request::Outgoing;
 
 /// What sort of destination a service is: the catalogue and `lookout services` group by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -164,21 +51,6 @@ impl Category {
             Category::Webhook => "webhook",
         }
     }
-}
-
-/// What a platform's answer means when its status alone does not say it. Several
-/// platforms answer `200` with an error code in the body, and several say "this hook is
-/// gone" with a status that means something else elsewhere (Slack: `404 no_service`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The status decides, as for any HTTP target (see docs/DELIVERY.md).
-    ByStatus,
-    /// The target is gone for good (a deleted webhook, a revoked token): disable it, with
-    /// this plain reason, and never send there again until an operator re-enables it.
-    Gone(String),
-    /// The platform refused the message (even with a `2xx`), for this reason; `retry`
-    /// says whether another try could do better.
-    Refused { reason: String, retry: bool },
 }
 
 /// One outside service. Implement it on a unit struct and register it with
@@ -304,6 +176,22 @@ pub struct ServiceSummary {
     pub events: &'static [&'static str],
     #[serde(flatten)]
     pub schema: Schema,
+}
+
+/// A registered service is the platform the transport sends to: its declared pace and
+/// its own reading of its answers.
+impl Platform for Registration {
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
+
+    fn wait_asked(&self, answer_body: &[u8]) -> Option<std::time::Duration> {
+        self.service.wait_asked(answer_body)
+    }
+
+    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
+        self.service.verdict(status, answer_body)
+    }
 }
 
 /// Every registered service, in no particular order. See [`catalogue`].

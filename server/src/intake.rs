@@ -41,7 +41,7 @@ use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
 use lookout::delivery::Transport;
-use lookout::delivery::ssrf::{self, Guard};
+use lookout::delivery::ssrf::Guard;
 use lookout::dispatch::new_delivery_id;
 use lookout::payload::{Event, PayloadError};
 use lookout::settings::Settings;
@@ -494,7 +494,7 @@ async fn put_product(
     let blocked: Vec<_> = instances
         .iter()
         .filter_map(|stored| stored.instance().ok())
-        .flat_map(|instance| ssrf::refused_targets(&instance, &app.guard))
+        .flat_map(|instance| lookout::config::refused_targets(&instance, &app.guard))
         .collect();
     if !blocked.is_empty() {
         return refused(blocked);

@@ -411,9 +411,9 @@ impl Ending<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lookout::Outgoing;
     use lookout::Settings;
     use lookout::request::HttpRequest;
-    use lookout::service::Outgoing;
     use lookout_testkit::{CaptureServer, Reply};
     use serde_json::{Map, json};
 

@@ -1,8 +1,8 @@
 //! The `email` service (Email). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs email` shows them.
 
-use lookout::delivery::smtp::{Email as Mail, Security, SmtpServer};
 use lookout::prelude::*;
+use lookout::request::email::{Email as Mail, Security, SmtpServer};
 
 lookout::service! {
     /// Email

@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use lookout::delivery::publish::{
+use lookout::prelude::*;
+use lookout::request::publish::{
     self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
     Publisher,
 };
-use lookout::prelude::*;
 use rumqttc::Outgoing as Sent;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason, PublishProperties};

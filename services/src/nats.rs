@@ -7,11 +7,11 @@ use std::time::Duration;
 use async_nats::jetstream::context::{PublishError as JsError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
-use lookout::delivery::publish::{
+use lookout::prelude::*;
+use lookout::request::publish::{
     self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
     Publisher,
 };
-use lookout::prelude::*;
 
 lookout::service! {
     /// NATS JetStream

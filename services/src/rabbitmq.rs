@@ -8,11 +8,11 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
-use lookout::delivery::publish::{
+use lookout::prelude::*;
+use lookout::request::publish::{
     self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
     Publisher,
 };
-use lookout::prelude::*;
 
 lookout::service! {
     /// RabbitMQ

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use ::redis::streams::StreamMaxlen;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
-use lookout::delivery::publish::{
+use lookout::prelude::*;
+use lookout::request::publish::{
     self, BrokerUrl, FORMAT_OPTION, Publish, PublishError, PublishMessage, Publisher,
 };
-use lookout::prelude::*;
 
 lookout::service! {
     /// Redis Streams

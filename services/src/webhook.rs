@@ -79,7 +79,7 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .secret()
     .optional()
-    .checked(lookout::delivery::signing::check_secret),
+    .checked(lookout::request::signing::check_secret),
 ];
 
 impl Service for Webhook {

@@ -12,12 +12,16 @@
 //! ([`Transport::one_try`]) tries each request once, skips the targets that already
 //! answered, and records each try for the worker's own schedule.
 
+pub mod platform;
 pub mod publish;
 pub mod ratelimit;
+pub mod report;
 pub mod retry;
-pub mod signing;
 pub mod smtp;
 pub mod ssrf;
+
+pub use platform::{Platform, Verdict};
+pub use report::{Delivery, Outcome, human_duration, user_agent};
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -27,114 +31,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use serde::Serialize;
 
+use crate::job::Job;
 use crate::redact::Redactor;
-use crate::request::{HttpRequest, Signing};
-use crate::service::{BuildError, Job, Outgoing, Verdict};
+use crate::request::email::Email;
+use crate::request::publish::Publish;
+use crate::request::{HttpRequest, Outgoing, Signing};
 use crate::settings::Settings;
-use publish::Publish;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
-use smtp::Email;
 use ssrf::{Blocked, Guard, GuardedResolver};
-
-/// How one request (or one skipped service) ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "lowercase")]
-pub enum Outcome {
-    /// The target answered 2xx.
-    Delivered { status: u16 },
-    /// Nothing was sent, on purpose (event not listened to, no message for the model).
-    Skipped { reason: String },
-    /// Sending failed; `reason` is redacted.
-    Failed {
-        reason: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        status: Option<u16>,
-    },
-    /// The target answered 410 Gone: it asks never to be sent to again.
-    Disabled { reason: String, status: u16 },
-}
-
-impl Outcome {
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Failed { .. } | Outcome::Disabled { .. })
-    }
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Delivered { .. } => "delivered",
-            Outcome::Skipped { .. } => "skipped",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Disabled { .. } => "disabled",
-        }
-    }
-}
-
-/// The result of one request a service made (or of a service that made none).
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    /// Where it went, redacted (`https://hooks.slack.com/[redacted]`); none when nothing
-    /// was sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    pub attempts: u32,
-    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
-    pub duration: Duration,
-    /// Whether a later try could do better, and when the target asked for it: what a
-    /// caller that schedules its own retries (the durable worker) goes by.
-    #[serde(skip)]
-    pub retry: Retry,
-}
-
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
-}
-
-impl Delivery {
-    pub fn skipped(reason: impl Into<String>) -> Self {
-        Delivery {
-            target: None,
-            outcome: Outcome::Skipped {
-                reason: reason.into(),
-            },
-            attempts: 0,
-            duration: Duration::ZERO,
-            retry: Retry::No,
-        }
-    }
-
-    /// A failure that another try, later, may not repeat.
-    pub fn failed(target: Option<String>, reason: impl Into<String>) -> Self {
-        Delivery {
-            target,
-            outcome: Outcome::Failed {
-                reason: reason.into(),
-                status: None,
-            },
-            attempts: 0,
-            duration: Duration::ZERO,
-            retry: Retry::Yes { after: None },
-        }
-    }
-
-    /// What a service that could not build its requests reports. A payload that lacks
-    /// something will lack it on every try; options can be fixed in the meantime.
-    pub fn not_sent(err: BuildError, redactor: &Redactor) -> Self {
-        match err {
-            BuildError::Skip(reason) => Delivery::skipped(redactor.redact(&reason)),
-            err @ BuildError::Payload(_) => Delivery {
-                retry: Retry::No,
-                ..Delivery::failed(None, redactor.redact(&err.to_string()))
-            },
-            err @ BuildError::Invalid(_) => {
-                Delivery::failed(None, redactor.redact(&err.to_string()))
-            }
-        }
-    }
-}
 
 /// The engine's way out: one pooled HTTP client and the delivery policy every service
 /// gets, for HTTP requests, emails and broker publishes alike (see the module docs of
@@ -158,8 +64,8 @@ pub struct Transport {
     guard: Guard,
     limiters: Arc<Limiters>,
     rate_limit: Option<RateLimit>,
-    /// The service sending, which reads the waits its targets ask for in their answers.
-    service: Option<&'static dyn crate::Service>,
+    /// The platform sent to, which reads its answers (waits asked for, "gone").
+    platform: Option<&'static dyn Platform>,
     /// When the caller stops waiting (the dispatch deadline): tries end before it.
     until: Option<Instant>,
     mode: Mode,
@@ -199,22 +105,6 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(50);
 /// Another try is started only with at least this much of the budget left.
 const SHORTEST_TRY: Duration = Duration::from_millis(50);
 
-/// `Lookout/<version> (<os>; <arch>)`, as Zulip asks integrations to identify themselves.
-pub fn user_agent() -> String {
-    format!(
-        "Lookout/{} ({}; {})",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    )
-}
-
-/// A duration as people read it in a report: `381ms`, `1m 30s` (rounded to the
-/// millisecond).
-pub fn human_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
-}
-
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
         let guard = Guard::for_settings(&settings);
@@ -236,7 +126,7 @@ impl Transport {
             guard,
             limiters: Arc::default(),
             rate_limit: None,
-            service: None,
+            platform: None,
             until: None,
             mode: Mode::Retrying,
         })
@@ -255,16 +145,13 @@ impl Transport {
         }
     }
 
-    /// This transport pacing its requests as the service declares (when the settings'
-    /// `rate_limits` is on, as it is by default) and reading its targets' answers as the
-    /// service does ([`Service::wait_asked`](crate::Service::wait_asked),
-    /// [`Service::verdict`](crate::Service::verdict)).
-    pub fn for_service(&self, registration: &'static crate::Registration) -> Transport {
-        let limit = registration
-            .rate_limit
-            .filter(|_| self.settings.rate_limits);
+    /// This transport pacing its requests as the platform asks (when the settings'
+    /// `rate_limits` is on, as it is by default) and reading its answers as the platform
+    /// does (a registered service is one: see [`Platform`]).
+    pub fn for_platform(&self, platform: &'static dyn Platform) -> Transport {
+        let limit = platform.rate_limit().filter(|_| self.settings.rate_limits);
         Transport {
-            service: Some(registration.service),
+            platform: Some(platform),
             ..self.with_rate_limit(limit)
         }
     }
@@ -439,10 +326,10 @@ impl Transport {
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let verdict = self.service.map_or(Verdict::ByStatus, |s| {
-            s.verdict(answer.status, &answer.body)
+        let verdict = self.platform.map_or(Verdict::ByStatus, |p| {
+            p.verdict(answer.status, &answer.body)
         });
-        answer.judged(verdict, redactor, self.service)
+        answer.judged(verdict, redactor, self.platform)
     }
 
     /// The SMTP host goes through the guard like an HTTP host (names resolved here,
@@ -480,7 +367,7 @@ impl Transport {
         };
         let broker = match publish.broker_url() {
             Ok(broker) => broker,
-            Err(why) => return failed(why),
+            Err(why) => return failed((why, Retry::No)),
         };
         match self.time_for_try(&broker, end).await {
             Ok(total) => publish::try_once(publish, address, total, redactor).await,
@@ -545,7 +432,8 @@ impl Transport {
         }
         if let Some(Signing::StandardWebhooks { key }) = &request.signing {
             // Signed per try: a fresh timestamp, the delivery's stable id.
-            for (name, value) in signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
+            for (name, value) in
+                crate::request::signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
             {
                 builder = builder.header(name, value);
             }
@@ -704,11 +592,11 @@ impl Answer {
         &self,
         verdict: Verdict,
         redactor: &Redactor,
-        service: Option<&dyn crate::Service>,
+        platform: Option<&dyn Platform>,
     ) -> (Outcome, Retry) {
         let status = self.status;
         match verdict {
-            Verdict::ByStatus => (self.outcome(redactor), self.retry(service)),
+            Verdict::ByStatus => (self.outcome(redactor), self.retry(platform)),
             Verdict::Gone(why) => {
                 let reason = redactor.redact(&format!("HTTP {status}: gone: {why}"));
                 (Outcome::Disabled { reason, status }, Retry::No)
@@ -721,7 +609,7 @@ impl Answer {
                 };
                 let retry = if retry {
                     Retry::Yes {
-                        after: self.retry(service).after(),
+                        after: self.retry(platform).after(),
                     }
                 } else {
                     Retry::No
@@ -766,9 +654,9 @@ impl Answer {
         }
     }
 
-    fn retry(&self, service: Option<&dyn crate::Service>) -> Retry {
+    fn retry(&self, platform: Option<&dyn Platform>) -> Retry {
         if retry::status_is_retryable(self.status) {
-            let in_body = service.and_then(|service| service.wait_asked(&self.body));
+            let in_body = platform.and_then(|p| p.wait_asked(&self.body));
             let now = std::time::SystemTime::now();
             Retry::Yes {
                 after: retry::retry_after(self.retry_after.as_deref(), in_body, now),

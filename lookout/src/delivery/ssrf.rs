@@ -58,38 +58,6 @@ impl fmt::Display for Blocked {
 
 impl std::error::Error for Blocked {}
 
-/// The URL options of `instance` that the guard will surely refuse, each as a problem
-/// naming the option: those whose host is an IP address (or `localhost`) outside
-/// `allow_networks`. Known when the options are configured, without resolving a name
-/// or connecting anywhere.
-pub fn refused_targets(
-    instance: &crate::config::Instance,
-    guard: &Guard,
-) -> Vec<crate::options::OptionProblem> {
-    use crate::options::Kind;
-    let options = &instance.options;
-    let mut problems = Vec::new();
-    for spec in instance.registration.schema.options {
-        let urls = match spec.kind {
-            Kind::Url => options.str(spec.name).into_iter().collect(),
-            Kind::UrlList => options.list(spec.name),
-            _ => continue,
-        };
-        let refused = urls
-            .into_iter()
-            .filter_map(|raw| Url::parse(raw).ok())
-            .find_map(|url| guard.check_literal(&url).err());
-        if let Some(blocked) = refused {
-            problems.push(crate::options::OptionProblem {
-                instance: instance.name.clone(),
-                option: spec.name.to_owned(),
-                problem: format!("the SSRF guard will refuse this target: {blocked}"),
-            });
-        }
-    }
-    problems
-}
-
 /// Decides which addresses may be connected to.
 #[derive(Debug, Clone, Default)]
 pub struct Guard {
@@ -155,7 +123,7 @@ impl Guard {
 
     /// [`check_url`](Self::check_url), taking `localhost` for the loopback address it
     /// names.
-    fn check_literal(&self, url: &Url) -> Result<(), Blocked> {
+    pub fn check_literal(&self, url: &Url) -> Result<(), Blocked> {
         match url.host() {
             Some(Host::Domain(name)) if is_localhost(name) => {
                 self.check(IpAddr::V4(Ipv4Addr::LOCALHOST))

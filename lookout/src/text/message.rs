@@ -10,8 +10,8 @@ use super::wording::{
     self, DEFAULT_COLOR, attributes, count_items, humanized, item_color, item_label, reports_link,
     short_name,
 };
+use crate::job::BuildError;
 use crate::payload::{Attributes, Event, Item, User};
-use crate::service::BuildError;
 
 /// How long a quoted comment or description may be in rich messages.
 pub const QUOTE_CHARS: usize = 500;

@@ -2,8 +2,8 @@
 //! messages, colours by item type and links to the report pages.
 
 use super::budget::truncate;
+use crate::job::BuildError;
 use crate::payload::{Attributes, Block, Comment, Deploy, Event, Favorite, Item, User};
-use crate::service::BuildError;
 
 /// The colour of events whose item type has none of its own (and of deploys).
 pub const DEFAULT_COLOR: &str = "#84b431";

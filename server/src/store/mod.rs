@@ -187,7 +187,7 @@ impl From<ServiceTable> for StoredInstance {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DisabledTarget {
     pub instance: String,
-    /// [`target_key`](lookout::service::Outgoing::target_key) of the request.
+    /// [`target_key`](lookout::Outgoing::target_key) of the request.
     pub key: String,
     /// Where it went, redacted.
     pub target: String,

@@ -1,16 +1,25 @@
-//! What a service asks the engine to send: a plain description of an HTTP request.
+//! What a service asks the engine to send ([`Outgoing`]): a plain description of an HTTP
+//! request (here), an email ([`email`]) or a broker message ([`publish`]), and how a
+//! request is signed ([`signing`]).
 //!
 //! Services build these without doing any I/O; the engine sends them (with its timeouts,
 //! retries, signing and guards), `--dry-run` prints them, and the snapshot tests record
 //! them. One path for all three keeps the snapshots honest.
 
+pub mod email;
+pub mod publish;
+pub mod signing;
+
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::redact::{REDACTED, Redactor};
+use email::Email;
+use publish::Publish;
 
 /// An HTTP method (the ones outside services use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -270,14 +279,14 @@ pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url, url::ParseError> {
 /// signed (Standard Webhooks) when `signing_secret` is set: what webhook-style services
 /// send.
 pub fn forward_payload(
-    job: &crate::Job<'_>,
+    job: &crate::job::Job<'_>,
     urls: &[&str],
     signing_secret: Option<&str>,
-) -> Result<Vec<crate::Outgoing>, crate::BuildError> {
+) -> Result<Vec<Outgoing>, crate::job::BuildError> {
     use crate::BuildError;
     let signing = match signing_secret {
         Some(secret) => Some(Signing::StandardWebhooks {
-            key: crate::delivery::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+            key: signing::decode_secret(secret).map_err(BuildError::Invalid)?,
         }),
         None => None,
     };
@@ -335,6 +344,75 @@ impl std::fmt::Display for RequestPreview {
                 serde_json::to_string_pretty(body).unwrap_or_default()
             ),
         }
+    }
+}
+
+/// Something a service wants sent.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outgoing {
+    Http(HttpRequest),
+    /// A message sent over SMTP (see [`crate::delivery::smtp`]).
+    Email(Email),
+    /// A message published to a broker (see [`crate::delivery::publish`]).
+    Publish(Publish),
+}
+
+impl Outgoing {
+    /// What `--dry-run` and the snapshots show for it, secrets redacted.
+    pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
+        match self {
+            Outgoing::Http(request) => request.preview(redactor),
+            Outgoing::Email(email) => email.preview(redactor),
+            Outgoing::Publish(publish) => publish.preview(redactor),
+        }
+    }
+
+    /// Where it goes, as reports show it (secrets redacted).
+    pub fn shown_target(&self, redactor: &Redactor) -> String {
+        match self {
+            Outgoing::Http(request) => redactor.redact(request.url.as_str()),
+            Outgoing::Email(email) => redactor.redact(&email.server.url()),
+            Outgoing::Publish(publish) => publish.redactor(redactor).redact(&publish.shown),
+        }
+    }
+
+    /// Identifies the target across tries of one delivery: the durable worker records
+    /// which targets already got it under this key. A hash of the method (or `SMTP`, the
+    /// server and the recipients; or the protocol, the broker and the place in it) and
+    /// the full URL: the URL may hold a key, the hash does not show it.
+    pub fn target_key(&self) -> String {
+        let destination = match self {
+            Outgoing::Http(request) => format!("{} {}", request.method.as_str(), request.url),
+            Outgoing::Email(email) => {
+                let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
+                format!("SMTP {} {}", email.server.url(), to.join(","))
+            }
+            Outgoing::Publish(publish) => format!(
+                "{} {}:{} {}",
+                publish.protocol, publish.host, publish.port, publish.shown
+            ),
+        };
+        let digest = Sha256::digest(destination);
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl From<HttpRequest> for Outgoing {
+    fn from(request: HttpRequest) -> Self {
+        Outgoing::Http(request)
+    }
+}
+
+impl From<Publish> for Outgoing {
+    fn from(publish: Publish) -> Self {
+        Outgoing::Publish(publish)
+    }
+}
+
+impl From<Email> for Outgoing {
+    fn from(email: Email) -> Self {
+        Outgoing::Email(email)
     }
 }
 
