@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use url::Url;
 
+use crate::delivery::signing::{self, AT_SEND_TIME, AwsSigner};
 use crate::redact::{REDACTED, Redactor};
 
 /// An HTTP method (the ones outside services use).
@@ -133,12 +134,17 @@ impl AsRef<[u8]> for SharedText {
 pub enum Signing {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     StandardWebhooks { key: Vec<u8> },
+    /// AWS Signature Version 4: `x-amz-date`, `authorization` (and
+    /// `x-amz-security-token` with temporary credentials), over the method, URL, the
+    /// request's headers and its body.
+    AwsSigV4(AwsSigner),
 }
 
 impl std::fmt::Debug for Signing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signing::StandardWebhooks { .. } => f.write_str("StandardWebhooks([redacted])"),
+            Signing::AwsSigV4(signer) => write!(f, "AwsSigV4({signer:?})"),
         }
     }
 }
@@ -226,6 +232,39 @@ impl HttpRequest {
         self
     }
 
+    /// The headers that sign this try, computed now over the request as it is sent
+    /// (`body`: its bytes on the wire); none for a request that is not signed.
+    pub fn signature(&self, delivery_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let now = std::time::SystemTime::now();
+        match &self.signing {
+            Some(Signing::StandardWebhooks { key }) => {
+                let unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                signing::standard_webhooks(key, delivery_id, unix, body).into()
+            }
+            Some(Signing::AwsSigV4(signer)) => {
+                let method = self.method.as_str();
+                signer.sign(method, &self.url, &self.headers_to_sign(), body, now)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The headers a signature covers besides `host`: the content type and the
+    /// service's own headers.
+    fn headers_to_sign(&self) -> Vec<(&str, &str)> {
+        let content_type = self.body.content_type().map(|t| ("content-type", t));
+        content_type
+            .into_iter()
+            .chain(
+                self.headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_str())),
+            )
+            .collect()
+    }
+
     /// The request as it may be shown: secrets redacted, JSON bodies decoded.
     pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -240,10 +279,17 @@ impl HttpRequest {
             };
             headers.push((h.name.to_ascii_lowercase(), value));
         }
-        if let Some(Signing::StandardWebhooks { .. }) = &self.signing {
-            for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-                headers.push((name.into(), "(computed at send time)".into()));
+        match &self.signing {
+            Some(Signing::StandardWebhooks { .. }) => {
+                for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+                    headers.push((name.into(), AT_SEND_TIME.into()));
+                }
             }
+            Some(Signing::AwsSigV4(signer)) => {
+                let added = signer.preview(&self.headers_to_sign());
+                headers.extend(added.into_iter().map(|(name, value)| (name.into(), value)));
+            }
+            None => {}
         }
         RequestPreview {
             method: self.method.as_str(),
@@ -277,7 +323,7 @@ pub fn forward_payload(
     use crate::BuildError;
     let signing = match signing_secret {
         Some(secret) => Some(Signing::StandardWebhooks {
-            key: crate::delivery::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
+            key: signing::decode_secret(secret).map_err(BuildError::Invalid)?,
         }),
         None => None,
     };

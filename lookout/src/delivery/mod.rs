@@ -30,7 +30,7 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::redact::Redactor;
-use crate::request::{HttpRequest, Signing};
+use crate::request::HttpRequest;
 use crate::service::{BuildError, Job, Outgoing, Verdict};
 use crate::settings::Settings;
 use publish::Publish;
@@ -543,12 +543,9 @@ impl Transport {
             value.set_sensitive(header.sensitive);
             builder = builder.header(header.name.as_str(), value);
         }
-        if let Some(Signing::StandardWebhooks { key }) = &request.signing {
-            // Signed per try: a fresh timestamp, the delivery's stable id.
-            for (name, value) in signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
-            {
-                builder = builder.header(name, value);
-            }
+        // Signed per try (a fresh timestamp, the delivery's stable id), over what is sent.
+        for (name, value) in request.signature(job.delivery_id, &body) {
+            builder = builder.header(name, value);
         }
         builder.body(body)
     }
@@ -826,11 +823,4 @@ fn host_and_port(url: &url::Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
