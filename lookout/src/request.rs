@@ -100,10 +100,11 @@ impl Body {
         match self {
             Body::Empty => Value::Null,
             Body::Json(value) => redactor.redact_json(value),
-            Body::RawJson(text) => match serde_json::from_str::<Value>(text) {
-                Ok(value) => redactor.redact_json(&value),
-                Err(_) => Value::String(redactor.redact(text)),
-            },
+            Body::RawJson(text) => json_text_preview(text, redactor),
+            // JSON under a protocol's own type (`application/x-amz-json-1.0`) reads as JSON.
+            Body::Text { content_type, text } if content_type.contains("json") => {
+                json_text_preview(text, redactor)
+            }
             Body::Form(fields) => Value::Array(
                 fields
                     .iter()
@@ -297,6 +298,14 @@ impl HttpRequest {
             headers,
             body: self.body.preview(redactor),
         }
+    }
+}
+
+/// JSON text as a preview shows it: decoded and redacted (as text if it does not parse).
+fn json_text_preview(text: &str, redactor: &Redactor) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => redactor.redact_json(&value),
+        Err(_) => Value::String(redactor.redact(text)),
     }
 }
 
