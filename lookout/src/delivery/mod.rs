@@ -145,7 +145,8 @@ impl Delivery {
 /// - a cap on how much of an answer is read (`max_response_bytes`);
 /// - retries with backoff, within a time budget, honouring `Retry-After`;
 /// - the target's rate limit, when the service declares one;
-/// - Standard Webhooks signing, per try (a fresh timestamp, the same `webhook-id`).
+/// - signing, per try: Standard Webhooks (a fresh timestamp, the same `webhook-id`) and
+///   AWS Signature Version 4 (over the request as sent, at the time of sending).
 ///
 /// Services send with [`Transport::send_all`], its one entry point.
 ///
