@@ -58,6 +58,15 @@ lookout::service! {
     /// `AuthorizationError`) fail without retrying; throttling and `5xx` answers are
     /// retried. SNS refuses messages over 256 KiB.
     pub struct Sns;
+
+    category: Broker,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"topic_arn = "arn:aws:sns:us-east-1:123456789012:sprintly"
+access_key_id = "AKIAIOSFODNN7EXAMPLE"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# Optional: the default for the topic's region.
+endpoint = "https://sns.us-east-1.amazonaws.com""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -102,26 +111,6 @@ const API_VERSION: &str = "2010-03-31";
 const SUBJECT_CHARS: usize = 99;
 
 impl Service for Sns {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Broker
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"topic_arn = "arn:aws:sns:us-east-1:123456789012:sprintly"
-access_key_id = "AKIAIOSFODNN7EXAMPLE"
-secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-# Optional: the default for the topic's region.
-endpoint = "https://sns.us-east-1.amazonaws.com""#
-    }
-
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
         if status < 400 {
             return Verdict::ByStatus;

@@ -56,6 +56,14 @@ lookout::service! {
     /// `AccessDenied`) fail without retrying; throttling and `5xx` answers are retried.
     /// SQS refuses messages over its size limit (256 KiB by default, set per queue).
     pub struct Sqs;
+
+    category: Broker,
+    events: &["*"],
+    schema: Schema::new(OPTIONS),
+    example: r#"queue = "https://sqs.us-east-1.amazonaws.com/123456789012/sprintly"
+region = "us-east-1"
+access_key_id = "AKIAIOSFODNN7EXAMPLE"
+secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -96,25 +104,6 @@ const TARGET: &str = "AmazonSQS.SendMessage";
 const JSON_1_0: &str = "application/x-amz-json-1.0";
 
 impl Service for Sqs {
-    fn events(&self) -> &'static [&'static str] {
-        &["*"]
-    }
-
-    fn category(&self) -> Category {
-        Category::Broker
-    }
-
-    fn schema(&self) -> Schema {
-        Schema::new(OPTIONS)
-    }
-
-    fn example(&self) -> &'static str {
-        r#"queue = "https://sqs.us-east-1.amazonaws.com/123456789012/sprintly"
-region = "us-east-1"
-access_key_id = "AKIAIOSFODNN7EXAMPLE"
-secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY""#
-    }
-
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
         if status < 400 {
             return Verdict::ByStatus;
