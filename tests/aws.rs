@@ -174,7 +174,7 @@ fn delivered(report: &Report) -> bool {
         .all(|r| matches!(r.delivery.outcome, Outcome::Delivered { .. }))
 }
 
-/// The one message on the queue, checked to carry `fixture`'s event.
+/// The one message on the queue, checked to hold `body` and the attributes of `event`.
 fn the_message(moto: &Moto, queue_url: &str, body: &str, event: &str) -> Value {
     let messages = moto.receive(queue_url);
     assert_eq!(messages.len(), 1, "{messages:?}");
