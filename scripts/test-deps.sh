@@ -59,3 +59,12 @@ if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
 fi
 echo "test dependencies: standardwebhooks $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("standardwebhooks"))') in $venv"
 # --- end Standard Webhooks
+
+# --- moto's server mode (issue 18): a local emulator of AWS SQS and SNS for tests/aws.rs.
+# --- It does not verify SigV4 signatures; lookout's signing is checked against AWS's
+# --- published test vectors in lookout/src/delivery/signing.rs instead.
+if ! "$venv/bin/python" -c "import moto, flask, flask_cors" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+fi
+echo "test dependencies: moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))') in $venv"
+# --- end moto

@@ -144,5 +144,6 @@ fn as_sent(outgoing: &Outgoing) -> Sent {
 
 fn as_arrived(request: &Captured) -> Sent {
     let path = common::with_test_delivery_id(&request.path);
-    (request.method.clone(), path, request.text())
+    let body = common::with_test_delivery_id(&request.text());
+    (request.method.clone(), path, body)
 }

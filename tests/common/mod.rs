@@ -102,7 +102,8 @@ pub fn test_engine_json() -> String {
 }
 
 /// The engine gives each dispatch a fresh delivery id (`msg_` and 32 hex digits); services
-/// that put it in the URL (Matrix transaction ids) are built in tests with `msg_test`:
+/// that put it in the URL (Matrix transaction ids) or the body (SQS and SNS message
+/// attributes) are built in tests with `msg_test`:
 /// this puts `msg_test` in place of every such id in `text`.
 pub fn with_test_delivery_id(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -36,7 +36,7 @@ use crate::job::Job;
 use crate::redact::Redactor;
 use crate::request::email::Email;
 use crate::request::publish::Publish;
-use crate::request::{HttpRequest, Outgoing, Signing};
+use crate::request::{HttpRequest, Outgoing};
 use crate::settings::Settings;
 use ratelimit::{Limiters, RateLimit};
 use retry::Retry;
@@ -51,7 +51,8 @@ use ssrf::{Blocked, Guard, GuardedResolver};
 /// - a cap on how much of an answer is read (`max_response_bytes`);
 /// - retries with backoff, within a time budget, honouring `Retry-After`;
 /// - the target's rate limit, when the service declares one;
-/// - Standard Webhooks signing, per try (a fresh timestamp, the same `webhook-id`).
+/// - signing, per try: Standard Webhooks (a fresh timestamp, the same `webhook-id`) and
+///   AWS Signature Version 4 (over the request as sent, at the time of sending).
 ///
 /// Services send with [`Transport::send_all`], its one entry point.
 ///
@@ -430,13 +431,9 @@ impl Transport {
             value.set_sensitive(header.sensitive);
             builder = builder.header(header.name.as_str(), value);
         }
-        if let Some(Signing::StandardWebhooks { key }) = &request.signing {
-            // Signed per try: a fresh timestamp, the delivery's stable id.
-            for (name, value) in
-                crate::request::signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
-            {
-                builder = builder.header(name, value);
-            }
+        // Signed per try (a fresh timestamp, the delivery's stable id), over what is sent.
+        for (name, value) in request.signature(job.delivery_id, &body) {
+            builder = builder.header(name, value);
         }
         builder.body(body)
     }
@@ -714,11 +711,4 @@ fn host_and_port(url: &url::Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -20,6 +20,7 @@ use url::Url;
 use crate::redact::{REDACTED, Redactor};
 use email::Email;
 use publish::Publish;
+use signing::{AT_SEND_TIME, AwsSigner};
 
 /// An HTTP method (the ones outside services use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,10 +109,11 @@ impl Body {
         match self {
             Body::Empty => Value::Null,
             Body::Json(value) => redactor.redact_json(value),
-            Body::RawJson(text) => match serde_json::from_str::<Value>(text) {
-                Ok(value) => redactor.redact_json(&value),
-                Err(_) => Value::String(redactor.redact(text)),
-            },
+            Body::RawJson(text) => json_text_preview(text, redactor),
+            // JSON under a protocol's own type (`application/x-amz-json-1.0`) reads as JSON.
+            Body::Text { content_type, text } if content_type.contains("json") => {
+                json_text_preview(text, redactor)
+            }
             Body::Form(fields) => Value::Array(
                 fields
                     .iter()
@@ -142,12 +144,17 @@ impl AsRef<[u8]> for SharedText {
 pub enum Signing {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
     StandardWebhooks { key: Vec<u8> },
+    /// AWS Signature Version 4: `x-amz-date`, `authorization` (and
+    /// `x-amz-security-token` with temporary credentials), over the method, URL, the
+    /// request's headers and its body.
+    AwsSigV4(AwsSigner),
 }
 
 impl std::fmt::Debug for Signing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signing::StandardWebhooks { .. } => f.write_str("StandardWebhooks([redacted])"),
+            Signing::AwsSigV4(signer) => write!(f, "AwsSigV4({signer:?})"),
         }
     }
 }
@@ -235,6 +242,39 @@ impl HttpRequest {
         self
     }
 
+    /// The headers that sign this try, computed now over the request as it is sent
+    /// (`body`: its bytes on the wire); none for a request that is not signed.
+    pub fn signature(&self, delivery_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        let now = std::time::SystemTime::now();
+        match &self.signing {
+            Some(Signing::StandardWebhooks { key }) => {
+                let unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                signing::standard_webhooks(key, delivery_id, unix, body).into()
+            }
+            Some(Signing::AwsSigV4(signer)) => {
+                let method = self.method.as_str();
+                signer.sign(method, &self.url, &self.headers_to_sign(), body, now)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The headers a signature covers besides `host`: the content type and the
+    /// service's own headers.
+    fn headers_to_sign(&self) -> Vec<(&str, &str)> {
+        let content_type = self.body.content_type().map(|t| ("content-type", t));
+        content_type
+            .into_iter()
+            .chain(
+                self.headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_str())),
+            )
+            .collect()
+    }
+
     /// The request as it may be shown: secrets redacted, JSON bodies decoded.
     pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -249,10 +289,17 @@ impl HttpRequest {
             };
             headers.push((h.name.to_ascii_lowercase(), value));
         }
-        if let Some(Signing::StandardWebhooks { .. }) = &self.signing {
-            for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
-                headers.push((name.into(), "(computed at send time)".into()));
+        match &self.signing {
+            Some(Signing::StandardWebhooks { .. }) => {
+                for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+                    headers.push((name.into(), AT_SEND_TIME.into()));
+                }
             }
+            Some(Signing::AwsSigV4(signer)) => {
+                let added = signer.preview(&self.headers_to_sign());
+                headers.extend(added.into_iter().map(|(name, value)| (name.into(), value)));
+            }
+            None => {}
         }
         RequestPreview {
             method: self.method.as_str(),
@@ -260,6 +307,14 @@ impl HttpRequest {
             headers,
             body: self.body.preview(redactor),
         }
+    }
+}
+
+/// JSON text as a preview shows it: decoded and redacted (as text if it does not parse).
+fn json_text_preview(text: &str, redactor: &Redactor) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => redactor.redact_json(&value),
+        Err(_) => Value::String(redactor.redact(text)),
     }
 }
 
