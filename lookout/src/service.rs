@@ -14,6 +14,8 @@ use crate::options::{Options, Schema};
 use crate::payload::{Event, PayloadError};
 use crate::redact::Redactor;
 use crate::request::{HttpRequest, RequestPreview};
+use crate::text::template::{Part, Templates};
+use crate::text::{Message, Rich};
 
 /// Everything a service gets for one delivery.
 pub struct Job<'a> {
@@ -22,9 +24,24 @@ pub struct Job<'a> {
     /// Stable across retries of this delivery: use it where the target deduplicates
     /// (Matrix transaction ids, `webhook-id`).
     pub delivery_id: &'a str,
+    /// The configured service's templates ([`Templates::default`] for none).
+    pub templates: &'a Templates,
 }
 
 impl Job<'_> {
+    /// The message for the event, in the configured service's own words where it has
+    /// templates: what every message-formatting service sends.
+    pub fn message(&self) -> Result<Message, BuildError> {
+        self.templates
+            .apply(self.event, Message::from_event(self.event)?)
+    }
+
+    /// One part's text from the configured service's template, when it has one: for a
+    /// service that writes its own wording rather than a [`Message`].
+    pub fn templated(&self, part: Part) -> Option<Result<Rich, BuildError>> {
+        self.templates.render(part, self.event)
+    }
+
     /// A URL option, parsed (validation has already checked it). An error names the
     /// option, never its value: URLs often carry keys.
     pub fn url(&self, option: &str) -> Result<url::Url, BuildError> {
