@@ -58,7 +58,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show install docs: one service's, or all of them.
+    /// Show install docs: one service's, or all of them; `templates`: what message
+    /// templates can use.
     Docs {
         service: Option<String>,
         /// Render HTML (all services: one browsable page).

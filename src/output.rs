@@ -125,6 +125,13 @@ pub fn docs(service: Option<&str>, html: bool) -> Result<(), Fatal> {
                 println!("{}", lookout::docs::service_markdown(reg));
             }
         }
+        Some("templates") if html => {
+            print!(
+                "{}",
+                lookout::docs::markdown_to_html(&lookout::docs::templates_markdown())
+            );
+        }
+        Some("templates") => print!("{}", lookout::docs::templates_markdown()),
         Some(name) => {
             let reg = lookout::service::find(name).ok_or_else(|| {
                 Fatal(format!("unknown service `{name}` (see `lookout services`)"))
