@@ -155,7 +155,7 @@ fn escaped(text: &str) -> String {
 }
 
 /// [`escaped`], keeping the characters in `kept` (line breaks of a multi-line preview).
-fn escaped_but(text: &str, kept: &[char]) -> String {
+pub(crate) fn escaped_but(text: &str, kept: &[char]) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
