@@ -116,7 +116,10 @@ fn print_report(report: &ReplayReport, sent: Option<&Sent>, product: Option<&str
         s.events, s.services, s.changed, s.unchanged, s.new, s.removed
     );
     if s.unreadable > 0 {
-        println!("{} stored payloads no longer parse (left out)", s.unreadable);
+        println!(
+            "{} stored payloads no longer parse (left out)",
+            s.unreadable
+        );
     }
     if let Some(sent) = sent {
         let product = product.unwrap_or_default();

@@ -544,6 +544,7 @@ fn paced(name: &str, url: &str) -> Instance {
             Options::validate(name, &PACED.schema, options.as_object().unwrap()).unwrap(),
         ),
         events: None,
+        templates: Default::default(),
     }
 }
 

@@ -42,7 +42,12 @@ async fn history(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>) {
                     .map(|instance| NewDelivery {
                         id: format!("msg_{i}_{instance}"),
                         instance: (*instance).into(),
-                        service: if *instance == "team" { "discord" } else { "slack" }.into(),
+                        service: if *instance == "team" {
+                            "discord"
+                        } else {
+                            "slack"
+                        }
+                        .into(),
                     })
                     .collect(),
             })
@@ -132,13 +137,19 @@ async fn a_template_new_service_and_narrower_events_are_told_apart() {
     let mut services = stored_services();
     services["team"]["template"] = json!({"title": "{{ actor }}: {{ item_label }}"});
     services["team"]["events"] = json!(["Item.*", "Comment.*", "Block.*", "Favorite.*"]);
-    services["alerts"] = json!({"service": "discord", "url": "https://discord.com/api/webhooks/2/other"});
+    services["alerts"] =
+        json!({"service": "discord", "url": "https://discord.com/api/webhooks/2/other"});
     let report = compare(store.as_ref(), &config(services)).await;
     let summary = &report.summary;
     assert_eq!(summary.services, 3);
     // Discord: four titles change, the deploy is no longer sent; alerts is new for all.
     assert_eq!(
-        (summary.changed, summary.removed, summary.new, summary.unchanged),
+        (
+            summary.changed,
+            summary.removed,
+            summary.new,
+            summary.unchanged
+        ),
         (4, 1, 5, 5),
         "{summary:?}"
     );
@@ -148,7 +159,12 @@ async fn a_template_new_service_and_narrower_events_are_told_apart() {
         .find(|c| c.instance == "team" && c.event == "Item.created")
         .unwrap();
     assert_eq!(changed_lines(&item.diff).len(), 2, "{}", item.diff);
-    assert!(item.diff.contains("+            \"title\": \"Joe S.: \\\\#1212 \\\\- As a user"), "{}", item.diff);
+    assert!(
+        item.diff
+            .contains("+            \"title\": \"Joe S.: \\\\#1212 \\\\- As a user"),
+        "{}",
+        item.diff
+    );
 }
 
 #[tokio::test]
@@ -161,7 +177,15 @@ async fn sending_twice_sends_once() {
     std::fs::write(&config_path, json!({ "services": services }).to_string()).unwrap();
     let run = |extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["replay", "--since", "1h", "--product", "p1", "--database", &path])
+            .args([
+                "replay",
+                "--since",
+                "1h",
+                "--product",
+                "p1",
+                "--database",
+                &path,
+            ])
             .arg("--config")
             .arg(&config_path)
             .args(extra)
@@ -175,7 +199,10 @@ async fn sending_twice_sends_once() {
         preview.contains("Item.created evt_0_Item (product p1) · slack: changed"),
         "{preview}"
     );
-    assert!(preview.contains("+        \"channel\": \"#ops\"\n"), "{preview}");
+    assert!(
+        preview.contains("+        \"channel\": \"#ops\"\n"),
+        "{preview}"
+    );
     assert!(
         preview.ends_with("5 events, 2 services: 5 changed, 5 unchanged, 0 new, 0 removed\n"),
         "{preview}"
@@ -184,7 +211,10 @@ async fn sending_twice_sends_once() {
 
     let first = run(&["--send"]);
     assert!(first.contains("stored in product p1: slack"), "{first}");
-    assert!(first.ends_with("added 5 deliveries (0 were already there)\n"), "{first}");
+    assert!(
+        first.ends_with("added 5 deliveries (0 were already there)\n"),
+        "{first}"
+    );
     let second = run(&["--send", "--json"]);
     let second: serde_json::Value = serde_json::from_str(&second).unwrap();
     assert_eq!(second["summary"]["changed"], 0, "{second}");
@@ -197,6 +227,10 @@ async fn sending_twice_sends_once() {
         .unwrap();
     assert_eq!(deliveries.len(), 15, "10 stored and 5 replayed");
     let product = store.product("p1").await.unwrap().unwrap();
-    let slack = product.instances.iter().find(|i| i.name == "slack").unwrap();
+    let slack = product
+        .instances
+        .iter()
+        .find(|i| i.name == "slack")
+        .unwrap();
     assert_eq!(slack.options["channel"], "#ops");
 }

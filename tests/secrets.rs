@@ -391,6 +391,7 @@ async fn credential_headers_echoed_back_are_redacted() {
                 .unwrap(),
         ),
         events: None,
+        templates: Default::default(),
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);

@@ -16,9 +16,17 @@ fn sent_text(service: &str, template: Value) -> String {
     options.insert("template".into(), template);
     let instance = common::instance(reg, &options);
     let preview = preview_one(&common::fixture("item-markup"), &instance);
-    assert!(preview.not_sent.is_none(), "{service}: {:?}", preview.not_sent);
+    assert!(
+        preview.not_sent.is_none(),
+        "{service}: {:?}",
+        preview.not_sent
+    );
     let mut strings = Vec::new();
-    for request in serde_json::to_value(&preview.requests).unwrap().as_array().unwrap() {
+    for request in serde_json::to_value(&preview.requests)
+        .unwrap()
+        .as_array()
+        .unwrap()
+    {
         collect_strings(&request["body"], &mut strings);
     }
     strings.join("\n")
@@ -36,10 +44,16 @@ fn collect_strings(value: &Value, out: &mut Vec<String>) {
 fn check(service: &str, must: &[&str], must_not: &[&str]) {
     let text = sent_text(service, json!({ "headline": HEADLINE }));
     for expected in must {
-        assert!(text.contains(expected), "{service}: no `{expected}` in\n{text}");
+        assert!(
+            text.contains(expected),
+            "{service}: no `{expected}` in\n{text}"
+        );
     }
     for unexpected in must_not {
-        assert!(!text.contains(unexpected), "{service}: `{unexpected}` in\n{text}");
+        assert!(
+            !text.contains(unexpected),
+            "{service}: `{unexpected}` in\n{text}"
+        );
     }
 }
 
@@ -58,10 +72,15 @@ fn slack_escapes_a_template_like_its_own_words() {
 #[test]
 fn discord_escapes_a_template_like_its_own_words() {
     let text = sent_text("discord", json!({ "headline": HEADLINE }));
-    assert!(text.contains(r"\*NEW\* \@\*\*everyone\*\* \<!channel\>"), "{text}");
+    assert!(
+        text.contains(r"\*NEW\* \@\*\*everyone\*\* \<!channel\>"),
+        "{text}"
+    );
     assert!(text.contains(r"[\#1212 \- \<b\>"), "{text}");
     // Every `@` is escaped: nobody is mentioned.
-    let unescaped = text.match_indices('@').any(|(i, _)| !text[..i].ends_with('\\'));
+    let unescaped = text
+        .match_indices('@')
+        .any(|(i, _)| !text[..i].ends_with('\\'));
     assert!(!unescaped, "{text}");
 }
 
@@ -103,7 +122,9 @@ url = "https://hooks.slack.com/services/T0/B0/x"
 template.title = "{{ titel }}"
 template.headline = "ok {{ actor }}\n{% if %}"
 "#;
-    let err = lookout::Config::parse(config, "test.toml").unwrap_err().to_string();
+    let err = lookout::Config::parse(config, "test.toml")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(
             "[services.slack] template.title: line 1, column 4: unknown variable `titel` (did you mean `title`?)"

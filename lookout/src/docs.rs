@@ -177,7 +177,8 @@ pub fn templates_markdown() -> String {
 pub fn template_variables_table() -> String {
     let mut table = String::from("| Name | What it is |\n|---|---|\n");
     for (name, what) in VARIABLES {
-        let _ = writeln!(table, "| `{name}` | {} |", what.replace('|', "\\|"));
+        let (name, what) = (name.replace('|', "\\|"), what.replace('|', "\\|"));
+        let _ = writeln!(table, "| `{name}` | {what} |");
     }
     table
 }

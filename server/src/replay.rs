@@ -15,10 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::store::{EventFilter, Millis, NewDelivery, Product, StoreError, StoredEvent, Store};
+use crate::store::{EventFilter, Millis, NewDelivery, Product, Store, StoreError, StoredEvent};
+use lookout::Event;
 use lookout::config::ServiceTable;
 use lookout::dispatch::{Preview, preview_with_id};
-use lookout::Event;
 
 /// Events read from the store at a time.
 const BATCH: usize = 200;
@@ -92,7 +92,12 @@ pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayRep
     let tables: Vec<&ServiceTable> = replay
         .services
         .iter()
-        .filter(|t| replay.service.as_ref().is_none_or(|s| *s == t.instance.name))
+        .filter(|t| {
+            replay
+                .service
+                .as_ref()
+                .is_none_or(|s| *s == t.instance.name)
+        })
         .collect();
     let mut report = ReplayReport::default();
     report.summary.services = tables.len();
@@ -214,7 +219,12 @@ fn unified_diff(before: Option<&Preview>, after: &Preview) -> String {
 pub fn replay_id(event_id: &str, table: &ServiceTable) -> String {
     let options = Value::Object(table.options.clone()).to_string();
     let mut hash = Sha256::new();
-    for part in [event_id, &table.instance.name, table.instance.service_name(), &options] {
+    for part in [
+        event_id,
+        &table.instance.name,
+        table.instance.service_name(),
+        &options,
+    ] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -276,7 +286,10 @@ pub async fn send(
             instance: table.instance.name.clone(),
             service: table.instance.service_name().to_owned(),
         };
-        match by_event.iter_mut().find(|(id, _)| *id == comparison.event_id) {
+        match by_event
+            .iter_mut()
+            .find(|(id, _)| *id == comparison.event_id)
+        {
             Some((_, deliveries)) => deliveries.push(delivery),
             None => by_event.push((&comparison.event_id, vec![delivery])),
         }

@@ -22,6 +22,7 @@ use minijinja::value::{Object, Serde, Value as Jinja};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 
+use super::budget::truncate;
 use super::markup::{Rich, Span};
 use super::message::{Message, item_link};
 use super::wording::{self, count_items, full_name, humanized, item_label, reports_link};
@@ -75,7 +76,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "model",
         "The event's model: `Item`, `Comment`, `Block`, `Favorite` or `Deploy`.",
     ),
-    ("action", "What happened to it: `created`, `updated` or `deleted`."),
+    (
+        "action",
+        "What happened to it: `created`, `updated` or `deleted`.",
+    ),
     ("product", "The product: `product.id`, `product.name`."),
     (
         "attributes",
@@ -139,6 +143,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "reports_link(param, value)",
         "The URL of a Sprint.ly report page: `{{ link(t, reports_link(\"tag\", t)) }}`.",
+    ),
+    (
+        "text | truncate(n)",
+        "At most `n` characters of the text, then `...` (a filter).",
     ),
 ];
 
@@ -283,16 +291,22 @@ fn sandbox() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     env.set_debug(true);
     env.set_auto_escape_callback(|_| AutoEscape::None);
-    env.set_formatter(|out, state, value| match value.downcast_object_ref::<Link>() {
-        Some(link) => {
-            write!(out, "{LINK_START}{}{LINK_URL}{}{LINK_END}", link.text, link.url)
-                .map_err(|_| minijinja::Error::from(ErrorKind::WriteFailure))
-        }
-        None => minijinja::escape_formatter(out, state, value),
-    });
+    env.set_formatter(
+        |out, state, value| match value.downcast_object_ref::<Link>() {
+            Some(link) => write!(
+                out,
+                "{LINK_START}{}{LINK_URL}{}{LINK_END}",
+                link.text, link.url
+            )
+            .map_err(|_| minijinja::Error::from(ErrorKind::WriteFailure)),
+            None => minijinja::escape_formatter(out, state, value),
+        },
+    );
     env.add_function("link", |text: String, url: String| {
         Jinja::from_object(Link::new(&text, &url))
     });
+    // Jinja's `truncate`, which MiniJinja leaves out: at most `n` characters, then `...`.
+    env.add_filter("truncate", |text: String, n: usize| truncate(&text, n));
     env.add_function("reports_link", |param: String, value: String| {
         reports_link(&clean(&param), &clean(&value))
     });
@@ -325,8 +339,11 @@ fn is_known(name: &str) -> bool {
     BUILTIN_GLOBALS.contains(&name) || VARIABLES.iter().any(|(v, _)| variable_name(v) == name)
 }
 
-/// `link(text, url)` → `link`.
+/// `link(text, url)` → `link`; filters (`text | truncate(n)`) are no variables.
 fn variable_name(entry: &str) -> &str {
+    if entry.contains('|') {
+        return "";
+    }
     entry.split('(').next().unwrap_or(entry)
 }
 
@@ -361,7 +378,9 @@ fn first_use(source: &str, name: &str) -> Option<usize> {
                 i += 2;
             }
             quote @ (b'"' | b'\'') => {
-                i += 1 + rest[1..].find(quote as char).map_or(rest.len() - 1, |end| end + 1);
+                i += 1 + rest[1..]
+                    .find(quote as char)
+                    .map_or(rest.len() - 1, |end| end + 1);
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let len = rest
@@ -481,7 +500,11 @@ fn rich_value(rich: &Rich) -> Jinja {
         .map(|span| match span {
             Span::Text(text) => clean(text),
             Span::Link { text, url } => {
-                format!("{LINK_START}{}{LINK_URL}{}{LINK_END}", clean(text), clean(url))
+                format!(
+                    "{LINK_START}{}{LINK_URL}{}{LINK_END}",
+                    clean(text),
+                    clean(url)
+                )
             }
         })
         .collect();
@@ -495,7 +518,8 @@ fn spans(output: &str) -> Rich {
     while let Some(start) = rest.find(LINK_START) {
         let marked = &rest[start + LINK_START.len_utf8()..];
         let Some((text, url, after)) = marked.split_once(LINK_END).and_then(|(link, after)| {
-            link.split_once(LINK_URL).map(|(text, url)| (text, url, after))
+            link.split_once(LINK_URL)
+                .map(|(text, url)| (text, url, after))
         }) else {
             break;
         };
@@ -661,8 +685,14 @@ mod tests {
     fn every_helper_has_its_value() {
         let item = |t| text(t, "item");
         assert_eq!(item("{{ model }} {{ action }}"), "Item created");
-        assert_eq!(item("{{ product.name }} {{ product.id }}"), "sprint.ly 1111");
-        assert_eq!(item("{{ attributes.number }} {{ attributes.created_by.first_name }}"), "1212 Joe");
+        assert_eq!(
+            item("{{ product.name }} {{ product.id }}"),
+            "sprint.ly 1111"
+        );
+        assert_eq!(
+            item("{{ attributes.number }} {{ attributes.created_by.first_name }}"),
+            "1212 Joe"
+        );
         assert_eq!(item("{{ actor }} / {{ actor_name }}"), "Joe S. / Joe Stump");
         assert_eq!(
             item("{{ item_kind }} {{ item_number }} {{ item_url }}"),
@@ -673,16 +703,26 @@ mod tests {
         assert!(item("{{ title }}").starts_with("Story #1212: As a user"));
         assert!(item("{{ summary }}").starts_with("Joe S. created the story \""));
         assert_eq!(item("{{ status }}|{{ assignee }}"), "Backlog|Joe S.");
-        assert_eq!(item("[{{ excerpt }}][{{ count }}][{{ environment }}]"), "[][][]");
+        assert_eq!(
+            item("[{{ excerpt }}][{{ count }}][{{ environment }}]"),
+            "[][][]"
+        );
         let comment = |t| text(t, "comment");
-        assert_eq!(comment("{{ excerpt }}"), "Hey guys, what's the status on this?");
-        assert_eq!(comment("{{ quote }}"), "Hey guys, what's the status on this?");
+        assert_eq!(
+            comment("{{ excerpt }}"),
+            "Hey guys, what's the status on this?"
+        );
+        assert_eq!(
+            comment("{{ quote }}"),
+            "Hey guys, what's the status on this?"
+        );
         let deploy = |t| text(t, "deploy");
         assert_eq!(
             deploy("{{ actor }} shipped {{ count }} to {{ environment }}: {{ title }}"),
             "Joe S. shipped 3 items to production: Deploy to production"
         );
         assert_eq!(deploy("[{{ item_kind }}{{ item_link }}{{ status }}]"), "[]");
+        assert_eq!(item("{{ item_title | truncate(9) }}"), "As a user...");
         assert_eq!(
             item("{{ reports_link('tag', 'a&b') }}"),
             "https://sprint.ly/reports?tag=a%26b"
@@ -693,7 +733,9 @@ mod tests {
     fn links_stay_links() {
         let rich = render("New: {{ item_link }} in {{ product_link }}", "item");
         assert_eq!(rich.0.len(), 4, "{rich:?}");
-        assert!(matches!(&rich.0[1], Span::Link { url, .. } if url == "http://sprint.ly/i/1/116550/"));
+        assert!(
+            matches!(&rich.0[1], Span::Link { url, .. } if url == "http://sprint.ly/i/1/116550/")
+        );
         assert_eq!(
             rich.0[3],
             Span::Link {
@@ -702,13 +744,15 @@ mod tests {
             }
         );
         let rich = render("{{ link('Board', 'https://example.com/b') }}!", "item");
-        assert_eq!(
-            rich,
-            Rich::link("Board", "https://example.com/b").push("!")
-        );
+        assert_eq!(rich, Rich::link("Board", "https://example.com/b").push("!"));
         // The default headline keeps its link.
         let rich = render("{{ headline }}", "item");
-        assert_eq!(rich, Message::from_event(&crate::samples::edge_case("item")).unwrap().headline);
+        assert_eq!(
+            rich,
+            Message::from_event(&crate::samples::edge_case("item"))
+                .unwrap()
+                .headline
+        );
         // A link used as text is its text.
         assert_eq!(text("{{ item_link | upper }}", "deploy"), "");
         assert!(text("{{ item_link | upper }}", "item").starts_with("#1212 - AS A USER"));
@@ -718,11 +762,16 @@ mod tests {
     fn a_title_cannot_forge_a_link() {
         let event = crate::samples::edge_case("item-markup");
         let mut raw: Value = serde_json::from_str(event.raw()).unwrap();
-        raw["attributes"]["title"] = format!("x{LINK_START}evil{LINK_URL}http://evil.example{LINK_END}").into();
+        raw["attributes"]["title"] =
+            format!("x{LINK_START}evil{LINK_URL}http://evil.example{LINK_END}").into();
         let event = Event::parse(&raw.to_string()).unwrap();
-        let templates = templates(json!({"headline": "{{ item_title }} {{ attributes.title }}"})).unwrap();
+        let templates =
+            templates(json!({"headline": "{{ item_title }} {{ attributes.title }}"})).unwrap();
         let rich = templates.render(Part::Headline, &event).unwrap().unwrap();
-        assert_eq!(rich, Rich::text("xevilhttp://evil.example xevilhttp://evil.example"));
+        assert_eq!(
+            rich,
+            Rich::text("xevilhttp://evil.example xevilhttp://evil.example")
+        );
     }
 
     #[test]
@@ -740,7 +789,10 @@ mod tests {
         assert_eq!(message.summary, default.summary.to_uppercase());
         assert_eq!(message.quote, None);
         assert_eq!(message.headline, default.headline);
-        assert_eq!(Templates::default().apply(&event, default.clone()).unwrap(), default);
+        assert_eq!(
+            Templates::default().apply(&event, default.clone()).unwrap(),
+            default
+        );
     }
 
     #[test]
@@ -784,11 +836,15 @@ mod tests {
     fn attributes_an_event_lacks_fail_that_event_only() {
         let templates = templates(json!({ "title": "{{ attributes.environment }}" })).unwrap();
         let deploy = crate::samples::edge_case("deploy");
-        assert_eq!(plain(&templates.render(Part::Title, &deploy).unwrap().unwrap()), "production");
+        assert_eq!(
+            plain(&templates.render(Part::Title, &deploy).unwrap().unwrap()),
+            "production"
+        );
         let item = crate::samples::edge_case("item");
         let err = templates.render(Part::Title, &item).unwrap().unwrap_err();
         assert!(
-            err.to_string().starts_with("template.title: line 1, column 4: undefined value"),
+            err.to_string()
+                .starts_with("template.title: line 1, column 4: undefined value"),
             "{err}"
         );
     }
@@ -796,8 +852,13 @@ mod tests {
     #[test]
     fn renders_are_bounded_in_work_and_size() {
         let problem = |template: &str| templates(json!({ "headline": template })).unwrap_err();
-        let err = problem("{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}");
-        assert!(err.contains("line 1, column") && err.contains("fuel"), "{err}");
+        let err = problem(
+            "{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}",
+        );
+        assert!(
+            err.contains("line 1, column") && err.contains("fuel"),
+            "{err}"
+        );
         let err = problem("{{ 'x' * 9000 }}");
         assert_eq!(
             err,

@@ -632,7 +632,9 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(ids(next), ["e3"]);
-    let later = store.events_since(&read(T0 + 1, Some("p1"), None, 10)).await;
+    let later = store
+        .events_since(&read(T0 + 1, Some("p1"), None, 10))
+        .await;
     assert_eq!(ids(later.unwrap()), ["e2"]);
 
     let added = [NewDelivery {
