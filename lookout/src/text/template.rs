@@ -367,9 +367,11 @@ fn first_use(source: &str, name: &str) -> Option<usize> {
     let mut in_code = false;
     while i < bytes.len() {
         let rest = &source[i..];
+        // Steps are whole characters: text may be in any script.
+        let step = rest.chars().next().map_or(1, char::len_utf8);
         if !in_code {
             in_code = rest.starts_with("{{") || rest.starts_with("{%");
-            i += if in_code { 2 } else { 1 };
+            i += if in_code { 2 } else { step };
             continue;
         }
         match bytes[i] {
@@ -392,7 +394,7 @@ fn first_use(source: &str, name: &str) -> Option<usize> {
                 }
                 i += len;
             }
-            _ => i += 1,
+            _ => i += step,
         }
     }
     None
@@ -805,6 +807,10 @@ mod tests {
         assert_eq!(
             problem("Hi\n  {% if model %}{{ 'x' ~ nobody }}{% endif %}"),
             "[services.chat] template.title: line 2, column 26: unknown variable `nobody`"
+        );
+        assert_eq!(
+            problem("Café ☕ {{ titel }}"),
+            "[services.chat] template.title: line 1, column 11: unknown variable `titel` (did you mean `title`?)"
         );
         assert_eq!(
             problem("{{ title }"),
