@@ -4,6 +4,7 @@
 mod demo;
 mod outbox;
 mod output;
+mod replay;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show install docs: one service's, or all of them.
+    /// Show install docs: one service's, or all of them; `templates`: what message
+    /// templates can use.
     Docs {
         service: Option<String>,
         /// Render HTML (all services: one browsable page).
@@ -93,6 +95,9 @@ enum Command {
         #[command(subcommand)]
         command: outbox::TokensCommand,
     },
+    /// Run stored events through a config's services and show, per event and service,
+    /// how the requests would change; `--send` sends the changed ones (docs/SERVING.md).
+    Replay(replay::ReplayArgs),
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -251,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Redeliver(args) => outbox::redeliver(args),
         Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

@@ -125,6 +125,13 @@ pub fn docs(service: Option<&str>, html: bool) -> Result<(), Fatal> {
                 println!("{}", lookout::docs::service_markdown(reg));
             }
         }
+        Some("templates") if html => {
+            print!(
+                "{}",
+                lookout::docs::markdown_to_html(&lookout::docs::templates_markdown())
+            );
+        }
+        Some("templates") => print!("{}", lookout::docs::templates_markdown()),
         Some(name) => {
             let reg = lookout::service::find(name).ok_or_else(|| {
                 Fatal(format!("unknown service `{name}` (see `lookout services`)"))
@@ -148,7 +155,7 @@ fn escaped(text: &str) -> String {
 }
 
 /// [`escaped`], keeping the characters in `kept` (line breaks of a multi-line preview).
-fn escaped_but(text: &str, kept: &[char]) -> String {
+pub(crate) fn escaped_but(text: &str, kept: &[char]) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');

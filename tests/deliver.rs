@@ -22,6 +22,7 @@ async fn every_service_delivers_what_it_builds() {
                 event: &event,
                 options: &instance.options,
                 delivery_id: "msg_test",
+                templates: &instance.templates,
             };
             let built = reg.service.build(&job);
             // A payload the service cannot format (a missing field) must fail it, naming

@@ -414,6 +414,7 @@ async fn one_try_reports_whether_and_when_to_retry() {
         event: &event,
         options: &options,
         delivery_id: "msg_worker",
+        templates: &Default::default(),
     };
     let job = &job;
     let once = |path: &str| {
@@ -543,6 +544,7 @@ fn paced(name: &str, url: &str) -> Instance {
             Options::validate(name, &PACED.schema, options.as_object().unwrap()).unwrap(),
         ),
         events: None,
+        templates: Default::default(),
     }
 }
 
@@ -601,6 +603,7 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         event: &event,
         options: &options,
         delivery_id: "msg_paced",
+        templates: &Default::default(),
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
     let first = send_one(&transport, request.clone(), &job).await;

@@ -121,6 +121,7 @@ fn outgoing(
         event,
         options: &instance.options,
         delivery_id: "msg_test",
+        templates: &instance.templates,
     };
     reg.service.build(&job)
 }

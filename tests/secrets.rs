@@ -152,6 +152,7 @@ fn credential_headers(instance: &Instance, event: &Event) -> Vec<String> {
         event,
         options: &instance.options,
         delivery_id: "msg_secrets",
+        templates: &instance.templates,
     };
     let Ok(outgoing) = instance.registration.service.build(&job) else {
         return Vec::new();
@@ -183,6 +184,7 @@ fn stays_local(instance: &Instance, event: &Event, server: &CaptureServer) -> bo
         event,
         options: &instance.options,
         delivery_id: "msg_secrets",
+        templates: &instance.templates,
     };
     match instance.registration.service.build(&job) {
         Ok(outgoing) => outgoing.iter().all(|o| match o {
@@ -389,6 +391,7 @@ async fn credential_headers_echoed_back_are_redacted() {
                 .unwrap(),
         ),
         events: None,
+        templates: Default::default(),
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);

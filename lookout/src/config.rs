@@ -28,6 +28,7 @@ use crate::options::{Kind, OptionProblem, Options};
 use crate::payload::Event;
 use crate::service::{self, Registration};
 use crate::settings::Settings;
+use crate::text::template::{TEMPLATE, Templates};
 
 /// A loaded, validated config.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct Instance {
     /// The events this configured service gets, when its table says (`events = [...]`);
     /// else the service's own default.
     pub events: Option<Arc<[String]>>,
+    /// The operator's wording for parts of the message (`template.title = "…"`).
+    pub templates: Templates,
 }
 
 impl Instance {
@@ -69,21 +72,26 @@ impl Instance {
             .remove(EVENTS)
             .map(|patterns| event_filter(name, &patterns))
             .transpose();
+        let templates = options
+            .remove(TEMPLATE)
+            .map_or(Ok(Templates::default()), |table| {
+                Templates::parse(name, &table)
+            });
         let validated = Options::validate(name, &registration.schema, &options);
-        let (events, options) = match (events, validated) {
-            (Ok(events), Ok(options)) => (events, options),
-            (Err(mut a), Err(b)) => {
-                a.extend(b);
-                return Err(a);
-            }
-            (Err(problems), _) | (_, Err(problems)) => return Err(problems),
-        };
-        Ok(Instance {
-            name: name.to_owned(),
-            registration,
-            options: Arc::new(options),
-            events,
-        })
+        let mut problems = Vec::new();
+        let events = events.map_err(|more| problems.extend(more));
+        let templates = templates.map_err(|more| problems.extend(more));
+        let options = validated.map_err(|more| problems.extend(more));
+        match (events, templates, options) {
+            (Ok(events), Ok(templates), Ok(options)) => Ok(Instance {
+                name: name.to_owned(),
+                registration,
+                options: Arc::new(options),
+                events,
+                templates,
+            }),
+            _ => Err(problems),
+        }
     }
 
     pub fn service_name(&self) -> &'static str {

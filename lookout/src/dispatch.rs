@@ -146,6 +146,7 @@ pub async fn run_service(
             event: &event,
             options: &sending.options,
             delivery_id: &delivery_id,
+            templates: &sending.templates,
         };
         sending.registration.service.send(&job, &transport).await
     });
@@ -230,6 +231,7 @@ pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) ->
         event,
         options: &instance.options,
         delivery_id,
+        templates: &instance.templates,
     };
     match instance.registration.service.build(&job) {
         Ok(outgoing) => {

@@ -8,6 +8,7 @@ use pulldown_cmark::{Options as Markdown, Parser, html};
 use crate::delivery::ratelimit::RateLimit;
 use crate::options::{Kind, OptionSpec};
 use crate::service::{Category, Registration, catalogue};
+use crate::text::template::{Part, VARIABLES};
 
 /// Markdown to HTML (tables and strikethrough on).
 pub fn markdown_to_html(markdown: &str) -> String {
@@ -155,9 +156,46 @@ pub fn by_category<'a>(services: &[&'a Registration]) -> Vec<(Category, Vec<&'a 
         .collect()
 }
 
+/// What `lookout docs templates` prints: how to set a template, then the one table of
+/// what templates can use ([`VARIABLES`]), which docs/TEMPLATES.md includes as it is.
+pub fn templates_markdown() -> String {
+    let parts: Vec<String> = Part::ALL.iter().map(|p| format!("`{}`", p.key())).collect();
+    let mut md = format!(
+        "# Message templates\n\n\
+         A configured service's message can be written in your own words, part by part \
+         ({}), with `template.PART = \"…\"` in its `[services.NAME]` table. What a \
+         template writes is text: the service escapes it for its platform like its own \
+         wording; `link(text, url)` makes a link. Templates are checked when the config \
+         loads. See docs/TEMPLATES.md.\n\n",
+        parts.join(", ")
+    );
+    md.push_str(&template_variables_table());
+    md
+}
+
+/// The Markdown table of what a template can use.
+pub fn template_variables_table() -> String {
+    let mut table = String::from("| Name | What it is |\n|---|---|\n");
+    for (name, what) in VARIABLES {
+        let (name, what) = (name.replace('|', "\\|"), what.replace('|', "\\|"));
+        let _ = writeln!(table, "| `{name}` | {what} |");
+    }
+    table
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_template_docs_include_the_table_as_it_is() {
+        let docs = include_str!("../../docs/TEMPLATES.md");
+        assert!(
+            docs.contains(&template_variables_table()),
+            "docs/TEMPLATES.md must hold the table `lookout docs templates` prints:\n{}",
+            template_variables_table()
+        );
+    }
 
     #[test]
     fn rate_limits_are_documented() {

@@ -1,8 +1,11 @@
-//! What a service works with: the [`Job`] it gets for one delivery, and why it builds
-//! nothing ([`BuildError`]). What it builds is in [`crate::request`].
+//! What a service works with: the [`Job`] it gets for one delivery. What it builds is in
+//! [`crate::request`]; why it builds nothing, in [`crate::error`].
 
+use crate::error::BuildError;
 use crate::options::Options;
-use crate::payload::{Event, PayloadError};
+use crate::payload::Event;
+use crate::text::template::{Part, Templates};
+use crate::text::{Message, Rich};
 
 /// Everything a service gets for one delivery.
 pub struct Job<'a> {
@@ -11,9 +14,24 @@ pub struct Job<'a> {
     /// Stable across retries of this delivery: use it where the target deduplicates
     /// (Matrix transaction ids, `webhook-id`).
     pub delivery_id: &'a str,
+    /// The configured service's templates ([`Templates::default`] for none).
+    pub templates: &'a Templates,
 }
 
 impl Job<'_> {
+    /// The message for the event, in the configured service's own words where it has
+    /// templates: what every message-formatting service sends.
+    pub fn message(&self) -> Result<Message, BuildError> {
+        self.templates
+            .apply(self.event, Message::from_event(self.event)?)
+    }
+
+    /// One part's text from the configured service's template, when it has one: for a
+    /// service that writes its own wording rather than a [`Message`].
+    pub fn templated(&self, part: Part) -> Option<Result<Rich, BuildError>> {
+        self.templates.render(part, self.event)
+    }
+
     /// A URL option, parsed (validation has already checked it). An error names the
     /// option, never its value: URLs often carry keys.
     pub fn url(&self, option: &str) -> Result<url::Url, BuildError> {
@@ -21,26 +39,5 @@ impl Job<'_> {
         value
             .parse()
             .map_err(|e| BuildError::Invalid(format!("{option}: {e}")))
-    }
-}
-
-/// Why a service sends nothing for an event.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    /// Nothing to say about this event (an unknown model, say). Not a failure.
-    #[error("{0}")]
-    Skip(String),
-    /// The payload lacks something this service needs.
-    #[error("{0}")]
-    Payload(#[from] PayloadError),
-    /// Anything else (an option that cannot be turned into a URL, …).
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl BuildError {
-    /// The skip every message-formatting service gives for a model it has no message for.
-    pub fn no_message_for(event: &Event) -> Self {
-        BuildError::Skip(format!("no message for model {}", event.model))
     }
 }

@@ -7,7 +7,8 @@
 
 pub use crate::delivery::Verdict;
 pub use crate::delivery::ratelimit::RateLimit;
-pub use crate::job::{BuildError, Job};
+pub use crate::error::BuildError;
+pub use crate::job::Job;
 pub use crate::options::{Kind, OptionSpec, Schema};
 pub use crate::payload::{Attributes, Event, Item};
 pub use crate::request::{HttpRequest, Outgoing, endpoint};

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::{Delivery, Platform, Transport, Verdict};
-use crate::job::{BuildError, Job};
+use crate::error::BuildError;
+use crate::job::Job;
 use crate::options::Schema;
 use crate::payload::Event;
 use crate::request::Outgoing;

@@ -6,7 +6,8 @@
 //! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits),
 //! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
-//! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes).
+//! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
+//! events through a new config, compared and resent).
 
 #[cfg(test)]
 mod echo;
@@ -16,6 +17,7 @@ pub mod metrics;
 #[cfg(test)]
 mod panics;
 pub mod policy;
+pub mod replay;
 pub mod store;
 pub mod tokens;
 pub mod worker;

@@ -74,7 +74,7 @@ impl Service for Apprise {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let mut body = json!({
             "title": message.title,

@@ -77,7 +77,7 @@ impl Service for Bark {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let mut body = json!({
             "device_key": options.str("device_key").unwrap_or_default(),

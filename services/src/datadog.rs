@@ -94,7 +94,7 @@ impl Service for Datadog {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let event = job.event;
         let options = job.options;
         let room = TEXT_CHARS - MARKDOWN_START.len() - MARKDOWN_END.len();

@@ -115,7 +115,7 @@ impl Service for Dingtalk {
 
 /// The message, signed at `now` (Unix milliseconds) when a secret is set; `None` previews.
 fn request(job: &Job<'_>, now: Option<u64>) -> Result<Vec<Outgoing>, BuildError> {
-    let message = Message::from_event(job.event)?;
+    let message = job.message()?;
     let body = json!({
         "msgtype": "markdown",
         // The title shows in the notification and the chat list only.

@@ -86,7 +86,7 @@ impl Service for Discord {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let mut body = job.options.pick(&["username", "avatar_url"]);
         body.insert("embeds".into(), json!([embed(&message)]));
         // Parse no mentions at all, whatever the text says.

@@ -76,7 +76,7 @@ const OPTIONS: &[OptionSpec] = &[
 
 impl Service for Email {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let server = smtp_server(job)?;
         let subject = format!("[{}] {}", job.event.product.name, message.title);
         let mail = Mail::new(

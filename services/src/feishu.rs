@@ -108,7 +108,7 @@ impl Service for Feishu {
 
 /// The message, signed at `now` (Unix seconds) when a secret is set; `None` previews.
 fn request(job: &Job<'_>, now: Option<u64>) -> Result<Vec<Outgoing>, BuildError> {
-    let message = Message::from_event(job.event)?;
+    let message = job.message()?;
     let mut body = json!({
         "msg_type": "post",
         "content": {"post": {"zh_cn": {"title": message.title, "content": paragraphs(&message)}}},

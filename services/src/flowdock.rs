@@ -285,6 +285,7 @@ mod tests {
             event: &event,
             options: &instance.options,
             delivery_id: "msg_test",
+            templates: &instance.templates,
         };
         let outgoing = Flowdock.build(&job).unwrap();
         let [Outgoing::Http(request)] = outgoing.as_slice() else {

@@ -43,7 +43,7 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 
 impl Service for Googlechat {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let body = json!({
             "fallbackText": message.summary,
             "cardsV2": [{"cardId": "sprintly", "card": card(&message)}],

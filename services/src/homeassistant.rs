@@ -64,7 +64,7 @@ impl Service for HomeAssistant {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let mut body = json!({"title": message.title, "message": message.plain()});
         let action = match (options.str("service"), options.str("entity_id")) {

@@ -76,7 +76,7 @@ impl Service for Matrix {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let homeserver = options.str("homeserver").unwrap_or_default();
         let room = options.str("room_id").unwrap_or_default();
@@ -185,6 +185,7 @@ mod tests {
             event: &event,
             options: &instance.options,
             delivery_id: "msg_a",
+            templates: &instance.templates,
         };
         let err = super::Matrix.build(&job).unwrap_err();
         assert!(err.to_string().contains("not a room ID"), "{err}");
@@ -199,6 +200,7 @@ mod tests {
                 event: &event,
                 options: &instance.options,
                 delivery_id: id,
+                templates: &instance.templates,
             };
             match &super::Matrix.build(&job).unwrap()[0] {
                 Outgoing::Http(request) => request.url.path().to_owned(),

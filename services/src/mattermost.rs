@@ -61,7 +61,7 @@ const OPTIONS: &[OptionSpec] = &[
 
 impl Service for Mattermost {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let overrides = job.options.pick(&["channel", "username", "icon_url"]);
         let body = with_attachment(overrides, slack_attachment(&message, MATTERMOST));
         Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])

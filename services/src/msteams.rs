@@ -47,7 +47,7 @@ const CARD_VERSION: &str = "1.4";
 
 impl Service for Msteams {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let body = json!({
             "type": "message",
             "attachments": [{

@@ -69,7 +69,7 @@ const OPTIONS: &[OptionSpec] = &[
 
 impl Service for Ntfy {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let markdown = options.bool("markdown");
         let mut body = json!({

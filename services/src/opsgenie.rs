@@ -74,7 +74,7 @@ impl Service for Opsgenie {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let event = job.event;
         let details: Map<String, Value> = message
             .fields

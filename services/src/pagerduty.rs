@@ -102,7 +102,7 @@ impl Service for PagerDuty {
             "dedup_key": dedup_key,
         });
         if action == "trigger" {
-            let message = Message::from_event(event)?;
+            let message = job.message()?;
             let severity = options.str("severity").unwrap_or("info");
             extend(&mut body, alert(event, &message, severity));
         }

@@ -64,7 +64,7 @@ impl Service for Pushbullet {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let mut body = job.options.pick(TARGETS);
         if body.len() > 1 {
             return Err(BuildError::Invalid(

@@ -90,7 +90,7 @@ impl Service for Pushover {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let option = |name| options.str(name).unwrap_or_default().to_owned();
         let priority = options.integer("priority").unwrap_or(0);

@@ -67,7 +67,7 @@ const OPTIONS: &[OptionSpec] = &[
 
 impl Service for Rocketchat {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let mut body = job.options.pick(&["channel", "username", "icon_url"]);
         // From our own words only: `from_event` accepts known models only.
         let line = format!("New {} in Sprint.ly", job.event.model.to_lowercase());

@@ -73,7 +73,7 @@ impl Service for Signal {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let body = json!({
             "number": options.str("number").unwrap_or_default(),

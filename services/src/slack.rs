@@ -3,6 +3,7 @@
 
 use lookout::prelude::*;
 use lookout::text::message::{item_fields, item_link};
+use lookout::text::template::Part;
 use lookout::text::wording::{self, DEFAULT_COLOR, count_items, item_color, short_name};
 
 lookout::service! {
@@ -70,7 +71,7 @@ impl Service for Slack {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let mut body = Map::new();
         body.insert("icon_url".into(), ICON_URL.into());
-        body.insert("attachments".into(), json!([attachment(job.event)?]));
+        body.insert("attachments".into(), json!([attachment(job)?]));
         // Merged last, so an option may replace even `icon_url` (the original did the same).
         for (name, value) in job.options.extra() {
             body.insert(name.to_owned(), value.clone());
@@ -82,11 +83,27 @@ impl Service for Slack {
     }
 }
 
-/// The one attachment: colour, fallback, pretext, text and fields for the event's model.
-fn attachment(event: &Event) -> Result<Value, BuildError> {
+/// The one attachment, in the configured service's own words where it has templates: the
+/// `headline` is the pretext, the `summary` the fallback, the `quote` the text.
+fn attachment(job: &Job<'_>) -> Result<Value, BuildError> {
+    let mut attachment = default_attachment(job.event)?;
+    if let Some(pretext) = job.templated(Part::Headline) {
+        attachment.pretext = Some(pretext?);
+    }
+    if let Some(text) = job.templated(Part::Quote) {
+        attachment.text = text?;
+    }
+    let fallback = match job.templated(Part::Summary) {
+        Some(summary) => Dialect::PLAIN.rich(&summary?),
+        None => wording::one_line(job.event)?,
+    };
     // The fallback is the original one-liner; Slack reads `<…>` in it too, so it is
     // escaped like the rest.
-    let fallback = escape::html_text(&wording::one_line(event)?);
+    Ok(attachment.to_json(escape::html_text(&fallback)))
+}
+
+/// The attachment Sprint.ly sent: colour, pretext, text and fields for the event's model.
+fn default_attachment(event: &Event) -> Result<Attachment, BuildError> {
     // Items, blocks and favorites describe one item: its link, colour and fields.
     let about = |item: &Item| Attachment {
         color: item_color(&item.kind),
@@ -150,7 +167,7 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
         },
         Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
     };
-    Ok(attachment.to_json(fallback))
+    Ok(attachment)
 }
 
 struct Attachment {

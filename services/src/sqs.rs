@@ -185,7 +185,7 @@ impl Service for Sqs {
 /// (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
 fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
     let text = match job.options.str("body") {
-        Some("message") => Message::from_event(job.event)?.plain(),
+        Some("message") => job.message()?.plain(),
         _ => job.event.raw().to_owned(),
     };
     let allowed = |c: &char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');

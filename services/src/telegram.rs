@@ -72,7 +72,7 @@ impl Service for Telegram {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let url = format!(
             "{}/bot{}/sendMessage",

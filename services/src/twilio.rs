@@ -85,7 +85,7 @@ impl Service for Twilio {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let option = |name| options.str(name).unwrap_or_default();
         let sender = match (options.str("from"), options.str("messaging_service_sid")) {

@@ -63,7 +63,7 @@ impl Service for Webex {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let body = json!({
             "roomId": job.options.str("room_id").unwrap_or_default(),
             "markdown": fit_bytes(&message.markdown(&Dialect::COMMONMARK), TEXT_BYTES),

@@ -75,7 +75,7 @@ impl Service for Wecom {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let content = fit_bytes(&message.markdown(&WECOM), CONTENT_BYTES);
         let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
         Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])

@@ -50,7 +50,7 @@ impl Service for Zoom {
     }
 
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let mut url = job.url("url")?;
         // `full` takes a heading and typed body parts; without it Zoom posts the body as
         // it is, as one plain text.

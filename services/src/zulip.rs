@@ -61,7 +61,7 @@ const OPTIONS: &[OptionSpec] = &[
 
 impl Service for Zulip {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let message = Message::from_event(job.event)?;
+        let message = job.message()?;
         let options = job.options;
         let site = options
             .str("site")

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::retry::Retry;
-use crate::job::BuildError;
+use crate::error::BuildError;
 use crate::redact::Redactor;
 
 /// How one request (or one skipped service) ended.

@@ -8,7 +8,7 @@ use std::fmt;
 use lettre::message::Mailbox;
 use serde_json::json;
 
-use crate::job::BuildError;
+use crate::error::BuildError;
 use crate::redact::Redactor;
 use crate::request::RequestPreview;
 

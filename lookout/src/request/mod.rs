@@ -337,7 +337,7 @@ pub fn forward_payload(
     job: &crate::job::Job<'_>,
     urls: &[&str],
     signing_secret: Option<&str>,
-) -> Result<Vec<Outgoing>, crate::job::BuildError> {
+) -> Result<Vec<Outgoing>, crate::error::BuildError> {
     use crate::BuildError;
     let signing = match signing_secret {
         Some(secret) => Some(Signing::StandardWebhooks {

@@ -28,11 +28,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::job::{BuildError, Job};
+use crate::error::BuildError;
+use crate::job::Job;
 use crate::options::OptionSpec;
 use crate::redact::Redactor;
 use crate::request::{Body, RequestPreview};
-use crate::text::{Dialect, Message};
+use crate::text::Dialect;
 
 /// The header (or property, or field) that carries the delivery id to consumers.
 pub const DELIVERY_ID: &str = "lookout-delivery-id";
@@ -66,13 +67,10 @@ impl PublishMessage {
     pub fn for_event(job: &Job<'_>) -> Result<PublishMessage, BuildError> {
         let format = job.options.str(FORMAT_OPTION.name).unwrap_or("payload");
         let body = match format {
-            "text" => text_body(
-                "text/plain; charset=utf-8",
-                Message::from_event(job.event)?.plain(),
-            ),
+            "text" => text_body("text/plain; charset=utf-8", job.message()?.plain()),
             "markdown" => text_body(
                 "text/markdown; charset=utf-8",
-                Message::from_event(job.event)?.markdown(&Dialect::COMMONMARK),
+                job.message()?.markdown(&Dialect::COMMONMARK),
             ),
             _ => Body::RawJson(job.event.raw_shared()),
         };

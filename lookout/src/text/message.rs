@@ -10,7 +10,7 @@ use super::wording::{
     self, DEFAULT_COLOR, attributes, count_items, humanized, item_color, item_label, reports_link,
     short_name,
 };
-use crate::job::BuildError;
+use crate::error::BuildError;
 use crate::payload::{Attributes, Event, Item, User};
 
 /// How long a quoted comment or description may be in rich messages.

@@ -8,6 +8,7 @@
 //!   fields, list, colour), and its renderings as HTML, Markdown and plain text;
 //! - [`markup`]: [`Rich`] text (text with links) and the [`Dialect`]s it is written in:
 //!   plain, HTML, CommonMark, mrkdwn, or one a service defines;
+//! - [`template`]: an operator's templates for the parts of a [`Message`];
 //! - [`escape`]: the escaping primitives dialects are made of;
 //! - [`attachment`]: Slack-style attachments, the de-facto format several platforms take;
 //! - [`budget`]: cutting markup to a platform's length limit without breaking it.
@@ -17,6 +18,7 @@ pub mod budget;
 pub mod escape;
 pub mod markup;
 pub mod message;
+pub mod template;
 pub mod wording;
 
 pub use markup::{Dialect, Rich, Span};

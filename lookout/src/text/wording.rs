@@ -2,7 +2,7 @@
 //! messages, colours by item type and links to the report pages.
 
 use super::budget::truncate;
-use crate::job::BuildError;
+use crate::error::BuildError;
 use crate::payload::{Attributes, Block, Comment, Deploy, Event, Favorite, Item, User};
 
 /// The colour of events whose item type has none of its own (and of deploys).

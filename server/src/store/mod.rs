@@ -316,6 +316,30 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
 }
 
+/// A stored event with its deliveries, as `lookout replay` reads history.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    pub product: String,
+    /// The payload exactly as received.
+    pub payload: String,
+    pub received_at: Millis,
+    /// Every delivery of the event (the first ones and any added later), oldest first.
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+/// Which stored events to read: one batch, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only those received at or after this time.
+    pub since: Millis,
+    pub product: Option<String>,
+    /// Only those after this `(received_at, id)`: the last of the previous batch.
+    pub after: Option<(Millis, String)>,
+    /// At most this many (at least one).
+    pub limit: usize,
+}
+
 /// Which deliveries to list.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
@@ -415,6 +439,19 @@ pub trait Store: Send + Sync + 'static {
     /// are left alone. False if there is no such delivery.
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
+
+    /// One batch of stored events (see [`EventFilter`]), each with its deliveries.
+    async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
+    /// Adds deliveries to a stored event, due at `now`. A delivery whose id is already
+    /// stored is left as it is, so adding the same ones again is harmless; returns how
+    /// many were added.
+    async fn enqueue(
+        &self,
+        event_id: &str,
+        product: &str,
+        deliveries: &[NewDelivery],
+        now: Millis,
+    ) -> Result<usize>;
 
     /// Stores a new API token: its digest and scope, never the token.
     async fn put_token(&self, token: &NewToken) -> Result<()>;

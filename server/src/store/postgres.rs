@@ -31,9 +31,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
-    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
-    millis, now_ms,
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, EventFilter, Finish,
+    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, millis, now_ms,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -657,6 +657,74 @@ impl Store for PostgresStore {
     async fn revoke_token(&self, id: &str) -> Result<bool> {
         let sql = "DELETE FROM tokens WHERE id = $1";
         Ok(execute(&self.client().await?, sql, &[&id]).await? > 0)
+    }
+
+    async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+        let client = self.client().await?;
+        let (after_at, after_id) = filter.after.clone().unzip();
+        let limit = i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX);
+        let rows = query(
+            &client,
+            "SELECT id, product_id, payload, received_at FROM events
+             WHERE received_at >= $1 AND ($2::text IS NULL OR product_id = $2)
+               AND ($3::bigint IS NULL OR (received_at, id) > ($3, $4::text))
+             ORDER BY received_at, id LIMIT $5",
+            &[&filter.since, &filter.product, &after_at, &after_id, &limit],
+        )
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    id: row.try_get(0)?,
+                    product: row.try_get(1)?,
+                    payload: row.try_get(2)?,
+                    received_at: row.try_get(3)?,
+                    deliveries: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        // One pass over the deliveries for the whole batch.
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ANY($1)
+             ORDER BY created_at, id"
+        );
+        for row in query(&client, &sql, &[&ids]).await? {
+            let row = delivery_row(&row)?;
+            if let Some(event) = events.iter_mut().find(|e| e.id == row.event_id) {
+                event.deliveries.push(row);
+            }
+        }
+        Ok(events)
+    }
+
+    async fn enqueue(
+        &self,
+        event_id: &str,
+        product: &str,
+        deliveries: &[NewDelivery],
+        now: Millis,
+    ) -> Result<usize> {
+        let column = |f: fn(&NewDelivery) -> &String| -> Vec<&str> {
+            deliveries.iter().map(|d| f(d).as_str()).collect()
+        };
+        let (ids, instances, services) = (
+            column(|d| &d.id),
+            column(|d| &d.instance),
+            column(|d| &d.service),
+        );
+        let added = execute(
+            &self.client().await?,
+            "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
+                 next_at, created_at, updated_at)
+             SELECT d.id, $1, $2, d.instance, d.service, 'pending', $3, $3, $3
+             FROM UNNEST($4::text[], $5::text[], $6::text[]) AS d (id, instance, service)
+             ON CONFLICT (id) DO NOTHING",
+            &[&event_id, &product, &now, &ids, &instances, &services],
+        )
+        .await?;
+        Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
     async fn check_writable(&self, now: Millis) -> Result<()> {

@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
+    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, EventFilter, Finish,
+    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -700,6 +701,90 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE id = ?1", [&id])? > 0))
             .await
+    }
+
+    async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
+        let filter = filter.clone();
+        self.call(move |conn| {
+            let (after_at, after_id) = filter.after.clone().unzip();
+            let mut events = conn
+                .prepare_cached(
+                    "SELECT id, product_id, payload, received_at FROM events
+                     WHERE received_at >= ?1 AND (?2 IS NULL OR product_id = ?2)
+                       AND (?3 IS NULL OR (received_at, id) > (?3, ?4))
+                     ORDER BY received_at, id LIMIT ?5",
+                )?
+                .query_map(
+                    params![
+                        filter.since,
+                        filter.product,
+                        after_at,
+                        after_id,
+                        filter.limit.max(1) as i64
+                    ],
+                    |row| {
+                        Ok(StoredEvent {
+                            id: row.get(0)?,
+                            product: row.get(1)?,
+                            payload: row.get(2)?,
+                            received_at: row.get(3)?,
+                            deliveries: Vec::new(),
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+            // One pass over the deliveries for the whole batch.
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                     WHERE event_id IN (SELECT value FROM json_each(?1))
+                     ORDER BY created_at, id"
+                ))?
+                .query_map([to_json(&ids)], delivery_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for row in rows {
+                let row = with_status(row)?;
+                if let Some(event) = events.iter_mut().find(|e| e.id == row.event_id) {
+                    event.deliveries.push(row);
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn enqueue(
+        &self,
+        event_id: &str,
+        product: &str,
+        deliveries: &[NewDelivery],
+        now: Millis,
+    ) -> Result<usize> {
+        let (event_id, product, deliveries) =
+            (event_id.to_owned(), product.to_owned(), deliveries.to_vec());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut added = 0;
+            for delivery in &deliveries {
+                added += tx.execute(
+                    "INSERT OR IGNORE INTO deliveries (id, event_id, product_id, instance, service,
+                         status, next_at, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+                    params![
+                        delivery.id,
+                        event_id,
+                        product,
+                        delivery.instance,
+                        delivery.service,
+                        now
+                    ],
+                )?;
+            }
+            tx.commit()?;
+            Ok(added)
+        })
+        .await
     }
 
     async fn check_writable(&self, now: Millis) -> Result<()> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AttemptRecord, DeliveryFilter, DisabledTarget, Finish, Millis, NewDelivery, NewEvent, Status,
-    Store, StoredInstance,
+    AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish, Millis, NewDelivery,
+    NewEvent, Status, Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -33,6 +33,7 @@ macro_rules! store_suite {
             listing_and_stats,
             concurrent_claims_never_overlap,
             tokens_are_kept_as_digests,
+            history_is_read_in_batches_and_added_to_once,
         );
     };
     (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
@@ -591,4 +592,68 @@ pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
     assert!(store.revoke_token(&new.token.id).await.unwrap());
     assert!(!store.revoke_token(&new.token.id).await.unwrap());
     assert!(store.tokens().await.unwrap().is_empty());
+}
+
+/// `lookout replay`: events since a time, oldest first, in batches, each with its
+/// deliveries; deliveries added to a stored event once, however often they are added.
+pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
+    for (id, at, product) in [("e1", T0, "p1"), ("e2", T0 + 1, "p1"), ("e3", T0 + 2, "p2")] {
+        store
+            .accept(&NewEvent {
+                id: id.to_owned(),
+                product: product.to_owned(),
+                payload: format!(r#"{{"id":"{id}"}}"#),
+                received_at: at,
+                deliveries: vec![NewDelivery {
+                    id: format!("d-{id}"),
+                    instance: "hook".to_owned(),
+                    service: "webhook".to_owned(),
+                }],
+            })
+            .await
+            .unwrap();
+    }
+    let read = |since, product: Option<&str>, after: Option<(Millis, &str)>, limit| EventFilter {
+        since,
+        product: product.map(str::to_owned),
+        after: after.map(|(at, id)| (at, id.to_owned())),
+        limit,
+    };
+    let ids = |events: Vec<super::StoredEvent>| -> Vec<String> {
+        events.into_iter().map(|e| e.id).collect()
+    };
+    let first = store.events_since(&read(T0, None, None, 2)).await.unwrap();
+    assert_eq!(first[0].payload, r#"{"id":"e1"}"#);
+    assert_eq!(first[0].deliveries.len(), 1);
+    assert_eq!(first[0].deliveries[0].id, "d-e1");
+    assert_eq!(ids(first), ["e1", "e2"]);
+    let next = store
+        .events_since(&read(T0, None, Some((T0 + 1, "e2")), 2))
+        .await
+        .unwrap();
+    assert_eq!(ids(next), ["e3"]);
+    let later = store
+        .events_since(&read(T0 + 1, Some("p1"), None, 10))
+        .await;
+    assert_eq!(ids(later.unwrap()), ["e2"]);
+
+    let added = [NewDelivery {
+        id: "d-e1-replay".to_owned(),
+        instance: "new-hook".to_owned(),
+        service: "webhook".to_owned(),
+    }];
+    assert_eq!(store.enqueue("e1", "p1", &added, T0 + 5).await.unwrap(), 1);
+    assert_eq!(store.enqueue("e1", "p1", &added, T0 + 6).await.unwrap(), 0);
+    let e1 = store.events_since(&read(T0, None, None, 1)).await.unwrap();
+    let deliveries: Vec<(&str, Status)> = e1[0]
+        .deliveries
+        .iter()
+        .map(|d| (d.instance.as_str(), d.status))
+        .collect();
+    assert_eq!(
+        deliveries,
+        [("hook", Status::Pending), ("new-hook", Status::Pending)]
+    );
+    let due = store.claim("w", T0 + 5, 10, LEASE).await.unwrap();
+    assert!(due.iter().any(|c| c.id == "d-e1-replay"), "{due:?}");
 }
