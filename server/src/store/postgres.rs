@@ -37,6 +37,9 @@ use super::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "postgres_upkeep.rs"]
+mod upkeep;
+
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
@@ -48,6 +51,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "tokens",
         include_str!("../../migrations/postgres/0002_tokens.sql"),
+    ),
+    (
+        4,
+        "upkeep",
+        include_str!("../../migrations/postgres/0004_upkeep.sql"),
     ),
 ];
 
@@ -289,12 +297,11 @@ async fn insert_instance(
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
-    if query(client, "SELECT 1 FROM products WHERE id = $1", &[&id])
-        .await?
-        .is_empty()
-    {
+    let found = query(client, "SELECT alerts FROM products WHERE id = $1", &[&id]).await?;
+    let Some(row) = found.first() else {
         return Ok(None);
-    }
+    };
+    let alerts: Option<String> = row.try_get(0)?;
     let mut instances = Vec::new();
     for row in query(
         client,
@@ -330,6 +337,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
         id: id.to_owned(),
         instances,
         disabled,
+        alerts,
     }))
 }
 
@@ -818,6 +826,7 @@ mod tests {
     }
 
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     #[tokio::test]
     async fn migrations_are_applied_once_by_processes_starting_together() {
@@ -840,7 +849,11 @@ mod tests {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "init".to_owned()), (2, "tokens".to_owned())]);
+        let known: Vec<(i32, String)> = MIGRATIONS
+            .iter()
+            .map(|(version, name, _)| (*version, (*name).to_owned()))
+            .collect();
+        assert_eq!(applied, known, "each step once");
 
         // A database a newer lookout has migrated is left alone.
         db.execute(
