@@ -37,6 +37,7 @@ use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
 use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
+use crate::retention;
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
@@ -100,6 +101,10 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/{id}", get(get_delivery))
         .route("/v1/deliveries/{id}/redeliver", post(redeliver))
+        .route(
+            "/v1/products/{id}/services/{name}/enable",
+            post(enable_target),
+        )
         .route_layer(middleware::from_fn(require_admin))
         .route("/v1/events", post(post_event))
         .route("/v1/products/{id}/events", post(post_product_event))
@@ -140,6 +145,8 @@ pub async fn run(
             metrics: app.metrics.clone(),
             wake: app.wake.clone(),
         };
+        let pruning = retention::run(worker.store.clone(), worker.config.clone(), stopped.clone());
+        tokio::spawn(pruning);
         tokio::spawn(worker.run(stopped.clone()))
     });
     tokio::spawn(async move {
@@ -173,6 +180,8 @@ pub async fn run_workers(
         wake: Arc::new(Notify::new()),
     };
     let (stop, stopped) = watch::channel(false);
+    let pruning = retention::run(worker.store.clone(), worker.config.clone(), stopped.clone());
+    tokio::spawn(pruning);
     let running = tokio::spawn(worker.run(stopped));
     shutdown.await;
     tracing::info!("shutting down: finishing attempts in flight");
@@ -457,6 +466,9 @@ async fn get_product(State(app): State<App>, Path(id): Path<String>) -> Response
 #[serde(deny_unknown_fields)]
 struct ProductBody {
     services: Map<String, Value>,
+    /// The service told about disabled targets and dead deliveries.
+    #[serde(default)]
+    alerts: Option<String>,
 }
 
 /// Replaces a product's services: `{"services": {NAME: {"service": …, options…}}}`, the
@@ -499,10 +511,63 @@ async fn put_product(
     if !blocked.is_empty() {
         return refused(blocked);
     }
+    if let Some(alerts) = &parsed.alerts
+        && instances.iter().all(|i| &i.name != alerts)
+    {
+        let problem = format!("alerts: no service `{alerts}` in this product");
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     if let Err(err) = app.store.put_product(&id, &instances).await {
         return store_error(&err);
     }
+    if let Err(err) = app.store.set_alerts(&id, parsed.alerts.as_deref()).await {
+        return store_error(&err);
+    }
     get_product(State(app), Path(id)).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EnableBody {
+    /// Also make the service's dead and disabled deliveries due again.
+    #[serde(default)]
+    redeliver: bool,
+}
+
+/// Enables every disabled target of one configured service again, and with
+/// `{"redeliver": true}` sends its dead deliveries again, in one step.
+async fn enable_target(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let asked: EnableBody = if body.is_empty() {
+        EnableBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(asked) => asked,
+            Err(err) => {
+                let problem = format!(r#"expected {{"redeliver": true|false}}: {err}"#);
+                return error(StatusCode::BAD_REQUEST, problem);
+            }
+        }
+    };
+    match app.store.product(&id).await {
+        Ok(Some(product)) if product.instances.iter().any(|i| i.name == name) => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("no service `{name}` in product `{id}`")),
+        Err(err) => return store_error(&err),
+    }
+    match app.store.enable_targets(&id, &name, asked.redeliver, now_ms()).await {
+        Ok(enabled) => {
+            app.wake.notify_one();
+            axum::Json(enabled).into_response()
+        }
+        Err(err) => store_error(&err),
+    }
 }
 
 async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Response {

@@ -10,12 +10,14 @@
 
 #[cfg(test)]
 mod echo;
+pub mod health;
 pub mod intake;
 pub mod listen;
 pub mod metrics;
 #[cfg(test)]
 mod panics;
 pub mod policy;
+pub mod retention;
 pub mod store;
 pub mod tokens;
 pub mod worker;

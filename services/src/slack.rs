@@ -148,6 +148,12 @@ fn attachment(event: &Event) -> Result<Value, BuildError> {
             )),
             fields: None,
         },
+        Attributes::Alert(alert) => Attachment {
+            color: wording::ALERT_COLOR,
+            pretext: Some(Rich::text(&alert.title)),
+            text: Rich::text(&alert.body),
+            fields: None,
+        },
         Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
     };
     Ok(attachment.to_json(fallback))

@@ -109,6 +109,20 @@ impl Message {
                     .collect(),
                 color: DEFAULT_COLOR,
             },
+            Attributes::Alert(alert) => Message {
+                summary,
+                headline: Rich::text(&alert.title),
+                title: alert.title.clone(),
+                url: None,
+                actor: "Lookout".to_owned(),
+                quote: Some(alert.body.clone()),
+                fields: vec![Field {
+                    name: "Product",
+                    value: product,
+                }],
+                list: Vec::new(),
+                color: wording::ALERT_COLOR,
+            },
             Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
         })
     }

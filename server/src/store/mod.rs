@@ -305,6 +305,9 @@ pub struct Finish {
     pub attempts: Vec<AttemptRecord>,
     /// Targets that answered 410 in this attempt.
     pub disable: Vec<DisabledTarget>,
+    /// How each target fared, for its health (not stored by `finish`: see
+    /// [`Upkeep::record_health`]).
+    pub health: Vec<upkeep::TargetResult>,
 }
 
 /// A delivery as operators see it.

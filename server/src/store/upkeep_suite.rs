@@ -83,6 +83,7 @@ async fn end(store: &dyn Store, id: &str, status: Status) {
             error: None,
         }],
         disable: Vec::new(),
+        health: Vec::new(),
     };
     store
         .finish(&format!("msg_{id}"), "w1", &finish)
