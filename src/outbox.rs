@@ -509,7 +509,9 @@ pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
                 if product.is_none_or(|p| p.instances.iter().all(|i| i.name != name)) {
                     return Err(Fatal(format!("no service `{name}` in product `{id}`")));
                 }
-                let enabled = store.enable_targets(&id, &name, redeliver, now_ms()).await?;
+                let enabled = store
+                    .enable_targets(&id, &name, redeliver, now_ms())
+                    .await?;
                 println!(
                     "product {id}, service {name}: {} target(s) enabled, {} deliveries due again",
                     enabled.targets, enabled.redelivered

@@ -106,7 +106,11 @@ pub fn check_alerts(product: &Product, alerts: &str) -> Result<(), String> {
     Err(format!(
         "alerts: product {} has no service `{alerts}` (it has: {})",
         product.id,
-        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
     ))
 }
 
@@ -147,7 +151,12 @@ impl Worker {
                 target.target,
                 target.reason
             );
-            let alert = about(AlertKind::Disabled, &target.key, &target.target, &target.reason);
+            let alert = about(
+                AlertKind::Disabled,
+                &target.key,
+                &target.target,
+                &target.reason,
+            );
             self.alert(alert).await;
         }
         if finish.status == Status::Dead {
@@ -161,7 +170,8 @@ impl Worker {
             let failed = finish.health.iter().find(|t| t.failure.is_some());
             let (key, target) = failed.map_or(("", ""), |t| (t.key.as_str(), t.target.as_str()));
             let reason = finish.last_error.as_deref().unwrap_or("given up");
-            self.alert(about(AlertKind::Dead, key, target, reason)).await;
+            self.alert(about(AlertKind::Dead, key, target, reason))
+                .await;
         }
     }
 
@@ -203,7 +213,10 @@ impl Worker {
             return tracing::warn!("product {}: alerts service `{alerts}` is gone", product.id);
         };
         let Ok(mut instance) = stored.instance() else {
-            return tracing::warn!("product {}: alerts service `{alerts}` is invalid", product.id);
+            return tracing::warn!(
+                "product {}: alerts service `{alerts}` is invalid",
+                product.id
+            );
         };
         // The product's own events filter says nothing about alerts.
         instance.events = Some(Arc::from([format!("{ALERT_MODEL}.*")]));
@@ -221,5 +234,198 @@ impl Worker {
                 delivery.outcome
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::policy::{RetrySchedule, WorkerConfig};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::upkeep::DisableRule;
+    use crate::store::{NewDelivery, NewEvent, Store, StoredInstance};
+    use lookout::Settings;
+    use lookout::delivery::Transport;
+    use lookout_testkit::{CaptureServer, Reply};
+    use tokio::sync::{Notify, watch};
+
+    const PAYLOAD: &str =
+        r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
+
+    fn echo(name: &str, url: String) -> StoredInstance {
+        StoredInstance {
+            name: name.to_owned(),
+            service: "echo".to_owned(),
+            options: json!({ "urls": [url] })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn worker(store: Arc<dyn Store>) -> Worker {
+        let settings = Settings {
+            request_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(3),
+            ..Settings::default()
+        };
+        let config = WorkerConfig {
+            // One at a time: each failure is counted before the next attempt.
+            concurrency: 1,
+            schedule: RetrySchedule {
+                delays: vec![Duration::from_millis(20); 6],
+                jitter: 0.0,
+            },
+            poll: Duration::from_millis(20),
+            disable_after: DisableRule {
+                failures: 3,
+                over: Duration::ZERO,
+            },
+            ..WorkerConfig::default()
+        };
+        Worker {
+            store,
+            transport: Transport::new(settings.allowing_loopback()).unwrap(),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    async fn accept(store: &dyn Store, id: &str) {
+        let event = NewEvent {
+            id: id.to_owned(),
+            product: "p1".to_owned(),
+            payload: PAYLOAD.to_owned(),
+            received_at: now_ms(),
+            deliveries: vec![NewDelivery {
+                id: format!("msg_{id}"),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+        };
+        store.accept(&event).await.unwrap();
+    }
+
+    /// Runs the worker until no delivery is queued (at most 10 s).
+    async fn drain(worker: &Worker) {
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.clone().run(stopped));
+        let store = worker.store.clone();
+        let done = tokio::time::timeout(Duration::from_secs(10), async move {
+            while store.stats().await.unwrap().queue_depth > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let _ = stop.send(true);
+        running.await.unwrap();
+        assert!(done.is_ok(), "deliveries still queued after 10 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_target_is_disabled_and_alerts_arrive_once_an_hour() {
+        let server = CaptureServer::start();
+        server.script("/down", [Reply::status(503)]);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+        let hook = echo("hook", format!("{}/down", server.url()));
+        let ops = echo("ops", format!("{}/alerts", server.url()));
+        store.put_product("p1", &[hook, ops]).await.unwrap();
+        store.set_alerts("p1", Some("ops")).await.unwrap();
+        for id in ["e1", "e2", "e3"] {
+            accept(store.as_ref(), id).await;
+        }
+        let worker = worker(store.clone());
+        drain(&worker).await;
+
+        assert_eq!(
+            server.requests_to("/down").len(),
+            3,
+            "none after it was disabled"
+        );
+        let product = store.product("p1").await.unwrap().unwrap();
+        assert_eq!(product.disabled.len(), 1);
+        assert!(
+            product.disabled[0]
+                .reason
+                .starts_with("failed 3 attempts in a row"),
+            "{:?}",
+            product.disabled[0]
+        );
+        let alerts = server.requests_to("/alerts");
+        assert_eq!(alerts.len(), 1);
+        let alert = alerts[0].json();
+        assert_eq!(alert["model"], "Alert");
+        assert_eq!(alert["action"], "disabled");
+        assert_eq!(alert["attributes"]["instance"], "hook");
+        let body = alert["attributes"]["body"].as_str().unwrap_or_default();
+        assert!(body.contains("enable-target p1 hook"), "{body}");
+        assert!(!body.contains("/down"), "targets are redacted: {body}");
+
+        // Enabled again with its deliveries: it fails on, is disabled again, and the
+        // alert within the hour is not sent twice.
+        let enabled = store
+            .enable_targets("p1", "hook", true, now_ms())
+            .await
+            .unwrap();
+        assert_eq!((enabled.targets, enabled.redelivered), (1, 3));
+        drain(&worker).await;
+        assert_eq!(server.requests_to("/down").len(), 6);
+        assert_eq!(
+            store.product("p1").await.unwrap().unwrap().disabled.len(),
+            1
+        );
+        assert_eq!(server.requests_to("/alerts").len(), 1, "once an hour");
+        let metrics = worker.metrics.render(0);
+        assert!(
+            metrics.contains("lookout_targets_disabled_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("lookout_alerts_total{kind=\"disabled\"} 1"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_alerts_service_is_never_alerted_about_itself() {
+        let server = CaptureServer::start();
+        server.script("/down", [Reply::status(503)]);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+        let hook = echo("hook", format!("{}/down", server.url()));
+        store.put_product("p1", &[hook]).await.unwrap();
+        store.set_alerts("p1", Some("hook")).await.unwrap();
+        for id in ["e1", "e2", "e3"] {
+            accept(store.as_ref(), id).await;
+        }
+        let worker = worker(store.clone());
+        drain(&worker).await;
+        assert_eq!(
+            server.requests_to("/down").len(),
+            3,
+            "no alert went through it"
+        );
+        assert!(!worker.metrics.render(0).contains("lookout_alerts_total{"));
+    }
+
+    #[test]
+    fn alerts_must_name_a_service_of_the_product() {
+        let product = Product {
+            id: "p1".to_owned(),
+            instances: vec![echo("hook", "http://127.0.0.1:9/".to_owned())],
+            disabled: Vec::new(),
+            alerts: None,
+        };
+        assert!(check_alerts(&product, "hook").is_ok());
+        let err = check_alerts(&product, "ops").unwrap_err();
+        assert_eq!(
+            err,
+            "alerts: product p1 has no service `ops` (it has: hook)"
+        );
     }
 }

@@ -36,8 +36,8 @@ use tokio::sync::{Notify, watch};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
-use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
 use crate::retention;
+use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
@@ -558,10 +558,19 @@ async fn enable_target(
     };
     match app.store.product(&id).await {
         Ok(Some(product)) if product.instances.iter().any(|i| i.name == name) => {}
-        Ok(_) => return error(StatusCode::NOT_FOUND, format!("no service `{name}` in product `{id}`")),
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no service `{name}` in product `{id}`"),
+            );
+        }
         Err(err) => return store_error(&err),
     }
-    match app.store.enable_targets(&id, &name, asked.redeliver, now_ms()).await {
+    match app
+        .store
+        .enable_targets(&id, &name, asked.redeliver, now_ms())
+        .await
+    {
         Ok(enabled) => {
             app.wake.notify_one();
             axum::Json(enabled).into_response()

@@ -405,9 +405,18 @@ mod tests {
         let err = settings(json!({"disable_after": {"failure": 3, "over": "1h"}})).unwrap_err();
         assert!(err.starts_with("worker.disable_after"), "{err}");
         let zero = settings(json!({"disable_after": {"failures": 0, "over": "1h"}})).unwrap();
-        assert!(zero.apply(deadline).unwrap_err().starts_with("disable_after.failures"));
+        assert!(
+            zero.apply(deadline)
+                .unwrap_err()
+                .starts_with("disable_after.failures")
+        );
         let short = settings(json!({"retention": "5m"})).unwrap();
-        assert!(short.apply(deadline).unwrap_err().starts_with("retention: "));
+        assert!(
+            short
+                .apply(deadline)
+                .unwrap_err()
+                .starts_with("retention: ")
+        );
         let err = settings(json!({"dead_retention": "forever"})).unwrap_err();
         assert!(err.starts_with("worker.dead_retention: "), "{err}");
     }
