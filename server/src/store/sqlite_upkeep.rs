@@ -245,12 +245,46 @@ impl Upkeep for SqliteStore {
                 conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
                 conn.execute_batch("VACUUM")?;
             }
-            conn.execute_batch("PRAGMA incremental_vacuum")?;
+            // Each step of the pragma frees one page: run it to the end.
+            let mut statement = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = statement.query([])?;
+            while steps.next()?.is_some() {}
+            drop(steps);
+            drop(statement);
             // The pages leave the main file at the checkpoint.
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(backend)?;
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auto_vacuum(path: &std::path::Path) -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn new_files_vacuum_incrementally_and_older_ones_are_converted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        drop(SqliteStore::open(&new).await.unwrap());
+        assert_eq!(auto_vacuum(&new), 2, "INCREMENTAL");
+
+        let old = dir.path().join("old.db");
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch("CREATE TABLE before_lookout (x INTEGER)")
+            .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&old).await.unwrap();
+        assert_eq!(auto_vacuum(&old), 0, "too late for the pragma alone");
+        store.reclaim_space().await.unwrap();
+        assert_eq!(auto_vacuum(&old), 2, "converted by one VACUUM");
     }
 }
