@@ -131,8 +131,9 @@ impl AsRef<[u8]> for SharedText {
 /// each attempt, so it cannot be computed in advance).
 #[derive(Clone)]
 pub enum Signing {
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-    StandardWebhooks { key: Vec<u8> },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`, with
+    /// one signature per key (several while a secret is rotated).
+    StandardWebhooks { keys: Vec<Vec<u8>> },
 }
 
 impl std::fmt::Debug for Signing {
@@ -267,20 +268,20 @@ pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url, url::ParseError> {
 }
 
 /// The payload exactly as the product sent it, POSTed as JSON to each of `urls`, and
-/// signed (Standard Webhooks) when `signing_secret` is set: what webhook-style services
-/// send.
+/// signed (Standard Webhooks) with every one of `signing_secrets` (none: unsigned): what
+/// webhook-style services send.
 pub fn forward_payload(
     job: &crate::Job<'_>,
     urls: &[&str],
-    signing_secret: Option<&str>,
+    signing_secrets: &[&str],
 ) -> Result<Vec<crate::Outgoing>, crate::BuildError> {
     use crate::BuildError;
-    let signing = match signing_secret {
-        Some(secret) => Some(Signing::StandardWebhooks {
-            key: crate::delivery::signing::decode_secret(secret).map_err(BuildError::Invalid)?,
-        }),
-        None => None,
-    };
+    let keys = signing_secrets
+        .iter()
+        .map(|secret| crate::delivery::signing::decode_secret(secret))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BuildError::Invalid)?;
+    let signing = (!keys.is_empty()).then_some(Signing::StandardWebhooks { keys });
     urls.iter()
         .map(|url| {
             let url = url

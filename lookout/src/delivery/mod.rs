@@ -543,9 +543,10 @@ impl Transport {
             value.set_sensitive(header.sensitive);
             builder = builder.header(header.name.as_str(), value);
         }
-        if let Some(Signing::StandardWebhooks { key }) = &request.signing {
+        if let Some(Signing::StandardWebhooks { keys }) = &request.signing {
             // Signed per try: a fresh timestamp, the delivery's stable id.
-            for (name, value) in signing::standard_webhooks(key, job.delivery_id, unix_now(), &body)
+            for (name, value) in
+                signing::standard_webhooks(keys, job.delivery_id, unix_now(), &body)
             {
                 builder = builder.header(name, value);
             }
