@@ -166,6 +166,9 @@ impl LimitArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     db: Database,
+    /// Serve `GET /metrics` (Prometheus) on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     worker: WorkerOptions,
 }
@@ -403,7 +406,20 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
             config.concurrency
         );
         std::io::stdout().flush()?;
-        intake::run_workers(store, settings, config, intake::shutdown_signal()).await?;
+        let metrics = match &args.metrics_listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                    Fatal(format!("--metrics-listen: cannot listen on {address}: {e}"))
+                })?;
+                println!(
+                    "lookout worker: metrics on http://{}/metrics",
+                    listener.local_addr()?
+                );
+                Some(listener)
+            }
+            None => None,
+        };
+        intake::run_workers(store, settings, config, metrics, intake::shutdown_signal()).await?;
         println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })

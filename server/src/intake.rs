@@ -165,11 +165,13 @@ pub async fn run(
 /// Runs workers only, no HTTP intake, until `shutdown` completes (`lookout worker`: the
 /// events come from other processes through a shared database, so nothing wakes these
 /// workers but their poll). Then lets attempts in flight finish within the grace period
-/// and hands the rest back.
+/// and hands the rest back. With `metrics`, serves `GET /metrics` there (nothing else,
+/// no token: bind it where only the scraper reaches).
 pub async fn run_workers(
     store: Arc<dyn Store>,
     settings: Settings,
     config: WorkerConfig,
+    metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let worker = Worker {
@@ -182,6 +184,25 @@ pub async fn run_workers(
     let (stop, stopped) = watch::channel(false);
     let pruning = retention::run(worker.store.clone(), worker.config.clone(), stopped.clone());
     tokio::spawn(pruning);
+    if let Some(listener) = metrics {
+        let (store, metrics) = (worker.store.clone(), worker.metrics.clone());
+        let router = Router::new().route(
+            "/metrics",
+            get(move || async move { render_metrics(store.as_ref(), &metrics).await }),
+        );
+        let mut stopping = stopped.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!("serving /metrics failed: {err}");
+            }
+        });
+    }
     let running = tokio::spawn(worker.run(stopped));
     shutdown.await;
     tracing::info!("shutting down: finishing attempts in flight");
@@ -289,7 +310,12 @@ async fn healthz(State(app): State<App>) -> Response {
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let depth = match app.store.stats().await {
+    render_metrics(app.store.as_ref(), &app.metrics).await
+}
+
+/// `/metrics`: the counters, and the queue depth read from the store.
+async fn render_metrics(store: &dyn Store, metrics: &Metrics) -> Response {
+    let depth = match store.stats().await {
         Ok(stats) => stats.queue_depth,
         Err(err) => {
             tracing::error!("metrics: {err}");
@@ -301,7 +327,7 @@ async fn metrics(State(app): State<App>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(depth),
+        metrics.render(depth),
     )
         .into_response()
 }
