@@ -156,3 +156,48 @@ async fn the_guard_checks_the_final_target_before_the_proxy() {
     assert!(reason.contains("loopback"), "{reason}");
     assert!(proxy.seen().is_empty(), "nothing was handed to the proxy");
 }
+
+/// `lookout worker --metrics-listen` serves `/metrics` (PostgreSQL: a worker needs a
+/// shared database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_metrics() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let schema = lookout_testkit::postgres::TestSchema::create().await;
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = free.local_addr().unwrap().to_string();
+    drop(free);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("engine.toml");
+    let text = format!("[engine]\n{}\n", common::test_engine_toml());
+    std::fs::write(&engine, text).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args([
+            "worker",
+            "--database",
+            &schema.url,
+            "--metrics-listen",
+            &address,
+        ])
+        .arg("--config")
+        .arg(&engine)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let text = loop {
+        let scraped = reqwest::get(format!("http://{address}/metrics")).await;
+        if let Ok(response) = scraped {
+            assert_eq!(response.status(), 200);
+            break response.text().await.unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no /metrics");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert!(text.contains("lookout_queue_depth 0"), "{text}");
+    assert!(text.contains("# TYPE lookout_targets_disabled_total counter"));
+    schema.drop_schema().await;
+}
