@@ -21,6 +21,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     apt_install postgresql
 fi
 
+# --- openssl: scripts/with-postgres.sh makes the test cluster's TLS certificate ---
+command -v openssl >/dev/null || apt_install openssl
+
 # --- Message brokers (Debian packages): tests/brokers.rs starts its own on loopback ---
 brokers=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || brokers+=(rabbitmq-server)

@@ -90,6 +90,10 @@ enum Command {
     },
     /// Send a delivery again, or every dead-lettered one.
     Redeliver(outbox::RedeliverArgs),
+    /// Remove old history now: finished events and their attempts (docs/SERVING.md).
+    Prune(outbox::PruneArgs),
+    /// Erase stored payloads, deliveries and attempts of a product or a person.
+    Forget(outbox::ForgetArgs),
     /// Manage API tokens for `serve`: admin, or ingest for some products (docs/SERVING.md).
     Tokens {
         #[command(subcommand)]
@@ -254,6 +258,8 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),
         Command::Redeliver(args) => outbox::redeliver(args),
+        Command::Prune(args) => outbox::prune(args),
+        Command::Forget(args) => outbox::forget(args),
         Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
         Command::Replay(args) => replay::run(args),

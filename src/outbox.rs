@@ -1,5 +1,5 @@
 //! The commands around the durable outbox: `serve`, `products`, `deliveries`,
-//! `redeliver` and `stats`. They parse what the user typed, call the store or the server
+//! `redeliver`, `prune`, `forget` and `stats`. They parse what the user typed, call the store or the server
 //! in the `lookout` crate, and hand the results to `output` for printing.
 
 use std::io::Write as _;
@@ -11,10 +11,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
+use lookout_server::health;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
-use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance};
+use lookout_server::retention;
+use lookout_server::store::upkeep::{ForgetRule, PruneRule, Removed};
+use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance, now_ms};
 use lookout_server::tokens::{self, Scope};
 use serde_json::{Map, Value};
 
@@ -82,6 +85,7 @@ impl WorkerOptions {
             concurrency: self.concurrency,
             poll: self.poll,
             grace: self.grace,
+            ..WorkerSettings::default()
         };
         let config = from_file
             .overridden_by(flags)
@@ -162,6 +166,9 @@ impl LimitArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     db: Database,
+    /// Serve `GET /metrics` (Prometheus) on this address, e.g. `127.0.0.1:9464`.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     worker: WorkerOptions,
 }
@@ -213,6 +220,57 @@ pub enum ProductsCommand {
         #[command(flatten)]
         db: Database,
     },
+    /// Name the service told when a target is disabled or a delivery goes dead.
+    Alerts {
+        id: String,
+        /// One of the product's configured services.
+        #[arg(required_unless_present = "off", conflicts_with = "off")]
+        name: Option<String>,
+        /// Tell nobody.
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        db: Database,
+    },
+    /// Enable the disabled targets of a product's service again.
+    EnableTarget {
+        id: String,
+        name: String,
+        /// Also send its dead and disabled deliveries again, in the same step.
+        #[arg(long)]
+        redeliver: bool,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+/// `lookout prune`: remove old history now.
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Events received longer ago than this (`30d`) whose deliveries are all finished.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    older_than: Duration,
+    /// Also events with a dead delivery last touched longer ago than this (default:
+    /// kept until redelivered).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    dead_older_than: Option<Duration>,
+    #[command(flatten)]
+    db: Database,
+}
+
+/// `lookout forget`: erase stored payloads, their deliveries and attempts.
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true)))]
+pub struct ForgetArgs {
+    /// Every event of this product.
+    #[arg(long, group = "what")]
+    product: Option<String>,
+    /// Events whose payload has this value at this path: `attributes.created_by.id=1111`.
+    #[arg(long = "where", value_name = "PATH=VALUE", group = "what",
+          value_parser = ForgetRule::parse_where)]
+    field: Option<(Vec<String>, String)>,
+    #[command(flatten)]
+    db: Database,
 }
 
 #[derive(Subcommand)]
@@ -348,7 +406,20 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
             config.concurrency
         );
         std::io::stdout().flush()?;
-        intake::run_workers(store, settings, config, intake::shutdown_signal()).await?;
+        let metrics = match &args.metrics_listen {
+            Some(address) => {
+                let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                    Fatal(format!("--metrics-listen: cannot listen on {address}: {e}"))
+                })?;
+                println!(
+                    "lookout worker: metrics on http://{}/metrics",
+                    listener.local_addr()?
+                );
+                Some(listener)
+            }
+            None => None,
+        };
+        intake::run_workers(store, settings, config, metrics, intake::shutdown_signal()).await?;
         println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -426,6 +497,41 @@ pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
                     return Err(Fatal(format!("no {what}")));
                 }
                 println!("{what} removed");
+            }
+            ProductsCommand::Alerts { id, name, off, db } => {
+                let store = open(&db).await?;
+                let product = store
+                    .product(&id)
+                    .await?
+                    .ok_or_else(|| Fatal(format!("no product `{id}`")))?;
+                let alerts = name.filter(|_| !off);
+                if let Some(alerts) = &alerts {
+                    health::check_alerts(&product, alerts).map_err(Fatal)?;
+                }
+                store.set_alerts(&id, alerts.as_deref()).await?;
+                match alerts {
+                    Some(alerts) => println!("product {id}: alerts go to {alerts}"),
+                    None => println!("product {id}: no alerts"),
+                }
+            }
+            ProductsCommand::EnableTarget {
+                id,
+                name,
+                redeliver,
+                db,
+            } => {
+                let store = open(&db).await?;
+                let product = store.product(&id).await?;
+                if product.is_none_or(|p| p.instances.iter().all(|i| i.name != name)) {
+                    return Err(Fatal(format!("no service `{name}` in product `{id}`")));
+                }
+                let enabled = store
+                    .enable_targets(&id, &name, redeliver, now_ms())
+                    .await?;
+                println!(
+                    "product {id}, service {name}: {} target(s) enabled, {} deliveries due again",
+                    enabled.targets, enabled.redelivered
+                );
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -543,6 +649,40 @@ pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
         println!("{} dead delivery(ies) are due again", dead.len());
         Ok(ExitCode::SUCCESS)
     })
+}
+
+pub fn prune(args: PruneArgs) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let now = now_ms();
+        let rule = PruneRule {
+            before: now - store::millis(args.older_than),
+            dead_before: args.dead_older_than.map(|d| now - store::millis(d)),
+        };
+        let removed = retention::prune(store.as_ref(), &rule).await?;
+        print_removed("pruned", &removed);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn forget(args: ForgetArgs) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        let store = open(&args.db).await?;
+        let rule = ForgetRule {
+            product: args.product,
+            field: args.field,
+        };
+        let removed = retention::forget(store.as_ref(), &rule).await?;
+        print_removed("erased", &removed);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_removed(what: &str, removed: &Removed) {
+    println!(
+        "{what} {} events, {} deliveries, {} attempts",
+        removed.events, removed.deliveries, removed.attempts
+    );
 }
 
 pub fn stats(db: Database, json: bool) -> Result<ExitCode, Fatal> {

@@ -830,3 +830,132 @@ async fn crash_test_every_accepted_event_is_delivered() {
     assert!(accepted.len() >= 100, "too little load to mean anything");
     assert!(!tally.refused.is_empty());
 }
+
+/// Target health, alerts and enabling a target again, through the API and the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_is_disabled_alerted_and_enabled_again() {
+    let target = CaptureServer::start();
+    target.script("/down", [Reply::status(503).body("down")]);
+    let place = Place::new();
+    let worker = "[worker]\nretry_schedule = [\"50ms\", \"50ms\", \"50ms\", \"50ms\"]\n\
+                  retry_jitter = 0.0\ndisable_after = { failures = 2, over = \"0s\" }\n";
+    let serving = place.serve_with_tables(worker, &[]);
+    let http = client();
+    let url = &serving.url;
+    let services = json!({
+        "hook": {"service": "webhook", "urls": [format!("{}/down/{URL_KEY}", target.url())]},
+        "ops": {"service": "webhook", "urls": [format!("{}/alerts/{URL_KEY}", target.url())]},
+    });
+    let put = |body: Value| {
+        http.put(format!("{url}/v1/products/p1"))
+            .bearer_auth(TOKEN)
+            .body(body.to_string())
+            .send()
+    };
+    let refused = put(json!({"services": services, "alerts": "nope"}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let problem = json_of(refused).await;
+    assert_eq!(
+        problem["error"],
+        "alerts: no service `nope` in this product"
+    );
+    let saved = json_of(
+        put(json!({"services": services, "alerts": "ops"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(saved["alerts"], "ops");
+
+    let posted = http
+        .post(format!("{url}/v1/products/p1/events"))
+        .bearer_auth(TOKEN)
+        .body(lookout::samples::ALL[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    // `ops` gets the product's events too; the alert is the one of model `Alert`.
+    let alerts = || -> Vec<Value> {
+        target
+            .requests_to("/alerts")
+            .iter()
+            .map(|r| r.json())
+            .filter(|event| event["model"] == "Alert")
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), "an alert", || !alerts().is_empty());
+    let alert = alerts().remove(0);
+    assert_eq!(alert["action"], "disabled");
+    let shown = place.cli_json(&["products", "show", "p1"]);
+    assert_eq!(shown["disabled_targets"].as_array().map(Vec::len), Some(1));
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lookout_targets_disabled_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("lookout_alerts_total{kind=\"disabled\"} 1"));
+
+    // One step: enabled again, and its disabled delivery sent again.
+    wait_until(Duration::from_secs(10), "the delivery to end", || {
+        place
+            .cli_json(&["deliveries", "list", "--status", "disabled"])
+            .as_array()
+            .is_some_and(|d| d.len() == 1)
+    });
+    target.script("/down", [Reply::ok()]);
+    let enabled = http
+        .post(format!("{url}/v1/products/p1/services/hook/enable"))
+        .bearer_auth(TOKEN)
+        .body(json!({"redeliver": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    assert_eq!(
+        json_of(enabled).await,
+        json!({"targets": 1, "redelivered": 1})
+    );
+    // Delivered: the event to `ops` at once, the one to `hook` now.
+    wait_until(Duration::from_secs(10), "the redelivery", || {
+        place
+            .cli_json(&["deliveries", "list", "--status", "delivered"])
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
+    });
+    let missing = http
+        .post(format!("{url}/v1/products/p1/services/nope/enable"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // The same from the command line.
+    let none = place.cli(&["products", "enable-target", "p1", "hook", "--redeliver"]);
+    assert_eq!(
+        none.trim(),
+        "product p1, service hook: 0 target(s) enabled, 0 deliveries due again"
+    );
+    assert!(
+        place
+            .cli(&["products", "alerts", "p1", "--off"])
+            .contains("no alerts")
+    );
+    let bad = place.cli_output(&["products", "alerts", "p1", "nope"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("alerts: product p1 has no service `nope`"),
+        "{err}"
+    );
+}

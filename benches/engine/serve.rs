@@ -152,6 +152,7 @@ async fn drain_all(store: Arc<dyn Store>, bench: &Bench, n: usize) -> f64 {
         store.clone(),
         common::settings(),
         config,
+        None,
         async {
             let _ = stopped.await;
         },

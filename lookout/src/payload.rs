@@ -40,6 +40,8 @@ pub enum Attributes {
     Block(Block),
     Favorite(Favorite),
     Deploy(Deploy),
+    /// Lookout's own message about a product's deliveries.
+    Alert(Alert),
     /// A model this version does not know: kept as JSON.
     Other(Value),
 }
@@ -125,6 +127,27 @@ pub struct Block {
 pub struct Favorite {
     pub item: Item,
     pub user: User,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The model of [`Alert`] events.
+pub const ALERT_MODEL: &str = "Alert";
+
+/// What Lookout itself tells a product's `alerts` service (a target was disabled, a
+/// delivery went dead): an event `{"model": "Alert", "action": KIND, "attributes":
+/// {"title", "body", "instance", "target"}}` that message services render as a title
+/// and a paragraph, and webhooks forward as it is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Alert {
+    pub title: String,
+    pub body: String,
+    /// The configured service it is about.
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// The target it is about, redacted.
+    #[serde(default)]
+    pub target: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -255,6 +278,7 @@ impl Attributes {
             "Block" => Attributes::Block(decode_at("attributes", value)?),
             "Favorite" => Attributes::Favorite(decode_at("attributes", value)?),
             "Deploy" => Attributes::Deploy(decode_at("attributes", value)?),
+            ALERT_MODEL => Attributes::Alert(decode_at("attributes", value)?),
             _ => Attributes::Other(value),
         })
     }

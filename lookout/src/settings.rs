@@ -16,6 +16,7 @@ use url::Url;
 /// deadline = "10s"          # per service and event, retries included
 /// attempts = 3              # 1 = no retries (the durable worker's mode)
 /// allow_networks = ["10.1.2.0/24"]   # let the SSRF guard pass these
+/// proxy = "http://10.0.0.3:3128"      # send every HTTP request through this proxy
 /// ```
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,6 +67,46 @@ pub struct Settings {
     /// Whether requests to services that declare a rate limit (chat webhooks) are paced
     /// to it. Turn it off only for targets you run yourself (and in tests).
     pub rate_limits: bool,
+    /// An HTTP proxy every outgoing HTTP request goes through (`http://host:port`).
+    /// The SSRF guard still checks each final target: its name is resolved and checked
+    /// here before the request is handed to the proxy.
+    #[serde(
+        deserialize_with = "proxy_url",
+        serialize_with = "url_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub proxy: Option<Url>,
+}
+
+fn url_text<S: serde::Serializer>(url: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_str(url.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `proxy`: an `http://` or `https://` URL of a host and port, without credentials
+/// (they would be shown wherever the settings are).
+fn proxy_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Url>, D::Error> {
+    let text = String::deserialize(d)?;
+    // The text is not echoed: a malformed URL may still hold a password.
+    let url = Url::parse(&text)
+        .map_err(|e| serde::de::Error::custom(format!("proxy: not a URL ({e})")))?;
+    let problem = if !matches!(url.scheme(), "http" | "https") {
+        Some("must be http:// or https://")
+    } else if url.host().is_none() {
+        Some("has no host")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Some("must not carry credentials")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(serde::de::Error::custom(format!(
+            "proxy: the URL {problem}"
+        ))),
+        None => Ok(Some(url)),
+    }
 }
 
 impl Default for Settings {
@@ -84,6 +125,7 @@ impl Default for Settings {
             loopback_only: false,
             redirect_to: None,
             rate_limits: true,
+            proxy: None,
         }
     }
 }
@@ -189,6 +231,30 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(settings.retry_budget(), settings.deadline);
+    }
+
+    #[test]
+    fn a_proxy_is_an_http_url_without_credentials() {
+        let settings: Settings = toml::from_str(r#"proxy = "http://127.0.0.1:3128""#).unwrap();
+        assert_eq!(settings.proxy.unwrap().as_str(), "http://127.0.0.1:3128/");
+        for (bad, why) in [
+            ("socks5://127.0.0.1:1080", "must be http:// or https://"),
+            (
+                "http://user:pw@127.0.0.1:3128",
+                "must not carry credentials",
+            ),
+            ("127.0.0.1:3128", "not a URL"),
+        ] {
+            let text = format!("proxy = \"{bad}\"");
+            let err = toml::from_str::<Settings>(&text).unwrap_err();
+            // What the config file's errors show (not the line, which would hold it).
+            let shown = err.message();
+            assert!(
+                shown.starts_with("proxy: ") && shown.contains(why),
+                "{bad}: {shown}"
+            );
+            assert!(!shown.contains("pw"), "{shown}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ impl Service for Echo {
         if job.event.model == "Nothing" {
             return Err(BuildError::Skip("nothing to say".into()));
         }
-        forward_payload(job, &job.options.list("urls"), job.options.str("secret"))
+        let secret = job.options.str("secret");
+        forward_payload(job, &job.options.list("urls"), secret.as_slice())
     }
 }

@@ -36,6 +36,7 @@ use tokio::sync::{Notify, watch};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
+use crate::retention;
 use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
@@ -100,6 +101,10 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/v1/deliveries", get(list_deliveries))
         .route("/v1/deliveries/{id}", get(get_delivery))
         .route("/v1/deliveries/{id}/redeliver", post(redeliver))
+        .route(
+            "/v1/products/{id}/services/{name}/enable",
+            post(enable_target),
+        )
         .route_layer(middleware::from_fn(require_admin))
         .route("/v1/events", post(post_event))
         .route("/v1/products/{id}/events", post(post_product_event))
@@ -140,6 +145,8 @@ pub async fn run(
             metrics: app.metrics.clone(),
             wake: app.wake.clone(),
         };
+        let pruning = retention::run(worker.store.clone(), worker.config.clone(), stopped.clone());
+        tokio::spawn(pruning);
         tokio::spawn(worker.run(stopped.clone()))
     });
     tokio::spawn(async move {
@@ -158,11 +165,13 @@ pub async fn run(
 /// Runs workers only, no HTTP intake, until `shutdown` completes (`lookout worker`: the
 /// events come from other processes through a shared database, so nothing wakes these
 /// workers but their poll). Then lets attempts in flight finish within the grace period
-/// and hands the rest back.
+/// and hands the rest back. With `metrics`, serves `GET /metrics` there (nothing else,
+/// no token: bind it where only the scraper reaches).
 pub async fn run_workers(
     store: Arc<dyn Store>,
     settings: Settings,
     config: WorkerConfig,
+    metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let worker = Worker {
@@ -173,6 +182,27 @@ pub async fn run_workers(
         wake: Arc::new(Notify::new()),
     };
     let (stop, stopped) = watch::channel(false);
+    let pruning = retention::run(worker.store.clone(), worker.config.clone(), stopped.clone());
+    tokio::spawn(pruning);
+    if let Some(listener) = metrics {
+        let (store, metrics) = (worker.store.clone(), worker.metrics.clone());
+        let router = Router::new().route(
+            "/metrics",
+            get(move || async move { render_metrics(store.as_ref(), &metrics).await }),
+        );
+        let mut stopping = stopped.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!("serving /metrics failed: {err}");
+            }
+        });
+    }
     let running = tokio::spawn(worker.run(stopped));
     shutdown.await;
     tracing::info!("shutting down: finishing attempts in flight");
@@ -280,7 +310,12 @@ async fn healthz(State(app): State<App>) -> Response {
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let depth = match app.store.stats().await {
+    render_metrics(app.store.as_ref(), &app.metrics).await
+}
+
+/// `/metrics`: the counters, and the queue depth read from the store.
+async fn render_metrics(store: &dyn Store, metrics: &Metrics) -> Response {
+    let depth = match store.stats().await {
         Ok(stats) => stats.queue_depth,
         Err(err) => {
             tracing::error!("metrics: {err}");
@@ -292,7 +327,7 @@ async fn metrics(State(app): State<App>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(depth),
+        metrics.render(depth),
     )
         .into_response()
 }
@@ -457,6 +492,9 @@ async fn get_product(State(app): State<App>, Path(id): Path<String>) -> Response
 #[serde(deny_unknown_fields)]
 struct ProductBody {
     services: Map<String, Value>,
+    /// The service told about disabled targets and dead deliveries.
+    #[serde(default)]
+    alerts: Option<String>,
 }
 
 /// Replaces a product's services: `{"services": {NAME: {"service": …, options…}}}`, the
@@ -499,10 +537,72 @@ async fn put_product(
     if !blocked.is_empty() {
         return refused(blocked);
     }
+    if let Some(alerts) = &parsed.alerts
+        && instances.iter().all(|i| &i.name != alerts)
+    {
+        let problem = format!("alerts: no service `{alerts}` in this product");
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     if let Err(err) = app.store.put_product(&id, &instances).await {
         return store_error(&err);
     }
+    if let Err(err) = app.store.set_alerts(&id, parsed.alerts.as_deref()).await {
+        return store_error(&err);
+    }
     get_product(State(app), Path(id)).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EnableBody {
+    /// Also make the service's dead and disabled deliveries due again.
+    #[serde(default)]
+    redeliver: bool,
+}
+
+/// Enables every disabled target of one configured service again, and with
+/// `{"redeliver": true}` sends its dead deliveries again, in one step.
+async fn enable_target(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    let asked: EnableBody = if body.is_empty() {
+        EnableBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(asked) => asked,
+            Err(err) => {
+                let problem = format!(r#"expected {{"redeliver": true|false}}: {err}"#);
+                return error(StatusCode::BAD_REQUEST, problem);
+            }
+        }
+    };
+    match app.store.product(&id).await {
+        Ok(Some(product)) if product.instances.iter().any(|i| i.name == name) => {}
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no service `{name}` in product `{id}`"),
+            );
+        }
+        Err(err) => return store_error(&err),
+    }
+    match app
+        .store
+        .enable_targets(&id, &name, asked.redeliver, now_ms())
+        .await
+    {
+        Ok(enabled) => {
+            app.wake.notify_one();
+            axum::Json(enabled).into_response()
+        }
+        Err(err) => store_error(&err),
+    }
 }
 
 async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Response {

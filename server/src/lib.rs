@@ -11,6 +11,7 @@
 
 #[cfg(test)]
 mod echo;
+pub mod health;
 pub mod intake;
 pub mod listen;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod metrics;
 mod panics;
 pub mod policy;
 pub mod replay;
+pub mod retention;
 pub mod store;
 pub mod tokens;
 pub mod worker;

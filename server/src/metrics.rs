@@ -64,6 +64,9 @@ pub struct Metrics {
     accepted: Mutex<u64>,
     counters: Mutex<BTreeMap<(Counter, String), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
+    /// Alerts sent to products' alerts services, by kind (`disabled`, `dead`).
+    alerts: Mutex<BTreeMap<&'static str, u64>>,
+    targets_disabled: Mutex<u64>,
 }
 
 impl Metrics {
@@ -79,6 +82,16 @@ impl Metrics {
         *lock(&self.counters)
             .entry((counter, service.to_owned()))
             .or_default() += 1;
+    }
+
+    /// An alert went to a product's alerts service.
+    pub fn alerted(&self, kind: &'static str) {
+        *lock(&self.alerts).entry(kind).or_default() += 1;
+    }
+
+    /// A target was disabled (a "gone" answer, or failing for too long).
+    pub fn target_disabled(&self) {
+        *lock(&self.targets_disabled) += 1;
     }
 
     /// One request's time, from sending to the last byte of the answer.
@@ -132,6 +145,24 @@ impl Metrics {
             "Deliveries waiting to be sent (pending or failed).",
         );
         let _ = writeln!(out, "lookout_queue_depth {queue_depth}");
+
+        let disabled = *lock(&self.targets_disabled);
+        family(
+            &mut out,
+            "lookout_targets_disabled_total",
+            "counter",
+            "Targets disabled: a \"gone\" answer, or failing for longer than disable_after.",
+        );
+        let _ = writeln!(out, "lookout_targets_disabled_total {disabled}");
+        family(
+            &mut out,
+            "lookout_alerts_total",
+            "counter",
+            "Alerts sent to products' alerts services, by kind.",
+        );
+        for (kind, count) in lock(&self.alerts).iter() {
+            let _ = writeln!(out, "lookout_alerts_total{{kind=\"{kind}\"}} {count}");
+        }
 
         let name = "lookout_delivery_duration_seconds";
         family(&mut out, name, "histogram", "Time of one delivery request.");
@@ -193,6 +224,8 @@ mod tests {
         metrics.count(Counter::Failed, "slack");
         metrics.observe("webhook", Duration::from_millis(20));
         metrics.observe("webhook", Duration::from_secs(30));
+        metrics.target_disabled();
+        metrics.alerted("disabled");
         let text = metrics.render(7);
         for line in [
             "# TYPE lookout_events_accepted_total counter",
@@ -200,6 +233,8 @@ mod tests {
             "lookout_deliveries_delivered_total{service=\"webhook\"} 1",
             "lookout_requests_failed_total{service=\"slack\"} 1",
             "lookout_queue_depth 7",
+            "lookout_targets_disabled_total 1",
+            "lookout_alerts_total{kind=\"disabled\"} 1",
             "# TYPE lookout_delivery_duration_seconds histogram",
             "lookout_delivery_duration_seconds_bucket{service=\"webhook\",le=\"0.01\"} 0",
             "lookout_delivery_duration_seconds_bucket{service=\"webhook\",le=\"0.025\"} 1",

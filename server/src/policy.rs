@@ -10,6 +10,9 @@
 //! concurrency = 32
 //! poll = "1s"
 //! grace = "10s"
+//! disable_after = { failures = 10, over = "24h" }   # a target failing that long is disabled
+//! retention = "30d"       # prune finished events older than this (default: keep all)
+//! dead_retention = "90d"  # and dead ones (default: keep until redelivered)
 //! ```
 
 use std::str::FromStr;
@@ -17,6 +20,8 @@ use std::time::Duration;
 
 use rand::Rng as _;
 use serde::Deserialize;
+
+use crate::store::upkeep::DisableRule;
 
 /// The config file's tables this crate reads (beside the engine's `engine` and
 /// `services`).
@@ -103,6 +108,12 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Names this process's claims.
     pub owner: String,
+    /// When a target that keeps failing is disabled.
+    pub disable_after: DisableRule,
+    /// How long finished events are kept (`None`: for ever).
+    pub retention: Option<Duration>,
+    /// How long events with a dead delivery are kept (`None`: until redelivered).
+    pub dead_retention: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -118,6 +129,9 @@ impl Default for WorkerConfig {
                 std::process::id(),
                 uuid::Uuid::now_v7().simple()
             ),
+            disable_after: DisableRule::default(),
+            retention: None,
+            dead_retention: None,
         }
     }
 }
@@ -142,6 +156,20 @@ pub struct WorkerSettings {
     pub poll: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     pub grace: Option<Duration>,
+    pub disable_after: Option<DisableAfter>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub retention: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub dead_retention: Option<Duration>,
+}
+
+/// `disable_after = { failures = 10, over = "24h" }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisableAfter {
+    pub failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub over: Duration,
 }
 
 impl WorkerSettings {
@@ -173,6 +201,27 @@ impl WorkerSettings {
         config.poll = self.poll.unwrap_or(config.poll);
         config.grace = self.grace.unwrap_or(config.grace);
         config.lease = self.lease.unwrap_or_else(|| default_lease(deadline));
+        if let Some(rule) = self.disable_after {
+            if rule.failures == 0 {
+                return Err("disable_after.failures: must be at least 1".to_owned());
+            }
+            config.disable_after = DisableRule {
+                failures: rule.failures,
+                over: rule.over,
+            };
+        }
+        for (name, kept) in [
+            ("retention", self.retention),
+            ("dead_retention", self.dead_retention),
+        ] {
+            if kept.is_some_and(|d| d < Duration::from_secs(3600)) {
+                return Err(format!(
+                    "{name}: at least 1h (deliveries are still being retried before that)"
+                ));
+            }
+        }
+        config.retention = self.retention;
+        config.dead_retention = self.dead_retention;
         if config.lease <= deadline {
             return Err(format!(
                 "lease {} must be longer than the engine deadline ({}): an attempt could \
@@ -193,6 +242,9 @@ impl WorkerSettings {
             concurrency: other.concurrency.or(self.concurrency),
             poll: other.poll.or(self.poll),
             grace: other.grace.or(self.grace),
+            disable_after: other.disable_after.or(self.disable_after),
+            retention: other.retention.or(self.retention),
+            dead_retention: other.dead_retention.or(self.dead_retention),
         }
     }
 }
@@ -212,6 +264,19 @@ fn delays<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>
     text.parse::<RetrySchedule>()
         .map(|s| Some(s.delays))
         .map_err(serde::de::Error::custom)
+}
+
+/// A human duration (`"24h"`).
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e}")))
+    }
 }
 
 /// Optional human durations (`"90s"`, `"2m"`).
@@ -316,5 +381,43 @@ mod tests {
             .unwrap()
             .apply(Duration::from_secs(10));
         assert!(err.unwrap_err().starts_with("retry_jitter: "));
+    }
+
+    #[test]
+    fn health_and_retention_settings_are_checked() {
+        let deadline = Duration::from_secs(10);
+        let file = settings(json!({
+            "disable_after": {"failures": 3, "over": "2h"},
+            "retention": "30d",
+            "dead_retention": "90d",
+        }))
+        .unwrap();
+        let config = file.apply(deadline).unwrap();
+        assert_eq!(config.disable_after.failures, 3);
+        assert_eq!(config.disable_after.over, Duration::from_secs(7200));
+        assert_eq!(config.retention, Some(Duration::from_secs(30 * 86400)));
+        let defaults = WorkerSettings::default().apply(deadline).unwrap();
+        assert_eq!(defaults.disable_after, DisableRule::default());
+        assert_eq!(defaults.retention, None, "nothing is pruned unless asked");
+
+        let err = settings(json!({"disable_after": {"failures": 3, "over": "soon"}})).unwrap_err();
+        assert!(err.starts_with("worker.disable_after.over: "), "{err}");
+        let err = settings(json!({"disable_after": {"failure": 3, "over": "1h"}})).unwrap_err();
+        assert!(err.starts_with("worker.disable_after"), "{err}");
+        let zero = settings(json!({"disable_after": {"failures": 0, "over": "1h"}})).unwrap();
+        assert!(
+            zero.apply(deadline)
+                .unwrap_err()
+                .starts_with("disable_after.failures")
+        );
+        let short = settings(json!({"retention": "5m"})).unwrap();
+        assert!(
+            short
+                .apply(deadline)
+                .unwrap_err()
+                .starts_with("retention: ")
+        );
+        let err = settings(json!({"dead_retention": "forever"})).unwrap_err();
+        assert!(err.starts_with("worker.dead_retention: "), "{err}");
     }
 }

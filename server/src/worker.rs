@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{RetrySchedule, WorkerConfig};
+use crate::store::upkeep::TargetResult;
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
 };
@@ -151,10 +152,11 @@ impl Worker {
                 .finish(&claimed.id, &self.config.owner, &finish)
                 .await
             {
-                Ok(()) => return,
+                Ok(()) => break,
                 Err(err) => tracing::error!("recording attempt of {} failed: {err}", claimed.id),
             }
         }
+        self.watch(&claimed, &finish).await;
     }
 
     fn count(&self, service: &str, finish: &Finish) {
@@ -232,6 +234,27 @@ fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, Stri
     Ok((instance, event))
 }
 
+/// How each target that was sent to fared: a failure of this machine says nothing about
+/// the target, and a "gone" answer disables it anyway.
+fn health(rows: &[(Option<&str>, &Delivery)]) -> Vec<TargetResult> {
+    rows.iter()
+        .filter_map(|&(key, delivery)| {
+            let failure = match &delivery.outcome {
+                Outcome::Delivered { .. } => None,
+                Outcome::Failed { reason, .. } if delivery.retry != Retry::Local => {
+                    Some(reason.clone())
+                }
+                _ => return None,
+            };
+            Some(TargetResult {
+                key: key?.to_owned(),
+                target: delivery.target.clone().unwrap_or_default(),
+                failure,
+            })
+        })
+        .collect()
+}
+
 /// Turns what happened in one attempt into a [`Finish`].
 struct Ending<'a> {
     claimed: &'a Claimed,
@@ -268,6 +291,7 @@ impl Ending<'_> {
             last_error: (status != Status::Skipped).then(|| reason.clone()),
             attempts: vec![self.record(outcome, Some(reason))],
             disable: Vec::new(),
+            health: Vec::new(),
         }
     }
 
@@ -329,6 +353,7 @@ impl Ending<'_> {
             last_error: None,
             attempts: Vec::new(),
             disable: Vec::new(),
+            health: health(&rows),
         };
         let mut failed = false;
         // The longest wait any target asked for (Retry-After) bounds the next attempt.

@@ -85,6 +85,22 @@ impl Service for Discord {
         json_seconds(answer_body, "/retry_after")
     }
 
+    /// Discord answers a deleted webhook or a wrong token with a JSON error code
+    /// (https://discord.com/developers/docs/topics/opcodes-and-status-codes#json):
+    /// `{"message": "Unknown Webhook", "code": 10015}`.
+    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
+        let code = serde_json::from_slice::<Value>(answer_body)
+            .ok()
+            .and_then(|answer| answer.get("code").and_then(Value::as_u64));
+        match code {
+            Some(10015) => {
+                Verdict::Gone("Discord: the webhook was deleted (Unknown Webhook)".into())
+            }
+            Some(50027) => Verdict::Gone("Discord: the webhook's token is invalid".into()),
+            _ => Verdict::ByStatus,
+        }
+    }
+
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let mut body = job.options.pick(&["username", "avatar_url"]);
@@ -141,6 +157,29 @@ mod tests {
     use serde_json::json;
 
     const TOKEN: &str = "s3cret-W3bhook-T0ken";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_webhook_disables_the_target() {
+        use lookout::Outcome;
+        use lookout_testkit::{Reply, outcome_of_reply};
+        let url = format!("https://discord.com/api/webhooks/123/{TOKEN}");
+        let options = json!({ "url": url });
+        let item = fixture_json("item");
+        let gone = Reply::status(404).body(r#"{"message": "Unknown Webhook", "code": 10015}"#);
+        let outcome = outcome_of_reply("discord", options.clone(), &item, gone, TOKEN).await;
+        let Outcome::Disabled { reason, status } = outcome else {
+            panic!("not disabled: {outcome:?}");
+        };
+        assert_eq!(status, 404);
+        assert!(
+            reason.contains("Discord: the webhook was deleted"),
+            "{reason}"
+        );
+        // Another 404 (a bad route) goes by status: failed, not disabled.
+        let other = Reply::status(404).body(r#"{"message": "404: Not Found", "code": 0}"#);
+        let outcome = outcome_of_reply("discord", options, &item, other, TOKEN).await;
+        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+    }
 
     async fn deliver(name: &str) -> (serde_json::Value, String) {
         let options = |server: &CaptureServer| {

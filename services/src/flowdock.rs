@@ -155,7 +155,10 @@ fn message(event: &Event) -> Result<InboxMessage<'_>, BuildError> {
             tags: &[],
             link: None,
         },
-        Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
+        // The inbox wants a sender: Lookout's alerts go to chat services instead.
+        Attributes::Alert(_) | Attributes::Other(_) => {
+            return Err(BuildError::no_message_for(event));
+        }
     })
 }
 

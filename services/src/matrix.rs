@@ -75,6 +75,19 @@ impl Service for Matrix {
         json_millis(answer_body, "/retry_after_ms")
     }
 
+    /// A revoked access token (`M_UNKNOWN_TOKEN`) or a room the bot may no longer post
+    /// to (`M_FORBIDDEN`: left, kicked, banned) will not heal by retrying
+    /// (https://spec.matrix.org/latest/client-server-api/#standard-error-response).
+    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
+        let answer = serde_json::from_slice::<Value>(answer_body).unwrap_or_default();
+        let why = match (status, answer["errcode"].as_str()) {
+            (401, Some("M_UNKNOWN_TOKEN")) => "the access token was revoked (M_UNKNOWN_TOKEN)",
+            (403, Some("M_FORBIDDEN")) => "the bot may not post to the room (M_FORBIDDEN)",
+            _ => return Verdict::ByStatus,
+        };
+        Verdict::Gone(format!("Matrix: {why}"))
+    }
+
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;
@@ -137,6 +150,26 @@ mod tests {
             "access_token": TOKEN,
             "room_id": room_id,
         })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_out_of_reach_disables_the_target() {
+        use lookout::Outcome;
+        use lookout_testkit::{Reply, outcome_of_reply};
+        let options = options("https://matrix.example.org", "!room:example.org");
+        let item = fixture_json("item");
+        let forbidden = json!({"errcode": "M_FORBIDDEN", "error": "User not in room"});
+        let reply = Reply::status(403).body(forbidden.to_string());
+        let outcome = outcome_of_reply("matrix", options.clone(), &item, reply, TOKEN).await;
+        let Outcome::Disabled { reason, status } = outcome else {
+            panic!("not disabled: {outcome:?}");
+        };
+        assert_eq!(status, 403);
+        assert!(reason.contains("Matrix: the bot may not post"), "{reason}");
+        let other = json!({"errcode": "M_BAD_JSON", "error": "…"});
+        let reply = Reply::status(400).body(other.to_string());
+        let outcome = outcome_of_reply("matrix", options, &item, reply, TOKEN).await;
+        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
     }
 
     fn instance(room_id: &str) -> Instance {

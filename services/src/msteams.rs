@@ -46,6 +46,15 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 const CARD_VERSION: &str = "1.4";
 
 impl Service for Msteams {
+    /// A Workflows webhook whose flow was deleted or turned off answers 404: it will
+    /// not come back at that URL (a new workflow has a new one).
+    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
+        if status == 404 {
+            return Verdict::Gone("Microsoft Teams: the workflow no longer exists (404)".into());
+        }
+        Verdict::ByStatus
+    }
+
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let body = json!({
@@ -169,6 +178,27 @@ mod tests {
     use serde_json::json;
 
     const SIGNATURE: &str = "S1gnature-0f-the-workflow";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_workflow_disables_the_target() {
+        use lookout::Outcome;
+        use lookout_testkit::outcome_of_reply;
+        let url = format!(
+            "https://prod-00.westus.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01&sig={SIGNATURE}"
+        );
+        let reply = Reply::status(404).body("{}");
+        let item = fixture_json("item");
+        let outcome =
+            outcome_of_reply("msteams", json!({ "url": url }), &item, reply, SIGNATURE).await;
+        let Outcome::Disabled { reason, status } = outcome else {
+            panic!("not disabled: {outcome:?}");
+        };
+        assert_eq!(status, 404);
+        assert!(
+            reason.contains("Microsoft Teams: the workflow no longer exists"),
+            "{reason}"
+        );
+    }
 
     async fn deliver(name: &str) -> serde_json::Value {
         let options = |server: &CaptureServer| {

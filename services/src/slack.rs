@@ -165,6 +165,12 @@ fn default_attachment(event: &Event) -> Result<Attachment, BuildError> {
             )),
             fields: None,
         },
+        Attributes::Alert(alert) => Attachment {
+            color: wording::ALERT_COLOR,
+            pretext: Some(Rich::text(&alert.title)),
+            text: Rich::text(&alert.body),
+            fields: None,
+        },
         Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
     };
     Ok(attachment)

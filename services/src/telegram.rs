@@ -71,6 +71,27 @@ impl Service for Telegram {
         json_seconds(answer_body, "/parameters/retry_after")
     }
 
+    /// The Bot API says in `description` when a chat is out of reach for good: the bot
+    /// was blocked or removed, the chat is gone
+    /// (https://core.telegram.org/api/errors).
+    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
+        let answer = serde_json::from_slice::<Value>(answer_body).unwrap_or_default();
+        let description = answer["description"].as_str().unwrap_or_default();
+        const GONE: [&str; 5] = [
+            "bot was blocked by the user",
+            "bot was kicked",
+            "user is deactivated",
+            "chat not found",
+            "group chat was deleted",
+        ];
+        let gone =
+            matches!(status, 400 | 403) && GONE.iter().any(|words| description.contains(words));
+        if gone {
+            return Verdict::Gone(format!("Telegram: {description}"));
+        }
+        Verdict::ByStatus
+    }
+
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;
@@ -156,6 +177,33 @@ mod tests {
             "chat_id": "-100123",
             "api_url": server.url(),
         })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocked_bot_or_a_missing_chat_disables_the_target() {
+        use lookout::Outcome;
+        use lookout_testkit::outcome_of_reply;
+        let options = json!({"bot_token": TOKEN, "chat_id": "-100123"});
+        let item = fixture_json("item");
+        for (status, description) in [
+            (403, "Forbidden: bot was blocked by the user"),
+            (400, "Bad Request: chat not found"),
+        ] {
+            let body = json!({"ok": false, "error_code": status, "description": description});
+            let reply = Reply::status(status).body(body.to_string());
+            let outcome = outcome_of_reply("telegram", options.clone(), &item, reply, TOKEN).await;
+            let Outcome::Disabled { reason, .. } = outcome else {
+                panic!("{description}: not disabled: {outcome:?}");
+            };
+            assert!(
+                reason.contains(&format!("Telegram: {description}")),
+                "{reason}"
+            );
+        }
+        let body = json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"});
+        let reply = Reply::status(400).body(body.to_string());
+        let outcome = outcome_of_reply("telegram", options, &item, reply, TOKEN).await;
+        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
 //! The `webhook` service (Webhook). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs webhook` shows them.
 
+use std::time::SystemTime;
+
 use lookout::prelude::*;
 use lookout::request::forward_payload;
+use lookout::request::signing;
 
 lookout::service! {
     /// Webhook
@@ -53,6 +56,20 @@ lookout::service! {
     ///     return 200
     /// ```
     ///
+    /// ### Rotating the secret
+    ///
+    /// Requests are signed with every active secret at once (one `v1,` signature each in
+    /// `webhook-signature`), and a receiver accepts a request if any one of them
+    /// verifies, so a secret changes without a request refused:
+    ///
+    /// - **Start:** generate the new secret, set it as `secret` and move the old one to
+    ///   `previous_secret`, with `previous_expires = "2026-12-31T00:00:00Z"` (or list
+    ///   both: `secrets = ["whsec_new…", "whsec_old…"]`). Every request now carries both
+    ///   signatures; receivers still on the old secret keep verifying.
+    /// - **Switch** the receivers to the new secret, at your pace.
+    /// - **Finish:** remove the old secret, or let `previous_expires` pass: after that
+    ///   time it no longer signs.
+    ///
     /// Without a library: base64-decode the secret after `whsec_` into the key; compute
     /// HMAC-SHA256 over `{webhook-id}.{webhook-timestamp}.{raw body}`; base64 it; accept
     /// if it equals (compared in constant time) one of the space-separated `v1,<base64>`
@@ -79,11 +96,47 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .secret()
     .optional()
-    .checked(lookout::request::signing::check_secret),
+    .checked(signing::check_secret),
+    OptionSpec::new(
+        "secrets",
+        Kind::List,
+        "Several signing secrets, all active: each request carries a signature by each.",
+    )
+    .secret()
+    .optional()
+    .checked(signing::check_secret),
+    OptionSpec::string(
+        "previous_secret",
+        "The secret being rotated out: still signs until `previous_expires`.",
+    )
+    .secret()
+    .optional()
+    .checked(signing::check_secret),
+    OptionSpec::string(
+        "previous_expires",
+        "When `previous_secret` stops signing (`2026-12-31T00:00:00Z`; unset: never).",
+    )
+    .public()
+    .optional()
+    .checked(signing::check_expiry),
 ];
 
 impl Service for Webhook {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        forward_payload(job, &job.options.list("urls"), job.options.str("secret"))
+        let options = &job.options;
+        let current: Vec<&str> = options
+            .str("secret")
+            .into_iter()
+            .chain(options.list("secrets"))
+            .collect();
+        let previous = options.str("previous_secret");
+        if previous.is_some() && current.is_empty() {
+            return Err(BuildError::Invalid(
+                "previous_secret: set the new secret as `secret` (or `secrets`) too".into(),
+            ));
+        }
+        let expires = options.str("previous_expires");
+        let secrets = signing::active_secrets(current, previous, expires, SystemTime::now());
+        forward_payload(job, &options.list("urls"), &secrets)
     }
 }

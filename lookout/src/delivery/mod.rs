@@ -109,13 +109,17 @@ const SHORTEST_TRY: Duration = Duration::from_millis(50);
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
         let guard = Guard::for_settings(&settings);
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(user_agent())
             // A redirect could lead anywhere, including inside the network: never follow.
             .redirect(reqwest::redirect::Policy::none())
             // Proxies come from explicit configuration only, never from the environment
-            // (a proxy resolves names itself, past the guard).
-            .no_proxy()
+            // (a proxy resolves names itself, past the guard: see `try_http`).
+            .no_proxy();
+        if let Some(proxy) = &settings.proxy {
+            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
+        }
+        let client = builder
             // The only resolver: it checks every address and hands over only those.
             .dns_resolver(GuardedResolver::new(guard.clone()))
             .connect_timeout(settings.connect_timeout)
@@ -305,11 +309,18 @@ impl Transport {
     ) -> (Outcome, Retry) {
         let redactor = &request_redactor(job.options.redactor(), request);
         let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
-        if let Err(blocked) = self
-            .guard
-            .check_url(&self.settings.destination(&request.url))
-        {
+        let destination = self.settings.destination(&request.url);
+        if let Err(blocked) = self.guard.check_url(&destination) {
             return failed((blocked.to_string(), Retry::No));
+        }
+        if self.settings.proxy.is_some()
+            && let (Some(host), Some(port)) =
+                (destination.host_str(), destination.port_or_known_default())
+            && let Err(refused) = self.resolve(host, port, end).await
+        {
+            // The proxy would resolve the name itself, past the resolver: check the
+            // final target's addresses here before handing it over.
+            return failed(refused);
         }
         let total = match self.time_for_try(&request.url, end).await {
             Ok(total) => total,

@@ -142,8 +142,9 @@ impl AsRef<[u8]> for SharedText {
 /// each attempt, so it cannot be computed in advance).
 #[derive(Clone)]
 pub enum Signing {
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-    StandardWebhooks { key: Vec<u8> },
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`, with
+    /// one signature per key (several while a secret is rotated).
+    StandardWebhooks { keys: Vec<Vec<u8>> },
     /// AWS Signature Version 4: `x-amz-date`, `authorization` (and
     /// `x-amz-security-token` with temporary credentials), over the method, URL, the
     /// request's headers and its body.
@@ -247,11 +248,11 @@ impl HttpRequest {
     pub fn signature(&self, delivery_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
         let now = std::time::SystemTime::now();
         match &self.signing {
-            Some(Signing::StandardWebhooks { key }) => {
+            Some(Signing::StandardWebhooks { keys }) => {
                 let unix = now
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                signing::standard_webhooks(key, delivery_id, unix, body).into()
+                signing::standard_webhooks(keys, delivery_id, unix, body).into()
             }
             Some(Signing::AwsSigV4(signer)) => {
                 let method = self.method.as_str();
@@ -331,20 +332,20 @@ pub fn endpoint(base: &str, segments: &[&str]) -> Result<Url, url::ParseError> {
 }
 
 /// The payload exactly as the product sent it, POSTed as JSON to each of `urls`, and
-/// signed (Standard Webhooks) when `signing_secret` is set: what webhook-style services
-/// send.
+/// signed (Standard Webhooks) with every one of `signing_secrets` (none: unsigned): what
+/// webhook-style services send.
 pub fn forward_payload(
     job: &crate::job::Job<'_>,
     urls: &[&str],
-    signing_secret: Option<&str>,
+    signing_secrets: &[&str],
 ) -> Result<Vec<Outgoing>, crate::error::BuildError> {
     use crate::BuildError;
-    let signing = match signing_secret {
-        Some(secret) => Some(Signing::StandardWebhooks {
-            key: signing::decode_secret(secret).map_err(BuildError::Invalid)?,
-        }),
-        None => None,
-    };
+    let keys = signing_secrets
+        .iter()
+        .map(|secret| signing::decode_secret(secret))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(BuildError::Invalid)?;
+    let signing = (!keys.is_empty()).then_some(Signing::StandardWebhooks { keys });
     urls.iter()
         .map(|url| {
             let url = url

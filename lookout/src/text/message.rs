@@ -109,6 +109,20 @@ impl Message {
                     .collect(),
                 color: DEFAULT_COLOR,
             },
+            Attributes::Alert(alert) => Message {
+                summary,
+                headline: Rich::text(&alert.title),
+                title: alert.title.clone(),
+                url: None,
+                actor: "Lookout".to_owned(),
+                quote: Some(alert.body.clone()),
+                fields: vec![Field {
+                    name: "Product",
+                    value: product,
+                }],
+                list: Vec::new(),
+                color: wording::ALERT_COLOR,
+            },
             Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
         })
     }
@@ -282,6 +296,31 @@ pub fn item_fields(item: &Item, product: Rich) -> Vec<Field> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookouts_own_alerts_read_as_a_title_and_a_paragraph() {
+        let event = Event::parse(
+            r#"{"model":"Alert","action":"disabled","product":{"id":0,"name":"p1"},
+                "attributes":{"title":"Lookout disabled a target","body":"It kept failing.",
+                              "instance":"hook"}}"#,
+        )
+        .unwrap();
+        let message = Message::from_event(&event).unwrap();
+        assert_eq!(message.title, "Lookout disabled a target");
+        assert_eq!(message.quote.as_deref(), Some("It kept failing."));
+        assert_eq!(message.actor, "Lookout");
+        assert_eq!(message.color, wording::ALERT_COLOR);
+        assert_eq!(
+            message.summary,
+            "Lookout disabled a target: It kept failing."
+        );
+        let broken = Event::parse(
+            r#"{"model":"Alert","product":{"id":0,"name":"p1"},"attributes":{"title":"t"}}"#,
+        )
+        .unwrap();
+        let err = Message::from_event(&broken).unwrap_err().to_string();
+        assert!(err.contains("attributes"), "{err}");
+    }
 
     fn message() -> Message {
         Message {

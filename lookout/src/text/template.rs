@@ -232,7 +232,7 @@ impl Templates {
 
     /// `message` with every templated part replaced by its template's text for `event`.
     pub fn apply(&self, event: &Event, mut message: Message) -> Result<Message, BuildError> {
-        let Some(compiled) = &self.0 else {
+        let Some(compiled) = self.0.as_ref().filter(|_| !is_alert(event)) else {
             return Ok(message);
         };
         let context = context(event, &message)?;
@@ -252,6 +252,9 @@ impl Templates {
     /// write their own wording rather than a [`Message`] (Slack's attachment).
     pub fn render(&self, part: Part, event: &Event) -> Option<Result<Rich, BuildError>> {
         let compiled = self.0.as_ref().filter(|c| c.parts.contains(&part))?;
+        if is_alert(event) {
+            return None;
+        }
         let rendered = Message::from_event(event)
             .and_then(|message| context(event, &message))
             .and_then(|context| compiled.render(part, &context));
@@ -655,8 +658,16 @@ fn about(event: &Event) -> Result<About<'_>, BuildError> {
             count: count_items(deploy.items.len()),
             environment: deploy.environment.clone(),
         },
-        Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
+        Attributes::Alert(_) | Attributes::Other(_) => {
+            return Err(BuildError::no_message_for(event));
+        }
     })
+}
+
+/// Lookout's own alerts (a target disabled, a delivery dead) say what they say: the
+/// templates shape the product's events, not these.
+fn is_alert(event: &Event) -> bool {
+    matches!(event.attributes(), Ok(Attributes::Alert(_)))
 }
 
 #[cfg(test)]

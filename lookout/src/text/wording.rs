@@ -7,6 +7,8 @@ use crate::payload::{Attributes, Block, Comment, Deploy, Event, Favorite, Item, 
 
 /// The colour of events whose item type has none of its own (and of deploys).
 pub const DEFAULT_COLOR: &str = "#84b431";
+/// The colour of Lookout's own alerts.
+pub const ALERT_COLOR: &str = "#d0342c";
 
 /// How many characters of a comment the one-line messages quote.
 pub const EXCERPT_CHARS: usize = 50;
@@ -164,6 +166,7 @@ pub fn one_line(event: &Event) -> Result<String, BuildError> {
         Attributes::Block(block) => block_line(block),
         Attributes::Favorite(favorite) => favorite_line(favorite),
         Attributes::Deploy(deploy) => deploy_line(deploy),
+        Attributes::Alert(alert) => format!("{}: {}", alert.title, alert.body),
         Attributes::Other(_) => return Err(BuildError::no_message_for(event)),
     })
 }

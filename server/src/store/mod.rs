@@ -22,6 +22,9 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
+pub mod upkeep;
+#[cfg(test)]
+mod upkeep_suite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use serde_json::{Map, Value};
 use crate::tokens::{NewToken, Token};
 use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
+pub use upkeep::Upkeep;
 
 /// Milliseconds since the Unix epoch: how every time is stored.
 pub type Millis = i64;
@@ -201,6 +205,8 @@ pub struct Product {
     pub id: String,
     pub instances: Vec<StoredInstance>,
     pub disabled: Vec<DisabledTarget>,
+    /// The instance told when a target is disabled or a delivery dies.
+    pub alerts: Option<String>,
 }
 
 impl Product {
@@ -226,6 +232,7 @@ impl Product {
             "id": self.id,
             "services": services,
             "disabled_targets": self.disabled,
+            "alerts": self.alerts,
         })
     }
 }
@@ -298,6 +305,9 @@ pub struct Finish {
     pub attempts: Vec<AttemptRecord>,
     /// Targets that answered 410 in this attempt.
     pub disable: Vec<DisabledTarget>,
+    /// How each target fared, for its health (not stored by `finish`: see
+    /// [`Upkeep::record_health`]).
+    pub health: Vec<upkeep::TargetResult>,
 }
 
 /// A delivery as operators see it.
@@ -392,7 +402,7 @@ impl Stats {
 /// Everything `lookout serve` keeps. Implementations must be safe to share between the
 /// intake and many workers; every method is one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Upkeep + Send + Sync + 'static {
     /// Replaces a product's configured services (creating the product).
     async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()>;
     /// Adds or replaces one configured service of a product (creating the product).

@@ -16,8 +16,8 @@
 //! - Times come from the processes (the trait passes `now`), so the machines' clocks
 //!   must agree to well within a lease (NTP does).
 //!
-//! Connections are plain TCP (no TLS: keep the database on a private network or tunnel
-//! it) from a small pool per process. A password is read from the URL or, better, from
+//! Connections come from a small pool per process, over plain TCP unless the URL asks
+//! for TLS (`sslmode=require` or `verify-full`, see [`tls`]). A password is read from the URL or, better, from
 //! `$PGPASSWORD`, which no other user of the machine can read in a process list.
 
 use std::time::Duration;
@@ -37,6 +37,11 @@ use super::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "postgres_tls.rs"]
+pub mod tls;
+#[path = "postgres_upkeep.rs"]
+mod upkeep;
+
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
@@ -48,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "tokens",
         include_str!("../../migrations/postgres/0002_tokens.sql"),
+    ),
+    (
+        4,
+        "upkeep",
+        include_str!("../../migrations/postgres/0004_upkeep.sql"),
     ),
 ];
 
@@ -102,6 +112,7 @@ impl PostgresStore {
     /// schema up to date. Tables go in the first schema of the connection's
     /// `search_path` (`public` unless `options=-c search_path=NAME` says otherwise).
     pub async fn open(url: &str) -> Result<PostgresStore> {
+        let (url, ssl) = tls::split(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Backend(format!("invalid PostgreSQL URL: {}", describe(&e)))
         })?;
@@ -116,13 +127,16 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::connector(&ssl)? {
+            Some(connector) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                Manager::from_config(config, connector, recycling)
+            }
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -289,12 +303,11 @@ async fn insert_instance(
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
-    if query(client, "SELECT 1 FROM products WHERE id = $1", &[&id])
-        .await?
-        .is_empty()
-    {
+    let found = query(client, "SELECT alerts FROM products WHERE id = $1", &[&id]).await?;
+    let Some(row) = found.first() else {
         return Ok(None);
-    }
+    };
+    let alerts: Option<String> = row.try_get(0)?;
     let mut instances = Vec::new();
     for row in query(
         client,
@@ -330,6 +343,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
         id: id.to_owned(),
         instances,
         disabled,
+        alerts,
     }))
 }
 
@@ -886,6 +900,54 @@ mod tests {
     }
 
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
+
+    /// Whether the store's connections are encrypted.
+    async fn encrypted(store: &PostgresStore) -> bool {
+        let client = store.client().await.unwrap();
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        client.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    #[tokio::test]
+    async fn tls_to_a_server_whose_certificate_a_throwaway_ca_signed() {
+        let ca = std::env::var("LOOKOUT_TEST_DATABASE_CA")
+            .expect("LOOKOUT_TEST_DATABASE_CA: run under scripts/with-postgres.sh");
+        let schema = TestSchema::create().await;
+        let plain = PostgresStore::open(&schema.url).await.unwrap();
+        assert!(!encrypted(&plain).await, "no sslmode: plain TCP");
+
+        let verified = format!("{}&sslmode=verify-full&sslrootcert={ca}", schema.url);
+        let store = PostgresStore::open(&verified).await.unwrap();
+        assert!(encrypted(&store).await);
+        store.put_instance("p1", &suite_hook()).await.unwrap();
+        assert!(store.product("p1").await.unwrap().is_some());
+
+        let required = format!("{}&sslmode=require", schema.url);
+        let store = PostgresStore::open(&required).await.unwrap();
+        assert!(encrypted(&store).await, "any certificate, but encrypted");
+
+        // The system's roots do not know a certificate made a minute ago.
+        let unknown = format!("{}&sslmode=verify-full", schema.url);
+        let err = PostgresStore::open(&unknown)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("certificate"), "{err}");
+        schema.drop_schema().await;
+    }
+
+    fn suite_hook() -> StoredInstance {
+        StoredInstance {
+            name: "hook".to_owned(),
+            service: "webhook".to_owned(),
+            options: serde_json::json!({"urls": ["http://127.0.0.1:9/"]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
 
     #[tokio::test]
     async fn migrations_are_applied_once_by_processes_starting_together() {
@@ -908,7 +970,11 @@ mod tests {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "init".to_owned()), (2, "tokens".to_owned())]);
+        let known: Vec<(i32, String)> = MIGRATIONS
+            .iter()
+            .map(|(version, name, _)| (*version, (*name).to_owned()))
+            .collect();
+        assert_eq!(applied, known, "each step once");
 
         // A database a newer lookout has migrated is left alone.
         db.execute(

@@ -18,6 +18,9 @@ use super::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "sqlite_upkeep.rs"]
+mod upkeep;
+
 /// The schema, one step per `user_version`. Append only: a shipped step never changes.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -94,7 +97,36 @@ CREATE TABLE health (
     checked_at INTEGER NOT NULL
 );
 "#,
+    UPKEEP,
 ];
+
+/// Target health, alerts and retention (store/upkeep.rs).
+const UPKEEP: &str = r#"
+-- Failures in a row of each target; a success deletes the row.
+CREATE TABLE target_health (
+    product_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    target TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    first_failure_at INTEGER NOT NULL,
+    last_error TEXT NOT NULL,
+    PRIMARY KEY (product_id, instance, target_key)
+);
+-- The instance of the product that is told when a target is disabled or a delivery dies.
+ALTER TABLE products ADD COLUMN alerts TEXT;
+-- When each target was last alerted about (at most one alert per target per hour).
+CREATE TABLE alerts_sent (
+    product_id TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    PRIMARY KEY (product_id, instance, target_key)
+);
+-- Pruning walks events by age and finds their deliveries.
+CREATE INDEX events_received ON events (received_at);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+"#;
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -142,6 +174,9 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     create_private(path)?;
     let mut conn = Connection::open(path)
         .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    // Only takes effect before the first table exists: new files give pruned pages
+    // back to the file system (`reclaim_space`); older ones are converted once there.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // Operator commands write while `serve` runs: wait for the other writer.
     conn.busy_timeout(Duration::from_secs(10))?;
     let mode: String =
@@ -319,14 +354,14 @@ fn insert_instance(
 }
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
-    let exists: Option<String> = conn
-        .query_row("SELECT id FROM products WHERE id = ?1", [id], |row| {
+    let alerts: Option<Option<String>> = conn
+        .query_row("SELECT alerts FROM products WHERE id = ?1", [id], |row| {
             row.get(0)
         })
         .optional()?;
-    if exists.is_none() {
+    let Some(alerts) = alerts else {
         return Ok(None);
-    }
+    };
     let mut statement = conn.prepare(
         "SELECT name, service, options FROM instances WHERE product_id = ?1 ORDER BY name",
     )?;
@@ -365,6 +400,7 @@ fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
         id: id.to_owned(),
         instances,
         disabled,
+        alerts,
     }))
 }
 
@@ -949,6 +985,7 @@ mod tests {
     }
 
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
 
     #[tokio::test]
     async fn reopening_keeps_everything_and_uses_wal() {

@@ -117,6 +117,7 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         last_error: Some("HTTP 500 Internal Server Error".to_owned()),
         attempts: vec![attempt(number, "failed", Some(500))],
         disable: Vec::new(),
+        health: Vec::new(),
     }
 }
 
@@ -129,6 +130,7 @@ fn finished(status: Status, number: u32) -> Finish {
         last_error: None,
         attempts: vec![attempt(number, status.as_str(), Some(200))],
         disable: Vec::new(),
+        health: Vec::new(),
     }
 }
 

@@ -1,0 +1,431 @@
+//! Target health and alerts, after each recorded attempt.
+//!
+//! Every request's result counts towards its target's health (store/upkeep.rs): a target
+//! that failed every attempt for `[worker] disable_after` is disabled, as one that
+//! answered "gone" is at once. When a target is disabled or a delivery goes dead, the
+//! product's `alerts` service (any configured service of the product) is sent an
+//! [`Alert`](lookout::payload::Alert) event through the engine like any other event: at
+//! most one per target per hour, never about the alerts service itself, and an alert
+//! that fails is logged, not retried or alerted about. Each is counted in `/metrics`
+//! and logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::store::{Claimed, Finish, Product, Status, now_ms};
+use crate::worker::Worker;
+use lookout::delivery::Outcome;
+use lookout::dispatch::run_service;
+use lookout::payload::{ALERT_MODEL, Event};
+
+/// At most one alert per target in this time.
+pub const ALERT_EVERY: Duration = Duration::from_secs(3600);
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A target was disabled: nothing is sent to it until it is enabled again.
+    Disabled,
+    /// A delivery went dead: it is not tried again unless redelivered.
+    Dead,
+}
+
+impl AlertKind {
+    /// The alert event's action, and the `kind` label of `lookout_alerts_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Disabled => "disabled",
+            AlertKind::Dead => "dead",
+        }
+    }
+}
+
+/// One thing to tell a product's alerts service.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub product: String,
+    pub instance: String,
+    /// The target's key: what the once-an-hour limit counts by.
+    pub key: String,
+    /// Where it went, redacted.
+    pub target: String,
+    pub reason: String,
+    pub delivery: String,
+}
+
+impl Alert {
+    /// The event the alerts service is sent (the `Alert` model of the payload).
+    pub fn event(&self) -> Event {
+        let title = match self.kind {
+            AlertKind::Disabled => format!(
+                "Lookout disabled a target of `{}` in product {}",
+                self.instance, self.product
+            ),
+            AlertKind::Dead => format!(
+                "A delivery of `{}` in product {} went dead",
+                self.instance, self.product
+            ),
+        };
+        let next = match self.kind {
+            AlertKind::Disabled => format!(
+                "Nothing is sent to it until it is enabled again: `lookout products \
+                 enable-target {} {} --redeliver`.",
+                self.product, self.instance
+            ),
+            AlertKind::Dead => format!(
+                "It is not tried again unless redelivered: `lookout redeliver {}`.",
+                self.delivery
+            ),
+        };
+        let body = format!("{} — {}. {next}", self.target, self.reason);
+        let payload = json!({
+            "model": ALERT_MODEL,
+            "action": self.kind.as_str(),
+            "product": {"id": 0, "name": self.product},
+            "attributes": {
+                "title": title,
+                "body": body,
+                "instance": self.instance,
+                "target": self.target,
+                "delivery": self.delivery,
+            },
+        });
+        Event::from_value(payload).expect("the alert payload is well formed")
+    }
+}
+
+/// Why a product's alerts service cannot be named.
+pub fn check_alerts(product: &Product, alerts: &str) -> Result<(), String> {
+    if product.instances.iter().any(|i| i.name == alerts) {
+        return Ok(());
+    }
+    let known: Vec<&str> = product.instances.iter().map(|i| i.name.as_str()).collect();
+    Err(format!(
+        "alerts: product {} has no service `{alerts}` (it has: {})",
+        product.id,
+        if known.is_empty() {
+            "none".to_owned()
+        } else {
+            known.join(", ")
+        }
+    ))
+}
+
+impl Worker {
+    /// After an attempt is recorded: counts each target's result towards its health,
+    /// and tells the product's alerts service about targets disabled and a dead delivery.
+    pub(crate) async fn watch(&self, claimed: &Claimed, finish: &Finish) {
+        let mut disabled = finish.disable.clone();
+        let found = self
+            .store
+            .record_health(
+                &claimed.product,
+                &claimed.instance,
+                &finish.health,
+                now_ms(),
+                &self.config.disable_after,
+            )
+            .await;
+        match found {
+            Ok(more) => disabled.extend(more),
+            Err(err) => tracing::error!("recording target health for {} failed: {err}", claimed.id),
+        }
+        let about = |kind, key: &str, target: &str, reason: &str| Alert {
+            kind,
+            product: claimed.product.clone(),
+            instance: claimed.instance.clone(),
+            key: key.to_owned(),
+            target: target.to_owned(),
+            reason: reason.to_owned(),
+            delivery: claimed.id.clone(),
+        };
+        for target in &disabled {
+            self.metrics.target_disabled();
+            tracing::warn!(
+                product = %claimed.product,
+                instance = %claimed.instance,
+                "target {} disabled: {}",
+                target.target,
+                target.reason
+            );
+            let alert = about(
+                AlertKind::Disabled,
+                &target.key,
+                &target.target,
+                &target.reason,
+            );
+            self.alert(alert).await;
+        }
+        if finish.status == Status::Dead {
+            tracing::warn!(
+                product = %claimed.product,
+                instance = %claimed.instance,
+                "delivery {} is dead: {}",
+                claimed.id,
+                finish.last_error.as_deref().unwrap_or("no reason recorded")
+            );
+            let failed = finish.health.iter().find(|t| t.failure.is_some());
+            let (key, target) = failed.map_or(("", ""), |t| (t.key.as_str(), t.target.as_str()));
+            let reason = finish.last_error.as_deref().unwrap_or("given up");
+            self.alert(about(AlertKind::Dead, key, target, reason))
+                .await;
+        }
+    }
+
+    /// Sends one alert to the product's alerts service, if it has one and this target
+    /// was not alerted about within the hour.
+    async fn alert(&self, alert: Alert) {
+        let product = match self.store.product(&alert.product).await {
+            Ok(Some(product)) => product,
+            Ok(None) => return,
+            Err(err) => return tracing::error!("reading product {}: {err}", alert.product),
+        };
+        let Some(alerts) = product.alerts.as_deref() else {
+            return;
+        };
+        if alerts == alert.instance {
+            // Its own failures would be sent through itself, failing again.
+            return tracing::warn!("not alerting `{alerts}` about itself");
+        }
+        let slot = self
+            .store
+            .take_alert_slot(
+                &alert.product,
+                &alert.instance,
+                &alert.key,
+                now_ms(),
+                ALERT_EVERY,
+            )
+            .await;
+        match slot {
+            Ok(true) => {}
+            Ok(false) => return, // Told within the hour.
+            Err(err) => return tracing::error!("alert limit for {}: {err}", alert.product),
+        }
+        self.send_alert(&product, alerts, &alert).await;
+    }
+
+    async fn send_alert(&self, product: &Product, alerts: &str, alert: &Alert) {
+        let Some(stored) = product.instances.iter().find(|i| i.name == alerts) else {
+            return tracing::warn!("product {}: alerts service `{alerts}` is gone", product.id);
+        };
+        let Ok(mut instance) = stored.instance() else {
+            return tracing::warn!(
+                "product {}: alerts service `{alerts}` is invalid",
+                product.id
+            );
+        };
+        // The product's own events filter says nothing about alerts.
+        instance.events = Some(Arc::from([format!("{ALERT_MODEL}.*")]));
+        let event = Arc::new(alert.event());
+        let id = format!("alert_{}", uuid::Uuid::now_v7().simple());
+        let sent = run_service(&instance, &event, id, &self.transport).await;
+        self.metrics.alerted(alert.kind.as_str());
+        let unsent = sent
+            .iter()
+            .filter(|d| !matches!(d.outcome, Outcome::Delivered { .. }));
+        for delivery in unsent {
+            tracing::error!(
+                "alert to `{alerts}` of product {} not delivered: {:?}",
+                product.id,
+                delivery.outcome
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::policy::{RetrySchedule, WorkerConfig};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::upkeep::DisableRule;
+    use crate::store::{NewDelivery, NewEvent, Store, StoredInstance};
+    use lookout::Settings;
+    use lookout::delivery::Transport;
+    use lookout_testkit::{CaptureServer, Reply};
+    use tokio::sync::{Notify, watch};
+
+    const PAYLOAD: &str =
+        r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
+
+    fn echo(name: &str, url: String) -> StoredInstance {
+        StoredInstance {
+            name: name.to_owned(),
+            service: "echo".to_owned(),
+            options: json!({ "urls": [url] })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn worker(store: Arc<dyn Store>) -> Worker {
+        let settings = Settings {
+            request_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(3),
+            ..Settings::default()
+        };
+        let config = WorkerConfig {
+            // One at a time: each failure is counted before the next attempt.
+            concurrency: 1,
+            schedule: RetrySchedule {
+                delays: vec![Duration::from_millis(20); 6],
+                jitter: 0.0,
+            },
+            poll: Duration::from_millis(20),
+            disable_after: DisableRule {
+                failures: 3,
+                over: Duration::ZERO,
+            },
+            ..WorkerConfig::default()
+        };
+        Worker {
+            store,
+            transport: Transport::new(settings.allowing_loopback()).unwrap(),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    async fn accept(store: &dyn Store, id: &str) {
+        let event = NewEvent {
+            id: id.to_owned(),
+            product: "p1".to_owned(),
+            payload: PAYLOAD.to_owned(),
+            received_at: now_ms(),
+            deliveries: vec![NewDelivery {
+                id: format!("msg_{id}"),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+        };
+        store.accept(&event).await.unwrap();
+    }
+
+    /// Runs the worker until no delivery is queued (at most 10 s).
+    async fn drain(worker: &Worker) {
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.clone().run(stopped));
+        let store = worker.store.clone();
+        let done = tokio::time::timeout(Duration::from_secs(10), async move {
+            while store.stats().await.unwrap().queue_depth > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let _ = stop.send(true);
+        running.await.unwrap();
+        assert!(done.is_ok(), "deliveries still queued after 10 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_target_is_disabled_and_alerts_arrive_once_an_hour() {
+        let server = CaptureServer::start();
+        server.script("/down", [Reply::status(503)]);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+        let hook = echo("hook", format!("{}/down", server.url()));
+        let ops = echo("ops", format!("{}/alerts", server.url()));
+        store.put_product("p1", &[hook, ops]).await.unwrap();
+        store.set_alerts("p1", Some("ops")).await.unwrap();
+        for id in ["e1", "e2", "e3"] {
+            accept(store.as_ref(), id).await;
+        }
+        let worker = worker(store.clone());
+        drain(&worker).await;
+
+        assert_eq!(
+            server.requests_to("/down").len(),
+            3,
+            "none after it was disabled"
+        );
+        let product = store.product("p1").await.unwrap().unwrap();
+        assert_eq!(product.disabled.len(), 1);
+        assert!(
+            product.disabled[0]
+                .reason
+                .starts_with("failed 3 attempts in a row"),
+            "{:?}",
+            product.disabled[0]
+        );
+        let alerts = server.requests_to("/alerts");
+        assert_eq!(alerts.len(), 1);
+        let alert = alerts[0].json();
+        assert_eq!(alert["model"], "Alert");
+        assert_eq!(alert["action"], "disabled");
+        assert_eq!(alert["attributes"]["instance"], "hook");
+        let body = alert["attributes"]["body"].as_str().unwrap_or_default();
+        assert!(body.contains("enable-target p1 hook"), "{body}");
+        assert!(!body.contains("/down"), "targets are redacted: {body}");
+
+        // Enabled again with its deliveries: it fails on, is disabled again, and the
+        // alert within the hour is not sent twice.
+        let enabled = store
+            .enable_targets("p1", "hook", true, now_ms())
+            .await
+            .unwrap();
+        assert_eq!((enabled.targets, enabled.redelivered), (1, 3));
+        drain(&worker).await;
+        assert_eq!(server.requests_to("/down").len(), 6);
+        assert_eq!(
+            store.product("p1").await.unwrap().unwrap().disabled.len(),
+            1
+        );
+        assert_eq!(server.requests_to("/alerts").len(), 1, "once an hour");
+        let metrics = worker.metrics.render(0);
+        assert!(
+            metrics.contains("lookout_targets_disabled_total 2"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("lookout_alerts_total{kind=\"disabled\"} 1"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_alerts_service_is_never_alerted_about_itself() {
+        let server = CaptureServer::start();
+        server.script("/down", [Reply::status(503)]);
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+        let hook = echo("hook", format!("{}/down", server.url()));
+        store.put_product("p1", &[hook]).await.unwrap();
+        store.set_alerts("p1", Some("hook")).await.unwrap();
+        for id in ["e1", "e2", "e3"] {
+            accept(store.as_ref(), id).await;
+        }
+        let worker = worker(store.clone());
+        drain(&worker).await;
+        assert_eq!(
+            server.requests_to("/down").len(),
+            3,
+            "no alert went through it"
+        );
+        assert!(!worker.metrics.render(0).contains("lookout_alerts_total{"));
+    }
+
+    #[test]
+    fn alerts_must_name_a_service_of_the_product() {
+        let product = Product {
+            id: "p1".to_owned(),
+            instances: vec![echo("hook", "http://127.0.0.1:9/".to_owned())],
+            disabled: Vec::new(),
+            alerts: None,
+        };
+        assert!(check_alerts(&product, "hook").is_ok());
+        let err = check_alerts(&product, "ops").unwrap_err();
+        assert_eq!(
+            err,
+            "alerts: product p1 has no service `ops` (it has: hook)"
+        );
+    }
+}

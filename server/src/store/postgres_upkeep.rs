@@ -1,0 +1,250 @@
+//! [`Upkeep`] for the PostgreSQL store: target health, alerts, retention.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+
+use super::{PostgresStore, execute, query};
+use crate::store::upkeep::{
+    DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
+};
+use crate::store::{DisabledTarget, Millis, Result, millis};
+
+/// Removes these events with their deliveries and attempts (the caller's transaction is
+/// one batch, so the intake never waits long).
+async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Removed> {
+    let attempts = execute(
+        client,
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE event_id = ANY($1))",
+        &[&ids],
+    )
+    .await?;
+    let deliveries = execute(
+        client,
+        "DELETE FROM deliveries WHERE event_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    let events = execute(client, "DELETE FROM events WHERE id = ANY($1)", &[&ids]).await?;
+    Ok(Removed {
+        events,
+        deliveries,
+        attempts,
+    })
+}
+
+fn ids_of(rows: &[tokio_postgres::Row]) -> Result<Vec<String>> {
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+#[async_trait]
+impl Upkeep for PostgresStore {
+    async fn record_health(
+        &self,
+        product: &str,
+        instance: &str,
+        results: &[TargetResult],
+        now: Millis,
+        rule: &DisableRule,
+    ) -> Result<Vec<DisabledTarget>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut disabled = Vec::new();
+        for result in results {
+            let Some(error) = &result.failure else {
+                execute(
+                    &tx,
+                    "DELETE FROM target_health
+                     WHERE product_id = $1 AND instance = $2 AND target_key = $3",
+                    &[&product, &instance, &result.key],
+                )
+                .await?;
+                continue;
+            };
+            let rows = query(
+                &tx,
+                "INSERT INTO target_health AS h (product_id, instance, target_key, target,
+                     failures, first_failure_at, last_error)
+                 VALUES ($1, $2, $3, $4, 1, $5, $6)
+                 ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
+                     failures = h.failures + 1, target = excluded.target,
+                     last_error = excluded.last_error
+                 RETURNING failures, first_failure_at",
+                &[
+                    &product,
+                    &instance,
+                    &result.key,
+                    &result.target,
+                    &now,
+                    error,
+                ],
+            )
+            .await?;
+            let failures = rows.first().map(|r| r.try_get::<_, i32>(0)).transpose()?;
+            let first = rows.first().map(|r| r.try_get::<_, i64>(1)).transpose()?;
+            let (Some(failures), Some(first)) = (failures, first) else {
+                continue;
+            };
+            let failures = u32::try_from(failures).unwrap_or(0);
+            if failures < rule.failures || now - first < millis(rule.over) {
+                continue;
+            }
+            let target = DisabledTarget {
+                instance: instance.to_owned(),
+                key: result.key.clone(),
+                target: result.target.clone(),
+                reason: rule.reason(failures, error),
+                at: now,
+            };
+            execute(
+                &tx,
+                "INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (product_id, instance, target_key)
+                     DO UPDATE SET target = excluded.target, reason = excluded.reason,
+                         at = excluded.at",
+                &[
+                    &product,
+                    &instance,
+                    &target.key,
+                    &target.target,
+                    &target.reason,
+                    &now,
+                ],
+            )
+            .await?;
+            execute(
+                &tx,
+                "DELETE FROM target_health
+                 WHERE product_id = $1 AND instance = $2 AND target_key = $3",
+                &[&product, &instance, &result.key],
+            )
+            .await?;
+            disabled.push(target);
+        }
+        tx.commit().await?;
+        Ok(disabled)
+    }
+
+    async fn enable_targets(
+        &self,
+        product: &str,
+        instance: &str,
+        redeliver: bool,
+        now: Millis,
+    ) -> Result<Enabled> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let targets = execute(
+            &tx,
+            "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
+            &[&product, &instance],
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM target_health WHERE product_id = $1 AND instance = $2",
+            &[&product, &instance],
+        )
+        .await?;
+        let mut redelivered = 0;
+        if redeliver {
+            redelivered = execute(
+                &tx,
+                "UPDATE deliveries SET status = 'pending', next_at = $3, step = 0,
+                     lease_owner = NULL, lease_until = NULL, updated_at = $3
+                 WHERE product_id = $1 AND instance = $2 AND status IN ('dead', 'disabled')",
+                &[&product, &instance, &now],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Enabled {
+            targets,
+            redelivered,
+        })
+    }
+
+    async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool> {
+        let changed = execute(
+            &self.client().await?,
+            "UPDATE products SET alerts = $2 WHERE id = $1",
+            &[&product, &alerts],
+        )
+        .await?;
+        Ok(changed > 0)
+    }
+
+    async fn take_alert_slot(
+        &self,
+        product: &str,
+        instance: &str,
+        key: &str,
+        now: Millis,
+        every: Duration,
+    ) -> Result<bool> {
+        let since = now - millis(every);
+        let taken = query(
+            &self.client().await?,
+            "INSERT INTO alerts_sent AS a (product_id, instance, target_key, sent_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (product_id, instance, target_key) DO UPDATE
+                 SET sent_at = excluded.sent_at WHERE a.sent_at <= $5
+             RETURNING sent_at",
+            &[&product, &instance, &key, &now, &since],
+        )
+        .await?;
+        Ok(!taken.is_empty())
+    }
+
+    async fn prune(&self, rule: &PruneRule, limit: usize) -> Result<Removed> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = query(
+            &tx,
+            "SELECT e.id FROM events e WHERE e.received_at < $1 AND NOT EXISTS (
+                 SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND (
+                     d.status IN ('pending', 'failed')
+                     OR (d.status = 'dead' AND ($2::BIGINT IS NULL OR d.updated_at >= $2))))
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED",
+            &[&rule.before, &rule.dead_before, &limit],
+        )
+        .await?;
+        let removed = remove_events(&tx, &ids_of(&rows)?).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn forget(&self, rule: &ForgetRule, limit: usize) -> Result<Removed> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (path, value) = match &rule.field {
+            Some((segments, value)) => (Some(segments.clone()), Some(value.clone())),
+            None => (None, None),
+        };
+        let rows = query(
+            &tx,
+            "SELECT id FROM events WHERE ($1::TEXT IS NULL OR product_id = $1)
+                 AND ($2::TEXT[] IS NULL OR payload::jsonb #>> $2 = $3)
+             LIMIT $4",
+            &[&rule.product, &path, &value, &limit],
+        )
+        .await?;
+        let removed = remove_events(&tx, &ids_of(&rows)?).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn reclaim_space(&self) -> Result<()> {
+        // Autovacuum makes the space of deleted rows reusable; nothing to do here.
+        Ok(())
+    }
+}

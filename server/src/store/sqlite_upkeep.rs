@@ -1,0 +1,290 @@
+//! [`Upkeep`] for the SQLite store: target health, alerts, retention.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{SqliteStore, backend};
+use crate::store::upkeep::{
+    DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
+};
+use crate::store::{DisabledTarget, Millis, Result, millis};
+
+/// Removes these events with their deliveries and attempts (the caller's transaction is
+/// one batch, so the intake never waits long).
+fn remove_events(tx: &Transaction<'_>, ids: &[String]) -> Result<Removed> {
+    let mut removed = Removed::default();
+    for id in ids {
+        removed.attempts += tx.execute(
+            "DELETE FROM attempts WHERE delivery_id IN
+                 (SELECT id FROM deliveries WHERE event_id = ?1)",
+            [id],
+        )? as u64;
+        removed.deliveries +=
+            tx.execute("DELETE FROM deliveries WHERE event_id = ?1", [id])? as u64;
+        removed.events += tx.execute("DELETE FROM events WHERE id = ?1", [id])? as u64;
+    }
+    Ok(removed)
+}
+
+fn select_ids(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<String>> {
+    let mut statement = tx.prepare(sql)?;
+    let ids = statement
+        .query_map(params, |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(ids)
+}
+
+/// `$.attributes.created_by.id`, for `json_extract` (the segments are plain names).
+fn json_path(segments: &[String]) -> String {
+    format!("$.{}", segments.join("."))
+}
+
+#[async_trait]
+impl Upkeep for SqliteStore {
+    async fn record_health(
+        &self,
+        product: &str,
+        instance: &str,
+        results: &[TargetResult],
+        now: Millis,
+        rule: &DisableRule,
+    ) -> Result<Vec<DisabledTarget>> {
+        let (product, instance, results, rule) = (
+            product.to_owned(),
+            instance.to_owned(),
+            results.to_vec(),
+            *rule,
+        );
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut disabled = Vec::new();
+            for result in &results {
+                let Some(error) = &result.failure else {
+                    tx.execute(
+                        "DELETE FROM target_health
+                         WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
+                        params![product, instance, result.key],
+                    )?;
+                    continue;
+                };
+                let (failures, first): (u32, Millis) = tx.query_row(
+                    "INSERT INTO target_health (product_id, instance, target_key, target,
+                         failures, first_failure_at, last_error)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+                     ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
+                         failures = failures + 1, target = excluded.target,
+                         last_error = excluded.last_error
+                     RETURNING failures, first_failure_at",
+                    params![product, instance, result.key, result.target, now, error],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                if failures < rule.failures || now - first < millis(rule.over) {
+                    continue;
+                }
+                let target = DisabledTarget {
+                    instance: instance.clone(),
+                    key: result.key.clone(),
+                    target: result.target.clone(),
+                    reason: rule.reason(failures, error),
+                    at: now,
+                };
+                tx.execute(
+                    "INSERT OR REPLACE INTO disabled_targets
+                         (product_id, instance, target_key, target, reason, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        product,
+                        instance,
+                        target.key,
+                        target.target,
+                        target.reason,
+                        now
+                    ],
+                )?;
+                tx.execute(
+                    "DELETE FROM target_health
+                     WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
+                    params![product, instance, result.key],
+                )?;
+                disabled.push(target);
+            }
+            tx.commit()?;
+            Ok(disabled)
+        })
+        .await
+    }
+
+    async fn enable_targets(
+        &self,
+        product: &str,
+        instance: &str,
+        redeliver: bool,
+        now: Millis,
+    ) -> Result<Enabled> {
+        let (product, instance) = (product.to_owned(), instance.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut enabled = Enabled {
+                targets: tx.execute(
+                    "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
+                    params![product, instance],
+                )? as u64,
+                redelivered: 0,
+            };
+            tx.execute(
+                "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2",
+                params![product, instance],
+            )?;
+            if redeliver {
+                enabled.redelivered = tx.execute(
+                    "UPDATE deliveries SET status = 'pending', next_at = ?3, step = 0,
+                         lease_owner = NULL, lease_until = NULL, updated_at = ?3
+                     WHERE product_id = ?1 AND instance = ?2 AND status IN ('dead', 'disabled')",
+                    params![product, instance, now],
+                )? as u64;
+            }
+            tx.commit()?;
+            Ok(enabled)
+        })
+        .await
+    }
+
+    async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool> {
+        let (product, alerts) = (product.to_owned(), alerts.map(str::to_owned));
+        self.call(move |conn| {
+            let changed = conn.execute(
+                "UPDATE products SET alerts = ?2 WHERE id = ?1",
+                params![product, alerts],
+            )?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn take_alert_slot(
+        &self,
+        product: &str,
+        instance: &str,
+        key: &str,
+        now: Millis,
+        every: Duration,
+    ) -> Result<bool> {
+        let (product, instance, key) = (product.to_owned(), instance.to_owned(), key.to_owned());
+        let since = now - millis(every);
+        self.call(move |conn| {
+            let taken: Option<Millis> = conn
+                .query_row(
+                    "INSERT INTO alerts_sent (product_id, instance, target_key, sent_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (product_id, instance, target_key) DO UPDATE
+                         SET sent_at = excluded.sent_at WHERE sent_at <= ?5
+                     RETURNING sent_at",
+                    params![product, instance, key, now, since],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(taken.is_some())
+        })
+        .await
+    }
+
+    async fn prune(&self, rule: &PruneRule, limit: usize) -> Result<Removed> {
+        let rule = *rule;
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ids = select_ids(
+                &tx,
+                "SELECT e.id FROM events e WHERE e.received_at < ?1 AND NOT EXISTS (
+                     SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND (
+                         d.status IN ('pending', 'failed')
+                         OR (d.status = 'dead' AND (?2 IS NULL OR d.updated_at >= ?2))))
+                 LIMIT ?3",
+                params![rule.before, rule.dead_before, limit as i64],
+            )?;
+            let removed = remove_events(&tx, &ids)?;
+            tx.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn forget(&self, rule: &ForgetRule, limit: usize) -> Result<Removed> {
+        let rule = rule.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (path, value) = match &rule.field {
+                Some((segments, value)) => (Some(json_path(segments)), Some(value.clone())),
+                None => (None, None),
+            };
+            let ids = select_ids(
+                &tx,
+                "SELECT id FROM events WHERE (?1 IS NULL OR product_id = ?1)
+                     AND (?2 IS NULL OR CAST(json_extract(payload, ?2) AS TEXT) = ?3)
+                 LIMIT ?4",
+                params![rule.product, path, value, limit as i64],
+            )?;
+            let removed = remove_events(&tx, &ids)?;
+            tx.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn reclaim_space(&self) -> Result<()> {
+        self.call(|conn| {
+            let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))?;
+            if mode != 2 {
+                // A file made before incremental vacuum was on: convert it once (this
+                // rewrites the whole file, as a VACUUM does).
+                conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+                conn.execute_batch("VACUUM")?;
+            }
+            // Each step of the pragma frees one page: run it to the end.
+            let mut statement = conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut steps = statement.query([])?;
+            while steps.next()?.is_some() {}
+            drop(steps);
+            drop(statement);
+            // The pages leave the main file at the checkpoint.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auto_vacuum(path: &std::path::Path) -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn new_files_vacuum_incrementally_and_older_ones_are_converted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        drop(SqliteStore::open(&new).await.unwrap());
+        assert_eq!(auto_vacuum(&new), 2, "INCREMENTAL");
+
+        let old = dir.path().join("old.db");
+        let conn = rusqlite::Connection::open(&old).unwrap();
+        conn.execute_batch("CREATE TABLE before_lookout (x INTEGER)")
+            .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(&old).await.unwrap();
+        assert_eq!(auto_vacuum(&old), 0, "too late for the pragma alone");
+        store.reclaim_space().await.unwrap();
+        assert_eq!(auto_vacuum(&old), 2, "converted by one VACUUM");
+    }
+}

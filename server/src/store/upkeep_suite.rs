@@ -1,0 +1,276 @@
+//! The [`Upkeep`] tests every store must pass (health, alerts, retention), run by each
+//! implementation with [`upkeep_suite!`](crate::store::upkeep_suite::upkeep_suite).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
+use super::{AttemptRecord, Finish, Millis, NewDelivery, NewEvent, Status, Store, StoredInstance};
+
+macro_rules! upkeep_suite {
+    (open: $open:expr, close: $close:expr) => {
+        $crate::store::upkeep_suite::upkeep_suite!(@each $open, $close;
+            targets_failing_over_the_window_are_disabled,
+            enabling_a_target_redelivers_its_dead_deliveries,
+            alerts_are_named_and_rate_limited,
+            prune_removes_finished_history_only,
+            forget_erases_what_it_names,
+        );
+    };
+    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let (guard, store) = $open.await;
+            $crate::store::upkeep_suite::$name(&store).await;
+            drop(store);
+            ($close)(guard).await;
+        }
+    )*};
+}
+pub(crate) use upkeep_suite;
+
+const T0: Millis = 1_700_000_000_000;
+const MINUTE: Millis = 60_000;
+const LEASE: Duration = Duration::from_secs(30);
+
+fn hook() -> StoredInstance {
+    StoredInstance {
+        name: "hook".to_owned(),
+        service: "webhook".to_owned(),
+        options: json!({"urls": ["http://127.0.0.1:9/a"]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// Accepts an event of `product` (one `hook` instance) with one delivery `msg_<id>`.
+async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json::Value) {
+    store.put_instance(product, &hook()).await.unwrap();
+    store
+        .accept(&NewEvent {
+            id: id.to_owned(),
+            product: product.to_owned(),
+            payload: payload.to_string(),
+            received_at: T0,
+            deliveries: vec![NewDelivery {
+                id: format!("msg_{id}"),
+                instance: "hook".to_owned(),
+                service: "webhook".to_owned(),
+            }],
+        })
+        .await
+        .unwrap();
+}
+
+/// Claims everything due and finishes `id` with `status` and one attempt.
+async fn end(store: &dyn Store, id: &str, status: Status) {
+    store.claim("w1", T0, 100, LEASE).await.unwrap();
+    let finish = Finish {
+        status,
+        next_at: None,
+        step: 0,
+        done_targets: Vec::new(),
+        last_error: None,
+        attempts: vec![AttemptRecord {
+            number: 1,
+            at: T0,
+            duration_ms: 3,
+            target: None,
+            outcome: status.as_str().to_owned(),
+            status: Some(200),
+            error: None,
+        }],
+        disable: Vec::new(),
+        health: Vec::new(),
+    };
+    store
+        .finish(&format!("msg_{id}"), "w1", &finish)
+        .await
+        .unwrap();
+    store.release("w1").await.unwrap();
+}
+
+fn result(key: &str, failure: Option<&str>) -> TargetResult {
+    TargetResult {
+        key: key.to_owned(),
+        target: "http://127.0.0.1:9/[redacted]".to_owned(),
+        failure: failure.map(str::to_owned),
+    }
+}
+
+pub async fn targets_failing_over_the_window_are_disabled(store: &dyn Store) {
+    store.put_instance("p1", &hook()).await.unwrap();
+    let rule = DisableRule {
+        failures: 3,
+        over: Duration::from_secs(3600),
+    };
+    let fail = [result("k1", Some("HTTP 503"))];
+    for minutes in [0, 10, 20] {
+        let now = T0 + minutes * MINUTE;
+        let disabled = store.record_health("p1", "hook", &fail, now, &rule).await;
+        assert!(disabled.unwrap().is_empty(), "20 minutes are not an hour");
+    }
+    // A success in between starts another target over.
+    for failure in [Some("timeout"), Some("timeout"), None, Some("timeout")] {
+        let other = [result("k2", failure)];
+        store
+            .record_health("p1", "hook", &other, T0 + 70 * MINUTE, &rule)
+            .await
+            .unwrap();
+    }
+    let disabled = store
+        .record_health("p1", "hook", &fail, T0 + 61 * MINUTE, &rule)
+        .await
+        .unwrap();
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(disabled[0].key, "k1");
+    assert!(
+        disabled[0]
+            .reason
+            .starts_with("failed 4 attempts in a row over 1h"),
+        "{}",
+        disabled[0].reason
+    );
+    assert!(disabled[0].reason.contains("HTTP 503"));
+    let product = store.product("p1").await.unwrap().unwrap();
+    let keys: Vec<&str> = product.disabled.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["k1"], "k2 succeeded once: not disabled");
+}
+
+pub async fn enabling_a_target_redelivers_its_dead_deliveries(store: &dyn Store) {
+    accept(store, "p1", "e1", json!({"model": "Item"})).await;
+    accept(store, "p1", "e2", json!({"model": "Item"})).await;
+    end(store, "e1", Status::Dead).await;
+    end(store, "e2", Status::Delivered).await;
+    let rule = DisableRule {
+        failures: 1,
+        over: Duration::ZERO,
+    };
+    let fail = [result("k1", Some("HTTP 503"))];
+    let disabled = store.record_health("p1", "hook", &fail, T0, &rule).await;
+    assert_eq!(disabled.unwrap().len(), 1);
+
+    let without = store.enable_targets("p1", "hook", false, T0).await.unwrap();
+    assert_eq!((without.targets, without.redelivered), (1, 0));
+    store
+        .record_health("p1", "hook", &fail, T0, &rule)
+        .await
+        .unwrap();
+    let enabled = store
+        .enable_targets("p1", "hook", true, T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!((enabled.targets, enabled.redelivered), (1, 1));
+    assert!(
+        store
+            .product("p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+            .is_empty()
+    );
+    let claimed = store.claim("w2", T0 + 5, 10, LEASE).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["msg_e1"],
+        "the dead one is due again, the delivered one is not"
+    );
+}
+
+pub async fn alerts_are_named_and_rate_limited(store: &dyn Store) {
+    assert!(!store.set_alerts("nope", Some("ops")).await.unwrap());
+    store.put_instance("p1", &hook()).await.unwrap();
+    assert!(store.set_alerts("p1", Some("ops")).await.unwrap());
+    let product = store.product("p1").await.unwrap().unwrap();
+    assert_eq!(product.alerts.as_deref(), Some("ops"));
+    assert_eq!(product.to_redacted_json()["alerts"], "ops");
+    let hour = Duration::from_secs(3600);
+    let slot = |key: &'static str, at: Millis| store.take_alert_slot("p1", "hook", key, at, hour);
+    assert!(slot("k1", T0).await.unwrap());
+    assert!(!slot("k1", T0 + 30 * MINUTE).await.unwrap(), "once an hour");
+    assert!(slot("k2", T0 + 30 * MINUTE).await.unwrap(), "per target");
+    assert!(slot("k1", T0 + 60 * MINUTE).await.unwrap());
+    store.set_alerts("p1", None).await.unwrap();
+    assert_eq!(store.product("p1").await.unwrap().unwrap().alerts, None);
+}
+
+pub async fn prune_removes_finished_history_only(store: &dyn Store) {
+    for id in ["delivered", "skipped", "dead", "pending"] {
+        accept(store, "p1", id, json!({"model": "Item"})).await;
+    }
+    end(store, "delivered", Status::Delivered).await;
+    end(store, "skipped", Status::Skipped).await;
+    end(store, "dead", Status::Dead).await;
+    let too_early = PruneRule {
+        before: T0,
+        dead_before: None,
+    };
+    assert_eq!(
+        store.prune(&too_early, 100).await.unwrap(),
+        Removed::default()
+    );
+    let rule = PruneRule {
+        before: T0 + 1,
+        dead_before: None,
+    };
+    let first = store.prune(&rule, 1).await.unwrap();
+    assert_eq!(
+        (first.events, first.deliveries, first.attempts),
+        (1, 1, 1),
+        "a batch of one"
+    );
+    let rest = store.prune(&rule, 100).await.unwrap();
+    assert_eq!((rest.events, rest.deliveries, rest.attempts), (1, 1, 1));
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 2, "the dead and the pending one stay");
+    let with_dead = PruneRule {
+        before: T0 + 1,
+        dead_before: Some(crate::store::now_ms() + 1),
+    };
+    let dead = store.prune(&with_dead, 100).await.unwrap();
+    assert_eq!(dead.events, 1);
+    assert!(store.delivery("msg_pending").await.unwrap().is_some());
+    assert!(store.delivery("msg_dead").await.unwrap().is_none());
+}
+
+pub async fn forget_erases_what_it_names(store: &dyn Store) {
+    let by = |id: u64| json!({"model": "Item", "attributes": {"created_by": {"id": id}}});
+    accept(store, "p1", "a", by(1111)).await;
+    accept(store, "p1", "b", by(2222)).await;
+    accept(store, "p2", "c", by(1111)).await;
+    accept(
+        store,
+        "p2",
+        "d",
+        json!({"model": "Item", "attributes": {"created_by": {"id": "1111"}}}),
+    )
+    .await;
+    end(store, "a", Status::Delivered).await;
+    let field = ForgetRule::parse_where("attributes.created_by.id=1111").unwrap();
+    let rule = ForgetRule {
+        product: Some("p1".to_owned()),
+        field: Some(field.clone()),
+    };
+    let removed = store.forget(&rule, 100).await.unwrap();
+    assert_eq!(
+        (removed.events, removed.deliveries, removed.attempts),
+        (1, 1, 1)
+    );
+    let everywhere = ForgetRule {
+        product: None,
+        field: Some(field),
+    };
+    let removed = store.forget(&everywhere, 100).await.unwrap();
+    assert_eq!(removed.events, 2, "a number and a string with that text");
+    assert!(store.delivery("msg_b").await.unwrap().is_some());
+    let product = ForgetRule {
+        product: Some("p1".to_owned()),
+        field: None,
+    };
+    assert_eq!(store.forget(&product, 100).await.unwrap().events, 1);
+    assert_eq!(store.stats().await.unwrap().events, 0);
+}
