@@ -496,6 +496,7 @@ pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
                     product,
                     updated_since: None,
                     limit,
+                    after: None,
                 };
                 output::deliveries(&open(&db).await?.deliveries(&filter).await?, json);
             }
@@ -529,6 +530,7 @@ pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
             product: None,
             updated_since: args.since.map(|since| now - store::millis(since)),
             limit: 0,
+            after: None,
         };
         let dead = store.deliveries(&filter).await?;
         let bar = ProgressBar::new(dead.len() as u64).with_style(

@@ -367,6 +367,7 @@ async fn intake(
     let deliveries: Vec<NewDelivery> = configured
         .instances
         .iter()
+        .filter(|instance| instance.is_enabled())
         .filter(|instance| {
             // A service this build does not know (or whose options no longer validate)
             // still gets its delivery: the worker reports why it cannot be sent, where an
@@ -593,6 +594,7 @@ async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQue
         product: query.product,
         updated_since: None,
         limit: query.limit.unwrap_or(100),
+        after: None,
     };
     match app.store.deliveries(&filter).await {
         Ok(rows) => axum::Json(rows).into_response(),
