@@ -93,6 +93,9 @@ enum Command {
         #[command(subcommand)]
         command: outbox::TokensCommand,
     },
+    /// Print a signed link that opens the console of `serve` for one product only, until
+    /// it expires: for a product's own people to manage its services.
+    PortalLink(outbox::PortalLinkArgs),
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -116,6 +119,7 @@ impl Command {
                 | Command::Deliveries { .. }
                 | Command::Tokens { .. }
                 | Command::Stats { .. }
+                | Command::PortalLink(_)
         )
     }
 }
@@ -251,6 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Redeliver(args) => outbox::redeliver(args),
         Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
+        Command::PortalLink(args) => outbox::portal_link(args),
     }
 }
 

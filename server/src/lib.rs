@@ -6,8 +6,10 @@
 //! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits),
 //! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
-//! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes).
+//! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`console`] (the
+//! web console at `/ui`).
 
+pub mod console;
 #[cfg(test)]
 mod echo;
 pub mod intake;

@@ -403,6 +403,8 @@ pub struct Activity {
     pub counts: Vec<(Millis, String, u64)>,
     /// (when, duration in ms) of at most [`ACTIVITY_DURATIONS`] recent attempts.
     pub durations: Vec<(Millis, u64)>,
+    /// The product's deliveries by status, all time.
+    pub by_status: Vec<(Status, u64)>,
 }
 
 /// How many durations [`Store::activity`] returns at most: enough for percentiles per
@@ -460,7 +462,8 @@ pub trait Store: Send + Sync + 'static {
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
     /// A product's attempts since `since`, for the console's overview: counts per
-    /// `bucket` (ms) and outcome, and the durations of the most recent ones.
+    /// `bucket` (ms) and outcome, the durations of the most recent ones, and its
+    /// deliveries by status.
     async fn activity(&self, product: &str, since: Millis, bucket: Millis) -> Result<Activity>;
     /// The payload of a stored event, exactly as received.
     async fn event_payload(&self, id: &str) -> Result<Option<String>>;

@@ -795,6 +795,17 @@ impl Store for PostgresStore {
             let duration: i64 = row.try_get(1)?;
             activity.durations.push((row.try_get(0)?, duration.max(0) as u64));
         }
+        for row in query(
+            &client,
+            "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
+            &[&product],
+        )
+        .await?
+        {
+            let (status, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let status = status.parse().map_err(StoreError::Corrupt)?;
+            activity.by_status.push((status, n.max(0) as u64));
+        }
         Ok(activity)
     }
 

@@ -831,7 +831,23 @@ impl Store for SqliteStore {
                     |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Activity { counts, durations })
+            let by_status = conn
+                .prepare_cached(
+                    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = ?1 GROUP BY status",
+                )?
+                .query_map([&product], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let by_status = by_status
+                .into_iter()
+                .map(|(status, n)| Ok((status_of(&status)?, n)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Activity {
+                counts,
+                durations,
+                by_status,
+            })
         })
         .await
     }
