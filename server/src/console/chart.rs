@@ -73,6 +73,11 @@ pub fn latency(activity: &Activity, from: Millis, size: Millis, buckets: usize) 
             r#"<polyline class="{class}" points="{}"/>"#,
             points.join(" ")
         );
+        // A lone minute has no line to draw: every point is marked too.
+        for point in &points {
+            let (x, y) = point.split_once(',').unwrap_or_default();
+            let _ = write!(svg, r#"<circle class="{class}" cx="{x}" cy="{y}" r="2"/>"#);
+        }
     }
     close(svg, peak)
 }

@@ -869,6 +869,14 @@ struct OverviewPage {
 }
 
 const MINUTE: Millis = 60_000;
+const QUARTER: Millis = 15 * MINUTE;
+
+/// A stored time as people read it: UTC, to the millisecond.
+pub fn when(at: &Millis) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis((*at).max(0) as u64);
+    let shown = humantime::format_rfc3339_millis(time).to_string();
+    shown.replacen('T', " ", 1).replace('Z', " UTC")
+}
 
 pub async fn overview(
     State(console): State<Console>,
@@ -880,13 +888,13 @@ pub async fn overview(
         Err(refused) => return refused,
     };
     let now = now_ms();
-    let this_minute = now - now.rem_euclid(MINUTE);
-    let day_start = this_minute - 1439 * MINUTE;
+    // Windows end with the current minute: an hour of minutes, a day of quarter hours.
+    let end = now - now.rem_euclid(MINUTE) + MINUTE;
+    let (hour_start, day_start) = (end - 60 * MINUTE, end - 96 * QUARTER);
     let activity = match console.store.activity(&id, day_start, MINUTE).await {
         Ok(activity) => activity,
         Err(err) => return store_failed(&err),
     };
-    let hour_start = this_minute - 59 * MINUTE;
     let mut recent: Vec<u64> = activity
         .durations
         .iter()
@@ -906,7 +914,7 @@ pub async fn overview(
     let page = OverviewPage {
         chrome: Chrome::of(&session),
         hour: chart::outcomes(&activity, hour_start, MINUTE, 60),
-        day: chart::outcomes(&activity, day_start - 15 * MINUTE + MINUTE, 15 * MINUTE, 96),
+        day: chart::outcomes(&activity, day_start, QUARTER, 96),
         latency: chart::latency(&activity, hour_start, MINUTE, 60),
         p50,
         p99,
