@@ -899,7 +899,14 @@ mod tests {
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        assert_eq!(applied, [(1, "init".to_owned()), (2, "tokens".to_owned())]);
+        assert_eq!(
+            applied,
+            [
+                (1, "init".to_owned()),
+                (2, "tokens".to_owned()),
+                (3, "console".to_owned())
+            ]
+        );
 
         // A database a newer lookout has migrated is left alone.
         db.execute(
