@@ -78,7 +78,12 @@ fn demo_settings() -> Settings {
 /// (in CI, with no terminal, the demo ends by itself).
 async fn show_console(address: std::net::SocketAddr, token: &str) {
     let base = format!("http://{address}");
-    let link = console::signed_link(&base, token, &console::Scope::Admin, Duration::from_secs(3600));
+    let link = console::signed_link(
+        &base,
+        token,
+        &console::Scope::Admin,
+        Duration::from_secs(3600),
+    );
     println!("\nThe console: {base}/ui/");
     println!("Sign in directly (valid for an hour): {link}");
     println!("Serving until Ctrl-C…");

@@ -317,7 +317,10 @@ pub fn portal_link(args: PortalLinkArgs) -> Result<ExitCode, Fatal> {
     lookout::config::check_name(&args.product).map_err(|p| Fatal(format!("product: {p}")))?;
     let token = read_token(args.token_file.as_ref())?;
     let scope = console::Scope::Product(args.product);
-    println!("{}", console::signed_link(&args.url, &token, &scope, args.ttl));
+    println!(
+        "{}",
+        console::signed_link(&args.url, &token, &scope, args.ttl)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

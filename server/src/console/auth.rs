@@ -259,4 +259,15 @@ mod tests {
         assert!(keys.check_session(&expired).is_none());
         assert!(other.check_session(&cookie).is_none());
     }
+
+    #[test]
+    fn cookies_are_secure_behind_tls() {
+        let mut headers = HeaderMap::new();
+        let plain = set_cookie(SESSION_COOKIE, "v", ADMIN_SESSION, &headers);
+        let plain = plain.to_str().unwrap();
+        assert!(plain.contains("HttpOnly; SameSite=Strict") && !plain.contains("Secure"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let secure = set_cookie(SESSION_COOKIE, "v", ADMIN_SESSION, &headers);
+        assert!(secure.to_str().unwrap().ends_with("; Secure"));
+    }
 }

@@ -21,7 +21,11 @@ pub fn outcomes(activity: &Activity, from: Millis, size: Millis, buckets: usize)
         let kind = OUTCOMES.iter().position(|o| o == outcome).unwrap_or(2);
         counts[slot][kind] += n;
     }
-    let peak = counts.iter().map(|c| c.iter().sum::<u64>()).max().unwrap_or(0);
+    let peak = counts
+        .iter()
+        .map(|c| c.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0);
     let scale = HEIGHT / peak.max(1) as f64;
     let width = WIDTH / buckets as f64;
     let mut svg = open(&format!("attempts per bucket, peak {peak}"));

@@ -149,7 +149,10 @@ impl ServiceForm {
         form.editing = previous.is_some();
         form.name = match previous {
             Some(previous) => previous.name.clone(),
-            None => posted_value(posted, "name").unwrap_or_default().trim().to_owned(),
+            None => posted_value(posted, "name")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
         };
         for field in &mut form.fields {
             read_field(field, posted, &mut options);
@@ -211,7 +214,11 @@ fn read_field(field: &mut Field, posted: &[(String, String)], options: &mut Map<
         Input::Lines => {
             field.value = text.to_owned();
             let items = lines(text);
-            set_or_remove(options, field.name, (!items.is_empty()).then(|| items.into()));
+            set_or_remove(
+                options,
+                field.name,
+                (!items.is_empty()).then(|| items.into()),
+            );
         }
         Input::SecretLines => {
             field.kept = options.contains_key(field.name);
@@ -225,7 +232,11 @@ fn read_field(field: &mut Field, posted: &[(String, String)], options: &mut Map<
             // Not a number: kept as text, so that validation says what it expected.
             let value = text.trim().parse::<i64>().map(Value::from);
             let value = value.unwrap_or_else(|_| Value::from(text.trim()));
-            set_or_remove(options, field.name, (!text.trim().is_empty()).then_some(value));
+            set_or_remove(
+                options,
+                field.name,
+                (!text.trim().is_empty()).then_some(value),
+            );
         }
         Input::Text | Input::Select => {
             field.value = text.trim().to_owned();
@@ -271,7 +282,9 @@ pub fn switched(stored: &StoredInstance, on: bool) -> StoredInstance {
     if on {
         switched.options.remove(ENABLED);
     } else {
-        switched.options.insert(ENABLED.to_owned(), Value::Bool(false));
+        switched
+            .options
+            .insert(ENABLED.to_owned(), Value::Bool(false));
     }
     switched
 }

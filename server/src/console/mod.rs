@@ -58,7 +58,10 @@ pub fn router(console: Console) -> Router {
         .route("/signout", post(pages::signout))
         .route("/link", get(pages::open_link))
         .route("/catalogue", get(pages::catalogue))
-        .route("/products", get(pages::products).post(pages::create_product))
+        .route(
+            "/products",
+            get(pages::products).post(pages::create_product),
+        )
         .route("/products/{product}", get(pages::product))
         .route(
             "/products/{product}/services",
@@ -81,10 +84,7 @@ pub fn router(console: Console) -> Router {
             post(pages::test_service),
         )
         .route("/products/{product}/deliveries", get(pages::deliveries))
-        .route(
-            "/products/{product}/deliveries/{id}",
-            get(pages::delivery),
-        )
+        .route("/products/{product}/deliveries/{id}", get(pages::delivery))
         .route(
             "/products/{product}/deliveries/{id}/redeliver",
             post(pages::redeliver),

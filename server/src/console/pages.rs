@@ -49,7 +49,11 @@ fn render(status: StatusCode, page: &impl Template) -> Response {
         Ok(html) => (status, Html(html)).into_response(),
         Err(err) => {
             tracing::error!("console template: {err}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be drawn").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be drawn",
+            )
+                .into_response()
         }
     }
 }
@@ -160,12 +164,25 @@ pub async fn signin(State(console): State<Console>, headers: HeaderMap, body: St
     let nonce_ok = auth::cookie(&headers, SIGNIN_COOKIE)
         .is_some_and(|cookie| !cookie.is_empty() && auth::same(cookie, field("nonce")));
     if !nonce_ok {
-        return signin_page(&headers, StatusCode::FORBIDDEN, Some("The form expired; try again."));
+        return signin_page(
+            &headers,
+            StatusCode::FORBIDDEN,
+            Some("The form expired; try again."),
+        );
     }
     if !console.keys.is_admin_token(field("token").trim()) {
-        return signin_page(&headers, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
+        return signin_page(
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            Some("That is not the admin token."),
+        );
     }
-    start_session(&console, &headers, &Scope::Admin, now_ms() + ADMIN_SESSION.as_millis() as Millis)
+    start_session(
+        &console,
+        &headers,
+        &Scope::Admin,
+        now_ms() + ADMIN_SESSION.as_millis() as Millis,
+    )
 }
 
 /// Sets the session cookie and sends the visitor home.
@@ -207,7 +224,10 @@ pub async fn open_link(
     headers: HeaderMap,
     Query(link): Query<LinkQuery>,
 ) -> Response {
-    match console.keys.check_link(&link.scope, link.expires, &link.sig) {
+    match console
+        .keys
+        .check_link(&link.scope, link.expires, &link.sig)
+    {
         Some((scope, until)) => start_session(&console, &headers, &scope, until),
         None => message(
             StatusCode::FORBIDDEN,
@@ -376,7 +396,10 @@ fn product_page(session: &Session, product: Product, tested: Option<TestResult>)
             .into_iter()
             .map(|r| (r.name(), r.title()))
             .collect(),
-        models: lookout::samples::ALL.iter().map(|(model, _)| *model).collect(),
+        models: lookout::samples::ALL
+            .iter()
+            .map(|(model, _)| *model)
+            .collect(),
         tested,
     };
     render(StatusCode::OK, &page)
@@ -467,10 +490,22 @@ pub async fn add_service(
             form.name = stored.name;
             form.name_problems
                 .push("the product already has a service by this name".into());
-            form_page(&posted.session, &id, reg, form, StatusCode::UNPROCESSABLE_ENTITY)
+            form_page(
+                &posted.session,
+                &id,
+                reg,
+                form,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
         }
         Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_page(&posted.session, &id, reg, form, StatusCode::UNPROCESSABLE_ENTITY),
+        Err(form) => form_page(
+            &posted.session,
+            &id,
+            reg,
+            form,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     }
 }
 
@@ -490,10 +525,16 @@ async fn stored_service(
 ) -> Result<(Product, StoredInstance, &'static Registration), Response> {
     let product = visible_product(console, session, id).await?;
     let Some(stored) = product.instances.iter().find(|i| i.name == name).cloned() else {
-        return Err(message(StatusCode::NOT_FOUND, "No such service in this product."));
+        return Err(message(
+            StatusCode::NOT_FOUND,
+            "No such service in this product.",
+        ));
     };
     let Some(reg) = service::find(&stored.service) else {
-        return Err(message(StatusCode::NOT_FOUND, "This build does not know that service."));
+        return Err(message(
+            StatusCode::NOT_FOUND,
+            "This build does not know that service.",
+        ));
     };
     Ok((product, stored, reg))
 }
@@ -523,7 +564,13 @@ pub async fn edit_service(
     };
     match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
         Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_page(&posted.session, &id, reg, form, StatusCode::UNPROCESSABLE_ENTITY),
+        Err(form) => form_page(
+            &posted.session,
+            &id,
+            reg,
+            form,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     }
 }
 
@@ -581,7 +628,11 @@ pub async fn test_service(
             status: String::new(),
             duration_ms: 0,
             target: String::new(),
-            reason: problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            reason: problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         }],
         (_, Err(err)) => return message(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
     };
@@ -681,7 +732,11 @@ async fn deliveries_page(
         product: product.id,
         rows,
         statuses: Status::ALL,
-        services: product.instances.iter().map(|i| i.service.clone()).collect(),
+        services: product
+            .instances
+            .iter()
+            .map(|i| i.service.clone())
+            .collect(),
         query,
         next: next.flatten(),
         problem,
@@ -831,8 +886,7 @@ pub async fn redeliver_dead(
             ..DeliveryFilter::default()
         },
         Err(problem) => {
-            return deliveries_page(&console, &posted.session, product, query, Some(problem))
-                .await;
+            return deliveries_page(&console, &posted.session, product, query, Some(problem)).await;
         }
     };
     let dead = match console.store.deliveries(&filter).await {
@@ -901,7 +955,8 @@ pub async fn overview(
         .filter(|(at, _)| *at >= hour_start)
         .map(|(_, d)| *d)
         .collect();
-    let mut shown = |p| chart::percentile(&mut recent, p).map_or("–".to_owned(), |v| format!("{v} ms"));
+    let mut shown =
+        |p| chart::percentile(&mut recent, p).map_or("–".to_owned(), |v| format!("{v} ms"));
     let (p50, p99) = (shown(50), shown(99));
     let count = |wanted: &dyn Fn(Status) -> bool| -> u64 {
         activity

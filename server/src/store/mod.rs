@@ -170,7 +170,6 @@ pub fn is_enabled(options: &Map<String, Value>) -> bool {
 }
 
 impl StoredInstance {
-
     /// The options as JSON with every secret replaced; `None` when they no longer
     /// validate (then nothing of them is shown).
     /// The options as shown: secret options masked, and every secret value redacted

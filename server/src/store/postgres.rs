@@ -793,7 +793,9 @@ impl Store for PostgresStore {
         .await?
         {
             let duration: i64 = row.try_get(1)?;
-            activity.durations.push((row.try_get(0)?, duration.max(0) as u64));
+            activity
+                .durations
+                .push((row.try_get(0)?, duration.max(0) as u64));
         }
         for row in query(
             &client,

@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    Activity, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
+    Activity, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
+    NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -817,7 +817,11 @@ impl Store for SqliteStore {
                      WHERE d.product_id = ?1 AND a.at >= ?2 GROUP BY b, a.outcome ORDER BY b",
                 )?
                 .query_map(params![product, since, bucket.max(1)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)?.max(0) as u64))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get::<_, i64>(2)?.max(0) as u64,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let durations = conn
@@ -836,7 +840,10 @@ impl Store for SqliteStore {
                     "SELECT status, COUNT(*) FROM deliveries WHERE product_id = ?1 GROUP BY status",
                 )?
                 .query_map([&product], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?.max(0) as u64,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let by_status = by_status

@@ -616,8 +616,14 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     assert_eq!(seen, ["msg_5", "msg_4", "msg_3", "msg_2", "msg_1"]);
 
     store.claim("w1", T0, 2, LEASE).await.unwrap();
-    store.finish("msg_1", "w1", &failed(1, T0 + 10, 1)).await.unwrap();
-    store.finish("msg_2", "w1", &finished(Status::Delivered, 1)).await.unwrap();
+    store
+        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
+        .await
+        .unwrap();
+    store
+        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
+        .await
+        .unwrap();
     let minute = T0 - T0.rem_euclid(60_000);
     let activity = store.activity("p1", T0 - 1_000, 60_000).await.unwrap();
     let mut counts = activity.counts.clone();
@@ -642,16 +648,27 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     );
     let later = store.activity("p1", T0 + 1, 60_000).await.unwrap();
     assert!(later.counts.is_empty() && later.durations.is_empty());
-    assert!(store.activity("p2", 0, 60_000).await.unwrap().by_status.is_empty());
+    assert!(
+        store
+            .activity("p2", 0, 60_000)
+            .await
+            .unwrap()
+            .by_status
+            .is_empty()
+    );
 
     let payload = store.event_payload("evt_1").await.unwrap();
     assert_eq!(payload.as_deref(), Some(r#"{"model":"Item"}"#));
     assert_eq!(store.event_payload("evt_none").await.unwrap(), None);
 
     let mut off = hook("hook", "http://127.0.0.1:9/a");
-    off.options.insert(super::ENABLED.to_owned(), Value::Bool(false));
+    off.options
+        .insert(super::ENABLED.to_owned(), Value::Bool(false));
     store.put_instance("p1", &off).await.unwrap();
     let product = store.product("p1").await.unwrap().unwrap();
     assert!(!product.instances[0].is_enabled());
-    assert_eq!(product.instances[0].options["urls"], json!(["http://127.0.0.1:9/a"]));
+    assert_eq!(
+        product.instances[0].options["urls"],
+        json!(["http://127.0.0.1:9/a"])
+    );
 }
