@@ -330,8 +330,9 @@ mod tests {
     }
 
     fn loopback_allowed() -> lookout::settings::Settings {
-        let mut settings = lookout::settings::Settings::default();
-        settings.allow_networks = vec!["127.0.0.0/8".parse().unwrap()];
-        settings
+        lookout::settings::Settings {
+            allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        }
     }
 }

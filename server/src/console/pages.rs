@@ -74,6 +74,34 @@ pub fn message(status: StatusCode, text: &str) -> Response {
     render(status, &page)
 }
 
+/// Why a page is not shown to this session (made into a page at the end).
+pub enum Refused {
+    /// The session is limited to another product.
+    NotYours,
+    /// No such thing (what, in a sentence).
+    Missing(&'static str),
+    /// The store failed (logged when it happened).
+    Store,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::NotYours => not_yours(),
+            Refused::Missing(what) => message(StatusCode::NOT_FOUND, what),
+            Refused::Store => message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The store is not answering; try again.",
+            ),
+        }
+    }
+}
+
+fn store_refused(err: &StoreError) -> Refused {
+    tracing::error!("console: store: {err}");
+    Refused::Store
+}
+
 fn store_failed(err: &StoreError) -> Response {
     tracing::error!("console: store: {err}");
     message(
@@ -94,25 +122,25 @@ async fn visible_product(
     console: &Console,
     session: &Session,
     id: &str,
-) -> Result<Product, Response> {
+) -> Result<Product, Refused> {
     if !session.may_see(id) {
-        return Err(not_yours());
+        return Err(Refused::NotYours);
     }
     if check_name(id).is_err() {
-        return Err(message(StatusCode::NOT_FOUND, "No such product."));
+        return Err(Refused::Missing("No such product."));
     }
     match console.store.product(id).await {
         Ok(Some(product)) => Ok(product),
-        Ok(None) => Err(message(StatusCode::NOT_FOUND, "No such product.")),
-        Err(err) => Err(store_failed(&err)),
+        Ok(None) => Err(Refused::Missing("No such product.")),
+        Err(err) => Err(store_refused(&err)),
     }
 }
 
-fn admin_only(session: &Session) -> Result<(), Response> {
+fn admin_only(session: &Session) -> Result<(), Refused> {
     if session.is_admin() {
         Ok(())
     } else {
-        Err(not_yours())
+        Err(Refused::NotYours)
     }
 }
 
@@ -254,7 +282,7 @@ struct CataloguePage {
 
 pub async fn catalogue(session: Session) -> Response {
     if let Err(refused) = admin_only(&session) {
-        return refused;
+        return refused.into_response();
     }
     let services = service::catalogue();
     let categories = lookout::docs::by_category(&services)
@@ -292,7 +320,7 @@ struct ProductsPage {
 
 pub async fn products(State(console): State<Console>, session: Session) -> Response {
     if let Err(refused) = admin_only(&session) {
-        return refused;
+        return refused.into_response();
     }
     products_page(&console, &session, StatusCode::OK, None).await
 }
@@ -320,7 +348,7 @@ async fn products_page(
 
 pub async fn create_product(State(console): State<Console>, posted: Posted) -> Response {
     if let Err(refused) = admin_only(&posted.session) {
-        return refused;
+        return refused.into_response();
     }
     let id = posted.field("id").unwrap_or_default().trim().to_owned();
     if let Err(problem) = check_name(&id) {
@@ -382,7 +410,7 @@ pub async fn product(
 ) -> Response {
     match visible_product(&console, &session, &id).await {
         Ok(product) => product_page(&session, product, None),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -464,7 +492,7 @@ pub async fn add_form(
     Query(query): Query<AddQuery>,
 ) -> Response {
     if let Err(refused) = visible_product(&console, &session, &id).await {
-        return refused;
+        return refused.into_response();
     }
     let Some(reg) = query.service.as_deref().and_then(service::find) else {
         return message(StatusCode::NOT_FOUND, "No such service.");
@@ -479,7 +507,7 @@ pub async fn add_service(
 ) -> Response {
     let product = match visible_product(&console, &posted.session, &id).await {
         Ok(product) => product,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let Some(reg) = posted.field("service").and_then(service::find) else {
         return message(StatusCode::NOT_FOUND, "No such service.");
@@ -522,19 +550,13 @@ async fn stored_service(
     session: &Session,
     id: &str,
     name: &str,
-) -> Result<(Product, StoredInstance, &'static Registration), Response> {
+) -> Result<(Product, StoredInstance, &'static Registration), Refused> {
     let product = visible_product(console, session, id).await?;
     let Some(stored) = product.instances.iter().find(|i| i.name == name).cloned() else {
-        return Err(message(
-            StatusCode::NOT_FOUND,
-            "No such service in this product.",
-        ));
+        return Err(Refused::Missing("No such service in this product."));
     };
     let Some(reg) = service::find(&stored.service) else {
-        return Err(message(
-            StatusCode::NOT_FOUND,
-            "This build does not know that service.",
-        ));
+        return Err(Refused::Missing("This build does not know that service."));
     };
     Ok((product, stored, reg))
 }
@@ -549,7 +571,7 @@ pub async fn edit_form(
             let form = ServiceForm::for_stored(reg, &stored);
             form_page(&session, &id, reg, form, StatusCode::OK)
         }
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -560,7 +582,7 @@ pub async fn edit_service(
 ) -> Response {
     let (_, previous, reg) = match stored_service(&console, &posted.session, &id, &name).await {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
         Ok(stored) => save(&console, &id, &stored).await,
@@ -581,7 +603,7 @@ pub async fn switch_service(
 ) -> Response {
     let (_, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let on = posted.field("on") == Some("true");
     save(&console, &id, &form::switched(&stored, on)).await
@@ -593,7 +615,7 @@ pub async fn remove_service(
     posted: Posted,
 ) -> Response {
     if let Err(refused) = visible_product(&console, &posted.session, &id).await {
-        return refused;
+        return refused.into_response();
     }
     match console.store.remove_instance(&id, &name).await {
         Ok(_) => see_other(format!("/ui/products/{id}")),
@@ -611,7 +633,7 @@ pub async fn test_service(
 ) -> Response {
     let (product, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let model = posted.field("model").unwrap_or("Item").to_owned();
     let Some(sample) = lookout::samples::for_model(&model) else {
@@ -702,7 +724,7 @@ pub async fn deliveries(
 ) -> Response {
     let product = match visible_product(&console, &session, &id).await {
         Ok(product) => product,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     deliveries_page(&console, &session, product, query, None).await
 }
@@ -871,7 +893,7 @@ pub async fn redeliver_dead(
 ) -> Response {
     let product = match visible_product(&console, &posted.session, &id).await {
         Ok(product) => product,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let given = posted.field("since").unwrap_or_default();
     let query = DeliveriesQuery {
@@ -939,7 +961,7 @@ pub async fn overview(
 ) -> Response {
     let product = match visible_product(&console, &session, &id).await {
         Ok(product) => product,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let now = now_ms();
     // Windows end with the current minute: an hour of minutes, a day of quarter hours.
@@ -992,7 +1014,7 @@ pub async fn reenable(
     let name = posted.field("instance").unwrap_or_default().to_owned();
     let (_, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     match console.store.put_instance(&id, &stored).await {
         Ok(()) => see_other(format!("/ui/products/{id}/overview")),
