@@ -13,8 +13,8 @@ use super::auth::{self, ADMIN_SESSION, SESSION_COOKIE, SIGNIN_COOKIE, Scope, Ses
 use super::form::{self, ServiceForm};
 use super::{Console, Posted, chart};
 use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRow, Millis, Product, Status, StoreError,
-    StoredInstance, now_ms,
+    ActivityWindow, AttemptRecord, DeliveryFilter, DeliveryRow, Millis, Product, Status,
+    StoreError, StoredInstance, now_ms,
 };
 use lookout::config::check_name;
 use lookout::delivery::Outcome;
@@ -967,7 +967,12 @@ pub async fn overview(
     // Windows end with the current minute: an hour of minutes, a day of quarter hours.
     let end = now - now.rem_euclid(MINUTE) + MINUTE;
     let (hour_start, day_start) = (end - 60 * MINUTE, end - 96 * QUARTER);
-    let activity = match console.store.activity(&id, day_start, MINUTE).await {
+    let window = ActivityWindow {
+        since: day_start,
+        bucket: MINUTE,
+        durations_since: hour_start,
+    };
+    let activity = match console.store.activity(&id, window).await {
         Ok(activity) => activity,
         Err(err) => return store_failed(&err),
     };

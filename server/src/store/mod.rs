@@ -406,6 +406,17 @@ pub struct Activity {
     pub by_status: Vec<(Status, u64)>,
 }
 
+/// What [`Store::activity`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityWindow {
+    /// Attempts at or after this are counted.
+    pub since: Millis,
+    /// The width of a count's bucket, in ms.
+    pub bucket: Millis,
+    /// Attempts at or after this have their durations returned.
+    pub durations_since: Millis,
+}
+
 /// How many durations [`Store::activity`] returns at most: enough for percentiles per
 /// minute over an hour of a busy product, few enough to stay quick.
 pub const ACTIVITY_DURATIONS: usize = 20_000;
@@ -460,10 +471,10 @@ pub trait Store: Send + Sync + 'static {
     /// are left alone. False if there is no such delivery.
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
-    /// A product's attempts since `since`, for the console's overview: counts per
-    /// `bucket` (ms) and outcome, the durations of the most recent ones, and its
-    /// deliveries by status.
-    async fn activity(&self, product: &str, since: Millis, bucket: Millis) -> Result<Activity>;
+    /// A product's attempts for the console's overview: counts per `window.bucket` (ms)
+    /// and outcome since `window.since`, the durations of the most recent ones since
+    /// `window.durations_since`, and its deliveries by status.
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity>;
     /// The payload of a stored event, exactly as received.
     async fn event_payload(&self, id: &str) -> Result<Option<String>>;
 

@@ -31,9 +31,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    Activity, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
-    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
-    millis, now_ms,
+    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
+    Finish, Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError,
+    StoredInstance, millis, now_ms,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -767,7 +767,12 @@ impl Store for PostgresStore {
         Ok(Some((delivery_row(row)?, attempts)))
     }
 
-    async fn activity(&self, product: &str, since: Millis, bucket: Millis) -> Result<Activity> {
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
+        let ActivityWindow {
+            since,
+            bucket,
+            durations_since,
+        } = window;
         let client = self.client().await?;
         let mut activity = Activity::default();
         for row in query(
@@ -788,7 +793,7 @@ impl Store for PostgresStore {
             &client,
             "SELECT a.at, a.duration_ms FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
              WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
-            &[&product, &since, &limit],
+            &[&product, &durations_since, &limit],
         )
         .await?
         {

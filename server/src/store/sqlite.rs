@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    Activity, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis,
-    NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
+    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
+    Finish, Millis, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredInstance,
+    millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -95,9 +96,12 @@ CREATE TABLE health (
 "#,
     r#"
 -- The console (server/src/console): a product's deliveries newest first, page by page,
--- and its attempts by time for the overview's charts.
+-- and by status; its attempts by time for the overview's charts (covering: the charts
+-- read only these columns).
 CREATE INDEX deliveries_product_updated ON deliveries (product_id, updated_at, id);
-CREATE INDEX attempts_at ON attempts (at);
+CREATE INDEX deliveries_product_status ON deliveries (product_id, status);
+CREATE INDEX deliveries_id_product ON deliveries (id, product_id);
+CREATE INDEX attempts_at ON attempts (at, delivery_id, outcome, duration_ms);
 "#,
 ];
 
@@ -807,7 +811,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn activity(&self, product: &str, since: Millis, bucket: Millis) -> Result<Activity> {
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
+        let ActivityWindow {
+            since,
+            bucket,
+            durations_since,
+        } = window;
         let product = product.to_owned();
         self.call(move |conn| {
             let counts = conn
@@ -831,7 +840,7 @@ impl Store for SqliteStore {
                      WHERE d.product_id = ?1 AND a.at >= ?2 ORDER BY a.at DESC LIMIT ?3",
                 )?
                 .query_map(
-                    params![product, since, super::ACTIVITY_DURATIONS as i64],
+                    params![product, durations_since, super::ACTIVITY_DURATIONS as i64],
                     |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)),
                 )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

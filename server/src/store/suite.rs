@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AttemptRecord, DeliveryFilter, DisabledTarget, Finish, Millis, NewDelivery, NewEvent, Status,
-    Store, StoredInstance,
+    ActivityWindow, AttemptRecord, DeliveryFilter, DisabledTarget, Finish, Millis, NewDelivery,
+    NewEvent, Status, Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -625,7 +625,12 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
         .await
         .unwrap();
     let minute = T0 - T0.rem_euclid(60_000);
-    let activity = store.activity("p1", T0 - 1_000, 60_000).await.unwrap();
+    let window = |since| ActivityWindow {
+        since,
+        bucket: 60_000,
+        durations_since: since,
+    };
+    let activity = store.activity("p1", window(T0 - 1_000)).await.unwrap();
     let mut counts = activity.counts.clone();
     counts.sort();
     assert_eq!(
@@ -646,16 +651,10 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
             (Status::Delivered, 1)
         ]
     );
-    let later = store.activity("p1", T0 + 1, 60_000).await.unwrap();
+    let later = store.activity("p1", window(T0 + 1)).await.unwrap();
     assert!(later.counts.is_empty() && later.durations.is_empty());
-    assert!(
-        store
-            .activity("p2", 0, 60_000)
-            .await
-            .unwrap()
-            .by_status
-            .is_empty()
-    );
+    let elsewhere = store.activity("p2", window(0)).await.unwrap();
+    assert!(elsewhere.by_status.is_empty());
 
     let payload = store.event_payload("evt_1").await.unwrap();
     assert_eq!(payload.as_deref(), Some(r#"{"model":"Item"}"#));
