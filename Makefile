@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo install test test-services test-deps lint fmt unit snapshots bench fuzz clean python
+.PHONY: demo install test test-services test-deps lint fmt unit snapshots screenshots bench fuzz clean python
 
 ## Formats everything, the service files included.
 fmt:
@@ -10,7 +10,9 @@ fmt:
 	$(CARGO) fmt --manifest-path python/Cargo.toml
 	rustfmt --edition 2024 services/src/*.rs
 
-## Real deliveries of the sample events to a local sink the binary starts itself.
+## Real deliveries of the sample events to a local sink the binary starts itself; in a
+## terminal it then prints the web console's address and a sign-in link, and serves
+## until Ctrl-C.
 demo:
 	$(CARGO) run --quiet --bin lookout -- demo
 
@@ -54,6 +56,11 @@ test-services:
 ## `git diff tests/snapshots`.
 snapshots:
 	INSTA_UPDATE=always $(CARGO) test --test snapshots
+
+## Screenshots of the web console's main pages (docs/console/, shown in README.md),
+## taken by the browser test as it drives a real `serve` through headless Chromium.
+screenshots: test-deps
+	LOOKOUT_SCREENSHOTS=$(CURDIR)/docs/console $(CARGO) test --test console
 
 ## Benchmarks in release mode; rewrites docs/BENCHMARKS.md.
 bench:

@@ -36,6 +36,13 @@ if [ "${#brokers[@]}" -gt 0 ]; then
 fi
 echo "test dependencies: brokers installed (RabbitMQ, Mosquitto, NATS, Redis)"
 
+# --- A real browser: tests/console.rs drives the web console with headless Chromium ---
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+    echo "installing Chromium and its WebDriver (Debian packages)"
+    apt_install chromium chromium-driver
+fi
+echo "test dependencies: $(/usr/bin/chromium --version 2>/dev/null | head -1), chromedriver"
+
 # --- Python tools in a virtualenv ---
 venv="${LOOKOUT_VENV:-.venv}"
 

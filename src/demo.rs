@@ -4,10 +4,12 @@
 //! posts the five sample events over HTTP, and shows what was delivered, retried and
 //! received.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use lookout::{Event, Settings};
+use lookout_server::console;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::store::{self, DeliveryFilter};
 use lookout_testkit::{CaptureServer, Reply};
@@ -70,6 +72,22 @@ fn demo_settings() -> Settings {
         ..Settings::default()
     }
     .allowing_loopback()
+}
+
+/// In a terminal: the console's address and a sign-in link, then serve until Ctrl-C
+/// (in CI, with no terminal, the demo ends by itself).
+async fn show_console(address: std::net::SocketAddr, token: &str) {
+    let base = format!("http://{address}");
+    let link = console::signed_link(
+        &base,
+        token,
+        &console::Scope::Admin,
+        Duration::from_secs(3600),
+    );
+    println!("\nThe console: {base}/ui/");
+    println!("Sign in directly (valid for an hour): {link}");
+    println!("Serving until Ctrl-C…");
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub async fn run() -> Result<ExitCode, Fatal> {
@@ -161,6 +179,9 @@ pub async fn run() -> Result<ExitCode, Fatal> {
             statuses.len(),
             shown.join(" ")
         );
+    }
+    if std::io::stdin().is_terminal() {
+        show_console(address, token).await;
     }
     let _ = stop.send(());
     serving

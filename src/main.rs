@@ -102,6 +102,9 @@ enum Command {
     /// Run stored events through a config's services and show, per event and service,
     /// how the requests would change; `--send` sends the changed ones (docs/SERVING.md).
     Replay(replay::ReplayArgs),
+    /// Print a signed link that opens the console of `serve` for one product only, until
+    /// it expires: for a product's own people to manage its services.
+    PortalLink(outbox::PortalLinkArgs),
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -125,6 +128,7 @@ impl Command {
                 | Command::Deliveries { .. }
                 | Command::Tokens { .. }
                 | Command::Stats { .. }
+                | Command::PortalLink(_)
         )
     }
 }
@@ -263,6 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Tokens { command } => outbox::tokens(command),
         Command::Stats { db, json } => outbox::stats(db, json),
         Command::Replay(args) => replay::run(args),
+        Command::PortalLink(args) => outbox::portal_link(args),
     }
 }
 

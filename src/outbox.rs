@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
+use lookout_server::console;
 use lookout_server::health;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
@@ -353,6 +354,34 @@ pub struct RedeliverArgs {
     db: Database,
 }
 
+#[derive(Args)]
+pub struct PortalLinkArgs {
+    /// The product the link may see and change (and nothing else).
+    product: String,
+    /// How long the link and the session it opens last (`1h`, `30m`, `7d`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    ttl: Duration,
+    /// Where `lookout serve` is reached by whoever gets the link.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A file holding the admin token `serve` runs with (else $LOOKOUT_TOKEN): links
+    /// are signed with a key derived from it.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// Prints a signed, expiring link that opens the console for one product only.
+pub fn portal_link(args: PortalLinkArgs) -> Result<ExitCode, Fatal> {
+    lookout::config::check_name(&args.product).map_err(|p| Fatal(format!("product: {p}")))?;
+    let token = read_token(args.token_file.as_ref())?;
+    let scope = console::Scope::Product(args.product);
+    println!(
+        "{}",
+        console::signed_link(&args.url, &token, &scope, args.ttl)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
     crate::runtime()
 }
@@ -379,6 +408,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
             "lookout serve: listening on http://{address} (database {})",
             store::shown_database(&args.db.database)
         );
+        println!("lookout serve: console at http://{address}/ui/ (sign in with the admin token)");
         std::io::stdout().flush()?;
         intake::run(listener, store, config, intake::shutdown_signal()).await?;
         println!("lookout serve: stopped");
@@ -602,6 +632,7 @@ pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
                     product,
                     updated_since: None,
                     limit,
+                    after: None,
                 };
                 output::deliveries(&open(&db).await?.deliveries(&filter).await?, json);
             }
@@ -635,6 +666,7 @@ pub fn redeliver(args: RedeliverArgs) -> Result<ExitCode, Fatal> {
             product: None,
             updated_since: args.since.map(|since| now - store::millis(since)),
             limit: 0,
+            after: None,
         };
         let dead = store.deliveries(&filter).await?;
         let bar = ProgressBar::new(dead.len() as u64).with_style(

@@ -16,6 +16,7 @@
 mod binding;
 mod cli;
 mod common;
+mod console;
 mod fanout;
 mod isolation;
 mod memory;
@@ -58,6 +59,8 @@ pub struct Plan {
     /// Events POSTed to `serve` per run, and runs.
     pub serve_events: usize,
     pub serve_runs: usize,
+    /// Stored deliveries of the product whose console pages are timed.
+    pub console_deliveries: usize,
 }
 
 impl Plan {
@@ -82,6 +85,7 @@ impl Plan {
             memory_hold_ms: 3_000,
             serve_events: 2_000,
             serve_runs: 3,
+            console_deliveries: 100_000,
         }
     }
 
@@ -107,6 +111,7 @@ impl Plan {
             memory_hold_ms: 300,
             serve_events: 40,
             serve_runs: 1,
+            console_deliveries: 200,
         }
     }
 }
@@ -131,6 +136,7 @@ const SCENARIOS: &[&str] = &[
     "cli",
     "memory",
     "serve",
+    "console",
 ];
 
 fn main() {
@@ -233,6 +239,7 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
         }
         "memory" => memory::run(bench).await,
         "serve" => serve::run(bench).await,
+        "console" => console::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }
 }

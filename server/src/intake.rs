@@ -10,6 +10,7 @@
 //! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`), one with its attempts |
 //! | `POST /v1/deliveries/{id}/redeliver` | make a delivery due again now |
 //! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
+//! | `/ui/…` | the web console ([`console`](crate::console)): its own sign-in and sessions |
 //!
 //! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
 //! events take an admin token or an ingest token naming the product; every other `/v1`
@@ -33,6 +34,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::console::{self, Console};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
@@ -89,7 +91,7 @@ struct App {
 }
 
 /// The HTTP routes; bodies above `max_body` bytes are refused with 413.
-fn router(app: App, max_body: usize) -> Router {
+fn router(app: App, console: Console, max_body: usize) -> Router {
     let v1 = Router::new()
         .route("/v1/products", get(list_products))
         .route(
@@ -114,6 +116,7 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(v1)
+        .nest_service("/ui", console::router(console))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
@@ -154,7 +157,14 @@ pub async fn run(
         tracing::info!("shutting down: no new requests; finishing attempts in flight");
         let _ = stop.send(true);
     });
-    let router = router(app, config.max_body);
+    let console = Console {
+        store: app.store.clone(),
+        wake: app.wake.clone(),
+        guard: app.guard.clone(),
+        transport: Transport::new(config.settings.clone()).map_err(std::io::Error::other)?,
+        keys: console::Keys::from_admin_token(&config.token),
+    };
+    let router = router(app, console, config.max_body);
     let served = listen::serve(listener, router, config.limits, stopped).await;
     if let Some(workers) = workers {
         let _ = workers.await;
@@ -402,6 +412,7 @@ async fn intake(
     let deliveries: Vec<NewDelivery> = configured
         .instances
         .iter()
+        .filter(|instance| instance.is_enabled())
         .filter(|instance| {
             // A service this build does not know (or whose options no longer validate)
             // still gets its delivery: the worker reports why it cannot be sent, where an
@@ -693,6 +704,7 @@ async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQue
         product: query.product,
         updated_since: None,
         limit: query.limit.unwrap_or(100),
+        after: None,
     };
     match app.store.deliveries(&filter).await {
         Ok(rows) => axum::Json(rows).into_response(),

@@ -7,8 +7,10 @@
 //! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
-//! events through a new config, compared and resent).
+//! events through a new config, compared and resent), [`console`] (the web console at
+//! `/ui`).
 
+pub mod console;
 #[cfg(test)]
 mod echo;
 pub mod health;

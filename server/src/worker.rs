@@ -25,6 +25,7 @@ use crate::policy::{RetrySchedule, WorkerConfig};
 use crate::store::upkeep::TargetResult;
 use crate::store::{
     AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
+    validate_stored,
 };
 use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
@@ -224,8 +225,12 @@ fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, Stri
         let reason = format!("the product no longer has a service `{}`", claimed.instance);
         return Err((Some(Status::Dead), reason));
     };
+    if !crate::store::is_enabled(options) {
+        let reason = format!("`{}` is switched off", claimed.instance);
+        return Err((Some(Status::Skipped), reason));
+    }
     // Options that no longer validate can be fixed (`lookout products …`): retry.
-    let instance = Instance::new(&claimed.instance, &claimed.service, options).map_err(|p| {
+    let instance = validate_stored(&claimed.instance, &claimed.service, options).map_err(|p| {
         let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
         (None, shown.join("; "))
     })?;

@@ -142,11 +142,38 @@ pub struct StoredInstance {
 }
 
 impl StoredInstance {
-    /// Validates the stored options for the named service.
+    /// Validates the stored options for the named service (`enabled` aside).
     pub fn instance(&self) -> std::result::Result<Instance, Vec<OptionProblem>> {
-        Instance::new(&self.name, &self.service, &self.options)
+        validate_stored(&self.name, &self.service, &self.options)
     }
 
+    /// False when it was switched off (the console keeps its options meanwhile).
+    pub fn is_enabled(&self) -> bool {
+        is_enabled(&self.options)
+    }
+}
+
+/// The option that switches a stored service off without losing its options, as
+/// `enabled = false` does in the config file.
+pub const ENABLED: &str = "enabled";
+
+/// Validates stored options for the named service, `enabled` aside.
+pub fn validate_stored(
+    name: &str,
+    service: &str,
+    options: &Map<String, Value>,
+) -> std::result::Result<Instance, Vec<OptionProblem>> {
+    let mut options = options.clone();
+    options.remove(ENABLED);
+    Instance::new(name, service, &options)
+}
+
+/// Whether stored options leave their service on.
+pub fn is_enabled(options: &Map<String, Value>) -> bool {
+    options.get(ENABLED) != Some(&Value::Bool(false))
+}
+
+impl StoredInstance {
     /// The options as JSON with every secret replaced; `None` when they no longer
     /// validate (then nothing of them is shown).
     /// The options as shown: secret options masked, and every secret value redacted
@@ -360,6 +387,9 @@ pub struct DeliveryFilter {
     pub updated_since: Option<Millis>,
     /// At most this many, newest first (0: no limit).
     pub limit: usize,
+    /// Keyset pagination: only those listed after this one (its `updated_at` and id),
+    /// in the newest-first order.
+    pub after: Option<(Millis, String)>,
 }
 
 /// Counts for `lookout stats`.
@@ -398,6 +428,32 @@ impl Stats {
         }
     }
 }
+
+/// How many attempts per time bucket ended how, and how long recent ones took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    /// (bucket start, outcome, count), oldest first.
+    pub counts: Vec<(Millis, String, u64)>,
+    /// (when, duration in ms) of at most [`ACTIVITY_DURATIONS`] recent attempts.
+    pub durations: Vec<(Millis, u64)>,
+    /// The product's deliveries by status, all time.
+    pub by_status: Vec<(Status, u64)>,
+}
+
+/// What [`Store::activity`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityWindow {
+    /// Attempts at or after this are counted.
+    pub since: Millis,
+    /// The width of a count's bucket, in ms.
+    pub bucket: Millis,
+    /// Attempts at or after this have their durations returned.
+    pub durations_since: Millis,
+}
+
+/// How many durations [`Store::activity`] returns at most: enough for percentiles per
+/// minute over an hour of a busy product, few enough to stay quick.
+pub const ACTIVITY_DURATIONS: usize = 20_000;
 
 /// Everything `lookout serve` keeps. Implementations must be safe to share between the
 /// intake and many workers; every method is one transaction.
@@ -449,6 +505,12 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     /// are left alone. False if there is no such delivery.
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool>;
     async fn stats(&self) -> Result<Stats>;
+    /// A product's attempts for the console's overview: counts per `window.bucket` (ms)
+    /// and outcome since `window.since`, the durations of the most recent ones since
+    /// `window.durations_since`, and its deliveries by status.
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity>;
+    /// The payload of a stored event, exactly as received.
+    async fn event_payload(&self, id: &str) -> Result<Option<String>>;
 
     /// One batch of stored events (see [`EventFilter`]), each with its deliveries.
     async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;

@@ -31,9 +31,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, EventFilter, Finish,
-    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
-    StoredInstance, millis, now_ms,
+    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
+    EventFilter, Finish, Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store,
+    StoreError, StoredEvent, StoredInstance, millis, now_ms,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "tokens",
         include_str!("../../migrations/postgres/0002_tokens.sql"),
+    ),
+    (
+        3,
+        "console",
+        include_str!("../../migrations/postgres/0003_console.sql"),
     ),
     (
         4,
@@ -789,10 +794,16 @@ impl Store for PostgresStore {
         if let Some(since) = &filter.updated_since {
             clauses.push(("updated_at >=", since));
         }
-        let mut params = Vec::with_capacity(clauses.len());
+        let mut params = Vec::with_capacity(clauses.len() + 2);
         for (clause, value) in clauses {
             params.push(value);
             sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        }
+        if let Some((updated_at, id)) = &filter.after {
+            params.push(updated_at);
+            params.push(id);
+            let (at, id) = (params.len() - 1, params.len());
+            sql.push_str(&format!(" AND (updated_at, id) < (${at}, ${id})"));
         }
         sql.push_str(" ORDER BY updated_at DESC, id DESC");
         if filter.limit > 0 {
@@ -836,6 +847,61 @@ impl Store for PostgresStore {
             });
         }
         Ok(Some((delivery_row(row)?, attempts)))
+    }
+
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
+        let ActivityWindow {
+            since,
+            bucket,
+            durations_since,
+        } = window;
+        let client = self.client().await?;
+        let mut activity = Activity::default();
+        for row in query(
+            &client,
+            "SELECT (a.at / $3) * $3 AS b, a.outcome, COUNT(*) FROM attempts a
+             JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.product_id = $1 AND a.at >= $2 GROUP BY b, a.outcome ORDER BY b",
+            &[&product, &since, &bucket.max(1)],
+        )
+        .await?
+        {
+            let n: i64 = row.try_get(2)?;
+            let counted = (row.try_get(0)?, row.try_get(1)?, n.max(0) as u64);
+            activity.counts.push(counted);
+        }
+        let limit = super::ACTIVITY_DURATIONS as i64;
+        for row in query(
+            &client,
+            "SELECT a.at, a.duration_ms FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
+            &[&product, &durations_since, &limit],
+        )
+        .await?
+        {
+            let duration: i64 = row.try_get(1)?;
+            activity
+                .durations
+                .push((row.try_get(0)?, duration.max(0) as u64));
+        }
+        for row in query(
+            &client,
+            "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
+            &[&product],
+        )
+        .await?
+        {
+            let (status, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let status = status.parse().map_err(StoreError::Corrupt)?;
+            activity.by_status.push((status, n.max(0) as u64));
+        }
+        Ok(activity)
+    }
+
+    async fn event_payload(&self, id: &str) -> Result<Option<String>> {
+        let client = self.client().await?;
+        let rows = query(&client, "SELECT payload FROM events WHERE id = $1", &[&id]).await?;
+        rows.first().map(|row| Ok(row.try_get(0)?)).transpose()
     }
 
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {

@@ -12,9 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, EventFilter, Finish,
-    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
-    StoredInstance, millis,
+    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
+    EventFilter, Finish, Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store,
+    StoreError, StoredEvent, StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -96,6 +96,15 @@ CREATE TABLE health (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     checked_at INTEGER NOT NULL
 );
+"#,
+    r#"
+-- The console (server/src/console): a product's deliveries newest first, page by page,
+-- and by status; its attempts by time for the overview's charts (covering: the charts
+-- read only these columns).
+CREATE INDEX deliveries_product_updated ON deliveries (product_id, updated_at, id);
+CREATE INDEX deliveries_product_status ON deliveries (product_id, status);
+CREATE INDEX deliveries_id_product ON deliveries (id, product_id);
+CREATE INDEX attempts_at ON attempts (at, delivery_id, outcome, duration_ms);
 "#,
     UPKEEP,
 ];
@@ -868,6 +877,12 @@ impl Store for SqliteStore {
             if let Some(since) = filter.updated_since {
                 add("updated_at >=", since.into());
             }
+            if let Some((updated_at, id)) = filter.after {
+                args.push(updated_at.into());
+                args.push(id.into());
+                let (at, id) = (args.len() - 1, args.len());
+                sql.push_str(&format!(" AND (updated_at, id) < (?{at}, ?{id})"));
+            }
             sql.push_str(" ORDER BY updated_at DESC, id DESC");
             if filter.limit > 0 {
                 sql.push_str(&format!(" LIMIT {}", filter.limit));
@@ -912,6 +927,75 @@ impl Store for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Some((with_status(row)?, attempts)))
+        })
+        .await
+    }
+
+    async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
+        let ActivityWindow {
+            since,
+            bucket,
+            durations_since,
+        } = window;
+        let product = product.to_owned();
+        self.call(move |conn| {
+            let counts = conn
+                .prepare_cached(
+                    "SELECT (a.at / ?3) * ?3 AS b, a.outcome, COUNT(*) FROM attempts a
+                     JOIN deliveries d ON d.id = a.delivery_id
+                     WHERE d.product_id = ?1 AND a.at >= ?2 GROUP BY b, a.outcome ORDER BY b",
+                )?
+                .query_map(params![product, since, bucket.max(1)], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let durations = conn
+                .prepare_cached(
+                    "SELECT a.at, a.duration_ms FROM attempts a
+                     JOIN deliveries d ON d.id = a.delivery_id
+                     WHERE d.product_id = ?1 AND a.at >= ?2 ORDER BY a.at DESC LIMIT ?3",
+                )?
+                .query_map(
+                    params![product, durations_since, super::ACTIVITY_DURATIONS as i64],
+                    |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)),
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let by_status = conn
+                .prepare_cached(
+                    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = ?1 GROUP BY status",
+                )?
+                .query_map([&product], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?.max(0) as u64,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let by_status = by_status
+                .into_iter()
+                .map(|(status, n)| Ok((status_of(&status)?, n)))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Activity {
+                counts,
+                durations,
+                by_status,
+            })
+        })
+        .await
+    }
+
+    async fn event_payload(&self, id: &str) -> Result<Option<String>> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row("SELECT payload FROM events WHERE id = ?1", [&id], |row| {
+                    row.get(0)
+                })
+                .optional()?)
         })
         .await
     }

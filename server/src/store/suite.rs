@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish, Millis, NewDelivery,
-    NewEvent, Status, Store, StoredInstance,
+    ActivityWindow, AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish, Millis,
+    NewDelivery, NewEvent, Status, Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -34,6 +34,7 @@ macro_rules! store_suite {
             concurrent_claims_never_overlap,
             tokens_are_kept_as_digests,
             history_is_read_in_batches_and_added_to_once,
+            console_pages_and_activity,
         );
     };
     (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
@@ -658,4 +659,82 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
     );
     let due = store.claim("w", T0 + 5, 10, LEASE).await.unwrap();
     assert!(due.iter().any(|c| c.id == "d-e1-replay"), "{due:?}");
+}
+
+/// What the console reads: deliveries page by page (keyset), a product's attempt
+/// activity, an event's payload, and a service switched off with its options kept.
+pub async fn console_pages_and_activity(store: &dyn Store) {
+    let ids = ["msg_1", "msg_2", "msg_3", "msg_4", "msg_5"];
+    accept_one(store, "evt_1", &ids).await;
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let filter = DeliveryFilter {
+            product: Some("p1".to_owned()),
+            limit: 2,
+            after: after.clone(),
+            ..DeliveryFilter::default()
+        };
+        let page = store.deliveries(&filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.updated_at, last.id.clone()));
+        seen.extend(page.iter().map(|row| row.id.clone()));
+    }
+    assert_eq!(seen, ["msg_5", "msg_4", "msg_3", "msg_2", "msg_1"]);
+
+    store.claim("w1", T0, 2, LEASE).await.unwrap();
+    store
+        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
+        .await
+        .unwrap();
+    store
+        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
+        .await
+        .unwrap();
+    let minute = T0 - T0.rem_euclid(60_000);
+    let window = |since| ActivityWindow {
+        since,
+        bucket: 60_000,
+        durations_since: since,
+    };
+    let activity = store.activity("p1", window(T0 - 1_000)).await.unwrap();
+    let mut counts = activity.counts.clone();
+    counts.sort();
+    assert_eq!(
+        counts,
+        [
+            (minute, "delivered".to_owned(), 1),
+            (minute, "failed".to_owned(), 1)
+        ]
+    );
+    assert_eq!(activity.durations, [(T0, 12), (T0, 12)]);
+    let mut by_status = activity.by_status.clone();
+    by_status.sort();
+    assert_eq!(
+        by_status,
+        [
+            (Status::Pending, 3),
+            (Status::Failed, 1),
+            (Status::Delivered, 1)
+        ]
+    );
+    let later = store.activity("p1", window(T0 + 1)).await.unwrap();
+    assert!(later.counts.is_empty() && later.durations.is_empty());
+    let elsewhere = store.activity("p2", window(0)).await.unwrap();
+    assert!(elsewhere.by_status.is_empty());
+
+    let payload = store.event_payload("evt_1").await.unwrap();
+    assert_eq!(payload.as_deref(), Some(r#"{"model":"Item"}"#));
+    assert_eq!(store.event_payload("evt_none").await.unwrap(), None);
+
+    let mut off = hook("hook", "http://127.0.0.1:9/a");
+    off.options
+        .insert(super::ENABLED.to_owned(), Value::Bool(false));
+    store.put_instance("p1", &off).await.unwrap();
+    let product = store.product("p1").await.unwrap().unwrap();
+    assert!(!product.instances[0].is_enabled());
+    assert_eq!(
+        product.instances[0].options["urls"],
+        json!(["http://127.0.0.1:9/a"])
+    );
 }

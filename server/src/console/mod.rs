@@ -1,0 +1,180 @@
+//! The web console of `lookout serve`, at `/ui`: the catalogue with its install docs,
+//! each product's services (added and edited through forms generated from the option
+//! schemas), test sends, deliveries with their attempts, redelivery, and an overview.
+//!
+//! Server-rendered HTML (askama templates in `server/templates/console`, escaped by
+//! default); every page works without JavaScript and none is served. Every answer
+//! carries a strict Content-Security-Policy: only this server's stylesheet, no script.
+//! Who may see what is in [`auth`]: an admin session sees everything, a portal link's
+//! session one product's pages only.
+
+mod auth;
+mod chart;
+mod form;
+mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+pub use auth::{Keys, Scope, signed_link};
+use auth::{Session, SignInFirst};
+use lookout::delivery::Transport;
+use lookout::delivery::ssrf::Guard;
+
+use crate::store::Store;
+
+/// What the console's pages need.
+#[derive(Clone)]
+pub struct Console {
+    pub store: Arc<dyn Store>,
+    /// Wakes the workers after a redelivery.
+    pub wake: Arc<Notify>,
+    /// The workers' SSRF guard: a form naming a target they will refuse is refused.
+    pub guard: Guard,
+    /// Test sends go through the engine with the server's settings.
+    pub transport: Transport,
+    pub keys: Keys,
+}
+
+impl FromRef<Console> for Keys {
+    fn from_ref(console: &Console) -> Keys {
+        console.keys.clone()
+    }
+}
+
+/// The console's routes, under `/ui`.
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/console.css", get(stylesheet))
+        .route("/signin", get(pages::signin_form).post(pages::signin))
+        .route("/signout", post(pages::signout))
+        .route("/link", get(pages::open_link))
+        .route("/catalogue", get(pages::catalogue))
+        .route(
+            "/products",
+            get(pages::products).post(pages::create_product),
+        )
+        .route("/products/{product}", get(pages::product))
+        .route(
+            "/products/{product}/services",
+            get(pages::add_form).post(pages::add_service),
+        )
+        .route(
+            "/products/{product}/services/{name}",
+            get(pages::edit_form).post(pages::edit_service),
+        )
+        .route(
+            "/products/{product}/services/{name}/switch",
+            post(pages::switch_service),
+        )
+        .route(
+            "/products/{product}/services/{name}/remove",
+            post(pages::remove_service),
+        )
+        .route(
+            "/products/{product}/services/{name}/test",
+            post(pages::test_service),
+        )
+        .route("/products/{product}/deliveries", get(pages::deliveries))
+        .route("/products/{product}/deliveries/{id}", get(pages::delivery))
+        .route(
+            "/products/{product}/deliveries/{id}/redeliver",
+            post(pages::redeliver),
+        )
+        .route(
+            "/products/{product}/redeliver-dead",
+            post(pages::redeliver_dead),
+        )
+        .route("/products/{product}/overview", get(pages::overview))
+        .route("/products/{product}/reenable", post(pages::reenable))
+        .fallback(|| async { pages::message(StatusCode::NOT_FOUND, "No such page.") })
+        .layer(middleware::from_fn(security_headers))
+        .with_state(console)
+}
+
+/// The policy every answer of the console carries: nothing but this server's own
+/// stylesheet and images; no script at all, no framing, forms only to here.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("console.css"),
+    )
+        .into_response()
+}
+
+impl IntoResponse for SignInFirst {
+    fn into_response(self) -> Response {
+        Redirect::to("/ui/signin").into_response()
+    }
+}
+
+/// A state-changing form: a session and the form's fields, its CSRF token checked.
+/// Anything else is refused with 403 before the handler runs.
+pub struct Posted {
+    pub session: Session,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Posted {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl FromRequest<Console> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, console: &Console) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let session = <Session as axum::extract::FromRequestParts<Console>>::from_request_parts(
+            &mut parts, console,
+        )
+        .await
+        .map_err(IntoResponse::into_response)?;
+        let request = Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(request, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+        let posted = Posted { session, fields };
+        let given = posted.field("csrf").unwrap_or_default();
+        if !posted.session.csrf_matches(given) {
+            return Err(pages::message(
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from the console (no valid CSRF token). \
+                 Go back, reload the page and try again.",
+            ));
+        }
+        Ok(posted)
+    }
+}
