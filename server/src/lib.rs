@@ -10,6 +10,7 @@
 //! events through a new config, compared and resent), [`console`] (the web console at
 //! `/ui`).
 
+pub mod clock;
 pub mod console;
 #[cfg(test)]
 mod echo;

@@ -13,7 +13,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::Millis;
+use crate::clock::{Millis, millis, now_ms};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,8 +123,8 @@ pub fn create(
         }
         _ => {}
     }
-    let now = crate::store::now_ms();
-    let expires_at = expires_in.map(|d| now.saturating_add(crate::store::millis(d)));
+    let now = now_ms();
+    let expires_at = expires_in.map(|d| now.saturating_add(millis(d)));
     Ok(generate(scope, products, now, expires_at))
 }
 

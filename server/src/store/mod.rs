@@ -28,7 +28,7 @@ mod upkeep_suite;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -39,21 +39,7 @@ use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
 pub use upkeep::Upkeep;
 
-/// Milliseconds since the Unix epoch: how every time is stored.
-pub type Millis = i64;
-
-/// Now, in [`Millis`].
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
-
-/// A duration in [`Millis`] (saturating).
-pub fn millis(duration: Duration) -> Millis {
-    duration.as_millis().min(Millis::MAX as u128) as Millis
-}
+pub use crate::clock::{Millis, millis, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
