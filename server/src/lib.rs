@@ -3,11 +3,12 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`listen`] (its connections and their limits),
+//! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`listen`] (its connections and their limits),
 //! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes).
 
+pub mod commit;
 #[cfg(test)]
 mod echo;
 pub mod intake;

@@ -12,8 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish, Millis, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredInstance, millis,
+    Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget, Finish,
+    IdempotencyKey, Millis, NewEvent, Product, Result, Stats, Status, Store, StoreError,
+    StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -91,6 +92,18 @@ CREATE TABLE tokens (
 CREATE TABLE health (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     checked_at INTEGER NOT NULL
+);
+"#,
+    r#"
+-- Idempotency keys of accepted events, with the answer the first POST got.
+CREATE TABLE idempotency_keys (
+    product_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (product_id, key)
 );
 "#,
 ];
@@ -409,6 +422,151 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
     Ok(claimed)
 }
 
+/// Records the event's idempotency key, unless it is already recorded: then what the
+/// earlier event's key says.
+fn claim_key(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent,
+    key: &IdempotencyKey,
+) -> Result<Option<Admission>> {
+    let claimed = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
+                 event_id = excluded.event_id, answer = excluded.answer,
+                 created_at = excluded.created_at
+             WHERE idempotency_keys.created_at < ?7
+             RETURNING event_id",
+        )?
+        .query_row(
+            params![
+                event.product,
+                key.key,
+                key.digest,
+                event.id,
+                event.answer(),
+                event.received_at,
+                key.since
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let (digest, answer): (String, String) = tx
+        .prepare_cached(
+            "SELECT digest, answer FROM idempotency_keys WHERE product_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![event.product, key.key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(Some(Admission::of_earlier(key, &digest, answer)))
+}
+
+/// One event of a batch: stored with its deliveries, or not (its key was seen).
+fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admission> {
+    if let Some(key) = &event.idempotency
+        && let Some(earlier) = claim_key(tx, event, key)?
+    {
+        return Ok(earlier);
+    }
+    tx.prepare_cached(
+        "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event.id,
+        event.product,
+        event.payload,
+        event.received_at
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
+             next_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+    )?;
+    for delivery in &event.deliveries {
+        insert.execute(params![
+            delivery.id,
+            event.id,
+            event.product,
+            delivery.instance,
+            delivery.service,
+            event.received_at
+        ])?;
+    }
+    Ok(Admission::Stored)
+}
+
+/// One finished attempt of a batch (see [`Store::finish_batch`]).
+fn finish_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    owner: &str,
+    finish: &Finish,
+    now: Millis,
+) -> Result<()> {
+    let delivery: Option<(String, String)> = tx
+        .prepare_cached("SELECT product_id, instance FROM deliveries WHERE id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((product, instance)) = delivery else {
+        return Ok(());
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status,
+             error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for attempt in &finish.attempts {
+        insert.execute(params![
+            id,
+            attempt.number,
+            attempt.at,
+            attempt.duration_ms as i64,
+            attempt.target,
+            attempt.outcome,
+            attempt.status,
+            attempt.error
+        ])?;
+    }
+    for target in &finish.disable {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO disabled_targets
+                 (product_id, instance, target_key, target, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            product,
+            instance,
+            target.key,
+            target.target,
+            target.reason,
+            target.at
+        ])?;
+    }
+    let attempted = u32::from(!finish.attempts.is_empty());
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
+             last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
+             lease_owner = NULL, lease_until = NULL
+         WHERE id = ?1 AND lease_owner = ?2",
+    )?
+    .execute(params![
+        id,
+        owner,
+        finish.status.as_str(),
+        finish.next_at,
+        finish.step,
+        to_json(&finish.done_targets),
+        finish.last_error,
+        attempted,
+        now
+    ])?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
@@ -490,31 +648,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn accept(&self, event: &NewEvent) -> Result<()> {
-        let event = event.clone();
+    async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
+        let events = events.to_vec();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
-                params![event.id, event.product, event.payload, event.received_at],
-            )?;
-            for delivery in &event.deliveries {
-                tx.execute(
-                    "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-                         next_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
-                    params![
-                        delivery.id,
-                        event.id,
-                        event.product,
-                        delivery.instance,
-                        delivery.service,
-                        event.received_at
-                    ],
-                )?;
-            }
+            let admissions = events
+                .iter()
+                .map(|event| accept_in(&tx, event))
+                .collect::<Result<Vec<_>>>()?;
             tx.commit()?;
-            Ok(())
+            Ok(admissions)
         })
         .await
     }
@@ -553,71 +696,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
-        let (id, owner, finish) = (id.to_owned(), owner.to_owned(), finish.clone());
+    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
+        let (owner, finished) = (owner.to_owned(), finished.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = super::now_ms();
-            for attempt in &finish.attempts {
-                tx.execute(
-                    "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome,
-                         status, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        id,
-                        attempt.number,
-                        attempt.at,
-                        attempt.duration_ms as i64,
-                        attempt.target,
-                        attempt.outcome,
-                        attempt.status,
-                        attempt.error
-                    ],
-                )?;
+            for (id, finish) in &finished {
+                finish_in(&tx, id, &owner, finish, now)?;
             }
-            let product: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT product_id, instance FROM deliveries WHERE id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let Some((product, instance)) = product else {
-                return Err(StoreError::NotFound(format!("no delivery {id}")));
-            };
-            for target in &finish.disable {
-                tx.execute(
-                    "INSERT OR REPLACE INTO disabled_targets
-                         (product_id, instance, target_key, target, reason, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        product,
-                        instance,
-                        target.key,
-                        target.target,
-                        target.reason,
-                        target.at
-                    ],
-                )?;
-            }
-            let attempted = u32::from(!finish.attempts.is_empty());
-            tx.execute(
-                "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
-                     last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2",
-                params![
-                    id,
-                    owner,
-                    finish.status.as_str(),
-                    finish.next_at,
-                    finish.step,
-                    to_json(&finish.done_targets),
-                    finish.last_error,
-                    attempted,
-                    now
-                ],
-            )?;
             tx.commit()?;
             Ok(())
         })
