@@ -77,3 +77,71 @@ async fn commit_batches(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{NewDelivery, StoredInstance};
+
+    fn event(id: &str, delivery: &str) -> NewEvent {
+        NewEvent {
+            id: id.to_owned(),
+            product: "p1".to_owned(),
+            payload: "{}".to_owned(),
+            received_at: 1,
+            deliveries: vec![NewDelivery {
+                id: delivery.to_owned(),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+            idempotency: None,
+        }
+    }
+
+    /// Submits all of `events` before the committer runs (one thread): one batch.
+    async fn submit_together(committer: &Committer, events: Vec<NewEvent>) -> Vec<bool> {
+        let submitted = events.into_iter().map(|e| committer.submit(e));
+        let results = futures::future::join_all(submitted).await;
+        results.iter().map(|r| r.is_ok()).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn events_posted_together_share_a_commit_and_its_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("l.db")).await.unwrap());
+        let hook = StoredInstance {
+            name: "hook".to_owned(),
+            service: "echo".to_owned(),
+            options: serde_json::Map::new(),
+        };
+        store.put_instance("p1", &hook).await.unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let committer = Committer::start(store.clone(), metrics.clone());
+
+        let events = (0..50).map(|n| event(&format!("evt_{n}"), &format!("msg_{n}")));
+        let stored = submit_together(&committer, events.collect()).await;
+        assert!(stored.iter().all(|ok| *ok));
+        let commits = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("lookout_intake_commits_total "))
+                .map(|n| n.parse::<u64>().unwrap())
+        };
+        assert_eq!(
+            commits(&metrics.render(0)),
+            Some(1),
+            "50 events, one commit"
+        );
+
+        // One event of the batch cannot be stored (its delivery id is taken): the whole
+        // batch fails, every request hears so, and nothing of it is stored.
+        let mut batch: Vec<NewEvent> = (50..60)
+            .map(|n| event(&format!("evt_{n}"), &format!("msg_{n}")))
+            .collect();
+        batch.push(event("evt_clash", "msg_3"));
+        let stored = submit_together(&committer, batch).await;
+        assert_eq!(stored, [false; 11]);
+        assert_eq!(store.stats().await.unwrap().events, 50);
+        assert_eq!(commits(&metrics.render(0)), Some(2));
+    }
+}

@@ -1099,6 +1099,68 @@ mod tests {
         schema.drop_schema().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listening_worker_wakes_at_once_for_an_event_accepted_elsewhere() {
+        use lookout_testkit::CaptureServer;
+        let schema = TestSchema::create().await;
+        let intake = PostgresStore::open(&schema.url).await.unwrap();
+        let workers: Arc<dyn Store> = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
+        let server = CaptureServer::start();
+        let echo = StoredInstance {
+            name: "hook".to_owned(),
+            service: "echo".to_owned(),
+            options: serde_json::json!({ "urls": [format!("{}/woken", server.url())] })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        };
+        intake.put_instance("p1", &echo).await.unwrap();
+        let settings = lookout::Settings::default().allowing_loopback();
+        let config = crate::policy::WorkerConfig {
+            poll: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(crate::intake::run_workers(
+            workers,
+            settings,
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        // Let the workers find the queue empty and settle into their 30 s wait.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        let event = crate::store::NewEvent {
+            id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            payload: lookout::samples::ALL[0].1.to_owned(),
+            received_at: now_ms(),
+            deliveries: vec![crate::store::NewDelivery {
+                id: "msg_1".to_owned(),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+            idempotency: None,
+        };
+        intake.accept(&event).await.unwrap();
+        while server.requests_to("/woken").is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the worker was not woken (it polls every 30 s)"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = started.elapsed();
+        println!("accepted → delivered by a LISTENing worker in {took:?}");
+        assert!(took < Duration::from_secs(1), "woken after {took:?}");
+        let _ = stop.send(());
+        running.await.unwrap().unwrap();
+        drop(intake);
+        schema.drop_schema().await;
+    }
+
     #[tokio::test]
     async fn bad_urls_and_unreachable_servers_are_errors_without_the_password() {
         let invalid = PostgresStore::open("postgres://u:pw-XYZ@host:notaport/db")
