@@ -21,6 +21,7 @@ mod isolation;
 mod memory;
 mod peer;
 mod serve;
+mod serve_pg;
 mod sink;
 mod stats;
 mod throughput;
@@ -58,6 +59,10 @@ pub struct Plan {
     /// Events POSTed to `serve` per run, and runs.
     pub serve_events: usize,
     pub serve_runs: usize,
+    /// Events timed one by one from POST to the sink, idle and under load.
+    pub latency_probes: usize,
+    /// Events queued for serve's memory figure.
+    pub queued_events: usize,
 }
 
 impl Plan {
@@ -80,8 +85,10 @@ impl Plan {
             cli_runs: 40,
             in_flight: 1_000,
             memory_hold_ms: 3_000,
-            serve_events: 2_000,
+            serve_events: 5_000,
             serve_runs: 3,
+            latency_probes: 200,
+            queued_events: 100_000,
         }
     }
 
@@ -107,6 +114,8 @@ impl Plan {
             memory_hold_ms: 300,
             serve_events: 40,
             serve_runs: 1,
+            latency_probes: 5,
+            queued_events: 200,
         }
     }
 }
@@ -134,9 +143,10 @@ const SCENARIOS: &[&str] = &[
 ];
 
 fn main() {
-    if let Ok(kind) = std::env::var("LOOKOUT_BENCH_CHILD") {
-        memory::child(&kind);
-        return;
+    match std::env::var("LOOKOUT_BENCH_CHILD").as_deref() {
+        Ok("serve") => return serve::queue_child_main(),
+        Ok(kind) => return memory::child(kind),
+        Err(_) => {}
     }
     let measuring = std::env::args().any(|arg| arg == "--bench");
     let plan = if measuring {
