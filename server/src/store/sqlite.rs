@@ -110,6 +110,10 @@ CREATE TABLE idempotency_keys (
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// What the intake looks up for each request (its product, a token) is read on a
+    /// connection of its own, so that it never waits for a commit's fsync (in WAL mode
+    /// a reader sees the last commit while the next one is written).
+    reader: Arc<Mutex<Connection>>,
 }
 
 fn backend(err: impl std::fmt::Display) -> StoreError {
@@ -126,11 +130,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_owned();
-        let conn = tokio::task::spawn_blocking(move || open_blocking(&path))
-            .await
-            .map_err(backend)??;
+        let (conn, reader) = tokio::task::spawn_blocking(move || {
+            let conn = open_blocking(&path)?;
+            Ok::<_, StoreError>((conn, open_reader(&path)?))
+        })
+        .await
+        .map_err(backend)??;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -140,7 +148,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f).await
+    }
+
+    /// [`SqliteStore::call`] on the reading connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn)
@@ -172,6 +196,15 @@ fn open_blocking(path: &Path) -> Result<Connection> {
         file.push(suffix);
         make_private(Path::new(&file))?;
     }
+    Ok(conn)
+}
+
+/// A second connection to the (migrated) database, for reading only.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }
 
@@ -630,7 +663,7 @@ impl Store for SqliteStore {
 
     async fn product(&self, id: &str) -> Result<Option<Product>> {
         let id = id.to_owned();
-        self.call(move |conn| load_product(conn, &id)).await
+        self.read(move |conn| load_product(conn, &id)).await
     }
 
     async fn products(&self) -> Result<Vec<Product>> {
@@ -758,7 +791,7 @@ impl Store for SqliteStore {
 
     async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>> {
         let digest = digest.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let found = conn
                 .query_row(
                     &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = ?1"),
