@@ -115,7 +115,7 @@ impl Plan {
             serve_events: 40,
             serve_runs: 1,
             latency_probes: 5,
-            queued_events: 200,
+            queued_events: 1_000,
         }
     }
 }

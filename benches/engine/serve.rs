@@ -81,7 +81,7 @@ pub async fn run(bench: &Bench) -> Value {
         "intake_vs_dispatch": round3(median(&intake_ratio)),
         "drain_vs_dispatch": round3(median(&drain_ratio)),
         "events_per_fsync": round3(median(&per_fsync)),
-        "latency_sqlite": sqlite_latency(bench).await,
+        "latency_sqlite": sqlite_latency(bench, median(drain) / 2.0).await,
         "memory": queue_memory(bench).await,
         "postgres": crate::serve_pg::run(bench).await,
         "samples": {
@@ -259,8 +259,9 @@ pub async fn drain_all(
     rate
 }
 
-/// Idle and under-load latency on a fresh SQLite store, serve with its workers.
-async fn sqlite_latency(bench: &Bench) -> Value {
+/// Idle and under-load latency on a fresh SQLite store, serve with its workers; the load
+/// posts `load_rate` events per second.
+async fn sqlite_latency(bench: &Bench, load_rate: f64) -> Value {
     let dir = tempfile::tempdir_in(&bench.scratch).expect("temporary folder");
     let database = dir.path().join("lookout.db").display().to_string();
     let (store, _lock) = store::open_for_serve(&database).await.expect("store");
@@ -268,16 +269,18 @@ async fn sqlite_latency(bench: &Bench) -> Value {
     put_product(&*store, "bench", &bench.sink.url(0, 0)).await;
     put_product(&*store, "probe", &probe_sink.url(0, 0)).await;
     let serving = Serving::start(store, true).await;
-    let figures = latency(bench, &serving.base, &probe_sink).await;
+    let figures = latency(bench, &serving.base, &probe_sink, load_rate).await;
     serving.stop().await;
     figures
 }
 
 /// POST → arrival at the sink, one probe event at a time (`latency_probes` of them):
-/// with nothing else going on, then while `CONCURRENCY` posters keep the intake busy
-/// with events for product `bench`. The probes go to product `probe`, whose webhook
-/// posts to `probe_sink`, so that their arrivals can be told from the load's.
-pub async fn latency(bench: &Bench, base: &str, probe_sink: &sink::Sink) -> Value {
+/// with nothing else going on, then while other events for product `bench` are posted
+/// at `load_rate` per second (half the drain rate measured before: a load the workers
+/// keep up with, or the probes would only measure a growing backlog). The probes go to
+/// product `probe`, whose webhook posts to `probe_sink`, so that their arrivals can be
+/// told from the load's.
+pub async fn latency(bench: &Bench, base: &str, probe_sink: &sink::Sink, load_rate: f64) -> Value {
     let probes = bench.plan.latency_probes;
     let client = common::bare_client();
     let probe = format!("{base}/v1/products/probe/events");
@@ -289,6 +292,7 @@ pub async fn latency(bench: &Bench, base: &str, probe_sink: &sink::Sink) -> Valu
         client.clone(),
         format!("{base}/v1/products/bench/events"),
         body.clone(),
+        load_rate,
         loading.clone(),
     ));
     // Let the load reach its pace first.
@@ -303,24 +307,32 @@ pub async fn latency(bench: &Bench, base: &str, probe_sink: &sink::Sink) -> Valu
         "load_p50_ms": round3(percentile(&loaded, 50.0)),
         "load_p99_ms": round3(percentile(&loaded, 99.0)),
         "load_events": load_events,
+        "load_rate_per_s": load_rate.round(),
     })
 }
 
 /// The most events the load sends (it stops earlier, when the probes are done).
 const LOAD_LIMIT: usize = 200_000;
 
+/// Posts `rate` events per second, in ticks of 10 ms, until `loading` turns false.
 async fn keep_posting(
     client: reqwest::Client,
     endpoint: String,
     body: bytes::Bytes,
+    rate: f64,
     loading: Arc<AtomicBool>,
 ) -> usize {
-    stream::iter(0..LOAD_LIMIT)
-        .take_while(|_| std::future::ready(loading.load(Ordering::Relaxed)))
-        .map(|_| post(&client, &endpoint, body.clone()))
-        .buffer_unordered(CONCURRENCY)
-        .fold(0, |sum, ()| async move { sum + 1 })
-        .await
+    let per_tick = ((rate / 100.0).ceil() as usize).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sent = 0;
+    while loading.load(Ordering::Relaxed) && sent < LOAD_LIMIT {
+        tick.tick().await;
+        let posts = (0..per_tick).map(|_| post(&client, &endpoint, body.clone()));
+        futures::future::join_all(posts).await;
+        sent += per_tick;
+    }
+    sent
 }
 
 /// Milliseconds from each POST to its arrival at `sink`, one at a time.
@@ -345,12 +357,14 @@ async fn probe_latencies(
     taken
 }
 
-/// Peak RSS of a `serve` child process draining a queue of [`QUEUED`] events, against
-/// the same with [`QUEUED_SMALL`]: flat means the queue is not held in memory.
+/// Peak RSS of a `serve` child process delivering [`CHILD_DELIVERS`] events of a queue
+/// of [`QUEUED`], against the same work from a queue of [`QUEUED_SMALL`]: flat means
+/// the queue is not held in memory.
 async fn queue_memory(bench: &Bench) -> Value {
     let queued = bench.plan.queued_events.min(QUEUED);
     let mut peaks = serde_json::Map::new();
-    for n in [QUEUED_SMALL.min(queued / 10).max(1), queued] {
+    let small = QUEUED_SMALL.min(queued / 10).max(CHILD_DELIVERS as usize);
+    for n in [small, queued] {
         let dir = tempfile::tempdir_in(&bench.scratch).expect("temporary folder");
         let database = dir.path().join("lookout.db").display().to_string();
         fill_queue(&database, &bench.sink.url(0, 0), &bench.event, n).await;
@@ -386,8 +400,10 @@ async fn fill_queue(database: &str, url: &str, event: &lookout::Event, n: usize)
     }
 }
 
-/// How long the memory child serves (its workers draining the queue meanwhile).
-const CHILD_SERVES: Duration = Duration::from_secs(3);
+/// How many deliveries the memory child makes before it reports (the same work whatever
+/// the queue), and the longest it may take.
+const CHILD_DELIVERS: u64 = 500;
+const CHILD_LIMIT: Duration = Duration::from_secs(60);
 
 fn queue_child(database: &str) -> Value {
     let output = std::process::Command::new(std::env::current_exe().expect("current exe"))
@@ -403,8 +419,9 @@ fn queue_child(database: &str) -> Value {
     serde_json::from_slice(&output.stdout).expect("the serve memory child prints JSON")
 }
 
-/// The child's side: `serve` on the queued database for a few seconds, as the binary
-/// runs it; prints its peak RSS and how many deliveries were left.
+/// The child's side: `serve` on the queued database, as the binary runs it, until its
+/// workers have made [`CHILD_DELIVERS`] deliveries; prints its peak RSS and how many
+/// deliveries were left.
 pub fn queue_child_main() {
     let database = std::env::var("LOOKOUT_BENCH_DATABASE").expect("LOOKOUT_BENCH_DATABASE");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -414,10 +431,15 @@ pub fn queue_child_main() {
     let baseline_kb = crate::memory::status_kb("VmRSS");
     let left = runtime.block_on(async {
         let (store, _lock) = store::open_for_serve(&database).await.expect("store");
+        let depth = || async { store.stats().await.expect("stats").queue_depth };
+        let queued = depth().await;
         let serving = Serving::start(store.clone(), true).await;
-        tokio::time::sleep(CHILD_SERVES).await;
+        let started = Instant::now();
+        while depth().await + CHILD_DELIVERS > queued && started.elapsed() < CHILD_LIMIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         serving.stop().await;
-        store.stats().await.expect("stats").queue_depth
+        depth().await
     });
     let report = json!({
         "baseline_kb": baseline_kb,

@@ -42,7 +42,7 @@ async fn variant(bench: &Bench, processes: usize) -> Value {
 
     let serving = Serving::start(intake.clone(), false).await;
     let workers = serve::start_workers(stores(open, processes).await);
-    let latency = serve::latency(bench, &serving.base, &probe_sink).await;
+    let latency = serve::latency(bench, &serving.base, &probe_sink, drained / 2.0).await;
     serving.stop().await;
     serve::stop_workers(workers).await;
     drop(intake);
