@@ -21,7 +21,7 @@ use futures::StreamExt as _;
 use futures::stream;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::policy::WorkerConfig;
-use lookout_server::store::{self, NewDelivery, NewEvent, Store};
+use lookout_server::store::{self, DeliveryFilter, NewDelivery, NewEvent, Status, Store};
 use serde_json::{Value, json};
 
 use crate::stats::{median, percentile, round3, rounded};
@@ -429,21 +429,35 @@ pub fn queue_child_main() {
         .build()
         .expect("runtime");
     let baseline_kb = crate::memory::status_kb("VmRSS");
-    let left = runtime.block_on(async {
+    let (peak_kb, left) = runtime.block_on(async {
         let (store, _lock) = store::open_for_serve(&database).await.expect("store");
-        let depth = || async { store.stats().await.expect("stats").queue_depth };
-        let queued = depth().await;
         let serving = Serving::start(store.clone(), true).await;
         let started = Instant::now();
-        while depth().await + CHILD_DELIVERS > queued && started.elapsed() < CHILD_LIMIT {
+        // Counted through the index on `updated_at`: a count of the whole queue (stats)
+        // would itself take memory that grows with the queue.
+        let delivered = DeliveryFilter {
+            status: Some(Status::Delivered),
+            limit: CHILD_DELIVERS as usize,
+            ..DeliveryFilter::default()
+        };
+        while (store
+            .deliveries(&delivered)
+            .await
+            .expect("deliveries")
+            .len() as u64)
+            < CHILD_DELIVERS
+            && started.elapsed() < CHILD_LIMIT
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         serving.stop().await;
-        depth().await
+        // The peak before counting what is left (a count of the whole queue).
+        let peak_kb = crate::memory::status_kb("VmHWM");
+        (peak_kb, store.stats().await.expect("stats").queue_depth)
     });
     let report = json!({
         "baseline_kb": baseline_kb,
-        "peak_kb": crate::memory::status_kb("VmHWM"),
+        "peak_kb": peak_kb,
         "left_queued": left,
     });
     println!("{report}");
