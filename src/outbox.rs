@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// Accept events but send nothing (workers run elsewhere: `lookout worker`).
     #[arg(long)]
     no_workers: bool,
+    /// How long an `Idempotency-Key` is remembered: a POST repeating it within this
+    /// gets the first answer instead of a second event.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    idempotency_ttl: Duration,
+    /// A dotted path into the payload (`attributes.id`) whose value is the idempotency
+    /// key of events posted without an `Idempotency-Key` header, and of batch events.
+    #[arg(long, value_name = "PATH")]
+    idempotency_field: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -396,6 +404,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     (config.settings, config.worker) = args.worker.build()?;
     config.max_body = args.max_body;
     config.workers = !args.no_workers;
+    config.idempotency = intake::IdempotencyConfig {
+        ttl: args.idempotency_ttl,
+        field: args.idempotency_field.clone(),
+    };
     config.limits = args.limits.build(config.worker.grace);
 
     runtime()?.block_on(async move {

@@ -37,6 +37,7 @@ async fn history(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>) {
                 product: "p1".into(),
                 payload: (*payload).into(),
                 received_at: received_at + i as i64,
+                idempotency: None,
                 deliveries: ["slack", "team"]
                     .iter()
                     .map(|instance| NewDelivery {

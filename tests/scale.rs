@@ -173,6 +173,7 @@ async fn accept_many(store: &Arc<dyn Store>, count: usize) {
                         instance: "hook".to_owned(),
                         service: "webhook".to_owned(),
                     }],
+                    idempotency: None,
                 };
                 store.accept(&event).await.expect("accept");
             }

@@ -645,7 +645,9 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_test_every_accepted_event_is_delivered() {
     const KILLS: usize = 6;
-    const POSTERS: usize = 8;
+    const POSTERS: usize = 32;
+    /// Accepted events each round waits for before its kill (bounded in time).
+    const PER_ROUND: usize = 850;
     let seed: u64 = std::env::var("LOOKOUT_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -741,12 +743,12 @@ async fn crash_test_every_accepted_event_is_delivered() {
         // some load, so that every round means something even on a slow machine).
         let before = tally.lock().unwrap().accepted.len();
         let loaded = Instant::now();
-        while tally.lock().unwrap().accepted.len() < before + 20
+        while tally.lock().unwrap().accepted.len() < before + PER_ROUND
             && loaded.elapsed() < Duration::from_secs(15)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..1200))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..500))).await;
         serving.kill();
         stop.store(true, Ordering::Relaxed);
         for poster in posters {
@@ -827,8 +829,159 @@ async fn crash_test_every_accepted_event_is_delivered() {
         lost.len(),
         started.elapsed().as_secs_f64(),
     );
-    assert!(accepted.len() >= 100, "too little load to mean anything");
+    assert!(
+        accepted.len() >= KILLS * PER_ROUND,
+        "too little load to mean anything"
+    );
     assert!(!tally.refused.is_empty());
+}
+
+/// The value of a metric without labels in `/metrics`.
+async fn metric(http: &reqwest::Client, url: &str, name: &str) -> u64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_share_commits_and_every_202_is_on_disk() {
+    const POSTS: u64 = 200;
+    let target = CaptureServer::start();
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    // No workers: the queue must hold every accepted event.
+    let mut serving = place.serve(&["--no-workers"]);
+    let http = client();
+    let posts = (0..POSTS).map(|seq| {
+        http.post(format!("{}/v1/products/p1/events", serving.url))
+            .bearer_auth(TOKEN)
+            .body(numbered_event(seq))
+            .send()
+    });
+    let answers = futures::future::join_all(posts).await;
+    assert!(answers.iter().all(|a| a.as_ref().unwrap().status() == 202));
+    let commits = metric(&http, &serving.url, "lookout_intake_commits_total").await;
+    println!("{POSTS} concurrent POSTs: {commits} commits");
+    assert!(commits < POSTS, "{commits} commits for {POSTS} events");
+    // Killed without a chance to flush anything: each 202 was already on disk.
+    serving.kill();
+    let stats = place.cli_json(&["stats"]);
+    assert_eq!(stats["events"], POSTS, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_route_and_idempotency_keys() {
+    let target = CaptureServer::start();
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let serving = place.serve(&["--idempotency-field", "attributes.title"]);
+    let http = client();
+    let url = &serving.url;
+    let post = |path: &str| http.post(format!("{url}{path}")).bearer_auth(TOKEN);
+
+    // A batch: each event taken or refused on its own, results in order.
+    let misspelt = numbered_event(2).replace("\"model\"", "\"modle\"");
+    let batch = format!("[{}, {misspelt}, {}]", numbered_event(1), numbered_event(3));
+    let answer = post("/v1/events/batch?product=p1")
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = json_of(answer).await;
+    let results = answer["results"].as_array().unwrap();
+    let statuses: Vec<&Value> = results.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [202, 400, 202], "{answer}");
+    assert_eq!(
+        (&answer["accepted"], &answer["refused"]),
+        (&json!(2), &json!(1))
+    );
+    assert!(results[0]["id"].as_str().unwrap().starts_with("evt_"));
+    assert!(results[1]["error"].as_str().is_some(), "{answer}");
+    // NDJSON, and the payload field as the key: #1 again is a repeat, not a new event.
+    let ndjson = format!("{}\n\n{}\n", numbered_event(1), numbered_event(4));
+    let answer = post("/v1/events/batch?product=p1")
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    let answer = json_of(answer).await;
+    assert_eq!(answer["results"][0]["id"], results[0]["id"], "{answer}");
+    assert_eq!(answer["results"][0]["replayed"], true, "{answer}");
+    let too_many = format!("[{}]", vec!["{}"; 1_001].join(","));
+    let answer = post("/v1/events/batch")
+        .body(too_many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+
+    // An Idempotency-Key: repeated, and concurrently, one event, one delivery.
+    let event = numbered_event(10);
+    let keyed = || {
+        post("/v1/products/p1/events")
+            .header("idempotency-key", "order-10")
+            .body(event.clone())
+            .send()
+    };
+    let first = json_of(keyed().await.unwrap()).await;
+    let repeats = futures::future::join_all((0..8).map(|_| keyed())).await;
+    for repeat in repeats {
+        let repeat = repeat.unwrap();
+        assert_eq!(repeat.status(), 202);
+        assert_eq!(repeat.headers()["idempotent-replayed"], "true");
+        assert_eq!(json_of(repeat).await, first, "the first answer again");
+    }
+    let concurrent = futures::future::join_all((0..8).map(|_| {
+        post("/v1/products/p1/events")
+            .header("idempotency-key", "order-11")
+            .body(numbered_event(11))
+            .send()
+    }))
+    .await;
+    let mut ids = BTreeSet::new();
+    for answer in concurrent {
+        let answer = json_of(answer.unwrap()).await;
+        ids.insert(answer["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        ids.len(),
+        1,
+        "concurrent duplicates resolve to one: {ids:?}"
+    );
+    // The same key with another body.
+    let conflict = post("/v1/products/p1/events")
+        .header("idempotency-key", "order-10")
+        .body(numbered_event(12))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conflict.status(), 409);
+    assert!(
+        json_of(conflict).await["error"]
+            .as_str()
+            .unwrap()
+            .contains("`order-10`")
+    );
+
+    // Each of #1, #3, #4, #10, #11 arrives once, and nothing else.
+    wait_until(Duration::from_secs(15), "five deliveries", || {
+        target.requests_to("/hook").len() >= 5
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut arrived: Vec<u64> = target.requests().iter().filter_map(seq_of).collect();
+    arrived.sort();
+    assert_eq!(arrived, [1, 3, 4, 10, 11]);
 }
 
 /// Target health, alerts and enabling a target again, through the API and the CLI.

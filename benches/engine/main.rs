@@ -22,6 +22,7 @@ mod isolation;
 mod memory;
 mod peer;
 mod serve;
+mod serve_pg;
 mod sink;
 mod stats;
 mod throughput;
@@ -61,6 +62,10 @@ pub struct Plan {
     pub serve_runs: usize,
     /// Stored deliveries of the product whose console pages are timed.
     pub console_deliveries: usize,
+    /// Events timed one by one from POST to the sink, idle and under load.
+    pub latency_probes: usize,
+    /// Events queued for serve's memory figure.
+    pub queued_events: usize,
 }
 
 impl Plan {
@@ -83,9 +88,11 @@ impl Plan {
             cli_runs: 40,
             in_flight: 1_000,
             memory_hold_ms: 3_000,
-            serve_events: 2_000,
+            serve_events: 5_000,
             serve_runs: 3,
             console_deliveries: 100_000,
+            latency_probes: 200,
+            queued_events: 100_000,
         }
     }
 
@@ -112,6 +119,8 @@ impl Plan {
             serve_events: 40,
             serve_runs: 1,
             console_deliveries: 200,
+            latency_probes: 5,
+            queued_events: 1_000,
         }
     }
 }
@@ -140,9 +149,10 @@ const SCENARIOS: &[&str] = &[
 ];
 
 fn main() {
-    if let Ok(kind) = std::env::var("LOOKOUT_BENCH_CHILD") {
-        memory::child(&kind);
-        return;
+    match std::env::var("LOOKOUT_BENCH_CHILD").as_deref() {
+        Ok("serve") => return serve::queue_child_main(),
+        Ok(kind) => return memory::child(kind),
+        Err(_) => {}
     }
     let measuring = std::env::args().any(|arg| arg == "--bench");
     let plan = if measuring {

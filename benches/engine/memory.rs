@@ -96,7 +96,7 @@ pub fn child(kind: &str) {
 }
 
 /// A `kB` line of /proc/self/status.
-fn status_kb(field: &str) -> u64 {
+pub fn status_kb(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()

@@ -299,6 +299,7 @@ mod tests {
             product: "p1".to_owned(),
             payload: PAYLOAD.to_owned(),
             received_at: now_ms(),
+            idempotency: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),

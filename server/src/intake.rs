@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `POST /v1/products/{id}/events` | accept an event for a product (202 + event id) |
 //! | `POST /v1/events` | the same; the product is `?product=ID`, else the payload's `product.id` |
+//! | `POST /v1/events/batch` | up to [`MAX_BATCH_EVENTS`] events (a JSON array, or NDJSON), one result each |
 //! | `GET/PUT/DELETE /v1/products/{id}`, `GET /v1/products` | a product's services |
 //! | `GET /v1/services` | the catalogue |
 //! | `GET/POST /v1/tokens`, `DELETE /v1/tokens/{id}` | API tokens ([`tokens`]) |
@@ -15,10 +16,15 @@
 //! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
 //! events take an admin token or an ingest token naming the product; every other `/v1`
 //! route takes an admin token (403 otherwise). An event is answered 202 only once it and
-//! its deliveries are committed: from then on it is the workers' job.
+//! its deliveries are committed: from then on it is the workers' job. Events arriving
+//! together share one commit ([`commit`](crate::commit)). An `Idempotency-Key` (or the
+//! configured payload field, [`IdempotencyConfig`]) makes a repeated POST get the first
+//! answer instead of a second event.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,12 +40,16 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::commit::Committer;
 use crate::console::{self, Console};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
 use crate::retention;
-use crate::store::{self, DeliveryFilter, NewDelivery, NewEvent, Store, now_ms};
+use crate::store::{
+    self, Admission, DeliveryFilter, IdempotencyKey, NewDelivery, NewEvent, Product, Store, millis,
+    now_ms,
+};
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
@@ -63,6 +73,26 @@ pub struct ServeConfig {
     pub workers: bool,
     /// Timeouts and caps on the intake's connections.
     pub limits: Limits,
+    pub idempotency: IdempotencyConfig,
+}
+
+/// How repeated POSTs are recognised (docs/SERVING.md, "Idempotent intake").
+#[derive(Debug, Clone)]
+pub struct IdempotencyConfig {
+    /// How long a key is remembered.
+    pub ttl: Duration,
+    /// A dotted path into the payload (`attributes.id`) whose value is the key of an
+    /// event posted without an `Idempotency-Key` header (and of every event of a batch).
+    pub field: Option<String>,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            ttl: Duration::from_secs(24 * 60 * 60),
+            field: None,
+        }
+    }
 }
 
 impl ServeConfig {
@@ -74,6 +104,7 @@ impl ServeConfig {
             worker: WorkerConfig::default(),
             workers: true,
             limits: Limits::default(),
+            idempotency: IdempotencyConfig::default(),
         }
     }
 }
@@ -81,6 +112,8 @@ impl ServeConfig {
 #[derive(Clone)]
 struct App {
     store: Arc<dyn Store>,
+    committer: Committer,
+    idempotency: Arc<IdempotencyConfig>,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     /// SHA-256 of the token: comparing digests keeps the comparison constant-time
@@ -109,6 +142,7 @@ fn router(app: App, console: Console, max_body: usize) -> Router {
         )
         .route_layer(middleware::from_fn(require_admin))
         .route("/v1/events", post(post_event))
+        .route("/v1/events/batch", post(post_batch))
         .route("/v1/products/{id}/events", post(post_product_event))
         .route("/v1/services", get(services))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize));
@@ -132,9 +166,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let transport = Transport::new(config.settings.clone()).map_err(std::io::Error::other)?;
+    let metrics = Arc::new(Metrics::new());
     let app = App {
         store: store.clone(),
-        metrics: Arc::new(Metrics::new()),
+        committer: Committer::start(store.clone(), metrics.clone()),
+        idempotency: Arc::new(config.idempotency.clone()),
+        metrics,
         wake: Arc::new(Notify::new()),
         token_digest: Sha256::digest(config.token.as_bytes()).into(),
         guard: Guard::for_settings(&config.settings),
@@ -173,10 +210,11 @@ pub async fn run(
 }
 
 /// Runs workers only, no HTTP intake, until `shutdown` completes (`lookout worker`: the
-/// events come from other processes through a shared database, so nothing wakes these
-/// workers but their poll). Then lets attempts in flight finish within the grace period
-/// and hands the rest back. With `metrics`, serves `GET /metrics` there (nothing else,
-/// no token: bind it where only the scraper reaches).
+/// events come from other processes through a shared database, whose notifications
+/// wake these workers: PostgreSQL's `LISTEN`, with the poll as a fallback). Then lets
+/// attempts in flight finish within the grace period and hands the rest back. With
+/// `metrics`, serves `GET /metrics` there (nothing else, no token: bind it where only
+/// the scraper reaches).
 pub async fn run_workers(
     store: Arc<dyn Store>,
     settings: Settings,
@@ -388,26 +426,177 @@ async fn intake(
         Ok(text) => text,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
-    let event = match Event::parse(&text) {
-        Ok(event) => event,
-        Err(err) => return payload_error(&err),
+    let key = match header_key(headers) {
+        Ok(key) => key,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
+    let mut products = Products::default();
+    let answer = match prepare(app, caller, &mut products, product, text, key).await {
+        Ok(event) => commit(app, event).await,
+        Err(refused) => refused,
+    };
+    answer.into_response()
+}
+
+/// The most events one `POST /v1/events/batch` may carry (and the body must fit in
+/// `--max-body`).
+pub const MAX_BATCH_EVENTS: usize = 1_000;
+
+/// Several events in one request: a JSON array, or NDJSON (one event per line) with
+/// `Content-Type: application/x-ndjson`. Each event is taken or refused on its own,
+/// exactly as if posted alone; the answer (200) lists each one's result in order.
+async fn post_batch(
+    State(app): State<App>,
+    Extension(caller): Extension<Token>,
+    Query(query): Query<EventQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    if headers.contains_key(IDEMPOTENCY_KEY) {
+        let problem = "Idempotency-Key names one event: a batch's events take their keys \
+                       from the configured idempotency field";
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
+    let texts = match batch_texts(&headers, &body) {
+        Ok(texts) => texts,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    if texts.len() > MAX_BATCH_EVENTS {
+        let problem = format!(
+            "{} events in one batch; at most {MAX_BATCH_EVENTS}",
+            texts.len()
+        );
+        return error(StatusCode::PAYLOAD_TOO_LARGE, problem);
+    }
+    let mut products = Products::default();
+    let mut prepared = Vec::with_capacity(texts.len());
+    for text in texts {
+        let product = query.product.clone();
+        prepared.push(prepare(&app, &caller, &mut products, product, text, None).await);
+    }
+    // Handed to the committer together: they share its next commits.
+    let answers = futures::future::join_all(prepared.into_iter().map(|event| async {
+        match event {
+            Ok(event) => commit(&app, event).await,
+            Err(refused) => refused,
+        }
+    }))
+    .await;
+    let accepted = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::ACCEPTED)
+        .count();
+    let results: Vec<Value> = answers.into_iter().map(Answer::into_result).collect();
+    let body = json!({
+        "accepted": accepted,
+        "refused": results.len() - accepted,
+        "results": results,
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// The events of a batch body, each as text.
+fn batch_texts(headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_owned())?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    if ndjson {
+        let lines = text.lines().filter(|line| !line.trim().is_empty());
+        return Ok(lines.map(str::to_owned).collect());
+    }
+    let events: Vec<Value> = serde_json::from_str(text).map_err(|err| {
+        format!(
+            "expected a JSON array of events (or NDJSON with Content-Type: \
+             application/x-ndjson): {err}"
+        )
+    })?;
+    Ok(events.iter().map(Value::to_string).collect())
+}
+
+/// The header that makes a POST idempotent.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Keys longer than this are refused.
+const MAX_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` header, if given and well-formed.
+fn header_key(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "Idempotency-Key: expected 1 to {MAX_KEY_LEN} visible ASCII characters"
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The configured field's value in `text`, as a key (a string or a number).
+fn field_key(field: &str, text: &str) -> Option<String> {
+    let payload: Value = serde_json::from_str(text).ok()?;
+    let found = field
+        .split('.')
+        .try_fold(&payload, |value, name| value.get(name))?;
+    match found {
+        Value::String(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => Some(key.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// Products looked up once per request (a batch names the same few many times).
+#[derive(Default)]
+struct Products(HashMap<String, Option<Arc<Product>>>);
+
+impl Products {
+    async fn get(&mut self, store: &dyn Store, id: &str) -> store::Result<Option<Arc<Product>>> {
+        if let Some(known) = self.0.get(id) {
+            return Ok(known.clone());
+        }
+        let found = store.product(id).await?.map(Arc::new);
+        self.0.insert(id.to_owned(), found.clone());
+        Ok(found)
+    }
+}
+
+/// Checks and routes one event: the event to store, or why not.
+async fn prepare(
+    app: &App,
+    caller: &Token,
+    products: &mut Products,
+    product: Option<String>,
+    text: String,
+    key: Option<String>,
+) -> Result<NewEvent, Answer> {
+    let event = Event::parse(&text).map_err(|err| payload_problem(&err))?;
     let product = product.unwrap_or_else(|| event.product.id.to_string());
     if let Err(problem) = check_name(&product) {
-        return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
+        return Err(Answer::problem(
+            StatusCode::BAD_REQUEST,
+            format!("product: {problem}"),
+        ));
     }
     if !caller.may_post_to(&product) {
-        return forbidden(format!("this token may not post events for `{product}`"));
+        return Err(Answer::problem(
+            StatusCode::FORBIDDEN,
+            format!("this token may not post events for `{product}`"),
+        ));
     }
-    let configured = match app.store.product(&product).await {
+    let configured = match products.get(&*app.store, &product).await {
         Ok(Some(configured)) => configured,
         Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("unknown product `{product}`"),
-            );
+            let problem = format!("unknown product `{product}`");
+            return Err(Answer::problem(StatusCode::NOT_FOUND, problem));
         }
-        Err(err) => return store_error(&err),
+        Err(err) => return Err(Answer::unavailable(&err)),
     };
     let deliveries: Vec<NewDelivery> = configured
         .instances
@@ -425,23 +614,118 @@ async fn intake(
             service: instance.service.clone(),
         })
         .collect();
-    let accepted = NewEvent {
+    let received_at = now_ms();
+    let key = key.or_else(|| {
+        let field = app.idempotency.field.as_deref()?;
+        field_key(field, &text)
+    });
+    let idempotency = key.map(|key| IdempotencyKey {
+        digest: body_digest(&product, &text),
+        since: received_at.saturating_sub(millis(app.idempotency.ttl)),
+        key,
+    });
+    Ok(NewEvent {
         id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
         product,
         payload: text,
-        received_at: now_ms(),
+        received_at,
         deliveries,
-    };
-    if let Err(err) = app.store.accept(&accepted).await {
-        return store_error(&err);
+        idempotency,
+    })
+}
+
+/// What tells two bodies posted with one key apart.
+fn body_digest(product: &str, payload: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(product.as_bytes())
+        .chain_update([0])
+        .chain_update(payload.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Stores the event with whatever else is being posted (group commit); the answer once
+/// it is durable.
+async fn commit(app: &App, event: NewEvent) -> Answer {
+    let key = event.idempotency.as_ref().map(|k| k.key.clone());
+    let body = json!({ "id": event.id, "deliveries": event.deliveries });
+    match app.committer.submit(event).await {
+        Ok(Admission::Stored) => {
+            app.metrics.accepted();
+            app.wake.notify_one();
+            Answer::accepted(body, false)
+        }
+        Ok(Admission::Repeated { answer }) => {
+            let first = serde_json::from_str(&answer).unwrap_or(Value::Null);
+            Answer::accepted(first, true)
+        }
+        Ok(Admission::Conflict) => Answer::problem(
+            StatusCode::CONFLICT,
+            format!(
+                "Idempotency-Key `{}` was already used with a different body",
+                key.unwrap_or_default()
+            ),
+        ),
+        Err(err) => Answer::unavailable(&err),
     }
-    app.metrics.accepted();
-    app.wake.notify_one();
-    (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "id": accepted.id, "deliveries": accepted.deliveries })),
-    )
-        .into_response()
+}
+
+/// What the intake says about one event: alone, the response; in a batch, one result.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    /// The first answer again (a repeated idempotency key).
+    replayed: bool,
+}
+
+impl Answer {
+    fn accepted(body: Value, replayed: bool) -> Answer {
+        Answer {
+            status: StatusCode::ACCEPTED,
+            body,
+            replayed,
+        }
+    }
+
+    fn problem(status: StatusCode, message: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            body: json!({ "error": message.into() }),
+            replayed: false,
+        }
+    }
+
+    /// 503: nothing was stored; the sender should try again.
+    fn unavailable(err: &store::StoreError) -> Answer {
+        tracing::error!("store: {err}");
+        Answer::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is not answering; try again",
+        )
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if self.replayed {
+            let replayed = header::HeaderValue::from_static("true");
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", replayed);
+        }
+        response
+    }
+
+    /// The body with the status (and `replayed`) in it.
+    fn into_result(self) -> Value {
+        let mut body = self.body;
+        if let Value::Object(fields) = &mut body {
+            fields.insert("status".into(), Value::from(self.status.as_u16()));
+            if self.replayed {
+                fields.insert("replayed".into(), Value::Bool(true));
+            }
+        }
+        body
+    }
 }
 
 /// The payload: the JSON body, or the `payload` field of a form body.
@@ -461,21 +745,16 @@ fn payload_text(headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
     String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8 text".to_owned())
 }
 
-fn payload_error(err: &PayloadError) -> Response {
-    let mut body = json!({ "error": err.to_string() });
+fn payload_problem(err: &PayloadError) -> Answer {
+    let mut answer = Answer::problem(StatusCode::BAD_REQUEST, err.to_string());
     if let PayloadError::Field { path, .. } = err {
-        body["path"] = Value::from(path.clone());
+        answer.body["path"] = Value::from(path.clone());
     }
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    answer
 }
 
 fn store_error(err: &store::StoreError) -> Response {
-    tracing::error!("store: {err}");
-    // 503: nothing was stored; the sender should try again.
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store is not answering; try again",
-    )
+    Answer::unavailable(err).into_response()
 }
 
 async fn list_products(State(app): State<App>) -> Response {

@@ -62,6 +62,8 @@ impl Counter {
 #[derive(Default)]
 pub struct Metrics {
     accepted: Mutex<u64>,
+    /// Intake transactions, and the events handed to them (group commit).
+    commits: Mutex<(u64, u64)>,
     counters: Mutex<BTreeMap<(Counter, String), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// Alerts sent to products' alerts services, by kind (`disabled`, `dead`).
@@ -76,6 +78,13 @@ impl Metrics {
 
     pub fn accepted(&self) {
         *lock(&self.accepted) += 1;
+    }
+
+    /// One intake transaction of `events` events was attempted.
+    pub fn committed(&self, events: usize) {
+        let mut commits = lock(&self.commits);
+        commits.0 += 1;
+        commits.1 += events as u64;
     }
 
     pub fn count(&self, counter: Counter, service: &str) {
@@ -117,6 +126,21 @@ impl Metrics {
             "Events accepted (answered 202).",
         );
         let _ = writeln!(out, "lookout_events_accepted_total {accepted}");
+        let (commits, committed) = *lock(&self.commits);
+        family(
+            &mut out,
+            "lookout_intake_commits_total",
+            "counter",
+            "Intake transactions (each stores every event POSTed meanwhile: group commit).",
+        );
+        let _ = writeln!(out, "lookout_intake_commits_total {commits}");
+        family(
+            &mut out,
+            "lookout_intake_committed_events_total",
+            "counter",
+            "Events handed to intake transactions (stored, repeated or failed).",
+        );
+        let _ = writeln!(out, "lookout_intake_committed_events_total {committed}");
 
         let counters = lock(&self.counters);
         for counter in [

@@ -13,11 +13,17 @@
 //! long schedule here is the retry policy. After the last delay the delivery is
 //! dead-lettered. A target answering 410 Gone is disabled for the product and not sent
 //! to again.
+//!
+//! Outcomes are recorded in batches: every attempt that finished while the previous
+//! batch was being committed goes into the next transaction. A delivery stays leased
+//! until its outcome is recorded, so nothing is claimed twice meanwhile. Workers wake
+//! when work arrives (the intake's notify in the same process; `LISTEN` on PostgreSQL
+//! for events accepted elsewhere) and poll only as a fallback.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::metrics::{Counter, Metrics};
@@ -48,7 +54,19 @@ impl Worker {
     /// Claims and attempts due deliveries until `stop` turns true; then lets attempts in
     /// flight finish within the grace period, and hands the rest back to the store.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        if let Err(err) = self.store.listen_for_work(self.wake.clone()).await {
+            tracing::warn!(
+                "cannot listen for new deliveries ({err}): polling every {:?}",
+                self.config.poll
+            );
+        }
         let concurrency = self.config.concurrency.max(1);
+        let (outcomes, recorded) = mpsc::channel(concurrency * 2);
+        let recorder = tokio::spawn(record_outcomes(
+            self.store.clone(),
+            self.config.owner.clone(),
+            recorded,
+        ));
         let slots = Arc::new(Semaphore::new(concurrency));
         // With a backlog, claim when a quarter of the slots is free rather than one by
         // one: one query for several deliveries, which is what lets many workers share
@@ -73,9 +91,9 @@ impl Worker {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let worker = self.clone();
+                let (worker, outcomes) = (self.clone(), outcomes.clone());
                 running.spawn(async move {
-                    worker.process(delivery).await;
+                    worker.process(delivery, &outcomes).await;
                     drop(slot);
                 });
             }
@@ -90,7 +108,7 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
-        self.shut_down(running).await;
+        self.shut_down(running, outcomes, recorder).await;
     }
 
     async fn claim(&self, limit: usize) -> Vec<Claimed> {
@@ -124,7 +142,12 @@ impl Worker {
         }
     }
 
-    async fn shut_down(&self, mut running: JoinSet<()>) {
+    async fn shut_down(
+        &self,
+        mut running: JoinSet<()>,
+        outcomes: mpsc::Sender<(String, Finish)>,
+        recorder: tokio::task::JoinHandle<()>,
+    ) {
         let drained = tokio::time::timeout(self.config.grace, async {
             while running.join_next().await.is_some() {}
         })
@@ -136,28 +159,24 @@ impl Worker {
             );
             running.abort_all();
         }
+        // Every outcome recorded before the leases are handed back: a lease handed back
+        // first would make a delivered one due again.
+        drop(outcomes);
+        let _ = recorder.await;
         if let Err(err) = self.store.release(&self.config.owner).await {
             tracing::error!("handing back claims failed (they expire with their lease): {err}");
         }
     }
 
-    /// One attempt of one claimed delivery, recorded.
-    async fn process(&self, claimed: Claimed) {
+    /// One attempt of one claimed delivery, handed to the recorder.
+    async fn process(&self, claimed: Claimed, outcomes: &mpsc::Sender<(String, Finish)>) {
         let finish = attempt(&claimed, &self.transport, &self.config.schedule).await;
         self.count(&claimed.service, &finish);
-        // The attempt happened: keep trying to record it (the store may be busy).
-        for wait_ms in [0, 100, 1_000, 5_000] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-            match self
-                .store
-                .finish(&claimed.id, &self.config.owner, &finish)
-                .await
-            {
-                Ok(()) => break,
-                Err(err) => tracing::error!("recording attempt of {} failed: {err}", claimed.id),
-            }
-        }
+        // Alerts and health first: the recorder takes the outcome.
         self.watch(&claimed, &finish).await;
+        if outcomes.send((claimed.id.clone(), finish)).await.is_err() {
+            tracing::error!("the outcome recorder has stopped; the lease will run out");
+        }
     }
 
     fn count(&self, service: &str, finish: &Finish) {
@@ -179,6 +198,30 @@ impl Worker {
             Status::Dead => metrics.count(Counter::Dead, service),
             _ => {}
         }
+    }
+}
+
+/// The most finished attempts one transaction records.
+const RECORD_BATCH: usize = 256;
+
+/// Records the outcomes `finished` receives, every one waiting in one transaction,
+/// until every sender is gone.
+async fn record_outcomes(
+    store: Arc<dyn Store>,
+    owner: String,
+    mut finished: mpsc::Receiver<(String, Finish)>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        // The attempts happened: keep trying to record them (the store may be busy).
+        for wait_ms in [0, 100, 1_000, 5_000] {
+            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+            match store.finish_batch(&owner, &batch).await {
+                Ok(()) => break,
+                Err(err) => tracing::error!("recording {} attempt(s) failed: {err}", batch.len()),
+            }
+        }
+        batch.clear();
     }
 }
 

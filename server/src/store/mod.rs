@@ -259,6 +259,49 @@ pub struct NewEvent {
     pub payload: String,
     pub received_at: Millis,
     pub deliveries: Vec<NewDelivery>,
+    /// The key it was posted with (`Idempotency-Key`), if any.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl NewEvent {
+    /// The body of the 202: the event's id and its deliveries. Kept with an idempotency
+    /// key, so that a repeated POST gets the very same answer.
+    pub fn answer(&self) -> String {
+        serde_json::json!({ "id": self.id, "deliveries": self.deliveries }).to_string()
+    }
+}
+
+/// An idempotency key an event came with: a second event of the same product with the
+/// same key is not stored again while the first one's key lives.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    /// Of the product and payload: the same key with another body is a conflict.
+    pub digest: String,
+    /// Keys recorded before this time have expired: the key may be used afresh.
+    pub since: Millis,
+}
+
+/// What [`Store::accept_batch`] did with one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// Stored with its deliveries.
+    Stored,
+    /// Its key was seen with the same body: nothing stored; this was the first answer.
+    Repeated { answer: String },
+    /// Its key was seen with another body: nothing stored.
+    Conflict,
+}
+
+impl Admission {
+    /// For an event whose key is already recorded with `digest` and `answer`.
+    fn of_earlier(key: &IdempotencyKey, digest: &str, answer: String) -> Admission {
+        if key.digest == digest {
+            Admission::Repeated { answer }
+        } else {
+            Admission::Conflict
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -458,9 +501,20 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     async fn product(&self, id: &str) -> Result<Option<Product>>;
     async fn products(&self) -> Result<Vec<Product>>;
 
-    /// Stores an event and its deliveries in one transaction: all or nothing. Only after
-    /// this returns may the intake say "accepted".
-    async fn accept(&self, event: &NewEvent) -> Result<()>;
+    /// Stores events and their deliveries in one transaction (one commit, one fsync):
+    /// all or nothing. An event whose idempotency key is already recorded is not stored
+    /// (see [`Admission`]); keys repeated within `events` resolve to the first. Only
+    /// after this returns may the intake say "accepted".
+    async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>>;
+
+    /// [`Store::accept_batch`] for one event.
+    async fn accept(&self, event: &NewEvent) -> Result<Admission> {
+        let admissions = self.accept_batch(std::slice::from_ref(event)).await?;
+        admissions
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Backend("no admission for the event".into()))
+    }
 
     /// Leases up to `limit` deliveries due at `now` to `owner` until `now + lease`,
     /// earliest due first.
@@ -471,10 +525,25 @@ pub trait Store: Upkeep + Send + Sync + 'static {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>>;
-    /// Records an attempt and the delivery's new state, and ends the lease. The state
-    /// is only changed while `owner` still holds the lease; the attempts are recorded
-    /// either way (they happened).
-    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()>;
+    /// Records finished attempts, `(delivery id, what happened)`, in one transaction:
+    /// each attempt and its delivery's new state, ending the lease. A state is only
+    /// changed while `owner` still holds the lease; the attempts are recorded either way
+    /// (they happened). Unknown deliveries are passed over.
+    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()>;
+
+    /// [`Store::finish_batch`] for one attempt.
+    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
+        self.finish_batch(owner, &[(id.to_owned(), finish.clone())])
+            .await
+    }
+
+    /// Has `wake` notified whenever another process makes work due (PostgreSQL:
+    /// `LISTEN`), for as long as `wake` lives. Nothing to do for a store only one
+    /// process uses: its intake wakes its workers itself.
+    async fn listen_for_work(&self, wake: Arc<tokio::sync::Notify>) -> Result<()> {
+        let _ = wake;
+        Ok(())
+    }
     /// Hands back every lease `owner` holds, due at once (shutdown).
     async fn release(&self, owner: &str) -> Result<()>;
     /// Hands back every lease of every owner. Only for a store used by one process at

@@ -20,20 +20,24 @@
 //! for TLS (`sslmode=require` or `verify-full`, see [`tls`]). A password is read from the URL or, better, from
 //! `$PGPASSWORD`, which no other user of the machine can read in a process list.
 
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures::{Stream, StreamExt as _, stream};
 use serde_json::{Map, Value};
+use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use super::{
-    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
-    EventFilter, Finish, Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store,
-    StoreError, StoredEvent, StoredInstance, millis, now_ms,
+    Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
+    DisabledTarget, EventFilter, Finish, IdempotencyKey, Millis, NewDelivery, NewEvent, Product,
+    Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis, now_ms,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -64,6 +68,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "upkeep",
         include_str!("../../migrations/postgres/0004_upkeep.sql"),
     ),
+    (
+        5,
+        "idempotency",
+        include_str!("../../migrations/postgres/0005_idempotency.sql"),
+    ),
 ];
 
 /// Connections per process: the workers' claims and finishes plus the intake's accepts.
@@ -72,7 +81,12 @@ const POOL_SIZE: usize = 16;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// For the connection that listens for new work ([`Store::listen_for_work`]).
+    config: tokio_postgres::Config,
 }
+
+/// The channel accepts and redeliveries notify, and idle workers listen on.
+const DUE_CHANNEL: &str = "lookout_due";
 
 /// The error and its causes on one line (tokio-postgres puts the server's message in
 /// the source, not in the top error). URLs and passwords are never part of these.
@@ -138,9 +152,9 @@ impl PostgresStore {
         let manager = match tls::connector(&ssl)? {
             Some(connector) => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                Manager::from_config(config, connector, recycling)
+                Manager::from_config(config.clone(), connector, recycling)
             }
-            None => Manager::from_config(config, NoTls, recycling),
+            None => Manager::from_config(config.clone(), NoTls, recycling),
         };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -149,7 +163,7 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore { pool, config };
         store.migrate().await?;
         Ok(store)
     }
@@ -381,19 +395,32 @@ JOIN events e ON e.id = c.event_id
 LEFT JOIN instances i ON i.product_id = c.product_id AND i.name = c.instance
 ORDER BY c.next_at, c.id";
 
-/// An event and its deliveries in one statement (columns of the deliveries as arrays).
+/// Events and their deliveries in one statement (their columns as arrays).
 const ACCEPT: &str = "
 WITH event AS (
-    INSERT INTO events (id, product_id, payload, received_at) VALUES ($1, $2, $3, $4)
+    INSERT INTO events (id, product_id, payload, received_at)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
 )
 INSERT INTO deliveries (id, event_id, product_id, instance, service, status, next_at,
     created_at, updated_at)
-SELECT d.id, $1, $2, d.instance, d.service, 'pending', $4, $4, $4
-FROM UNNEST($5::text[], $6::text[], $7::text[]) AS d (id, instance, service)";
+SELECT d.id, d.event_id, d.product_id, d.instance, d.service, 'pending', d.at, d.at, d.at
+FROM UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+    AS d (id, event_id, product_id, instance, service, at)";
+
+/// Records an event's idempotency key unless a live one is recorded; a row back means
+/// it was recorded. A concurrent transaction recording the same key makes this wait for
+/// its outcome (the primary key), so concurrent duplicates resolve to one.
+const CLAIM_KEY: &str = "
+INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
+    event_id = excluded.event_id, answer = excluded.answer, created_at = excluded.created_at
+WHERE idempotency_keys.created_at < $7
+RETURNING event_id";
 
 /// A finished attempt in one statement: its requests are recorded whoever holds the
 /// lease (they happened), targets that answered 410 are disabled, and the delivery's
-/// state changes only if `$2` still holds the lease. No row back: no such delivery.
+/// state changes only if `$2` still holds the lease. Nothing happens for an unknown id.
 const FINISH: &str = "
 WITH delivery AS (
     SELECT product_id, instance FROM deliveries WHERE id = $1
@@ -438,6 +465,210 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         disabled_targets: row.try_get(10)?,
     })
 }
+
+/// One finished attempt of a batch (see [`Store::finish_batch`]); an unknown delivery
+/// is passed over.
+async fn finish_in(
+    tx: &impl GenericClient,
+    id: &str,
+    owner: &str,
+    finish: &Finish,
+    now: Millis,
+) -> Result<()> {
+    let attempts = &finish.attempts;
+    let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
+    let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
+    let durations: Vec<i64> = attempts
+        .iter()
+        .map(|a| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+        .collect();
+    let targets: Vec<Option<&str>> = attempts.iter().map(|a| a.target.as_deref()).collect();
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+    let disable = &finish.disable;
+    let keys: Vec<&str> = disable.iter().map(|d| d.key.as_str()).collect();
+    let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
+    let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
+    let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
+    execute(
+        tx,
+        FINISH,
+        &[
+            &id,
+            &owner,
+            &finish.status.as_str(),
+            &finish.next_at,
+            &to_i32(finish.step),
+            &to_json(&finish.done_targets),
+            &finish.last_error,
+            &i32::from(!attempts.is_empty()),
+            &now,
+            &numbers,
+            &ats,
+            &durations,
+            &targets,
+            &outcomes,
+            &statuses,
+            &errors,
+            &keys,
+            &shown,
+            &reasons,
+            &disabled_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn claim_key(
+    tx: &impl GenericClient,
+    event: &NewEvent,
+    key: &IdempotencyKey,
+) -> Result<Option<Admission>> {
+    let claimed = query(
+        tx,
+        CLAIM_KEY,
+        &[
+            &event.product,
+            &key.key,
+            &key.digest,
+            &event.id,
+            &event.answer(),
+            &event.received_at,
+            &key.since,
+        ],
+    )
+    .await?;
+    if !claimed.is_empty() {
+        return Ok(None);
+    }
+    let rows = query(
+        tx,
+        "SELECT digest, answer FROM idempotency_keys WHERE product_id = $1 AND key = $2",
+        &[&event.product, &key.key],
+    )
+    .await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend(format!("idempotency key `{}` vanished", key.key)))?;
+    let digest: String = row.try_get(0)?;
+    Ok(Some(Admission::of_earlier(key, &digest, row.try_get(1)?)))
+}
+
+/// The events and their deliveries, in one statement.
+async fn insert_events(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let products: Vec<&str> = events.iter().map(|e| e.product.as_str()).collect();
+    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+    let received: Vec<Millis> = events.iter().map(|e| e.received_at).collect();
+    let each = || {
+        events
+            .iter()
+            .flat_map(|e| e.deliveries.iter().map(move |d| (*e, d)))
+    };
+    let delivery_ids: Vec<&str> = each().map(|(_, d)| d.id.as_str()).collect();
+    let event_ids: Vec<&str> = each().map(|(e, _)| e.id.as_str()).collect();
+    let delivery_products: Vec<&str> = each().map(|(e, _)| e.product.as_str()).collect();
+    let instances: Vec<&str> = each().map(|(_, d)| d.instance.as_str()).collect();
+    let services: Vec<&str> = each().map(|(_, d)| d.service.as_str()).collect();
+    let due: Vec<Millis> = each().map(|(e, _)| e.received_at).collect();
+    execute(
+        tx,
+        ACCEPT,
+        &[
+            &ids,
+            &products,
+            &payloads,
+            &received,
+            &delivery_ids,
+            &event_ids,
+            &delivery_products,
+            &instances,
+            &services,
+            &due,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Tells the listening workers that deliveries are due (at the commit).
+async fn notify_due(client: &impl GenericClient) -> Result<()> {
+    execute(client, "SELECT pg_notify($1, '')", &[&DUE_CHANNEL]).await?;
+    Ok(())
+}
+
+/// What a listening connection says: notifications, notices, and its end.
+type Messages =
+    Pin<Box<dyn Stream<Item = std::result::Result<AsyncMessage, tokio_postgres::Error>> + Send>>;
+
+/// A connection of its own (not the pool's) that `LISTEN`s on [`DUE_CHANNEL`]; returns
+/// once the server has said yes.
+async fn subscribe(config: &tokio_postgres::Config) -> Result<(Client, Messages)> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let mut messages: Messages = Box::pin(stream::poll_fn(move |cx| connection.poll_message(cx)));
+    let statement = format!("LISTEN {DUE_CHANNEL}");
+    let mut listen = Box::pin(client.batch_execute(&statement));
+    // The connection only moves while its messages are read.
+    loop {
+        tokio::select! {
+            listened = &mut listen => {
+                listened?;
+                break;
+            }
+            message = messages.next() => match message {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(err.into()),
+                None => return Err(StoreError::Backend("the listening connection closed".into())),
+            },
+        }
+    }
+    drop(listen);
+    Ok((client, messages))
+}
+
+/// Wakes `wake` at each notification, for as long as anyone holds it. A lost
+/// connection is made again (the workers poll meanwhile, and are woken once it is back,
+/// for what they may have missed).
+async fn relay_notifications(
+    config: tokio_postgres::Config,
+    (mut client, mut messages): (Client, Messages),
+    wake: Weak<Notify>,
+) {
+    loop {
+        while let Some(message) = messages.next().await {
+            let Some(wake) = wake.upgrade() else { return };
+            match message {
+                Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!("listening for new deliveries: {}", describe(&err));
+                    break;
+                }
+            }
+        }
+        drop(client);
+        loop {
+            tokio::time::sleep(RELISTEN_WAIT).await;
+            let Some(wake) = wake.upgrade() else { return };
+            match subscribe(&config).await {
+                Ok(again) => {
+                    (client, messages) = again;
+                    wake.notify_one();
+                    break;
+                }
+                Err(err) => tracing::warn!("listening for new deliveries again: {err}"),
+            }
+        }
+    }
+}
+
+/// How long to wait before making a lost listening connection again.
+const RELISTEN_WAIT: Duration = Duration::from_secs(1);
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -516,33 +747,29 @@ impl Store for PostgresStore {
         Ok(products)
     }
 
-    async fn accept(&self, event: &NewEvent) -> Result<()> {
-        let column = |f: fn(&NewDelivery) -> &String| -> Vec<&str> {
-            event.deliveries.iter().map(|d| f(d).as_str()).collect()
-        };
-        let (ids, instances, services) = (
-            column(|d| &d.id),
-            column(|d| &d.instance),
-            column(|d| &d.service),
-        );
-        // One statement is one transaction: the event and its deliveries, or nothing.
-        // The commit is durable (synchronous_commit, the server's default) before the
-        // intake answers 202.
-        execute(
-            &self.client().await?,
-            ACCEPT,
-            &[
-                &event.id,
-                &event.product,
-                &event.payload,
-                &event.received_at,
-                &ids,
-                &instances,
-                &services,
-            ],
-        )
-        .await?;
-        Ok(())
+    async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut admissions = Vec::with_capacity(events.len());
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            let earlier = match &event.idempotency {
+                Some(key) => claim_key(&tx, event, key).await?,
+                None => None,
+            };
+            admissions.push(earlier.unwrap_or(Admission::Stored));
+            if admissions.last() == Some(&Admission::Stored) {
+                fresh.push(event);
+            }
+        }
+        insert_events(&tx, &fresh).await?;
+        if fresh.iter().any(|event| !event.deliveries.is_empty()) {
+            // Delivered to the listening workers at the commit, not before.
+            notify_due(&tx).await?;
+        }
+        // Durable (synchronous_commit, the server's default) before the intake answers.
+        tx.commit().await?;
+        Ok(admissions)
     }
 
     async fn claim(
@@ -569,53 +796,24 @@ impl Store for PostgresStore {
         rows.iter().map(claimed_row).collect()
     }
 
-    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
-        let attempts = &finish.attempts;
-        let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
-        let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
-        let durations: Vec<i64> = attempts
-            .iter()
-            .map(|a| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
-            .collect();
-        let targets: Vec<Option<&str>> = attempts.iter().map(|a| a.target.as_deref()).collect();
-        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
-        let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
-        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
-        let disable = &finish.disable;
-        let keys: Vec<&str> = disable.iter().map(|d| d.key.as_str()).collect();
-        let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
-        let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
-        let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
-        let rows = query(
-            &self.client().await?,
-            FINISH,
-            &[
-                &id,
-                &owner,
-                &finish.status.as_str(),
-                &finish.next_at,
-                &to_i32(finish.step),
-                &to_json(&finish.done_targets),
-                &finish.last_error,
-                &i32::from(!attempts.is_empty()),
-                &now_ms(),
-                &numbers,
-                &ats,
-                &durations,
-                &targets,
-                &outcomes,
-                &statuses,
-                &errors,
-                &keys,
-                &shown,
-                &reasons,
-                &disabled_at,
-            ],
-        )
-        .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound(format!("no delivery {id}")));
+    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        for (id, finish) in finished {
+            finish_in(&tx, id, owner, finish, now).await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn listen_for_work(&self, wake: Arc<Notify>) -> Result<()> {
+        let listening = subscribe(&self.config).await?;
+        tokio::spawn(relay_notifications(
+            self.config.clone(),
+            listening,
+            Arc::downgrade(&wake),
+        ));
         Ok(())
     }
 
@@ -905,8 +1103,9 @@ impl Store for PostgresStore {
     }
 
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
+        let client = self.client().await?;
         let changed = execute(
-            &self.client().await?,
+            &client,
             "UPDATE deliveries SET status = 'pending', next_at = $2, step = 0,
                  done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
                  lease_owner = NULL, lease_until = NULL, updated_at = $2
@@ -914,6 +1113,9 @@ impl Store for PostgresStore {
             &[&id, &now],
         )
         .await?;
+        if changed > 0 {
+            notify_due(&client).await?;
+        }
         Ok(changed > 0)
     }
 
@@ -1087,6 +1289,69 @@ mod tests {
             .collect();
         assert_eq!(expired.len(), 1, "{counted:?}");
         drop((store, db));
+        schema.drop_schema().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listening_worker_wakes_at_once_for_an_event_accepted_elsewhere() {
+        use lookout_testkit::CaptureServer;
+        let schema = TestSchema::create().await;
+        let intake = PostgresStore::open(&schema.url).await.unwrap();
+        let workers: Arc<dyn Store> = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
+        let server = CaptureServer::start();
+        let echo = StoredInstance {
+            name: "hook".to_owned(),
+            service: "echo".to_owned(),
+            options: serde_json::json!({ "urls": [format!("{}/woken", server.url())] })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        };
+        intake.put_instance("p1", &echo).await.unwrap();
+        let settings = lookout::Settings::default().allowing_loopback();
+        let config = crate::policy::WorkerConfig {
+            poll: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(crate::intake::run_workers(
+            workers,
+            settings,
+            config,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        // Let the workers find the queue empty and settle into their 30 s wait.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = std::time::Instant::now();
+        let event = crate::store::NewEvent {
+            id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            payload: lookout::samples::ALL[0].1.to_owned(),
+            received_at: now_ms(),
+            deliveries: vec![crate::store::NewDelivery {
+                id: "msg_1".to_owned(),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+            idempotency: None,
+        };
+        intake.accept(&event).await.unwrap();
+        while server.requests_to("/woken").is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the worker was not woken (it polls every 30 s)"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = started.elapsed();
+        println!("accepted → delivered by a LISTENing worker in {took:?}");
+        assert!(took < Duration::from_secs(1), "woken after {took:?}");
+        let _ = stop.send(());
+        running.await.unwrap().unwrap();
+        drop(intake);
         schema.drop_schema().await;
     }
 

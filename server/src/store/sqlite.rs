@@ -12,9 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
 use super::{
-    Activity, ActivityWindow, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow, DisabledTarget,
-    EventFilter, Finish, Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store,
-    StoreError, StoredEvent, StoredInstance, millis,
+    Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
+    DisabledTarget, EventFilter, Finish, IdempotencyKey, Millis, NewDelivery, NewEvent, Product,
+    Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -107,6 +107,18 @@ CREATE INDEX deliveries_id_product ON deliveries (id, product_id);
 CREATE INDEX attempts_at ON attempts (at, delivery_id, outcome, duration_ms);
 "#,
     UPKEEP,
+    r#"
+-- Idempotency keys of accepted events, with the answer the first POST got.
+CREATE TABLE idempotency_keys (
+    product_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (product_id, key)
+);
+"#,
 ];
 
 /// Target health, alerts and retention (store/upkeep.rs).
@@ -139,6 +151,10 @@ CREATE INDEX deliveries_event ON deliveries (event_id);
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// What the intake looks up for each request (its product, a token) is read on a
+    /// connection of its own, so that it never waits for a commit's fsync (in WAL mode
+    /// a reader sees the last commit while the next one is written).
+    reader: Arc<Mutex<Connection>>,
 }
 
 fn backend(err: impl std::fmt::Display) -> StoreError {
@@ -155,11 +171,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_owned();
-        let conn = tokio::task::spawn_blocking(move || open_blocking(&path))
-            .await
-            .map_err(backend)??;
+        let (conn, reader) = tokio::task::spawn_blocking(move || {
+            let conn = open_blocking(&path)?;
+            Ok::<_, StoreError>((conn, open_reader(&path)?))
+        })
+        .await
+        .map_err(backend)??;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -169,7 +189,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f).await
+    }
+
+    /// [`SqliteStore::call`] on the reading connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn)
@@ -204,6 +240,15 @@ fn open_blocking(path: &Path) -> Result<Connection> {
         file.push(suffix);
         make_private(Path::new(&file))?;
     }
+    Ok(conn)
+}
+
+/// A second connection to the (migrated) database, for reading only.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }
 
@@ -455,6 +500,151 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
     Ok(claimed)
 }
 
+/// Records the event's idempotency key, unless it is already recorded: then what the
+/// earlier event's key says.
+fn claim_key(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent,
+    key: &IdempotencyKey,
+) -> Result<Option<Admission>> {
+    let claimed = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
+                 event_id = excluded.event_id, answer = excluded.answer,
+                 created_at = excluded.created_at
+             WHERE idempotency_keys.created_at < ?7
+             RETURNING event_id",
+        )?
+        .query_row(
+            params![
+                event.product,
+                key.key,
+                key.digest,
+                event.id,
+                event.answer(),
+                event.received_at,
+                key.since
+            ],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?;
+    if claimed.is_some() {
+        return Ok(None);
+    }
+    let (digest, answer): (String, String) = tx
+        .prepare_cached(
+            "SELECT digest, answer FROM idempotency_keys WHERE product_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![event.product, key.key], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    Ok(Some(Admission::of_earlier(key, &digest, answer)))
+}
+
+/// One event of a batch: stored with its deliveries, or not (its key was seen).
+fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admission> {
+    if let Some(key) = &event.idempotency
+        && let Some(earlier) = claim_key(tx, event, key)?
+    {
+        return Ok(earlier);
+    }
+    tx.prepare_cached(
+        "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event.id,
+        event.product,
+        event.payload,
+        event.received_at
+    ])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
+             next_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
+    )?;
+    for delivery in &event.deliveries {
+        insert.execute(params![
+            delivery.id,
+            event.id,
+            event.product,
+            delivery.instance,
+            delivery.service,
+            event.received_at
+        ])?;
+    }
+    Ok(Admission::Stored)
+}
+
+/// One finished attempt of a batch (see [`Store::finish_batch`]).
+fn finish_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    owner: &str,
+    finish: &Finish,
+    now: Millis,
+) -> Result<()> {
+    let delivery: Option<(String, String)> = tx
+        .prepare_cached("SELECT product_id, instance FROM deliveries WHERE id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((product, instance)) = delivery else {
+        return Ok(());
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status,
+             error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for attempt in &finish.attempts {
+        insert.execute(params![
+            id,
+            attempt.number,
+            attempt.at,
+            attempt.duration_ms as i64,
+            attempt.target,
+            attempt.outcome,
+            attempt.status,
+            attempt.error
+        ])?;
+    }
+    for target in &finish.disable {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO disabled_targets
+                 (product_id, instance, target_key, target, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            product,
+            instance,
+            target.key,
+            target.target,
+            target.reason,
+            target.at
+        ])?;
+    }
+    let attempted = u32::from(!finish.attempts.is_empty());
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
+             last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
+             lease_owner = NULL, lease_until = NULL
+         WHERE id = ?1 AND lease_owner = ?2",
+    )?
+    .execute(params![
+        id,
+        owner,
+        finish.status.as_str(),
+        finish.next_at,
+        finish.step,
+        to_json(&finish.done_targets),
+        finish.last_error,
+        attempted,
+        now
+    ])?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
@@ -518,7 +708,7 @@ impl Store for SqliteStore {
 
     async fn product(&self, id: &str) -> Result<Option<Product>> {
         let id = id.to_owned();
-        self.call(move |conn| load_product(conn, &id)).await
+        self.read(move |conn| load_product(conn, &id)).await
     }
 
     async fn products(&self) -> Result<Vec<Product>> {
@@ -536,31 +726,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn accept(&self, event: &NewEvent) -> Result<()> {
-        let event = event.clone();
+    async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
+        let events = events.to_vec();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
-                params![event.id, event.product, event.payload, event.received_at],
-            )?;
-            for delivery in &event.deliveries {
-                tx.execute(
-                    "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-                         next_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
-                    params![
-                        delivery.id,
-                        event.id,
-                        event.product,
-                        delivery.instance,
-                        delivery.service,
-                        event.received_at
-                    ],
-                )?;
-            }
+            let admissions = events
+                .iter()
+                .map(|event| accept_in(&tx, event))
+                .collect::<Result<Vec<_>>>()?;
             tx.commit()?;
-            Ok(())
+            Ok(admissions)
         })
         .await
     }
@@ -599,71 +774,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
-        let (id, owner, finish) = (id.to_owned(), owner.to_owned(), finish.clone());
+    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
+        let (owner, finished) = (owner.to_owned(), finished.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = super::now_ms();
-            for attempt in &finish.attempts {
-                tx.execute(
-                    "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome,
-                         status, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        id,
-                        attempt.number,
-                        attempt.at,
-                        attempt.duration_ms as i64,
-                        attempt.target,
-                        attempt.outcome,
-                        attempt.status,
-                        attempt.error
-                    ],
-                )?;
+            for (id, finish) in &finished {
+                finish_in(&tx, id, &owner, finish, now)?;
             }
-            let product: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT product_id, instance FROM deliveries WHERE id = ?1",
-                    [&id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let Some((product, instance)) = product else {
-                return Err(StoreError::NotFound(format!("no delivery {id}")));
-            };
-            for target in &finish.disable {
-                tx.execute(
-                    "INSERT OR REPLACE INTO disabled_targets
-                         (product_id, instance, target_key, target, reason, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        product,
-                        instance,
-                        target.key,
-                        target.target,
-                        target.reason,
-                        target.at
-                    ],
-                )?;
-            }
-            let attempted = u32::from(!finish.attempts.is_empty());
-            tx.execute(
-                "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
-                     last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2",
-                params![
-                    id,
-                    owner,
-                    finish.status.as_str(),
-                    finish.next_at,
-                    finish.step,
-                    to_json(&finish.done_targets),
-                    finish.last_error,
-                    attempted,
-                    now
-                ],
-            )?;
             tx.commit()?;
             Ok(())
         })
@@ -718,7 +836,7 @@ impl Store for SqliteStore {
 
     async fn token_by_digest(&self, digest: &str) -> Result<Option<Token>> {
         let digest = digest.to_owned();
-        self.call(move |conn| {
+        self.read(move |conn| {
             let found = conn
                 .query_row(
                     &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE digest = ?1"),

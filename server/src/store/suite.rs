@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ActivityWindow, AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish, Millis,
-    NewDelivery, NewEvent, Status, Store, StoredInstance,
+    ActivityWindow, Admission, AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish,
+    Millis, NewDelivery, NewEvent, Status, Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -23,6 +23,9 @@ macro_rules! store_suite {
         $crate::store::suite::store_suite!(@each $open, $close;
             products,
             accept_is_all_or_nothing,
+            a_batch_is_one_transaction,
+            idempotency_keys_resolve_to_the_first_event,
+            finish_batch_records_each_and_passes_over_unknown_ones,
             claim_hands_out_due_deliveries_once,
             expired_leases_are_claimed_again,
             finish_schedules_retries_and_dead_letters,
@@ -92,6 +95,7 @@ pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
                     service: "webhook".to_owned(),
                 })
                 .collect(),
+            idempotency: None,
         })
         .await
         .unwrap();
@@ -220,6 +224,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
                 service: "webhook".to_owned(),
             },
         ],
+        idempotency: None,
     };
     assert!(store.accept(&clash).await.is_err());
     assert!(store.delivery("msg_3").await.unwrap().is_none());
@@ -231,6 +236,118 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
     assert_eq!(row.event_id, "evt_1");
     assert_eq!(row.next_at, Some(T0));
     assert!(attempts.is_empty());
+}
+
+/// An event for `p1`'s `hook` with one delivery `msg`, and an idempotency key.
+fn keyed(event: &str, msg: &str, payload: &str, key: Option<(&str, Millis)>) -> NewEvent {
+    NewEvent {
+        id: event.to_owned(),
+        product: "p1".to_owned(),
+        payload: payload.to_owned(),
+        received_at: T0,
+        deliveries: vec![NewDelivery {
+            id: msg.to_owned(),
+            instance: "hook".to_owned(),
+            service: "webhook".to_owned(),
+        }],
+        idempotency: key.map(|(key, since)| super::IdempotencyKey {
+            key: key.to_owned(),
+            digest: format!("digest of {payload}"),
+            since,
+        }),
+    }
+}
+
+pub async fn a_batch_is_one_transaction(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1"]).await;
+    let good = keyed("evt_2", "msg_2", "{}", None);
+    let clash = keyed("evt_3", "msg_1", "{}", None);
+    assert!(store.accept_batch(&[good.clone(), clash]).await.is_err());
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 1, "nothing of a failed batch is stored");
+    assert!(store.delivery("msg_2").await.unwrap().is_none());
+
+    let admitted = store
+        .accept_batch(&[good, keyed("evt_3", "msg_3", "{}", None)])
+        .await
+        .unwrap();
+    assert_eq!(admitted, [Admission::Stored, Admission::Stored]);
+    assert_eq!(store.stats().await.unwrap().queue_depth, 3);
+}
+
+pub async fn idempotency_keys_resolve_to_the_first_event(store: &dyn Store) {
+    accept_one(store, "evt_0", &[]).await;
+    let live = Some(("k1", T0 - 1_000));
+    let first = keyed("evt_1", "msg_1", "A", live);
+    let admitted = store
+        .accept_batch(&[
+            first.clone(),
+            keyed("evt_2", "msg_2", "A", live),
+            keyed("evt_3", "msg_3", "B", live),
+        ])
+        .await
+        .unwrap();
+    let repeated = Admission::Repeated {
+        answer: first.answer(),
+    };
+    assert_eq!(
+        admitted,
+        [Admission::Stored, repeated.clone(), Admission::Conflict]
+    );
+    assert_eq!(
+        store
+            .accept(&keyed("evt_4", "msg_4", "A", live))
+            .await
+            .unwrap(),
+        repeated
+    );
+    assert_eq!(store.stats().await.unwrap().queue_depth, 1, "one delivery");
+
+    // Concurrent duplicates: one is stored, the other gets its answer.
+    let (a, b) = (
+        keyed("evt_5", "msg_5", "C", Some(("k2", T0 - 1_000))),
+        keyed("evt_6", "msg_6", "C", Some(("k2", T0 - 1_000))),
+    );
+    let (a, b) = futures::join!(store.accept(&a), store.accept(&b));
+    let mut both = [a.unwrap(), b.unwrap()];
+    both.sort_by_key(|admission| admission == &Admission::Stored);
+    assert!(
+        matches!(both, [Admission::Repeated { .. }, Admission::Stored]),
+        "{both:?}"
+    );
+
+    // Once the key has expired (recorded before `since`), it is used afresh.
+    let later = keyed("evt_7", "msg_7", "B", Some(("k1", T0 + 1)));
+    assert_eq!(store.accept(&later).await.unwrap(), Admission::Stored);
+    assert_eq!(store.stats().await.unwrap().queue_depth, 3);
+}
+
+pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn Store) {
+    accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
+    assert_eq!(store.claim("w1", T0, 10, LEASE).await.unwrap().len(), 2);
+    store
+        .finish_batch(
+            "w1",
+            &[
+                ("msg_1".to_owned(), finished(Status::Delivered, 1)),
+                ("msg_unknown".to_owned(), finished(Status::Delivered, 1)),
+                ("msg_2".to_owned(), failed(1, T0 + 1_000, 1)),
+            ],
+        )
+        .await
+        .unwrap();
+    let status = |id: &'static str| async move { store.delivery(id).await.unwrap().unwrap() };
+    let (one, attempts) = status("msg_1").await;
+    assert_eq!((one.status, attempts.len()), (Status::Delivered, 1));
+    let (two, attempts) = status("msg_2").await;
+    assert_eq!(
+        (two.status, two.next_at, attempts.len()),
+        (Status::Failed, Some(T0 + 1_000), 1)
+    );
+    assert!(
+        store.claim("w2", T0, 10, LEASE).await.unwrap().is_empty(),
+        "leases ended"
+    );
 }
 
 pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
@@ -607,6 +724,7 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
                 product: product.to_owned(),
                 payload: format!(r#"{{"id":"{id}"}}"#),
                 received_at: at,
+                idempotency: None,
                 deliveries: vec![NewDelivery {
                     id: format!("d-{id}"),
                     instance: "hook".to_owned(),

@@ -54,6 +54,7 @@ async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json:
             product: product.to_owned(),
             payload: payload.to_string(),
             received_at: T0,
+            idempotency: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),
