@@ -61,6 +61,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
             since: now.saturating_sub(millis(args.since)),
             product: args.product.clone(),
             service: args.service.clone(),
+            limit: None,
         };
         let report = replay::compare(store.as_ref(), &request).await?;
         let sent = match (&args.product, args.send) {

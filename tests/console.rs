@@ -60,6 +60,8 @@ async fn run(started: Instant) {
     passed.flow("a_dead_delivery_is_redelivered_and_markup_shows_as_text");
     console.catalogue_and_overview().await;
     passed.flow("catalogue_and_overview");
+    console.preview_a_change(&serving).await;
+    passed.flow("a_changed_option_is_previewed_as_a_diff");
     console.forms_without_the_csrf_token_are_refused().await;
     passed.flow("forms_without_the_csrf_token_are_refused");
     console
@@ -269,6 +271,31 @@ impl Console {
         self.shot("overview").await;
     }
 
+    /// Product `other` gets a Slack service (its webhook URL, key and all, on the local
+    /// sink) and a stored event; its channel changed in the preview shows as a diff.
+    async fn preview_a_change(&mut self, serving: &Serving) {
+        let url = format!("{}/slack/{URL_KEY}", self.sink);
+        let chat = json!({"service": "slack", "url": url, "channel": "#dev"});
+        serving.put_services("other", json!({ "chat": chat })).await;
+        serving
+            .post_event("other", &lookout_testkit::fixture_json("Item"))
+            .await;
+        let page = self.open("/ui/products/other/preview").await;
+        assert!(page.contains("[services.chat]"), "{page}");
+        self.browser.clear("#services").await;
+        let table = "[services.chat]\nservice = \"slack\"\nchannel = \"#ops\"\n";
+        self.browser.type_into("#services", table).await;
+        self.browser.click("#preview").await;
+        self.browser
+            .wait_for_text("#report .change", "changed")
+            .await;
+        assert_eq!(self.browser.text("#changed").await, "1");
+        let added = self.browser.text("pre.diff .add").await;
+        assert_eq!(added, "+        \"channel\": \"#ops\"");
+        self.seen().await;
+        self.shot("preview").await;
+    }
+
     async fn forms_without_the_csrf_token_are_refused(&mut self) {
         let session = self.browser.cookie("lookout_session").await;
         let client = reqwest::Client::new();
@@ -383,6 +410,19 @@ impl Serving {
             .await
             .expect("post event");
         assert_eq!(answer.status(), 202);
+    }
+
+    /// Replaces a product's services through the admin API.
+    async fn put_services(&self, product: &str, services: Value) {
+        let answer = reqwest::Client::new()
+            .put(format!("{}/v1/products/{product}", self.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(json!({ "services": services }).to_string())
+            .send()
+            .await
+            .expect("put product");
+        assert!(answer.status().is_success(), "{answer:?}");
     }
 
     fn portal_link(&self, product: &str, ttl: Duration) -> String {

@@ -64,11 +64,20 @@ fn config(services: serde_json::Value) -> ConfigFile {
 }
 
 async fn compare(store: &dyn Store, file: &ConfigFile) -> ReplayReport {
+    compare_newest(store, file, None).await
+}
+
+async fn compare_newest(
+    store: &dyn Store,
+    file: &ConfigFile,
+    limit: Option<usize>,
+) -> ReplayReport {
     let replay = Replay {
         services: &file.services,
         since: store::now_ms() - 3_600_000,
         product: Some("p1".into()),
         service: None,
+        limit,
     };
     replay::compare(store, &replay).await.unwrap()
 }
@@ -99,6 +108,32 @@ async fn an_unchanged_config_shows_no_differences() {
     assert!(report.comparisons.iter().all(|c| c.diff.is_empty()));
     // The stored delivery's id is used on both sides.
     assert_eq!(report.comparisons[0].delivery_id, "msg_0_slack");
+}
+
+#[tokio::test]
+async fn a_limit_compares_the_newest_events_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = history(&dir).await;
+    let file = config(stored_services());
+    let newest = compare_newest(store.as_ref(), &file, Some(2)).await;
+    assert_eq!(newest.summary.events, 2);
+    assert!(newest.cut, "three older events were left out");
+    let events: Vec<&str> = newest
+        .comparisons
+        .iter()
+        .map(|c| c.event_id.as_str())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "evt_3_Favorite",
+            "evt_3_Favorite",
+            "evt_4_Deploy",
+            "evt_4_Deploy"
+        ]
+    );
+    let all = compare_newest(store.as_ref(), &file, Some(5)).await;
+    assert_eq!((all.summary.events, all.cut), (5, false));
 }
 
 #[tokio::test]

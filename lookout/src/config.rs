@@ -274,6 +274,19 @@ impl ConfigFile {
 
     /// Parses config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str, sections: &[&str]) -> Result<ConfigFile, ConfigError> {
+        let raw = RawConfig::parse(text, origin, sections)?;
+        let services = parse_services(&raw.services).map_err(ConfigError::Options)?;
+        Ok(ConfigFile {
+            engine: raw.engine,
+            services,
+            sections: raw.sections,
+        })
+    }
+}
+
+impl RawConfig {
+    /// Config text as written, its top-level tables checked but nothing validated.
+    fn parse(text: &str, origin: &str, sections: &[&str]) -> Result<RawConfig, ConfigError> {
         let syntax = |message: String| ConfigError::Syntax {
             origin: origin.to_owned(),
             message: message.trim().replace('\n', " "),
@@ -283,22 +296,23 @@ impl ConfigFile {
         } else {
             toml::from_str(text).map_err(|e| syntax(toml_message(&e, text)))?
         };
-        let services = parse_services(&raw.services).map_err(ConfigError::Options)?;
-        let (engine, top) = (raw.engine, raw.sections);
         let mut known = vec!["engine", "services"];
         known.extend_from_slice(sections);
-        if let Some(unknown) = top.keys().find(|k| !known.contains(&k.as_str())) {
+        if let Some(unknown) = raw.sections.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(syntax(format!(
                 "unknown section `{unknown}` (known: {})",
                 known.join(", ")
             )));
         }
-        Ok(ConfigFile {
-            engine,
-            services,
-            sections: top,
-        })
+        Ok(raw)
     }
+}
+
+/// The `services` table of config text, as written (its `[engine]` left out): not yet
+/// validated, so that a caller can fill in what the text leaves out (the console's
+/// preview keeps stored secrets) before [`parse_services`] checks it.
+pub fn services_table(text: &str, origin: &str) -> Result<Map<String, Value>, ConfigError> {
+    RawConfig::parse(text, origin, &[]).map(|raw| raw.services)
 }
 
 impl From<ConfigFile> for Config {

@@ -177,6 +177,20 @@ impl Schema {
     pub fn get(&self, name: &str) -> Option<&OptionSpec> {
         self.options.iter().find(|o| o.name == name)
     }
+
+    /// The keys of `raw` (options as written) that hold secrets: the secret options of
+    /// the schema and the pass-through options listed in `secret_options`. What a page
+    /// must leave out when it shows options as written.
+    pub fn secret_names<'a>(&'a self, raw: &'a Map<String, Value>) -> Vec<&'a str> {
+        let mut names: Vec<&str> = self
+            .options
+            .iter()
+            .filter(|o| o.is_secret())
+            .map(|o| o.name)
+            .collect();
+        names.extend(marked_secret_extras(self, raw));
+        names
+    }
 }
 
 /// One thing wrong with the options of one configured service.

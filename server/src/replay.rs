@@ -32,6 +32,21 @@ pub struct Replay<'a> {
     pub product: Option<String>,
     /// Only the config's service of this name.
     pub service: Option<String>,
+    /// Only the newest this many events of the range (the console's preview: a page
+    /// must not take minutes); `None`: all of them.
+    pub limit: Option<usize>,
+}
+
+impl Replay<'_> {
+    fn filter(&self, limit: usize, newest_first: bool) -> EventFilter {
+        EventFilter {
+            since: self.since,
+            product: self.product.clone(),
+            after: None,
+            limit,
+            newest_first,
+        }
+    }
 }
 
 /// How one configured service's requests for one event change.
@@ -85,9 +100,12 @@ pub struct ReplayReport {
     /// Every comparison in which at least one side sends, oldest event first.
     pub comparisons: Vec<Comparison>,
     pub summary: Summary,
+    /// The range held more events than [`Replay::limit`]: the older ones were left out.
+    pub cut: bool,
 }
 
-/// Compares every stored event of the replay's range, in batches.
+/// Compares the stored events of the replay's range (all of them, in batches, or the
+/// newest [`Replay::limit`]), oldest first.
 pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayReport, StoreError> {
     let tables: Vec<&ServiceTable> = replay
         .services
@@ -99,34 +117,80 @@ pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayRep
                 .is_none_or(|s| *s == t.instance.name)
         })
         .collect();
-    let mut report = ReplayReport::default();
-    report.summary.services = tables.len();
-    let mut products: HashMap<String, Option<Product>> = HashMap::new();
-    let mut filter = EventFilter {
-        since: replay.since,
-        product: replay.product.clone(),
-        after: None,
-        limit: BATCH,
+    let mut comparer = Comparer {
+        tables,
+        products: HashMap::new(),
+        report: ReplayReport::default(),
     };
+    comparer.report.summary.services = comparer.tables.len();
+    if let Some(limit) = replay.limit {
+        let (events, cut) = newest_events(store, replay, limit).await?;
+        comparer.add(store, &events).await?;
+        comparer.report.cut = cut;
+        return Ok(comparer.report);
+    }
+    let mut filter = replay.filter(BATCH, false);
     loop {
         let batch = store.events_since(&filter).await?;
         let Some(last) = batch.last() else {
             break;
         };
         filter.after = Some((last.received_at, last.id.clone()));
-        for stored in &batch {
-            if !products.contains_key(&stored.product) {
-                let product = store.product(&stored.product).await?;
-                products.insert(stored.product.clone(), product);
-            }
-            let product = products[&stored.product].as_ref();
-            compare_event(stored, product, &tables, &mut report);
-        }
+        comparer.add(store, &batch).await?;
         if batch.len() < BATCH {
             break;
         }
     }
-    Ok(report)
+    Ok(comparer.report)
+}
+
+/// The newest `limit` events of the replay's range, oldest first, and whether older
+/// ones were left out.
+async fn newest_events(
+    store: &dyn Store,
+    replay: &Replay<'_>,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, bool), StoreError> {
+    // One more than wanted tells whether the range holds more.
+    let mut filter = replay.filter(BATCH.min(limit + 1), true);
+    let mut events = Vec::new();
+    while events.len() <= limit {
+        let batch = store.events_since(&filter).await?;
+        let Some(last) = batch.last() else {
+            break;
+        };
+        filter.after = Some((last.received_at, last.id.clone()));
+        let full = batch.len() == filter.limit;
+        events.extend(batch);
+        if !full {
+            break;
+        }
+    }
+    let cut = events.len() > limit;
+    events.truncate(limit);
+    events.reverse();
+    Ok((events, cut))
+}
+
+/// The comparisons so far, and the products they are made against (each read once).
+struct Comparer<'a> {
+    tables: Vec<&'a ServiceTable>,
+    products: HashMap<String, Option<Product>>,
+    report: ReplayReport,
+}
+
+impl Comparer<'_> {
+    async fn add(&mut self, store: &dyn Store, events: &[StoredEvent]) -> Result<(), StoreError> {
+        for stored in events {
+            if !self.products.contains_key(&stored.product) {
+                let product = store.product(&stored.product).await?;
+                self.products.insert(stored.product.clone(), product);
+            }
+            let product = self.products[&stored.product].as_ref();
+            compare_event(stored, product, &self.tables, &mut self.report);
+        }
+        Ok(())
+    }
 }
 
 fn compare_event(

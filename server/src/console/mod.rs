@@ -1,6 +1,7 @@
 //! The web console of `lookout serve`, at `/ui`: the catalogue with its install docs,
 //! each product's services (added and edited through forms generated from the option
-//! schemas), test sends, deliveries with their attempts, redelivery, and an overview.
+//! schemas), test sends, deliveries with their attempts, redelivery, an overview, and a
+//! preview of what a change to the services would send ([`preview`]).
 //!
 //! Server-rendered HTML (askama templates in `server/templates/console`, escaped by
 //! default); every page works without JavaScript and none is served. Every answer
@@ -12,6 +13,7 @@ mod auth;
 mod chart;
 mod form;
 mod pages;
+mod preview;
 
 use std::sync::Arc;
 
@@ -94,6 +96,10 @@ pub fn router(console: Console) -> Router {
             post(pages::redeliver_dead),
         )
         .route("/products/{product}/overview", get(pages::overview))
+        .route(
+            "/products/{product}/preview",
+            get(preview::form).post(preview::run),
+        )
         .route("/products/{product}/reenable", post(pages::reenable))
         .fallback(|| async { pages::message(StatusCode::NOT_FOUND, "No such page.") })
         .layer(middleware::from_fn(security_headers))

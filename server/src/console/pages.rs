@@ -32,7 +32,7 @@ pub struct Chrome {
 }
 
 impl Chrome {
-    fn of(session: &Session) -> Chrome {
+    pub(super) fn of(session: &Session) -> Chrome {
         Chrome {
             admin: session.is_admin(),
             csrf: session.csrf.clone(),
@@ -44,7 +44,7 @@ impl Chrome {
     }
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(super) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(err) => {
@@ -102,7 +102,7 @@ fn store_refused(err: &StoreError) -> Refused {
     Refused::Store
 }
 
-fn store_failed(err: &StoreError) -> Response {
+pub(super) fn store_failed(err: &StoreError) -> Response {
     tracing::error!("console: store: {err}");
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -118,7 +118,7 @@ fn not_yours() -> Response {
 }
 
 /// A product's page is only for a session that may see it, and only if it exists.
-async fn visible_product(
+pub(super) async fn visible_product(
     console: &Console,
     session: &Session,
     id: &str,

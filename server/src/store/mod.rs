@@ -394,16 +394,29 @@ pub struct StoredEvent {
     pub deliveries: Vec<DeliveryRow>,
 }
 
-/// Which stored events to read: one batch, oldest first.
+/// Which stored events to read: one batch, oldest first (or newest first).
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     /// Only those received at or after this time.
     pub since: Millis,
     pub product: Option<String>,
-    /// Only those after this `(received_at, id)`: the last of the previous batch.
+    /// Only those after this `(received_at, id)` in the batch order: the last of the
+    /// previous batch.
     pub after: Option<(Millis, String)>,
     /// At most this many (at least one).
     pub limit: usize,
+    /// Newest first (the console's preview compares only the latest events of a window).
+    pub newest_first: bool,
+}
+
+/// The SQL of an [`EventFilter`]'s order: the `ORDER BY` direction, and how the keyset
+/// compares rows past the previous batch's last.
+fn events_order(newest_first: bool) -> (&'static str, &'static str) {
+    if newest_first {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    }
 }
 
 /// Which deliveries to list.

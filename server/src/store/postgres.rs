@@ -880,12 +880,16 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let (after_at, after_id) = filter.after.clone().unzip();
         let limit = i64::try_from(filter.limit.max(1)).unwrap_or(i64::MAX);
-        let rows = query(
-            &client,
+        let (order, past) = super::events_order(filter.newest_first);
+        let sql = format!(
             "SELECT id, product_id, payload, received_at FROM events
              WHERE received_at >= $1 AND ($2::text IS NULL OR product_id = $2)
-               AND ($3::bigint IS NULL OR (received_at, id) > ($3, $4::text))
-             ORDER BY received_at, id LIMIT $5",
+               AND ($3::bigint IS NULL OR (received_at, id) {past} ($3, $4::text))
+             ORDER BY received_at {order}, id {order} LIMIT $5"
+        );
+        let rows = query(
+            &client,
+            &sql,
             &[&filter.since, &filter.product, &after_at, &after_id, &limit],
         )
         .await?;

@@ -870,13 +870,14 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         self.call(move |conn| {
             let (after_at, after_id) = filter.after.clone().unzip();
+            let (order, past) = super::events_order(filter.newest_first);
             let mut events = conn
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT id, product_id, payload, received_at FROM events
                      WHERE received_at >= ?1 AND (?2 IS NULL OR product_id = ?2)
-                       AND (?3 IS NULL OR (received_at, id) > (?3, ?4))
-                     ORDER BY received_at, id LIMIT ?5",
-                )?
+                       AND (?3 IS NULL OR (received_at, id) {past} (?3, ?4))
+                     ORDER BY received_at {order}, id {order} LIMIT ?5"
+                ))?
                 .query_map(
                     params![
                         filter.since,

@@ -714,8 +714,9 @@ pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
     assert!(store.tokens().await.unwrap().is_empty());
 }
 
-/// `lookout replay`: events since a time, oldest first, in batches, each with its
-/// deliveries; deliveries added to a stored event once, however often they are added.
+/// `lookout replay`: events since a time, oldest first (or newest first), in batches,
+/// each with its deliveries; deliveries added to a stored event once, however often
+/// they are added.
 pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
     for (id, at, product) in [("e1", T0, "p1"), ("e2", T0 + 1, "p1"), ("e3", T0 + 2, "p2")] {
         store
@@ -739,6 +740,7 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
         product: product.map(str::to_owned),
         after: after.map(|(at, id)| (at, id.to_owned())),
         limit,
+        newest_first: false,
     };
     let ids = |events: Vec<super::StoredEvent>| -> Vec<String> {
         events.into_iter().map(|e| e.id).collect()
@@ -757,6 +759,15 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
         .events_since(&read(T0 + 1, Some("p1"), None, 10))
         .await;
     assert_eq!(ids(later.unwrap()), ["e2"]);
+    // Newest first, batch by batch the other way.
+    let newest = |after: Option<(Millis, &str)>| EventFilter {
+        newest_first: true,
+        ..read(T0, None, after, 2)
+    };
+    let first = store.events_since(&newest(None)).await.unwrap();
+    assert_eq!(ids(first), ["e3", "e2"]);
+    let next = store.events_since(&newest(Some((T0 + 1, "e2")))).await;
+    assert_eq!(ids(next.unwrap()), ["e1"]);
 
     let added = [NewDelivery {
         id: "d-e1-replay".to_owned(),
