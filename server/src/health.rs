@@ -300,6 +300,7 @@ mod tests {
             payload: PAYLOAD.to_owned(),
             received_at: now_ms(),
             idempotency: None,
+            routed_with: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),
@@ -421,6 +422,7 @@ mod tests {
             instances: vec![echo("hook", "http://127.0.0.1:9/".to_owned())],
             disabled: Vec::new(),
             alerts: None,
+            generation: 0,
         };
         assert!(check_alerts(&product, "hook").is_ok());
         let err = check_alerts(&product, "ops").unwrap_err();

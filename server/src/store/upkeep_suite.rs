@@ -55,6 +55,7 @@ async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json:
             payload: payload.to_string(),
             received_at: T0,
             idempotency: None,
+            routed_with: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),
