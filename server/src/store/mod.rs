@@ -376,8 +376,9 @@ pub struct Finish {
     pub attempts: Vec<AttemptRecord>,
     /// Targets that answered 410 in this attempt.
     pub disable: Vec<DisabledTarget>,
-    /// How each target fared, for its health (not stored by `finish`: see
-    /// [`Upkeep::record_health`]).
+    /// How each target fared, for its health: `finish` starts the failures in a row
+    /// of each target that answered over; failures are counted by
+    /// [`Upkeep::record_health`].
     pub health: Vec<upkeep::TargetResult>,
 }
 

@@ -543,6 +543,32 @@ async fn finish_in(
     Ok(())
 }
 
+/// A target that answered is healthy again: its failures in a row start over (one
+/// statement for the batch).
+async fn clear_health(tx: &impl GenericClient, finished: &[(String, Finish)]) -> Result<()> {
+    let answered: Vec<(&str, &str)> = finished
+        .iter()
+        .flat_map(|(id, finish)| {
+            let healthy = finish.health.iter().filter(|r| r.failure.is_none());
+            healthy.map(move |result| (id.as_str(), result.key.as_str()))
+        })
+        .collect();
+    if answered.is_empty() {
+        return Ok(());
+    }
+    let (deliveries, keys): (Vec<&str>, Vec<&str>) = answered.into_iter().unzip();
+    execute(
+        tx,
+        "DELETE FROM target_health t
+         USING deliveries d, unnest($1::text[], $2::text[]) AS a(delivery, key)
+         WHERE d.id = a.delivery AND t.product_id = d.product_id
+           AND t.instance = d.instance AND t.target_key = a.key",
+        &[&deliveries, &keys],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn claim_key(
     tx: &impl GenericClient,
     event: &NewEvent,
@@ -833,6 +859,7 @@ impl Store for PostgresStore {
         for (id, finish) in finished {
             finish_in(&tx, id, owner, finish, now).await?;
         }
+        clear_health(&tx, finished).await?;
         tx.commit().await?;
         Ok(())
     }

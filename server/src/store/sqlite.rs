@@ -490,14 +490,15 @@ fn config_generation(conn: &Connection) -> Result<Generation> {
 
 /// The claim's details: the event, the instance's current options, its disabled targets.
 fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
-    let (mut claimed, done, options) = conn.query_row(
-        "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload, d.attempts,
-                d.step, d.done_targets, i.options
-         FROM deliveries d JOIN events e ON e.id = d.event_id
-         LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
-         WHERE d.id = ?1",
-        [id],
-        |row| {
+    let (mut claimed, done, options) = conn
+        .prepare_cached(
+            "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
+                    d.attempts, d.step, d.done_targets, i.options
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
+             WHERE d.id = ?1",
+        )?
+        .query_row([id], |row| {
             Ok((
                 Claimed {
                     id: row.get(0)?,
@@ -515,8 +516,7 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
                 row.get::<_, String>(8)?,
                 row.get::<_, Option<String>>(9)?,
             ))
-        },
-    )?;
+        })?;
     claimed.done_targets = from_json(&done)?;
     claimed.options = options
         .map(|o| from_json::<Map<String, Value>>(&o))
@@ -661,6 +661,18 @@ fn finish_in(
             target.at
         ])?;
     }
+    // A target that answered is healthy again: its failures in a row start over.
+    for answered in finish
+        .health
+        .iter()
+        .filter(|result| result.failure.is_none())
+    {
+        tx.prepare_cached(
+            "DELETE FROM target_health
+             WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
+        )?
+        .execute(params![product, instance, answered.key])?;
+    }
     let attempted = u32::from(!finish.attempts.is_empty());
     tx.prepare_cached(
         "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
@@ -800,10 +812,10 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in &ids {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
-                    params![id, owner, until],
-                )?;
+                )?
+                .execute(params![id, owner, until])?;
                 claimed.push(load_claimed(&tx, id)?);
             }
             tx.commit()?;
