@@ -38,6 +38,7 @@ async fn history(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>) {
                 payload: (*payload).into(),
                 received_at: received_at + i as i64,
                 idempotency: None,
+                routed_with: None,
                 deliveries: ["slack", "team"]
                     .iter()
                     .map(|instance| NewDelivery {

@@ -174,6 +174,7 @@ async fn accept_many(store: &Arc<dyn Store>, count: usize) {
                         service: "webhook".to_owned(),
                     }],
                     idempotency: None,
+                    routed_with: None,
                 };
                 store.accept(&event).await.expect("accept");
             }

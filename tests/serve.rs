@@ -984,6 +984,52 @@ async fn batch_route_and_idempotency_keys() {
     assert_eq!(arrived, [1, 3, 4, 10, 11]);
 }
 
+/// The intake routes with a copy of each product's services; a change written by another
+/// process (here the CLI, on the same database file) is still seen by the very next
+/// event: an event routed with the old copy is refused at its commit and routed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_by_another_process_routes_the_next_event() {
+    let target = CaptureServer::start();
+    let place = Place::new();
+    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let serving = place.serve(&["--no-workers"]);
+    let http = client();
+    let routed_to = |seq: u64| {
+        let post = http
+            .post(format!("{}/v1/products/p1/events", serving.url))
+            .bearer_auth(TOKEN)
+            .body(numbered_event(seq))
+            .send();
+        async move {
+            let answer = json_of(post.await.unwrap()).await;
+            let deliveries = answer["deliveries"].as_array().cloned().unwrap_or_default();
+            let mut names: Vec<String> = deliveries
+                .iter()
+                .map(|d| d["instance"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(routed_to(1).await, ["hook"]);
+    assert_eq!(routed_to(2).await, ["hook"]);
+
+    let second = format!("urls={}/second", target.url());
+    place.cli(&[
+        "products",
+        "add",
+        "p1",
+        "second",
+        "--service",
+        "webhook",
+        "--set",
+        &second,
+    ]);
+    assert_eq!(routed_to(3).await, ["hook", "second"]);
+    place.cli(&["products", "remove", "p1", "hook"]);
+    assert_eq!(routed_to(4).await, ["second"]);
+}
+
 /// Target health, alerts and enabling a target again, through the API and the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_target_is_disabled_alerted_and_enabled_again() {

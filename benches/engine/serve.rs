@@ -394,6 +394,7 @@ async fn fill_queue(database: &str, url: &str, event: &lookout::Event, n: usize)
                 service: "webhook".to_owned(),
             }],
             idempotency: None,
+            routed_with: None,
         })
         .collect();
     for batch in events.chunks(5_000) {

@@ -7,10 +7,12 @@
 //! send it, and services that need the missing field report it by its JSON path. Nothing a
 //! product sends is lost because one service cannot format it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A parsed event, ready for dispatch.
@@ -23,8 +25,18 @@ pub struct Event {
     pub product: Product,
     /// Shared: the engine clones the event once per dispatch, and the typed attributes
     /// are most of it (dozens of allocations to copy and, on another thread, to free).
-    attributes: Arc<Result<Attributes, PayloadError>>,
+    attributes: Arc<LazyAttributes>,
     raw: Arc<str>,
+}
+
+/// The attributes, read into the typed model the first time a service asks. Routing an
+/// event needs only its envelope, so `serve`'s intake, which stores events, never pays
+/// for decoding them.
+#[derive(Debug)]
+struct LazyAttributes {
+    /// Where the attributes object is in the raw payload.
+    span: std::ops::Range<usize>,
+    decoded: OnceLock<Result<Attributes, PayloadError>>,
 }
 
 /// The typed attributes of one event, by model.
@@ -187,45 +199,43 @@ impl PayloadError {
 }
 
 impl Event {
-    /// Parses a payload from its JSON text.
+    /// Parses a payload from its JSON text: the envelope now, the attributes when first
+    /// asked for ([`Event::attributes`]).
     pub fn parse(json: &str) -> Result<Event, PayloadError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| PayloadError::Syntax {
-            message: syntax_message(&e),
-            line: e.line(),
-            column: e.column(),
-        })?;
-        Event::from_parts(value, Arc::from(json))
-    }
-
-    /// Builds an event from an already decoded JSON value.
-    pub fn from_value(value: Value) -> Result<Event, PayloadError> {
-        let raw = Arc::from(value.to_string());
-        Event::from_parts(value, raw)
-    }
-
-    fn from_parts(value: Value, raw: Arc<str>) -> Result<Event, PayloadError> {
-        let Value::Object(mut envelope) = value else {
-            return Err(PayloadError::field("(root)", "expected a JSON object"));
-        };
-        let model = match envelope.remove("model") {
+        // The last of duplicate keys wins, as in a JSON value.
+        let mut envelope: HashMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(json).map_err(|e| {
+                if e.is_data() {
+                    PayloadError::field("(root)", "expected a JSON object")
+                } else {
+                    PayloadError::Syntax {
+                        message: syntax_message(&e),
+                        line: e.line(),
+                        column: e.column(),
+                    }
+                }
+            })?;
+        let mut field = |name: &str| envelope.remove(name).map(|raw| small_value(name, raw));
+        let model = match field("model").transpose()? {
             Some(Value::String(m)) if !m.trim().is_empty() => m,
             Some(Value::String(_)) => return Err(PayloadError::field("model", "empty")),
             Some(other) => return Err(PayloadError::field("model", expected("a string", &other))),
             None => return Err(PayloadError::field("model", "missing")),
         };
-        let action = match envelope.remove("action") {
+        let action = match field("action").transpose()? {
             None | Some(Value::Null) => "created".to_owned(),
             Some(Value::String(a)) if !a.trim().is_empty() => a,
             Some(Value::String(_)) => return Err(PayloadError::field("action", "empty")),
             Some(other) => return Err(PayloadError::field("action", expected("a string", &other))),
         };
-        let product = match envelope.remove("product") {
+        let product = match field("product").transpose()? {
             Some(product) => decode_at::<Product>("product", product)?,
             None => return Err(PayloadError::field("product", "missing")),
         };
         let attributes = match envelope.remove("attributes") {
-            Some(attributes @ Value::Object(_)) => attributes,
+            Some(attributes) if attributes.get().starts_with('{') => attributes,
             Some(other) => {
+                let other = small_value("attributes", other)?;
                 return Err(PayloadError::field(
                     "attributes",
                     expected("an object", &other),
@@ -233,19 +243,37 @@ impl Event {
             }
             None => return Err(PayloadError::field("attributes", "missing")),
         };
-        let attributes = Arc::new(Attributes::decode(&model, attributes));
+        // A raw value is a slice of `json`: its place there is its span in the copy.
+        let start = attributes.get().as_ptr() as usize - json.as_ptr() as usize;
+        let span = start..start + attributes.get().len();
         Ok(Event {
             action,
             model,
             product,
-            attributes,
-            raw,
+            attributes: Arc::new(LazyAttributes {
+                span,
+                decoded: OnceLock::new(),
+            }),
+            raw: Arc::from(json),
         })
+    }
+
+    /// Builds an event from an already decoded JSON value.
+    pub fn from_value(value: Value) -> Result<Event, PayloadError> {
+        Event::parse(&value.to_string())
     }
 
     /// The typed attributes, or the first problem found in them (with its JSON path).
     pub fn attributes(&self) -> Result<&Attributes, &PayloadError> {
-        self.attributes.as_ref().as_ref()
+        let lazy = &*self.attributes;
+        let decoded = lazy.decoded.get_or_init(|| {
+            // Checked when the envelope was parsed: a JSON object, so this cannot fail
+            // but for nesting deeper than serde_json's limit, reported like a bad field.
+            let value = serde_json::from_str(&self.raw[lazy.span.clone()])
+                .map_err(|e| PayloadError::field("attributes", syntax_message(&e)))?;
+            Attributes::decode(&self.model, value)
+        });
+        decoded.as_ref()
     }
 
     /// The payload exactly as it was received.
@@ -313,6 +341,12 @@ fn decode_at<T: serde::de::DeserializeOwned>(
         };
         PayloadError::field(path, problem)
     })
+}
+
+/// One of the envelope's small fields as a value (it is valid JSON, but may be nested
+/// deeper than serde_json reads).
+fn small_value(name: &str, raw: &RawValue) -> Result<Value, PayloadError> {
+    serde_json::from_str(raw.get()).map_err(|e| PayloadError::field(name, syntax_message(&e)))
 }
 
 fn expected(what: &str, got: &Value) -> String {
@@ -423,6 +457,55 @@ mod tests {
             panic!("{err:?}");
         };
         assert_eq!((line, column), (3, 3));
+    }
+
+    #[test]
+    fn the_last_of_duplicate_keys_wins_as_in_a_json_value() {
+        let text = r#"{"model": "Widget", "model": "Item", "product": {"id": 1, "name": "p"},
+            "attributes": [], "attributes": {"number": 7, "title": "t", "type": "story",
+            "short_url": "http://x/7", "created_by": {"id": 1, "first_name": "Joe"}}}"#;
+        let event = Event::parse(text).unwrap();
+        assert_eq!(event.model, "Item");
+        assert!(matches!(event.attributes(), Ok(Attributes::Item(_))));
+    }
+
+    #[test]
+    fn a_root_that_is_not_an_object_is_refused_by_name() {
+        for text in ["[]", "7", "\"model\"", "null"] {
+            let err = Event::parse(text).unwrap_err();
+            assert_eq!(err.to_string(), "(root): expected a JSON object", "{text}");
+        }
+        let err = Event::parse(
+            r#"{"model": "Item", "product": {"id": 1, "name": "p"}, "attributes": 3}"#,
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "attributes: expected an object, got a number"
+        );
+    }
+
+    /// Nesting deeper than serde_json reads (128) inside the attributes: the envelope is
+    /// sound, so the event is taken (a webhook forwards it as it is) and the services that
+    /// need the attributes hear why they cannot have them.
+    #[test]
+    fn attributes_nested_too_deep_fail_only_the_services_that_read_them() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let text = format!(
+            r#"{{"model": "Item", "product": {{"id": 1, "name": "p"}}, "attributes": {{"x": {deep}}}}}"#
+        );
+        let event = Event::parse(&text).unwrap();
+        assert_eq!(event.raw(), text);
+        let err = event.attributes().unwrap_err().to_string();
+        assert!(
+            err.starts_with("attributes: recursion limit exceeded"),
+            "{err}"
+        );
+        let deep_product = text.replace(r#"{"id": 1, "name": "p"}"#, &deep);
+        let err = Event::parse(&deep_product).unwrap_err().to_string();
+        assert!(
+            err.starts_with("product: recursion limit exceeded"),
+            "{err}"
+        );
     }
 
     #[test]

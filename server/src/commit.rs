@@ -96,6 +96,7 @@ mod tests {
                 service: "echo".to_owned(),
             }],
             idempotency: None,
+            routed_with: None,
         }
     }
 

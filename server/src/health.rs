@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::store::upkeep::TargetResult;
 use crate::store::{Claimed, Finish, Product, Status, now_ms};
 use crate::worker::Worker;
 use lookout::delivery::Outcome;
@@ -119,19 +120,32 @@ impl Worker {
     /// and tells the product's alerts service about targets disabled and a dead delivery.
     pub(crate) async fn watch(&self, claimed: &Claimed, finish: &Finish) {
         let mut disabled = finish.disable.clone();
-        let found = self
-            .store
-            .record_health(
-                &claimed.product,
-                &claimed.instance,
-                &finish.health,
-                now_ms(),
-                &self.config.disable_after,
-            )
-            .await;
-        match found {
-            Ok(more) => disabled.extend(more),
-            Err(err) => tracing::error!("recording target health for {} failed: {err}", claimed.id),
+        // Failures are counted now, to disable a target and alert at once; a target
+        // that answered starts over when the outcome is recorded (`Store::finish_batch`),
+        // which spares the store a transaction for every delivery that went well.
+        let failed: Vec<TargetResult> = finish
+            .health
+            .iter()
+            .filter(|result| result.failure.is_some())
+            .cloned()
+            .collect();
+        if !failed.is_empty() {
+            let found = self
+                .store
+                .record_health(
+                    &claimed.product,
+                    &claimed.instance,
+                    &failed,
+                    now_ms(),
+                    &self.config.disable_after,
+                )
+                .await;
+            match found {
+                Ok(more) => disabled.extend(more),
+                Err(err) => {
+                    tracing::error!("recording target health for {} failed: {err}", claimed.id)
+                }
+            }
         }
         let about = |kind, key: &str, target: &str, reason: &str| Alert {
             kind,
@@ -300,6 +314,7 @@ mod tests {
             payload: PAYLOAD.to_owned(),
             received_at: now_ms(),
             idempotency: None,
+            routed_with: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),
@@ -421,6 +436,7 @@ mod tests {
             instances: vec![echo("hook", "http://127.0.0.1:9/".to_owned())],
             disabled: Vec::new(),
             alerts: None,
+            generation: 0,
         };
         assert!(check_alerts(&product, "hook").is_ok());
         let err = check_alerts(&product, "ops").unwrap_err();

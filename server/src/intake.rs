@@ -21,7 +21,6 @@
 //! configured payload field, [`IdempotencyConfig`]) makes a repeated POST get the first
 //! answer instead of a second event.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,16 +45,15 @@ use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
 use crate::retention;
+use crate::routing::{RouteCache, Routes};
 use crate::store::{
-    self, Admission, DeliveryFilter, IdempotencyKey, NewDelivery, NewEvent, Product, Store, millis,
-    now_ms,
+    self, Admission, DeliveryFilter, IdempotencyKey, NewEvent, Store, millis, now_ms,
 };
 use crate::tokens::{self, Scope, Token};
 use crate::worker::Worker;
 use lookout::config::check_name;
 use lookout::delivery::Transport;
 use lookout::delivery::ssrf::Guard;
-use lookout::dispatch::new_delivery_id;
 use lookout::payload::{Event, PayloadError};
 use lookout::settings::Settings;
 
@@ -113,6 +111,7 @@ impl ServeConfig {
 struct App {
     store: Arc<dyn Store>,
     committer: Committer,
+    routes: Arc<RouteCache>,
     idempotency: Arc<IdempotencyConfig>,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
@@ -170,6 +169,7 @@ pub async fn run(
     let app = App {
         store: store.clone(),
         committer: Committer::start(store.clone(), metrics.clone()),
+        routes: Arc::default(),
         idempotency: Arc::new(config.idempotency.clone()),
         metrics,
         wake: Arc::new(Notify::new()),
@@ -430,12 +430,7 @@ async fn intake(
         Ok(key) => key,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
-    let mut products = Products::default();
-    let answer = match prepare(app, caller, &mut products, product, text, key).await {
-        Ok(event) => commit(app, event).await,
-        Err(refused) => refused,
-    };
-    answer.into_response()
+    admit(app, caller, product, text, key).await.into_response()
 }
 
 /// The most events one `POST /v1/events/batch` may carry (and the body must fit in
@@ -472,20 +467,11 @@ async fn post_batch(
         );
         return error(StatusCode::PAYLOAD_TOO_LARGE, problem);
     }
-    let mut products = Products::default();
-    let mut prepared = Vec::with_capacity(texts.len());
-    for text in texts {
-        let product = query.product.clone();
-        prepared.push(prepare(&app, &caller, &mut products, product, text, None).await);
-    }
     // Handed to the committer together: they share its next commits.
-    let answers = futures::future::join_all(prepared.into_iter().map(|event| async {
-        match event {
-            Ok(event) => commit(&app, event).await,
-            Err(refused) => refused,
-        }
-    }))
-    .await;
+    let admitted = texts
+        .into_iter()
+        .map(|text| admit(&app, &caller, query.product.clone(), text, None));
+    let answers = futures::future::join_all(admitted).await;
     let accepted = answers
         .iter()
         .filter(|a| a.status == StatusCode::ACCEPTED)
@@ -552,86 +538,80 @@ fn field_key(field: &str, text: &str) -> Option<String> {
     }
 }
 
-/// Products looked up once per request (a batch names the same few many times).
-#[derive(Default)]
-struct Products(HashMap<String, Option<Arc<Product>>>);
+/// Times an event is routed again because its product's services changed under it
+/// before its commit; past that the sender is asked to try again.
+const ROUTING_TRIES: usize = 5;
 
-impl Products {
-    async fn get(&mut self, store: &dyn Store, id: &str) -> store::Result<Option<Arc<Product>>> {
-        if let Some(known) = self.0.get(id) {
-            return Ok(known.clone());
-        }
-        let found = store.product(id).await?.map(Arc::new);
-        self.0.insert(id.to_owned(), found.clone());
-        Ok(found)
-    }
-}
-
-/// Checks and routes one event: the event to store, or why not.
-async fn prepare(
+/// Checks, routes and stores one event; the answer once it is durable.
+async fn admit(
     app: &App,
     caller: &Token,
-    products: &mut Products,
     product: Option<String>,
     text: String,
     key: Option<String>,
-) -> Result<NewEvent, Answer> {
-    let event = Event::parse(&text).map_err(|err| payload_problem(&err))?;
+) -> Answer {
+    let event = match Event::parse(&text) {
+        Ok(event) => event,
+        Err(err) => return payload_problem(&err),
+    };
     let product = product.unwrap_or_else(|| event.product.id.to_string());
     if let Err(problem) = check_name(&product) {
-        return Err(Answer::problem(
-            StatusCode::BAD_REQUEST,
-            format!("product: {problem}"),
-        ));
+        let problem = format!("product: {problem}");
+        return Answer::problem(StatusCode::BAD_REQUEST, problem);
     }
     if !caller.may_post_to(&product) {
-        return Err(Answer::problem(
-            StatusCode::FORBIDDEN,
-            format!("this token may not post events for `{product}`"),
-        ));
+        let problem = format!("this token may not post events for `{product}`");
+        return Answer::problem(StatusCode::FORBIDDEN, problem);
     }
-    let configured = match products.get(&*app.store, &product).await {
-        Ok(Some(configured)) => configured,
-        Ok(None) => {
-            let problem = format!("unknown product `{product}`");
-            return Err(Answer::problem(StatusCode::NOT_FOUND, problem));
-        }
-        Err(err) => return Err(Answer::unavailable(&err)),
-    };
-    let deliveries: Vec<NewDelivery> = configured
-        .instances
-        .iter()
-        .filter(|instance| instance.is_enabled())
-        .filter(|instance| {
-            // A service this build does not know (or whose options no longer validate)
-            // still gets its delivery: the worker reports why it cannot be sent, where an
-            // operator will see it.
-            instance.instance().map_or(true, |i| i.listens_to(&event))
-        })
-        .map(|instance| NewDelivery {
-            id: new_delivery_id(),
-            instance: instance.name.clone(),
-            service: instance.service.clone(),
-        })
-        .collect();
-    let received_at = now_ms();
     let key = key.or_else(|| {
         let field = app.idempotency.field.as_deref()?;
         field_key(field, &text)
     });
+    for _ in 0..ROUTING_TRIES {
+        let routes = match app.routes.routes(&*app.store, &product).await {
+            Ok(Some(routes)) => routes,
+            Ok(None) => {
+                let problem = format!("unknown product `{product}`");
+                return Answer::problem(StatusCode::NOT_FOUND, problem);
+            }
+            Err(err) => return Answer::unavailable(&err),
+        };
+        let routed = new_event(app, &product, &text, key.clone(), &routes, &event);
+        match commit(app, routed).await {
+            Some(answer) => return answer,
+            None => app.routes.forget(&product, routes.generation),
+        }
+    }
+    Answer::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the services of `{product}` kept changing while this event was stored; try again"),
+    )
+}
+
+/// The event to store, with a delivery for each of `routes` that listens to it.
+fn new_event(
+    app: &App,
+    product: &str,
+    text: &str,
+    key: Option<String>,
+    routes: &Routes,
+    event: &Event,
+) -> NewEvent {
+    let received_at = now_ms();
     let idempotency = key.map(|key| IdempotencyKey {
-        digest: body_digest(&product, &text),
+        digest: body_digest(product, text),
         since: received_at.saturating_sub(millis(app.idempotency.ttl)),
         key,
     });
-    Ok(NewEvent {
+    NewEvent {
         id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
-        product,
-        payload: text,
+        product: product.to_owned(),
+        payload: text.to_owned(),
         received_at,
-        deliveries,
+        deliveries: routes.deliveries(event),
         idempotency,
-    })
+        routed_with: Some(routes.generation),
+    }
 }
 
 /// What tells two bodies posted with one key apart.
@@ -645,11 +625,12 @@ fn body_digest(product: &str, payload: &str) -> String {
 }
 
 /// Stores the event with whatever else is being posted (group commit); the answer once
-/// it is durable.
-async fn commit(app: &App, event: NewEvent) -> Answer {
+/// it is durable, or `None` when it must be routed again (nothing was stored).
+async fn commit(app: &App, event: NewEvent) -> Option<Answer> {
     let key = event.idempotency.as_ref().map(|k| k.key.clone());
     let body = json!({ "id": event.id, "deliveries": event.deliveries });
-    match app.committer.submit(event).await {
+    Some(match app.committer.submit(event).await {
+        Ok(Admission::Rerouted) => return None,
         Ok(Admission::Stored) => {
             app.metrics.accepted();
             app.wake.notify_one();
@@ -667,7 +648,7 @@ async fn commit(app: &App, event: NewEvent) -> Answer {
             ),
         ),
         Err(err) => Answer::unavailable(&err),
-    }
+    })
 }
 
 /// What the intake says about one event: alone, the response; in a batch, one result.

@@ -3,7 +3,7 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`listen`] (its connections and their limits),
+//! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
 //! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
@@ -24,6 +24,7 @@ mod panics;
 pub mod policy;
 pub mod replay;
 pub mod retention;
+pub mod routing;
 pub mod store;
 pub mod tokens;
 pub mod worker;

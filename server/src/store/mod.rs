@@ -220,6 +220,9 @@ pub struct Product {
     pub disabled: Vec<DisabledTarget>,
     /// The instance told when a target is disabled or a delivery dies.
     pub alerts: Option<String>,
+    /// The services' [`Generation`] when they were read (read first: the services may
+    /// be newer than it, never older).
+    pub generation: Generation,
 }
 
 impl Product {
@@ -261,6 +264,10 @@ pub struct NewEvent {
     pub deliveries: Vec<NewDelivery>,
     /// The key it was posted with (`Idempotency-Key`), if any.
     pub idempotency: Option<IdempotencyKey>,
+    /// The [`Product::generation`] its deliveries were chosen with: stored only if the
+    /// services have not changed since ([`Admission::Rerouted`] otherwise). `None` for
+    /// events whose deliveries are fixed by their caller.
+    pub routed_with: Option<Generation>,
 }
 
 impl NewEvent {
@@ -291,7 +298,15 @@ pub enum Admission {
     Repeated { answer: String },
     /// Its key was seen with another body: nothing stored.
     Conflict,
+    /// Its deliveries were chosen with services that have changed since: nothing
+    /// stored; choose again with the product as it is now.
+    Rerouted,
 }
+
+/// Counts the changes to every product's services (a trigger on `products` and
+/// `instances` in both stores), so that the intake can route events with a copy of
+/// them and still never store an event routed with services that changed.
+pub type Generation = i64;
 
 impl Admission {
     /// For an event whose key is already recorded with `digest` and `answer`.
@@ -361,8 +376,9 @@ pub struct Finish {
     pub attempts: Vec<AttemptRecord>,
     /// Targets that answered 410 in this attempt.
     pub disable: Vec<DisabledTarget>,
-    /// How each target fared, for its health (not stored by `finish`: see
-    /// [`Upkeep::record_health`]).
+    /// How each target fared, for its health: `finish` starts the failures in a row
+    /// of each target that answered over; failures are counted by
+    /// [`Upkeep::record_health`].
     pub health: Vec<upkeep::TargetResult>,
 }
 

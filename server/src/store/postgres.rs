@@ -36,8 +36,8 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use super::{
     Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
-    DisabledTarget, EventFilter, Finish, IdempotencyKey, Millis, NewDelivery, NewEvent, Product,
-    Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis, now_ms,
+    DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
+    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis, now_ms,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         5,
         "idempotency",
         include_str!("../../migrations/postgres/0005_idempotency.sql"),
+    ),
+    (
+        6,
+        "config_generation",
+        include_str!("../../migrations/postgres/0006_config_generation.sql"),
     ),
 ];
 
@@ -322,6 +327,7 @@ async fn insert_instance(
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
+    let generation = config_generation(client, false).await?;
     let found = query(client, "SELECT alerts FROM products WHERE id = $1", &[&id]).await?;
     let Some(row) = found.first() else {
         return Ok(None);
@@ -363,7 +369,23 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
         instances,
         disabled,
         alerts,
+        generation,
     }))
+}
+
+/// The services' generation; `locked` holds it until the transaction ends (see
+/// `accept_batch`).
+async fn config_generation(client: &impl GenericClient, locked: bool) -> Result<Generation> {
+    let sql = if locked {
+        "SELECT generation FROM config_generation WHERE id = 1 FOR SHARE"
+    } else {
+        "SELECT generation FROM config_generation WHERE id = 1"
+    };
+    let rows = query(client, sql, &[]).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend("config_generation has no row".into()))?;
+    Ok(row.try_get(0)?)
 }
 
 /// One statement: pick the due deliveries no other transaction holds (`SKIP LOCKED`),
@@ -516,6 +538,32 @@ async fn finish_in(
             &reasons,
             &disabled_at,
         ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A target that answered is healthy again: its failures in a row start over (one
+/// statement for the batch).
+async fn clear_health(tx: &impl GenericClient, finished: &[(String, Finish)]) -> Result<()> {
+    let answered: Vec<(&str, &str)> = finished
+        .iter()
+        .flat_map(|(id, finish)| {
+            let healthy = finish.health.iter().filter(|r| r.failure.is_none());
+            healthy.map(move |result| (id.as_str(), result.key.as_str()))
+        })
+        .collect();
+    if answered.is_empty() {
+        return Ok(());
+    }
+    let (deliveries, keys): (Vec<&str>, Vec<&str>) = answered.into_iter().unzip();
+    execute(
+        tx,
+        "DELETE FROM target_health t
+         USING deliveries d, unnest($1::text[], $2::text[]) AS a(delivery, key)
+         WHERE d.id = a.delivery AND t.product_id = d.product_id
+           AND t.instance = d.instance AND t.target_key = a.key",
+        &[&deliveries, &keys],
     )
     .await?;
     Ok(())
@@ -750,9 +798,17 @@ impl Store for PostgresStore {
     async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Shared with other intakes, exclusive of a change to the services (their
+        // trigger updates this row): no event is stored routed with services that a
+        // change committed before it replaced.
+        let generation = config_generation(&tx, true).await?;
         let mut admissions = Vec::with_capacity(events.len());
         let mut fresh = Vec::with_capacity(events.len());
         for event in events {
+            if event.routed_with.is_some_and(|routed| routed != generation) {
+                admissions.push(Admission::Rerouted);
+                continue;
+            }
             let earlier = match &event.idempotency {
                 Some(key) => claim_key(&tx, event, key).await?,
                 None => None,
@@ -803,6 +859,7 @@ impl Store for PostgresStore {
         for (id, finish) in finished {
             finish_in(&tx, id, owner, finish, now).await?;
         }
+        clear_health(&tx, finished).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1341,6 +1398,7 @@ mod tests {
                 service: "echo".to_owned(),
             }],
             idempotency: None,
+            routed_with: None,
         };
         intake.accept(&event).await.unwrap();
         while server.requests_to("/woken").is_empty() {

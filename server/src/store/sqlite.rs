@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::{
     Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
-    DisabledTarget, EventFilter, Finish, IdempotencyKey, Millis, NewDelivery, NewEvent, Product,
-    Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis,
+    DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
+    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -118,6 +118,27 @@ CREATE TABLE idempotency_keys (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (product_id, key)
 );
+"#,
+    r#"
+-- How many times the products' services changed (store/mod.rs, `Generation`): the intake
+-- routes with a cached copy of a product and stores an event only if this has not moved.
+CREATE TABLE config_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+);
+INSERT INTO config_generation (id, generation) VALUES (1, 0);
+CREATE TRIGGER products_inserted AFTER INSERT ON products
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
+CREATE TRIGGER products_updated AFTER UPDATE ON products
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
+CREATE TRIGGER products_deleted AFTER DELETE ON products
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
+CREATE TRIGGER instances_inserted AFTER INSERT ON instances
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
+CREATE TRIGGER instances_updated AFTER UPDATE ON instances
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
+CREATE TRIGGER instances_deleted AFTER DELETE ON instances
+BEGIN UPDATE config_generation SET generation = generation + 1; END;
 "#,
 ];
 
@@ -408,6 +429,7 @@ fn insert_instance(
 }
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
+    let generation = config_generation(conn)?;
     let alerts: Option<Option<String>> = conn
         .query_row("SELECT alerts FROM products WHERE id = ?1", [id], |row| {
             row.get(0)
@@ -455,19 +477,28 @@ fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
         instances,
         disabled,
         alerts,
+        generation,
     }))
+}
+
+fn config_generation(conn: &Connection) -> Result<Generation> {
+    let generation = conn
+        .prepare_cached("SELECT generation FROM config_generation WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
+    Ok(generation)
 }
 
 /// The claim's details: the event, the instance's current options, its disabled targets.
 fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
-    let (mut claimed, done, options) = conn.query_row(
-        "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload, d.attempts,
-                d.step, d.done_targets, i.options
-         FROM deliveries d JOIN events e ON e.id = d.event_id
-         LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
-         WHERE d.id = ?1",
-        [id],
-        |row| {
+    let (mut claimed, done, options) = conn
+        .prepare_cached(
+            "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
+                    d.attempts, d.step, d.done_targets, i.options
+             FROM deliveries d JOIN events e ON e.id = d.event_id
+             LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
+             WHERE d.id = ?1",
+        )?
+        .query_row([id], |row| {
             Ok((
                 Claimed {
                     id: row.get(0)?,
@@ -485,8 +516,7 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
                 row.get::<_, String>(8)?,
                 row.get::<_, Option<String>>(9)?,
             ))
-        },
-    )?;
+        })?;
     claimed.done_targets = from_json(&done)?;
     claimed.options = options
         .map(|o| from_json::<Map<String, Value>>(&o))
@@ -544,7 +574,14 @@ fn claim_key(
 }
 
 /// One event of a batch: stored with its deliveries, or not (its key was seen).
-fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admission> {
+fn accept_in(
+    tx: &rusqlite::Transaction<'_>,
+    event: &NewEvent,
+    generation: Generation,
+) -> Result<Admission> {
+    if event.routed_with.is_some_and(|routed| routed != generation) {
+        return Ok(Admission::Rerouted);
+    }
     if let Some(key) = &event.idempotency
         && let Some(earlier) = claim_key(tx, event, key)?
     {
@@ -623,6 +660,18 @@ fn finish_in(
             target.reason,
             target.at
         ])?;
+    }
+    // A target that answered is healthy again: its failures in a row start over.
+    for answered in finish
+        .health
+        .iter()
+        .filter(|result| result.failure.is_none())
+    {
+        tx.prepare_cached(
+            "DELETE FROM target_health
+             WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
+        )?
+        .execute(params![product, instance, answered.key])?;
     }
     let attempted = u32::from(!finish.attempts.is_empty());
     tx.prepare_cached(
@@ -730,9 +779,10 @@ impl Store for SqliteStore {
         let events = events.to_vec();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let generation = config_generation(&tx)?;
             let admissions = events
                 .iter()
-                .map(|event| accept_in(&tx, event))
+                .map(|event| accept_in(&tx, event, generation))
                 .collect::<Result<Vec<_>>>()?;
             tx.commit()?;
             Ok(admissions)
@@ -762,10 +812,10 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in &ids {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
-                    params![id, owner, until],
-                )?;
+                )?
+                .execute(params![id, owner, until])?;
                 claimed.push(load_claimed(&tx, id)?);
             }
             tx.commit()?;

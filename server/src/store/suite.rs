@@ -24,6 +24,7 @@ macro_rules! store_suite {
             products,
             accept_is_all_or_nothing,
             a_batch_is_one_transaction,
+            events_routed_with_changed_services_are_not_stored,
             idempotency_keys_resolve_to_the_first_event,
             finish_batch_records_each_and_passes_over_unknown_ones,
             claim_hands_out_due_deliveries_once,
@@ -96,6 +97,7 @@ pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
                 })
                 .collect(),
             idempotency: None,
+            routed_with: None,
         })
         .await
         .unwrap();
@@ -225,6 +227,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
             },
         ],
         idempotency: None,
+        routed_with: None,
     };
     assert!(store.accept(&clash).await.is_err());
     assert!(store.delivery("msg_3").await.unwrap().is_none());
@@ -255,6 +258,7 @@ fn keyed(event: &str, msg: &str, payload: &str, key: Option<(&str, Millis)>) -> 
             digest: format!("digest of {payload}"),
             since,
         }),
+        routed_with: None,
     }
 }
 
@@ -273,6 +277,63 @@ pub async fn a_batch_is_one_transaction(store: &dyn Store) {
         .unwrap();
     assert_eq!(admitted, [Admission::Stored, Admission::Stored]);
     assert_eq!(store.stats().await.unwrap().queue_depth, 3);
+}
+
+/// Every change to a product's services moves the generation; an event routed with an
+/// older one is refused unstored (the intake routes it again), the rest of its batch is
+/// stored.
+pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Store) {
+    accept_one(store, "evt_0", &[]).await;
+    let generation = || async { store.product("p1").await.unwrap().unwrap().generation };
+    let first = generation().await;
+    let routed = |event: &str, msg: &str, with: Millis| NewEvent {
+        routed_with: Some(with),
+        ..keyed(event, msg, "{}", None)
+    };
+    assert_eq!(
+        store
+            .accept(&routed("evt_1", "msg_1", first))
+            .await
+            .unwrap(),
+        Admission::Stored
+    );
+    // Storing events, claiming and finishing deliveries are not changes to the services.
+    assert_eq!(generation().await, first);
+
+    store
+        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/b"))
+        .await
+        .unwrap();
+    let second = generation().await;
+    assert!(second > first, "changing a service: {first} → {second}");
+    let admitted = store
+        .accept_batch(&[
+            routed("evt_2", "msg_2", first),
+            routed("evt_3", "msg_3", second),
+            keyed("evt_4", "msg_4", "{}", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        admitted,
+        [Admission::Rerouted, Admission::Stored, Admission::Stored]
+    );
+    assert!(store.delivery("msg_2").await.unwrap().is_none());
+    assert!(store.event_payload("evt_2").await.unwrap().is_none());
+
+    // Adding, removing a service and removing the product each move it on.
+    store
+        .put_instance("p1", &hook("other", "http://127.0.0.1:9/c"))
+        .await
+        .unwrap();
+    let third = generation().await;
+    assert!(third > second);
+    assert!(store.remove_instance("p1", "other").await.unwrap());
+    let fourth = generation().await;
+    assert!(fourth > third);
+    store.put_product("p2", &[]).await.unwrap();
+    assert!(store.remove_product("p2").await.unwrap());
+    assert!(generation().await > fourth);
 }
 
 pub async fn idempotency_keys_resolve_to_the_first_event(store: &dyn Store) {
@@ -726,6 +787,7 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
                 payload: format!(r#"{{"id":"{id}"}}"#),
                 received_at: at,
                 idempotency: None,
+                routed_with: None,
                 deliveries: vec![NewDelivery {
                     id: format!("d-{id}"),
                     instance: "hook".to_owned(),

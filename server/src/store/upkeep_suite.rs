@@ -12,6 +12,7 @@ macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
         $crate::store::upkeep_suite::upkeep_suite!(@each $open, $close;
             targets_failing_over_the_window_are_disabled,
+            an_answer_recorded_with_its_outcome_starts_the_target_over,
             enabling_a_target_redelivers_its_dead_deliveries,
             alerts_are_named_and_rate_limited,
             prune_removes_finished_history_only,
@@ -55,6 +56,7 @@ async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json:
             payload: payload.to_string(),
             received_at: T0,
             idempotency: None,
+            routed_with: None,
             deliveries: vec![NewDelivery {
                 id: format!("msg_{id}"),
                 instance: "hook".to_owned(),
@@ -67,6 +69,11 @@ async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json:
 
 /// Claims everything due and finishes `id` with `status` and one attempt.
 async fn end(store: &dyn Store, id: &str, status: Status) {
+    end_with_health(store, id, status, Vec::new()).await;
+}
+
+/// [`end`], with how each target fared.
+async fn end_with_health(store: &dyn Store, id: &str, status: Status, health: Vec<TargetResult>) {
     store.claim("w1", T0, 100, LEASE).await.unwrap();
     let finish = Finish {
         status,
@@ -84,7 +91,7 @@ async fn end(store: &dyn Store, id: &str, status: Status) {
             error: None,
         }],
         disable: Vec::new(),
-        health: Vec::new(),
+        health,
     };
     store
         .finish(&format!("msg_{id}"), "w1", &finish)
@@ -138,6 +145,26 @@ pub async fn targets_failing_over_the_window_are_disabled(store: &dyn Store) {
     let product = store.product("p1").await.unwrap().unwrap();
     let keys: Vec<&str> = product.disabled.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(keys, ["k1"], "k2 succeeded once: not disabled");
+}
+
+/// Workers count failures at once (`record_health`) and a target's answer with the
+/// delivery's outcome (`finish`): the answer starts its failures in a row over.
+pub async fn an_answer_recorded_with_its_outcome_starts_the_target_over(store: &dyn Store) {
+    let rule = DisableRule {
+        failures: 3,
+        over: Duration::ZERO,
+    };
+    let fail = [result("k1", Some("HTTP 503"))];
+    let failing = || async {
+        let found = store.record_health("p1", "hook", &fail, T0, &rule).await;
+        found.unwrap().len()
+    };
+    accept(store, "p1", "e1", json!({})).await;
+    assert_eq!((failing().await, failing().await), (0, 0));
+    let answered = vec![result("k1", None), result("k2", None)];
+    end_with_health(store, "e1", Status::Delivered, answered).await;
+    assert_eq!((failing().await, failing().await), (0, 0), "started over");
+    assert_eq!(failing().await, 1, "the third failure in a row disables it");
 }
 
 pub async fn enabling_a_target_redelivers_its_dead_deliveries(store: &dyn Store) {
