@@ -133,6 +133,7 @@ async fn add_events(store: &dyn Store, product: &str, payloads: &[&str]) {
             payload: (*payload).into(),
             received_at: received_at + i as i64,
             idempotency: None,
+            routed_with: None,
             deliveries,
         };
         store.accept(&event).await.unwrap();

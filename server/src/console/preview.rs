@@ -508,6 +508,7 @@ mod tests {
             }],
             disabled: Vec::new(),
             alerts: None,
+            generation: 0,
         }
     }
 
