@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
@@ -87,7 +88,14 @@ const POOL_SIZE: usize = 16;
 pub struct PostgresStore {
     pool: Pool,
     /// For the connection that listens for new work ([`Store::listen_for_work`]).
+    listener: Connect,
+}
+
+/// How to make a connection outside the pool: the pool's settings and its TLS.
+#[derive(Clone)]
+struct Connect {
     config: tokio_postgres::Config,
+    tls: Option<MakeRustlsConnect>,
 }
 
 /// The channel accepts and redeliveries notify, and idle workers listen on.
@@ -154,10 +162,11 @@ impl PostgresStore {
         let recycling = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match tls::connector(&ssl)? {
+        let tls = tls::connector(&ssl)?;
+        let manager = match &tls {
             Some(connector) => {
                 config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                Manager::from_config(config.clone(), connector, recycling)
+                Manager::from_config(config.clone(), connector.clone(), recycling)
             }
             None => Manager::from_config(config.clone(), NoTls, recycling),
         };
@@ -168,7 +177,8 @@ impl PostgresStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let store = PostgresStore { pool, config };
+        let listener = Connect { config, tls };
+        let store = PostgresStore { pool, listener };
         store.migrate().await?;
         Ok(store)
     }
@@ -656,9 +666,17 @@ type Messages =
 
 /// A connection of its own (not the pool's) that `LISTEN`s on [`DUE_CHANNEL`]; returns
 /// once the server has said yes.
-async fn subscribe(config: &tokio_postgres::Config) -> Result<(Client, Messages)> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let mut messages: Messages = Box::pin(stream::poll_fn(move |cx| connection.poll_message(cx)));
+async fn subscribe(connect: &Connect) -> Result<(Client, Messages)> {
+    let (client, mut messages) = match &connect.tls {
+        Some(tls) => {
+            let (client, connection) = connect.config.connect(tls.clone()).await?;
+            (client, messages_of(connection))
+        }
+        None => {
+            let (client, connection) = connect.config.connect(NoTls).await?;
+            (client, messages_of(connection))
+        }
+    };
     let statement = format!("LISTEN {DUE_CHANNEL}");
     let mut listen = Box::pin(client.batch_execute(&statement));
     // The connection only moves while its messages are read.
@@ -679,11 +697,20 @@ async fn subscribe(config: &tokio_postgres::Config) -> Result<(Client, Messages)
     Ok((client, messages))
 }
 
+/// What the server sends on `connection` outside of answers (notifications).
+fn messages_of<S, T>(mut connection: tokio_postgres::Connection<S, T>) -> Messages
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(stream::poll_fn(move |cx| connection.poll_message(cx)))
+}
+
 /// Wakes `wake` at each notification, for as long as anyone holds it. A lost
 /// connection is made again (the workers poll meanwhile, and are woken once it is back,
 /// for what they may have missed).
 async fn relay_notifications(
-    config: tokio_postgres::Config,
+    connect: Connect,
     (mut client, mut messages): (Client, Messages),
     wake: Weak<Notify>,
 ) {
@@ -703,7 +730,7 @@ async fn relay_notifications(
         loop {
             tokio::time::sleep(RELISTEN_WAIT).await;
             let Some(wake) = wake.upgrade() else { return };
-            match subscribe(&config).await {
+            match subscribe(&connect).await {
                 Ok(again) => {
                     (client, messages) = again;
                     wake.notify_one();
@@ -865,9 +892,9 @@ impl Store for PostgresStore {
     }
 
     async fn listen_for_work(&self, wake: Arc<Notify>) -> Result<()> {
-        let listening = subscribe(&self.config).await?;
+        let listening = subscribe(&self.listener).await?;
         tokio::spawn(relay_notifications(
-            self.config.clone(),
+            self.listener.clone(),
             listening,
             Arc::downgrade(&wake),
         ));
@@ -1249,6 +1276,12 @@ mod tests {
         let verified = format!("{}&sslmode=verify-full&sslrootcert={ca}", schema.url);
         let store = PostgresStore::open(&verified).await.unwrap();
         assert!(encrypted(&store).await);
+        // The connection that listens for new work, outside the pool, is encrypted too.
+        let (listening, mut messages) = subscribe(&store.listener).await.unwrap();
+        tokio::spawn(async move { while messages.next().await.is_some() {} });
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let row = listening.query_one(sql, &[]).await;
+        assert!(row.unwrap().get::<_, bool>(0), "the listener uses TLS");
         store.put_instance("p1", &suite_hook()).await.unwrap();
         assert!(store.product("p1").await.unwrap().is_some());
 
