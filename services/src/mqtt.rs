@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use lookout::prelude::*;
 use lookout::request::publish::{
-    self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
-    Publisher,
+    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 use rumqttc::Outgoing as Sent;
 use rumqttc::v5::mqttbytes::QoS;
@@ -70,27 +69,14 @@ const MQTT_PORT: u16 = 1883;
 
 impl Service for Mqtt {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let url = job.options.str("url").unwrap_or_default();
-        let broker = BrokerUrl::parse("url", url, &["mqtt"], MQTT_PORT)?;
-        let topic = Topic {
-            username: broker.username.clone(),
-            password: broker.password.clone(),
-            name: publish::route(job.options.str("topic").unwrap_or_default(), job),
-        };
-        let shown = format!("{}/{}", broker.origin(), topic.name);
-        let message = PublishMessage::for_event(job)?;
-        Ok(vec![
-            Publish::new("MQTT", &broker, shown, message, topic).into(),
-        ])
+        let topic = BrokerRoute::from_options(job, &["mqtt"], MQTT_PORT, "topic")?;
+        let publish = topic.publish("MQTT", topic.shown(), job, Topic(topic.clone()))?;
+        Ok(vec![publish.into()])
     }
 }
 
-/// One topic to publish to, with the credentials to log in.
-struct Topic {
-    username: String,
-    password: String,
-    name: String,
-}
+/// One topic to publish to (the route's name), with the credentials to log in.
+struct Topic(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Topic {
@@ -103,7 +89,7 @@ impl Publisher for Topic {
         let (client, mut events) = AsyncClient::new(self.options(address, message, timeout), 4);
         client
             .publish_with_properties(
-                self.name.as_str(),
+                self.0.name.as_str(),
                 QoS::AtLeastOnce,
                 false,
                 message.body.to_wire(),
@@ -141,8 +127,9 @@ impl Topic {
         options
             .set_clean_start(true)
             .set_connection_timeout(timeout.as_secs().max(1));
-        if !self.username.is_empty() {
-            options.set_credentials(self.username.as_str(), self.password.as_str());
+        let broker = &self.0.broker;
+        if !broker.username.is_empty() {
+            options.set_credentials(broker.username.as_str(), broker.password.as_str());
         }
         options
     }

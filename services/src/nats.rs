@@ -9,8 +9,7 @@ use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
-    Publisher,
+    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 
 lookout::service! {
@@ -69,27 +68,14 @@ const NATS_PORT: u16 = 4222;
 
 impl Service for Nats {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let url = job.options.str("url").unwrap_or_default();
-        let broker = BrokerUrl::parse("url", url, &["nats"], NATS_PORT)?;
-        let subject = Subject {
-            username: broker.username.clone(),
-            password: broker.password.clone(),
-            name: publish::route(job.options.str("subject").unwrap_or_default(), job),
-        };
-        let shown = format!("{}/{}", broker.origin(), subject.name);
-        let message = PublishMessage::for_event(job)?;
-        Ok(vec![
-            Publish::new("NATS", &broker, shown, message, subject).into(),
-        ])
+        let subject = BrokerRoute::from_options(job, &["nats"], NATS_PORT, "subject")?;
+        let publish = subject.publish("NATS", subject.shown(), job, Subject(subject.clone()))?;
+        Ok(vec![publish.into()])
     }
 }
 
-/// One subject to publish to, with the credentials to log in.
-struct Subject {
-    username: String,
-    password: String,
-    name: String,
-}
+/// One subject to publish to (the route's name), with the credentials to log in.
+struct Subject(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Subject {
@@ -111,7 +97,7 @@ impl Publisher for Subject {
             .header("content-type", message.content_type())
             .header(DELIVERY_ID, message.delivery_id.as_str())
             .header(EVENT, message.event.as_str());
-        let acked = match jetstream.send_publish(self.name.clone(), published).await {
+        let acked = match jetstream.send_publish(self.0.name.clone(), published).await {
             Ok(ack) => ack.await.map(|_| ()),
             Err(err) => Err(err),
         };
@@ -124,12 +110,14 @@ impl Publisher for Subject {
 impl Subject {
     /// One server, as checked: no reconnecting elsewhere, no advertised servers.
     fn options(&self, timeout: Duration) -> ConnectOptions {
-        let options = match (self.username.is_empty(), self.password.is_empty()) {
+        let broker = &self.0.broker;
+        let options = match (broker.username.is_empty(), broker.password.is_empty()) {
             (true, _) => ConnectOptions::new(),
-            (false, true) => ConnectOptions::with_token(self.username.clone()),
-            (false, false) => {
-                ConnectOptions::with_user_and_password(self.username.clone(), self.password.clone())
-            }
+            (false, true) => ConnectOptions::with_token(broker.username.clone()),
+            (false, false) => ConnectOptions::with_user_and_password(
+                broker.username.clone(),
+                broker.password.clone(),
+            ),
         };
         options
             .ignore_discovered_servers()

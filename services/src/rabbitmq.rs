@@ -10,8 +10,7 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    self, BrokerUrl, DELIVERY_ID, EVENT, FORMAT_OPTION, Publish, PublishError, PublishMessage,
-    Publisher,
+    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 
 lookout::service! {
@@ -80,30 +79,23 @@ const AMQP_PORT: u16 = 5672;
 
 impl Service for Rabbitmq {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let url = job.options.str("url").unwrap_or_default();
-        let broker = BrokerUrl::parse("url", url, &["amqp"], AMQP_PORT)?;
+        let routing = BrokerRoute::from_options(job, &["amqp"], AMQP_PORT, "routing")?;
         let amqp = Amqp {
-            vhost: if broker.path.is_empty() {
-                "/".to_owned()
-            } else {
-                broker.path.clone()
+            vhost: match routing.broker.path.as_str() {
+                "" => "/".to_owned(),
+                path => path.to_owned(),
             },
-            username: broker.username.clone(),
-            password: broker.password.clone(),
             exchange: job.options.str("exchange").unwrap_or_default().to_owned(),
-            routing_key: publish::route(job.options.str("routing").unwrap_or_default(), job),
+            routing: routing.clone(),
         };
         let shown = format!(
             "{}/{}?exchange={}&routing_key={}",
-            broker.origin(),
+            routing.broker.origin(),
             url_path(&amqp.vhost),
             amqp.exchange,
-            amqp.routing_key
+            routing.name
         );
-        let message = PublishMessage::for_event(job)?;
-        Ok(vec![
-            Publish::new("AMQP", &broker, shown, message, amqp).into(),
-        ])
+        Ok(vec![routing.publish("AMQP", shown, job, amqp)?.into()])
     }
 }
 
@@ -112,13 +104,12 @@ fn url_path(vhost: &str) -> String {
     vhost.replace('%', "%25").replace('/', "%2f")
 }
 
-/// One publish to one exchange, with the credentials to log in.
+/// One publish to one exchange, with the routing key (the route's name) and the
+/// credentials to log in.
 struct Amqp {
-    username: String,
-    password: String,
+    routing: BrokerRoute,
     vhost: String,
     exchange: String,
-    routing_key: String,
 }
 
 #[lookout::async_trait]
@@ -143,12 +134,13 @@ impl Publisher for Amqp {
 impl Amqp {
     /// The broker at the checked address (never its name: no second lookup).
     fn uri(&self, address: SocketAddr, timeout: Duration) -> AMQPUri {
-        let userinfo = if self.username.is_empty() {
+        let broker = &self.routing.broker;
+        let userinfo = if broker.username.is_empty() {
             AMQPUserInfo::default()
         } else {
             AMQPUserInfo {
-                username: self.username.clone(),
-                password: self.password.clone(),
+                username: broker.username.clone(),
+                password: broker.password.clone(),
             }
         };
         AMQPUri {
@@ -187,7 +179,7 @@ impl Amqp {
         let confirmation = channel
             .basic_publish(
                 self.exchange.as_str().into(),
-                self.routing_key.as_str().into(),
+                self.routing.name.as_str().into(),
                 options,
                 &message.body.to_wire(),
                 properties(message),
@@ -200,7 +192,7 @@ impl Amqp {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => Err(PublishError::transient(format!(
                 "no queue takes routing key `{}` on exchange `{}`: the broker returned it",
-                self.routing_key, self.exchange
+                self.routing.name, self.exchange
             ))),
             Confirmation::Nack(_) => Err(PublishError::transient("the broker refused it (nack)")),
             Confirmation::NotRequested => Err(PublishError::transient("no confirm was given")),

@@ -8,7 +8,7 @@ use ::redis::streams::StreamMaxlen;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    self, BrokerUrl, FORMAT_OPTION, Publish, PublishError, PublishMessage, Publisher,
+    BrokerRoute, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 
 lookout::service! {
@@ -75,38 +75,32 @@ const REDIS_PORT: u16 = 6379;
 
 impl Service for Redis {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let url = job.options.str("url").unwrap_or_default();
-        let broker = BrokerUrl::parse("url", url, &["redis"], REDIS_PORT)?;
-        let db = match broker.path.as_str() {
+        let route = BrokerRoute::from_options(job, &["redis"], REDIS_PORT, "stream")?;
+        let db = match route.broker.path.as_str() {
             "" => 0,
             path => path.parse().map_err(|_| {
                 BuildError::Invalid("url: the path must be a database number".into())
             })?,
         };
-        let stream = Stream {
-            db,
-            username: broker.username.clone(),
-            password: broker.password.clone(),
-            key: publish::route(job.options.str("stream").unwrap_or_default(), job),
-            maxlen: job.options.integer("maxlen").map(|n| n as usize),
-        };
-        let mut shown = format!("{}/{db}?stream={}", broker.origin(), stream.key);
-        if let Some(maxlen) = stream.maxlen {
+        let maxlen = job.options.integer("maxlen").map(|n| n as usize);
+        let mut shown = format!("{}/{db}?stream={}", route.broker.origin(), route.name);
+        if let Some(maxlen) = maxlen {
             shown.push_str(&format!("&maxlen=~{maxlen}"));
         }
-        let message = PublishMessage::for_event(job)?;
-        Ok(vec![
-            Publish::new("REDIS", &broker, shown, message, stream).into(),
-        ])
+        let publisher = Stream {
+            route: route.clone(),
+            db,
+            maxlen,
+        };
+        Ok(vec![route.publish("REDIS", shown, job, publisher)?.into()])
     }
 }
 
-/// One stream to append to, with the credentials to log in.
+/// One stream to append to (the route's name is its key), with the credentials to log
+/// in.
 struct Stream {
+    route: BrokerRoute,
     db: i64,
-    username: String,
-    password: String,
-    key: String,
     maxlen: Option<usize>,
 }
 
@@ -135,7 +129,7 @@ impl Publisher for Stream {
             .collect();
         fields.push(("body", &body));
         let mut xadd = ::redis::cmd("XADD");
-        xadd.arg(&self.key);
+        xadd.arg(&self.route.name);
         if let Some(maxlen) = self.maxlen {
             xadd.arg(StreamMaxlen::Approx(maxlen));
         }
@@ -155,11 +149,12 @@ impl Stream {
         address: SocketAddr,
     ) -> Result<::redis::ConnectionInfo, PublishError> {
         let mut login = RedisConnectionInfo::default().set_db(self.db);
-        if !self.username.is_empty() {
-            login = login.set_username(&self.username);
+        let broker = &self.route.broker;
+        if !broker.username.is_empty() {
+            login = login.set_username(&broker.username);
         }
-        if !self.password.is_empty() {
-            login = login.set_password(&self.password);
+        if !broker.password.is_empty() {
+            login = login.set_password(&broker.password);
         }
         let info = ConnectionAddr::Tcp(address.ip().to_string(), address.port())
             .into_connection_info()

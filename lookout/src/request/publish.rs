@@ -4,7 +4,8 @@
 //! The engine knows no broker. A broker service builds a [`Publish`]: where the broker
 //! is (`host`, `port`, and how reports show it, without credentials), the
 //! [`PublishMessage`] (body, delivery id, headers), and a [`Publisher`] of its own that
-//! does one try with its broker's client crate. The engine's
+//! does one try with its broker's client crate ([`BrokerRoute`] reads the `url` option
+//! and the routing template, which every broker service has). The engine's
 //! [`Transport`](crate::Transport) does the rest, as for HTTP and email: the SSRF guard
 //! on the broker's host (resolved once, and the publisher connects to the address that
 //! was checked), the rate limit when the service declares one, the request timeout, the
@@ -326,6 +327,61 @@ impl BrokerUrl {
 impl fmt::Debug for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BrokerUrl({}/{})", self.origin(), self.path)
+    }
+}
+
+/// Where a broker service publishes: the broker its `url` option names, and the place
+/// inside it (a routing key, a topic, a subject, a stream key) that its routing template
+/// fills in for the event. A service's [`Publisher`] keeps it for the login and the
+/// name, next to what only that broker has (a vhost and an exchange, a database).
+#[derive(Clone, Debug)]
+pub struct BrokerRoute {
+    /// The `url` option, taken apart (credentials included).
+    pub broker: BrokerUrl,
+    /// The routing template filled in for the event ([`route`]).
+    pub name: String,
+}
+
+impl BrokerRoute {
+    /// The broker in the `url` option (`schemes` and `default_port` as for
+    /// [`BrokerUrl::parse`]) and the routing template in the option `template` filled in
+    /// for `job`'s event.
+    pub fn from_options(
+        job: &Job<'_>,
+        schemes: &[&str],
+        default_port: u16,
+        template: &str,
+    ) -> Result<BrokerRoute, BuildError> {
+        let url = job.options.str("url").unwrap_or_default();
+        Ok(BrokerRoute {
+            broker: BrokerUrl::parse("url", url, schemes, default_port)?,
+            name: route(job.options.str(template).unwrap_or_default(), job),
+        })
+    }
+
+    /// `scheme://host:port/name`, without credentials: the shown target of a broker
+    /// where the name alone says where the message goes.
+    pub fn shown(&self) -> String {
+        format!("{}/{}", self.broker.origin(), self.name)
+    }
+
+    /// `job`'s event (in the `format` the [`FORMAT_OPTION`] names) as a [`Publish`] to
+    /// this broker, shown as `shown`, that `publisher` sends.
+    pub fn publish(
+        &self,
+        protocol: &'static str,
+        shown: impl Into<String>,
+        job: &Job<'_>,
+        publisher: impl Publisher,
+    ) -> Result<Publish, BuildError> {
+        let message = PublishMessage::for_event(job)?;
+        Ok(Publish::new(
+            protocol,
+            &self.broker,
+            shown,
+            message,
+            publisher,
+        ))
     }
 }
 
