@@ -75,18 +75,9 @@ const OPTIONS: &[OptionSpec] = &[
         "The topic's ARN (`arn:aws:sns:{region}:{account}:{name}`).",
     )
     .public(),
-    OptionSpec::string(
-        "access_key_id",
-        "The access key id of the IAM user or role.",
-    )
-    .secret(),
-    OptionSpec::string("secret_access_key", "The secret access key.").secret(),
-    OptionSpec::string(
-        "session_token",
-        "The session token of temporary (STS) credentials.",
-    )
-    .secret()
-    .optional(),
+    AwsSigner::ACCESS_KEY_ID_OPTION,
+    AwsSigner::SECRET_ACCESS_KEY_OPTION,
+    AwsSigner::SESSION_TOKEN_OPTION,
     OptionSpec::choice(
         "body",
         &["payload", "message"],
@@ -196,16 +187,7 @@ impl Service for Sns {
                 .parse()
                 .map_err(|e| BuildError::Invalid(format!("topic_arn: {e}")))?,
         };
-        let signer = AwsSigner {
-            region: topic.region.to_owned(),
-            service: SIGNING_NAME.to_owned(),
-            access_key_id: options.str("access_key_id").unwrap_or_default().to_owned(),
-            secret_access_key: options
-                .str("secret_access_key")
-                .unwrap_or_default()
-                .to_owned(),
-            session_token: options.str("session_token").map(str::to_owned),
-        };
+        let signer = AwsSigner::from_options(options, topic.region, SIGNING_NAME);
         let request = HttpRequest::post(endpoint)
             .form(fields)
             .signed(Signing::AwsSigV4(signer));
@@ -277,8 +259,9 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Outcome, Service as _, Verdict};
-    use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{
+        Reply, assert_disabled, assert_verdicts, deliver_one, fixture_json, outcome_of_reply,
+    };
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SnsSecretKey0000000";
@@ -391,29 +374,18 @@ mod tests {
             SECRET_KEY,
         )
         .await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, .. } if reason.contains("the topic does not exist")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, None, "the topic does not exist");
     }
 
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
-        let verdict = |status, code| super::Sns.verdict(status, &error(code));
-        for code in [
-            "InvalidClientTokenId",
-            "SignatureDoesNotMatch",
-            "AuthorizationError",
-        ] {
-            assert!(
-                matches!(verdict(403, code), Verdict::Refused { retry: false, .. }),
-                "{code}"
-            );
-        }
-        assert!(matches!(
-            verdict(400, "Throttled"),
-            Verdict::Refused { retry: true, .. }
-        ));
-        assert_eq!(verdict(500, "InternalError"), Verdict::ByStatus);
+        let cases = [
+            (403, "InvalidClientTokenId", "final"),
+            (403, "SignatureDoesNotMatch", "final"),
+            (403, "AuthorizationError", "final"),
+            (400, "Throttled", "retry"),
+            (500, "InternalError", "by status"),
+        ];
+        assert_verdicts(&super::Sns, error, &cases);
     }
 }

@@ -73,14 +73,9 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .public(),
     OptionSpec::string("region", "The queue's AWS region (`us-east-1`).").public(),
-    OptionSpec::string("access_key_id", "The access key id of the IAM user or role.").secret(),
-    OptionSpec::string("secret_access_key", "The secret access key.").secret(),
-    OptionSpec::string(
-        "session_token",
-        "The session token of temporary (STS) credentials.",
-    )
-    .secret()
-    .optional(),
+    AwsSigner::ACCESS_KEY_ID_OPTION,
+    AwsSigner::SECRET_ACCESS_KEY_OPTION,
+    AwsSigner::SESSION_TOKEN_OPTION,
     OptionSpec::choice(
         "body",
         &["payload", "message"],
@@ -162,16 +157,8 @@ impl Service for Sqs {
             Some(_) => job.url("endpoint")?,
             None => queue_url.join("/").expect("an http URL has a root"),
         };
-        let signer = AwsSigner {
-            region: options.str("region").unwrap_or_default().to_owned(),
-            service: SIGNING_NAME.to_owned(),
-            access_key_id: options.str("access_key_id").unwrap_or_default().to_owned(),
-            secret_access_key: options
-                .str("secret_access_key")
-                .unwrap_or_default()
-                .to_owned(),
-            session_token: options.str("session_token").map(str::to_owned),
-        };
+        let region = options.str("region").unwrap_or_default();
+        let signer = AwsSigner::from_options(options, region, SIGNING_NAME);
         let request = HttpRequest::post(endpoint)
             .text(JSON_1_0, body.to_string())
             .header("X-Amz-Target", TARGET)
@@ -194,8 +181,10 @@ fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Outcome, Service as _, Verdict};
-    use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout::{Service as _, Verdict};
+    use lookout_testkit::{
+        Reply, assert_disabled, assert_verdicts, deliver_one, fixture_json, outcome_of_reply,
+    };
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SqsSecretKey0000000";
@@ -290,30 +279,19 @@ mod tests {
             SECRET_KEY,
         )
         .await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, .. } if reason.contains("the queue does not exist")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, None, "the queue does not exist");
     }
 
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
-        let verdict = |status, kind| super::Sqs.verdict(status, &error(kind));
-        for kind in [
-            "InvalidClientTokenId",
-            "SignatureDoesNotMatch",
-            "AccessDenied",
-        ] {
-            assert!(
-                matches!(verdict(403, kind), Verdict::Refused { retry: false, .. }),
-                "{kind}"
-            );
-        }
-        assert!(matches!(
-            verdict(400, "ThrottlingException"),
-            Verdict::Refused { retry: true, .. }
-        ));
-        assert_eq!(verdict(500, "InternalError"), Verdict::ByStatus);
+        let cases = [
+            (403, "InvalidClientTokenId", "final"),
+            (403, "SignatureDoesNotMatch", "final"),
+            (403, "AccessDenied", "final"),
+            (400, "ThrottlingException", "retry"),
+            (500, "InternalError", "by status"),
+        ];
+        assert_verdicts(&super::Sqs, error, &cases);
         assert_eq!(super::Sqs.verdict(200, b"{}"), Verdict::ByStatus);
     }
 }

@@ -142,3 +142,52 @@ pub async fn outcome_of_reply(
     assert_eq!(report.results.len(), 1, "{service}: {report:?}");
     report.results[0].delivery.outcome.clone()
 }
+
+/// What a verdict says, without its reason: `"by status"`, `"gone"`, `"final"` (refused,
+/// not tried again) or `"retry"` (refused, tried again). For tables of a platform's
+/// answers ([`assert_verdicts`]).
+pub fn verdict_kind(verdict: &lookout::Verdict) -> &'static str {
+    match verdict {
+        lookout::Verdict::ByStatus => "by status",
+        lookout::Verdict::Gone(_) => "gone",
+        lookout::Verdict::Refused { retry: false, .. } => "final",
+        lookout::Verdict::Refused { retry: true, .. } => "retry",
+    }
+}
+
+/// Checks what `service`'s verdict makes of each answer in `cases`, a table of
+/// `(status, code, kind)`: the answer is `status` with the body `answer(code)` (the
+/// platform's error document for that code), and `kind` is what [`verdict_kind`] must
+/// say of the verdict.
+pub fn assert_verdicts(
+    service: &impl lookout::Service,
+    answer: impl Fn(&str) -> Vec<u8>,
+    cases: &[(u16, &str, &str)],
+) {
+    for &(status, code, kind) in cases {
+        let verdict = service.verdict(status, &answer(code));
+        assert_eq!(verdict_kind(&verdict), kind, "{status} {code}: {verdict:?}");
+    }
+}
+
+/// Panics unless `outcome` disabled the target, with the status `status` when one is
+/// given, for a reason that contains `why`.
+pub fn assert_disabled(outcome: &lookout::Outcome, status: Option<u16>, why: &str) {
+    assert!(
+        matches!(outcome, lookout::Outcome::Disabled { reason, status: got }
+            if status.is_none_or(|s| s == *got) && reason.contains(why)),
+        "disabled{} for {why:?} expected: {outcome:?}",
+        status.map(|s| format!(" with {s}")).unwrap_or_default()
+    );
+}
+
+/// Panics unless `outcome` is a failure (not disabling the target), with the status
+/// `status` when one is given, for a reason that contains `why` (`""`: any reason).
+pub fn assert_failed(outcome: &lookout::Outcome, status: Option<u16>, why: &str) {
+    assert!(
+        matches!(outcome, lookout::Outcome::Failed { reason, status: got }
+            if status.is_none_or(|s| *got == Some(s)) && reason.contains(why)),
+        "failed{} for {why:?} expected: {outcome:?}",
+        status.map(|s| format!(" with {s}")).unwrap_or_default()
+    );
+}

@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use url::{Position, Url};
 
+use crate::options::{OptionSpec, Options};
+
 /// The prefix of a Standard Webhooks signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -107,6 +109,37 @@ const AWS_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const AT_SEND_TIME: &str = "(computed at send time)";
 
 impl AwsSigner {
+    /// The options every AWS service takes for its credentials, which
+    /// [`AwsSigner::from_options`] reads: the access key id, its secret, and the session
+    /// token of temporary credentials.
+    pub const ACCESS_KEY_ID_OPTION: OptionSpec = OptionSpec::string(
+        "access_key_id",
+        "The access key id of the IAM user or role.",
+    )
+    .secret();
+    pub const SECRET_ACCESS_KEY_OPTION: OptionSpec =
+        OptionSpec::string("secret_access_key", "The secret access key.").secret();
+    pub const SESSION_TOKEN_OPTION: OptionSpec = OptionSpec::string(
+        "session_token",
+        "The session token of temporary (STS) credentials.",
+    )
+    .secret()
+    .optional();
+
+    /// The signer for the API `service` (its signing name) in `region`, with the
+    /// credentials in the options every AWS service takes: `access_key_id`,
+    /// `secret_access_key`, and `session_token` for temporary credentials.
+    pub fn from_options(options: &Options, region: &str, service: &str) -> AwsSigner {
+        let option = |spec: OptionSpec| options.str(spec.name).map(str::to_owned);
+        AwsSigner {
+            region: region.to_owned(),
+            service: service.to_owned(),
+            access_key_id: option(Self::ACCESS_KEY_ID_OPTION).unwrap_or_default(),
+            secret_access_key: option(Self::SECRET_ACCESS_KEY_OPTION).unwrap_or_default(),
+            session_token: option(Self::SESSION_TOKEN_OPTION),
+        }
+    }
+
     /// The headers that sign a request at `at`: `x-amz-date`, `x-amz-security-token`
     /// (temporary credentials) and `authorization`. `headers` are the other headers to
     /// sign besides `host`, which is taken from `url`: the host the request names, which
