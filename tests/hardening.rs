@@ -8,166 +8,20 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::serving::{Place, Serving, wait_until};
 use lookout_testkit::{CaptureServer, Reply};
 use serde_json::Value;
 
 const TOKEN: &str = "hardening-token-5f1c0e9a7b3d2468";
 
-/// A temporary directory with a `lookout.db` and an `engine.toml` allowing loopback.
-struct Place {
-    dir: tempfile::TempDir,
-}
+/// The `engine.toml` of every place here: loopback allowed, short timeouts.
+const ENGINE: &str = "[engine]\nrequest_timeout = \"3s\"\ndeadline = \"4s\"\nallow_networks = [\"127.0.0.0/8\"]\nrate_limits = false\n";
 
-impl Place {
-    fn new() -> Place {
-        let place = Place {
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        std::fs::write(
-            place.config(),
-            "[engine]\nrequest_timeout = \"3s\"\ndeadline = \"4s\"\nallow_networks = [\"127.0.0.0/8\"]\nrate_limits = false\n",
-        )
-        .expect("write engine.toml");
-        place
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("lookout.db")
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("engine.toml")
-    }
-
-    fn cli_output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(args)
-            .arg("--database")
-            .arg(self.db())
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run lookout")
-    }
-
-    /// Runs a `lookout` command on this database; panics if it fails.
-    fn cli(&self, args: &[&str]) -> String {
-        let output = self.cli_output(args);
-        assert!(
-            output.status.success(),
-            "lookout {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    fn cli_json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.cli(&args)).expect("--json prints JSON")
-    }
-
-    /// Product `p1` with one webhook service sending to `url`.
-    fn product(&self, url: &str) {
-        self.cli(&[
-            "products",
-            "add",
-            "p1",
-            "hook",
-            "--service",
-            "webhook",
-            "--set",
-            &format!("urls={url}"),
-        ]);
-    }
-
-    /// `lookout serve` on this database, with `extra` arguments; `open_files`: run under
-    /// that open-file limit (`ulimit -n`).
-    fn serve(&self, extra: &[&str], open_files: Option<u32>) -> Serving {
-        let binary = env!("CARGO_BIN_EXE_lookout");
-        let mut command = match open_files {
-            Some(limit) => {
-                let mut sh = Command::new("sh");
-                sh.arg("-c")
-                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-                    .arg(binary);
-                sh
-            }
-            None => Command::new(binary),
-        };
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-            .arg(self.db())
-            .arg("--config")
-            .arg(self.config())
-            .args(extra)
-            .env("LOOKOUT_TOKEN", TOKEN)
-            .current_dir(self.dir.path())
-            .stderr(Stdio::inherit());
-        let (child, first) =
-            common::spawn_reading_first_line(&mut command, Duration::from_secs(20));
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in `{first}`"))
-            .to_owned();
-        let addr = url
-            .trim_start_matches("http://")
-            .parse()
-            .expect("an address");
-        Serving { child, url, addr }
-    }
-}
-
-/// A running `lookout serve`, killed when dropped.
-struct Serving {
-    child: Child,
-    url: String,
-    addr: SocketAddr,
-}
-
-impl Serving {
-    /// SIGTERM; the time until it exited, or `None` if it had not within `wait`.
-    fn terminate_within(&mut self, wait: Duration) -> Option<Duration> {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(sent.success());
-        let started = Instant::now();
-        while started.elapsed() < wait {
-            if self.child.try_wait().expect("try_wait").is_some() {
-                return Some(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// A raw connection with short read/write timeouts.
-    fn connect(&self) -> TcpStream {
-        let stream =
-            TcpStream::connect_timeout(&self.addr, Duration::from_secs(5)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(Duration::from_secs(1)))
-            .expect("write timeout");
-        stream
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn place() -> Place {
+    Place::new(TOKEN, ENGINE)
 }
 
 /// One HTTP request to the server, on a runtime of its own: the status and the body.
@@ -226,18 +80,6 @@ fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> (String, bool) {
     (String::from_utf8_lossy(&received).into_owned(), false)
 }
 
-/// Waits until `check` holds, up to `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn statuses(place: &Place) -> Vec<String> {
     let listed = place.cli_json(&["deliveries", "list", "--limit", "0"]);
     listed
@@ -252,20 +94,17 @@ const HALF_HEAD: &str = "POST /v1/products/p1/events HTTP/1.1\r\nHost: x\r\nX-Sl
 
 #[test]
 fn slow_and_half_sent_requests_are_cut_off_while_normal_ones_get_through() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
-    place.product(&format!("{}/in", target.url()));
-    let serving = place.serve(
-        &[
-            "--header-timeout",
-            "1s",
-            "--body-timeout",
-            "1s",
-            "--idle-timeout",
-            "3s",
-        ],
-        None,
-    );
+    place.product(&format!("{}/in", target.url()), None);
+    let serving = place.serve(&[
+        "--header-timeout",
+        "1s",
+        "--body-timeout",
+        "1s",
+        "--idle-timeout",
+        "3s",
+    ]);
 
     // Nothing sent at all, half a request head, and a trickled head.
     let mut silent = serving.connect();
@@ -316,10 +155,10 @@ fn slow_and_half_sent_requests_are_cut_off_while_normal_ones_get_through() {
 
 #[test]
 fn sigterm_with_a_half_sent_request_exits_within_the_grace_period() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
-    place.product(&format!("{}/in", target.url()));
-    let mut serving = place.serve(&["--grace", "2s", "--header-timeout", "60s"], None);
+    place.product(&format!("{}/in", target.url()), None);
+    let mut serving = place.serve(&["--grace", "2s", "--header-timeout", "60s"]);
     assert_eq!(post_event(&serving), 202);
     target.wait_for(1, Duration::from_secs(10));
 
@@ -368,12 +207,12 @@ fn failing_first(target: &CaptureServer, n: usize) {
 
 #[test]
 fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
     // Each delivery's first attempt fails; its retries come while the connections are held.
     failing_first(&target, 5);
-    place.product(&format!("{}/in", target.url()));
-    let serving = place.serve(
+    place.product(&format!("{}/in", target.url()), None);
+    let serving = place.serve_limited(
         &[
             "--retry-schedule",
             "1s,1s,1s",
@@ -382,7 +221,7 @@ fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries
             "--header-timeout",
             "4s",
         ],
-        Some(OPEN_FILE_LIMIT),
+        OPEN_FILE_LIMIT,
     );
     for _ in 0..5 {
         assert_eq!(post_event(&serving), 202);
@@ -436,7 +275,7 @@ fn every_delivery_view(place: &Place) -> String {
 
 #[test]
 fn targets_that_echo_or_pad_their_errors_read_back_no_part_of_a_secret() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
     target.script("/echo", [Reply::echo().with_status(500)]);
     // An error page that quotes the key just where an excerpt of 200 characters ends,
@@ -468,7 +307,7 @@ fn targets_that_echo_or_pad_their_errors_read_back_no_part_of_a_secret() {
         "--set",
         &format!("urls={base}/pad/in?key={URL_KEY}"),
     ]);
-    let serving = place.serve(&["--retry-schedule", "1h"], None);
+    let serving = place.serve(&["--retry-schedule", "1h"]);
     assert_eq!(post_event(&serving), 202);
     wait_until(Duration::from_secs(15), "both attempts", || {
         statuses(&place).iter().all(|s| s == "failed")
@@ -478,12 +317,12 @@ fn targets_that_echo_or_pad_their_errors_read_back_no_part_of_a_secret() {
 
 #[test]
 fn running_out_of_file_descriptors_is_not_the_target_s_fault() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
     failing_first(&target, 3);
-    place.product(&format!("{}/in", target.url()));
+    place.product(&format!("{}/in", target.url()), None);
     // No reserve: the connections may take every file descriptor.
-    let serving = place.serve(
+    let serving = place.serve_limited(
         &[
             "--retry-schedule",
             "5s",
@@ -494,7 +333,7 @@ fn running_out_of_file_descriptors_is_not_the_target_s_fault() {
             "--header-timeout",
             "30s",
         ],
-        Some(OPEN_FILE_LIMIT),
+        OPEN_FILE_LIMIT,
     );
     let posted = Instant::now();
     for _ in 0..3 {
@@ -524,8 +363,8 @@ const SIGPIPE: i32 = 13;
 
 #[test]
 fn a_closed_pipe_ends_printing_commands_quietly() {
-    let place = Place::new();
-    place.product("http://127.0.0.1:9/in");
+    let place = place();
+    place.product("http://127.0.0.1:9/in", None);
     let db = place.db();
     let db = db.to_str().expect("UTF-8 path");
     for args in [
@@ -553,12 +392,12 @@ fn a_closed_pipe_ends_printing_commands_quietly() {
 
 #[test]
 fn terminal_escapes_from_a_target_never_reach_the_terminal() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
     let hostile = "\u{1b}[2J\u{1b}[H\u{7}forged\r\nabc  p1  hook  delivered\u{202e}";
     target.script("/in", [Reply::status(500).body(hostile)]);
-    place.product(&format!("{}/in", target.url()));
-    let serving = place.serve(&["--retry-schedule", "1h"], None);
+    place.product(&format!("{}/in", target.url()), None);
+    let serving = place.serve(&["--retry-schedule", "1h"]);
     assert_eq!(post_event(&serving), 202);
     wait_until(Duration::from_secs(15), "the failed attempt", || {
         statuses(&place) == ["failed"]
@@ -624,9 +463,9 @@ fn status_of(serving: &Serving, method: &str, path: &str, token: Option<&str>) -
 
 #[test]
 fn token_scopes_on_every_route() {
-    let place = Place::new();
+    let place = place();
     let target = CaptureServer::start();
-    place.product(&format!("{}/in", target.url()));
+    place.product(&format!("{}/in", target.url()), None);
     place.cli(&[
         "products",
         "add",
@@ -655,7 +494,7 @@ fn token_scopes_on_every_route() {
             assert!(!text.contains(secret.as_str()), "{file} holds a token");
         }
     }
-    let serving = place.serve(&[], None);
+    let serving = place.serve(&[]);
     std::thread::sleep(Duration::from_millis(1100)); // `expired` expires.
 
     // Who cannot get in at all: 401 everywhere under /v1.
@@ -727,7 +566,7 @@ fn token_scopes_on_every_route() {
 
 #[test]
 fn weak_tokens_and_long_names_are_refused_without_echoing_them() {
-    let place = Place::new();
+    let place = place();
     let weak = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database"])
         .arg(place.db())
@@ -739,7 +578,7 @@ fn weak_tokens_and_long_names_are_refused_without_echoing_them() {
     assert!(said.contains("too weak"), "{said}");
 
     // A head large enough for the name (the default limit would answer 431 first).
-    let serving = place.serve(&["--max-header-bytes", "100000"], None);
+    let serving = place.serve(&["--max-header-bytes", "100000"]);
     let long = "x".repeat(60_000);
     let (status, body) = request(|client| {
         client
@@ -752,8 +591,8 @@ fn weak_tokens_and_long_names_are_refused_without_echoing_them() {
 
 #[test]
 fn healthz_fails_while_the_store_cannot_commit() {
-    let place = Place::new();
-    let serving = place.serve(&[], None);
+    let place = place();
+    let serving = place.serve(&[]);
     assert_eq!(status_of(&serving, "GET", "/healthz", None), 200);
     // Another writer holds the database: reads still work, commits do not.
     let other = rusqlite::Connection::open(place.db()).expect("open the database");
@@ -772,11 +611,11 @@ fn healthz_fails_while_the_store_cannot_commit() {
 #[test]
 fn database_wal_shm_and_lock_files_are_private() {
     use std::os::unix::fs::PermissionsExt as _;
-    let place = Place::new();
+    let place = place();
     // A database made beforehand, readable by everyone.
     std::fs::write(place.db(), b"").expect("create");
     std::fs::set_permissions(place.db(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let serving = place.serve(&[], None);
+    let serving = place.serve(&[]);
     assert_eq!(status_of(&serving, "GET", "/healthz", None), 200);
     for suffix in ["", "-wal", "-shm", ".serve-lock"] {
         let file = place.dir.path().join(format!("lookout.db{suffix}"));
@@ -842,7 +681,7 @@ const REFUSED: [(&str, &str); 7] = [
 
 #[test]
 fn unusable_secrets_refused_targets_and_credential_pass_throughs_are_refused_when_configured() {
-    let place = Place::new();
+    let place = place();
     for (options, option) in REFUSED {
         let (ok, said) = validate(&place, "", options);
         assert!(!ok, "accepted:\n{options}");
@@ -872,7 +711,7 @@ fn unusable_secrets_refused_targets_and_credential_pass_throughs_are_refused_whe
     );
 
     // The same at PUT time, on a server that allows loopback (its test targets).
-    let serving = place.serve(&[], None);
+    let serving = place.serve(&[]);
     for (options, option) in REFUSED.iter().filter(|(o, _)| !o.contains("localhost")) {
         let table: toml::Table = toml::from_str(options).expect("TOML");
         let body = serde_json::json!({ "services": { "s": table } }).to_string();
@@ -892,7 +731,7 @@ fn unusable_secrets_refused_targets_and_credential_pass_throughs_are_refused_whe
 
 #[test]
 fn secrets_are_redacted_by_value_and_short_url_paths_are_not_secrets() {
-    let place = Place::new();
+    let place = place();
     let key = "SlackKeyValue0123456789";
     place.cli(&[
         "products",
@@ -922,8 +761,8 @@ fn secrets_are_redacted_by_value_and_short_url_paths_are_not_secrets() {
             .body("try again within a minute")],
     );
     place.cli(&["products", "remove", "p1", "chat"]);
-    place.product(&format!("{base}/to"));
-    let serving = place.serve(&[], None);
+    place.product(&format!("{base}/to"), None);
+    let serving = place.serve(&[]);
     let (status, product) = request(|client| {
         client
             .get(format!("{}/v1/products/p1", serving.url))

@@ -8,12 +8,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::serving::{Place, Serving, settles, wait_until};
 use lookout_testkit::{CaptureServer, Captured, Reply};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -24,156 +24,31 @@ const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// In every target URL: a secret path that must never be printed.
 const URL_KEY: &str = "K3YxSECRETx9";
 
-/// A temporary directory with a `lookout.db`.
-struct Place {
-    dir: tempfile::TempDir,
+/// The `engine.toml` here: loopback allowed, short timeouts (the targets are local
+/// capture servers), and more `tables` (`[worker]`).
+fn engine_toml(tables: &str) -> String {
+    format!(
+        "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n\
+         allow_networks = [\"127.0.0.0/8\"]\n{tables}"
+    )
 }
 
-impl Place {
-    fn new() -> Place {
-        Place {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
+/// A place whose commands must never print a secret.
+fn place() -> Place {
+    Place::new(TOKEN, &engine_toml("")).never_printing(&[URL_KEY, SIGNING_SECRET, TOKEN])
+}
 
-    fn db(&self) -> PathBuf {
-        self.dir.path().join("lookout.db")
-    }
-
-    /// Runs a `lookout` command against this database; panics if it fails.
-    fn cli(&self, args: &[&str]) -> String {
-        let output = self.cli_output(args);
-        assert!(
-            output.status.success(),
-            "lookout {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert_no_secrets(&text);
-        text
-    }
-
-    fn cli_output(&self, args: &[&str]) -> Output {
-        let db = self.db();
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(args)
-            .arg("--database")
-            .arg(&db)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run lookout")
-    }
-
-    fn cli_json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.push("--json");
-        serde_json::from_str(&self.cli(&args)).expect("--json prints JSON")
-    }
-
-    /// Configures product `p1` with one webhook service pointed at `url`, signed.
-    fn product(&self, url: &str) {
-        self.cli(&[
-            "products",
-            "add",
-            "p1",
-            "hook",
-            "--service",
-            "webhook",
-            "--set",
-            &format!("urls={url}"),
-            "--set",
-            &format!("secret={SIGNING_SECRET}"),
-        ]);
-    }
-
-    /// Starts `serve` on this database, with the engine settings of `engine.toml`.
-    fn serve(&self, extra: &[&str]) -> Serving {
-        self.serve_with_tables("", extra)
-    }
-
-    /// [`Place::serve`], with more tables (`[worker]`) in the config file.
-    fn serve_with_tables(&self, tables: &str, extra: &[&str]) -> Serving {
-        let config = self.dir.path().join("engine.toml");
-        // The targets are local capture servers; keep the timeouts short.
-        std::fs::write(
-            &config,
-            format!(
-                "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n\
-                 allow_networks = [\"127.0.0.0/8\"]\n{tables}"
-            ),
-        )
-        .expect("write engine.toml");
-        let mut args = vec!["--config", config.to_str().expect("UTF-8 path")];
-        args.extend_from_slice(extra);
-        Serving::start(self.dir.path(), &self.db(), &args)
-    }
+/// [`place`] with product `p1` sending to `target`, at `/{path}/URL_KEY`, signed.
+fn place_sending_to(target: &CaptureServer, path: &str) -> Place {
+    let place = place();
+    let url = format!("{}/{path}/{URL_KEY}", target.url());
+    place.product(&url, Some(SIGNING_SECRET));
+    place
 }
 
 fn assert_no_secrets(text: &str) {
     for secret in [URL_KEY, SIGNING_SECRET, TOKEN] {
         assert!(!text.contains(secret), "a secret was printed:\n{text}");
-    }
-}
-
-/// A running `lookout serve`.
-struct Serving {
-    child: Child,
-    url: String,
-}
-
-impl Serving {
-    fn start(dir: &Path, db: &Path, extra: &[&str]) -> Serving {
-        let (child, first) = common::spawn_reading_first_line(
-            Command::new(env!("CARGO_BIN_EXE_lookout"))
-                .args(["serve", "--listen", "127.0.0.1:0", "--database"])
-                .arg(db)
-                .args(extra)
-                .env("LOOKOUT_TOKEN", TOKEN)
-                .current_dir(dir)
-                .stderr(Stdio::inherit()),
-            Duration::from_secs(20),
-        );
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in `{first}`"))
-            .to_owned();
-        Serving { child, url }
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    /// SIGTERM, then waits for the exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -183,6 +58,38 @@ fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// Posts the first sample event for product `p1`, which must be accepted.
+async fn post_sample(http: &reqwest::Client, serving: &Serving) {
+    let response = send(
+        http.post(format!("{}/v1/products/p1/events", serving.url))
+            .bearer_auth(TOKEN)
+            .body(lookout::samples::ALL[0].1),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+}
+
+/// Sends `request`; the answer.
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
+/// The body of the answer to `request`.
+async fn text_of(request: reqwest::RequestBuilder) -> String {
+    send(request).await.text().await.unwrap()
+}
+
+/// Waits up to `timeout` for `count` deliveries with the status `status`.
+fn wait_for_deliveries(place: &Place, status: &str, count: usize, timeout: Duration) {
+    let what = format!("{count} deliveries {status}");
+    wait_until(timeout, &what, || {
+        place
+            .cli_json(&["deliveries", "list", "--status", status])
+            .as_array()
+            .is_some_and(|d| d.len() == count)
+    });
 }
 
 /// The item fixture with a numbered title, to recognise it at the receiver.
@@ -201,28 +108,10 @@ fn seq_of(request: &Captured) -> Option<u64> {
         .ok()
 }
 
-/// Waits until `check` holds, up to `timeout`.
-fn wait_until(timeout: Duration, what: &str, check: impl FnMut() -> bool) {
-    assert!(settles(timeout, check), "timed out waiting for {what}");
-}
-
-/// Whether `check` comes to hold within `timeout`.
-fn settles(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !check() {
-        if started.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_and_products_api() {
     let target = CaptureServer::start();
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let mut serving = place.serve(&[]);
     let http = client();
     let url = &serving.url;
@@ -239,66 +128,52 @@ async fn intake_and_products_api() {
     let event = lookout::samples::ALL[0].1;
 
     // Auth: none, wrong, right.
-    let none = http
-        .post(format!("{url}/v1/products/p1/events"))
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+    let none = send(
+        http.post(format!("{url}/v1/products/p1/events"))
+            .body(event),
+    )
+    .await;
     assert_eq!(none.status(), 401);
-    let wrong = http
-        .post(format!("{url}/v1/products/p1/events"))
-        .bearer_auth("not-the-token")
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+    let wrong = send(
+        http.post(format!("{url}/v1/products/p1/events"))
+            .bearer_auth("not-the-token")
+            .body(event),
+    )
+    .await;
     assert_eq!(wrong.status(), 401);
     let post = |path: &str| http.post(format!("{url}{path}")).bearer_auth(TOKEN);
 
     // Bad payloads: 400 naming the problem.
-    let bad = post("/v1/products/p1/events")
-        .header("content-type", "application/json")
-        .body(r#"{"model": "Item", "action": "created", "attributes": {}}"#)
-        .send()
-        .await
-        .unwrap();
+    let bad = send(
+        post("/v1/products/p1/events")
+            .header("content-type", "application/json")
+            .body(r#"{"model": "Item", "action": "created", "attributes": {}}"#),
+    )
+    .await;
     assert_eq!(bad.status(), 400);
     let body = json_of(bad).await;
     assert_eq!(body["path"], "product", "{body}");
     assert!(body["error"].as_str().unwrap().contains("missing"));
-    let broken = post("/v1/products/p1/events")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let broken = send(post("/v1/products/p1/events").body("{not json")).await;
     assert_eq!(broken.status(), 400);
     assert!(broken.text().await.unwrap().contains("not valid JSON"));
 
     // Too large: 413.
     let huge = format!(r#"{{"pad": "{}"}}"#, "x".repeat(1024 * 1024 + 10));
-    let large = post("/v1/products/p1/events")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let large = send(post("/v1/products/p1/events").body(huge)).await;
     assert_eq!(large.status(), 413);
 
     // Unknown product: 404, nothing stored.
-    let unknown = post("/v1/products/nope/events")
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+    let unknown = send(post("/v1/products/nope/events").body(event)).await;
     assert_eq!(unknown.status(), 404);
 
     // Accepted, as JSON and as a form; by path and by query.
-    let accepted = post("/v1/products/p1/events")
-        .header("content-type", "application/json")
-        .body(event)
-        .send()
-        .await
-        .unwrap();
+    let accepted = send(
+        post("/v1/products/p1/events")
+            .header("content-type", "application/json")
+            .body(event),
+    )
+    .await;
     assert_eq!(accepted.status(), 202);
     let accepted = json_of(accepted).await;
     assert!(accepted["id"].as_str().unwrap().starts_with("evt_"));
@@ -334,16 +209,7 @@ async fn intake_and_products_api() {
     let text = |path: &'static str| {
         let http = http.clone();
         let url = url.clone();
-        async move {
-            http.get(format!("{url}{path}"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { text_of(http.get(format!("{url}{path}")).bearer_auth(TOKEN)).await }
     };
     wait_until(Duration::from_secs(5), "both recorded as delivered", || {
         place.cli_json(&["stats"])["by_status"][2] == json!(["delivered", 2])
@@ -400,19 +266,13 @@ async fn intake_and_products_api() {
     assert!(shown.contains("[redacted]"), "{shown}");
     let listed = text("/v1/products").await;
     assert_no_secrets(&listed);
-    let deleted = http
-        .delete(format!("{url}/v1/products/p2"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let deleted = send(
+        http.delete(format!("{url}/v1/products/p2"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(deleted.status(), 204);
-    let gone = http
-        .get(format!("{url}/v1/products/p2"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let gone = send(http.get(format!("{url}/v1/products/p2")).bearer_auth(TOKEN)).await;
     assert_eq!(gone.status(), 404);
 
     assert!(serving.terminate().success());
@@ -431,25 +291,13 @@ fn form_encode(text: &str) -> String {
 async fn the_config_files_worker_table_sets_the_retry_schedule() {
     let target = CaptureServer::start();
     target.script("/hook", [Reply::status(500).body("down")]);
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let worker = "[worker]\nretry_schedule = [\"50ms\", \"50ms\"]\nretry_jitter = 0.0\n";
-    let serving = place.serve_with_tables(worker, &[]);
-    let response = client()
-        .post(format!("{}/v1/products/p1/events", serving.url))
-        .bearer_auth(TOKEN)
-        .body(lookout::samples::ALL[0].1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    place.write_config(&engine_toml(worker));
+    let serving = place.serve(&[]);
+    post_sample(&client(), &serving).await;
     // The first attempt and the two retries the file's schedule allows, then dead.
-    wait_until(Duration::from_secs(10), "a dead letter", || {
-        place
-            .cli_json(&["deliveries", "list", "--status", "dead"])
-            .as_array()
-            .is_some_and(|d| d.len() == 1)
-    });
+    wait_for_deliveries(&place, "dead", 1, Duration::from_secs(10));
     let dead = place.cli_json(&["deliveries", "list", "--status", "dead"]);
     assert_eq!(dead[0]["attempts"], 3);
     assert_eq!(target.requests().len(), 3);
@@ -457,27 +305,26 @@ async fn the_config_files_worker_table_sets_the_retry_schedule() {
 
 #[test]
 fn a_bad_worker_table_is_refused_naming_the_setting() {
-    let place = Place::new();
+    let place = place();
     let config = place.dir.path().join("bad.toml");
-    std::fs::write(&config, "[worker]\nlease = \"1s\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    // `lookout validate` on `text` as the config file: the exit code and stderr.
+    let validate = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = validate("[worker]\nlease = \"1s\"\n");
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("lease 1s must be longer than the engine deadline"),
         "{stderr}"
     );
-    std::fs::write(&config, "[wroker]\nlease = \"1m\"\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = validate("[wroker]\nlease = \"1m\"\n");
     assert!(stderr.contains("unknown section `wroker`"), "{stderr}");
 }
 
@@ -485,26 +332,12 @@ fn a_bad_worker_table_is_refused_naming_the_setting() {
 async fn dead_letters_and_redelivery_from_the_command_line() {
     let target = CaptureServer::start();
     target.script("/hook", [Reply::status(500).body("down")]);
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let mut serving = place.serve(&["--retry-schedule", "50ms", "--retry-jitter", "0"]);
-    let http = client();
-    let response = http
-        .post(format!("{}/v1/products/p1/events", serving.url))
-        .bearer_auth(TOKEN)
-        .body(lookout::samples::ALL[0].1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    post_sample(&client(), &serving).await;
 
     // Two attempts (the first and one retry), then the dead-letter queue.
-    wait_until(Duration::from_secs(10), "a dead letter", || {
-        place
-            .cli_json(&["deliveries", "list", "--status", "dead"])
-            .as_array()
-            .is_some_and(|d| d.len() == 1)
-    });
+    wait_for_deliveries(&place, "dead", 1, Duration::from_secs(10));
     let dead = place.cli_json(&[
         "deliveries",
         "list",
@@ -568,17 +401,9 @@ async fn dead_letters_and_redelivery_from_the_command_line() {
 async fn graceful_shutdown_finishes_attempts_in_flight() {
     let target = CaptureServer::start();
     target.script("/slow", [Reply::ok().delay(Duration::from_millis(1500))]);
-    let place = Place::new();
-    place.product(&format!("{}/slow/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "slow");
     let mut serving = place.serve(&["--grace", "10s"]);
-    let response = client()
-        .post(format!("{}/v1/products/p1/events", serving.url))
-        .bearer_auth(TOKEN)
-        .body(lookout::samples::ALL[0].1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    post_sample(&client(), &serving).await;
     target.wait_for(1, Duration::from_secs(10));
     let asked = Instant::now();
     assert!(serving.terminate().success(), "a clean exit on SIGTERM");
@@ -595,18 +420,10 @@ async fn graceful_shutdown_finishes_attempts_in_flight() {
 async fn deliveries_due_later_survive_a_restart_and_go_out_on_time() {
     let target = CaptureServer::start();
     target.script("/later", [Reply::status(503), Reply::ok()]);
-    let place = Place::new();
-    place.product(&format!("{}/later/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "later");
     let args = ["--retry-schedule", "3s", "--retry-jitter", "0"];
     let mut serving = place.serve(&args);
-    let response = client()
-        .post(format!("{}/v1/products/p1/events", serving.url))
-        .bearer_auth(TOKEN)
-        .body(lookout::samples::ALL[0].1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
+    post_sample(&client(), &serving).await;
     let first = target.wait_for(1, Duration::from_secs(10))[0].clone();
     assert_eq!(first.status, 503);
     assert!(serving.terminate().success());
@@ -668,8 +485,7 @@ async fn crash_test_every_accepted_event_is_delivered() {
         .chain([Reply::ok()])
         .collect();
     target.script("/hook", flaky);
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let schedule = "100ms,200ms,300ms,400ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms,500ms";
     let args = [
         "--retry-schedule",
@@ -838,14 +654,7 @@ async fn crash_test_every_accepted_event_is_delivered() {
 
 /// The value of a metric without labels in `/metrics`.
 async fn metric(http: &reqwest::Client, url: &str, name: &str) -> u64 {
-    let text = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text_of(http.get(format!("{url}/metrics"))).await;
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .and_then(|n| n.parse().ok())
@@ -856,8 +665,7 @@ async fn metric(http: &reqwest::Client, url: &str, name: &str) -> u64 {
 async fn concurrent_posts_share_commits_and_every_202_is_on_disk() {
     const POSTS: u64 = 200;
     let target = CaptureServer::start();
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     // No workers: the queue must hold every accepted event.
     let mut serving = place.serve(&["--no-workers"]);
     let http = client();
@@ -881,8 +689,7 @@ async fn concurrent_posts_share_commits_and_every_202_is_on_disk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_route_and_idempotency_keys() {
     let target = CaptureServer::start();
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let serving = place.serve(&["--idempotency-field", "attributes.title"]);
     let http = client();
     let url = &serving.url;
@@ -891,11 +698,7 @@ async fn batch_route_and_idempotency_keys() {
     // A batch: each event taken or refused on its own, results in order.
     let misspelt = numbered_event(2).replace("\"model\"", "\"modle\"");
     let batch = format!("[{}, {misspelt}, {}]", numbered_event(1), numbered_event(3));
-    let answer = post("/v1/events/batch?product=p1")
-        .body(batch)
-        .send()
-        .await
-        .unwrap();
+    let answer = send(post("/v1/events/batch?product=p1").body(batch)).await;
     assert_eq!(answer.status(), 200);
     let answer = json_of(answer).await;
     let results = answer["results"].as_array().unwrap();
@@ -909,21 +712,17 @@ async fn batch_route_and_idempotency_keys() {
     assert!(results[1]["error"].as_str().is_some(), "{answer}");
     // NDJSON, and the payload field as the key: #1 again is a repeat, not a new event.
     let ndjson = format!("{}\n\n{}\n", numbered_event(1), numbered_event(4));
-    let answer = post("/v1/events/batch?product=p1")
-        .header("content-type", "application/x-ndjson")
-        .body(ndjson)
-        .send()
-        .await
-        .unwrap();
+    let answer = send(
+        post("/v1/events/batch?product=p1")
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson),
+    )
+    .await;
     let answer = json_of(answer).await;
     assert_eq!(answer["results"][0]["id"], results[0]["id"], "{answer}");
     assert_eq!(answer["results"][0]["replayed"], true, "{answer}");
     let too_many = format!("[{}]", vec!["{}"; 1_001].join(","));
-    let answer = post("/v1/events/batch")
-        .body(too_many)
-        .send()
-        .await
-        .unwrap();
+    let answer = send(post("/v1/events/batch").body(too_many)).await;
     assert_eq!(answer.status(), 413);
 
     // An Idempotency-Key: repeated, and concurrently, one event, one delivery.
@@ -960,12 +759,12 @@ async fn batch_route_and_idempotency_keys() {
         "concurrent duplicates resolve to one: {ids:?}"
     );
     // The same key with another body.
-    let conflict = post("/v1/products/p1/events")
-        .header("idempotency-key", "order-10")
-        .body(numbered_event(12))
-        .send()
-        .await
-        .unwrap();
+    let conflict = send(
+        post("/v1/products/p1/events")
+            .header("idempotency-key", "order-10")
+            .body(numbered_event(12)),
+    )
+    .await;
     assert_eq!(conflict.status(), 409);
     assert!(
         json_of(conflict).await["error"]
@@ -990,8 +789,7 @@ async fn batch_route_and_idempotency_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_by_another_process_routes_the_next_event() {
     let target = CaptureServer::start();
-    let place = Place::new();
-    place.product(&format!("{}/hook/{URL_KEY}", target.url()));
+    let place = place_sending_to(&target, "hook");
     let serving = place.serve(&["--no-workers"]);
     let http = client();
     let routed_to = |seq: u64| {
@@ -1035,10 +833,11 @@ async fn a_change_made_by_another_process_routes_the_next_event() {
 async fn a_failing_target_is_disabled_alerted_and_enabled_again() {
     let target = CaptureServer::start();
     target.script("/down", [Reply::status(503).body("down")]);
-    let place = Place::new();
+    let place = place();
     let worker = "[worker]\nretry_schedule = [\"50ms\", \"50ms\", \"50ms\", \"50ms\"]\n\
                   retry_jitter = 0.0\ndisable_after = { failures = 2, over = \"0s\" }\n";
-    let serving = place.serve_with_tables(worker, &[]);
+    place.write_config(&engine_toml(worker));
+    let serving = place.serve(&[]);
     let http = client();
     let url = &serving.url;
     let services = json!({
@@ -1068,14 +867,7 @@ async fn a_failing_target_is_disabled_alerted_and_enabled_again() {
     .await;
     assert_eq!(saved["alerts"], "ops");
 
-    let posted = http
-        .post(format!("{url}/v1/products/p1/events"))
-        .bearer_auth(TOKEN)
-        .body(lookout::samples::ALL[0].1)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(posted.status(), 202);
+    post_sample(&http, &serving).await;
     // `ops` gets the product's events too; the alert is the one of model `Alert`.
     let alerts = || -> Vec<Value> {
         target
@@ -1090,14 +882,7 @@ async fn a_failing_target_is_disabled_alerted_and_enabled_again() {
     assert_eq!(alert["action"], "disabled");
     let shown = place.cli_json(&["products", "show", "p1"]);
     assert_eq!(shown["disabled_targets"].as_array().map(Vec::len), Some(1));
-    let metrics = http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(http.get(format!("{url}/metrics"))).await;
     assert!(
         metrics.contains("lookout_targets_disabled_total 1"),
         "{metrics}"
@@ -1105,38 +890,26 @@ async fn a_failing_target_is_disabled_alerted_and_enabled_again() {
     assert!(metrics.contains("lookout_alerts_total{kind=\"disabled\"} 1"));
 
     // One step: enabled again, and its disabled delivery sent again.
-    wait_until(Duration::from_secs(10), "the delivery to end", || {
-        place
-            .cli_json(&["deliveries", "list", "--status", "disabled"])
-            .as_array()
-            .is_some_and(|d| d.len() == 1)
-    });
+    wait_for_deliveries(&place, "disabled", 1, Duration::from_secs(10));
     target.script("/down", [Reply::ok()]);
-    let enabled = http
-        .post(format!("{url}/v1/products/p1/services/hook/enable"))
-        .bearer_auth(TOKEN)
-        .body(json!({"redeliver": true}).to_string())
-        .send()
-        .await
-        .unwrap();
+    let enabled = send(
+        http.post(format!("{url}/v1/products/p1/services/hook/enable"))
+            .bearer_auth(TOKEN)
+            .body(json!({"redeliver": true}).to_string()),
+    )
+    .await;
     assert_eq!(enabled.status(), 200);
     assert_eq!(
         json_of(enabled).await,
         json!({"targets": 1, "redelivered": 1})
     );
     // Delivered: the event to `ops` at once, the one to `hook` now.
-    wait_until(Duration::from_secs(10), "the redelivery", || {
-        place
-            .cli_json(&["deliveries", "list", "--status", "delivered"])
-            .as_array()
-            .is_some_and(|d| d.len() == 2)
-    });
-    let missing = http
-        .post(format!("{url}/v1/products/p1/services/nope/enable"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    wait_for_deliveries(&place, "delivered", 2, Duration::from_secs(10));
+    let missing = send(
+        http.post(format!("{url}/v1/products/p1/services/nope/enable"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     assert_eq!(missing.status(), 404);
 
     // The same from the command line.

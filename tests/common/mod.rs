@@ -2,6 +2,8 @@
 //! pointed at a local capture server.
 #![allow(dead_code)] // each test crate uses a different part
 
+pub mod serving;
+
 use lookout::options::Kind;
 use lookout::{Instance, Registration, Settings};
 use serde_json::{Map, Value};
