@@ -38,7 +38,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{
     Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
     DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis, now_ms,
+    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, from_json,
+    millis, now_ms, status_of, to_json,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -261,18 +262,6 @@ fn token_row(row: &Row) -> Result<Token> {
     })
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn status_of(text: &str) -> Result<Status> {
-    text.parse().map_err(StoreError::Corrupt)
-}
-
 /// Counts are INTEGER columns; they never go negative.
 fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
@@ -305,6 +294,19 @@ async fn ensure_product(client: &impl GenericClient, id: &str) -> Result<()> {
         &[&id, &now_ms()],
     )
     .await?;
+    Ok(())
+}
+
+/// Removes every instance of a product, with the targets they had disabled.
+async fn remove_instances(client: &impl GenericClient, product: &str) -> Result<()> {
+    execute(
+        client,
+        "DELETE FROM instances WHERE product_id = $1",
+        &[&product],
+    )
+    .await?;
+    let sql = "DELETE FROM disabled_targets WHERE product_id = $1";
+    execute(client, sql, &[&product]).await?;
     Ok(())
 }
 
@@ -751,13 +753,7 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         ensure_product(&tx, id).await?;
-        execute(&tx, "DELETE FROM instances WHERE product_id = $1", &[&id]).await?;
-        execute(
-            &tx,
-            "DELETE FROM disabled_targets WHERE product_id = $1",
-            &[&id],
-        )
-        .await?;
+        remove_instances(&tx, id).await?;
         for instance in instances {
             insert_instance(&tx, id, instance).await?;
         }
@@ -796,13 +792,7 @@ impl Store for PostgresStore {
     async fn remove_product(&self, id: &str) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        execute(&tx, "DELETE FROM instances WHERE product_id = $1", &[&id]).await?;
-        execute(
-            &tx,
-            "DELETE FROM disabled_targets WHERE product_id = $1",
-            &[&id],
-        )
-        .await?;
+        remove_instances(&tx, id).await?;
         let removed = execute(&tx, "DELETE FROM products WHERE id = $1", &[&id]).await?;
         tx.commit().await?;
         Ok(removed > 0)

@@ -11,6 +11,10 @@ use crate::store::upkeep::{
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
 
+/// Forgets the failures in a row of one target (it answered, or it is disabled now).
+const TARGET_HEALTHY: &str =
+    "DELETE FROM target_health WHERE product_id = $1 AND instance = $2 AND target_key = $3";
+
 /// Removes these events with their deliveries and attempts (the caller's transaction is
 /// one batch, so the intake never waits long).
 async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Removed> {
@@ -57,13 +61,7 @@ impl Upkeep for PostgresStore {
         let mut disabled = Vec::new();
         for result in results {
             let Some(error) = &result.failure else {
-                execute(
-                    &tx,
-                    "DELETE FROM target_health
-                     WHERE product_id = $1 AND instance = $2 AND target_key = $3",
-                    &[&product, &instance, &result.key],
-                )
-                .await?;
+                execute(&tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
                 continue;
             };
             let rows = query(
@@ -91,15 +89,8 @@ impl Upkeep for PostgresStore {
                 continue;
             };
             let failures = u32::try_from(failures).unwrap_or(0);
-            if failures < rule.failures || now - first < millis(rule.over) {
+            let Some(target) = rule.disables(instance, result, failures, first, now) else {
                 continue;
-            }
-            let target = DisabledTarget {
-                instance: instance.to_owned(),
-                key: result.key.clone(),
-                target: result.target.clone(),
-                reason: rule.reason(failures, error),
-                at: now,
             };
             execute(
                 &tx,
@@ -118,13 +109,7 @@ impl Upkeep for PostgresStore {
                 ],
             )
             .await?;
-            execute(
-                &tx,
-                "DELETE FROM target_health
-                 WHERE product_id = $1 AND instance = $2 AND target_key = $3",
-                &[&product, &instance, &result.key],
-            )
-            .await?;
+            execute(&tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
             disabled.push(target);
         }
         tx.commit().await?;

@@ -14,7 +14,8 @@ use serde_json::{Map, Value};
 use super::{
     Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
     DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, millis,
+    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, from_json,
+    millis, status_of, to_json,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -330,18 +331,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     tx.commit()?;
     Ok(())
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn status_of(text: &str) -> Result<Status> {
-    text.parse().map_err(StoreError::Corrupt)
 }
 
 const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";

@@ -11,6 +11,10 @@ use crate::store::upkeep::{
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
 
+/// Forgets the failures in a row of one target (it answered, or it is disabled now).
+const TARGET_HEALTHY: &str =
+    "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
+
 /// Removes these events with their deliveries and attempts (the caller's transaction is
 /// one batch, so the intake never waits long).
 fn remove_events(tx: &Transaction<'_>, ids: &[String]) -> Result<Removed> {
@@ -66,11 +70,7 @@ impl Upkeep for SqliteStore {
             let mut disabled = Vec::new();
             for result in &results {
                 let Some(error) = &result.failure else {
-                    tx.execute(
-                        "DELETE FROM target_health
-                         WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
-                        params![product, instance, result.key],
-                    )?;
+                    tx.execute(TARGET_HEALTHY, params![product, instance, result.key])?;
                     continue;
                 };
                 let (failures, first): (u32, Millis) = tx.query_row(
@@ -84,15 +84,8 @@ impl Upkeep for SqliteStore {
                     params![product, instance, result.key, result.target, now, error],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )?;
-                if failures < rule.failures || now - first < millis(rule.over) {
+                let Some(target) = rule.disables(&instance, result, failures, first, now) else {
                     continue;
-                }
-                let target = DisabledTarget {
-                    instance: instance.clone(),
-                    key: result.key.clone(),
-                    target: result.target.clone(),
-                    reason: rule.reason(failures, error),
-                    at: now,
                 };
                 tx.execute(
                     "INSERT OR REPLACE INTO disabled_targets
@@ -107,11 +100,7 @@ impl Upkeep for SqliteStore {
                         now
                     ],
                 )?;
-                tx.execute(
-                    "DELETE FROM target_health
-                     WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
-                    params![product, instance, result.key],
-                )?;
+                tx.execute(TARGET_HEALTHY, params![product, instance, result.key])?;
                 disabled.push(target);
             }
             tx.commit()?;

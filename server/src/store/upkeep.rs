@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{DisabledTarget, Millis, Result};
+use super::{DisabledTarget, Millis, Result, millis};
 
 /// When a target that keeps failing is disabled: after `failures` failed requests in a
 /// row that span at least `over` (the first of them at least that long ago).
@@ -31,8 +31,31 @@ impl Default for DisableRule {
 }
 
 impl DisableRule {
+    /// The target of `instance` that `result` failed to reach, to be disabled at `now`
+    /// if its `failures` in a row, the first at `first_failure_at`, meet this rule.
+    pub fn disables(
+        &self,
+        instance: &str,
+        result: &TargetResult,
+        failures: u32,
+        first_failure_at: Millis,
+        now: Millis,
+    ) -> Option<DisabledTarget> {
+        let last_error = result.failure.as_deref()?;
+        if failures < self.failures || now - first_failure_at < millis(self.over) {
+            return None;
+        }
+        Some(DisabledTarget {
+            instance: instance.to_owned(),
+            key: result.key.clone(),
+            target: result.target.clone(),
+            reason: self.reason(failures, last_error),
+            at: now,
+        })
+    }
+
     /// The reason recorded for a target this rule disabled.
-    pub fn reason(&self, failures: u32, last_error: &str) -> String {
+    fn reason(&self, failures: u32, last_error: &str) -> String {
         format!(
             "failed {failures} attempts in a row over {} or more (last: {last_error})",
             humantime::format_duration(self.over)
