@@ -41,21 +41,32 @@ macro_rules! store_suite {
             console_pages_and_activity,
         );
     };
-    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
+    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {
+        $crate::store::suite::suite_tests!(suite, $open, $close; $($name),*);
+    };
+}
+#[cfg(test)]
+pub(crate) use store_suite;
+
+/// One `#[tokio::test]` per function `$name` of the suite module `crate::store::$suite`,
+/// on a store from `$open`, closed with `$close` (see [`store_suite!`]).
+#[cfg(test)]
+macro_rules! suite_tests {
+    ($suite:ident, $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
         #[tokio::test]
         async fn $name() {
             let (guard, store) = $open.await;
-            $crate::store::suite::$name(&store).await;
+            $crate::store::$suite::$name(&store).await;
             drop(store);
             ($close)(guard).await;
         }
     )*};
 }
 #[cfg(test)]
-pub(crate) use store_suite;
+pub(crate) use suite_tests;
 
-const LEASE: Duration = Duration::from_secs(30);
-const T0: Millis = 1_700_000_000_000;
+pub(super) const LEASE: Duration = Duration::from_secs(30);
+pub(super) const T0: Millis = 1_700_000_000_000;
 
 fn options(url: &str) -> Map<String, Value> {
     json!({"urls": [url], "secret": "whsec_c2VjcmV0"})
@@ -64,7 +75,7 @@ fn options(url: &str) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-fn hook(name: &str, url: &str) -> StoredInstance {
+pub(super) fn hook(name: &str, url: &str) -> StoredInstance {
     StoredInstance {
         name: name.to_owned(),
         service: "webhook".to_owned(),
@@ -82,11 +93,23 @@ pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
             .await
             .unwrap();
     }
+    accept_event(store, "p1", event, r#"{"model":"Item"}"#, deliveries).await;
+}
+
+/// Accepts event `event` of `product`, received at `T0`, with deliveries of its `hook`
+/// instance (which must be configured).
+pub(super) async fn accept_event(
+    store: &dyn Store,
+    product: &str,
+    event: &str,
+    payload: &str,
+    deliveries: &[&str],
+) {
     store
         .accept(&NewEvent {
             id: event.to_owned(),
-            product: "p1".to_owned(),
-            payload: r#"{"model":"Item"}"#.to_owned(),
+            product: product.to_owned(),
+            payload: payload.to_owned(),
             received_at: T0,
             deliveries: deliveries
                 .iter()
@@ -101,6 +124,16 @@ pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
         })
         .await
         .unwrap();
+}
+
+/// Whether `owner` finds nothing to claim at `now` (taking up to ten, for `lease`).
+async fn nothing_due(store: &dyn Store, owner: &str, now: Millis, lease: Duration) -> bool {
+    store.claim(owner, now, 10, lease).await.unwrap().is_empty()
+}
+
+/// The disabled targets of `product`, which must exist.
+pub(super) async fn disabled_targets_of(store: &dyn Store, product: &str) -> Vec<DisabledTarget> {
+    store.product(product).await.unwrap().unwrap().disabled
 }
 
 fn attempt(number: u32, outcome: &str, status: Option<u16>) -> AttemptRecord {
@@ -414,11 +447,7 @@ pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn 
 pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
     assert!(
-        store
-            .claim("w1", T0 - 1, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty(),
+        nothing_due(store, "w1", T0 - 1, LEASE).await,
         "nothing is due before it was received"
     );
     let first = store.claim("w1", T0, 2, LEASE).await.unwrap();
@@ -444,13 +473,7 @@ pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
         claimed.options.as_ref(),
         Some(&options("http://127.0.0.1:9/a"))
     );
-    assert!(
-        store
-            .claim("w3", T0 + 10, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(store, "w3", T0 + 10, LEASE).await);
 
     // An instance removed from the product: the claim says so.
     store.remove_instance("p1", "hook").await.unwrap();
@@ -464,13 +487,7 @@ pub async fn expired_leases_are_claimed_again(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
     let lease = Duration::from_secs(5);
     assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 1);
-    assert!(
-        store
-            .claim("w2", T0 + 4_999, 10, lease)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(store, "w2", T0 + 4_999, lease).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 5_000));
     let taken = store.claim("w2", T0 + 5_000, 10, lease).await.unwrap();
     assert_eq!(taken.len(), 1, "a dead worker's lease runs out");
@@ -490,13 +507,7 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
         .await
         .unwrap();
 
-    assert!(
-        store
-            .claim("w1", T0 + 999, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(store, "w1", T0 + 999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
     let retry = store.claim("w1", T0 + 1_000, 10, LEASE).await.unwrap();
     assert_eq!(retry.len(), 1, "only the failed one comes back");
@@ -521,13 +532,7 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
         [1, 2]
     );
     assert_eq!(attempts[0], attempt(1, "failed", Some(500)));
-    assert!(
-        store
-            .claim("w1", T0 + 99_999_999, 10, LEASE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_due(store, "w1", T0 + 99_999_999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), None);
 
     let (row, _) = store.delivery("msg_2").await.unwrap().unwrap();
@@ -589,15 +594,7 @@ pub async fn disabled_targets(store: &dyn Store) {
         .put_instance("p1", &hook("hook", "http://127.0.0.1:9/other"))
         .await
         .unwrap();
-    assert!(
-        store
-            .product("p1")
-            .await
-            .unwrap()
-            .unwrap()
-            .disabled
-            .is_empty()
-    );
+    assert!(disabled_targets_of(store, "p1").await.is_empty());
 }
 
 pub async fn redeliver(store: &dyn Store) {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::suite::{self, LEASE, T0};
 use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
-use super::{AttemptRecord, Finish, Millis, NewDelivery, NewEvent, Status, Store, StoredInstance};
+use super::{AttemptRecord, Finish, Millis, Status, Store, StoredInstance};
 
 macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
@@ -19,52 +20,24 @@ macro_rules! upkeep_suite {
             forget_erases_what_it_names,
         );
     };
-    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let (guard, store) = $open.await;
-            $crate::store::upkeep_suite::$name(&store).await;
-            drop(store);
-            ($close)(guard).await;
-        }
-    )*};
+    (@each $open:expr, $close:expr; $($name:ident),* $(,)?) => {
+        $crate::store::suite::suite_tests!(upkeep_suite, $open, $close; $($name),*);
+    };
 }
 pub(crate) use upkeep_suite;
 
-const T0: Millis = 1_700_000_000_000;
 const MINUTE: Millis = 60_000;
-const LEASE: Duration = Duration::from_secs(30);
 
+/// The `hook` instance every product here has.
 fn hook() -> StoredInstance {
-    StoredInstance {
-        name: "hook".to_owned(),
-        service: "webhook".to_owned(),
-        options: json!({"urls": ["http://127.0.0.1:9/a"]})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
-    }
+    suite::hook("hook", "http://127.0.0.1:9/a")
 }
 
 /// Accepts an event of `product` (one `hook` instance) with one delivery `msg_<id>`.
 async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json::Value) {
     store.put_instance(product, &hook()).await.unwrap();
-    store
-        .accept(&NewEvent {
-            id: id.to_owned(),
-            product: product.to_owned(),
-            payload: payload.to_string(),
-            received_at: T0,
-            idempotency: None,
-            routed_with: None,
-            deliveries: vec![NewDelivery {
-                id: format!("msg_{id}"),
-                instance: "hook".to_owned(),
-                service: "webhook".to_owned(),
-            }],
-        })
-        .await
-        .unwrap();
+    let delivery = format!("msg_{id}");
+    suite::accept_event(store, product, id, &payload.to_string(), &[&delivery]).await;
 }
 
 /// Claims everything due and finishes `id` with `status` and one attempt.
@@ -191,15 +164,7 @@ pub async fn enabling_a_target_redelivers_its_dead_deliveries(store: &dyn Store)
         .await
         .unwrap();
     assert_eq!((enabled.targets, enabled.redelivered), (1, 1));
-    assert!(
-        store
-            .product("p1")
-            .await
-            .unwrap()
-            .unwrap()
-            .disabled
-            .is_empty()
-    );
+    assert!(suite::disabled_targets_of(store, "p1").await.is_empty());
     let claimed = store.claim("w2", T0 + 5, 10, LEASE).await.unwrap();
     let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
