@@ -340,22 +340,31 @@ mod tests {
         assert!(done.is_ok(), "deliveries still queued after 10 s");
     }
 
+    /// A worker on a fresh SQLite store (in the folder returned with it) that has
+    /// drained three events of product `p1`, configured with `instances` and alerting
+    /// `alerts`.
+    async fn drained(instances: &[StoredInstance], alerts: &str) -> (tempfile::TempDir, Worker) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+        store.put_product("p1", instances).await.unwrap();
+        store.set_alerts("p1", Some(alerts)).await.unwrap();
+        for id in ["e1", "e2", "e3"] {
+            accept(store.as_ref(), id).await;
+        }
+        let worker = worker(store);
+        drain(&worker).await;
+        (dir, worker)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failing_target_is_disabled_and_alerts_arrive_once_an_hour() {
         let server = CaptureServer::start();
         server.script("/down", [Reply::status(503)]);
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
         let hook = echo("hook", format!("{}/down", server.url()));
         let ops = echo("ops", format!("{}/alerts", server.url()));
-        store.put_product("p1", &[hook, ops]).await.unwrap();
-        store.set_alerts("p1", Some("ops")).await.unwrap();
-        for id in ["e1", "e2", "e3"] {
-            accept(store.as_ref(), id).await;
-        }
-        let worker = worker(store.clone());
-        drain(&worker).await;
+        let (_dir, worker) = drained(&[hook, ops], "ops").await;
+        let store = worker.store.clone();
 
         assert_eq!(
             server.requests_to("/down").len(),
@@ -410,17 +419,8 @@ mod tests {
     async fn the_alerts_service_is_never_alerted_about_itself() {
         let server = CaptureServer::start();
         server.script("/down", [Reply::status(503)]);
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
         let hook = echo("hook", format!("{}/down", server.url()));
-        store.put_product("p1", &[hook]).await.unwrap();
-        store.set_alerts("p1", Some("hook")).await.unwrap();
-        for id in ["e1", "e2", "e3"] {
-            accept(store.as_ref(), id).await;
-        }
-        let worker = worker(store.clone());
-        drain(&worker).await;
+        let (_dir, worker) = drained(&[hook], "hook").await;
         assert_eq!(
             server.requests_to("/down").len(),
             3,

@@ -34,24 +34,24 @@ pub fn prune_rule(config: &WorkerConfig, now: Millis) -> Option<PruneRule> {
 
 /// Removes everything `rule` selects, batch after batch, then reclaims the space.
 pub async fn prune(store: &dyn Store, rule: &PruneRule) -> Result<Removed> {
-    let mut total = Removed::default();
-    loop {
-        let removed = store.prune(rule, BATCH).await?;
-        total += removed;
-        if removed.events < BATCH as u64 {
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    store.reclaim_space().await?;
-    Ok(total)
+    in_batches(store, || store.prune(rule, BATCH)).await
 }
 
 /// Erases everything `rule` selects, batch after batch, then reclaims the space.
 pub async fn forget(store: &dyn Store, rule: &ForgetRule) -> Result<Removed> {
+    in_batches(store, || store.forget(rule, BATCH)).await
+}
+
+/// Runs `batch` (which removes at most [`BATCH`] events) with a [`PAUSE`] in between
+/// until a batch comes up short, then reclaims the space: all it removed.
+async fn in_batches<F, Batch>(store: &dyn Store, mut batch: F) -> Result<Removed>
+where
+    F: FnMut() -> Batch,
+    Batch: Future<Output = Result<Removed>>,
+{
     let mut total = Removed::default();
     loop {
-        let removed = store.forget(rule, BATCH).await?;
+        let removed = batch().await?;
         total += removed;
         if removed.events < BATCH as u64 {
             break;
