@@ -480,6 +480,22 @@ fn form_page(
     render(status, &page)
 }
 
+/// The service form again, with the problems of what was posted beside their fields.
+fn form_refused(
+    session: &Session,
+    product: &str,
+    reg: &'static Registration,
+    form: ServiceForm,
+) -> Response {
+    form_page(
+        session,
+        product,
+        reg,
+        form,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+}
+
 #[derive(Deserialize)]
 pub struct AddQuery {
     service: Option<String>,
@@ -518,22 +534,10 @@ pub async fn add_service(
             form.name = stored.name;
             form.name_problems
                 .push("the product already has a service by this name".into());
-            form_page(
-                &posted.session,
-                &id,
-                reg,
-                form,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
+            form_refused(&posted.session, &id, reg, form)
         }
         Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_page(
-            &posted.session,
-            &id,
-            reg,
-            form,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Err(form) => form_refused(&posted.session, &id, reg, form),
     }
 }
 
@@ -586,13 +590,7 @@ pub async fn edit_service(
     };
     match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
         Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_page(
-            &posted.session,
-            &id,
-            reg,
-            form,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Err(form) => form_refused(&posted.session, &id, reg, form),
     }
 }
 
