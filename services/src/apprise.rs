@@ -120,8 +120,8 @@ fn notification_type(event: &Event) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const KEY: &str = "sprintlyConfigKeySecret7";
@@ -182,26 +182,14 @@ mod tests {
         let item = fixture_json("item");
         let outcome =
             outcome_of_reply("apprise", options.clone(), &item, Reply::status(204), KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 204, reason } if reason.contains("Apprise: no configuration")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(204), "Apprise: no configuration");
         let reply = Reply::status(424).body("One or more notification could not be sent");
         let server = CaptureServer::start();
         server.script("/", std::iter::repeat_n(reply, 4));
         let settings = lookout_testkit::settings_redirected_to(&server);
         let report = lookout_testkit::dispatch_one_with(settings, "apprise", options, &item).await;
         let outcome = &report.results[0].delivery.outcome;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(424),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(outcome, Some(424), "");
         assert_eq!(
             server.count(),
             1,

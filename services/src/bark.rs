@@ -104,8 +104,8 @@ impl Service for Bark {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const KEY: &str = "BarkDeviceKeySecret314";
@@ -161,21 +161,9 @@ mod tests {
         let reply = Reply::status(400)
             .body(r#"{"code":400,"message":"failed to get device token: failed to get [x] device token from database","timestamp":1700000000}"#);
         let outcome = outcome_of_reply("bark", options.clone(), &item, reply, KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 400, reason } if reason.contains("Bark: the server knows no device")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(400), "Bark: the server knows no device");
         let reply = Reply::status(400).body(r#"{"code":400,"message":"request bind failed"}"#);
         let outcome = outcome_of_reply("bark", options, &item, reply, KEY).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(400),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "");
     }
 }

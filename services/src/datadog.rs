@@ -140,7 +140,7 @@ fn aggregation_key(event: &Event) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
+    use lookout_testkit::assert_disabled;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
     use serde_json::{Value, json};
 
@@ -198,9 +198,6 @@ mod tests {
         let reply = Reply::status(403).body(r#"{"errors":["Forbidden"]}"#);
         let item = fixture_json("item");
         let outcome = outcome_of_reply("datadog", options(), &item, reply, KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, status: 403 } if reason.contains("gone: Datadog: ")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(403), "gone: Datadog: ");
     }
 }

@@ -184,6 +184,7 @@ fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
 mod tests {
     use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "d1ngta1kAccessT0kenSecret0123456789";
@@ -252,16 +253,10 @@ mod tests {
         };
         let gone = answer(300001, "token is not exist");
         let outcome = outcome_of_reply("dingtalk", options(base), &item, gone, TOKEN).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, status: 200 } if reason.contains("DingTalk: the robot is gone")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(200), "DingTalk: the robot is gone");
         let refused = answer(310000, "sign not match");
         let outcome = outcome_of_reply("dingtalk", options(base), &item, refused, SECRET).await;
-        assert!(
-            matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("refused: DingTalk: 310000: sign not match")),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, None, "refused: DingTalk: 310000: sign not match");
         let ok = answer(0, "ok");
         let outcome = outcome_of_reply("dingtalk", options(base), &item, ok, TOKEN).await;
         assert!(matches!(outcome, Outcome::Delivered { status: 200 }));

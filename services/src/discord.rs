@@ -153,6 +153,7 @@ fn field(field: &Field) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use lookout_testkit::assert_failed;
     use lookout_testkit::{CaptureServer, deliver_one, fixture_json};
     use serde_json::json;
 
@@ -178,7 +179,7 @@ mod tests {
         // Another 404 (a bad route) goes by status: failed, not disabled.
         let other = Reply::status(404).body(r#"{"message": "404: Not Found", "code": 0}"#);
         let outcome = outcome_of_reply("discord", options, &item, other, TOKEN).await;
-        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+        assert_failed(&outcome, None, "");
     }
 
     async fn deliver(name: &str) -> (serde_json::Value, String) {

@@ -113,8 +113,8 @@ fn extras(message: &Message, markdown: bool) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{CaptureServer, MARKUP_TITLE, Reply, deliver_one, fixture_json};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "AgotifyTokenSecret42";
@@ -187,21 +187,13 @@ mod tests {
             r#"{"error":"Unauthorized","errorCode":401,"errorDescription":"you need to provide a valid access token or user credentials to access this api"}"#,
         );
         let outcome = outcome_of_reply("gotify", options.clone(), &item, reply, TOKEN).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 401, reason } if reason.contains("Gotify: the application token is unknown")),
-            "{outcome:?}"
+        assert_disabled(
+            &outcome,
+            Some(401),
+            "Gotify: the application token is unknown",
         );
         // A server error is retried, not a reason to give up on the target.
         let outcome = outcome_of_reply("gotify", options, &item, Reply::status(500), TOKEN).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(500),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(500), "");
     }
 }

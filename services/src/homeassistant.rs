@@ -104,8 +104,8 @@ fn companion_app_data(service: &str, message: &Message) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "eyHomeAssistantTokenSecret.99";
@@ -162,22 +162,14 @@ mod tests {
         let item = fixture_json("item");
         let reply = Reply::status(401).body("401: Unauthorized");
         let outcome = outcome_of_reply("homeassistant", options.clone(), &item, reply, TOKEN).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 401, reason } if reason.contains("Home Assistant: the access token is not valid")),
-            "{outcome:?}"
+        assert_disabled(
+            &outcome,
+            Some(401),
+            "Home Assistant: the access token is not valid",
         );
         // An unknown action is a 400 like any bad call: a failure, not the end.
         let reply = Reply::status(400).body("400: Bad Request");
         let outcome = outcome_of_reply("homeassistant", options, &item, reply, TOKEN).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(400),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "");
     }
 }

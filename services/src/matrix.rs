@@ -139,6 +139,7 @@ fn formatted_body(message: &Message) -> String {
 #[cfg(test)]
 mod tests {
     use lookout::{Instance, Job, Outgoing, Service};
+    use lookout_testkit::assert_failed;
     use lookout_testkit::{deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
 
@@ -169,7 +170,7 @@ mod tests {
         let other = json!({"errcode": "M_BAD_JSON", "error": "…"});
         let reply = Reply::status(400).body(other.to_string());
         let outcome = outcome_of_reply("matrix", options, &item, reply, TOKEN).await;
-        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+        assert_failed(&outcome, None, "");
     }
 
     fn instance(room_id: &str) -> Instance {

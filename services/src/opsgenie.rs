@@ -115,6 +115,7 @@ fn alias(event: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use lookout::Outcome;
+    use lookout_testkit::assert_disabled;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
     use serde_json::{Value, json};
 
@@ -155,10 +156,7 @@ mod tests {
         let reply = Reply::status(401).body(r#"{"message":"Key format is not valid!"}"#);
         let item = fixture_json("item");
         let outcome = outcome_of_reply("opsgenie", options.clone(), &item, reply, KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, status: 401 } if reason.contains("gone: Opsgenie: ")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(401), "gone: Opsgenie: ");
         let accepted = Reply::status(202)
             .body(r#"{"result":"Request will be processed","took":0.1,"requestId":"r"}"#);
         let outcome = outcome_of_reply("opsgenie", options, &item, accepted, KEY).await;

@@ -113,7 +113,7 @@ fn plain_without_urls(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
+    use lookout_testkit::assert_disabled;
     use lookout_testkit::{MARKUP_TITLE, Reply, deliver_one, fixture_json, outcome_of_reply};
     use serde_json::{Value, json};
 
@@ -176,9 +176,10 @@ mod tests {
         let options = json!({"token": TOKEN});
         let outcome =
             outcome_of_reply("pushbullet", options, &fixture_json("item"), reply, TOKEN).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 401, reason } if reason.contains("Pushbullet: the access token is invalid")),
-            "{outcome:?}"
+        assert_disabled(
+            &outcome,
+            Some(401),
+            "Pushbullet: the access token is invalid",
         );
     }
 }

@@ -161,8 +161,8 @@ fn chars(text: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{MARKUP_TITLE, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const TOKEN: &str = "aPushoverTokenSecret0000000001";
@@ -243,26 +243,14 @@ mod tests {
             let reply = Reply::status(400).body(answer);
             let outcome =
                 outcome_of_reply("pushover", options(json!({})), &item, reply, TOKEN).await;
-            assert!(
-                matches!(&outcome, Outcome::Disabled { status: 400, reason } if reason.contains(why)),
-                "{outcome:?}"
-            );
+            assert_disabled(&outcome, Some(400), why);
         }
         // Other refusals (a message too long, a bad sound) fail this delivery only.
         let reply = Reply::status(400).body(
             r#"{"message":"cannot be blank","errors":["message cannot be blank"],"status":0}"#,
         );
         let outcome = outcome_of_reply("pushover", options(json!({})), &item, reply, TOKEN).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(400),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "");
     }
 
     #[test]

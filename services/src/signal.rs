@@ -91,6 +91,7 @@ impl Service for Signal {
 mod tests {
     use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const SENDER: &str = "+4915100000042";
@@ -131,24 +132,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unregistered_sender_disables_the_target() {
         let outcome = outcome_of_error(&format!("User {SENDER} is not registered.\n")).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { status: 400, reason } if reason.contains("Signal: the sender number is not registered")),
-            "{outcome:?}"
+        assert_disabled(
+            &outcome,
+            Some(400),
+            "Signal: the sender number is not registered",
         );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_rate_limit_is_retried_and_other_errors_are_not() {
         let outcome = outcome_of_error("Failed to send message: Rate limit exceeded: 413").await;
-        assert!(
-            matches!(&outcome, Outcome::Failed { status: Some(400), reason } if reason.contains("refused: Signal: rate limited")),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "refused: Signal: rate limited");
         let outcome = outcome_of_error("Failed to send (some) messages: Unregistered user").await;
-        assert!(
-            matches!(&outcome, Outcome::Failed { status: Some(400), reason } if reason.contains("Unregistered user")),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "Unregistered user");
     }
 
     #[test]

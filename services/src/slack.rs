@@ -225,6 +225,7 @@ fn linked(before: String, item: &Item, after: impl Into<String>) -> Option<Rich>
 #[cfg(test)]
 mod tests {
     use lookout::Instance;
+    use lookout_testkit::assert_failed;
     use lookout_testkit::{CaptureServer, deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
 
@@ -288,16 +289,7 @@ mod tests {
         // Other errors go by their status: a bad payload is a plain failure.
         let reply = Reply::status(400).body("invalid_payload");
         let outcome = outcome_of_reply("slack", options(&url), &item, reply, SECRET_PATH).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(400),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(400), "");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

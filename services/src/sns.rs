@@ -259,9 +259,8 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use lookout_testkit::{
-        Reply, assert_disabled, assert_verdicts, deliver_one, fixture_json, outcome_of_reply,
-    };
+    use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_verdicts};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SnsSecretKey0000000";

@@ -102,6 +102,7 @@ impl Service for Splunk {
 #[cfg(test)]
 mod tests {
     use lookout::Outcome;
+    use lookout_testkit::assert_failed;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
     use serde_json::{Value, json};
 
@@ -145,15 +146,6 @@ mod tests {
         // A busy server is retried, not disabled.
         let busy = Reply::status(503).body(r#"{"text":"Server is busy","code":9}"#);
         let outcome = outcome_of_reply("splunk", options, &item, busy, TOKEN).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(503),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(503), "");
     }
 }

@@ -182,9 +182,8 @@ fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
 #[cfg(test)]
 mod tests {
     use lookout::{Service as _, Verdict};
-    use lookout_testkit::{
-        Reply, assert_disabled, assert_verdicts, deliver_one, fixture_json, outcome_of_reply,
-    };
+    use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_verdicts};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SqsSecretKey0000000";

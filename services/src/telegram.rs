@@ -164,6 +164,7 @@ fn telegram_html(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
+    use lookout_testkit::assert_failed;
     use lookout_testkit::{
         CaptureServer, Reply, assert_hidden, deliver_one, dispatch_one, fixture_json,
     };
@@ -203,7 +204,7 @@ mod tests {
         let body = json!({"ok": false, "error_code": 400, "description": "Bad Request: message is too long"});
         let reply = Reply::status(400).body(body.to_string());
         let outcome = outcome_of_reply("telegram", options, &item, reply, TOKEN).await;
-        assert!(matches!(outcome, Outcome::Failed { .. }), "{outcome:?}");
+        assert_failed(&outcome, None, "");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

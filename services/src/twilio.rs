@@ -130,8 +130,8 @@ fn sms_text(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -216,23 +216,11 @@ mod tests {
             let answer = json!({"code": code, "message": "…", "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status});
             let reply = Reply::status(status).body(answer.to_string());
             let outcome = outcome_of_reply("twilio", options(), &item, reply, TOKEN).await;
-            assert!(
-                matches!(&outcome, Outcome::Disabled { reason, .. } if reason.contains(why)),
-                "{outcome:?}"
-            );
+            assert_disabled(&outcome, None, why);
         }
         // Too many requests (20429) is a wait, not an end.
         let reply = Reply::status(429).body(r#"{"code":20429,"message":"Too Many Requests"}"#);
         let outcome = outcome_of_reply("twilio", options(), &item, reply, TOKEN).await;
-        assert!(
-            matches!(
-                outcome,
-                Outcome::Failed {
-                    status: Some(429),
-                    ..
-                }
-            ),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, Some(429), "");
     }
 }

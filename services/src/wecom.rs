@@ -95,8 +95,8 @@ fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
+    use lookout_testkit::{assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const KEY: &str = "wEc0m-r0b0t-key-5ecret-0123456789";
@@ -149,15 +149,9 @@ mod tests {
         };
         let gone = answer(93000, "invalid webhook url");
         let outcome = outcome_of_reply("wecom", options.clone(), &item, gone, KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Disabled { reason, status: 200 } if reason.contains("WeCom: the robot's webhook is gone")),
-            "{outcome:?}"
-        );
+        assert_disabled(&outcome, Some(200), "WeCom: the robot's webhook is gone");
         let busy = answer(45009, "api freq out of limit");
         let outcome = outcome_of_reply("wecom", options, &item, busy, KEY).await;
-        assert!(
-            matches!(&outcome, Outcome::Failed { reason, .. } if reason.contains("refused: WeCom: too many messages (45009")),
-            "{outcome:?}"
-        );
+        assert_failed(&outcome, None, "refused: WeCom: too many messages (45009");
     }
 }

@@ -94,7 +94,7 @@ fn content(message: &Message) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use lookout::Outcome;
+    use lookout_testkit::assert_disabled;
     use lookout_testkit::{CaptureServer, Reply, deliver_one, fixture_json, outcome_of_reply};
     use serde_json::{Value, json};
 
@@ -135,10 +135,7 @@ mod tests {
             let reply = Reply::status(status).body("{}");
             let item = fixture_json("item");
             let outcome = outcome_of_reply("zoom", options.clone(), &item, reply, TOKEN).await;
-            assert!(
-                matches!(&outcome, Outcome::Disabled { reason, .. } if reason.contains("gone: Zoom: ")),
-                "{outcome:?}"
-            );
+            assert_disabled(&outcome, None, "gone: Zoom: ");
         }
     }
 }
