@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use lookout::delivery::platform::answer_code;
 use lookout::delivery::{Delivery, Transport};
 use lookout::prelude::*;
 use sha2::Sha256;
@@ -75,7 +76,7 @@ const SIGNED_WHEN_SENT: &str = "(signed when sent)";
 #[lookout::async_trait]
 impl Service for Dingtalk {
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body) else {
+        let Some((code, said)) = answer_code(answer_body, "errcode", "errmsg") else {
             return Verdict::ByStatus;
         };
         match code {
@@ -167,17 +168,6 @@ fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// DingTalk's answer code and message: `{"errcode": 310000, "errmsg": "…"}`.
-fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
-    let answer: Value = serde_json::from_slice(answer_body).ok()?;
-    let code = answer.get("errcode")?.as_i64()?;
-    let said = answer
-        .get("errmsg")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((code, said.to_owned()))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use lookout::delivery::platform::answer_code;
 use lookout::delivery::{Delivery, Transport};
 use lookout::prelude::*;
 use lookout::text::Span;
@@ -70,7 +71,7 @@ const SIGNED_WHEN_SENT: &str = "(signed when sent)";
 #[lookout::async_trait]
 impl Service for Feishu {
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body) else {
+        let Some((code, said)) = answer_code(answer_body, "code", "msg") else {
             return Verdict::ByStatus;
         };
         match code {
@@ -172,17 +173,6 @@ fn elements(rich: &Rich) -> Vec<Value> {
 
 fn text(text: &str) -> Value {
     json!({"tag": "text", "text": text})
-}
-
-/// Feishu's answer code and message: `{"code": 19001, "msg": "…"}`.
-fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
-    let answer: Value = serde_json::from_slice(answer_body).ok()?;
-    let code = answer.get("code")?.as_i64()?;
-    let said = answer
-        .get("msg")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((code, said.to_owned()))
 }
 
 #[cfg(test)]

@@ -134,22 +134,13 @@ fn pushover_html(message: &Message) -> String {
         head.push_str(&format!("\n\n<i>{quote}</i>"));
     }
     let list_room = if message.list.is_empty() { 0 } else { quarter };
-    let fields: Vec<String> = message
-        .fields
-        .iter()
-        .map(|f| format!("<b>{}:</b> {}", f.name, Dialect::HTML.rich(&f.value)))
-        .collect();
+    let fields = message.html_fields();
     let fields_room = MESSAGE_CHARS - chars(&head) - 2 - list_room;
     let fields = fit(&fields.join("\n"), fields_room);
     let mut parts = vec![head];
     if !message.list.is_empty() {
         let used = chars(&parts[0]) + 2 + chars(&fields) + 2;
-        let items: Vec<String> = message
-            .list
-            .iter()
-            .map(|item| format!("• {}", Dialect::HTML.rich(item)))
-            .collect();
-        parts.push(fit_lines(&items, MESSAGE_CHARS - used));
+        parts.push(fit_lines(&message.html_bullets(), MESSAGE_CHARS - used));
     }
     parts.push(fields);
     parts.join("\n\n")

@@ -137,24 +137,14 @@ fn telegram_html(message: &Message) -> String {
         let quote = fit(&escape::html(quote), part);
         parts.push(format!("<blockquote>{quote}</blockquote>"));
     }
-    let fields: Vec<String> = message
-        .fields
-        .iter()
-        .map(|f| format!("<b>{}:</b> {}", f.name, Dialect::HTML.rich(&f.value)))
-        .collect();
-    let fields = fit(&fields.join("\n"), part);
+    let fields = fit(&message.html_fields().join("\n"), part);
     if !message.list.is_empty() {
         let used: usize = parts
             .iter()
             .chain([&fields])
             .map(|p| p.chars().count() + 2)
             .sum();
-        let items: Vec<String> = message
-            .list
-            .iter()
-            .map(|item| format!("• {}", Dialect::HTML.rich(item)))
-            .collect();
-        parts.push(fit_lines(&items, MESSAGE_CHARS - used));
+        parts.push(fit_lines(&message.html_bullets(), MESSAGE_CHARS - used));
     }
     if !fields.is_empty() {
         parts.push(fields);

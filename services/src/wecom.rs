@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lookout::delivery::platform::answer_code;
 use lookout::prelude::*;
 use lookout::text::budget::fit_bytes;
 
@@ -57,7 +58,7 @@ fn escape_wecom(text: &str) -> String {
 
 impl Service for Wecom {
     fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body) else {
+        let Some((code, said)) = answer_code(answer_body, "errcode", "errmsg") else {
             return Verdict::ByStatus;
         };
         match code {
@@ -80,17 +81,6 @@ impl Service for Wecom {
         let body = json!({"msgtype": "markdown", "markdown": {"content": content}});
         Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
     }
-}
-
-/// WeCom's answer code and message: `{"errcode": 93000, "errmsg": "…"}`.
-fn answer_code(answer_body: &[u8]) -> Option<(i64, String)> {
-    let answer: Value = serde_json::from_slice(answer_body).ok()?;
-    let code = answer.get("errcode")?.as_i64()?;
-    let said = answer
-        .get("errmsg")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((code, said.to_owned()))
 }
 
 #[cfg(test)]

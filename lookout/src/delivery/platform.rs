@@ -33,3 +33,35 @@ pub enum Verdict {
     /// says whether another try could do better.
     Refused { reason: String, retry: bool },
 }
+
+/// The error code and message in a JSON answer, for platforms that put them there
+/// whatever the status (`{"errcode": 93000, "errmsg": "…"}`): the integer in the field
+/// `code` and the text in the field `message` (empty when missing); `None` when the
+/// answer has no such code.
+pub fn answer_code(answer_body: &[u8], code: &str, message: &str) -> Option<(i64, String)> {
+    let answer: serde_json::Value = serde_json::from_slice(answer_body).ok()?;
+    let number = answer.get(code)?.as_i64()?;
+    let said = answer
+        .get(message)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    Some((number, said.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_code;
+
+    #[test]
+    fn answer_codes_are_read_from_the_named_fields() {
+        let body = br#"{"errcode": 93000, "errmsg": "invalid webhook url"}"#;
+        let read = answer_code(body, "errcode", "errmsg");
+        assert_eq!(read, Some((93000, "invalid webhook url".to_owned())));
+        assert_eq!(
+            answer_code(br#"{"code": 0}"#, "code", "msg"),
+            Some((0, String::new()))
+        );
+        assert_eq!(answer_code(body, "code", "msg"), None);
+        assert_eq!(answer_code(b"<html>", "code", "msg"), None);
+    }
+}

@@ -161,14 +161,27 @@ impl Message {
             html.push_str(&format!("<ul>{items}</ul>"));
         }
         if !self.fields.is_empty() {
-            let fields: Vec<String> = self
-                .fields
-                .iter()
-                .map(|f| format!("<b>{}:</b> {}", f.name, html_of(&f.value)))
-                .collect();
-            html.push_str(&format!("<p>{}</p>", fields.join("<br>")));
+            html.push_str(&format!("<p>{}</p>", self.html_fields().join("<br>")));
         }
         html
+    }
+
+    /// The fields in HTML, one `<b>Name:</b> value` each: email, Matrix, and the HTML
+    /// subsets of Telegram and Pushover.
+    pub fn html_fields(&self) -> Vec<String> {
+        self.fields
+            .iter()
+            .map(|f| format!("<b>{}:</b> {}", f.name, Dialect::HTML.rich(&f.value)))
+            .collect()
+    }
+
+    /// The list in HTML without list tags, one `• item` each: for the HTML subsets that
+    /// have none (Telegram, Pushover).
+    pub fn html_bullets(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|item| format!("• {}", Dialect::HTML.rich(item)))
+            .collect()
     }
 
     /// The whole message in a Markdown `dialect`, one block per part (`**Name:**`
