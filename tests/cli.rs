@@ -38,22 +38,32 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `lookout send --payload PAYLOAD --config CONFIG`, with `extra` arguments.
+fn send(payload: &str, config: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["send", "--payload", payload, "--config", config];
+    args.extend_from_slice(extra);
+    lookout(&args)
+}
+
+/// Panics, showing what the command printed, unless it exited with 0.
+fn assert_succeeded(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(out), stderr(out));
+}
+
+/// A config file with the test `[engine]` lines and one webhook service sending to `url`.
+fn webhook_to(url: &str) -> (tempfile::TempDir, String) {
+    config(&format!(
+        "[engine]\n{}\n[services.webhook]\nurls = [\"{url}\"]\n",
+        common::test_engine_toml()
+    ))
+}
+
 #[test]
 fn send_delivers_the_payload_byte_for_byte() {
     let server = CaptureServer::start();
-    let (_dir, cfg) = config(&format!(
-        "[engine]\n{}\n[services.webhook]\nurls = [\"{}/in/{CANARY}\"]\n",
-        common::test_engine_toml(),
-        server.url()
-    ));
-    let out = lookout(&["send", "--payload", &fixture_path("item"), "--config", &cfg]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let (_dir, cfg) = webhook_to(&format!("{}/in/{CANARY}", server.url()));
+    let out = send(&fixture_path("item"), &cfg, &[]);
+    assert_succeeded(&out);
     assert!(stdout(&out).contains("delivered"), "{}", stdout(&out));
     assert!(
         !stdout(&out).contains(CANARY),
@@ -72,11 +82,7 @@ fn send_delivers_the_payload_byte_for_byte() {
 #[test]
 fn payload_from_stdin_and_json_report() {
     let server = CaptureServer::start();
-    let (_dir, cfg) = config(&format!(
-        "[engine]\n{}\n[services.webhook]\nurls = [\"{}/a\"]\n",
-        common::test_engine_toml(),
-        server.url()
-    ));
+    let (_dir, cfg) = webhook_to(&format!("{}/a", server.url()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args(["send", "--payload", "-", "--config", &cfg, "--json"])
         .stdin(Stdio::piped())
@@ -114,14 +120,7 @@ fn a_hung_target_does_not_delay_the_others() {
         url = server.url()
     ));
     let started = Instant::now();
-    let out = lookout(&[
-        "send",
-        "--payload",
-        &fixture_path("item"),
-        "--config",
-        &cfg,
-        "--json",
-    ]);
+    let out = send(&fixture_path("item"), &cfg, &["--json"]);
     let took = started.elapsed();
     assert_eq!(
         out.status.code(),
@@ -159,14 +158,7 @@ fn dry_run_prints_requests_with_secrets_redacted() {
     let (_dir, cfg) = config(&format!(
         "[services.webhook]\nurls = [\"https://hooks.example.com/{CANARY}\"]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
     ));
-    let out = lookout(&[
-        "send",
-        "--payload",
-        &fixture_path("item"),
-        "--config",
-        &cfg,
-        "--dry-run",
-    ]);
+    let out = send(&fixture_path("item"), &cfg, &["--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -190,7 +182,7 @@ fn bad_input_exits_2_with_one_clear_line() {
         "{\"model\": \"Item\",\n \"product\": {\"id\": 1, \"name\": \"p\"},\n oops }",
     )
     .unwrap();
-    let out = lookout(&["send", "--payload", bad.to_str().unwrap(), "--config", &cfg]);
+    let out = send(bad.to_str().unwrap(), &cfg, &[]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -204,7 +196,7 @@ fn bad_input_exits_2_with_one_clear_line() {
         r#"{"product": {"id": 1, "name": "p"}, "attributes": {}}"#,
     )
     .unwrap();
-    let out = lookout(&["send", "--payload", bad.to_str().unwrap(), "--config", &cfg]);
+    let out = send(bad.to_str().unwrap(), &cfg, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("model: missing"), "{}", stderr(&out));
 }
@@ -245,20 +237,8 @@ fn json_configs_are_accepted() {
         common::test_engine_json(),
         server.url()
     ));
-    let out = lookout(&[
-        "send",
-        "--payload",
-        &fixture_path("deploy"),
-        "--config",
-        &cfg,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = send(&fixture_path("deploy"), &cfg, &[]);
+    assert_succeeded(&out);
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -271,13 +251,7 @@ fn test_command_sends_a_sample_to_one_service() {
         url = server.url()
     ));
     let out = lookout(&["test", "other", "--config", &cfg, "--model", "comment"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_succeeded(&out);
     let got = server.requests();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].path, "/two");

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use lookout::options::Kind;
+use lookout::options::{Kind, OptionSpec};
 use lookout::{Config, Engine, Event, Instance, Job, Outgoing, Registration, Settings, catalogue};
 use lookout_testkit::{CaptureServer, Reply};
 use serde_json::{Map, Value, json};
@@ -58,16 +58,19 @@ impl Write for LogWriter {
     }
 }
 
-/// The service's example options pointed at `base`, with the canary in every secret.
-fn canary_options(reg: &Registration, base: &str) -> Map<String, Value> {
-    let mut options = common::pointed_at(reg, base);
-    for (n, spec) in reg
-        .schema
+/// The service's secret options, numbered (secret `n` carries `canary(n)`).
+fn secret_options(reg: &Registration) -> impl Iterator<Item = (usize, &'static OptionSpec)> {
+    reg.schema
         .options
         .iter()
         .filter(|s| s.is_secret())
         .enumerate()
-    {
+}
+
+/// The service's example options pointed at `base`, with the canary in every secret.
+fn canary_options(reg: &Registration, base: &str) -> Map<String, Value> {
+    let mut options = common::pointed_at(reg, base);
+    for (n, spec) in secret_options(reg) {
         let canary = canary(n);
         let current = options
             .get(spec.name)
@@ -127,13 +130,7 @@ fn assert_encoded_spellings_were_sent(arrived: &[lookout_testkit::Captured]) {
 /// Secret options given malformed values that still carry the canary.
 fn malformed_options(reg: &Registration) -> Map<String, Value> {
     let mut options = common::example_options(reg);
-    for (n, spec) in reg
-        .schema
-        .options
-        .iter()
-        .filter(|s| s.is_secret())
-        .enumerate()
-    {
+    for (n, spec) in secret_options(reg) {
         let canary = canary(n);
         let bad = match spec.kind {
             Kind::Url => json!(format!("ftp://{canary}/x")),
