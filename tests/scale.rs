@@ -358,17 +358,8 @@ async fn intake_only_serve_and_separate_workers() {
     let target = CaptureServer::start();
     let url = schema.url.as_str();
     let cli = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(args)
-            .args(["--database", url])
-            .output()
-            .expect("run lookout");
-        assert!(
-            output.status.success(),
-            "lookout {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
+        common::stdout_of(command.args(args).args(["--database", url]))
     };
     cli(&[
         "products",

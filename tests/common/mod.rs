@@ -126,6 +126,18 @@ pub fn with_test_delivery_id(text: &str) -> String {
     out
 }
 
+/// Runs `command` (a `lookout` command); panics with what it printed on stderr unless it
+/// succeeds; what it printed on stdout.
+pub fn stdout_of(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("run lookout");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Starts a long-running `lookout` command (`serve`, `worker`) with its stdout piped, and
 /// waits up to `wait` for the first line it prints (where it listens, who it is). The
 /// rest of its output is drained in the background so it never blocks on a full pipe.

@@ -50,27 +50,26 @@ impl Place {
         std::fs::write(self.config(), config).expect("write engine.toml");
     }
 
-    /// Runs a `lookout` command on this database.
-    pub fn cli_output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_lookout"))
+    /// A `lookout` command on this database.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
+        command
             .args(args)
             .arg("--database")
             .arg(self.db())
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run lookout")
+            .current_dir(self.dir.path());
+        command
+    }
+
+    /// Runs a `lookout` command on this database.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run lookout")
     }
 
     /// Runs a `lookout` command on this database; panics if it fails or prints a
     /// secret ([`Place::never_printing`]).
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = self.cli_output(args);
-        assert!(
-            output.status.success(),
-            "lookout {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let text = super::stdout_of(&mut self.command(args));
         for secret in &self.secrets {
             assert!(!text.contains(secret), "a secret was printed:\n{text}");
         }
