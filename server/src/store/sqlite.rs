@@ -22,6 +22,10 @@ use crate::tokens::{NewToken, Token};
 #[path = "sqlite_upkeep.rs"]
 mod upkeep;
 
+/// Forgets the failures in a row of one target (it answered, or it is disabled now).
+const TARGET_HEALTHY: &str =
+    "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
+
 /// The schema, one step per `user_version`. Append only: a shipped step never changes.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -656,11 +660,8 @@ fn finish_in(
         .iter()
         .filter(|result| result.failure.is_none())
     {
-        tx.prepare_cached(
-            "DELETE FROM target_health
-             WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3",
-        )?
-        .execute(params![product, instance, answered.key])?;
+        tx.prepare_cached(TARGET_HEALTHY)?
+            .execute(params![product, instance, answered.key])?;
     }
     let attempted = u32::from(!finish.attempts.is_empty());
     tx.prepare_cached(

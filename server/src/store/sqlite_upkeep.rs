@@ -5,15 +5,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStore, backend};
+use super::{SqliteStore, TARGET_HEALTHY, backend};
 use crate::store::upkeep::{
     DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
-
-/// Forgets the failures in a row of one target (it answered, or it is disabled now).
-const TARGET_HEALTHY: &str =
-    "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
 
 /// Removes these events with their deliveries and attempts (the caller's transaction is
 /// one batch, so the intake never waits long).
