@@ -684,6 +684,53 @@ fn finish_in(
     Ok(())
 }
 
+/// Leases up to `limit` due deliveries to `owner` until `until` (see [`Store::claim`]).
+fn claim_in(
+    conn: &mut Connection,
+    owner: &str,
+    now: Millis,
+    limit: usize,
+    until: Millis,
+) -> Result<Vec<Claimed>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids = tx
+        .prepare_cached(
+            "SELECT id FROM deliveries
+             WHERE status IN ('pending', 'failed') AND next_at <= ?1
+               AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY next_at LIMIT ?2",
+        )?
+        .query_map(params![now, limit as i64], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut claimed = Vec::with_capacity(ids.len());
+    for id in &ids {
+        tx.prepare_cached(
+            "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, owner, until])?;
+        claimed.push(load_claimed(&tx, id)?);
+    }
+    tx.commit()?;
+    Ok(claimed)
+}
+
+/// Runs `f` with commits that skip their fsync, then makes them durable again.
+///
+/// For writes that may be lost in a crash: a lease that is lost leaves its delivery due,
+/// to be claimed again (at least once, as any crash). The WAL is written in order, so
+/// the next durable commit makes everything before it durable as well; nothing committed
+/// with an fsync can depend on one lost without.
+fn without_fsync<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let result = f(conn);
+    // Back to FULL whatever happened: every other commit must be on disk when it returns.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    result
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
@@ -789,29 +836,8 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Claimed>> {
         let owner = owner.to_owned();
         let until = now.saturating_add(millis(lease));
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ids = tx
-                .prepare_cached(
-                    "SELECT id FROM deliveries
-                     WHERE status IN ('pending', 'failed') AND next_at <= ?1
-                       AND (lease_until IS NULL OR lease_until <= ?1)
-                     ORDER BY next_at LIMIT ?2",
-                )?
-                .query_map(params![now, limit as i64], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut claimed = Vec::with_capacity(ids.len());
-            for id in &ids {
-                tx.prepare_cached(
-                    "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id, owner, until])?;
-                claimed.push(load_claimed(&tx, id)?);
-            }
-            tx.commit()?;
-            Ok(claimed)
-        })
-        .await
+        self.call(move |conn| without_fsync(conn, |conn| claim_in(conn, &owner, now, limit, until)))
+            .await
     }
 
     async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
@@ -1229,6 +1255,36 @@ mod tests {
 
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
+
+    /// Claims commit without an fsync; the connection is back to `FULL` afterwards,
+    /// whether the claim worked or not, so that every other commit stays durable.
+    #[tokio::test]
+    async fn only_claims_skip_their_fsync() {
+        let (_dir, store) = fresh().await;
+        let synchronous = |conn: &Connection| -> i64 {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .unwrap()
+        };
+        let during = store
+            .call(move |conn| without_fsync(conn, |conn| Ok(synchronous(conn))))
+            .await
+            .unwrap();
+        assert_eq!(during, 1, "NORMAL while claiming");
+        let failed = store
+            .call(|conn| {
+                without_fsync(conn, |_| -> Result<()> { Err(backend("the claim failed")) })
+            })
+            .await;
+        assert!(failed.is_err());
+        let after = store.call(move |conn| Ok(synchronous(conn))).await.unwrap();
+        assert_eq!(after, 2, "FULL again after a failed claim");
+        store
+            .claim("w1", 0, 10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let after = store.call(move |conn| Ok(synchronous(conn))).await.unwrap();
+        assert_eq!(after, 2, "FULL again after a claim");
+    }
 
     #[tokio::test]
     async fn reopening_keeps_everything_and_uses_wal() {
