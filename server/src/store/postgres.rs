@@ -188,6 +188,11 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
+    /// `sql` on a pool connection of its own (for queries run side by side).
+    async fn query_alone(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        query(&self.client().await?, sql, params).await
+    }
+
     /// Applies the migrations this database has not had, in one transaction, under an
     /// advisory lock: several processes starting at once apply each step once.
     async fn migrate(&self) -> Result<()> {
@@ -1131,42 +1136,44 @@ impl Store for PostgresStore {
             bucket,
             durations_since,
         } = window;
-        let client = self.client().await?;
+        let limit = super::ACTIVITY_DURATIONS as i64;
+        let bucket = bucket.max(1);
+        let counts_params: [&(dyn ToSql + Sync); 3] = [&product, &since, &bucket];
+        let durations_params: [&(dyn ToSql + Sync); 3] = [&product, &durations_since, &limit];
+        let statuses_params: [&(dyn ToSql + Sync); 1] = [&product];
+        // Three scans of one product's history, each on a connection of its own, so the
+        // database runs them side by side: the page waits for the slowest, not the sum.
+        let (counts, durations, statuses) = futures::try_join!(
+            self.query_alone(
+                "SELECT (a.at / $3) * $3 AS b, a.outcome, COUNT(*) FROM attempts a
+                 JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE d.product_id = $1 AND a.at >= $2 GROUP BY b, a.outcome ORDER BY b",
+                &counts_params,
+            ),
+            self.query_alone(
+                "SELECT a.at, a.duration_ms FROM attempts a
+                 JOIN deliveries d ON d.id = a.delivery_id
+                 WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
+                &durations_params,
+            ),
+            self.query_alone(
+                "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
+                &statuses_params,
+            ),
+        )?;
         let mut activity = Activity::default();
-        for row in query(
-            &client,
-            "SELECT (a.at / $3) * $3 AS b, a.outcome, COUNT(*) FROM attempts a
-             JOIN deliveries d ON d.id = a.delivery_id
-             WHERE d.product_id = $1 AND a.at >= $2 GROUP BY b, a.outcome ORDER BY b",
-            &[&product, &since, &bucket.max(1)],
-        )
-        .await?
-        {
+        for row in counts {
             let n: i64 = row.try_get(2)?;
             let counted = (row.try_get(0)?, row.try_get(1)?, n.max(0) as u64);
             activity.counts.push(counted);
         }
-        let limit = super::ACTIVITY_DURATIONS as i64;
-        for row in query(
-            &client,
-            "SELECT a.at, a.duration_ms FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-             WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
-            &[&product, &durations_since, &limit],
-        )
-        .await?
-        {
+        for row in durations {
             let duration: i64 = row.try_get(1)?;
             activity
                 .durations
                 .push((row.try_get(0)?, duration.max(0) as u64));
         }
-        for row in query(
-            &client,
-            "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
-            &[&product],
-        )
-        .await?
-        {
+        for row in statuses {
             let (status, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
             let status = status.parse().map_err(StoreError::Corrupt)?;
             activity.by_status.push((status, n.max(0) as u64));
