@@ -191,6 +191,19 @@ impl Schema {
         names.extend(marked_secret_extras(self, raw));
         names
     }
+
+    /// A redactor of the secrets in `raw` (options as written, valid or not), each the
+    /// way validated options know it (URLs as URLs).
+    pub fn redactor_of(&self, raw: &Map<String, Value>) -> Redactor {
+        let mut redactor = Redactor::new();
+        for name in self.secret_names(raw) {
+            let kind = self.get(name).map_or(Kind::String, |spec| spec.kind);
+            if let Some(value) = raw.get(name) {
+                add_secret(&mut redactor, kind, value);
+            }
+        }
+        redactor
+    }
 }
 
 /// One thing wrong with the options of one configured service.

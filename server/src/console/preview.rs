@@ -22,7 +22,7 @@ use crate::store::{Product, StoredInstance, millis, now_ms};
 use askama::Template;
 use lookout::config::{ConfigError, ServiceTable, parse_services, refused_targets};
 use lookout::delivery::ssrf::Guard;
-use lookout::options::{Kind, OptionProblem};
+use lookout::options::OptionProblem;
 use lookout::redact::{REDACTED, Redactor};
 use lookout::service;
 
@@ -113,35 +113,12 @@ fn without_secrets(stored: &StoredInstance) -> Option<(Map<String, Value>, Vec<S
     Some((shown, left_out))
 }
 
-/// A redactor of the secrets of options as written for `service` (valid or not): each
-/// secret option's strings, URLs as URLs, as the options' own redactor knows them.
+/// A redactor of the secrets of options as written for `service` (valid or not); none
+/// for a service this build does not know.
 fn secrets_of(service: &str, options: &Map<String, Value>) -> Redactor {
-    let mut redactor = Redactor::new();
-    let Some(registration) = service::find(service) else {
-        return redactor;
-    };
-    for name in registration.schema.secret_names(options) {
-        let urls = registration
-            .schema
-            .get(name)
-            .is_some_and(|spec| matches!(spec.kind, Kind::Url | Kind::UrlList));
-        for text in strings(options.get(name)) {
-            if urls {
-                redactor.add_url(text);
-            } else {
-                redactor.add(text);
-            }
-        }
-    }
-    redactor
-}
-
-fn strings(value: Option<&Value>) -> Vec<&str> {
-    match value {
-        Some(Value::String(text)) => vec![text],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
+    service::find(service).map_or_else(Redactor::new, |registration| {
+        registration.schema.redactor_of(options)
+    })
 }
 
 // --- the table submitted --------------------------------------------------------------
