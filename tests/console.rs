@@ -132,8 +132,11 @@ impl Console {
         self.shot("signin").await;
         self.browser.type_into("#token", "not-the-token").await;
         self.browser.click("#signin").await;
-        let page = self.seen().await;
-        assert!(page.contains("That is not the admin token"), "{page}");
+        // The click returns before the answer is on screen: wait for it.
+        self.browser
+            .wait_for_text("#signin-problem", "That is not the admin token")
+            .await;
+        self.seen().await;
         self.browser.type_into("#token", TOKEN).await;
         self.browser.click("#signin").await;
         self.browser.wait_for_text("h1", "Products").await;
