@@ -42,6 +42,7 @@ impl Errbot {
             .arg("-c")
             .arg(dir.join("config.py"))
             .env("LOOKOUT_ERRBOT_RECORD", dir.join("record.jsonl"))
+            .env("LOOKOUT_ERRBOT_READY", dir.join("ready"))
             // Keep tests/errbot/ free of __pycache__.
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .current_dir(&dir)
@@ -59,15 +60,18 @@ impl Errbot {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// A `@webhook` route answers GET by calling the handler, so readiness is probed with
-    /// PUT, which Errbot's web server answers 405 once the route exists.
+    /// The plugin writes `ready` once its webhooks are routed; no request may reach the
+    /// web server before that (Flask stops taking routes after its first request). Then
+    /// a `@webhook` route answers GET by calling the handler, so the route is probed with
+    /// PUT, which Errbot's web server answers 405 once it exists.
     fn wait_until_ready(&mut self) {
         let started = Instant::now();
         while started.elapsed() < STARTUP {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("errbot exited ({status}) before serving:\n{}", self.logs());
             }
-            if status_of_put(self.port, "/sprintly") == Some(405) {
+            let routed = self.dir.join("ready").exists();
+            if routed && status_of_put(self.port, "/sprintly") == Some(405) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -14,6 +14,14 @@ from errbot import BotPlugin, webhook
 
 
 class LookoutTest(BotPlugin):
+    def callback_connect(self):
+        # Errbot calls this once the webhooks are routed. Flask refuses new routes after
+        # its first request, so the test must not probe the web server before this file
+        # exists.
+        super().callback_connect()
+        with open(os.environ["LOOKOUT_ERRBOT_READY"], "w", encoding="utf-8"):
+            pass
+
     def record(self, route, payload):
         line = {
             "route": route,
