@@ -120,6 +120,36 @@ async fn panics_and_hangs_stay_in_their_own_rows() {
     assert_eq!(server.requests().len(), 2);
 }
 
+/// A lone service runs in the caller's task: its panic and its hang still end in its own
+/// row, and the caller goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_service_that_panics_or_hangs_gets_its_row() {
+    let deadline = Duration::from_millis(300);
+    let engine = Engine::with_settings(Settings {
+        deadline,
+        ..common::test_settings()
+    })
+    .unwrap();
+    let event = common::fixture("item");
+    for (service, expected) in [
+        ("panics", "service panicked: deliberate panic"),
+        ("sleeps", "deadline of 300ms exceeded"),
+    ] {
+        let started = Instant::now();
+        let report = engine
+            .dispatch_to(&event, &[instance(service, service, json!({}))])
+            .await;
+        assert!(started.elapsed() < deadline * 3, "{service} held the caller");
+        let [row] = &report.results[..] else {
+            panic!("one row for {service}: {report:?}");
+        };
+        assert!(
+            matches!(&row.delivery.outcome, Outcome::Failed { reason, .. } if reason.contains(expected)),
+            "{service}: {row:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_run_concurrently() {
     // Ten targets that each answer after 300 ms: sent one after another they would take 3 s.

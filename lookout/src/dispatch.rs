@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt as _;
 use futures::future::join_all;
 use serde::Serialize;
 
@@ -93,21 +96,46 @@ impl Engine {
     /// Sends `event` to each of `instances` that listens to it, all at once, each through
     /// [`run_service`]: a slow, failing, paced or panicking service only affects its own
     /// rows. Rows come back in the order of `instances`.
+    ///
+    /// Several services each get a task of their own, so that one service's CPU work
+    /// (a large template, a blocking bug) cannot hold up the others. A lone service has
+    /// no one to hold up and runs in the caller's task: a task and a wake-up of another
+    /// thread cost more than a whole delivery's own work (the bench's throughput figure).
     pub async fn dispatch_to(&self, event: &Event, instances: &[Instance]) -> Report {
-        let event = Arc::new(event.clone());
-        let runs = instances.iter().map(|instance| {
-            let event = &event;
-            async move {
+        let results = match instances {
+            [instance] => {
                 let deliveries =
                     run_service(instance, event, new_delivery_id(), &self.transport).await;
-                deliveries.into_iter().map(|delivery| ServiceResult {
-                    instance: instance.name.clone(),
-                    service: instance.service_name(),
-                    delivery,
-                })
+                rows(instance, deliveries).collect()
             }
-        });
-        let results = join_all(runs).await.into_iter().flatten().collect();
+            _ => {
+                let event = Arc::new(event.clone());
+                let tasks = instances.iter().map(|instance| {
+                    let (event, instance) = (event.clone(), instance.clone());
+                    let transport = self.transport.clone();
+                    tokio::spawn(async move {
+                        let deliveries =
+                            run_service(&instance, &event, new_delivery_id(), &transport).await;
+                        rows(&instance, deliveries).collect::<Vec<_>>()
+                    })
+                });
+                let finished = join_all(tasks.collect::<Vec<_>>()).await;
+                finished
+                    .into_iter()
+                    .zip(instances)
+                    .flat_map(|(task, instance)| match task {
+                        Ok(rows) => rows,
+                        // run_service catches the service's panics; only the runtime's
+                        // shutdown cancels a task.
+                        Err(_) => rows(
+                            instance,
+                            vec![Delivery::failed(None, "service task was cancelled")],
+                        )
+                        .collect(),
+                    })
+                    .collect()
+            }
+        };
         Report {
             event: event.kind(),
             results,
@@ -120,15 +148,24 @@ impl Engine {
     }
 }
 
+/// The report's rows of one configured service.
+fn rows(instance: &Instance, deliveries: Vec<Delivery>) -> impl Iterator<Item = ServiceResult> {
+    deliveries.into_iter().map(|delivery| ServiceResult {
+        instance: instance.name.clone(),
+        service: instance.service_name(),
+        delivery,
+    })
+}
+
 /// Sends `event` to one configured service, as every caller does (the library,
 /// `lookout send` and `test`, the workers of `lookout serve`): through
-/// [`Service::send`](crate::Service::send), in its own task, at the service's own pace,
-/// under the deadline (its tries end before it; a task still running then is stopped).
-/// A service that does not listen to the event, panics, or misses the deadline gets one
-/// row saying so.
+/// [`Service::send`](crate::Service::send), in the caller's task, at the service's own
+/// pace, under the deadline (its tries end before it; a send still running then is
+/// dropped, which stops it). A service that does not listen to the event, panics, or
+/// misses the deadline gets one row saying so.
 pub async fn run_service(
     instance: &Instance,
-    event: &Arc<Event>,
+    event: &Event,
     delivery_id: String,
     transport: &Transport,
 ) -> Vec<Delivery> {
@@ -140,39 +177,34 @@ pub async fn run_service(
     let transport = transport
         .for_platform(instance.registration)
         .with_deadline(Instant::now() + deadline);
-    let (event, sending) = (event.clone(), instance.clone());
-    let task = tokio::spawn(async move {
-        let job = Job {
-            event: &event,
-            options: &sending.options,
-            delivery_id: &delivery_id,
-            templates: &sending.templates,
-        };
-        sending.registration.service.send(&job, &transport).await
-    });
-    finish(task, deadline, instance).await
+    let job = Job {
+        event,
+        options: &instance.options,
+        delivery_id: &delivery_id,
+        templates: &instance.templates,
+    };
+    let sending = AssertUnwindSafe(instance.registration.service.send(&job, &transport));
+    finish(sending.catch_unwind(), deadline, instance).await
 }
 
-/// Waits for one service's task, at most `deadline`; a task still running then is
-/// stopped.
+/// Waits for one service's send, at most `deadline`; a send still running then is
+/// dropped, which stops it.
 async fn finish(
-    mut task: tokio::task::JoinHandle<Vec<Delivery>>,
+    sending: impl Future<Output = std::thread::Result<Vec<Delivery>>>,
     deadline: Duration,
     instance: &Instance,
 ) -> Vec<Delivery> {
-    let redactor = instance.options.redactor();
-    match tokio::time::timeout(deadline, &mut task).await {
+    match tokio::time::timeout(deadline, sending).await {
         Ok(Ok(deliveries)) => deliveries,
-        Ok(Err(err)) if err.is_panic() => {
-            let message = panic_message(err.into_panic());
+        Ok(Err(panic)) => {
+            let message = panic_message(panic);
+            let redactor = instance.options.redactor();
             vec![Delivery::failed(
                 None,
                 redactor.redact(&format!("service panicked: {message}")),
             )]
         }
-        Ok(Err(_)) => vec![Delivery::failed(None, "service task was cancelled")],
         Err(_) => {
-            task.abort();
             let mut late = Delivery::failed(
                 None,
                 format!(
