@@ -197,7 +197,11 @@ impl Transport {
     /// Sends every request of one service, concurrently, over HTTP, SMTP or a broker's
     /// protocol; one result each, in order.
     pub async fn send_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
-        join_all(outgoing.iter().map(|o| self.send(o, job))).await
+        match &outgoing[..] {
+            // Most services send one request: no join to build (and move the future into).
+            [one] => vec![self.send(one, job).await],
+            all => join_all(all.iter().map(|o| self.send(o, job))).await,
+        }
     }
 
     async fn send(&self, outgoing: &Outgoing, job: &Job<'_>) -> Delivery {
