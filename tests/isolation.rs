@@ -139,7 +139,10 @@ async fn a_lone_service_that_panics_or_hangs_gets_its_row() {
         let report = engine
             .dispatch_to(&event, &[instance(service, service, json!({}))])
             .await;
-        assert!(started.elapsed() < deadline * 3, "{service} held the caller");
+        assert!(
+            started.elapsed() < deadline * 3,
+            "{service} held the caller"
+        );
         let [row] = &report.results[..] else {
             panic!("one row for {service}: {report:?}");
         };

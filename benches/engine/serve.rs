@@ -48,6 +48,11 @@ pub async fn run(bench: &Bench) -> Value {
     let engine = common::engine(common::settings());
     let instances = [common::webhook("serve-compare", std::slice::from_ref(&url))];
 
+    // `LOOKOUT_BENCH_PROFILE=intake` (or `drain`): that phase alone, for `perf record`.
+    if let Ok(phase) = std::env::var("LOOKOUT_BENCH_PROFILE") {
+        return profile(bench, &phase, &url, events * runs).await;
+    }
+
     let mut samples: [Vec<f64>; 4] = Default::default();
     let [intake, drain, dispatch, fsync] = &mut samples;
     for _ in 0..runs {
@@ -93,6 +98,21 @@ pub async fn run(bench: &Bench) -> Value {
             "drain_vs_dispatch": rounded(&drain_ratio),
         },
     })
+}
+
+/// One phase alone on a fresh store, `events` events: its rate.
+async fn profile(bench: &Bench, phase: &str, url: &str, events: usize) -> Value {
+    let dir = tempfile::tempdir_in(&bench.scratch).expect("temporary folder");
+    let database = dir.path().join("lookout.db").display().to_string();
+    let (store, _lock) = store::open_for_serve(&database).await.expect("store");
+    put_product(&*store, "bench", url).await;
+    let intake = accept(store.clone(), &bench.event, events).await;
+    let per_s = match phase {
+        "intake" => intake,
+        "drain" => drain_all(store.clone(), vec![store], bench, events).await,
+        other => panic!("LOOKOUT_BENCH_PROFILE: `{other}` is neither intake nor drain"),
+    };
+    json!({ "profiled": phase, "per_s": per_s.round() })
 }
 
 /// Writes and fsyncs a small file in `dir` over and over for about half a second (at
