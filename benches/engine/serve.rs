@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use futures::stream;
 use lookout_server::intake::{self, ServeConfig};
-use lookout_server::policy::WorkerConfig;
+use lookout_server::policy::{WorkerConfig, default_lease};
 use lookout_server::store::{self, DeliveryFilter, NewDelivery, NewEvent, Status, Store};
 use serde_json::{Value, json};
 
@@ -154,8 +154,7 @@ impl Serving {
         let mut config = ServeConfig::new(TOKEN);
         config.settings = common::settings();
         config.workers = workers;
-        config.worker.concurrency = CONCURRENCY;
-        config.worker.poll = Duration::from_millis(20);
+        config.worker = worker_config();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -219,16 +218,23 @@ pub type Workers = Vec<(
     tokio::task::JoinHandle<std::io::Result<()>>,
 )>;
 
+/// The workers of every figure: `CONCURRENCY` attempts at a time, a 20 ms poll, and
+/// the lease that goes with the bench's engine deadline.
+fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        poll: Duration::from_millis(20),
+        concurrency: CONCURRENCY,
+        lease: default_lease(common::settings().deadline),
+        ..WorkerConfig::default()
+    }
+}
+
 pub fn start_workers(stores: Vec<Arc<dyn Store>>) -> Workers {
     stores
         .into_iter()
         .map(|store| {
             // Each with its own owner name, as separate processes have.
-            let config = WorkerConfig {
-                poll: Duration::from_millis(20),
-                concurrency: CONCURRENCY,
-                ..WorkerConfig::default()
-            };
+            let config = worker_config();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let task = tokio::spawn(intake::run_workers(
                 store,

@@ -164,6 +164,9 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if config.workers {
+        check_lease(&config.worker, &config.settings)?;
+    }
     let transport = Transport::new(config.settings.clone()).map_err(std::io::Error::other)?;
     let metrics = Arc::new(Metrics::new());
     let app = App {
@@ -222,6 +225,7 @@ pub async fn run_workers(
     metrics: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    check_lease(&config, &settings)?;
     let worker = Worker {
         store,
         transport: Transport::new(settings).map_err(std::io::Error::other)?,
@@ -992,4 +996,10 @@ async fn redeliver(State(app): State<App>, Path(id): Path<String>) -> Response {
         Ok(false) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
         Err(err) => store_error(&err),
     }
+}
+
+/// Workers whose lease does not outlast an attempt are refused before they start.
+fn check_lease(config: &WorkerConfig, settings: &Settings) -> std::io::Result<()> {
+    crate::policy::check_lease(config.lease, settings.deadline)
+        .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))
 }

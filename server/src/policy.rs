@@ -136,6 +136,20 @@ impl Default for WorkerConfig {
     }
 }
 
+/// A lease must outlast the longest attempt, else an attempt could outlive its claim
+/// and the delivery be sent twice.
+pub fn check_lease(lease: Duration, deadline: Duration) -> Result<(), String> {
+    if lease <= deadline {
+        return Err(format!(
+            "lease {} must be longer than the engine deadline ({}): an attempt could \
+             outlive its claim and be sent twice",
+            humantime::format_duration(lease),
+            humantime::format_duration(deadline)
+        ));
+    }
+    Ok(())
+}
+
 /// A claim outlives any attempt: the deadline bounds one, plus room to record it.
 pub fn default_lease(deadline: Duration) -> Duration {
     deadline * 2 + Duration::from_secs(30)
@@ -222,14 +236,7 @@ impl WorkerSettings {
         }
         config.retention = self.retention;
         config.dead_retention = self.dead_retention;
-        if config.lease <= deadline {
-            return Err(format!(
-                "lease {} must be longer than the engine deadline ({}): an attempt could \
-                 outlive its claim and be sent twice",
-                humantime::format_duration(config.lease),
-                humantime::format_duration(deadline)
-            ));
-        }
+        check_lease(config.lease, deadline)?;
         Ok(config)
     }
 

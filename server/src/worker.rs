@@ -21,7 +21,7 @@
 //! for events accepted elsewhere) and poll only as a fallback.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -53,6 +53,10 @@ pub struct Worker {
 impl Worker {
     /// Claims and attempts due deliveries until `stop` turns true; then lets attempts in
     /// flight finish within the grace period, and hands the rest back to the store.
+    ///
+    /// Claiming runs beside the attempts, up to `concurrency` deliveries ahead of them:
+    /// a claim is a store round trip (behind a commit's fsync on SQLite) that takes
+    /// longer than a fast attempt, and slots that waited for it would stand idle.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         if let Err(err) = self.store.listen_for_work(self.wake.clone()).await {
             tracing::warn!(
@@ -67,35 +71,78 @@ impl Worker {
             self.config.owner.clone(),
             recorded,
         ));
+        let (ahead, mut claimed) = mpsc::channel(concurrency);
+        let claimer = tokio::spawn(self.clone().claim_ahead(ahead, stop.clone()));
         let slots = Arc::new(Semaphore::new(concurrency));
-        // With a backlog, claim when a quarter of the slots is free rather than one by
-        // one: one query for several deliveries, which is what lets many workers share
-        // one database. Without a backlog, any free slot claims at once.
-        let batch = (concurrency / 4).max(1);
-        let mut backlog = false;
         let mut running = JoinSet::new();
-        while !*stop.borrow() {
+        loop {
             while running.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 || (backlog && free < batch) {
-                // Nothing to claim before attempts finish: do not ask the store.
-                tokio::select! {
-                    _ = stop.changed() => {}
-                    Some(_) = running.join_next() => {}
+            let next = async {
+                let slot = slots.clone().acquire_owned().await.ok()?;
+                Some((slot, claimed.recv().await?))
+            };
+            let (slot, (delivery, at)) = tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    continue;
                 }
+                next = next => match next {
+                    Some(next) => next,
+                    None => break, // The claimer stopped.
+                },
+            };
+            if !self.lease_covers_an_attempt(at) {
                 continue;
             }
-            let claimed = self.claim(free).await;
-            backlog = claimed.len() == free;
+            let (worker, outcomes) = (self.clone(), outcomes.clone());
+            running.spawn(async move {
+                worker.process(delivery, &outcomes).await;
+                drop(slot);
+            });
+        }
+        // The claimer ends at `stop` (or has ended), after the claim it may be making:
+        // no lease is taken after `shut_down` hands every lease of this worker back,
+        // those of the deliveries claimed but not started included.
+        let _ = claimer.await;
+        drop(claimed);
+        self.shut_down(running, outcomes, recorder).await;
+    }
+
+    /// Claims due deliveries into `ahead` whenever it has room, until `stop`.
+    async fn claim_ahead(
+        self,
+        ahead: mpsc::Sender<(Claimed, Instant)>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let concurrency = self.config.concurrency.max(1);
+        // With a backlog, claim when a quarter of the room is free rather than one by
+        // one: one query for several deliveries, which is what lets many workers share
+        // one database. Without a backlog, any room claims at once.
+        let batch = (concurrency / 4).max(1);
+        let mut backlog = false;
+        while !*stop.borrow() {
+            let want = if backlog { batch } else { 1 };
+            let permits = tokio::select! {
+                _ = stop.changed() => break,
+                permits = ahead.reserve_many(want) => match permits {
+                    Ok(permits) => permits,
+                    Err(_) => break,
+                },
+            };
+            let room = want + ahead.capacity();
+            let mut claimed = self.claim(room).await.into_iter();
+            backlog = claimed.len() == room;
+            let at = Instant::now();
+            for (permit, delivery) in permits.zip(claimed.by_ref()) {
+                permit.send((delivery, at));
+            }
+            // Only this task sends: the room counted above is still there.
             for delivery in claimed {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
+                if ahead.try_send((delivery, at)).is_err() {
                     break;
-                };
-                let (worker, outcomes) = (self.clone(), outcomes.clone());
-                running.spawn(async move {
-                    worker.process(delivery, &outcomes).await;
-                    drop(slot);
-                });
+                }
             }
             if backlog {
                 continue; // More may be due right now.
@@ -105,10 +152,23 @@ impl Worker {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
-        self.shut_down(running, outcomes, recorder).await;
+    }
+
+    /// Whether a delivery claimed at `at` is still leased long enough for one attempt.
+    /// One that waited too long is left alone: it is due again when its lease runs out,
+    /// never attempted by two workers at once.
+    fn lease_covers_an_attempt(&self, at: Instant) -> bool {
+        let deadline = self.transport.settings().deadline;
+        let covered = at.elapsed() + deadline < self.config.lease;
+        if !covered {
+            tracing::debug!(
+                "a delivery claimed {:?} ago waits for its lease to run out",
+                at.elapsed()
+            );
+        }
+        covered
     }
 
     async fn claim(&self, limit: usize) -> Vec<Claimed> {
@@ -588,6 +648,65 @@ mod tests {
         let skipped = attempt(&again, &transport(), &schedule("1s")).await;
         assert_eq!(skipped.status, Status::Disabled);
         assert_eq!(server.requests_to("/gone").len(), 1);
+    }
+
+    /// A worker on a fresh SQLite store: `deadline` for the engine, `lease` for claims.
+    async fn worker_with(dir: &std::path::Path, deadline: Duration, lease: Duration) -> Worker {
+        let store = crate::store::sqlite::SqliteStore::open(dir.join("lookout.db"))
+            .await
+            .unwrap();
+        Worker {
+            store: Arc::new(store),
+            transport: Transport::new(Settings {
+                deadline,
+                ..Settings::default()
+            })
+            .unwrap(),
+            config: Arc::new(WorkerConfig {
+                lease,
+                ..WorkerConfig::default()
+            }),
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delivery_claimed_ahead_starts_only_while_its_lease_covers_an_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (deadline, lease) = (Duration::from_secs(10), Duration::from_secs(30));
+        let worker = worker_with(dir.path(), deadline, lease).await;
+        let ago = |secs| {
+            Instant::now()
+                .checked_sub(Duration::from_secs(secs))
+                .unwrap()
+        };
+        assert!(worker.lease_covers_an_attempt(Instant::now()));
+        assert!(worker.lease_covers_an_attempt(ago(19)));
+        assert!(!worker.lease_covers_an_attempt(ago(21)));
+    }
+
+    #[tokio::test]
+    async fn workers_whose_lease_an_attempt_could_outlive_do_not_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let worker =
+            worker_with(dir.path(), Duration::from_secs(60), Duration::from_secs(50)).await;
+        let settings = Settings {
+            deadline: Duration::from_secs(60),
+            ..Settings::default()
+        };
+        let config = (*worker.config).clone();
+        let refused =
+            crate::intake::run_workers(worker.store.clone(), settings, config, None, async {})
+                .await
+                .unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            refused
+                .to_string()
+                .contains("lease 50s must be longer than the engine deadline (1m)"),
+            "{refused}"
+        );
     }
 
     #[tokio::test]
