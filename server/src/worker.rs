@@ -70,6 +70,7 @@ impl Worker {
             self.store.clone(),
             self.config.owner.clone(),
             recorded,
+            self.wake.clone(),
         ));
         let (ahead, mut claimed) = mpsc::channel(concurrency);
         let claimer = tokio::spawn(self.clone().claim_ahead(ahead, stop.clone()));
@@ -82,8 +83,9 @@ impl Worker {
                 Some((slot, claimed.recv().await?))
             };
             let (slot, (delivery, at)) = tokio::select! {
-                _ = stop.changed() => {
-                    if *stop.borrow() {
+                changed = stop.changed() => {
+                    // A stop sender gone is a stop too (else this would spin).
+                    if changed.is_err() || *stop.borrow() {
                         break;
                     }
                     continue;
@@ -151,7 +153,9 @@ impl Worker {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => if changed.is_err() {
+                    break;
+                },
             }
         }
     }
@@ -265,21 +269,31 @@ impl Worker {
 const RECORD_BATCH: usize = 256;
 
 /// Records the outcomes `finished` receives, every one waiting in one transaction,
-/// until every sender is gone.
+/// until every sender is gone. A batch that scheduled a retry wakes the claimer, whose
+/// wait may have been measured before that retry was due.
 async fn record_outcomes(
     store: Arc<dyn Store>,
     owner: String,
     mut finished: mpsc::Receiver<(String, Finish)>,
+    wake: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         // The attempts happened: keep trying to record them (the store may be busy).
-        for wait_ms in [0, 100, 1_000, 5_000] {
-            tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        for wait in [0, 100, 1_000, 5_000].map(Duration::from_millis) {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             match store.finish_batch(&owner, &batch).await {
                 Ok(()) => break,
                 Err(err) => tracing::error!("recording {} attempt(s) failed: {err}", batch.len()),
             }
+        }
+        if batch
+            .iter()
+            .any(|(_, finish)| finish.status == Status::Failed)
+        {
+            wake.notify_one();
         }
         batch.clear();
     }
@@ -669,6 +683,59 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// The claimer sleeps until the next delivery is due, as read before an attempt
+    /// failed; the retry that failure schedules must not wait for the (here 30 s) poll.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_due_soon_is_made_without_waiting_for_the_poll() {
+        use crate::store::{NewDelivery, NewEvent, StoredInstance};
+        let server = CaptureServer::start();
+        server.script("/flaky", [Reply::status(503), Reply::ok()]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut worker =
+            worker_with(dir.path(), Duration::from_secs(3), Duration::from_secs(30)).await;
+        worker.transport = transport();
+        worker.config = Arc::new(WorkerConfig {
+            poll: Duration::from_secs(30),
+            schedule: schedule("100ms"),
+            ..(*worker.config).clone()
+        });
+        let hook = StoredInstance {
+            name: "hook".to_owned(),
+            service: "echo".to_owned(),
+            options: json!({ "urls": [format!("{}/flaky", server.url())] })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        worker.store.put_product("p1", &[hook]).await.unwrap();
+        let event = NewEvent {
+            id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            payload: PAYLOAD.to_owned(),
+            received_at: now_ms(),
+            idempotency: None,
+            routed_with: None,
+            deliveries: vec![NewDelivery {
+                id: "msg_1".to_owned(),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+            }],
+        };
+        worker.store.accept(&event).await.unwrap();
+
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.clone().run(stopped));
+        let started = Instant::now();
+        while server.requests_to("/flaky").len() < 2 && started.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tries = server.requests_to("/flaky").len();
+        let _ = stop.send(true);
+        running.await.unwrap();
+        assert_eq!(tries, 2, "the retry was not made within 10 s");
     }
 
     #[tokio::test]
