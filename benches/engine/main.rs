@@ -248,7 +248,14 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
                 .expect("cli bench")
         }
         "memory" => memory::run(bench).await,
-        "serve" => serve::run(bench).await,
+        "serve" => {
+            // The PostgreSQL variant builds on the SQLite one's parts; one figure in all.
+            let mut figure = serve::run(bench).await;
+            if figure.get("profiled").is_none() {
+                figure["postgres"] = serve_pg::run(bench).await;
+            }
+            figure
+        }
         "console" => console::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }

@@ -11,7 +11,8 @@
 //! `Engine::dispatch_to`, `CONCURRENCY` at a time, to the same sink: intake and drain are
 //! compared with that. A loop writing and fsyncing a file in the same folder gives the
 //! disk's fsync rate. With `LOOKOUT_TEST_DATABASE_URL` set (scripts/with-postgres.sh),
-//! the same on PostgreSQL with 1, 2 and 4 worker processes (`serve_pg`).
+//! the same on PostgreSQL with 1, 2 and 4 worker processes (`serve_pg`, which main.rs
+//! runs after this and files under `postgres`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +89,6 @@ pub async fn run(bench: &Bench) -> Value {
         "events_per_fsync": round3(median(&per_fsync)),
         "latency_sqlite": sqlite_latency(bench, median(drain) / 2.0).await,
         "memory": queue_memory(bench).await,
-        "postgres": crate::serve_pg::run(bench).await,
         "samples": {
             "accepted_per_s": rounded(intake),
             "drain_per_s": rounded(drain),
