@@ -32,3 +32,38 @@ impl Service for Echo {
         forward_payload(job, &job.options.list("urls"), secret.as_slice())
     }
 }
+
+/// A stored event's payload for the server's unit tests.
+pub const PAYLOAD: &str =
+    r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
+
+/// An echo service named `name`, posting to `url`, as the store keeps it.
+pub fn instance(name: &str, url: String) -> crate::store::StoredInstance {
+    crate::store::StoredInstance {
+        name: name.to_owned(),
+        service: "echo".to_owned(),
+        options: serde_json::json!({ "urls": [url] })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// Accepts event `id` ([`PAYLOAD`]) of product `p1` with one delivery, `msg_{id}`, to
+/// its echo service `hook`.
+pub async fn accept(store: &dyn crate::store::Store, id: &str) {
+    let event = crate::store::NewEvent {
+        id: id.to_owned(),
+        product: "p1".to_owned(),
+        payload: PAYLOAD.to_owned(),
+        received_at: crate::store::now_ms(),
+        idempotency: None,
+        routed_with: None,
+        deliveries: vec![crate::store::NewDelivery {
+            id: format!("msg_{id}"),
+            instance: "hook".to_owned(),
+            service: "echo".to_owned(),
+        }],
+    };
+    store.accept(&event).await.unwrap();
+}

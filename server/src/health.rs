@@ -258,25 +258,13 @@ mod tests {
     use crate::policy::{RetrySchedule, WorkerConfig};
     use crate::store::sqlite::SqliteStore;
     use crate::store::upkeep::DisableRule;
-    use crate::store::{NewDelivery, NewEvent, Store, StoredInstance};
+    use crate::store::{Store, StoredInstance};
     use lookout::Settings;
     use lookout::delivery::Transport;
     use lookout_testkit::{CaptureServer, Reply};
     use tokio::sync::{Notify, watch};
 
-    const PAYLOAD: &str =
-        r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
-
-    fn echo(name: &str, url: String) -> StoredInstance {
-        StoredInstance {
-            name: name.to_owned(),
-            service: "echo".to_owned(),
-            options: json!({ "urls": [url] })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        }
-    }
+    use crate::echo::{accept, instance as echo};
 
     fn worker(store: Arc<dyn Store>) -> Worker {
         let settings = Settings {
@@ -305,23 +293,6 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),
         }
-    }
-
-    async fn accept(store: &dyn Store, id: &str) {
-        let event = NewEvent {
-            id: id.to_owned(),
-            product: "p1".to_owned(),
-            payload: PAYLOAD.to_owned(),
-            received_at: now_ms(),
-            idempotency: None,
-            routed_with: None,
-            deliveries: vec![NewDelivery {
-                id: format!("msg_{id}"),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-            }],
-        };
-        store.accept(&event).await.unwrap();
     }
 
     /// Runs the worker until no delivery is queued (at most 10 s).

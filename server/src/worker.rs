@@ -564,8 +564,7 @@ mod tests {
     use lookout_testkit::{CaptureServer, Reply};
     use serde_json::{Map, json};
 
-    const PAYLOAD: &str =
-        r#"{"model":"Item","action":"created","product":{"id":1,"name":"P"},"attributes":{}}"#;
+    use crate::echo::PAYLOAD;
 
     fn claimed(urls: &[String]) -> Claimed {
         Claimed {
@@ -689,7 +688,6 @@ mod tests {
     /// failed; the retry that failure schedules must not wait for the (here 30 s) poll.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_retry_due_soon_is_made_without_waiting_for_the_poll() {
-        use crate::store::{NewDelivery, NewEvent, StoredInstance};
         let server = CaptureServer::start();
         server.script("/flaky", [Reply::status(503), Reply::ok()]);
         let dir = tempfile::tempdir().unwrap();
@@ -701,29 +699,9 @@ mod tests {
             schedule: schedule("100ms"),
             ..(*worker.config).clone()
         });
-        let hook = StoredInstance {
-            name: "hook".to_owned(),
-            service: "echo".to_owned(),
-            options: json!({ "urls": [format!("{}/flaky", server.url())] })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        };
+        let hook = crate::echo::instance("hook", format!("{}/flaky", server.url()));
         worker.store.put_product("p1", &[hook]).await.unwrap();
-        let event = NewEvent {
-            id: "evt_1".to_owned(),
-            product: "p1".to_owned(),
-            payload: PAYLOAD.to_owned(),
-            received_at: now_ms(),
-            idempotency: None,
-            routed_with: None,
-            deliveries: vec![NewDelivery {
-                id: "msg_1".to_owned(),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-            }],
-        };
-        worker.store.accept(&event).await.unwrap();
+        crate::echo::accept(worker.store.as_ref(), "evt_1").await;
 
         let (stop, stopped) = watch::channel(false);
         let running = tokio::spawn(worker.clone().run(stopped));
