@@ -102,12 +102,14 @@ fn store_refused(err: &StoreError) -> Refused {
     Refused::Store
 }
 
+impl From<StoreError> for Refused {
+    fn from(err: StoreError) -> Refused {
+        store_refused(&err)
+    }
+}
+
 pub(super) fn store_failed(err: &StoreError) -> Response {
-    tracing::error!("console: store: {err}");
-    message(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The store is not answering; try again.",
-    )
+    store_refused(err).into_response()
 }
 
 fn not_yours() -> Response {
@@ -280,10 +282,8 @@ struct CataloguePage {
     categories: Vec<(&'static str, Vec<CatalogueEntry>)>,
 }
 
-pub async fn catalogue(session: Session) -> Response {
-    if let Err(refused) = admin_only(&session) {
-        return refused.into_response();
-    }
+pub async fn catalogue(session: Session) -> Result<Response, Refused> {
+    admin_only(&session)?;
     let services = service::catalogue();
     let categories = lookout::docs::by_category(&services)
         .into_iter()
@@ -296,7 +296,7 @@ pub async fn catalogue(session: Session) -> Response {
         chrome: Chrome::of(&session),
         categories,
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 fn catalogue_entry(reg: &'static Registration) -> CatalogueEntry {
@@ -318,11 +318,12 @@ struct ProductsPage {
     problem: Option<String>,
 }
 
-pub async fn products(State(console): State<Console>, session: Session) -> Response {
-    if let Err(refused) = admin_only(&session) {
-        return refused.into_response();
-    }
-    products_page(&console, &session, StatusCode::OK, None).await
+pub async fn products(
+    State(console): State<Console>,
+    session: Session,
+) -> Result<Response, Refused> {
+    admin_only(&session)?;
+    Ok(products_page(&console, &session, StatusCode::OK, None).await)
 }
 
 async fn products_page(
@@ -346,25 +347,20 @@ async fn products_page(
     render(status, &page)
 }
 
-pub async fn create_product(State(console): State<Console>, posted: Posted) -> Response {
-    if let Err(refused) = admin_only(&posted.session) {
-        return refused.into_response();
-    }
+pub async fn create_product(
+    State(console): State<Console>,
+    posted: Posted,
+) -> Result<Response, Refused> {
+    admin_only(&posted.session)?;
     let id = posted.field("id").unwrap_or_default().trim().to_owned();
     if let Err(problem) = check_name(&id) {
         let status = StatusCode::UNPROCESSABLE_ENTITY;
-        return products_page(&console, &posted.session, status, Some(problem)).await;
+        return Ok(products_page(&console, &posted.session, status, Some(problem)).await);
     }
-    match console.store.product(&id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            if let Err(err) = console.store.put_product(&id, &[]).await {
-                return store_failed(&err);
-            }
-        }
-        Err(err) => return store_failed(&err),
+    if console.store.product(&id).await?.is_none() {
+        console.store.put_product(&id, &[]).await?;
     }
-    see_other(format!("/ui/products/{id}"))
+    Ok(see_other(format!("/ui/products/{id}")))
 }
 
 /// One configured service as the product page lists it.
@@ -407,11 +403,9 @@ pub async fn product(
     State(console): State<Console>,
     session: Session,
     Path(id): Path<String>,
-) -> Response {
-    match visible_product(&console, &session, &id).await {
-        Ok(product) => product_page(&session, product, None),
-        Err(refused) => refused.into_response(),
-    }
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &session, &id).await?;
+    Ok(product_page(&session, product, None))
 }
 
 fn product_page(session: &Session, product: Product, tested: Option<TestResult>) -> Response {
@@ -506,39 +500,42 @@ pub async fn add_form(
     session: Session,
     Path(id): Path<String>,
     Query(query): Query<AddQuery>,
-) -> Response {
-    if let Err(refused) = visible_product(&console, &session, &id).await {
-        return refused.into_response();
-    }
+) -> Result<Response, Refused> {
+    visible_product(&console, &session, &id).await?;
     let Some(reg) = query.service.as_deref().and_then(service::find) else {
-        return message(StatusCode::NOT_FOUND, "No such service.");
+        return Err(Refused::Missing("No such service."));
     };
-    form_page(&session, &id, reg, ServiceForm::blank(reg), StatusCode::OK)
+    Ok(form_page(
+        &session,
+        &id,
+        reg,
+        ServiceForm::blank(reg),
+        StatusCode::OK,
+    ))
 }
 
 pub async fn add_service(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted,
-) -> Response {
-    let product = match visible_product(&console, &posted.session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &posted.session, &id).await?;
     let Some(reg) = posted.field("service").and_then(service::find) else {
-        return message(StatusCode::NOT_FOUND, "No such service.");
+        return Err(Refused::Missing("No such service."));
     };
-    match ServiceForm::submit(reg, &posted.fields, None, &console.guard) {
-        Ok(stored) if product.instances.iter().any(|i| i.name == stored.name) => {
-            let mut form = ServiceForm::blank(reg);
-            form.name = stored.name;
-            form.name_problems
-                .push("the product already has a service by this name".into());
-            form_refused(&posted.session, &id, reg, form)
-        }
-        Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_refused(&posted.session, &id, reg, form),
-    }
+    Ok(
+        match ServiceForm::submit(reg, &posted.fields, None, &console.guard) {
+            Ok(stored) if product.instances.iter().any(|i| i.name == stored.name) => {
+                let mut form = ServiceForm::blank(reg);
+                form.name = stored.name;
+                form.name_problems
+                    .push("the product already has a service by this name".into());
+                form_refused(&posted.session, &id, reg, form)
+            }
+            Ok(stored) => save(&console, &id, &stored).await,
+            Err(form) => form_refused(&posted.session, &id, reg, form),
+        },
+    )
 }
 
 async fn save(console: &Console, product: &str, stored: &StoredInstance) -> Response {
@@ -569,56 +566,44 @@ pub async fn edit_form(
     State(console): State<Console>,
     session: Session,
     Path((id, name)): Path<(String, String)>,
-) -> Response {
-    match stored_service(&console, &session, &id, &name).await {
-        Ok((_, stored, reg)) => {
-            let form = ServiceForm::for_stored(reg, &stored);
-            form_page(&session, &id, reg, form, StatusCode::OK)
-        }
-        Err(refused) => refused.into_response(),
-    }
+) -> Result<Response, Refused> {
+    let (_, stored, reg) = stored_service(&console, &session, &id, &name).await?;
+    let form = ServiceForm::for_stored(reg, &stored);
+    Ok(form_page(&session, &id, reg, form, StatusCode::OK))
 }
 
 pub async fn edit_service(
     State(console): State<Console>,
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
-) -> Response {
-    let (_, previous, reg) = match stored_service(&console, &posted.session, &id, &name).await {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
-    };
-    match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
-        Ok(stored) => save(&console, &id, &stored).await,
-        Err(form) => form_refused(&posted.session, &id, reg, form),
-    }
+) -> Result<Response, Refused> {
+    let (_, previous, reg) = stored_service(&console, &posted.session, &id, &name).await?;
+    Ok(
+        match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
+            Ok(stored) => save(&console, &id, &stored).await,
+            Err(form) => form_refused(&posted.session, &id, reg, form),
+        },
+    )
 }
 
 pub async fn switch_service(
     State(console): State<Console>,
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
-) -> Response {
-    let (_, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let (_, stored, _) = stored_service(&console, &posted.session, &id, &name).await?;
     let on = posted.field("on") == Some("true");
-    save(&console, &id, &form::switched(&stored, on)).await
+    Ok(save(&console, &id, &form::switched(&stored, on)).await)
 }
 
 pub async fn remove_service(
     State(console): State<Console>,
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
-) -> Response {
-    if let Err(refused) = visible_product(&console, &posted.session, &id).await {
-        return refused.into_response();
-    }
-    match console.store.remove_instance(&id, &name).await {
-        Ok(_) => see_other(format!("/ui/products/{id}")),
-        Err(err) => store_failed(&err),
-    }
+) -> Result<Response, Refused> {
+    visible_product(&console, &posted.session, &id).await?;
+    console.store.remove_instance(&id, &name).await?;
+    Ok(see_other(format!("/ui/products/{id}")))
 }
 
 /// Sends the sample event of the chosen model to one configured service, now, through
@@ -628,14 +613,14 @@ pub async fn test_service(
     State(console): State<Console>,
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
-) -> Response {
-    let (product, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let (product, stored, _) = stored_service(&console, &posted.session, &id, &name).await?;
     let model = posted.field("model").unwrap_or("Item").to_owned();
     let Some(sample) = lookout::samples::for_model(&model) else {
-        return message(StatusCode::BAD_REQUEST, "No sample for that model.");
+        return Ok(message(
+            StatusCode::BAD_REQUEST,
+            "No sample for that model.",
+        ));
     };
     let rows = match (stored.instance(), Event::parse(sample)) {
         (Ok(instance), Ok(event)) => {
@@ -654,14 +639,14 @@ pub async fn test_service(
                 .collect::<Vec<_>>()
                 .join("; "),
         }],
-        (_, Err(err)) => return message(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+        (_, Err(err)) => return Ok(message(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())),
     };
     let tested = TestResult {
         instance: name,
         model,
         rows,
     };
-    product_page(&posted.session, product, Some(tested))
+    Ok(product_page(&posted.session, product, Some(tested)))
 }
 
 fn test_row(delivery: &lookout::delivery::Delivery) -> TestRow {
@@ -719,12 +704,9 @@ pub async fn deliveries(
     session: Session,
     Path(id): Path<String>,
     Query(query): Query<DeliveriesQuery>,
-) -> Response {
-    let product = match visible_product(&console, &session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
-    deliveries_page(&console, &session, product, query, None).await
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &session, &id).await?;
+    Ok(deliveries_page(&console, &session, product, query, None).await)
 }
 
 async fn deliveries_page(
@@ -820,23 +802,31 @@ struct DeliveryPage {
 /// How much of the event's payload a delivery's page shows.
 const PAYLOAD_SHOWN: usize = 8 * 1024;
 
+/// Delivery `delivery` with its attempts, if it is one of `product`'s and the session
+/// may see that product.
+async fn delivery_of(
+    console: &Console,
+    session: &Session,
+    product: &str,
+    delivery: &str,
+) -> Result<(DeliveryRow, Vec<AttemptRecord>), Refused> {
+    if !session.may_see(product) {
+        return Err(Refused::NotYours);
+    }
+    match console.store.delivery(delivery).await? {
+        Some(found) if found.0.product == product => Ok(found),
+        _ => Err(Refused::Missing("No such delivery in this product.")),
+    }
+}
+
 pub async fn delivery(
     State(console): State<Console>,
     session: Session,
     Path((id, delivery)): Path<(String, String)>,
-) -> Response {
-    if !session.may_see(&id) {
-        return not_yours();
-    }
-    let (row, attempts) = match console.store.delivery(&delivery).await {
-        Ok(Some(found)) if found.0.product == id => found,
-        Ok(_) => return message(StatusCode::NOT_FOUND, "No such delivery in this product."),
-        Err(err) => return store_failed(&err),
-    };
-    let payload = match console.store.event_payload(&row.event_id).await {
-        Ok(payload) => shown_payload(payload.as_deref().unwrap_or_default()),
-        Err(err) => return store_failed(&err),
-    };
+) -> Result<Response, Refused> {
+    let (row, attempts) = delivery_of(&console, &session, &id, &delivery).await?;
+    let payload = console.store.event_payload(&row.event_id).await?;
+    let payload = shown_payload(payload.as_deref().unwrap_or_default());
     let page = DeliveryPage {
         chrome: Chrome::of(&session),
         product: id,
@@ -844,7 +834,7 @@ pub async fn delivery(
         attempts,
         payload,
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 /// The payload indented, cut to [`PAYLOAD_SHOWN`] bytes.
@@ -867,20 +857,13 @@ pub async fn redeliver(
     State(console): State<Console>,
     Path((id, delivery)): Path<(String, String)>,
     posted: Posted,
-) -> Response {
-    if !posted.session.may_see(&id) {
-        return not_yours();
-    }
-    match console.store.delivery(&delivery).await {
-        Ok(Some((row, _))) if row.product == id => {}
-        Ok(_) => return message(StatusCode::NOT_FOUND, "No such delivery in this product."),
-        Err(err) => return store_failed(&err),
-    }
-    if let Err(err) = console.store.redeliver(&delivery, now_ms()).await {
-        return store_failed(&err);
-    }
+) -> Result<Response, Refused> {
+    delivery_of(&console, &posted.session, &id, &delivery).await?;
+    console.store.redeliver(&delivery, now_ms()).await?;
     console.wake.notify_one();
-    see_other(format!("/ui/products/{id}/deliveries/{delivery}"))
+    Ok(see_other(format!(
+        "/ui/products/{id}/deliveries/{delivery}"
+    )))
 }
 
 /// Makes every dead delivery of the product (within `since`, if given) due again.
@@ -888,11 +871,8 @@ pub async fn redeliver_dead(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted,
-) -> Response {
-    let product = match visible_product(&console, &posted.session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &posted.session, &id).await?;
     let given = posted.field("since").unwrap_or_default();
     let query = DeliveriesQuery {
         since: given.to_owned(),
@@ -906,22 +886,19 @@ pub async fn redeliver_dead(
             ..DeliveryFilter::default()
         },
         Err(problem) => {
-            return deliveries_page(&console, &posted.session, product, query, Some(problem)).await;
+            return Ok(
+                deliveries_page(&console, &posted.session, product, query, Some(problem)).await,
+            );
         }
     };
-    let dead = match console.store.deliveries(&filter).await {
-        Ok(dead) => dead,
-        Err(err) => return store_failed(&err),
-    };
+    let dead = console.store.deliveries(&filter).await?;
     let now = now_ms();
     for row in &dead {
-        if let Err(err) = console.store.redeliver(&row.id, now).await {
-            return store_failed(&err);
-        }
+        console.store.redeliver(&row.id, now).await?;
     }
     console.wake.notify_one();
     let notice = format!("{} dead delivery(ies) are due again.", dead.len());
-    deliveries_page(&console, &posted.session, product, query, Some(notice)).await
+    Ok(deliveries_page(&console, &posted.session, product, query, Some(notice)).await)
 }
 
 // --- overview ---------------------------------------------------------------------------
@@ -956,11 +933,8 @@ pub async fn overview(
     State(console): State<Console>,
     session: Session,
     Path(id): Path<String>,
-) -> Response {
-    let product = match visible_product(&console, &session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &session, &id).await?;
     let now = now_ms();
     // Windows end with the current minute: an hour of minutes, a day of quarter hours.
     let end = now - now.rem_euclid(MINUTE) + MINUTE;
@@ -970,10 +944,7 @@ pub async fn overview(
         bucket: MINUTE,
         durations_since: hour_start,
     };
-    let activity = match console.store.activity(&id, window).await {
-        Ok(activity) => activity,
-        Err(err) => return store_failed(&err),
-    };
+    let activity = console.store.activity(&id, window).await?;
     let mut recent: Vec<u64> = activity
         .durations
         .iter()
@@ -1004,7 +975,7 @@ pub async fn overview(
         disabled: product.disabled,
         product: id,
     };
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 /// Enables again the targets of one configured service that answered 410 Gone (storing
@@ -1013,14 +984,9 @@ pub async fn reenable(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted,
-) -> Response {
+) -> Result<Response, Refused> {
     let name = posted.field("instance").unwrap_or_default().to_owned();
-    let (_, stored, _) = match stored_service(&console, &posted.session, &id, &name).await {
-        Ok(found) => found,
-        Err(refused) => return refused.into_response(),
-    };
-    match console.store.put_instance(&id, &stored).await {
-        Ok(()) => see_other(format!("/ui/products/{id}/overview")),
-        Err(err) => store_failed(&err),
-    }
+    let (_, stored, _) = stored_service(&console, &posted.session, &id, &name).await?;
+    console.store.put_instance(&id, &stored).await?;
+    Ok(see_other(format!("/ui/products/{id}/overview")))
 }

@@ -11,11 +11,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::auth::Session;
-use super::pages::{Chrome, render, store_failed, visible_product};
+use super::pages::{Chrome, Refused, render, visible_product};
 use super::{Console, Posted};
 use crate::replay::{self, Change, Replay, ReplayReport, Summary};
 use crate::store::{Product, StoredInstance, millis, now_ms};
@@ -378,16 +378,13 @@ pub async fn form(
     State(console): State<Console>,
     session: Session,
     Path(id): Path<String>,
-) -> Response {
-    let product = match visible_product(&console, &session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &session, &id).await?;
     let text = prefill(&product.instances);
-    render(
+    Ok(render(
         StatusCode::OK,
         &PreviewPage::new(Chrome::of(&session), &product, text),
-    )
+    ))
 }
 
 /// Runs the submitted table over the newest [`LIMIT`] events of the window (nothing is
@@ -396,11 +393,8 @@ pub async fn run(
     State(console): State<Console>,
     Path(id): Path<String>,
     posted: Posted,
-) -> Response {
-    let product = match visible_product(&console, &posted.session, &id).await {
-        Ok(product) => product,
-        Err(refused) => return refused.into_response(),
-    };
+) -> Result<Response, Refused> {
+    let product = visible_product(&console, &posted.session, &id).await?;
     // Browsers send a text box's lines with CRLF.
     let text = posted
         .field("services")
@@ -420,7 +414,7 @@ pub async fn run(
         Ok(asked) => asked,
         Err(problems) => {
             page.problems = problems;
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page));
         }
     };
     let replay = Replay {
@@ -430,13 +424,9 @@ pub async fn run(
         service: Some(page.service.clone()).filter(|s| !s.is_empty()),
         limit: Some(LIMIT),
     };
-    match replay::compare(console.store.as_ref(), &replay).await {
-        Ok(report) => {
-            page.report = Some(ShownReport::new(report, &redactor));
-            render(StatusCode::OK, &page)
-        }
-        Err(err) => store_failed(&err),
-    }
+    let report = replay::compare(console.store.as_ref(), &replay).await?;
+    page.report = Some(ShownReport::new(report, &redactor));
+    Ok(render(StatusCode::OK, &page))
 }
 
 /// The start of a window the page offers.
