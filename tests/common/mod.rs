@@ -165,3 +165,11 @@ pub fn spawn_reading_first_line(
         .unwrap_or_else(|_| panic!("{command:?} printed nothing within {wait:?}"));
     (child, first)
 }
+
+/// Stops a child process the test started, if it is still running, and reaps it.
+pub fn stop_child(child: &mut std::process::Child) {
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

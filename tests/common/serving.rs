@@ -189,10 +189,7 @@ impl Serving {
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        super::stop_child(&mut self.child);
     }
 }
 
