@@ -119,7 +119,7 @@ impl Engine {
                         rows(&instance, deliveries).collect::<Vec<_>>()
                     })
                 });
-                let finished = join_all(tasks.collect::<Vec<_>>()).await;
+                let finished = join_all(tasks).await;
                 finished
                     .into_iter()
                     .zip(instances)
