@@ -345,7 +345,7 @@ pub fn delivery(
             [
                 a.number.to_string(),
                 time(a.at),
-                a.outcome.clone(),
+                a.outcome.to_string(),
                 a.status.map(|s| s.to_string()).unwrap_or_default(),
                 format!("{}ms", a.duration_ms),
                 join_target(a.target.as_deref(), a.error.as_deref().unwrap_or_default()),

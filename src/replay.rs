@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Args;
 use lookout::config::ConfigFile;
 use lookout_server::replay::{self, Change, Replay, ReplayReport, Sent};
+use lookout_server::routing::RouteCache;
 use lookout_server::store::{self, millis};
 
 use crate::Fatal;
@@ -67,7 +68,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
         let sent = match (&args.product, args.send) {
             (Some(product), true) => {
                 let services = chosen(&file, args.service.as_deref());
-                Some(replay::send(store.as_ref(), product, &services, &report, now).await?)
+                let routes = RouteCache::new(file.engine.clone());
+                let sent = replay::send(store.as_ref(), &routes, product, &services, &report, now);
+                Some(sent.await?)
             }
             _ => None,
         };

@@ -121,10 +121,9 @@ async fn add_events(store: &dyn Store, product: &str, payloads: &[&str]) {
     for (i, payload) in payloads.iter().enumerate() {
         let deliveries = [("slack", "slack"), ("tg", "telegram")]
             .iter()
-            .map(|(instance, service)| NewDelivery {
-                id: format!("msg_{product}_{i}_{instance}"),
-                instance: (*instance).into(),
-                service: (*service).into(),
+            .map(|(instance, service)| {
+                let id = format!("msg_{product}_{i}_{instance}");
+                NewDelivery::in_own_lane(product, &id, instance, service)
             })
             .collect();
         let event = NewEvent {

@@ -39,17 +39,11 @@ async fn history(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>) {
                 received_at: received_at + i as i64,
                 idempotency: None,
                 routed_with: None,
-                deliveries: ["slack", "team"]
+                deliveries: [("slack", "slack"), ("team", "discord")]
                     .iter()
-                    .map(|instance| NewDelivery {
-                        id: format!("msg_{i}_{instance}"),
-                        instance: (*instance).into(),
-                        service: if *instance == "team" {
-                            "discord"
-                        } else {
-                            "slack"
-                        }
-                        .into(),
+                    .map(|(instance, service)| {
+                        let id = format!("msg_{i}_{instance}");
+                        NewDelivery::in_own_lane("p1", &id, instance, service)
                     })
                     .collect(),
             })

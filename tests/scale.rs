@@ -19,7 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lookout_server::store::{self, NewDelivery, NewEvent, Status, Store, StoredInstance};
+use lookout_server::routing::RouteCache;
+use lookout_server::store::{self, NewEvent, Status, Store, StoredInstance};
 use lookout_testkit::postgres::TestSchema;
 use lookout_testkit::{CaptureServer, Reply};
 use serde_json::{Value, json};
@@ -136,9 +137,10 @@ fn numbered_event(seq: usize) -> String {
     event.to_string()
 }
 
-/// Product `p1` with one signed webhook pointed at `url`.
+/// Product `p1` with one signed webhook pointed at `url`, in a lane wide enough for
+/// every worker's slots.
 async fn configure(store: &dyn Store, url: &str) {
-    let options = json!({"urls": [url], "secret": SIGNING_SECRET});
+    let options = json!({"urls": [url], "secret": SIGNING_SECRET, "concurrency": 64});
     store
         .put_instance(
             "p1",
@@ -152,24 +154,28 @@ async fn configure(store: &dyn Store, url: &str) {
         .unwrap();
 }
 
-/// Accepts `count` events for `p1`, one delivery each (`msg_scale_N`), from 16 tasks at
-/// once, the way many intake requests would.
+/// Accepts `count` events for `p1`, one delivery each (`msg_scale_N`) routed as the
+/// intake routes them, from 16 tasks at once, the way many intake requests would.
 async fn accept_many(store: &Arc<dyn Store>, count: usize) {
+    let routes = RouteCache::new(lookout::Settings::default())
+        .routes(store.as_ref(), "p1")
+        .await
+        .expect("read p1")
+        .expect("p1 is configured");
     let mut tasks = tokio::task::JoinSet::new();
-    for lane in 0..16 {
-        let store = store.clone();
+    for task in 0..16 {
+        let (store, routes) = (store.clone(), routes.clone());
         tasks.spawn(async move {
-            for seq in (lane..count).step_by(16) {
+            let hook = routes.route("hook").expect("p1's hook");
+            for seq in (task..count).step_by(16) {
+                let payload = numbered_event(seq);
+                let parsed = lookout::Event::parse(&payload).expect("a sample event");
                 let event = NewEvent {
                     id: format!("evt_scale_{seq}"),
                     product: "p1".to_owned(),
-                    payload: numbered_event(seq),
                     received_at: store::now_ms(),
-                    deliveries: vec![NewDelivery {
-                        id: format!("msg_scale_{seq}"),
-                        instance: "hook".to_owned(),
-                        service: "webhook".to_owned(),
-                    }],
+                    deliveries: vec![hook.delivery("p1", &parsed, format!("msg_scale_{seq}"))],
+                    payload,
                     idempotency: None,
                     routed_with: None,
                 };

@@ -22,7 +22,8 @@ use futures::StreamExt as _;
 use futures::stream;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::policy::{WorkerConfig, default_lease};
-use lookout_server::store::{self, DeliveryFilter, NewDelivery, NewEvent, Status, Store};
+use lookout_server::routing::RouteCache;
+use lookout_server::store::{self, DeliveryFilter, NewEvent, Status, Store};
 use serde_json::{Value, json};
 
 use crate::stats::{median, percentile, round3, rounded};
@@ -134,9 +135,11 @@ fn fsync_rate(dir: &std::path::Path) -> f64 {
     rate
 }
 
-/// A product with one webhook posting to `url`, so one delivery per event.
+/// A product with one webhook posting to `url`, so one delivery per event; its lane
+/// takes as many attempts at once as the workers have slots (the comparison is at the
+/// same concurrency).
 pub async fn put_product(store: &dyn Store, id: &str, url: &str) {
-    let table = json!({ "webhook": { "urls": [url] } });
+    let table = json!({ "webhook": { "urls": [url], "concurrency": CONCURRENCY } });
     let instances = store::instances_from_table(table.as_object().expect("a table"))
         .unwrap_or_else(|problems| panic!("product config: {problems:?}"));
     store.put_product(id, &instances).await.expect("product");
@@ -414,10 +417,17 @@ async fn queue_memory(bench: &Bench) -> Value {
     json!({ "queued": queued, "children": peaks })
 }
 
-/// `n` events for product `bench` stored directly, in batches.
+/// `n` events for product `bench` stored directly, in batches, routed as the intake
+/// routes them.
 async fn fill_queue(database: &str, url: &str, event: &lookout::Event, n: usize) {
     let store = store::open(database).await.expect("store");
     put_product(&*store, "bench", url).await;
+    let routes = RouteCache::new(common::settings())
+        .routes(store.as_ref(), "bench")
+        .await
+        .expect("read the product")
+        .expect("the product");
+    let webhook = routes.route("webhook").expect("its webhook");
     let payload = String::from_utf8(common::body(event).to_vec()).expect("UTF-8");
     let events: Vec<NewEvent> = (0..n)
         .map(|i| NewEvent {
@@ -425,11 +435,7 @@ async fn fill_queue(database: &str, url: &str, event: &lookout::Event, n: usize)
             product: "bench".to_owned(),
             payload: payload.clone(),
             received_at: store::now_ms(),
-            deliveries: vec![NewDelivery {
-                id: format!("msg_queued_{i}"),
-                instance: "webhook".to_owned(),
-                service: "webhook".to_owned(),
-            }],
+            deliveries: vec![webhook.delivery("bench", event, format!("msg_queued_{i}"))],
             idempotency: None,
             routed_with: None,
         })

@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::delivery::ssrf::Guard;
-use crate::options::{Kind, OptionProblem, Options};
-use crate::payload::Event;
+use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
+use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
 use crate::text::template::{TEMPLATE, Templates};
@@ -50,6 +50,8 @@ pub struct Instance {
     pub events: Option<Arc<[String]>>,
     /// The operator's wording for parts of the message (`template.title = "…"`).
     pub templates: Templates,
+    /// How `lookout serve` queues its deliveries (`order_by`, `concurrency`).
+    pub lane: LaneOptions,
 }
 
 impl Instance {
@@ -77,18 +79,21 @@ impl Instance {
             .map_or(Ok(Templates::default()), |table| {
                 Templates::parse(name, &table)
             });
+        let lane = LaneOptions::take(name, &mut options);
         let validated = Options::validate(name, &registration.schema, &options);
         let mut problems = Vec::new();
         let events = events.map_err(|more| problems.extend(more));
         let templates = templates.map_err(|more| problems.extend(more));
+        let lane = lane.map_err(|more| problems.extend(more));
         let options = validated.map_err(|more| problems.extend(more));
-        match (events, templates, options) {
-            (Ok(events), Ok(templates), Ok(options)) => Ok(Instance {
+        match (events, templates, lane, options) {
+            (Ok(events), Ok(templates), Ok(lane), Ok(options)) => Ok(Instance {
                 name: name.to_owned(),
                 registration,
                 options: Arc::new(options),
                 events,
                 templates,
+                lane,
             }),
             _ => Err(problems),
         }
@@ -112,6 +117,68 @@ impl Instance {
 
 /// The option key that replaces a service's default events for one configured service.
 const EVENTS: &str = "events";
+
+/// How `lookout serve` queues one configured service's deliveries (docs/SERVING.md,
+/// "Fairness and lanes"): options every service takes beside its own ([`LANE_OPTIONS`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LaneOptions {
+    /// Deliveries whose events have equal values at this path are attempted one at a
+    /// time, in the order the events arrived.
+    pub order_by: Option<PayloadPath>,
+    /// The most attempts in flight to this service's target at once
+    /// (default [`DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<u32>,
+}
+
+/// A lane's cap on attempts in flight at once when its service does not set one: enough
+/// for a fast target to take thousands a second, few enough that a slow one holds only
+/// a few of the workers' slots.
+pub const DEFAULT_CONCURRENCY: u32 = 8;
+
+/// The options of [`LaneOptions`], checked like a service's own (the console shows them
+/// with every service's form).
+pub const LANE_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::string(
+        "order_by",
+        "A dotted path into the payload, e.g. `attributes.number`: deliveries whose events \
+         have the same value there are sent one at a time, in the order the events arrived \
+         (one that is retrying holds back only its own value; one that goes dead lets the \
+         next go on). Leave empty to send in any order.",
+    )
+    .public()
+    .optional()
+    .checked(PayloadPath::check),
+    OptionSpec::integer(
+        "concurrency",
+        "The most deliveries of this service in flight to its target at once (default 8); \
+         a target that answers slowly is given fewer.",
+    )
+    .public()
+    .range(1, 64)
+    .optional(),
+];
+
+impl LaneOptions {
+    /// Takes the lane's options out of a configured service's table and checks them.
+    fn take(
+        instance: &str,
+        options: &mut Map<String, Value>,
+    ) -> Result<LaneOptions, Vec<OptionProblem>> {
+        let own: Map<String, Value> = LANE_OPTIONS
+            .iter()
+            .filter_map(|spec| Some((spec.name.to_owned(), options.remove(spec.name)?)))
+            .collect();
+        let checked = Options::validate(instance, &Schema::new(LANE_OPTIONS), &own)?;
+        Ok(LaneOptions {
+            order_by: checked
+                .str("order_by")
+                .and_then(|p| PayloadPath::parse(p).ok()),
+            concurrency: checked
+                .integer("concurrency")
+                .and_then(|n| u32::try_from(n).ok()),
+        })
+    }
+}
 
 /// The models Sprint.ly sends, and the actions it sends them with.
 const MODELS: &[&str] = &["Item", "Comment", "Block", "Favorite", "Deploy"];

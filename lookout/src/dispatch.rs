@@ -9,7 +9,10 @@ use futures::FutureExt as _;
 use futures::future::join_all;
 use serde::Serialize;
 
+use sha2::{Digest as _, Sha256};
+
 use crate::config::{Config, Instance};
+use crate::delivery::ratelimit::{RateLimit, Scope};
 use crate::delivery::{Delivery, Outcome, Transport};
 use crate::job::Job;
 use crate::payload::Event;
@@ -226,6 +229,50 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     } else {
         "(no message)".to_owned()
     }
+}
+
+/// Where one configured service sends, counted the way its platform's pace counts
+/// targets (see [`ratelimit`](crate::delivery::ratelimit)): what `lookout serve` queues
+/// its deliveries by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// A hash of the targets' pace keys (a URL may hold a key; the hash does not show it).
+    pub key: String,
+    /// The pace its platform asks for; `None` without one, or with `rate_limits` off.
+    pub pace: Option<RateLimit>,
+}
+
+/// The destination of `instance`: what it builds for the first sample event it builds
+/// requests for (nothing is sent). `None` when no sample gives a request.
+pub fn destination(instance: &Instance, settings: &Settings) -> Option<Destination> {
+    let pace = instance
+        .registration
+        .rate_limit
+        .filter(|_| settings.rate_limits);
+    let scope = pace.map_or(Scope::Url, |pace| pace.scope);
+    crate::samples::ALL.iter().find_map(|(_, json)| {
+        let event = Event::parse(json).ok()?;
+        let job = Job {
+            event: &event,
+            options: &instance.options,
+            delivery_id: "msg_destination",
+            templates: &instance.templates,
+        };
+        let outgoing = instance.registration.service.build(&job).ok()?;
+        let mut keys: Vec<String> = outgoing
+            .iter()
+            .filter_map(|o| o.pace_url().ok())
+            .map(|url| scope.key(&url))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.is_empty() {
+            return None;
+        }
+        let digest = Sha256::digest(keys.join("\n"));
+        let key = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        Some(Destination { key, pace })
+    })
 }
 
 /// A fresh delivery id, `msg_` + a time-ordered UUID, as Standard Webhooks suggests.

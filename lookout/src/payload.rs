@@ -292,6 +292,99 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The value at `path` in the payload as text (a string as it is, any other JSON
+    /// value as JSON); `None` when the path leads nowhere or to `null`.
+    pub fn value_at(&self, path: &PayloadPath) -> Option<String> {
+        let (first, rest) = path.segments.split_first()?;
+        let found = match first.as_str() {
+            "model" => return rest.is_empty().then(|| self.model.clone()),
+            "action" => return rest.is_empty().then(|| self.action.clone()),
+            "attributes" => {
+                let raw = &self.raw[self.attributes.span.clone()];
+                let attributes: Value = serde_json::from_str(raw).ok()?;
+                rest.iter()
+                    .try_fold(&attributes, |value, name| value.get(name))?
+                    .clone()
+            }
+            _ => {
+                // `product` is small and typed; its raw form has every field.
+                let payload: Value = serde_json::from_str(&self.raw).ok()?;
+                path.segments
+                    .iter()
+                    .try_fold(&payload, |value, name| value.get(name))?
+                    .clone()
+            }
+        };
+        match found {
+            Value::Null => None,
+            Value::String(text) => Some(text),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// A dotted path into a payload (`attributes.number`): checked when it is configured,
+/// so that a typo is refused there rather than silently matching nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadPath {
+    segments: Arc<[String]>,
+    text: Arc<str>,
+}
+
+impl PayloadPath {
+    /// The payload's top-level keys: a path starts with one of them.
+    pub const ROOTS: [&str; 4] = ["attributes", "product", "model", "action"];
+
+    /// Parses `attributes.number`: names of letters, digits and `_`, joined by dots,
+    /// starting at one of the payload's four keys.
+    pub fn parse(text: &str) -> Result<PayloadPath, String> {
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        let plain = |s: &String| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if text.len() > 256 || !segments.iter().all(plain) {
+            return Err(format!(
+                "`{}` is not a dotted path of names (e.g. `attributes.number`)",
+                text.chars()
+                    .take(64)
+                    .flat_map(char::escape_default)
+                    .collect::<String>()
+            ));
+        }
+        if !Self::ROOTS.contains(&segments[0].as_str()) {
+            return Err(format!(
+                "`{text}` must start with one of the payload's keys: {}",
+                Self::ROOTS.join(", ")
+            ));
+        }
+        if matches!(segments[0].as_str(), "model" | "action") && segments.len() > 1 {
+            return Err(format!("`{text}`: `{}` is a plain string", segments[0]));
+        }
+        Ok(PayloadPath {
+            segments: segments.into(),
+            text: Arc::from(text),
+        })
+    }
+
+    /// [`PayloadPath::parse`] as an option's value check.
+    pub fn check(text: &str) -> Result<(), String> {
+        PayloadPath::parse(text).map(|_| ())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for PayloadPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{} in {}", self.model, self.action, self.product.name)
@@ -406,6 +499,37 @@ mod tests {
                 "assigned_to": null
             }
         })
+    }
+
+    #[test]
+    fn paths_lead_to_values_as_text() {
+        let event = Event::from_value(item_payload()).unwrap();
+        let at = |path: &str| event.value_at(&PayloadPath::parse(path).unwrap());
+        assert_eq!(at("attributes.number").as_deref(), Some("7"));
+        assert_eq!(at("attributes.title").as_deref(), Some("t"));
+        assert_eq!(
+            at("attributes.created_by.first_name").as_deref(),
+            Some("Joe")
+        );
+        assert_eq!(
+            at("attributes.created_by.last_name"),
+            None,
+            "null is no value"
+        );
+        assert_eq!(at("attributes.nope"), None);
+        assert_eq!(at("product.id").as_deref(), Some("1"));
+        assert_eq!(at("model").as_deref(), Some("Item"));
+        assert_eq!(at("action").as_deref(), Some("created"));
+        assert_eq!(
+            at("attributes.created_by").as_deref(),
+            Some(r#"{"id":1,"first_name":"Joe","last_name":null}"#)
+        );
+
+        let refused = |path: &str| PayloadPath::parse(path).unwrap_err();
+        assert!(refused("attribute.number").contains("must start with one of"));
+        assert!(refused("attributes..number").contains("not a dotted path"));
+        assert!(refused("attributes.num ber").contains("not a dotted path"));
+        assert!(refused("model.name").contains("plain string"));
     }
 
     #[test]

@@ -90,11 +90,7 @@ mod tests {
             product: "p1".to_owned(),
             payload: "{}".to_owned(),
             received_at: 1,
-            deliveries: vec![NewDelivery {
-                id: delivery.to_owned(),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-            }],
+            deliveries: vec![NewDelivery::in_own_lane("p1", delivery, "hook", "echo")],
             idempotency: None,
             routed_with: None,
         }

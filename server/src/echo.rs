@@ -59,11 +59,12 @@ pub async fn accept(store: &dyn crate::store::Store, id: &str) {
         received_at: crate::store::now_ms(),
         idempotency: None,
         routed_with: None,
-        deliveries: vec![crate::store::NewDelivery {
-            id: format!("msg_{id}"),
-            instance: "hook".to_owned(),
-            service: "echo".to_owned(),
-        }],
+        deliveries: vec![crate::store::NewDelivery::in_own_lane(
+            "p1",
+            &format!("msg_{id}"),
+            "hook",
+            "echo",
+        )],
     };
     store.accept(&event).await.unwrap();
 }

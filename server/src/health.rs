@@ -286,9 +286,11 @@ mod tests {
             },
             ..WorkerConfig::default()
         };
+        let settings = settings.allowing_loopback();
         Worker {
             store,
-            transport: Transport::new(settings.allowing_loopback()).unwrap(),
+            routes: Arc::new(crate::routing::RouteCache::new(settings.clone())),
+            transport: Transport::new(settings).unwrap(),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             wake: Arc::new(Notify::new()),

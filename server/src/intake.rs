@@ -172,7 +172,7 @@ pub async fn run(
     let app = App {
         store: store.clone(),
         committer: Committer::start(store.clone(), metrics.clone()),
-        routes: Arc::default(),
+        routes: Arc::new(RouteCache::new(config.settings.clone())),
         idempotency: Arc::new(config.idempotency.clone()),
         metrics,
         wake: Arc::new(Notify::new()),
@@ -183,6 +183,7 @@ pub async fn run(
     let workers = config.workers.then(|| {
         let worker = Worker {
             store,
+            routes: app.routes.clone(),
             transport,
             config: Arc::new(config.worker.clone()),
             metrics: app.metrics.clone(),
@@ -228,6 +229,7 @@ pub async fn run_workers(
     check_lease(&config, &settings)?;
     let worker = Worker {
         store,
+        routes: Arc::new(RouteCache::new(settings.clone())),
         transport: Transport::new(settings).map_err(std::io::Error::other)?,
         config: Arc::new(config),
         metrics: Arc::new(Metrics::new()),

@@ -4,7 +4,8 @@
 //! survives restarts.
 //!
 //! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
-//! [`store`] (the outbox), [`worker`] (claims, attempts), [`policy`] (the retry schedule,
+//! [`store`] (the outbox), [`lanes`] (how claims share the workers fairly), [`worker`]
+//! (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
 //! events through a new config, compared and resent), [`console`] (the web console at
@@ -17,6 +18,7 @@ pub mod console;
 mod echo;
 pub mod health;
 pub mod intake;
+pub mod lanes;
 pub mod listen;
 pub mod metrics;
 #[cfg(test)]

@@ -33,6 +33,19 @@ pub enum Counter {
     Dead,
     /// One request failed because of this machine (file descriptors, memory).
     Local,
+    /// One request's destination asked for a wait (`429`, `Retry-After`).
+    Throttled,
+}
+
+impl Counter {
+    const ALL: [Counter; 6] = [
+        Counter::Delivered,
+        Counter::Failed,
+        Counter::Retried,
+        Counter::Dead,
+        Counter::Local,
+        Counter::Throttled,
+    ];
 }
 
 impl Counter {
@@ -43,6 +56,7 @@ impl Counter {
             Counter::Retried => "lookout_deliveries_retried_total",
             Counter::Dead => "lookout_deliveries_dead_total",
             Counter::Local => "lookout_local_errors_total",
+            Counter::Throttled => "lookout_requests_throttled_total",
         }
     }
     fn help(self) -> &'static str {
@@ -54,6 +68,10 @@ impl Counter {
             Counter::Local => {
                 "Requests that failed for want of this machine's resources (file descriptors, \
                  memory): retried soon, not counted against the target."
+            }
+            Counter::Throttled => {
+                "Requests whose destination asked for a wait (429, Retry-After): retried then, \
+                 not counted against the target."
             }
         }
     }
@@ -143,13 +161,7 @@ impl Metrics {
         let _ = writeln!(out, "lookout_intake_committed_events_total {committed}");
 
         let counters = lock(&self.counters);
-        for counter in [
-            Counter::Delivered,
-            Counter::Failed,
-            Counter::Retried,
-            Counter::Dead,
-            Counter::Local,
-        ] {
+        for counter in Counter::ALL {
             family(&mut out, counter.name(), "counter", counter.help());
             for ((_, service), value) in counters.iter().filter(|((c, _), _)| *c == counter) {
                 let _ = writeln!(

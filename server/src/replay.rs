@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::routing::RouteCache;
 use crate::store::{EventFilter, Millis, NewDelivery, Product, Store, StoreError, StoredEvent};
 use lookout::Event;
 use lookout::config::ServiceTable;
@@ -311,9 +312,10 @@ pub struct Sent {
 /// Sends a replay of one product: stores the config's services that differ from the
 /// product's (the workers deliver with the product's stored services), then adds one
 /// delivery per event and service whose requests changed or are new, due now, with
-/// [`replay_id`]s.
+/// [`replay_id`]s, in the lanes of the product's services as now stored (`routes`).
 pub async fn send(
     store: &dyn Store,
+    routes: &RouteCache,
     product: &str,
     services: &[ServiceTable],
     report: &ReplayReport,
@@ -332,7 +334,10 @@ pub async fn send(
             sent.stored_services.push(table.instance.name.clone());
         }
     }
-    let mut by_event: Vec<(&str, Vec<NewDelivery>)> = Vec::new();
+    let Some(routes) = routes.routes(store, product).await? else {
+        return Ok(sent);
+    };
+    let mut by_event: Vec<(&str, Vec<&ServiceTable>)> = Vec::new();
     for comparison in &report.comparisons {
         if comparison.product != product
             || !matches!(comparison.change, Change::Changed | Change::New)
@@ -345,21 +350,29 @@ pub async fn send(
         else {
             continue;
         };
-        let delivery = NewDelivery {
-            id: replay_id(&comparison.event_id, table),
-            instance: table.instance.name.clone(),
-            service: table.instance.service_name().to_owned(),
-        };
         match by_event
             .iter_mut()
             .find(|(id, _)| *id == comparison.event_id)
         {
-            Some((_, deliveries)) => deliveries.push(delivery),
-            None => by_event.push((&comparison.event_id, vec![delivery])),
+            Some((_, tables)) => tables.push(table),
+            None => by_event.push((&comparison.event_id, vec![table])),
         }
     }
-    for (event_id, deliveries) in &by_event {
-        let added = store.enqueue(event_id, product, deliveries, now).await?;
+    for (event_id, tables) in &by_event {
+        let Some(payload) = store.event_payload(event_id).await? else {
+            continue;
+        };
+        let Ok(event) = Event::parse(&payload) else {
+            continue;
+        };
+        let deliveries: Vec<NewDelivery> = tables
+            .iter()
+            .filter_map(|table| {
+                let route = routes.route(&table.instance.name)?;
+                Some(route.delivery(product, &event, replay_id(event_id, table)))
+            })
+            .collect();
+        let added = store.enqueue(event_id, product, &deliveries, now).await?;
         sent.added += added;
         sent.already += deliveries.len() - added;
     }

@@ -28,10 +28,11 @@ use tokio::task::JoinSet;
 
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{RetrySchedule, WorkerConfig};
+use crate::routing::{RouteCache, Routes};
 use crate::store::upkeep::TargetResult;
 use crate::store::{
-    AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis, now_ms,
-    validate_stored,
+    AttemptOutcome, AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis,
+    now_ms,
 };
 use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
@@ -43,6 +44,8 @@ use lookout::payload::Event;
 #[derive(Clone)]
 pub struct Worker {
     pub store: Arc<dyn Store>,
+    /// The products' services, resolved once per change (shared with the intake).
+    pub routes: Arc<RouteCache>,
     pub transport: Transport,
     pub config: Arc<WorkerConfig>,
     pub metrics: Arc<Metrics>,
@@ -234,7 +237,20 @@ impl Worker {
 
     /// One attempt of one claimed delivery, handed to the recorder.
     async fn process(&self, claimed: Claimed, outcomes: &mpsc::Sender<(String, Finish)>) {
-        let finish = attempt(&claimed, &self.transport, &self.config.schedule).await;
+        let schedule = &self.config.schedule;
+        let finish = match self.routes_of(&claimed).await {
+            Ok(routes) => {
+                let service = resolve(&claimed, routes.as_deref());
+                attempt(&claimed, service, &self.transport, schedule).await
+            }
+            Err(err) => {
+                let service = Err((
+                    None,
+                    format!("reading the product's services failed: {err}"),
+                ));
+                attempt(&claimed, service, &self.transport, schedule).await
+            }
+        };
         self.count(&claimed.service, &finish);
         // Alerts and health first: the recorder takes the outcome.
         self.watch(&claimed, &finish).await;
@@ -243,17 +259,28 @@ impl Worker {
         }
     }
 
+    /// The claimed delivery's product as the attempt must see it: as of the generation
+    /// the claim read, or newer (`None`: the product is gone).
+    async fn routes_of(&self, claimed: &Claimed) -> crate::store::Result<Option<Arc<Routes>>> {
+        let Some(generation) = claimed.generation else {
+            return Ok(None);
+        };
+        self.routes
+            .at_least(self.store.as_ref(), &claimed.product, generation)
+            .await
+    }
+
     fn count(&self, service: &str, finish: &Finish) {
         let metrics = &self.metrics;
         for attempt in &finish.attempts {
             if attempt.target.is_some() {
                 metrics.observe(service, Duration::from_millis(attempt.duration_ms));
             }
-            if attempt.outcome == "failed" {
-                metrics.count(Counter::Failed, service);
-            }
-            if attempt.outcome == LOCAL_OUTCOME {
-                metrics.count(Counter::Local, service);
+            match attempt.outcome {
+                AttemptOutcome::Failed => metrics.count(Counter::Failed, service),
+                AttemptOutcome::Local => metrics.count(Counter::Local, service),
+                AttemptOutcome::Throttled => metrics.count(Counter::Throttled, service),
+                _ => {}
             }
         }
         match finish.status {
@@ -269,8 +296,8 @@ impl Worker {
 const RECORD_BATCH: usize = 256;
 
 /// Records the outcomes `finished` receives, every one waiting in one transaction,
-/// until every sender is gone. A batch that scheduled a retry wakes the claimer, whose
-/// wait may have been measured before that retry was due.
+/// until every sender is gone. Each batch wakes the claimer: its lanes have room again,
+/// and a retry it scheduled may be due before the claimer's wait ends.
 async fn record_outcomes(
     store: Arc<dyn Store>,
     owner: String,
@@ -289,39 +316,68 @@ async fn record_outcomes(
                 Err(err) => tracing::error!("recording {} attempt(s) failed: {err}", batch.len()),
             }
         }
-        if batch
-            .iter()
-            .any(|(_, finish)| finish.status == Status::Failed)
-        {
-            wake.notify_one();
-        }
+        // A finished attempt frees a slot of its lane, and a retry may be due before
+        // the claimer's wait ends.
+        wake.notify_one();
         batch.clear();
     }
 }
 
-/// The outcome recorded for a request that failed because of this machine (out of file
-/// descriptors or memory): not counted against the target's retry schedule.
-pub const LOCAL_OUTCOME: &str = "local";
-
 /// How soon a delivery that failed only for local reasons is tried again.
 const LOCAL_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a delivery may be asked to wait (`429`, `Retry-After`) before further
+/// waits count as failures of the retry schedule: a destination that only ever says
+/// "later" must not keep a delivery for ever.
+const MOST_THROTTLES: u32 = 25;
+
+/// The configured service a claimed delivery is for, as its product is now: `Err` with
+/// the final status (`None`: failed, retry) and why not.
+pub type Resolved<'a> = Result<&'a Instance, (Option<Status>, String)>;
+
+/// What a claimed delivery is sent with, from its product's [`Routes`] (`None`: the
+/// product is gone).
+pub fn resolve<'a>(claimed: &Claimed, routes: Option<&'a Routes>) -> Resolved<'a> {
+    let Some(route) = routes.and_then(|routes| routes.route(&claimed.instance)) else {
+        let reason = format!("the product no longer has a service `{}`", claimed.instance);
+        return Err((Some(Status::Dead), reason));
+    };
+    if !route.enabled {
+        let reason = format!("`{}` is switched off", claimed.instance);
+        return Err((Some(Status::Skipped), reason));
+    }
+    // Options that no longer validate can be fixed (`lookout products …`): retry.
+    route
+        .instance
+        .as_ref()
+        .map_err(|problems| (None, problems.clone()))
+}
 
 /// Makes one attempt of a claimed delivery and says what to record.
 ///
 /// The service sends as it always does, through [`run_service`] (the deadline, panics,
 /// why nothing was built), with a one-try transport that skips the targets already
 /// answered and records each request's try; the [`Finish`] comes from that record.
-pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetrySchedule) -> Finish {
+pub async fn attempt(
+    claimed: &Claimed,
+    service: Resolved<'_>,
+    transport: &Transport,
+    schedule: &RetrySchedule,
+) -> Finish {
     let ending = Ending {
         claimed,
         number: claimed.attempts + 1,
         at: now_ms(),
         schedule,
     };
-    let (instance, event) = match rebuild(claimed) {
-        Ok(rebuilt) => rebuilt,
+    let instance = match service {
+        Ok(instance) => instance,
         Err((Some(status), reason)) => return ending.without_sending(status, reason),
         Err((None, reason)) => return ending.failed_without_sending(reason),
+    };
+    let event = match Event::parse(&claimed.payload) {
+        Ok(event) => Arc::new(event),
+        Err(err) => return ending.without_sending(Status::Dead, format!("stored payload: {err}")),
     };
     let answered = claimed
         .done_targets
@@ -330,42 +386,60 @@ pub async fn attempt(claimed: &Claimed, transport: &Transport, schedule: &RetryS
         .cloned()
         .collect();
     let transport = transport.one_try(answered);
-    let event = Arc::new(event);
-    let reported = run_service(&instance, &event, claimed.id.clone(), &transport).await;
+    let reported = run_service(instance, &event, claimed.id.clone(), &transport).await;
     ending.after(&reported, &transport.attempts())
 }
 
-/// The configured service and the event, from what is stored; or the final status
-/// (`None`: failed, retry) and why not.
-fn rebuild(claimed: &Claimed) -> Result<(Instance, Event), (Option<Status>, String)> {
-    let Some(options) = &claimed.options else {
-        let reason = format!("the product no longer has a service `{}`", claimed.instance);
-        return Err((Some(Status::Dead), reason));
-    };
-    if !crate::store::is_enabled(options) {
-        let reason = format!("`{}` is switched off", claimed.instance);
-        return Err((Some(Status::Skipped), reason));
-    }
-    // Options that no longer validate can be fixed (`lookout products …`): retry.
-    let instance = validate_stored(&claimed.instance, &claimed.service, options).map_err(|p| {
-        let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
-        (None, shown.join("; "))
-    })?;
-    let event = Event::parse(&claimed.payload)
-        .map_err(|err| (Some(Status::Dead), format!("stored payload: {err}")))?;
-    Ok((instance, event))
+/// How one target fared in an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fared {
+    Answered,
+    Failed,
+    /// This machine ran short.
+    Local,
+    /// Asked to wait (`429`, `Retry-After`).
+    Throttled,
+    Gone,
+    Skipped,
 }
 
-/// How each target that was sent to fared: a failure of this machine says nothing about
-/// the target, and a "gone" answer disables it anyway.
+impl Fared {
+    fn of(delivery: &Delivery) -> Fared {
+        match &delivery.outcome {
+            Outcome::Delivered { .. } => Fared::Answered,
+            Outcome::Skipped { .. } => Fared::Skipped,
+            Outcome::Disabled { .. } => Fared::Gone,
+            Outcome::Failed { .. } if delivery.retry == Retry::Local => Fared::Local,
+            Outcome::Failed { .. } if delivery.retry.after().is_some() => Fared::Throttled,
+            Outcome::Failed { .. } => Fared::Failed,
+        }
+    }
+
+    fn outcome(self) -> AttemptOutcome {
+        match self {
+            Fared::Answered => AttemptOutcome::Delivered,
+            Fared::Failed => AttemptOutcome::Failed,
+            Fared::Local => AttemptOutcome::Local,
+            Fared::Throttled => AttemptOutcome::Throttled,
+            Fared::Gone => AttemptOutcome::Disabled,
+            Fared::Skipped => AttemptOutcome::Skipped,
+        }
+    }
+
+    fn is_failure(self) -> bool {
+        matches!(self, Fared::Failed | Fared::Local | Fared::Throttled)
+    }
+}
+
+/// How each target that was sent to fared, for its health: a failure of this machine
+/// or a wait asked for says nothing against the target, and a "gone" answer disables
+/// it anyway.
 fn health(rows: &[(Option<&str>, &Delivery)]) -> Vec<TargetResult> {
     rows.iter()
         .filter_map(|&(key, delivery)| {
-            let failure = match &delivery.outcome {
-                Outcome::Delivered { .. } => None,
-                Outcome::Failed { reason, .. } if delivery.retry != Retry::Local => {
-                    Some(reason.clone())
-                }
+            let failure = match (Fared::of(delivery), &delivery.outcome) {
+                (Fared::Answered | Fared::Throttled, _) => None,
+                (Fared::Failed, Outcome::Failed { reason, .. }) => Some(reason.clone()),
                 _ => return None,
             };
             Some(TargetResult {
@@ -386,34 +460,46 @@ struct Ending<'a> {
 }
 
 impl Ending<'_> {
-    fn record(&self, outcome: &str, error: Option<String>) -> AttemptRecord {
+    fn record(&self, outcome: AttemptOutcome, error: Option<String>) -> AttemptRecord {
         AttemptRecord {
             number: self.number,
             at: self.at,
             duration_ms: 0,
             target: None,
-            outcome: outcome.to_owned(),
+            outcome,
             status: None,
             error,
+        }
+    }
+
+    /// A finish that keeps the delivery as it was, to be filled in.
+    fn finish(&self, status: Status) -> Finish {
+        Finish {
+            status,
+            next_at: None,
+            step: self.claimed.step,
+            done_targets: self.claimed.done_targets.clone(),
+            last_error: None,
+            attempts: Vec::new(),
+            disable: Vec::new(),
+            health: Vec::new(),
+            latency_ms: None,
+            hold_until: None,
+            throttled: false,
         }
     }
 
     /// A final state reached without sending anything.
     fn without_sending(&self, status: Status, reason: String) -> Finish {
         let outcome = if status == Status::Skipped {
-            "skipped"
+            AttemptOutcome::Skipped
         } else {
-            "failed"
+            AttemptOutcome::Failed
         };
         Finish {
-            status,
-            next_at: None,
-            step: self.claimed.step,
-            done_targets: self.claimed.done_targets.clone(),
             last_error: (status != Status::Skipped).then(|| reason.clone()),
             attempts: vec![self.record(outcome, Some(reason))],
-            disable: Vec::new(),
-            health: Vec::new(),
+            ..self.finish(status)
         }
     }
 
@@ -468,19 +554,20 @@ impl Ending<'_> {
     /// `rows`: each target's try (with its key), and the failures that sent nothing.
     fn after_sending(&self, rows: Vec<(Option<&str>, &Delivery)>, none_sent: bool) -> Finish {
         let mut finish = Finish {
-            status: Status::Delivered,
-            next_at: None,
-            step: self.claimed.step,
-            done_targets: self.claimed.done_targets.clone(),
-            last_error: None,
-            attempts: Vec::new(),
-            disable: Vec::new(),
             health: health(&rows),
+            latency_ms: rows
+                .iter()
+                .filter(|(key, _)| key.is_some())
+                .map(|(_, d)| d.duration.as_millis() as u64)
+                .max(),
+            ..self.finish(Status::Delivered)
         };
-        let mut failed = false;
-        // The longest wait any target asked for (Retry-After) bounds the next attempt.
+        // The longest wait any target asked for (Retry-After) bounds the next attempt,
+        // and holds its destination until then.
         let asked = rows.iter().filter_map(|(_, d)| d.retry.after()).max();
+        finish.hold_until = asked.map(|wait| self.at.saturating_add(millis(wait)));
         for &(key, delivery) in &rows {
+            let fared = Fared::of(delivery);
             let (status, error) = match &delivery.outcome {
                 Outcome::Delivered { status } => {
                     finish.done_targets.extend(key.map(str::to_owned));
@@ -488,7 +575,6 @@ impl Ending<'_> {
                 }
                 Outcome::Skipped { reason } => (None, Some(reason.clone())),
                 Outcome::Failed { reason, status } => {
-                    failed = true;
                     finish.last_error = Some(reason.clone());
                     (*status, Some(reason.clone()))
                 }
@@ -503,30 +589,25 @@ impl Ending<'_> {
                     (Some(*status), Some(reason.clone()))
                 }
             };
-            let outcome = match delivery.retry {
-                Retry::Local if delivery.outcome.is_failure() => LOCAL_OUTCOME,
-                _ => delivery.outcome.label(),
-            };
             finish.attempts.push(AttemptRecord {
                 duration_ms: delivery.duration.as_millis() as u64,
                 target: delivery.target.clone(),
-                outcome: outcome.to_owned(),
                 status,
                 error,
-                ..self.record("", None)
+                ..self.record(fared.outcome(), None)
             });
         }
+        let failures: Vec<(Fared, &Delivery)> = rows
+            .iter()
+            .map(|(_, d)| (Fared::of(d), *d))
+            .filter(|(fared, _)| fared.is_failure())
+            .collect();
+        let only = |kind: Fared| !failures.is_empty() && failures.iter().all(|(f, _)| *f == kind);
         // A failure no retry can fix (a 4xx other than 408, 425 or 429: the target
         // refused the request itself; a payload that lacks something) is dead at once,
         // as the retry policy says; an operator can redeliver it after fixing the options.
-        let hopeless = rows
-            .iter()
-            .all(|(_, d)| !d.outcome.is_failure() || !d.retry.is_retryable());
-        let only_local = rows
-            .iter()
-            .filter(|(_, d)| d.outcome.is_failure())
-            .all(|(_, d)| d.retry == Retry::Local);
-        if failed && only_local {
+        let hopeless = failures.iter().all(|(_, d)| !d.retry.is_retryable());
+        if only(Fared::Local) {
             // This machine ran short, not the target: soon again, on the same step.
             tracing::warn!(
                 "delivery {}: failed for want of local resources; again in {}s",
@@ -535,10 +616,15 @@ impl Ending<'_> {
             );
             finish.status = Status::Failed;
             finish.next_at = Some(now_ms().saturating_add(millis(LOCAL_RETRY)));
-        } else if failed && hopeless {
+        } else if only(Fared::Throttled) && self.claimed.throttles < MOST_THROTTLES {
+            // Asked to wait, not refused: again when the destination said, on the same
+            // step of the schedule.
+            finish.status = Status::Failed;
+            finish.next_at = finish.hold_until;
+            finish.throttled = true;
+        } else if !failures.is_empty() && hopeless {
             finish.status = Status::Dead;
-            finish.next_at = None;
-        } else if failed {
+        } else if !failures.is_empty() {
             self.reschedule(&mut finish, asked);
         } else if finish.done_targets.is_empty() && !finish.disable.is_empty() {
             finish.status = Status::Disabled;
@@ -547,7 +633,7 @@ impl Ending<'_> {
             // Every target was disabled earlier.
             finish.status = Status::Disabled;
             finish.attempts.push(self.record(
-                "disabled",
+                AttemptOutcome::Disabled,
                 Some("every target of this service is disabled (410 Gone)".to_owned()),
             ));
         }
@@ -562,23 +648,70 @@ mod tests {
     use lookout::Settings;
     use lookout::request::HttpRequest;
     use lookout_testkit::{CaptureServer, Reply};
-    use serde_json::{Map, json};
+    use serde_json::{Map, Value, json};
+
+    use crate::store::{Product, StoredInstance};
 
     use crate::echo::PAYLOAD;
 
-    fn claimed(urls: &[String]) -> Claimed {
-        Claimed {
-            id: "msg_stable".to_owned(),
-            event_id: "evt_1".to_owned(),
-            product: "p1".to_owned(),
-            instance: "hook".to_owned(),
-            service: "echo".to_owned(),
-            payload: PAYLOAD.to_owned(),
-            attempts: 0,
-            step: 0,
-            done_targets: Vec::new(),
+    /// A claimed delivery, with its service's options as stored now (`None`: removed).
+    struct Stored {
+        claimed: Claimed,
+        options: Option<Map<String, Value>>,
+    }
+
+    impl Stored {
+        /// One attempt, its service resolved as the worker resolves it.
+        async fn attempt(&self, schedule: &RetrySchedule) -> Finish {
+            let instances = self.options.clone().map(|options| StoredInstance {
+                name: self.claimed.instance.clone(),
+                service: self.claimed.service.clone(),
+                options,
+            });
+            let product = Product {
+                id: self.claimed.product.clone(),
+                instances: instances.into_iter().collect(),
+                disabled: Vec::new(),
+                alerts: None,
+                generation: 1,
+            };
+            let routes = Routes::of(&product, transport().settings());
+            let service = resolve(&self.claimed, Some(&routes));
+            attempt(&self.claimed, service, &transport(), schedule).await
+        }
+    }
+
+    impl std::ops::Deref for Stored {
+        type Target = Claimed;
+        fn deref(&self) -> &Claimed {
+            &self.claimed
+        }
+    }
+
+    impl std::ops::DerefMut for Stored {
+        fn deref_mut(&mut self) -> &mut Claimed {
+            &mut self.claimed
+        }
+    }
+
+    fn claimed(urls: &[String]) -> Stored {
+        Stored {
+            claimed: Claimed {
+                id: "msg_stable".to_owned(),
+                event_id: "evt_1".to_owned(),
+                product: "p1".to_owned(),
+                instance: "hook".to_owned(),
+                service: "echo".to_owned(),
+                payload: PAYLOAD.to_owned(),
+                attempts: 0,
+                step: 0,
+                done_targets: Vec::new(),
+                generation: Some(1),
+                disabled_targets: Vec::new(),
+                lane: "lane".to_owned(),
+                throttles: 0,
+            },
             options: json!({ "urls": urls }).as_object().cloned(),
-            disabled_targets: Vec::new(),
         }
     }
 
@@ -608,7 +741,7 @@ mod tests {
         let urls = [format!("{}/a", server.url()), format!("{}/b", server.url())];
         let mut delivery = claimed(&urls);
 
-        let first = attempt(&delivery, &transport(), &schedule("1s")).await;
+        let first = delivery.attempt(&schedule("1s")).await;
         assert_eq!(first.status, Status::Failed);
         assert_eq!(first.step, 1);
         assert_eq!(first.done_targets.len(), 1, "/a got it");
@@ -622,7 +755,7 @@ mod tests {
         delivery.attempts = 1;
         delivery.step = first.step;
         delivery.done_targets = first.done_targets.clone();
-        let second = attempt(&delivery, &transport(), &schedule("1s")).await;
+        let second = delivery.attempt(&schedule("1s")).await;
         assert_eq!(second.status, Status::Delivered);
         assert_eq!(second.attempts.len(), 1, "only /b was sent again");
         assert_eq!(second.attempts[0].number, 2);
@@ -640,25 +773,22 @@ mod tests {
         let server = CaptureServer::start();
         server.script("/gone", [Reply::status(410)]);
         server.script("/down", [Reply::status(503)]);
-        let gone = attempt(
-            &claimed(&[format!("{}/gone", server.url())]),
-            &transport(),
-            &schedule("1s"),
-        )
-        .await;
+        let gone = claimed(&[format!("{}/gone", server.url())])
+            .attempt(&schedule("1s"))
+            .await;
         assert_eq!(gone.status, Status::Disabled);
         assert_eq!(gone.disable.len(), 1);
 
         let mut down = claimed(&[format!("{}/down", server.url())]);
         down.step = 1; // one failure already: the one-delay schedule is used up
-        let dead = attempt(&down, &transport(), &schedule("1s")).await;
+        let dead = down.attempt(&schedule("1s")).await;
         assert_eq!(dead.status, Status::Dead);
         assert_eq!(dead.attempts[0].status, Some(503));
 
         // A later event for the same product: the gone target is skipped.
         let mut again = claimed(&[format!("{}/gone", server.url())]);
         again.disabled_targets = vec![gone.disable[0].key.clone()];
-        let skipped = attempt(&again, &transport(), &schedule("1s")).await;
+        let skipped = again.attempt(&schedule("1s")).await;
         assert_eq!(skipped.status, Status::Disabled);
         assert_eq!(server.requests_to("/gone").len(), 1);
     }
@@ -668,13 +798,14 @@ mod tests {
         let store = crate::store::sqlite::SqliteStore::open(dir.join("lookout.db"))
             .await
             .unwrap();
+        let settings = Settings {
+            deadline,
+            ..Settings::default()
+        };
         Worker {
             store: Arc::new(store),
-            transport: Transport::new(Settings {
-                deadline,
-                ..Settings::default()
-            })
-            .unwrap(),
+            routes: Arc::new(RouteCache::new(settings.clone())),
+            transport: Transport::new(settings).unwrap(),
             config: Arc::new(WorkerConfig {
                 lease,
                 ..WorkerConfig::default()
@@ -756,29 +887,25 @@ mod tests {
 
     #[tokio::test]
     async fn what_cannot_be_sent() {
-        let t = transport();
         let mut removed = claimed(&[]);
         removed.options = None;
-        assert_eq!(
-            attempt(&removed, &t, &schedule("1s")).await.status,
-            Status::Dead
-        );
+        assert_eq!(removed.attempt(&schedule("1s")).await.status, Status::Dead);
 
         let mut invalid = claimed(&[]); // `urls` is required: fixable, so retried
         invalid.options = Some(Map::new());
         assert_eq!(
-            attempt(&invalid, &t, &schedule("1s")).await.status,
+            invalid.attempt(&schedule("1s")).await.status,
             Status::Failed
         );
 
-        let none = attempt(&claimed(&[]), &t, &schedule("1s")).await;
+        let none = claimed(&[]).attempt(&schedule("1s")).await;
         assert_eq!(none.status, Status::Skipped, "no request built: {none:?}");
 
         let mut nothing = claimed(&["http://127.0.0.1:9/".to_owned()]);
         nothing.payload = PAYLOAD.replace("Item", "Nothing");
-        let skipped = attempt(&nothing, &t, &schedule("1s")).await;
+        let skipped = nothing.attempt(&schedule("1s")).await;
         assert_eq!(skipped.status, Status::Skipped);
-        assert_eq!(skipped.attempts[0].outcome, "skipped");
+        assert_eq!(skipped.attempts[0].outcome, AttemptOutcome::Skipped);
     }
 
     #[tokio::test]
@@ -786,7 +913,7 @@ mod tests {
         let mut delivery = claimed(&[]);
         delivery.service = "panics".to_owned();
         delivery.options = Some(Map::new());
-        let finish = attempt(&delivery, &transport(), &schedule("1s")).await;
+        let finish = delivery.attempt(&schedule("1s")).await;
         assert_eq!(finish.status, Status::Failed, "{finish:?}");
         assert!(finish.next_at.is_some(), "rescheduled");
         let error = finish.last_error.unwrap_or_default();
@@ -804,10 +931,10 @@ mod tests {
         })
         .as_object()
         .cloned();
-        let first = attempt(&delivery, &transport(), &schedule("1s")).await;
+        let first = delivery.attempt(&schedule("1s")).await;
         assert_eq!(first.status, Status::Failed);
         delivery.step = 1;
-        let second = attempt(&delivery, &transport(), &schedule("1s")).await;
+        let second = delivery.attempt(&schedule("1s")).await;
         assert_eq!(second.status, Status::Delivered);
         let ids: Vec<String> = server
             .requests()

@@ -173,7 +173,8 @@ impl Transport {
     /// This transport trying each request once and recording the try (see
     /// [`Transport::attempts`]), and not sending to the targets whose
     /// [`Outgoing::target_key`] is in `answered`: for a caller that schedules its own
-    /// retries (the durable worker). Its clones share the record.
+    /// retries and keeps its targets' pace itself (the durable worker). Its clones share
+    /// the record.
     pub fn one_try(&self, answered: HashSet<String>) -> Transport {
         let one_try = OneTry {
             answered,
@@ -412,7 +413,9 @@ impl Transport {
         target: &url::Url,
         end: Instant,
     ) -> Result<Duration, (String, Retry)> {
-        if let Some(limit) = &self.rate_limit
+        // A one-try transport's caller keeps the pace itself (the durable worker claims
+        // a delivery only when its destination has a slot): it never waits here.
+        if let (Some(limit), Mode::Retrying) = (&self.rate_limit, &self.mode)
             && let Err(no_slot) = self.limiters.wait(limit, target, end).await
         {
             // Nothing was sent; there is a slot later (beyond this budget).

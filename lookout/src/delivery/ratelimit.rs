@@ -94,6 +94,21 @@ impl RateLimit {
 
     /// The key requests to one target share. Never printed: a URL path may hold a key.
     fn key(&self, url: &Url) -> String {
+        self.scope.key(url)
+    }
+
+    fn quota(&self) -> Quota {
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(self.every.max(Duration::from_nanos(1)))
+            .expect("a non-zero period")
+            .allow_burst(burst)
+    }
+}
+
+impl Scope {
+    /// What requests to `url` count as one target by. Never printed: a URL path may
+    /// hold a key.
+    pub fn key(self, url: &Url) -> String {
         let origin = match url.origin() {
             origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
             // `smtp://host:port` has no web origin: the server is the target.
@@ -104,17 +119,10 @@ impl RateLimit {
                 url.port().unwrap_or_default()
             ),
         };
-        match self.scope {
+        match self {
             Scope::Url => format!("{origin}{}", url.path()),
             Scope::Origin => origin,
         }
-    }
-
-    fn quota(&self) -> Quota {
-        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        Quota::with_period(self.every.max(Duration::from_nanos(1)))
-            .expect("a non-zero period")
-            .allow_burst(burst)
     }
 }
 

@@ -433,6 +433,21 @@ impl Outgoing {
         }
     }
 
+    /// The URL its target's pace is counted by (see
+    /// [`ratelimit`](crate::delivery::ratelimit)): the request's URL, the SMTP server's,
+    /// the broker's.
+    pub fn pace_url(&self) -> Result<url::Url, String> {
+        match self {
+            Outgoing::Http(request) => Ok(request.url.clone()),
+            Outgoing::Email(email) => email
+                .server
+                .url()
+                .parse()
+                .map_err(|e| format!("not an SMTP server address: {e}")),
+            Outgoing::Publish(publish) => publish.broker_url(),
+        }
+    }
+
     /// Identifies the target across tries of one delivery: the durable worker records
     /// which targets already got it under this key. A hash of the method (or `SMTP`, the
     /// server and the recipients; or the protocol, the broker and the place in it) and

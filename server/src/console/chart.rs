@@ -4,12 +4,19 @@
 
 use std::fmt::Write as _;
 
-use crate::store::{Activity, Millis};
+use crate::store::{Activity, AttemptOutcome, Millis};
 
 const WIDTH: f64 = 600.0;
 const HEIGHT: f64 = 120.0;
-/// The outcomes of attempts, bottom to top.
-const OUTCOMES: [&str; 4] = ["delivered", "skipped", "failed", "disabled"];
+/// The outcomes of attempts, bottom to top (a failure of this machine is drawn as a
+/// failure).
+const OUTCOMES: [AttemptOutcome; 5] = [
+    AttemptOutcome::Delivered,
+    AttemptOutcome::Skipped,
+    AttemptOutcome::Throttled,
+    AttemptOutcome::Failed,
+    AttemptOutcome::Disabled,
+];
 
 /// Stacked bars of attempts per bucket by outcome, over `[from, from + buckets * size)`.
 pub fn outcomes(activity: &Activity, from: Millis, size: Millis, buckets: usize) -> String {
@@ -18,7 +25,11 @@ pub fn outcomes(activity: &Activity, from: Millis, size: Millis, buckets: usize)
         let Some(slot) = bucket_index(*start, from, size, buckets) else {
             continue;
         };
-        let kind = OUTCOMES.iter().position(|o| o == outcome).unwrap_or(2);
+        let drawn = match outcome {
+            AttemptOutcome::Local => AttemptOutcome::Failed,
+            other => *other,
+        };
+        let kind = OUTCOMES.iter().position(|o| *o == drawn).unwrap_or(3);
         counts[slot][kind] += n;
     }
     let peak = counts
@@ -134,10 +145,10 @@ mod tests {
     fn bars_stack_by_outcome_within_the_window() {
         let activity = Activity {
             counts: vec![
-                (0, "delivered".into(), 3),
-                (0, "failed".into(), 1),
-                (60_000, "delivered".into(), 4),
-                (-60_000, "delivered".into(), 9),
+                (0, AttemptOutcome::Delivered, 3),
+                (0, AttemptOutcome::Failed, 1),
+                (60_000, AttemptOutcome::Delivered, 4),
+                (-60_000, AttemptOutcome::Delivered, 9),
             ],
             ..Activity::default()
         };

@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::lanes::Lane;
 use crate::tokens::{NewToken, Token};
 use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
@@ -340,6 +341,27 @@ pub struct NewDelivery {
     pub id: String,
     pub instance: String,
     pub service: String,
+    /// The lane it waits in (not part of the intake's answer).
+    #[serde(skip)]
+    pub lane: Lane,
+    /// Set when its service orders deliveries by a payload value: deliveries with equal
+    /// keys are attempted one at a time, in the order they were stored.
+    #[serde(skip)]
+    pub order_key: Option<String>,
+}
+
+impl NewDelivery {
+    /// A delivery of `product`'s configured service `instance`, in a lane of its own and
+    /// in no order: for a service whose destination is not known, and for tests.
+    pub fn in_own_lane(product: &str, id: &str, instance: &str, service: &str) -> NewDelivery {
+        NewDelivery {
+            id: id.to_owned(),
+            instance: instance.to_owned(),
+            service: service.to_owned(),
+            lane: Lane::own(product, instance),
+            order_key: None,
+        }
+    }
 }
 
 /// A delivery a worker claimed, with everything needed to attempt it.
@@ -357,10 +379,71 @@ pub struct Claimed {
     pub step: u32,
     /// Targets already delivered to: never sent again for this delivery.
     pub done_targets: Vec<String>,
-    /// The instance's options now, or `None` if it was removed from the product.
-    pub options: Option<Map<String, Value>>,
+    /// The product's [`Generation`] now (its services as the attempt must see them), or
+    /// `None` if the product was removed.
+    pub generation: Option<Generation>,
     /// The keys of this instance's targets that answered 410 Gone.
     pub disabled_targets: Vec<String>,
+    /// The lane it was claimed from.
+    pub lane: String,
+    /// How often its destination asked it to wait (`429`, `Retry-After`).
+    pub throttles: u32,
+}
+
+/// How one request of an attempt ended, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Refused or unanswered: it counts towards the target's health.
+    Failed,
+    /// The target is gone (410, or its platform's "gone" answer).
+    Disabled,
+    /// Nothing to send (not listening, nothing built, sent in an earlier attempt).
+    Skipped,
+    /// This machine ran short (file descriptors, memory): the target is not to blame.
+    Local,
+    /// The destination asked for a wait (`429`, `Retry-After`): not a failure of the
+    /// target, and not a step of the retry schedule.
+    Throttled,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 6] = [
+        AttemptOutcome::Delivered,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Disabled,
+        AttemptOutcome::Skipped,
+        AttemptOutcome::Local,
+        AttemptOutcome::Throttled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Disabled => "disabled",
+            AttemptOutcome::Skipped => "skipped",
+            AttemptOutcome::Local => "local",
+            AttemptOutcome::Throttled => "throttled",
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AttemptOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == s)
+            .ok_or_else(|| format!("unknown attempt outcome `{s}`"))
+    }
 }
 
 /// One request of one attempt, as recorded.
@@ -372,8 +455,7 @@ pub struct AttemptRecord {
     pub duration_ms: u64,
     /// Where it went, redacted; none when nothing was sent.
     pub target: Option<String>,
-    /// `delivered`, `failed`, `disabled`, `skipped`.
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub status: Option<u16>,
     /// Why it failed, redacted.
     pub error: Option<String>,
@@ -395,6 +477,14 @@ pub struct Finish {
     /// of each target that answered over; failures are counted by
     /// [`Upkeep::record_health`].
     pub health: Vec<upkeep::TargetResult>,
+    /// How long the slowest request of the attempt took: its lane's answer time.
+    pub latency_ms: Option<u64>,
+    /// The destination asked for no request before this (`Retry-After`): its lanes
+    /// wait until then.
+    pub hold_until: Option<Millis>,
+    /// It was asked to wait rather than refused: the attempt did not use a step of the
+    /// retry schedule.
+    pub throttled: bool,
 }
 
 /// A delivery as operators see it.
@@ -506,7 +596,7 @@ impl Stats {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Activity {
     /// (bucket start, outcome, count), oldest first.
-    pub counts: Vec<(Millis, String, u64)>,
+    pub counts: Vec<(Millis, AttemptOutcome, u64)>,
     /// (when, duration in ms) of at most [`ACTIVITY_DURATIONS`] recent attempts.
     pub durations: Vec<(Millis, u64)>,
     /// The product's deliveries by status, all time.
@@ -561,7 +651,9 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     }
 
     /// Leases up to `limit` deliveries due at `now` to `owner` until `now + lease`,
-    /// earliest due first.
+    /// taking lanes in turn (the one served longest ago first) and from each only what
+    /// its destination's pace and its cap on attempts in flight allow now (see
+    /// [`lanes`](crate::lanes)); within a lane, the earliest due first.
     async fn claim(
         &self,
         owner: &str,

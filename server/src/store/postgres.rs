@@ -20,6 +20,7 @@
 //! for TLS (`sslmode=require` or `verify-full`, see [`tls`]). A password is read from the URL or, better, from
 //! `$PGPASSWORD`, which no other user of the machine can read in a process list.
 
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -29,18 +30,18 @@ use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use futures::{Stream, StreamExt as _, stream};
-use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
-    DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, from_json,
-    millis, now_ms, status_of, to_json,
+    Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
+    DeliveryRow, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
+    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, from_json, millis, now_ms, status_of, to_json,
 };
+use crate::lanes::{AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, lanes_per_claim, news};
 use crate::tokens::{NewToken, Token};
 
 #[path = "postgres_tls.rs"]
@@ -79,6 +80,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         6,
         "config_generation",
         include_str!("../../migrations/postgres/0006_config_generation.sql"),
+    ),
+    (
+        7,
+        "lanes",
+        include_str!("../../migrations/postgres/0007_lanes.sql"),
     ),
 ];
 
@@ -126,6 +132,12 @@ impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         backend(&err)
     }
+}
+
+/// Attempt outcomes are kept as their names.
+fn outcome_at(row: &Row, index: usize) -> Result<AttemptOutcome> {
+    let name: &str = row.try_get(index)?;
+    name.parse().map_err(StoreError::Corrupt)
 }
 
 impl From<PoolError> for StoreError {
@@ -344,12 +356,13 @@ async fn insert_instance(
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
-    let generation = config_generation(client, false).await?;
-    let found = query(client, "SELECT alerts FROM products WHERE id = $1", &[&id]).await?;
+    let sql = "SELECT alerts, generation FROM products WHERE id = $1";
+    let found = query(client, sql, &[&id]).await?;
     let Some(row) = found.first() else {
         return Ok(None);
     };
     let alerts: Option<String> = row.try_get(0)?;
+    let generation: Generation = row.try_get(1)?;
     let mut instances = Vec::new();
     for row in query(
         client,
@@ -390,61 +403,300 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
     }))
 }
 
-/// The services' generation; `locked` holds it until the transaction ends (see
-/// `accept_batch`).
-async fn config_generation(client: &impl GenericClient, locked: bool) -> Result<Generation> {
-    let sql = if locked {
-        "SELECT generation FROM config_generation WHERE id = 1 FOR SHARE"
-    } else {
-        "SELECT generation FROM config_generation WHERE id = 1"
-    };
-    let rows = query(client, sql, &[]).await?;
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::Backend("config_generation has no row".into()))?;
-    Ok(row.try_get(0)?)
+/// Gives `product` the next [`Generation`]: every change to its services or alerts
+/// does (the row's lock waits for intakes accepting its events).
+async fn bump_generation(client: &impl GenericClient, product: &str) -> Result<()> {
+    execute(
+        client,
+        "UPDATE products SET generation = nextval('products_generation') WHERE id = $1",
+        &[&product],
+    )
+    .await?;
+    Ok(())
 }
 
-/// One statement: pick the due deliveries no other transaction holds (`SKIP LOCKED`),
-/// lease them, and return what an attempt needs. A delivery whose previous lease ran
-/// out without being finished or released is a takeover: counted in `lease_expiries`.
-const CLAIM: &str = "
+/// The generation of each of `products` now, held shared until the transaction ends:
+/// no change to them commits meanwhile (it would wait).
+async fn generations(
+    tx: &impl GenericClient,
+    products: &[&str],
+) -> Result<HashMap<String, Generation>> {
+    let rows = query(
+        tx,
+        "SELECT id, generation FROM products WHERE id = ANY($1) ORDER BY id FOR SHARE",
+        &[&products],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}
+
+/// Leases one lane's due deliveries (at most `$3`, earliest due first, those no other
+/// transaction holds) and returns what an attempt needs. A delivery whose previous
+/// lease ran out without being finished or released is a takeover: counted in
+/// `lease_expiries`.
+const CLAIM_IN_LANE: &str = "
 WITH due AS (
     SELECT id, lease_owner IS NOT NULL AS expired FROM deliveries
-    WHERE status IN ('pending', 'failed') AND next_at <= $1
-      AND (lease_until IS NULL OR lease_until <= $1)
-    ORDER BY next_at
-    LIMIT $2
+    WHERE lane = $1 AND status IN ('pending', 'failed') AND next_at <= $2
+      AND (lease_until IS NULL OR lease_until <= $2)
+    ORDER BY next_at, seq
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries d
-    SET lease_owner = $3, lease_until = $4,
+    SET lease_owner = $4, lease_until = $5,
         lease_expiries = d.lease_expiries + (CASE WHEN d.lease_owner IS NULL THEN 0 ELSE 1 END)
     FROM due WHERE d.id = due.id
     RETURNING d.*, due.expired
 )
 SELECT c.id, c.event_id, c.product_id, c.instance, c.service, e.payload, c.attempts, c.step,
-       c.done_targets, i.options,
+       c.done_targets, p.generation,
        ARRAY(SELECT t.target_key FROM disabled_targets t
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
-       c.expired
+       c.expired, c.lane, c.throttles
 FROM claimed c
 JOIN events e ON e.id = c.event_id
-LEFT JOIN instances i ON i.product_id = c.product_id AND i.name = c.instance
-ORDER BY c.next_at, c.id";
+LEFT JOIN products p ON p.id = c.product_id
+ORDER BY c.next_at, c.seq";
 
-/// Events and their deliveries in one statement (their columns as arrays).
-const ACCEPT: &str = "
-WITH event AS (
-    INSERT INTO events (id, product_id, payload, received_at)
-    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+/// The lanes due at `$1` a claim looks at (`$2` of them), served longest ago first,
+/// each with its attempts in flight; those another claim is looking at are skipped.
+const DUE_LANES: &str = "
+SELECT l.key, l.destination, l.every_ms, l.burst, l.cap, l.latency_ms,
+       (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
+            AND d.lease_owner IS NOT NULL AND d.lease_until > $1)
+FROM lanes l
+WHERE l.due_at <= $1
+ORDER BY l.served_at, l.key
+LIMIT $2
+FOR UPDATE OF l SKIP LOCKED";
+
+/// Each lane after a claim: when it is due again (`at`, or from its leases and its next
+/// due delivery, see [`Due`]) and whether it was served.
+const SETTLE_LANES: &str = "
+UPDATE lanes l SET
+    due_at = CASE WHEN s.kind = 'at' THEN s.at ELSE LEAST(
+        (SELECT MIN(d.lease_until) FROM deliveries d
+         WHERE d.lane = l.key AND d.lease_owner IS NOT NULL),
+        CASE WHEN s.kind = 'next' THEN (
+            SELECT d.next_at FROM deliveries d
+            WHERE d.lane = l.key AND d.status IN ('pending', 'failed')
+              AND d.next_at IS NOT NULL AND (d.lease_until IS NULL OR d.lease_until <= $5)
+            ORDER BY d.next_at LIMIT 1) END) END,
+    served_at = CASE WHEN s.served THEN $5 ELSE l.served_at END
+FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bool[]) AS s (key, kind, at, served)
+WHERE l.key = s.key";
+
+/// Makes lanes due by `$2` (deliveries in them may be claimable then).
+const LANES_DUE_BY: &str = "
+UPDATE lanes SET due_at = $2 WHERE key = ANY($1) AND (due_at IS NULL OR due_at > $2)";
+
+/// Creates or updates lanes (their columns as arrays, sorted by key), each due by its
+/// time, and their destinations' schedules.
+const QUEUE_IN_LANES: &str = "
+WITH paced AS (
+    INSERT INTO paces (destination)
+    SELECT DISTINCT destination FROM UNNEST($3::text[]) AS p (destination)
+    ON CONFLICT (destination) DO NOTHING
 )
-INSERT INTO deliveries (id, event_id, product_id, instance, service, status, next_at,
-    created_at, updated_at)
-SELECT d.id, d.event_id, d.product_id, d.instance, d.service, 'pending', d.at, d.at, d.at
-FROM UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
-    AS d (id, event_id, product_id, instance, service, at)";
+INSERT INTO lanes (key, product_id, destination, every_ms, burst, cap, due_at)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[],
+    $7::bigint[])
+ORDER BY 1
+ON CONFLICT (key) DO UPDATE SET destination = excluded.destination,
+    every_ms = excluded.every_ms, burst = excluded.burst, cap = excluded.cap,
+    due_at = LEAST(lanes.due_at, excluded.due_at)";
+
+/// Takes the transaction-long locks of these order keys, in order: an intake deciding
+/// whether a new delivery is held and a finish releasing the next one never interleave.
+pub(crate) async fn lock_keys(tx: &impl GenericClient, keys: &mut Vec<&str>) -> Result<()> {
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    query(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended('lookout order ' || k, 0))
+         FROM UNNEST($1::text[]) AS k ORDER BY k",
+        &[&*keys],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Of these order keys, those a queued delivery (other than `except`) has.
+async fn busy_keys(
+    tx: &impl GenericClient,
+    keys: &[&str],
+    except: &[&str],
+) -> Result<HashSet<String>> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = query(
+        tx,
+        "SELECT DISTINCT order_key FROM deliveries WHERE order_key = ANY($1)
+             AND status IN ('pending', 'failed') AND id <> ALL($2)",
+        &[&keys, &except],
+    )
+    .await?;
+    rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// The delivery of each of `keys` held longest is due now, unless one of its key is
+/// already due or leased (the keys must be locked, see [`lock_keys`]); their lanes are
+/// made due.
+pub(crate) async fn release_keys(
+    tx: &impl GenericClient,
+    keys: &[&str],
+    now: Millis,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let rows = query(
+        tx,
+        "UPDATE deliveries d SET next_at = $2
+         FROM (SELECT DISTINCT ON (order_key) id FROM deliveries
+               WHERE order_key = ANY($1) AND next_at IS NULL AND status IN ('pending', 'failed')
+                 AND NOT EXISTS (SELECT 1 FROM deliveries q WHERE q.order_key = deliveries.order_key
+                     AND q.next_at IS NOT NULL AND q.status IN ('pending', 'failed'))
+               ORDER BY order_key, seq) AS first
+         WHERE d.id = first.id
+         RETURNING d.lane",
+        &[&keys, &now],
+    )
+    .await?;
+    let lanes: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get::<_, Option<String>>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    lanes_due_by(tx, &lanes, AT_ONCE).await
+}
+
+async fn lanes_due_by(tx: &impl GenericClient, lanes: &[String], at: Millis) -> Result<()> {
+    if !lanes.is_empty() {
+        execute(tx, LANES_DUE_BY, &[&lanes, &at]).await?;
+    }
+    Ok(())
+}
+
+/// A new delivery to store: its event's id, its product, it, and when it is due.
+type Queued<'a> = (&'a str, &'a str, &'a NewDelivery, Millis);
+
+/// One column of `rows`.
+fn column<'a>(rows: &[Queued<'a>], f: impl Fn(&Queued<'a>) -> &'a str) -> Vec<&'a str> {
+    rows.iter().map(f).collect()
+}
+
+/// Stores new deliveries, each due then or held behind a queued delivery of its order
+/// key, and queues them in their lanes. `ON CONFLICT DO NOTHING` when `or_ignore`. How
+/// many were added.
+async fn insert_deliveries(
+    tx: &impl GenericClient,
+    deliveries: &[Queued<'_>],
+    or_ignore: bool,
+) -> Result<u64> {
+    if deliveries.is_empty() {
+        return Ok(0);
+    }
+    let mut keys: Vec<&str> = deliveries
+        .iter()
+        .filter_map(|(_, _, d, _)| d.order_key.as_deref())
+        .collect();
+    lock_keys(tx, &mut keys).await?;
+    let ids: Vec<&str> = deliveries
+        .iter()
+        .map(|(_, _, d, _)| d.id.as_str())
+        .collect();
+    let mut busy = busy_keys(tx, &keys, &ids).await?;
+    let next_at: Vec<Option<Millis>> = deliveries
+        .iter()
+        .map(|(_, _, delivery, due)| match &delivery.order_key {
+            // The first of its key in this batch goes when no earlier one is queued.
+            Some(key) if !busy.insert(key.clone()) => None,
+            _ => Some(*due),
+        })
+        .collect();
+    let conflict = if or_ignore {
+        "ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
+    let due: Vec<Millis> = deliveries.iter().map(|d| d.3).collect();
+    let order_keys: Vec<Option<&str>> = deliveries
+        .iter()
+        .map(|(_, _, d, _)| d.order_key.as_deref())
+        .collect();
+    let added = execute(
+        tx,
+        &format!(
+            "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
+                 next_at, created_at, updated_at, lane, order_key)
+             SELECT d.id, d.event_id, d.product_id, d.instance, d.service, 'pending', d.next_at,
+                 d.at, d.at, d.lane, d.order_key
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::bigint[], $7::bigint[], $8::text[], $9::text[])
+                 AS d (id, event_id, product_id, instance, service, next_at, at, lane, order_key)
+             {conflict}"
+        ),
+        &[
+            &ids,
+            &column(deliveries, |d| d.0),
+            &column(deliveries, |d| d.1),
+            &column(deliveries, |d| d.2.instance.as_str()),
+            &column(deliveries, |d| d.2.service.as_str()),
+            &next_at,
+            &due,
+            &column(deliveries, |d| d.2.lane.key.as_str()),
+            &order_keys,
+        ],
+    )
+    .await?;
+    queue_in_lanes(tx, deliveries).await?;
+    Ok(added)
+}
+
+/// Creates or updates the lanes of `deliveries`, each due by its delivery's time.
+async fn queue_in_lanes(tx: &impl GenericClient, deliveries: &[Queued<'_>]) -> Result<()> {
+    let mut lanes: Vec<(&Lane, &str, Millis)> = Vec::new();
+    for (_, product, delivery, due) in deliveries {
+        match lanes
+            .iter_mut()
+            .find(|(lane, ..)| lane.key == delivery.lane.key)
+        {
+            Some((_, _, earliest)) => *earliest = (*earliest).min(*due),
+            None => lanes.push((&delivery.lane, product, *due)),
+        }
+    }
+    lanes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let keys: Vec<&str> = lanes.iter().map(|(l, ..)| l.key.as_str()).collect();
+    let products: Vec<&str> = lanes.iter().map(|(_, p, _)| *p).collect();
+    let destinations: Vec<&str> = lanes.iter().map(|(l, ..)| l.destination.as_str()).collect();
+    let every: Vec<Millis> = lanes.iter().map(|(l, ..)| l.pace.every_ms).collect();
+    let burst: Vec<i32> = lanes.iter().map(|(l, ..)| to_i32(l.pace.burst)).collect();
+    let cap: Vec<i32> = lanes.iter().map(|(l, ..)| to_i32(l.cap)).collect();
+    let due: Vec<Millis> = lanes.iter().map(|(.., due)| *due).collect();
+    execute(
+        tx,
+        QUEUE_IN_LANES,
+        &[&keys, &products, &destinations, &every, &burst, &cap, &due],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Events in one statement (their columns as arrays).
+const ACCEPT: &str = "
+INSERT INTO events (id, product_id, payload, received_at)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])";
 
 /// Records an event's idempotency key unless a live one is recorded; a row back means
 /// it was recorded. A concurrent transaction recording the same key makes this wait for
@@ -459,10 +711,11 @@ RETURNING event_id";
 
 /// A finished attempt in one statement: its requests are recorded whoever holds the
 /// lease (they happened), targets that answered 410 are disabled, and the delivery's
-/// state changes only if `$2` still holds the lease. Nothing happens for an unknown id.
+/// state changes only if `$2` still holds the lease. Returns its lane, its order key
+/// and whether its state changed; nothing for an unknown id.
 const FINISH: &str = "
 WITH delivery AS (
-    SELECT product_id, instance FROM deliveries WHERE id = $1
+    SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = $1
 ), recorded AS (
     INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
     SELECT $1, a.* FROM UNNEST($10::int[], $11::bigint[], $12::bigint[], $13::text[],
@@ -477,17 +730,17 @@ WITH delivery AS (
 ), updated AS (
     UPDATE deliveries SET status = $3, next_at = $4, step = $5, done_targets = $6,
         last_error = $7, attempts = attempts + $8, updated_at = $9,
-        lease_owner = NULL, lease_until = NULL
+        throttles = throttles + $21, lease_owner = NULL, lease_until = NULL
     WHERE id = $1 AND lease_owner = $2
+    RETURNING id
 )
-SELECT 1 FROM delivery";
+SELECT lane, order_key, EXISTS (SELECT 1 FROM updated) FROM delivery";
 
 fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 fn claimed_row(row: &Row) -> Result<Claimed> {
-    let options: Option<String> = row.try_get(9)?;
     Ok(Claimed {
         id: row.try_get(0)?,
         event_id: row.try_get(1)?,
@@ -498,22 +751,25 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         attempts: count(row.try_get(6)?),
         step: count(row.try_get(7)?),
         done_targets: from_json(row.try_get(8)?)?,
-        options: options
-            .map(|o| from_json::<Map<String, Value>>(&o))
-            .transpose()?,
+        generation: row.try_get(9)?,
         disabled_targets: row.try_get(10)?,
+        lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
+        throttles: count(row.try_get(13)?),
     })
 }
 
+/// What a finished attempt's row said: its lane, its order key, whether it changed.
+type Finished = (Option<String>, Option<String>, bool);
+
 /// One finished attempt of a batch (see [`Store::finish_batch`]); an unknown delivery
-/// is passed over.
+/// is passed over (`None`).
 async fn finish_in(
     tx: &impl GenericClient,
     id: &str,
     owner: &str,
     finish: &Finish,
     now: Millis,
-) -> Result<()> {
+) -> Result<Option<Finished>> {
     let attempts = &finish.attempts;
     let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
     let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
@@ -530,7 +786,7 @@ async fn finish_in(
     let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
     let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
     let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
-    execute(
+    let rows = query(
         tx,
         FINISH,
         &[
@@ -554,9 +810,97 @@ async fn finish_in(
             &shown,
             &reasons,
             &disabled_at,
+            &i32::from(finish.throttled),
         ],
     )
     .await?;
+    rows.first()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .transpose()
+}
+
+/// After a batch of attempts: the order keys whose delivery is finished let the next
+/// go, and each lane's [`news`](crate::lanes::news) counts (its answer time, a free
+/// slot, a wait its destination asked for).
+async fn settle_finished(
+    tx: &impl GenericClient,
+    finished: &[(Finished, &Finish)],
+    now: Millis,
+) -> Result<()> {
+    let mut keys: Vec<&str> = finished
+        .iter()
+        .filter(|((_, _, changed), finish)| *changed && !finish.status.is_queued())
+        .filter_map(|((_, key, _), _)| key.as_deref())
+        .collect();
+    lock_keys(tx, &mut keys).await?;
+    release_keys(tx, &keys, now).await?;
+    let mut news = news(
+        finished
+            .iter()
+            .filter_map(|((lane, ..), finish)| Some((lane.as_deref()?, *finish))),
+    );
+    if news.is_empty() {
+        return Ok(());
+    }
+    news.sort_by(|a, b| a.lane.cmp(&b.lane));
+    let lanes: Vec<&str> = news.iter().map(|n| n.lane.as_str()).collect();
+    let latencies: Vec<Option<Millis>> = news.iter().map(|n| n.latency_ms).collect();
+    let rows = query(
+        tx,
+        "UPDATE lanes l SET
+             latency_ms = CASE WHEN n.latency IS NULL THEN l.latency_ms
+                 WHEN l.latency_ms = 0 THEN n.latency
+                 ELSE (l.latency_ms * 4 + n.latency) / 5 END,
+             due_at = LEAST(l.due_at, $3)
+         FROM UNNEST($1::text[], $2::bigint[]) AS n (key, latency)
+         WHERE l.key = n.key
+         RETURNING l.key, l.destination, l.every_ms, l.burst",
+        &[&lanes, &latencies, &AT_ONCE],
+    )
+    .await?;
+    let mut holds: Vec<(String, Pace, Millis)> = Vec::new();
+    for row in &rows {
+        let lane: String = row.try_get(0)?;
+        let Some(until) = news
+            .iter()
+            .find(|n| n.lane == lane)
+            .and_then(|n| n.hold_until)
+        else {
+            continue;
+        };
+        let pace = Pace {
+            every_ms: row.try_get(2)?,
+            burst: count(row.try_get(3)?),
+        };
+        holds.push((row.try_get(1)?, pace, until));
+    }
+    hold_destinations(tx, holds).await
+}
+
+/// Moves each destination's schedule so that it has no slot before its time.
+async fn hold_destinations(
+    tx: &impl GenericClient,
+    mut holds: Vec<(String, Pace, Millis)>,
+) -> Result<()> {
+    holds.sort_by(|a, b| a.0.cmp(&b.0));
+    for (destination, pace, until) in holds {
+        let rows = query(
+            tx,
+            "SELECT tat FROM paces WHERE destination = $1 FOR UPDATE",
+            &[&destination],
+        )
+        .await?;
+        let tat = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+        let mut state = PaceState { pace, tat };
+        state.hold(until);
+        execute(
+            tx,
+            "INSERT INTO paces (destination, tat) VALUES ($1, $2)
+             ON CONFLICT (destination) DO UPDATE SET tat = excluded.tat",
+            &[&destination, &state.tat],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -621,7 +965,7 @@ async fn claim_key(
     Ok(Some(Admission::of_earlier(key, &digest, row.try_get(1)?)))
 }
 
-/// The events and their deliveries, in one statement.
+/// The events, in one statement (their deliveries: [`insert_deliveries`]).
 async fn insert_events(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
@@ -630,34 +974,7 @@ async fn insert_events(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<
     let products: Vec<&str> = events.iter().map(|e| e.product.as_str()).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     let received: Vec<Millis> = events.iter().map(|e| e.received_at).collect();
-    let each = || {
-        events
-            .iter()
-            .flat_map(|e| e.deliveries.iter().map(move |d| (*e, d)))
-    };
-    let delivery_ids: Vec<&str> = each().map(|(_, d)| d.id.as_str()).collect();
-    let event_ids: Vec<&str> = each().map(|(e, _)| e.id.as_str()).collect();
-    let delivery_products: Vec<&str> = each().map(|(e, _)| e.product.as_str()).collect();
-    let instances: Vec<&str> = each().map(|(_, d)| d.instance.as_str()).collect();
-    let services: Vec<&str> = each().map(|(_, d)| d.service.as_str()).collect();
-    let due: Vec<Millis> = each().map(|(e, _)| e.received_at).collect();
-    execute(
-        tx,
-        ACCEPT,
-        &[
-            &ids,
-            &products,
-            &payloads,
-            &received,
-            &delivery_ids,
-            &event_ids,
-            &delivery_products,
-            &instances,
-            &services,
-            &due,
-        ],
-    )
-    .await?;
+    execute(tx, ACCEPT, &[&ids, &products, &payloads, &received]).await?;
     Ok(())
 }
 
@@ -749,6 +1066,185 @@ async fn relay_notifications(
     }
 }
 
+impl PostgresStore {
+    /// Hands back the leases of `owner` (every owner's, for `None`), due at once: their
+    /// lanes are made due.
+    async fn release_leases(&self, owner: Option<&str>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let rows = query(
+            &tx,
+            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+             WHERE lease_owner IS NOT NULL AND ($1::text IS NULL OR lease_owner = $1)
+             RETURNING lane",
+            &[&owner],
+        )
+        .await?;
+        let mut lanes: Vec<String> = rows
+            .iter()
+            .filter_map(|row| row.try_get::<_, Option<String>>(0).ok().flatten())
+            .collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        lanes_due_by(&tx, &lanes, AT_ONCE).await?;
+        if !lanes.is_empty() {
+            notify_due(&tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The lanes due at `now` a claim of `limit` looks at, with their destinations'
+/// schedules, locked: the destinations in order, so that claims never wait on each other
+/// in a circle.
+async fn due_lanes(tx: &impl GenericClient, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
+    let rows = query(tx, DUE_LANES, &[&now, &lanes_per_claim(limit)]).await?;
+    let mut lanes = rows
+        .iter()
+        .map(|row| {
+            Ok(DueLane {
+                key: row.try_get(0)?,
+                destination: row.try_get(1)?,
+                pace: Pace {
+                    every_ms: row.try_get(2)?,
+                    burst: count(row.try_get(3)?),
+                },
+                tat: 0,
+                cap: count(row.try_get(4)?),
+                latency_ms: row.try_get(5)?,
+                in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut destinations: Vec<&str> = lanes.iter().map(|l| l.destination.as_str()).collect();
+    destinations.sort_unstable();
+    destinations.dedup();
+    if destinations.is_empty() {
+        return Ok(lanes);
+    }
+    let rows = query(
+        tx,
+        "SELECT destination, tat FROM paces WHERE destination = ANY($1)
+         ORDER BY destination FOR UPDATE",
+        &[&destinations],
+    )
+    .await?;
+    let mut tats = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        tats.insert(row.try_get::<_, String>(0)?, row.try_get::<_, Millis>(1)?);
+    }
+    for lane in &mut lanes {
+        lane.tat = tats.get(&lane.destination).copied().unwrap_or(0);
+    }
+    Ok(lanes)
+}
+
+/// Writes what a claim did to its lanes and their destinations' schedules.
+async fn settle_lanes(tx: &impl GenericClient, claim: Claim, now: Millis) -> Result<()> {
+    let (settled, paces) = claim.settle();
+    if !settled.is_empty() {
+        let keys: Vec<&str> = settled.iter().map(|l| l.key.as_str()).collect();
+        let kinds: Vec<&str> = settled
+            .iter()
+            .map(|l| match l.due {
+                Due::At(_) => "at",
+                Due::LeaseEnd => "lease",
+                Due::Next => "next",
+            })
+            .collect();
+        let ats: Vec<Option<Millis>> = settled
+            .iter()
+            .map(|l| match l.due {
+                Due::At(at) => Some(at),
+                _ => None,
+            })
+            .collect();
+        let served: Vec<bool> = settled.iter().map(|l| l.served).collect();
+        execute(tx, SETTLE_LANES, &[&keys, &kinds, &ats, &served, &now]).await?;
+    }
+    if !paces.is_empty() {
+        let (destinations, tats): (Vec<String>, Vec<Millis>) = paces.into_iter().unzip();
+        execute(
+            tx,
+            "UPDATE paces p SET tat = n.tat
+             FROM UNNEST($1::text[], $2::bigint[]) AS n (destination, tat)
+             WHERE p.destination = n.destination",
+            &[&destinations, &tats],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes these deliveries due again at `now` with a fresh schedule (see
+/// [`Store::redeliver`]); each held instead while another delivery of its order key is
+/// queued. One stored before lanes existed gets a lane of its own. How many there were.
+pub(crate) async fn redeliver_in(
+    tx: &impl GenericClient,
+    ids: &[String],
+    now: Millis,
+) -> Result<u64> {
+    let rows = query(
+        tx,
+        "SELECT id, product_id, instance, lane, order_key FROM deliveries
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?;
+    let mut found = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (id, product, instance): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (lane, key): (Option<String>, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
+        found.push((id, product, instance, lane, key));
+    }
+    let mut keys: Vec<&str> = found.iter().filter_map(|f| f.4.as_deref()).collect();
+    lock_keys(tx, &mut keys).await?;
+    let ids: Vec<&str> = found.iter().map(|f| f.0.as_str()).collect();
+    let mut busy = busy_keys(tx, &keys, &ids).await?;
+    let own: Vec<NewDelivery> = found
+        .iter()
+        .filter(|f| f.3.is_none())
+        .map(|(id, product, instance, ..)| NewDelivery {
+            id: id.clone(),
+            instance: instance.clone(),
+            service: String::new(),
+            lane: Lane::own(product, instance),
+            order_key: None,
+        })
+        .collect();
+    let queued: Vec<Queued<'_>> = own
+        .iter()
+        .zip(found.iter().filter(|f| f.3.is_none()))
+        .map(|(d, f)| ("", f.1.as_str(), d, now))
+        .collect();
+    if !queued.is_empty() {
+        queue_in_lanes(tx, &queued).await?;
+    }
+    let mut lanes = Vec::with_capacity(found.len());
+    for (id, product, instance, lane, key) in &found {
+        let lane = lane
+            .clone()
+            .unwrap_or_else(|| Lane::own(product, instance).key);
+        let held = key.as_ref().is_some_and(|key| !busy.insert(key.clone()));
+        execute(
+            tx,
+            "UPDATE deliveries SET status = 'pending', next_at = $2, step = 0, lane = $3,
+                 done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
+                 lease_owner = NULL, lease_until = NULL, updated_at = $4
+             WHERE id = $1",
+            &[id, &(!held).then_some(now), &lane, &now],
+        )
+        .await?;
+        lanes.push(lane);
+    }
+    lanes.sort_unstable();
+    lanes.dedup();
+    lanes_due_by(tx, &lanes, now).await?;
+    Ok(found.len() as u64)
+}
+
 /// How long to wait before making a lost listening connection again.
 const RELISTEN_WAIT: Duration = Duration::from_secs(1);
 
@@ -762,6 +1258,7 @@ impl Store for PostgresStore {
         for instance in instances {
             insert_instance(&tx, id, instance).await?;
         }
+        bump_generation(&tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -771,6 +1268,7 @@ impl Store for PostgresStore {
         let tx = client.transaction().await?;
         ensure_product(&tx, product).await?;
         insert_instance(&tx, product, instance).await?;
+        bump_generation(&tx, product).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -790,6 +1288,7 @@ impl Store for PostgresStore {
             &[&product, &instance],
         )
         .await?;
+        bump_generation(&tx, product).await?;
         tx.commit().await?;
         Ok(removed > 0)
     }
@@ -820,14 +1319,23 @@ impl Store for PostgresStore {
     async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Shared with other intakes, exclusive of a change to the services (their
-        // trigger updates this row): no event is stored routed with services that a
-        // change committed before it replaced.
-        let generation = config_generation(&tx, true).await?;
+        // Shared with other intakes, exclusive of a change to these products' services
+        // (it updates their rows): no event is stored routed with services that a change
+        // committed before it replaced.
+        let mut routed: Vec<&str> = events
+            .iter()
+            .filter(|e| e.routed_with.is_some())
+            .map(|e| e.product.as_str())
+            .collect();
+        routed.sort_unstable();
+        routed.dedup();
+        let generations = generations(&tx, &routed).await?;
         let mut admissions = Vec::with_capacity(events.len());
         let mut fresh = Vec::with_capacity(events.len());
         for event in events {
-            if event.routed_with.is_some_and(|routed| routed != generation) {
+            if let Some(routed) = event.routed_with
+                && generations.get(&event.product) != Some(&routed)
+            {
                 admissions.push(Admission::Rerouted);
                 continue;
             }
@@ -841,7 +1349,16 @@ impl Store for PostgresStore {
             }
         }
         insert_events(&tx, &fresh).await?;
-        if fresh.iter().any(|event| !event.deliveries.is_empty()) {
+        let deliveries: Vec<Queued<'_>> = fresh
+            .iter()
+            .flat_map(|e| {
+                e.deliveries
+                    .iter()
+                    .map(|d| (e.id.as_str(), e.product.as_str(), d, e.received_at))
+            })
+            .collect();
+        insert_deliveries(&tx, &deliveries, false).await?;
+        if !deliveries.is_empty() {
             // Delivered to the listening workers at the commit, not before.
             notify_due(&tx).await?;
         }
@@ -858,30 +1375,44 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<Vec<Claimed>> {
         let until = now.saturating_add(millis(lease));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client().await?;
-        let rows = query(&client, CLAIM, &[&now, &limit, &owner, &until]).await?;
-        let expired = rows
-            .iter()
-            .filter(|row| row.try_get::<_, bool>(11).unwrap_or(false))
-            .count();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let lanes = due_lanes(&tx, now, limit).await?;
+        let mut claim = Claim::new(now, limit, lanes);
+        let mut claimed = Vec::with_capacity(limit);
+        let mut expired = 0;
+        while let Some((lane, count)) = claim.ask() {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            let rows = query(&tx, CLAIM_IN_LANE, &[&lane, &now, &count, &owner, &until]).await?;
+            claim.took(rows.len());
+            for row in &rows {
+                expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
+                claimed.push(claimed_row(row)?);
+            }
+        }
+        settle_lanes(&tx, claim, now).await?;
+        tx.commit().await?;
         if expired > 0 {
             tracing::warn!(
                 "took over {expired} delivery(ies) whose lease had run out (a worker died or \
                  stalled): their requests may be sent twice"
             );
         }
-        rows.iter().map(claimed_row).collect()
+        Ok(claimed)
     }
 
     async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let now = now_ms();
+        let mut recorded = Vec::with_capacity(finished.len());
         for (id, finish) in finished {
-            finish_in(&tx, id, owner, finish, now).await?;
+            if let Some(row) = finish_in(&tx, id, owner, finish, now).await? {
+                recorded.push((row, finish));
+            }
         }
         clear_health(&tx, finished).await?;
+        settle_finished(&tx, &recorded, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -897,25 +1428,11 @@ impl Store for PostgresStore {
     }
 
     async fn release(&self, owner: &str) -> Result<()> {
-        execute(
-            &self.client().await?,
-            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-             WHERE lease_owner = $1",
-            &[&owner],
-        )
-        .await?;
-        Ok(())
+        self.release_leases(Some(owner)).await
     }
 
     async fn release_all(&self) -> Result<()> {
-        execute(
-            &self.client().await?,
-            "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-             WHERE lease_owner IS NOT NULL",
-            &[],
-        )
-        .await?;
-        Ok(())
+        self.release_leases(None).await
     }
 
     async fn put_token(&self, new: &NewToken) -> Result<()> {
@@ -1006,24 +1523,17 @@ impl Store for PostgresStore {
         deliveries: &[NewDelivery],
         now: Millis,
     ) -> Result<usize> {
-        let column = |f: fn(&NewDelivery) -> &String| -> Vec<&str> {
-            deliveries.iter().map(|d| f(d).as_str()).collect()
-        };
-        let (ids, instances, services) = (
-            column(|d| &d.id),
-            column(|d| &d.instance),
-            column(|d| &d.service),
-        );
-        let added = execute(
-            &self.client().await?,
-            "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-                 next_at, created_at, updated_at)
-             SELECT d.id, $1, $2, d.instance, d.service, 'pending', $3, $3, $3
-             FROM UNNEST($4::text[], $5::text[], $6::text[]) AS d (id, instance, service)
-             ON CONFLICT (id) DO NOTHING",
-            &[&event_id, &product, &now, &ids, &instances, &services],
-        )
-        .await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let queued: Vec<Queued<'_>> = deliveries
+            .iter()
+            .map(|d| (event_id, product, d, now))
+            .collect();
+        let added = insert_deliveries(&tx, &queued, true).await?;
+        if added > 0 {
+            notify_due(&tx).await?;
+        }
+        tx.commit().await?;
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
@@ -1039,19 +1549,7 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
-        let rows = query(
-            &self.client().await?,
-            // Two index walks instead of a scan of the whole queue: the earliest free
-            // delivery, and the earliest end of a lease (leased rows are few).
-            "SELECT LEAST(
-                 (SELECT next_at FROM deliveries
-                  WHERE status IN ('pending', 'failed') AND lease_owner IS NULL
-                  ORDER BY next_at LIMIT 1),
-                 (SELECT MIN(GREATEST(next_at, lease_until)) FROM deliveries
-                  WHERE status IN ('pending', 'failed') AND lease_owner IS NOT NULL))",
-            &[],
-        )
-        .await?;
+        let rows = query(&self.client().await?, "SELECT MIN(due_at) FROM lanes", &[]).await?;
         Ok(rows
             .first()
             .map(|row| row.try_get(0))
@@ -1120,7 +1618,7 @@ impl Store for PostgresStore {
                 at: row.try_get(1)?,
                 duration_ms: u64::try_from(row.try_get::<_, i64>(2)?).unwrap_or(0),
                 target: row.try_get(3)?,
-                outcome: row.try_get(4)?,
+                outcome: outcome_at(&row, 4)?,
                 status: row
                     .try_get::<_, Option<i32>>(5)?
                     .and_then(|s| u16::try_from(s).ok()),
@@ -1164,7 +1662,7 @@ impl Store for PostgresStore {
         let mut activity = Activity::default();
         for row in counts {
             let n: i64 = row.try_get(2)?;
-            let counted = (row.try_get(0)?, row.try_get(1)?, n.max(0) as u64);
+            let counted = (row.try_get(0)?, outcome_at(&row, 1)?, n.max(0) as u64);
             activity.counts.push(counted);
         }
         for row in durations {
@@ -1188,20 +1686,14 @@ impl Store for PostgresStore {
     }
 
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
-        let client = self.client().await?;
-        let changed = execute(
-            &client,
-            "UPDATE deliveries SET status = 'pending', next_at = $2, step = 0,
-                 done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
-                 lease_owner = NULL, lease_until = NULL, updated_at = $2
-             WHERE id = $1",
-            &[&id, &now],
-        )
-        .await?;
-        if changed > 0 {
-            notify_due(&client).await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let redelivered = redeliver_in(&tx, &[id.to_owned()], now).await?;
+        if redelivered > 0 {
+            notify_due(&tx).await?;
         }
-        Ok(changed > 0)
+        tx.commit().await?;
+        Ok(redelivered > 0)
     }
 
     async fn stats(&self) -> Result<Stats> {
@@ -1422,11 +1914,9 @@ mod tests {
             product: "p1".to_owned(),
             payload: lookout::samples::ALL[0].1.to_owned(),
             received_at: now_ms(),
-            deliveries: vec![crate::store::NewDelivery {
-                id: "msg_1".to_owned(),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-            }],
+            deliveries: vec![crate::store::NewDelivery::in_own_lane(
+                "p1", "msg_1", "hook", "echo",
+            )],
             idempotency: None,
             routed_with: None,
         };

@@ -18,6 +18,17 @@ const TARGET_HEALTHY: &str =
 /// Removes these events with their deliveries and attempts (the caller's transaction is
 /// one batch, so the intake never waits long).
 async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Removed> {
+    // A queued delivery removed may be the one its order key's next waits for.
+    let rows = query(
+        client,
+        "SELECT DISTINCT order_key FROM deliveries WHERE event_id = ANY($1)
+             AND order_key IS NOT NULL AND status IN ('pending', 'failed')",
+        &[&ids],
+    )
+    .await?;
+    let held: Vec<String> = ids_of(&rows)?;
+    let mut keys: Vec<&str> = held.iter().map(String::as_str).collect();
+    super::lock_keys(client, &mut keys).await?;
     let attempts = execute(
         client,
         "DELETE FROM attempts WHERE delivery_id IN
@@ -32,6 +43,7 @@ async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Re
     )
     .await?;
     let events = execute(client, "DELETE FROM events WHERE id = ANY($1)", &[&ids]).await?;
+    super::release_keys(client, &keys, crate::store::now_ms()).await?;
     Ok(Removed {
         events,
         deliveries,
@@ -139,14 +151,14 @@ impl Upkeep for PostgresStore {
         .await?;
         let mut redelivered = 0;
         if redeliver {
-            redelivered = execute(
+            let rows = query(
                 &tx,
-                "UPDATE deliveries SET status = 'pending', next_at = $3, step = 0,
-                     lease_owner = NULL, lease_until = NULL, updated_at = $3
+                "SELECT id FROM deliveries
                  WHERE product_id = $1 AND instance = $2 AND status IN ('dead', 'disabled')",
-                &[&product, &instance, &now],
+                &[&product, &instance],
             )
             .await?;
+            redelivered = super::redeliver_in(&tx, &ids_of(&rows)?, now).await?;
         }
         tx.commit().await?;
         Ok(Enabled {
@@ -158,7 +170,8 @@ impl Upkeep for PostgresStore {
     async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool> {
         let changed = execute(
             &self.client().await?,
-            "UPDATE products SET alerts = $2 WHERE id = $1",
+            "UPDATE products SET alerts = $2, generation = nextval('products_generation')
+             WHERE id = $1",
             &[&product, &alerts],
         )
         .await?;

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde_json::{Map, Value};
 
 use super::{
-    Activity, ActivityWindow, Admission, AttemptRecord, Claimed, DeliveryFilter, DeliveryRow,
-    DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis, NewDelivery, NewEvent,
-    Product, Result, Stats, Status, Store, StoreError, StoredEvent, StoredInstance, from_json,
-    millis, status_of, to_json,
+    Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
+    DeliveryRow, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
+    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, from_json, millis, status_of, to_json,
+};
+use crate::lanes::{
+    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, lanes_per_claim, news,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -145,7 +147,61 @@ BEGIN UPDATE config_generation SET generation = generation + 1; END;
 CREATE TRIGGER instances_deleted AFTER DELETE ON instances
 BEGIN UPDATE config_generation SET generation = generation + 1; END;
 "#,
+    LANES,
 ];
+
+/// Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
+/// per product instead of one for all.
+const LANES: &str = r#"
+-- A product's deliveries to one destination. `due_at`: nothing in the lane can be
+-- claimed before it (NULL: nothing queued); `served_at`: when a claim last took from it
+-- (the longest unserved goes first); `latency_ms`: its answers' time, smoothed.
+CREATE TABLE lanes (
+    key TEXT PRIMARY KEY,
+    product_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    every_ms INTEGER NOT NULL DEFAULT 0,
+    burst INTEGER NOT NULL DEFAULT 1,
+    cap INTEGER NOT NULL,
+    due_at INTEGER,
+    served_at INTEGER NOT NULL DEFAULT 0,
+    latency_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX lanes_due ON lanes (due_at) WHERE due_at IS NOT NULL;
+-- A destination's schedule, shared by every product's lane to it: the pace's
+-- theoretical arrival time.
+CREATE TABLE paces (
+    destination TEXT PRIMARY KEY,
+    tat INTEGER NOT NULL DEFAULT 0
+);
+-- A delivery's lane; its order key (`order_by`); how often its destination asked it
+-- to wait. A queued delivery whose next_at is NULL is held behind an earlier one of
+-- its order key.
+ALTER TABLE deliveries ADD COLUMN lane TEXT;
+ALTER TABLE deliveries ADD COLUMN order_key TEXT;
+ALTER TABLE deliveries ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
+UPDATE deliveries SET lane = 'instance:' || product_id || '/' || instance
+WHERE status IN ('pending', 'failed');
+INSERT INTO lanes (key, product_id, destination, cap, due_at)
+    SELECT DISTINCT lane, product_id, lane, 8, 0 FROM deliveries WHERE lane IS NOT NULL;
+INSERT INTO paces (destination) SELECT destination FROM lanes;
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_lane_due ON deliveries (lane, next_at) WHERE status IN ('pending', 'failed');
+CREATE INDEX deliveries_leased ON deliveries (lane, lease_until, lease_owner)
+    WHERE lease_owner IS NOT NULL;
+CREATE INDEX deliveries_ordered ON deliveries (order_key)
+    WHERE order_key IS NOT NULL AND status IN ('pending', 'failed');
+-- Each product's own generation (routing.rs): another product's changes never make an
+-- event be routed again. The counter above now only hands out new values.
+ALTER TABLE products ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+UPDATE products SET generation = (SELECT generation FROM config_generation WHERE id = 1);
+DROP TRIGGER products_inserted;
+DROP TRIGGER products_updated;
+DROP TRIGGER products_deleted;
+DROP TRIGGER instances_inserted;
+DROP TRIGGER instances_updated;
+DROP TRIGGER instances_deleted;
+"#;
 
 /// Target health, alerts and retention (store/upkeep.rs).
 const UPKEEP: &str = r#"
@@ -190,6 +246,15 @@ fn backend(err: impl std::fmt::Display) -> StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         backend(err)
+    }
+}
+
+impl rusqlite::types::FromSql for AttemptOutcome {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
     }
 }
 
@@ -397,6 +462,20 @@ fn ensure_product(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives `product` the next [`Generation`]: every change to its services or alerts
+/// does, so that an event routed with its old services is routed again. The values come
+/// from one counter, so a product removed and made again never repeats one.
+fn bump_generation(tx: &rusqlite::Transaction<'_>, product: &str) -> Result<()> {
+    tx.prepare_cached("UPDATE config_generation SET generation = generation + 1")?
+        .execute([])?;
+    tx.prepare_cached(
+        "UPDATE products SET generation = (SELECT generation FROM config_generation)
+         WHERE id = ?1",
+    )?
+    .execute([product])?;
+    Ok(())
+}
+
 fn insert_instance(
     tx: &rusqlite::Transaction<'_>,
     product: &str,
@@ -422,13 +501,14 @@ fn insert_instance(
 }
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
-    let generation = config_generation(conn)?;
-    let alerts: Option<Option<String>> = conn
-        .query_row("SELECT alerts FROM products WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
+    let found: Option<(Option<String>, Generation)> = conn
+        .query_row(
+            "SELECT alerts, generation FROM products WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
         .optional()?;
-    let Some(alerts) = alerts else {
+    let Some((alerts, generation)) = found else {
         return Ok(None);
     };
     let mut statement = conn.prepare(
@@ -474,21 +554,22 @@ fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
     }))
 }
 
-fn config_generation(conn: &Connection) -> Result<Generation> {
-    let generation = conn
-        .prepare_cached("SELECT generation FROM config_generation WHERE id = 1")?
-        .query_row([], |row| row.get(0))?;
-    Ok(generation)
+/// The product's generation now; `None` if there is no such product.
+fn generation_of(conn: &Connection, product: &str) -> Result<Option<Generation>> {
+    Ok(conn
+        .prepare_cached("SELECT generation FROM products WHERE id = ?1")?
+        .query_row([product], |row| row.get(0))
+        .optional()?)
 }
 
-/// The claim's details: the event, the instance's current options, its disabled targets.
+/// The claim's details: the event, its product's generation, its disabled targets.
 fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
-    let (mut claimed, done, options) = conn
+    let (mut claimed, done) = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
-                    d.attempts, d.step, d.done_targets, i.options
+                    d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles
              FROM deliveries d JOIN events e ON e.id = d.event_id
-             LEFT JOIN instances i ON i.product_id = d.product_id AND i.name = d.instance
+             LEFT JOIN products p ON p.id = d.product_id
              WHERE d.id = ?1",
         )?
         .query_row([id], |row| {
@@ -503,17 +584,15 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
                     attempts: row.get(6)?,
                     step: row.get(7)?,
                     done_targets: Vec::new(),
-                    options: None,
+                    generation: row.get(9)?,
                     disabled_targets: Vec::new(),
+                    lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
+                    throttles: row.get(11)?,
                 },
                 row.get::<_, String>(8)?,
-                row.get::<_, Option<String>>(9)?,
             ))
         })?;
     claimed.done_targets = from_json(&done)?;
-    claimed.options = options
-        .map(|o| from_json::<Map<String, Value>>(&o))
-        .transpose()?;
     let mut statement = conn.prepare_cached(
         "SELECT target_key FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
     )?;
@@ -567,12 +646,10 @@ fn claim_key(
 }
 
 /// One event of a batch: stored with its deliveries, or not (its key was seen).
-fn accept_in(
-    tx: &rusqlite::Transaction<'_>,
-    event: &NewEvent,
-    generation: Generation,
-) -> Result<Admission> {
-    if event.routed_with.is_some_and(|routed| routed != generation) {
+fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admission> {
+    if let Some(routed) = event.routed_with
+        && generation_of(tx, &event.product)? != Some(routed)
+    {
         return Ok(Admission::Rerouted);
     }
     if let Some(key) = &event.idempotency
@@ -589,38 +666,145 @@ fn accept_in(
         event.payload,
         event.received_at
     ])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-             next_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
-    )?;
     for delivery in &event.deliveries {
-        insert.execute(params![
-            delivery.id,
-            event.id,
-            event.product,
-            delivery.instance,
-            delivery.service,
-            event.received_at
-        ])?;
+        let due = event.received_at;
+        insert_delivery(
+            tx,
+            INSERT_DELIVERY,
+            &event.id,
+            &event.product,
+            delivery,
+            due,
+        )?;
     }
     Ok(Admission::Stored)
 }
 
-/// One finished attempt of a batch (see [`Store::finish_batch`]).
+const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, event_id, product_id, instance,
+         service, status, next_at, created_at, updated_at, lane, order_key)
+     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7, ?8, ?9)";
+
+/// Stores a new delivery due at `due`, or held (due when the one before it is finished)
+/// while another delivery of its order key is queued; `insert` is [`INSERT_DELIVERY`]
+/// or a variant of it. Its lane is made due by the caller ([`queue_in_lanes`]).
+fn insert_delivery(
+    tx: &rusqlite::Transaction<'_>,
+    insert: &str,
+    event_id: &str,
+    product: &str,
+    delivery: &NewDelivery,
+    due: Millis,
+) -> Result<usize> {
+    let held = match &delivery.order_key {
+        Some(key) => key_is_busy(tx, key, &delivery.id)?,
+        None => false,
+    };
+    Ok(tx.prepare_cached(insert)?.execute(params![
+        delivery.id,
+        event_id,
+        product,
+        delivery.instance,
+        delivery.service,
+        (!held).then_some(due),
+        due,
+        delivery.lane.key,
+        delivery.order_key
+    ])?)
+}
+
+/// Whether a delivery of this order key other than `except` is queued.
+fn key_is_busy(tx: &rusqlite::Transaction<'_>, key: &str, except: &str) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE order_key = ?1 AND id != ?2
+                 AND status IN ('pending', 'failed'))",
+        )?
+        .query_row(params![key, except], |row| row.get(0))?)
+}
+
+/// Creates or updates the lanes of `deliveries` (of `product`), each due by `due`.
+fn queue_in_lanes<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    product: &str,
+    deliveries: impl IntoIterator<Item = &'a NewDelivery>,
+    due: Millis,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for lane in deliveries.into_iter().map(|d| &d.lane) {
+        if !seen.insert(&lane.key) {
+            continue;
+        }
+        tx.prepare_cached(
+            "INSERT INTO lanes (key, product_id, destination, every_ms, burst, cap, due_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (key) DO UPDATE SET destination = excluded.destination,
+                 every_ms = excluded.every_ms, burst = excluded.burst, cap = excluded.cap,
+                 due_at = MIN(COALESCE(due_at, excluded.due_at), excluded.due_at)",
+        )?
+        .execute(params![
+            lane.key,
+            product,
+            lane.destination,
+            lane.pace.every_ms,
+            lane.pace.burst,
+            lane.cap,
+            due
+        ])?;
+        tx.prepare_cached("INSERT OR IGNORE INTO paces (destination) VALUES (?1)")?
+            .execute([&lane.destination])?;
+    }
+    Ok(())
+}
+
+/// Makes a lane due by `at` (a delivery in it may be claimable then).
+fn lane_due_by(tx: &rusqlite::Transaction<'_>, lane: &str, at: Millis) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE lanes SET due_at = ?2 WHERE key = ?1 AND (due_at IS NULL OR due_at > ?2)",
+    )?
+    .execute(params![lane, at])?;
+    Ok(())
+}
+
+/// The delivery of `key` that was held longest is due now, unless one of the key is
+/// already due or leased (a redelivered one); its lane is made due.
+fn release_key(tx: &rusqlite::Transaction<'_>, key: &str, now: Millis) -> Result<()> {
+    let promoted: Option<Option<String>> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET next_at = ?2 WHERE rowid = (
+                 SELECT rowid FROM deliveries WHERE order_key = ?1 AND next_at IS NULL
+                     AND status IN ('pending', 'failed') ORDER BY rowid LIMIT 1)
+               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE order_key = ?1
+                     AND next_at IS NOT NULL AND status IN ('pending', 'failed'))
+             RETURNING lane",
+        )?
+        .query_row(params![key, now], |row| row.get(0))
+        .optional()?;
+    if let Some(Some(lane)) = promoted {
+        lane_due_by(tx, &lane, AT_ONCE)?;
+    }
+    Ok(())
+}
+
+/// One finished attempt of a batch (see [`Store::finish_batch`]); the delivery's lane,
+/// if it is known.
 fn finish_in(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     owner: &str,
     finish: &Finish,
     now: Millis,
-) -> Result<()> {
-    let delivery: Option<(String, String)> = tx
-        .prepare_cached("SELECT product_id, instance FROM deliveries WHERE id = ?1")?
-        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+) -> Result<Option<String>> {
+    type Found = (String, String, Option<String>, Option<String>);
+    let delivery: Option<Found> = tx
+        .prepare_cached(
+            "SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = ?1",
+        )?
+        .query_row([id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .optional()?;
-    let Some((product, instance)) = delivery else {
-        return Ok(());
+    let Some((product, instance, lane, order_key)) = delivery else {
+        return Ok(None);
     };
     let mut insert = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status,
@@ -634,7 +818,7 @@ fn finish_in(
             attempt.at,
             attempt.duration_ms as i64,
             attempt.target,
-            attempt.outcome,
+            attempt.outcome.as_str(),
             attempt.status,
             attempt.error
         ])?;
@@ -664,27 +848,153 @@ fn finish_in(
             .execute(params![product, instance, answered.key])?;
     }
     let attempted = u32::from(!finish.attempts.is_empty());
-    tx.prepare_cached(
-        "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
-             last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
-             lease_owner = NULL, lease_until = NULL
-         WHERE id = ?1 AND lease_owner = ?2",
-    )?
-    .execute(params![
-        id,
-        owner,
-        finish.status.as_str(),
-        finish.next_at,
-        finish.step,
-        to_json(&finish.done_targets),
-        finish.last_error,
-        attempted,
-        now
-    ])?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE deliveries SET status = ?3, next_at = ?4, step = ?5, done_targets = ?6,
+                 last_error = ?7, attempts = attempts + ?8, updated_at = ?9,
+                 throttles = throttles + ?10, lease_owner = NULL, lease_until = NULL
+             WHERE id = ?1 AND lease_owner = ?2",
+        )?
+        .execute(params![
+            id,
+            owner,
+            finish.status.as_str(),
+            finish.next_at,
+            finish.step,
+            to_json(&finish.done_targets),
+            finish.last_error,
+            attempted,
+            now,
+            u32::from(finish.throttled)
+        ])?;
+    if changed > 0
+        && !finish.status.is_queued()
+        && let Some(key) = &order_key
+    {
+        release_key(tx, key, now)?;
+    }
+    Ok(lane)
+}
+
+/// After a batch of attempts, each lane's [`LaneNews`]: its answer time counts, a slot
+/// is free (the lane is due), and a wait its destination asked for moves the schedule.
+fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()> {
+    let (lane, latency) = (&news.lane, news.latency_ms);
+    let pace: Option<(String, Millis, u32)> = tx
+        .prepare_cached(
+            "UPDATE lanes SET
+                 latency_ms = CASE WHEN ?2 IS NULL THEN latency_ms
+                     WHEN latency_ms = 0 THEN ?2 ELSE (latency_ms * 4 + ?2) / 5 END,
+                 due_at = CASE WHEN due_at IS NULL OR due_at > ?3 THEN ?3 ELSE due_at END
+             WHERE key = ?1
+             RETURNING destination, every_ms, burst",
+        )?
+        .query_row(params![lane, latency, AT_ONCE], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    if let (Some(until), Some((destination, every_ms, burst))) = (news.hold_until, pace) {
+        let tat: Millis = tx
+            .prepare_cached("SELECT tat FROM paces WHERE destination = ?1")?
+            .query_row([&destination], |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let mut state = PaceState {
+            pace: Pace { every_ms, burst },
+            tat,
+        };
+        state.hold(until);
+        tx.prepare_cached(
+            "INSERT INTO paces (destination, tat) VALUES (?1, ?2)
+             ON CONFLICT (destination) DO UPDATE SET tat = excluded.tat",
+        )?
+        .execute(params![destination, state.tat])?;
+    }
     Ok(())
 }
 
-/// Leases up to `limit` due deliveries to `owner` until `until` (see [`Store::claim`]).
+/// The lanes due at `now` a claim of `limit` looks at, served longest ago first, each
+/// with its destination's schedule and its attempts in flight.
+fn due_lanes(tx: &rusqlite::Transaction<'_>, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
+    let mut statement = tx.prepare_cached(
+        "SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap,
+             l.latency_ms,
+             (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
+                 AND d.lease_owner IS NOT NULL AND d.lease_until > ?1)
+         FROM lanes l LEFT JOIN paces p ON p.destination = l.destination
+         WHERE l.due_at <= ?1 ORDER BY l.served_at, l.key LIMIT ?2",
+    )?;
+    let lanes = statement
+        .query_map(params![now, lanes_per_claim(limit)], |row| {
+            Ok(DueLane {
+                key: row.get(0)?,
+                destination: row.get(1)?,
+                pace: Pace {
+                    every_ms: row.get(2)?,
+                    burst: row.get(3)?,
+                },
+                tat: row.get(4)?,
+                cap: row.get(5)?,
+                latency_ms: row.get(6)?,
+                in_flight: row.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(lanes)
+}
+
+/// Up to `count` deliveries of `lane` due at `now` and not leased, earliest due first
+/// (then in the order they were stored).
+fn due_in_lane(
+    tx: &rusqlite::Transaction<'_>,
+    lane: &str,
+    now: Millis,
+    count: usize,
+) -> Result<Vec<String>> {
+    let ids = tx
+        .prepare_cached(
+            "SELECT id FROM deliveries
+             WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at <= ?2
+               AND (lease_until IS NULL OR lease_until <= ?2)
+             ORDER BY next_at LIMIT ?3",
+        )?
+        .query_map(params![lane, now, count as i64], |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(ids)
+}
+
+/// When something in `lane` can next be claimed (see [`Due`]): its earliest due
+/// delivery that is not leased, or the end of its earliest lease, whichever comes first.
+fn lane_due_at(
+    tx: &rusqlite::Transaction<'_>,
+    lane: &str,
+    due: Due,
+    now: Millis,
+) -> Result<Option<Millis>> {
+    let next = match due {
+        Due::At(at) => return Ok(Some(at)),
+        Due::LeaseEnd => None,
+        Due::Next => tx
+            .prepare_cached(
+                "SELECT next_at FROM deliveries
+                 WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at IS NOT NULL
+                   AND (lease_until IS NULL OR lease_until <= ?2)
+                 ORDER BY next_at LIMIT 1",
+            )?
+            .query_row(params![lane, now], |row| row.get(0))
+            .optional()?,
+    };
+    let lease_end: Option<Millis> = tx
+        .prepare_cached(
+            "SELECT MIN(lease_until) FROM deliveries
+             WHERE lane = ?1 AND lease_owner IS NOT NULL",
+        )?
+        .query_row([lane], |row| row.get(0))?;
+    Ok([lease_end, next].into_iter().flatten().min())
+}
+
+/// Leases up to `limit` due deliveries to `owner` until `until` (see [`Store::claim`]
+/// and [`Claim`]).
 fn claim_in(
     conn: &mut Connection,
     owner: &str,
@@ -693,25 +1003,99 @@ fn claim_in(
     until: Millis,
 ) -> Result<Vec<Claimed>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let ids = tx
-        .prepare_cached(
-            "SELECT id FROM deliveries
-             WHERE status IN ('pending', 'failed') AND next_at <= ?1
-               AND (lease_until IS NULL OR lease_until <= ?1)
-             ORDER BY next_at LIMIT ?2",
-        )?
-        .query_map(params![now, limit as i64], |row| row.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut claimed = Vec::with_capacity(ids.len());
-    for id in &ids {
+    let mut claim = Claim::new(now, limit, due_lanes(&tx, now, limit)?);
+    let mut claimed = Vec::with_capacity(limit);
+    while let Some((lane, count)) = claim.ask() {
+        let ids = due_in_lane(&tx, &lane, now, count)?;
+        claim.took(ids.len());
+        for id in &ids {
+            tx.prepare_cached(
+                "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, owner, until])?;
+            claimed.push(load_claimed(&tx, id)?);
+        }
+    }
+    let (lanes, paces) = claim.settle();
+    for lane in lanes {
+        let due = lane_due_at(&tx, &lane.key, lane.due, now)?;
         tx.prepare_cached(
-            "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
+            "UPDATE lanes SET due_at = ?2, served_at = CASE WHEN ?3 THEN ?4 ELSE served_at END
+             WHERE key = ?1",
         )?
-        .execute(params![id, owner, until])?;
-        claimed.push(load_claimed(&tx, id)?);
+        .execute(params![lane.key, due, lane.served, now])?;
+    }
+    for (destination, tat) in paces {
+        tx.prepare_cached("UPDATE paces SET tat = ?2 WHERE destination = ?1")?
+            .execute(params![destination, tat])?;
     }
     tx.commit()?;
     Ok(claimed)
+}
+
+/// Hands back the leases of `owner` (every owner's, for `None`), due at once: their lanes
+/// are made due.
+fn release_leases(conn: &mut Connection, owner: Option<&str>) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "UPDATE lanes SET due_at = ?2 WHERE (due_at IS NULL OR due_at > ?2) AND key IN (
+             SELECT lane FROM deliveries WHERE lease_owner IS NOT NULL
+                 AND (?1 IS NULL OR lease_owner = ?1))",
+        params![owner, AT_ONCE],
+    )?;
+    tx.execute(
+        "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+         WHERE lease_owner IS NOT NULL AND (?1 IS NULL OR lease_owner = ?1)",
+        params![owner],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Makes one delivery due again at `now` with a fresh schedule (see
+/// [`Store::redeliver`]); held instead while another delivery of its order key is
+/// queued. One stored before lanes existed gets a lane of its own. False if there is no
+/// such delivery.
+fn redeliver_in(tx: &rusqlite::Transaction<'_>, id: &str, now: Millis) -> Result<bool> {
+    type Found = (String, String, Option<String>, Option<String>);
+    let found: Option<Found> = tx
+        .prepare_cached(
+            "SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = ?1",
+        )?
+        .query_row([id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    let Some((product, instance, lane, order_key)) = found else {
+        return Ok(false);
+    };
+    let held = match &order_key {
+        Some(key) => key_is_busy(tx, key, id)?,
+        None => false,
+    };
+    let lane = match lane {
+        Some(lane) => lane,
+        None => {
+            let own = NewDelivery {
+                id: id.to_owned(),
+                instance: instance.clone(),
+                service: String::new(),
+                lane: Lane::own(&product, &instance),
+                order_key: None,
+            };
+            queue_in_lanes(tx, &product, [&own], now)?;
+            own.lane.key
+        }
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = 'pending', next_at = ?2, step = 0, lane = ?3,
+             done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
+             lease_owner = NULL, lease_until = NULL, updated_at = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, (!held).then_some(now), lane, now])?;
+    lane_due_by(tx, &lane, now)?;
+    Ok(true)
 }
 
 /// Runs `f` with commits that skip their fsync, then makes them durable again.
@@ -743,6 +1127,7 @@ impl Store for SqliteStore {
             for instance in &instances {
                 insert_instance(&tx, &id, instance)?;
             }
+            bump_generation(&tx, &id)?;
             tx.commit()?;
             Ok(())
         })
@@ -755,6 +1140,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             ensure_product(&tx, &product)?;
             insert_instance(&tx, &product, &instance)?;
+            bump_generation(&tx, &product)?;
             tx.commit()?;
             Ok(())
         })
@@ -773,6 +1159,7 @@ impl Store for SqliteStore {
                 "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
                 params![product, instance],
             )?;
+            bump_generation(&tx, &product)?;
             tx.commit()?;
             Ok(removed > 0)
         })
@@ -816,11 +1203,14 @@ impl Store for SqliteStore {
         let events = events.to_vec();
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let generation = config_generation(&tx)?;
-            let admissions = events
-                .iter()
-                .map(|event| accept_in(&tx, event, generation))
-                .collect::<Result<Vec<_>>>()?;
+            let mut admissions = Vec::with_capacity(events.len());
+            for event in &events {
+                let admission = accept_in(&tx, event)?;
+                if admission == Admission::Stored {
+                    queue_in_lanes(&tx, &event.product, &event.deliveries, event.received_at)?;
+                }
+                admissions.push(admission);
+            }
             tx.commit()?;
             Ok(admissions)
         })
@@ -845,8 +1235,14 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = super::now_ms();
+            let mut lanes = Vec::with_capacity(finished.len());
             for (id, finish) in &finished {
-                finish_in(&tx, id, &owner, finish, now)?;
+                if let Some(lane) = finish_in(&tx, id, &owner, finish, now)? {
+                    lanes.push((lane, finish));
+                }
+            }
+            for news in news(lanes.iter().map(|(lane, finish)| (lane.as_str(), *finish))) {
+                settle_finished(&tx, &news)?;
             }
             tx.commit()?;
             Ok(())
@@ -856,27 +1252,12 @@ impl Store for SqliteStore {
 
     async fn release(&self, owner: &str) -> Result<()> {
         let owner = owner.to_owned();
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-                 WHERE lease_owner = ?1",
-                [owner],
-            )?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| release_leases(conn, Some(&owner)))
+            .await
     }
 
     async fn release_all(&self) -> Result<()> {
-        self.call(|conn| {
-            conn.execute(
-                "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-                 WHERE lease_owner IS NOT NULL",
-                [],
-            )?;
-            Ok(())
-        })
-        .await
+        self.call(|conn| release_leases(conn, None)).await
     }
 
     async fn put_token(&self, new: &NewToken) -> Result<()> {
@@ -996,21 +1377,11 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut added = 0;
+            let insert = INSERT_DELIVERY.replacen("INSERT", "INSERT OR IGNORE", 1);
             for delivery in &deliveries {
-                added += tx.execute(
-                    "INSERT OR IGNORE INTO deliveries (id, event_id, product_id, instance, service,
-                         status, next_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
-                    params![
-                        delivery.id,
-                        event_id,
-                        product,
-                        delivery.instance,
-                        delivery.service,
-                        now
-                    ],
-                )?;
+                added += insert_delivery(&tx, &insert, &event_id, &product, delivery, now)?;
             }
+            queue_in_lanes(&tx, &product, &deliveries, now)?;
             tx.commit()?;
             Ok(added)
         })
@@ -1030,15 +1401,8 @@ impl Store for SqliteStore {
     }
 
     async fn next_due(&self) -> Result<Option<Millis>> {
-        self.call(|conn| {
-            Ok(conn.query_row(
-                "SELECT MIN(MAX(next_at, COALESCE(lease_until, 0))) FROM deliveries
-                 WHERE status IN ('pending', 'failed')",
-                [],
-                |row| row.get(0),
-            )?)
-        })
-        .await
+        self.call(|conn| Ok(conn.query_row("SELECT MIN(due_at) FROM lanes", [], |row| row.get(0))?))
+            .await
     }
 
     async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>> {
@@ -1188,14 +1552,10 @@ impl Store for SqliteStore {
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
         let id = id.to_owned();
         self.call(move |conn| {
-            let changed = conn.execute(
-                "UPDATE deliveries SET status = 'pending', next_at = ?2, step = 0,
-                     done_targets = CASE WHEN status = 'delivered' THEN '[]' ELSE done_targets END,
-                     lease_owner = NULL, lease_until = NULL, updated_at = ?2
-                 WHERE id = ?1",
-                params![id, now],
-            )?;
-            Ok(changed > 0)
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let redelivered = redeliver_in(&tx, &id, now)?;
+            tx.commit()?;
+            Ok(redelivered)
         })
         .await
     }

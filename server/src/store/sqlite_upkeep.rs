@@ -15,7 +15,15 @@ use crate::store::{DisabledTarget, Millis, Result, millis};
 /// one batch, so the intake never waits long).
 fn remove_events(tx: &Transaction<'_>, ids: &[String]) -> Result<Removed> {
     let mut removed = Removed::default();
+    let mut keys = Vec::new();
     for id in ids {
+        // A queued delivery removed may be the one its order key's next waits for.
+        keys.extend(select_ids(
+            tx,
+            "SELECT order_key FROM deliveries WHERE event_id = ?1 AND order_key IS NOT NULL
+                 AND status IN ('pending', 'failed')",
+            [id],
+        )?);
         removed.attempts += tx.execute(
             "DELETE FROM attempts WHERE delivery_id IN
                  (SELECT id FROM deliveries WHERE event_id = ?1)",
@@ -24,6 +32,10 @@ fn remove_events(tx: &Transaction<'_>, ids: &[String]) -> Result<Removed> {
         removed.deliveries +=
             tx.execute("DELETE FROM deliveries WHERE event_id = ?1", [id])? as u64;
         removed.events += tx.execute("DELETE FROM events WHERE id = ?1", [id])? as u64;
+    }
+    let now = crate::store::now_ms();
+    for key in &keys {
+        super::release_key(tx, key, now)?;
     }
     Ok(removed)
 }
@@ -127,12 +139,16 @@ impl Upkeep for SqliteStore {
                 params![product, instance],
             )?;
             if redeliver {
-                enabled.redelivered = tx.execute(
-                    "UPDATE deliveries SET status = 'pending', next_at = ?3, step = 0,
-                         lease_owner = NULL, lease_until = NULL, updated_at = ?3
+                let ids = select_ids(
+                    &tx,
+                    "SELECT id FROM deliveries
                      WHERE product_id = ?1 AND instance = ?2 AND status IN ('dead', 'disabled')",
-                    params![product, instance, now],
-                )? as u64;
+                    params![product, instance],
+                )?;
+                for id in &ids {
+                    super::redeliver_in(&tx, id, now)?;
+                }
+                enabled.redelivered = ids.len() as u64;
             }
             tx.commit()?;
             Ok(enabled)
@@ -143,10 +159,13 @@ impl Upkeep for SqliteStore {
     async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool> {
         let (product, alerts) = (product.to_owned(), alerts.map(str::to_owned));
         self.call(move |conn| {
-            let changed = conn.execute(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(
                 "UPDATE products SET alerts = ?2 WHERE id = ?1",
                 params![product, alerts],
             )?;
+            super::bump_generation(&tx, &product)?;
+            tx.commit()?;
             Ok(changed > 0)
         })
         .await

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
+use crate::lanes::Lane;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ActivityWindow, Admission, AttemptRecord, DeliveryFilter, DisabledTarget, EventFilter, Finish,
-    Millis, NewDelivery, NewEvent, Status, Store, StoredInstance,
+    ActivityWindow, Admission, AttemptOutcome, AttemptRecord, DeliveryFilter, DisabledTarget,
+    EventFilter, Finish, Millis, NewDelivery, NewEvent, Status, Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -111,14 +112,7 @@ pub(super) async fn accept_event(
             product: product.to_owned(),
             payload: payload.to_owned(),
             received_at: T0,
-            deliveries: deliveries
-                .iter()
-                .map(|id| NewDelivery {
-                    id: (*id).to_owned(),
-                    instance: "hook".to_owned(),
-                    service: "webhook".to_owned(),
-                })
-                .collect(),
+            deliveries: deliveries.iter().map(|id| delivery(product, id)).collect(),
             idempotency: None,
             routed_with: None,
         })
@@ -136,15 +130,28 @@ pub(super) async fn disabled_targets_of(store: &dyn Store, product: &str) -> Vec
     store.product(product).await.unwrap().unwrap().disabled
 }
 
-fn attempt(number: u32, outcome: &str, status: Option<u16>) -> AttemptRecord {
+fn attempt(number: u32, outcome: AttemptOutcome, status: Option<u16>) -> AttemptRecord {
     AttemptRecord {
         number,
         at: T0,
         duration_ms: 12,
         target: Some("http://127.0.0.1:9/[redacted]".to_owned()),
-        outcome: outcome.to_owned(),
+        outcome,
         status,
-        error: (outcome == "failed").then(|| "HTTP 500 Internal Server Error".to_owned()),
+        error: (outcome == AttemptOutcome::Failed)
+            .then(|| "HTTP 500 Internal Server Error".to_owned()),
+    }
+}
+
+/// A delivery of `product`'s `hook`, in the suite's lane: one lane for all of them,
+/// with room for every delivery a test has in flight.
+pub(super) fn delivery(product: &str, id: &str) -> NewDelivery {
+    NewDelivery {
+        lane: Lane {
+            cap: 1_000,
+            ..Lane::own(product, "hook")
+        },
+        ..NewDelivery::in_own_lane(product, id, "hook", "webhook")
     }
 }
 
@@ -155,9 +162,12 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         step,
         done_targets: Vec::new(),
         last_error: Some("HTTP 500 Internal Server Error".to_owned()),
-        attempts: vec![attempt(number, "failed", Some(500))],
+        attempts: vec![attempt(number, AttemptOutcome::Failed, Some(500))],
         disable: Vec::new(),
         health: Vec::new(),
+        latency_ms: Some(12),
+        hold_until: None,
+        throttled: false,
     }
 }
 
@@ -168,9 +178,12 @@ fn finished(status: Status, number: u32) -> Finish {
         step: 0,
         done_targets: vec!["k1".to_owned()],
         last_error: None,
-        attempts: vec![attempt(number, status.as_str(), Some(200))],
+        attempts: vec![attempt(number, AttemptOutcome::Delivered, Some(200))],
         disable: Vec::new(),
         health: Vec::new(),
+        latency_ms: Some(12),
+        hold_until: None,
+        throttled: false,
     }
 }
 
@@ -247,18 +260,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
         product: "p1".to_owned(),
         payload: "{}".to_owned(),
         received_at: T0,
-        deliveries: vec![
-            NewDelivery {
-                id: "msg_3".to_owned(),
-                instance: "hook".to_owned(),
-                service: "webhook".to_owned(),
-            },
-            NewDelivery {
-                id: "msg_1".to_owned(),
-                instance: "hook".to_owned(),
-                service: "webhook".to_owned(),
-            },
-        ],
+        deliveries: vec![delivery("p1", "msg_3"), delivery("p1", "msg_1")],
         idempotency: None,
         routed_with: None,
     };
@@ -281,11 +283,7 @@ fn keyed(event: &str, msg: &str, payload: &str, key: Option<(&str, Millis)>) -> 
         product: "p1".to_owned(),
         payload: payload.to_owned(),
         received_at: T0,
-        deliveries: vec![NewDelivery {
-            id: msg.to_owned(),
-            instance: "hook".to_owned(),
-            service: "webhook".to_owned(),
-        }],
+        deliveries: vec![delivery("p1", msg)],
         idempotency: key.map(|(key, since)| super::IdempotencyKey {
             key: key.to_owned(),
             digest: format!("digest of {payload}"),
@@ -354,7 +352,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     assert!(store.delivery("msg_2").await.unwrap().is_none());
     assert!(store.event_payload("evt_2").await.unwrap().is_none());
 
-    // Adding, removing a service and removing the product each move it on.
+    // Adding, removing a service and naming its alerts service each move it on.
     store
         .put_instance("p1", &hook("other", "http://127.0.0.1:9/c"))
         .await
@@ -364,9 +362,29 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     assert!(store.remove_instance("p1", "other").await.unwrap());
     let fourth = generation().await;
     assert!(fourth > third);
+    store.set_alerts("p1", Some("hook")).await.unwrap();
+    let fifth = generation().await;
+    assert!(fifth > fourth);
+
+    // Another product's changes leave it alone: its events are not routed again.
     store.put_product("p2", &[]).await.unwrap();
+    store
+        .put_instance("p2", &hook("hook", "http://127.0.0.1:9/d"))
+        .await
+        .unwrap();
     assert!(store.remove_product("p2").await.unwrap());
-    assert!(generation().await > fourth);
+    assert_eq!(generation().await, fifth);
+    assert_eq!(
+        store
+            .accept(&routed("evt_5", "msg_5", fifth))
+            .await
+            .unwrap(),
+        Admission::Stored
+    );
+    // A product removed and made again never repeats a generation it had.
+    store.put_product("p2", &[]).await.unwrap();
+    let p2 = store.product("p2").await.unwrap().unwrap().generation;
+    assert!(p2 > fifth, "{p2} after {fifth}");
 }
 
 pub async fn idempotency_keys_resolve_to_the_first_event(store: &dyn Store) {
@@ -469,18 +487,16 @@ pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
     assert_eq!(claimed.service, "webhook");
     assert_eq!(claimed.payload, r#"{"model":"Item"}"#);
     assert_eq!(claimed.attempts, 0);
-    assert_eq!(
-        claimed.options.as_ref(),
-        Some(&options("http://127.0.0.1:9/a"))
-    );
+    let generation = store.product("p1").await.unwrap().unwrap().generation;
+    assert_eq!(claimed.generation, Some(generation));
     assert!(nothing_due(store, "w3", T0 + 10, LEASE).await);
 
-    // An instance removed from the product: the claim says so.
-    store.remove_instance("p1", "hook").await.unwrap();
+    // The product removed: the claim says so.
+    store.remove_product("p1").await.unwrap();
     store.release("w1").await.unwrap();
     let again = store.claim("w3", T0 + 10, 10, LEASE).await.unwrap();
     assert_eq!(again.len(), 2);
-    assert!(again.iter().all(|c| c.options.is_none()));
+    assert!(again.iter().all(|c| c.generation.is_none()));
 }
 
 pub async fn expired_leases_are_claimed_again(store: &dyn Store) {
@@ -531,7 +547,7 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
         attempts.iter().map(|a| a.number).collect::<Vec<_>>(),
         [1, 2]
     );
-    assert_eq!(attempts[0], attempt(1, "failed", Some(500)));
+    assert_eq!(attempts[0], attempt(1, AttemptOutcome::Failed, Some(500)));
     assert!(nothing_due(store, "w1", T0 + 99_999_999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), None);
 
@@ -785,11 +801,7 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
                 received_at: at,
                 idempotency: None,
                 routed_with: None,
-                deliveries: vec![NewDelivery {
-                    id: format!("d-{id}"),
-                    instance: "hook".to_owned(),
-                    service: "webhook".to_owned(),
-                }],
+                deliveries: vec![delivery(product, &format!("d-{id}"))],
             })
             .await
             .unwrap();
@@ -828,11 +840,12 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
     let next = store.events_since(&newest(Some((T0 + 1, "e2")))).await;
     assert_eq!(ids(next.unwrap()), ["e1"]);
 
-    let added = [NewDelivery {
-        id: "d-e1-replay".to_owned(),
-        instance: "new-hook".to_owned(),
-        service: "webhook".to_owned(),
-    }];
+    let added = [NewDelivery::in_own_lane(
+        "p1",
+        "d-e1-replay",
+        "new-hook",
+        "webhook",
+    )];
     assert_eq!(store.enqueue("e1", "p1", &added, T0 + 5).await.unwrap(), 1);
     assert_eq!(store.enqueue("e1", "p1", &added, T0 + 6).await.unwrap(), 0);
     let e1 = store.events_since(&read(T0, None, None, 1)).await.unwrap();
@@ -891,8 +904,8 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     assert_eq!(
         counts,
         [
-            (minute, "delivered".to_owned(), 1),
-            (minute, "failed".to_owned(), 1)
+            (minute, AttemptOutcome::Delivered, 1),
+            (minute, AttemptOutcome::Failed, 1)
         ]
     );
     assert_eq!(activity.durations, [(T0, 12), (T0, 12)]);

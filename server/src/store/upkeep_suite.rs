@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::suite::{self, LEASE, T0};
 use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
-use super::{AttemptRecord, Finish, Millis, Status, Store, StoredInstance};
+use super::{AttemptOutcome, AttemptRecord, Finish, Millis, Status, Store, StoredInstance};
 
 macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
@@ -59,12 +59,20 @@ async fn end_with_health(store: &dyn Store, id: &str, status: Status, health: Ve
             at: T0,
             duration_ms: 3,
             target: None,
-            outcome: status.as_str().to_owned(),
+            outcome: match status {
+                Status::Delivered => AttemptOutcome::Delivered,
+                Status::Skipped => AttemptOutcome::Skipped,
+                Status::Disabled => AttemptOutcome::Disabled,
+                _ => AttemptOutcome::Failed,
+            },
             status: Some(200),
             error: None,
         }],
         disable: Vec::new(),
         health,
+        latency_ms: Some(3),
+        hold_until: None,
+        throttled: false,
     };
     store
         .finish(&format!("msg_{id}"), "w1", &finish)
