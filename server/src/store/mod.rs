@@ -18,6 +18,8 @@
 //! A claim is a lease: the delivery is not handed out again until the lease runs out or
 //! the claim is finished or released, so a worker that dies loses nothing.
 
+#[cfg(test)]
+mod lanes_suite;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(test)]

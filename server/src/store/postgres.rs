@@ -1746,6 +1746,7 @@ mod tests {
 
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.
     async fn encrypted(store: &PostgresStore) -> bool {

@@ -1615,6 +1615,7 @@ mod tests {
 
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::lanes_suite::lanes_suite!(open: fresh(), close: |_dir| async {});
 
     /// Claims commit without an fsync; the connection is back to `FULL` afterwards,
     /// whether the claim worked or not, so that every other commit stays durable.
