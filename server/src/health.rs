@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::store::upkeep::TargetResult;
-use crate::store::{Claimed, Finish, Product, Status, now_ms};
+use crate::routing::Routes;
+use crate::store::{Claimed, Disabled, Finish, Generation, Product, Status, now_ms};
 use crate::worker::Worker;
 use lookout::delivery::Outcome;
 use lookout::dispatch::run_service;
@@ -48,6 +48,8 @@ impl AlertKind {
 pub struct Alert {
     pub kind: AlertKind,
     pub product: String,
+    /// The product's generation the attempt saw (`None`: the product is gone).
+    pub generation: Option<Generation>,
     pub instance: String,
     /// The target's key: what the once-an-hour limit counts by.
     pub key: String,
@@ -115,89 +117,101 @@ pub fn check_alerts(product: &Product, alerts: &str) -> Result<(), String> {
     ))
 }
 
-impl Worker {
-    /// After an attempt is recorded: counts each target's result towards its health,
-    /// and tells the product's alerts service about targets disabled and a dead delivery.
-    pub(crate) async fn watch(&self, claimed: &Claimed, finish: &Finish) {
-        let mut disabled = finish.disable.clone();
-        // Failures are counted now, to disable a target and alert at once; a target
-        // that answered starts over when the outcome is recorded (`Store::finish_batch`),
-        // which spares the store a transaction for every delivery that went well.
-        let failed: Vec<TargetResult> = finish
-            .health
-            .iter()
-            .filter(|result| result.failure.is_some())
-            .cloned()
-            .collect();
-        if !failed.is_empty() {
-            let found = self
-                .store
-                .record_health(
-                    &claimed.product,
-                    &claimed.instance,
-                    &failed,
-                    now_ms(),
-                    &self.config.disable_after,
-                )
-                .await;
-            match found {
-                Ok(more) => disabled.extend(more),
-                Err(err) => {
-                    tracing::error!("recording target health for {} failed: {err}", claimed.id)
-                }
-            }
+/// What a recorded batch of attempts has to tell products' alerts services: the targets
+/// that answered "gone" or failed for too long, and the deliveries that went dead.
+pub fn alerts_of(
+    claims: &[Claimed],
+    outcomes: &[(String, Finish)],
+    disabled: Vec<Disabled>,
+) -> Vec<Alert> {
+    let batch: Vec<(&Claimed, &Finish)> =
+        claims.iter().zip(outcomes.iter().map(|(_, f)| f)).collect();
+    let about = |claimed: &Claimed, kind, key: &str, target: &str, reason: &str| Alert {
+        kind,
+        product: claimed.product.clone(),
+        generation: claimed.generation,
+        instance: claimed.instance.clone(),
+        key: key.to_owned(),
+        target: target.to_owned(),
+        reason: reason.to_owned(),
+        delivery: claimed.id.clone(),
+    };
+    let mut alerts = Vec::new();
+    for (claimed, finish) in &batch {
+        for gone in &finish.disable {
+            let (key, target, reason) = (&gone.key, &gone.target, &gone.reason);
+            alerts.push(about(claimed, AlertKind::Disabled, key, target, reason));
         }
-        let about = |kind, key: &str, target: &str, reason: &str| Alert {
-            kind,
-            product: claimed.product.clone(),
-            instance: claimed.instance.clone(),
-            key: key.to_owned(),
-            target: target.to_owned(),
-            reason: reason.to_owned(),
-            delivery: claimed.id.clone(),
+    }
+    for failing in disabled {
+        let Some((claimed, _)) = batch.iter().find(|(c, _)| c.id == failing.delivery) else {
+            continue;
         };
-        for target in &disabled {
-            self.metrics.target_disabled();
-            tracing::warn!(
-                product = %claimed.product,
-                instance = %claimed.instance,
-                "target {} disabled: {}",
-                target.target,
-                target.reason
-            );
-            let alert = about(
-                AlertKind::Disabled,
-                &target.key,
-                &target.target,
-                &target.reason,
-            );
+        let target = &failing.target;
+        let alert = about(
+            claimed,
+            AlertKind::Disabled,
+            &target.key,
+            &target.target,
+            &target.reason,
+        );
+        alerts.push(alert);
+    }
+    for (claimed, finish) in batch.iter().filter(|(_, f)| f.status == Status::Dead) {
+        let failed = finish.health.iter().find(|t| t.failure.is_some());
+        let (key, target) = failed.map_or(("", ""), |t| (t.key.as_str(), t.target.as_str()));
+        let reason = finish.last_error.as_deref().unwrap_or("given up");
+        alerts.push(about(claimed, AlertKind::Dead, key, target, reason));
+    }
+    alerts
+}
+
+impl Worker {
+    /// Tells each product's alerts service about its targets disabled and deliveries
+    /// gone dead (logged and counted in `/metrics` either way).
+    pub(crate) async fn send_alerts(self, alerts: Vec<Alert>) {
+        for alert in alerts {
+            match alert.kind {
+                AlertKind::Disabled => {
+                    self.metrics.target_disabled();
+                    tracing::warn!(
+                        product = %alert.product,
+                        instance = %alert.instance,
+                        "target {} disabled: {}",
+                        alert.target,
+                        alert.reason
+                    );
+                }
+                AlertKind::Dead => tracing::warn!(
+                    product = %alert.product,
+                    instance = %alert.instance,
+                    "delivery {} is dead: {}",
+                    alert.delivery,
+                    alert.reason
+                ),
+            }
             self.alert(alert).await;
-        }
-        if finish.status == Status::Dead {
-            tracing::warn!(
-                product = %claimed.product,
-                instance = %claimed.instance,
-                "delivery {} is dead: {}",
-                claimed.id,
-                finish.last_error.as_deref().unwrap_or("no reason recorded")
-            );
-            let failed = finish.health.iter().find(|t| t.failure.is_some());
-            let (key, target) = failed.map_or(("", ""), |t| (t.key.as_str(), t.target.as_str()));
-            let reason = finish.last_error.as_deref().unwrap_or("given up");
-            self.alert(about(AlertKind::Dead, key, target, reason))
-                .await;
         }
     }
 
     /// Sends one alert to the product's alerts service, if it has one and this target
     /// was not alerted about within the hour.
     async fn alert(&self, alert: Alert) {
-        let product = match self.store.product(&alert.product).await {
-            Ok(Some(product)) => product,
+        let routes = match alert.generation {
+            Some(generation) => {
+                let store = self.store.as_ref();
+                self.routes
+                    .at_least(store, &alert.product, generation)
+                    .await
+            }
+            None => Ok(None),
+        };
+        let routes = match routes {
+            Ok(Some(routes)) => routes,
             Ok(None) => return,
             Err(err) => return tracing::error!("reading product {}: {err}", alert.product),
         };
-        let Some(alerts) = product.alerts.as_deref() else {
+        let Some(alerts) = routes.alerts.as_deref() else {
             return;
         };
         if alerts == alert.instance {
@@ -219,19 +233,18 @@ impl Worker {
             Ok(false) => return, // Told within the hour.
             Err(err) => return tracing::error!("alert limit for {}: {err}", alert.product),
         }
-        self.send_alert(&product, alerts, &alert).await;
+        self.send_alert(&routes, alerts, &alert).await;
     }
 
-    async fn send_alert(&self, product: &Product, alerts: &str, alert: &Alert) {
-        let Some(stored) = product.instances.iter().find(|i| i.name == alerts) else {
-            return tracing::warn!("product {}: alerts service `{alerts}` is gone", product.id);
+    async fn send_alert(&self, routes: &Routes, alerts: &str, alert: &Alert) {
+        let product = &routes.product;
+        let Some(route) = routes.route(alerts) else {
+            return tracing::warn!("product {product}: alerts service `{alerts}` is gone");
         };
-        let Ok(mut instance) = stored.instance() else {
-            return tracing::warn!(
-                "product {}: alerts service `{alerts}` is invalid",
-                product.id
-            );
+        let Ok(instance) = &route.instance else {
+            return tracing::warn!("product {product}: alerts service `{alerts}` is invalid");
         };
+        let mut instance = instance.clone();
         // The product's own events filter says nothing about alerts.
         instance.events = Some(Arc::from([format!("{ALERT_MODEL}.*")]));
         let event = Arc::new(alert.event());
@@ -243,8 +256,7 @@ impl Worker {
             .filter(|d| !matches!(d.outcome, Outcome::Delivered { .. }));
         for delivery in unsent {
             tracing::error!(
-                "alert to `{alerts}` of product {} not delivered: {:?}",
-                product.id,
+                "alert to `{alerts}` of product {product} not delivered: {:?}",
                 delivery.outcome
             );
         }

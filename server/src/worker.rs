@@ -26,13 +26,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::health::alerts_of;
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{RetrySchedule, WorkerConfig};
 use crate::routing::{RouteCache, Routes};
 use crate::store::upkeep::TargetResult;
 use crate::store::{
-    AttemptOutcome, AttemptRecord, Claimed, DisabledTarget, Finish, Millis, Status, Store, millis,
-    now_ms,
+    AttemptOutcome, AttemptRecord, Claimed, Disabled, DisabledTarget, Finish, Millis, Status,
+    Store, millis, now_ms,
 };
 use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
@@ -69,12 +70,7 @@ impl Worker {
         }
         let concurrency = self.config.concurrency.max(1);
         let (outcomes, recorded) = mpsc::channel(concurrency * 2);
-        let recorder = tokio::spawn(record_outcomes(
-            self.store.clone(),
-            self.config.owner.clone(),
-            recorded,
-            self.wake.clone(),
-        ));
+        let recorder = tokio::spawn(self.clone().record_outcomes(recorded));
         let (ahead, mut claimed) = mpsc::channel(concurrency);
         let claimer = tokio::spawn(self.clone().claim_ahead(ahead, stop.clone()));
         let slots = Arc::new(Semaphore::new(concurrency));
@@ -212,7 +208,7 @@ impl Worker {
     async fn shut_down(
         &self,
         mut running: JoinSet<()>,
-        outcomes: mpsc::Sender<(String, Finish)>,
+        outcomes: mpsc::Sender<(Claimed, Finish)>,
         recorder: tokio::task::JoinHandle<()>,
     ) {
         let drained = tokio::time::timeout(self.config.grace, async {
@@ -236,7 +232,7 @@ impl Worker {
     }
 
     /// One attempt of one claimed delivery, handed to the recorder.
-    async fn process(&self, claimed: Claimed, outcomes: &mpsc::Sender<(String, Finish)>) {
+    async fn process(&self, claimed: Claimed, outcomes: &mpsc::Sender<(Claimed, Finish)>) {
         let schedule = &self.config.schedule;
         let finish = match self.routes_of(&claimed).await {
             Ok(routes) => {
@@ -252,9 +248,7 @@ impl Worker {
             }
         };
         self.count(&claimed.service, &finish);
-        // Alerts and health first: the recorder takes the outcome.
-        self.watch(&claimed, &finish).await;
-        if outcomes.send((claimed.id.clone(), finish)).await.is_err() {
+        if outcomes.send((claimed, finish)).await.is_err() {
             tracing::error!("the outcome recorder has stopped; the lease will run out");
         }
     }
@@ -292,36 +286,56 @@ impl Worker {
     }
 }
 
-/// The most finished attempts one transaction records.
-const RECORD_BATCH: usize = 256;
+impl Worker {
+    /// Records the outcomes `finished` receives, every one waiting in one transaction,
+    /// until every sender is gone; then tells products' alerts services what a batch
+    /// disabled or gave up (in a task of its own: an alert is a delivery). Each batch
+    /// wakes the claimer: its lanes have room again, and a retry it scheduled may be due
+    /// before the claimer's wait ends.
+    async fn record_outcomes(self, mut finished: mpsc::Receiver<(Claimed, Finish)>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let (claims, outcomes): (Vec<Claimed>, Vec<(String, Finish)>) = batch
+                .drain(..)
+                .map(|(claimed, finish)| {
+                    let id = claimed.id.clone();
+                    (claimed, (id, finish))
+                })
+                .unzip();
+            let disabled = self.record(&outcomes).await;
+            self.wake.notify_one();
+            let alerts = alerts_of(&claims, &outcomes, disabled);
+            if !alerts.is_empty() {
+                tokio::spawn(self.clone().send_alerts(alerts));
+            }
+        }
+    }
 
-/// Records the outcomes `finished` receives, every one waiting in one transaction,
-/// until every sender is gone. Each batch wakes the claimer: its lanes have room again,
-/// and a retry it scheduled may be due before the claimer's wait ends.
-async fn record_outcomes(
-    store: Arc<dyn Store>,
-    owner: String,
-    mut finished: mpsc::Receiver<(String, Finish)>,
-    wake: Arc<Notify>,
-) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        // The attempts happened: keep trying to record them (the store may be busy).
+    /// Records one batch; the targets it disabled. The attempts happened: it keeps
+    /// trying for a while (the store may be busy).
+    async fn record(&self, outcomes: &[(String, Finish)]) -> Vec<Disabled> {
+        let (owner, rule) = (&self.config.owner, &self.config.disable_after);
         for wait in [0, 100, 1_000, 5_000].map(Duration::from_millis) {
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
-            match store.finish_batch(&owner, &batch).await {
-                Ok(()) => break,
-                Err(err) => tracing::error!("recording {} attempt(s) failed: {err}", batch.len()),
+            match self
+                .store
+                .finish_batch(owner, outcomes, now_ms(), rule)
+                .await
+            {
+                Ok(disabled) => return disabled,
+                Err(err) => {
+                    tracing::error!("recording {} attempt(s) failed: {err}", outcomes.len())
+                }
             }
         }
-        // A finished attempt frees a slot of its lane, and a retry may be due before
-        // the claimer's wait ends.
-        wake.notify_one();
-        batch.clear();
+        Vec::new()
     }
 }
+
+/// The most finished attempts one transaction records.
+const RECORD_BATCH: usize = 256;
 
 /// How soon a delivery that failed only for local reasons is tried again.
 const LOCAL_RETRY: Duration = Duration::from_secs(1);

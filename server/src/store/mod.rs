@@ -230,6 +230,15 @@ pub struct DisabledTarget {
     pub at: Millis,
 }
 
+/// A target [`Store::finish_batch`] disabled because it kept failing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disabled {
+    pub product: String,
+    /// The delivery whose attempt was the last failure.
+    pub delivery: String,
+    pub target: DisabledTarget,
+}
+
 /// A product: its configured services and the targets that asked to be left alone.
 #[derive(Debug, Clone)]
 pub struct Product {
@@ -475,9 +484,7 @@ pub struct Finish {
     pub attempts: Vec<AttemptRecord>,
     /// Targets that answered 410 in this attempt.
     pub disable: Vec<DisabledTarget>,
-    /// How each target fared, for its health: `finish` starts the failures in a row
-    /// of each target that answered over; failures are counted by
-    /// [`Upkeep::record_health`].
+    /// How each target fared, for its health (see [`Store::finish_batch`]).
     pub health: Vec<upkeep::TargetResult>,
     /// How long the slowest request of the attempt took: its lane's answer time.
     pub latency_ms: Option<u64>,
@@ -663,16 +670,27 @@ pub trait Store: Upkeep + Send + Sync + 'static {
         limit: usize,
         lease: Duration,
     ) -> Result<Vec<Claimed>>;
-    /// Records finished attempts, `(delivery id, what happened)`, in one transaction:
-    /// each attempt and its delivery's new state, ending the lease. A state is only
-    /// changed while `owner` still holds the lease; the attempts are recorded either way
-    /// (they happened). Unknown deliveries are passed over.
-    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()>;
+    /// Records finished attempts, `(delivery id, what happened)`, at `now`, in one
+    /// transaction: each attempt and its delivery's new state, ending the lease, and
+    /// each target's health (the one place it is written): an answer starts its failures
+    /// in a row over, a failure adds one, and a target whose failures now meet `rule` is
+    /// disabled (returned, for alerts). A state is only changed while `owner` still holds
+    /// the lease; the attempts and health are recorded either way (they happened).
+    /// Unknown deliveries are passed over.
+    async fn finish_batch(
+        &self,
+        owner: &str,
+        finished: &[(String, Finish)],
+        now: Millis,
+        rule: &upkeep::DisableRule,
+    ) -> Result<Vec<Disabled>>;
 
-    /// [`Store::finish_batch`] for one attempt.
+    /// [`Store::finish_batch`] for one attempt, now, with the default rule.
     async fn finish(&self, id: &str, owner: &str, finish: &Finish) -> Result<()> {
-        self.finish_batch(owner, &[(id.to_owned(), finish.clone())])
-            .await
+        let batch = [(id.to_owned(), finish.clone())];
+        let rule = upkeep::DisableRule::default();
+        self.finish_batch(owner, &batch, now_ms(), &rule).await?;
+        Ok(())
     }
 
     /// Has `wake` notified whenever another process makes work due (PostgreSQL:

@@ -35,9 +35,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
-    DeliveryRow, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
+    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
     StoredInstance, from_json, millis, now_ms, status_of, to_json,
 };
@@ -734,7 +735,7 @@ WITH delivery AS (
     WHERE id = $1 AND lease_owner = $2
     RETURNING id
 )
-SELECT lane, order_key, EXISTS (SELECT 1 FROM updated) FROM delivery";
+SELECT lane, order_key, EXISTS (SELECT 1 FROM updated), product_id, instance FROM delivery";
 
 fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -758,8 +759,9 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
     })
 }
 
-/// What a finished attempt's row said: its lane, its order key, whether it changed.
-type Finished = (Option<String>, Option<String>, bool);
+/// What a finished attempt's row said: its lane, its order key, whether it changed,
+/// its product and instance.
+type Finished = (Option<String>, Option<String>, bool, String, String);
 
 /// One finished attempt of a batch (see [`Store::finish_batch`]); an unknown delivery
 /// is passed over (`None`).
@@ -815,7 +817,15 @@ async fn finish_in(
     )
     .await?;
     rows.first()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+            ))
+        })
         .transpose()
 }
 
@@ -829,8 +839,8 @@ async fn settle_finished(
 ) -> Result<()> {
     let mut keys: Vec<&str> = finished
         .iter()
-        .filter(|((_, _, changed), finish)| *changed && !finish.status.is_queued())
-        .filter_map(|((_, key, _), _)| key.as_deref())
+        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
+        .filter_map(|((_, key, ..), _)| key.as_deref())
         .collect();
     lock_keys(tx, &mut keys).await?;
     release_keys(tx, &keys, now).await?;
@@ -1401,20 +1411,34 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
+    async fn finish_batch(
+        &self,
+        owner: &str,
+        finished: &[(String, Finish)],
+        now: Millis,
+        rule: &DisableRule,
+    ) -> Result<Vec<Disabled>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let now = now_ms();
         let mut recorded = Vec::with_capacity(finished.len());
+        let mut disabled = Vec::new();
         for (id, finish) in finished {
-            if let Some(row) = finish_in(&tx, id, owner, finish, now).await? {
-                recorded.push((row, finish));
-            }
+            let Some(row) = finish_in(&tx, id, owner, finish, now).await? else {
+                continue;
+            };
+            let (product, instance) = (&row.3, &row.4);
+            let failed = upkeep::record_failures(&tx, product, instance, &finish.health, now, rule);
+            disabled.extend(failed.await?.into_iter().map(|target| Disabled {
+                product: product.clone(),
+                delivery: id.clone(),
+                target,
+            }));
+            recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
         settle_finished(&tx, &recorded, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(disabled)
     }
 
     async fn listen_for_work(&self, wake: Arc<Notify>) -> Result<()> {

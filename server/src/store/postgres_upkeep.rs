@@ -58,76 +58,76 @@ fn ids_of(rows: &[tokio_postgres::Row]) -> Result<Vec<String>> {
         .collect::<std::result::Result<_, _>>()?)
 }
 
+/// Counts the failures among how each target of a product's instance fared in one
+/// attempt (see [`Store::finish_batch`](crate::store::Store::finish_batch); the answers
+/// are cleared for the whole batch at once); the targets that now meet `rule` are
+/// disabled.
+pub(super) async fn record_failures(
+    tx: &impl GenericClient,
+    product: &str,
+    instance: &str,
+    results: &[TargetResult],
+    now: Millis,
+    rule: &DisableRule,
+) -> Result<Vec<DisabledTarget>> {
+    let mut disabled = Vec::new();
+    for result in results {
+        let Some(error) = &result.failure else {
+            continue;
+        };
+        let rows = query(
+            tx,
+            "INSERT INTO target_health AS h (product_id, instance, target_key, target,
+                 failures, first_failure_at, last_error)
+             VALUES ($1, $2, $3, $4, 1, $5, $6)
+             ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
+                 failures = h.failures + 1, target = excluded.target,
+                 last_error = excluded.last_error
+             RETURNING failures, first_failure_at",
+            &[
+                &product,
+                &instance,
+                &result.key,
+                &result.target,
+                &now,
+                error,
+            ],
+        )
+        .await?;
+        let failures = rows.first().map(|r| r.try_get::<_, i32>(0)).transpose()?;
+        let first = rows.first().map(|r| r.try_get::<_, i64>(1)).transpose()?;
+        let (Some(failures), Some(first)) = (failures, first) else {
+            continue;
+        };
+        let failures = u32::try_from(failures).unwrap_or(0);
+        let Some(target) = rule.disables(instance, result, failures, first, now) else {
+            continue;
+        };
+        execute(
+            tx,
+            "INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (product_id, instance, target_key)
+                 DO UPDATE SET target = excluded.target, reason = excluded.reason,
+                     at = excluded.at",
+            &[
+                &product,
+                &instance,
+                &target.key,
+                &target.target,
+                &target.reason,
+                &now,
+            ],
+        )
+        .await?;
+        execute(tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
+        disabled.push(target);
+    }
+    Ok(disabled)
+}
+
 #[async_trait]
 impl Upkeep for PostgresStore {
-    async fn record_health(
-        &self,
-        product: &str,
-        instance: &str,
-        results: &[TargetResult],
-        now: Millis,
-        rule: &DisableRule,
-    ) -> Result<Vec<DisabledTarget>> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let mut disabled = Vec::new();
-        for result in results {
-            let Some(error) = &result.failure else {
-                execute(&tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
-                continue;
-            };
-            let rows = query(
-                &tx,
-                "INSERT INTO target_health AS h (product_id, instance, target_key, target,
-                     failures, first_failure_at, last_error)
-                 VALUES ($1, $2, $3, $4, 1, $5, $6)
-                 ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
-                     failures = h.failures + 1, target = excluded.target,
-                     last_error = excluded.last_error
-                 RETURNING failures, first_failure_at",
-                &[
-                    &product,
-                    &instance,
-                    &result.key,
-                    &result.target,
-                    &now,
-                    error,
-                ],
-            )
-            .await?;
-            let failures = rows.first().map(|r| r.try_get::<_, i32>(0)).transpose()?;
-            let first = rows.first().map(|r| r.try_get::<_, i64>(1)).transpose()?;
-            let (Some(failures), Some(first)) = (failures, first) else {
-                continue;
-            };
-            let failures = u32::try_from(failures).unwrap_or(0);
-            let Some(target) = rule.disables(instance, result, failures, first, now) else {
-                continue;
-            };
-            execute(
-                &tx,
-                "INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (product_id, instance, target_key)
-                     DO UPDATE SET target = excluded.target, reason = excluded.reason,
-                         at = excluded.at",
-                &[
-                    &product,
-                    &instance,
-                    &target.key,
-                    &target.target,
-                    &target.reason,
-                    &now,
-                ],
-            )
-            .await?;
-            execute(&tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
-            disabled.push(target);
-        }
-        tx.commit().await?;
-        Ok(disabled)
-    }
-
     async fn enable_targets(
         &self,
         product: &str,

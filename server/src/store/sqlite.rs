@@ -10,9 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
-    DeliveryRow, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
+    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
     StoredInstance, from_json, millis, status_of, to_json,
 };
@@ -785,15 +786,22 @@ fn release_key(tx: &rusqlite::Transaction<'_>, key: &str, now: Millis) -> Result
     Ok(())
 }
 
-/// One finished attempt of a batch (see [`Store::finish_batch`]); the delivery's lane,
-/// if it is known.
+/// What recording one finished attempt found: the delivery's lane (if it has one),
+/// and the targets its failures disabled.
+struct Recorded {
+    lane: Option<String>,
+    disabled: Vec<Disabled>,
+}
+
+/// One finished attempt of a batch (see [`Store::finish_batch`]); `None` for an
+/// unknown delivery.
 fn finish_in(
     tx: &rusqlite::Transaction<'_>,
-    id: &str,
+    (id, finish): &(String, Finish),
     owner: &str,
-    finish: &Finish,
     now: Millis,
-) -> Result<Option<String>> {
+    rule: &DisableRule,
+) -> Result<Option<Recorded>> {
     type Found = (String, String, Option<String>, Option<String>);
     let delivery: Option<Found> = tx
         .prepare_cached(
@@ -838,15 +846,14 @@ fn finish_in(
             target.at
         ])?;
     }
-    // A target that answered is healthy again: its failures in a row start over.
-    for answered in finish
-        .health
-        .iter()
-        .filter(|result| result.failure.is_none())
-    {
-        tx.prepare_cached(TARGET_HEALTHY)?
-            .execute(params![product, instance, answered.key])?;
-    }
+    let disabled = upkeep::record_health(tx, &product, &instance, &finish.health, now, rule)?
+        .into_iter()
+        .map(|target| Disabled {
+            product: product.clone(),
+            delivery: id.clone(),
+            target,
+        })
+        .collect();
     let attempted = u32::from(!finish.attempts.is_empty());
     let changed = tx
         .prepare_cached(
@@ -873,7 +880,7 @@ fn finish_in(
     {
         release_key(tx, key, now)?;
     }
-    Ok(lane)
+    Ok(Some(Recorded { lane, disabled }))
 }
 
 /// After a batch of attempts, each lane's [`LaneNews`]: its answer time counts, a slot
@@ -1230,22 +1237,30 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_batch(&self, owner: &str, finished: &[(String, Finish)]) -> Result<()> {
-        let (owner, finished) = (owner.to_owned(), finished.to_vec());
+    async fn finish_batch(
+        &self,
+        owner: &str,
+        finished: &[(String, Finish)],
+        now: Millis,
+        rule: &DisableRule,
+    ) -> Result<Vec<Disabled>> {
+        let (owner, finished, rule) = (owner.to_owned(), finished.to_vec(), *rule);
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = super::now_ms();
             let mut lanes = Vec::with_capacity(finished.len());
-            for (id, finish) in &finished {
-                if let Some(lane) = finish_in(&tx, id, &owner, finish, now)? {
-                    lanes.push((lane, finish));
-                }
+            let mut disabled = Vec::new();
+            for one in &finished {
+                let Some(recorded) = finish_in(&tx, one, &owner, now, &rule)? else {
+                    continue;
+                };
+                disabled.extend(recorded.disabled);
+                lanes.extend(recorded.lane.map(|lane| (lane, &one.1)));
             }
             for news in news(lanes.iter().map(|(lane, finish)| (lane.as_str(), *finish))) {
                 settle_finished(&tx, &news)?;
             }
             tx.commit()?;
-            Ok(())
+            Ok(disabled)
         })
         .await
     }

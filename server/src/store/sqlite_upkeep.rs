@@ -57,66 +57,63 @@ fn json_path(segments: &[String]) -> String {
     format!("$.{}", segments.join("."))
 }
 
+/// How each target of a product's instance fared in one attempt (see
+/// [`Store::finish_batch`](crate::store::Store::finish_batch)): an answer clears its
+/// failures, a failure adds one; the targets that now meet `rule` are disabled.
+pub(super) fn record_health(
+    tx: &Transaction<'_>,
+    product: &str,
+    instance: &str,
+    results: &[TargetResult],
+    now: Millis,
+    rule: &DisableRule,
+) -> Result<Vec<DisabledTarget>> {
+    let mut disabled = Vec::new();
+    for result in results {
+        let Some(error) = &result.failure else {
+            tx.prepare_cached(TARGET_HEALTHY)?
+                .execute(params![product, instance, result.key])?;
+            continue;
+        };
+        let (failures, first): (u32, Millis) = tx
+            .prepare_cached(
+                "INSERT INTO target_health (product_id, instance, target_key, target,
+                     failures, first_failure_at, last_error)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+                 ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
+                     failures = failures + 1, target = excluded.target,
+                     last_error = excluded.last_error
+                 RETURNING failures, first_failure_at",
+            )?
+            .query_row(
+                params![product, instance, result.key, result.target, now, error],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+        let Some(target) = rule.disables(instance, result, failures, first, now) else {
+            continue;
+        };
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO disabled_targets
+                 (product_id, instance, target_key, target, reason, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            product,
+            instance,
+            target.key,
+            target.target,
+            target.reason,
+            now
+        ])?;
+        tx.prepare_cached(TARGET_HEALTHY)?
+            .execute(params![product, instance, result.key])?;
+        disabled.push(target);
+    }
+    Ok(disabled)
+}
+
 #[async_trait]
 impl Upkeep for SqliteStore {
-    async fn record_health(
-        &self,
-        product: &str,
-        instance: &str,
-        results: &[TargetResult],
-        now: Millis,
-        rule: &DisableRule,
-    ) -> Result<Vec<DisabledTarget>> {
-        let (product, instance, results, rule) = (
-            product.to_owned(),
-            instance.to_owned(),
-            results.to_vec(),
-            *rule,
-        );
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut disabled = Vec::new();
-            for result in &results {
-                let Some(error) = &result.failure else {
-                    tx.execute(TARGET_HEALTHY, params![product, instance, result.key])?;
-                    continue;
-                };
-                let (failures, first): (u32, Millis) = tx.query_row(
-                    "INSERT INTO target_health (product_id, instance, target_key, target,
-                         failures, first_failure_at, last_error)
-                     VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
-                     ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
-                         failures = failures + 1, target = excluded.target,
-                         last_error = excluded.last_error
-                     RETURNING failures, first_failure_at",
-                    params![product, instance, result.key, result.target, now, error],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?;
-                let Some(target) = rule.disables(&instance, result, failures, first, now) else {
-                    continue;
-                };
-                tx.execute(
-                    "INSERT OR REPLACE INTO disabled_targets
-                         (product_id, instance, target_key, target, reason, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        product,
-                        instance,
-                        target.key,
-                        target.target,
-                        target.reason,
-                        now
-                    ],
-                )?;
-                tx.execute(TARGET_HEALTHY, params![product, instance, result.key])?;
-                disabled.push(target);
-            }
-            tx.commit()?;
-            Ok(disabled)
-        })
-        .await
-    }
-
     async fn enable_targets(
         &self,
         product: &str,

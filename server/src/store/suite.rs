@@ -445,6 +445,8 @@ pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn 
                 ("msg_unknown".to_owned(), finished(Status::Delivered, 1)),
                 ("msg_2".to_owned(), failed(1, T0 + 1_000, 1)),
             ],
+            T0,
+            &super::upkeep::DisableRule::default(),
         )
         .await
         .unwrap();

@@ -138,18 +138,6 @@ impl std::ops::AddAssign for Removed {
 
 #[async_trait]
 pub trait Upkeep {
-    /// Records how each target of a product's instance fared in one attempt: a success
-    /// clears its failures, a failure adds one. Targets that now meet `rule` are disabled
-    /// (like a 410) and returned.
-    async fn record_health(
-        &self,
-        product: &str,
-        instance: &str,
-        results: &[TargetResult],
-        now: Millis,
-        rule: &DisableRule,
-    ) -> Result<Vec<DisabledTarget>>;
-
     /// Enables every disabled target of a product's instance again (and forgets its
     /// failures); with `redeliver`, makes its dead and disabled deliveries due at `now`
     /// in the same transaction.

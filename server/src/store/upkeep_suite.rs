@@ -7,7 +7,9 @@ use serde_json::json;
 
 use super::suite::{self, LEASE, T0};
 use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
-use super::{AttemptOutcome, AttemptRecord, Finish, Millis, Status, Store, StoredInstance};
+use super::{
+    AttemptOutcome, AttemptRecord, DisabledTarget, Finish, Millis, Status, Store, StoredInstance,
+};
 
 macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
@@ -42,11 +44,20 @@ async fn accept(store: &dyn Store, product: &str, id: &str, payload: serde_json:
 
 /// Claims everything due and finishes `id` with `status` and one attempt.
 async fn end(store: &dyn Store, id: &str, status: Status) {
-    end_with_health(store, id, status, Vec::new()).await;
+    let rule = DisableRule::default();
+    end_with_health(store, id, status, Vec::new(), T0, &rule).await;
 }
 
-/// [`end`], with how each target fared.
-async fn end_with_health(store: &dyn Store, id: &str, status: Status, health: Vec<TargetResult>) {
+/// [`end`] at `now`, with how each target fared, counted under `rule`: the targets
+/// that disabled.
+async fn end_with_health(
+    store: &dyn Store,
+    id: &str,
+    status: Status,
+    health: Vec<TargetResult>,
+    now: Millis,
+    rule: &DisableRule,
+) -> Vec<DisabledTarget> {
     store.claim("w1", T0, 100, LEASE).await.unwrap();
     let finish = Finish {
         status,
@@ -74,11 +85,28 @@ async fn end_with_health(store: &dyn Store, id: &str, status: Status, health: Ve
         hold_until: None,
         throttled: false,
     };
-    store
-        .finish(&format!("msg_{id}"), "w1", &finish)
-        .await
-        .unwrap();
+    let batch = [(format!("msg_{id}"), finish)];
+    let disabled = store.finish_batch("w1", &batch, now, rule).await.unwrap();
     store.release("w1").await.unwrap();
+    disabled.into_iter().map(|d| d.target).collect()
+}
+
+/// One attempt of a new event `id` of `p1` whose targets fared as `results`, recorded
+/// at `now` under `rule`: the targets that disabled.
+async fn attempted(
+    store: &dyn Store,
+    id: &str,
+    results: &[TargetResult],
+    now: Millis,
+    rule: &DisableRule,
+) -> Vec<DisabledTarget> {
+    accept(store, "p1", id, json!({})).await;
+    let status = if results.iter().all(|r| r.failure.is_none()) {
+        Status::Delivered
+    } else {
+        Status::Failed
+    };
+    end_with_health(store, id, status, results.to_vec(), now, rule).await
 }
 
 fn result(key: &str, failure: Option<&str>) -> TargetResult {
@@ -98,21 +126,18 @@ pub async fn targets_failing_over_the_window_are_disabled(store: &dyn Store) {
     let fail = [result("k1", Some("HTTP 503"))];
     for minutes in [0, 10, 20] {
         let now = T0 + minutes * MINUTE;
-        let disabled = store.record_health("p1", "hook", &fail, now, &rule).await;
-        assert!(disabled.unwrap().is_empty(), "20 minutes are not an hour");
+        let disabled = attempted(store, &format!("a{minutes}"), &fail, now, &rule).await;
+        assert!(disabled.is_empty(), "20 minutes are not an hour");
     }
     // A success in between starts another target over.
-    for failure in [Some("timeout"), Some("timeout"), None, Some("timeout")] {
+    for (n, failure) in [Some("timeout"), Some("timeout"), None, Some("timeout")]
+        .into_iter()
+        .enumerate()
+    {
         let other = [result("k2", failure)];
-        store
-            .record_health("p1", "hook", &other, T0 + 70 * MINUTE, &rule)
-            .await
-            .unwrap();
+        attempted(store, &format!("b{n}"), &other, T0 + 70 * MINUTE, &rule).await;
     }
-    let disabled = store
-        .record_health("p1", "hook", &fail, T0 + 61 * MINUTE, &rule)
-        .await
-        .unwrap();
+    let disabled = attempted(store, "c", &fail, T0 + 61 * MINUTE, &rule).await;
     assert_eq!(disabled.len(), 1);
     assert_eq!(disabled[0].key, "k1");
     assert!(
@@ -128,22 +153,24 @@ pub async fn targets_failing_over_the_window_are_disabled(store: &dyn Store) {
     assert_eq!(keys, ["k1"], "k2 succeeded once: not disabled");
 }
 
-/// Workers count failures at once (`record_health`) and a target's answer with the
-/// delivery's outcome (`finish`): the answer starts its failures in a row over.
+/// A target's health is recorded with each attempt's outcome: an answer starts its
+/// failures in a row over.
 pub async fn an_answer_recorded_with_its_outcome_starts_the_target_over(store: &dyn Store) {
     let rule = DisableRule {
         failures: 3,
         over: Duration::ZERO,
     };
     let fail = [result("k1", Some("HTTP 503"))];
-    let failing = || async {
-        let found = store.record_health("p1", "hook", &fail, T0, &rule).await;
-        found.unwrap().len()
+    let mut n = 0;
+    let mut failing = async || {
+        n += 1;
+        attempted(store, &format!("f{n}"), &fail, T0, &rule)
+            .await
+            .len()
     };
-    accept(store, "p1", "e1", json!({})).await;
     assert_eq!((failing().await, failing().await), (0, 0));
-    let answered = vec![result("k1", None), result("k2", None)];
-    end_with_health(store, "e1", Status::Delivered, answered).await;
+    let answered = [result("k1", None), result("k2", None)];
+    attempted(store, "e1", &answered, T0, &rule).await;
     assert_eq!((failing().await, failing().await), (0, 0), "started over");
     assert_eq!(failing().await, 1, "the third failure in a row disables it");
 }
@@ -158,15 +185,14 @@ pub async fn enabling_a_target_redelivers_its_dead_deliveries(store: &dyn Store)
         over: Duration::ZERO,
     };
     let fail = [result("k1", Some("HTTP 503"))];
-    let disabled = store.record_health("p1", "hook", &fail, T0, &rule).await;
-    assert_eq!(disabled.unwrap().len(), 1);
+    let disabled = end_with_health(store, "e1", Status::Dead, fail.to_vec(), T0, &rule).await;
+    assert_eq!(disabled.len(), 1);
 
     let without = store.enable_targets("p1", "hook", false, T0).await.unwrap();
     assert_eq!((without.targets, without.redelivered), (1, 0));
-    store
-        .record_health("p1", "hook", &fail, T0, &rule)
-        .await
-        .unwrap();
+    accept(store, "p1", "e3", json!({"model": "Item"})).await;
+    let disabled = end_with_health(store, "e3", Status::Delivered, fail.to_vec(), T0, &rule).await;
+    assert_eq!(disabled.len(), 1);
     let enabled = store
         .enable_targets("p1", "hook", true, T0 + 5)
         .await
