@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::keeps_pace;
 use common::serving::{Place, Serving, wait_until};
 use futures::StreamExt as _;
 use lookout_testkit::{CaptureServer, Reply};
@@ -104,30 +105,6 @@ async fn deliveries_of(http: &reqwest::Client, serving: &Serving, product: &str)
         .map(|text| serde_json::from_str(&text).expect("JSON"))
         .unwrap();
     listed.as_array().cloned().unwrap_or_default()
-}
-
-/// Whether requests arriving at `arrivals` kept a pace of `burst` at once, then one
-/// every `every` (the generic cell rate algorithm, as a platform counts), allowing each
-/// arrival `jitter` of lateness on the wire.
-fn keeps_pace(
-    arrivals: &[Instant],
-    every: Duration,
-    burst: u32,
-    jitter: Duration,
-) -> Result<(), String> {
-    let tolerance = every * burst.saturating_sub(1) + jitter;
-    let Some(first) = arrivals.first() else {
-        return Ok(());
-    };
-    let mut tat = *first;
-    for (n, at) in arrivals.iter().enumerate() {
-        if tat > *at + tolerance {
-            let early = tat - (*at + tolerance);
-            return Err(format!("request {n} came {early:?} before its slot"));
-        }
-        tat = tat.max(*at) + every;
-    }
-    Ok(())
 }
 
 #[test]

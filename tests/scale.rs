@@ -432,6 +432,170 @@ async fn intake_only_serve_and_separate_workers() {
     schema.drop_schema().await;
 }
 
+/// Accepts one event of `p1` per payload, each with a delivery of its configured
+/// service `service` routed as the intake routes it (lane, order key), ids `msg_N`.
+async fn accept_routed(store: &dyn Store, service: &str, payloads: &[String]) {
+    let routes = RouteCache::new(lookout::Settings::default())
+        .routes(store, "p1")
+        .await
+        .expect("read p1")
+        .expect("p1 is configured");
+    let route = routes.route(service).expect("p1's service");
+    let events: Vec<NewEvent> = payloads
+        .iter()
+        .enumerate()
+        .map(|(n, payload)| {
+            let parsed = lookout::Event::parse(payload).expect("a sample event");
+            NewEvent {
+                id: format!("evt_{n}"),
+                product: "p1".to_owned(),
+                received_at: store::now_ms(),
+                deliveries: vec![route.delivery("p1", &parsed, format!("msg_{n}"))],
+                payload: payload.clone(),
+                idempotency: None,
+                routed_with: None,
+            }
+        })
+        .collect();
+    store.accept_batch(&events).await.expect("accept");
+}
+
+/// Two `lookout worker` processes sending to one Slack hook (a second per message,
+/// bursts of 3) keep that pace together, not each: the destination's schedule is in the
+/// database, moved in each claim's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_together_keep_one_destinations_pace() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let schema = TestSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("paced.toml");
+    let toml = "[engine]\nloopback_only = true\nrequest_timeout = \"1s\"\ndeadline = \"2s\"\n";
+    std::fs::write(&engine, toml).unwrap();
+    let slack = CaptureServer::start();
+    let store = store::open(&schema.url).await.expect("open PostgreSQL");
+    let hook = json!({"url": format!("{}/services/T0/B0/KEY", slack.url())});
+    let chat = StoredInstance {
+        name: "chat".to_owned(),
+        service: "slack".to_owned(),
+        options: hook.as_object().cloned().unwrap_or_default(),
+    };
+    store.put_instance("p1", &chat).await.unwrap();
+    let events: Vec<String> = (0..9).map(numbered_event).collect();
+    accept_routed(store.as_ref(), "chat", &events).await;
+
+    let workers = [
+        Process::worker(&schema.url, &engine),
+        Process::worker(&schema.url, &engine),
+    ];
+    let arrived = slack.wait_for(9, Duration::from_secs(30));
+    assert_eq!(arrived.len(), 9, "every message arrived");
+    let times: Vec<Instant> = arrived.iter().map(|r| r.at).collect();
+    let second = Duration::from_secs(1);
+    if let Err(early) = common::keeps_pace(&times, second, 3, Duration::from_millis(100)) {
+        panic!("two workers sent faster than the hook's pace: {early}");
+    }
+    let spread = times[8].duration_since(times[0]);
+    println!("scale: 9 messages to one paced hook from 2 workers over {spread:?}");
+    wait_until_all_delivered(store.as_ref(), 9, Duration::from_secs(10)).await;
+    drop((workers, store));
+    schema.drop_schema().await;
+}
+
+/// With `order_by`, each key's deliveries reach the target in intake order while a
+/// worker is killed (SIGKILL) every second and another started: a delivery taken over
+/// after a lost lease may arrive twice, but only as the latest of its key, never after a
+/// later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_keys_keep_their_order_while_workers_are_killed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let schema = TestSchema::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_toml(dir.path());
+    let target = CaptureServer::start();
+    // Slow enough that a killed worker leaves attempts half done, and that the run
+    // takes several seconds, one kill a second.
+    target.script("/ordered", [Reply::ok().delay(Duration::from_millis(150))]);
+    let store = store::open(&schema.url).await.expect("open PostgreSQL");
+    let options = json!({
+        "urls": [format!("{}/ordered", target.url())],
+        "order_by": "attributes.title",
+        "concurrency": 32,
+    });
+    let hook = StoredInstance {
+        name: "hook".to_owned(),
+        service: "webhook".to_owned(),
+        options: options.as_object().cloned().unwrap_or_default(),
+    };
+    store.put_instance("p1", &hook).await.unwrap();
+    let (keys, count) = (20, 600);
+    let events: Vec<String> = (0..count)
+        .map(|seq| {
+            let mut event: Value = serde_json::from_str(&numbered_event(seq)).unwrap();
+            event["attributes"]["title"] = Value::from(format!("key {}", seq % keys));
+            event["attributes"]["number"] = Value::from(seq);
+            event.to_string()
+        })
+        .collect();
+    accept_routed(store.as_ref(), "hook", &events).await;
+
+    let started = Instant::now();
+    let mut running: Vec<Process> = (0..3)
+        .map(|_| Process::worker(&schema.url, &engine))
+        .collect();
+    let mut kills = 0;
+    let mut last_kill = Instant::now();
+    loop {
+        let stats = store.stats().await.expect("stats");
+        if delivered(&stats) == count as u64 && stats.queue_depth == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{} of {count} delivered after 120 s",
+            delivered(&stats)
+        );
+        if last_kill.elapsed() >= Duration::from_secs(1) && kills < 30 {
+            let mut victim = running.remove(kills % running.len());
+            victim.kill();
+            running.push(Process::worker(&schema.url, &engine));
+            kills += 1;
+            last_kill = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in &mut running {
+        assert!(worker.terminate(), "a worker did not stop on SIGTERM");
+    }
+    let mut by_key: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    // `count` and `keys` are small: the numbers fit.
+    for request in target.requests() {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let seq = body["attributes"]["number"].as_u64().unwrap();
+        by_key.entry(seq % keys as u64).or_default().push(seq);
+    }
+    let mut twice = 0;
+    for (key, arrivals) in &by_key {
+        for pair in arrivals.windows(2) {
+            assert!(
+                pair[0] <= pair[1],
+                "key {key} went back from #{} to #{}: {arrivals:?}",
+                pair[0],
+                pair[1]
+            );
+            twice += usize::from(pair[0] == pair[1]);
+        }
+        let distinct: BTreeSet<u64> = arrivals.iter().copied().collect();
+        assert_eq!(distinct.len(), count / keys, "key {key}");
+    }
+    println!(
+        "scale: {count} ordered deliveries over {keys} keys, {kills} workers killed: every key \
+         in order, {twice} sent twice (the latest of its key again), in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(store);
+    schema.drop_schema().await;
+}
+
 #[test]
 fn worker_needs_a_shared_database() {
     let dir = tempfile::tempdir().unwrap();

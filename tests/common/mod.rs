@@ -173,3 +173,27 @@ pub fn stop_child(child: &mut std::process::Child) {
         let _ = child.wait();
     }
 }
+
+/// Whether requests arriving at `arrivals` kept a pace of `burst` at once, then one
+/// every `every` (the generic cell rate algorithm, as a platform counts), allowing each
+/// arrival `jitter` of lateness on the wire.
+pub fn keeps_pace(
+    arrivals: &[std::time::Instant],
+    every: std::time::Duration,
+    burst: u32,
+    jitter: std::time::Duration,
+) -> Result<(), String> {
+    let tolerance = every * burst.saturating_sub(1) + jitter;
+    let Some(first) = arrivals.first() else {
+        return Ok(());
+    };
+    let mut tat = *first;
+    for (n, at) in arrivals.iter().enumerate() {
+        if tat > *at + tolerance {
+            let early = tat - (*at + tolerance);
+            return Err(format!("request {n} came {early:?} before its slot"));
+        }
+        tat = tat.max(*at) + every;
+    }
+    Ok(())
+}
