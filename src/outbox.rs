@@ -649,12 +649,14 @@ pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
                 output::deliveries(&open(&db).await?.deliveries(&filter).await?, json);
             }
             DeliveriesCommand::Show { id, db, json } => {
-                let (row, attempts) = open(&db)
-                    .await?
+                let store = open(&db).await?;
+                let (row, attempts) = store
                     .delivery(&id)
                     .await?
                     .ok_or_else(|| Fatal(format!("no delivery `{id}`")))?;
-                output::delivery(&row, &attempts, json);
+                let now = store::now_ms();
+                let waiting = store.waiting(&id, now).await?;
+                output::delivery(&row, &attempts, waiting.as_ref(), now, json);
             }
         }
         Ok(ExitCode::SUCCESS)

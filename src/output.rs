@@ -323,10 +323,14 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
 pub fn delivery(
     row: &lookout_server::store::DeliveryRow,
     attempts: &[lookout_server::store::AttemptRecord],
+    waiting: Option<&lookout_server::lanes::Waiting>,
+    now: lookout_server::store::Millis,
     json: bool,
 ) {
     if json {
-        print_json(&serde_json::json!({ "delivery": row, "attempts": attempts }));
+        let shown =
+            serde_json::json!({ "delivery": row, "attempts": attempts, "waiting": waiting });
+        print_json(&shown);
         return;
     }
     println!("delivery {} (the webhook-id of every attempt)", row.id);
@@ -337,6 +341,12 @@ pub fn delivery(
     println!("  created  {}", time(row.created_at));
     if let Some(next) = row.next_at.filter(|_| row.status.is_queued()) {
         println!("  next     {}", time(next));
+    }
+    if let Some(waiting) = waiting {
+        println!("  waiting  {}", waiting.describe(now));
+    }
+    if row.ordered && row.status == lookout_server::store::Status::Dead {
+        println!("  order    dead: the next delivery with the same order value went on");
     }
     println!();
     let rows: Vec<[String; 6]> = attempts

@@ -19,10 +19,17 @@ const URL_KEY: &str = "XOXB9SECRETx42";
 
 /// Loopback allowed, short timeouts (the targets are local), a short retry schedule.
 fn place() -> Place {
-    let config = "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n\
-                  allow_networks = [\"127.0.0.0/8\"]\n\
-                  [worker]\nretry_schedule = [\"1s\", \"1s\", \"1s\"]\nretry_jitter = 0.0\n";
-    Place::new(TOKEN, config).never_printing(&[URL_KEY, TOKEN])
+    place_retrying_after("1s")
+}
+
+/// [`place`] whose deliveries are retried after `delay`.
+fn place_retrying_after(delay: &str) -> Place {
+    let config = format!(
+        "[engine]\nrequest_timeout = \"5s\"\ndeadline = \"6s\"\n\
+         allow_networks = [\"127.0.0.0/8\"]\n\
+         [worker]\nretry_schedule = [\"{delay}\", \"{delay}\"]\nretry_jitter = 0.0\n"
+    );
+    Place::new(TOKEN, &config).never_printing(&[URL_KEY, TOKEN])
 }
 
 fn client() -> reqwest::Client {
@@ -58,6 +65,20 @@ async fn post(http: &reqwest::Client, serving: &Serving, product: &str, body: St
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// POSTs an event of `pa`, which must be accepted; the id of its one delivery.
+async fn post_for_id(http: &reqwest::Client, serving: &Serving, body: String) -> String {
+    let answer = http
+        .post(format!("{}/v1/products/pa/events", serving.url))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    body["deliveries"][0]["id"].as_str().unwrap().to_owned()
 }
 
 /// Posts `count` events of `pb` one at a time, each when the one before arrived at
@@ -247,7 +268,8 @@ async fn a_burst_to_a_slow_target_leaves_other_products_alone() {
 async fn a_retrying_delivery_holds_back_only_its_own_key() {
     let sink = CaptureServer::start();
     sink.script("/ordered", [Reply::status(503), Reply::ok()]);
-    let place = place();
+    // Long enough to see the later ones held while the first waits for its retry.
+    let place = place_retrying_after("3s");
     let urls = format!("urls={}/ordered", sink.url());
     let args = [
         "products",
@@ -268,16 +290,27 @@ async fn a_retrying_delivery_holds_back_only_its_own_key() {
         event.to_string()
     };
 
-    assert_eq!(post(&http, &serving, "pa", keyed(1, 1)).await, 202);
+    let first_id = post_for_id(&http, &serving, keyed(1, 1)).await;
     let first = tokio::task::block_in_place(|| sink.wait_for(1, Duration::from_secs(10)));
     assert_eq!(
         number_of(&first[0].body),
         101,
         "key 1's first, answered 503"
     );
+    let mut ids = Vec::new();
     for (key, seq) in [(1, 2), (2, 1), (1, 3), (2, 2)] {
-        assert_eq!(post(&http, &serving, "pa", keyed(key, seq)).await, 202);
+        ids.push(post_for_id(&http, &serving, keyed(key, seq)).await);
     }
+    // Key 1's second says why it waits, and for which.
+    let shown = http
+        .get(format!("{}/v1/deliveries/{}", serving.url, ids[0]))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let shown: Value = serde_json::from_str(&shown.text().await.unwrap()).unwrap();
+    assert_eq!(shown["waiting"]["state"], "held", "{shown}");
+    assert_eq!(shown["waiting"]["behind"], first_id.as_str(), "{shown}");
     let all = tokio::task::block_in_place(|| sink.wait_for(6, Duration::from_secs(20)));
     let order: Vec<u64> = all.iter().map(|r| number_of(&r.body)).collect();
     assert_eq!(order.len(), 6, "{order:?}");

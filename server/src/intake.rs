@@ -979,12 +979,15 @@ async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQue
 }
 
 async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Response {
-    match app.store.delivery(&id).await {
-        Ok(Some((delivery, attempts))) => {
-            axum::Json(json!({ "delivery": delivery, "attempts": attempts })).into_response()
+    let (found, waiting) =
+        futures::join!(app.store.delivery(&id), app.store.waiting(&id, now_ms()));
+    match (found, waiting) {
+        (Ok(Some((delivery, attempts))), Ok(waiting)) => {
+            let body = json!({ "delivery": delivery, "attempts": attempts, "waiting": waiting });
+            axum::Json(body).into_response()
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
-        Err(err) => store_error(&err),
+        (Ok(None), _) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
+        (Err(err), _) | (_, Err(err)) => store_error(&err),
     }
 }
 

@@ -417,6 +417,100 @@ impl Claim {
     }
 }
 
+/// Why a queued delivery is not being attempted right now: what the console's delivery
+/// page, `GET /v1/deliveries/{id}` and `lookout deliveries show` say.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Waiting {
+    /// A worker is attempting it (its lease runs until then).
+    InFlight { until: Millis },
+    /// Held behind an earlier delivery of its order key (`order_by`) until that one is
+    /// delivered, skipped, disabled or dead.
+    Held { behind: Option<String> },
+    /// Its next attempt is due then: a retry, or a wait its destination asked for.
+    Scheduled { at: Millis },
+    /// Its destination's pace has its next slot then.
+    Paced { until: Millis },
+    /// Its lane has as many attempts in flight as it may (fewer when its answers are
+    /// slow).
+    AtCap { in_flight: u32, cap: u32 },
+    /// Due: the next worker with room takes it.
+    Due,
+}
+
+impl Waiting {
+    /// In words, times counted from `now`.
+    pub fn describe(&self, now: Millis) -> String {
+        let after = |at: Millis| {
+            let ms = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+            humantime::format_duration(Duration::from_millis(ms)).to_string()
+        };
+        match self {
+            Waiting::InFlight { .. } => "being attempted now".to_owned(),
+            Waiting::Held { behind: Some(id) } => format!(
+                "held behind {id}, an earlier delivery with the same order value, until that \
+                 one is finished"
+            ),
+            Waiting::Held { behind: None } => {
+                "held behind an earlier delivery with the same order value".to_owned()
+            }
+            Waiting::Scheduled { at } => format!("the next attempt is due in {}", after(*at)),
+            Waiting::Paced { until } => {
+                format!("paced: its destination's next slot is in {}", after(*until))
+            }
+            Waiting::AtCap { in_flight, cap } => format!(
+                "its lane has {in_flight} attempts in flight, its cap is {cap}: it goes when \
+                 one ends"
+            ),
+            Waiting::Due => "due: the next worker with room takes it".to_owned(),
+        }
+    }
+}
+
+/// What a store knows of a queued delivery, to say why it waits.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub next_at: Option<Millis>,
+    pub lease_until: Option<Millis>,
+    /// For a held one: the queued delivery of its key it waits for.
+    pub behind: Option<String>,
+    pub lane: Option<DueLane>,
+}
+
+impl Queued {
+    /// Why it is not being attempted at `now`.
+    pub fn waiting(&self, now: Millis) -> Waiting {
+        if let Some(until) = self.lease_until.filter(|until| *until > now) {
+            return Waiting::InFlight { until };
+        }
+        let Some(next_at) = self.next_at else {
+            let behind = self.behind.clone();
+            return Waiting::Held { behind };
+        };
+        if next_at > now {
+            return Waiting::Scheduled { at: next_at };
+        }
+        let Some(lane) = &self.lane else {
+            return Waiting::Due;
+        };
+        let pace = PaceState {
+            pace: lane.pace,
+            tat: lane.tat,
+        };
+        if pace.slots(now, 1) == 0 {
+            return Waiting::Paced {
+                until: pace.next_slot(),
+            };
+        }
+        let cap = effective_cap(lane.cap, lane.latency_ms);
+        if lane.in_flight >= cap {
+            let in_flight = lane.in_flight;
+            return Waiting::AtCap { in_flight, cap };
+        }
+        Waiting::Due
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

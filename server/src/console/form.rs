@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::store::{ENABLED, StoredInstance};
-use lookout::config::check_name;
+use lookout::config::{LANE_OPTIONS, check_name};
 use lookout::delivery::ssrf::Guard;
 use lookout::options::{Kind, OptionProblem, OptionSpec};
 use lookout::service::Registration;
@@ -95,6 +95,8 @@ pub struct ServiceForm {
     pub editing: bool,
     pub name_problems: Vec<String>,
     pub fields: Vec<Field>,
+    /// The options every service takes for how it is queued ([`LANE_OPTIONS`]).
+    pub lane: Vec<Field>,
     pub other_problems: Vec<String>,
 }
 
@@ -107,6 +109,7 @@ impl ServiceForm {
             editing: false,
             name_problems: Vec::new(),
             fields: reg.schema.options.iter().map(Field::new).collect(),
+            lane: LANE_OPTIONS.iter().map(Field::new).collect(),
             other_problems: Vec::new(),
         }
     }
@@ -131,6 +134,12 @@ impl ServiceForm {
                 _ => {}
             }
         }
+        // Public by declaration, and not part of the service's own (redacted) options.
+        for field in &mut form.lane {
+            if let Some(value) = stored.options.get(field.name) {
+                field.value = plain(value);
+            }
+        }
         form
     }
 
@@ -143,7 +152,7 @@ impl ServiceForm {
         posted: &[(String, String)],
         previous: Option<&StoredInstance>,
         guard: &Guard,
-    ) -> Result<StoredInstance, ServiceForm> {
+    ) -> Result<StoredInstance, Box<ServiceForm>> {
         let mut form = ServiceForm::blank(reg);
         let mut options = previous.map(|p| p.options.clone()).unwrap_or_default();
         form.editing = previous.is_some();
@@ -154,7 +163,7 @@ impl ServiceForm {
                 .trim()
                 .to_owned(),
         };
-        for field in &mut form.fields {
+        for field in form.fields.iter_mut().chain(&mut form.lane) {
             read_field(field, posted, &mut options);
         }
         let stored = StoredInstance {
@@ -173,13 +182,14 @@ impl ServiceForm {
             return Ok(stored);
         }
         form.place(problems);
-        Err(form)
+        Err(Box::new(form))
     }
 
     /// Puts each problem beside its field; the rest above the form.
     fn place(&mut self, problems: Vec<OptionProblem>) {
         for problem in problems {
-            match self.fields.iter_mut().find(|f| f.name == problem.option) {
+            let mut fields = self.fields.iter_mut().chain(&mut self.lane);
+            match fields.find(|f| f.name == problem.option) {
                 Some(field) => field.problems.push(problem.problem),
                 None => self.other_problems.push(problem.to_string()),
             }
@@ -327,6 +337,46 @@ mod tests {
         )
         .expect("left empty: kept");
         assert_eq!(edited.options, saved.options);
+    }
+
+    #[test]
+    fn every_service_takes_the_lane_options_with_its_own() {
+        let reg = lookout::service::find("echo").expect("the test service");
+        let guard = Guard::for_settings(&loopback_allowed());
+        let wrong = posted(&[
+            ("name", "hook"),
+            ("opt.urls", "http://127.0.0.1:9/a"),
+            ("opt.order_by", "attribute.number"),
+            ("opt.concurrency", "500"),
+        ]);
+        let refused = ServiceForm::submit(reg, &wrong, None, &guard).expect_err("both wrong");
+        let problem = |name: &str| {
+            let field = refused.lane.iter().find(|f| f.name == name).unwrap();
+            field.problems.join("; ")
+        };
+        assert!(
+            problem("order_by").contains("must start with one of"),
+            "{refused:#?}"
+        );
+        assert!(
+            problem("concurrency").contains("from 1 to 64"),
+            "{refused:#?}"
+        );
+
+        let right = posted(&[
+            ("name", "hook"),
+            ("opt.urls", "http://127.0.0.1:9/a"),
+            ("opt.order_by", "attributes.number"),
+            ("opt.concurrency", "4"),
+        ]);
+        let saved = ServiceForm::submit(reg, &right, None, &guard).expect("valid");
+        assert_eq!(saved.options["order_by"], "attributes.number");
+        assert_eq!(saved.options["concurrency"], 4);
+        let instance = saved.instance().unwrap();
+        assert_eq!(instance.lane.concurrency, Some(4));
+        let shown = ServiceForm::for_stored(reg, &saved);
+        let values: Vec<&str> = shown.lane.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["attributes.number", "4"]);
     }
 
     fn loopback_allowed() -> lookout::settings::Settings {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::auth::{self, ADMIN_SESSION, SESSION_COOKIE, SIGNIN_COOKIE, Scope, Session};
 use super::form::{self, ServiceForm};
 use super::{Console, Posted, chart};
+use crate::lanes::Waiting;
 use crate::store::{
     ActivityWindow, AttemptRecord, DeliveryFilter, DeliveryRow, Millis, Product, Status,
     StoreError, StoredInstance, now_ms,
@@ -533,7 +534,7 @@ pub async fn add_service(
                 form_refused(&posted.session, &id, reg, form)
             }
             Ok(stored) => save(&console, &id, &stored).await,
-            Err(form) => form_refused(&posted.session, &id, reg, form),
+            Err(form) => form_refused(&posted.session, &id, reg, *form),
         },
     )
 }
@@ -581,7 +582,7 @@ pub async fn edit_service(
     Ok(
         match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
             Ok(stored) => save(&console, &id, &stored).await,
-            Err(form) => form_refused(&posted.session, &id, reg, form),
+            Err(form) => form_refused(&posted.session, &id, reg, *form),
         },
     )
 }
@@ -797,6 +798,10 @@ struct DeliveryPage {
     row: DeliveryRow,
     attempts: Vec<AttemptRecord>,
     payload: String,
+    /// Why it is not being attempted right now, in words (queued ones only).
+    waiting: Option<String>,
+    /// The delivery of its order key it is held behind.
+    behind: Option<String>,
 }
 
 /// How much of the event's payload a delivery's page shows.
@@ -827,12 +832,20 @@ pub async fn delivery(
     let (row, attempts) = delivery_of(&console, &session, &id, &delivery).await?;
     let payload = console.store.event_payload(&row.event_id).await?;
     let payload = shown_payload(payload.as_deref().unwrap_or_default());
+    let now = now_ms();
+    let waiting = console.store.waiting(&row.id, now).await?;
+    let behind = match &waiting {
+        Some(Waiting::Held { behind }) => behind.clone(),
+        _ => None,
+    };
     let page = DeliveryPage {
         chrome: Chrome::of(&session),
         product: id,
         row,
         attempts,
         payload,
+        waiting: waiting.map(|w| w.describe(now)),
+        behind,
     };
     Ok(render(StatusCode::OK, &page))
 }

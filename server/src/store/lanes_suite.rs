@@ -5,7 +5,7 @@ use super::suite::{LEASE, T0};
 use super::{
     AttemptOutcome, AttemptRecord, Finish, Millis, NewDelivery, NewEvent, Status, Store, now_ms,
 };
-use crate::lanes::{Lane, Pace};
+use crate::lanes::{Lane, Pace, Waiting};
 
 /// Declares one `#[tokio::test]` per function of this suite (see
 /// [`store_suite!`](crate::store::suite::store_suite)).
@@ -146,6 +146,8 @@ pub async fn a_paced_destination_gives_slots_on_its_schedule(store: &dyn Store) 
     let (row, attempts) = store.delivery("msg_a9").await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (Status::Pending, 0));
     assert!(attempts.is_empty(), "waiting for a slot is not an attempt");
+    let waiting = store.waiting("msg_a9", T0 + 2_000).await.unwrap();
+    assert_eq!(waiting, Some(Waiting::Paced { until: T0 + 3_000 }));
 }
 
 /// A lane has at most its cap in flight; a finished attempt frees a slot at once.
@@ -164,6 +166,16 @@ pub async fn a_lane_holds_at_most_its_cap(store: &dyn Store) {
         claim(store, "w2", T0 + 1, 10).await.is_empty(),
         "at its cap"
     );
+    let waiting = |id| store.waiting(id, T0 + 1);
+    let full = Waiting::AtCap {
+        in_flight: 2,
+        cap: 2,
+    };
+    assert_eq!(waiting("msg_3").await.unwrap(), Some(full));
+    let leased = Waiting::InFlight {
+        until: T0 + LEASE.as_millis() as Millis,
+    };
+    assert_eq!(waiting("msg_1").await.unwrap(), Some(leased));
     deliver(store, "w1", &first[..1]).await;
     assert_eq!(claim(store, "w2", T0 + 2, 10).await, ["msg_3"]);
     // A lease that runs out (a worker died) frees its slot too.
@@ -205,6 +217,8 @@ pub async fn lanes_take_turns(store: &dyn Store) {
     accept(store, "busy", T0 - 1_000, &busy, &pairs).await;
     let quiet = lane("quiet", "hook-b", Pace::NONE, 1_000);
     accept(store, "quiet", T0, &quiet, &[("msg_quiet", None)]).await;
+    let waiting = store.waiting("msg_quiet", T0).await.unwrap();
+    assert_eq!(waiting, Some(Waiting::Due));
     let first = claim(store, "w1", T0, 4).await;
     assert_eq!(first.len(), 4);
     assert!(first.contains(&"msg_quiet".to_owned()), "{first:?}");
@@ -261,6 +275,14 @@ pub async fn ordered_deliveries_go_one_at_a_time(store: &dyn Store) {
     store.finish("msg_k1_a", "w1", &retry).await.unwrap();
     deliver(store, "w1", &["msg_k2_a".to_owned()]).await;
     assert!(claim(store, "w1", now + 500, 10).await.is_empty());
+    let waiting = |id| store.waiting(id, now + 500);
+    let held = Waiting::Held {
+        behind: Some("msg_k1_a".to_owned()),
+    };
+    assert_eq!(waiting("msg_k1_b").await.unwrap(), Some(held));
+    let retry_at = Waiting::Scheduled { at: now + 1_000 };
+    assert_eq!(waiting("msg_k1_a").await.unwrap(), Some(retry_at));
+    assert_eq!(waiting("msg_k2_a").await.unwrap(), None, "delivered");
     assert_eq!(claim(store, "w1", now + 1_000, 10).await, ["msg_k1_a"]);
 
     // It goes dead: the next of k1 is released, not the one after it.

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::lanes::Lane;
+use crate::lanes::{Lane, Waiting};
 use crate::tokens::{NewToken, Token};
 use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
@@ -510,6 +510,9 @@ pub struct DeliveryRow {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub last_error: Option<String>,
+    /// Its service orders deliveries by a payload value (`order_by`): one dead lets the
+    /// next of its value go on.
+    pub ordered: bool,
 }
 
 /// A stored event with its deliveries, as `lookout replay` reads history.
@@ -709,6 +712,8 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<Millis>>;
 
     async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+    /// Why a delivery is not being attempted at `now`; `None` unless it is queued.
+    async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>>;
     /// One delivery with every attempt, oldest first.
     async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>>;
     /// Makes a delivery due again at `now` with a fresh schedule. A delivery that was

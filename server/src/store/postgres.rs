@@ -42,7 +42,9 @@ use super::{
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
     StoredInstance, from_json, millis, now_ms, status_of, to_json,
 };
-use crate::lanes::{AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, lanes_per_claim, news};
+use crate::lanes::{
+    AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, Queued, Waiting, lanes_per_claim, news,
+};
 use crate::tokens::{NewToken, Token};
 
 #[path = "postgres_tls.rs"]
@@ -286,7 +288,7 @@ fn count(value: i32) -> u32 {
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -302,6 +304,7 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
         last_error: row.try_get(10)?,
+        ordered: row.try_get(11)?,
     })
 }
 
@@ -463,17 +466,28 @@ JOIN events e ON e.id = c.event_id
 LEFT JOIN products p ON p.id = c.product_id
 ORDER BY c.next_at, c.seq";
 
-/// The lanes due at `$1` a claim looks at (`$2` of them), served longest ago first,
-/// each with its attempts in flight; those another claim is looking at are skipped.
-const DUE_LANES: &str = "
+/// Lanes each with its attempts in flight at `$1` ([`lane_row`]).
+const LANES_AT: &str = "
 SELECT l.key, l.destination, l.every_ms, l.burst, l.cap, l.latency_ms,
        (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
             AND d.lease_owner IS NOT NULL AND d.lease_until > $1)
-FROM lanes l
-WHERE l.due_at <= $1
-ORDER BY l.served_at, l.key
-LIMIT $2
-FOR UPDATE OF l SKIP LOCKED";
+FROM lanes l";
+
+/// A lane selected with [`LANES_AT`]; its destination's schedule is read apart.
+fn lane_row(row: &Row) -> Result<DueLane> {
+    Ok(DueLane {
+        key: row.try_get(0)?,
+        destination: row.try_get(1)?,
+        pace: Pace {
+            every_ms: row.try_get(2)?,
+            burst: count(row.try_get(3)?),
+        },
+        tat: 0,
+        cap: count(row.try_get(4)?),
+        latency_ms: row.try_get(5)?,
+        in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
+    })
+}
 
 /// Each lane after a claim: when it is due again (`at`, or from its leases and its next
 /// due delivery, see [`Due`]) and whether it was served.
@@ -590,10 +604,10 @@ async fn lanes_due_by(tx: &impl GenericClient, lanes: &[String], at: Millis) -> 
 }
 
 /// A new delivery to store: its event's id, its product, it, and when it is due.
-type Queued<'a> = (&'a str, &'a str, &'a NewDelivery, Millis);
+type NewRow<'a> = (&'a str, &'a str, &'a NewDelivery, Millis);
 
 /// One column of `rows`.
-fn column<'a>(rows: &[Queued<'a>], f: impl Fn(&Queued<'a>) -> &'a str) -> Vec<&'a str> {
+fn column<'a>(rows: &[NewRow<'a>], f: impl Fn(&NewRow<'a>) -> &'a str) -> Vec<&'a str> {
     rows.iter().map(f).collect()
 }
 
@@ -602,7 +616,7 @@ fn column<'a>(rows: &[Queued<'a>], f: impl Fn(&Queued<'a>) -> &'a str) -> Vec<&'
 /// many were added.
 async fn insert_deliveries(
     tx: &impl GenericClient,
-    deliveries: &[Queued<'_>],
+    deliveries: &[NewRow<'_>],
     or_ignore: bool,
 ) -> Result<u64> {
     if deliveries.is_empty() {
@@ -666,7 +680,7 @@ async fn insert_deliveries(
 }
 
 /// Creates or updates the lanes of `deliveries`, each due by its delivery's time.
-async fn queue_in_lanes(tx: &impl GenericClient, deliveries: &[Queued<'_>]) -> Result<()> {
+async fn queue_in_lanes(tx: &impl GenericClient, deliveries: &[NewRow<'_>]) -> Result<()> {
     let mut lanes: Vec<(&Lane, &str, Millis)> = Vec::new();
     for (_, product, delivery, due) in deliveries {
         match lanes
@@ -1109,24 +1123,13 @@ impl PostgresStore {
 /// schedules, locked: the destinations in order, so that claims never wait on each other
 /// in a circle.
 async fn due_lanes(tx: &impl GenericClient, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
-    let rows = query(tx, DUE_LANES, &[&now, &lanes_per_claim(limit)]).await?;
-    let mut lanes = rows
-        .iter()
-        .map(|row| {
-            Ok(DueLane {
-                key: row.try_get(0)?,
-                destination: row.try_get(1)?,
-                pace: Pace {
-                    every_ms: row.try_get(2)?,
-                    burst: count(row.try_get(3)?),
-                },
-                tat: 0,
-                cap: count(row.try_get(4)?),
-                latency_ms: row.try_get(5)?,
-                in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    // Those another claim is looking at are skipped.
+    let sql = format!(
+        "{LANES_AT} WHERE l.due_at <= $1 ORDER BY l.served_at, l.key LIMIT $2
+         FOR UPDATE OF l SKIP LOCKED"
+    );
+    let rows = query(tx, &sql, &[&now, &lanes_per_claim(limit)]).await?;
+    let mut lanes = rows.iter().map(lane_row).collect::<Result<Vec<_>>>()?;
     let mut destinations: Vec<&str> = lanes.iter().map(|l| l.destination.as_str()).collect();
     destinations.sort_unstable();
     destinations.dedup();
@@ -1224,7 +1227,7 @@ pub(crate) async fn redeliver_in(
             order_key: None,
         })
         .collect();
-    let queued: Vec<Queued<'_>> = own
+    let queued: Vec<NewRow<'_>> = own
         .iter()
         .zip(found.iter().filter(|f| f.3.is_none()))
         .map(|(d, f)| ("", f.1.as_str(), d, now))
@@ -1359,7 +1362,7 @@ impl Store for PostgresStore {
             }
         }
         insert_events(&tx, &fresh).await?;
-        let deliveries: Vec<Queued<'_>> = fresh
+        let deliveries: Vec<NewRow<'_>> = fresh
             .iter()
             .flat_map(|e| {
                 e.deliveries
@@ -1549,7 +1552,7 @@ impl Store for PostgresStore {
     ) -> Result<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let queued: Vec<Queued<'_>> = deliveries
+        let queued: Vec<NewRow<'_>> = deliveries
             .iter()
             .map(|d| (event_id, product, d, now))
             .collect();
@@ -1615,6 +1618,59 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let rows = client.query(&sql, &params).await?;
         rows.iter().map(delivery_row).collect()
+    }
+
+    async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT status, next_at, lease_until, lane, order_key FROM deliveries WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        if !status_of(row.try_get(0)?)?.is_queued() {
+            return Ok(None);
+        }
+        let (next_at, lease_until): (Option<Millis>, Option<Millis>) =
+            (row.try_get(1)?, row.try_get(2)?);
+        let (lane, key): (Option<String>, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
+        let behind = match (&key, next_at) {
+            (Some(key), None) => query(
+                &client,
+                "SELECT id FROM deliveries WHERE order_key = $1 AND next_at IS NOT NULL
+                     AND status IN ('pending', 'failed') ORDER BY seq LIMIT 1",
+                &[key],
+            )
+            .await?
+            .first()
+            .map(|row| row.try_get(0))
+            .transpose()?,
+            _ => None,
+        };
+        let lane = match &lane {
+            Some(lane) => {
+                let sql = format!("{LANES_AT} WHERE l.key = $2");
+                let rows = query(&client, &sql, &[&now, lane]).await?;
+                let mut found = rows.first().map(lane_row).transpose()?;
+                if let Some(found) = &mut found {
+                    let sql = "SELECT tat FROM paces WHERE destination = $1";
+                    let tats = query(&client, sql, &[&found.destination]).await?;
+                    found.tat = tats.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+                }
+                found
+            }
+            None => None,
+        };
+        let queued = Queued {
+            next_at,
+            lease_until,
+            behind,
+            lane,
+        };
+        Ok(Some(queued.waiting(now)))
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>> {

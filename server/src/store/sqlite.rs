@@ -18,7 +18,8 @@ use super::{
     StoredInstance, from_json, millis, status_of, to_json,
 };
 use crate::lanes::{
-    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, lanes_per_claim, news,
+    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, Queued, Waiting,
+    lanes_per_claim, news,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -428,7 +429,7 @@ fn token_row((id, scope, products, created_at, expires_at): TokenColumns) -> Res
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
 
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
@@ -445,6 +446,7 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
             created_at: row.get(8)?,
             updated_at: row.get(9)?,
             last_error: row.get(10)?,
+            ordered: row.get(11)?,
         },
         row.get(5)?,
     ))
@@ -920,32 +922,36 @@ fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()
     Ok(())
 }
 
-/// The lanes due at `now` a claim of `limit` looks at, served longest ago first, each
-/// with its destination's schedule and its attempts in flight.
+/// Lanes as a claim reads them: each with its destination's schedule and its attempts
+/// in flight at `?1` ([`lane_row`]).
+const LANES_AT: &str = "SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0),
+         l.cap, l.latency_ms,
+         (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
+             AND d.lease_owner IS NOT NULL AND d.lease_until > ?1)
+     FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
+
+fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
+    Ok(DueLane {
+        key: row.get(0)?,
+        destination: row.get(1)?,
+        pace: Pace {
+            every_ms: row.get(2)?,
+            burst: row.get(3)?,
+        },
+        tat: row.get(4)?,
+        cap: row.get(5)?,
+        latency_ms: row.get(6)?,
+        in_flight: row.get(7)?,
+    })
+}
+
+/// The lanes due at `now` a claim of `limit` looks at, served longest ago first.
 fn due_lanes(tx: &rusqlite::Transaction<'_>, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
-    let mut statement = tx.prepare_cached(
-        "SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap,
-             l.latency_ms,
-             (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-                 AND d.lease_owner IS NOT NULL AND d.lease_until > ?1)
-         FROM lanes l LEFT JOIN paces p ON p.destination = l.destination
-         WHERE l.due_at <= ?1 ORDER BY l.served_at, l.key LIMIT ?2",
-    )?;
-    let lanes = statement
-        .query_map(params![now, lanes_per_claim(limit)], |row| {
-            Ok(DueLane {
-                key: row.get(0)?,
-                destination: row.get(1)?,
-                pace: Pace {
-                    every_ms: row.get(2)?,
-                    burst: row.get(3)?,
-                },
-                tat: row.get(4)?,
-                cap: row.get(5)?,
-                latency_ms: row.get(6)?,
-                in_flight: row.get(7)?,
-            })
-        })?
+    let lanes = tx
+        .prepare_cached(&format!(
+            "{LANES_AT} WHERE l.due_at <= ?1 ORDER BY l.served_at, l.key LIMIT ?2"
+        ))?
+        .query_map(params![now, lanes_per_claim(limit)], lane_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(lanes)
 }
@@ -1456,6 +1462,70 @@ impl Store for SqliteStore {
                 .query_map(rusqlite::params_from_iter(args), delivery_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             rows.into_iter().map(with_status).collect()
+        })
+        .await
+    }
+
+    async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            type Found = (
+                String,
+                Option<Millis>,
+                Option<Millis>,
+                Option<String>,
+                Option<String>,
+            );
+            let found: Option<Found> = conn
+                .query_row(
+                    "SELECT status, next_at, lease_until, lane, order_key FROM deliveries
+                     WHERE id = ?1",
+                    [&id],
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((status, next_at, lease_until, lane, key)) = found else {
+                return Ok(None);
+            };
+            if !status_of(&status)?.is_queued() {
+                return Ok(None);
+            }
+            let behind = match (&key, next_at) {
+                (Some(key), None) => conn
+                    .query_row(
+                        "SELECT id FROM deliveries WHERE order_key = ?1 AND next_at IS NOT NULL
+                             AND status IN ('pending', 'failed') ORDER BY rowid LIMIT 1",
+                        [key],
+                        |row| row.get(0),
+                    )
+                    .optional()?,
+                _ => None,
+            };
+            let lane = match &lane {
+                Some(lane) => conn
+                    .query_row(
+                        &format!("{LANES_AT} WHERE l.key = ?2"),
+                        params![now, lane],
+                        lane_row,
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let queued = Queued {
+                next_at,
+                lease_until,
+                behind,
+                lane,
+            };
+            Ok(Some(queued.waiting(now)))
         })
         .await
     }
