@@ -423,6 +423,7 @@ pub async fn run(
         product: Some(product.id.clone()),
         service: Some(page.service.clone()).filter(|s| !s.is_empty()),
         limit: Some(LIMIT),
+        budget: None,
     };
     let report = replay::compare(console.store.as_ref(), &replay).await?;
     page.report = Some(ShownReport::new(report, &redactor));
