@@ -204,8 +204,9 @@ pub async fn run(
         transport: Transport::new(config.settings.clone()).map_err(std::io::Error::other)?,
         keys: console::Keys::from_admin_token(&config.token),
     };
+    let metrics = app.metrics.clone();
     let router = router(app, console, config.max_body);
-    let served = listen::serve(listener, router, config.limits, stopped).await;
+    let served = listen::serve(listener, router, config.limits, metrics, stopped).await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }
