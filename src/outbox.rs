@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
 use lookout_server::clients::{self, ServeSettings, TrustedProxies};
-use lookout_server::console;
+use lookout_server::console::{self, PreviewLimits};
 use lookout_server::health;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
@@ -135,6 +135,8 @@ pub struct ServeArgs {
     idempotency_field: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    previews: PreviewArgs,
 }
 
 /// The intake's connection limits (docs/SERVING.md, "Security").
@@ -178,6 +180,40 @@ fn at_least_one(text: &str) -> Result<usize, String> {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
         Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The limits on the console's previews (docs/SERVING.md, "Limits on the request
+/// path").
+#[derive(Args)]
+pub struct PreviewArgs {
+    /// Console previews computed at once, in all; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().concurrent, value_parser = at_least_one)]
+    max_previews: usize,
+    /// Previews at once for one console session, and for one client address.
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().per_client, value_parser = at_least_one)]
+    max_previews_per_client: usize,
+    /// `[services.*]` tables one preview may hold (more: 413).
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_services, value_parser = at_least_one)]
+    preview_max_services: usize,
+    /// Event × service comparisons one preview makes at most (with many services, it
+    /// compares fewer events, and says so).
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_renders, value_parser = at_least_one)]
+    preview_max_renders: usize,
+    /// How long one preview may compare; then it stops and shows what it has.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    preview_timeout: Duration,
+}
+
+impl PreviewArgs {
+    fn build(&self) -> PreviewLimits {
+        PreviewLimits {
+            concurrent: self.max_previews,
+            per_client: self.max_previews_per_client,
+            max_services: self.preview_max_services,
+            max_renders: self.preview_max_renders,
+            timeout: self.preview_timeout,
+        }
     }
 }
 
@@ -457,6 +493,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     };
     let file = args.worker.serve_settings()?;
     config.limits = args.limits.build(config.worker.grace, &file);
+    config.previews = args.previews.build();
 
     runtime()?.block_on(async move {
         let (store, _lock) = store::open_for_serve(&args.db.database).await?;
