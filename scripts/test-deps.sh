@@ -36,6 +36,25 @@ if [ "${#brokers[@]}" -gt 0 ]; then
 fi
 echo "test dependencies: brokers installed (RabbitMQ, Mosquitto, NATS, Redis)"
 
+# --- nginx (the Debian package): tests/request_path.rs puts a real reverse proxy in front
+# --- of `serve`, with a config of its own in a temp dir (no daemon, loopback only).
+if ! [ -x /usr/sbin/nginx ]; then
+    echo "installing nginx (Debian package)"
+    # Installing must not start the packaged nginx on port 80: invoke-rc.d asks
+    # policy-rc.d, and 101 means "do not start". Only when no policy is in place already.
+    policy=/usr/sbin/policy-rc.d
+    if [ "$(id -u)" = 0 ] && ! [ -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+        apt_install nginx
+        rm -f "$policy"
+        trap - EXIT
+    else
+        apt_install nginx
+    fi
+fi
+echo "test dependencies: $(/usr/sbin/nginx -v 2>&1)"
+
 # --- A real browser: tests/console.rs drives the web console with headless Chromium ---
 if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
     echo "installing Chromium and its WebDriver (Debian packages)"

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lookout::config::ConfigFile;
 use lookout::{Config, Engine, Event};
+use lookout_server::clients::ServeSettings;
 use lookout_server::policy::{self, WorkerSettings};
 // Links every service into the binary (a dependency alone is not enough for linkme).
 use services as _;
@@ -75,7 +76,7 @@ enum Command {
     /// Run every sample event through a config against a local sink it starts itself.
     Demo,
     /// Accept events over HTTP and deliver them durably, retrying for hours (docs/SERVING.md).
-    Serve(outbox::ServeArgs),
+    Serve(Box<outbox::ServeArgs>),
     /// Deliver events from a shared PostgreSQL database, without intake (docs/SCALING.md).
     Worker(outbox::WorkerArgs),
     /// Manage products: which services each one's events go to, with which options.
@@ -173,12 +174,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// A config file, its `[worker]` table checked too: one file serves `send`, `serve` and
-/// `worker` alike.
+/// A config file, its `[worker]` and `[serve]` tables checked too: one file serves
+/// `send`, `serve` and `worker` alike.
 fn load_config(path: &Path) -> Result<Config, Fatal> {
     let file = ConfigFile::load(path, policy::SECTIONS)?;
     WorkerSettings::from_sections(&file.sections)
         .and_then(|worker| worker.apply(file.engine.deadline))
+        .and_then(|_| ServeSettings::from_sections(&file.sections))
         .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
     Ok(Config::from(file))
 }
@@ -257,7 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => runtime()?.block_on(demo::run()),
-        Command::Serve(args) => outbox::serve(args),
+        Command::Serve(args) => outbox::serve(*args),
         Command::Worker(args) => outbox::worker(args),
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),

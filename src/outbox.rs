@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
-use lookout_server::console;
+use lookout_server::clients::{self, ServeSettings, TrustedProxies};
+use lookout_server::console::{self, PreviewLimits};
 use lookout_server::health;
 use lookout_server::intake::{self, ServeConfig};
 use lookout_server::listen::{self, Limits};
@@ -94,6 +95,16 @@ impl WorkerOptions {
             .map_err(Fatal)?;
         Ok((settings, config))
     }
+
+    /// The config file's `[serve]` table (defaults without a file).
+    fn serve_settings(&self) -> Result<ServeSettings, Fatal> {
+        let Some(path) = &self.config else {
+            return Ok(ServeSettings::default());
+        };
+        let file = ConfigFile::load(path, policy::SECTIONS)?;
+        ServeSettings::from_sections(&file.sections)
+            .map_err(|e| Fatal(format!("config {}: {e}", path.display())))
+    }
 }
 
 #[derive(Args)]
@@ -124,6 +135,8 @@ pub struct ServeArgs {
     idempotency_field: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    previews: PreviewArgs,
 }
 
 /// The intake's connection limits (docs/SERVING.md, "Security").
@@ -142,14 +155,72 @@ pub struct LimitArgs {
     /// limit minus 256 kept for the store and the workers.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Connections one client address may hold at once; more are answered 429 and
+    /// closed (trusted proxies are exempt). Default: an eighth of --max-connections,
+    /// at least 16.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_connections_per_client: Option<usize>,
+    /// Requests one client may have in flight (behind a trusted proxy: per forwarded
+    /// address); more are answered 429. Default: as --max-connections-per-client.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_requests_per_client: Option<usize>,
+    /// A reverse proxy (address or network, `10.0.0.7`, `10.0.0.0/24`) whose
+    /// `Forwarded` / `X-Forwarded-For` headers name the client; repeat for more. Replaces
+    /// the config file's `[serve] trusted_proxies`.
+    #[arg(long = "trusted-proxy", value_name = "NETWORK", value_parser = clients::parse_network)]
+    trusted_proxies: Vec<clients::IpNet>,
     /// Longer request heads (line and headers) are refused (431).
     #[arg(long, default_value_t = 16 * 1024)]
     max_header_bytes: usize,
 }
 
+/// A count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The limits on the console's previews (docs/SERVING.md, "Limits on the request
+/// path").
+#[derive(Args)]
+pub struct PreviewArgs {
+    /// Console previews computed at once, in all; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().concurrent, value_parser = at_least_one)]
+    max_previews: usize,
+    /// Previews at once for one console session, and for one client address.
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().per_client, value_parser = at_least_one)]
+    max_previews_per_client: usize,
+    /// `[services.*]` tables one preview may hold (more: 413).
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_services, value_parser = at_least_one)]
+    preview_max_services: usize,
+    /// Event × service comparisons one preview makes at most (with many services, it
+    /// compares fewer events, and says so).
+    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_renders, value_parser = at_least_one)]
+    preview_max_renders: usize,
+    /// How long one preview may compare; then it stops and shows what it has.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    preview_timeout: Duration,
+}
+
+impl PreviewArgs {
+    fn build(&self) -> PreviewLimits {
+        PreviewLimits {
+            concurrent: self.max_previews,
+            per_client: self.max_previews_per_client,
+            max_services: self.preview_max_services,
+            max_renders: self.preview_max_renders,
+            timeout: self.preview_timeout,
+        }
+    }
+}
+
 impl LimitArgs {
-    /// The limits, with `grace` as the time open requests get on shutdown.
-    fn build(&self, grace: Duration) -> Limits {
+    /// The limits, with `grace` as the time open requests get on shutdown, and the
+    /// config file's `[serve]` table under the flags.
+    fn build(&self, grace: Duration, file: &ServeSettings) -> Limits {
         let ceiling = listen::default_max_connections();
         let max_connections = self.max_connections.unwrap_or(ceiling);
         if max_connections > ceiling {
@@ -160,11 +231,23 @@ impl LimitArgs {
                 listen::open_file_limit()
             );
         }
+        let per_client = listen::default_per_client(max_connections);
+        let max_connections_per_client = self.max_connections_per_client.unwrap_or(per_client);
+        let trusted_proxies = if self.trusted_proxies.is_empty() {
+            file.trusted_proxies.clone().unwrap_or_default()
+        } else {
+            self.trusted_proxies.clone()
+        };
         Limits {
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
             idle_timeout: self.idle_timeout,
             max_connections,
+            max_connections_per_client,
+            max_requests_per_client: self
+                .max_requests_per_client
+                .unwrap_or(max_connections_per_client),
+            trusted_proxies: TrustedProxies::new(trusted_proxies),
             max_header_bytes: self.max_header_bytes,
             drain: grace,
         }
@@ -408,7 +491,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         ttl: args.idempotency_ttl,
         field: args.idempotency_field.clone(),
     };
-    config.limits = args.limits.build(config.worker.grace);
+    let file = args.worker.serve_settings()?;
+    config.limits = args.limits.build(config.worker.grace, &file);
+    config.previews = args.previews.build();
 
     runtime()?.block_on(async move {
         let (store, _lock) = store::open_for_serve(&args.db.database).await?;

@@ -63,6 +63,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
             product: args.product.clone(),
             service: args.service.clone(),
             limit: None,
+            budget: None,
         };
         let report = replay::compare(store.as_ref(), &request).await?;
         let sent = match (&args.product, args.send) {

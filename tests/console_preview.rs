@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use lookout::delivery::Transport;
 use lookout::delivery::ssrf::Guard;
-use lookout_server::console::{self, Console, Keys, Scope};
+use lookout_server::console::{self, Console, Keys, PreviewLimits, Previews, Scope};
 use lookout_server::store::{self, NewDelivery, NewEvent, Store, instances_from_table};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -41,6 +41,11 @@ struct Site {
 
 impl Site {
     async fn start() -> Site {
+        Site::start_with(PreviewLimits::default()).await
+    }
+
+    /// [`Site::start`] with these limits on previews.
+    async fn start_with(limits: PreviewLimits) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lookout.db").display().to_string();
         let store = store::open(&path).await.unwrap();
@@ -50,7 +55,7 @@ impl Site {
         store.put_product("p2", &instances).await.unwrap();
         let samples: Vec<&str> = lookout::samples::ALL.iter().map(|(_, p)| *p).collect();
         add_events(store.as_ref(), "p1", &samples).await;
-        let base = serve(store.clone()).await;
+        let base = serve(store.clone(), limits).await;
         Site {
             base,
             admin: session(&Scope::Admin),
@@ -140,7 +145,7 @@ async fn add_events(store: &dyn Store, product: &str, payloads: &[&str]) {
 }
 
 /// The console's router alone, under `/ui`, on a free loopback port.
-async fn serve(store: Arc<dyn Store>) -> String {
+async fn serve(store: Arc<dyn Store>, limits: PreviewLimits) -> String {
     let settings = lookout::settings::Settings {
         allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
         ..Default::default()
@@ -151,6 +156,7 @@ async fn serve(store: Arc<dyn Store>) -> String {
         guard: Guard::for_settings(&settings),
         transport: Transport::new(settings).unwrap(),
         keys: Keys::from_admin_token(ADMIN_TOKEN),
+        previews: Arc::new(Previews::new(limits, Arc::default())),
     };
     let app = axum::Router::new().nest_service("/ui", console::router(console));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -333,4 +339,79 @@ async fn only_the_newest_events_are_compared_and_the_page_says_so() {
     // The oldest of the 201 was left out.
     assert!(!page.contains("evt_p2_0000 "), "{page}");
     assert!(page.contains("evt_p2_0001 "), "{page}");
+}
+
+#[tokio::test]
+async fn a_table_too_long_or_with_too_many_services_is_refused_with_its_size() {
+    let site = Site::start().await;
+    let table = site.prefilled().await;
+    let long = format!("{table}\n# {}\n", "x".repeat(70 * 1024));
+    let (status, page) = site.post(&site.admin, "p1", &long).await;
+    assert_eq!(status, 413, "{page}");
+    assert!(
+        page.contains("the table is 71 KiB long; a preview reads at most 64 KiB"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"report\""));
+    // A form far larger than any table is not even read.
+    let huge = "x".repeat(400 * 1024);
+    let (status, page) = site.post(&site.admin, "p1", &huge).await;
+    assert_eq!(status, 413, "{page}");
+    assert!(
+        page.contains("This form is larger than the page accepts"),
+        "{page}"
+    );
+
+    let many: String = (0..21)
+        .map(|i| {
+            format!(
+                "[services.hook{i}]\nservice = \"webhook\"\nurls = [\"http://127.0.0.1:9/{i}\"]\n"
+            )
+        })
+        .collect();
+    let (status, page) = site.post(&site.admin, "p1", &many).await;
+    assert_eq!(status, 413, "{page}");
+    assert!(
+        unescape(&page)
+            .contains("the table has 21 [services.NAME] tables; a preview compares at most 20"),
+        "{page}"
+    );
+    assert!(!page.contains("id=\"report\""));
+}
+
+#[tokio::test]
+async fn with_many_services_fewer_events_are_compared_and_the_page_says_why() {
+    let site = Site::start_with(PreviewLimits {
+        max_renders: 6,
+        ..PreviewLimits::default()
+    })
+    .await;
+    let (status, page) = site.post(&site.admin, "p1", &site.prefilled().await).await;
+    assert_eq!(status, 200, "{page}");
+    // Two services: three events, the newest.
+    assert_eq!(figure(&page, "events"), 3);
+    assert!(
+        unescape(&page).contains(
+            "only the newest 3 were compared (a preview makes at most 6 event × service \
+             comparisons, and the table has 2 services)"
+        ),
+        "{page}"
+    );
+    assert!(page.contains("evt_p1_0004 ") && !page.contains("evt_p1_0001 "));
+}
+
+#[tokio::test]
+async fn a_preview_out_of_time_stops_and_says_so() {
+    let site = Site::start_with(PreviewLimits {
+        timeout: std::time::Duration::ZERO,
+        ..PreviewLimits::default()
+    })
+    .await;
+    let (status, page) = site.post(&site.admin, "p1", &site.prefilled().await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(figure(&page, "events"), 0);
+    assert!(
+        page.contains("The preview stopped at its time limit (0s)"),
+        "{page}"
+    );
 }

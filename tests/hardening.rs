@@ -212,6 +212,8 @@ fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries
     // Each delivery's first attempt fails; its retries come while the connections are held.
     failing_first(&target, 5);
     place.product(&format!("{}/in", target.url()), None);
+    // One address stands for many clients here: the cap on the whole is tested, not an
+    // address's share of it (tests/request_path.rs).
     let serving = place.serve_limited(
         &[
             "--retry-schedule",
@@ -220,6 +222,8 @@ fn more_idle_connections_than_open_files_neither_stop_intake_nor_kill_deliveries
             "0",
             "--header-timeout",
             "4s",
+            "--max-connections-per-client",
+            "5000",
         ],
         OPEN_FILE_LIMIT,
     );
@@ -329,6 +333,8 @@ fn running_out_of_file_descriptors_is_not_the_target_s_fault() {
             "--retry-jitter",
             "0",
             "--max-connections",
+            "5000",
+            "--max-connections-per-client",
             "5000",
             "--header-timeout",
             "30s",

@@ -4,9 +4,10 @@
 
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lookout::config::ConfigFile;
-use lookout_server::replay::{self, Change, Replay, ReplayReport};
+use lookout_server::replay::{self, Budget, Change, Replay, ReplayReport};
 use lookout_server::store::{self, NewDelivery, NewEvent, Store, instances_from_table};
 use serde_json::json;
 // Links every service into the test binary.
@@ -73,6 +74,7 @@ async fn compare_newest(
         product: Some("p1".into()),
         service: None,
         limit,
+        budget: None,
     };
     replay::compare(store, &replay).await.unwrap()
 }
@@ -129,6 +131,80 @@ async fn a_limit_compares_the_newest_events_oldest_first() {
     );
     let all = compare_newest(store.as_ref(), &file, Some(5)).await;
     assert_eq!((all.summary.events, all.cut), (5, false));
+}
+
+/// A replay of `file` over p1's history under `budget`.
+async fn compare_within(store: &dyn Store, file: &ConfigFile, budget: Budget) -> ReplayReport {
+    let replay = Replay {
+        services: &file.services,
+        since: store::now_ms() - 3_600_000,
+        product: Some("p1".into()),
+        service: None,
+        limit: Some(200),
+        budget: Some(budget),
+    };
+    replay::compare(store, &replay).await.unwrap()
+}
+
+fn budget(comparisons: usize, diff_bytes: usize) -> Budget {
+    Budget {
+        comparisons,
+        deadline: Instant::now() + Duration::from_secs(60),
+        cancelled: Arc::default(),
+        diff_bytes,
+        holding: None,
+    }
+}
+
+#[tokio::test]
+async fn a_budget_bounds_the_comparisons_the_diffs_and_the_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, store) = history(&dir).await;
+    let mut services = stored_services();
+    services["slack"]["channel"] = "#ops".into();
+    services["team"]["username"] = "Lookout".into();
+    let file = config(services);
+
+    // 6 comparisons for 2 services: the newest 3 events, shown oldest first.
+    let report = compare_within(store.as_ref(), &file, budget(6, 1 << 20)).await;
+    assert_eq!(
+        (report.summary.events, report.event_limit, report.cut),
+        (3, Some(3), true)
+    );
+    assert_eq!(report.comparisons[0].event_id, "evt_2_Block");
+    assert_eq!(report.comparisons.last().unwrap().event_id, "evt_4_Deploy");
+    // Only the diffs are kept, not both sides' requests.
+    assert!(report.comparisons.iter().all(|c| c.stored.is_none()));
+    assert!(
+        report
+            .comparisons
+            .iter()
+            .all(|c| c.config.requests.is_empty())
+    );
+    assert!(report.comparisons.iter().all(|c| !c.diff.is_empty()));
+
+    // Room for one diff: the rest are counted without theirs.
+    let one = report.comparisons[0].diff.len();
+    let report = compare_within(store.as_ref(), &file, budget(100, one)).await;
+    let with_diff = report.comparisons.iter().filter(|c| !c.diff.is_empty());
+    assert_eq!(with_diff.count(), 1);
+    assert_eq!(report.diffs_left_out, report.comparisons.len() - 1);
+    assert_eq!(
+        report.summary.changed, 10,
+        "every difference is still counted"
+    );
+
+    // Out of time (or left by its caller) before the first event: nothing compared.
+    let mut spent = budget(100, 1 << 20);
+    spent.deadline = Instant::now();
+    let report = compare_within(store.as_ref(), &file, spent).await;
+    assert!(report.stopped && report.cut, "{:?}", report.summary);
+    assert_eq!(report.summary.events, 0);
+    let left = budget(100, 1 << 20);
+    left.cancelled
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = compare_within(store.as_ref(), &file, left).await;
+    assert_eq!((report.stopped, report.summary.events), (true, 0));
 }
 
 #[tokio::test]

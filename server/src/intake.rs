@@ -40,7 +40,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
 use crate::commit::Committer;
-use crate::console::{self, Console};
+use crate::console::{self, Console, PreviewLimits, Previews};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
@@ -72,6 +72,8 @@ pub struct ServeConfig {
     /// Timeouts and caps on the intake's connections.
     pub limits: Limits,
     pub idempotency: IdempotencyConfig,
+    /// The limits on the console's previews.
+    pub previews: PreviewLimits,
 }
 
 /// How repeated POSTs are recognised (docs/SERVING.md, "Idempotent intake").
@@ -103,6 +105,7 @@ impl ServeConfig {
             workers: true,
             limits: Limits::default(),
             idempotency: IdempotencyConfig::default(),
+            previews: PreviewLimits::default(),
         }
     }
 }
@@ -204,9 +207,11 @@ pub async fn run(
         guard: app.guard.clone(),
         transport: Transport::new(config.settings.clone()).map_err(std::io::Error::other)?,
         keys: console::Keys::from_admin_token(&config.token),
+        previews: Arc::new(Previews::new(config.previews.clone(), app.metrics.clone())),
     };
+    let metrics = app.metrics.clone();
     let router = router(app, console, config.max_body);
-    let served = listen::serve(listener, router, config.limits, stopped).await;
+    let served = listen::serve(listener, router, config.limits, metrics, stopped).await;
     if let Some(workers) = workers {
         let _ = workers.await;
     }

@@ -4,6 +4,7 @@
 //! survives restarts.
 //!
 //! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
+//! [`clients`] (who a request comes from, behind trusted proxies too; counts per client),
 //! [`store`] (the outbox), [`lanes`] (how claims share the workers fairly), [`worker`]
 //! (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
@@ -11,6 +12,7 @@
 //! events through a new config, compared and resent), [`console`] (the web console at
 //! `/ui`).
 
+pub mod clients;
 pub mod clock;
 pub mod commit;
 pub mod console;

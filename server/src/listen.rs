@@ -4,6 +4,14 @@
 //! - **Connection cap:** a connection is accepted only with a free slot, so at the cap
 //!   new ones wait in the kernel's backlog (backpressure, no busy loop) and the process
 //!   keeps file descriptors for its store and its workers' outbound connections.
+//! - **Connections per client:** one address may hold only its share of the slots; a
+//!   connection over it is answered 429 and closed as soon as it is accepted, so that
+//!   it never waits ahead of other clients. Trusted proxies are exempt (every client
+//!   behind them shares their address); the total cap still holds them.
+//! - **Requests per client:** one client (behind a trusted proxy: the address it
+//!   forwarded for, [`clients`](crate::clients)) may have only so many requests in
+//!   flight; more are answered 429 at once. Its address is in every log line of the
+//!   request.
 //! - **Header timeout:** a request's head must arrive within it (slowloris).
 //! - **Body timeout:** a request's body must arrive within it once its head has (408).
 //! - **Idle timeout:** a connection that moves no byte either way for this long is
@@ -13,6 +21,7 @@
 //!   finish, then every connection is closed.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -31,6 +40,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt as _;
+use tracing::Instrument as _;
+
+use crate::clients::{ClientAddr, PerClient, TrustedProxies, client_address, client_key};
+use crate::metrics::Metrics;
 
 /// File descriptors kept out of the intake's reach: the store, the workers' outbound
 /// connections, logs. The default connection cap is the open-file limit minus these.
@@ -43,6 +57,13 @@ pub struct Limits {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one address may hold at once (a trusted proxy's: exempt).
+    pub max_connections_per_client: usize,
+    /// Requests one client may have in flight (behind a trusted proxy: per forwarded
+    /// address).
+    pub max_requests_per_client: usize,
+    /// The reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
     pub max_header_bytes: usize,
     /// On shutdown, how long open requests may take before their connections are closed.
     pub drain: Duration,
@@ -50,11 +71,15 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let max_connections = default_max_connections();
         Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections: default_max_connections(),
+            max_connections,
+            max_connections_per_client: default_per_client(max_connections),
+            max_requests_per_client: default_per_client(max_connections),
+            trusted_proxies: TrustedProxies::default(),
             max_header_bytes: 16 * 1024,
             drain: Duration::from_secs(10),
         }
@@ -69,6 +94,12 @@ pub fn default_max_connections() -> usize {
     open_file_limit()
         .saturating_sub(FD_RESERVE)
         .clamp(16, 10_000)
+}
+
+/// A client's share of `max_connections` connections (and of as many requests): an
+/// eighth, at least 16 (and never more than all of them).
+pub fn default_per_client(max_connections: usize) -> usize {
+    (max_connections / 8).max(16).min(max_connections.max(1))
 }
 
 /// The soft `RLIMIT_NOFILE` (1,024 when it cannot be read).
@@ -88,31 +119,47 @@ pub fn open_file_limit() -> usize {
 }
 
 /// Serves `router` on `listener` under `limits` until `stop` turns true; then drains.
+/// Refusals are counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerClient::default());
+    let mut refused = Refusals::new(&metrics, limits.max_connections_per_client);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(SMALLEST_HEADER_BUFFER));
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        limits.body_timeout,
-        body_deadline,
-    ));
+    let requests = Arc::new(RequestLimit {
+        trusted: limits.trusted_proxies.clone(),
+        max: limits.max_requests_per_client.max(1),
+        held: Arc::default(),
+        metrics,
+        refusals: AtomicU64::new(0),
+    });
+    let router = router
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_timeout,
+            body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            requests,
+            requests_per_client,
+        ));
     let mut accept_failures = 0;
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = stopping(&mut stop) => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     accept_failed(&err, &mut accept_failures).await;
                     continue;
@@ -120,8 +167,25 @@ pub async fn serve(
             },
             _ = stopping(&mut stop) => break,
         };
+        // A trusted proxy's connections carry many clients: only the total cap holds them.
+        let share = if limits.trusted_proxies.contains(peer.ip()) {
+            None
+        } else {
+            match per_address.try_hold(client_key(peer.ip()), limits.max_connections_per_client) {
+                Some(share) => Some(share),
+                None => {
+                    refused.connection(stream, peer);
+                    continue;
+                }
+            }
+        };
         let (stream, activity) = Watched::new(stream);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let idle = limits.idle_timeout;
         tokio::spawn(async move {
@@ -129,6 +193,7 @@ pub async fn serve(
                 _ = connection => {}
                 _ = activity.idle_for(idle) => {}
             }
+            drop(share);
             drop(slot);
         });
     }
@@ -143,6 +208,120 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Connections refused for holding more than an address's share: answered at once,
+/// counted, and logged at the 1st, 2nd, 4th, 8th… refusal.
+struct Refusals {
+    metrics: Arc<Metrics>,
+    cap: usize,
+    count: u64,
+    /// The answer: 429 and `Connection: close`, written without reading the request.
+    answer: Vec<u8>,
+}
+
+impl Refusals {
+    fn new(metrics: &Arc<Metrics>, cap: usize) -> Refusals {
+        let body = serde_json::json!({
+            "error": format!(
+                "too many connections from this address: it holds {cap} already \
+                 (--max-connections-per-client); close idle ones or wait for answers"
+            )
+        })
+        .to_string();
+        let answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+             retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Refusals {
+            metrics: metrics.clone(),
+            cap,
+            count: 0,
+            answer: answer.into_bytes(),
+        }
+    }
+
+    /// Answers 429 if the socket takes it without waiting, then closes the connection.
+    fn connection(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.try_write(&self.answer);
+        drop(stream);
+        self.metrics.refused("connections_per_client");
+        self.count += 1;
+        if self.count.is_power_of_two() {
+            tracing::warn!(
+                "refused a connection from {}: it holds {} already \
+                 (--max-connections-per-client); {} refused so far",
+                peer.ip(),
+                self.cap,
+                self.count
+            );
+        }
+    }
+}
+
+/// The cap on requests in flight per client, and who holds what.
+struct RequestLimit {
+    trusted: TrustedProxies,
+    max: usize,
+    held: Arc<PerClient>,
+    metrics: Arc<Metrics>,
+    refusals: AtomicU64,
+}
+
+/// Names the request's client ([`ClientAddr`], and in the logs of everything the request
+/// does), and holds one of the client's request slots until the answer is made: a client
+/// holding all of its slots is answered 429 at once.
+async fn requests_per_client(
+    State(limit): State<Arc<RequestLimit>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(ConnectInfo(peer)) = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .copied()
+    else {
+        return next.run(request).await;
+    };
+    let client = client_address(peer.ip(), request.headers(), &limit.trusted);
+    request.extensions_mut().insert(ClientAddr(client));
+    let span = tracing::info_span!("request", %client);
+    let Some(held) = limit.held.try_hold(client_key(client), limit.max) else {
+        limit.metrics.refused("requests_per_client");
+        let count = limit.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+        if count.is_power_of_two() {
+            tracing::warn!(
+                "refused a request from {client}: it has {} in flight already \
+                 (--max-requests-per-client); {count} refused so far",
+                limit.max
+            );
+        }
+        return too_many_requests(request.uri().path(), limit.max);
+    };
+    let response = next.run(request).instrument(span).await;
+    drop(held);
+    response
+}
+
+fn too_many_requests(path: &str, max: usize) -> Response {
+    let message = format!(
+        "too many requests in flight from this client: {max} at most \
+         (--max-requests-per-client); wait for answers before sending more"
+    );
+    let mut response = if path.starts_with("/ui") {
+        (StatusCode::TOO_MANY_REQUESTS, format!("{message}\n")).into_response()
+    } else {
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({ "error": message })),
+        )
+            .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, "1".parse().expect("static"));
+    response
 }
 
 /// Resolves once `stop` turns true.

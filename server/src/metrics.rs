@@ -87,6 +87,8 @@ pub struct Metrics {
     /// Alerts sent to products' alerts services, by kind (`disabled`, `dead`).
     alerts: Mutex<BTreeMap<&'static str, u64>>,
     targets_disabled: Mutex<u64>,
+    /// Connections and requests refused by a limit of the request path, by reason.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -119,6 +121,12 @@ impl Metrics {
     /// A target was disabled (a "gone" answer, or failing for too long).
     pub fn target_disabled(&self) {
         *lock(&self.targets_disabled) += 1;
+    }
+
+    /// A connection or request was refused by a limit of the request path
+    /// (`connections_per_client`, `requests_per_client`, `previews`).
+    pub fn refused(&self, reason: &'static str) {
+        *lock(&self.refused).entry(reason).or_default() += 1;
     }
 
     /// One request's time, from sending to the last byte of the answer.
@@ -199,6 +207,15 @@ impl Metrics {
         for (kind, count) in lock(&self.alerts).iter() {
             let _ = writeln!(out, "lookout_alerts_total{{kind=\"{kind}\"}} {count}");
         }
+        family(
+            &mut out,
+            "lookout_refused_total",
+            "counter",
+            "Connections and requests refused by a limit per client or on previews, by reason.",
+        );
+        for (reason, count) in lock(&self.refused).iter() {
+            let _ = writeln!(out, "lookout_refused_total{{reason=\"{reason}\"}} {count}");
+        }
 
         let name = "lookout_delivery_duration_seconds";
         family(&mut out, name, "histogram", "Time of one delivery request.");
@@ -262,6 +279,8 @@ mod tests {
         metrics.observe("webhook", Duration::from_secs(30));
         metrics.target_disabled();
         metrics.alerted("disabled");
+        metrics.refused("previews");
+        metrics.refused("previews");
         let text = metrics.render(7);
         for line in [
             "# TYPE lookout_events_accepted_total counter",
@@ -271,6 +290,7 @@ mod tests {
             "lookout_queue_depth 7",
             "lookout_targets_disabled_total 1",
             "lookout_alerts_total{kind=\"disabled\"} 1",
+            "lookout_refused_total{reason=\"previews\"} 2",
             "# TYPE lookout_delivery_duration_seconds histogram",
             "lookout_delivery_duration_seconds_bucket{service=\"webhook\",le=\"0.01\"} 0",
             "lookout_delivery_duration_seconds_bucket{service=\"webhook\",le=\"0.025\"} 1",

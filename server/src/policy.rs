@@ -24,8 +24,8 @@ use serde::Deserialize;
 use crate::store::upkeep::DisableRule;
 
 /// The config file's tables this crate reads (beside the engine's `engine` and
-/// `services`).
-pub const SECTIONS: &[&str] = &["worker"];
+/// `services`): `serve`'s is [`ServeSettings`](crate::clients::ServeSettings).
+pub const SECTIONS: &[&str] = &["worker", "serve"];
 
 /// When to try again after a failed attempt: one delay per retry, then dead-letter.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,9 @@
 //! services send for the event now.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,12 +20,14 @@ use sha2::{Digest, Sha256};
 
 use crate::routing::RouteCache;
 use crate::store::{EventFilter, Millis, NewDelivery, Product, Store, StoreError, StoredEvent};
-use lookout::Event;
 use lookout::config::ServiceTable;
 use lookout::dispatch::{Preview, preview_with_id};
+use lookout::{Event, Instance};
 
 /// Events read from the store at a time.
 const BATCH: usize = 200;
+/// Events read at a time under a [`Budget`]: few stored payloads held at once.
+const BUDGET_BATCH: usize = 25;
 
 /// What to replay.
 pub struct Replay<'a> {
@@ -36,6 +41,34 @@ pub struct Replay<'a> {
     /// Only the newest this many events of the range (the console's preview: a page
     /// must not take minutes); `None`: all of them.
     pub limit: Option<usize>,
+    /// Bounds on time, work and memory (the console's preview); `None`: none.
+    pub budget: Option<Budget>,
+}
+
+/// How far one replay may go, for the console's preview: a page must come back within
+/// seconds and hold little memory, whatever the window, the table or its templates.
+/// Under a budget the newest events are compared first (then shown oldest first), a
+/// few stored payloads at a time.
+#[derive(Clone)]
+pub struct Budget {
+    /// Event × service comparisons at most: with many services, fewer events.
+    pub comparisons: usize,
+    /// No event is begun after this instant ([`ReplayReport::stopped`]).
+    pub deadline: Instant,
+    /// Turned true when whoever asked has gone: no event is begun after that either.
+    pub cancelled: Arc<AtomicBool>,
+    /// Each comparison keeps its diff only, not both previews, and the diffs together
+    /// at most this many bytes (beyond it, comparisons are counted without their diff).
+    pub diff_bytes: usize,
+    /// Held as long as any work of this replay runs, even after its caller has gone
+    /// (the console's place among the previews running).
+    pub holding: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Budget {
+    fn spent(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || Instant::now() >= self.deadline
+    }
 }
 
 impl Replay<'_> {
@@ -103,12 +136,22 @@ pub struct ReplayReport {
     pub summary: Summary,
     /// The range held more events than [`Replay::limit`]: the older ones were left out.
     pub cut: bool,
+    /// The most events compared: [`Replay::limit`], or fewer when the [`Budget`] allows
+    /// fewer comparisons than it times the services; `None`: every event of the range.
+    pub event_limit: Option<usize>,
+    /// The [`Budget`]'s time ran out (or whoever asked went away) before every event
+    /// was compared: only the newest ones were.
+    pub stopped: bool,
+    /// Differing comparisons listed without their diff: the [`Budget`]'s bytes of
+    /// diffs were used up.
+    pub diffs_left_out: usize,
 }
 
 /// Compares the stored events of the replay's range (all of them, in batches, or the
-/// newest [`Replay::limit`]), oldest first.
+/// newest [`Replay::limit`]), oldest first. The building and diffing run off the async
+/// runtime's threads ([`tokio::task::spawn_blocking`]), a batch of events at a time.
 pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayReport, StoreError> {
-    let tables: Vec<&ServiceTable> = replay
+    let tables: Vec<ServiceTable> = replay
         .services
         .iter()
         .filter(|t| {
@@ -117,92 +160,190 @@ pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayRep
                 .as_ref()
                 .is_none_or(|s| *s == t.instance.name)
         })
+        .cloned()
         .collect();
+    let by_budget = replay
+        .budget
+        .as_ref()
+        .map(|budget| (budget.comparisons / tables.len().max(1)).max(1));
+    let limit = match (replay.limit, by_budget) {
+        (Some(limit), Some(most)) => Some(limit.min(most)),
+        (limit, most) => limit.or(most),
+    };
     let mut comparer = Comparer {
+        report: ReplayReport {
+            summary: Summary {
+                services: tables.len(),
+                ..Summary::default()
+            },
+            event_limit: limit,
+            ..ReplayReport::default()
+        },
         tables,
         products: HashMap::new(),
-        report: ReplayReport::default(),
+        instances: HashMap::new(),
+        events: Vec::new(),
+        budget: replay.budget.clone(),
+        diff_bytes: 0,
     };
-    comparer.report.summary.services = comparer.tables.len();
-    if let Some(limit) = replay.limit {
-        let (events, cut) = newest_events(store, replay, limit).await?;
-        comparer.add(store, &events).await?;
-        comparer.report.cut = cut;
-        return Ok(comparer.report);
-    }
-    let mut filter = replay.filter(BATCH, false);
-    loop {
-        let batch = store.events_since(&filter).await?;
-        let Some(last) = batch.last() else {
-            break;
-        };
-        filter.after = Some((last.received_at, last.id.clone()));
-        comparer.add(store, &batch).await?;
-        if batch.len() < BATCH {
-            break;
+    match limit {
+        Some(limit) => {
+            let batch = if replay.budget.is_some() {
+                BUDGET_BATCH
+            } else {
+                BATCH
+            };
+            comparer = newest(comparer, store, replay, limit, batch).await?;
+            // Compared newest first; shown oldest first.
+            comparer.events.reverse();
+        }
+        None => {
+            let mut filter = replay.filter(BATCH, false);
+            loop {
+                let batch = store.events_since(&filter).await?;
+                let Some(last) = batch.last() else {
+                    break;
+                };
+                filter.after = Some((last.received_at, last.id.clone()));
+                let full = batch.len() == BATCH;
+                comparer = comparer.add(store, batch).await?;
+                if !full || comparer.report.stopped {
+                    break;
+                }
+            }
         }
     }
-    Ok(comparer.report)
+    let mut report = comparer.report;
+    report.comparisons = comparer.events.into_iter().flatten().collect();
+    Ok(report)
 }
 
-/// The newest `limit` events of the replay's range, oldest first, and whether older
-/// ones were left out.
-async fn newest_events(
+/// Compares the newest `limit` events of the replay's range, newest first, `batch` at a
+/// time; notes whether older ones were left out.
+async fn newest(
+    mut comparer: Comparer,
     store: &dyn Store,
     replay: &Replay<'_>,
     limit: usize,
-) -> Result<(Vec<StoredEvent>, bool), StoreError> {
-    // One more than wanted tells whether the range holds more.
-    let mut filter = replay.filter(BATCH.min(limit + 1), true);
-    let mut events = Vec::new();
-    while events.len() <= limit {
-        let batch = store.events_since(&filter).await?;
-        let Some(last) = batch.last() else {
+    batch: usize,
+) -> Result<Comparer, StoreError> {
+    let mut filter = replay.filter(batch, true);
+    let mut seen = 0;
+    loop {
+        // One more than wanted tells whether the range holds more.
+        filter.limit = (limit + 1 - seen).min(batch);
+        let mut events = store.events_since(&filter).await?;
+        let Some(last) = events.last() else {
             break;
         };
         filter.after = Some((last.received_at, last.id.clone()));
-        let full = batch.len() == filter.limit;
-        events.extend(batch);
-        if !full {
+        let full = events.len() == filter.limit;
+        if seen + events.len() > limit {
+            comparer.report.cut = true;
+            events.truncate(limit - seen);
+        }
+        seen += events.len();
+        if !events.is_empty() {
+            comparer = comparer.add(store, events).await?;
+        }
+        if comparer.report.stopped {
+            comparer.report.cut = true;
+            break;
+        }
+        if !full || comparer.report.cut {
             break;
         }
     }
-    let cut = events.len() > limit;
-    events.truncate(limit);
-    events.reverse();
-    Ok((events, cut))
+    Ok(comparer)
 }
 
-/// The comparisons so far, and the products they are made against (each read once).
-struct Comparer<'a> {
-    tables: Vec<&'a ServiceTable>,
+/// The comparisons so far (one list per event, in the order compared), and the
+/// products they are made against (each read and validated once).
+struct Comparer {
+    tables: Vec<ServiceTable>,
     products: HashMap<String, Option<Product>>,
+    /// Each product's stored services that validate, by name.
+    instances: HashMap<String, Vec<(String, Instance)>>,
+    events: Vec<Vec<Comparison>>,
     report: ReplayReport,
+    budget: Option<Budget>,
+    /// Bytes of diffs kept so far.
+    diff_bytes: usize,
 }
 
-impl Comparer<'_> {
-    async fn add(&mut self, store: &dyn Store, events: &[StoredEvent]) -> Result<(), StoreError> {
-        for stored in events {
+impl Comparer {
+    /// Reads the products of `events` not read yet, then compares the events on a
+    /// blocking thread, and comes back.
+    async fn add(
+        mut self,
+        store: &dyn Store,
+        events: Vec<StoredEvent>,
+    ) -> Result<Self, StoreError> {
+        for stored in &events {
             if !self.products.contains_key(&stored.product) {
                 let product = store.product(&stored.product).await?;
                 self.products.insert(stored.product.clone(), product);
             }
-            let product = self.products[&stored.product].as_ref();
-            compare_event(stored, product, &self.tables, &mut self.report);
         }
-        Ok(())
+        let compared = tokio::task::spawn_blocking(move || {
+            for stored in &events {
+                if self.budget.as_ref().is_some_and(Budget::spent) {
+                    self.report.stopped = true;
+                    break;
+                }
+                self.compare(stored);
+            }
+            self
+        })
+        .await;
+        match compared {
+            Ok(comparer) => Ok(comparer),
+            Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+        }
+    }
+
+    fn compare(&mut self, stored: &StoredEvent) {
+        if !self.instances.contains_key(&stored.product) {
+            // Validating a stored service renders its templates for every sample:
+            // done once per product, not once per event.
+            let instances = self.products[&stored.product]
+                .iter()
+                .flat_map(|product| &product.instances)
+                .filter_map(|i| Some((i.name.clone(), i.instance().ok()?)))
+                .collect();
+            self.instances.insert(stored.product.clone(), instances);
+        }
+        let instances = &self.instances[&stored.product];
+        let tables: Vec<&ServiceTable> = self.tables.iter().collect();
+        let mut comparisons = compare_event(stored, instances, &tables, &mut self.report);
+        if let Some(budget) = &self.budget {
+            for comparison in &mut comparisons {
+                comparison.stored = None;
+                comparison.config.requests = Vec::new();
+                if self.diff_bytes + comparison.diff.len() > budget.diff_bytes {
+                    comparison.diff = String::new();
+                    self.report.diffs_left_out += 1;
+                } else {
+                    self.diff_bytes += comparison.diff.len();
+                }
+            }
+        }
+        self.events.push(comparisons);
     }
 }
 
+/// One event through every table, both ways: the comparisons in which a side sends,
+/// counted in the report's summary.
 fn compare_event(
     stored: &StoredEvent,
-    product: Option<&Product>,
+    instances: &[(String, Instance)],
     tables: &[&ServiceTable],
     report: &mut ReplayReport,
-) {
+) -> Vec<Comparison> {
+    let mut comparisons = Vec::new();
     let Ok(event) = Event::parse(&stored.payload) else {
         report.summary.unreadable += 1;
-        return;
+        return comparisons;
     };
     report.summary.events += 1;
     for table in tables {
@@ -212,10 +353,8 @@ fn compare_event(
             .iter()
             .find(|d| d.instance == *name)
             .map_or_else(|| replay_id(&stored.id, table), |d| d.id.clone());
-        let stored_instance = product
-            .and_then(|p| p.instances.iter().find(|i| i.name == *name))
-            .and_then(|i| i.instance().ok());
-        let before = stored_instance.map(|i| preview_with_id(&event, &i, &delivery_id));
+        let stored_instance = instances.iter().find(|(n, _)| n == name).map(|(_, i)| i);
+        let before = stored_instance.map(|i| preview_with_id(&event, i, &delivery_id));
         let after = preview_with_id(&event, &table.instance, &delivery_id);
         let Some(change) = change(before.as_ref(), &after) else {
             continue;
@@ -230,7 +369,7 @@ fn compare_event(
             Change::Unchanged => String::new(),
             _ => unified_diff(before.as_ref(), &after),
         };
-        report.comparisons.push(Comparison {
+        comparisons.push(Comparison {
             event_id: stored.id.clone(),
             product: stored.product.clone(),
             event: event.kind(),
@@ -242,6 +381,7 @@ fn compare_event(
             diff,
         });
     }
+    comparisons
 }
 
 /// How the requests change; `None` when neither side sends anything.

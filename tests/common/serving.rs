@@ -173,6 +173,11 @@ impl Serving {
         None
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A raw connection with short read/write timeouts.
     pub fn connect(&self) -> TcpStream {
         let stream =

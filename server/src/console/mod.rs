@@ -18,7 +18,7 @@ mod preview;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRef, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -29,6 +29,7 @@ pub use auth::{Keys, Scope, signed_link};
 use auth::{Session, SignInFirst};
 use lookout::delivery::Transport;
 use lookout::delivery::ssrf::Guard;
+pub use preview::{PreviewLimits, Previews};
 
 use crate::store::Store;
 
@@ -43,6 +44,8 @@ pub struct Console {
     /// Test sends go through the engine with the server's settings.
     pub transport: Transport,
     pub keys: Keys,
+    /// The previews running, and their limits.
+    pub previews: Arc<Previews>,
 }
 
 impl FromRef<Console> for Keys {
@@ -98,7 +101,9 @@ pub fn router(console: Console) -> Router {
         .route("/products/{product}/overview", get(pages::overview))
         .route(
             "/products/{product}/preview",
-            get(preview::form).post(preview::run),
+            get(preview::form)
+                .post(preview::run)
+                .layer(DefaultBodyLimit::max(preview::MAX_FORM)),
         )
         .route("/products/{product}/reenable", post(pages::reenable))
         .fallback(|| async { pages::message(StatusCode::NOT_FOUND, "No such page.") })
@@ -170,7 +175,13 @@ impl FromRequest<Console> for Posted {
         let request = Request::from_parts(parts, body);
         let bytes = axum::body::Bytes::from_request(request, console)
             .await
-            .map_err(IntoResponse::into_response)?;
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => pages::message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "This form is larger than the page accepts. Go back and send less.",
+                ),
+                _ => rejection.into_response(),
+            })?;
         let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
         let posted = Posted { session, fields };
         let given = posted.field("csrf").unwrap_or_default();
