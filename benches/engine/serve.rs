@@ -105,12 +105,18 @@ pub async fn run(bench: &Bench) -> Value {
 async fn profile(bench: &Bench, phase: &str, url: &str, events: usize) -> Value {
     let dir = tempfile::tempdir_in(&bench.scratch).expect("temporary folder");
     let database = dir.path().join("lookout.db").display().to_string();
-    let (store, _lock) = store::open_for_serve(&database).await.expect("store");
-    put_product(&*store, "bench", url).await;
-    let intake = accept(store.clone(), &bench.event, events).await;
     let per_s = match phase {
-        "intake" => intake,
-        "drain" => drain_all(store.clone(), vec![store], bench, events).await,
+        "intake" => {
+            let (store, _lock) = store::open_for_serve(&database).await.expect("store");
+            put_product(&*store, "bench", url).await;
+            accept(store, &bench.event, events).await
+        }
+        "drain" => {
+            // Queued directly, so that a profile shows the drain alone.
+            fill_queue(&database, url, &bench.event, events).await;
+            let (store, _lock) = store::open_for_serve(&database).await.expect("store");
+            drain_all(store.clone(), vec![store], bench, events).await
+        }
         other => panic!("LOOKOUT_BENCH_PROFILE: `{other}` is neither intake nor drain"),
     };
     json!({ "profiled": phase, "per_s": per_s.round() })
@@ -139,7 +145,7 @@ fn fsync_rate(dir: &std::path::Path) -> f64 {
 /// takes as many attempts at once as the workers have slots (the comparison is at the
 /// same concurrency).
 pub async fn put_product(store: &dyn Store, id: &str, url: &str) {
-    let table = json!({ "webhook": { "urls": [url], "concurrency": CONCURRENCY } });
+    let table = json!({ "webhook": { "urls": [url], "concurrency": 8 * CONCURRENCY } });
     let instances = store::instances_from_table(table.as_object().expect("a table"))
         .unwrap_or_else(|problems| panic!("product config: {problems:?}"));
     store.put_product(id, &instances).await.expect("product");

@@ -150,11 +150,11 @@ pub const LANE_OPTIONS: &[OptionSpec] = &[
     .checked(PayloadPath::check),
     OptionSpec::integer(
         "concurrency",
-        "The most deliveries of this service in flight to its target at once (default 8); \
-         a target that answers slowly is given fewer.",
+        "The most deliveries of this service in flight to its target at once (default 8, at \
+         most 1024); a target that answers slowly is given fewer.",
     )
     .public()
-    .range(1, 64)
+    .range(1, 1_024)
     .optional(),
 ];
 

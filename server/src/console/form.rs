@@ -347,7 +347,7 @@ mod tests {
             ("name", "hook"),
             ("opt.urls", "http://127.0.0.1:9/a"),
             ("opt.order_by", "attribute.number"),
-            ("opt.concurrency", "500"),
+            ("opt.concurrency", "5000"),
         ]);
         let refused = ServiceForm::submit(reg, &wrong, None, &guard).expect_err("both wrong");
         let problem = |name: &str| {
@@ -359,7 +359,7 @@ mod tests {
             "{refused:#?}"
         );
         assert!(
-            problem("concurrency").contains("from 1 to 64"),
+            problem("concurrency").contains("from 1 to 1024"),
             "{refused:#?}"
         );
 

@@ -308,6 +308,11 @@ impl SqliteStore {
     }
 }
 
+/// Prepared statements a connection keeps: every statement of the intake's and the
+/// workers' paths (more than rusqlite's default of 16, past which each would be parsed
+/// again and again).
+const STATEMENTS_KEPT: usize = 128;
+
 fn open_blocking(path: &Path) -> Result<Connection> {
     create_private(path)?;
     let mut conn = Connection::open(path)
@@ -317,6 +322,7 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     // Operator commands write while `serve` runs: wait for the other writer.
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -341,6 +347,7 @@ fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
         .map_err(|e| backend(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }
@@ -565,17 +572,19 @@ fn generation_of(conn: &Connection, product: &str) -> Result<Option<Generation>>
         .optional()?)
 }
 
-/// The claim's details: the event, its product's generation, its disabled targets.
-fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
-    let (mut claimed, done) = conn
+/// The claims' details, in the order of `ids`: each delivery with its event, its
+/// product's generation, and its service's disabled targets.
+fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
+    let rows = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
                     d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles
-             FROM deliveries d JOIN events e ON e.id = d.event_id
+             FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
+             JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
-             WHERE d.id = ?1",
+             ORDER BY j.key",
         )?
-        .query_row([id], |row| {
+        .query_map([to_json(&ids)], |row| {
             Ok((
                 Claimed {
                     id: row.get(0)?,
@@ -594,14 +603,31 @@ fn load_claimed(conn: &Connection, id: &str) -> Result<Claimed> {
                 },
                 row.get::<_, String>(8)?,
             ))
-        })?;
-    claimed.done_targets = from_json(&done)?;
-    let mut statement = conn.prepare_cached(
-        "SELECT target_key FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
-    )?;
-    claimed.disabled_targets = statement
-        .query_map(params![claimed.product, claimed.instance], |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    // Each service's disabled targets, read once per claim.
+    let mut disabled: Vec<((String, String), Vec<String>)> = Vec::new();
+    for (mut one, done) in rows {
+        one.done_targets = from_json(&done)?;
+        let service = (one.product.clone(), one.instance.clone());
+        let known = match disabled.iter().position(|(s, _)| *s == service) {
+            Some(known) => known,
+            None => {
+                let keys = conn
+                    .prepare_cached(
+                        "SELECT target_key FROM disabled_targets
+                         WHERE product_id = ?1 AND instance = ?2",
+                    )?
+                    .query_map(params![service.0, service.1], |row| row.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                disabled.push((service, keys));
+                disabled.len() - 1
+            }
+        };
+        one.disabled_targets = disabled[known].1.clone();
+        claimed.push(one);
+    }
     Ok(claimed)
 }
 
@@ -1017,18 +1043,22 @@ fn claim_in(
 ) -> Result<Vec<Claimed>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut claim = Claim::new(now, limit, due_lanes(&tx, now, limit)?);
-    let mut claimed = Vec::with_capacity(limit);
+    let mut ids = Vec::with_capacity(limit);
     while let Some((lane, count)) = claim.ask() {
-        let ids = due_in_lane(&tx, &lane, now, count)?;
-        claim.took(ids.len());
-        for id in &ids {
-            tx.prepare_cached(
-                "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id, owner, until])?;
-            claimed.push(load_claimed(&tx, id)?);
-        }
+        let due = due_in_lane(&tx, &lane, now, count)?;
+        claim.took(due.len());
+        ids.extend(due);
     }
+    let claimed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        tx.prepare_cached(
+            "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )?
+        .execute(params![to_json(&ids), owner, until])?;
+        load_claimed(&tx, &ids)?
+    };
     let (lanes, paces) = claim.settle();
     for lane in lanes {
         let due = lane_due_at(&tx, &lane.key, lane.due, now)?;
@@ -1218,11 +1248,29 @@ impl Store for SqliteStore {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut admissions = Vec::with_capacity(events.len());
             for event in &events {
-                let admission = accept_in(&tx, event)?;
-                if admission == Admission::Stored {
-                    queue_in_lanes(&tx, &event.product, &event.deliveries, event.received_at)?;
+                admissions.push(accept_in(&tx, event)?);
+            }
+            // Their lanes once for the batch (most events of a batch share a few).
+            let stored = events
+                .iter()
+                .zip(&admissions)
+                .filter(|(_, admission)| **admission == Admission::Stored);
+            let mut by_product: Vec<(&str, Millis, Vec<&NewDelivery>)> = Vec::new();
+            for (event, _) in stored {
+                let product = event.product.as_str();
+                match by_product.iter_mut().find(|(p, ..)| *p == product) {
+                    Some((_, due, deliveries)) => {
+                        *due = (*due).min(event.received_at);
+                        deliveries.extend(&event.deliveries);
+                    }
+                    None => {
+                        let deliveries = event.deliveries.iter().collect();
+                        by_product.push((product, event.received_at, deliveries));
+                    }
                 }
-                admissions.push(admission);
+            }
+            for (product, due, deliveries) in by_product {
+                queue_in_lanes(&tx, product, deliveries, due)?;
             }
             tx.commit()?;
             Ok(admissions)
