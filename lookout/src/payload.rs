@@ -7,7 +7,6 @@
 //! send it, and services that need the missing field report it by its JSON path. Nothing a
 //! product sends is lost because one service cannot format it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -198,24 +197,78 @@ impl PayloadError {
     }
 }
 
+/// The payload's four keys, each as its raw JSON (a slice of the payload); any other key
+/// is passed over. Read by hand rather than into a map: no allocation, no hashing, and
+/// the last of duplicate keys wins, as in a JSON value.
+#[derive(Default)]
+struct Envelope<'a> {
+    model: Option<&'a RawValue>,
+    action: Option<&'a RawValue>,
+    product: Option<&'a RawValue>,
+    attributes: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    fn take(&mut self, name: &str) -> Option<&'a RawValue> {
+        match name {
+            "model" => self.model.take(),
+            "action" => self.action.take(),
+            "product" => self.product.take(),
+            "attributes" => self.attributes.take(),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Keys<'a> {
+            type Value = Envelope<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut envelope = Envelope::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "model" => &mut envelope.model,
+                        "action" => &mut envelope.action,
+                        "product" => &mut envelope.product,
+                        "attributes" => &mut envelope.attributes,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(envelope)
+            }
+        }
+        deserializer.deserialize_map(Keys(std::marker::PhantomData))
+    }
+}
+
 impl Event {
     /// Parses a payload from its JSON text: the envelope now, the attributes when first
     /// asked for ([`Event::attributes`]).
     pub fn parse(json: &str) -> Result<Event, PayloadError> {
-        // The last of duplicate keys wins, as in a JSON value.
-        let mut envelope: HashMap<std::borrow::Cow<'_, str>, &RawValue> =
-            serde_json::from_str(json).map_err(|e| {
-                if e.is_data() {
-                    PayloadError::field("(root)", "expected a JSON object")
-                } else {
-                    PayloadError::Syntax {
-                        message: syntax_message(&e),
-                        line: e.line(),
-                        column: e.column(),
-                    }
+        let mut envelope: Envelope<'_> = serde_json::from_str(json).map_err(|e| {
+            if e.is_data() {
+                PayloadError::field("(root)", "expected a JSON object")
+            } else {
+                PayloadError::Syntax {
+                    message: syntax_message(&e),
+                    line: e.line(),
+                    column: e.column(),
                 }
-            })?;
-        let mut field = |name: &str| envelope.remove(name).map(|raw| small_value(name, raw));
+            }
+        })?;
+        let mut field = |name: &str| envelope.take(name).map(|raw| small_value(name, raw));
         let model = match field("model").transpose()? {
             Some(Value::String(m)) if !m.trim().is_empty() => m,
             Some(Value::String(_)) => return Err(PayloadError::field("model", "empty")),
@@ -232,7 +285,7 @@ impl Event {
             Some(product) => decode_at::<Product>("product", product)?,
             None => return Err(PayloadError::field("product", "missing")),
         };
-        let attributes = match envelope.remove("attributes") {
+        let attributes = match envelope.attributes.take() {
             Some(attributes) if attributes.get().starts_with('{') => attributes,
             Some(other) => {
                 let other = small_value("attributes", other)?;
