@@ -26,6 +26,8 @@ CONSOLE_LIST_MAX_MS = 50.0  # deliveries list and one delivery, p99
 CONSOLE_OVERVIEW_MAX_MS = 100.0  # the overview, p99
 SERVE_INTAKE_MIN = 0.5  # × in-process dispatch at the same concurrency
 SERVE_DRAIN_MIN = 0.5  # × in-process dispatch at the same concurrency
+SERVE_VS_BARE_MIN = 0.45  # intake and drain × bare reqwest at the same concurrency (fair lanes)
+NEIGHBOUR_P99_MAX_MS = 250.0  # product B's p99 during product A's burst (fair lanes' tests)
 EVENTS_PER_FSYNC_MIN = 10.0
 SERVE_IDLE_P50_MAX_MS = 5.0  # SQLite, POST → arrival at the sink
 QUEUE_MEMORY_MAX = 1.1  # peak RSS with 100,000 queued ÷ with 1,000: flat
@@ -238,6 +240,10 @@ def render(document, hyperfine, load):
     if srv:
         rows += serve_rows(srv, thr)
 
+    nb = results.get("neighbours")
+    if nb:
+        rows += neighbour_rows(nb)
+
     con = results.get("console")
     if con:
         goals = {"deliveries": CONSOLE_LIST_MAX_MS, "deliveries_dead": CONSOLE_LIST_MAX_MS,
@@ -312,6 +318,12 @@ def serve_rows(srv, thr):
         f"{srv['intake_vs_dispatch']:.2f}× ({srv['accepted_per_s']:,.0f}/s vs {srv['dispatch_per_s']:,.0f}/s)",
         yes(srv["intake_vs_dispatch"] >= SERVE_INTAKE_MIN),
     ))
+    rows.append((
+        f"7. `lookout serve`: the same intake against bare reqwest POSTing the same events to the sink ({at})",
+        f"≥ {SERVE_VS_BARE_MIN}× bare reqwest",
+        f"{srv['intake_vs_bare']:.2f}× ({srv['accepted_per_s']:,.0f}/s vs {srv['bare_per_s']:,.0f}/s)",
+        yes(srv["intake_vs_bare"] >= SERVE_VS_BARE_MIN),
+    ))
     versus = f"{srv['drain_vs_dispatch']:.2f}× ({srv['drain_per_s']:,.0f}/s vs {srv['dispatch_per_s']:,.0f}/s)"
     if thr:
         versus += f"; {srv['drain_per_s'] / thr['lookout_per_s']:.2f}× figure 2 ({thr['lookout_per_s']:,.0f}/s)"
@@ -320,6 +332,12 @@ def serve_rows(srv, thr):
         f"≥ {SERVE_DRAIN_MIN}× in-process dispatch ({at})",
         versus,
         yes(srv["drain_vs_dispatch"] >= SERVE_DRAIN_MIN),
+    ))
+    rows.append((
+        f"7. `lookout serve`: the same drain against bare reqwest ({at})",
+        f"≥ {SERVE_VS_BARE_MIN}× bare reqwest",
+        f"{srv['drain_vs_bare']:.2f}× ({srv['drain_per_s']:,.0f}/s vs {srv['bare_per_s']:,.0f}/s)",
+        yes(srv["drain_vs_bare"] >= SERVE_VS_BARE_MIN),
     ))
     rows.append((
         "7. `lookout serve`: events per fsync (intake rate ÷ this disk's fsync rate, both in this run)",
@@ -362,6 +380,36 @@ def serve_rows(srv, thr):
         ))
     if "skipped" in pg:
         rows.append(("7. `lookout serve` on PostgreSQL", "report", f"not run: {pg['skipped']}", "—"))
+    return rows
+
+
+def neighbour_rows(nb):
+    """Figure 9: product B's latency while product A bursts, on SQLite and PostgreSQL."""
+    rows = []
+    for store in ("sqlite", "postgres"):
+        fig = nb.get(store, {})
+        if "skipped" in fig:
+            rows.append((f"9. Noisy neighbour on {store}", "report", f"not run: {fig['skipped']}", "—"))
+            continue
+        if not fig:
+            continue
+        name = "SQLite" if store == "sqlite" else "PostgreSQL"
+        idle = fig["idle"]
+        rows.append((
+            f"9. Noisy neighbour ({name}): product B's POST → arrival, {fig['probes']} probes one at a time, A idle",
+            "report",
+            f"p50 {idle['p50_ms']:.1f} ms, p99 {idle['p99_ms']:.1f} ms",
+            "—",
+        ))
+        for key, what in (("during_paced_burst", f"A's burst of {fig['paced_burst']} to a Slack hook (1/s, bursts of 3)"),
+                          ("during_slow_burst", f"A's burst of {fig['slow_burst']} to a webhook answering in 3 s")):
+            got = fig[key]
+            rows.append((
+                f"9. Noisy neighbour ({name}): the same during {what}",
+                f"p99 ≤ {NEIGHBOUR_P99_MAX_MS:g} ms",
+                f"p50 {got['p50_ms']:.1f} ms, p99 {got['p99_ms']:.1f} ms",
+                yes(got["p99_ms"] <= NEIGHBOUR_P99_MAX_MS),
+            ))
     return rows
 
 
@@ -423,7 +471,10 @@ METHOD = [
     "alone on that store (`server::run_workers`, concurrency 32, 20 ms poll) until the queue "
     "depth is 0, and the sink must have received each delivery once: that is the drain rate. "
     "Last, the same 5,000 deliveries go through `Engine::dispatch_to`, 32 at a time, to the "
-    "same sink: both rates are compared with that, per run, and the medians reported. Before "
+    "same sink, and a bare reqwest client POSTs the same 5,000 bodies, 32 at a time: both "
+    "rates are compared with each, per run, and the medians reported (the bench's product "
+    "sets its lane's cap high enough not to bind, so that the comparison is at the workers' "
+    "concurrency). Before "
     "each run, a loop writes 512 bytes and fsyncs a file in the same folder for half a second: "
     "the disk's fsync rate, which one commit per event could not exceed; the intake rate "
     "divided by it is the events each fsync carries (group commit). Latency: serve with its "
@@ -446,6 +497,14 @@ METHOD = [
     "cursor), one delivery with its attempts and event, the overview (charts over the last "
     "day) and the catalogue. Times are whole requests; weights are the HTML plus the one "
     "stylesheet (no script, no images).",
+    "9. **Noisy neighbour.** `serve` in-process with its workers (32 slots) on a fresh SQLite "
+    "store, then (under scripts/with-postgres.sh) a fresh PostgreSQL schema, every service "
+    "with its defaults (a lane's cap of 8). Product B's webhook posts to a sink of its own; "
+    "200 probe events of B are POSTed one at a time, each timed until that sink counts it: "
+    "first with product A idle; then right after A posted 120 events to a Slack service "
+    "(the bench's sink standing in for the hook, paced at one message a second in bursts of "
+    "3), which keep A's lane busy for two minutes; then right after A posted 300 events to "
+    "a webhook that answers in 3 s. A is never drained.",
 ]
 
 # What profiling found when these benchmarks were first run (perf record on the release

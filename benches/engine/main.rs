@@ -20,6 +20,7 @@ mod console;
 mod fanout;
 mod isolation;
 mod memory;
+mod neighbours;
 mod peer;
 mod serve;
 mod serve_pg;
@@ -146,6 +147,7 @@ const SCENARIOS: &[&str] = &[
     "memory",
     "serve",
     "console",
+    "neighbours",
 ];
 
 fn main() {
@@ -257,6 +259,7 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
             figure
         }
         "console" => console::run(bench).await,
+        "neighbours" => neighbours::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -27,7 +27,7 @@ use lookout_server::store::{self, DeliveryFilter, NewEvent, Status, Store};
 use serde_json::{Value, json};
 
 use crate::stats::{median, percentile, round3, rounded};
-use crate::throughput::lookout_run;
+use crate::throughput::{bare_run, lookout_run};
 use crate::{Bench, Plan, common, sink};
 
 /// POSTs in flight at once during intake, the workers' concurrency, and the in-process
@@ -55,8 +55,10 @@ pub async fn run(bench: &Bench) -> Value {
         return profile(bench, &phase, &url, events * runs).await;
     }
 
-    let mut samples: [Vec<f64>; 4] = Default::default();
-    let [intake, drain, dispatch, fsync] = &mut samples;
+    let mut samples: [Vec<f64>; 5] = Default::default();
+    let [intake, drain, dispatch, bare, fsync] = &mut samples;
+    let client = common::bare_client();
+    let body = common::body(&bench.event);
     for _ in 0..runs {
         let dir = tempfile::tempdir_in(&bench.scratch).expect("temporary folder");
         fsync.push(fsync_rate(dir.path()));
@@ -68,6 +70,9 @@ pub async fn run(bench: &Bench) -> Value {
         let started = Instant::now();
         lookout_run(&engine, &bench.event, &instances, events, CONCURRENCY).await;
         dispatch.push(events as f64 / started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        bare_run(&client, &url, &body, events, CONCURRENCY).await;
+        bare.push(events as f64 / started.elapsed().as_secs_f64());
     }
     let ratio =
         |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a / b).collect() };
@@ -76,6 +81,7 @@ pub async fn run(bench: &Bench) -> Value {
         ratio(drain, dispatch),
         ratio(intake, fsync),
     );
+    let (intake_bare, drain_bare) = (ratio(intake, bare), ratio(drain, bare));
     json!({
         "events": events,
         "runs": runs,
@@ -84,6 +90,9 @@ pub async fn run(bench: &Bench) -> Value {
         "accepted_per_s": median(intake).round(),
         "drain_per_s": median(drain).round(),
         "dispatch_per_s": median(dispatch).round(),
+        "bare_per_s": median(bare).round(),
+        "intake_vs_bare": round3(median(&intake_bare)),
+        "drain_vs_bare": round3(median(&drain_bare)),
         "fsync_per_s": median(fsync).round(),
         "intake_vs_dispatch": round3(median(&intake_ratio)),
         "drain_vs_dispatch": round3(median(&drain_ratio)),
@@ -94,6 +103,9 @@ pub async fn run(bench: &Bench) -> Value {
             "accepted_per_s": rounded(intake),
             "drain_per_s": rounded(drain),
             "dispatch_per_s": rounded(dispatch),
+            "bare_per_s": rounded(bare),
+            "intake_vs_bare": rounded(&intake_bare),
+            "drain_vs_bare": rounded(&drain_bare),
             "fsync_per_s": rounded(fsync),
             "intake_vs_dispatch": rounded(&intake_ratio),
             "drain_vs_dispatch": rounded(&drain_ratio),
@@ -383,7 +395,7 @@ async fn keep_posting(
 }
 
 /// Milliseconds from each POST to its arrival at `sink`, one at a time.
-async fn probe_latencies(
+pub async fn probe_latencies(
     client: &reqwest::Client,
     endpoint: &str,
     body: &bytes::Bytes,

@@ -172,7 +172,13 @@ pub async fn lookout_run(
 }
 
 /// `n` bare POSTs, `concurrency` at a time.
-async fn bare_run(client: &reqwest::Client, url: &str, body: &Bytes, n: usize, concurrency: usize) {
+pub async fn bare_run(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Bytes,
+    n: usize,
+    concurrency: usize,
+) {
     stream::iter(0..n)
         .map(|_| common::bare_post(client, url, body.clone()))
         .buffer_unordered(concurrency)
