@@ -154,6 +154,7 @@ async fn serve(store: Arc<dyn Store>, limits: PreviewLimits) -> String {
         store,
         wake: Arc::new(Notify::new()),
         guard: Guard::for_settings(&settings),
+        routes: Arc::new(lookout_server::routing::RouteCache::new(settings.clone())),
         transport: Transport::new(settings).unwrap(),
         keys: Keys::from_admin_token(ADMIN_TOKEN),
         previews: Arc::new(Previews::new(limits, Arc::default())),

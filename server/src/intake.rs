@@ -206,6 +206,7 @@ pub async fn run(
         wake: app.wake.clone(),
         guard: app.guard.clone(),
         transport: Transport::new(config.settings.clone()).map_err(std::io::Error::other)?,
+        routes: app.routes.clone(),
         keys: console::Keys::from_admin_token(&config.token),
         previews: Arc::new(Previews::new(config.previews.clone(), app.metrics.clone())),
     };

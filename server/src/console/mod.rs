@@ -43,6 +43,9 @@ pub struct Console {
     pub guard: Guard,
     /// Test sends go through the engine with the server's settings.
     pub transport: Transport,
+    /// The products' services, resolved once per change (shared with the intake and
+    /// the workers).
+    pub routes: Arc<crate::routing::RouteCache>,
     pub keys: Keys,
     /// The previews running, and their limits.
     pub previews: Arc<Previews>,

@@ -615,7 +615,7 @@ pub async fn test_service(
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
 ) -> Result<Response, Refused> {
-    let (product, stored, _) = stored_service(&console, &posted.session, &id, &name).await?;
+    let (product, _, _) = stored_service(&console, &posted.session, &id, &name).await?;
     let model = posted.field("model").unwrap_or("Item").to_owned();
     let Some(sample) = lookout::samples::for_model(&model) else {
         return Ok(message(
@@ -623,10 +623,18 @@ pub async fn test_service(
             "No sample for that model.",
         ));
     };
-    let rows = match (stored.instance(), Event::parse(sample)) {
+    // The service as the workers would send with it now.
+    let routes = console
+        .routes
+        .at_least(console.store.as_ref(), &id, product.generation)
+        .await?;
+    let Some(route) = routes.as_ref().and_then(|routes| routes.route(&name)) else {
+        return Err(Refused::Missing("No such service in this product."));
+    };
+    let rows = match (&route.instance, Event::parse(sample)) {
         (Ok(instance), Ok(event)) => {
             let event = Arc::new(event);
-            let sent = run_service(&instance, &event, new_delivery_id(), &console.transport).await;
+            let sent = run_service(instance, &event, new_delivery_id(), &console.transport).await;
             sent.iter().map(test_row).collect()
         }
         (Err(problems), _) => vec![TestRow {
@@ -634,11 +642,7 @@ pub async fn test_service(
             status: String::new(),
             duration_ms: 0,
             target: String::new(),
-            reason: problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
+            reason: problems.clone(),
         }],
         (_, Err(err)) => return Ok(message(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string())),
     };
