@@ -32,6 +32,17 @@ fn place_retrying_after(delay: &str) -> Place {
     Place::new(TOKEN, &config).never_printing(&[URL_KEY, TOKEN])
 }
 
+/// Gives `product` one service of kind `service` (named `chat` or `hook`) with the
+/// `--set` options `options`.
+fn add_service(place: &Place, product: &str, service: &str, options: &[&str]) {
+    let name = if service == "slack" { "chat" } else { "hook" };
+    let mut args = vec!["products", "add", product, name, "--service", service];
+    for option in options {
+        args.extend(["--set", option]);
+    }
+    place.cli(&args);
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -150,27 +161,13 @@ async fn a_burst_to_a_paced_hook_leaves_other_products_alone() {
     let quiet = CaptureServer::start();
     let place = place();
     let hook = format!("url={}/services/T0/B0/{URL_KEY}", slack.url());
-    place.cli(&[
-        "products",
-        "add",
-        "pa",
-        "chat",
-        "--service",
-        "slack",
-        "--set",
-        &hook,
-    ]);
-    let urls = format!("urls={}/b", quiet.url());
-    place.cli(&[
-        "products",
-        "add",
+    add_service(&place, "pa", "slack", &[&hook]);
+    add_service(
+        &place,
         "pb",
-        "hook",
-        "--service",
         "webhook",
-        "--set",
-        &urls,
-    ]);
+        &[&format!("urls={}/b", quiet.url())],
+    );
     let serving = place.serve(&["--concurrency", "4"]);
     let http = client();
 
@@ -221,27 +218,13 @@ async fn a_burst_to_a_slow_target_leaves_other_products_alone() {
     let quiet = CaptureServer::start();
     let place = place();
     let urls = format!("urls={}/slow", slow.url());
-    place.cli(&[
-        "products",
-        "add",
-        "pa",
-        "hook",
-        "--service",
-        "webhook",
-        "--set",
-        &urls,
-    ]);
-    let urls = format!("urls={}/b", quiet.url());
-    place.cli(&[
-        "products",
-        "add",
+    add_service(&place, "pa", "webhook", &[&urls]);
+    add_service(
+        &place,
         "pb",
-        "hook",
-        "--service",
         "webhook",
-        "--set",
-        &urls,
-    ]);
+        &[&format!("urls={}/b", quiet.url())],
+    );
     let serving = place.serve(&[]);
     let http = client();
 
@@ -271,17 +254,12 @@ async fn a_retrying_delivery_holds_back_only_its_own_key() {
     // Long enough to see the later ones held while the first waits for its retry.
     let place = place_retrying_after("3s");
     let urls = format!("urls={}/ordered", sink.url());
-    let args = [
-        "products",
-        "add",
+    add_service(
+        &place,
         "pa",
-        "hook",
-        "--service",
         "webhook",
-        "--set",
-        &urls,
-    ];
-    place.cli(&[&args[..], &["--set", "order_by=attributes.title"]].concat());
+        &[&urls, "order_by=attributes.title"],
+    );
     let serving = place.serve(&[]);
     let http = client();
     let keyed = |key: u64, seq: u64| {
@@ -336,16 +314,7 @@ async fn changes_to_one_product_never_turn_away_another_products_events() {
     let place = place();
     for product in ["pa", "pb"] {
         let urls = format!("urls={}/{product}", sink.url());
-        place.cli(&[
-            "products",
-            "add",
-            product,
-            "hook",
-            "--service",
-            "webhook",
-            "--set",
-            &urls,
-        ]);
+        add_service(&place, product, "webhook", &[&urls]);
     }
     let serving = place.serve(&[]);
     let http = client();

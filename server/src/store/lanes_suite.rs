@@ -2,9 +2,7 @@
 //! paces, caps, turns, waits asked for, and ordered keys, through the trait alone.
 
 use super::suite::{LEASE, T0};
-use super::{
-    AttemptOutcome, AttemptRecord, Finish, Millis, NewDelivery, NewEvent, Status, Store, now_ms,
-};
+use super::{Finish, Millis, NewDelivery, NewEvent, Status, Store, now_ms};
 use crate::lanes::{Lane, Pace, Waiting};
 
 /// Declares one `#[tokio::test]` per function of this suite (see
@@ -78,30 +76,9 @@ async fn claim(store: &dyn Store, owner: &str, now: Millis, limit: usize) -> Vec
 
 /// An attempt that ended with `status`, its request taking `latency_ms`.
 fn ended(status: Status, latency_ms: u64) -> Finish {
-    let outcome = match status {
-        Status::Delivered => AttemptOutcome::Delivered,
-        _ => AttemptOutcome::Failed,
-    };
     Finish {
-        status,
-        next_at: None,
-        step: 0,
-        done_targets: Vec::new(),
-        last_error: None,
-        attempts: vec![AttemptRecord {
-            number: 1,
-            at: T0,
-            duration_ms: latency_ms,
-            target: None,
-            outcome,
-            status: Some(200),
-            error: None,
-        }],
-        disable: Vec::new(),
-        health: Vec::new(),
         latency_ms: Some(latency_ms),
-        hold_until: None,
-        throttled: false,
+        ..super::suite::finished(status, 1)
     }
 }
 

@@ -860,19 +860,7 @@ fn finish_in(
         ])?;
     }
     for target in &finish.disable {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO disabled_targets
-                 (product_id, instance, target_key, target, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            product,
-            instance,
-            target.key,
-            target.target,
-            target.reason,
-            target.at
-        ])?;
+        disable_target(tx, &product, target)?;
     }
     let disabled = upkeep::record_health(tx, &product, &instance, &finish.health, now, rule)?
         .into_iter()
@@ -909,6 +897,28 @@ fn finish_in(
         release_key(tx, key, now)?;
     }
     Ok(Some(Recorded { lane, disabled }))
+}
+
+/// Disables one target of `product` (it answered "gone", or kept failing).
+fn disable_target(
+    tx: &rusqlite::Transaction<'_>,
+    product: &str,
+    target: &DisabledTarget,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO disabled_targets
+             (product_id, instance, target_key, target, reason, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        product,
+        target.instance,
+        target.key,
+        target.target,
+        target.reason,
+        target.at
+    ])?;
+    Ok(())
 }
 
 /// After a batch of attempts, each lane's [`LaneNews`]: its answer time counts, a slot

@@ -92,19 +92,7 @@ pub(super) fn record_health(
         let Some(target) = rule.disables(instance, result, failures, first, now) else {
             continue;
         };
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO disabled_targets
-                 (product_id, instance, target_key, target, reason, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            product,
-            instance,
-            target.key,
-            target.target,
-            target.reason,
-            now
-        ])?;
+        super::disable_target(tx, product, &target)?;
         tx.prepare_cached(TARGET_HEALTHY)?
             .execute(params![product, instance, result.key])?;
         disabled.push(target);

@@ -171,7 +171,7 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
     }
 }
 
-fn finished(status: Status, number: u32) -> Finish {
+pub(super) fn finished(status: Status, number: u32) -> Finish {
     Finish {
         status,
         next_at: None,

@@ -7,9 +7,7 @@ use serde_json::json;
 
 use super::suite::{self, LEASE, T0};
 use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
-use super::{
-    AttemptOutcome, AttemptRecord, DisabledTarget, Finish, Millis, Status, Store, StoredInstance,
-};
+use super::{DisabledTarget, Finish, Millis, Status, Store, StoredInstance};
 
 macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
@@ -60,30 +58,8 @@ async fn end_with_health(
 ) -> Vec<DisabledTarget> {
     store.claim("w1", T0, 100, LEASE).await.unwrap();
     let finish = Finish {
-        status,
-        next_at: None,
-        step: 0,
-        done_targets: Vec::new(),
-        last_error: None,
-        attempts: vec![AttemptRecord {
-            number: 1,
-            at: T0,
-            duration_ms: 3,
-            target: None,
-            outcome: match status {
-                Status::Delivered => AttemptOutcome::Delivered,
-                Status::Skipped => AttemptOutcome::Skipped,
-                Status::Disabled => AttemptOutcome::Disabled,
-                _ => AttemptOutcome::Failed,
-            },
-            status: Some(200),
-            error: None,
-        }],
-        disable: Vec::new(),
         health,
-        latency_ms: Some(3),
-        hold_until: None,
-        throttled: false,
+        ..suite::finished(status, 1)
     };
     let batch = [(format!("msg_{id}"), finish)];
     let disabled = store.finish_batch("w1", &batch, now, rule).await.unwrap();
