@@ -167,9 +167,23 @@ pub fn alerts_of(
 }
 
 impl Worker {
+    /// After a batch of attempts is recorded: tells products' alerts services what it
+    /// disabled or gave up ([`alerts_of`]), in a task of its own (an alert is a delivery).
+    pub(crate) fn alert_after(
+        &self,
+        claims: &[Claimed],
+        outcomes: &[(String, Finish)],
+        disabled: Vec<Disabled>,
+    ) {
+        let alerts = alerts_of(claims, outcomes, disabled);
+        if !alerts.is_empty() {
+            tokio::spawn(self.clone().send_alerts(alerts));
+        }
+    }
+
     /// Tells each product's alerts service about its targets disabled and deliveries
     /// gone dead (logged and counted in `/metrics` either way).
-    pub(crate) async fn send_alerts(self, alerts: Vec<Alert>) {
+    async fn send_alerts(self, alerts: Vec<Alert>) {
         for alert in alerts {
             match alert.kind {
                 AlertKind::Disabled => {

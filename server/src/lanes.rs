@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::store::{Finish, Millis, millis};
+use crate::clock::{Millis, millis};
 use lookout::config::{DEFAULT_CONCURRENCY, Instance};
 use lookout::dispatch::destination;
 use lookout::payload::Event;
@@ -190,10 +190,19 @@ pub struct LaneNews {
     pub hold_until: Option<Millis>,
 }
 
-/// The news of each lane from `(lane, finish)` pairs, in the order lanes first appear.
-pub fn news<'a>(finished: impl IntoIterator<Item = (&'a str, &'a Finish)>) -> Vec<LaneNews> {
+/// What one finished attempt tells its lane: its answer time and the wait its
+/// destination asked for.
+pub struct Heard<'a> {
+    pub lane: &'a str,
+    pub latency_ms: Option<u64>,
+    pub hold_until: Option<Millis>,
+}
+
+/// The news of each lane from what its attempts heard, in the order lanes first appear.
+pub fn news<'a>(finished: impl IntoIterator<Item = Heard<'a>>) -> Vec<LaneNews> {
     let mut news: Vec<(LaneNews, Millis, Millis)> = Vec::new();
-    for (lane, finish) in finished {
+    for finish in finished {
+        let lane = finish.lane;
         let index = match news.iter().position(|(n, ..)| n.lane == lane) {
             Some(index) => index,
             None => {

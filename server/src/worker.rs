@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::health::alerts_of;
 use crate::metrics::{Counter, Metrics};
 use crate::policy::{RetrySchedule, WorkerConfig};
 use crate::routing::{RouteCache, Routes};
@@ -304,10 +303,7 @@ impl Worker {
                 .unzip();
             let disabled = self.record(&outcomes).await;
             self.wake.notify_one();
-            let alerts = alerts_of(&claims, &outcomes, disabled);
-            if !alerts.is_empty() {
-                tokio::spawn(self.clone().send_alerts(alerts));
-            }
+            self.alert_after(&claims, &outcomes, disabled);
         }
     }
 

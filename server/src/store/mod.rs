@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::lanes::{Lane, Waiting};
+use crate::lanes::{Heard, Lane, Waiting};
 use crate::tokens::{NewToken, Token};
 use lookout::config::{Instance, ServiceTable, parse_services};
 use lookout::options::OptionProblem;
@@ -494,6 +494,17 @@ pub struct Finish {
     /// It was asked to wait rather than refused: the attempt did not use a step of the
     /// retry schedule.
     pub throttled: bool,
+}
+
+impl Finish {
+    /// What this attempt tells `lane`, its delivery's lane.
+    pub fn heard<'a>(&self, lane: &'a str) -> Heard<'a> {
+        Heard {
+            lane,
+            latency_ms: self.latency_ms,
+            hold_until: self.hold_until,
+        }
+    }
 }
 
 /// A delivery as operators see it.

@@ -861,7 +861,7 @@ async fn settle_finished(
     let mut news = news(
         finished
             .iter()
-            .filter_map(|((lane, ..), finish)| Some((lane.as_deref()?, *finish))),
+            .filter_map(|((lane, ..), finish)| Some(finish.heard(lane.as_deref()?))),
     );
     if news.is_empty() {
         return Ok(());

@@ -1320,7 +1320,7 @@ impl Store for SqliteStore {
                 disabled.extend(recorded.disabled);
                 lanes.extend(recorded.lane.map(|lane| (lane, &one.1)));
             }
-            for news in news(lanes.iter().map(|(lane, finish)| (lane.as_str(), *finish))) {
+            for news in news(lanes.iter().map(|(lane, finish)| finish.heard(lane))) {
                 settle_finished(&tx, &news)?;
             }
             tx.commit()?;
