@@ -2,20 +2,23 @@
 //! while product A bursts, on SQLite and (under scripts/with-postgres.sh) PostgreSQL.
 //!
 //! `serve` runs in-process with its workers (32 slots). B's webhook posts to a sink of
-//! its own; B's probes go one at a time, each timed until the sink counts it. First with
-//! A idle; then while A's burst waits for a Slack hook's pace (A's Slack service posting
-//! to the bench's sink, one message a second in bursts of 3); then while A's burst waits
-//! for a webhook that answers in 3 s. Each burst is posted, then B is probed while it is
-//! still queued (its pace alone keeps it going for minutes); A is never drained.
+//! its own; B's probes are posted one every 20 ms, whether or not the one before has
+//! arrived, and each is timed from its POST until the sink has counted as many as were
+//! posted up to it (B's deliveries arrive in the order they were posted, give or take the
+//! few in flight at once). First with A idle; then right after A posted a burst to a
+//! Slack hook (A's Slack service posting to the bench's sink, one message a second in
+//! bursts of 3); then right after A posted a burst to a webhook that answers in 3 s. A is
+//! never drained: its paced burst alone would take two minutes.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use lookout_server::store::{self, Store};
 use lookout_testkit::postgres::TestSchema;
 use serde_json::{Value, json};
 
-use crate::serve::{Serving, post, probe_latencies};
+use crate::serve::{Serving, post};
 use crate::stats::{percentile, round3};
 use crate::{Bench, common, sink};
 
@@ -56,7 +59,7 @@ async fn figure(bench: &Bench, store: Arc<dyn Store>) -> Value {
     let client = common::bare_client();
     let body = common::body(&bench.event);
     let quiet_events = format!("{}/v1/products/quiet/events", serving.base);
-    let probe = || probe_latencies(&client, &quiet_events, &body, &quiet, probes);
+    let probe = || steady_probes(&client, &quiet_events, &body, &quiet, probes);
 
     let idle = probe().await;
     burst(
@@ -82,6 +85,7 @@ async fn figure(bench: &Bench, store: Arc<dyn Store>) -> Value {
         json!({
             "p50_ms": round3(percentile(samples, 50.0)),
             "p99_ms": round3(percentile(samples, 99.0)),
+            "max_ms": round3(samples.iter().copied().fold(0.0, f64::max)),
         })
     };
     json!({
@@ -92,6 +96,59 @@ async fn figure(bench: &Bench, store: Arc<dyn Store>) -> Value {
         "during_paced_burst": shown(&paced),
         "during_slow_burst": shown(&slow),
     })
+}
+
+/// Time between two probes.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// The longest a probe may take before the figure gives up.
+const PROBE_LIMIT: Duration = Duration::from_secs(300);
+
+/// `n` events POSTed to `endpoint`, one every [`PROBE_EVERY`], each timed (ms) from its
+/// POST until `sink` has counted that many.
+async fn steady_probes(
+    client: &reqwest::Client,
+    endpoint: &str,
+    body: &bytes::Bytes,
+    sink: &sink::Sink,
+    n: usize,
+) -> Vec<f64> {
+    let before = sink.received();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let posting = async {
+        let mut posted = Vec::with_capacity(n);
+        let mut sending = Vec::with_capacity(n);
+        for _ in 0..n {
+            tick.tick().await;
+            posted.push(Instant::now());
+            let (client, endpoint, body) = (client.clone(), endpoint.to_owned(), body.clone());
+            sending.push(tokio::spawn(
+                async move { post(&client, &endpoint, body).await },
+            ));
+        }
+        for sent in sending {
+            sent.await.expect("a probe's POST");
+        }
+        posted
+    };
+    let watching = async {
+        let mut arrived = Vec::with_capacity(n);
+        while arrived.len() < n {
+            let count = (sink.received() - before) as usize;
+            while arrived.len() < count.min(n) {
+                arrived.push(Instant::now());
+            }
+            assert!(started.elapsed() < PROBE_LIMIT, "probes did not arrive");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        arrived
+    };
+    let (posted, arrived) = futures::join!(posting, watching);
+    posted
+        .iter()
+        .zip(&arrived)
+        .map(|(at, came)| came.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        .collect()
 }
 
 /// A burst's size: the issue's, or a small one for the smoke run.
