@@ -157,7 +157,7 @@ fn fsync_rate(dir: &std::path::Path) -> f64 {
 /// takes as many attempts at once as the workers have slots (the comparison is at the
 /// same concurrency).
 pub async fn put_product(store: &dyn Store, id: &str, url: &str) {
-    let table = json!({ "webhook": { "urls": [url], "concurrency": 8 * CONCURRENCY } });
+    let table = json!({ "webhook": { "urls": [url], "concurrency": 1_024 } });
     let instances = store::instances_from_table(table.as_object().expect("a table"))
         .unwrap_or_else(|problems| panic!("product config: {problems:?}"));
     store.put_product(id, &instances).await.expect("product");

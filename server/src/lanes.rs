@@ -164,13 +164,15 @@ impl PaceState {
     }
 }
 
-/// Answers slower than this take slots away from their lane.
-const SLOW: Duration = Duration::from_secs(1);
+/// Answers slower than this (ms) take slots away from their lane. Below it a lane's
+/// answer time does not matter, so the stores keep it only while it, or the latest
+/// answer, is above: a fast lane's row is not written after every attempt.
+pub const SLOW_MS: Millis = 1_000;
 
 /// How many attempts a lane may have in flight: its cap, shrunk in proportion when its
 /// recent answers took longer than a second (3 s: a third of the cap), at least one.
 pub fn effective_cap(cap: u32, latency_ms: Millis) -> u32 {
-    let slow = millis(SLOW);
+    let slow = SLOW_MS;
     if latency_ms <= slow {
         return cap.max(1);
     }
@@ -287,7 +289,7 @@ struct Turn {
 /// When a lane is next worth looking at, as a claim leaves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Due {
-    /// At this time (now: it has more due than this claim took).
+    /// At this time ([`AT_ONCE`]: it has more due than this claim took).
     At(Millis),
     /// It is at its cap: when the first of its leases runs out (a finished attempt
     /// makes it due at once).
@@ -407,7 +409,8 @@ impl Claim {
                 } else if pace.slots(self.now, 1) == 0 {
                     Due::At(pace.next_slot())
                 } else {
-                    Due::At(self.now)
+                    // More is due than this claim had room for.
+                    Due::At(AT_ONCE)
                 };
                 Settled {
                     key: turn.key.clone(),

@@ -43,7 +43,8 @@ use super::{
     StoredInstance, from_json, millis, now_ms, status_of, to_json,
 };
 use crate::lanes::{
-    AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, Queued, Waiting, lanes_per_claim, news,
+    AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, Queued, SLOW_MS, Waiting, lanes_per_claim,
+    news,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -437,7 +438,9 @@ async fn generations(
 }
 
 /// Leases one lane's due deliveries (at most `$3`, earliest due first, those no other
-/// transaction holds) and returns what an attempt needs. A delivery whose previous
+/// transaction holds) and returns what an attempt needs (each row's event and product
+/// looked up by key: a join let the planner scan every event when its statistics were
+/// young). A delivery whose previous
 /// lease ran out without being finished or released is a takeover: counted in
 /// `lease_expiries`.
 const CLAIM_IN_LANE: &str = "
@@ -455,25 +458,25 @@ WITH due AS (
     FROM due WHERE d.id = due.id
     RETURNING d.*, due.expired
 )
-SELECT c.id, c.event_id, c.product_id, c.instance, c.service, e.payload, c.attempts, c.step,
-       c.done_targets, p.generation,
+SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
+       (SELECT e.payload FROM events e WHERE e.id = c.event_id), c.attempts, c.step,
+       c.done_targets, (SELECT p.generation FROM products p WHERE p.id = c.product_id),
        ARRAY(SELECT t.target_key FROM disabled_targets t
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles
 FROM claimed c
-JOIN events e ON e.id = c.event_id
-LEFT JOIN products p ON p.id = c.product_id
 ORDER BY c.next_at, c.seq";
 
-/// Lanes each with its attempts in flight at `$1` ([`lane_row`]).
+/// Lanes each with its destination's schedule and its attempts in flight at `$1`
+/// ([`lane_row`]).
 const LANES_AT: &str = "
-SELECT l.key, l.destination, l.every_ms, l.burst, l.cap, l.latency_ms,
+SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap, l.latency_ms,
        (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
             AND d.lease_owner IS NOT NULL AND d.lease_until > $1)
-FROM lanes l";
+FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
 
-/// A lane selected with [`LANES_AT`]; its destination's schedule is read apart.
+/// A lane selected with [`LANES_AT`].
 fn lane_row(row: &Row) -> Result<DueLane> {
     Ok(DueLane {
         key: row.try_get(0)?,
@@ -482,16 +485,22 @@ fn lane_row(row: &Row) -> Result<DueLane> {
             every_ms: row.try_get(2)?,
             burst: count(row.try_get(3)?),
         },
-        tat: 0,
-        cap: count(row.try_get(4)?),
-        latency_ms: row.try_get(5)?,
-        in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
+        tat: row.try_get(4)?,
+        cap: count(row.try_get(5)?),
+        latency_ms: row.try_get(6)?,
+        in_flight: u32::try_from(row.try_get::<_, i64>(7)?).unwrap_or(u32::MAX),
     })
 }
 
 /// Each lane after a claim: when it is due again (`at`, or from its leases and its next
-/// due delivery, see [`Due`]) and whether it was served.
+/// due delivery, see [`Due`]) and whether it was served; and the new schedule of each
+/// paced destination it took slots from.
 const SETTLE_LANES: &str = "
+WITH moved AS (
+    UPDATE paces p SET tat = n.tat
+    FROM UNNEST($6::text[], $7::bigint[]) AS n (destination, tat)
+    WHERE p.destination = n.destination
+)
 UPDATE lanes l SET
     due_at = CASE WHEN s.kind = 'at' THEN s.at ELSE LEAST(
         (SELECT MIN(d.lease_until) FROM deliveries d
@@ -724,32 +733,44 @@ ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
 WHERE idempotency_keys.created_at < $7
 RETURNING event_id";
 
-/// A finished attempt in one statement: its requests are recorded whoever holds the
-/// lease (they happened), targets that answered 410 are disabled, and the delivery's
-/// state changes only if `$2` still holds the lease. Returns its lane, its order key
-/// and whether its state changed; nothing for an unknown id.
+/// A batch of finished attempts in one statement (each attempt's columns as arrays, the
+/// attempts' and disabled targets' rows naming their delivery): the requests are
+/// recorded whoever holds the lease (they happened), targets that answered 410 are
+/// disabled, and a delivery's state changes only if `$1` still holds its lease. Returns,
+/// for each known delivery, its lane, its order key, whether its state changed, its
+/// product and instance; unknown ids are passed over.
 const FINISH: &str = "
-WITH delivery AS (
-    SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = $1
+WITH known AS (
+    SELECT id, product_id, instance, lane, order_key FROM deliveries WHERE id = ANY($3)
 ), recorded AS (
     INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
-    SELECT $1, a.* FROM UNNEST($10::int[], $11::bigint[], $12::bigint[], $13::text[],
-        $14::text[], $15::int[], $16::text[]) AS a
-    WHERE EXISTS (SELECT 1 FROM delivery)
+    SELECT a.* FROM UNNEST($11::text[], $12::int[], $13::bigint[], $14::bigint[], $15::text[],
+        $16::text[], $17::int[], $18::text[])
+        AS a (delivery_id, number, at, duration_ms, target, outcome, status, error)
+    WHERE a.delivery_id IN (SELECT id FROM known)
 ), disabled AS (
     INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
-    SELECT delivery.product_id, delivery.instance, t.* FROM delivery,
-        UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[]) AS t
+    SELECT DISTINCT ON (k.product_id, k.instance, t.key)
+        k.product_id, k.instance, t.key, t.shown, t.reason, t.at
+    FROM UNNEST($19::text[], $20::text[], $21::text[], $22::text[], $23::bigint[])
+        AS t (delivery_id, key, shown, reason, at)
+    JOIN known k ON k.id = t.delivery_id
+    ORDER BY k.product_id, k.instance, t.key, t.at DESC
     ON CONFLICT (product_id, instance, target_key) DO UPDATE
     SET target = excluded.target, reason = excluded.reason, at = excluded.at
 ), updated AS (
-    UPDATE deliveries SET status = $3, next_at = $4, step = $5, done_targets = $6,
-        last_error = $7, attempts = attempts + $8, updated_at = $9,
-        throttles = throttles + $21, lease_owner = NULL, lease_until = NULL
-    WHERE id = $1 AND lease_owner = $2
-    RETURNING id
+    UPDATE deliveries d SET status = f.status, next_at = f.next_at, step = f.step,
+        done_targets = f.done, last_error = f.last_error, attempts = d.attempts + f.attempted,
+        updated_at = $2, throttles = d.throttles + f.throttled,
+        lease_owner = NULL, lease_until = NULL
+    FROM UNNEST($3::text[], $4::text[], $5::bigint[], $6::int[], $7::text[], $8::text[],
+        $9::int[], $10::int[])
+        AS f (id, status, next_at, step, done, last_error, attempted, throttled)
+    WHERE d.id = f.id AND d.lease_owner = $1
+    RETURNING d.id
 )
-SELECT lane, order_key, EXISTS (SELECT 1 FROM updated), product_id, instance FROM delivery";
+SELECT k.id, k.lane, k.order_key, k.id IN (SELECT id FROM updated), k.product_id, k.instance
+FROM known k";
 
 fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -777,70 +798,103 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
 /// its product and instance.
 type Finished = (Option<String>, Option<String>, bool, String, String);
 
-/// One finished attempt of a batch (see [`Store::finish_batch`]); an unknown delivery
-/// is passed over (`None`).
-async fn finish_in(
+/// A batch of finished attempts (see [`Store::finish_batch`]) in one statement: what
+/// each known delivery's row said, by id.
+async fn finish_all(
     tx: &impl GenericClient,
-    id: &str,
+    finished: &[(String, Finish)],
     owner: &str,
-    finish: &Finish,
     now: Millis,
-) -> Result<Option<Finished>> {
-    let attempts = &finish.attempts;
-    let numbers: Vec<i32> = attempts.iter().map(|a| to_i32(a.number)).collect();
-    let ats: Vec<Millis> = attempts.iter().map(|a| a.at).collect();
-    let durations: Vec<i64> = attempts
+) -> Result<HashMap<String, Finished>> {
+    let ids: Vec<&str> = finished.iter().map(|(id, _)| id.as_str()).collect();
+    let each = |f: fn(&Finish) -> i32| -> Vec<i32> { finished.iter().map(|(_, x)| f(x)).collect() };
+    let statuses: Vec<&str> = finished.iter().map(|(_, f)| f.status.as_str()).collect();
+    let next_ats: Vec<Option<Millis>> = finished.iter().map(|(_, f)| f.next_at).collect();
+    let done: Vec<String> = finished
         .iter()
-        .map(|a| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+        .map(|(_, f)| to_json(&f.done_targets))
         .collect();
-    let targets: Vec<Option<&str>> = attempts.iter().map(|a| a.target.as_deref()).collect();
-    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
-    let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
-    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
-    let disable = &finish.disable;
-    let keys: Vec<&str> = disable.iter().map(|d| d.key.as_str()).collect();
-    let shown: Vec<&str> = disable.iter().map(|d| d.target.as_str()).collect();
-    let reasons: Vec<&str> = disable.iter().map(|d| d.reason.as_str()).collect();
-    let disabled_at: Vec<Millis> = disable.iter().map(|d| d.at).collect();
+    let errors: Vec<Option<&str>> = finished
+        .iter()
+        .map(|(_, f)| f.last_error.as_deref())
+        .collect();
+    let attempts: Vec<(&str, &AttemptRecord)> = finished
+        .iter()
+        .flat_map(|(id, f)| f.attempts.iter().map(move |a| (id.as_str(), a)))
+        .collect();
+    let disable: Vec<(&str, &DisabledTarget)> = finished
+        .iter()
+        .flat_map(|(id, f)| f.disable.iter().map(move |d| (id.as_str(), d)))
+        .collect();
     let rows = query(
         tx,
         FINISH,
         &[
-            &id,
             &owner,
-            &finish.status.as_str(),
-            &finish.next_at,
-            &to_i32(finish.step),
-            &to_json(&finish.done_targets),
-            &finish.last_error,
-            &i32::from(!attempts.is_empty()),
             &now,
-            &numbers,
-            &ats,
-            &durations,
-            &targets,
-            &outcomes,
+            &ids,
             &statuses,
+            &next_ats,
+            &each(|f| to_i32(f.step)),
+            &done,
             &errors,
-            &keys,
-            &shown,
-            &reasons,
-            &disabled_at,
-            &i32::from(finish.throttled),
+            &each(|f| i32::from(!f.attempts.is_empty())),
+            &each(|f| i32::from(f.throttled)),
+            &attempts.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| to_i32(a.number))
+                .collect::<Vec<_>>(),
+            &attempts.iter().map(|(_, a)| a.at).collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| i64::try_from(a.duration_ms).unwrap_or(i64::MAX))
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| a.target.as_deref())
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| a.outcome.as_str())
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| a.status.map(i32::from))
+                .collect::<Vec<_>>(),
+            &attempts
+                .iter()
+                .map(|(_, a)| a.error.as_deref())
+                .collect::<Vec<_>>(),
+            &disable.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            &disable
+                .iter()
+                .map(|(_, d)| d.key.as_str())
+                .collect::<Vec<_>>(),
+            &disable
+                .iter()
+                .map(|(_, d)| d.target.as_str())
+                .collect::<Vec<_>>(),
+            &disable
+                .iter()
+                .map(|(_, d)| d.reason.as_str())
+                .collect::<Vec<_>>(),
+            &disable.iter().map(|(_, d)| d.at).collect::<Vec<_>>(),
         ],
     )
     .await?;
-    rows.first()
+    rows.iter()
         .map(|row| {
-            Ok((
-                row.try_get(0)?,
+            let found = (
                 row.try_get(1)?,
                 row.try_get(2)?,
                 row.try_get(3)?,
                 row.try_get(4)?,
-            ))
+                row.try_get(5)?,
+            );
+            Ok((row.try_get(0)?, found))
         })
-        .transpose()
+        .collect()
 }
 
 /// After a batch of attempts: the order keys whose delivery is finished let the next
@@ -869,17 +923,34 @@ async fn settle_finished(
     news.sort_by(|a, b| a.lane.cmp(&b.lane));
     let lanes: Vec<&str> = news.iter().map(|n| n.lane.as_str()).collect();
     let latencies: Vec<Option<Millis>> = news.iter().map(|n| n.latency_ms).collect();
-    let rows = query(
+    // Written only when something changes: a lane already due, and fast, is left alone
+    // (and a claim holding its row is not waited for).
+    execute(
         tx,
         "UPDATE lanes l SET
-             latency_ms = CASE WHEN n.latency IS NULL THEN l.latency_ms
+             latency_ms = CASE WHEN n.latency IS NULL
+                     OR (n.latency <= $4 AND l.latency_ms <= $4) THEN l.latency_ms
                  WHEN l.latency_ms = 0 THEN n.latency
                  ELSE (l.latency_ms * 4 + n.latency) / 5 END,
-             due_at = LEAST(l.due_at, $3)
+             due_at = $3
          FROM UNNEST($1::text[], $2::bigint[]) AS n (key, latency)
-         WHERE l.key = n.key
-         RETURNING l.key, l.destination, l.every_ms, l.burst",
-        &[&lanes, &latencies, &AT_ONCE],
+         WHERE l.key = n.key AND (l.due_at IS NULL OR l.due_at > $3 OR n.latency > $4
+             OR l.latency_ms > $4)",
+        &[&lanes, &latencies, &AT_ONCE, &SLOW_MS],
+    )
+    .await?;
+    let held: Vec<&str> = news
+        .iter()
+        .filter(|n| n.hold_until.is_some())
+        .map(|n| n.lane.as_str())
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let rows = query(
+        tx,
+        "SELECT key, destination, every_ms, burst FROM lanes WHERE key = ANY($1)",
+        &[&held],
     )
     .await?;
     let mut holds: Vec<(String, Pace, Millis)> = Vec::new();
@@ -1120,8 +1191,9 @@ impl PostgresStore {
 }
 
 /// The lanes due at `now` a claim of `limit` looks at, with their destinations'
-/// schedules, locked: the destinations in order, so that claims never wait on each other
-/// in a circle.
+/// schedules; a paced destination's is locked (destinations in order, so that claims
+/// never wait on each other in a circle) and read again under the lock. An unpaced
+/// one's only moves when its destination asks for a wait, which a claim never writes.
 async fn due_lanes(tx: &impl GenericClient, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
     // Those another claim is looking at are skipped.
     let sql = format!(
@@ -1130,7 +1202,11 @@ async fn due_lanes(tx: &impl GenericClient, now: Millis, limit: usize) -> Result
     );
     let rows = query(tx, &sql, &[&now, &lanes_per_claim(limit)]).await?;
     let mut lanes = rows.iter().map(lane_row).collect::<Result<Vec<_>>>()?;
-    let mut destinations: Vec<&str> = lanes.iter().map(|l| l.destination.as_str()).collect();
+    let mut destinations: Vec<&str> = lanes
+        .iter()
+        .filter(|l| l.pace.every_ms > 0)
+        .map(|l| l.destination.as_str())
+        .collect();
     destinations.sort_unstable();
     destinations.dedup();
     if destinations.is_empty() {
@@ -1148,46 +1224,65 @@ async fn due_lanes(tx: &impl GenericClient, now: Millis, limit: usize) -> Result
         tats.insert(row.try_get::<_, String>(0)?, row.try_get::<_, Millis>(1)?);
     }
     for lane in &mut lanes {
-        lane.tat = tats.get(&lane.destination).copied().unwrap_or(0);
+        if let Some(tat) = tats.get(&lane.destination) {
+            lane.tat = *tat;
+        }
     }
     Ok(lanes)
 }
 
-/// Writes what a claim did to its lanes and their destinations' schedules.
-async fn settle_lanes(tx: &impl GenericClient, claim: Claim, now: Millis) -> Result<()> {
-    let (settled, paces) = claim.settle();
-    if !settled.is_empty() {
-        let keys: Vec<&str> = settled.iter().map(|l| l.key.as_str()).collect();
-        let kinds: Vec<&str> = settled
-            .iter()
-            .map(|l| match l.due {
-                Due::At(_) => "at",
-                Due::LeaseEnd => "lease",
-                Due::Next => "next",
-            })
-            .collect();
-        let ats: Vec<Option<Millis>> = settled
-            .iter()
-            .map(|l| match l.due {
-                Due::At(at) => Some(at),
-                _ => None,
-            })
-            .collect();
-        let served: Vec<bool> = settled.iter().map(|l| l.served).collect();
-        execute(tx, SETTLE_LANES, &[&keys, &kinds, &ats, &served, &now]).await?;
-    }
-    if !paces.is_empty() {
-        let (destinations, tats): (Vec<String>, Vec<Millis>) = paces.into_iter().unzip();
-        execute(
-            tx,
-            "UPDATE paces p SET tat = n.tat
-             FROM UNNEST($1::text[], $2::bigint[]) AS n (destination, tat)
-             WHERE p.destination = n.destination",
-            &[&destinations, &tats],
+/// A claim's turns over its lanes (see [`Claim`]), inside the transaction `claim` began;
+/// what it leased and how many of those were taken over, once committed with what it did
+/// to its lanes and their destinations' schedules.
+async fn claim_lanes(
+    client: &impl GenericClient,
+    mut claim: Claim,
+    owner: &str,
+    now: Millis,
+    until: Millis,
+) -> Result<(Vec<Claimed>, usize)> {
+    let mut claimed = Vec::new();
+    let mut expired = 0;
+    while let Some((lane, count)) = claim.ask() {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = query(
+            client,
+            CLAIM_IN_LANE,
+            &[&lane, &now, &count, &owner, &until],
         )
         .await?;
+        claim.took(rows.len());
+        for row in &rows {
+            expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
+            claimed.push(claimed_row(row)?);
+        }
     }
-    Ok(())
+    let (settled, paces) = claim.settle();
+    let keys: Vec<&str> = settled.iter().map(|l| l.key.as_str()).collect();
+    let kinds: Vec<&str> = settled
+        .iter()
+        .map(|l| match l.due {
+            Due::At(_) => "at",
+            Due::LeaseEnd => "lease",
+            Due::Next => "next",
+        })
+        .collect();
+    let ats: Vec<Option<Millis>> = settled
+        .iter()
+        .map(|l| match l.due {
+            Due::At(at) => Some(at),
+            _ => None,
+        })
+        .collect();
+    let served: Vec<bool> = settled.iter().map(|l| l.served).collect();
+    let (destinations, tats): (Vec<String>, Vec<Millis>) = paces.into_iter().unzip();
+    let params: [&(dyn ToSql + Sync); 7] =
+        [&keys, &kinds, &ats, &served, &now, &destinations, &tats];
+    let settling = execute(client, SETTLE_LANES, &params);
+    let (settled, committed) = futures::join!(settling, client.batch_execute("COMMIT"));
+    settled?;
+    committed?;
+    Ok((claimed, expired))
 }
 
 /// Makes these deliveries due again at `now` with a fresh schedule (see
@@ -1388,23 +1483,25 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<Vec<Claimed>> {
         let until = now.saturating_add(millis(lease));
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let lanes = due_lanes(&tx, now, limit).await?;
-        let mut claim = Claim::new(now, limit, lanes);
-        let mut claimed = Vec::with_capacity(limit);
-        let mut expired = 0;
-        while let Some((lane, count)) = claim.ask() {
-            let count = i64::try_from(count).unwrap_or(i64::MAX);
-            let rows = query(&tx, CLAIM_IN_LANE, &[&lane, &now, &count, &owner, &until]).await?;
-            claim.took(rows.len());
-            for row in &rows {
-                expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
-                claimed.push(claimed_row(row)?);
+        let client = self.client().await?;
+        // One transaction, its BEGIN and COMMIT sent with the statements beside them
+        // (tokio-postgres pipelines requests made at once): a claim is three round
+        // trips, not five, and the claim is what a worker waits for.
+        let (begun, lanes) = futures::join!(
+            client.batch_execute("BEGIN"),
+            due_lanes(&client, now, limit)
+        );
+        let claimed = match begun.map_err(StoreError::from).and(lanes) {
+            Ok(lanes) => {
+                let claim = Claim::new(now, limit, lanes);
+                claim_lanes(&client, claim, owner, now, until).await
             }
+            Err(err) => Err(err),
+        };
+        if claimed.is_err() {
+            let _ = client.batch_execute("ROLLBACK").await;
         }
-        settle_lanes(&tx, claim, now).await?;
-        tx.commit().await?;
+        let (claimed, expired) = claimed?;
         if expired > 0 {
             tracing::warn!(
                 "took over {expired} delivery(ies) whose lease had run out (a worker died or \
@@ -1423,19 +1520,23 @@ impl Store for PostgresStore {
     ) -> Result<Vec<Disabled>> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let mut rows = finish_all(&tx, finished, owner, now).await?;
         let mut recorded = Vec::with_capacity(finished.len());
         let mut disabled = Vec::new();
         for (id, finish) in finished {
-            let Some(row) = finish_in(&tx, id, owner, finish, now).await? else {
+            let Some(row) = rows.remove(id) else {
                 continue;
             };
-            let (product, instance) = (&row.3, &row.4);
-            let failed = upkeep::record_failures(&tx, product, instance, &finish.health, now, rule);
-            disabled.extend(failed.await?.into_iter().map(|target| Disabled {
-                product: product.clone(),
-                delivery: id.clone(),
-                target,
-            }));
+            if finish.health.iter().any(|r| r.failure.is_some()) {
+                let (product, instance) = (&row.3, &row.4);
+                let failed =
+                    upkeep::record_failures(&tx, product, instance, &finish.health, now, rule);
+                disabled.extend(failed.await?.into_iter().map(|target| Disabled {
+                    product: product.clone(),
+                    delivery: id.clone(),
+                    target,
+                }));
+            }
             recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
@@ -1654,13 +1755,7 @@ impl Store for PostgresStore {
             Some(lane) => {
                 let sql = format!("{LANES_AT} WHERE l.key = $2");
                 let rows = query(&client, &sql, &[&now, lane]).await?;
-                let mut found = rows.first().map(lane_row).transpose()?;
-                if let Some(found) = &mut found {
-                    let sql = "SELECT tat FROM paces WHERE destination = $1";
-                    let tats = query(&client, sql, &[&found.destination]).await?;
-                    found.tat = tats.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
-                }
-                found
+                rows.first().map(lane_row).transpose()?
             }
             None => None,
         };

@@ -18,7 +18,7 @@ use super::{
     StoredInstance, from_json, millis, status_of, to_json,
 };
 use crate::lanes::{
-    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, Queued, Waiting,
+    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, Queued, SLOW_MS, Waiting,
     lanes_per_claim, news,
 };
 use crate::tokens::{NewToken, Token};
@@ -925,20 +925,23 @@ fn disable_target(
 /// is free (the lane is due), and a wait its destination asked for moves the schedule.
 fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()> {
     let (lane, latency) = (&news.lane, news.latency_ms);
+    // Written only when something changes: a lane already due, and fast, is left alone.
+    tx.prepare_cached(
+        "UPDATE lanes SET
+             latency_ms = CASE WHEN ?2 IS NULL OR (?2 <= ?4 AND latency_ms <= ?4) THEN latency_ms
+                 WHEN latency_ms = 0 THEN ?2 ELSE (latency_ms * 4 + ?2) / 5 END,
+             due_at = ?3
+         WHERE key = ?1 AND (due_at IS NULL OR due_at > ?3 OR ?2 > ?4 OR latency_ms > ?4)",
+    )?
+    .execute(params![lane, latency, AT_ONCE, SLOW_MS])?;
+    let Some(until) = news.hold_until else {
+        return Ok(());
+    };
     let pace: Option<(String, Millis, u32)> = tx
-        .prepare_cached(
-            "UPDATE lanes SET
-                 latency_ms = CASE WHEN ?2 IS NULL THEN latency_ms
-                     WHEN latency_ms = 0 THEN ?2 ELSE (latency_ms * 4 + ?2) / 5 END,
-                 due_at = CASE WHEN due_at IS NULL OR due_at > ?3 THEN ?3 ELSE due_at END
-             WHERE key = ?1
-             RETURNING destination, every_ms, burst",
-        )?
-        .query_row(params![lane, latency, AT_ONCE], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
+        .prepare_cached("SELECT destination, every_ms, burst FROM lanes WHERE key = ?1")?
+        .query_row([lane], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    if let (Some(until), Some((destination, every_ms, burst))) = (news.hold_until, pace) {
+    if let Some((destination, every_ms, burst)) = pace {
         let tat: Millis = tx
             .prepare_cached("SELECT tat FROM paces WHERE destination = ?1")?
             .query_row([&destination], |row| row.get(0))
