@@ -257,6 +257,8 @@ pub struct DueLane {
     /// Its answers' time, smoothed (each new one counts for a fifth; the stores keep it).
     pub latency_ms: Millis,
     pub in_flight: u32,
+    /// When it is due as the claim found it.
+    pub due_at: Option<Millis>,
 }
 
 /// One claim's turn-taking over the lanes it looks at, oldest served first: what to ask
@@ -279,6 +281,7 @@ pub struct Claim {
 struct Turn {
     key: String,
     destination: String,
+    due_at: Option<Millis>,
     /// Attempts it may still start: its effective cap less those in flight.
     room: usize,
     taken: usize,
@@ -323,6 +326,7 @@ impl Claim {
                     room: cap.saturating_sub(lane.in_flight as usize),
                     key: lane.key,
                     destination: lane.destination,
+                    due_at: lane.due_at,
                     taken: 0,
                     exhausted: false,
                 }
@@ -394,9 +398,12 @@ impl Claim {
         }
     }
 
-    /// Every lane looked at, with when it is due again, and the destinations whose
-    /// schedule moved (their new [`PaceState::tat`]).
+    /// Every lane looked at whose row changes, with when it is due again, and the
+    /// destinations whose schedule moved (their new [`PaceState::tat`]). A lane due at
+    /// once that stays so is left out when it was the only lane looked at: its turn
+    /// (`served_at`) matters only beside others.
     pub fn settle(self) -> (Vec<Settled>, Vec<(String, Millis)>) {
+        let alone = self.turns.len() == 1;
         let lanes = self
             .turns
             .iter()
@@ -418,6 +425,12 @@ impl Claim {
                     served: turn.taken > 0,
                 }
             })
+            .zip(&self.turns)
+            .filter(|(settled, turn)| {
+                let unchanged = settled.due == Due::At(AT_ONCE) && turn.due_at == Some(AT_ONCE);
+                !(unchanged && (alone || !settled.served))
+            })
+            .map(|(settled, _)| settled)
             .collect();
         let moved = self
             .paces

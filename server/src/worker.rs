@@ -134,6 +134,7 @@ impl Worker {
             let room = want + ahead.capacity();
             let mut claimed = self.claim(room).await.into_iter();
             backlog = claimed.len() == room;
+            let found_nothing = claimed.len() == 0;
             let at = Instant::now();
             for (permit, delivery) in permits.zip(claimed.by_ref()) {
                 permit.send((delivery, at));
@@ -147,7 +148,12 @@ impl Worker {
             if backlog {
                 continue; // More may be due right now.
             }
-            let wait = self.idle_wait().await;
+            let mut wait = self.idle_wait().await;
+            if found_nothing {
+                // Something is due, yet this claim found nothing: its lanes are being
+                // claimed by another worker, or wait for a slot. Not again at once.
+                wait = wait.max(RECLAIM_AFTER);
+            }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -332,6 +338,10 @@ impl Worker {
 
 /// The most finished attempts one transaction records.
 const RECORD_BATCH: usize = 256;
+
+/// The shortest wait after a claim that found nothing though something was due: what
+/// keeps workers sharing one busy lane from claiming in a loop while one holds it.
+const RECLAIM_AFTER: Duration = Duration::from_millis(2);
 
 /// How soon a delivery that failed only for local reasons is tried again.
 const LOCAL_RETRY: Duration = Duration::from_secs(1);

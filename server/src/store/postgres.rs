@@ -473,7 +473,8 @@ ORDER BY c.next_at, c.seq";
 const LANES_AT: &str = "
 SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap, l.latency_ms,
        (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-            AND d.lease_owner IS NOT NULL AND d.lease_until > $1)
+            AND d.lease_owner IS NOT NULL AND d.lease_until > $1),
+       l.due_at
 FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
 
 /// A lane selected with [`LANES_AT`].
@@ -489,6 +490,7 @@ fn lane_row(row: &Row) -> Result<DueLane> {
         cap: count(row.try_get(5)?),
         latency_ms: row.try_get(6)?,
         in_flight: u32::try_from(row.try_get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        due_at: row.try_get(8)?,
     })
 }
 
@@ -502,37 +504,77 @@ WITH moved AS (
     WHERE p.destination = n.destination
 )
 UPDATE lanes l SET
-    due_at = CASE WHEN s.kind = 'at' THEN s.at ELSE LEAST(
-        (SELECT MIN(d.lease_until) FROM deliveries d
-         WHERE d.lane = l.key AND d.lease_owner IS NOT NULL),
-        CASE WHEN s.kind = 'next' THEN (
-            SELECT d.next_at FROM deliveries d
-            WHERE d.lane = l.key AND d.status IN ('pending', 'failed')
-              AND d.next_at IS NOT NULL AND (d.lease_until IS NULL OR d.lease_until <= $5)
-            ORDER BY d.next_at LIMIT 1) END) END,
+    due_at = CASE WHEN s.kind = 'at' THEN s.at ELSE (
+        SELECT CASE WHEN s.kind = 'next' THEN LEAST(w.lease, w.next)
+            -- At its cap: due when a lease ends, or as any lane when none is left.
+            ELSE COALESCE(w.lease, w.next) END
+        FROM (SELECT
+            (SELECT MIN(d.lease_until) FROM deliveries d
+             WHERE d.lane = l.key AND d.lease_owner IS NOT NULL) AS lease,
+            (SELECT d.next_at FROM deliveries d
+             WHERE d.lane = l.key AND d.status IN ('pending', 'failed')
+               AND d.next_at IS NOT NULL AND (d.lease_until IS NULL OR d.lease_until <= $5)
+             ORDER BY d.next_at LIMIT 1) AS next) w) END,
     served_at = CASE WHEN s.served THEN $5 ELSE l.served_at END
 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bool[]) AS s (key, kind, at, served)
 WHERE l.key = s.key";
 
-/// Makes lanes due by `$2` (deliveries in them may be claimable then).
+/// Makes lanes due by `$2` (deliveries in them may be claimable then). Each row is
+/// written, never filtered out by a `WHERE` on its time: a claim holding it may be about
+/// to set a later time from a view without these deliveries, and only a write waits for
+/// that claim and then decides on what it committed (READ COMMITTED skips a row whose
+/// committed version fails the `WHERE`, without waiting). Locked in key order first, as
+/// intakes and outcomes lock them.
 const LANES_DUE_BY: &str = "
-UPDATE lanes SET due_at = $2 WHERE key = ANY($1) AND (due_at IS NULL OR due_at > $2)";
-
-/// Creates or updates lanes (their columns as arrays, sorted by key), each due by its
-/// time, and their destinations' schedules.
-const QUEUE_IN_LANES: &str = "
-WITH paced AS (
-    INSERT INTO paces (destination)
-    SELECT DISTINCT destination FROM UNNEST($3::text[]) AS p (destination)
-    ON CONFLICT (destination) DO NOTHING
+WITH locked AS (
+    SELECT key FROM lanes WHERE key = ANY($1) ORDER BY key FOR NO KEY UPDATE
 )
-INSERT INTO lanes (key, product_id, destination, every_ms, burst, cap, due_at)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::int[],
-    $7::bigint[])
-ORDER BY 1
-ON CONFLICT (key) DO UPDATE SET destination = excluded.destination,
-    every_ms = excluded.every_ms, burst = excluded.burst, cap = excluded.cap,
-    due_at = LEAST(lanes.due_at, excluded.due_at)";
+UPDATE lanes l SET due_at = CASE WHEN l.due_at IS NULL OR l.due_at > $2 THEN $2 ELSE l.due_at END
+FROM locked WHERE l.key = locked.key";
+
+/// One statement that stores new deliveries (`$1`–`$9`, their columns as arrays), the
+/// events they belong to when `with_events` (`$17`–`$20`), and creates or updates their
+/// lanes (`$10`–`$16`, sorted by key), each due by its time, with their destinations'
+/// schedules. Deliveries already stored are passed over when `or_ignore`. Its count is
+/// the deliveries added.
+fn queue_sql(with_events: bool, or_ignore: bool) -> String {
+    let events = if with_events {
+        "event AS (
+            INSERT INTO events (id, product_id, payload, received_at)
+            SELECT * FROM UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[])
+        ),"
+    } else {
+        ""
+    };
+    let conflict = if or_ignore {
+        "ON CONFLICT (id) DO NOTHING"
+    } else {
+        ""
+    };
+    format!(
+        "WITH {events} paced AS (
+            INSERT INTO paces (destination)
+            SELECT DISTINCT destination FROM UNNEST($12::text[]) AS p (destination)
+            ON CONFLICT (destination) DO NOTHING
+        ), lane AS (
+            INSERT INTO lanes (key, product_id, destination, every_ms, burst, cap, due_at)
+            SELECT * FROM UNNEST($10::text[], $11::text[], $12::text[], $13::bigint[],
+                $14::int[], $15::int[], $16::bigint[])
+            ORDER BY 1
+            ON CONFLICT (key) DO UPDATE SET destination = excluded.destination,
+                every_ms = excluded.every_ms, burst = excluded.burst, cap = excluded.cap,
+                due_at = LEAST(lanes.due_at, excluded.due_at)
+        )
+        INSERT INTO deliveries (id, event_id, product_id, instance, service, status, next_at,
+            created_at, updated_at, lane, order_key)
+        SELECT d.id, d.event_id, d.product_id, d.instance, d.service, 'pending', d.next_at,
+            d.at, d.at, d.lane, d.order_key
+        FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+            $7::bigint[], $8::text[], $9::text[])
+            AS d (id, event_id, product_id, instance, service, next_at, at, lane, order_key)
+        {conflict}"
+    )
+}
 
 /// Takes the transaction-long locks of these order keys, in order: an intake deciding
 /// whether a new delivery is held and a finish releasing the next one never interleave.
@@ -620,15 +662,17 @@ fn column<'a>(rows: &[NewRow<'a>], f: impl Fn(&NewRow<'a>) -> &'a str) -> Vec<&'
     rows.iter().map(f).collect()
 }
 
-/// Stores new deliveries, each due then or held behind a queued delivery of its order
-/// key, and queues them in their lanes. `ON CONFLICT DO NOTHING` when `or_ignore`. How
-/// many were added.
+/// Stores new deliveries (and `events`, the events they belong to, when any), each due
+/// then or held behind a queued delivery of its order key, and queues them in their
+/// lanes, in one statement. `ON CONFLICT DO NOTHING` when `or_ignore`. How many
+/// deliveries were added.
 async fn insert_deliveries(
     tx: &impl GenericClient,
+    events: &[&NewEvent],
     deliveries: &[NewRow<'_>],
     or_ignore: bool,
 ) -> Result<u64> {
-    if deliveries.is_empty() {
+    if deliveries.is_empty() && events.is_empty() {
         return Ok(0);
     }
     let mut keys: Vec<&str> = deliveries
@@ -649,47 +693,13 @@ async fn insert_deliveries(
             _ => Some(*due),
         })
         .collect();
-    let conflict = if or_ignore {
-        "ON CONFLICT (id) DO NOTHING"
-    } else {
-        ""
-    };
     let due: Vec<Millis> = deliveries.iter().map(|d| d.3).collect();
     let order_keys: Vec<Option<&str>> = deliveries
         .iter()
         .map(|(_, _, d, _)| d.order_key.as_deref())
         .collect();
-    let added = execute(
-        tx,
-        &format!(
-            "INSERT INTO deliveries (id, event_id, product_id, instance, service, status,
-                 next_at, created_at, updated_at, lane, order_key)
-             SELECT d.id, d.event_id, d.product_id, d.instance, d.service, 'pending', d.next_at,
-                 d.at, d.at, d.lane, d.order_key
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                 $6::bigint[], $7::bigint[], $8::text[], $9::text[])
-                 AS d (id, event_id, product_id, instance, service, next_at, at, lane, order_key)
-             {conflict}"
-        ),
-        &[
-            &ids,
-            &column(deliveries, |d| d.0),
-            &column(deliveries, |d| d.1),
-            &column(deliveries, |d| d.2.instance.as_str()),
-            &column(deliveries, |d| d.2.service.as_str()),
-            &next_at,
-            &due,
-            &column(deliveries, |d| d.2.lane.key.as_str()),
-            &order_keys,
-        ],
-    )
-    .await?;
-    queue_in_lanes(tx, deliveries).await?;
-    Ok(added)
-}
-
-/// Creates or updates the lanes of `deliveries`, each due by its delivery's time.
-async fn queue_in_lanes(tx: &impl GenericClient, deliveries: &[NewRow<'_>]) -> Result<()> {
+    // Each lane once, due by its earliest delivery; in key order (so that intakes lock
+    // them in one order).
     let mut lanes: Vec<(&Lane, &str, Millis)> = Vec::new();
     for (_, product, delivery, due) in deliveries {
         match lanes
@@ -701,26 +711,53 @@ async fn queue_in_lanes(tx: &impl GenericClient, deliveries: &[NewRow<'_>]) -> R
         }
     }
     lanes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-    let keys: Vec<&str> = lanes.iter().map(|(l, ..)| l.key.as_str()).collect();
-    let products: Vec<&str> = lanes.iter().map(|(_, p, _)| *p).collect();
+    let event_ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let event_products: Vec<&str> = events.iter().map(|e| e.product.as_str()).collect();
+    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+    let received: Vec<Millis> = events.iter().map(|e| e.received_at).collect();
+    let columns = (
+        column(deliveries, |d| d.0),
+        column(deliveries, |d| d.1),
+        column(deliveries, |d| d.2.instance.as_str()),
+        column(deliveries, |d| d.2.service.as_str()),
+        column(deliveries, |d| d.2.lane.key.as_str()),
+    );
+    let lane_keys: Vec<&str> = lanes.iter().map(|(l, ..)| l.key.as_str()).collect();
+    let lane_products: Vec<&str> = lanes.iter().map(|(_, p, _)| *p).collect();
     let destinations: Vec<&str> = lanes.iter().map(|(l, ..)| l.destination.as_str()).collect();
     let every: Vec<Millis> = lanes.iter().map(|(l, ..)| l.pace.every_ms).collect();
     let burst: Vec<i32> = lanes.iter().map(|(l, ..)| to_i32(l.pace.burst)).collect();
     let cap: Vec<i32> = lanes.iter().map(|(l, ..)| to_i32(l.cap)).collect();
-    let due: Vec<Millis> = lanes.iter().map(|(.., due)| *due).collect();
-    execute(
-        tx,
-        QUEUE_IN_LANES,
-        &[&keys, &products, &destinations, &every, &burst, &cap, &due],
-    )
-    .await?;
-    Ok(())
+    let lane_due: Vec<Millis> = lanes.iter().map(|(.., due)| *due).collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &ids,
+        &columns.0,
+        &columns.1,
+        &columns.2,
+        &columns.3,
+        &next_at,
+        &due,
+        &columns.4,
+        &order_keys,
+        &lane_keys,
+        &lane_products,
+        &destinations,
+        &every,
+        &burst,
+        &cap,
+        &lane_due,
+    ];
+    if !events.is_empty() {
+        params.extend([
+            &event_ids as &(dyn ToSql + Sync),
+            &event_products,
+            &payloads,
+            &received,
+        ]);
+    }
+    let sql = queue_sql(!events.is_empty(), or_ignore);
+    execute(tx, &sql, &params).await
 }
-
-/// Events in one statement (their columns as arrays).
-const ACCEPT: &str = "
-INSERT INTO events (id, product_id, payload, received_at)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])";
 
 /// Records an event's idempotency key unless a live one is recorded; a row back means
 /// it was recorded. A concurrent transaction recording the same key makes this wait for
@@ -923,19 +960,26 @@ async fn settle_finished(
     news.sort_by(|a, b| a.lane.cmp(&b.lane));
     let lanes: Vec<&str> = news.iter().map(|n| n.lane.as_str()).collect();
     let latencies: Vec<Option<Millis>> = news.iter().map(|n| n.latency_ms).collect();
-    // Written only when something changes: a lane already due, and fast, is left alone
-    // (and a claim holding its row is not waited for).
+    // Every lane is written, even one that looks due already: see LANES_DUE_BY. They are
+    // locked in key order first, as intakes lock them: an UPDATE alone takes its rows in
+    // whatever order its plan reads them, and two such writers can wait on each other.
+    // They are locked in key order first, as intakes lock them: an UPDATE alone takes
+    // its rows in whatever order its plan reads them, and waits on an intake that waits
+    // on it (intakes_and_outcomes_share_lanes_without_deadlock).
     execute(
         tx,
-        "UPDATE lanes l SET
+        "WITH locked AS (
+             SELECT key FROM lanes WHERE key = ANY($1) ORDER BY key FOR NO KEY UPDATE
+         )
+         UPDATE lanes l SET
              latency_ms = CASE WHEN n.latency IS NULL
                      OR (n.latency <= $4 AND l.latency_ms <= $4) THEN l.latency_ms
                  WHEN l.latency_ms = 0 THEN n.latency
                  ELSE (l.latency_ms * 4 + n.latency) / 5 END,
              due_at = $3
-         FROM UNNEST($1::text[], $2::bigint[]) AS n (key, latency)
-         WHERE l.key = n.key AND (l.due_at IS NULL OR l.due_at > $3 OR n.latency > $4
-             OR l.latency_ms > $4)",
+         FROM locked JOIN UNNEST($1::text[], $2::bigint[]) AS n (key, latency)
+             ON n.key = locked.key
+         WHERE l.key = locked.key",
         &[&lanes, &latencies, &AT_ONCE, &SLOW_MS],
     )
     .await?;
@@ -1058,19 +1102,6 @@ async fn claim_key(
         .ok_or_else(|| StoreError::Backend(format!("idempotency key `{}` vanished", key.key)))?;
     let digest: String = row.try_get(0)?;
     Ok(Some(Admission::of_earlier(key, &digest, row.try_get(1)?)))
-}
-
-/// The events, in one statement (their deliveries: [`insert_deliveries`]).
-async fn insert_events(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let products: Vec<&str> = events.iter().map(|e| e.product.as_str()).collect();
-    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-    let received: Vec<Millis> = events.iter().map(|e| e.received_at).collect();
-    execute(tx, ACCEPT, &[&ids, &products, &payloads, &received]).await?;
-    Ok(())
 }
 
 /// Tells the listening workers that deliveries are due (at the commit).
@@ -1276,10 +1307,20 @@ async fn claim_lanes(
         .collect();
     let served: Vec<bool> = settled.iter().map(|l| l.served).collect();
     let (destinations, tats): (Vec<String>, Vec<Millis>) = paces.into_iter().unzip();
+    if keys.is_empty() && destinations.is_empty() {
+        client.batch_execute("COMMIT").await?;
+        return Ok((claimed, expired));
+    }
     let params: [&(dyn ToSql + Sync); 7] =
         [&keys, &kinds, &ats, &served, &now, &destinations, &tats];
-    let settling = execute(client, SETTLE_LANES, &params);
-    let (settled, committed) = futures::join!(settling, client.batch_execute("COMMIT"));
+    // Prepared before COMMIT is sent: a statement not yet prepared on this connection
+    // would otherwise reach the server after the COMMIT, and run outside the claim's
+    // transaction, on a view older than the deliveries queued once its locks were gone.
+    let settle = client.prepare_cached(SETTLE_LANES).await?;
+    let (settled, committed) = futures::join!(
+        client.execute(&settle, &params),
+        client.batch_execute("COMMIT")
+    );
     settled?;
     committed?;
     Ok((claimed, expired))
@@ -1328,7 +1369,8 @@ pub(crate) async fn redeliver_in(
         .map(|(d, f)| ("", f.1.as_str(), d, now))
         .collect();
     if !queued.is_empty() {
-        queue_in_lanes(tx, &queued).await?;
+        // Already stored: only their lanes are made.
+        insert_deliveries(tx, &[], &queued, true).await?;
     }
     let mut lanes = Vec::with_capacity(found.len());
     for (id, product, instance, lane, key) in &found {
@@ -1456,7 +1498,7 @@ impl Store for PostgresStore {
                 fresh.push(event);
             }
         }
-        insert_events(&tx, &fresh).await?;
+
         let deliveries: Vec<NewRow<'_>> = fresh
             .iter()
             .flat_map(|e| {
@@ -1465,7 +1507,7 @@ impl Store for PostgresStore {
                     .map(|d| (e.id.as_str(), e.product.as_str(), d, e.received_at))
             })
             .collect();
-        insert_deliveries(&tx, &deliveries, false).await?;
+        insert_deliveries(&tx, &fresh, &deliveries, false).await?;
         if !deliveries.is_empty() {
             // Delivered to the listening workers at the commit, not before.
             notify_due(&tx).await?;
@@ -1657,7 +1699,7 @@ impl Store for PostgresStore {
             .iter()
             .map(|d| (event_id, product, d, now))
             .collect();
-        let added = insert_deliveries(&tx, &queued, true).await?;
+        let added = insert_deliveries(&tx, &[], &queued, true).await?;
         if added > 0 {
             notify_due(&tx).await?;
         }
@@ -2048,6 +2090,190 @@ mod tests {
             .collect();
         assert_eq!(expired.len(), 1, "{counted:?}");
         drop((store, db));
+        schema.drop_schema().await;
+    }
+
+    /// A finish whose lane row a claim holds waits for that claim and decides on what it
+    /// committed. A `WHERE` on the row's time would read the version from before the
+    /// claim (here: due at once), skip the row without waiting, and leave the retry it
+    /// just scheduled in a lane the claim marked as having nothing left: never attempted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finish_decides_on_the_lane_a_concurrent_claim_commits() {
+        use crate::store::suite::{T0, accept_one, finished};
+        let schema = TestSchema::create().await;
+        let store = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
+        accept_one(store.as_ref(), "evt_1", &["msg_1"]).await;
+        let lease = Duration::from_secs(60);
+        assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 1);
+        let mut claimer = schema.connect().await;
+        let lane: String = claimer
+            .query_one("SELECT lane FROM deliveries WHERE id = 'msg_1'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        // As another claim left it a moment ago: due at once.
+        claimer
+            .execute("UPDATE lanes SET due_at = 0 WHERE key = $1", &[&lane])
+            .await
+            .unwrap();
+
+        // A claim holds the lane ...
+        let holding = claimer.transaction().await.unwrap();
+        holding
+            .execute("SELECT 1 FROM lanes WHERE key = $1 FOR UPDATE", &[&lane])
+            .await
+            .unwrap();
+        // ... while the attempt's outcome, a retry, is recorded.
+        let retry = Finish {
+            next_at: Some(T0 + 5_000),
+            ..finished(Status::Failed, 1)
+        };
+        let finishing = {
+            let store = store.clone();
+            tokio::spawn(async move { store.finish("msg_1", "w1", &retry).await })
+        };
+        let watcher = schema.connect().await;
+        let started = std::time::Instant::now();
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 || finishing.is_finished() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "finish never ran"
+            );
+            tokio::task::yield_now().await;
+        }
+        // The claim saw nothing else due in the lane (the retry was not committed yet).
+        holding
+            .execute("UPDATE lanes SET due_at = NULL WHERE key = $1", &[&lane])
+            .await
+            .unwrap();
+        holding.commit().await.unwrap();
+        finishing.await.unwrap().unwrap();
+
+        let retried = store.claim("w2", T0 + 5_000, 10, lease).await.unwrap();
+        assert_eq!(retried.len(), 1, "the retry is claimable when due");
+        drop((store, claimer, watcher));
+        schema.drop_schema().await;
+    }
+
+    /// A claim's lanes are settled in the claim's own transaction, even by a connection
+    /// that never prepared the statement: it is what keeps a delivery queued meanwhile
+    /// from being hidden in a lane marked as having nothing left. The rows one
+    /// transaction writes carry its id (`xmin`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claim_settles_its_lanes_inside_its_transaction() {
+        use crate::store::suite::{T0, accept_one};
+        let schema = TestSchema::create().await;
+        let intake = PostgresStore::open(&schema.url).await.unwrap();
+        accept_one(&intake, "evt_1", &["msg_1"]).await;
+        // A store just opened: none of its connections has prepared a claim's statements.
+        let worker = PostgresStore::open(&schema.url).await.unwrap();
+        let claimed = worker
+            .claim("w1", T0, 10, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        let db = schema.connect().await;
+        let row = db
+            .query_one(
+                "SELECT d.xmin::text, l.xmin::text, l.served_at FROM deliveries d
+                 JOIN lanes l ON l.key = d.lane WHERE d.id = 'msg_1'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (leased_by, settled_by): (String, String) = (row.get(0), row.get(1));
+        assert_eq!(
+            row.get::<_, Option<Millis>>(2),
+            Some(T0),
+            "the lane was served"
+        );
+        assert_eq!(
+            leased_by, settled_by,
+            "the lease and the lane's settling are one transaction"
+        );
+        drop((intake, worker, db));
+        schema.drop_schema().await;
+    }
+
+    /// Intakes and batches of outcomes write the same lanes at once without ever waiting
+    /// on each other in a circle (PostgreSQL would abort one: a 503 for a sender, or
+    /// outcomes recorded again later). Bounded: 300 intakes of two events, one per lane.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intakes_and_outcomes_share_lanes_without_deadlock() {
+        use crate::store::suite::{T0, delivery, finished, hook};
+        const ROUNDS: usize = 300;
+        const INTAKES: usize = 4;
+        let schema = TestSchema::create().await;
+        let store = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
+        let products = ["p1", "p2"];
+        for product in products {
+            let url = format!("http://127.0.0.1:9/{product}");
+            store
+                .put_instance(product, &hook("hook", &url))
+                .await
+                .unwrap();
+        }
+        let intakes: Vec<_> = (0..INTAKES)
+            .map(|intake| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for round in (intake..ROUNDS).step_by(INTAKES) {
+                        let events = products.map(|product| NewEvent {
+                            id: format!("evt_{product}_{round}"),
+                            product: product.to_owned(),
+                            payload: "{}".to_owned(),
+                            received_at: T0,
+                            deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
+                            idempotency: None,
+                            routed_with: None,
+                        });
+                        store.accept_batch(&events).await.expect("an intake");
+                    }
+                })
+            })
+            .collect();
+        let rule = crate::store::upkeep::DisableRule::default();
+        let (mut finished_count, started) = (0, std::time::Instant::now());
+        while finished_count < ROUNDS * 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{finished_count} of {} deliveries finished",
+                ROUNDS * 2
+            );
+            let claimed = store
+                .claim("w1", T0, 64, Duration::from_secs(60))
+                .await
+                .unwrap();
+            if claimed.is_empty() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let outcomes: Vec<(String, Finish)> = claimed
+                .iter()
+                .map(|c| (c.id.clone(), finished(Status::Delivered, 1)))
+                .collect();
+            store
+                .finish_batch("w1", &outcomes, T0 + 10, &rule)
+                .await
+                .expect("a batch of outcomes");
+            finished_count += outcomes.len();
+        }
+        for intake in intakes {
+            intake.await.unwrap();
+        }
+        drop(store);
         schema.drop_schema().await;
     }
 

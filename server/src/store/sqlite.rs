@@ -966,7 +966,8 @@ fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()
 const LANES_AT: &str = "SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0),
          l.cap, l.latency_ms,
          (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-             AND d.lease_owner IS NOT NULL AND d.lease_until > ?1)
+             AND d.lease_owner IS NOT NULL AND d.lease_until > ?1),
+         l.due_at
      FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
 
 fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
@@ -981,6 +982,7 @@ fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
         cap: row.get(5)?,
         latency_ms: row.get(6)?,
         in_flight: row.get(7)?,
+        due_at: row.get(8)?,
     })
 }
 
@@ -1016,32 +1018,35 @@ fn due_in_lane(
 }
 
 /// When something in `lane` can next be claimed (see [`Due`]): its earliest due
-/// delivery that is not leased, or the end of its earliest lease, whichever comes first.
+/// delivery that is not leased, or the end of its earliest lease, whichever comes first;
+/// a lane at its cap only at the end of a lease (or as any other, none being left).
 fn lane_due_at(
     tx: &rusqlite::Transaction<'_>,
     lane: &str,
     due: Due,
     now: Millis,
 ) -> Result<Option<Millis>> {
-    let next = match due {
-        Due::At(at) => return Ok(Some(at)),
-        Due::LeaseEnd => None,
-        Due::Next => tx
-            .prepare_cached(
-                "SELECT next_at FROM deliveries
-                 WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at IS NOT NULL
-                   AND (lease_until IS NULL OR lease_until <= ?2)
-                 ORDER BY next_at LIMIT 1",
-            )?
-            .query_row(params![lane, now], |row| row.get(0))
-            .optional()?,
-    };
+    if let Due::At(at) = due {
+        return Ok(Some(at));
+    }
     let lease_end: Option<Millis> = tx
         .prepare_cached(
             "SELECT MIN(lease_until) FROM deliveries
              WHERE lane = ?1 AND lease_owner IS NOT NULL",
         )?
         .query_row([lane], |row| row.get(0))?;
+    if due == Due::LeaseEnd && lease_end.is_some() {
+        return Ok(lease_end);
+    }
+    let next: Option<Millis> = tx
+        .prepare_cached(
+            "SELECT next_at FROM deliveries
+             WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at IS NOT NULL
+               AND (lease_until IS NULL OR lease_until <= ?2)
+             ORDER BY next_at LIMIT 1",
+        )?
+        .query_row(params![lane, now], |row| row.get(0))
+        .optional()?;
     Ok([lease_end, next].into_iter().flatten().min())
 }
 
