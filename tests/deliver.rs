@@ -23,8 +23,11 @@ async fn every_service_delivers_what_it_builds() {
                 options: &instance.options,
                 delivery_id: "msg_test",
                 templates: &instance.templates,
+                cut: lookout::text::budget::Cut::NONE,
             };
-            let built = reg.service.build(&job);
+            // What the engine sends: the service's build, fitted to its limits.
+            let built =
+                lookout::limits::build_within(&reg.limits, &job, |job| reg.service.build(job));
             // A payload the service cannot format (a missing field) must fail it, naming
             // the field, and nothing is sent.
             let payload_problem = match &built {

@@ -415,6 +415,7 @@ async fn one_try_reports_whether_and_when_to_retry() {
         options: &options,
         delivery_id: "msg_worker",
         templates: &Default::default(),
+        cut: lookout::text::budget::Cut::NONE,
     };
     let job = &job;
     let once = |path: &str| {
@@ -530,6 +531,7 @@ static PACED: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: Some(RateLimit::every(Duration::from_millis(250))),
+    limits: lookout::Limits::none("a test service"),
     schema: Schema::new(PACED_OPTIONS),
     example: r#"url = "https://paced.example.com/""#,
     service: &Paced,
@@ -605,6 +607,7 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         options: &options,
         delivery_id: "msg_paced",
         templates: &Default::default(),
+        cut: lookout::text::budget::Cut::NONE,
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
     let first = send_one(&transport, request.clone(), &job).await;

@@ -19,6 +19,7 @@ mod panics {
 
         category: Webhook,
         events: &["*"],
+        limits: lookout::Limits::none("a test service"),
         schema: Schema::new(&[]),
         example: "",
     }
@@ -39,6 +40,7 @@ mod sleeps {
 
         category: Webhook,
         events: &["*"],
+        limits: lookout::Limits::none("a test service"),
         schema: Schema::new(&[]),
         example: "",
     }
@@ -194,6 +196,7 @@ mod items_only {
 
         category: Webhook,
         events: &["Item.*", "Widget.*"],
+        limits: lookout::Limits::none("a test service"),
         schema: Schema::new(&[]),
         example: "",
     }

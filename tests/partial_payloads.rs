@@ -122,6 +122,7 @@ fn outgoing(
         options: &instance.options,
         delivery_id: "msg_test",
         templates: &instance.templates,
+        cut: lookout::text::budget::Cut::NONE,
     };
     reg.service.build(&job)
 }

@@ -150,6 +150,7 @@ fn credential_headers(instance: &Instance, event: &Event) -> Vec<String> {
         options: &instance.options,
         delivery_id: "msg_secrets",
         templates: &instance.templates,
+        cut: lookout::text::budget::Cut::NONE,
     };
     let Ok(outgoing) = instance.registration.service.build(&job) else {
         return Vec::new();
@@ -182,6 +183,7 @@ fn stays_local(instance: &Instance, event: &Event, server: &CaptureServer) -> bo
         options: &instance.options,
         delivery_id: "msg_secrets",
         templates: &instance.templates,
+        cut: lookout::text::budget::Cut::NONE,
     };
     match instance.registration.service.build(&job) {
         Ok(outgoing) => outgoing.iter().all(|o| match o {
@@ -369,6 +371,7 @@ static BASIC: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: None,
+    limits: lookout::Limits::none("a test service"),
     schema: lookout::Schema::new(BASIC_OPTIONS),
     example: r#"url = "https://basic.example.com/"
 password = "x""#,

@@ -15,9 +15,11 @@ use crate::config::{Config, Instance};
 use crate::delivery::ratelimit::{RateLimit, Scope};
 use crate::delivery::{Delivery, Outcome, Transport};
 use crate::job::Job;
+use crate::limits::build_within;
 use crate::payload::Event;
 use crate::request::RequestPreview;
 use crate::settings::Settings;
+use crate::text::budget::Cut;
 
 /// The engine: settings, the shared transport, and (optionally) a set of enabled services.
 #[derive(Clone)]
@@ -185,6 +187,7 @@ pub async fn run_service(
         options: &instance.options,
         delivery_id: &delivery_id,
         templates: &instance.templates,
+        cut: Cut::NONE,
     };
     let sending = AssertUnwindSafe(instance.registration.service.send(&job, &transport));
     finish(sending.catch_unwind(), deadline, instance).await
@@ -257,6 +260,7 @@ pub fn destination(instance: &Instance, settings: &Settings) -> Option<Destinati
             options: &instance.options,
             delivery_id: "msg_destination",
             templates: &instance.templates,
+            cut: Cut::NONE,
         };
         let outgoing = instance.registration.service.build(&job).ok()?;
         let mut keys: Vec<String> = outgoing
@@ -311,8 +315,12 @@ pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) ->
         options: &instance.options,
         delivery_id,
         templates: &instance.templates,
+        cut: Cut::NONE,
     };
-    match instance.registration.service.build(&job) {
+    let service = instance.registration.service;
+    match build_within(&instance.registration.limits, &job, |job| {
+        service.build(job)
+    }) {
         Ok(outgoing) => {
             preview.requests = outgoing.iter().map(|o| o.preview(redactor)).collect();
         }

@@ -34,6 +34,7 @@ pub fn service_markdown(reg: &Registration) -> String {
         events.join(", ")
     );
     let _ = writeln!(md, "**Rate limit:** {}\n", rate_limit_line(reg.rate_limit));
+    let _ = writeln!(md, "## Size limits\n\n{}", reg.limits.docs());
     let schema = &reg.schema;
     md.push_str("## Options\n\n| Option | Kind | Required | Default | Description |\n|---|---|---|---|---|\n");
     for spec in schema.options {

@@ -12,6 +12,10 @@ pub enum BuildError {
     /// The payload lacks something this service needs.
     #[error("{0}")]
     Payload(#[from] PayloadError),
+    /// What was built is over the platform's size limits and may not be cut (a
+    /// forwarded payload): final, never tried again.
+    #[error("{0}")]
+    TooLarge(String),
     /// Anything else (an option that cannot be turned into a URL, …).
     #[error("{0}")]
     Invalid(String),

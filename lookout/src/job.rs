@@ -4,6 +4,7 @@
 use crate::error::BuildError;
 use crate::options::Options;
 use crate::payload::Event;
+use crate::text::budget::Cut;
 use crate::text::template::{Part, Templates};
 use crate::text::{Message, Rich};
 
@@ -16,14 +17,20 @@ pub struct Job<'a> {
     pub delivery_id: &'a str,
     /// The configured service's templates ([`Templates::default`] for none).
     pub templates: &'a Templates,
+    /// How much of the message's texts fit the platform: [`Cut::NONE`] but when the
+    /// engine's fitting pass ([`crate::limits::build_within`]) builds again, cut.
+    pub cut: Cut,
 }
 
 impl Job<'_> {
     /// The message for the event, in the configured service's own words where it has
-    /// templates: what every message-formatting service sends.
+    /// templates, cut as the platform's limits ask: what every message-formatting
+    /// service sends.
     pub fn message(&self) -> Result<Message, BuildError> {
-        self.templates
-            .apply(self.event, Message::from_event(self.event)?)
+        let message = self
+            .templates
+            .apply(self.event, Message::from_event(self.event)?)?;
+        Ok(message.cut(self.cut))
     }
 
     /// One part's text from the configured service's template, when it has one: for a

@@ -18,7 +18,8 @@
 //! Layout: [`payload`] (the event), [`service`] (the trait and the registry),
 //! [`options`] (schemas and validation), [`config`], [`dispatch`] (the engine),
 //! [`delivery`] (sending, with its retry, rate limit, SSRF guard, signing and SMTP),
-//! [`request`] (what services build), [`text`] (wording, messages and markups),
+//! [`request`] (what services build), [`limits`] (what platforms accept, and the
+//! fitting pass), [`text`] (wording, messages and markups),
 //! [`redact`], [`docs`]; [`prelude`] is what a service file imports.
 
 pub mod config;
@@ -27,6 +28,7 @@ pub mod dispatch;
 pub mod docs;
 pub mod error;
 pub mod job;
+pub mod limits;
 pub mod options;
 pub mod payload;
 pub mod prelude;
@@ -44,6 +46,7 @@ pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
 pub use error::BuildError;
 pub use job::Job;
+pub use limits::{Limit, Limits, Unit};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
 pub use request::{Body, HttpRequest, Method, Outgoing, RequestPreview};

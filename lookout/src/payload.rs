@@ -316,6 +316,18 @@ impl Event {
         Event::parse(&value.to_string())
     }
 
+    /// This event with its attributes changed by `edit` (the fitting pass cuts long
+    /// texts so); the event as it is when the edit leaves something that does not parse.
+    pub fn edited(&self, edit: impl FnOnce(&mut Value)) -> Event {
+        let Ok(mut value) = serde_json::from_str::<Value>(&self.raw) else {
+            return self.clone();
+        };
+        if let Some(attributes) = value.get_mut("attributes") {
+            edit(attributes);
+        }
+        Event::from_value(value).unwrap_or_else(|_| self.clone())
+    }
+
     /// The typed attributes, or the first problem found in them (with its JSON path).
     pub fn attributes(&self) -> Result<&Attributes, &PayloadError> {
         let lazy = &*self.attributes;

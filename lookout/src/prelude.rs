@@ -9,6 +9,7 @@ pub use crate::delivery::Verdict;
 pub use crate::delivery::ratelimit::RateLimit;
 pub use crate::error::BuildError;
 pub use crate::job::Job;
+pub use crate::limits::{Limit, Limits, Unit};
 pub use crate::options::{Kind, OptionSpec, Schema};
 pub use crate::payload::{Attributes, Event, Item};
 pub use crate::request::{HttpRequest, Outgoing, endpoint};

@@ -9,6 +9,7 @@ use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::{Delivery, Platform, Transport, Verdict};
 use crate::error::BuildError;
 use crate::job::Job;
+use crate::limits::{Limits, build_within};
 use crate::options::Schema;
 use crate::payload::Event;
 use crate::request::Outgoing;
@@ -82,9 +83,10 @@ pub trait Service: Send + Sync + 'static {
     /// (the library, `lookout send` and `test`, the workers of `lookout serve`). The
     /// default builds the requests and hands them to the engine's transport (timeouts,
     /// retries, signing, guards); override only for a transport that is not a list of
-    /// independent requests, and send through [`Transport::send_all`] all the same.
+    /// independent requests, and build through [`build_within`] with
+    /// [`Transport::limits`] and send through [`Transport::send_all`] all the same.
     async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
-        match self.build(job) {
+        match build_within(transport.limits(), job, |job| self.build(job)) {
             Ok(outgoing) => transport.send_all(outgoing, job).await,
             Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
         }
@@ -107,6 +109,9 @@ pub struct Registration {
     /// (chat webhooks: [`RateLimit::CHAT_WEBHOOK`]); `None` (the default) is full speed.
     /// Shown in its docs.
     pub rate_limit: Option<RateLimit>,
+    /// Its platform's size limits: what the engine keeps every message it sends within
+    /// (see [`crate::limits`]). Shown in its docs.
+    pub limits: Limits,
     /// The options it takes.
     pub schema: Schema,
     /// A working example configuration (TOML, the body of a `[services.NAME]` table),
@@ -193,6 +198,10 @@ impl Platform for Registration {
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
         self.service.verdict(status, answer_body)
     }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
 }
 
 /// Every registered service, in no particular order. See [`catalogue`].
@@ -227,7 +236,10 @@ pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
 /// the service's title (first line) and Markdown install docs (the rest); the file's name
 /// becomes the service's name. Then, in this order: its `category`, optionally the
 /// `events` it listens to (default `["*.created"]`) and its platform's `rate_limit`
-/// (default: none), its option `schema` and an `example` configuration.
+/// (default: none), its platform's size `limits` (required: [`Limits::cut`] for a
+/// message the engine may cut to fit, [`Limits::refuse`] for a payload forwarded as it
+/// is, [`Limits::none`] with the reason there is none), its option `schema` and an
+/// `example` configuration.
 ///
 /// ```ignore
 /// lookout::service! {
@@ -238,6 +250,7 @@ pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
 ///
 ///     category: Chat,
 ///     rate_limit: RateLimit::CHAT_WEBHOOK,
+///     limits: Limits::cut(&[Limit::field("/text", 4_000, Unit::Chars)]),
 ///     schema: Schema::new(OPTIONS),
 ///     example: r#"url = "https://example.com/hooks/T000""#,
 /// }
@@ -251,6 +264,7 @@ macro_rules! service {
         category: $category:ident,
         $(events: $events:expr,)?
         $(rate_limit: $rate_limit:expr,)?
+        limits: $limits:expr,
         schema: $schema:expr,
         example: $example:expr $(,)?
     ) => {
@@ -265,6 +279,7 @@ macro_rules! service {
             category: $crate::Category::$category,
             events: $crate::service!(@or [$($events)?] [&["*.created"]]),
             rate_limit: $crate::service!(@or [$(Some($rate_limit))?] [None]),
+            limits: $limits,
             schema: $schema,
             example: $example,
             service: &$name,

@@ -12,6 +12,7 @@ lookout::service! {
 
     category: Webhook,
     events: &["*"],
+    limits: lookout::Limits::none("a test service"),
     schema: Schema::new(OPTIONS),
     example: r#"urls = ["http://127.0.0.1:9/"]"#,
 }

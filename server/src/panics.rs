@@ -11,6 +11,7 @@ lookout::service! {
 
     category: Webhook,
     events: &["*"],
+    limits: lookout::Limits::none("a test service"),
     schema: Schema::new(&[]),
     example: "",
 }

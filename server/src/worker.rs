@@ -451,14 +451,22 @@ impl Fared {
     }
 }
 
-/// How each target that was sent to fared, for its health: a failure of this machine
-/// or a wait asked for says nothing against the target, and a "gone" answer disables
+/// How each target that was sent to fared, for its health: a failure of this machine,
+/// a wait asked for or a message refused as too large (`413`) says nothing against the
+/// target, and a "gone" answer disables
 /// it anyway.
 fn health(rows: &[(Option<&str>, &Delivery)]) -> Vec<TargetResult> {
     rows.iter()
         .filter_map(|&(key, delivery)| {
             let failure = match (Fared::of(delivery), &delivery.outcome) {
                 (Fared::Answered | Fared::Throttled, _) => None,
+                // The target works: it refused this one message as too large.
+                (
+                    _,
+                    Outcome::Failed {
+                        status: Some(413), ..
+                    },
+                ) => None,
                 (Fared::Failed, Outcome::Failed { reason, .. }) => Some(reason.clone()),
                 _ => return None,
             };

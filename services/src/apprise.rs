@@ -38,6 +38,9 @@ lookout::service! {
 
     // What Apprise gets is a message for people, written by Lookout, not the payload.
     category: Push,
+    limits: Limits::none(
+        "Apprise passes the message on to the services it is set up for, and cuts it to each one's limit itself.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"server = "http://apprise.internal:8000"
 key = "sprintly-team""#,

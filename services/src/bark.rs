@@ -32,6 +32,10 @@ lookout::service! {
     pub struct Bark;
 
     category: Push,
+    // Bark forwards each notification to Apple's push service, whose payload is at most 4 KB.
+    limits: Limits::cut(&[
+        Limit::body(4_096, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"device_key = "AbCdEf1234567890xyzABC"
 level = "active""#,

@@ -29,6 +29,12 @@ lookout::service! {
 
     category: Observability,
     events: &["*"],
+    // docs.datadoghq.com/api/latest/events/: `text` at most 4,000 characters, `title` 100.
+    limits: Limits::cut(&[
+        Limit::field("/text", 4_000, Unit::Chars),
+        Limit::field("/title", 100, Unit::Chars),
+        Limit::field("/aggregation_key", 100, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"api_key = "0123456789abcdef0123456789abcdef"
 site = "datadoghq.eu"

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use lookout::delivery::platform::answer_code;
 use lookout::delivery::{Delivery, Transport};
+use lookout::limits::build_within;
 use lookout::prelude::*;
 use sha2::Sha256;
 
@@ -43,6 +44,10 @@ lookout::service! {
     // 20 messages a minute per robot; over that it is muted for 10 minutes
     // (open.dingtalk.com/document/robots/custom-robot-access, "Limits").
     rate_limit: RateLimit::every(Duration::from_secs(3)),
+    // A custom robot's request is at most 20,000 bytes.
+    limits: Limits::cut(&[
+        Limit::body(20_000, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://oapi.dingtalk.com/robot/send?access_token=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef""#,
 }
@@ -107,7 +112,8 @@ impl Service for Dingtalk {
     async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
         // Signed now, not when the event came: the durable worker's later attempts of
         // the same delivery need a fresh timestamp (DingTalk refuses those over an hour old).
-        match request(job, Some(unix_millis())) {
+        let now = unix_millis();
+        match build_within(transport.limits(), job, |job| request(job, Some(now))) {
             Ok(outgoing) => transport.send_all(outgoing, job).await,
             Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
         }

@@ -40,6 +40,16 @@ lookout::service! {
     category: Chat,
     // Discord allows webhooks five requests per two seconds.
     rate_limit: RateLimit::every(Duration::from_millis(400)).burst(5),
+    // discord.com/developers/docs/resources/message#embed-object-embed-limits
+    limits: Limits::cut(&[
+        Limit::field("/content", 2_000, Unit::Chars),
+        Limit::field("/embeds/*/title", 256, Unit::Chars),
+        Limit::field("/embeds/*/description", 4_096, Unit::Chars),
+        Limit::field("/embeds/*/fields", 25, Unit::Entries),
+        Limit::field("/embeds/*/fields/*/name", 256, Unit::Chars),
+        Limit::field("/embeds/*/fields/*/value", 1_024, Unit::Chars),
+        Limit::total(EMBED_TEXTS, 6_000, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://discord.com/api/webhooks/123456789012345678/EXAMPLE-webhook-token""#,
 }
@@ -59,6 +69,14 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .public()
     .optional(),
+];
+
+/// What Discord counts together against its 6,000 characters across a message's embeds.
+const EMBED_TEXTS: &[&str] = &[
+    "/embeds/*/title",
+    "/embeds/*/description",
+    "/embeds/*/fields/*/name",
+    "/embeds/*/fields/*/value",
 ];
 
 /// Discord's Markdown (embed titles, descriptions and field values).

@@ -32,6 +32,9 @@ lookout::service! {
     pub struct Email;
 
     category: Push,
+    limits: Limits::none(
+        "an SMTP server states its own size limit (tens of megabytes), far above any message Lookout writes.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"host = "smtp.example.com"
 username = "lookout@example.com"

@@ -80,6 +80,9 @@ lookout::service! {
     category: Webhook,
     // Errbot gets the payload itself, not a message: the plugin decides what matters.
     events: &["*"],
+    limits: Limits::none(
+        "the payload goes as it is to your own Errbot, which sets no size limit.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://bot.example.com/sprintly"
 format = "json"

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use lookout::delivery::platform::answer_code;
 use lookout::delivery::{Delivery, Transport};
+use lookout::limits::build_within;
 use lookout::prelude::*;
 use lookout::text::Span;
 use sha2::Sha256;
@@ -42,6 +43,10 @@ lookout::service! {
     category: Chat,
     // A custom bot takes 100 requests a minute and 5 a second (same page).
     rate_limit: RateLimit::every(Duration::from_millis(600)).burst(5),
+    // A custom bot's request is at most 20 KB (read as 20,000 bytes, the safer reading).
+    limits: Limits::cut(&[
+        Limit::body(20_000, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://open.feishu.cn/open-apis/bot/v2/hook/00000000-0000-0000-0000-000000000000""#,
 }
@@ -100,7 +105,8 @@ impl Service for Feishu {
     async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
         // Signed now, not when the event came: the durable worker's later attempts of
         // the same delivery need a fresh timestamp (Feishu refuses those over an hour old).
-        match request(job, Some(unix_seconds())) {
+        let now = unix_seconds();
+        match build_within(transport.limits(), job, |job| request(job, Some(now))) {
             Ok(outgoing) => transport.send_all(outgoing, job).await,
             Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
         }

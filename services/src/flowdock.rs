@@ -31,6 +31,9 @@ lookout::service! {
     pub struct Flowdock;
 
     category: Chat,
+    limits: Limits::none(
+        "Flowdock's Push API documented no size limit.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"auth_token = "0123456789abcdef0123456789abcdef""#,
 }
@@ -289,6 +292,7 @@ mod tests {
             options: &instance.options,
             delivery_id: "msg_test",
             templates: &instance.templates,
+            cut: lookout::text::budget::Cut::NONE,
         };
         let outgoing = Flowdock.build(&job).unwrap();
         let [Outgoing::Http(request)] = outgoing.as_slice() else {

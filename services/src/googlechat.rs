@@ -31,6 +31,12 @@ lookout::service! {
     category: Chat,
     // Google Chat allows about one message per second per space.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // developers.google.com/workspace/chat/limits: a message is at most 32,000 bytes;
+    // its text 4,096 characters.
+    limits: Limits::cut(&[
+        Limit::body(32_000, Unit::Bytes),
+        Limit::field("/text", 4_096, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://chat.googleapis.com/v1/spaces/AAAAexample/messages?key=EXAMPLE-key&token=EXAMPLE-token""#,
 }

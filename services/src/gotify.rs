@@ -33,6 +33,9 @@ lookout::service! {
     pub struct Gotify;
 
     category: Push,
+    limits: Limits::none(
+        "a Gotify server (your own) sets no size limit on messages.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"server = "https://push.example.com"
 token = "AbCdEf0123456_z"

@@ -31,6 +31,10 @@ lookout::service! {
     pub struct HipChat;
 
     category: Chat,
+    // HipChat's v1 `rooms/message` took at most 10,000 characters.
+    limits: Limits::cut(&[
+        Limit::field("/message", 10_000, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"auth_token = "0123456789abcdef0123456789abcd"
 room_id = "Development""#,

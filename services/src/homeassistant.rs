@@ -31,6 +31,9 @@ lookout::service! {
     pub struct HomeAssistant;
 
     category: Push,
+    limits: Limits::none(
+        "Home Assistant hands the message to the notify service named, and each has its own limits.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"server = "http://homeassistant.local:8123"
 token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.example.signature"

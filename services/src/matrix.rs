@@ -37,6 +37,11 @@ lookout::service! {
     category: Chat,
     // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
     rate_limit: RateLimit::CHAT_WEBHOOK.per_origin(),
+    // spec.matrix.org: an event is at most 65,536 bytes as the server stores it, with its
+    // envelope (ids, hashes, signatures, previous events); 4 KiB of it are left for that.
+    limits: Limits::cut(&[
+        Limit::body(65_536 - 4_096, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"homeserver = "https://matrix.example.org"
 access_token = "syt_bG9va291dA_FakeTokenForDocs_0a1b2c"
@@ -83,6 +88,13 @@ impl Service for Matrix {
         let why = match (status, answer["errcode"].as_str()) {
             (401, Some("M_UNKNOWN_TOKEN")) => "the access token was revoked (M_UNKNOWN_TOKEN)",
             (403, Some("M_FORBIDDEN")) => "the bot may not post to the room (M_FORBIDDEN)",
+            (_, Some("M_TOO_LARGE")) => {
+                return Verdict::Refused {
+                    reason: "Matrix: the message was too large for the homeserver (M_TOO_LARGE)"
+                        .into(),
+                    retry: false,
+                };
+            }
             _ => return Verdict::ByStatus,
         };
         Verdict::Gone(format!("Matrix: {why}"))
@@ -173,6 +185,17 @@ mod tests {
         assert_failed(&outcome, None, "");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_too_large_fails_for_good_saying_so() {
+        use lookout_testkit::{Reply, outcome_of_reply};
+        let options = options("https://matrix.example.org", "!room:example.org");
+        let too_large = json!({"errcode": "M_TOO_LARGE", "error": "event too large"});
+        let reply = Reply::status(413).body(too_large.to_string());
+        let item = fixture_json("item");
+        let outcome = outcome_of_reply("matrix", options, &item, reply, TOKEN).await;
+        assert_failed(&outcome, Some(413), "the message was too large");
+    }
+
     fn instance(room_id: &str) -> Instance {
         let options = options("https://matrix.example.org", room_id);
         Instance::new("matrix", "matrix", options.as_object().unwrap()).unwrap()
@@ -220,6 +243,7 @@ mod tests {
             options: &instance.options,
             delivery_id: "msg_a",
             templates: &instance.templates,
+            cut: lookout::text::budget::Cut::NONE,
         };
         let err = super::Matrix.build(&job).unwrap_err();
         assert!(err.to_string().contains("not a room ID"), "{err}");
@@ -235,6 +259,7 @@ mod tests {
                 options: &instance.options,
                 delivery_id: id,
                 templates: &instance.templates,
+                cut: lookout::text::budget::Cut::NONE,
             };
             match &super::Matrix.build(&job).unwrap()[0] {
                 Outgoing::Http(request) => request.url.path().to_owned(),

@@ -32,6 +32,11 @@ lookout::service! {
     category: Chat,
     // Mattermost servers may rate-limit per webhook; one a second stays clear of it.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // A post is at most 16,383 characters; counted over the whole body (attachments
+    // included), which is stricter.
+    limits: Limits::cut(&[
+        Limit::body(16_383, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://mattermost.example.com/hooks/xxx-generatedkey-xxx""#,
 }

@@ -44,6 +44,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // MQTT's largest packet (its 4-byte remaining length): 256 MB.
+    limits: Limits::refuse(&[
+        Limit::body(268_435_455, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "mqtt://lookout:mqtt-password-for-docs@mqtt.example.com:1883"
 topic = "sprintly/{product}/{model}/{action}""#,

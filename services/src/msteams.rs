@@ -31,6 +31,11 @@ lookout::service! {
     category: Chat,
     // Teams throttles channel posts from webhooks to a few per second.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // A message is at most 28 KB, counted after Teams re-encodes the body as UTF-16
+    // (two bytes a unit): 413s come from about 14 KB of UTF-8.
+    limits: Limits::cut(&[
+        Limit::body(28_000 / 2, Unit::Utf16),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://prod-00.westus.logic.azure.com:443/workflows/0123abcd/triggers/manual/paths/invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=EXAMPLE-signature""#,
 }

@@ -43,6 +43,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // A NATS server's default `max_payload`: 1 MB.
+    limits: Limits::refuse(&[
+        Limit::body(1_048_576, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "nats://lookout:nats-password-for-docs@nats.example.com:4222"
 subject = "sprintly.{model}.{action}""#,

@@ -32,6 +32,10 @@ lookout::service! {
     pub struct Ntfy;
 
     category: Push,
+    // docs.ntfy.sh/publish/#limitations: a longer message becomes an attachment.
+    limits: Limits::cut(&[
+        Limit::field("/message", 4_096, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"topic = "sprintly-5e0c7a91d24b38f6"
 priority = "default""#,

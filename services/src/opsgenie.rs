@@ -35,6 +35,16 @@ lookout::service! {
     pub struct Opsgenie;
 
     category: Incident,
+    // docs.opsgenie.com/docs/alert-api#create-alert
+    limits: Limits::cut(&[
+        Limit::field("/message", 130, Unit::Chars),
+        Limit::field("/alias", 512, Unit::Chars),
+        Limit::field("/description", 15_000, Unit::Chars),
+        Limit::field("/note", 25_000, Unit::Chars),
+        Limit::field("/entity", 512, Unit::Chars),
+        Limit::field("/tags", 20, Unit::Entries),
+        Limit::field("/tags/*", 50, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"api_key = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 priority = "P3""#,

@@ -34,6 +34,11 @@ lookout::service! {
     events: &["Item.created", "Item.updated", "Block.created"],
     // The Events API takes about 120 events per minute per integration.
     rate_limit: RateLimit::per_second(2).burst(10),
+    // developer.pagerduty.com Events API v2: `summary` 1,024 characters, `dedup_key` 255.
+    limits: Limits::cut(&[
+        Limit::field("/payload/summary", 1_024, Unit::Chars),
+        Limit::field("/dedup_key", 255, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"routing_key = "0123456789abcdef0123456789abcdef""#,
 }

@@ -28,6 +28,9 @@ lookout::service! {
     pub struct Pushbullet;
 
     category: Push,
+    limits: Limits::none(
+        "Pushbullet documents no size limit for a push.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"token = "o.AbCdEfGhIjKlMnOpQrStUvWxYz012345""#,
 }

@@ -32,6 +32,13 @@ lookout::service! {
     pub struct Pushover;
 
     category: Push,
+    // pushover.net/api#limits
+    limits: Limits::cut(&[
+        Limit::field("/message", 1_024, Unit::Chars),
+        Limit::field("/title", 250, Unit::Chars),
+        Limit::field("/url", 512, Unit::Chars),
+        Limit::field("/url_title", 100, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"token = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
 user = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"

@@ -47,6 +47,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // RabbitMQ's default `max_message_size` since 4.0: 16 MiB.
+    limits: Limits::refuse(&[
+        Limit::body(16 * 1_048_576, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "amqp://lookout:rabbit-password-for-docs@rabbit.example.com:5672/%2f"
 exchange = "sprintly"

@@ -42,6 +42,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // The largest string a Redis stream field may hold: 512 MB.
+    limits: Limits::refuse(&[
+        Limit::body(536_870_912, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "redis://lookout:redis-password-for-docs@redis.example.com:6379/0"
 stream = "sprintly"

@@ -35,6 +35,10 @@ lookout::service! {
     category: Chat,
     // Rocket.Chat rate-limits incoming webhooks per integration.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // Rocket.Chat's default Message_MaxAllowedSize: 5,000 characters.
+    limits: Limits::cut(&[
+        Limit::field("/text", 5_000, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://chat.example.com/hooks/EXAMPLEid123/EXAMPLEtokenABCDEFGHIJKLMNOPQRSTUVWXYZ""#,
 }

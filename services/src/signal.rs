@@ -35,6 +35,9 @@ lookout::service! {
     pub struct Signal;
 
     category: Push,
+    limits: Limits::none(
+        "signal-cli sends a long text as Signal's apps do (as an attachment), with no limit of its own.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"server = "http://signal-api.internal:8080"
 number = "+4915112345678"

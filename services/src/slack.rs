@@ -36,6 +36,10 @@ lookout::service! {
     // Slack allows about one message per second per incoming webhook.
     rate_limit: RateLimit::CHAT_WEBHOOK,
     // Any other option (`channel`, `username`, …) goes into the body, as it did.
+    // docs.slack.dev: `text` is cut by Slack after 40,000 characters.
+    limits: Limits::cut(&[
+        Limit::field("/text", 40_000, Unit::Chars),
+    ]),
     schema: Schema::with_extra(OPTIONS),
     example: r##"url = "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 channel = "#sprintly"

@@ -61,6 +61,12 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // docs.aws.amazon.com/sns/latest/api/API_Publish.html: a subject under 100 characters,
+    // a message at most 256 KiB.
+    limits: Limits::refuse(&[
+        Limit::field("/Subject", 99, Unit::Chars),
+        Limit::field("/Message", 262_144, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"topic_arn = "arn:aws:sns:us-east-1:123456789012:sprintly"
 access_key_id = "AKIAIOSFODNN7EXAMPLE"

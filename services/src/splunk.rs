@@ -32,6 +32,9 @@ lookout::service! {
 
     category: Observability,
     events: &["*"],
+    limits: Limits::none(
+        "a Splunk HEC takes requests up to its `max_content_length`, set by its operator (hundreds of megabytes by default).",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"server = "https://splunk.example.com:8088"
 token = "12345678-9abc-def0-1234-56789abcdef0"

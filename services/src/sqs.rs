@@ -59,6 +59,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // A queue's default MaximumMessageSize: 256 KiB (up to 1 MiB when raised).
+    limits: Limits::refuse(&[
+        Limit::field("/MessageBody", 262_144, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"queue = "https://sqs.us-east-1.amazonaws.com/123456789012/sprintly"
 region = "us-east-1"

@@ -37,6 +37,11 @@ lookout::service! {
     category: Chat,
     // Telegram asks bots for at most about one message per second per chat.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // core.telegram.org/bots/api#sendmessage: 4,096 characters after entities are parsed;
+    // counted before, which is stricter.
+    limits: Limits::cut(&[
+        Limit::field("/text", 4_096, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"bot_token = "123456789:AAFakeTokenForTheDocsOnly_abcdefghij"
 chat_id = "-1001234567890""#,

@@ -34,6 +34,10 @@ lookout::service! {
     pub struct Twilio;
 
     category: Push,
+    // twilio.com/docs/messaging/api/message-resource: `Body` at most 1,600 characters.
+    limits: Limits::cut(&[
+        Limit::field("/Body", 1_600, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"account_sid = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
 auth_token = "your_auth_token"

@@ -28,6 +28,11 @@ lookout::service! {
     pub struct Webex;
 
     category: Chat,
+    // developer.webex.com: a message's text or markdown is at most 7,439 bytes.
+    limits: Limits::cut(&[
+        Limit::field("/markdown", 7_439, Unit::Bytes),
+        Limit::field("/text", 7_439, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"token = "ZjExample-bot-access-token_0123456789"
 room_id = "Y2lzY29zcGFyazovL3VzL1JPT00vZXhhbXBsZS1zcGFjZQ""#,

@@ -79,6 +79,9 @@ lookout::service! {
 
     category: Webhook,
     events: &["*"],
+    limits: Limits::none(
+        "the payload goes as it is to your own endpoint; if it answers `413`, the delivery fails for good, saying the message was too large.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"urls = ["https://hooks.example.com/sprintly"]"#,
 }
@@ -138,5 +141,23 @@ impl Service for Webhook {
         let expires = options.str("previous_expires");
         let secrets = signing::active_secrets(current, previous, expires, SystemTime::now());
         forward_payload(job, &options.list("urls"), &secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_413_fails_for_good_saying_the_message_was_too_large() {
+        use lookout_testkit::{Reply, assert_failed, fixture_json, outcome_of_reply};
+        let options = serde_json::json!({"urls": ["https://hooks.example.com/in/SECRET413"]});
+        let item = fixture_json("item");
+        let outcome =
+            outcome_of_reply("webhook", options, &item, Reply::status(413), "SECRET413").await;
+        assert_failed(
+            &outcome,
+            Some(413),
+            "the message was too large for the platform",
+        );
     }
 }

@@ -33,6 +33,11 @@ lookout::service! {
     category: Chat,
     // 20 messages a minute per robot (same page, "消息发送频率限制").
     rate_limit: RateLimit::every(Duration::from_secs(3)),
+    // developer.work.weixin.qq.com: a group robot's text is at most 2,048 bytes, markdown 4,096.
+    limits: Limits::cut(&[
+        Limit::field("/text/content", 2_048, Unit::Bytes),
+        Limit::field("/markdown/content", 4_096, Unit::Bytes),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa""#,
 }

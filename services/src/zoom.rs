@@ -26,6 +26,9 @@ lookout::service! {
     category: Chat,
     // Zoom publishes no figure for incoming webhooks: a chat webhook's pace.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    limits: Limits::none(
+        "Zoom documents no size limit for incoming webhook messages.",
+    ),
     schema: Schema::new(OPTIONS),
     example: r#"url = "https://integrations.zoom.us/chat/webhooks/incomingwebhook/Ex4mpleWebh00kId_0123"
 token = "ExampleVerificationToken0123""#,

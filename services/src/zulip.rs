@@ -36,6 +36,11 @@ lookout::service! {
     category: Chat,
     // Zulip allows each bot about 200 API requests per minute.
     rate_limit: RateLimit::per_second(3).burst(10).per_origin(),
+    // zulip.com/api/send-message: content at most 10,000 code points, topic 60.
+    limits: Limits::cut(&[
+        Limit::field("/content", 10_000, Unit::Chars),
+        Limit::field("/topic", 60, Unit::Chars),
+    ]),
     schema: Schema::new(OPTIONS),
     example: r#"site = "https://yourorg.zulipchat.com"
 bot_email = "sprintly-bot@yourorg.zulipchat.com"

@@ -10,7 +10,7 @@ mod http;
 pub mod postgres;
 mod smtp;
 
-pub use fixtures::{MARKUP_TITLE, fixture, fixture_json, fixture_names, fixture_path};
+pub use fixtures::{MARKUP_TITLE, OVERSIZED, fixture, fixture_json, fixture_names, fixture_path};
 pub use http::{CaptureServer, Captured, Reply};
 pub use smtp::{CapturedMail, MimePart, SmtpCaptureServer, SmtpLogin};
 

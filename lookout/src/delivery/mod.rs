@@ -161,6 +161,13 @@ impl Transport {
         }
     }
 
+    /// The size limits of the platform it sends to, which what it sends must be built
+    /// within ([`crate::limits::build_within`]).
+    pub fn limits(&self) -> &'static crate::limits::Limits {
+        self.platform
+            .map_or(&crate::limits::Limits::UNDECLARED, |p| p.limits())
+    }
+
     /// This transport finishing every delivery before `deadline` (the caller's own
     /// deadline, after which it stops waiting).
     pub fn with_deadline(&self, deadline: Instant) -> Transport {
@@ -643,6 +650,10 @@ impl Answer {
         let mut reason = format!("HTTP {status} {}", self.reason)
             .trim_end()
             .to_owned();
+        if status == 413 {
+            // Final (413 is never retried): the same message would be refused again.
+            reason.push_str(": the message was too large for the platform");
+        }
         if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }

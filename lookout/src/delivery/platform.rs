@@ -1,11 +1,12 @@
 //! What the transport asks of the platform it sends to: its pace and how to read its
 //! answers. Services declare these (`rate_limit` in `service!`, `Service::verdict`,
-//! `Service::wait_asked`); the registry hands them over through this trait, so the way
+//! `Service::wait_asked`, `limits`); the registry hands them over through this trait, so the way
 //! out does not depend on the registry.
 
 use std::time::Duration;
 
 use super::ratelimit::RateLimit;
+use crate::limits::Limits;
 
 /// A platform as the transport sees it.
 pub trait Platform: Send + Sync {
@@ -17,6 +18,11 @@ pub trait Platform: Send + Sync {
 
     /// What an answer means beyond its status.
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict;
+
+    /// Its size limits, which every message sent to it is kept within.
+    fn limits(&self) -> &Limits {
+        &Limits::UNDECLARED
+    }
 }
 
 /// What a platform's answer means when its status alone does not say it. Several

@@ -94,7 +94,7 @@ impl Delivery {
     pub fn not_sent(err: BuildError, redactor: &Redactor) -> Self {
         match err {
             BuildError::Skip(reason) => Delivery::skipped(redactor.redact(&reason)),
-            err @ BuildError::Payload(_) => Delivery {
+            err @ (BuildError::Payload(_) | BuildError::TooLarge(_)) => Delivery {
                 retry: Retry::No,
                 ..Delivery::failed(None, redactor.redact(&err.to_string()))
             },

@@ -18,6 +18,40 @@ pub fn truncate(text: &str, max: usize) -> String {
 /// What ends markup that was cut.
 const ELLIPSIS: char = '…';
 
+/// How much of a message's texts a delivery keeps, as the fitting pass
+/// ([`crate::limits::build_within`]) asks: `None` keeps a text whole. The parts that may
+/// shrink (the description or comment, the quote, lists, field values) get at most
+/// `parts` characters each; titles at most `title`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    pub parts: Option<usize>,
+    pub title: Option<usize>,
+}
+
+impl Cut {
+    /// Everything whole: what every delivery starts with.
+    pub const NONE: Cut = Cut {
+        parts: None,
+        title: None,
+    };
+
+    /// The parts that may shrink cut to `room` characters each, titles whole.
+    pub const fn parts(room: usize) -> Cut {
+        Cut {
+            parts: Some(room),
+            title: None,
+        }
+    }
+
+    /// The parts cut to `parts` characters each and titles to `title`.
+    pub const fn title(parts: usize, title: usize) -> Cut {
+        Cut {
+            parts: Some(parts),
+            title: Some(title),
+        }
+    }
+}
+
 /// `markup` in at most `max` characters: whole when it fits, else as many of its units
 /// as fit before a closing `…`. A unit is a character, or one of what must not be cut:
 /// an entity (`&amp;`, `&#42;`), a backslash escape (`\*`), a Markdown link

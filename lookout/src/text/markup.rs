@@ -23,6 +23,15 @@ pub enum Span {
     Link { text: String, url: String },
 }
 
+impl Span {
+    /// The text it shows.
+    fn shown(&self) -> &str {
+        match self {
+            Span::Text(text) | Span::Link { text, .. } => text,
+        }
+    }
+}
+
 /// A line of text with links in it, as yet in no markup.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rich(pub Vec<Span>);
@@ -50,6 +59,51 @@ impl Rich {
     pub fn append(mut self, other: Rich) -> Rich {
         self.0.extend(other.0);
         self
+    }
+
+    /// How many characters it shows (link texts, not their URLs).
+    pub fn shown_chars(&self) -> usize {
+        self.0.iter().map(|span| span.shown().chars().count()).sum()
+    }
+
+    /// At most about `max` shown characters of it: whole spans while they fit, a text
+    /// cut short (never a link: a link is kept whole or left out), and, when links were
+    /// left out, how many (`a, b, … and 280 more`). The first span is always kept, so
+    /// that a field keeps what it is about.
+    pub fn fit(&self, max: usize) -> Rich {
+        if self.shown_chars() <= max {
+            return self.clone();
+        }
+        let mut kept = Rich::default();
+        let mut used = 0;
+        let mut spans = self.0.iter().peekable();
+        while let Some(span) =
+            spans.next_if(|s| kept.0.is_empty() || used + s.shown().chars().count() <= max)
+        {
+            used += span.shown().chars().count();
+            kept.0.push(span.clone());
+        }
+        let hidden_links = spans
+            .clone()
+            .filter(|s| matches!(s, Span::Link { .. }))
+            .count();
+        match spans.next() {
+            _ if hidden_links > 0 => {
+                let space = if kept.ends_with_space() { "" } else { " " };
+                kept.push(format!("{space}… and {hidden_links} more"))
+            }
+            Some(Span::Text(text)) => {
+                let room = max.saturating_sub(used);
+                kept.push(super::budget::fit(text, room.max(1)))
+            }
+            _ => kept,
+        }
+    }
+
+    fn ends_with_space(&self) -> bool {
+        self.0
+            .last()
+            .is_some_and(|span| span.shown().ends_with(char::is_whitespace))
     }
 
     /// Joins several lines of rich text with a separator.
@@ -189,5 +243,19 @@ mod tests {
             dialect.rich(&rich),
             "&lt;b&gt;\"&amp;\" <a href=\"http://h/?q=&quot;1&quot;\">a&lt;b</a>"
         );
+    }
+
+    #[test]
+    fn a_cut_keeps_links_whole_and_counts_those_left_out() {
+        let tags = Rich::join(
+            (1..=300).map(|i| Rich::link(format!("t{i}"), "http://x/")),
+            ", ",
+        );
+        let cut = tags.fit(12);
+        assert_eq!(Dialect::PLAIN.rich(&cut), "t1, t2, t3, … and 297 more");
+        assert_eq!(Dialect::PLAIN.rich(&tags.fit(0)), "t1 … and 299 more");
+        let text = Rich::link("#1", "http://x/1").push(" a long text");
+        assert_eq!(Dialect::PLAIN.rich(&text.fit(6)), "#1 a …");
+        assert_eq!(text.fit(100), text);
     }
 }

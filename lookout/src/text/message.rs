@@ -3,7 +3,7 @@
 //! (Slack-style attachments, Discord embeds, Adaptive Cards, HTML…) from these parts,
 //! in a [`Dialect`]; the whole-message renderings in the generic markups are here.
 
-use super::budget::truncate;
+use super::budget::{Cut, fit, truncate};
 use super::escape;
 use super::markup::{Dialect, Rich};
 use super::wording::{
@@ -142,6 +142,22 @@ impl Message {
         }
     }
 
+    /// The message with the parts that may shrink cut as `cut` asks: the quote, each
+    /// field's value, and the list (as many items as fit, then `… and 12 more`). The
+    /// event's own long texts (title, description, comment) are cut before this, by the
+    /// fitting pass.
+    pub fn cut(mut self, cut: Cut) -> Message {
+        let Some(room) = cut.parts else {
+            return self;
+        };
+        self.quote = self.quote.map(|q| fit(&q, room)).filter(|q| !q.is_empty());
+        for field in &mut self.fields {
+            field.value = field.value.fit(room);
+        }
+        self.list = fit_list(self.list, room);
+        self
+    }
+
     /// The whole message as HTML (`<p>`, `<blockquote>`, `<ul>`): email, Matrix.
     pub fn html(&self) -> String {
         let html_of = |rich| Dialect::HTML.rich(rich);
@@ -237,6 +253,26 @@ impl Message {
         }
         parts.join("\n\n")
     }
+}
+
+/// As many of `list`'s items as fit in `room` shown characters, and a last one saying
+/// how many more there are.
+fn fit_list(list: Vec<Rich>, room: usize) -> Vec<Rich> {
+    let mut used = 0;
+    let shown = list
+        .iter()
+        .take_while(|item| {
+            used += item.shown_chars();
+            used <= room
+        })
+        .count();
+    if shown == list.len() {
+        return list;
+    }
+    let hidden = list.len() - shown;
+    let mut kept: Vec<Rich> = list.into_iter().take(shown).collect();
+    kept.push(Rich::text(format!("… and {hidden} more")));
+    kept
 }
 
 /// Prefixes each line with `> `.
