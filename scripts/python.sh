@@ -18,11 +18,12 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "python: creating $venv"
     python3 -m venv "$venv"
 fi
-# flask for examples/python; gunicorn for the fork test (a real `--preload` server).
-if ! "$venv/bin/python" -c 'import maturin, pytest, flask, gunicorn' 2>/dev/null; then
-    echo "python: installing maturin, pytest, flask and gunicorn into $venv"
+# flask and django for examples/python; gunicorn for the fork test (a real `--preload`
+# server).
+if ! "$venv/bin/python" -c 'import maturin, pytest, flask, django, gunicorn' 2>/dev/null; then
+    echo "python: installing maturin, pytest, flask, django and gunicorn into $venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.7,<2' pytest flask \
-        'gunicorn>=23'
+        'django>=4.2,<7' 'gunicorn>=23'
 fi
 
 # The package was called `lookout` before it became `lookout-engine` (that name on PyPI is
