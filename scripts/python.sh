@@ -18,9 +18,18 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "python: creating $venv"
     python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import maturin, pytest, flask' 2>/dev/null; then
-    echo "python: installing maturin, pytest and flask (for examples/python) into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.7,<2' pytest flask
+# flask and django for examples/python; gunicorn for the fork test (a real `--preload`
+# server).
+if ! "$venv/bin/python" -c 'import maturin, pytest, flask, django, gunicorn' 2>/dev/null; then
+    echo "python: installing maturin, pytest, flask, django and gunicorn into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'maturin>=1.7,<2' pytest flask \
+        'django>=4.2,<7' 'gunicorn>=23'
+fi
+
+# The package was called `lookout` before it became `lookout-engine` (that name on PyPI is
+# another project's): both install the `lookout` folder, so the old one goes first.
+if "$venv/bin/python" -m pip show --quiet lookout >/dev/null 2>&1; then
+    "$venv/bin/python" -m pip uninstall --quiet --yes lookout
 fi
 
 echo "python: building the lookout package ($profile) into $venv"

@@ -13,8 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use lookout::config::ConfigFile;
 use lookout::{Config, Engine, Event};
-use lookout_server::clients::ServeSettings;
-use lookout_server::policy::{self, WorkerSettings};
+use lookout_server::policy;
 // Links every service into the binary (a dependency alone is not enough for linkme).
 use services as _;
 
@@ -174,15 +173,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// A config file, its `[worker]` and `[serve]` tables checked too: one file serves
-/// `send`, `serve` and `worker` alike.
+/// A config file, its `[worker]` and `[serve]` tables checked too (every problem at
+/// once): one file serves `send`, `serve` and `worker` alike.
 fn load_config(path: &Path) -> Result<Config, Fatal> {
-    let file = ConfigFile::load(path, policy::SECTIONS)?;
-    WorkerSettings::from_sections(&file.sections)
-        .and_then(|worker| worker.apply(file.engine.deadline))
-        .and_then(|_| ServeSettings::from_sections(&file.sections))
-        .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
-    Ok(Config::from(file))
+    Ok(Config::from(ConfigFile::load(path, policy::SECTIONS)?))
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Fatal> {

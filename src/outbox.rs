@@ -92,7 +92,7 @@ impl WorkerOptions {
         let config = from_file
             .overridden_by(flags)
             .apply(settings.deadline)
-            .map_err(Fatal)?;
+            .map_err(|e| Fatal(e.to_string()))?;
         Ok((settings, config))
     }
 

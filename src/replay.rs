@@ -48,7 +48,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
             "--send needs --product: it stores the config's services in that product".into(),
         ));
     }
-    let file = ConfigFile::load(&args.config, &["worker"])?;
+    let file = ConfigFile::load(&args.config, lookout_server::policy::SECTIONS)?;
     if let Some(name) = &args.service
         && !file.services.iter().any(|t| t.instance.name == *name)
     {

@@ -321,7 +321,7 @@ fn a_bad_worker_table_is_refused_naming_the_setting() {
     let (code, stderr) = validate("[worker]\nlease = \"1s\"\n");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
-        stderr.contains("lease 1s must be longer than the engine deadline"),
+        stderr.contains("[worker] lease: 1s must be longer than the engine deadline"),
         "{stderr}"
     );
     let (_, stderr) = validate("[wroker]\nlease = \"1m\"\n");

@@ -20,7 +20,6 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::delivery::ssrf::Guard;
@@ -246,13 +245,67 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    /// The text is not TOML (or JSON) with tables at the top.
     #[error("config {origin}: {message}")]
     Syntax { origin: String, message: String },
+    /// Readable, but wrong: every problem of every table, at once.
     #[error("{}", Problems(.0))]
-    Options(Vec<OptionProblem>),
+    Invalid(Vec<Problem>),
 }
 
-struct Problems<'a>(&'a [OptionProblem]);
+/// One thing wrong in a config file: where (`engine.deadline`, `services.slack.url`,
+/// `worker.lease`) and what, the message saying where too (`[engine] deadline: …`), as
+/// `lookout validate` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted, from the top of the file; `None` when the whole file is at fault.
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem in the top-level table `table` at `inner` (a dotted path in it, or
+    /// empty for the table itself).
+    pub fn in_table(table: &str, inner: &str, what: impl fmt::Display) -> Problem {
+        let (path, message) = if inner.is_empty() || inner == "." {
+            (table.to_owned(), format!("[{table}]: {what}"))
+        } else {
+            (
+                format!("{table}.{inner}"),
+                format!("[{table}] {inner}: {what}"),
+            )
+        };
+        Problem {
+            path: Some(path),
+            message,
+        }
+    }
+}
+
+impl From<&OptionProblem> for Problem {
+    fn from(problem: &OptionProblem) -> Problem {
+        let path = match problem.option.as_str() {
+            "" => format!("services.{}", problem.instance),
+            option => format!("services.{}.{option}", problem.instance),
+        };
+        Problem {
+            path: Some(path),
+            message: problem.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn invalid(problems: &[OptionProblem]) -> ConfigError {
+    ConfigError::Invalid(problems.iter().map(Problem::from).collect())
+}
+
+struct Problems<'a>(&'a [Problem]);
 
 impl fmt::Display for Problems<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -266,14 +319,21 @@ impl fmt::Display for Problems<'_> {
     }
 }
 
-#[derive(Deserialize)]
+/// A top-level table that another layer reads (`[worker]` for `lookout serve`), with
+/// that layer's check of it: a file is checked whole wherever it is loaded.
+#[derive(Clone, Copy)]
+pub struct Section {
+    pub name: &'static str,
+    /// Checks the table, given the file's `[engine]` settings (a lease must outlast the
+    /// deadline), or `None` when those are unreadable: then what does not depend on them.
+    pub check: fn(&Value, Option<&Settings>) -> Result<(), Problem>,
+}
+
+/// A config file's top-level tables, as written.
 struct RawConfig {
-    #[serde(default)]
-    engine: Settings,
-    #[serde(default)]
+    engine: Option<Value>,
     services: Map<String, Value>,
     /// Every other top-level table: checked against the sections the caller reads.
-    #[serde(flatten)]
     sections: Map<String, Value>,
 }
 
@@ -313,7 +373,7 @@ impl fmt::Debug for ServiceTable {
 impl ConfigFile {
     /// Reads and validates a config file (TOML, or JSON when it starts with `{`).
     /// Top-level tables other than `engine` and `services` must be among `sections`.
-    pub fn load(path: impl AsRef<Path>, sections: &[&str]) -> Result<ConfigFile, ConfigError> {
+    pub fn load(path: impl AsRef<Path>, sections: &[Section]) -> Result<ConfigFile, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -335,51 +395,104 @@ impl ConfigFile {
         if problems.is_empty() {
             Ok(self)
         } else {
-            Err(ConfigError::Options(problems))
+            Err(invalid(&problems))
         }
     }
 
-    /// Parses config text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str, sections: &[&str]) -> Result<ConfigFile, ConfigError> {
-        let raw = RawConfig::parse(text, origin, sections)?;
-        let services = parse_services(&raw.services).map_err(ConfigError::Options)?;
-        Ok(ConfigFile {
-            engine: raw.engine,
-            services,
-            sections: raw.sections,
-        })
+    /// Parses config text; `origin` names it in errors. Every problem of every table is
+    /// reported at once, each with its path: the engine's settings, each service, and
+    /// each of `sections` (the only other tables allowed), checked by its own reader.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        sections: &[Section],
+    ) -> Result<ConfigFile, ConfigError> {
+        let raw = RawConfig::parse(text, origin)?;
+        let mut problems = Vec::new();
+        let engine = raw.engine_settings().map_err(|p| problems.push(p));
+        let services = parse_services(&raw.services)
+            .map_err(|more| problems.extend(more.iter().map(Problem::from)));
+        problems.extend(raw.section_problems(sections, engine.as_ref().ok()));
+        match (engine, services) {
+            (Ok(engine), Ok(services)) if problems.is_empty() => Ok(ConfigFile {
+                engine,
+                services,
+                sections: raw.sections,
+            }),
+            _ => Err(ConfigError::Invalid(problems)),
+        }
     }
 }
 
 impl RawConfig {
-    /// Config text as written, its top-level tables checked but nothing validated.
-    fn parse(text: &str, origin: &str, sections: &[&str]) -> Result<RawConfig, ConfigError> {
+    /// Config text as written, split into its top-level tables, nothing validated.
+    fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
         let syntax = |message: String| ConfigError::Syntax {
             origin: origin.to_owned(),
             message: message.trim().replace('\n', " "),
         };
-        let raw: RawConfig = if text.trim_start().starts_with('{') {
+        let mut tables: Map<String, Value> = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?
         } else {
             toml::from_str(text).map_err(|e| syntax(toml_message(&e, text)))?
         };
-        let mut known = vec!["engine", "services"];
-        known.extend_from_slice(sections);
-        if let Some(unknown) = raw.sections.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(syntax(format!(
-                "unknown section `{unknown}` (known: {})",
-                known.join(", ")
-            )));
-        }
-        Ok(raw)
+        let engine = tables.shift_remove("engine");
+        let services = match tables.shift_remove("services") {
+            None => Map::new(),
+            Some(Value::Object(services)) => services,
+            Some(_) => return Err(syntax("`services` must be a table".to_owned())),
+        };
+        Ok(RawConfig {
+            engine,
+            services,
+            sections: tables,
+        })
     }
+
+    /// The `[engine]` table checked; its defaults when the file has none.
+    fn engine_settings(&self) -> Result<Settings, Problem> {
+        let Some(table) = &self.engine else {
+            return Ok(Settings::default());
+        };
+        serde_path_to_error::deserialize(table)
+            .map_err(|e| Problem::in_table("engine", &e.path().to_string(), e.inner()))
+    }
+
+    /// What is wrong with the other top-level tables: unknown ones, and what each
+    /// known one's reader finds.
+    fn section_problems(&self, sections: &[Section], engine: Option<&Settings>) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (name, table) in &self.sections {
+            match sections.iter().find(|s| s.name == name) {
+                None => problems.push(Problem {
+                    path: Some(name.clone()),
+                    message: unknown_section(name, sections),
+                }),
+                Some(section) => problems.extend((section.check)(table, engine).err()),
+            }
+        }
+        problems
+    }
+}
+
+fn unknown_section(name: &str, sections: &[Section]) -> String {
+    let mut known = vec!["engine", "services"];
+    known.extend(sections.iter().map(|s| s.name));
+    format!("unknown section `{name}` (known: {})", known.join(", "))
 }
 
 /// The `services` table of config text, as written (its `[engine]` left out): not yet
 /// validated, so that a caller can fill in what the text leaves out (the console's
 /// preview keeps stored secrets) before [`parse_services`] checks it.
 pub fn services_table(text: &str, origin: &str) -> Result<Map<String, Value>, ConfigError> {
-    RawConfig::parse(text, origin, &[]).map(|raw| raw.services)
+    let raw = RawConfig::parse(text, origin)?;
+    if let Some(name) = raw.sections.keys().next() {
+        return Err(ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: unknown_section(name, &[]),
+        });
+    }
+    Ok(raw.services)
 }
 
 impl From<ConfigFile> for Config {

@@ -19,15 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import pathlib
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from . import _native
 from ._errors import ConfigError, LookoutError, PayloadError, Problem
-from .client import Client, ServerError
+from .client import Accepted, AsyncClient, Client, ServerError
+
+__version__: str = _native.__version__
+"""The package's version (the distribution ``lookout-engine``)."""
+
+# The engine's log events go to this logger (see ``Engine``); silent unless the
+# application configures logging.
+logging.getLogger("lookout").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Accepted",
+    "AsyncClient",
     "Client",
     "ConfigError",
     "Delivery",
@@ -136,15 +147,17 @@ class Report:
 class Engine(_native.Engine):
     """The delivery engine, in this process.
 
-    ``Engine(config)`` takes a config file's path (``str`` or ``pathlib.Path``), the
-    config's text (TOML, or JSON), or a dict of the same tables::
+    ``Engine.from_path(path)``, ``Engine.from_toml(text)`` and ``Engine.from_dict(tables)``
+    say what the config is; ``Engine(config)`` guesses: a ``pathlib.Path`` is a path, a
+    dict holds the tables, and a ``str`` is taken as text when it has a newline, ``=`` or
+    starts with ``[`` or ``{``, else as a path (so a path holding ``=`` needs
+    ``from_path``)::
 
-        lookout.Engine({"engine": {"deadline": "10s"},
-                        "services": {"slack": {"url": "https://hooks.slack.com/..."}}})
+        lookout.Engine.from_dict({"engine": {"deadline": "10s"},
+                                  "services": {"slack": {"url": "https://hooks.slack.com/..."}}})
 
-    A ``str`` is taken as text when it has a newline, ``=`` or starts with ``[`` or
-    ``{``; otherwise it is a path. Invalid config raises :class:`ConfigError` listing
-    every problem.
+    Invalid config raises :class:`ConfigError` listing every problem, as ``lookout
+    validate`` does.
 
     ``dispatch(payload)`` sends one event to every configured service at once and
     returns a :class:`Report`; it releases the GIL while it runs, so threads dispatch in
@@ -154,7 +167,14 @@ class Engine(_native.Engine):
     problem inside ``attributes`` does not raise but shows, with its path, in the rows of
     the services that need that field (forwarders still deliver), as in the CLI.
 
-    An engine holds a connection pool and a runtime: make one and reuse it.
+    An engine holds a connection pool and a runtime, started at its first send: make one
+    and reuse it. It survives ``fork``: built at import time in a gunicorn ``--preload``
+    master, a uWSGI or Celery prefork parent or before ``multiprocessing`` forks, it
+    sends from every child (each starts its own runtime and connections at its first
+    send) and from the parent alike.
+
+    Retries and finished deliveries are logged to the ``logging`` logger ``lookout``
+    (INFO and DEBUG), with the reports' redaction: no secret appears.
     """
 
     def __new__(cls, config: ConfigSource) -> "Engine":
@@ -162,6 +182,23 @@ class Engine(_native.Engine):
 
     def __init__(self, config: ConfigSource) -> None:
         pass
+
+    @classmethod
+    def from_path(cls, path: Union[str, "os.PathLike[str]"]) -> "Engine":
+        """The engine of the config file at ``path`` (TOML, or JSON)."""
+        return cls(pathlib.Path(path))
+
+    @classmethod
+    def from_toml(cls, text: str, origin: str = "<string>") -> "Engine":
+        """The engine of config text (TOML, or JSON when it starts with ``{``); errors
+        name it ``origin``."""
+        return super().__new__(cls, text=text, origin=origin)
+
+    @classmethod
+    def from_dict(cls, tables: Mapping[str, Any]) -> "Engine":
+        """The engine of a config given as its tables (``{"engine": {...}, "services":
+        {...}}``); errors name the tables' paths (``services.slack.url``)."""
+        return cls(_tables(tables))
 
     def dispatch(self, payload: Payload) -> Report:  # type: ignore[override]
         """Sends the event to every configured service; waits for the report."""
@@ -213,7 +250,9 @@ def docs(name: str, html: bool = False) -> str:
 
 def validate(config: ConfigSource) -> List[Problem]:
     """Every problem with a config (empty when it is valid), each with its ``path``
-    (``services.slack.url``) and ``message``."""
+    (``engine.deadline``, ``services.slack.url``, ``worker.lease``) and ``message``:
+    what ``lookout validate`` reports, by the same code. ``config`` is taken as by
+    :class:`Engine`."""
     return [Problem(path, message) for path, message in _native.validate(**_config_args(config))]
 
 
@@ -221,11 +260,17 @@ def _config_args(config: ConfigSource) -> Dict[str, str]:
     if isinstance(config, os.PathLike):
         return {"path": os.fspath(config)}
     if isinstance(config, Mapping):
-        return {"text": json.dumps(config), "origin": "<dict>"}
+        return {"text": json.dumps(_tables(config)), "origin": "<dict>"}
     if isinstance(config, str):
         looks_like_text = "\n" in config or "=" in config or config.lstrip()[:1] in ("[", "{")
         return {"text": config, "origin": "<string>"} if looks_like_text else {"path": config}
     raise TypeError(f"config: expected a path, TOML text or a dict, not {type(config).__name__}")
+
+
+def _tables(tables: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(tables, Mapping):
+        raise TypeError(f"config: expected a dict of tables, not {type(tables).__name__}")
+    return tables
 
 
 def _payload_text(payload: Payload) -> str:

@@ -2,6 +2,8 @@
 
 from typing import Callable, List, Optional, Tuple
 
+__version__: str
+
 class Engine:
     def __init__(
         self, text: Optional[str] = None, origin: str = "<config>", path: Optional[str] = None
@@ -16,3 +18,4 @@ def validate(
 ) -> List[Tuple[Optional[str], str]]: ...
 def catalogue() -> str: ...
 def docs(name: str, html: bool = False) -> Optional[str]: ...
+def refresh_level() -> None: ...

@@ -6,26 +6,81 @@
 //! CLI's `--json` ones. Errors are raised as the package's own exception classes
 //! (`lookout._errors`), with the path of what is wrong.
 
-use lookout::config::ConfigFile;
-use lookout::options::OptionProblem;
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, Mutex};
+
+use lookout::config::{ConfigFile, Problem};
 use lookout::{Config, ConfigError, Event, PayloadError};
+use lookout_server::policy::SECTIONS;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use services as _;
 
-/// Top-level config tables that belong to `lookout serve`, so that a config file shared
-/// with the server loads here too; the binding does not read them. The same list as
-/// `lookout_server::policy::SECTIONS` (the server crate, with its databases, is not linked
-/// in for one constant).
-const SERVER_SECTIONS: &[&str] = &["worker"];
+mod logs;
 
-/// An engine: the validated services and settings of one config, the shared HTTP client
-/// and the tokio runtime its deliveries run on.
+/// An engine: the validated services and settings of one config, and what sends for it
+/// in this process (the tokio runtime and the HTTP clients), built at first use.
+///
+/// Fork-safe: a process forked from one that had sent (gunicorn `--preload`, uWSGI,
+/// Celery's prefork pool, `multiprocessing`) has none of the runtime's threads, and its
+/// copies of the runtime's epoll descriptor and pooled sockets are shared with the
+/// parent: touching them there stalls the child and breaks the parent's runtime. So the
+/// sending part remembers the process that built it; another process leaves it alone
+/// (never drops it) and builds its own from the config.
 #[pyclass(module = "lookout._native", subclass, frozen)]
 struct Engine {
-    engine: lookout::Engine,
-    /// Always set; taken only on drop.
-    runtime: Option<tokio::runtime::Runtime>,
+    config: Config,
+    /// Held only to look at or replace the `Arc`: a fork while another thread holds it
+    /// would leave the child's copy locked.
+    sender: Mutex<Option<Arc<Sender>>>,
+}
+
+/// The runtime and the engine (its HTTP clients) of one process.
+struct Sender {
+    pid: u32,
+    engine: ManuallyDrop<lookout::Engine>,
+    runtime: ManuallyDrop<tokio::runtime::Runtime>,
+}
+
+impl Sender {
+    fn start(config: Config) -> Result<Sender, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("lookout")
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        let engine = {
+            let _entered = runtime.enter();
+            lookout::Engine::new(config).map_err(|e| e.to_string())?
+        };
+        Ok(Sender {
+            pid: std::process::id(),
+            engine: ManuallyDrop::new(engine),
+            runtime: ManuallyDrop::new(runtime),
+        })
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // Built before a fork: its threads are not here and its descriptors are the
+            // parent's too. Leaked on purpose (once per fork).
+            return;
+        }
+        // SAFETY: each is taken once, here, and never used again.
+        let (engine, runtime) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.engine),
+                ManuallyDrop::take(&mut self.runtime),
+            )
+        };
+        drop(engine);
+        // Dropping a runtime normally waits for its threads, which panics when the drop
+        // happens on one of them (Python may collect the engine from a callback there).
+        runtime.shutdown_background();
+    }
 }
 
 #[pymethods]
@@ -40,40 +95,43 @@ impl Engine {
         origin: &str,
         path: Option<&str>,
     ) -> PyResult<Engine> {
-        let config = load(py, text, origin, path)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("lookout")
-            .build()
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
-        // Building the HTTP client loads the system's certificates: not under the GIL.
-        let engine = py
-            .detach(|| {
-                let _entered = runtime.enter();
-                lookout::Engine::new(config)
-            })
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        logs::refresh_level(py);
+        let config = read_config(text, origin, path)
+            .map(Config::from)
+            .map_err(|err| config_error(py, &err))?;
         Ok(Engine {
-            engine,
-            runtime: Some(runtime),
+            config,
+            sender: Mutex::new(None),
         })
     }
 
     /// Sends the payload (JSON text) to every configured service; returns the report as
     /// JSON text. The GIL is released while it runs.
-    fn dispatch(&self, py: Python<'_>, payload: &str) -> PyResult<String> {
+    fn dispatch(&self, py: Python<'_>, payload: &Bound<'_, PyString>) -> PyResult<String> {
         let event = parse_event(py, payload)?;
-        let report = py.detach(|| self.runtime().block_on(self.engine.dispatch(&event)));
-        Ok(to_json(&report))
+        py.detach(|| {
+            let sender = self.sender()?;
+            let report = sender.runtime.block_on(sender.engine.dispatch(&event));
+            Ok::<_, String>(to_json(&report))
+        })
+        .map_err(PyRuntimeError::new_err)
     }
 
     /// Starts sending the payload on the engine's runtime and returns at once; calls
     /// `callback(report_json)` from a runtime thread when done. A bad payload raises here.
-    fn dispatch_then(&self, py: Python<'_>, payload: &str, callback: Py<PyAny>) -> PyResult<()> {
+    fn dispatch_then(
+        &self,
+        py: Python<'_>,
+        payload: &Bound<'_, PyString>,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
         let event = parse_event(py, payload)?;
-        let engine = self.engine.clone();
-        self.runtime().spawn(async move {
-            let report = to_json(&engine.dispatch(&event).await);
+        let sender = py
+            .detach(|| self.sender())
+            .map_err(PyRuntimeError::new_err)?;
+        let sending = Arc::clone(&sender);
+        sender.runtime.spawn(async move {
+            let report = to_json(&sending.engine.dispatch(&event).await);
             Python::attach(|py| {
                 if let Err(err) = callback.call1(py, (report,)) {
                     err.write_unraisable(py, None);
@@ -84,16 +142,19 @@ impl Engine {
     }
 
     /// What each configured service would send (the `--dry-run` requests, secrets
-    /// redacted), as JSON text.
-    fn preview(&self, py: Python<'_>, payload: &str) -> PyResult<String> {
+    /// redacted), as JSON text. Sends nothing, so it needs no runtime.
+    fn preview(&self, py: Python<'_>, payload: &Bound<'_, PyString>) -> PyResult<String> {
         let event = parse_event(py, payload)?;
-        Ok(to_json(&self.engine.preview(&event)))
+        Ok(to_json(&lookout::dispatch::preview(
+            &event,
+            &self.config.services,
+        )))
     }
 
     /// The configured services as (instance name, service name) pairs.
     fn instances(&self) -> Vec<(String, &'static str)> {
-        self.engine
-            .instances()
+        self.config
+            .services
             .iter()
             .map(|i| (i.name.clone(), i.service_name()))
             .collect()
@@ -101,35 +162,29 @@ impl Engine {
 }
 
 impl Engine {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives as long as the engine")
-    }
-}
-
-impl Drop for Engine {
-    /// Dropping a runtime normally waits for its threads, which panics when the drop
-    /// happens on one of them (Python may collect the engine from a callback there).
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+    /// This process's sender, built now if there is none yet or if the one there was
+    /// built before a fork. Call without the GIL: building takes a while, and another
+    /// thread may wait here meanwhile.
+    fn sender(&self) -> Result<Arc<Sender>, String> {
+        let mut slot = self.sender.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = slot.as_ref().filter(|s| s.pid == std::process::id()) {
+            return Ok(Arc::clone(sender));
         }
+        let sender = Arc::new(Sender::start(self.config.clone())?);
+        // The one from before a fork, if any, is dropped here: its `Drop` leaves it be.
+        *slot = Some(Arc::clone(&sender));
+        Ok(sender)
     }
 }
 
-/// Checks a config without building an engine: every problem, as (path, message) pairs;
-/// empty when the config is valid.
+/// Checks a config as `lookout validate` does, without building an engine: every
+/// problem, as (path, message) pairs; empty when the config is valid.
 #[pyfunction]
 #[pyo3(signature = (text=None, origin="<config>", path=None))]
 fn validate(text: Option<&str>, origin: &str, path: Option<&str>) -> Vec<(Option<String>, String)> {
     match read_config(text, origin, path) {
         Ok(_) => Vec::new(),
-        Err(ConfigError::Options(problems)) => problems
-            .iter()
-            .map(|p| (Some(problem_path(p)), p.to_string()))
-            .collect(),
-        Err(other) => vec![(None, other.to_string())],
+        Err(err) => problems(&err),
     }
 }
 
@@ -155,43 +210,54 @@ fn docs(name: &str, html: bool) -> Option<String> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(validate, m)?)?;
     m.add_function(wrap_pyfunction!(catalogue, m)?)?;
     m.add_function(wrap_pyfunction!(docs, m)?)?;
+    m.add_function(wrap_pyfunction!(logs::refresh_level, m)?)?;
+    logs::forward_to_python();
     Ok(())
 }
 
+/// The config as the CLI reads it: its `[worker]` and `[serve]` tables checked by the
+/// server's own code, an operator's file refused when its targets are blocked.
 fn read_config(
     text: Option<&str>,
     origin: &str,
     path: Option<&str>,
 ) -> Result<ConfigFile, ConfigError> {
     match (path, text) {
-        (Some(path), _) => ConfigFile::load(path, SERVER_SECTIONS),
-        (None, text) => ConfigFile::parse(text.unwrap_or_default(), origin, SERVER_SECTIONS),
+        (Some(path), _) => ConfigFile::load(path, SECTIONS),
+        (None, text) => ConfigFile::parse(text.unwrap_or_default(), origin, SECTIONS),
     }
-}
-
-fn load(py: Python<'_>, text: Option<&str>, origin: &str, path: Option<&str>) -> PyResult<Config> {
-    read_config(text, origin, path)
-        .map(Config::from)
-        .map_err(|err| config_error(py, &err))
 }
 
 /// The payload as the CLI takes it: a bad envelope raises; a problem in the attributes
 /// does not, as in the CLI and `serve` — the services that need the field report it
 /// (with its path) in their rows, and those that forward the payload still deliver.
-fn parse_event(py: Python<'_>, payload: &str) -> PyResult<Event> {
-    Event::parse(payload).map_err(|err| payload_error(py, &err))
+/// Text that is not Unicode (a lone surrogate) is a bad payload too.
+fn parse_event(py: Python<'_>, payload: &Bound<'_, PyString>) -> PyResult<Event> {
+    let Ok(text) = payload.to_cow() else {
+        let message = "payload is not UTF-8 text: it holds a lone surrogate";
+        return Err(raise(
+            py,
+            "PayloadError",
+            (message, None::<String>, Vec::<()>::new()),
+        ));
+    };
+    Event::parse(&text).map_err(|err| payload_error(py, &err))
 }
 
-/// `services.NAME.OPTION`: where in the config the problem is.
-fn problem_path(problem: &OptionProblem) -> String {
-    if problem.option.is_empty() {
-        format!("services.{}", problem.instance)
-    } else {
-        format!("services.{}.{}", problem.instance, problem.option)
+/// Every problem of a config error, each with its path (none when the whole file is
+/// unreadable).
+fn problems(err: &ConfigError) -> Vec<(Option<String>, String)> {
+    match err {
+        ConfigError::Invalid(problems) => problems
+            .iter()
+            .map(|Problem { path, message }| (path.clone(), message.clone()))
+            .collect(),
+        other => vec![(None, other.to_string())],
     }
 }
 
@@ -208,13 +274,7 @@ fn payload_error(py: Python<'_>, err: &PayloadError) -> PyErr {
 }
 
 fn config_error(py: Python<'_>, err: &ConfigError) -> PyErr {
-    let problems: Vec<(Option<String>, String)> = match err {
-        ConfigError::Options(problems) => problems
-            .iter()
-            .map(|p| (Some(problem_path(p)), p.to_string()))
-            .collect(),
-        other => vec![(None, other.to_string())],
-    };
+    let problems = problems(err);
     let path = problems.first().and_then(|(path, _)| path.clone());
     raise(py, "ConfigError", (err.to_string(), path, problems))
 }

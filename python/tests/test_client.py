@@ -66,6 +66,43 @@ def test_send_and_inspect_through_serve(serving, capture):
     assert len(capture.wait_for(2)) == 2, "the redelivery never arrived"
 
 
+def test_a_repeated_idempotency_key_is_answered_as_replayed(serving, capture):
+    client = lookout.Client(serving, TOKEN)
+    first = client.send("p1", FIXTURES[0].read_text(), idempotency_key="item-7-created")
+    again = client.send("p1", FIXTURES[0].read_text(), idempotency_key="item-7-created")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again["id"] == first["id"]
+    assert not client.send("p1", FIXTURES[0].read_text()).replayed
+
+
+def test_the_async_client_does_not_block_the_loop(serving, capture):
+    import asyncio
+
+    async def main():
+        client = lookout.AsyncClient(serving, TOKEN)
+        ticks = 0
+
+        async def ticking():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.ensure_future(ticking())
+        sent = await asyncio.gather(*(client.send("p1", FIXTURES[0].read_text(), idempotency_key=f"a-{n}") for n in range(5)))
+        again = await client.send("p1", FIXTURES[0].read_text(), idempotency_key="a-0")
+        (product,) = await client.products()
+        ticker.cancel()
+        return sent, again, product, ticks, repr(client)
+
+    sent, again, product, ticks, shown = asyncio.run(main())
+    assert len({accepted["id"] for accepted in sent}) == 5 and again.replayed
+    assert product["id"] == "p1"
+    assert ticks > 5, "the loop ran while the requests were out"
+    assert TOKEN not in shown
+    assert len(capture.wait_for(5)) >= 5
+
+
 def test_the_idempotency_key_goes_out_as_a_header():
     seen = []
 

@@ -1,9 +1,12 @@
-"""examples/python/app.py works both ways: in-process and through `lookout serve`."""
+"""examples/python: the Flask app works both ways (in-process and through `lookout
+serve`), and the Django app announces saved items."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -65,3 +68,45 @@ def test_the_readmes_python_use_runs(monkeypatch, capture, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == "True [('webhook', 'delivered')]\n"
+
+
+def run_django(tmp_path, *args, **env):
+    """`manage.py ARGS` of examples/python/django, with its database in tmp_path."""
+    environment = dict(os.environ, SHOP_DATABASE=str(tmp_path / "shop.sqlite3"), **env)
+    for name in ("LOOKOUT_CONFIG", "LOOKOUT_URL", "LOOKOUT_TOKEN"):
+        if name not in env:
+            environment.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO / "examples" / "python" / "django",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_django_example_announces_saved_items(capture, tmp_path):
+    pytest.importorskip("django")
+    config = tmp_path / "lookout.toml"
+    config.write_text(ENGINE + f'[services.webhook]\nurls = ["{capture.url}/hook"]\n')
+    run_django(tmp_path, "migrate", "--run-syncdb", "--verbosity", "0", LOOKOUT_CONFIG=str(config))
+    save = (
+        "from django.db import transaction\n"
+        "from shop.models import Item\n"
+        "item = Item.objects.create(title='Outbound hooks')\n"
+        "item.status = 'started'; item.save()\n"
+        "try:\n"
+        "    with transaction.atomic():\n"
+        "        Item.objects.create(title='Rolled back'); raise RuntimeError\n"
+        "except RuntimeError:\n"
+        "    pass\n"
+    )
+    run_django(tmp_path, "shell", "--command", save, LOOKOUT_CONFIG=str(config))
+    sent = [json.loads(r.body) for r in capture.take()]
+    assert [(e["action"], e["attributes"]["title"], e["attributes"]["status"]) for e in sent] == [
+        ("created", "Outbound hooks", "backlog"),
+        ("updated", "Outbound hooks", "started"),
+    ]

@@ -65,6 +65,16 @@ pub struct ServeSettings {
     pub trusted_proxies: Option<Vec<IpNet>>,
 }
 
+/// The `[serve]` table, checked as `lookout serve` will read it.
+pub fn check_serve(
+    table: &serde_json::Value,
+    _engine: Option<&lookout::Settings>,
+) -> Result<(), lookout::config::Problem> {
+    serde_path_to_error::deserialize::<_, ServeSettings>(table)
+        .map(drop)
+        .map_err(|e| lookout::config::Problem::in_table("serve", &e.path().to_string(), e.inner()))
+}
+
 impl ServeSettings {
     /// The `[serve]` table of a config file's other sections (none: all defaults).
     pub fn from_sections(

@@ -21,11 +21,59 @@ use std::time::Duration;
 use rand::Rng as _;
 use serde::Deserialize;
 
+use lookout::config::{Problem, Section};
+
 use crate::store::upkeep::DisableRule;
 
 /// The config file's tables this crate reads (beside the engine's `engine` and
-/// `services`): `serve`'s is [`ServeSettings`](crate::clients::ServeSettings).
-pub const SECTIONS: &[&str] = &["worker", "serve"];
+/// `services`), each with its check, so that loading a file anywhere (`lookout
+/// validate`, `serve`, the Python package) reports their problems with the rest:
+/// `serve`'s is [`ServeSettings`](crate::clients::ServeSettings).
+pub const SECTIONS: &[Section] = &[
+    Section {
+        name: "worker",
+        check: check_worker,
+    },
+    Section {
+        name: "serve",
+        check: crate::clients::check_serve,
+    },
+];
+
+/// The `[worker]` table as the workers will read it, checked against the file's deadline
+/// (when that is unreadable, against none: the lease is then not compared).
+fn check_worker(
+    table: &serde_json::Value,
+    engine: Option<&lookout::Settings>,
+) -> Result<(), Problem> {
+    let settings: WorkerSettings = serde_path_to_error::deserialize(table)
+        .map_err(|e| Problem::in_table("worker", &e.path().to_string(), e.inner()))?;
+    match settings.apply(engine.map_or(Duration::ZERO, |e| e.deadline)) {
+        Ok(_) => Ok(()),
+        Err(err) => Err(Problem::in_table("worker", err.field, err.what)),
+    }
+}
+
+/// A `[worker]` setting (from the file or a flag) that cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub field: &'static str,
+    /// What is wrong with it, without its name.
+    pub what: String,
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.what)
+    }
+}
+
+fn setting_error(field: &'static str, what: impl Into<String>) -> SettingError {
+    SettingError {
+        field,
+        what: what.into(),
+    }
+}
 
 /// When to try again after a failed attempt: one delay per retry, then dead-letter.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,15 +187,19 @@ impl Default for WorkerConfig {
 /// A lease must outlast the longest attempt, else an attempt could outlive its claim
 /// and the delivery be sent twice.
 pub fn check_lease(lease: Duration, deadline: Duration) -> Result<(), String> {
-    if lease <= deadline {
-        return Err(format!(
-            "lease {} must be longer than the engine deadline ({}): an attempt could \
-             outlive its claim and be sent twice",
+    lease_too_short(lease, deadline).map_or(Ok(()), |what| Err(format!("lease {what}")))
+}
+
+/// Why `lease` cannot be used with `deadline`, if it cannot.
+fn lease_too_short(lease: Duration, deadline: Duration) -> Option<String> {
+    (lease <= deadline).then(|| {
+        format!(
+            "{} must be longer than the engine deadline ({}): an attempt could outlive its \
+             claim and be sent twice",
             humantime::format_duration(lease),
             humantime::format_duration(deadline)
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// A claim outlives any attempt: the deadline bounds one, plus room to record it.
@@ -200,14 +252,15 @@ impl WorkerSettings {
 
     /// The workers' configuration: these settings over the defaults, checked against the
     /// engine's deadline.
-    pub fn apply(&self, deadline: Duration) -> Result<WorkerConfig, String> {
+    pub fn apply(&self, deadline: Duration) -> Result<WorkerConfig, SettingError> {
         let mut config = WorkerConfig::default();
         if let Some(delays) = &self.retry_schedule {
             config.schedule.delays = delays.clone();
         }
         if let Some(jitter) = self.retry_jitter {
             if !(0.0..=1.0).contains(&jitter) {
-                return Err(format!("retry_jitter: {jitter} is not between 0 and 1"));
+                let what = format!("{jitter} is not between 0 and 1");
+                return Err(setting_error("retry_jitter", what));
             }
             config.schedule.jitter = jitter;
         }
@@ -217,7 +270,10 @@ impl WorkerSettings {
         config.lease = self.lease.unwrap_or_else(|| default_lease(deadline));
         if let Some(rule) = self.disable_after {
             if rule.failures == 0 {
-                return Err("disable_after.failures: must be at least 1".to_owned());
+                return Err(setting_error(
+                    "disable_after.failures",
+                    "must be at least 1",
+                ));
             }
             config.disable_after = DisableRule {
                 failures: rule.failures,
@@ -229,15 +285,16 @@ impl WorkerSettings {
             ("dead_retention", self.dead_retention),
         ] {
             if kept.is_some_and(|d| d < Duration::from_secs(3600)) {
-                return Err(format!(
-                    "{name}: at least 1h (deliveries are still being retried before that)"
-                ));
+                let what = "at least 1h (deliveries are still being retried before that)";
+                return Err(setting_error(name, what));
             }
         }
         config.retention = self.retention;
         config.dead_retention = self.dead_retention;
-        check_lease(config.lease, deadline)?;
-        Ok(config)
+        match lease_too_short(config.lease, deadline) {
+            Some(what) => Err(setting_error("lease", what)),
+            None => Ok(config),
+        }
     }
 
     /// `other`'s settings where it has them, these elsewhere (flags over the file).
@@ -383,11 +440,14 @@ mod tests {
         assert!(err.contains("leese"), "{err}");
         let short = settings(json!({"lease": "5s"})).unwrap();
         let err = short.apply(Duration::from_secs(10)).unwrap_err();
-        assert!(err.starts_with("lease 5s must be longer"), "{err}");
+        assert!(
+            err.to_string().starts_with("lease: 5s must be longer"),
+            "{err}"
+        );
         let err = settings(json!({"retry_jitter": 2.0}))
             .unwrap()
             .apply(Duration::from_secs(10));
-        assert!(err.unwrap_err().starts_with("retry_jitter: "));
+        assert!(err.unwrap_err().to_string().starts_with("retry_jitter: "));
     }
 
     #[test]
@@ -415,6 +475,7 @@ mod tests {
         assert!(
             zero.apply(deadline)
                 .unwrap_err()
+                .to_string()
                 .starts_with("disable_after.failures")
         );
         let short = settings(json!({"retention": "5m"})).unwrap();
@@ -422,6 +483,7 @@ mod tests {
             short
                 .apply(deadline)
                 .unwrap_err()
+                .to_string()
                 .starts_with("retention: ")
         );
         let err = settings(json!({"dead_retention": "forever"})).unwrap_err();
