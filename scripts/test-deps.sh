@@ -55,6 +55,9 @@ if ! [ -x /usr/sbin/nginx ]; then
 fi
 echo "test dependencies: $(/usr/sbin/nginx -v 2>&1)"
 
+# --- systemd-analyze: tests/deploy.rs verifies the units in deploy/systemd ---
+command -v systemd-analyze >/dev/null || apt_install systemd
+
 # --- A real browser: tests/console.rs drives the web console with headless Chromium ---
 if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
     echo "installing Chromium and its WebDriver (Debian packages)"

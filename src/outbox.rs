@@ -258,7 +258,8 @@ impl LimitArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     db: Database,
-    /// Serve `GET /metrics` (Prometheus) on this address, e.g. `127.0.0.1:9464`.
+    /// Serve `GET /metrics` (Prometheus) and `GET /healthz` (the store commits) on this
+    /// address, e.g. `127.0.0.1:9464`.
     #[arg(long, value_name = "ADDRESS")]
     metrics_listen: Option<String>,
     #[command(flatten)]

@@ -157,8 +157,8 @@ async fn the_guard_checks_the_final_target_before_the_proxy() {
     assert!(proxy.seen().is_empty(), "nothing was handed to the proxy");
 }
 
-/// `lookout worker --metrics-listen` serves `/metrics` (PostgreSQL: a worker needs a
-/// shared database).
+/// `lookout worker --metrics-listen` serves `/metrics` and `/healthz` (PostgreSQL: a
+/// worker needs a shared database).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_metrics() {
     use std::process::{Command, Stdio};
@@ -195,8 +195,14 @@ async fn a_worker_serves_metrics() {
         assert!(started.elapsed() < Duration::from_secs(20), "no /metrics");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The probe a supervisor uses: the worker's store commits.
+    let health = reqwest::get(format!("http://{address}/healthz"))
+        .await
+        .unwrap();
+    let healthy = (health.status().as_u16(), health.text().await.unwrap());
     let _ = worker.kill();
     let _ = worker.wait();
+    assert_eq!(healthy, (200, "ok\n".to_owned()));
     assert!(text.contains("lookout_queue_depth 0"), "{text}");
     assert!(text.contains("# TYPE lookout_targets_disabled_total counter"));
     schema.drop_schema().await;

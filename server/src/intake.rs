@@ -246,10 +246,17 @@ pub async fn run_workers(
     tokio::spawn(pruning);
     if let Some(listener) = metrics {
         let (store, metrics) = (worker.store.clone(), worker.metrics.clone());
-        let router = Router::new().route(
-            "/metrics",
-            get(move || async move { render_metrics(store.as_ref(), &metrics).await }),
-        );
+        let checked = worker.store.clone();
+        let router = Router::new()
+            .route(
+                "/metrics",
+                get(move || async move { render_metrics(store.as_ref(), &metrics).await }),
+            )
+            // What a supervisor probes (a Kubernetes liveness probe): the store commits.
+            .route(
+                "/healthz",
+                get(move || async move { render_health(checked.as_ref()).await }),
+            );
         let mut stopping = stopped.clone();
         tokio::spawn(async move {
             let stop = async move {
@@ -359,7 +366,12 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// 200 only if the store can commit right now (a one-row write): a full disk, a
 /// read-only or a locked store makes every event 503, and so says this.
 async fn healthz(State(app): State<App>) -> Response {
-    let checked = tokio::time::timeout(HEALTH_TIMEOUT, app.store.check_writable(now_ms())).await;
+    render_health(app.store.as_ref()).await
+}
+
+/// `/healthz` of `serve` and of a worker's metrics listener (see [`healthz`]).
+async fn render_health(store: &dyn Store) -> Response {
+    let checked = tokio::time::timeout(HEALTH_TIMEOUT, store.check_writable(now_ms())).await;
     match checked.unwrap_or_else(|_| Err(store::StoreError::Backend("no commit in time".into()))) {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(err) => {
