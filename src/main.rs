@@ -67,6 +67,12 @@ enum Command {
         #[arg(long)]
         html: bool,
     },
+    /// Config files: `lookout config defaults` prints one with every setting of `serve`
+    /// and `worker` at its default, each explained.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Check a config without sending anything.
     Validate {
         #[arg(long)]
@@ -114,6 +120,13 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a complete config file: [engine], [worker] and [server], every setting at
+    /// its default.
+    Defaults,
+}
+
 impl Command {
     /// Whether the command only reads and prints (`lookout stats | head -1`), rather
     /// than sending or serving over sockets, where a peer hanging up is an error to
@@ -124,6 +137,7 @@ impl Command {
             Command::Services { .. }
                 | Command::Docs { .. }
                 | Command::Validate { .. }
+                | Command::Config { .. }
                 | Command::Products { .. }
                 | Command::Deliveries { .. }
                 | Command::Tokens { .. }
@@ -173,7 +187,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// A config file, its `[worker]` and `[serve]` tables checked too (every problem at
+/// A config file, its `[worker]` and `[server]` tables checked too (every problem at
 /// once): one file serves `send`, `serve` and `worker` alike.
 fn load_config(path: &Path) -> Result<Config, Fatal> {
     Ok(Config::from(ConfigFile::load(path, policy::SECTIONS)?))
@@ -255,6 +269,12 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Demo => runtime()?.block_on(demo::run()),
         Command::Serve(args) => outbox::serve(*args),
         Command::Worker(args) => outbox::worker(args),
+        Command::Config {
+            command: ConfigCommand::Defaults,
+        } => {
+            print!("{}", lookout_server::config_defaults::document());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Products { command } => outbox::products(command),
         Command::Deliveries { command } => outbox::deliveries(command),
         Command::Redeliver(args) => outbox::redeliver(args),

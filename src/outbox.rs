@@ -11,13 +11,13 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use lookout::config::ConfigFile;
-use lookout_server::clients::{self, ServeSettings, TrustedProxies};
-use lookout_server::console::{self, PreviewLimits};
+use lookout_server::clients;
+use lookout_server::console;
 use lookout_server::health;
 use lookout_server::intake::{self, ServeConfig};
-use lookout_server::listen::{self, Limits};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::retention;
+use lookout_server::server_settings::{self, ServerSettings};
 use lookout_server::store::upkeep::{ForgetRule, PruneRule, Removed};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance, now_ms};
 use lookout_server::tokens::{self, Scope};
@@ -30,17 +30,36 @@ use crate::{Fatal, output};
 pub struct Database {
     /// A SQLite file (created if missing), or a `postgres://user@host:port/database` URL
     /// shared by several processes (the password: `$PGPASSWORD`, docs/SCALING.md).
-    #[arg(long, default_value = "lookout.db")]
-    pub database: String,
+    /// Default: lookout.db (for `serve` and `worker`: the config file's
+    /// `[server] database`).
+    #[arg(long)]
+    database: Option<String>,
+}
+
+impl Database {
+    /// The flag's, else the default.
+    pub fn url(&self) -> &str {
+        self.database
+            .as_deref()
+            .unwrap_or(server_settings::DEFAULT_DATABASE)
+    }
+}
+
+/// The config file `serve` and `worker` read: the engine's settings, the `[worker]` and
+/// `[server]` tables (empty without a file).
+struct ProcessFile {
+    engine: lookout::Settings,
+    worker: WorkerSettings,
+    server: ServerSettings,
 }
 
 /// How the workers deliver: shared by `serve` and `worker`. Each flag overrides the
 /// config file's `[worker]` table.
 #[derive(Args)]
 pub struct WorkerOptions {
-    /// A config file: its `[engine]` settings (timeouts, deadline) and its `[worker]`
-    /// table (schedule, lease, …). Its services are not used: a product's services live
-    /// in the database.
+    /// A config file: its `[engine]` settings (timeouts, deadline), its `[worker]` table
+    /// (schedule, lease, …) and its `[server]` table (every flag of this command; flags
+    /// win). Its services are not used: a product's services live in the database.
     #[arg(long)]
     config: Option<PathBuf>,
     /// The waits between attempts, comma-separated; after the last, the delivery is
@@ -68,18 +87,27 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// The engine settings and the workers' configuration: the config file's, with the
-    /// flags over them.
-    fn build(&self) -> Result<(lookout::Settings, WorkerConfig), Fatal> {
-        let (settings, from_file) = match &self.config {
-            Some(path) => {
-                let file = ConfigFile::load(path, policy::SECTIONS)?;
-                let worker = WorkerSettings::from_sections(&file.sections)
-                    .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
-                (file.engine, worker)
-            }
-            None => (lookout::Settings::default(), WorkerSettings::default()),
+    fn load(&self) -> Result<ProcessFile, Fatal> {
+        let Some(path) = &self.config else {
+            return Ok(ProcessFile {
+                engine: lookout::Settings::default(),
+                worker: WorkerSettings::default(),
+                server: ServerSettings::default(),
+            });
         };
+        let file = ConfigFile::load(path, policy::SECTIONS)?;
+        let in_file = |e: String| Fatal(format!("config {}: {e}", path.display()));
+        Ok(ProcessFile {
+            worker: WorkerSettings::from_sections(&file.sections).map_err(in_file)?,
+            server: ServerSettings::from_sections(&file.sections).map_err(in_file)?,
+            engine: file.engine,
+        })
+    }
+
+    /// The engine settings, the workers' configuration (the file's `[worker]` table with
+    /// the flags over it) and the file's `[server]` table.
+    fn build(&self) -> Result<(lookout::Settings, WorkerConfig, ServerSettings), Fatal> {
+        let file = self.load()?;
         let flags = WorkerSettings {
             retry_schedule: self.retry_schedule.as_ref().map(|s| s.delays.clone()),
             retry_jitter: self.retry_jitter,
@@ -89,21 +117,12 @@ impl WorkerOptions {
             grace: self.grace,
             ..WorkerSettings::default()
         };
-        let config = from_file
+        let config = file
+            .worker
             .overridden_by(flags)
-            .apply(settings.deadline)
+            .apply(file.engine.deadline)
             .map_err(|e| Fatal(e.to_string()))?;
-        Ok((settings, config))
-    }
-
-    /// The config file's `[serve]` table (defaults without a file).
-    fn serve_settings(&self) -> Result<ServeSettings, Fatal> {
-        let Some(path) = &self.config else {
-            return Ok(ServeSettings::default());
-        };
-        let file = ConfigFile::load(path, policy::SECTIONS)?;
-        ServeSettings::from_sections(&file.sections)
-            .map_err(|e| Fatal(format!("config {}: {e}", path.display())))
+        Ok((file.engine, config, file.server))
     }
 }
 
@@ -111,24 +130,24 @@ impl WorkerOptions {
 pub struct ServeArgs {
     #[command(flatten)]
     db: Database,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: String,
+    /// Address to listen on. Default: 127.0.0.1:8080.
+    #[arg(long)]
+    listen: Option<String>,
     /// A file holding the bearer token clients must send (else $LOOKOUT_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
     #[command(flatten)]
     worker: WorkerOptions,
-    /// Request bodies above this many bytes are refused (413).
-    #[arg(long, default_value_t = 1024 * 1024)]
-    max_body: usize,
+    /// Request bodies above this many bytes are refused (413). Default: 1048576.
+    #[arg(long, value_parser = at_least_one)]
+    max_body: Option<usize>,
     /// Accept events but send nothing (workers run elsewhere: `lookout worker`).
     #[arg(long)]
     no_workers: bool,
     /// How long an `Idempotency-Key` is remembered: a POST repeating it within this
-    /// gets the first answer instead of a second event.
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-    idempotency_ttl: Duration,
+    /// gets the first answer instead of a second event. Default: 24h.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idempotency_ttl: Option<Duration>,
     /// A dotted path into the payload (`attributes.id`) whose value is the idempotency
     /// key of events posted without an `Idempotency-Key` header, and of batch events.
     #[arg(long, value_name = "PATH")]
@@ -142,18 +161,19 @@ pub struct ServeArgs {
 /// The intake's connection limits (docs/SERVING.md, "Security").
 #[derive(Args)]
 pub struct LimitArgs {
-    /// A request's line and headers must arrive within this.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    header_timeout: Duration,
+    /// A request's line and headers must arrive within this. Default: 10s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    header_timeout: Option<Duration>,
     /// A request's body must arrive within this once its headers have (else 408).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    body_timeout: Duration,
-    /// A connection that moves no byte for this long is closed.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    idle_timeout: Duration,
+    /// Default: 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    body_timeout: Option<Duration>,
+    /// A connection that moves no byte for this long is closed. Default: 60s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_timeout: Option<Duration>,
     /// Connections held at once; more wait to be accepted. Default: the open-file
     /// limit minus 256 kept for the store and the workers.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     max_connections: Option<usize>,
     /// Connections one client address may hold at once; more are answered 429 and
     /// closed (trusted proxies are exempt). Default: an eighth of --max-connections,
@@ -166,12 +186,12 @@ pub struct LimitArgs {
     max_requests_per_client: Option<usize>,
     /// A reverse proxy (address or network, `10.0.0.7`, `10.0.0.0/24`) whose
     /// `Forwarded` / `X-Forwarded-For` headers name the client; repeat for more. Replaces
-    /// the config file's `[serve] trusted_proxies`.
+    /// the config file's `[server] trusted_proxies`.
     #[arg(long = "trusted-proxy", value_name = "NETWORK", value_parser = clients::parse_network)]
     trusted_proxies: Vec<clients::IpNet>,
-    /// Longer request heads (line and headers) are refused (431).
-    #[arg(long, default_value_t = 16 * 1024)]
-    max_header_bytes: usize,
+    /// Longer request heads (line and headers) are refused (431). Default: 16384.
+    #[arg(long, value_parser = at_least_one)]
+    max_header_bytes: Option<usize>,
 }
 
 /// A count of at least 1.
@@ -187,69 +207,52 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 /// path").
 #[derive(Args)]
 pub struct PreviewArgs {
-    /// Console previews computed at once, in all; more are answered 429.
-    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().concurrent, value_parser = at_least_one)]
-    max_previews: usize,
+    /// Console previews computed at once, in all; more are answered 429. Default: 2.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_previews: Option<usize>,
     /// Previews at once for one console session, and for one client address.
-    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().per_client, value_parser = at_least_one)]
-    max_previews_per_client: usize,
-    /// `[services.*]` tables one preview may hold (more: 413).
-    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_services, value_parser = at_least_one)]
-    preview_max_services: usize,
+    /// Default: 1.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    max_previews_per_client: Option<usize>,
+    /// `[services.*]` tables one preview may hold (more: 413). Default: 20.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    preview_max_services: Option<usize>,
     /// Event × service comparisons one preview makes at most (with many services, it
-    /// compares fewer events, and says so).
-    #[arg(long, value_name = "N", default_value_t = PreviewLimits::default().max_renders, value_parser = at_least_one)]
-    preview_max_renders: usize,
+    /// compares fewer events, and says so). Default: 2000.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    preview_max_renders: Option<usize>,
     /// How long one preview may compare; then it stops and shows what it has.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-    preview_timeout: Duration,
+    /// Default: 10s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    preview_timeout: Option<Duration>,
 }
 
-impl PreviewArgs {
-    fn build(&self) -> PreviewLimits {
-        PreviewLimits {
-            concurrent: self.max_previews,
-            per_client: self.max_previews_per_client,
-            max_services: self.preview_max_services,
-            max_renders: self.preview_max_renders,
-            timeout: self.preview_timeout,
-        }
-    }
-}
-
-impl LimitArgs {
-    /// The limits, with `grace` as the time open requests get on shutdown, and the
-    /// config file's `[serve]` table under the flags.
-    fn build(&self, grace: Duration, file: &ServeSettings) -> Limits {
-        let ceiling = listen::default_max_connections();
-        let max_connections = self.max_connections.unwrap_or(ceiling);
-        if max_connections > ceiling {
-            tracing::warn!(
-                "--max-connections {max_connections} leaves fewer than {} of the {} open \
-                 files to the store and the workers",
-                listen::FD_RESERVE,
-                listen::open_file_limit()
-            );
-        }
-        let per_client = listen::default_per_client(max_connections);
-        let max_connections_per_client = self.max_connections_per_client.unwrap_or(per_client);
-        let trusted_proxies = if self.trusted_proxies.is_empty() {
-            file.trusted_proxies.clone().unwrap_or_default()
-        } else {
-            self.trusted_proxies.clone()
-        };
-        Limits {
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-            idle_timeout: self.idle_timeout,
-            max_connections,
-            max_connections_per_client,
-            max_requests_per_client: self
-                .max_requests_per_client
-                .unwrap_or(max_connections_per_client),
-            trusted_proxies: TrustedProxies::new(trusted_proxies),
-            max_header_bytes: self.max_header_bytes,
-            drain: grace,
+impl ServeArgs {
+    /// What the flags set, as a `[server]` table to lay over the file's.
+    fn flags(&self) -> ServerSettings {
+        let (limits, previews) = (&self.limits, &self.previews);
+        ServerSettings {
+            listen: self.listen.clone(),
+            database: self.db.database.clone(),
+            token_file: self.token_file.clone(),
+            workers: self.no_workers.then_some(false),
+            max_body: self.max_body,
+            idempotency_ttl: self.idempotency_ttl,
+            idempotency_field: self.idempotency_field.clone(),
+            header_timeout: limits.header_timeout,
+            body_timeout: limits.body_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_connections: limits.max_connections,
+            max_connections_per_client: limits.max_connections_per_client,
+            max_requests_per_client: limits.max_requests_per_client,
+            trusted_proxies: Some(limits.trusted_proxies.clone()).filter(|p| !p.is_empty()),
+            max_header_bytes: limits.max_header_bytes,
+            max_previews: previews.max_previews,
+            max_previews_per_client: previews.max_previews_per_client,
+            preview_max_services: previews.preview_max_services,
+            preview_max_renders: previews.preview_max_renders,
+            preview_timeout: previews.preview_timeout,
+            metrics_listen: None,
         }
     }
 }
@@ -479,32 +482,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
 }
 
 async fn open(db: &Database) -> Result<Arc<dyn Store>, Fatal> {
-    Ok(store::open(&db.database).await?)
+    Ok(store::open(db.url()).await?)
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
-    let token = read_token(args.token_file.as_ref())?;
+    let (settings, worker, file) = args.worker.build()?;
+    let server = file.overridden_by(args.flags());
+    let token = read_token(server.token_file.as_ref())?;
     let mut config = ServeConfig::new(token);
-    (config.settings, config.worker) = args.worker.build()?;
-    config.max_body = args.max_body;
-    config.workers = !args.no_workers;
-    config.idempotency = intake::IdempotencyConfig {
-        ttl: args.idempotency_ttl,
-        field: args.idempotency_field.clone(),
-    };
-    let file = args.worker.serve_settings()?;
-    config.limits = args.limits.build(config.worker.grace, &file);
-    config.previews = args.previews.build();
+    (config.settings, config.worker) = (settings, worker);
+    server.apply_to(&mut config);
+    let (listen, database) = (server.listen().to_owned(), server.database().to_owned());
 
     runtime()?.block_on(async move {
-        let (store, _lock) = store::open_for_serve(&args.db.database).await?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let (store, _lock) = store::open_for_serve(&database).await?;
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .map_err(|e| Fatal(format!("cannot listen on {}: {e}", args.listen)))?;
+            .map_err(|e| Fatal(format!("cannot listen on {listen}: {e}")))?;
         let address = listener.local_addr()?;
         println!(
             "lookout serve: listening on http://{address} (database {})",
-            store::shown_database(&args.db.database)
+            store::shown_database(&database)
         );
         println!("lookout serve: console at http://{address}/ui/ (sign in with the admin token)");
         std::io::stdout().flush()?;
@@ -517,27 +515,33 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
 /// Workers only, on a shared database: any number of these, on any machines, next to
 /// `serve --no-workers` intakes.
 pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
-    if !store::is_postgres(&args.db.database) {
+    let (settings, config, file) = args.worker.build()?;
+    let server = file.overridden_by(ServerSettings {
+        database: args.db.database.clone(),
+        metrics_listen: args.metrics_listen.clone(),
+        ..ServerSettings::default()
+    });
+    let database = server.database().to_owned();
+    if !store::is_postgres(&database) {
         return Err(Fatal(
             "`lookout worker` needs a database several processes share: \
              --database postgres://… (on a SQLite file, `lookout serve` runs the workers)"
                 .into(),
         ));
     }
-    let (settings, config) = args.worker.build()?;
     runtime()?.block_on(async move {
-        let store = store::open(&args.db.database).await?;
+        let store = store::open(&database).await?;
         println!(
             "lookout worker: {} delivering from {} ({} at once)",
             config.owner,
-            store::shown_database(&args.db.database),
+            store::shown_database(&database),
             config.concurrency
         );
         std::io::stdout().flush()?;
-        let metrics = match &args.metrics_listen {
+        let metrics = match &server.metrics_listen {
             Some(address) => {
                 let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
-                    Fatal(format!("--metrics-listen: cannot listen on {address}: {e}"))
+                    Fatal(format!("metrics_listen: cannot listen on {address}: {e}"))
                 })?;
                 println!(
                     "lookout worker: metrics on http://{}/metrics",

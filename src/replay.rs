@@ -55,7 +55,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
         return Err(Fatal(format!("no [services.{name}] in the config")));
     }
     crate::runtime()?.block_on(async move {
-        let store = store::open(&args.db.database).await?;
+        let store = store::open(args.db.url()).await?;
         let now = store::now_ms();
         let request = Replay {
             services: &file.services,

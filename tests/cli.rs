@@ -233,7 +233,7 @@ fn validate_reports_every_problem_naming_service_and_option() {
 fn validate_reports_a_problem_in_every_table_at_once() {
     let (_dir, cfg) = config(
         "[engine]\ndeadline = \"soon\"\n[services.slack]\nchannel = \"ops\"\n\
-         [worker]\nlease = \"x\"\n[serve]\ntrusted_proxies = [\"nope\"]\n[wroker]\n",
+         [worker]\nlease = \"x\"\n[server]\ntrusted_proxies = [\"nope\"]\n[wroker]\n",
     );
     let out = lookout(&["validate", "--config", &cfg]);
     assert_eq!(out.status.code(), Some(2));
@@ -242,7 +242,7 @@ fn validate_reports_a_problem_in_every_table_at_once() {
         "[engine] deadline: `soon` is not a duration",
         "[services.slack] url: required option is missing",
         "[worker] lease: ",
-        "[serve] trusted_proxies: ",
+        "[server] trusted_proxies: ",
         "unknown section `wroker`",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");

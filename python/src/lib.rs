@@ -220,7 +220,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// The config as the CLI reads it: its `[worker]` and `[serve]` tables checked by the
+/// The config as the CLI reads it: its `[worker]` and `[server]` tables checked by the
 /// server's own code, an operator's file refused when its targets are blocked.
 fn read_config(
     text: Option<&str>,

@@ -226,7 +226,7 @@ def REPO_FIXTURE(name: str) -> str:
         ("[bogus]\nx = 1\n", "bogus"),
         ({"engine": {"deadline": "soon"}}, "engine.deadline"),
         ({"worker": {"lease": "x"}}, "worker.lease"),
-        ({"serve": {"trusted_proxies": ["nope"]}}, "serve.trusted_proxies"),
+        ({"server": {"trusted_proxies": ["nope"]}}, "server.trusted_proxies"),
         (pathlib.Path("/nonexistent/lookout.toml"), None),
     ],
 )
@@ -266,10 +266,10 @@ def test_validate_reports_every_table_at_once_as_the_cli_does(tmp_path):
         "engine": {"deadline": "soon"},
         "services": {"slack": {"channel": "ops"}},
         "worker": {"lease": "x"},
-        "serve": {"trusted_proxies": ["nope"]},
+        "server": {"trusted_proxies": ["nope"]},
     }
     problems = lookout.validate(config)
-    assert [p.path for p in problems] == ["engine.deadline", "services.slack.url", "worker.lease", "serve.trusted_proxies"]
+    assert [p.path for p in problems] == ["engine.deadline", "services.slack.url", "worker.lease", "server.trusted_proxies"]
     # A dict's problems name its paths, not a place in JSON the caller never wrote.
     assert not any(re.search(r"line \d|column \d", p.message) for p in problems)
     file = tmp_path / "lookout.json"
@@ -278,7 +278,7 @@ def test_validate_reports_every_table_at_once_as_the_cli_does(tmp_path):
     assert cli.returncode == 2
     assert cli.stderr.strip() == "error: " + "\n".join(p.message for p in problems)
     assert lookout.validate(file) == problems
-    assert lookout.validate({"worker": {"lease": "2m"}, "serve": {"trusted_proxies": ["10.0.0.0/8"]}}) == []
+    assert lookout.validate({"worker": {"lease": "2m"}, "server": {"trusted_proxies": ["10.0.0.0/8"]}}) == []
 
 
 def test_explicit_constructors(tmp_path):

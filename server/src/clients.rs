@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 pub use ipnet::IpNet;
-use serde::Deserialize;
 
 /// The request extension naming the client (inserted by `listen`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,51 +53,6 @@ pub fn parse_network(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("`{text}` is neither an IP address nor a network (10.0.0.0/8)"))
-}
-
-/// The config file's `[serve]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeSettings {
-    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
-    #[serde(default, deserialize_with = "networks")]
-    pub trusted_proxies: Option<Vec<IpNet>>,
-}
-
-/// The `[serve]` table, checked as `lookout serve` will read it.
-pub fn check_serve(
-    table: &serde_json::Value,
-    _engine: Option<&lookout::Settings>,
-) -> Result<(), lookout::config::Problem> {
-    serde_path_to_error::deserialize::<_, ServeSettings>(table)
-        .map(drop)
-        .map_err(|e| lookout::config::Problem::in_table("serve", &e.path().to_string(), e.inner()))
-}
-
-impl ServeSettings {
-    /// The `[serve]` table of a config file's other sections (none: all defaults).
-    pub fn from_sections(
-        sections: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<ServeSettings, String> {
-        match sections.get("serve") {
-            None => Ok(ServeSettings::default()),
-            Some(table) => serde_path_to_error::deserialize(table)
-                .map_err(|e| format!("serve.{}: {}", e.path(), e.inner())),
-        }
-    }
-}
-
-fn networks<'de, D>(deserializer: D) -> Result<Option<Vec<IpNet>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    let texts = Vec::<String>::deserialize(deserializer)?;
-    texts
-        .iter()
-        .map(|text| parse_network(text))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 /// The client of a request that came from `peer`: the peer itself, or, when the peer is
@@ -425,11 +379,12 @@ mod tests {
         assert!(parse_network("10.0.0.0/8").is_ok() && parse_network("::1").is_ok());
         let refused = parse_network("proxy.example").unwrap_err();
         assert!(refused.contains("proxy.example"), "{refused}");
-        let sections = serde_json::json!({"serve": {"trusted_proxies": ["10.0.0.0/33"]}});
-        let problem = ServeSettings::from_sections(sections.as_object().unwrap()).unwrap_err();
-        assert!(problem.starts_with("serve.trusted_proxies"), "{problem}");
-        let sections = serde_json::json!({"serve": {"trusted_proxy": []}});
-        assert!(ServeSettings::from_sections(sections.as_object().unwrap()).is_err());
+        let sections = serde_json::json!({"server": {"trusted_proxies": ["10.0.0.0/33"]}});
+        let read = crate::server_settings::ServerSettings::from_sections;
+        let problem = read(sections.as_object().unwrap()).unwrap_err();
+        assert!(problem.starts_with("server.trusted_proxies"), "{problem}");
+        let sections = serde_json::json!({"server": {"trusted_proxy": []}});
+        assert!(read(sections.as_object().unwrap()).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`store`] (the outbox), [`lanes`] (how claims share the workers fairly), [`worker`]
 //! (claims, attempts), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
+//! [`server_settings`] (the `[server]` table: listener, database, limits),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
 //! events through a new config, compared and resent), [`console`] (the web console at
 //! `/ui`).
@@ -15,6 +16,7 @@
 pub mod clients;
 pub mod clock;
 pub mod commit;
+pub mod config_defaults;
 pub mod console;
 #[cfg(test)]
 mod echo;
@@ -29,6 +31,7 @@ pub mod policy;
 pub mod replay;
 pub mod retention;
 pub mod routing;
+pub mod server_settings;
 pub mod store;
 pub mod tokens;
 pub mod worker;

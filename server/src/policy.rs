@@ -28,15 +28,19 @@ use crate::store::upkeep::DisableRule;
 /// The config file's tables this crate reads (beside the engine's `engine` and
 /// `services`), each with its check, so that loading a file anywhere (`lookout
 /// validate`, `serve`, the Python package) reports their problems with the rest:
-/// `serve`'s is [`ServeSettings`](crate::clients::ServeSettings).
+/// `server`'s is [`ServerSettings`](crate::server_settings::ServerSettings).
 pub const SECTIONS: &[Section] = &[
     Section {
         name: "worker",
         check: check_worker,
     },
     Section {
+        name: "server",
+        check: crate::server_settings::check_server,
+    },
+    Section {
         name: "serve",
-        check: crate::clients::check_serve,
+        check: crate::server_settings::check_renamed_serve,
     },
 ];
 
@@ -344,10 +348,17 @@ mod humantime_serde {
 }
 
 /// Optional human durations (`"90s"`, `"2m"`).
-mod humantime_serde_opt {
+pub(crate) mod humantime_serde_opt {
     use std::time::Duration;
 
     use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
