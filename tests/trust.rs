@@ -204,3 +204,29 @@ fn a_stored_secret_never_follows_a_changed_url() {
     });
     assert!(!everything_received(&elsewhere).contains(BOT_TOKEN));
 }
+
+#[test]
+fn predictable_bootstrap_tokens_are_refused_saying_why() {
+    let place = Place::new(TOKEN, ENGINE);
+    let refused = [
+        ("0123456789abcdef", "sequences"),
+        ("1234567890123456", "sequences"),
+        ("abcdefghijklmnop", "sequences"),
+        ("passwordpassword", "repeats"),
+    ];
+    for (token, why) in refused {
+        let started = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--database"])
+            .arg(place.db())
+            .env("LOOKOUT_TOKEN", token)
+            .output()
+            .expect("run serve");
+        assert_eq!(started.status.code(), Some(2), "{token} was taken");
+        let said = String::from_utf8_lossy(&started.stderr);
+        assert!(
+            said.contains("too predictable") && said.contains(why),
+            "{said}"
+        );
+        assert!(!said.contains(token), "the token was echoed: {said}");
+    }
+}
