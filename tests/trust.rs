@@ -230,3 +230,42 @@ fn predictable_bootstrap_tokens_are_refused_saying_why() {
         assert!(!said.contains(token), "the token was echoed: {said}");
     }
 }
+
+/// Broker and SMTP hosts on loopback, in the spellings resolvers take, and the option
+/// each is refused for.
+const LOOPBACK_DESTINATIONS: &[(&str, &str)] = &[
+    (r#"{"service": "redis", "url": "redis://127.0.0.1"}"#, "url"),
+    (r#"{"service": "nats", "url": "nats://127.1"}"#, "url"),
+    (r#"{"service": "mqtt", "url": "mqtt://localhost"}"#, "url"),
+    (
+        r#"{"service": "rabbitmq", "url": "amqp://guest:pw-9x@[::1]"}"#,
+        "url",
+    ),
+    (
+        r#"{"service": "email", "host": "127.0.0.1", "from": "a@example.com", "to": ["b@example.com"]}"#,
+        "host",
+    ),
+];
+
+#[test]
+fn loopback_broker_and_smtp_hosts_are_refused_when_configured() {
+    // The default guard: loopback is not allowed (nothing here is ever sent).
+    let place = Place::new(TOKEN, "[engine]\n");
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        for (service, option) in LOOPBACK_DESTINATIONS {
+            let table: Value = serde_json::from_str(service).expect("JSON");
+            let body = json!({ "services": { "s": table } });
+            let (status, answer) =
+                api(&serving, reqwest::Method::PUT, "/v1/products/p1", body).await;
+            assert_eq!(status, 400, "accepted: {service}");
+            let said = answer["error"].as_str().unwrap_or_default();
+            assert!(
+                said.contains(&format!("[services.s] {option}:"))
+                    && said.contains("SSRF guard will refuse"),
+                "{said}"
+            );
+            assert!(!said.contains("pw-9x"), "a password was echoed: {said}");
+        }
+    });
+}
