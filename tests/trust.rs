@@ -269,3 +269,119 @@ fn loopback_broker_and_smtp_hosts_are_refused_when_configured() {
         }
     });
 }
+
+/// A client whose connections come from `local` (a loopback address).
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(local.parse::<std::net::IpAddr>().expect("an address"))
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The status and `Retry-After` of a GET of the product list with `token`, from
+/// `client`, for the client named in `X-Forwarded-For` (read only from a trusted proxy).
+async fn with_token(
+    client: &reqwest::Client,
+    serving: &Serving,
+    forwarded_for: &str,
+    token: &str,
+) -> (u16, Option<String>) {
+    let answer = client
+        .get(format!("{}/v1/products", serving.url))
+        .bearer_auth(token)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .expect("answered");
+    let retry = answer.headers().get("retry-after");
+    let retry = retry.and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (answer.status().as_u16(), retry)
+}
+
+async fn sign_in(client: &reqwest::Client, serving: &Serving, token: &str) -> u16 {
+    let form = client
+        .get(format!("{}/ui/signin", serving.url))
+        .send()
+        .await
+        .expect("the form");
+    let cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("lookout_signin="))
+        .expect("a sign-in cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let page = form.text().await.expect("a page");
+    let nonce = between(&page, "name=\"nonce\" value=\"", "\"").to_owned();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("nonce", &nonce)
+        .append_pair("token", token)
+        .finish();
+    let answer = client
+        .post(format!("{}/ui/signin", serving.url))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("answered");
+    answer.status().as_u16()
+}
+
+#[test]
+fn wrong_tokens_are_throttled_per_client_address_behind_a_trusted_proxy() {
+    const GUESSES: usize = 30; // the server's MAX_FAILURES
+    let place = Place::new(TOKEN, ENGINE);
+    let serving = place.serve(&["--no-workers", "--trusted-proxy", "127.0.0.3"]);
+    runtime().block_on(async {
+        let proxy = client_from("127.0.0.3");
+        for n in 0..GUESSES {
+            let guess = format!("wrong-guess-{n:04}-7f3e9a1c5b");
+            let (status, _) = with_token(&proxy, &serving, "127.0.0.50", &guess).await;
+            assert_eq!(status, 401, "guess {n}");
+        }
+        // The guesser is held back, whatever it sends, for the rest of the window…
+        let (status, retry) = with_token(&proxy, &serving, "127.0.0.50", "one-more-guess-1").await;
+        assert_eq!(status, 429);
+        let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+        assert!((1..=60).contains(&retry), "{retry}");
+        // …while the right token's holder, behind the same proxy, is not.
+        let (status, _) = with_token(&proxy, &serving, "127.0.0.51", TOKEN).await;
+        assert_eq!(status, 200);
+
+        // Console sign-ins count the same way, per address.
+        let browser = client_from("127.0.0.4");
+        for n in 0..GUESSES {
+            let status = sign_in(&browser, &serving, &format!("not-the-token-{n}")).await;
+            assert_eq!(status, 401, "sign-in {n}");
+        }
+        assert_eq!(sign_in(&browser, &serving, TOKEN).await, 429);
+        assert_eq!(
+            sign_in(&client_from("127.0.0.5"), &serving, TOKEN).await,
+            200
+        );
+
+        let metrics = client()
+            .get(format!("{}/metrics", serving.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        for counted in [
+            "lookout_auth_failures_total{door=\"api\"} 30",
+            "lookout_auth_failures_total{door=\"console\"} 30",
+            "lookout_refused_total{reason=\"wrong_tokens\"} 2",
+        ] {
+            assert!(metrics.contains(counted), "no `{counted}` in:\n{metrics}");
+        }
+        assert!(!metrics.contains("wrong-guess") && !metrics.contains(TOKEN));
+    });
+}

@@ -18,6 +18,7 @@ pub mod commit;
 pub mod console;
 #[cfg(test)]
 mod echo;
+pub mod guessing;
 pub mod health;
 pub mod intake;
 pub mod lanes;
