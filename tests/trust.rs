@@ -385,3 +385,29 @@ fn wrong_tokens_are_throttled_per_client_address_behind_a_trusted_proxy() {
         assert!(!metrics.contains("wrong-guess") && !metrics.contains(TOKEN));
     });
 }
+
+#[test]
+fn an_idempotency_key_with_a_tab_or_space_inside_is_refused() {
+    let place = Place::new(TOKEN, ENGINE);
+    place.product("http://127.0.0.1:9/in", None);
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        for (key, want) in [("one\ttwo", 400), ("one two", 400), ("one-two", 202)] {
+            let answer = client()
+                .post(format!("{}/v1/products/p1/events", serving.url))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(lookout::samples::ALL[0].1)
+                .send()
+                .await
+                .expect("answered");
+            let status = answer.status().as_u16();
+            let said = answer.text().await.unwrap_or_default();
+            assert_eq!(status, want, "{key:?}: {said}");
+            if want == 400 {
+                assert!(said.contains("visible ASCII"), "{said}");
+            }
+        }
+    });
+}

@@ -555,7 +555,9 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let key = value.to_str().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    // HTTP lets a header value hold tabs and spaces; a key is one visible word.
+    let visible = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible {
         return Err(format!(
             "Idempotency-Key: expected 1 to {MAX_KEY_LEN} visible ASCII characters"
         ));
