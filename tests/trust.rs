@@ -411,3 +411,40 @@ fn an_idempotency_key_with_a_tab_or_space_inside_is_refused() {
         }
     });
 }
+
+#[test]
+fn log_lines_carry_no_colours_when_stderr_is_not_a_terminal() {
+    let place = Place::new(TOKEN, ENGINE);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    command
+        .args([
+            "serve",
+            "--no-workers",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+        ])
+        .arg(place.db())
+        .env("LOOKOUT_TOKEN", TOKEN)
+        .env("LOOKOUT_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    let (mut child, listening) =
+        common::spawn_reading_first_line(&mut command, Duration::from_secs(20));
+    // Once it answers, its SIGTERM handler is in place: it logs its shutdown, then exits.
+    let url = listening
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("its URL")
+        .to_owned();
+    let healthz = runtime().block_on(async { client().get(format!("{url}/healthz")).send().await });
+    assert_eq!(healthz.expect("answered").status(), 200);
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let output = child.wait_with_output().expect("exits");
+    let logged = String::from_utf8_lossy(&output.stderr);
+    assert!(logged.contains("shutting down"), "nothing logged: {logged}");
+    assert!(!logged.contains('\u{1b}'), "colours in a pipe: {logged:?}");
+}
