@@ -428,7 +428,7 @@ fn log_lines_carry_no_colours_when_stderr_is_not_a_terminal() {
         .env("LOOKOUT_TOKEN", TOKEN)
         .env("LOOKOUT_LOG", "info")
         .stderr(std::process::Stdio::piped());
-    let (mut child, listening) =
+    let (child, listening) =
         common::spawn_reading_first_line(&mut command, Duration::from_secs(20));
     // Once it answers, its SIGTERM handler is in place: it logs its shutdown, then exits.
     let url = listening
