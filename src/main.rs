@@ -173,6 +173,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(output::stderr_takes_colours())
         .init();
     let cli = Cli::parse();
     if cli.command.only_prints() {

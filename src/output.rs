@@ -432,3 +432,11 @@ pub fn tokens(tokens: &[lookout_server::tokens::Token], json: bool) {
         .collect();
     print_table(["TOKEN", "SCOPE", "PRODUCTS", "CREATED", "EXPIRES"], &rows);
 }
+
+/// Whether log lines on stderr may be coloured: only on a terminal, and not when
+/// `NO_COLOR` is set (no-color.org). A file or a journal would keep the escapes as noise.
+pub fn stderr_takes_colours() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stderr().is_terminal()
+}

@@ -158,6 +158,7 @@ async fn serve(store: Arc<dyn Store>, limits: PreviewLimits) -> String {
         transport: Transport::new(settings).unwrap(),
         keys: Keys::from_admin_token(ADMIN_TOKEN),
         previews: Arc::new(Previews::new(limits, Arc::default())),
+        guesses: Arc::new(lookout_server::guessing::Guesses::new(Arc::default())),
     };
     let app = axum::Router::new().nest_service("/ui", console::router(console));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

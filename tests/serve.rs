@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+const TOKEN: &str = "serve-test-token-6b0e3f9c21d7a84e";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// In every target URL: a secret path that must never be printed.
 const URL_KEY: &str = "K3YxSECRETx9";

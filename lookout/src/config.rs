@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::delivery::ssrf::Guard;
+use crate::delivery::ssrf::{Blocked, Guard};
 use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
@@ -587,23 +587,24 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The URL options of `instance` that the guard will surely refuse, each as a problem
-/// naming the option: those whose host is an IP address (or `localhost`) outside
-/// `allow_networks`. Known when the options are configured, without resolving a name
-/// or connecting anywhere.
+/// The options of `instance` naming a target that the guard will surely refuse, each as
+/// a problem naming the option: URL options, and declared destinations that hold a host
+/// (an SMTP `host`, a broker's `url`), whose host is an IP address (or `localhost`)
+/// outside `allow_networks`. Known when the options are configured, without resolving a
+/// name or connecting anywhere.
 pub fn refused_targets(instance: &Instance, guard: &Guard) -> Vec<OptionProblem> {
     let options = &instance.options;
     let mut problems = Vec::new();
     for spec in instance.registration.schema.options {
-        let urls = match spec.kind {
-            Kind::Url => options.str(spec.name).into_iter().collect(),
-            Kind::UrlList => options.list(spec.name),
-            _ => continue,
+        let refused = match spec.kind {
+            Kind::Url => refused_url(options.str(spec.name), guard),
+            Kind::UrlList => refused_url(options.list(spec.name), guard),
+            Kind::String if spec.decides_destination() => options
+                .str(spec.name)
+                .and_then(host_written)
+                .and_then(|host| guard.check_host_literal(&host).err()),
+            _ => None,
         };
-        let refused = urls
-            .into_iter()
-            .filter_map(|raw| url::Url::parse(raw).ok())
-            .find_map(|url| guard.check_literal(&url).err());
         if let Some(blocked) = refused {
             problems.push(OptionProblem {
                 instance: instance.name.clone(),
@@ -613,6 +614,22 @@ pub fn refused_targets(instance: &Instance, guard: &Guard) -> Vec<OptionProblem>
         }
     }
     problems
+}
+
+fn refused_url<'a>(urls: impl IntoIterator<Item = &'a str>, guard: &Guard) -> Option<Blocked> {
+    urls.into_iter()
+        .filter_map(|raw| url::Url::parse(raw).ok())
+        .find_map(|url| guard.check_literal(&url).err())
+}
+
+/// The host a destination option names: a URL's (`redis://:pw@host:6379`), or the
+/// value itself (`smtp.example.com`). Never its credentials.
+fn host_written(value: &str) -> Option<String> {
+    if !value.contains("://") {
+        return Some(value.trim().to_owned());
+    }
+    let url = url::Url::parse(value).ok()?;
+    url.host_str().map(str::to_owned)
 }
 
 /// toml's message is multi-line with a source excerpt; keep "line L, column C: what".

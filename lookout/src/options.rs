@@ -65,6 +65,10 @@ pub struct OptionSpec {
     /// options are validated; its message must not quote the value.
     #[serde(skip)]
     pub check: Option<ValueCheck>,
+    /// Declared to decide where requests go (a host, a port, a region), beside URL
+    /// options, which always do: see [`OptionSpec::decides_destination`].
+    #[serde(skip)]
+    pub destination: bool,
 }
 
 impl OptionSpec {
@@ -79,6 +83,7 @@ impl OptionSpec {
             default: None,
             help,
             check: None,
+            destination: false,
         }
     }
     pub const fn string(name: &'static str, help: &'static str) -> Self {
@@ -125,6 +130,18 @@ impl OptionSpec {
     }
     pub const fn is_secret(&self) -> bool {
         matches!(self.secrecy, Secrecy::Secret)
+    }
+    /// Declares that the option decides where requests go although it is not a URL (an
+    /// SMTP host, a broker's address, an AWS region): changing it asks for the service's
+    /// secrets again, so that a stored secret is never sent where it was not entered.
+    pub const fn destination(mut self) -> Self {
+        self.destination = true;
+        self
+    }
+    /// Whether a new value sends requests elsewhere: URL options always do, others when
+    /// declared with [`OptionSpec::destination`].
+    pub const fn decides_destination(&self) -> bool {
+        self.destination || matches!(self.kind, Kind::Url | Kind::UrlList)
     }
     /// The value's problem beyond its kind (out of range), if any.
     fn check_bounds(&self, value: &Value) -> Result<(), Mismatch> {
@@ -176,6 +193,20 @@ impl Schema {
     }
     pub fn get(&self, name: &str) -> Option<&OptionSpec> {
         self.options.iter().find(|o| o.name == name)
+    }
+
+    /// The first option deciding where requests go whose value differs between two sets
+    /// of options as written: a stored secret must not follow such a change unasked.
+    pub fn moved_destination(
+        &self,
+        before: &Map<String, Value>,
+        after: &Map<String, Value>,
+    ) -> Option<&'static str> {
+        self.options
+            .iter()
+            .filter(|o| o.decides_destination())
+            .find(|o| before.get(o.name) != after.get(o.name))
+            .map(|o| o.name)
     }
 
     /// The keys of `raw` (options as written) that hold secrets: the secret options of

@@ -39,8 +39,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::clients::ClientAddr;
 use crate::commit::Committer;
 use crate::console::{self, Console, PreviewLimits, Previews};
+use crate::guessing::{self, Door, Guesses};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
@@ -123,6 +125,8 @@ struct App {
     token_digest: [u8; 32],
     /// The workers' SSRF guard: targets it will refuse are refused when configured.
     guard: Guard,
+    /// Wrong tokens per client address, shared with the console's sign-in.
+    guesses: Arc<Guesses>,
 }
 
 /// The HTTP routes; bodies above `max_body` bytes are refused with 413.
@@ -173,6 +177,7 @@ pub async fn run(
     let transport = Transport::new(config.settings.clone()).map_err(std::io::Error::other)?;
     let metrics = Arc::new(Metrics::new());
     let app = App {
+        guesses: Arc::new(Guesses::new(metrics.clone())),
         store: store.clone(),
         committer: Committer::start(store.clone(), metrics.clone()),
         routes: Arc::new(RouteCache::new(config.settings.clone())),
@@ -209,6 +214,7 @@ pub async fn run(
         routes: app.routes.clone(),
         keys: console::Keys::from_admin_token(&config.token),
         previews: Arc::new(Previews::new(config.previews.clone(), app.metrics.clone())),
+        guesses: app.guesses.clone(),
     };
     let metrics = app.metrics.clone();
     let router = router(app, console, config.max_body);
@@ -319,6 +325,10 @@ async fn authorize(State(app): State<App>, mut request: Request, next: Next) -> 
     else {
         return unauthorized("a bearer token is required");
     };
+    let client = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    if let Some(wait) = client.and_then(|client| app.guesses.wait_for(client)) {
+        return too_many_wrong_tokens(wait);
+    }
     let bootstrap = Sha256::digest(given.as_bytes()).ct_eq(&app.token_digest);
     let caller = if bool::from(bootstrap) {
         Token::bootstrap()
@@ -328,12 +338,28 @@ async fn authorize(State(app): State<App>, mut request: Request, next: Next) -> 
                 return unauthorized("this token has expired");
             }
             Ok(Some(token)) => token,
-            Ok(None) => return unauthorized("a valid bearer token is required"),
+            Ok(None) => {
+                if let Some(client) = client {
+                    app.guesses.failed(client, Door::Api);
+                }
+                return unauthorized("a valid bearer token is required");
+            }
             Err(err) => return store_error(&err),
         }
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// 429 for an address that has given too many wrong tokens lately.
+fn too_many_wrong_tokens(wait: Duration) -> Response {
+    let seconds = guessing::retry_after_seconds(wait);
+    let message = format!("too many wrong tokens from this address: try again in {seconds} s");
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    response
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -541,7 +567,9 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let key = value.to_str().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
+    // HTTP lets a header value hold tabs and spaces; a key is one visible word.
+    let visible = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !visible {
         return Err(format!(
             "Idempotency-Key: expected 1 to {MAX_KEY_LEN} visible ASCII characters"
         ));

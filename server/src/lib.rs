@@ -20,6 +20,7 @@ pub mod config_defaults;
 pub mod console;
 #[cfg(test)]
 mod echo;
+pub mod guessing;
 pub mod health;
 pub mod intake;
 pub mod lanes;

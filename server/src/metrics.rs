@@ -89,6 +89,8 @@ pub struct Metrics {
     targets_disabled: Mutex<u64>,
     /// Connections and requests refused by a limit of the request path, by reason.
     refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Wrong API tokens and console sign-ins, by door (`api`, `console`).
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -127,6 +129,11 @@ impl Metrics {
     /// (`connections_per_client`, `requests_per_client`, `previews`).
     pub fn refused(&self, reason: &'static str) {
         *lock(&self.refused).entry(reason).or_default() += 1;
+    }
+
+    /// A wrong token was given at `door` (`api`, `console`).
+    pub fn auth_failed(&self, door: &'static str) {
+        *lock(&self.auth_failures).entry(door).or_default() += 1;
     }
 
     /// One request's time, from sending to the last byte of the answer.
@@ -215,6 +222,18 @@ impl Metrics {
         );
         for (reason, count) in lock(&self.refused).iter() {
             let _ = writeln!(out, "lookout_refused_total{{reason=\"{reason}\"}} {count}");
+        }
+        family(
+            &mut out,
+            "lookout_auth_failures_total",
+            "counter",
+            "Wrong API tokens and console sign-ins, by door.",
+        );
+        for (door, count) in lock(&self.auth_failures).iter() {
+            let _ = writeln!(
+                out,
+                "lookout_auth_failures_total{{door=\"{door}\"}} {count}"
+            );
         }
 
         let name = "lookout_delivery_duration_seconds";

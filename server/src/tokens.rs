@@ -137,41 +137,55 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The least a token Lookout did not generate must carry, in bits, estimated from the
-/// spread of its characters: 16 random hex digits carry about 55.
-const MIN_BITS: f64 = 48.0;
+/// The least a token Lookout did not generate must take to guess, as the log10 of the
+/// guesses an attacker who knows how people pick tokens needs (zxcvbn's estimate): 16
+/// random hex digits take about 10^16; a phrase of common words with a sequence, far
+/// fewer.
+const MIN_GUESSES_LOG10: f64 = 14.0;
 
-/// Refuses a token too short or too repetitive to be a secret (`aaaaaaaaaaaaaaaa`).
+/// Refuses a token too short or too predictable to be a secret (`aaaaaaaaaaaaaaaa`,
+/// `0123456789abcdef`, `qwertyuiopasdfgh`, `passwordpassword`), saying why without
+/// quoting it.
 pub fn check_strength(token: &str) -> Result<(), String> {
     let length = token.chars().count();
     if length < 16 {
         return Err(format!("{length} characters; 16 or more are needed"));
     }
-    let bits = estimated_bits(token);
-    if bits < MIN_BITS {
+    let estimate = zxcvbn::zxcvbn(token, &[]);
+    if estimate.guesses_log10() < MIN_GUESSES_LOG10 {
         return Err(format!(
-            "too predictable (about {bits:.0} bits; {MIN_BITS:.0} or more are needed): \
-             use random characters, e.g. `openssl rand -hex 32`"
+            "too predictable: it is made of {} (about 10^{:.0} guesses; 10^{MIN_GUESSES_LOG10:.0} \
+             or more are needed): use random characters, e.g. `openssl rand -hex 32`",
+            patterns_found(&estimate),
+            estimate.guesses_log10().floor()
         ));
     }
     Ok(())
 }
 
-/// Shannon entropy of the token's characters times its length.
-fn estimated_bits(token: &str) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for c in token.chars() {
-        *counts.entry(c).or_insert(0u32) += 1;
+/// What makes a token easy to guess, in words that do not quote it.
+fn patterns_found(estimate: &zxcvbn::Entropy) -> String {
+    use zxcvbn::matching::patterns::MatchPattern;
+    let mut found: Vec<&str> = Vec::new();
+    for part in estimate.sequence() {
+        let named = match part.pattern {
+            MatchPattern::Dictionary(_) => "dictionary words",
+            MatchPattern::Spatial(_) => "keyboard runs",
+            MatchPattern::Repeat(_) => "repeats",
+            MatchPattern::Sequence(_) => "sequences (like abcd or 6543)",
+            MatchPattern::Date(_) => "dates",
+            MatchPattern::Regex(_) => "years",
+            MatchPattern::BruteForce => continue,
+        };
+        if !found.contains(&named) {
+            found.push(named);
+        }
     }
-    let length = token.chars().count() as f64;
-    let per_char: f64 = counts
-        .values()
-        .map(|&n| {
-            let p = f64::from(n) / length;
-            -p * p.log2()
-        })
-        .sum();
-    per_char * length
+    match found.as_slice() {
+        [] => "too few random characters".to_owned(),
+        [only] => (*only).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +198,24 @@ mod tests {
         assert!(check_strength(&"ab".repeat(20)).is_err());
         assert!(check_strength("short1234").is_err());
         assert!(check_strength("9f86d081884c7d65").is_ok());
-        assert!(check_strength("test-token-0123456789abcdef").is_ok());
+        assert!(check_strength("trust-test-token-7c1e4a9b3f05d2e8").is_ok());
+    }
+
+    #[test]
+    fn predictable_tokens_are_refused_saying_why_without_quoting_them() {
+        let refused = [
+            ("0123456789abcdef", "sequences"),
+            ("1234567890123456", "sequences"),
+            ("abcdefghijklmnop", "sequences"),
+            ("hjkl;'yuiop[]bnm,.", "keyboard runs"),
+            ("passwordpassword", "repeats"),
+            ("sunshinefootball", "dictionary words"),
+        ];
+        for (token, why) in refused {
+            let problem = check_strength(token).expect_err(token);
+            assert!(problem.contains(why), "{token}: {problem}");
+            assert!(!problem.contains(token), "{problem}");
+        }
     }
 
     #[test]

@@ -48,12 +48,14 @@ const OPTIONS: &[OptionSpec] = &[
         "host",
         "The SMTP server's host name, e.g. `smtp.example.com`.",
     )
-    .public(),
+    .public()
+    .destination(),
     OptionSpec::integer(
         "port",
         "The SMTP server's port (587 for STARTTLS, 465 for TLS).",
     )
     .public()
+    .destination()
     .range(1, 65535)
     .default("587"),
     OptionSpec::choice(
@@ -62,6 +64,7 @@ const OPTIONS: &[OptionSpec] = &[
         "`starttls` (upgrade, required), `tls` (TLS from the start) or `none` (unencrypted).",
     )
     .public()
+    .destination()
     .default("starttls"),
     OptionSpec::string("username", "The SMTP login, if the server wants one.")
         .public()

@@ -58,7 +58,8 @@ const OPTIONS: &[OptionSpec] = &[
         "url",
         "The broker, `mqtt://user:password@host:1883` (no user for anonymous access).",
     )
-    .secret(),
+    .secret()
+    .destination(),
     OptionSpec::string(
         "topic",
         "The topic: a template with `{product}`, `{model}` and `{action}`.",

@@ -57,7 +57,8 @@ const OPTIONS: &[OptionSpec] = &[
         "url",
         "The server, `nats://user:password@host:4222` or `nats://token@host:4222`.",
     )
-    .secret(),
+    .secret()
+    .destination(),
     OptionSpec::string(
         "subject",
         "The subject: a template with `{product}`, `{model}` and `{action}`.",

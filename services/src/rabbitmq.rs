@@ -62,7 +62,8 @@ const OPTIONS: &[OptionSpec] = &[
         "url",
         "The broker, `amqp://user:password@host:5672/vhost` (vhost `%2f` is `/`).",
     )
-    .secret(),
+    .secret()
+    .destination(),
     OptionSpec::string(
         "exchange",
         "The exchange to publish to; empty is the default exchange (routing key = queue).",

@@ -57,7 +57,8 @@ const OPTIONS: &[OptionSpec] = &[
         "url",
         "The server, `redis://user:password@host:6379/db` (`redis://:password@host` for the default user).",
     )
-    .secret(),
+    .secret()
+        .destination(),
     OptionSpec::string(
         "stream",
         "The stream's key: a template with `{product}`, `{model}` and `{action}`.",

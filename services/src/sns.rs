@@ -80,7 +80,8 @@ const OPTIONS: &[OptionSpec] = &[
         "topic_arn",
         "The topic's ARN (`arn:aws:sns:{region}:{account}:{name}`).",
     )
-    .public(),
+    .public()
+    .destination(),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,

@@ -76,7 +76,8 @@ const OPTIONS: &[OptionSpec] = &[
         "The queue's URL (`https://sqs.{region}.amazonaws.com/{account}/{name}`).",
     )
     .public(),
-    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).").public(),
+    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).").public()
+        .destination(),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,

@@ -132,6 +132,21 @@ impl Guard {
         }
     }
 
+    /// The check of [`check_literal`](Self::check_literal) for a host that is not in an
+    /// HTTP URL (an SMTP server, a broker's host): an IP address in any spelling a
+    /// resolver takes (`127.1`, `0x7f.0.0.1`, `[::1]`) or `localhost` is refused when the
+    /// guard refuses it; other names pass (they are resolved and checked when sending).
+    pub fn check_host_literal(&self, host: &str) -> Result<(), Blocked> {
+        match url::Host::parse(host) {
+            Ok(url::Host::Ipv4(v4)) => self.check(IpAddr::V4(v4)),
+            Ok(url::Host::Ipv6(v6)) => self.check(IpAddr::V6(v6)),
+            Ok(url::Host::Domain(name)) if is_localhost(&name) => {
+                self.check(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Keeps the addresses that may be connected to; when none may, says why (for the
     /// first one).
     pub fn filter(
@@ -383,6 +398,23 @@ mod tests {
             let why = blocked(url).unwrap_or_else(|| panic!("{url} passed"));
             assert!(why.contains("loopback"), "{url}: {why}");
         }
+    }
+
+    #[test]
+    fn hosts_outside_urls_are_caught_in_every_spelling() {
+        let guard = Guard::default();
+        for host in [
+            "127.0.0.1",
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "[::1]",
+            "localhost",
+        ] {
+            assert!(guard.check_host_literal(host).is_err(), "{host} passed");
+        }
+        assert!(guard.check_host_literal("smtp.example.com").is_ok());
+        assert!(Guard::loopback_only().check_host_literal("127.1").is_ok());
     }
 
     #[test]

@@ -150,8 +150,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The names MiniJinja itself provides (its global functions).
-const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug"];
+/// The names MiniJinja itself provides (its global functions), less `debug`: it writes
+/// the whole render context (the event and every helper) into the message, a dump an
+/// outside service should never get by accident; `{{ attributes }}` shows the item when
+/// that is wanted. See docs/TEMPLATES.md.
+const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "namespace"];
 
 // Links leave a render as `START text URL url END`; these private-use characters are
 // removed from every value taken from the event, so a title cannot forge a link.
@@ -293,6 +296,7 @@ fn sandbox() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_debug(true);
+    env.remove_global("debug");
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_formatter(
         |out, state, value| match value.downcast_object_ref::<Link>() {
@@ -806,6 +810,12 @@ mod tests {
             Templates::default().apply(&event, default.clone()).unwrap(),
             default
         );
+    }
+
+    #[test]
+    fn debug_is_not_offered() {
+        let problem = templates(json!({ "title": "{{ debug() }}" })).unwrap_err();
+        assert!(problem.contains("unknown variable `debug`"), "{problem}");
     }
 
     #[test]

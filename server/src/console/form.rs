@@ -166,18 +166,24 @@ impl ServiceForm {
         for field in form.fields.iter_mut().chain(&mut form.lane) {
             read_field(field, posted, &mut options);
         }
+        let mut problems = match previous {
+            Some(previous) => secrets_asked_again(reg, previous, posted, &mut options),
+            None => Vec::new(),
+        };
         let stored = StoredInstance {
             name: form.name.clone(),
             service: reg.name().to_owned(),
             options,
         };
-        let problems = match check_name(&form.name) {
-            Err(problem) => {
-                form.name_problems.push(problem);
-                Vec::new()
-            }
-            Ok(()) => problems_of(&stored, guard),
-        };
+        for asked in &problems {
+            let field = form.fields.iter_mut().find(|f| f.name == asked.option);
+            field.into_iter().for_each(|field| field.kept = false);
+        }
+        match check_name(&form.name) {
+            Err(problem) => form.name_problems.push(problem),
+            Ok(()) if problems.is_empty() => problems = problems_of(&stored, guard),
+            Ok(()) => {}
+        }
         if problems.is_empty() && form.name_problems.is_empty() {
             return Ok(stored);
         }
@@ -195,6 +201,42 @@ impl ServiceForm {
             }
         }
     }
+}
+
+/// When an edit changes where the service sends (its URL, host, server…), the secrets left
+/// empty are not kept but asked for again, each with a problem beside its field: kept,
+/// a token entered for one host would go to whichever host the editor names, and a
+/// short-lived portal link or a stolen session would yield a lasting credential.
+fn secrets_asked_again(
+    reg: &'static Registration,
+    previous: &StoredInstance,
+    posted: &[(String, String)],
+    options: &mut Map<String, Value>,
+) -> Vec<OptionProblem> {
+    let Some(moved) = reg.schema.moved_destination(&previous.options, options) else {
+        return Vec::new();
+    };
+    let left_empty = |spec: &&OptionSpec| {
+        let key = format!("opt.{}", spec.name);
+        posted_value(posted, &key).is_none_or(|text| text.trim().is_empty())
+    };
+    reg.schema
+        .options
+        .iter()
+        .filter(|spec| spec.is_secret() && previous.options.contains_key(spec.name))
+        .filter(left_empty)
+        .map(|spec| {
+            options.remove(spec.name);
+            OptionProblem {
+                instance: previous.name.clone(),
+                option: spec.name.to_owned(),
+                problem: format!(
+                    "`{moved}` changed: enter this secret again (a stored secret is only \
+                     sent where it was entered)"
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The stored options' problems: invalid options, or targets the workers will refuse.
@@ -337,6 +379,43 @@ mod tests {
         )
         .expect("left empty: kept");
         assert_eq!(edited.options, saved.options);
+    }
+
+    #[test]
+    fn a_changed_destination_asks_for_every_stored_secret_again() {
+        let reg = lookout::service::find("echo").expect("the test service");
+        let guard = Guard::for_settings(&loopback_allowed());
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let saved = ServiceForm::submit(
+            reg,
+            &posted(&[
+                ("name", "hook"),
+                ("opt.urls", "http://127.0.0.1:9/first"),
+                ("opt.secret", secret),
+            ]),
+            None,
+            &guard,
+        )
+        .expect("valid");
+
+        let moved = posted(&[("opt.urls", "http://127.0.0.1:9/elsewhere")]);
+        let refused = ServiceForm::submit(reg, &moved, Some(&saved), &guard)
+            .expect_err("the signing secret must be entered again");
+        let field = refused.fields.iter().find(|f| f.name == "secret").unwrap();
+        assert!(!field.kept, "{field:?}");
+        assert_eq!(
+            field.problems,
+            [
+                "`urls` changed: enter this secret again (a stored secret is only sent where it was entered)"
+            ]
+        );
+
+        let entered = posted(&[
+            ("opt.urls", "http://127.0.0.1:9/elsewhere"),
+            ("opt.secret", secret),
+        ]);
+        let edited = ServiceForm::submit(reg, &entered, Some(&saved), &guard).expect("entered");
+        assert_eq!(edited.options["secret"], secret);
     }
 
     #[test]

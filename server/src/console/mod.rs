@@ -49,6 +49,8 @@ pub struct Console {
     pub keys: Keys,
     /// The previews running, and their limits.
     pub previews: Arc<Previews>,
+    /// Wrong tokens per client address, shared with the API: sign-ins are throttled too.
+    pub guesses: Arc<crate::guessing::Guesses>,
 }
 
 impl FromRef<Console> for Keys {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::auth::{self, ADMIN_SESSION, SESSION_COOKIE, SIGNIN_COOKIE, Scope, Session};
 use super::form::{self, ServiceForm};
 use super::{Console, Posted, chart};
+use crate::clients::ClientAddr;
 use crate::lanes::Waiting;
 use crate::store::{
     ActivityWindow, AttemptRecord, DeliveryFilter, DeliveryRow, Millis, Product, Status,
@@ -181,7 +183,12 @@ pub async fn signin_form(headers: HeaderMap) -> Response {
 
 /// Signs in with the admin token (the one `serve` runs with). The form's nonce must
 /// match its cookie: another site cannot sign a visitor in to its own session.
-pub async fn signin(State(console): State<Console>, headers: HeaderMap, body: String) -> Response {
+pub async fn signin(
+    State(console): State<Console>,
+    client: Option<Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     let fields: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
@@ -201,7 +208,24 @@ pub async fn signin(State(console): State<Console>, headers: HeaderMap, body: St
             Some("The form expired; try again."),
         );
     }
+    let client = client.map(|Extension(ClientAddr(address))| address);
+    if let Some(wait) = client.and_then(|client| console.guesses.wait_for(client)) {
+        let mut page = signin_page(
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("Too many wrong tokens from this address: wait a minute, then try again."),
+        );
+        let seconds = crate::guessing::retry_after_seconds(wait);
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        return page;
+    }
     if !console.keys.is_admin_token(field("token").trim()) {
+        if let Some(client) = client {
+            console
+                .guesses
+                .failed(client, crate::guessing::Door::Console);
+        }
         return signin_page(
             &headers,
             StatusCode::UNAUTHORIZED,
