@@ -276,3 +276,55 @@ async fn without_an_endpoint_no_traceparent_is_sent() {
     let sent = target.wait_for(1, WAIT);
     assert_eq!(sent[0].header("traceparent"), None);
 }
+
+/// The in-process engine (`lookout send`): one attempt span per configured service, a
+/// root here (no caller), its `traceparent` on the request, exported before the
+/// process exits.
+#[test]
+fn send_exports_its_attempt_before_exiting() {
+    let mut receiver = Receiver::start();
+    let target = CaptureServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lookout.toml");
+    let url = format!("{}/in/{URL_KEY}", target.url());
+    let text = format!(
+        "[engine]\n{}\n[services.hook]\nservice = \"webhook\"\nurls = [\"{url}\"]\n",
+        common::test_engine_toml()
+    );
+    std::fs::write(&config, text).unwrap();
+    let endpoint = receiver.endpoint();
+    let payload = lookout_testkit::fixture_path("item");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["send", "--payload", &payload, "--config"])
+        .arg(&config)
+        // The signal-specific variable wins over the general one (`/v1/traces` as given).
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            format!("{endpoint}/v1/traces"),
+        )
+        .env_remove("OTEL_SERVICE_NAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let span = receiver.wait_for("the attempt span of `send`", |spans| {
+        spans
+            .iter()
+            .find(|s| s["name"] == "delivery attempt")
+            .cloned()
+    });
+    assert_eq!(span["parent_span_id"], "");
+    assert_eq!(span["service_name"], "lookout");
+    assert_eq!(attribute(&span, "lookout.configured_service"), "hook");
+    assert_eq!(attribute(&span, "lookout.attempt"), 1);
+    assert_eq!(attribute(&span, "lookout.outcome"), "delivered");
+    let sent = target.requests();
+    let expected = format!(
+        "00-{}-{}-01",
+        span["trace_id"].as_str().unwrap(),
+        span["span_id"].as_str().unwrap()
+    );
+    assert_eq!(sent[0].header("traceparent"), Some(expected.as_str()));
+    let decoded = serde_json::to_string(&receiver.spans).unwrap();
+    assert!(!decoded.contains(URL_KEY), "{decoded}");
+}
