@@ -328,3 +328,99 @@ fn send_exports_its_attempt_before_exiting() {
     let decoded = serde_json::to_string(&receiver.spans).unwrap();
     assert!(!decoded.contains(URL_KEY), "{decoded}");
 }
+
+/// On PostgreSQL, an intake (`serve --no-workers`) and a separate `lookout worker`,
+/// each exporting under its own service name: the worker's attempt continues the
+/// trace the intake stored with the event. Needs the throwaway cluster of
+/// scripts/with-postgres.sh (as `make test` runs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_on_postgres_continues_the_intake_s_trace() {
+    let schema = lookout_testkit::postgres::TestSchema::create().await;
+    let mut receiver = Receiver::start();
+    let target = CaptureServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("engine.toml");
+    let engine = format!("[engine]\n{}\n", common::test_engine_toml());
+    std::fs::write(&config, engine).unwrap();
+    let config = config.to_str().unwrap();
+    let db = schema.url.as_str();
+    let url = format!("urls={}/hook/{URL_KEY}", target.url());
+    let add = [
+        "products",
+        "add",
+        "p1",
+        "hook",
+        "--service",
+        "webhook",
+        "--set",
+        &url,
+    ];
+    common::stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(add)
+            .args(["--database", db]),
+    );
+
+    let endpoint = receiver.endpoint();
+    let start = |name: &str, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
+        command
+            .args(args)
+            .args(["--database", db, "--config", config])
+            .env("LOOKOUT_TOKEN", TOKEN)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_SERVICE_NAME", name)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .stderr(Stdio::inherit());
+        common::spawn_reading_first_line(&mut command, WAIT)
+    };
+    let (mut intake, first_line) = start(
+        "lookout-intake",
+        &["serve", "--listen", "127.0.0.1:0", "--no-workers"],
+    );
+    let base = first_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("serve prints its URL")
+        .to_owned();
+    let (mut worker, _) = start("lookout-worker", &["worker", "--poll", "100ms"]);
+
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .post(format!("{base}/v1/products/p1/events"))
+        .bearer_auth(TOKEN)
+        .header("traceparent", &caller)
+        .body(lookout::samples::ALL[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (intake_span, attempt_span) = receiver.wait_for("intake and worker spans", |spans| {
+        let intake = named(spans, "intake", CALLER_TRACE)
+            .first()
+            .copied()?
+            .clone();
+        Some((intake, attempt(spans, CALLER_TRACE, 1)?))
+    });
+    assert_eq!(intake_span["service_name"], "lookout-intake");
+    assert_eq!(intake_span["parent_span_id"], CALLER_SPAN);
+    assert_eq!(attempt_span["service_name"], "lookout-worker");
+    assert_eq!(attempt_span["parent_span_id"], intake_span["span_id"]);
+    assert_eq!(attribute(&attempt_span, "lookout.outcome"), "delivered");
+    let sent = target.wait_for(1, WAIT);
+    let expected = format!(
+        "00-{CALLER_TRACE}-{}-01",
+        attempt_span["span_id"].as_str().unwrap()
+    );
+    assert_eq!(sent[0].header("traceparent"), Some(expected.as_str()));
+    let decoded = serde_json::to_string(&receiver.spans).unwrap();
+    assert!(
+        !decoded.contains(URL_KEY) && !decoded.contains(TOKEN),
+        "{decoded}"
+    );
+
+    common::stop_child(&mut worker);
+    common::stop_child(&mut intake);
+    schema.drop_schema().await;
+}
