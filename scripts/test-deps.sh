@@ -100,3 +100,11 @@ if ! "$venv/bin/python" -c "import moto, flask, flask_cors" 2>/dev/null; then
 fi
 echo "test dependencies: moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))') in $venv"
 # --- end moto
+
+# --- OpenTelemetry (issue 26): the official protobuf definitions decode what `serve`
+# --- exports over OTLP/HTTP in tests/telemetry.rs (tests/otlp_receiver.py).
+if ! "$venv/bin/python" -c "from opentelemetry.proto.collector.trace.v1 import trace_service_pb2" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "opentelemetry-proto==1.45.2"
+fi
+echo "test dependencies: opentelemetry-proto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))') in $venv"
+# --- end OpenTelemetry

@@ -167,14 +167,12 @@ impl<E: std::fmt::Display> From<E> for Fatal {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(output::stderr_takes_colours())
-        .init();
+    // Dropped at the end of main, after every runtime: it sends the last spans.
+    let _telemetry = lookout::telemetry::init(
+        tracing_subscriber::EnvFilter::try_from_env("LOOKOUT_LOG")
+            .unwrap_or_else(|_| "warn".into()),
+        output::stderr_takes_colours(),
+    );
     let cli = Cli::parse();
     if cli.command.only_prints() {
         end_quietly_on_a_closed_pipe();

@@ -138,6 +138,7 @@ async fn add_events(store: &dyn Store, product: &str, payloads: &[&str]) {
             received_at: received_at + i as i64,
             idempotency: None,
             routed_with: None,
+            trace_context: None,
             deliveries,
         };
         store.accept(&event).await.unwrap();

@@ -40,6 +40,7 @@ async fn history(dir: &tempfile::TempDir) -> (String, Arc<dyn Store>) {
                 received_at: received_at + i as i64,
                 idempotency: None,
                 routed_with: None,
+                trace_context: None,
                 deliveries: [("slack", "slack"), ("team", "discord")]
                     .iter()
                     .map(|(instance, service)| {

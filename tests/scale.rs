@@ -178,6 +178,7 @@ async fn accept_many(store: &Arc<dyn Store>, count: usize) {
                     payload,
                     idempotency: None,
                     routed_with: None,
+                    trace_context: None,
                 };
                 store.accept(&event).await.expect("accept");
             }
@@ -454,6 +455,7 @@ async fn accept_routed(store: &dyn Store, service: &str, payloads: &[String]) {
                 payload: payload.clone(),
                 idempotency: None,
                 routed_with: None,
+                trace_context: None,
             }
         })
         .collect();

@@ -456,6 +456,7 @@ async fn fill_queue(database: &str, url: &str, event: &lookout::Event, n: usize)
             deliveries: vec![webhook.delivery("bench", event, format!("msg_queued_{i}"))],
             idempotency: None,
             routed_with: None,
+            trace_context: None,
         })
         .collect();
     for batch in events.chunks(5_000) {

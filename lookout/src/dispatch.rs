@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt as _;
 use futures::future::join_all;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use sha2::{Digest as _, Sha256};
 
@@ -19,6 +20,7 @@ use crate::limits::build_within;
 use crate::payload::Event;
 use crate::request::RequestPreview;
 use crate::settings::Settings;
+use crate::telemetry;
 use crate::text::budget::Cut;
 
 /// The engine: settings, the shared transport, and (optionally) a set of enabled services.
@@ -109,8 +111,14 @@ impl Engine {
     pub async fn dispatch_to(&self, event: &Event, instances: &[Instance]) -> Report {
         let results = match instances {
             [instance] => {
-                let deliveries =
-                    run_service(instance, event, new_delivery_id(), &self.transport).await;
+                let deliveries = run_attempt(
+                    instance,
+                    event,
+                    new_delivery_id(),
+                    &self.transport,
+                    first(event),
+                )
+                .await;
                 rows(instance, deliveries).collect()
             }
             _ => {
@@ -119,8 +127,9 @@ impl Engine {
                     let (event, instance) = (event.clone(), instance.clone());
                     let transport = self.transport.clone();
                     tokio::spawn(async move {
+                        let id = new_delivery_id();
                         let deliveries =
-                            run_service(&instance, &event, new_delivery_id(), &transport).await;
+                            run_attempt(&instance, &event, id, &transport, first(&event)).await;
                         rows(&instance, deliveries).collect::<Vec<_>>()
                     })
                 });
@@ -191,6 +200,72 @@ pub async fn run_service(
     };
     let sending = AssertUnwindSafe(instance.registration.service.send(&job, &transport));
     finish(sending.catch_unwind(), deadline, instance).await
+}
+
+/// Which attempt of a delivery [`run_attempt`] makes, for its span.
+#[derive(Debug, Clone, Copy)]
+pub struct Traced<'a> {
+    /// The product as its caller knows it (the server's product id); `None`: the
+    /// payload's.
+    pub product: Option<&'a str>,
+    /// 1 for a delivery's first attempt.
+    pub number: u32,
+    /// The `traceparent` to continue (stored with the event by the intake), if any.
+    pub parent: Option<&'a str>,
+}
+
+/// The only attempt of an in-process delivery, in whatever trace the caller is in.
+fn first(_event: &Event) -> Traced<'static> {
+    Traced {
+        product: None,
+        number: 1,
+        parent: None,
+    }
+}
+
+/// [`run_service`] as one attempt of a delivery, in a span of its own (see
+/// [`telemetry`](crate::telemetry)): its requests carry that span's `traceparent`, and
+/// the span records how the attempt went. Off, the span costs next to nothing.
+pub async fn run_attempt(
+    instance: &Instance,
+    event: &Event,
+    delivery_id: String,
+    transport: &Transport,
+    traced: Traced<'_>,
+) -> Vec<Delivery> {
+    let payload_product = event.product.id.to_string();
+    let product = traced.product.unwrap_or(&payload_product);
+    let span = telemetry::attempt_span(telemetry::AttemptOf {
+        product,
+        instance: &instance.name,
+        service: instance.service_name(),
+        event: &event.kind(),
+        number: traced.number,
+    });
+    telemetry::continue_trace(&span, traced.parent);
+    let deliveries = run_service(instance, event, delivery_id, transport)
+        .instrument(span.clone())
+        .await;
+    let telling = telling_row(&deliveries);
+    telemetry::record_attempt(
+        &span,
+        telling.map_or("skipped", |d| d.outcome.label()),
+        telling.and_then(|d| d.outcome.status()),
+        telling.and_then(|d| d.target.as_deref()),
+    );
+    deliveries
+}
+
+/// The row that says most about an attempt of several requests: the first failure,
+/// else the first that was sent.
+fn telling_row(deliveries: &[Delivery]) -> Option<&Delivery> {
+    let failed = deliveries.iter().find(|d| d.outcome.is_failure());
+    failed.or_else(|| {
+        deliveries
+            .iter()
+            .find(|d| d.target.is_some())
+            .or(deliveries.first())
+    })
 }
 
 /// Waits for one service's send, at most `deadline`; a send still running then is

@@ -37,6 +37,7 @@ pub mod request;
 pub mod samples;
 pub mod service;
 pub mod settings;
+pub mod telemetry;
 pub mod text;
 
 pub use config::{Config, ConfigError, Instance};

@@ -93,6 +93,7 @@ mod tests {
             deliveries: vec![NewDelivery::in_own_lane("p1", delivery, "hook", "echo")],
             idempotency: None,
             routed_with: None,
+            trace_context: None,
         }
     }
 

@@ -60,6 +60,7 @@ pub async fn accept(store: &dyn crate::store::Store, id: &str) {
         received_at: crate::store::now_ms(),
         idempotency: None,
         routed_with: None,
+        trace_context: None,
         deliveries: vec![crate::store::NewDelivery::in_own_lane(
             "p1",
             &format!("msg_{id}"),

@@ -58,6 +58,8 @@ use lookout::delivery::Transport;
 use lookout::delivery::ssrf::Guard;
 use lookout::payload::{Event, PayloadError};
 use lookout::settings::Settings;
+use lookout::telemetry;
+use tracing::Instrument as _;
 
 /// How `serve` runs.
 #[derive(Debug, Clone)]
@@ -447,7 +449,8 @@ async fn post_event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    intake(&app, &caller, query.product, &headers, body).await
+    let span = intake_span("/v1/events", &headers);
+    traced(&span, intake(&app, &caller, query.product, &headers, body)).await
 }
 
 async fn post_product_event(
@@ -457,7 +460,25 @@ async fn post_product_event(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    intake(&app, &caller, Some(product), &headers, body).await
+    let span = intake_span("/v1/products/{id}/events", &headers);
+    traced(&span, intake(&app, &caller, Some(product), &headers, body)).await
+}
+
+/// The span of one POST of events, in the caller's trace if its `traceparent` names one.
+fn intake_span(route: &'static str, headers: &HeaderMap) -> tracing::Span {
+    let span = telemetry::intake_span(route);
+    let traceparent = headers
+        .get(telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    telemetry::continue_trace(&span, traceparent);
+    span
+}
+
+/// Runs `handling` in `span`, which then records the answer's status.
+async fn traced(span: &tracing::Span, handling: impl Future<Output = Response>) -> Response {
+    let response = handling.instrument(span.clone()).await;
+    telemetry::record_status(span, response.status().as_u16());
+    response
 }
 
 /// Parses, routes and stores one event; 202 only after the commit.
@@ -497,6 +518,17 @@ async fn post_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let span = intake_span("/v1/events/batch", &headers);
+    traced(&span, batch(&app, &caller, query, &headers, body)).await
+}
+
+async fn batch(
+    app: &App,
+    caller: &Token,
+    query: EventQuery,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
@@ -506,7 +538,7 @@ async fn post_batch(
                        from the configured idempotency field";
         return error(StatusCode::BAD_REQUEST, problem);
     }
-    let texts = match batch_texts(&headers, &body) {
+    let texts = match batch_texts(headers, &body) {
         Ok(texts) => texts,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
@@ -520,7 +552,7 @@ async fn post_batch(
     // Handed to the committer together: they share its next commits.
     let admitted = texts
         .into_iter()
-        .map(|text| admit(&app, &caller, query.product.clone(), text, None));
+        .map(|text| admit(app, caller, query.product.clone(), text, None));
     let answers = futures::future::join_all(admitted).await;
     let accepted = answers
         .iter()
@@ -650,19 +682,25 @@ fn new_event(
     event: &Event,
 ) -> NewEvent {
     let received_at = now_ms();
+    let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+    let deliveries = routes.deliveries(event);
+    let kind = event.kind();
+    let span = tracing::Span::current();
+    telemetry::record_intake(&span, product, &kind, &id, deliveries.len());
     let idempotency = key.map(|key| IdempotencyKey {
         digest: body_digest(product, text),
         since: received_at.saturating_sub(millis(app.idempotency.ttl)),
         key,
     });
     NewEvent {
-        id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        id,
         product: product.to_owned(),
         payload: text.to_owned(),
         received_at,
-        deliveries: routes.deliveries(event),
+        deliveries,
         idempotency,
         routed_with: Some(routes.generation),
+        trace_context: telemetry::traceparent(&tracing::Span::current()),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! One attempt of a delivery sends the stored event with the product's *current* options
 //! the way every caller does, through the service's own `send` (see
-//! [`run_service`]), with a one-try transport
+//! [`run_attempt`]), with a one-try transport
 //! ([`Transport::one_try`]) that skips each target that already got it: a service with
 //! several targets (webhook `urls`) that reached two of three resends only to the third.
 //! The delivery id is the stored one, so every attempt carries the same `webhook-id` and
@@ -37,7 +37,7 @@ use crate::store::{
 use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
-use lookout::dispatch::run_service;
+use lookout::dispatch::{Traced, run_attempt};
 use lookout::payload::Event;
 
 /// What a worker needs, shared by every attempt.
@@ -375,7 +375,7 @@ pub fn resolve<'a>(claimed: &Claimed, routes: Option<&'a Routes>) -> Resolved<'a
 
 /// Makes one attempt of a claimed delivery and says what to record.
 ///
-/// The service sends as it always does, through [`run_service`] (the deadline, panics,
+/// The service sends as it always does, through [`run_attempt`] (the deadline, panics,
 /// why nothing was built), with a one-try transport that skips the targets already
 /// answered and records each request's try; the [`Finish`] comes from that record.
 pub async fn attempt(
@@ -406,7 +406,14 @@ pub async fn attempt(
         .cloned()
         .collect();
     let transport = transport.one_try(answered);
-    let reported = run_service(instance, &event, claimed.id.clone(), &transport).await;
+    // In the intake's trace: the attempt is the event's, however much later it is made.
+    let traced = Traced {
+        product: Some(&claimed.product),
+        number: ending.number,
+        parent: claimed.trace_context.as_deref(),
+    };
+    let id = claimed.id.clone();
+    let reported = run_attempt(instance, &event, id, &transport, traced).await;
     ending.after(&reported, &transport.attempts())
 }
 
@@ -738,6 +745,7 @@ mod tests {
                 disabled_targets: Vec::new(),
                 lane: "lane".to_owned(),
                 throttles: 0,
+                trace_context: None,
             },
             options: json!({ "urls": urls }).as_object().cloned(),
         }

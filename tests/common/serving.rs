@@ -101,6 +101,13 @@ impl Place {
         self.start(Command::new(env!("CARGO_BIN_EXE_lookout")), extra)
     }
 
+    /// [`Place::serve`] with more environment variables (`OTEL_*`).
+    pub fn serve_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Serving {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lookout"));
+        command.envs(env.iter().copied());
+        self.start(command, extra)
+    }
+
     /// [`Place::serve`] under the open-file limit `open_files` (`ulimit -n`).
     pub fn serve_limited(&self, extra: &[&str], open_files: u32) -> Serving {
         let mut sh = Command::new("sh");

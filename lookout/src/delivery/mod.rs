@@ -460,6 +460,10 @@ impl Transport {
         for (name, value) in request.signature(job.delivery_id, &body) {
             builder = builder.header(name, value);
         }
+        // The attempt's span, so that the target's own traces join the delivery's.
+        if let Some(traceparent) = crate::telemetry::outgoing_traceparent() {
+            builder = builder.header(crate::telemetry::TRACEPARENT, traceparent);
+        }
         builder.body(body)
     }
 

@@ -30,6 +30,15 @@ impl Outcome {
     pub fn is_failure(&self) -> bool {
         matches!(self, Outcome::Failed { .. } | Outcome::Disabled { .. })
     }
+    /// The target's HTTP status, if one answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Outcome::Delivered { status } | Outcome::Disabled { status, .. } => Some(*status),
+            Outcome::Failed { status, .. } => *status,
+            Outcome::Skipped { .. } => None,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Delivered { .. } => "delivered",

@@ -56,6 +56,7 @@ async fn accept(
             }],
             idempotency: None,
             routed_with: None,
+            trace_context: None,
         })
         .collect();
     store.accept_batch(&events).await.unwrap();

@@ -295,6 +295,9 @@ pub struct NewEvent {
     /// services have not changed since ([`Admission::Rerouted`] otherwise). `None` for
     /// events whose deliveries are fixed by their caller.
     pub routed_with: Option<Generation>,
+    /// The intake's trace context (a W3C `traceparent`), when traces are exported: the
+    /// attempts continue that trace.
+    pub trace_context: Option<String>,
 }
 
 impl NewEvent {
@@ -399,6 +402,8 @@ pub struct Claimed {
     pub lane: String,
     /// How often its destination asked it to wait (`429`, `Retry-After`).
     pub throttles: u32,
+    /// Its event's [`NewEvent::trace_context`].
+    pub trace_context: Option<String>,
 }
 
 /// How one request of an attempt ended, as recorded.

@@ -90,6 +90,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "lanes",
         include_str!("../../migrations/postgres/0007_lanes.sql"),
     ),
+    (
+        8,
+        "trace_context",
+        include_str!("../../migrations/postgres/0008_trace_context.sql"),
+    ),
 ];
 
 /// Connections per process: the workers' claims and finishes plus the intake's accepts.
@@ -464,7 +469,8 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
        ARRAY(SELECT t.target_key FROM disabled_targets t
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
-       c.expired, c.lane, c.throttles
+       c.expired, c.lane, c.throttles,
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id)
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
@@ -533,15 +539,16 @@ UPDATE lanes l SET due_at = CASE WHEN l.due_at IS NULL OR l.due_at > $2 THEN $2 
 FROM locked WHERE l.key = locked.key";
 
 /// One statement that stores new deliveries (`$1`–`$9`, their columns as arrays), the
-/// events they belong to when `with_events` (`$17`–`$20`), and creates or updates their
+/// events they belong to when `with_events` (`$17`–`$21`), and creates or updates their
 /// lanes (`$10`–`$16`, sorted by key), each due by its time, with their destinations'
 /// schedules. Deliveries already stored are passed over when `or_ignore`. Its count is
 /// the deliveries added.
 fn queue_sql(with_events: bool, or_ignore: bool) -> String {
     let events = if with_events {
         "event AS (
-            INSERT INTO events (id, product_id, payload, received_at)
-            SELECT * FROM UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[])
+            INSERT INTO events (id, product_id, payload, received_at, trace_context)
+            SELECT * FROM UNNEST($17::text[], $18::text[], $19::text[], $20::bigint[],
+                                 $21::text[])
         ),"
     } else {
         ""
@@ -715,6 +722,8 @@ async fn insert_deliveries(
     let event_products: Vec<&str> = events.iter().map(|e| e.product.as_str()).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     let received: Vec<Millis> = events.iter().map(|e| e.received_at).collect();
+    let trace_contexts: Vec<Option<&str>> =
+        events.iter().map(|e| e.trace_context.as_deref()).collect();
     let columns = (
         column(deliveries, |d| d.0),
         column(deliveries, |d| d.1),
@@ -753,6 +762,7 @@ async fn insert_deliveries(
             &event_products,
             &payloads,
             &received,
+            &trace_contexts,
         ]);
     }
     let sql = queue_sql(!events.is_empty(), or_ignore);
@@ -828,6 +838,7 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         disabled_targets: row.try_get(10)?,
         lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
         throttles: count(row.try_get(13)?),
+        trace_context: row.try_get(14)?,
     })
 }
 
@@ -2238,6 +2249,7 @@ mod tests {
                             deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
                             idempotency: None,
                             routed_with: None,
+                            trace_context: None,
                         });
                         store.accept_batch(&events).await.expect("an intake");
                     }
@@ -2321,6 +2333,7 @@ mod tests {
             )],
             idempotency: None,
             routed_with: None,
+            trace_context: None,
         };
         intake.accept(&event).await.unwrap();
         while server.requests_to("/woken").is_empty() {

@@ -150,6 +150,8 @@ CREATE TRIGGER instances_deleted AFTER DELETE ON instances
 BEGIN UPDATE config_generation SET generation = generation + 1; END;
 "#,
     LANES,
+    // The intake's trace context (a W3C `traceparent`), for the attempts to continue.
+    "ALTER TABLE events ADD COLUMN trace_context TEXT;",
 ];
 
 /// Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
@@ -578,7 +580,8 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
     let rows = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
-                    d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles
+                    d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles,
+                    e.trace_context
              FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
              JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
@@ -600,6 +603,7 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
                     disabled_targets: Vec::new(),
                     lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                     throttles: row.get(11)?,
+                    trace_context: row.get(12)?,
                 },
                 row.get::<_, String>(8)?,
             ))
@@ -687,13 +691,15 @@ fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admissi
         return Ok(earlier);
     }
     tx.prepare_cached(
-        "INSERT INTO events (id, product_id, payload, received_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO events (id, product_id, payload, received_at, trace_context)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         event.id,
         event.product,
         event.payload,
-        event.received_at
+        event.received_at,
+        event.trace_context,
     ])?;
     for delivery in &event.deliveries {
         let due = event.received_at;

@@ -29,6 +29,7 @@ macro_rules! store_suite {
             idempotency_keys_resolve_to_the_first_event,
             finish_batch_records_each_and_passes_over_unknown_ones,
             claim_hands_out_due_deliveries_once,
+            the_trace_context_comes_with_the_claim,
             expired_leases_are_claimed_again,
             finish_schedules_retries_and_dead_letters,
             finish_by_a_stale_owner_keeps_the_state,
@@ -115,6 +116,7 @@ pub(super) async fn accept_event(
             deliveries: deliveries.iter().map(|id| delivery(product, id)).collect(),
             idempotency: None,
             routed_with: None,
+            trace_context: None,
         })
         .await
         .unwrap();
@@ -263,6 +265,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
         deliveries: vec![delivery("p1", "msg_3"), delivery("p1", "msg_1")],
         idempotency: None,
         routed_with: None,
+        trace_context: None,
     };
     assert!(store.accept(&clash).await.is_err());
     assert!(store.delivery("msg_3").await.unwrap().is_none());
@@ -290,6 +293,7 @@ fn keyed(event: &str, msg: &str, payload: &str, key: Option<(&str, Millis)>) -> 
             since,
         }),
         routed_with: None,
+        trace_context: None,
     }
 }
 
@@ -319,6 +323,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     let first = generation().await;
     let routed = |event: &str, msg: &str, with: Millis| NewEvent {
         routed_with: Some(with),
+        trace_context: None,
         ..keyed(event, msg, "{}", None)
     };
     assert_eq!(
@@ -462,6 +467,28 @@ pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn 
         store.claim("w2", T0, 10, LEASE).await.unwrap().is_empty(),
         "leases ended"
     );
+}
+
+/// The intake's `traceparent`, stored with an event, is what each of its deliveries'
+/// attempts continues; an event stored without one has none.
+pub async fn the_trace_context_comes_with_the_claim(store: &dyn Store) {
+    accept_one(store, "evt_0", &["msg_0"]).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = NewEvent {
+        trace_context: Some(traceparent.to_owned()),
+        ..keyed("evt_1", "msg_1", r#"{"model":"Item"}"#, None)
+    };
+    let untraced = keyed("evt_2", "msg_2", r#"{"model":"Item"}"#, None);
+    let admitted = store.accept_batch(&[traced, untraced]).await.unwrap();
+    assert_eq!(admitted, [Admission::Stored, Admission::Stored]);
+    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let context = |id: &str| {
+        let claim = claimed.iter().find(|c| c.id == id).expect("claimed");
+        claim.trace_context.clone()
+    };
+    assert_eq!(context("msg_1").as_deref(), Some(traceparent));
+    assert_eq!(context("msg_2"), None);
+    assert_eq!(context("msg_0"), None);
 }
 
 pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
@@ -803,6 +830,7 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
                 received_at: at,
                 idempotency: None,
                 routed_with: None,
+                trace_context: None,
                 deliveries: vec![delivery(product, &format!("d-{id}"))],
             })
             .await
