@@ -41,9 +41,8 @@ const DEFAULT_SERVICE_NAME: &str = "lookout";
 
 /// Installs the process's `tracing` subscriber: the log lines on stderr filtered by
 /// `logs` (in colour when `colours`), plus the span exporter when the environment asks
-/// for one. Keep the
-/// returned guard until the end of `main` (outside any async runtime): dropping it
-/// sends the spans still waiting.
+/// for one. Keep the returned guard until the end of `main` (outside any async
+/// runtime): dropping it sends the spans still waiting.
 pub fn init(logs: EnvFilter, colours: bool) -> Telemetry {
     let (provider, problem) = match exporter_from_env() {
         Ok(provider) => (provider, None),
