@@ -20,7 +20,7 @@ use common::serving::{Place, Serving};
 use lookout_testkit::{CaptureServer, Reply};
 use serde_json::Value;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+const TOKEN: &str = "telemetry-test-token-4e8b1d6f2a9c03e7";
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// In the target URL: a secret path that must never be exported.
 const URL_KEY: &str = "K3YxSECRETx9";
