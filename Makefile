@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: demo install test test-services test-deps lint fmt unit snapshots screenshots bench fuzz clean python
+.PHONY: demo install test test-services test-deps lint fmt unit snapshots screenshots bench fuzz clean python image
 
 ## Formats everything, the service files included.
 fmt:
@@ -61,6 +61,11 @@ snapshots:
 ## taken by the browser test as it drives a real `serve` through headless Chromium.
 screenshots: test-deps
 	LOOKOUT_SCREENSHOTS=$(CURDIR)/docs/console $(CARGO) test --test console
+
+## The container image localhost/lookout:latest (deploy/image/Containerfile), built with
+## Debian's podman on a base image made from Debian's mirror (docs/OPERATING.md).
+image:
+	bash scripts/image.sh
 
 ## Benchmarks in release mode; rewrites docs/BENCHMARKS.md.
 bench:

@@ -55,6 +55,17 @@ if ! [ -x /usr/sbin/nginx ]; then
 fi
 echo "test dependencies: $(/usr/sbin/nginx -v 2>&1)"
 
+# --- podman, runc and mmdebstrap (Debian packages): tests/image.rs builds and runs the
+# --- container image on a base made from Debian's mirror (no registry needed) ---
+image_tools=()
+command -v podman >/dev/null || image_tools+=(podman)
+command -v runc >/dev/null || image_tools+=(runc)
+command -v mmdebstrap >/dev/null || image_tools+=(mmdebstrap)
+if [ "${#image_tools[@]}" -gt 0 ]; then
+    echo "installing ${image_tools[*]} (Debian packages)"
+    apt_install "${image_tools[@]}"
+fi
+
 # --- systemd-analyze: tests/deploy.rs verifies the units in deploy/systemd ---
 command -v systemd-analyze >/dev/null || apt_install systemd
 
