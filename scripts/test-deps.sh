@@ -100,3 +100,11 @@ if ! "$venv/bin/python" -c "import moto, flask, flask_cors" 2>/dev/null; then
 fi
 echo "test dependencies: moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))') in $venv"
 # --- end moto
+
+# --- schemathesis (issue 26): a real API fuzzer, run by tests/contract.rs against a live
+# --- `serve` and its OpenAPI document.
+if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+fi
+echo "test dependencies: schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') in $venv"
+# --- end schemathesis

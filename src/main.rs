@@ -105,6 +105,8 @@ enum Command {
     /// Print a signed link that opens the console of `serve` for one product only, until
     /// it expires: for a product's own people to manage its services.
     PortalLink(outbox::PortalLinkArgs),
+    /// Print the OpenAPI 3.1 document of `serve`'s HTTP API (also at `GET /v1/openapi.json`).
+    Openapi,
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -129,6 +131,7 @@ impl Command {
                 | Command::Tokens { .. }
                 | Command::Stats { .. }
                 | Command::PortalLink(_)
+                | Command::Openapi
         )
     }
 }
@@ -264,6 +267,10 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Stats { db, json } => outbox::stats(db, json),
         Command::Replay(args) => replay::run(args),
         Command::PortalLink(args) => outbox::portal_link(args),
+        Command::Openapi => {
+            println!("{}", lookout_server::api::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -57,12 +57,37 @@ pub enum Attributes {
     Other(Value),
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The product the event is about. Other keys are kept and passed on.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: u64,
     pub name: String,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
+}
+
+/// The payload's envelope as [`Event::parse`] checks it, for the API contract and the
+/// payload schemas: a non-empty `model`, an `action` that may be left out (or null) for
+/// `created`, a `product` with an id and a name, and `attributes`, an object read by
+/// model only when a service asks. Other top-level keys are passed over.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Payload)]
+#[allow(
+    dead_code,
+    reason = "only its schema is used: Event::parse reads payloads"
+)]
+pub struct PayloadSchema {
+    /// `Item`, `Comment`, `Block`, `Favorite`, `Deploy`, or a model unknown to Lookout.
+    #[schema(min_length = 1, pattern = r"\S")]
+    model: String,
+    /// `created`, `updated`, `deleted`…; `created` when left out or null.
+    #[schema(min_length = 1, pattern = r"\S", nullable, required = false)]
+    action: Option<String>,
+    product: Product,
+    /// The model's fields (`lookout schema MODEL` describes each model's).
+    #[schema(value_type = Object)]
+    attributes: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
