@@ -1,8 +1,11 @@
-//! The API contract (docs/OPERATING.md, "The API contract"): the OpenAPI document that
-//! `lookout openapi` prints is the one `serve` answers at `/v1/openapi.json` without a
-//! token, it documents every route with one error shape, and a real API fuzzer,
-//! schemathesis (from `.venv/`, installed by `make test-deps`), finds nothing wrong
-//! with a live `serve` against it.
+//! The contracts (docs/OPERATING.md, "The API contract" and "Payload schemas").
+//!
+//! The OpenAPI document that `lookout openapi` prints is the one `serve` answers at
+//! `/v1/openapi.json` without a token, it documents every route with one error shape,
+//! and a real API fuzzer, schemathesis (from `.venv/`, installed by `make test-deps`),
+//! finds nothing wrong with a live `serve` against it. The payload schemas (`lookout
+//! schema`) take every sample and fixture and refuse what the intake refuses, checked by
+//! a real JSON Schema validator; the AsyncAPI document is served and printed alike.
 
 mod common;
 
@@ -91,14 +94,16 @@ fn every_route_is_documented() {
         ("/healthz", "get"),
         ("/metrics", "get"),
         ("/v1/openapi.json", "get"),
+        ("/v1/asyncapi.json", "get"),
     ];
     for (path, method) in expected {
         let operation = &paths[path][method];
         assert!(operation.is_object(), "{method} {path} is not documented");
         let secured = operation["security"].is_array();
+        let contract = path.ends_with("api.json");
         assert_eq!(
             secured,
-            path.starts_with("/v1/") && path != "/v1/openapi.json",
+            path.starts_with("/v1/") && !contract,
             "{method} {path}: only /v1 routes other than the contract take a token"
         );
     }
@@ -188,4 +193,173 @@ fn schemathesis_finds_nothing() {
         passed,
         "schemathesis found problems (or ran out of time):\n{output}"
     );
+}
+
+// ---- Payload schemas (JSON Schema 2020-12) and the webhook receiver's AsyncAPI ----
+
+fn lookout_json(args: &[&str]) -> Value {
+    let printed = common::stdout_of(Command::new(env!("CARGO_BIN_EXE_lookout")).args(args));
+    serde_json::from_str(&printed).expect("prints JSON")
+}
+
+/// A 2020-12 validator of `schema`; panics if the schema itself is not valid.
+fn validator(schema: &Value) -> jsonschema::Validator {
+    jsonschema::draft202012::new(schema).expect("a valid JSON Schema")
+}
+
+/// Every problem `validator` finds in `instance`, for a failure message.
+fn problems(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// The samples (`lookout/samples`) and the test fixtures (`testkit/fixtures`).
+fn every_payload() -> Vec<(String, Value)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut payloads = Vec::new();
+    for dir in ["lookout/samples", "testkit/fixtures"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect(dir) {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                let payload = serde_json::from_str(&text).expect("JSON");
+                payloads.push((path.display().to_string(), payload));
+            }
+        }
+    }
+    assert!(payloads.len() >= 15, "samples and fixtures not found");
+    payloads
+}
+
+#[test]
+fn every_sample_and_fixture_is_valid() {
+    let all = validator(&lookout_json(&["schema"]));
+    let models = ["Item", "Comment", "Block", "Favorite", "Deploy"];
+    let by_model: Vec<_> = models
+        .iter()
+        .map(|m| (*m, validator(&lookout_json(&["schema", m]))))
+        .collect();
+    for (name, payload) in every_payload() {
+        assert!(
+            all.is_valid(&payload),
+            "{name}: {:?}",
+            problems(&all, &payload)
+        );
+        let model = payload["model"].as_str().unwrap_or_default();
+        if let Some((_, one)) = by_model.iter().find(|(m, _)| *m == model) {
+            assert!(
+                one.is_valid(&payload),
+                "{name}: {:?}",
+                problems(one, &payload)
+            );
+        }
+    }
+}
+
+#[test]
+fn the_schemas_refuse_what_the_engine_refuses_and_no_more() {
+    let all = validator(&lookout_json(&["schema"]));
+    let item = validator(&lookout_json(&["schema", "item"]));
+    let sample: Value =
+        serde_json::from_str(lookout::samples::for_model("item").expect("sample")).expect("sample");
+    let edited = |edit: &dyn Fn(&mut Value)| {
+        let mut payload = sample.clone();
+        edit(&mut payload);
+        payload
+    };
+    // Refused by the intake: the schema says no too.
+    let refused = [
+        edited(&|p| drop(p.as_object_mut().unwrap().remove("product"))),
+        edited(&|p| p["attributes"] = Value::from(vec![1, 2])),
+        edited(&|p| p["model"] = Value::from("")),
+        edited(&|p| p["product"]["id"] = Value::from(-1)),
+        edited(&|p| p["product"] = Value::from("sprint.ly")),
+    ];
+    for payload in &refused {
+        assert!(
+            lookout::Event::parse(&payload.to_string()).is_err(),
+            "{payload}"
+        );
+        assert!(!all.is_valid(payload), "the schema took {payload}");
+    }
+    // Taken by the engine (a missing title is reported only by services that need it).
+    let taken = [
+        edited(&|p| drop(p["attributes"].as_object_mut().unwrap().remove("title"))),
+        edited(&|p| drop(p.as_object_mut().unwrap().remove("action"))),
+        edited(&|p| p["attributes"]["score"] = Value::from(3)),
+        edited(&|p| p["attributes"]["tags"] = Value::Null),
+    ];
+    for payload in &taken {
+        assert!(
+            lookout::Event::parse(&payload.to_string()).is_ok(),
+            "{payload}"
+        );
+        assert!(
+            item.is_valid(payload),
+            "{payload}: {:?}",
+            problems(&item, payload)
+        );
+    }
+    // What each field is, when it is there.
+    let mistyped = edited(&|p| p["attributes"]["title"] = Value::from(12));
+    assert!(!item.is_valid(&mistyped));
+    assert!(
+        !all.is_valid(&mistyped),
+        "the model's rule applies in the all-model schema"
+    );
+}
+
+#[test]
+fn an_unknown_model_is_refused_by_name() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["schema", "Widget"])
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown model `Widget`"));
+}
+
+#[test]
+fn the_asyncapi_document_is_served_printed_and_describes_what_is_sent() {
+    let printed = lookout_json(&["schema", "--asyncapi"]);
+    let (_place, serving) = serve();
+    let (status, body) = get(&format!("{}/v1/asyncapi.json", serving.url), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON"), printed);
+    assert_eq!(printed["asyncapi"], "3.0.0");
+
+    // The message's payload schema, made a standalone document, takes every payload.
+    let mut payload = printed["components"]["schemas"]["Event"].clone();
+    payload["components"] = printed["components"].clone();
+    let payloads = validator(&payload);
+    for (name, sample) in every_payload() {
+        assert!(
+            payloads.is_valid(&sample),
+            "{name}: {:?}",
+            problems(&payloads, &sample)
+        );
+    }
+
+    // The headers a signed request really carries fit the documented ones.
+    let message = &printed["components"]["messages"]["event"];
+    let headers = validator(&message["headers"]);
+    let keys = [
+        b"first key 16 bytes".to_vec(),
+        b"second key 16 bytes".to_vec(),
+    ];
+    let signed = lookout::request::signing::standard_webhooks(&keys, "msg_1", 1_700_000_000, b"{}");
+    let sent: serde_json::Map<String, Value> = signed
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), Value::from(value)))
+        .collect();
+    for name in sent.keys() {
+        assert!(
+            message["headers"]["properties"][name].is_object(),
+            "{name} undocumented"
+        );
+    }
+    let sent = Value::Object(sent);
+    assert!(headers.is_valid(&sent), "{:?}", problems(&headers, &sent));
 }

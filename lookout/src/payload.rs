@@ -67,7 +67,7 @@ pub struct Product {
     pub extra: Map<String, Value>,
 }
 
-/// The payload's envelope as [`Event::parse`] checks it, for the API contract and the
+/// The payload's envelope as `Event::parse` checks it, for the API contract and the
 /// payload schemas: a non-empty `model`, an `action` that may be left out (or null) for
 /// `created`, a `product` with an id and a name, and `attributes`, an object read by
 /// model only when a service asks. Other top-level keys are passed over.
@@ -90,7 +90,7 @@ pub struct PayloadSchema {
     attributes: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: u64,
     pub first_name: String,
@@ -99,19 +99,21 @@ pub struct User {
     #[serde(default)]
     pub email: Option<String>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
 /// The product an item belongs to, as embedded in the item.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ItemProduct {
     pub id: u64,
     pub name: String,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub number: u64,
     pub title: String,
@@ -126,27 +128,31 @@ pub struct Item {
     pub status: Option<String>,
     /// Sprint.ly scores are sizes (`~`, `S`, `M`, `L`, `XL`); numbers are accepted too.
     #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(schema_with = crate::schemas::score)]
     pub score: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(schema_with = crate::schemas::tags)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub product: Option<ItemProduct>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Comment {
     pub body: String,
     pub created_by: User,
     pub item: Item,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Block {
     /// The item that is blocked…
     pub blocked: Item,
@@ -156,14 +162,16 @@ pub struct Block {
     #[serde(default)]
     pub unblocked: bool,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Favorite {
     pub item: Item,
     pub user: User,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
@@ -174,7 +182,7 @@ pub const ALERT_MODEL: &str = "Alert";
 /// delivery went dead): an event `{"model": "Alert", "action": KIND, "attributes":
 /// {"title", "body", "instance", "target"}}` that message services render as a title
 /// and a paragraph, and webhooks forward as it is.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub title: String,
     pub body: String,
@@ -185,16 +193,18 @@ pub struct Alert {
     #[serde(default)]
     pub target: Option<String>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Deploy {
     pub environment: String,
     #[serde(default)]
     pub items: Vec<Item>,
     pub user: User,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 

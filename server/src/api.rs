@@ -147,6 +147,7 @@ pub const BEARER: &str = "bearer";
         crate::intake::healthz,
         crate::intake::metrics,
         crate::intake::openapi_document,
+        crate::intake::asyncapi_document,
     ),
     components(schemas(ApiError)),
     modifiers(&CommonAnswers),
@@ -165,6 +166,11 @@ pub fn openapi() -> openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
+}
+
+/// The AsyncAPI document of webhook deliveries, with this build's version.
+pub fn asyncapi() -> serde_json::Value {
+    lookout::schemas::asyncapi(env!("CARGO_PKG_VERSION"))
 }
 
 /// [`openapi`] as pretty JSON (what `lookout openapi` prints and the route serves).

@@ -154,6 +154,7 @@ fn router(app: App, console: Console, max_body: usize) -> Router {
         .route("/metrics", get(metrics))
         // The contracts hold no secrets: open, like the health check.
         .route("/v1/openapi.json", get(openapi_document))
+        .route("/v1/asyncapi.json", get(asyncapi_document))
         .merge(v1)
         .nest_service("/ui", console::router(console))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
@@ -435,6 +436,13 @@ pub(crate) async fn services() -> Response {
 pub(crate) async fn openapi_document() -> Response {
     let document = api::openapi_json();
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+#[utoipa::path(get, path = "/v1/asyncapi.json", tag = "operations",
+    responses((status = 200, description = "What a webhook receiver gets (AsyncAPI 3)", body = Object))
+)]
+pub(crate) async fn asyncapi_document() -> Response {
+    axum::Json(api::asyncapi()).into_response()
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
