@@ -108,3 +108,12 @@ if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
 fi
 echo "test dependencies: schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') in $venv"
 # --- end schemathesis
+
+# --- The official AsyncAPI parser (issue 26): tests/contract.rs checks `lookout schema
+# --- --asyncapi` with it (tests/asyncapi/check.mjs, its package.json pins the version).
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+if ! [ -d tests/asyncapi/node_modules/@asyncapi/parser ]; then
+    npm install --silent --no-audit --no-fund --prefix tests/asyncapi >/dev/null
+fi
+echo "test dependencies: @asyncapi/parser $(node -p 'require("./tests/asyncapi/node_modules/@asyncapi/parser/package.json").version')"
+# --- end AsyncAPI parser

@@ -363,3 +363,31 @@ fn the_asyncapi_document_is_served_printed_and_describes_what_is_sent() {
     let sent = Value::Object(sent);
     assert!(headers.is_valid(&sent), "{:?}", problems(&headers, &sent));
 }
+
+/// The official AsyncAPI parser (`tests/asyncapi`, installed by `make test-deps`) finds
+/// no error in the document. Missing is a failure, not a skip.
+#[test]
+fn the_asyncapi_parser_takes_the_document() {
+    let checker = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/asyncapi");
+    assert!(
+        checker.join("node_modules/@asyncapi/parser").is_dir(),
+        "@asyncapi/parser is missing: run `make test-deps`"
+    );
+    let place = tempfile::tempdir().expect("temp dir");
+    let document = place.path().join("asyncapi.json");
+    let printed = lookout_json(&["schema", "--asyncapi"]);
+    std::fs::write(&document, printed.to_string()).expect("write");
+    let log = place.path().join("parser.txt");
+    let out = std::fs::File::create(&log).expect("log file");
+    let child = Command::new("node")
+        .arg(checker.join("check.mjs"))
+        .arg(&document)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .spawn()
+        .expect("start node");
+    let passed = finish_within(child, Duration::from_secs(60));
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(passed, "the AsyncAPI parser refused the document:\n{said}");
+}

@@ -11,9 +11,10 @@
 //! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`), one with its attempts |
 //! | `POST /v1/deliveries/{id}/redeliver` | make a delivery due again now |
 //! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
+//! | `GET /v1/openapi.json`, `GET /v1/asyncapi.json` | the contracts ([`api`](crate::api)), no token |
 //! | `/ui/…` | the web console ([`console`](crate::console)): its own sign-in and sessions |
 //!
-//! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
+//! Every `/v1` route but the contracts needs `Authorization: Bearer <token>` (401 without a valid one):
 //! events take an admin token or an ingest token naming the product; every other `/v1`
 //! route takes an admin token (403 otherwise). An event is answered 202 only once it and
 //! its deliveries are committed: from then on it is the workers' job. Events arriving
