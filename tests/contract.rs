@@ -55,8 +55,7 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
 }
 
 fn printed_openapi() -> Value {
-    let printed =
-        common::stdout_of(&mut Command::new(env!("CARGO_BIN_EXE_lookout")).arg("openapi"));
+    let printed = common::stdout_of(Command::new(env!("CARGO_BIN_EXE_lookout")).arg("openapi"));
     serde_json::from_str(&printed).expect("`lookout openapi` prints JSON")
 }
 
