@@ -162,7 +162,7 @@ pub const BEARER: &str = "bearer";
 struct ApiDoc;
 
 /// The document, with this build's version.
-pub fn openapi() -> openapi::OpenApi {
+fn openapi() -> openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
@@ -173,9 +173,51 @@ pub fn asyncapi() -> serde_json::Value {
     lookout::schemas::asyncapi(env!("CARGO_PKG_VERSION"))
 }
 
-/// [`openapi`] as pretty JSON (what `lookout openapi` prints and the route serves).
+/// The document as pretty JSON (what `lookout openapi` prints and the route serves).
 pub fn openapi_json() -> String {
-    openapi().to_pretty_json().expect("the document serializes")
+    let mut document = serde_json::to_value(openapi()).expect("the document serializes");
+    name_times(&mut document);
+    serde_json::to_string_pretty(&document).expect("JSON")
+}
+
+/// Where utoipa puts a schema the document refers to by name.
+const COMPONENTS: &str = "#/components/schemas/";
+
+/// Times are [`Millis`](crate::clock::Millis), an alias of `i64` that utoipa can only
+/// name after the primitive: a generated client would get a type called `i64`. Renames
+/// that component `Millis`, and the references to it.
+fn name_times(document: &mut serde_json::Value) {
+    let schemas = &mut document["components"]["schemas"];
+    let Some(mut millis) = schemas.as_object_mut().and_then(|s| s.remove("i64")) else {
+        return;
+    };
+    millis["description"] = "Milliseconds since the Unix epoch".into();
+    schemas["Millis"] = millis;
+    rename_refs(
+        document,
+        &format!("{COMPONENTS}i64"),
+        &format!("{COMPONENTS}Millis"),
+    );
+}
+
+fn rename_refs(value: &mut serde_json::Value, from: &str, to: &str) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                if key == "$ref" && field == from {
+                    *field = to.into();
+                } else {
+                    rename_refs(field, from, to);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items
+                .iter_mut()
+                .for_each(|item| rename_refs(item, from, to));
+        }
+        _ => {}
+    }
 }
 
 /// Adds what every operation can answer without its handler being asked, each as an
