@@ -8,7 +8,7 @@
 //! | `GET/PUT/DELETE /v1/products/{id}`, `GET /v1/products` | a product's services |
 //! | `GET /v1/services` | the catalogue |
 //! | `GET/POST /v1/tokens`, `DELETE /v1/tokens/{id}` | API tokens ([`tokens`]) |
-//! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`), one with its attempts |
+//! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`, `limit` at most 10,000), one with its attempts |
 //! | `POST /v1/deliveries/{id}/redeliver` | make a delivery due again now |
 //! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
 //! | `GET /v1/openapi.json`, `GET /v1/asyncapi.json` | the contracts ([`api`](crate::api)), no token |
@@ -1015,7 +1015,8 @@ pub(crate) async fn enable_target(
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
-    let asked: EnableBody = if body.is_empty() {
+    // The body is optional: none, or JSON `null` (as the contract allows), asks nothing.
+    let asked: EnableBody = if body.is_empty() || body.trim_ascii() == b"null" {
         EnableBody::default()
     } else {
         match serde_json::from_slice(&body) {
@@ -1161,10 +1162,14 @@ pub(crate) struct DeliveryQuery {
     status: Option<String>,
     service: Option<String>,
     product: Option<String>,
-    /// At most this many (default 100).
-    #[param(minimum = 0)]
+    /// At most this many (default 100, at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     limit: Option<usize>,
 }
+
+/// The most deliveries one `GET /v1/deliveries` lists: an answer stays a page, not the
+/// whole table read into memory.
+const MAX_DELIVERIES_LISTED: usize = 10_000;
 
 /// `lookout deliveries list` over HTTP: newest first, at most `limit` (default 100).
 #[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", security(("bearer" = [])),
@@ -1183,12 +1188,17 @@ pub(crate) async fn list_deliveries(
         Ok(status) => status,
         Err(problem) => return error(StatusCode::BAD_REQUEST, format!("status: {problem}")),
     };
+    let limit = query.limit.unwrap_or(100);
+    if limit > MAX_DELIVERIES_LISTED {
+        let problem = format!("limit: at most {MAX_DELIVERIES_LISTED}");
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     let filter = DeliveryFilter {
         status,
         service: query.service,
         product: query.product,
         updated_since: None,
-        limit: query.limit.unwrap_or(100),
+        limit,
         after: None,
     };
     match app.store.deliveries(&filter).await {
