@@ -390,3 +390,60 @@ fn the_asyncapi_parser_takes_the_document() {
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(passed, "the AsyncAPI parser refused the document:\n{said}");
 }
+
+/// `method` on `url` with the test's token: the status, the content type, the `Allow`
+/// header and the body as JSON.
+fn refused(method: &str, url: &str) -> (u16, String, String, Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("request");
+        let header = |name| {
+            let value = response.headers().get(name);
+            value
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+                .unwrap_or_default()
+        };
+        let (content_type, allow) = (header("content-type"), header("allow"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, content_type, allow, body)
+    })
+}
+
+#[test]
+fn the_frameworks_own_refusals_have_the_error_shape_too() {
+    let (_place, serving) = serve();
+    let base = &serving.url;
+    let cases = [
+        ("GET", format!("{base}/v1/deliveries?limit=abc"), 400),
+        ("GET", format!("{base}/v1/deliveries/%FF"), 400),
+        ("PATCH", format!("{base}/v1/tokens"), 405),
+        ("GET", format!("{base}/v1/nothing-here"), 404),
+    ];
+    for (method, url, status) in cases {
+        let (got, content_type, allow, body) = refused(method, &url);
+        assert_eq!(got, status, "{method} {url}: {body}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {url}: {content_type}"
+        );
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+        if status == 405 {
+            assert_eq!(allow, "GET,HEAD,POST", "the 405 keeps its Allow header");
+        }
+    }
+}
