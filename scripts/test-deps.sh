@@ -119,3 +119,20 @@ if ! "$venv/bin/python" -c "from opentelemetry.proto.collector.trace.v1 import t
 fi
 echo "test dependencies: opentelemetry-proto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))') in $venv"
 # --- end OpenTelemetry
+
+# --- schemathesis (issue 26): a real API fuzzer, run by tests/contract.rs against a live
+# --- `serve` and its OpenAPI document.
+if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
+fi
+echo "test dependencies: schemathesis $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))') in $venv"
+# --- end schemathesis
+
+# --- The official AsyncAPI parser (issue 26): tests/contract.rs checks `lookout schema
+# --- --asyncapi` with it (tests/asyncapi/check.mjs, its package.json pins the version).
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+if ! [ -d tests/asyncapi/node_modules/@asyncapi/parser ]; then
+    npm install --silent --no-audit --no-fund --prefix tests/asyncapi >/dev/null
+fi
+echo "test dependencies: @asyncapi/parser $(node -p 'require("./tests/asyncapi/node_modules/@asyncapi/parser/package.json").version')"
+# --- end AsyncAPI parser

@@ -111,6 +111,16 @@ enum Command {
     /// Print a signed link that opens the console of `serve` for one product only, until
     /// it expires: for a product's own people to manage its services.
     PortalLink(outbox::PortalLinkArgs),
+    /// Print the JSON Schema (2020-12) of payloads: of every model, or of one; with
+    /// `--asyncapi`, the AsyncAPI 3 document of what a webhook receiver gets.
+    Schema {
+        /// Item, Comment, Block, Favorite, Deploy or Alert.
+        model: Option<String>,
+        #[arg(long, conflicts_with = "model")]
+        asyncapi: bool,
+    },
+    /// Print the OpenAPI 3.1 document of `serve`'s HTTP API (also at `GET /v1/openapi.json`).
+    Openapi,
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -143,6 +153,8 @@ impl Command {
                 | Command::Tokens { .. }
                 | Command::Stats { .. }
                 | Command::PortalLink(_)
+                | Command::Openapi
+                | Command::Schema { .. }
         )
     }
 }
@@ -283,6 +295,14 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Stats { db, json } => outbox::stats(db, json),
         Command::Replay(args) => replay::run(args),
         Command::PortalLink(args) => outbox::portal_link(args),
+        Command::Schema { model, asyncapi } => {
+            output::schema(model.as_deref(), asyncapi)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", lookout_server::api::openapi_json());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

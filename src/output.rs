@@ -117,6 +117,21 @@ pub fn services(json: bool) {
     print_table(["KIND", "NAME", "TITLE", "LISTENS TO"], &rows);
 }
 
+/// `lookout schema [MODEL] [--asyncapi]`: the payloads' JSON Schema, or the webhook
+/// receiver's AsyncAPI document.
+pub fn schema(model: Option<&str>, asyncapi: bool) -> Result<(), Fatal> {
+    let document = match model {
+        _ if asyncapi => lookout_server::api::asyncapi(),
+        None => lookout::schemas::payload_schema(),
+        Some(name) => lookout::schemas::model_schema(name).ok_or_else(|| {
+            let known = lookout::schemas::MODELS.join(", ");
+            Fatal(format!("unknown model `{name}` (one of {known})"))
+        })?,
+    };
+    print_json(&document);
+    Ok(())
+}
+
 pub fn docs(service: Option<&str>, html: bool) -> Result<(), Fatal> {
     match service {
         None if html => print!("{}", lookout::docs::catalogue_html()),

@@ -35,6 +35,7 @@ pub mod prelude;
 pub mod redact;
 pub mod request;
 pub mod samples;
+pub mod schemas;
 pub mod service;
 pub mod settings;
 pub mod telemetry;

@@ -30,6 +30,33 @@ pub enum Kind {
     Choice(&'static [&'static str]),
 }
 
+/// Written by hand because the derive cannot see through `&'static [&'static str]`; the
+/// plain kinds are the serialized names of [`Kind`]'s unit variants.
+impl utoipa::PartialSchema for Kind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let plain = [
+            Kind::String,
+            Kind::Url,
+            Kind::List,
+            Kind::UrlList,
+            Kind::Bool,
+            Kind::Integer,
+        ]
+        .map(|kind| serde_json::to_value(kind).unwrap_or_default());
+        let word = || ObjectBuilder::new().schema_type(Type::String);
+        let choice = ObjectBuilder::new()
+            .property("choice", ArrayBuilder::new().items(word()))
+            .required("choice");
+        OneOfBuilder::new()
+            .item(word().enum_values(Some(plain)))
+            .item(choice)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Kind {}
+
 /// A check of a string value beyond its kind: why it is unusable, if it is.
 pub type ValueCheck = fn(&str) -> Result<(), String>;
 
@@ -47,23 +74,29 @@ pub enum Secrecy {
 }
 
 /// One option a service takes.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct OptionSpec {
+    #[schema(value_type = String)]
     pub name: &'static str,
     pub kind: Kind,
     /// Serialized as `secret: true/false`, what readers of the catalogue need.
     #[serde(rename = "secret", serialize_with = "secrecy_as_bool")]
+    #[schema(value_type = bool)]
     pub secrecy: Secrecy,
     pub required: bool,
     /// For integers: the smallest and largest value accepted, both included.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<i64>, min_items = 2, max_items = 2)]
     pub range: Option<(i64, i64)>,
     /// The default, written as it would be in the config file.
+    #[schema(value_type = Option<String>)]
     pub default: Option<&'static str>,
+    #[schema(value_type = String)]
     pub help: &'static str,
     /// A check of the value beyond its kind (a signing secret's format), run when the
     /// options are validated; its message must not quote the value.
     #[serde(skip)]
+    #[schema(ignore)]
     pub check: Option<ValueCheck>,
     /// Declared to decide where requests go (a host, a port, a region), beside URL
     /// options, which always do: see [`OptionSpec::decides_destination`].
@@ -170,8 +203,9 @@ fn secrecy_as_bool<S: serde::Serializer>(secrecy: &Secrecy, s: S) -> Result<S::O
 }
 
 /// The options a service takes.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Schema {
+    #[schema(value_type = Vec<OptionSpec>)]
     pub options: &'static [OptionSpec],
     /// Whether options not in the list are accepted (and passed through, e.g. merged
     /// into a message body).

@@ -57,15 +57,40 @@ pub enum Attributes {
     Other(Value),
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The product the event is about. Other keys are kept and passed on.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: u64,
     pub name: String,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The payload's envelope as `Event::parse` checks it, for the API contract and the
+/// payload schemas: a non-empty `model`, an `action` that may be left out (or null) for
+/// `created`, a `product` with an id and a name, and `attributes`, an object read by
+/// model only when a service asks. Other top-level keys are passed over.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Payload)]
+#[allow(
+    dead_code,
+    reason = "only its schema is used: Event::parse reads payloads"
+)]
+pub struct PayloadSchema {
+    /// `Item`, `Comment`, `Block`, `Favorite`, `Deploy`, or a model unknown to Lookout.
+    #[schema(min_length = 1, pattern = r"\S")]
+    model: String,
+    /// `created`, `updated`, `deleted`…; `created` when left out or null.
+    #[schema(min_length = 1, pattern = r"\S", nullable, required = false)]
+    action: Option<String>,
+    product: Product,
+    /// The model's fields (`lookout schema MODEL` describes each model's).
+    #[schema(value_type = Object)]
+    attributes: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: u64,
     pub first_name: String,
@@ -74,19 +99,21 @@ pub struct User {
     #[serde(default)]
     pub email: Option<String>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
 /// The product an item belongs to, as embedded in the item.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ItemProduct {
     pub id: u64,
     pub name: String,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub number: u64,
     pub title: String,
@@ -101,27 +128,31 @@ pub struct Item {
     pub status: Option<String>,
     /// Sprint.ly scores are sizes (`~`, `S`, `M`, `L`, `XL`); numbers are accepted too.
     #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(schema_with = crate::schemas::score)]
     pub score: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
+    #[schema(schema_with = crate::schemas::tags)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
     pub product: Option<ItemProduct>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Comment {
     pub body: String,
     pub created_by: User,
     pub item: Item,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Block {
     /// The item that is blocked…
     pub blocked: Item,
@@ -131,14 +162,16 @@ pub struct Block {
     #[serde(default)]
     pub unblocked: bool,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Favorite {
     pub item: Item,
     pub user: User,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
@@ -149,7 +182,7 @@ pub const ALERT_MODEL: &str = "Alert";
 /// delivery went dead): an event `{"model": "Alert", "action": KIND, "attributes":
 /// {"title", "body", "instance", "target"}}` that message services render as a title
 /// and a paragraph, and webhooks forward as it is.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Alert {
     pub title: String,
     pub body: String,
@@ -160,16 +193,18 @@ pub struct Alert {
     #[serde(default)]
     pub target: Option<String>,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct Deploy {
     pub environment: String,
     #[serde(default)]
     pub items: Vec<Item>,
     pub user: User,
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 

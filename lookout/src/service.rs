@@ -15,7 +15,7 @@ use crate::payload::Event;
 use crate::request::Outgoing;
 
 /// What sort of destination a service is: the catalogue and `lookout services` group by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     /// A chat room or channel (Slack, Zulip, Discord, Teams, Matrix…).
@@ -174,11 +174,16 @@ impl fmt::Debug for Registration {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One service of the catalogue (`GET /v1/services`, `lookout services --json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceSummary {
+    #[schema(value_type = String)]
     pub name: &'static str,
+    #[schema(value_type = String)]
     pub title: &'static str,
     pub category: Category,
+    /// The kinds of events it listens to (`Item.created`, `*.created`, `Item.*`).
+    #[schema(value_type = Vec<String>)]
     pub events: &'static [&'static str],
     #[serde(flatten)]
     pub schema: Schema,

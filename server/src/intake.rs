@@ -8,12 +8,13 @@
 //! | `GET/PUT/DELETE /v1/products/{id}`, `GET /v1/products` | a product's services |
 //! | `GET /v1/services` | the catalogue |
 //! | `GET/POST /v1/tokens`, `DELETE /v1/tokens/{id}` | API tokens ([`tokens`]) |
-//! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`), one with its attempts |
+//! | `GET /v1/deliveries`, `GET /v1/deliveries/{id}` | deliveries (`?status=&service=&product=&limit=`, `limit` at most 10,000), one with its attempts |
 //! | `POST /v1/deliveries/{id}/redeliver` | make a delivery due again now |
 //! | `GET /healthz`, `GET /metrics` | health (the store can commit), Prometheus text |
+//! | `GET /v1/openapi.json`, `GET /v1/asyncapi.json` | the contracts ([`api`](crate::api)), no token |
 //! | `/ui/…` | the web console ([`console`](crate::console)): its own sign-in and sessions |
 //!
-//! Every `/v1` route needs `Authorization: Bearer <token>` (401 without a valid one):
+//! Every `/v1` route but the contracts needs `Authorization: Bearer <token>` (401 without a valid one):
 //! events take an admin token or an ingest token naming the product; every other `/v1`
 //! route takes an admin token (403 otherwise). An event is answered 202 only once it and
 //! its deliveries are committed: from then on it is the workers' job. Events arriving
@@ -34,11 +35,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
+use crate::api::{self, Accepted, ApiError, BatchAnswer, BatchResult, Verdict};
 use crate::clients::ClientAddr;
 use crate::commit::Committer;
 use crate::console::{self, Console, PreviewLimits, Previews};
@@ -115,7 +117,7 @@ impl ServeConfig {
 }
 
 #[derive(Clone)]
-struct App {
+pub(crate) struct App {
     store: Arc<dyn Store>,
     committer: Committer,
     routes: Arc<RouteCache>,
@@ -157,9 +159,13 @@ fn router(app: App, console: Console, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        // The contracts hold no secrets: open, like the health check.
+        .route("/v1/openapi.json", get(openapi_document))
+        .route("/v1/asyncapi.json", get(asyncapi_document))
         .merge(v1)
         .nest_service("/ui", console::router(console))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn(api::json_errors))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(app)
 }
@@ -309,9 +315,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A JSON error body: `{"error": "…"}`.
+/// A JSON error body: `{"error": "…"}` ([`ApiError`]).
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+    ApiError::new(message).response(status)
 }
 
 /// Who is calling: the bootstrap token (`LOOKOUT_TOKEN`, admin) or a stored token that
@@ -393,7 +399,13 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// 200 only if the store can commit right now (a one-row write): a full disk, a
 /// read-only or a locked store makes every event 503, and so says this.
-async fn healthz(State(app): State<App>) -> Response {
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "The store can commit", body = String, content_type = "text/plain"),
+        (status = 503, description = "The store cannot commit: events would be refused too", body = ApiError),
+    )
+)]
+pub(crate) async fn healthz(State(app): State<App>) -> Response {
     render_health(app.store.as_ref()).await
 }
 
@@ -409,7 +421,12 @@ async fn render_health(store: &dyn Store) -> Response {
     }
 }
 
-async fn metrics(State(app): State<App>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+    )
+)]
+pub(crate) async fn metrics(State(app): State<App>) -> Response {
     render_metrics(app.store.as_ref(), &app.metrics).await
 }
 
@@ -432,17 +449,67 @@ async fn render_metrics(store: &dyn Store, metrics: &Metrics) -> Response {
         .into_response()
 }
 
-async fn services() -> Response {
+#[utoipa::path(get, path = "/v1/services", tag = "products", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The catalogue: every service, its events and options", body = Vec<lookout::service::ServiceSummary>),
+    )
+)]
+pub(crate) async fn services() -> Response {
     let all: Vec<_> = lookout::catalogue().iter().map(|r| r.summary()).collect();
     axum::Json(all).into_response()
 }
 
-#[derive(Deserialize)]
-struct EventQuery {
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
+)]
+pub(crate) async fn openapi_document() -> Response {
+    let document = api::openapi_json();
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+#[utoipa::path(get, path = "/v1/asyncapi.json", tag = "operations",
+    responses((status = 200, description = "What a webhook receiver gets (AsyncAPI 3)", body = Object))
+)]
+pub(crate) async fn asyncapi_document() -> Response {
+    axum::Json(api::asyncapi()).into_response()
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventQuery {
+    /// The product, when the path does not name it (else the payload's `product.id`).
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     product: Option<String>,
 }
 
-async fn post_event(
+/// A form body (what GitHub-style senders post): the payload's JSON in `payload`.
+#[derive(utoipa::ToSchema)]
+#[allow(
+    dead_code,
+    reason = "only its schema is used: payload_text reads forms"
+)]
+pub(crate) struct EventForm {
+    payload: String,
+}
+
+#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
+    params(EventQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated POST get the first answer (1 to 255 characters)", min_length = 1, max_length = 255)),
+    request_body(
+        description = "The payload: JSON, or a form whose `payload` field holds the JSON",
+        content(
+            (lookout::payload::PayloadSchema = "application/json"),
+            (EventForm = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 202, description = "Stored, with one delivery per enabled service that listens to it", body = Accepted),
+        (status = 400, description = "The payload is not valid JSON, or a key is missing or of the wrong type (`path` names it)", body = ApiError),
+        (status = 403, description = "An ingest token that does not name this product", body = ApiError),
+        (status = 404, description = "No such product", body = ApiError),
+        (status = 409, description = "The `Idempotency-Key` was already used with a different body", body = ApiError),
+    )
+)]
+pub(crate) async fn post_event(
     State(app): State<App>,
     Extension(caller): Extension<Token>,
     Query(query): Query<EventQuery>,
@@ -453,7 +520,24 @@ async fn post_event(
     traced(&span, intake(&app, &caller, query.product, &headers, body)).await
 }
 
-async fn post_product_event(
+#[utoipa::path(post, path = "/v1/products/{id}/events", tag = "events", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated POST get the first answer (1 to 255 characters)", min_length = 1, max_length = 255)),
+    request_body(
+        description = "The payload: JSON, or a form whose `payload` field holds the JSON",
+        content(
+            (lookout::payload::PayloadSchema = "application/json"),
+            (EventForm = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 202, description = "Stored, with one delivery per enabled service that listens to it", body = Accepted),
+        (status = 400, description = "The payload is not valid JSON, or a key is missing or of the wrong type (`path` names it)", body = ApiError),
+        (status = 403, description = "An ingest token that does not name this product", body = ApiError),
+        (status = 404, description = "No such product", body = ApiError),
+        (status = 409, description = "The `Idempotency-Key` was already used with a different body", body = ApiError),
+    )
+)]
+pub(crate) async fn post_product_event(
     State(app): State<App>,
     Extension(caller): Extension<Token>,
     Path(product): Path<String>,
@@ -511,7 +595,24 @@ pub const MAX_BATCH_EVENTS: usize = 1_000;
 /// Several events in one request: a JSON array, or NDJSON (one event per line) with
 /// `Content-Type: application/x-ndjson`. Each event is taken or refused on its own,
 /// exactly as if posted alone; the answer (200) lists each one's result in order.
-async fn post_batch(
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events", security(("bearer" = [])),
+    params(EventQuery),
+    request_body(
+        description = "Up to 1,000 payloads (each a `Payload`): a JSON array, or NDJSON (one \
+                       payload per line). Each is taken or refused on its own, as if posted \
+                       alone: a bad one is a `400` in its result, not a refused batch.",
+        content(
+            (Vec<serde_json::Value> = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 200, description = "Each event's result, in order: taken or refused on its own", body = BatchAnswer),
+        (status = 400, description = "Neither a JSON array nor NDJSON, an `Idempotency-Key` header, or a bad `product`", body = ApiError),
+        (status = 413, description = "More than 1,000 events, or a body larger than `--max-body`", body = ApiError),
+    )
+)]
+pub(crate) async fn post_batch(
     State(app): State<App>,
     Extension(caller): Extension<Token>,
     Query(query): Query<EventQuery>,
@@ -533,6 +634,10 @@ async fn batch(
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
+    // A bad `?product=` is the request's fault, not each event's: refused as a whole.
+    if let Some(Err(problem)) = query.product.as_deref().map(check_name) {
+        return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
+    }
     if headers.contains_key(IDEMPOTENCY_KEY) {
         let problem = "Idempotency-Key names one event: a batch's events take their keys \
                        from the configured idempotency field";
@@ -558,12 +663,12 @@ async fn batch(
         .iter()
         .filter(|a| a.status == StatusCode::ACCEPTED)
         .count();
-    let results: Vec<Value> = answers.into_iter().map(Answer::into_result).collect();
-    let body = json!({
-        "accepted": accepted,
-        "refused": results.len() - accepted,
-        "results": results,
-    });
+    let results: Vec<BatchResult> = answers.into_iter().map(Answer::into_result).collect();
+    let body = BatchAnswer {
+        accepted,
+        refused: results.len() - accepted,
+        results,
+    };
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 
@@ -718,18 +823,23 @@ fn body_digest(product: &str, payload: &str) -> String {
 /// it is durable, or `None` when it must be routed again (nothing was stored).
 async fn commit(app: &App, event: NewEvent) -> Option<Answer> {
     let key = event.idempotency.as_ref().map(|k| k.key.clone());
-    let body = json!({ "id": event.id, "deliveries": event.deliveries });
+    let accepted = Accepted {
+        id: event.id.clone(),
+        deliveries: event.deliveries.iter().map(Into::into).collect(),
+    };
     Some(match app.committer.submit(event).await {
         Ok(Admission::Rerouted) => return None,
         Ok(Admission::Stored) => {
             app.metrics.accepted();
             app.wake.notify_one();
-            Answer::accepted(body, false)
+            Answer::accepted(accepted, false)
         }
-        Ok(Admission::Repeated { answer }) => {
-            let first = serde_json::from_str(&answer).unwrap_or(Value::Null);
-            Answer::accepted(first, true)
-        }
+        Ok(Admission::Repeated { answer }) => match serde_json::from_str(&answer) {
+            Ok(first) => Answer::accepted(first, true),
+            Err(err) => Answer::unavailable(&store::StoreError::Backend(format!(
+                "a stored idempotent answer does not read back: {err}"
+            ))),
+        },
         Ok(Admission::Conflict) => Answer::problem(
             StatusCode::CONFLICT,
             format!(
@@ -744,24 +854,28 @@ async fn commit(app: &App, event: NewEvent) -> Option<Answer> {
 /// What the intake says about one event: alone, the response; in a batch, one result.
 struct Answer {
     status: StatusCode,
-    body: Value,
+    verdict: Verdict,
     /// The first answer again (a repeated idempotency key).
     replayed: bool,
 }
 
 impl Answer {
-    fn accepted(body: Value, replayed: bool) -> Answer {
+    fn accepted(accepted: Accepted, replayed: bool) -> Answer {
         Answer {
             status: StatusCode::ACCEPTED,
-            body,
+            verdict: Verdict::Accepted(accepted),
             replayed,
         }
     }
 
     fn problem(status: StatusCode, message: impl Into<String>) -> Answer {
+        Answer::refused(status, ApiError::new(message))
+    }
+
+    fn refused(status: StatusCode, error: ApiError) -> Answer {
         Answer {
             status,
-            body: json!({ "error": message.into() }),
+            verdict: Verdict::Refused(error),
             replayed: false,
         }
     }
@@ -776,7 +890,7 @@ impl Answer {
     }
 
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body)).into_response();
+        let mut response = (self.status, axum::Json(self.verdict)).into_response();
         if self.replayed {
             let replayed = header::HeaderValue::from_static("true");
             response
@@ -787,15 +901,12 @@ impl Answer {
     }
 
     /// The body with the status (and `replayed`) in it.
-    fn into_result(self) -> Value {
-        let mut body = self.body;
-        if let Value::Object(fields) = &mut body {
-            fields.insert("status".into(), Value::from(self.status.as_u16()));
-            if self.replayed {
-                fields.insert("replayed".into(), Value::Bool(true));
-            }
+    fn into_result(self) -> BatchResult {
+        BatchResult {
+            status: self.status.as_u16(),
+            verdict: self.verdict,
+            replayed: self.replayed,
         }
-        body
     }
 }
 
@@ -817,41 +928,59 @@ fn payload_text(headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
 }
 
 fn payload_problem(err: &PayloadError) -> Answer {
-    let mut answer = Answer::problem(StatusCode::BAD_REQUEST, err.to_string());
+    let mut error = ApiError::new(err.to_string());
     if let PayloadError::Field { path, .. } = err {
-        answer.body["path"] = Value::from(path.clone());
+        error.path = Some(path.clone());
     }
-    answer
+    Answer::refused(StatusCode::BAD_REQUEST, error)
 }
 
 fn store_error(err: &store::StoreError) -> Response {
     Answer::unavailable(err).into_response()
 }
 
-async fn list_products(State(app): State<App>) -> Response {
+#[utoipa::path(get, path = "/v1/products", tag = "products", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every product", body = Vec<store::ProductView>),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
+pub(crate) async fn list_products(State(app): State<App>) -> Response {
     match app.store.products().await {
         Ok(products) => {
-            let shown: Vec<Value> = products.iter().map(|p| p.to_redacted_json()).collect();
+            let shown: Vec<_> = products.iter().map(store::Product::redacted).collect();
             axum::Json(shown).into_response()
         }
         Err(err) => store_error(&err),
     }
 }
 
-async fn get_product(State(app): State<App>, Path(id): Path<String>) -> Response {
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    responses(
+        (status = 200, description = "The product: its services, secrets redacted, and disabled targets", body = store::ProductView),
+        (status = 400, description = "Not a valid product id", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such product", body = ApiError),
+    )
+)]
+pub(crate) async fn get_product(State(app): State<App>, Path(id): Path<String>) -> Response {
     if let Err(problem) = check_name(&id) {
         return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
     }
     match app.store.product(&id).await {
-        Ok(Some(product)) => axum::Json(product.to_redacted_json()).into_response(),
+        Ok(Some(product)) => axum::Json(product.redacted()).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("unknown product `{id}`")),
         Err(err) => store_error(&err),
     }
 }
 
-#[derive(Deserialize)]
+/// A product's services in the shape of a config file's `[services]` tables.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProductBody {
+pub(crate) struct ProductBody {
+    /// By name: `{"service": "webhook", options…}`.
+    #[schema(value_type = Object)]
     services: Map<String, Value>,
     /// The service told about disabled targets and dead deliveries.
     #[serde(default)]
@@ -860,7 +989,16 @@ struct ProductBody {
 
 /// Replaces a product's services: `{"services": {NAME: {"service": …, options…}}}`, the
 /// shape of the config file's `[services]` tables.
-async fn put_product(
+#[utoipa::path(put, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    request_body(content = ProductBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Replaced; the product as stored", body = store::ProductView),
+        (status = 400, description = "Not a valid id or body, or invalid options (`problems` lists every one)", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
+pub(crate) async fn put_product(
     State(app): State<App>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -883,8 +1021,9 @@ async fn put_product(
     };
     let refused = |problems: Vec<lookout::options::OptionProblem>| {
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        let body = json!({ "error": shown.join("; "), "problems": shown });
-        (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+        let mut error = ApiError::new(shown.join("; "));
+        error.problems = Some(shown);
+        error.response(StatusCode::BAD_REQUEST)
     };
     let instances = match store::instances_from_table(&parsed.services) {
         Ok(instances) => instances,
@@ -913,9 +1052,9 @@ async fn put_product(
     get_product(State(app), Path(id)).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnableBody {
+pub(crate) struct EnableBody {
     /// Also make the service's dead and disabled deliveries due again.
     #[serde(default)]
     redeliver: bool,
@@ -923,7 +1062,17 @@ struct EnableBody {
 
 /// Enables every disabled target of one configured service again, and with
 /// `{"redeliver": true}` sends its dead deliveries again, in one step.
-async fn enable_target(
+#[utoipa::path(post, path = "/v1/products/{id}/services/{name}/enable", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$"), ("name" = String, Path, description = "The configured service")),
+    request_body(content = Option<EnableBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Its targets are enabled again (and its dead deliveries due again)", body = store::upkeep::Enabled),
+        (status = 400, description = "Not a valid body", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such product or service", body = ApiError),
+    )
+)]
+pub(crate) async fn enable_target(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
@@ -932,7 +1081,8 @@ async fn enable_target(
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
-    let asked: EnableBody = if body.is_empty() {
+    // The body is optional: none, or JSON `null` (as the contract allows), asks nothing.
+    let asked: EnableBody = if body.is_empty() || body.trim_ascii() == b"null" {
         EnableBody::default()
     } else {
         match serde_json::from_slice(&body) {
@@ -966,7 +1116,16 @@ async fn enable_target(
     }
 }
 
-async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Response {
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    responses(
+        (status = 204, description = "Removed; its events and deliveries stay as history"),
+        (status = 400, description = "Not a valid product id", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such product", body = ApiError),
+    )
+)]
+pub(crate) async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Response {
     if let Err(problem) = check_name(&id) {
         return error(StatusCode::BAD_REQUEST, format!("product: {problem}"));
     }
@@ -977,17 +1136,24 @@ async fn delete_product(State(app): State<App>, Path(id): Path<String>) -> Respo
     }
 }
 
-async fn list_tokens(State(app): State<App>) -> Response {
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every stored token (never the token itself)", body = Vec<tokens::Token>),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
+pub(crate) async fn list_tokens(State(app): State<App>) -> Response {
     match app.store.tokens().await {
         Ok(tokens) => axum::Json(tokens).into_response(),
         Err(err) => store_error(&err),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub(crate) struct TokenRequest {
     scope: Scope,
+    /// For `ingest`: the products it may post events for (at least one); none for admin.
     #[serde(default)]
     products: Vec<String>,
     /// How long it is valid: `90d`, `12h` (default: until revoked).
@@ -995,7 +1161,18 @@ struct TokenRequest {
 }
 
 /// Creates a token; the answer is the only place its secret is ever shown.
-async fn create_token(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Response {
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body(content = TokenRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The new token, shown this once", body = api::CreatedToken),
+        (status = 400, description = "Not a valid request", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
+pub(crate) async fn create_token(
+    State(app): State<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
@@ -1020,12 +1197,22 @@ async fn create_token(State(app): State<App>, body: Result<Bytes, BytesRejection
     if let Err(err) = app.store.put_token(&new).await {
         return store_error(&err);
     }
-    let mut shown = json!(new.token);
-    shown["token"] = Value::from(secret);
+    let shown = api::CreatedToken {
+        listed: new.token,
+        token: secret,
+    };
     (StatusCode::CREATED, axum::Json(shown)).into_response()
 }
 
-async fn revoke_token(State(app): State<App>, Path(id): Path<String>) -> Response {
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such token", body = ApiError),
+    )
+)]
+pub(crate) async fn revoke_token(State(app): State<App>, Path(id): Path<String>) -> Response {
     match app.store.revoke_token(&id).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => error(StatusCode::NOT_FOUND, "no such token"),
@@ -1033,27 +1220,51 @@ async fn revoke_token(State(app): State<App>, Path(id): Path<String>) -> Respons
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct DeliveryQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeliveryQuery {
+    #[param(value_type = Option<store::Status>)]
     status: Option<String>,
     service: Option<String>,
     product: Option<String>,
+    /// At most this many (default 100, at most 10,000).
+    #[param(minimum = 0, maximum = 10000)]
     limit: Option<usize>,
 }
 
+/// The most deliveries one `GET /v1/deliveries` lists: an answer stays a page, not the
+/// whole table read into memory.
+const MAX_DELIVERIES_LISTED: usize = 10_000;
+
 /// `lookout deliveries list` over HTTP: newest first, at most `limit` (default 100).
-async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQuery>) -> Response {
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", security(("bearer" = [])),
+    params(DeliveryQuery),
+    responses(
+        (status = 200, description = "Deliveries, most recently changed first", body = Vec<store::DeliveryRow>),
+        (status = 400, description = "Not a valid query", body = ApiError),
+        (status = 403, description = "Not an admin token", body = ApiError),
+    )
+)]
+pub(crate) async fn list_deliveries(
+    State(app): State<App>,
+    Query(query): Query<DeliveryQuery>,
+) -> Response {
     let status = match query.status.as_deref().map(str::parse).transpose() {
         Ok(status) => status,
         Err(problem) => return error(StatusCode::BAD_REQUEST, format!("status: {problem}")),
     };
+    let limit = query.limit.unwrap_or(100);
+    if limit > MAX_DELIVERIES_LISTED {
+        let problem = format!("limit: at most {MAX_DELIVERIES_LISTED}");
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     let filter = DeliveryFilter {
         status,
         service: query.service,
         product: query.product,
         updated_since: None,
-        limit: query.limit.unwrap_or(100),
+        limit,
         after: None,
     };
     match app.store.deliveries(&filter).await {
@@ -1062,12 +1273,24 @@ async fn list_deliveries(State(app): State<App>, Query(query): Query<DeliveryQue
     }
 }
 
-async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Response {
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The delivery (`msg_…`)")),
+    responses(
+        (status = 200, description = "The delivery, its attempts, and why it waits", body = api::DeliveryDetail),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such delivery", body = ApiError),
+    )
+)]
+pub(crate) async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Response {
     let (found, waiting) =
         futures::join!(app.store.delivery(&id), app.store.waiting(&id, now_ms()));
     match (found, waiting) {
         (Ok(Some((delivery, attempts))), Ok(waiting)) => {
-            let body = json!({ "delivery": delivery, "attempts": attempts, "waiting": waiting });
+            let body = api::DeliveryDetail {
+                delivery,
+                attempts,
+                waiting,
+            };
             axum::Json(body).into_response()
         }
         (Ok(None), _) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
@@ -1076,7 +1299,15 @@ async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Respons
 }
 
 /// Makes a delivery due again now (as `lookout redeliver ID`) and wakes a worker.
-async fn redeliver(State(app): State<App>, Path(id): Path<String>) -> Response {
+#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The delivery (`msg_…`)")),
+    responses(
+        (status = 200, description = "Due again now, with a fresh schedule", body = api::DeliveryDetail),
+        (status = 403, description = "Not an admin token", body = ApiError),
+        (status = 404, description = "No such delivery", body = ApiError),
+    )
+)]
+pub(crate) async fn redeliver(State(app): State<App>, Path(id): Path<String>) -> Response {
     match app.store.redeliver(&id, now_ms()).await {
         Ok(true) => {
             app.wake.notify_one();

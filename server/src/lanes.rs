@@ -444,7 +444,7 @@ impl Claim {
 
 /// Why a queued delivery is not being attempted right now: what the console's delivery
 /// page, `GET /v1/deliveries/{id}` and `lookout deliveries show` say.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Waiting {
     /// A worker is attempting it (its lease runs until then).

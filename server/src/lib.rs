@@ -13,6 +13,7 @@
 //! events through a new config, compared and resent), [`console`] (the web console at
 //! `/ui`).
 
+pub mod api;
 pub mod clients;
 pub mod clock;
 pub mod commit;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::{Millis, millis, now_ms};
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Admin,
@@ -44,7 +44,7 @@ impl FromStr for Scope {
 }
 
 /// A stored token, as listed: never the token itself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Token {
     pub id: String,
     pub scope: Scope,

@@ -57,6 +57,11 @@ pub fn active_secrets<'a>(
     current.into_iter().chain(previous).collect()
 }
 
+/// The names of the Standard Webhooks headers, in the order [`standard_webhooks`]
+/// returns them: the message id, its Unix time in seconds, and the signatures.
+pub const STANDARD_WEBHOOKS_HEADERS: [&str; 3] =
+    ["webhook-id", "webhook-timestamp", "webhook-signature"];
+
 /// The three headers that sign `body` as message `id` sent at `timestamp` (Unix seconds),
 /// with one `v1,` signature per key, space-separated: during a rotation receivers that
 /// hold either the old or the new secret accept the request.
@@ -76,10 +81,11 @@ pub fn standard_webhooks(
             format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
         })
         .collect();
+    let [id_header, timestamp_header, signature_header] = STANDARD_WEBHOOKS_HEADERS;
     [
-        ("webhook-id", id.to_owned()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signatures.join(" ")),
+        (id_header, id.to_owned()),
+        (timestamp_header, timestamp.to_string()),
+        (signature_header, signatures.join(" ")),
     ]
 }
 

@@ -35,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::lanes::{Heard, Lane, Waiting};
 use crate::tokens::{NewToken, Token};
@@ -74,7 +75,7 @@ fn status_of(text: &str) -> Result<Status> {
 }
 
 /// Where a delivery is in its life (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Accepted, never attempted (or handed back by `redeliver`).
@@ -219,7 +220,7 @@ impl From<ServiceTable> for StoredInstance {
 }
 
 /// A target that answered 410 Gone: it is not sent to again for this product.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct DisabledTarget {
     pub instance: String,
     /// [`target_key`](lookout::Outgoing::target_key) of the request.
@@ -256,6 +257,11 @@ impl Product {
     /// The product as JSON for people: options with every secret replaced (options that
     /// no longer validate are not shown at all), and the disabled targets.
     pub fn to_redacted_json(&self) -> Value {
+        serde_json::to_value(self.redacted()).unwrap_or_default()
+    }
+
+    /// [`Product::to_redacted_json`], typed: what `GET /v1/products/{id}` answers.
+    pub fn redacted(&self) -> ProductView {
         let services: Map<String, Value> = self
             .instances
             .iter()
@@ -271,13 +277,26 @@ impl Product {
                 (instance.name.clone(), Value::Object(shown))
             })
             .collect();
-        serde_json::json!({
-            "id": self.id,
-            "services": services,
-            "disabled_targets": self.disabled,
-            "alerts": self.alerts,
-        })
+        ProductView {
+            id: self.id.clone(),
+            services,
+            disabled_targets: self.disabled.clone(),
+            alerts: self.alerts.clone(),
+        }
     }
+}
+
+/// A product as shown: its configured services by name, each with its `service` and
+/// its options, secrets redacted (`"invalid": true` instead of options that no longer
+/// validate).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProductView {
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub services: Map<String, Value>,
+    pub disabled_targets: Vec<DisabledTarget>,
+    /// The configured service told about disabled targets and dead deliveries.
+    pub alerts: Option<String>,
 }
 
 /// An event to accept, with one delivery per configured service that listens to it.
@@ -349,7 +368,7 @@ impl Admission {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct NewDelivery {
     /// Also the `webhook-id` on every attempt.
     pub id: String,
@@ -357,10 +376,12 @@ pub struct NewDelivery {
     pub service: String,
     /// The lane it waits in (not part of the intake's answer).
     #[serde(skip)]
+    #[schema(ignore)]
     pub lane: Lane,
     /// Set when its service orders deliveries by a payload value: deliveries with equal
     /// keys are attempted one at a time, in the order they were stored.
     #[serde(skip)]
+    #[schema(ignore)]
     pub order_key: Option<String>,
 }
 
@@ -407,7 +428,7 @@ pub struct Claimed {
 }
 
 /// How one request of an attempt ended, as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptOutcome {
     Delivered,
@@ -463,7 +484,7 @@ impl std::str::FromStr for AttemptOutcome {
 }
 
 /// One request of one attempt, as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AttemptRecord {
     /// The delivery's attempt number, from 1.
     pub number: u32,
@@ -513,7 +534,7 @@ impl Finish {
 }
 
 /// A delivery as operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DeliveryRow {
     pub id: String,
     pub event_id: String,

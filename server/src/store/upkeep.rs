@@ -75,7 +75,7 @@ pub struct TargetResult {
 }
 
 /// What [`Upkeep::enable_targets`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Enabled {
     /// Targets enabled again.
     pub targets: u64,
