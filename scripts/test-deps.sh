@@ -119,3 +119,11 @@ if ! "$venv/bin/python" -c "from opentelemetry.proto.collector.trace.v1 import t
 fi
 echo "test dependencies: opentelemetry-proto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))') in $venv"
 # --- end OpenTelemetry
+
+# --- aiosmtpd (issue 25): a real SMTP server the project did not write; tests/smtp_real.rs
+# --- starts it on loopback and parses what it receives with Python's `email` package.
+if ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+fi
+echo "test dependencies: aiosmtpd $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("aiosmtpd"))') in $venv"
+# --- end aiosmtpd
