@@ -11,8 +11,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
 
 use lookout::{Outcome, Report};
 use serde_json::{Value, json};
@@ -69,10 +69,7 @@ impl Sink {
 
     /// The next line the sink prints, waiting at most [`PATIENCE`].
     fn next_line(&self) -> Option<String> {
-        match self.lines.recv_timeout(PATIENCE) {
-            Ok(line) => Some(line),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.lines.recv_timeout(PATIENCE).ok()
     }
 
     /// The header fields of the next message received, as Python's parser decoded them.
