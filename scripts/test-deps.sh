@@ -136,3 +136,11 @@ if ! [ -d tests/asyncapi/node_modules/@asyncapi/parser ]; then
 fi
 echo "test dependencies: @asyncapi/parser $(node -p 'require("./tests/asyncapi/node_modules/@asyncapi/parser/package.json").version')"
 # --- end AsyncAPI parser
+
+# --- aiosmtpd (issue 25): a real SMTP server the project did not write; tests/smtp_real.rs
+# --- starts it on loopback and parses what it receives with Python's `email` package.
+if ! "$venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==1.4.6"
+fi
+echo "test dependencies: aiosmtpd $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("aiosmtpd"))') in $venv"
+# --- end aiosmtpd

@@ -21,9 +21,11 @@ lookout::service! {
     ///    `POST /_matrix/client/v3/login`). Put it in `access_token`. Do not log the bot out
     ///    afterwards: that revokes the token.
     /// 3. Invite the bot to the room and accept the invitation as the bot.
-    /// 4. Find the room's internal ID in **Room settings → Advanced** (it looks like
-    ///    `!AbCdEf:example.org`; an alias such as `#team:example.org` does not work here)
-    ///    and put it in `room_id`.
+    /// 4. Find the room's internal ID in **Room settings → Advanced** and put it in
+    ///    `room_id`. It starts with `!`: in rooms of version 12 and later it has no
+    ///    server part (`!AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0`), in older rooms
+    ///    it ends with one (`!AbCdEf:example.org`). An alias such as `#team:example.org`
+    ///    does not work here.
     /// 5. Put your homeserver's client URL in `homeserver`, e.g. `https://matrix.example.org`
     ///    (for matrix.org accounts, `https://matrix-client.matrix.org`).
     ///
@@ -32,6 +34,13 @@ lookout::service! {
     /// transaction ID comes from the delivery, so a retried delivery is not posted twice.
     /// When the homeserver rate-limits the bot (`M_LIMIT_EXCEEDED` with
     /// `retry_after_ms`), Lookout waits as long as it asks before trying again.
+    ///
+    /// A `401` with `M_UNKNOWN_TOKEN` (the access token was revoked, e.g. the bot was
+    /// logged out) or a `403` with `M_FORBIDDEN` (the bot left the room, or was kicked or
+    /// banned) disables the target: the delivery is reported `disabled`, and under
+    /// `lookout serve` nothing more is sent to that room until you fix the cause and
+    /// enable the target again (`lookout products enable-target PRODUCT NAME`, or change
+    /// the service's options).
     pub struct Matrix;
 
     category: Chat,
@@ -61,7 +70,7 @@ const OPTIONS: &[OptionSpec] = &[
     .secret(),
     OptionSpec::string(
         "room_id",
-        "The room's internal ID, `!…:server` (from Room settings → Advanced).",
+        "The room's internal ID, `!…` (from Room settings → Advanced).",
     )
     .public(),
     OptionSpec::choice(
@@ -247,6 +256,46 @@ mod tests {
         };
         let err = super::Matrix.build(&job).unwrap_err();
         assert!(err.to_string().contains("not a room ID"), "{err}");
+    }
+
+    /// What `lookout docs matrix` shows: both shapes of room id, and what a 401 or a
+    /// 403 does.
+    #[test]
+    fn the_docs_show_v12_room_ids_and_what_disables_the_target() {
+        let registration = lookout::service::find("matrix").expect("registered");
+        let docs = lookout::docs::service_markdown(registration);
+        assert!(
+            docs.contains("`!AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0`"),
+            "{docs}"
+        );
+        assert!(docs.contains("`!AbCdEf:example.org`"), "{docs}");
+        assert!(docs.contains("A `401` with `M_UNKNOWN_TOKEN`"), "{docs}");
+        assert!(docs.contains("disables the target"), "{docs}");
+    }
+
+    /// Rooms of version 12 and later have ids without `:server`.
+    #[test]
+    fn a_room_id_without_a_server_part_is_accepted() {
+        let instance = instance("!AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0");
+        let event = fixture("item");
+        let job = Job {
+            event: &event,
+            options: &instance.options,
+            delivery_id: "msg_a",
+            templates: &instance.templates,
+            cut: lookout::text::budget::Cut::NONE,
+        };
+        let built = super::Matrix.build(&job).expect("a v12 room id builds");
+        let Outgoing::Http(request) = &built[0] else {
+            panic!("not HTTP");
+        };
+        assert!(
+            request.url.path().starts_with(
+                "/_matrix/client/v3/rooms/%21AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0/send/"
+            ),
+            "{}",
+            request.url
+        );
     }
 
     #[test]

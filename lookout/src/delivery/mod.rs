@@ -19,6 +19,7 @@ pub mod report;
 pub mod retry;
 pub mod smtp;
 pub mod ssrf;
+pub(crate) mod tls;
 
 pub use platform::{Platform, Verdict};
 pub use report::{Delivery, Outcome, human_duration, user_agent};
@@ -572,7 +573,8 @@ fn note(outcome: &mut Outcome, text: &str) {
 
 /// Whether a request that got no answer is worth another try.
 fn retry_after_error(err: &reqwest::Error) -> Retry {
-    if blocked_in(err).is_some() || err.is_builder() {
+    // A TLS failure is final: the certificate or the plain-text port stays as it is.
+    if blocked_in(err).is_some() || err.is_builder() || tls::failure_in(err).is_some() {
         Retry::No
     } else if local_cause(err) {
         Retry::Local
@@ -714,6 +716,9 @@ fn blocked_in<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Bloc
 fn describe_error(err: &reqwest::Error) -> String {
     if let Some(blocked) = blocked_in(err) {
         return blocked.to_string();
+    }
+    if let Some(tls) = tls::failure_in(err) {
+        return tls::describe(tls);
     }
     let what = if err.is_connect() {
         "connection failed"

@@ -23,8 +23,9 @@ use super::report::{Outcome, user_agent};
 use super::retry::Retry;
 #[cfg(doc)]
 use super::ssrf::Guard;
+use super::tls;
 use crate::redact::Redactor;
-use crate::request::email::{Email, Security};
+use crate::request::email::{Email, Security, header_mailbox, header_text};
 
 /// One try at sending `email` through `address` (see [`Guard::resolve`]), within `timeout`:
 /// how it ended, and whether another try could do better (a `4xx` reply or a connection
@@ -89,45 +90,82 @@ async fn submit(
 
 /// Whether a failed submission is worth another try: a `5xx` reply is final, and so is
 /// a TLS or client-side problem (the configuration is wrong); a `4xx` reply ("try again
-/// later"), a timeout or a broken connection may go better next time.
+/// later"), a timeout or a broken connection may go better next time. lettre reports a
+/// failed TLS handshake as a connection error, so the TLS failure is looked for in the
+/// causes.
 fn retry_after_error(err: &lettre::transport::smtp::Error) -> Retry {
-    if err.is_permanent() || err.is_tls() || err.is_client() {
+    let final_failure =
+        err.is_permanent() || err.is_tls() || err.is_client() || tls::failure_in(err).is_some();
+    if final_failure {
         Retry::No
     } else {
         Retry::Yes { after: None }
     }
 }
 
-/// A lettre error as one line, with its root cause (the server's answer, a TLS or
-/// connection problem).
+/// A lettre error as one sentence. Not its own text: lettre wraps its errors in one
+/// another and each layer prints its kind again ("Connection error: Connection error:
+/// …"), its client errors read "internal client error", and TLS failures come out as
+/// Rust values. So: the kind in our words, then the innermost cause.
 fn describe_error(err: &lettre::transport::smtp::Error) -> String {
-    use std::error::Error as _;
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(source) = cause {
-        let more = source.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = source.source();
+    if let Some(tls) = tls::failure_in(err) {
+        return tls::describe(tls);
     }
+    let cause = innermost_cause(err);
+    let text = match err.status() {
+        Some(code) => format!("SMTP {code}: {}", cause.unwrap_or_default()),
+        None if err.is_client() => client_problem(cause.as_deref().unwrap_or_default()),
+        None if err.is_timeout() => "timed out".to_owned(),
+        None if err.is_response() => format!(
+            "the server's answer was not SMTP: {}",
+            cause.unwrap_or_default()
+        ),
+        None => match cause {
+            Some(cause) => format!("connection failed: {cause}"),
+            None => "connection failed".to_owned(),
+        },
+    };
     text.replace(['\r', '\n'], " ")
+}
+
+/// The text of the last error in `err`'s chain of causes, if it has causes.
+fn innermost_cause(err: &lettre::transport::smtp::Error) -> Option<String> {
+    use std::error::Error as _;
+    let mut cause = err.source();
+    let mut innermost = None;
+    while let Some(current) = cause {
+        innermost = Some(current.to_string());
+        cause = current.source();
+    }
+    innermost.filter(|text| !text.is_empty())
+}
+
+/// What lettre calls an "internal client error" is mostly the server lacking something
+/// the configuration asks for; the one an operator meets most gets its own advice.
+fn client_problem(lettre_says: &str) -> String {
+    if lettre_says.contains("STARTTLS") {
+        return "the server does not offer STARTTLS: use `security = \"tls\"` if it \
+                speaks TLS from the start (usually port 465), or `security = \"none\"` \
+                for a relay on a trusted network"
+            .to_owned();
+    }
+    format!("the SMTP server cannot take this message: {lettre_says}")
 }
 
 /// The MIME message; its Message-ID comes from the delivery id, so a resent copy of
 /// the same delivery can be recognised as one.
 fn to_message(email: &Email, delivery_id: &str) -> Result<lettre::Message, String> {
+    // Header fields come from event text and options: folded onto one line each.
     let mut builder = lettre::Message::builder()
-        .from(email.from.clone())
-        .subject(email.subject.clone())
+        .from(header_mailbox(&email.from))
+        .subject(header_text(&email.subject))
         .user_agent(user_agent())
         .message_id(Some(format!(
             "<{delivery_id}@{}>",
             email.from.email.domain()
         )));
     for to in &email.to {
-        builder = builder.to(to.clone());
+        builder = builder.to(header_mailbox(to));
     }
     builder
         .multipart(MultiPart::alternative_plain_html(
@@ -164,6 +202,7 @@ fn transport(
 mod tests {
     use super::*;
     use crate::request::email::SmtpServer;
+    use lettre::message::Mailbox;
 
     fn email() -> Email {
         let server = SmtpServer::new("smtp.example.com", 587, Security::StartTls)
@@ -211,6 +250,24 @@ mod tests {
             !head.lines().any(|l| l.starts_with("Bcc:")),
             "a header was injected:\n{head}"
         );
+    }
+
+    #[test]
+    fn header_fields_are_folded_onto_one_line() {
+        let mut mail = email();
+        mail.subject = "Fix the\r\nlogin\u{2028}page\t\t now".into();
+        mail.from = Mailbox::new(Some("Look\nout".into()), mail.from.email.clone());
+        let text = String::from_utf8(to_message(&mail, "msg_abc").unwrap().formatted()).unwrap();
+        assert!(
+            text.contains("Subject: Fix the login page  now\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: \"Look out\" <bot@example.com>\r\n"),
+            "{text}"
+        );
+        let preview = mail.preview(&Redactor::new());
+        assert_eq!(preview.headers[2].1, "Fix the login page  now");
     }
 
     #[test]

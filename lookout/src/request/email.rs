@@ -136,11 +136,16 @@ impl Email {
     /// The email as `--dry-run` and the snapshots show it, secrets redacted: method
     /// `SMTP`, the server as a URL, the main headers, and both parts as the body.
     pub fn preview(&self, redactor: &Redactor) -> RequestPreview {
-        let to: Vec<String> = self.to.iter().map(ToString::to_string).collect();
+        // As sent: header fields folded onto one line (see `header_text`).
+        let to: Vec<String> = self
+            .to
+            .iter()
+            .map(|to| header_mailbox(to).to_string())
+            .collect();
         let headers = [
-            ("from", self.from.to_string()),
+            ("from", header_mailbox(&self.from).to_string()),
             ("to", to.join(", ")),
-            ("subject", self.subject.clone()),
+            ("subject", header_text(&self.subject)),
         ];
         RequestPreview {
             method: "SMTP",
@@ -152,4 +157,34 @@ impl Email {
             body: redactor.redact_json(&json!({"text": self.text, "html": self.html})),
         }
     }
+}
+
+/// `text` fit for a header field: every run of control characters (CR, LF, tab, NUL, …)
+/// and Unicode line or paragraph separators becomes one space. lettre already keeps a
+/// CR LF from starting a new header, but it encodes it into the field (RFC 2047), so
+/// the decoded Subject a mail client shows, and copies, would still break across lines.
+pub fn header_text(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+            if !in_run {
+                folded.push(' ');
+            }
+            in_run = true;
+        } else {
+            folded.push(c);
+            in_run = false;
+        }
+    }
+    folded
+}
+
+/// A mailbox with its display name folded by [`header_text`] (the address itself
+/// cannot hold a control character: lettre refuses it when parsing).
+pub fn header_mailbox(mailbox: &Mailbox) -> Mailbox {
+    Mailbox::new(
+        mailbox.name.as_deref().map(header_text),
+        mailbox.email.clone(),
+    )
 }
