@@ -108,9 +108,14 @@ enum Command {
     /// Run stored events through a config's services and show, per event and service,
     /// how the requests would change; `--send` sends the changed ones (docs/SERVING.md).
     Replay(replay::ReplayArgs),
-    /// Print a signed link that opens the console of `serve` for one product only, until
-    /// it expires: for a product's own people to manage its services.
+    /// Make a link that opens the console of `serve` for one product only, until it
+    /// expires or is revoked (for a product's own people); or list and revoke links.
     PortalLink(outbox::PortalLinkArgs),
+    /// List and revoke console sessions (signed in, or opened by a portal link).
+    Sessions {
+        #[command(subcommand)]
+        command: outbox::SessionsCommand,
+    },
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -143,6 +148,7 @@ impl Command {
                 | Command::Tokens { .. }
                 | Command::Stats { .. }
                 | Command::PortalLink(_)
+                | Command::Sessions { .. }
         )
     }
 }
@@ -283,6 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Stats { db, json } => outbox::stats(db, json),
         Command::Replay(args) => replay::run(args),
         Command::PortalLink(args) => outbox::portal_link(args),
+        Command::Sessions { command } => outbox::sessions(command),
     }
 }
 
