@@ -117,9 +117,9 @@ impl Site {
 /// A new session's cookie, kept in `store` as signing in keeps it.
 async fn session(store: &dyn Store, scope: &Scope) -> String {
     let until = store::now_ms() + 3_600_000;
-    let value = console::start_session(store, scope, None, until)
-        .await
-        .unwrap();
+    let keys = Keys::from_admin_token(ADMIN_TOKEN);
+    let value = console::start_session(store, &keys, scope, None, until).await;
+    let value = value.unwrap();
     format!("lookout_session={}", value.expect("stored"))
 }
 

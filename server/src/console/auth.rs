@@ -1,9 +1,10 @@
 //! Who is looking at the console: a session kept in the store, made either by signing
 //! in with the admin token or by opening a portal link (`lookout portal-link`).
 //!
-//! The session cookie holds only a random secret (32 bytes); the store keeps its
-//! SHA-256 under a separate id (`ses_…`), so signing out or an admin's
-//! `lookout sessions revoke` ends it at once, and a copy of the database opens nothing.
+//! The session cookie holds only a random secret (32 bytes); the store keeps an HMAC of
+//! it (keyed by the admin token) under a separate id (`ses_…`), so signing out or an
+//! admin's `lookout sessions revoke` ends it at once, a copy of the database opens
+//! nothing, and changing the admin token ends every session.
 //! A portal link is kept too (`lnk_…`, its product and expiry); the URL carries its id
 //! and an HMAC of the id with a key derived from the admin token, so neither an id read
 //! from `lookout portal-link list` nor a guessed one opens anything, and changing the
@@ -97,6 +98,12 @@ impl Keys {
         same(&self.link_sig(id), sig)
     }
 
+    /// What the store keeps of a session's secret: an HMAC keyed by the admin token, so
+    /// the database opens nothing and changing the token ends every session.
+    fn digest(&self, secret: &str) -> String {
+        self.sign("session v2", &[secret])
+    }
+
     /// The CSRF token of the session whose cookie is `cookie`.
     fn csrf(&self, cookie: &str) -> String {
         self.sign("csrf", &[cookie])
@@ -107,6 +114,7 @@ impl Keys {
 /// value, or `None` when that link is revoked or expired by now.
 pub async fn start_session(
     store: &dyn Store,
+    keys: &Keys,
     scope: &Scope,
     link: Option<&str>,
     until: Millis,
@@ -119,7 +127,7 @@ pub async fn start_session(
         created_at: now_ms(),
         expires_at: until,
     };
-    let stored = store.put_session(&session, &digest(&secret)).await?;
+    let stored = store.put_session(&session, &keys.digest(&secret)).await?;
     Ok(stored.then_some(secret))
 }
 
@@ -129,7 +137,10 @@ async fn find_session(
     keys: &Keys,
     cookie: &str,
 ) -> Result<Option<Session>, StoreError> {
-    let Some(kept) = store.session_by_digest(&digest(cookie), now_ms()).await? else {
+    let Some(kept) = store
+        .session_by_digest(&keys.digest(cookie), now_ms())
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some(Session {
@@ -295,11 +306,6 @@ fn behind_tls(headers: &HeaderMap) -> bool {
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
-}
-
-/// The SHA-256 of a session's secret, as the store keeps it.
-fn digest(secret: &str) -> String {
-    crate::tokens::digest(secret)
 }
 
 /// A fresh random value, hex (the sign-in form's double-submit token).

@@ -243,7 +243,8 @@ async fn start_session(
     (scope, link): (&Scope, Option<&str>),
     until: Millis,
 ) -> Response {
-    let started = auth::start_session(console.store.as_ref(), scope, link, until).await;
+    let store = console.store.as_ref();
+    let started = auth::start_session(store, &console.keys, scope, link, until).await;
     let value = match started {
         Ok(Some(value)) => value,
         Ok(None) => return link_refused(),
