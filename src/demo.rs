@@ -76,14 +76,15 @@ fn demo_settings() -> Settings {
 
 /// In a terminal: the console's address and a sign-in link, then serve until Ctrl-C
 /// (in CI, with no terminal, the demo ends by itself).
-async fn show_console(address: std::net::SocketAddr, token: &str) {
+async fn show_console(store: &dyn store::Store, address: std::net::SocketAddr, token: &str) {
     let base = format!("http://{address}");
-    let link = console::signed_link(
-        &base,
-        token,
-        &console::Scope::Admin,
-        Duration::from_secs(3600),
-    );
+    let hour = Duration::from_secs(3600);
+    let made = console::create_link(store, token, &base, &console::Scope::Admin, (hour, hour));
+    let Ok((_, link)) = made.await else {
+        println!("\nThe console: {base}/ui/");
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
     println!("\nThe console: {base}/ui/");
     println!("Sign in directly (valid for an hour): {link}");
     println!("Serving until Ctrl-C…");
@@ -181,7 +182,7 @@ pub async fn run() -> Result<ExitCode, Fatal> {
         );
     }
     if std::io::stdin().is_terminal() {
-        show_console(address, token).await;
+        show_console(store.as_ref(), address, token).await;
     }
     let _ = stop.send(());
     serving

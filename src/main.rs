@@ -108,8 +108,8 @@ enum Command {
     /// Run stored events through a config's services and show, per event and service,
     /// how the requests would change; `--send` sends the changed ones (docs/SERVING.md).
     Replay(replay::ReplayArgs),
-    /// Print a signed link that opens the console of `serve` for one product only, until
-    /// it expires: for a product's own people to manage its services.
+    /// Make a link that opens the console of `serve` for one product only, until it
+    /// expires or is revoked (for a product's own people); or list and revoke links.
     PortalLink(outbox::PortalLinkArgs),
     /// Print the JSON Schema (2020-12) of payloads: of every model, or of one; with
     /// `--asyncapi`, the AsyncAPI 3 document of what a webhook receiver gets.
@@ -121,6 +121,11 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of `serve`'s HTTP API (also at `GET /v1/openapi.json`).
     Openapi,
+    /// List and revoke console sessions (signed in, or opened by a portal link).
+    Sessions {
+        #[command(subcommand)]
+        command: outbox::SessionsCommand,
+    },
     /// Counts of events, deliveries by status and service, and the queue.
     Stats {
         #[command(flatten)]
@@ -155,6 +160,7 @@ impl Command {
                 | Command::PortalLink(_)
                 | Command::Openapi
                 | Command::Schema { .. }
+                | Command::Sessions { .. }
         )
     }
 }
@@ -303,6 +309,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             println!("{}", lookout_server::api::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sessions { command } => outbox::sessions(command),
     }
 }
 

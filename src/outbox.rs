@@ -156,6 +156,10 @@ pub struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     previews: PreviewArgs,
+    /// The longest a portal link may last: a longer one is refused when opened.
+    /// Default: 7d.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_link_ttl: Option<Duration>,
 }
 
 /// The intake's connection limits (docs/SERVING.md, "Security").
@@ -252,6 +256,7 @@ impl ServeArgs {
             preview_max_services: previews.preview_max_services,
             preview_max_renders: previews.preview_max_renders,
             preview_timeout: previews.preview_timeout,
+            max_link_ttl: self.max_link_ttl,
             metrics_listen: None,
         }
     }
@@ -449,11 +454,23 @@ pub struct RedeliverArgs {
     db: Database,
 }
 
+/// `lookout portal-link PRODUCT` makes a link; `list` and `revoke ID` manage them.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PortalLinkArgs {
+    #[command(subcommand)]
+    command: Option<PortalLinkCommand>,
+    #[command(flatten)]
+    new: NewLinkArgs,
+}
+
+#[derive(Args)]
+pub struct NewLinkArgs {
     /// The product the link may see and change (and nothing else).
-    product: String,
-    /// How long the link and the session it opens last (`1h`, `30m`, `7d`).
+    #[arg(required = true)]
+    product: Option<String>,
+    /// How long the link and the session it opens last (`1h`, `30m`, `7d`), at most
+    /// the cap (`[server] max_link_ttl` of --config, default 7d).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
     ttl: Duration,
     /// Where `lookout serve` is reached by whoever gets the link.
@@ -463,18 +480,121 @@ pub struct PortalLinkArgs {
     /// are signed with a key derived from it.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The config file `serve` runs with: its `[server] max_link_ttl` caps --ttl.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    db: Database,
 }
 
-/// Prints a signed, expiring link that opens the console for one product only.
+#[derive(Subcommand)]
+pub enum PortalLinkCommand {
+    /// List the links not expired yet (ids and products, never the links themselves).
+    List {
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a link by its id (`lnk_…`): it opens nothing more, and every session it
+    /// opened ends.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// List the console sessions not expired yet (ids, never their cookies).
+    List {
+        #[command(flatten)]
+        db: Database,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a session by its id (`ses_…`): its cookie opens nothing more.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+/// Makes a portal link (printed on stdout, its id on stderr), or lists or revokes links.
 pub fn portal_link(args: PortalLinkArgs) -> Result<ExitCode, Fatal> {
-    lookout::config::check_name(&args.product).map_err(|p| Fatal(format!("product: {p}")))?;
+    runtime()?.block_on(async move {
+        match args.command {
+            None => new_link(args.new).await?,
+            Some(PortalLinkCommand::List { db, json }) => {
+                output::links(&open(&db).await?.links(now_ms()).await?, json);
+            }
+            Some(PortalLinkCommand::Revoke { id, db }) => {
+                if !open(&db).await?.revoke_link(&id).await? {
+                    return Err(Fatal(format!("no portal link `{id}`")));
+                }
+                println!("portal link {id} revoked, and the sessions it opened ended");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn new_link(args: NewLinkArgs) -> Result<(), Fatal> {
+    let product = args.product.unwrap_or_default();
+    lookout::config::check_name(&product).map_err(|p| Fatal(format!("product: {p}")))?;
+    let max_ttl = link_cap(args.config.as_ref())?;
+    console::check_link_ttl(args.ttl, max_ttl).map_err(|e| Fatal(format!("--ttl: {e}")))?;
     let token = read_token(args.token_file.as_ref())?;
-    let scope = console::Scope::Product(args.product);
-    println!(
-        "{}",
-        console::signed_link(&args.url, &token, &scope, args.ttl)
+    let store = open(&args.db).await?;
+    let scope = console::Scope::Product(product);
+    let made = console::create_link(
+        store.as_ref(),
+        &token,
+        &args.url,
+        &scope,
+        (args.ttl, max_ttl),
     );
-    Ok(ExitCode::SUCCESS)
+    let (link, url) = made.await.map_err(|err| match err {
+        console::LinkError::TooLong(why) => Fatal(format!("--ttl: {why}")),
+        console::LinkError::Store(err) => Fatal(err.to_string()),
+    })?;
+    println!("{url}");
+    eprintln!(
+        "portal link {} (revoke it with `lookout portal-link revoke {}`)",
+        link.id, link.id
+    );
+    Ok(())
+}
+
+/// The cap on a link's TTL: the config file's `[server] max_link_ttl`, else 7 days.
+fn link_cap(config: Option<&PathBuf>) -> Result<Duration, Fatal> {
+    let Some(path) = config else {
+        return Ok(console::MAX_LINK_TTL);
+    };
+    let file = ConfigFile::load(path, policy::SECTIONS)?;
+    let server = ServerSettings::from_sections(&file.sections)
+        .map_err(|e| Fatal(format!("config {}: {e}", path.display())))?;
+    Ok(server.max_link_ttl())
+}
+
+/// Lists or ends console sessions.
+pub fn sessions(command: SessionsCommand) -> Result<ExitCode, Fatal> {
+    runtime()?.block_on(async move {
+        match command {
+            SessionsCommand::List { db, json } => {
+                output::sessions(&open(&db).await?.sessions(now_ms()).await?, json);
+            }
+            SessionsCommand::Revoke { id, db } => {
+                if !open(&db).await?.end_session(&id).await? {
+                    return Err(Fatal(format!("no session `{id}`")));
+                }
+                println!("session {id} ended");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {

@@ -448,6 +448,47 @@ pub fn tokens(tokens: &[lookout_server::tokens::Token], json: bool) {
     print_table(["TOKEN", "SCOPE", "PRODUCTS", "CREATED", "EXPIRES"], &rows);
 }
 
+/// Console sessions: ids, what they may see, never their secret.
+pub fn sessions(sessions: &[lookout_server::store::ConsoleSession], json: bool) {
+    if json {
+        print_json(&sessions);
+        return;
+    }
+    let rows: Vec<[String; 5]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s.id.clone(),
+                s.product.clone().unwrap_or_else(|| "(admin)".into()),
+                s.link.clone().unwrap_or_else(|| "(signed in)".into()),
+                time(s.created_at),
+                time(s.expires_at),
+            ]
+        })
+        .collect();
+    print_table(["SESSION", "PRODUCT", "LINK", "CREATED", "EXPIRES"], &rows);
+}
+
+/// Portal links: ids, products, expiry, never their signature.
+pub fn links(links: &[lookout_server::store::PortalLink], json: bool) {
+    if json {
+        print_json(&links);
+        return;
+    }
+    let rows: Vec<[String; 4]> = links
+        .iter()
+        .map(|l| {
+            [
+                l.id.clone(),
+                l.product.clone().unwrap_or_else(|| "(admin)".into()),
+                time(l.created_at),
+                time(l.expires_at),
+            ]
+        })
+        .collect();
+    print_table(["LINK", "PRODUCT", "CREATED", "EXPIRES"], &rows);
+}
+
 /// Whether log lines on stderr may be coloured: only on a terminal, and not when
 /// `NO_COLOR` is set (no-color.org). A file or a journal would keep the escapes as noise.
 pub fn stderr_takes_colours() -> bool {

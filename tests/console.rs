@@ -375,6 +375,8 @@ impl Console {
 struct Serving {
     child: Child,
     url: String,
+    /// The database `serve` runs on, where `lookout portal-link` keeps its links.
+    database: std::path::PathBuf,
 }
 
 impl Serving {
@@ -400,7 +402,11 @@ impl Serving {
             .find(|w| w.starts_with("http://"))
             .unwrap_or_else(|| panic!("no URL in `{first}`"))
             .to_owned();
-        Serving { child, url }
+        Serving {
+            child,
+            url,
+            database: dir.join("lookout.db"),
+        }
     }
 
     async fn post_event(&self, product: &str, payload: &str) {
@@ -432,6 +438,8 @@ impl Serving {
         let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
             .args(["portal-link", product, "--url", &self.url, "--ttl"])
             .arg(format!("{}ms", ttl.as_millis()))
+            .arg("--database")
+            .arg(&self.database)
             .env("LOOKOUT_TOKEN", TOKEN)
             .output()
             .expect("lookout portal-link");

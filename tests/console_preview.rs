@@ -58,7 +58,7 @@ impl Site {
         let base = serve(store.clone(), limits).await;
         Site {
             base,
-            admin: session(&Scope::Admin),
+            admin: session(store.as_ref(), &Scope::Admin).await,
             store,
             client: reqwest::Client::new(),
             _dir: dir,
@@ -114,11 +114,13 @@ impl Site {
     }
 }
 
-/// A new session's cookie.
-fn session(scope: &Scope) -> String {
+/// A new session's cookie, kept in `store` as signing in keeps it.
+async fn session(store: &dyn Store, scope: &Scope) -> String {
+    let until = store::now_ms() + 3_600_000;
     let keys = Keys::from_admin_token(ADMIN_TOKEN);
-    let value = keys.session(scope, store::now_ms() + 3_600_000);
-    format!("lookout_session={value}")
+    let value = console::start_session(store, &keys, scope, None, until).await;
+    let value = value.unwrap();
+    format!("lookout_session={}", value.expect("stored"))
 }
 
 async fn add_events(store: &dyn Store, product: &str, payloads: &[&str]) {
@@ -160,6 +162,7 @@ async fn serve(store: Arc<dyn Store>, limits: PreviewLimits) -> String {
         keys: Keys::from_admin_token(ADMIN_TOKEN),
         previews: Arc::new(Previews::new(limits, Arc::default())),
         guesses: Arc::new(lookout_server::guessing::Guesses::new(Arc::default())),
+        max_link_ttl: console::MAX_LINK_TTL,
     };
     let app = axum::Router::new().nest_service("/ui", console::router(console));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -318,7 +321,7 @@ async fn no_part_of_a_secret_is_on_the_page() {
 #[tokio::test]
 async fn a_portal_session_previews_its_product_only() {
     let site = Site::start().await;
-    let portal = session(&Scope::Product("p1".into()));
+    let portal = session(site.store.as_ref(), &Scope::Product("p1".into())).await;
     assert_eq!(site.get(&portal, "p1").await.0, 200);
     let (status, page) = site.get(&portal, "p2").await;
     assert_eq!(status, 403, "{page}");

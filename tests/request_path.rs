@@ -142,10 +142,11 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
 }
 
 /// A portal link's session for `product`, opened as a browser opens it: its cookie.
-async fn portal_session(serving: &Serving, product: &str) -> String {
+async fn portal_session(place: &Place, serving: &Serving, product: &str) -> String {
     let link = common::stdout_of(
         Command::new(env!("CARGO_BIN_EXE_lookout"))
-            .args(["portal-link", product, "--url", &serving.url])
+            .args(["portal-link", product, "--url", &serving.url, "--database"])
+            .arg(place.db())
             .env("LOOKOUT_TOKEN", TOKEN),
     );
     let link = link.trim();
@@ -196,7 +197,7 @@ fn a_preview_flood_from_one_portal_session_leaves_the_intake_fast() {
             assert_eq!(stored.status(), 200);
         }
 
-        let cookie = portal_session(&serving, "flood").await;
+        let cookie = portal_session(&place, &serving, "flood").await;
         let browser = client_from("127.0.0.10", Duration::from_secs(120));
         let form_url = format!("{}/ui/products/flood/preview", serving.url);
         let form = browser

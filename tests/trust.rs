@@ -53,24 +53,20 @@ struct Portal {
 }
 
 impl Portal {
-    async fn open(serving: &Serving, product: &str) -> Portal {
+    async fn open(place: &Place, serving: &Serving, product: &str) -> Portal {
         let link = common::stdout_of(
             Command::new(env!("CARGO_BIN_EXE_lookout"))
-                .args(["portal-link", product, "--url", &serving.url])
+                .args(["portal-link", product, "--url", &serving.url, "--database"])
+                .arg(place.db())
                 .env("LOOKOUT_TOKEN", TOKEN),
         );
         let opened = client().get(link.trim()).send().await.expect("the link");
-        let cookie = opened
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("lookout_session="))
-            .expect("a session cookie")
-            .split(';')
-            .next()
-            .expect("name=value")
-            .to_owned();
+        Portal::with_cookie(serving, product, session_cookie(&opened)).await
+    }
+
+    /// The portal of a session whose cookie is `cookie` (`name=value`), its CSRF token
+    /// read from the product's page.
+    async fn with_cookie(serving: &Serving, product: &str, cookie: String) -> Portal {
         let mut portal = Portal {
             base: serving.url.clone(),
             cookie,
@@ -113,6 +109,21 @@ impl Portal {
             answer.text().await.unwrap_or_default(),
         )
     }
+}
+
+/// The `name=value` of the session cookie an answer sets.
+fn session_cookie(answer: &reqwest::Response) -> String {
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("lookout_session="))
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned()
 }
 
 async fn api(serving: &Serving, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
@@ -160,7 +171,7 @@ fn a_stored_secret_never_follows_a_changed_url() {
     ]);
     let serving = place.serve(&["--no-workers"]);
     runtime().block_on(async {
-        let portal = Portal::open(&serving, "p1").await;
+        let portal = Portal::open(&place, &serving, "p1").await;
         let edit = "/ui/products/p1/services/bot";
         let test = "/ui/products/p1/services/bot/test";
 
@@ -301,6 +312,18 @@ async fn with_token(
 }
 
 async fn sign_in(client: &reqwest::Client, serving: &Serving, token: &str) -> u16 {
+    sign_in_answer(client, serving, token)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// The answer to the sign-in form sent with `token`, as a browser sends it.
+async fn sign_in_answer(
+    client: &reqwest::Client,
+    serving: &Serving,
+    token: &str,
+) -> reqwest::Response {
     let form = client
         .get(format!("{}/ui/signin", serving.url))
         .send()
@@ -323,15 +346,14 @@ async fn sign_in(client: &reqwest::Client, serving: &Serving, token: &str) -> u1
         .append_pair("nonce", &nonce)
         .append_pair("token", token)
         .finish();
-    let answer = client
+    client
         .post(format!("{}/ui/signin", serving.url))
         .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .send()
         .await
-        .expect("answered");
-    answer.status().as_u16()
+        .expect("answered")
 }
 
 #[test]
@@ -447,4 +469,187 @@ fn log_lines_carry_no_colours_when_stderr_is_not_a_terminal() {
     let logged = String::from_utf8_lossy(&output.stderr);
     assert!(logged.contains("shutting down"), "nothing logged: {logged}");
     assert!(!logged.contains('\u{1b}'), "colours in a pipe: {logged:?}");
+}
+
+/// Where a GET of `path` with `cookie` goes: `(status, Location)`.
+async fn visit(serving: &Serving, path: &str, cookie: &str) -> (u16, String) {
+    let answer = client()
+        .get(format!("{}{path}", serving.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("answered");
+    let location = answer.headers().get("location");
+    let location = location.and_then(|v| v.to_str().ok()).unwrap_or_default();
+    (answer.status().as_u16(), location.to_owned())
+}
+
+/// The secret part of a `lookout_session=SECRET` cookie.
+fn secret_of(cookie: &str) -> &str {
+    cookie.trim_start_matches("lookout_session=")
+}
+
+/// Whether any of the SQLite files of `place` holds `text`.
+fn database_holds(place: &Place, text: &str) -> bool {
+    ["", "-wal"].iter().any(|suffix| {
+        let path = format!("{}{suffix}", place.db().display());
+        let bytes = std::fs::read(path).unwrap_or_default();
+        bytes.windows(text.len()).any(|w| w == text.as_bytes())
+    })
+}
+
+#[test]
+fn signing_out_ends_the_session_for_every_copy_of_its_cookie() {
+    let place = Place::new(TOKEN, ENGINE);
+    place.product("http://127.0.0.1:9/hook", None);
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        let signed_in = sign_in_answer(&client(), &serving, TOKEN).await;
+        assert_eq!(signed_in.status(), 200);
+        let admin = Portal::with_cookie(&serving, "p1", session_cookie(&signed_in)).await;
+        let copy = admin.cookie.clone();
+        assert!(
+            !database_holds(&place, secret_of(&copy)),
+            "only a digest is kept"
+        );
+
+        let (status, _) = admin.post("/ui/signout", &[]).await;
+        assert_eq!(status, 303);
+        // The copied cookie, sent as an attacker who kept it would: the sign-in page.
+        let (status, location) = visit(&serving, "/ui/products/p1", &copy).await;
+        assert_eq!((status, location.as_str()), (303, "/ui/signin"));
+        let (status, _) = visit(&serving, "/ui/products", &copy).await;
+        assert_eq!(status, 303);
+    });
+}
+
+#[test]
+fn an_admin_lists_and_revokes_sessions_without_seeing_their_cookies() {
+    let place = Place::new(TOKEN, ENGINE);
+    place.product("http://127.0.0.1:9/hook", None);
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        let signed_in = sign_in_answer(&client(), &serving, TOKEN).await;
+        let cookie = session_cookie(&signed_in);
+        assert_eq!(visit(&serving, "/ui/products/p1", &cookie).await.0, 200);
+
+        let listed = place.cli(&["sessions", "list"]);
+        assert!(!listed.contains(secret_of(&cookie)), "{listed}");
+        let sessions = place.cli_json(&["sessions", "list"]);
+        let sessions = sessions.as_array().expect("a list");
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+        assert_eq!(sessions[0]["product"], Value::Null, "an admin session");
+        let id = sessions[0]["id"].as_str().expect("an id");
+        assert!(id.starts_with("ses_") && !cookie.contains(id));
+
+        let revoked = place.cli(&["sessions", "revoke", id]);
+        assert!(revoked.contains(id) && !revoked.contains(secret_of(&cookie)));
+        assert_eq!(visit(&serving, "/ui/products/p1", &cookie).await.0, 303);
+        assert!(
+            place
+                .cli_json(&["sessions", "list"])
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let again = place.cli_output(&["sessions", "revoke", id]);
+        assert!(!again.status.success(), "a second revoke finds nothing");
+    });
+}
+
+/// `lookout portal-link` on `place`'s database: (link, what it says on stderr) or why not.
+fn portal_link(
+    place: &Place,
+    serving: &Serving,
+    extra: &[&str],
+) -> Result<(String, String), String> {
+    let mut args = vec!["portal-link", "p1", "--url", &serving.url];
+    args.extend(extra);
+    let output = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(&args)
+        .arg("--database")
+        .arg(place.db())
+        .env("LOOKOUT_TOKEN", TOKEN)
+        .output()
+        .expect("run lookout");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    output
+        .status
+        .success()
+        .then_some((stdout, stderr.clone()))
+        .ok_or(stderr)
+}
+
+#[test]
+fn a_revoked_portal_link_opens_nothing_and_ends_the_sessions_it_opened() {
+    let place = Place::new(TOKEN, ENGINE);
+    place.product("http://127.0.0.1:9/hook", None);
+    let serving = place.serve(&["--no-workers"]);
+    runtime().block_on(async {
+        let (link, said) = portal_link(&place, &serving, &[]).expect("a link");
+        let sig = link.rsplit("sig=").next().expect("a signature");
+        let opened = client().get(&link).send().await.expect("the link");
+        let cookie = session_cookie(&opened);
+        assert_eq!(visit(&serving, "/ui/products/p1", &cookie).await.0, 200);
+
+        let links = place.cli_json(&["portal-link", "list"]);
+        let links = links.as_array().expect("a list");
+        assert_eq!(links.len(), 1, "{links:?}");
+        assert_eq!(links[0]["product"], "p1");
+        let id = links[0]["id"].as_str().expect("an id");
+        assert!(said.contains(id), "the id is printed with the link: {said}");
+        let listed = place.cli(&["portal-link", "list"]) + &place.cli(&["sessions", "list"]);
+        assert!(listed.contains(id) && !listed.contains(sig), "{listed}");
+        assert!(!listed.contains(secret_of(&cookie)) && !said.contains(sig));
+
+        // An id alone (read from the list) opens nothing: the signature is needed.
+        let bare = format!("{}/ui/link?id={id}&sig=", serving.url);
+        assert_eq!(client().get(bare).send().await.unwrap().status(), 403);
+
+        place.cli(&["portal-link", "revoke", id]);
+        let (status, location) = visit(&serving, "/ui/products/p1", &cookie).await;
+        assert_eq!((status, location.as_str()), (303, "/ui/signin"));
+        let reopened = client().get(&link).send().await.expect("the link");
+        assert_eq!(reopened.status(), 403);
+        let page = reopened.text().await.unwrap_or_default();
+        assert!(page.contains("revoked") && !page.contains(sig), "{page}");
+        assert!(
+            place
+                .cli_json(&["sessions", "list"])
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    });
+}
+
+#[test]
+fn a_portal_link_longer_than_the_cap_is_refused_when_made_and_when_opened() {
+    let place = Place::new(TOKEN, ENGINE);
+    place.product("http://127.0.0.1:9/hook", None);
+    let serving = place.serve(&["--no-workers", "--max-link-ttl", "2h"]);
+    runtime().block_on(async {
+        let refused = portal_link(&place, &serving, &["--ttl", "8d"]).unwrap_err();
+        assert!(refused.contains("at most 7days"), "{refused}");
+        assert!(
+            place
+                .cli_json(&["portal-link", "list"])
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+
+        // A cap of the config file's, for the command as for serve.
+        place.write_config(&format!("{ENGINE}[server]\nmax_link_ttl = \"2h\"\n"));
+        let config = place.config().display().to_string();
+        let refused = portal_link(&place, &serving, &["--ttl", "3h", "--config", &config]);
+        assert!(refused.unwrap_err().contains("at most 2h"));
+
+        // Made under the default cap, longer than this server's: refused when opened.
+        let (long, _) = portal_link(&place, &serving, &["--ttl", "3h"]).expect("a link");
+        assert_eq!(client().get(&long).send().await.unwrap().status(), 403);
+        let (short, _) = portal_link(&place, &serving, &["--ttl", "1h"]).expect("a link");
+        assert_eq!(client().get(&short).send().await.unwrap().status(), 200);
+    });
 }

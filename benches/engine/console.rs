@@ -79,11 +79,12 @@ async fn measure(store: Arc<dyn Store>) -> Value {
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let link_store = store.clone();
     let serving = tokio::spawn(intake::run(listener, store, config, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
-    let cookie = sign_in(&client, &base).await;
+    let cookie = sign_in(&client, link_store.as_ref(), &base).await;
     let stylesheet = fetch(&client, &format!("{base}/ui/console.css"), &cookie)
         .await
         .len();
@@ -136,9 +137,11 @@ async fn measure(store: Arc<dyn Store>) -> Value {
     Value::Object(figures)
 }
 
-/// A session cookie, through a signed link as `make demo` prints it.
-async fn sign_in(client: &reqwest::Client, base: &str) -> String {
-    let link = console::signed_link(base, TOKEN, &Scope::Admin, Duration::from_secs(3600));
+/// A session cookie, through a link as `make demo` prints it.
+async fn sign_in(client: &reqwest::Client, store: &dyn Store, base: &str) -> String {
+    let hour = Duration::from_secs(3600);
+    let made = console::create_link(store, TOKEN, base, &Scope::Admin, (hour, hour)).await;
+    let (_, link) = made.expect("a link");
     let answer = client.get(link).send().await.expect("sign in");
     let cookie = answer
         .headers()

@@ -316,6 +316,11 @@ fn server_keys() -> Vec<Key> {
             duration(previews.timeout),
             "How long one preview may compare.",
         ),
+        set(
+            "max_link_ttl",
+            duration(serve.max_link_ttl),
+            "The longest a portal link may last: serve refuses to open a longer one,\n`lookout portal-link` to make one.",
+        ),
         unset(
             "metrics_listen",
             "\"127.0.0.1:9464\"",

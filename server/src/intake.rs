@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub idempotency: IdempotencyConfig,
     /// The limits on the console's previews.
     pub previews: PreviewLimits,
+    /// A portal link lasting longer than this is refused.
+    pub max_link_ttl: Duration,
 }
 
 /// How repeated POSTs are recognised (docs/SERVING.md, "Idempotent intake").
@@ -112,6 +114,7 @@ impl ServeConfig {
             limits: Limits::default(),
             idempotency: IdempotencyConfig::default(),
             previews: PreviewLimits::default(),
+            max_link_ttl: console::MAX_LINK_TTL,
         }
     }
 }
@@ -223,6 +226,7 @@ pub async fn run(
         keys: console::Keys::from_admin_token(&config.token),
         previews: Arc::new(Previews::new(config.previews.clone(), app.metrics.clone())),
         guesses: app.guesses.clone(),
+        max_link_ttl: config.max_link_ttl,
     };
     let metrics = app.metrics.clone();
     let router = router(app, console, config.max_body);

@@ -50,6 +50,9 @@ pub struct ServerSettings {
     pub preview_max_renders: Option<usize>,
     #[serde(default, with = "crate::policy::humantime_serde_opt")]
     pub preview_timeout: Option<Duration>,
+    /// The longest a portal link may last (`lookout portal-link --ttl`).
+    #[serde(default, with = "crate::policy::humantime_serde_opt")]
+    pub max_link_ttl: Option<Duration>,
     /// `lookout worker`'s `/metrics` and `/healthz` listener.
     pub metrics_listen: Option<String>,
 }
@@ -112,6 +115,7 @@ impl ServerSettings {
             preview_max_services: flags.preview_max_services.or(self.preview_max_services),
             preview_max_renders: flags.preview_max_renders.or(self.preview_max_renders),
             preview_timeout: flags.preview_timeout.or(self.preview_timeout),
+            max_link_ttl: flags.max_link_ttl.or(self.max_link_ttl),
             metrics_listen: flags.metrics_listen.or(self.metrics_listen),
         }
     }
@@ -140,6 +144,13 @@ impl ServerSettings {
         }
         config.limits = self.limits(config.worker.grace);
         config.previews = self.previews();
+        config.max_link_ttl = self.max_link_ttl();
+    }
+
+    /// The cap on a portal link's TTL: `serve` refuses to open a longer link,
+    /// `lookout portal-link` to make one.
+    pub fn max_link_ttl(&self) -> Duration {
+        self.max_link_ttl.unwrap_or(crate::console::MAX_LINK_TTL)
     }
 
     /// The request path's limits; `grace` is how long open requests get on shutdown.

@@ -1,29 +1,37 @@
-//! Who is looking at the console: a session cookie signed by the server, made either by
-//! signing in with the admin token or by opening a signed link (`lookout portal-link`).
+//! Who is looking at the console: a session kept in the store, made either by signing
+//! in with the admin token or by opening a portal link (`lookout portal-link`).
 //!
-//! Nothing is kept server-side: the cookie says its scope and when it ends, and is
-//! signed with a key derived from the admin token (HMAC-SHA256, one label per use). So
-//! sessions and links survive a restart, `lookout portal-link` needs nothing but the
-//! token `serve` runs with, and changing that token ends every session and link at once.
-//! Every state-changing form carries a CSRF token bound to the session (an HMAC of the
+//! The session cookie holds only a random secret (32 bytes); the store keeps an HMAC of
+//! it (keyed by the admin token) under a separate id (`ses_…`), so signing out or an
+//! admin's `lookout sessions revoke` ends it at once, a copy of the database opens
+//! nothing, and changing the admin token ends every session.
+//! A portal link is kept too (`lnk_…`, its product and expiry); the URL carries its id
+//! and an HMAC of the id with a key derived from the admin token, so neither an id read
+//! from `lookout portal-link list` nor a guessed one opens anything, and changing the
+//! admin token voids every link. Revoking a link ends the sessions it opened. Every
+//! state-changing form carries a CSRF token bound to the session (an HMAC of the
 //! cookie): a page of another site can neither read it nor forge it.
 
 use std::time::Duration;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::store::{Millis, now_ms};
+use super::Console;
+use crate::store::{self, ConsoleSession, Millis, PortalLink, Store, StoreError, now_ms};
 
 pub const SESSION_COOKIE: &str = "lookout_session";
 /// The double-submit cookie of the sign-in form (there is no session yet to bind to).
 pub const SIGNIN_COOKIE: &str = "lookout_signin";
 /// How long a session made by signing in lasts.
 pub const ADMIN_SESSION: Duration = Duration::from_secs(12 * 3600);
+/// The longest a portal link may last unless `serve` is told otherwise
+/// (`--max-link-ttl`): a link sent by e-mail should not be a lasting credential.
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// What a session may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,21 +43,16 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn encode(&self) -> String {
+    /// The product column of a kept session or link (`None`: admin).
+    fn product(&self) -> Option<String> {
         match self {
-            Scope::Admin => "admin".to_owned(),
-            Scope::Product(id) => format!("product:{id}"),
+            Scope::Admin => None,
+            Scope::Product(id) => Some(id.clone()),
         }
     }
 
-    fn decode(text: &str) -> Option<Scope> {
-        match text {
-            "admin" => Some(Scope::Admin),
-            _ => text
-                .strip_prefix("product:")
-                .filter(|id| lookout::config::check_name(id).is_ok())
-                .map(|id| Scope::Product(id.to_owned())),
-        }
+    fn of_product(product: Option<&str>) -> Scope {
+        product.map_or(Scope::Admin, |id| Scope::Product(id.to_owned()))
     }
 }
 
@@ -85,51 +88,150 @@ impl Keys {
         hex(&hmac(&self.key, &message))
     }
 
-    /// The query of a signed link (`scope=…&expires=…&sig=…`) for `/ui/link`.
-    pub fn link_query(&self, scope: &Scope, expires: Millis) -> String {
-        let (scope, expires) = (scope.encode(), expires.to_string());
-        let sig = self.sign("link", &[&scope, &expires]);
-        format!("scope={scope}&expires={expires}&sig={sig}")
+    /// The signature a link with this id carries (`sig=`).
+    fn link_sig(&self, id: &str) -> String {
+        self.sign("link v2", &[id])
     }
 
-    /// The scope and end of a signed link, if it is genuine and not yet expired.
-    pub fn check_link(&self, scope: &str, expires: Millis, sig: &str) -> Option<(Scope, Millis)> {
-        let expected = self.sign("link", &[scope, &expires.to_string()]);
-        let genuine: bool = expected.as_bytes().ct_eq(sig.as_bytes()).into();
-        (genuine && expires > now_ms()).then_some(())?;
-        Some((Scope::decode(scope)?, expires))
+    /// Whether `sig` is the signature of link `id` (in constant time).
+    pub fn is_link_sig(&self, id: &str, sig: &str) -> bool {
+        same(&self.link_sig(id), sig)
     }
 
-    /// A new session's cookie value.
-    pub fn session(&self, scope: &Scope, expires: Millis) -> String {
-        let nonce = hex(&rand::random::<[u8; 16]>());
-        let (scope, expires) = (scope.encode(), expires.to_string());
-        let sig = self.sign("session", &[&scope, &expires, &nonce]);
-        format!("{scope}~{expires}~{nonce}~{sig}")
+    /// What the store keeps of a session's secret: an HMAC keyed by the admin token, so
+    /// the database opens nothing and changing the token ends every session.
+    fn digest(&self, secret: &str) -> String {
+        self.sign("session v2", &[secret])
     }
 
-    /// The session a cookie value stands for, if genuine and not expired.
-    fn check_session(&self, value: &str) -> Option<Session> {
-        let mut parts = value.rsplitn(4, '~');
-        let (sig, nonce, expires, scope) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let expected = self.sign("session", &[scope, expires, nonce]);
-        let genuine: bool = expected.as_bytes().ct_eq(sig.as_bytes()).into();
-        let expires: Millis = expires.parse().ok()?;
-        if !genuine || expires <= now_ms() {
-            return None;
-        }
-        Some(Session {
-            scope: Scope::decode(scope)?,
-            csrf: self.sign("csrf", &[value]),
-        })
+    /// The CSRF token of the session whose cookie is `cookie`.
+    fn csrf(&self, cookie: &str) -> String {
+        self.sign("csrf", &[cookie])
     }
+}
+
+/// Starts a session of `scope` until `until` (opened by `link`, if any): its cookie's
+/// value, or `None` when that link is revoked or expired by now.
+pub async fn start_session(
+    store: &dyn Store,
+    keys: &Keys,
+    scope: &Scope,
+    link: Option<&str>,
+    until: Millis,
+) -> Result<Option<String>, StoreError> {
+    let secret = hex(&rand::random::<[u8; 32]>());
+    let session = ConsoleSession {
+        id: format!("ses_{}", hex(&rand::random::<[u8; 8]>())),
+        product: scope.product(),
+        link: link.map(str::to_owned),
+        created_at: now_ms(),
+        expires_at: until,
+    };
+    let stored = store.put_session(&session, &keys.digest(&secret)).await?;
+    Ok(stored.then_some(secret))
+}
+
+/// The session a cookie value stands for, if the store still keeps it.
+async fn find_session(
+    store: &dyn Store,
+    keys: &Keys,
+    cookie: &str,
+) -> Result<Option<Session>, StoreError> {
+    let Some(kept) = store
+        .session_by_digest(&keys.digest(cookie), now_ms())
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        scope: Scope::of_product(kept.product.as_deref()),
+        id: kept.id,
+        csrf: keys.csrf(cookie),
+    }))
+}
+
+/// A new portal link to the console at `base` (`http://host:port`) for `scope`, lasting
+/// `ttl` (at most `max_ttl`): kept in the store, and its URL, which is shown only here.
+pub async fn create_link(
+    store: &dyn Store,
+    admin_token: &str,
+    base: &str,
+    scope: &Scope,
+    (ttl, max_ttl): (Duration, Duration),
+) -> Result<(PortalLink, String), LinkError> {
+    check_link_ttl(ttl, max_ttl).map_err(LinkError::TooLong)?;
+    let created_at = now_ms();
+    let link = PortalLink {
+        id: format!("lnk_{}", hex(&rand::random::<[u8; 8]>())),
+        product: scope.product(),
+        created_at,
+        expires_at: created_at + store::millis(ttl),
+    };
+    store.put_link(&link).await.map_err(LinkError::Store)?;
+    let sig = Keys::from_admin_token(admin_token).link_sig(&link.id);
+    let url = format!(
+        "{}/ui/link?id={}&sig={sig}",
+        base.trim_end_matches('/'),
+        link.id
+    );
+    Ok((link, url))
+}
+
+/// Why no link was made.
+#[derive(Debug)]
+pub enum LinkError {
+    /// Its TTL is over the cap: what to say.
+    TooLong(String),
+    Store(StoreError),
+}
+
+/// Refuses a link lasting longer than `max`, saying what the cap is and how to change it.
+pub fn check_link_ttl(ttl: Duration, max: Duration) -> Result<(), String> {
+    if ttl.is_zero() {
+        return Err("a link must last longer than 0s".to_owned());
+    }
+    if ttl > max {
+        return Err(format!(
+            "a portal link may last at most {} (asked: {}); make a shorter one, or raise the \
+             cap with `[server] max_link_ttl` (or --max-link-ttl) for serve and this command",
+            humantime::format_duration(max),
+            humantime::format_duration(ttl)
+        ));
+    }
+    Ok(())
+}
+
+/// The session a link opens: its scope and end, if the link is kept, genuine, not
+/// expired and not longer than `max_ttl` (a link made for a longer cap than this
+/// server's is refused rather than trusted).
+pub async fn check_link(
+    store: &dyn Store,
+    keys: &Keys,
+    (id, sig): (&str, &str),
+    max_ttl: Duration,
+) -> Result<Option<(Scope, Millis)>, StoreError> {
+    if !keys.is_link_sig(id, sig) {
+        return Ok(None);
+    }
+    let Some(link) = store.link(id).await? else {
+        return Ok(None);
+    };
+    let lasts = link.expires_at.saturating_sub(link.created_at);
+    if link.expires_at <= now_ms() || lasts > store::millis(max_ttl) {
+        return Ok(None);
+    }
+    Ok(Some((
+        Scope::of_product(link.product.as_deref()),
+        link.expires_at,
+    )))
 }
 
 /// A signed-in visitor of the console.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub scope: Scope,
+    /// Its id in the store (`ses_…`), to end it: not the cookie, opens nothing.
+    pub id: String,
     /// What every form of this session must send back as `csrf`.
     pub csrf: String,
 }
@@ -155,18 +257,23 @@ impl Session {
 /// Not signed in (or the session ended): where to go instead.
 pub struct SignInFirst;
 
-impl<S> FromRequestParts<S> for Session
-where
-    Keys: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<Console> for Session {
     type Rejection = SignInFirst;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let keys = Keys::from_ref(state);
-        cookie(&parts.headers, SESSION_COOKIE)
-            .and_then(|value| keys.check_session(value))
-            .ok_or(SignInFirst)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<Self, Self::Rejection> {
+        let value = cookie(&parts.headers, SESSION_COOKIE).ok_or(SignInFirst)?;
+        // A store that cannot answer opens nothing: sign in again once it is back.
+        match find_session(console.store.as_ref(), &console.keys, value).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) => Err(SignInFirst),
+            Err(err) => {
+                tracing::warn!("console session lookup failed: {err}");
+                Err(SignInFirst)
+            }
+        }
     }
 }
 
@@ -221,43 +328,32 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A signed link to the console at `base` (`http://host:port`), opening a session of
-/// `scope` that ends after `ttl`: what `lookout portal-link` prints.
-pub fn signed_link(base: &str, admin_token: &str, scope: &Scope, ttl: Duration) -> String {
-    let expires = now_ms() + crate::store::millis(ttl);
-    let query = Keys::from_admin_token(admin_token).link_query(scope, expires);
-    format!("{}/ui/link?{query}", base.trim_end_matches('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn links_and_sessions_are_signed_scoped_and_expire() {
+    fn link_signatures_belong_to_one_id_and_one_admin_token() {
         let keys = Keys::from_admin_token("a-long-enough-admin-token-0123456789");
-        let later = now_ms() + 60_000;
-        let query = keys.link_query(&Scope::Product("acme".into()), later);
-        let sig = query.rsplit("sig=").next().unwrap();
-        assert_eq!(
-            keys.check_link("product:acme", later, sig),
-            Some((Scope::Product("acme".into()), later))
-        );
-        assert_eq!(keys.check_link("product:other", later, sig), None);
-        assert_eq!(keys.check_link("admin", later, sig), None);
-        assert_eq!(keys.check_link("product:acme", later + 1, sig), None);
+        let sig = keys.link_sig("lnk_0123");
+        assert!(keys.is_link_sig("lnk_0123", &sig));
+        assert!(!keys.is_link_sig("lnk_0124", &sig));
+        assert!(!keys.is_link_sig("lnk_0123", ""));
         let other = Keys::from_admin_token("another-admin-token-0123456789abcdef");
-        assert_eq!(other.check_link("product:acme", later, sig), None);
+        assert!(!other.is_link_sig("lnk_0123", &sig));
+    }
 
-        let cookie = keys.session(&Scope::Admin, later);
-        let session = keys.check_session(&cookie).expect("valid");
-        assert!(session.is_admin());
-        assert!(session.csrf_matches(&keys.check_session(&cookie).unwrap().csrf));
-        let forged = cookie.replacen("admin", "product:acme", 1);
-        assert!(keys.check_session(&forged).is_none());
-        let expired = keys.session(&Scope::Admin, now_ms() - 1);
-        assert!(keys.check_session(&expired).is_none());
-        assert!(other.check_session(&cookie).is_none());
+    #[test]
+    fn a_link_longer_than_the_cap_is_refused_saying_the_cap() {
+        let day = Duration::from_secs(86_400);
+        assert!(check_link_ttl(day, MAX_LINK_TTL).is_ok());
+        assert!(check_link_ttl(MAX_LINK_TTL, MAX_LINK_TTL).is_ok());
+        let refused = check_link_ttl(MAX_LINK_TTL + day, MAX_LINK_TTL).unwrap_err();
+        assert!(
+            refused.contains("at most 7days") && refused.contains("8days"),
+            "{refused}"
+        );
+        assert!(check_link_ttl(Duration::ZERO, MAX_LINK_TTL).is_err());
     }
 
     #[test]

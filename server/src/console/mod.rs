@@ -18,14 +18,14 @@ mod preview;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
-pub use auth::{Keys, Scope, signed_link};
+pub use auth::{Keys, LinkError, MAX_LINK_TTL, Scope, check_link_ttl, create_link, start_session};
 use auth::{Session, SignInFirst};
 use lookout::delivery::Transport;
 use lookout::delivery::ssrf::Guard;
@@ -51,12 +51,8 @@ pub struct Console {
     pub previews: Arc<Previews>,
     /// Wrong tokens per client address, shared with the API: sign-ins are throttled too.
     pub guesses: Arc<crate::guessing::Guesses>,
-}
-
-impl FromRef<Console> for Keys {
-    fn from_ref(console: &Console) -> Keys {
-        console.keys.clone()
-    }
+    /// A portal link lasting longer than this is refused when opened.
+    pub max_link_ttl: std::time::Duration,
 }
 
 /// The console's routes, under `/ui`.

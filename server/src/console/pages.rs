@@ -232,17 +232,24 @@ pub async fn signin(
             Some("That is not the admin token."),
         );
     }
-    start_session(
-        &console,
-        &headers,
-        &Scope::Admin,
-        now_ms() + ADMIN_SESSION.as_millis() as Millis,
-    )
+    let until = now_ms() + ADMIN_SESSION.as_millis() as Millis;
+    start_session(&console, &headers, (&Scope::Admin, None), until).await
 }
 
-/// Sets the session cookie and sends the visitor home.
-fn start_session(console: &Console, headers: &HeaderMap, scope: &Scope, until: Millis) -> Response {
-    let value = console.keys.session(scope, until);
+/// Starts a session (kept in the store), sets its cookie and sends the visitor home.
+async fn start_session(
+    console: &Console,
+    headers: &HeaderMap,
+    (scope, link): (&Scope, Option<&str>),
+    until: Millis,
+) -> Response {
+    let store = console.store.as_ref();
+    let started = auth::start_session(store, &console.keys, scope, link, until).await;
+    let value = match started {
+        Ok(Some(value)) => value,
+        Ok(None) => return link_refused(),
+        Err(err) => return store_failed(&err),
+    };
     let lasts = Duration::from_millis(until.saturating_sub(now_ms()).max(0) as u64);
     let cookie = auth::set_cookie(SESSION_COOKIE, &value, lasts, headers);
     let mut response = render(StatusCode::OK, &SignedIn {});
@@ -257,8 +264,16 @@ fn start_session(console: &Console, headers: &HeaderMap, scope: &Scope, until: M
 #[template(path = "console/signed_in.html")]
 struct SignedIn {}
 
-/// Ends the session (a form, so that another site cannot sign a visitor out).
-pub async fn signout(headers: HeaderMap, _posted: Posted) -> Response {
+/// Ends the session, in the store: its cookie opens nothing from now on, wherever a
+/// copy of it is (a form, so that another site cannot sign a visitor out).
+pub async fn signout(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    posted: Posted,
+) -> Response {
+    if let Err(err) = console.store.end_session(&posted.session.id).await {
+        return store_failed(&err);
+    }
     let cookie = auth::set_cookie(SESSION_COOKIE, "", Duration::ZERO, &headers);
     let mut response = see_other("/ui/signin".into());
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -267,28 +282,40 @@ pub async fn signout(headers: HeaderMap, _posted: Posted) -> Response {
 
 #[derive(Deserialize)]
 pub struct LinkQuery {
-    scope: String,
-    expires: Millis,
+    id: String,
     sig: String,
 }
 
-/// A signed link (`lookout portal-link`, or `make demo`'s sign-in link): a session of
-/// its scope until the link expires.
+/// A portal link (`lookout portal-link`, or `make demo`'s sign-in link): a session of
+/// its scope until the link expires or is revoked.
 pub async fn open_link(
     State(console): State<Console>,
     headers: HeaderMap,
     Query(link): Query<LinkQuery>,
 ) -> Response {
-    match console
-        .keys
-        .check_link(&link.scope, link.expires, &link.sig)
-    {
-        Some((scope, until)) => start_session(&console, &headers, &scope, until),
-        None => message(
-            StatusCode::FORBIDDEN,
-            "This link is not valid or has expired. Ask for a new one.",
-        ),
+    let store = console.store.as_ref();
+    let checked = auth::check_link(
+        store,
+        &console.keys,
+        (&link.id, &link.sig),
+        console.max_link_ttl,
+    );
+    match checked.await {
+        Ok(Some((scope, until))) => {
+            start_session(&console, &headers, (&scope, Some(&link.id)), until).await
+        }
+        Ok(None) => link_refused(),
+        Err(err) => store_failed(&err),
     }
+}
+
+/// The same answer for a forged, unknown, revoked, expired or too long link: the page
+/// does not help anyone tell them apart.
+fn link_refused() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "This link is not valid, has expired or was revoked. Ask for a new one.",
+    )
 }
 
 // --- catalogue --------------------------------------------------------------------------

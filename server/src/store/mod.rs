@@ -74,6 +74,39 @@ fn status_of(text: &str) -> Result<Status> {
     text.parse().map_err(StoreError::Corrupt)
 }
 
+/// A console session, as kept and listed: never its secret (the cookie), only its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsoleSession {
+    /// `ses_…`: how an admin names it to revoke it; it opens nothing.
+    pub id: String,
+    /// The one product it may see (a portal link's), or `None`: everything (admin).
+    pub product: Option<String>,
+    /// The portal link that opened it: revoking the link ends it.
+    pub link: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// A portal link, as kept and listed: never its signature, so an id opens nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortalLink {
+    /// `lnk_…`.
+    pub id: String,
+    /// The one product it opens, or `None` for an admin link (`make demo`'s).
+    pub product: Option<String>,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// The columns of a [`ConsoleSession`], in order, from `console_sessions s`.
+const SESSION_COLUMNS: &str = "s.id, s.product, s.link_id, s.created_at, s.expires_at";
+/// A session opened by a link lasts only while the link is kept: revoking a link ends
+/// its sessions even if one was stored while the link was being revoked.
+const LINK_STILL_THERE: &str =
+    "(s.link_id IS NULL OR EXISTS (SELECT 1 FROM portal_links l WHERE l.id = s.link_id))";
+/// The columns of a [`PortalLink`], in order.
+const LINK_COLUMNS: &str = "id, product, created_at, expires_at";
+
 /// Where a delivery is in its life (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -786,6 +819,26 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<Token>>;
     /// Deletes a token; false if there was none.
     async fn revoke_token(&self, id: &str) -> Result<bool>;
+    /// Stores a new console session under the digest of its secret (never the secret)
+    /// and forgets the expired ones. False, and nothing stored, when the session comes
+    /// from a portal link that is revoked or expired by now.
+    async fn put_session(&self, session: &ConsoleSession, digest: &str) -> Result<bool>;
+    /// The session whose secret has this digest, if it has not expired at `now` and the
+    /// link that opened it (if any) still exists.
+    async fn session_by_digest(&self, digest: &str, now: Millis) -> Result<Option<ConsoleSession>>;
+    /// The sessions not expired at `now`, oldest first.
+    async fn sessions(&self, now: Millis) -> Result<Vec<ConsoleSession>>;
+    /// Ends a session; false if there was none.
+    async fn end_session(&self, id: &str) -> Result<bool>;
+    /// Stores a new portal link and forgets the expired ones.
+    async fn put_link(&self, link: &PortalLink) -> Result<()>;
+    /// A portal link by its id, expired or not.
+    async fn link(&self, id: &str) -> Result<Option<PortalLink>>;
+    /// The portal links not expired at `now`, oldest first.
+    async fn links(&self, now: Millis) -> Result<Vec<PortalLink>>;
+    /// Deletes a portal link and ends every session it opened, at once; false if there
+    /// was no such link.
+    async fn revoke_link(&self, id: &str) -> Result<bool>;
     /// Commits a one-row write: whether the store can take events right now.
     async fn check_writable(&self, now: Millis) -> Result<()>;
 }

@@ -42,6 +42,7 @@ use super::{
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
     StoredInstance, from_json, millis, now_ms, status_of, to_json,
 };
+use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
     AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, Queued, SLOW_MS, Waiting, lanes_per_claim,
     news,
@@ -94,6 +95,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         8,
         "trace_context",
         include_str!("../../migrations/postgres/0008_trace_context.sql"),
+    ),
+    (
+        9,
+        "console_sessions",
+        include_str!("../../migrations/postgres/0009_console_sessions.sql"),
     ),
 ];
 
@@ -272,6 +278,25 @@ async fn execute(
 ) -> Result<u64> {
     let statement = client.prepare_cached(sql).await?;
     Ok(client.execute(&statement, params).await?)
+}
+
+fn session_row(row: &Row) -> Result<ConsoleSession> {
+    Ok(ConsoleSession {
+        id: row.try_get(0)?,
+        product: row.try_get(1)?,
+        link: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+    })
+}
+
+fn link_row(row: &Row) -> Result<PortalLink> {
+    Ok(PortalLink {
+        id: row.try_get(0)?,
+        product: row.try_get(1)?,
+        created_at: row.try_get(2)?,
+        expires_at: row.try_get(3)?,
+    })
 }
 
 const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";
@@ -1651,6 +1676,109 @@ impl Store for PostgresStore {
     async fn revoke_token(&self, id: &str) -> Result<bool> {
         let sql = "DELETE FROM tokens WHERE id = $1";
         Ok(execute(&self.client().await?, sql, &[&id]).await? > 0)
+    }
+
+    async fn put_session(&self, session: &ConsoleSession, digest: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let sql = "DELETE FROM console_sessions WHERE expires_at <= $1";
+        execute(&tx, sql, &[&session.created_at]).await?;
+        // Only while its link (if any) is there, held against a revocation until the
+        // commit: a revoked link opens nothing.
+        if let Some(link) = &session.link {
+            let sql = "SELECT 1 FROM portal_links WHERE id = $1 AND expires_at > $2 FOR SHARE";
+            if query(&tx, sql, &[link, &session.created_at])
+                .await?
+                .is_empty()
+            {
+                return Ok(false);
+            }
+        }
+        execute(
+            &tx,
+            "INSERT INTO console_sessions (id, digest, product, link_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &session.id,
+                &digest,
+                &session.product,
+                &session.link,
+                &session.created_at,
+                &session.expires_at,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn session_by_digest(&self, digest: &str, now: Millis) -> Result<Option<ConsoleSession>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM console_sessions s
+             WHERE digest = $1 AND expires_at > $2 AND {LINK_STILL_THERE}"
+        );
+        let rows = query(&self.client().await?, &sql, &[&digest, &now]).await?;
+        rows.first().map(session_row).transpose()
+    }
+
+    async fn sessions(&self, now: Millis) -> Result<Vec<ConsoleSession>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM console_sessions s
+             WHERE expires_at > $1 AND {LINK_STILL_THERE} ORDER BY created_at, id"
+        );
+        let rows = query(&self.client().await?, &sql, &[&now]).await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    async fn end_session(&self, id: &str) -> Result<bool> {
+        let sql = "DELETE FROM console_sessions WHERE id = $1";
+        Ok(execute(&self.client().await?, sql, &[&id]).await? > 0)
+    }
+
+    async fn put_link(&self, link: &PortalLink) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let sql = "DELETE FROM portal_links WHERE expires_at <= $1";
+        execute(&tx, sql, &[&link.created_at]).await?;
+        execute(
+            &tx,
+            "INSERT INTO portal_links (id, product, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+            &[&link.id, &link.product, &link.created_at, &link.expires_at],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn link(&self, id: &str) -> Result<Option<PortalLink>> {
+        let sql = format!("SELECT {LINK_COLUMNS} FROM portal_links WHERE id = $1");
+        let rows = query(&self.client().await?, &sql, &[&id]).await?;
+        rows.first().map(link_row).transpose()
+    }
+
+    async fn links(&self, now: Millis) -> Result<Vec<PortalLink>> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM portal_links WHERE expires_at > $1
+             ORDER BY created_at, id"
+        );
+        let rows = query(&self.client().await?, &sql, &[&now]).await?;
+        rows.iter().map(link_row).collect()
+    }
+
+    async fn revoke_link(&self, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // The link first: it waits for a session being stored from it (FOR SHARE).
+        let removed = execute(&tx, "DELETE FROM portal_links WHERE id = $1", &[&id]).await?;
+        execute(
+            &tx,
+            "DELETE FROM console_sessions WHERE link_id = $1",
+            &[&id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed > 0)
     }
 
     async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {

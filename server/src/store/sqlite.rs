@@ -17,6 +17,7 @@ use super::{
     NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
     StoredInstance, from_json, millis, status_of, to_json,
 };
+use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
     AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, Queued, SLOW_MS, Waiting,
     lanes_per_claim, news,
@@ -152,6 +153,9 @@ BEGIN UPDATE config_generation SET generation = generation + 1; END;
     LANES,
     // The intake's trace context (a W3C `traceparent`), for the attempts to continue.
     "ALTER TABLE events ADD COLUMN trace_context TEXT;",
+    // Console sessions and portal links, kept so that they can be ended (the same
+    // tables as PostgreSQL's 0009_console_sessions.sql).
+    include_str!("../../migrations/postgres/0009_console_sessions.sql"),
 ];
 
 /// Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
@@ -434,6 +438,25 @@ fn token_row((id, scope, products, created_at, expires_at): TokenColumns) -> Res
         products: from_json(&products)?,
         created_at,
         expires_at,
+    })
+}
+
+fn session_row(row: &Row<'_>) -> rusqlite::Result<ConsoleSession> {
+    Ok(ConsoleSession {
+        id: row.get(0)?,
+        product: row.get(1)?,
+        link: row.get(2)?,
+        created_at: row.get(3)?,
+        expires_at: row.get(4)?,
+    })
+}
+
+fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
+    Ok(PortalLink {
+        id: row.get(0)?,
+        product: row.get(1)?,
+        created_at: row.get(2)?,
+        expires_at: row.get(3)?,
     })
 }
 
@@ -1404,6 +1427,124 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE id = ?1", [&id])? > 0))
             .await
+    }
+
+    async fn put_session(&self, session: &ConsoleSession, digest: &str) -> Result<bool> {
+        let (session, digest) = (session.clone(), digest.to_owned());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM console_sessions WHERE expires_at <= ?1",
+                [session.created_at],
+            )?;
+            // Only while its link (if any) is there: a revoked link opens nothing.
+            let stored = tx.execute(
+                "INSERT INTO console_sessions
+                     (id, digest, product, link_id, created_at, expires_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                 WHERE ?4 IS NULL OR EXISTS
+                     (SELECT 1 FROM portal_links WHERE id = ?4 AND expires_at > ?5)",
+                params![
+                    session.id,
+                    digest,
+                    session.product,
+                    session.link,
+                    session.created_at,
+                    session.expires_at
+                ],
+            )?;
+            tx.commit()?;
+            Ok(stored > 0)
+        })
+        .await
+    }
+
+    async fn session_by_digest(&self, digest: &str, now: Millis) -> Result<Option<ConsoleSession>> {
+        let digest = digest.to_owned();
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM console_sessions s
+                 WHERE digest = ?1 AND expires_at > ?2 AND {LINK_STILL_THERE}"
+            );
+            Ok(conn
+                .query_row(&sql, params![digest, now], session_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn sessions(&self, now: Millis) -> Result<Vec<ConsoleSession>> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM console_sessions s
+                 WHERE expires_at > ?1 AND {LINK_STILL_THERE} ORDER BY created_at, id"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map([now], session_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn end_session(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            Ok(conn.execute("DELETE FROM console_sessions WHERE id = ?1", [&id])? > 0)
+        })
+        .await
+    }
+
+    async fn put_link(&self, link: &PortalLink) -> Result<()> {
+        let link = link.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "DELETE FROM portal_links WHERE expires_at <= ?1",
+                [link.created_at],
+            )?;
+            tx.execute(
+                "INSERT INTO portal_links (id, product, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![link.id, link.product, link.created_at, link.expires_at],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn link(&self, id: &str) -> Result<Option<PortalLink>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {LINK_COLUMNS} FROM portal_links WHERE id = ?1");
+            Ok(conn.query_row(&sql, [&id], link_row).optional()?)
+        })
+        .await
+    }
+
+    async fn links(&self, now: Millis) -> Result<Vec<PortalLink>> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {LINK_COLUMNS} FROM portal_links WHERE expires_at > ?1
+                 ORDER BY created_at, id"
+            );
+            let mut statement = conn.prepare(&sql)?;
+            let rows = statement.query_map([now], link_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_link(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM console_sessions WHERE link_id = ?1", [&id])?;
+            let removed = tx.execute("DELETE FROM portal_links WHERE id = ?1", [&id])?;
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+        .await
     }
 
     async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {

@@ -11,8 +11,9 @@ use crate::lanes::Lane;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ActivityWindow, Admission, AttemptOutcome, AttemptRecord, DeliveryFilter, DisabledTarget,
-    EventFilter, Finish, Millis, NewDelivery, NewEvent, Status, Store, StoredInstance,
+    ActivityWindow, Admission, AttemptOutcome, AttemptRecord, ConsoleSession, DeliveryFilter,
+    DisabledTarget, EventFilter, Finish, Millis, NewDelivery, NewEvent, PortalLink, Status, Store,
+    StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -39,6 +40,7 @@ macro_rules! store_suite {
             listing_and_stats,
             concurrent_claims_never_overlap,
             tokens_are_kept_as_digests,
+            console_sessions_end_expire_and_go_with_their_link,
             history_is_read_in_batches_and_added_to_once,
             console_pages_and_activity,
         );
@@ -815,6 +817,90 @@ pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
     assert!(store.revoke_token(&new.token.id).await.unwrap());
     assert!(!store.revoke_token(&new.token.id).await.unwrap());
     assert!(store.tokens().await.unwrap().is_empty());
+}
+
+fn console_session(id: &str, link: Option<&str>, expires_at: Millis) -> ConsoleSession {
+    ConsoleSession {
+        id: id.to_owned(),
+        product: link.map(|_| "p1".to_owned()),
+        link: link.map(str::to_owned),
+        created_at: 1_000,
+        expires_at,
+    }
+}
+
+pub async fn console_sessions_end_expire_and_go_with_their_link(store: &dyn Store) {
+    let admin = console_session("ses_admin", None, 9_000);
+    assert!(store.put_session(&admin, "digest-admin").await.unwrap());
+    let found = store
+        .session_by_digest("digest-admin", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref(), Some(&admin));
+    assert_eq!(store.session_by_digest("other", 2_000).await.unwrap(), None);
+    assert_eq!(
+        store
+            .session_by_digest("digest-admin", 9_000)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+
+    // A session from a link is stored only while the link is kept.
+    let portal = console_session("ses_portal", Some("lnk_1"), 5_000);
+    assert!(
+        !store.put_session(&portal, "digest-portal").await.unwrap(),
+        "no such link"
+    );
+    let link = PortalLink {
+        id: "lnk_1".into(),
+        product: Some("p1".into()),
+        created_at: 1_000,
+        expires_at: 5_000,
+    };
+    store.put_link(&link).await.unwrap();
+    assert!(store.put_session(&portal, "digest-portal").await.unwrap());
+    assert_eq!(store.link("lnk_1").await.unwrap().as_ref(), Some(&link));
+    assert_eq!(store.links(2_000).await.unwrap(), vec![link.clone()]);
+    assert!(store.links(5_000).await.unwrap().is_empty(), "expired");
+    let listed = store.sessions(2_000).await.unwrap();
+    assert_eq!(listed, vec![admin.clone(), portal.clone()]);
+
+    // Revoking the link ends its sessions, not the others.
+    assert!(store.revoke_link("lnk_1").await.unwrap());
+    assert!(!store.revoke_link("lnk_1").await.unwrap());
+    assert_eq!(
+        store
+            .session_by_digest("digest-portal", 2_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.link("lnk_1").await.unwrap(), None);
+    assert_eq!(store.sessions(2_000).await.unwrap(), vec![admin.clone()]);
+
+    // Ending a session (signing out, an admin's revoke) is for good.
+    assert!(store.end_session("ses_admin").await.unwrap());
+    assert!(!store.end_session("ses_admin").await.unwrap());
+    assert_eq!(
+        store
+            .session_by_digest("digest-admin", 2_000)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Expired rows are forgotten when new ones come.
+    let later = ConsoleSession {
+        created_at: 10_000,
+        expires_at: 20_000,
+        ..console_session("ses_later", None, 0)
+    };
+    let soon = console_session("ses_soon", None, 3_000);
+    store.put_session(&soon, "digest-soon").await.unwrap();
+    assert!(store.put_session(&later, "digest-later").await.unwrap());
+    assert_eq!(store.sessions(0).await.unwrap(), vec![later]);
 }
 
 /// `lookout replay`: events since a time, oldest first (or newest first), in batches,
