@@ -611,7 +611,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
     let token = read_token(server.token_file.as_ref())?;
     let mut config = ServeConfig::new(token);
     (config.settings, config.worker) = (settings, worker);
-    server.apply_to(&mut config);
+    config.apply(&server);
     let (listen, database) = (server.listen().to_owned(), server.database().to_owned());
 
     runtime()?.block_on(async move {

@@ -78,7 +78,7 @@ fn the_defaults_are_what_the_code_runs_with() {
 
     let server = ServerSettings::from_sections(&file.sections).unwrap();
     let mut config = ServeConfig::new("t");
-    server.apply_to(&mut config);
+    config.apply(&server);
     let default = ServeConfig::new("t");
     assert_eq!(config.max_body, default.max_body);
     assert_eq!(config.workers, default.workers);

@@ -27,6 +27,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod docs;
 pub mod error;
+mod field_schemas;
 pub mod job;
 pub mod limits;
 pub mod options;

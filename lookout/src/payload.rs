@@ -128,10 +128,10 @@ pub struct Item {
     pub status: Option<String>,
     /// Sprint.ly scores are sizes (`~`, `S`, `M`, `L`, `XL`); numbers are accepted too.
     #[serde(default, deserialize_with = "string_or_number")]
-    #[schema(schema_with = crate::schemas::score)]
+    #[schema(schema_with = crate::field_schemas::score)]
     pub score: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
-    #[schema(schema_with = crate::schemas::tags)]
+    #[schema(schema_with = crate::field_schemas::tags)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,

@@ -14,7 +14,7 @@
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::Schema;
 
 use crate::payload::{ALERT_MODEL, Alert, Block, Comment, Deploy, Favorite, Item, PayloadSchema};
 use crate::request::signing::STANDARD_WEBHOOKS_HEADERS;
@@ -37,26 +37,6 @@ const COMPONENTS: &str = "#/components/schemas/";
 
 /// The only schemas whose `required` stays: what the intake refuses a payload without.
 const ENVELOPE: [&str; 2] = ["Payload", "Product"];
-
-/// `score`: Sprint.ly sizes are strings (`~`, `S`…), numbers are taken too.
-pub(crate) fn score() -> Schema {
-    let string = ObjectBuilder::new().schema_type(Type::String);
-    let number = ObjectBuilder::new().schema_type(Type::Number);
-    let null = ObjectBuilder::new().schema_type(Type::Null);
-    OneOfBuilder::new()
-        .item(string)
-        .item(number)
-        .item(null)
-        .description(Some("A size (`~`, `S`, `M`, `L`, `XL`) or a number"))
-        .into()
-}
-
-/// `tags`: a list of strings; null is taken as none.
-pub(crate) fn tags() -> Schema {
-    let list = ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String));
-    let null = ObjectBuilder::new().schema_type(Type::Null);
-    OneOfBuilder::new().item(list).item(null).into()
-}
 
 /// `T` and every schema it refers to, by name.
 fn collect<T: ToSchema>(into: &mut Vec<(String, RefOr<Schema>)>) {

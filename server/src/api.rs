@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{self, RefOr};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, ToSchema};
 
 use crate::store::NewDelivery;
 
@@ -120,64 +120,9 @@ pub struct DeliveryDetail {
 /// The name of the bearer-token security scheme in the document.
 pub const BEARER: &str = "bearer";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Lookout",
-        description = "The HTTP API of `lookout serve`: durable intake of product events, \
-                       products and their services, tokens, deliveries (docs/SERVING.md). \
-                       Every error answer is an `ApiError`."
-    ),
-    paths(
-        crate::intake::post_product_event,
-        crate::intake::post_event,
-        crate::intake::post_batch,
-        crate::intake::list_products,
-        crate::intake::get_product,
-        crate::intake::put_product,
-        crate::intake::delete_product,
-        crate::intake::enable_target,
-        crate::intake::services,
-        crate::intake::list_tokens,
-        crate::intake::create_token,
-        crate::intake::revoke_token,
-        crate::intake::list_deliveries,
-        crate::intake::get_delivery,
-        crate::intake::redeliver,
-        crate::intake::healthz,
-        crate::intake::metrics,
-        crate::intake::openapi_document,
-        crate::intake::asyncapi_document,
-    ),
-    components(schemas(ApiError)),
-    modifiers(&CommonAnswers),
-    tags(
-        (name = "events", description = "Handing events over"),
-        (name = "products", description = "Which services a product's events go to"),
-        (name = "tokens", description = "API tokens"),
-        (name = "deliveries", description = "Deliveries and their attempts"),
-        (name = "operations", description = "Health, metrics and these documents"),
-    )
-)]
-struct ApiDoc;
-
-/// The document, with this build's version.
-fn openapi() -> openapi::OpenApi {
-    let mut document = ApiDoc::openapi();
-    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    document
-}
-
 /// The AsyncAPI document of webhook deliveries, with this build's version.
 pub fn asyncapi() -> serde_json::Value {
     lookout::schemas::asyncapi(env!("CARGO_PKG_VERSION"))
-}
-
-/// The document as pretty JSON (what `lookout openapi` prints and the route serves).
-pub fn openapi_json() -> String {
-    let mut document = serde_json::to_value(openapi()).expect("the document serializes");
-    name_times(&mut document);
-    serde_json::to_string_pretty(&document).expect("JSON")
 }
 
 /// Where utoipa puts a schema the document refers to by name.
@@ -186,7 +131,7 @@ const COMPONENTS: &str = "#/components/schemas/";
 /// Times are [`Millis`](crate::clock::Millis), an alias of `i64` that utoipa can only
 /// name after the primitive: a generated client would get a type called `i64`. Renames
 /// that component `Millis`, and the references to it.
-fn name_times(document: &mut serde_json::Value) {
+pub fn name_times(document: &mut serde_json::Value) {
     let schemas = &mut document["components"]["schemas"];
     let Some(mut millis) = schemas.as_object_mut().and_then(|s| s.remove("i64")) else {
         return;
@@ -224,7 +169,7 @@ fn rename_refs(value: &mut serde_json::Value, from: &str, to: &str) {
 /// [`ApiError`]: refusals of the request path (`429`: too many requests from one client;
 /// `408`/`413`: a body too slow or too large), of the token (`401`), and a store that
 /// does not answer (`503`). Declared once here rather than on each handler.
-struct CommonAnswers;
+pub struct CommonAnswers;
 
 impl Modify for CommonAnswers {
     fn modify(&self, document: &mut openapi::OpenApi) {

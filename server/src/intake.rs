@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, watch};
 
-use crate::api::{self, Accepted, ApiError, BatchAnswer, BatchResult, Verdict};
+use crate::api::{self, Accepted, ApiError, BatchAnswer, BatchResult, CommonAnswers, Verdict};
 use crate::clients::ClientAddr;
 use crate::commit::Committer;
 use crate::console::{self, Console, PreviewLimits, Previews};
@@ -50,6 +50,7 @@ use crate::metrics::Metrics;
 use crate::policy::WorkerConfig;
 use crate::retention;
 use crate::routing::{RouteCache, Routes};
+use crate::server_settings::ServerSettings;
 use crate::store::{
     self, Admission, DeliveryFilter, IdempotencyKey, NewEvent, Store, millis, now_ms,
 };
@@ -116,6 +117,26 @@ impl ServeConfig {
             previews: PreviewLimits::default(),
             max_link_ttl: console::MAX_LINK_TTL,
         }
+    }
+
+    /// These settings (their defaults, the workers' decided) with what `server` sets:
+    /// the config file's `[server]` table with the flags over it.
+    pub fn apply(&mut self, server: &ServerSettings) {
+        if let Some(max) = server.max_body {
+            self.max_body = max;
+        }
+        if let Some(workers) = server.workers {
+            self.workers = workers;
+        }
+        if let Some(ttl) = server.idempotency_ttl {
+            self.idempotency.ttl = ttl;
+        }
+        if let Some(field) = &server.idempotency_field {
+            self.idempotency.field = Some(field.clone());
+        }
+        self.limits = server.limits(self.worker.grace);
+        self.previews = server.previews();
+        self.max_link_ttl = server.max_link_ttl();
     }
 }
 
@@ -467,7 +488,7 @@ pub(crate) async fn services() -> Response {
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
 )]
 pub(crate) async fn openapi_document() -> Response {
-    let document = api::openapi_json();
+    let document = openapi_json();
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
@@ -1326,4 +1347,61 @@ pub(crate) async fn redeliver(State(app): State<App>, Path(id): Path<String>) ->
 fn check_lease(config: &WorkerConfig, settings: &Settings) -> std::io::Result<()> {
     crate::policy::check_lease(config.lease, settings.deadline)
         .map_err(|problem| std::io::Error::new(std::io::ErrorKind::InvalidInput, problem))
+}
+
+/// The OpenAPI document of this API, from the handlers below and the types they answer
+/// with ([`api`]): it lives beside the handlers it lists.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Lookout",
+        description = "The HTTP API of `lookout serve`: durable intake of product events, \
+                       products and their services, tokens, deliveries (docs/SERVING.md). \
+                       Every error answer is an `ApiError`."
+    ),
+    paths(
+        post_product_event,
+        post_event,
+        post_batch,
+        list_products,
+        get_product,
+        put_product,
+        delete_product,
+        enable_target,
+        services,
+        list_tokens,
+        create_token,
+        revoke_token,
+        list_deliveries,
+        get_delivery,
+        redeliver,
+        healthz,
+        metrics,
+        openapi_document,
+        asyncapi_document,
+    ),
+    components(schemas(ApiError)),
+    modifiers(&CommonAnswers),
+    tags(
+        (name = "events", description = "Handing events over"),
+        (name = "products", description = "Which services a product's events go to"),
+        (name = "tokens", description = "API tokens"),
+        (name = "deliveries", description = "Deliveries and their attempts"),
+        (name = "operations", description = "Health, metrics and these documents"),
+    )
+)]
+struct ApiDoc;
+
+/// The document, with this build's version.
+fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = <ApiDoc as utoipa::OpenApi>::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document
+}
+
+/// The document as pretty JSON (what `lookout openapi` prints and the route serves).
+pub fn openapi_json() -> String {
+    let mut document = serde_json::to_value(openapi()).expect("the document serializes");
+    api::name_times(&mut document);
+    serde_json::to_string_pretty(&document).expect("JSON")
 }

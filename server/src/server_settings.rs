@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::{IpNet, TrustedProxies};
 use crate::console::PreviewLimits;
-use crate::intake::ServeConfig;
 use crate::listen::{self, Limits};
 
 /// Where `lookout serve` listens unless told otherwise.
@@ -128,25 +127,6 @@ impl ServerSettings {
         self.database.as_deref().unwrap_or(DEFAULT_DATABASE)
     }
 
-    /// `config` (its defaults, its workers' settings decided) with what is set here.
-    pub fn apply_to(&self, config: &mut ServeConfig) {
-        if let Some(max) = self.max_body {
-            config.max_body = max;
-        }
-        if let Some(workers) = self.workers {
-            config.workers = workers;
-        }
-        if let Some(ttl) = self.idempotency_ttl {
-            config.idempotency.ttl = ttl;
-        }
-        if let Some(field) = &self.idempotency_field {
-            config.idempotency.field = Some(field.clone());
-        }
-        config.limits = self.limits(config.worker.grace);
-        config.previews = self.previews();
-        config.max_link_ttl = self.max_link_ttl();
-    }
-
     /// The cap on a portal link's TTL: `serve` refuses to open a longer link,
     /// `lookout portal-link` to make one.
     pub fn max_link_ttl(&self) -> Duration {
@@ -154,7 +134,7 @@ impl ServerSettings {
     }
 
     /// The request path's limits; `grace` is how long open requests get on shutdown.
-    fn limits(&self, grace: Duration) -> Limits {
+    pub fn limits(&self, grace: Duration) -> Limits {
         let defaults = Limits::default();
         let ceiling = defaults.max_connections;
         let max_connections = self.max_connections.unwrap_or(ceiling);
@@ -182,7 +162,7 @@ impl ServerSettings {
         }
     }
 
-    fn previews(&self) -> PreviewLimits {
+    pub fn previews(&self) -> PreviewLimits {
         let defaults = PreviewLimits::default();
         PreviewLimits {
             concurrent: self.max_previews.unwrap_or(defaults.concurrent),
