@@ -643,8 +643,12 @@ NOTES = [
     "logging bridge), this run measured the SQLite intake at 11,200 events/s (0.23× bare "
     "reqwest) where the run before the round measured 14,500 (0.27×), and the Python "
     "binding at 0.78× the Rust library where it measured 0.98×; bare reqwest itself came "
-    "out 13 % slower in this run, so part of it is the machine. Not yet told apart from "
-    "noise by alternating runs of the two commits: marked not met, to be measured next.",
+    "out 13 % slower in this run, so part of the intake's drop may be the machine (not yet "
+    "told apart by alternating runs). The binding's is not: run alone on the quiet machine "
+    "afterwards, three times, it measured 0.72×, 0.75× and 0.70× while the Rust library's "
+    "own throughput (figure 2) held at 0.94× bare reqwest, so the cost is in the binding's "
+    "path (its new fork check and lazily built runtime, its logging bridge, or the server "
+    "crate it now links): not met, to be located with perf next.",
     "- **Apprise** sends each notification on a new connection (`requests`, no session), from "
     "a shared pool of Python threads (6 on this machine: Python's default of CPUs + 4); its "
     "JSON notifier is not throttled. Most of the ratio is that model against one async client "
