@@ -5,6 +5,8 @@
 //! Nothing is sent: no worker runs, and the targets are never contacted by a preview.
 //! The same page in a real browser: tests/console.rs.
 
+mod common;
+
 use std::sync::Arc;
 
 use lookout::delivery::Transport;
@@ -81,7 +83,10 @@ impl Site {
     async fn post(&self, cookie: &str, product: &str, table: &str) -> (u16, String) {
         let (_, form) = self.get(cookie, "p1").await;
         let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("csrf", &between(&form, "name=\"csrf\" value=\"", "\""))
+            .append_pair(
+                "csrf",
+                common::between(&form, "name=\"csrf\" value=\"", "\""),
+            )
             .append_pair("services", table)
             .append_pair("window", "24h")
             .append_pair("service", "")
@@ -105,7 +110,7 @@ impl Site {
         let start = page
             .find("<textarea id=\"services\"")
             .expect("the text box");
-        unescape(&between(&page[start..], ">", "</textarea>"))
+        unescape(common::between(&page[start..], ">", "</textarea>"))
     }
 
     async fn deliveries(&self) -> usize {
@@ -171,15 +176,6 @@ async fn serve(store: Arc<dyn Store>, limits: PreviewLimits) -> String {
     format!("http://{address}")
 }
 
-fn between(text: &str, start: &str, end: &str) -> String {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("no `{start}` in:\n{text}"))
-        + start.len();
-    let to = text[from..].find(end).expect("the end") + from;
-    text[from..to].to_owned()
-}
-
 /// HTML text as a browser reads it (the escapes askama writes).
 fn unescape(html: &str) -> String {
     html.replace("&#34;", "\"")
@@ -192,7 +188,7 @@ fn unescape(html: &str) -> String {
 
 /// The number in `<strong id="ID">N</strong>` of the report's summary.
 fn figure(page: &str, id: &str) -> usize {
-    between(page, &format!("<strong id=\"{id}\">"), "<")
+    common::between(page, &format!("<strong id=\"{id}\">"), "<")
         .parse()
         .unwrap()
 }

@@ -131,16 +131,6 @@ fn heavy_services() -> String {
     tables
 }
 
-/// `text` between `start` and the next `end`.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("no `{start}` in:\n{text}"))
-        + start.len();
-    let to = text[from..].find(end).expect("the end") + from;
-    &text[from..to]
-}
-
 /// A portal link's session for `product`, opened as a browser opens it: its cookie.
 async fn portal_session(place: &Place, serving: &Serving, product: &str) -> String {
     let link = common::stdout_of(
@@ -152,14 +142,8 @@ async fn portal_session(place: &Place, serving: &Serving, product: &str) -> Stri
     let link = link.trim();
     let client = client_from("127.0.0.9", Duration::from_secs(10));
     let opened = client.get(link).send().await.expect("the link opens");
-    let cookie = opened
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("lookout_session="))
-        .unwrap_or_else(|| panic!("no session cookie: {opened:?}"));
-    cookie.split(';').next().expect("name=value").to_owned()
+    common::set_cookie(&opened, "lookout_session")
+        .unwrap_or_else(|| panic!("no session cookie: {opened:?}"))
 }
 
 #[test]
@@ -208,7 +192,7 @@ fn a_preview_flood_from_one_portal_session_leaves_the_intake_fast() {
             .expect("the form");
         assert_eq!(form.status(), 200);
         let form = form.text().await.expect("a page");
-        let csrf = between(&form, "name=\"csrf\" value=\"", "\"").to_owned();
+        let csrf = common::between(&form, "name=\"csrf\" value=\"", "\"").to_owned();
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("csrf", &csrf)
             .append_pair("services", &heavy_services())

@@ -35,15 +35,6 @@ fn client() -> reqwest::Client {
         .expect("client")
 }
 
-fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let from = text
-        .find(start)
-        .unwrap_or_else(|| panic!("no `{start}` in:\n{text}"))
-        + start.len();
-    let to = text[from..].find(end).expect("the end") + from;
-    &text[from..to]
-}
-
 /// A console session opened from a portal link, as a browser would: its cookie and the
 /// CSRF token of its forms.
 struct Portal {
@@ -73,7 +64,7 @@ impl Portal {
             csrf: String::new(),
         };
         let page = portal.get(&format!("/ui/products/{product}")).await.1;
-        portal.csrf = between(&page, "name=\"csrf\" value=\"", "\"").to_owned();
+        portal.csrf = common::between(&page, "name=\"csrf\" value=\"", "\"").to_owned();
         portal
     }
 
@@ -113,17 +104,7 @@ impl Portal {
 
 /// The `name=value` of the session cookie an answer sets.
 fn session_cookie(answer: &reqwest::Response) -> String {
-    answer
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("lookout_session="))
-        .expect("a session cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned()
+    common::set_cookie(answer, "lookout_session").expect("a session cookie")
 }
 
 async fn api(serving: &Serving, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
@@ -329,19 +310,9 @@ async fn sign_in_answer(
         .send()
         .await
         .expect("the form");
-    let cookie = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("lookout_signin="))
-        .expect("a sign-in cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned();
+    let cookie = common::set_cookie(&form, "lookout_signin").expect("a sign-in cookie");
     let page = form.text().await.expect("a page");
-    let nonce = between(&page, "name=\"nonce\" value=\"", "\"").to_owned();
+    let nonce = common::between(&page, "name=\"nonce\" value=\"", "\"").to_owned();
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("nonce", &nonce)
         .append_pair("token", token)

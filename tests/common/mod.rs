@@ -197,3 +197,26 @@ pub fn keeps_pace(
     }
     Ok(())
 }
+
+/// `text` between `start` and the next `end` (panics, showing `text`, without them).
+pub fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("no `{start}` in:\n{text}"))
+        + start.len();
+    let to = text[from..].find(end).expect("the end") + from;
+    &text[from..to]
+}
+
+/// The `name=value` of the cookie `name` that an answer sets, if it sets one.
+pub fn set_cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    answer
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&prefix))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
