@@ -306,7 +306,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
-            println!("{}", lookout_server::intake::openapi_json());
+            println!("{}", lookout_server::http::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Sessions { command } => outbox::sessions(command),

@@ -14,7 +14,7 @@ use lookout::config::ConfigFile;
 use lookout_server::clients;
 use lookout_server::console;
 use lookout_server::health;
-use lookout_server::intake::{self, ServeConfig};
+use lookout_server::http::{self, ServeConfig};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::retention;
 use lookout_server::server_settings::{self, ServerSettings};
@@ -626,7 +626,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         );
         println!("lookout serve: console at http://{address}/ui/ (sign in with the admin token)");
         std::io::stdout().flush()?;
-        intake::run(listener, store, config, intake::shutdown_signal()).await?;
+        http::run(listener, store, config, http::shutdown_signal()).await?;
         println!("lookout serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -671,7 +671,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
             }
             None => None,
         };
-        intake::run_workers(store, settings, config, metrics, intake::shutdown_signal()).await?;
+        http::run_workers(store, settings, config, metrics, http::shutdown_signal()).await?;
         println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })

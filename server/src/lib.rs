@@ -3,7 +3,7 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
+//! Layout: [`http`] (the HTTP API, a file per job), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
 //! [`clients`] (who a request comes from, behind trusted proxies too; counts per client),
 //! [`store`] (the outbox), [`lanes`] (how claims share the workers fairly), [`worker`]
 //! (claims, attempts), [`policy`] (the retry schedule,
@@ -23,7 +23,7 @@ pub mod console;
 mod echo;
 pub mod guessing;
 pub mod health;
-pub mod intake;
+pub mod http;
 pub mod lanes;
 pub mod listen;
 pub mod metrics;

@@ -909,7 +909,7 @@ mod tests {
         };
         let config = (*worker.config).clone();
         let refused =
-            crate::intake::run_workers(worker.store.clone(), settings, config, None, async {})
+            crate::http::run_workers(worker.store.clone(), settings, config, None, async {})
                 .await
                 .unwrap_err();
         assert_eq!(refused.kind(), std::io::ErrorKind::InvalidInput);
