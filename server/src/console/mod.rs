@@ -17,6 +17,7 @@ mod form;
 mod overview;
 mod pages;
 mod preview;
+mod preview_table;
 mod products;
 mod signin;
 
