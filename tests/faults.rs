@@ -16,7 +16,7 @@ use lookout::{
 };
 use lookout_server::policy::RetrySchedule;
 use lookout_server::store::{Claimed, Status, validate_stored};
-use lookout_server::worker::attempt;
+use lookout_server::attempt::attempt;
 use lookout_testkit::{CaptureServer, Reply, SmtpCaptureServer};
 use serde_json::json;
 
