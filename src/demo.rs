@@ -14,7 +14,8 @@ use lookout_server::http::{self, ServeConfig};
 use lookout_server::store::{self, DeliveryFilter};
 use lookout_testkit::{CaptureServer, Reply};
 
-use crate::{Fatal, output};
+use crate::fatal::Fatal;
+use crate::output;
 
 pub fn sample(model: &str) -> Result<&'static str, Fatal> {
     lookout::samples::for_model(model).ok_or_else(|| {

@@ -23,7 +23,8 @@ use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance,
 use lookout_server::tokens::{self, Scope};
 use serde_json::{Map, Value};
 
-use crate::{Fatal, output};
+use crate::fatal::{Fatal, runtime};
+use crate::output;
 
 /// Where the store is.
 #[derive(Args)]
@@ -595,10 +596,6 @@ pub fn sessions(command: SessionsCommand) -> Result<ExitCode, Fatal> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
-    crate::runtime()
 }
 
 async fn open(db: &Database) -> Result<Arc<dyn Store>, Fatal> {
