@@ -24,6 +24,7 @@ async fn every_service_delivers_what_it_builds() {
                 delivery_id: "msg_test",
                 templates: &instance.templates,
                 cut: lookout::text::budget::Cut::NONE,
+                sent_at: None,
             };
             // What the engine sends: the service's build, fitted to its limits.
             let built =

@@ -531,6 +531,7 @@ static PACED: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: Some(RateLimit::every(Duration::from_millis(250))),
+    answers: lookout::Answers::BY_STATUS,
     limits: lookout::Limits::none("a test service"),
     schema: Schema::new(PACED_OPTIONS),
     example: r#"url = "https://paced.example.com/""#,

@@ -293,6 +293,7 @@ mod tests {
             delivery_id: "msg_test",
             templates: &instance.templates,
             cut: lookout::text::budget::Cut::NONE,
+            sent_at: None,
         };
         let outgoing = Flowdock.build(&job).unwrap();
         let [Outgoing::Http(request)] = outgoing.as_slice() else {

@@ -9,7 +9,7 @@ use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 
 lookout::service! {
@@ -53,29 +53,24 @@ subject = "sprintly.{model}.{action}""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string(
-        "url",
-        "The server, `nats://user:password@host:4222` or `nats://token@host:4222`.",
-    )
-    .secret()
-    .destination(),
-    OptionSpec::string(
-        "subject",
+    Broker::url_option("The server, `nats://user:password@host:4222` or `nats://token@host:4222`."),
+    NATS.route_option(
         "The subject: a template with `{product}`, `{model}` and `{action}`.",
-    )
-    .public()
-    .default("sprintly.{model}.{action}"),
+        "sprintly.{model}.{action}",
+    ),
     FORMAT_OPTION,
 ];
 
-/// NATS's client port when the URL names none.
-const NATS_PORT: u16 = 4222;
+const NATS: Broker = Broker {
+    protocol: "NATS",
+    schemes: &["nats"],
+    port: 4222,
+    route: "subject",
+};
 
 impl Service for Nats {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let subject = BrokerRoute::from_options(job, &["nats"], NATS_PORT, "subject")?;
-        let publish = subject.publish("NATS", subject.shown(), job, Subject(subject.clone()))?;
-        Ok(vec![publish.into()])
+        NATS.build(job, |subject| Ok((subject.shown(), Subject(subject))))
     }
 }
 

@@ -61,6 +61,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // Query protocol errors: <ErrorResponse><Error><Code>NotFound</Code>…
+    // (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html); refused
+    // credentials and throttling are read as for every AWS API.
+    answers: Answers::aws("SNS", &[Means::gone(&["NotFound"], "the topic does not exist")]),
     // docs.aws.amazon.com/sns/latest/api/API_Publish.html: a subject under 100 characters,
     // a message at most 256 KiB.
     limits: Limits::refuse(&[
@@ -109,40 +113,6 @@ const API_VERSION: &str = "2010-03-31";
 const SUBJECT_CHARS: usize = 99;
 
 impl Service for Sns {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        if status < 400 {
-            return Verdict::ByStatus;
-        }
-        // Query protocol errors: <ErrorResponse><Error><Code>NotFound</Code>…
-        // (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html).
-        let answer = String::from_utf8_lossy(answer_body);
-        let code = between(&answer, "<Code>", "</Code>").unwrap_or_default();
-        let message = between(&answer, "<Message>", "</Message>").unwrap_or_default();
-        let reason = format!("SNS: {code}: {message}");
-        match code {
-            "NotFound" => Verdict::Gone("SNS: the topic does not exist (NotFound)".into()),
-            "InvalidClientTokenId"
-            | "SignatureDoesNotMatch"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "ExpiredToken"
-            | "AuthorizationError"
-            | "AccessDenied"
-            | "OptInRequired"
-            | "RequestExpired" => Verdict::Refused {
-                reason,
-                retry: false,
-            },
-            "Throttled" | "Throttling" | "ThrottlingException" | "KMSThrottling" => {
-                Verdict::Refused {
-                    reason,
-                    retry: true,
-                }
-            }
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let event = job.event;
@@ -256,12 +226,6 @@ fn subject_line(title: &str) -> String {
         .collect();
     let one_line = ascii.split_whitespace().collect::<Vec<_>>().join(" ");
     truncate(&one_line, SUBJECT_CHARS - 3)
-}
-
-/// The text between the first `start` and the `end` after it.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let (_, rest) = text.split_once(start)?;
-    rest.split_once(end).map(|(inside, _)| inside)
 }
 
 #[cfg(test)]

@@ -59,6 +59,13 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // JSON protocol errors: {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": …}
+    // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/CommonErrors.html);
+    // refused credentials and throttling are read as for every AWS API.
+    answers: Answers::aws("SQS", &[Means::gone(
+        &["QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"],
+        "the queue does not exist",
+    )]),
     // A queue's default MaximumMessageSize: 256 KiB (up to 1 MiB when raised).
     limits: Limits::refuse(&[
         Limit::field("/MessageBody", 262_144, Unit::Bytes),
@@ -104,44 +111,6 @@ const TARGET: &str = "AmazonSQS.SendMessage";
 const JSON_1_0: &str = "application/x-amz-json-1.0";
 
 impl Service for Sqs {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        if status < 400 {
-            return Verdict::ByStatus;
-        }
-        // JSON protocol errors: {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": …}
-        // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/CommonErrors.html).
-        let Ok(error) = serde_json::from_slice::<Value>(answer_body) else {
-            return Verdict::ByStatus;
-        };
-        let kind = error["__type"].as_str().unwrap_or_default();
-        let code = kind.rsplit('#').next().unwrap_or_default();
-        let message = error["message"].as_str().unwrap_or_default();
-        let reason = format!("SQS: {code}: {message}");
-        match code {
-            "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue" => {
-                Verdict::Gone(format!("SQS: the queue does not exist ({code})"))
-            }
-            "InvalidClientTokenId"
-            | "UnrecognizedClientException"
-            | "SignatureDoesNotMatch"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "ExpiredToken"
-            | "AccessDenied"
-            | "AccessDeniedException"
-            | "InvalidSecurity"
-            | "RequestExpired" => Verdict::Refused {
-                reason,
-                retry: false,
-            },
-            "ThrottlingException" | "RequestThrottled" | "KmsThrottled" => Verdict::Refused {
-                reason,
-                retry: true,
-            },
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let queue_url = job.url("queue")?;
@@ -186,7 +155,7 @@ fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Service as _, Verdict};
+    use lookout::{Registered as _, Verdict};
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
     use lookout_testkit::{assert_disabled, assert_verdicts};
     use serde_json::{Value, json};
@@ -296,6 +265,7 @@ mod tests {
             (500, "InternalError", "by status"),
         ];
         assert_verdicts(&super::Sqs, error, &cases);
-        assert_eq!(super::Sqs.verdict(200, b"{}"), Verdict::ByStatus);
+        let ok = lookout::delivery::Answer::new(200, b"{}");
+        assert_eq!(super::Sqs.registration().verdict_on(&ok), Verdict::ByStatus);
     }
 }
