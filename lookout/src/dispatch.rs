@@ -331,14 +331,7 @@ pub fn destination(instance: &Instance, settings: &Settings) -> Option<Destinati
     let scope = pace.map_or(Scope::Url, |pace| pace.scope);
     crate::samples::ALL.iter().find_map(|(_, json)| {
         let event = Event::parse(json).ok()?;
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_destination",
-            templates: &instance.templates,
-            cut: Cut::NONE,
-            sent_at: None,
-        };
+        let job = instance.job(&event, "msg_destination");
         let outgoing = instance.registration.service.build(&job).ok()?;
         let mut keys: Vec<String> = outgoing
             .iter()

@@ -227,14 +227,7 @@ mod tests {
     fn a_room_alias_is_refused_with_a_hint() {
         let instance = instance("#team:example.org");
         let event = fixture("item");
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_a",
-            templates: &instance.templates,
-            cut: lookout::text::budget::Cut::NONE,
-            sent_at: None,
-        };
+        let job = instance.job(&event, "msg_a");
         let err = super::Matrix.build(&job).unwrap_err();
         assert!(err.to_string().contains("not a room ID"), "{err}");
     }
@@ -259,14 +252,7 @@ mod tests {
     fn a_room_id_without_a_server_part_is_accepted() {
         let instance = instance("!AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0");
         let event = fixture("item");
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_a",
-            templates: &instance.templates,
-            cut: lookout::text::budget::Cut::NONE,
-            sent_at: None,
-        };
+        let job = instance.job(&event, "msg_a");
         let built = super::Matrix.build(&job).expect("a v12 room id builds");
         let Outgoing::Http(request) = &built[0] else {
             panic!("not HTTP");
@@ -285,14 +271,7 @@ mod tests {
         let instance = instance("!room:example.org");
         let event = fixture("comment");
         let path = |id: &str| {
-            let job = Job {
-                event: &event,
-                options: &instance.options,
-                delivery_id: id,
-                templates: &instance.templates,
-                cut: lookout::text::budget::Cut::NONE,
-                sent_at: None,
-            };
+            let job = instance.job(&event, id);
             match &super::Matrix.build(&job).unwrap()[0] {
                 Outgoing::Http(request) => request.url.path().to_owned(),
                 other => panic!("not HTTP: {other:?}"),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
+    PublishTry, Publisher,
 };
 use rumqttc::Outgoing as Sent;
 use rumqttc::v5::mqttbytes::QoS;
@@ -82,20 +83,16 @@ struct Topic(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Topic {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let (client, mut events) = AsyncClient::new(self.options(address, message, timeout), 4);
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let (client, mut events) =
+            AsyncClient::new(self.options(to.address, to.message, to.timeout), 4);
         client
             .publish_with_properties(
                 self.0.name.as_str(),
                 QoS::AtLeastOnce,
                 false,
-                message.body.to_wire(),
-                properties(message),
+                to.message.body.to_wire(),
+                properties(to.message),
             )
             .await
             .map_err(|e| PublishError::refused(format!("cannot publish: {e}")))?;

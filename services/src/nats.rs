@@ -9,7 +9,8 @@ use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
+    PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -79,24 +80,19 @@ struct Subject(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Subject {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
         let client = self
-            .options(timeout)
-            .connect(format!("nats://{address}"))
+            .options(to.timeout)
+            .connect(format!("nats://{}", to.address))
             .await
             .map_err(|e| connect_failure(&e))?;
         let jetstream = async_nats::jetstream::new(client.clone());
         let published = JsMessage::build()
-            .payload(message.body.to_wire())
-            .message_id(&message.delivery_id)
-            .header("content-type", message.content_type())
-            .header(DELIVERY_ID, message.delivery_id.as_str())
-            .header(EVENT, message.event.as_str());
+            .payload(to.message.body.to_wire())
+            .message_id(&to.message.delivery_id)
+            .header("content-type", to.message.content_type())
+            .header(DELIVERY_ID, to.message.delivery_id.as_str())
+            .header(EVENT, to.message.event.as_str());
         let acked = match jetstream.send_publish(self.0.name.clone(), published).await {
             Ok(ack) => ack.await.map(|_| ()),
             Err(err) => Err(err),

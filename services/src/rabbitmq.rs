@@ -10,7 +10,8 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
+    PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -122,17 +123,14 @@ struct Amqp {
 
 #[lookout::async_trait]
 impl Publisher for Amqp {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let connection =
-            Connection::connect_uri(self.uri(address, timeout), ConnectionProperties::default())
-                .await
-                .map_err(|e| failure("cannot connect", &e))?;
-        let published = self.publish_on(&connection, message).await;
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let connection = Connection::connect_uri(
+            self.uri(to.address, to.timeout),
+            ConnectionProperties::default(),
+        )
+        .await
+        .map_err(|e| failure("cannot connect", &e))?;
+        let published = self.publish_on(&connection, to.message).await;
         // Closing politely is a courtesy: the message is confirmed (or not) already.
         let _ = connection.close(200, "bye".into()).await;
         published

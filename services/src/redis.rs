@@ -8,7 +8,7 @@ use ::redis::streams::StreamMaxlen;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, FORMAT_OPTION, PublishError, PublishMessage, PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -110,23 +110,19 @@ struct Stream {
 
 #[lookout::async_trait]
 impl Publisher for Stream {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let client = ::redis::Client::open(self.connection_info(address)?)
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let client = ::redis::Client::open(self.connection_info(to.address)?)
             .map_err(|e| failure("bad connection settings", &e))?;
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_connection_timeout(Some(to.timeout))
+            .set_response_timeout(Some(to.timeout));
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| failure("cannot connect", &e))?;
-        let body = message.body.to_wire();
-        let mut fields: Vec<(&str, &[u8])> = message
+        let body = to.message.body.to_wire();
+        let mut fields: Vec<(&str, &[u8])> = to
+            .message
             .headers()
             .iter()
             .map(|(name, value)| (*name, value.as_bytes()))

@@ -86,22 +86,13 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .public()
     .destination(),
+    AwsSigner::BODY_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the topic region's (VPC endpoints, emulators).",
+    ),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
-    OptionSpec::choice(
-        "body",
-        &["payload", "message"],
-        "What each message holds: the payload as sent, or the event as plain text.",
-    )
-    .public()
-    .default("payload"),
-    OptionSpec::url(
-        "endpoint",
-        "Where to send the API requests, if not to the topic region's (VPC endpoints, emulators).",
-    )
-    .public()
-    .optional(),
 ];
 
 /// The SNS API's signing name and the API version `Publish` is called with.
@@ -231,7 +222,7 @@ fn subject_line(title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_verdicts};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SnsSecretKey0000000";
@@ -350,12 +341,9 @@ mod tests {
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
         let cases = [
-            (403, "InvalidClientTokenId", "final"),
-            (403, "SignatureDoesNotMatch", "final"),
             (403, "AuthorizationError", "final"),
             (400, "Throttled", "retry"),
-            (500, "InternalError", "by status"),
         ];
-        assert_verdicts(&super::Sns, error, &cases);
+        assert_aws_verdicts(&super::Sns, error, &cases);
     }
 }

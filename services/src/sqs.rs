@@ -83,24 +83,16 @@ const OPTIONS: &[OptionSpec] = &[
         "The queue's URL (`https://sqs.{region}.amazonaws.com/{account}/{name}`).",
     )
     .public(),
-    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).").public()
+    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).")
+        .public()
         .destination(),
+    AwsSigner::BODY_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the queue URL's host (VPC endpoints, emulators).",
+    ),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
-    OptionSpec::choice(
-        "body",
-        &["payload", "message"],
-        "What each message holds: the payload as sent, or the event as plain text.",
-    )
-    .public()
-    .default("payload"),
-    OptionSpec::url(
-        "endpoint",
-        "Where to send the API requests, if not to the queue URL's host (VPC endpoints, emulators).",
-    )
-    .public()
-    .optional(),
 ];
 
 /// The SQS API's signing name and the target of `SendMessage` in its JSON protocol.
@@ -157,7 +149,7 @@ fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
 mod tests {
     use lookout::{Registered as _, Verdict};
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_verdicts};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SqsSecretKey0000000";
@@ -258,13 +250,10 @@ mod tests {
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
         let cases = [
-            (403, "InvalidClientTokenId", "final"),
-            (403, "SignatureDoesNotMatch", "final"),
             (403, "AccessDenied", "final"),
             (400, "ThrottlingException", "retry"),
-            (500, "InternalError", "by status"),
         ];
-        assert_verdicts(&super::Sqs, error, &cases);
+        assert_aws_verdicts(&super::Sqs, error, &cases);
         let ok = lookout::delivery::Answer::new(200, b"{}");
         assert_eq!(super::Sqs.registration().verdict_on(&ok), Verdict::ByStatus);
     }

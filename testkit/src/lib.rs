@@ -172,6 +172,23 @@ pub fn assert_verdicts(
     }
 }
 
+/// [`assert_verdicts`] for an AWS API service (answers declared with
+/// `Answers::aws`): the codes every AWS API shares (refused credentials are final, a
+/// server error goes by status), then the service's own `cases`.
+pub fn assert_aws_verdicts(
+    service: &impl lookout::Registered,
+    answer: impl Fn(&str) -> Vec<u8>,
+    cases: &[(u16, &str, &str)],
+) {
+    let shared = [
+        (403, "InvalidClientTokenId", "final"),
+        (403, "SignatureDoesNotMatch", "final"),
+        (500, "InternalError", "by status"),
+    ];
+    assert_verdicts(service, &answer, &shared);
+    assert_verdicts(service, answer, cases);
+}
+
 /// Panics unless `outcome` disabled the target, with the status `status` when one is
 /// given, for a reason that contains `why`.
 pub fn assert_disabled(outcome: &lookout::Outcome, status: Option<u16>, why: &str) {

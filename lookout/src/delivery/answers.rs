@@ -19,7 +19,8 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::HeaderMap;
+/// The headers an [`Answer`] holds (reqwest's, re-exported for callers that make one).
+pub use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::platform::Verdict;

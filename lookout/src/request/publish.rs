@@ -160,18 +160,24 @@ impl PublishError {
     }
 }
 
+/// One try at publishing, as the engine hands it to a [`Publisher`].
+#[derive(Debug, Clone, Copy)]
+pub struct PublishTry<'a> {
+    /// The broker's address, resolved and checked by the engine: connect to it, never
+    /// to a name.
+    pub address: SocketAddr,
+    pub message: &'a PublishMessage,
+    /// How long the whole try may take, connecting and the acknowledgement included
+    /// (the engine also stops waiting then).
+    pub timeout: Duration,
+}
+
 /// One try at publishing, implemented by a broker service with its client crate.
 #[async_trait]
 pub trait Publisher: Send + Sync + 'static {
-    /// Connects to `address` (never to a name: the engine resolved and checked it),
-    /// publishes `message`, and waits for the broker's acknowledgement, all within
-    /// `timeout`. The engine also stops waiting after `timeout`.
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError>;
+    /// Connects to the try's address, publishes its message, and waits for the
+    /// broker's acknowledgement, all within its timeout.
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError>;
 }
 
 /// One message a broker service wants published.
@@ -427,12 +433,7 @@ mod tests {
 
     #[async_trait]
     impl Publisher for Nothing {
-        async fn publish_once(
-            &self,
-            _: SocketAddr,
-            _: &PublishMessage,
-            _: Duration,
-        ) -> Result<(), PublishError> {
+        async fn publish_once(&self, _: PublishTry<'_>) -> Result<(), PublishError> {
             Ok(())
         }
     }
