@@ -196,9 +196,8 @@ static RESET_HEADER: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: None,
-    answers: lookout::Answers::BY_STATUS.wait(lookout::Wait::HeaderSeconds(
-        "X-RateLimit-Reset-After",
-    )),
+    answers: lookout::Answers::BY_STATUS
+        .wait(lookout::Wait::HeaderSeconds("X-RateLimit-Reset-After")),
     limits: lookout::Limits::none("a test service"),
     schema: Schema::new(PACED_OPTIONS),
     example: r#"url = "https://reset.example.com/""#,
@@ -456,6 +455,7 @@ async fn one_try_reports_whether_and_when_to_retry() {
         delivery_id: "msg_worker",
         templates: &Default::default(),
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     let job = &job;
     let once = |path: &str| {
@@ -649,6 +649,7 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         delivery_id: "msg_paced",
         templates: &Default::default(),
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
     let first = send_one(&transport, request.clone(), &job).await;

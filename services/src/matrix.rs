@@ -139,7 +139,7 @@ fn formatted_body(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Instance, Job, Outgoing, Service};
+    use lookout::{Instance, Outgoing, Service};
     use lookout_testkit::assert_failed;
     use lookout_testkit::{deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};

@@ -1,7 +1,6 @@
 //! The `nats` service (NATS JetStream). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs nats` shows them.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError as JsError, PublishErrorKind};
@@ -9,8 +8,7 @@ use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
-    PublishTry, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishTry, Publisher,
 };
 
 lookout::service! {

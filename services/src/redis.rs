@@ -2,13 +2,12 @@
 //! on the struct registered below; `lookout docs redis` shows them.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ::redis::streams::StreamMaxlen;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, FORMAT_OPTION, PublishError, PublishMessage, PublishTry, Publisher,
+    Broker, BrokerRoute, FORMAT_OPTION, PublishError, PublishTry, Publisher,
 };
 
 lookout::service! {

@@ -323,8 +323,8 @@ impl Answers {
             Code::Aws => AWS_ERRORS,
             _ => &[],
         };
-        let listed = self.meanings.iter().chain(common);
-        match listed.into_iter().find(|m| m.matches(&code, answer.status)) {
+        let mut listed = self.meanings.iter().chain(common);
+        match listed.find(|m| m.matches(&code, answer.status)) {
             Some(means) => self.listed(means, &code, &said),
             None => match self.unlisted {
                 Unlisted::RefusedUnless(success) if code != success => Verdict::Refused {
@@ -349,7 +349,7 @@ impl Answers {
                 "{}: {} ({})",
                 self.platform,
                 means.why,
-                self.reason_code(code, said)
+                code_said(code, said)
             ),
         };
         match means.meaning {
@@ -367,14 +367,7 @@ impl Answers {
 
     /// `Platform: code: message`.
     fn reason(&self, code: &str, said: &str) -> String {
-        format!("{}: {}", self.platform, self.reason_code(code, said))
-    }
-
-    fn reason_code(&self, code: &str, said: &str) -> String {
-        match said {
-            "" => code.to_owned(),
-            said => format!("{code}: {said}"),
-        }
+        format!("{}: {}", self.platform, code_said(code, said))
     }
 
     /// The code and message in `answer`, where the platform puts them.
@@ -400,6 +393,14 @@ impl Answers {
             }
             Code::Aws => aws_error(answer),
         }
+    }
+}
+
+/// `code: message`, or the code alone when the platform said nothing more.
+fn code_said(code: &str, said: &str) -> String {
+    match said {
+        "" => code.to_owned(),
+        said => format!("{code}: {said}"),
     }
 }
 
