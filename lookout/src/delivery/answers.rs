@@ -154,6 +154,16 @@ impl Means {
         }
     }
 
+    /// What it does, for the docs.
+    fn docs(&self) -> String {
+        let does = match self.meaning {
+            Meaning::Gone => "the target is disabled",
+            Meaning::Refused => "refused for good",
+            Meaning::TryAgain => "tried again later",
+        };
+        format!("{does} ({})", self.why)
+    }
+
     fn matches(&self, code: &str, status: u16) -> bool {
         self.codes.contains(&code) && (self.statuses.is_empty() || self.statuses.contains(&status))
     }
@@ -216,6 +226,18 @@ impl Wait {
             Wait::BodyMillis(pointer) => retry::json_millis(answer.body, pointer),
             Wait::HeaderSeconds(name) => retry::parse_retry_after(answer.header(name)?, now),
             Wait::HeaderUntil(name) => until(answer.header(name)?.trim(), now),
+        }
+    }
+}
+
+impl Wait {
+    /// Where the wait is read, for the docs.
+    fn docs(&self) -> String {
+        match *self {
+            Wait::BodySeconds(at) => format!("`{at}` in the body (seconds)"),
+            Wait::BodyMillis(at) => format!("`{at}` in the body (milliseconds)"),
+            Wait::HeaderSeconds(name) => format!("the header `{name}` (seconds)"),
+            Wait::HeaderUntil(name) => format!("the header `{name}` (the moment it ends)"),
         }
     }
 }
@@ -333,6 +355,47 @@ impl Answers {
                 },
                 _ => Verdict::ByStatus,
             },
+        }
+    }
+
+    /// What the docs say of the declaration: how answers beyond the status are read,
+    /// one Markdown bullet each, and where a wait is read.
+    pub fn docs(&self) -> String {
+        let mut lines = Vec::new();
+        let common: &[Means] = match self.code {
+            Code::Aws => AWS_ERRORS,
+            _ => &[],
+        };
+        for means in self.meanings.iter().chain(common) {
+            lines.push(format!("- {}: {}", self.docs_codes(means), means.docs()));
+        }
+        if let Unlisted::RefusedUnless(success) = self.unlisted {
+            lines.push(format!(
+                "- any other code but `{success}`: refused for good, saying the code and its message"
+            ));
+        }
+        let mut wait = "`Retry-After`".to_owned();
+        if let Some(asked) = self.wait {
+            wait.push_str(&format!(", else {}", asked.docs()));
+        }
+        lines.push(format!("- a wait asked for is read from {wait}"));
+        lines.join("\n") + "\n"
+    }
+
+    /// The codes of `means` as the docs show them, with where they are read.
+    fn docs_codes(&self, means: &Means) -> String {
+        let codes: Vec<String> = means.codes.iter().map(|c| format!("`{c}`")).collect();
+        let codes = codes.join(", ");
+        let statuses: Vec<String> = means.statuses.iter().map(u16::to_string).collect();
+        let with = match statuses.as_slice() {
+            [] => String::new(),
+            some => format!(" with HTTP {}", some.join(" or ")),
+        };
+        match self.code {
+            Code::Status => format!("HTTP {codes}"),
+            Code::Json { code, .. } => format!("{codes} in `{code}`{with}"),
+            Code::Body => format!("a body of {codes}{with}"),
+            Code::Aws => format!("AWS error {codes}{with}"),
         }
     }
 
@@ -542,6 +605,27 @@ mod tests {
             assert_eq!(read(500, "InternalError"), "by status");
             assert_eq!(read(200, "QueueDoesNotExist"), "by status");
         }
+    }
+
+    #[test]
+    fn the_docs_say_what_each_code_does_and_where_the_wait_is() {
+        const ROBOT: Answers = Answers::error_codes(
+            "Robot",
+            "/errcode",
+            "/errmsg",
+            &[Means::gone(&["93000"], "the robot is gone").with_status(&[200])],
+        )
+        .wait(Wait::BodySeconds("/retry_after"));
+        assert_eq!(
+            ROBOT.docs(),
+            "- `93000` in `/errcode` with HTTP 200: the target is disabled (the robot is gone)\n\
+             - any other code but `0`: refused for good, saying the code and its message\n\
+             - a wait asked for is read from `Retry-After`, else `/retry_after` in the body (seconds)\n"
+        );
+        assert_eq!(
+            Answers::BY_STATUS.docs(),
+            "- a wait asked for is read from `Retry-After`\n"
+        );
     }
 
     #[test]
