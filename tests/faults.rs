@@ -589,6 +589,7 @@ fn paced(name: &str, url: &str) -> Instance {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
     }
 }
 
