@@ -241,7 +241,10 @@ const FALLBACK: &str = "fallback";
 /// ones, validated; `table`: every table as written, to tell a switched-off service from
 /// one that does not exist): each must name another enabled service, and following
 /// fallbacks must never come back to where it started.
-pub fn fallback_problems(table: &Map<String, Value>, services: &[ServiceTable]) -> Vec<OptionProblem> {
+pub fn fallback_problems(
+    table: &Map<String, Value>,
+    services: &[ServiceTable],
+) -> Vec<OptionProblem> {
     let named: Vec<(&str, Option<&str>)> = services
         .iter()
         .map(|s| (s.instance.name.as_str(), s.instance.fallback.as_deref()))
@@ -275,7 +278,11 @@ pub fn check_fallbacks(
             problem: text,
         };
         if fallback_of(fallback).is_none() {
-            let known: Vec<&str> = services.iter().map(|(n, _)| *n).filter(|n| *n != name).collect();
+            let known: Vec<&str> = services
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| *n != name)
+                .collect();
             let text = match written(fallback) {
                 Some(false) => continue, // Invalid: its own problems are reported.
                 Some(true) => format!(

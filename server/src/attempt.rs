@@ -197,6 +197,7 @@ impl Ending<'_> {
             latency_ms: None,
             hold_until: None,
             throttled: false,
+            fallback: None,
         }
     }
 
@@ -421,6 +422,7 @@ pub(crate) mod tests {
                 lane: "lane".to_owned(),
                 throttles: 0,
                 trace_context: None,
+                fallback_for: None,
             },
             options: json!({ "urls": urls }).as_object().cloned(),
         }

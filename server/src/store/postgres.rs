@@ -54,6 +54,9 @@ pub mod tls;
 #[path = "postgres_upkeep.rs"]
 mod upkeep;
 
+#[path = "postgres_fallback.rs"]
+mod fallback;
+
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
@@ -100,6 +103,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         9,
         "console_sessions",
         include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    ),
+    (
+        10,
+        "fallback",
+        include_str!("../../migrations/postgres/0010_fallback.sql"),
     ),
 ];
 
@@ -318,8 +326,11 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
+/// The last four are the fallback links, read with [`super::fallback::link`].
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for)";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -336,6 +347,8 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         updated_at: row.try_get(9)?,
         last_error: row.try_get(10)?,
         ordered: row.try_get(11)?,
+        fell_back_to: super::fallback::link(row.try_get(12)?, row.try_get(13)?),
+        fallback_for: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
     })
 }
 
@@ -495,7 +508,7 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles,
-       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id)
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
@@ -864,6 +877,7 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
         throttles: count(row.try_get(13)?),
         trace_context: row.try_get(14)?,
+        fallback_for: row.try_get(15)?,
     })
 }
 
@@ -1601,6 +1615,7 @@ impl Store for PostgresStore {
         let mut rows = finish_all(&tx, finished, owner, now).await?;
         let mut recorded = Vec::with_capacity(finished.len());
         let mut disabled = Vec::new();
+        let mut fallbacks = Vec::new();
         for (id, finish) in finished {
             let Some(row) = rows.remove(id) else {
                 continue;
@@ -1615,10 +1630,19 @@ impl Store for PostgresStore {
                     target,
                 }));
             }
+            let changed = row.2;
+            if changed
+                && super::fallback::falls_back(finish.status)
+                && let Some(fallback) = &finish.fallback
+            {
+                fallbacks.push((id.as_str(), fallback));
+            }
             recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
         settle_finished(&tx, &recorded, now).await?;
+        // After the rest: its inserts lock order keys and lanes as an intake does.
+        fallback::enqueue(&tx, &fallbacks, now).await?;
         tx.commit().await?;
         Ok(disabled)
     }
@@ -2103,6 +2127,7 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::fallback_suite::fallback_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.
     async fn encrypted(store: &PostgresStore) -> bool {

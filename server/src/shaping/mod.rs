@@ -1,0 +1,4 @@
+//! Messages shaped for people (docs/SHAPING.md): what happens to a configured service's
+//! deliveries beyond one event, one message.
+
+pub mod fallback;
