@@ -34,3 +34,18 @@ pub(super) fn link(delivery: Option<String>, instance: Option<String>) -> Option
 pub fn falls_back(status: Status) -> bool {
     matches!(status, Status::Dead | Status::Disabled)
 }
+
+impl super::DeliveryRow {
+    /// Its fallback link as people read it: "fell back to mail (msg_…)" on the delivery
+    /// that went dead, "fallback for chat (msg_…)" on its fallback.
+    pub fn fallback_note(&self) -> Option<String> {
+        let shown = |words: &str, link: &FallbackLink| {
+            format!("{words} {} ({})", link.instance, link.delivery)
+        };
+        match (&self.fell_back_to, &self.fallback_for) {
+            (Some(to), _) => Some(shown("fell back to", to)),
+            (None, Some(from)) => Some(shown("fallback for", from)),
+            (None, None) => None,
+        }
+    }
+}
