@@ -12,13 +12,14 @@
 
 use std::sync::Arc;
 
-use lookout::config::Instance;
+use lookout::config::{Instance, check_fallbacks};
 use lookout::dispatch::new_delivery_id;
+use lookout::options::OptionProblem;
 use lookout::payload::Event;
 
 use crate::routing::Routes;
 use crate::store::fallback::falls_back;
-use crate::store::{Claimed, Finish, NewDelivery};
+use crate::store::{Claimed, Finish, NewDelivery, Product, StoredInstance};
 
 /// The delivery to `claimed`'s fallback service that its `finish` calls for, if any:
 /// it ended dead or disabled, is not a fallback itself, and its service names a
@@ -55,6 +56,36 @@ pub fn listening_to_all(instance: &Instance) -> Instance {
         events: Some(Arc::from(["*".to_owned()])),
         ..instance.clone()
     }
+}
+
+/// What is wrong with `changed`'s fallback once it is stored in `product` (added, or
+/// replacing the service of its name): a name the product does not have (or has
+/// switched off), or a loop through it. The whole product's table is checked the same
+/// way by `PUT` and `lookout validate`; this is for storing one service (the console,
+/// `lookout products add`).
+pub fn problems_in(product: Option<&Product>, changed: &StoredInstance) -> Vec<OptionProblem> {
+    let others = product
+        .into_iter()
+        .flat_map(|p| &p.instances)
+        .filter(|stored| stored.name != changed.name);
+    let instances: Vec<&StoredInstance> = others.chain([changed]).collect();
+    let valid: Vec<(&str, Option<String>)> = instances
+        .iter()
+        .filter(|stored| stored.is_enabled())
+        .filter_map(|stored| Some((stored.name.as_str(), stored.instance().ok()?.fallback)))
+        .collect();
+    let named: Vec<(&str, Option<&str>)> = valid
+        .iter()
+        .map(|(name, fallback)| (*name, fallback.as_deref()))
+        .collect();
+    let written = |name: &str| {
+        let stored = instances.iter().find(|stored| stored.name == name)?;
+        Some(!stored.is_enabled())
+    };
+    check_fallbacks(&named, written)
+        .into_iter()
+        .filter(|problem| problem.instance == changed.name)
+        .collect()
 }
 
 #[cfg(test)]
@@ -152,5 +183,48 @@ events = []
             "urls = \"http://127.0.0.1:1/p\"\nfallback = \"chat\"",
         );
         assert_eq!(problems_of(&three).len(), 3, "{:?}", problems_of(&three));
+    }
+}
+
+#[cfg(test)]
+mod storing_one {
+    use super::*;
+    use crate::echo::instance as echo;
+
+    fn with_fallback(name: &str, fallback: &str) -> StoredInstance {
+        let mut stored = echo(name, "http://127.0.0.1:9/".to_owned());
+        stored.options.insert("fallback".into(), fallback.into());
+        stored
+    }
+
+    #[test]
+    fn one_service_stored_is_checked_against_the_product() {
+        let product = Product {
+            id: "p1".to_owned(),
+            instances: vec![with_fallback("mail", "chat")],
+            disabled: Vec::new(),
+            alerts: None,
+            generation: 1,
+        };
+        let shown = |problems: Vec<OptionProblem>| -> Vec<String> {
+            problems.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            shown(problems_in(Some(&product), &with_fallback("chat", "mail"))),
+            [
+                "[services.chat] fallback: a loop: chat → mail → chat (a fallback must not lead \
+              back to the service it covers)"
+            ]
+        );
+        assert_eq!(
+            shown(problems_in(Some(&product), &with_fallback("chat", "pager"))),
+            ["[services.chat] fallback: no service `pager` in this product (it has: mail)"]
+        );
+        assert_eq!(
+            shown(problems_in(None, &with_fallback("chat", "mail"))),
+            ["[services.chat] fallback: no service `mail` in this product (it has: no other)"]
+        );
+        let plain = echo("chat", "http://127.0.0.1:9/".to_owned());
+        assert!(problems_in(Some(&product), &plain).is_empty());
     }
 }
