@@ -291,3 +291,71 @@ async fn loops_and_unknown_names_are_refused_at_validate_and_put() {
     );
     assert!(!text.contains(URL_KEY));
 }
+
+/// SIGKILL while chats go dead and fall back, three times: afterwards every event
+/// reached the mail, from exactly one fallback delivery each (one `webhook-id`; a
+/// fallback sent just before a kill may arrive twice, with the same id, as any delivery
+/// may), and every dead chat delivery is linked to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_dead_letters_and_fallbacks_loses_and_doubles_nothing() {
+    const EVENTS: usize = 12;
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let target = CaptureServer::start();
+    target.script("/chat/", [Reply::status(500).body("down")]);
+    let place = place("").never_printing(&[SECRET]);
+    let mut serving = place.serve(&[]);
+    let services = json!({
+        "chat": webhook(&target, "chat", json!({"fallback": "mail"})),
+        "mail": webhook(&target, "mail", json!({"events": [], "secret": SECRET})),
+    });
+    assert_eq!(put_services(&serving, services).await.0, 200);
+    for n in 0..EVENTS {
+        post_item(&serving, &format!("item {n:02}")).await;
+    }
+    let done = || of(&place, "mail", "delivered").len() == EVENTS;
+    for _ in 0..3 {
+        let seen = target.count();
+        wait_until(WAIT, "more requests", || {
+            target.count() >= seen + 5 || done()
+        });
+        serving.kill();
+        serving = place.serve(&[]);
+    }
+    wait_until(WAIT, "every event's fallback delivered", done);
+
+    let dead = of(&place, "chat", "dead");
+    assert_eq!(dead.len(), EVENTS);
+    let fallbacks = of(&place, "mail", "delivered");
+    let mut covered: Vec<&str> = fallbacks
+        .iter()
+        .map(|f| f["fallback_for"]["delivery"].as_str().unwrap())
+        .collect();
+    covered.sort_unstable();
+    let mut dead_ids: Vec<&str> = dead.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    dead_ids.sort_unstable();
+    assert_eq!(covered, dead_ids, "one fallback per dead delivery");
+    for delivery in &dead {
+        assert!(delivery["fell_back_to"].is_object(), "{delivery}");
+    }
+    let mut ids_per_title = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for request in target.requests_to("/mail/") {
+        let title = request.json()["attributes"]["title"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let id = request.header("webhook-id").unwrap().to_owned();
+        let ids = ids_per_title.entry(title).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    assert_eq!(ids_per_title.len(), EVENTS, "every event reached the mail");
+    for (title, ids) in &ids_per_title {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{title} came from one fallback delivery: {ids:?}"
+        );
+    }
+    drop(serving);
+}
