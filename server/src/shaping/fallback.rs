@@ -197,6 +197,90 @@ mod storing_one {
         stored
     }
 
+    fn product(instances: Vec<StoredInstance>) -> Product {
+        Product {
+            id: "p1".to_owned(),
+            instances,
+            disabled: Vec::new(),
+            alerts: None,
+            generation: 1,
+        }
+    }
+
+    fn claimed(instance: &str, fallback_for: Option<&str>) -> Claimed {
+        Claimed {
+            id: "msg_1".to_owned(),
+            event_id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            instance: instance.to_owned(),
+            service: "echo".to_owned(),
+            payload: crate::echo::PAYLOAD.to_owned(),
+            attempts: 3,
+            step: 3,
+            done_targets: Vec::new(),
+            generation: Some(1),
+            disabled_targets: Vec::new(),
+            lane: "lane".to_owned(),
+            throttles: 0,
+            trace_context: None,
+            fallback_for: fallback_for.map(str::to_owned),
+        }
+    }
+
+    fn ended(status: crate::store::Status) -> Finish {
+        Finish {
+            status,
+            next_at: None,
+            step: 3,
+            done_targets: Vec::new(),
+            last_error: None,
+            attempts: Vec::new(),
+            disable: Vec::new(),
+            health: Vec::new(),
+            latency_ms: None,
+            hold_until: None,
+            throttled: false,
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn only_an_ended_delivery_that_is_no_fallback_itself_falls_back_to_a_service_on() {
+        use crate::store::Status;
+        let mut mail = echo("mail", "http://127.0.0.1:9/".to_owned());
+        mail.options.insert("events".into(), serde_json::json!([]));
+        let both = product(vec![with_fallback("chat", "mail"), mail.clone()]);
+        let routes = Routes::of(&both, &lookout::Settings::default());
+        let chat = claimed("chat", None);
+        let made = fallback_delivery(&chat, Some(&routes), &ended(Status::Dead))
+            .expect("dead: falls back");
+        assert_eq!(
+            (made.instance.as_str(), made.service.as_str()),
+            ("mail", "echo")
+        );
+        assert_ne!(made.id, chat.id, "a delivery of its own");
+        assert!(fallback_delivery(&chat, Some(&routes), &ended(Status::Disabled)).is_some());
+        for status in [Status::Delivered, Status::Skipped, Status::Failed] {
+            assert!(fallback_delivery(&chat, Some(&routes), &ended(status)).is_none());
+        }
+        let second_hop = claimed("chat", Some("msg_0"));
+        assert!(fallback_delivery(&second_hop, Some(&routes), &ended(Status::Dead)).is_none());
+        assert!(
+            fallback_delivery(&chat, None, &ended(Status::Dead)).is_none(),
+            "no product"
+        );
+
+        mail.options.insert("enabled".into(), false.into());
+        let off = product(vec![with_fallback("chat", "mail"), mail]);
+        let routes = Routes::of(&off, &lookout::Settings::default());
+        assert!(fallback_delivery(&chat, Some(&routes), &ended(Status::Dead)).is_none());
+
+        let instance = routes.route("mail").unwrap().instance.as_ref().unwrap();
+        let event = Event::parse(crate::echo::PAYLOAD).unwrap();
+        assert!(!instance.listens_to(&event), "events = []");
+        assert!(listening_to_all(instance).listens_to(&event));
+    }
+
     #[test]
     fn one_service_stored_is_checked_against_the_product() {
         let product = Product {
