@@ -987,6 +987,42 @@ async fn finish_all(
 /// After a batch of attempts: the order keys whose delivery is finished let the next
 /// go, and each lane's [`news`](crate::lanes::news) counts (its answer time, a free
 /// slot, a wait its destination asked for).
+/// Locks what a finish that stores fallbacks writes, its deliveries' order keys and
+/// lanes and its fallbacks', all at once in the order intakes lock theirs (order keys,
+/// then lanes, each sorted). Taken in two rounds (its own, then the fallbacks'), they
+/// would wait on an intake holding a fallback's lane while it waits for one of ours
+/// (intakes_and_outcomes_with_fallbacks_share_lanes_without_deadlock). The locks taken
+/// again later in the transaction are already held. A fallback's lane that no row holds
+/// yet cannot be locked ahead: the first fallback ever sent to a new lane may still meet
+/// an intake creating it, and PostgreSQL then breaks the tie (the intake answers 503 and
+/// is sent again).
+async fn lock_as_intakes_do(
+    tx: &impl GenericClient,
+    finished: &[(Finished, &Finish)],
+    fallbacks: &[(&str, &NewDelivery)],
+) -> Result<()> {
+    let own_keys = finished
+        .iter()
+        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
+        .filter_map(|((_, key, ..), _)| key.as_deref());
+    let fallback_keys = fallbacks.iter().filter_map(|(_, f)| f.order_key.as_deref());
+    lock_keys(tx, &mut own_keys.chain(fallback_keys).collect()).await?;
+    let mut lanes: Vec<&str> = finished
+        .iter()
+        .filter_map(|((lane, ..), _)| lane.as_deref())
+        .chain(fallbacks.iter().map(|(_, f)| f.lane.key.as_str()))
+        .collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    query(
+        tx,
+        "SELECT key FROM lanes WHERE key = ANY($1) ORDER BY key FOR NO KEY UPDATE",
+        &[&lanes],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn settle_finished(
     tx: &impl GenericClient,
     finished: &[(Finished, &Finish)],
@@ -1012,10 +1048,8 @@ async fn settle_finished(
     let latencies: Vec<Option<Millis>> = news.iter().map(|n| n.latency_ms).collect();
     // Every lane is written, even one that looks due already: see LANES_DUE_BY. They are
     // locked in key order first, as intakes lock them: an UPDATE alone takes its rows in
-    // whatever order its plan reads them, and two such writers can wait on each other.
-    // They are locked in key order first, as intakes lock them: an UPDATE alone takes
-    // its rows in whatever order its plan reads them, and waits on an intake that waits
-    // on it (intakes_and_outcomes_share_lanes_without_deadlock).
+    // whatever order its plan reads them, and waits on an intake that waits on it
+    // (intakes_and_outcomes_share_lanes_without_deadlock).
     execute(
         tx,
         "WITH locked AS (
@@ -1640,8 +1674,10 @@ impl Store for PostgresStore {
             recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
+        if !fallbacks.is_empty() {
+            lock_as_intakes_do(&tx, &recorded, &fallbacks).await?;
+        }
         settle_finished(&tx, &recorded, now).await?;
-        // After the rest: its inserts lock order keys and lanes as an intake does.
         fallback::enqueue(&tx, &fallbacks, now).await?;
         tx.commit().await?;
         Ok(disabled)
@@ -2376,16 +2412,86 @@ mod tests {
     /// outcomes recorded again later). Bounded: 300 intakes of two events, one per lane.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intakes_and_outcomes_share_lanes_without_deadlock() {
-        use crate::store::suite::{T0, delivery, finished, hook};
+        use crate::store::suite::{delivery, finished};
+        let products = ["p1", "p2"];
+        let events = move |round: usize| {
+            products
+                .map(|product| NewEvent {
+                    id: format!("evt_{product}_{round}"),
+                    deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
+                    ..event(product)
+                })
+                .to_vec()
+        };
+        let hooks = products.map(|product| (product, "hook"));
+        race_intakes_with_outcomes(&hooks, events, |_| finished(Status::Delivered, 1), 2).await;
+    }
+
+    /// The same when outcomes store fallbacks: a dead `b-chat` delivery falls back to
+    /// `a-mail`, a lane an intake locks before `b-chat`'s. The finish must take both in
+    /// the intake's order (order keys, then lanes, each sorted), not its own lane first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intakes_and_outcomes_with_fallbacks_share_lanes_without_deadlock() {
+        use crate::store::suite::finished;
+        let events = |round: usize| {
+            let to = |instance: &str| {
+                let id = format!("msg_{instance}_{round}");
+                NewDelivery::in_own_lane("p1", &id, instance, "webhook")
+            };
+            vec![NewEvent {
+                id: format!("evt_{round}"),
+                deliveries: vec![to("b-chat"), to("a-mail")],
+                ..event("p1")
+            }]
+        };
+        let outcome = |claimed: &Claimed| match claimed.instance.as_str() {
+            "b-chat" => Finish {
+                fallback: Some(NewDelivery::in_own_lane(
+                    "p1",
+                    &format!("fb_{}", claimed.id),
+                    "a-mail",
+                    "webhook",
+                )),
+                ..finished(Status::Dead, 1)
+            },
+            _ => finished(Status::Delivered, 1),
+        };
+        let hooks = [("p1", "a-mail"), ("p1", "b-chat")];
+        // Each event's two deliveries, and the fallback of its dead one.
+        race_intakes_with_outcomes(&hooks, events, outcome, 3).await;
+    }
+
+    fn event(product: &str) -> NewEvent {
+        NewEvent {
+            id: String::new(),
+            product: product.to_owned(),
+            payload: "{}".to_owned(),
+            received_at: crate::store::suite::T0,
+            deliveries: Vec::new(),
+            idempotency: None,
+            routed_with: None,
+            trace_context: None,
+        }
+    }
+
+    /// Four intakes accept `events(round)` for 300 rounds while one worker claims and
+    /// records `outcome` of each claimed delivery, until `per_round` deliveries a round
+    /// are finished; any store error (a deadlock PostgreSQL broke) fails the test.
+    async fn race_intakes_with_outcomes(
+        hooks: &[(&str, &str)],
+        events: impl Fn(usize) -> Vec<NewEvent> + Send + Sync + Copy + 'static,
+        outcome: impl Fn(&Claimed) -> Finish,
+        per_round: usize,
+    ) {
+        use crate::store::suite::{T0, hook};
         const ROUNDS: usize = 300;
         const INTAKES: usize = 4;
         let schema = TestSchema::create().await;
         let store = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
-        let products = ["p1", "p2"];
-        for product in products {
-            let url = format!("http://127.0.0.1:9/{product}");
+        for &(product, name) in hooks {
+            let url = format!("http://127.0.0.1:9/{product}/{name}");
             store
-                .put_instance(product, &hook("hook", &url))
+                .put_instance(product, &hook(name, &url))
                 .await
                 .unwrap();
         }
@@ -2394,41 +2500,30 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     for round in (intake..ROUNDS).step_by(INTAKES) {
-                        let events = products.map(|product| NewEvent {
-                            id: format!("evt_{product}_{round}"),
-                            product: product.to_owned(),
-                            payload: "{}".to_owned(),
-                            received_at: T0,
-                            deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
-                            idempotency: None,
-                            routed_with: None,
-                            trace_context: None,
-                        });
-                        store.accept_batch(&events).await.expect("an intake");
+                        store.accept_batch(&events(round)).await.expect("an intake");
                     }
                 })
             })
             .collect();
         let rule = crate::store::upkeep::DisableRule::default();
         let (mut finished_count, started) = (0, std::time::Instant::now());
-        while finished_count < ROUNDS * 2 {
+        while finished_count < ROUNDS * per_round {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{finished_count} of {} deliveries finished",
-                ROUNDS * 2
+                ROUNDS * per_round
             );
+            // At the outcomes' time: a fallback is due when its dead letter is recorded.
             let claimed = store
-                .claim("w1", T0, 64, Duration::from_secs(60))
+                .claim("w1", T0 + 10, 64, Duration::from_secs(60))
                 .await
                 .unwrap();
             if claimed.is_empty() {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let outcomes: Vec<(String, Finish)> = claimed
-                .iter()
-                .map(|c| (c.id.clone(), finished(Status::Delivered, 1)))
-                .collect();
+            let outcomes: Vec<(String, Finish)> =
+                claimed.iter().map(|c| (c.id.clone(), outcome(c))).collect();
             store
                 .finish_batch("w1", &outcomes, T0 + 10, &rule)
                 .await
