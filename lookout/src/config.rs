@@ -27,6 +27,7 @@ use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
+use crate::shaping::Shaping;
 use crate::text::template::{TEMPLATE, Templates};
 
 /// A loaded, validated config.
@@ -51,6 +52,8 @@ pub struct Instance {
     pub templates: Templates,
     /// How `lookout serve` queues its deliveries (`order_by`, `concurrency`).
     pub lane: LaneOptions,
+    /// How `lookout serve` shapes its messages for people (`coalesce`, `digest`).
+    pub shaping: Shaping,
 }
 
 impl Instance {
@@ -79,20 +82,23 @@ impl Instance {
                 Templates::parse(name, &table)
             });
         let lane = LaneOptions::take(name, &mut options);
+        let shaping = Shaping::take(name, &mut options);
         let validated = Options::validate(name, &registration.schema, &options);
         let mut problems = Vec::new();
         let events = events.map_err(|more| problems.extend(more));
         let templates = templates.map_err(|more| problems.extend(more));
         let lane = lane.map_err(|more| problems.extend(more));
+        let shaping = shaping.map_err(|more| problems.extend(more));
         let options = validated.map_err(|more| problems.extend(more));
-        match (events, templates, lane, options) {
-            (Ok(events), Ok(templates), Ok(lane), Ok(options)) => Ok(Instance {
+        match (events, templates, lane, shaping, options) {
+            (Ok(events), Ok(templates), Ok(lane), Ok(shaping), Ok(options)) => Ok(Instance {
                 name: name.to_owned(),
                 registration,
                 options: Arc::new(options),
                 events,
                 templates,
                 lane,
+                shaping,
             }),
             _ => Err(problems),
         }
