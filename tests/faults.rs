@@ -658,6 +658,7 @@ async fn the_worker_reschedules_an_email_that_failed_for_now() {
         lane: "lane".to_owned(),
         throttles: 0,
         trace_context: None,
+        digest: None,
     };
     let mail = validate_stored("mail", "email", options.as_object().unwrap()).unwrap();
     let transport = Transport::new(fault_settings()).unwrap();

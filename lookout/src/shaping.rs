@@ -182,10 +182,7 @@ impl<'a> Table<'a> {
             .cloned()
             .collect();
         for key in unknown {
-            self.problem(
-                &key,
-                format!("unknown key (known: {})", known.join(", ")),
-            );
+            self.problem(&key, format!("unknown key (known: {})", known.join(", ")));
         }
     }
 
@@ -217,11 +214,17 @@ impl<'a> Table<'a> {
 
     fn path(&mut self, key: &str) -> Option<PayloadPath> {
         let Some(value) = self.field(key) else {
-            self.problem(key, "required: a dotted path, e.g. `attributes.number`".into());
+            self.problem(
+                key,
+                "required: a dotted path, e.g. `attributes.number`".into(),
+            );
             return None;
         };
         let Some(text) = value.as_str() else {
-            self.problem(key, format!("expected a dotted path as a string, not {value}"));
+            self.problem(
+                key,
+                format!("expected a dotted path as a string, not {value}"),
+            );
             return None;
         };
         PayloadPath::parse(text)
@@ -301,13 +304,15 @@ mod tests {
 
     #[test]
     fn coalescing_reads_its_table_with_a_default_max_wait() {
-        let shaping = take(json!({"coalesce": {"by": "attributes.number", "window": "30s"}}))
-            .unwrap();
+        let shaping =
+            take(json!({"coalesce": {"by": "attributes.number", "window": "30s"}})).unwrap();
         let coalesce = shaping.coalesce.unwrap();
         assert_eq!(coalesce.window, Duration::from_secs(30));
         assert_eq!(coalesce.max_wait, Duration::from_secs(300));
-        let set = take(json!({"coalesce": {"by": "attributes.number", "window": "30s",
-                                           "max_wait": "2m"}}))
+        let set = take(
+            json!({"coalesce": {"by": "attributes.number", "window": "30s",
+                                           "max_wait": "2m"}}),
+        )
         .unwrap();
         assert_eq!(set.coalesce.unwrap().max_wait, Duration::from_secs(120));
     }
@@ -340,16 +345,21 @@ mod tests {
         ] {
             assert!(all.contains(expected), "{expected}\nnot in\n{all}");
         }
-        let missing = take(json!({"coalesce": {}, "digest": 5})).unwrap_err().join("\n");
+        let missing = take(json!({"coalesce": {}, "digest": 5}))
+            .unwrap_err()
+            .join("\n");
         assert!(missing.contains("coalesce.by: required"), "{missing}");
         assert!(missing.contains("coalesce.window: required"), "{missing}");
-        assert!(missing.contains("[services.board] digest: expected a table"), "{missing}");
+        assert!(
+            missing.contains("[services.board] digest: expected a table"),
+            "{missing}"
+        );
     }
 
     #[test]
     fn the_key_is_the_model_and_the_value() {
-        let shaping = take(json!({"coalesce": {"by": "attributes.number", "window": "1s"}}))
-            .unwrap();
+        let shaping =
+            take(json!({"coalesce": {"by": "attributes.number", "window": "1s"}})).unwrap();
         let coalesce = shaping.coalesce.unwrap();
         let event = |model: &str, number: u32| {
             Event::parse(&format!(
@@ -358,8 +368,14 @@ mod tests {
             ))
             .unwrap()
         };
-        assert_eq!(coalesce.key_of(&event("Item", 5)), coalesce.key_of(&event("Item", 5)));
-        assert_ne!(coalesce.key_of(&event("Item", 5)), coalesce.key_of(&event("Item", 6)));
+        assert_eq!(
+            coalesce.key_of(&event("Item", 5)),
+            coalesce.key_of(&event("Item", 5))
+        );
+        assert_ne!(
+            coalesce.key_of(&event("Item", 5)),
+            coalesce.key_of(&event("Item", 6))
+        );
         assert_ne!(
             coalesce.key_of(&event("Item", 5)),
             coalesce.key_of(&event("Comment", 5))

@@ -34,6 +34,7 @@ pub mod replay;
 pub mod retention;
 pub mod routing;
 pub mod server_settings;
+pub mod shaping;
 pub mod store;
 pub mod tokens;
 pub mod worker;

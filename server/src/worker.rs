@@ -746,6 +746,7 @@ mod tests {
                 lane: "lane".to_owned(),
                 throttles: 0,
                 trace_context: None,
+                digest: None,
             },
             options: json!({ "urls": urls }).as_object().cloned(),
         }

@@ -21,6 +21,8 @@
 #[cfg(test)]
 mod lanes_suite;
 pub mod postgres;
+#[cfg(test)]
+mod shaping_suite;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -122,16 +124,24 @@ pub enum Status {
     Disabled,
     /// Given up: the retry schedule is used up, or the delivery can never work.
     Dead,
+    /// Never sent: a newer event of the same item replaced it within its coalescing
+    /// window ([`DeliveryRow::replaced_by`] names the delivery that did).
+    Superseded,
+    /// Never sent alone: its event went into a digest ([`DeliveryRow::replaced_by`]
+    /// names the digest's delivery).
+    Digested,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Failed,
         Status::Delivered,
         Status::Skipped,
         Status::Disabled,
         Status::Dead,
+        Status::Superseded,
+        Status::Digested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +152,8 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Disabled => "disabled",
             Status::Dead => "dead",
+            Status::Superseded => "superseded",
+            Status::Digested => "digested",
         }
     }
 
@@ -416,6 +428,10 @@ pub struct NewDelivery {
     #[serde(skip)]
     #[schema(ignore)]
     pub order_key: Option<String>,
+    /// Set when its service coalesces or gathers digests (`coalesce`, `digest`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub shape: Option<crate::shaping::Shape>,
 }
 
 impl NewDelivery {
@@ -428,6 +444,7 @@ impl NewDelivery {
             service: service.to_owned(),
             lane: Lane::own(product, instance),
             order_key: None,
+            shape: None,
         }
     }
 }
@@ -458,6 +475,8 @@ pub struct Claimed {
     pub throttles: u32,
     /// Its event's [`NewEvent::trace_context`].
     pub trace_context: Option<String>,
+    /// For a digest: the payloads of its events, oldest first (`payload` is the first).
+    pub digest: Option<Vec<String>>,
 }
 
 /// How one request of an attempt ended, as recorded.
@@ -583,6 +602,13 @@ pub struct DeliveryRow {
     /// Its service orders deliveries by a payload value (`order_by`): one dead lets the
     /// next of its value go on.
     pub ordered: bool,
+    /// For a `superseded` delivery, the newer one that replaced it; for a `digested`
+    /// one, the digest its event went into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+    /// For a digest: how many events it gathers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest_events: Option<u32>,
 }
 
 /// A stored event with its deliveries, as `lookout replay` reads history.
@@ -782,6 +808,9 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<Millis>>;
 
     async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+    /// The deliveries whose events `id` carries: those it superseded (coalescing) or
+    /// gathered (a digest), oldest first.
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>>;
     /// Why a delivery is not being attempted at `now`; `None` unless it is queued.
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>>;
     /// One delivery with every attempt, oldest first.

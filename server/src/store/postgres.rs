@@ -49,6 +49,8 @@ use crate::lanes::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "postgres_shaping.rs"]
+mod shaping;
 #[path = "postgres_tls.rs"]
 pub mod tls;
 #[path = "postgres_upkeep.rs"]
@@ -100,6 +102,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         9,
         "console_sessions",
         include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    ),
+    // 10 is the fallback routes' (another branch): versions are looked up, not counted.
+    (
+        11,
+        "shaping_windows",
+        include_str!("../../migrations/postgres/0011_shaping_windows.sql"),
     ),
 ];
 
@@ -319,7 +327,8 @@ fn count(value: i32) -> u32 {
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
+     digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -336,6 +345,8 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         updated_at: row.try_get(9)?,
         last_error: row.try_get(10)?,
         ordered: row.try_get(11)?,
+        replaced_by: row.try_get(12)?,
+        digest_events: row.try_get::<_, Option<i32>>(13)?.map(count),
     })
 }
 
@@ -495,7 +506,8 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles,
-       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id)
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id),
+       c.digest_events IS NOT NULL
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
@@ -864,6 +876,7 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
         throttles: count(row.try_get(13)?),
         trace_context: row.try_get(14)?,
+        digest: row.try_get::<_, bool>(15)?.then(Vec::new),
     })
 }
 
@@ -1321,7 +1334,11 @@ async fn claim_lanes(
         claim.took(rows.len());
         for row in &rows {
             expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
-            claimed.push(claimed_row(row)?);
+            let mut one = claimed_row(row)?;
+            if one.digest.is_some() {
+                one.digest = Some(shaping::digest_payloads(client, &one.id).await?);
+            }
+            claimed.push(one);
         }
     }
     let (settled, paces) = claim.settle();
@@ -1397,6 +1414,7 @@ pub(crate) async fn redeliver_in(
             service: String::new(),
             lane: Lane::own(product, instance),
             order_key: None,
+            shape: None,
         })
         .collect();
     let queued: Vec<NewRow<'_>> = own
@@ -1544,6 +1562,7 @@ impl Store for PostgresStore {
             })
             .collect();
         insert_deliveries(&tx, &fresh, &deliveries, false).await?;
+        shaping::shape_stored(&tx, &fresh).await?;
         if !deliveries.is_empty() {
             // Delivered to the listening workers at the commit, not before.
             notify_due(&tx).await?;
@@ -1902,6 +1921,16 @@ impl Store for PostgresStore {
         rows.iter().map(delivery_row).collect()
     }
 
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = $1
+             ORDER BY created_at, seq"
+        );
+        let rows = query(&client, &sql, &[&id]).await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let client = self.client().await?;
         let rows = query(
@@ -2103,6 +2132,7 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::shaping_suite::shaping_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.
     async fn encrypted(store: &PostgresStore) -> bool {

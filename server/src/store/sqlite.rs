@@ -24,6 +24,8 @@ use crate::lanes::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "sqlite_shaping.rs"]
+mod shaping;
 #[path = "sqlite_upkeep.rs"]
 mod upkeep;
 
@@ -156,6 +158,9 @@ BEGIN UPDATE config_generation SET generation = generation + 1; END;
     // Console sessions and portal links, kept so that they can be ended (the same
     // tables as PostgreSQL's 0009_console_sessions.sql).
     include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    // Coalescing and digests: the columns of PostgreSQL's 0011_shaping_windows.sql (the
+    // step after the fallback routes' one where both are merged).
+    shaping::MIGRATION,
 ];
 
 /// Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
@@ -461,7 +466,8 @@ fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
 }
 
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
+     digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
@@ -479,6 +485,8 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
             updated_at: row.get(9)?,
             last_error: row.get(10)?,
             ordered: row.get(11)?,
+            replaced_by: row.get(12)?,
+            digest_events: row.get(13)?,
         },
         row.get(5)?,
     ))
@@ -604,7 +612,7 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
                     d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles,
-                    e.trace_context
+                    e.trace_context, d.digest_events IS NOT NULL
              FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
              JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
@@ -627,6 +635,7 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
                     lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                     throttles: row.get(11)?,
                     trace_context: row.get(12)?,
+                    digest: row.get::<_, bool>(13)?.then(Vec::new),
                 },
                 row.get::<_, String>(8)?,
             ))
@@ -653,6 +662,9 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
             }
         };
         one.disabled_targets = disabled[known].1.clone();
+        if one.digest.is_some() {
+            one.digest = Some(shaping::digest_payloads(conn, &one.id)?);
+        }
         claimed.push(one);
     }
     Ok(claimed)
@@ -734,6 +746,7 @@ fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admissi
             delivery,
             due,
         )?;
+        shaping::shape_new(tx, &event.id, &event.product, delivery, due)?;
     }
     Ok(Admission::Stored)
 }
@@ -1172,6 +1185,7 @@ fn redeliver_in(tx: &rusqlite::Transaction<'_>, id: &str, now: Millis) -> Result
                 service: String::new(),
                 lane: Lane::own(&product, &instance),
                 order_key: None,
+                shape: None,
             };
             queue_in_lanes(tx, &product, [&own], now)?;
             own.lane.key
@@ -1679,6 +1693,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = ?1
+                     ORDER BY created_at, rowid"
+                ))?
+                .query_map([id], delivery_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(with_status).collect()
+        })
+        .await
+    }
+
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let id = id.to_owned();
         self.read(move |conn| {
@@ -1914,6 +1943,7 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::shaping_suite::shaping_suite!(open: fresh(), close: |_dir| async {});
 
     /// Claims commit without an fsync; the connection is back to `FULL` afterwards,
     /// whether the claim worked or not, so that every other commit stays durable.
