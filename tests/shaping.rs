@@ -303,3 +303,129 @@ async fn bad_shaping_tables_are_refused_naming_what_is_wrong() {
         "{problems}"
     );
 }
+
+const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Five events within a digest window: one Slack message naming all five, one email
+/// naming all five, and one webhook request whose body is the array of the five
+/// payloads, signed as one message (the official Standard Webhooks library verifies
+/// it). Each event's own delivery ends `digested`, linked to its digest, which lists
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_events_in_a_window_make_one_message_per_service() {
+    let target = CaptureServer::start();
+    let sink = common::smtp_sink::Sink::start(&["plain"]);
+    let place = place();
+    let serving = place.serve(&[]);
+    let digest = json!({"window": "2s", "max_events": 50});
+    let services = json!({
+        "chat": {"service": "slack", "events": ["Item.*"], "digest": digest,
+                 "url": format!("{}/slack/{URL_KEY}", target.url())},
+        "mail": {"service": "email", "events": ["Item.*"], "digest": digest,
+                 "host": "localhost", "port": sink.port, "security": "none",
+                 "from": "Lookout <bot@example.com>", "to": ["team@example.com"]},
+        "hook": {"service": "webhook", "events": ["Item.*"], "digest": digest,
+                 "urls": [format!("{}/hook/{URL_KEY}", target.url())],
+                 "secret": SIGNING_SECRET},
+    });
+    let (status, body) = put_services(&serving, services).await;
+    assert_eq!(status, 200, "{body}");
+    let titles: Vec<String> = (1..=5).map(|n| format!("Digest story {n}")).collect();
+    let mut events = Vec::new();
+    for (n, title) in titles.iter().enumerate() {
+        events.push(post(&serving, item_update(40 + n as u64, title)).await.0);
+    }
+    let arrived = target.wait_for(2, Duration::from_secs(15));
+    let mail = sink.next_message();
+
+    let slack = arrived
+        .iter()
+        .find(|r| r.path.starts_with("/slack"))
+        .unwrap();
+    let text = serde_json::from_slice::<Value>(&slack.body).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.starts_with("5 events in "), "{text}");
+    let subject = mail["headers"]["subject"].as_str().unwrap();
+    assert!(subject.contains("5 events in "), "{subject}");
+    let mail_text = mail["text"].as_str().unwrap();
+    for title in &titles {
+        assert!(
+            text.contains(title.as_str()),
+            "{title} not in the Slack message: {text}"
+        );
+        assert!(
+            mail_text.contains(title.as_str()),
+            "{title} not in the email: {mail_text}"
+        );
+    }
+
+    let hook = arrived
+        .iter()
+        .find(|r| r.path.starts_with("/hook"))
+        .unwrap();
+    let array: Vec<Value> = serde_json::from_slice(&hook.body).unwrap();
+    let sent: Vec<&str> = array
+        .iter()
+        .map(|e| e["attributes"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(sent, titles, "every payload, oldest first");
+    verified_by_the_official_library(hook);
+
+    wait_until(Duration::from_secs(10), "three digests delivered", || {
+        let rows = deliveries(&place);
+        count_with(&rows, "delivered") == 3 && count_with(&rows, "digested") == 15
+    });
+    assert_eq!(target.requests().len(), 2, "nothing else was sent");
+    let rows = deliveries(&place);
+    let digest_id = rows
+        .values()
+        .find(|d| d["instance"] == "hook" && d["status"] == "delivered")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(hook.header("webhook-id"), Some(digest_id.as_str()));
+    assert_eq!(rows[&digest_id]["digest_events"], 5);
+    let shown = place.cli(&["deliveries", "show", &digest_id]);
+    assert!(shown.contains("digest   of 5 event(s)"), "{shown}");
+    for event in &events {
+        assert!(
+            shown.contains(event.as_str()),
+            "{event} not listed: {shown}"
+        );
+    }
+}
+
+/// Runs the official Standard Webhooks library (tests/verify_standard_webhooks.py) on
+/// one captured request.
+fn verified_by_the_official_library(request: &Captured) {
+    use std::io::Write as _;
+    let headers: serde_json::Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let input = json!({"secret": SIGNING_SECRET,
+                       "requests": [{"headers": headers, "body": request.text()}]});
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verify_standard_webhooks.py");
+    let mut child = std::process::Command::new(common::smtp_sink::venv().join("bin/python"))
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the verify script (make test-deps installs standardwebhooks)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.to_string().as_bytes()).unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -25,8 +25,12 @@ pub struct Job<'a> {
 impl Job<'_> {
     /// The message for the event, in the configured service's own words where it has
     /// templates, cut as the platform's limits ask: what every message-formatting
-    /// service sends.
+    /// service sends. For a digest, the digest's message ([`Message::digest`]).
     pub fn message(&self) -> Result<Message, BuildError> {
+        if let Some(events) = self.event.digest() {
+            // A digest's parts are not one event's: the event templates do not apply.
+            return Ok(Message::digest(events)?.cut(self.cut));
+        }
         let message = self
             .templates
             .apply(self.event, Message::from_event(self.event)?)?;

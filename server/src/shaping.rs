@@ -14,7 +14,7 @@
 //!   the one that reaches `max_events` is due at once.
 
 use lookout::config::Instance;
-use lookout::payload::Event;
+use lookout::payload::{Event, PayloadError};
 
 use crate::clock::{Millis, millis};
 use crate::lanes::short_hash;
@@ -69,6 +69,20 @@ impl Shape {
             .min(since.saturating_add(max_wait_ms))
             .max(at)
     }
+}
+
+/// The event a claimed delivery sends: its own, or for a digest the digest of its
+/// events (payloads that no longer parse are left out: each was checked when stored).
+pub fn event_of(claimed: &crate::store::Claimed) -> Result<Event, PayloadError> {
+    let first = Event::parse(&claimed.payload)?;
+    let Some(payloads) = &claimed.digest else {
+        return Ok(first);
+    };
+    let events: Vec<Event> = payloads
+        .iter()
+        .filter_map(|p| Event::parse(p).ok())
+        .collect();
+    Ok(Event::digest_of(events).unwrap_or(first))
 }
 
 #[cfg(test)]

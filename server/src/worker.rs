@@ -38,7 +38,6 @@ use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
 use lookout::dispatch::{Traced, run_attempt};
-use lookout::payload::Event;
 
 /// What a worker needs, shared by every attempt.
 #[derive(Clone)]
@@ -395,7 +394,7 @@ pub async fn attempt(
         Err((Some(status), reason)) => return ending.without_sending(status, reason),
         Err((None, reason)) => return ending.failed_without_sending(reason),
     };
-    let event = match Event::parse(&claimed.payload) {
+    let event = match crate::shaping::event_of(claimed) {
         Ok(event) => Arc::new(event),
         Err(err) => return ending.without_sending(Status::Dead, format!("stored payload: {err}")),
     };
