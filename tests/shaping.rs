@@ -429,3 +429,59 @@ fn verified_by_the_official_library(request: &Captured) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `lookout replay` shows what a config that coalesces or sends digests would have sent
+/// for the stored history: "8 events → 3 digests".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_tells_what_coalescing_and_digests_would_have_sent() {
+    let target = CaptureServer::start();
+    let place = place();
+    let mut serving = place.serve(&[]);
+    let plain = json!({"service": "webhook", "events": ["Item.*"],
+                       "urls": [format!("{}/board/{URL_KEY}", target.url())]});
+    assert_eq!(
+        put_services(&serving, json!({ "board": plain })).await.0,
+        200
+    );
+    for n in 1..=6 {
+        post(&serving, item_update(9, &format!("item 9 update {n}"))).await;
+    }
+    for n in 1..=2 {
+        post(&serving, item_update(10, &format!("item 10 update {n}"))).await;
+    }
+    target.wait_for(8, Duration::from_secs(15));
+    assert!(serving.terminate().success());
+
+    let url = format!("{}/board/{URL_KEY}", target.url());
+    let config = format!(
+        "[engine]\nallow_networks = [\"127.0.0.0/8\"]\n\
+         [services.board]\nservice = \"webhook\"\nurls = [\"{url}\"]\nevents = [\"Item.*\"]\n\
+         digest = {{ window = \"1h\", max_events = 3 }}\n\
+         [services.items]\nservice = \"webhook\"\nurls = [\"{url}\"]\nevents = [\"Item.*\"]\n\
+         coalesce = {{ by = \"attributes.number\", window = \"1h\", max_wait = \"2h\" }}\n"
+    );
+    let file = place.dir.path().join("shaped.toml");
+    std::fs::write(&file, config).unwrap();
+    let file = file.to_str().unwrap();
+    let args = [
+        "replay",
+        "--config",
+        file,
+        "--since",
+        "1h",
+        "--product",
+        "p1",
+    ];
+    let printed = place.cli(&args);
+    assert!(
+        printed.contains("board (digest): 8 events → 3 digests"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("items (coalesce): 8 events → 2 deliveries (6 superseded)"),
+        "{printed}"
+    );
+    let json = place.cli_json(&args);
+    assert_eq!(json["shaped"][0]["messages"], 3, "{json}");
+    assert_eq!(json["shaped"][1]["events"], 8, "{json}");
+}

@@ -102,3 +102,160 @@ mod tests {
         );
     }
 }
+
+/// What coalescing or digests make of a run of events: how `lookout replay` shows
+/// what a config would have sent ("42 events → 3 digests"). The same rules as the
+/// stores', on the events' receipt times.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Shaped {
+    /// The configured service.
+    pub instance: String,
+    /// `coalesce` or `digest`.
+    pub shape: &'static str,
+    /// The events it gets.
+    pub events: usize,
+    /// The messages it would send for them (digests, or deliveries left after
+    /// coalescing).
+    pub messages: usize,
+}
+
+impl Shaped {
+    /// `board (digest): 42 events → 3 digests`.
+    pub fn describe(&self) -> String {
+        let messages = match (self.shape, self.messages) {
+            ("digest", 1) => "1 digest".to_owned(),
+            ("digest", n) => format!("{n} digests"),
+            (_, 1) => "1 delivery".to_owned(),
+            (_, n) => format!("{n} deliveries"),
+        };
+        let superseded = match self.shape {
+            "coalesce" => format!(" ({} superseded)", self.events - self.messages),
+            _ => String::new(),
+        };
+        format!(
+            "{} ({}): {} events → {messages}{superseded}",
+            self.instance, self.shape, self.events
+        )
+    }
+}
+
+/// The events one shaped service would get, to be tallied ([`tally`]).
+#[derive(Debug, Clone, Default)]
+pub struct Arrivals {
+    /// `(received at, coalescing key)`, in any order; the key `None`: sent alone.
+    pub events: Vec<(Millis, Option<String>)>,
+}
+
+impl Arrivals {
+    /// `event` of `product`, received `at`, if `instance` shapes and gets it.
+    pub fn add(&mut self, product: &str, instance: &Instance, event: &Event, at: Millis) {
+        if !instance.shaping.is_set() || !instance.listens_to(event) {
+            return;
+        }
+        let key = match shape(product, instance, event) {
+            Some(Shape::Coalesce { key, .. }) => Some(key),
+            _ => None,
+        };
+        self.events.push((at, key));
+    }
+}
+
+/// What `instance`'s shaping makes of `arrivals`; `None` when it shapes nothing.
+pub fn tally(instance: &Instance, arrivals: &Arrivals) -> Option<Shaped> {
+    let mut events = arrivals.events.clone();
+    events.sort_by_key(|(at, _)| *at);
+    let shaping = &instance.shaping;
+    let (shape, messages) = if let Some(coalesce) = &shaping.coalesce {
+        let rule = (millis(coalesce.window), millis(coalesce.max_wait));
+        ("coalesce", coalesced(&events, rule))
+    } else {
+        let digest = shaping.digest.as_ref()?;
+        let rule = (millis(digest.window), digest.max_events as usize);
+        ("digest", digests(&events, rule))
+    };
+    Some(Shaped {
+        instance: instance.name.clone(),
+        shape,
+        events: events.len(),
+        messages,
+    })
+}
+
+/// Deliveries left after coalescing `events` (oldest first): per key, an open stream
+/// (when its delivery is due, when it began) that a newer event within it replaces.
+fn coalesced(events: &[(Millis, Option<String>)], (window, max_wait): (Millis, Millis)) -> usize {
+    let mut open: std::collections::HashMap<&str, (Millis, Millis)> = Default::default();
+    let mut sent = 0;
+    for (at, key) in events {
+        let Some(key) = key else {
+            sent += 1;
+            continue;
+        };
+        let since = match open.get(key.as_str()) {
+            Some(&(due, since)) if *at < due => since,
+            Some(_) => {
+                sent += 1; // Its window was over: sent, and this begins anew.
+                *at
+            }
+            None => *at,
+        };
+        let due = Shape::coalesced_due(window, max_wait, *at, since);
+        open.insert(key, (due, since));
+    }
+    sent + open.len()
+}
+
+/// Digests sent for `events` (oldest first): one is open until its window ends or it
+/// holds `max_events`.
+fn digests(events: &[(Millis, Option<String>)], (window, max_events): (Millis, usize)) -> usize {
+    let mut sent = 0;
+    let mut open: Option<(Millis, usize)> = None;
+    for (at, _) in events {
+        open = match open {
+            Some((due, count)) if *at < due && count < max_events => Some((due, count + 1)),
+            Some(_) => {
+                sent += 1;
+                Some((at + window, 1))
+            }
+            None => Some((at + window, 1)),
+        };
+        if let Some((_, count)) = open
+            && count >= max_events
+        {
+            sent += 1;
+            open = None;
+        }
+    }
+    sent + usize::from(open.is_some())
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn coalescing_and_digests_are_tallied_as_the_stores_send() {
+        let key = |k: &str| Some(k.to_owned());
+        // Six updates of one item a second apart (window 2 s), then one later.
+        let mut events: Vec<(Millis, Option<String>)> =
+            (0..6).map(|n| (n * 1_000, key("a"))).collect();
+        events.push((60_000, key("a")));
+        events.push((0, key("b")));
+        events.push((0, None));
+        assert_eq!(
+            coalesced(&events_sorted(events.clone()), (2_000, 60_000)),
+            4
+        );
+        // max_wait 3 s cuts the stream of item a after its fourth update.
+        assert_eq!(coalesced(&events_sorted(events), (2_000, 3_000)), 5);
+        // 42 events a second apart, digests of 20 s, at most 15: 15, 15 and 12 events.
+        let spread: Vec<(Millis, Option<String>)> = (0..42).map(|n| (n * 1_000, None)).collect();
+        assert_eq!(digests(&spread, (20_000, 15)), 3);
+        assert_eq!(digests(&spread, (60_000, 50)), 1);
+    }
+
+    fn events_sorted(mut events: Vec<(Millis, Option<String>)>) -> Vec<(Millis, Option<String>)> {
+        events.sort_by_key(|(at, _)| *at);
+        events
+    }
+}
