@@ -84,6 +84,16 @@ mod tests {
             assert!(text.contains(&format!("#10{n}")), "{text}");
         }
         assert_eq!(text.lines().count(), 6, "{text}");
+        let slack = message.headline_and_list(&Dialect::MRKDWN);
+        let mut lines = slack.lines();
+        assert_eq!(
+            lines.next(),
+            Some("5 events in <https://sprint.ly/reports?product=1111|sprint.ly>")
+        );
+        assert_eq!(
+            lines.next(),
+            Some("- Joe S. created the story <http://sprint.ly/i/1/116550/|#100 - Story 0>")
+        );
     }
 
     #[test]
