@@ -28,8 +28,11 @@ impl Job<'_> {
     /// service sends. For a digest, the digest's message ([`Message::digest`]).
     pub fn message(&self) -> Result<Message, BuildError> {
         if let Some(events) = self.event.digest() {
-            // A digest's parts are not one event's: the event templates do not apply.
-            return Ok(Message::digest(events)?.cut(self.cut));
+            // A digest's parts are not one event's: only `template.digest` applies.
+            let message = self
+                .templates
+                .apply_digest(events, Message::digest(events)?)?;
+            return Ok(message.cut(self.cut));
         }
         let message = self
             .templates

@@ -124,3 +124,49 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+    use crate::text::template::Templates;
+
+    fn events() -> Vec<Event> {
+        ["Story A", "Story B"]
+            .iter()
+            .map(|title| {
+                let mut item: serde_json::Value =
+                    serde_json::from_str(crate::samples::ALL[0].1).unwrap();
+                item["attributes"]["title"] = serde_json::json!(title);
+                Event::from_value(item).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn template_digest_writes_the_headline_with_the_events() {
+        let table = serde_json::json!({
+            "digest": "{{ count }} changes: {% for e in events %}{{ e.item_title }}{% if not loop.last %}, {% endif %}{% endfor %}",
+        });
+        let templates = Templates::parse("chat", &table).unwrap();
+        let events = events();
+        let message = templates
+            .apply_digest(&events, Message::digest(&events).unwrap())
+            .unwrap();
+        assert_eq!(
+            Dialect::PLAIN.rich(&message.headline),
+            "2 changes: Story A, Story B"
+        );
+        assert_eq!(message.list.len(), 2, "the list stays, cut by the limits");
+    }
+
+    #[test]
+    fn a_digest_template_knows_only_the_digest_variables() {
+        let table = serde_json::json!({ "digest": "{{ model }} x{{ count }}" });
+        let problems = Templates::parse("chat", &table).unwrap_err();
+        let shown = problems[0].to_string();
+        assert!(
+            shown.contains("template.digest: line 1, column 4: unknown variable `model`"),
+            "{shown}"
+        );
+    }
+}
