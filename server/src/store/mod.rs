@@ -692,7 +692,12 @@ impl Stats {
                 .filter(|(_, s, _)| *s == status)
                 .map(|(_, _, n)| n)
                 .sum();
-            self.by_status.push((status, count));
+            // Only services that coalesce or send digests ever have these: listed when
+            // there are some.
+            let shaping_only = matches!(status, Status::Superseded | Status::Digested);
+            if count > 0 || !shaping_only {
+                self.by_status.push((status, count));
+            }
             if status.is_queued() {
                 self.queue_depth += count;
             }
