@@ -548,6 +548,7 @@ fn paced(name: &str, url: &str) -> Instance {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        shaping: Default::default(),
     }
 }
 

@@ -393,6 +393,7 @@ async fn credential_headers_echoed_back_are_redacted() {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        shaping: Default::default(),
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);
