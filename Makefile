@@ -18,7 +18,7 @@ demo:
 
 ## Puts `lookout` on the PATH (in ~/.cargo/bin), as the README's serve steps expect.
 install:
-	$(CARGO) install --path . --locked
+	$(CARGO) install --path . --locked --profile dist
 
 ## Everything CI checks: formatting, lints, and the whole test suite.
 test: test-deps lint unit

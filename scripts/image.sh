@@ -2,7 +2,7 @@
 # Builds the container image (deploy/image/Containerfile) with Debian's podman, without
 # any registry: the base image is made from Debian's own mirror with mmdebstrap, once.
 #
-#   scripts/image.sh [BINARY]    default: a release build (cargo build --release)
+#   scripts/image.sh [BINARY]    default: the shipped build (cargo build --profile dist)
 #
 # Environment: IMAGE (default localhost/lookout:latest); BASE (an image to build on,
 # e.g. docker.io/library/debian:bookworm-slim where a registry is reachable; default:
@@ -40,14 +40,15 @@ if [ "$base" = localhost/lookout-base:bookworm ] && ! "${podman[@]}" image exist
 fi
 
 if [ -z "$binary" ]; then
-    cargo build --release --quiet --bin lookout
-    binary=target/release/lookout
+    cargo build --profile dist --quiet --bin lookout
+    binary=target/dist/lookout
 fi
 context=target/image/context
 rm -rf "$context" && mkdir -p "$context"
 cp deploy/image/Containerfile "$context/"
-# Stripped: the image carries no debug info (146 MB with line tables, 26 MB without).
-strip --strip-all -o "$context/lookout" "$binary"
+# No debug info in the image (a BINARY given may carry some; dist's has none), but the
+# symbols stay, so that a backtrace names its functions.
+strip --strip-debug -o "$context/lookout" "$binary"
 
 "${podman[@]}" build --quiet --format docker --build-arg "BASE=$base" \
     --tag "$image" "$context" >/dev/null

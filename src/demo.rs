@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use lookout::{Event, Settings};
 use lookout_server::console;
-use lookout_server::intake::{self, ServeConfig};
+use lookout_server::http::{self, ServeConfig};
 use lookout_server::store::{self, DeliveryFilter};
 use lookout_testkit::{CaptureServer, Reply};
 
-use crate::{Fatal, output};
+use crate::fatal::Fatal;
+use crate::output;
 
 pub fn sample(model: &str) -> Result<&'static str, Fatal> {
     lookout::samples::for_model(model).ok_or_else(|| {
@@ -116,7 +117,7 @@ pub async fn run() -> Result<ExitCode, Fatal> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(intake::run(listener, store.clone(), config, async {
+    let serving = tokio::spawn(http::run(listener, store.clone(), config, async {
         let _ = stopped.await;
     }));
 

@@ -2,6 +2,7 @@
 //! engine and prints what it reports. Everything else lives in the `lookout` crate.
 
 mod demo;
+mod fatal;
 mod outbox;
 mod output;
 mod replay;
@@ -16,6 +17,8 @@ use lookout::{Config, Engine, Event};
 use lookout_server::policy;
 // Links every service into the binary (a dependency alone is not enough for linkme).
 use services as _;
+
+use fatal::{Fatal, runtime};
 
 /// Delivers a product's events (Sprint.ly-style payloads) to outside services.
 #[derive(Parser)]
@@ -175,15 +178,6 @@ fn end_quietly_on_a_closed_pipe() {
     }
 }
 
-/// A failure that ends the command: bad input or config (exit 2).
-struct Fatal(String);
-
-impl<E: std::fmt::Display> From<E> for Fatal {
-    fn from(err: E) -> Self {
-        Fatal(err.to_string())
-    }
-}
-
 fn main() -> ExitCode {
     // Dropped at the end of main, after every runtime: it sends the last spans.
     let _telemetry = lookout::telemetry::init(
@@ -306,7 +300,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi => {
-            println!("{}", lookout_server::intake::openapi_json());
+            println!("{}", lookout_server::http::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Sessions { command } => outbox::sessions(command),
@@ -321,12 +315,6 @@ fn read_payload(source: &str) -> Result<String, Fatal> {
     }
     std::fs::read_to_string(Path::new(source))
         .map_err(|e| Fatal(format!("cannot read payload {source}: {e}")))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }
 
 /// 0 when everything was delivered or skipped, 1 when some delivery failed.

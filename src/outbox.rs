@@ -14,7 +14,7 @@ use lookout::config::ConfigFile;
 use lookout_server::clients;
 use lookout_server::console;
 use lookout_server::health;
-use lookout_server::intake::{self, ServeConfig};
+use lookout_server::http::{self, ServeConfig};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::retention;
 use lookout_server::server_settings::{self, ServerSettings};
@@ -23,7 +23,8 @@ use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance,
 use lookout_server::tokens::{self, Scope};
 use serde_json::{Map, Value};
 
-use crate::{Fatal, output};
+use crate::fatal::{Fatal, runtime};
+use crate::output;
 
 /// Where the store is.
 #[derive(Args)]
@@ -597,10 +598,6 @@ pub fn sessions(command: SessionsCommand) -> Result<ExitCode, Fatal> {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
-    crate::runtime()
-}
-
 async fn open(db: &Database) -> Result<Arc<dyn Store>, Fatal> {
     Ok(store::open(db.url()).await?)
 }
@@ -626,7 +623,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, Fatal> {
         );
         println!("lookout serve: console at http://{address}/ui/ (sign in with the admin token)");
         std::io::stdout().flush()?;
-        intake::run(listener, store, config, intake::shutdown_signal()).await?;
+        http::run(listener, store, config, http::shutdown_signal()).await?;
         println!("lookout serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -671,7 +668,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, Fatal> {
             }
             None => None,
         };
-        intake::run_workers(store, settings, config, metrics, intake::shutdown_signal()).await?;
+        http::run_workers(store, settings, config, metrics, http::shutdown_signal()).await?;
         println!("lookout worker: stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -2,7 +2,7 @@
 
 use lookout::{Outcome, Preview, Report, catalogue};
 
-use crate::Fatal;
+use crate::fatal::Fatal;
 
 pub fn report(report: &Report, json: bool) {
     if json {

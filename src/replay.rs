@@ -12,7 +12,7 @@ use lookout_server::replay::{self, Change, Replay, ReplayReport, Sent};
 use lookout_server::routing::RouteCache;
 use lookout_server::store::{self, millis};
 
-use crate::Fatal;
+use crate::fatal::{Fatal, runtime};
 use crate::outbox::Database;
 use crate::output::escaped_but;
 
@@ -54,7 +54,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
     {
         return Err(Fatal(format!("no [services.{name}] in the config")));
     }
-    crate::runtime()?.block_on(async move {
+    runtime()?.block_on(async move {
         let store = store::open(args.db.url()).await?;
         let now = store::now_ms();
         let request = Replay {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lookout::config::ConfigFile;
 use lookout_server::console::PreviewLimits;
-use lookout_server::intake::ServeConfig;
+use lookout_server::http::ServeConfig;
 use lookout_server::policy::{self, WorkerConfig, WorkerSettings};
 use lookout_server::server_settings::ServerSettings;
 use serde_json::Value;

@@ -14,9 +14,9 @@ use lookout::{
     BuildError, Delivery, Engine, HttpRequest, Instance, Job, Options, Outcome, Outgoing,
     RateLimit, Registration, Schema, Service, ServiceResult, Settings, Transport,
 };
+use lookout_server::attempt::attempt;
 use lookout_server::policy::RetrySchedule;
 use lookout_server::store::{Claimed, Status, validate_stored};
-use lookout_server::worker::attempt;
 use lookout_testkit::{CaptureServer, Reply, SmtpCaptureServer};
 use serde_json::json;
 

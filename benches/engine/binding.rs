@@ -25,9 +25,10 @@ pub async fn run(bench: &Bench) -> Value {
     }
     let (targets, rounds, repeats) = (
         bench.plan.targets,
-        bench.plan.peer_rounds_fast,
-        bench.plan.peer_repeats,
+        bench.plan.binding_rounds,
+        bench.plan.binding_repeats,
     );
+    let apprise_rounds = bench.plan.peer_rounds_fast;
     let urls: Vec<String> = (0..targets).map(|i| bench.sink.url(0, i)).collect();
     let apprise_urls: Vec<String> = urls
         .iter()
@@ -45,12 +46,12 @@ pub async fn run(bench: &Bench) -> Value {
             .await
             .expect("binding runner");
         let (py, urls_for_py) = (python.clone(), apprise_urls.clone());
-        let peer = tokio::task::spawn_blocking(move || apprise(&py, rounds, &urls_for_py))
+        let peer = tokio::task::spawn_blocking(move || apprise(&py, apprise_rounds, &urls_for_py))
             .await
             .expect("apprise runner");
         let rust = notifications / lookout_rounds(bench, &engine, &instances, rounds).await;
         let binding = notifications / binding["seconds"].as_f64().expect("seconds");
-        let peer = notifications / peer["seconds"].as_f64().expect("seconds");
+        let peer = (apprise_rounds * targets) as f64 / peer["seconds"].as_f64().expect("seconds");
         binding_rates.push(binding);
         rust_rates.push(rust);
         apprise_rates.push(peer);
@@ -62,6 +63,7 @@ pub async fn run(bench: &Bench) -> Value {
         "rounds": rounds,
         "notifications": rounds * targets,
         "repeats": repeats,
+        "apprise_rounds": apprise_rounds,
         "binding_per_s": median(&binding_rates).round(),
         "rust_per_s": median(&rust_rates).round(),
         "apprise_per_s": median(&apprise_rates).round(),

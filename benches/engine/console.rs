@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lookout_server::console::{self, Scope};
-use lookout_server::intake::{self, ServeConfig};
+use lookout_server::http::{self, ServeConfig};
 use lookout_server::store::{self, Store, StoredInstance};
 use serde_json::{Value, json};
 
@@ -80,7 +80,7 @@ async fn measure(store: Arc<dyn Store>) -> Value {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let link_store = store.clone();
-    let serving = tokio::spawn(intake::run(listener, store, config, async {
+    let serving = tokio::spawn(http::run(listener, store, config, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();

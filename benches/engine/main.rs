@@ -52,6 +52,10 @@ pub struct Plan {
     /// Rounds against a sink answering at once, and against one answering in 50 ms.
     pub peer_rounds_fast: usize,
     pub peer_rounds_slow: usize,
+    /// Rounds and repeats of the binding against the Rust library: more than the peer's,
+    /// since each round takes about a millisecond and a short run measures the noise.
+    pub binding_rounds: usize,
+    pub binding_repeats: usize,
     pub isolation_rounds: usize,
     pub isolation_spacing: Duration,
     pub isolation_pairs: usize,
@@ -87,6 +91,8 @@ impl Plan {
             peer_repeats: 3,
             peer_rounds_fast: 20,
             peer_rounds_slow: 4,
+            binding_rounds: 200,
+            binding_repeats: 5,
             isolation_rounds: 30,
             isolation_spacing: Duration::from_millis(100),
             isolation_pairs: 5,
@@ -118,6 +124,8 @@ impl Plan {
             peer_repeats: 1,
             peer_rounds_fast: 1,
             peer_rounds_slow: 1,
+            binding_rounds: 1,
+            binding_repeats: 1,
             isolation_rounds: 3,
             isolation_spacing: Duration::from_millis(20),
             isolation_pairs: 1,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use futures::stream;
-use lookout_server::intake::{self, ServeConfig};
+use lookout_server::http::{self, ServeConfig};
 use lookout_server::policy::{WorkerConfig, default_lease};
 use lookout_server::routing::RouteCache;
 use lookout_server::store::{self, DeliveryFilter, NewEvent, Status, Store};
@@ -181,7 +181,7 @@ impl Serving {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(intake::run(listener, store, config, async {
+        let task = tokio::spawn(http::run(listener, store, config, async {
             let _ = stopped.await;
         }));
         Serving {
@@ -257,7 +257,7 @@ pub fn start_workers(stores: Vec<Arc<dyn Store>>) -> Workers {
             // Each with its own owner name, as separate processes have.
             let config = worker_config();
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let task = tokio::spawn(intake::run_workers(
+            let task = tokio::spawn(http::run_workers(
                 store,
                 common::settings(),
                 config,

@@ -243,7 +243,10 @@ impl<'a> Table<'a> {
         let shown = |d: Duration| humantime::format_duration(d).to_string();
         let Some(value) = self.field(key) else {
             if default.is_none() {
-                self.problem(key, "required: a duration like \"30s\" or \"5m\"".to_owned());
+                self.problem(
+                    key,
+                    "required: a duration like \"30s\" or \"5m\"".to_owned(),
+                );
             }
             return default;
         };

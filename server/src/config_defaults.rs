@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::console::PreviewLimits;
-use crate::intake::ServeConfig;
+use crate::http::ServeConfig;
 use crate::listen::Limits;
 use crate::policy::WorkerConfig;
 use crate::server_settings::{DEFAULT_DATABASE, DEFAULT_LISTEN};

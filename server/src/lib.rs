@@ -3,10 +3,10 @@
 //! processes), and [`worker`]s deliver them through the engine, on a retry schedule that
 //! survives restarts.
 //!
-//! Layout: [`intake`] (the HTTP API), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
+//! Layout: [`http`] (the HTTP API, a file per job), [`commit`] (its group commit), [`routing`] (which services an event goes to), [`listen`] (its connections and their limits),
 //! [`clients`] (who a request comes from, behind trusted proxies too; counts per client),
 //! [`store`] (the outbox), [`lanes`] (how claims share the workers fairly), [`worker`]
-//! (claims, attempts), [`policy`] (the retry schedule,
+//! (claims, records), [`attempt`] (one attempt and what is recorded of it), [`policy`] (the retry schedule,
 //! lease and the rest of the workers' settings, from the config file and flags),
 //! [`server_settings`] (the `[server]` table: listener, database, limits),
 //! [`metrics`] (`/metrics`), [`tokens`] (API tokens and their scopes), [`replay`] (stored
@@ -14,6 +14,7 @@
 //! `/ui`).
 
 pub mod api;
+pub mod attempt;
 pub mod clients;
 pub mod clock;
 pub mod commit;
@@ -23,7 +24,7 @@ pub mod console;
 mod echo;
 pub mod guessing;
 pub mod health;
-pub mod intake;
+pub mod http;
 pub mod lanes;
 pub mod listen;
 pub mod metrics;

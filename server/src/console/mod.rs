@@ -10,10 +10,16 @@
 //! session one product's pages only.
 
 mod auth;
+mod catalogue;
 mod chart;
+mod deliveries;
 mod form;
+mod overview;
 mod pages;
 mod preview;
+mod preview_table;
+mod products;
+mod signin;
 
 use std::sync::Arc;
 
@@ -60,53 +66,59 @@ pub fn router(console: Console) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/console.css", get(stylesheet))
-        .route("/signin", get(pages::signin_form).post(pages::signin))
-        .route("/signout", post(pages::signout))
-        .route("/link", get(pages::open_link))
-        .route("/catalogue", get(pages::catalogue))
+        .route("/signin", get(signin::signin_form).post(signin::signin))
+        .route("/signout", post(signin::signout))
+        .route("/link", get(signin::open_link))
+        .route("/catalogue", get(catalogue::catalogue))
         .route(
             "/products",
-            get(pages::products).post(pages::create_product),
+            get(products::products).post(products::create_product),
         )
-        .route("/products/{product}", get(pages::product))
+        .route("/products/{product}", get(products::product))
         .route(
             "/products/{product}/services",
-            get(pages::add_form).post(pages::add_service),
+            get(products::add_form).post(products::add_service),
         )
         .route(
             "/products/{product}/services/{name}",
-            get(pages::edit_form).post(pages::edit_service),
+            get(products::edit_form).post(products::edit_service),
         )
         .route(
             "/products/{product}/services/{name}/switch",
-            post(pages::switch_service),
+            post(products::switch_service),
         )
         .route(
             "/products/{product}/services/{name}/remove",
-            post(pages::remove_service),
+            post(products::remove_service),
         )
         .route(
             "/products/{product}/services/{name}/test",
-            post(pages::test_service),
+            post(products::test_service),
         )
-        .route("/products/{product}/deliveries", get(pages::deliveries))
-        .route("/products/{product}/deliveries/{id}", get(pages::delivery))
+        .route(
+            "/products/{product}/deliveries",
+            get(deliveries::deliveries),
+        )
+        .route(
+            "/products/{product}/deliveries/{id}",
+            get(deliveries::delivery),
+        )
         .route(
             "/products/{product}/deliveries/{id}/redeliver",
-            post(pages::redeliver),
+            post(deliveries::redeliver),
         )
         .route(
             "/products/{product}/redeliver-dead",
-            post(pages::redeliver_dead),
+            post(deliveries::redeliver_dead),
         )
-        .route("/products/{product}/overview", get(pages::overview))
+        .route("/products/{product}/overview", get(overview::overview))
         .route(
             "/products/{product}/preview",
             get(preview::form)
                 .post(preview::run)
                 .layer(DefaultBodyLimit::max(preview::MAX_FORM)),
         )
-        .route("/products/{product}/reenable", post(pages::reenable))
+        .route("/products/{product}/reenable", post(overview::reenable))
         .fallback(|| async { pages::message(StatusCode::NOT_FOUND, "No such page.") })
         .layer(middleware::from_fn(security_headers))
         .with_state(console)

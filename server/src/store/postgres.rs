@@ -2469,7 +2469,7 @@ mod tests {
             ..Default::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(crate::intake::run_workers(
+        let running = tokio::spawn(crate::http::run_workers(
             workers,
             settings,
             config,

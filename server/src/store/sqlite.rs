@@ -33,216 +33,30 @@ mod upkeep;
 const TARGET_HEALTHY: &str =
     "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
 
-/// The schema, one step per `user_version`. Append only: a shipped step never changes.
+/// The schema, one step per `user_version`, each step a file of
+/// server/migrations/sqlite/ (named like PostgreSQL's). Append only: a shipped step, its
+/// file included, never changes; a change is a new file at the end.
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE products (
-    id TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE instances (
-    product_id TEXT NOT NULL REFERENCES products(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    service TEXT NOT NULL,
-    options TEXT NOT NULL,
-    PRIMARY KEY (product_id, name)
-);
-CREATE TABLE disabled_targets (
-    product_id TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    target_key TEXT NOT NULL,
-    target TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    PRIMARY KEY (product_id, instance, target_key)
-);
-CREATE TABLE events (
-    id TEXT PRIMARY KEY,
-    product_id TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    received_at INTEGER NOT NULL
-);
-CREATE TABLE deliveries (
-    id TEXT PRIMARY KEY,
-    event_id TEXT NOT NULL REFERENCES events(id),
-    product_id TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    service TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    step INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER,
-    lease_owner TEXT,
-    lease_until INTEGER,
-    done_targets TEXT NOT NULL DEFAULT '[]',
-    last_error TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status IN ('pending', 'failed');
-CREATE INDEX deliveries_updated ON deliveries (updated_at);
-CREATE TABLE attempts (
-    delivery_id TEXT NOT NULL REFERENCES deliveries(id),
-    number INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    duration_ms INTEGER NOT NULL,
-    target TEXT,
-    outcome TEXT NOT NULL,
-    status INTEGER,
-    error TEXT
-);
-CREATE INDEX attempts_delivery ON attempts (delivery_id);
-"#,
-    r#"
--- API tokens: the SHA-256 of each, never the token (server/src/tokens.rs).
-CREATE TABLE tokens (
-    id TEXT PRIMARY KEY,
-    digest TEXT NOT NULL UNIQUE,
-    scope TEXT NOT NULL,
-    products TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER
-);
--- One row `/healthz` writes, to know that a commit still goes through.
-CREATE TABLE health (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    checked_at INTEGER NOT NULL
-);
-"#,
-    r#"
--- The console (server/src/console): a product's deliveries newest first, page by page,
--- and by status; its attempts by time for the overview's charts (covering: the charts
--- read only these columns).
-CREATE INDEX deliveries_product_updated ON deliveries (product_id, updated_at, id);
-CREATE INDEX deliveries_product_status ON deliveries (product_id, status);
-CREATE INDEX deliveries_id_product ON deliveries (id, product_id);
-CREATE INDEX attempts_at ON attempts (at, delivery_id, outcome, duration_ms);
-"#,
-    UPKEEP,
-    r#"
--- Idempotency keys of accepted events, with the answer the first POST got.
-CREATE TABLE idempotency_keys (
-    product_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (product_id, key)
-);
-"#,
-    r#"
--- How many times the products' services changed (store/mod.rs, `Generation`): the intake
--- routes with a cached copy of a product and stores an event only if this has not moved.
-CREATE TABLE config_generation (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    generation INTEGER NOT NULL
-);
-INSERT INTO config_generation (id, generation) VALUES (1, 0);
-CREATE TRIGGER products_inserted AFTER INSERT ON products
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-CREATE TRIGGER products_updated AFTER UPDATE ON products
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-CREATE TRIGGER products_deleted AFTER DELETE ON products
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-CREATE TRIGGER instances_inserted AFTER INSERT ON instances
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-CREATE TRIGGER instances_updated AFTER UPDATE ON instances
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-CREATE TRIGGER instances_deleted AFTER DELETE ON instances
-BEGIN UPDATE config_generation SET generation = generation + 1; END;
-"#,
-    LANES,
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    // API tokens, and the row `/healthz` writes.
+    include_str!("../../migrations/sqlite/0002_tokens.sql"),
+    // The console's indexes.
+    include_str!("../../migrations/sqlite/0003_console.sql"),
+    // Target health, alerts and retention (store/upkeep.rs).
+    include_str!("../../migrations/sqlite/0004_upkeep.sql"),
+    include_str!("../../migrations/sqlite/0005_idempotency.sql"),
+    include_str!("../../migrations/sqlite/0006_config_generation.sql"),
+    // Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
+    // per product instead of one for all.
+    include_str!("../../migrations/sqlite/0007_lanes.sql"),
     // The intake's trace context (a W3C `traceparent`), for the attempts to continue.
-    "ALTER TABLE events ADD COLUMN trace_context TEXT;",
-    // Console sessions and portal links, kept so that they can be ended (the same
-    // tables as PostgreSQL's 0009_console_sessions.sql).
+    include_str!("../../migrations/sqlite/0008_trace_context.sql"),
+    // Console sessions and portal links, kept so that they can be ended: the same tables
+    // as PostgreSQL's, so one file serves both.
     include_str!("../../migrations/postgres/0009_console_sessions.sql"),
-    // Coalescing and digests: the columns of PostgreSQL's 0011_shaping_windows.sql (the
-    // step after the fallback routes' one where both are merged).
-    shaping::MIGRATION,
+    // Coalescing and digests (after the fallback routes' step where both are merged).
+    include_str!("../../migrations/sqlite/0011_shaping_windows.sql"),
 ];
-
-/// Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
-/// per product instead of one for all.
-const LANES: &str = r#"
--- A product's deliveries to one destination. `due_at`: nothing in the lane can be
--- claimed before it (NULL: nothing queued); `served_at`: when a claim last took from it
--- (the longest unserved goes first); `latency_ms`: its answers' time, smoothed.
-CREATE TABLE lanes (
-    key TEXT PRIMARY KEY,
-    product_id TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    every_ms INTEGER NOT NULL DEFAULT 0,
-    burst INTEGER NOT NULL DEFAULT 1,
-    cap INTEGER NOT NULL,
-    due_at INTEGER,
-    served_at INTEGER NOT NULL DEFAULT 0,
-    latency_ms INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX lanes_due ON lanes (due_at) WHERE due_at IS NOT NULL;
--- A destination's schedule, shared by every product's lane to it: the pace's
--- theoretical arrival time.
-CREATE TABLE paces (
-    destination TEXT PRIMARY KEY,
-    tat INTEGER NOT NULL DEFAULT 0
-);
--- A delivery's lane; its order key (`order_by`); how often its destination asked it
--- to wait. A queued delivery whose next_at is NULL is held behind an earlier one of
--- its order key.
-ALTER TABLE deliveries ADD COLUMN lane TEXT;
-ALTER TABLE deliveries ADD COLUMN order_key TEXT;
-ALTER TABLE deliveries ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
-UPDATE deliveries SET lane = 'instance:' || product_id || '/' || instance
-WHERE status IN ('pending', 'failed');
-INSERT INTO lanes (key, product_id, destination, cap, due_at)
-    SELECT DISTINCT lane, product_id, lane, 8, 0 FROM deliveries WHERE lane IS NOT NULL;
-INSERT INTO paces (destination) SELECT destination FROM lanes;
-DROP INDEX deliveries_due;
-CREATE INDEX deliveries_lane_due ON deliveries (lane, next_at) WHERE status IN ('pending', 'failed');
-CREATE INDEX deliveries_leased ON deliveries (lane, lease_until, lease_owner)
-    WHERE lease_owner IS NOT NULL;
-CREATE INDEX deliveries_ordered ON deliveries (order_key)
-    WHERE order_key IS NOT NULL AND status IN ('pending', 'failed');
--- Each product's own generation (routing.rs): another product's changes never make an
--- event be routed again. The counter above now only hands out new values.
-ALTER TABLE products ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
-UPDATE products SET generation = (SELECT generation FROM config_generation WHERE id = 1);
-DROP TRIGGER products_inserted;
-DROP TRIGGER products_updated;
-DROP TRIGGER products_deleted;
-DROP TRIGGER instances_inserted;
-DROP TRIGGER instances_updated;
-DROP TRIGGER instances_deleted;
-"#;
-
-/// Target health, alerts and retention (store/upkeep.rs).
-const UPKEEP: &str = r#"
--- Failures in a row of each target; a success deletes the row.
-CREATE TABLE target_health (
-    product_id TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    target_key TEXT NOT NULL,
-    target TEXT NOT NULL,
-    failures INTEGER NOT NULL,
-    first_failure_at INTEGER NOT NULL,
-    last_error TEXT NOT NULL,
-    PRIMARY KEY (product_id, instance, target_key)
-);
--- The instance of the product that is told when a target is disabled or a delivery dies.
-ALTER TABLE products ADD COLUMN alerts TEXT;
--- When each target was last alerted about (at most one alert per target per hour).
-CREATE TABLE alerts_sent (
-    product_id TEXT NOT NULL,
-    instance TEXT NOT NULL,
-    target_key TEXT NOT NULL,
-    sent_at INTEGER NOT NULL,
-    PRIMARY KEY (product_id, instance, target_key)
-);
--- Pruning walks events by age and finds their deliveries.
-CREATE INDEX events_received ON events (received_at);
-CREATE INDEX deliveries_event ON deliveries (event_id);
-"#;
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,

@@ -7,19 +7,6 @@ use rusqlite::{OptionalExtension, params};
 use super::{Millis, NewDelivery, Result, lane_due_by, release_key};
 use crate::shaping::Shape;
 
-/// The schema step: the columns of PostgreSQL's 0011_shaping_windows.sql (which says
-/// what each is for).
-pub(super) const MIGRATION: &str = "
-ALTER TABLE deliveries ADD COLUMN shape_key TEXT;
-ALTER TABLE deliveries ADD COLUMN window_since INTEGER;
-ALTER TABLE deliveries ADD COLUMN replaced_by TEXT;
-ALTER TABLE deliveries ADD COLUMN digest_events INTEGER;
-CREATE INDEX deliveries_shaped ON deliveries (shape_key)
-    WHERE shape_key IS NOT NULL AND status = 'pending';
-CREATE INDEX deliveries_replaced ON deliveries (replaced_by)
-    WHERE replaced_by IS NOT NULL;
-";
-
 /// Shapes `delivery`, just stored for an event received `at`: replaces the queued
 /// deliveries of its coalescing key, or puts it into its service's open digest.
 pub(super) fn shape_new(
