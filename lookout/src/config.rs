@@ -23,11 +23,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::delivery::ssrf::{Blocked, Guard};
+use crate::job::Job;
 use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
 use crate::shaping::Shaping;
+use crate::text::budget::Cut;
 use crate::text::template::{TEMPLATE, Templates};
 
 /// A loaded, validated config.
@@ -57,6 +59,19 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// What this configured service gets to build for `event` when nothing is sent
+    /// (previews, tests): the job with `delivery_id`, uncut, without a time of sending.
+    pub fn job<'a>(&'a self, event: &'a Event, delivery_id: &'a str) -> Job<'a> {
+        Job {
+            event,
+            options: &self.options,
+            delivery_id,
+            templates: &self.templates,
+            cut: Cut::NONE,
+            sent_at: None,
+        }
+    }
+
     /// Validates `options` for the named service.
     pub fn new(
         name: &str,
