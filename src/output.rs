@@ -302,7 +302,7 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
         print_json(&rows);
         return;
     }
-    let table: Vec<[String; 8]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|d| {
             [
@@ -319,6 +319,7 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
                     .filter(|_| d.status.is_queued())
                     .map(time)
                     .unwrap_or_default(),
+                d.fallback_note().unwrap_or_default(),
                 d.last_error.clone().unwrap_or_default(),
             ]
         })
@@ -332,6 +333,7 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
             "ATTEMPTS",
             "UPDATED",
             "NEXT",
+            "FALLBACK",
             "LAST ERROR",
         ],
         &table,
@@ -371,6 +373,9 @@ pub fn delivery(
     }
     if row.ordered && row.status == lookout_server::store::Status::Dead {
         println!("  order    dead: the next delivery with the same order value went on");
+    }
+    if let Some(note) = row.fallback_note() {
+        println!("  fallback {note}");
     }
     shaping(row, shaped);
     println!();

@@ -77,6 +77,7 @@ async fn a_delivery_id_in_a_header_is_compared_as_built() {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
     };
     let checked = delivers_what_it_builds(&engine, &server, &IDEMPOTENT, &instance).await;
     assert!(checked > 0, "no request was checked");

@@ -589,6 +589,7 @@ fn paced(name: &str, url: &str) -> Instance {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
         shaping: Default::default(),
     }
 }
@@ -701,6 +702,7 @@ async fn the_worker_reschedules_an_email_that_failed_for_now() {
         lane: "lane".to_owned(),
         throttles: 0,
         trace_context: None,
+        fallback_for: None,
         digest: None,
     };
     let mail = validate_stored("mail", "email", options.as_object().unwrap()).unwrap();

@@ -396,6 +396,7 @@ async fn credential_headers_echoed_back_are_redacted() {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
         shaping: Default::default(),
     };
     let event = common::fixture("item");

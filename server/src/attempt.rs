@@ -196,6 +196,7 @@ impl Ending<'_> {
             latency_ms: None,
             hold_until: None,
             throttled: false,
+            fallback: None,
         }
     }
 
@@ -420,6 +421,7 @@ pub(crate) mod tests {
                 lane: "lane".to_owned(),
                 throttles: 0,
                 trace_context: None,
+                fallback_for: None,
                 digest: None,
             },
             options: json!({ "urls": urls }).as_object().cloned(),

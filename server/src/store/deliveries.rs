@@ -211,6 +211,8 @@ pub struct Claimed {
     pub throttles: u32,
     /// Its event's [`NewEvent::trace_context`].
     pub trace_context: Option<String>,
+    /// The delivery it is the fallback for (docs/SHAPING.md, "Fallback routes").
+    pub fallback_for: Option<String>,
     /// For a digest: the payloads of its events, oldest first (`payload` is the first).
     pub digest: Option<Vec<String>>,
 }
@@ -308,6 +310,9 @@ pub struct Finish {
     /// It was asked to wait rather than refused: the attempt did not use a step of the
     /// retry schedule.
     pub throttled: bool,
+    /// The delivery to its service's fallback, stored with this outcome when it ends
+    /// the delivery dead or disabled ([`fallback`](super::fallback)).
+    pub fallback: Option<NewDelivery>,
 }
 
 impl Finish {
@@ -338,6 +343,11 @@ pub struct DeliveryRow {
     /// Its service orders deliveries by a payload value (`order_by`): one dead lets the
     /// next of its value go on.
     pub ordered: bool,
+    /// It went dead (or its target was disabled) and its event went to this delivery
+    /// of its service's fallback.
+    pub fell_back_to: Option<super::fallback::FallbackLink>,
+    /// It is a fallback: the delivery that went dead (or was disabled) before it.
+    pub fallback_for: Option<super::fallback::FallbackLink>,
     /// For a `superseded` delivery, the newer one that replaced it; for a `digested`
     /// one, the digest its event went into.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,9 @@
 
 mod database;
 mod deliveries;
+pub mod fallback;
+#[cfg(test)]
+mod fallback_suite;
 #[cfg(test)]
 mod lanes_suite;
 pub mod postgres;

@@ -56,6 +56,9 @@ pub mod tls;
 #[path = "postgres_upkeep.rs"]
 mod upkeep;
 
+#[path = "postgres_fallback.rs"]
+mod fallback;
+
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (
@@ -103,7 +106,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "console_sessions",
         include_str!("../../migrations/postgres/0009_console_sessions.sql"),
     ),
-    // 10 is the fallback routes' (another branch): versions are looked up, not counted.
+    (
+        10,
+        "fallback",
+        include_str!("../../migrations/postgres/0010_fallback.sql"),
+    ),
     (
         11,
         "shaping_windows",
@@ -326,9 +333,12 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
+/// The last four are the fallback links, read with [`super::fallback::link`].
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
-     digest_events";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
+     replaced_by, digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -345,8 +355,10 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         updated_at: row.try_get(9)?,
         last_error: row.try_get(10)?,
         ordered: row.try_get(11)?,
-        replaced_by: row.try_get(12)?,
-        digest_events: row.try_get::<_, Option<i32>>(13)?.map(count),
+        fell_back_to: super::fallback::link(row.try_get(12)?, row.try_get(13)?),
+        fallback_for: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
+        replaced_by: row.try_get(16)?,
+        digest_events: row.try_get::<_, Option<i32>>(17)?.map(count),
     })
 }
 
@@ -506,7 +518,7 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles,
-       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id),
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for,
        c.digest_events IS NOT NULL
 FROM claimed c
 ORDER BY c.next_at, c.seq";
@@ -876,7 +888,8 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
         throttles: count(row.try_get(13)?),
         trace_context: row.try_get(14)?,
-        digest: row.try_get::<_, bool>(15)?.then(Vec::new),
+        fallback_for: row.try_get(15)?,
+        digest: row.try_get::<_, bool>(16)?.then(Vec::new),
     })
 }
 
@@ -1620,6 +1633,7 @@ impl Store for PostgresStore {
         let mut rows = finish_all(&tx, finished, owner, now).await?;
         let mut recorded = Vec::with_capacity(finished.len());
         let mut disabled = Vec::new();
+        let mut fallbacks = Vec::new();
         for (id, finish) in finished {
             let Some(row) = rows.remove(id) else {
                 continue;
@@ -1634,10 +1648,19 @@ impl Store for PostgresStore {
                     target,
                 }));
             }
+            let changed = row.2;
+            if changed
+                && super::fallback::falls_back(finish.status)
+                && let Some(fallback) = &finish.fallback
+            {
+                fallbacks.push((id.as_str(), fallback));
+            }
             recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
         settle_finished(&tx, &recorded, now).await?;
+        // After the rest: its inserts lock order keys and lanes as an intake does.
+        fallback::enqueue(&tx, &fallbacks, now).await?;
         tx.commit().await?;
         Ok(disabled)
     }
@@ -2132,6 +2155,7 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::fallback_suite::fallback_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::shaping_suite::shaping_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.

@@ -29,6 +29,9 @@ mod shaping;
 #[path = "sqlite_upkeep.rs"]
 mod upkeep;
 
+#[path = "sqlite_fallback.rs"]
+mod fallback;
+
 /// Forgets the failures in a row of one target (it answered, or it is disabled now).
 const TARGET_HEALTHY: &str =
     "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
@@ -54,7 +57,9 @@ const MIGRATIONS: &[&str] = &[
     // Console sessions and portal links, kept so that they can be ended: the same tables
     // as PostgreSQL's, so one file serves both.
     include_str!("../../migrations/postgres/0009_console_sessions.sql"),
-    // Coalescing and digests (after the fallback routes' step where both are merged).
+    // Fallback routes (docs/SHAPING.md): the same columns as PostgreSQL's, one file.
+    include_str!("../../migrations/postgres/0010_fallback.sql"),
+    // Coalescing and digests (after the fallback routes' step).
     include_str!("../../migrations/sqlite/0011_shaping_windows.sql"),
 ];
 
@@ -279,9 +284,12 @@ fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
     })
 }
 
+/// The last four are the fallback links, read with [`super::fallback::link`].
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
-     digest_events";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
+     replaced_by, digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
@@ -299,8 +307,10 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
             updated_at: row.get(9)?,
             last_error: row.get(10)?,
             ordered: row.get(11)?,
-            replaced_by: row.get(12)?,
-            digest_events: row.get(13)?,
+            fell_back_to: super::fallback::link(row.get(12)?, row.get(13)?),
+            fallback_for: super::fallback::link(row.get(14)?, row.get(15)?),
+            replaced_by: row.get(16)?,
+            digest_events: row.get(17)?,
         },
         row.get(5)?,
     ))
@@ -426,7 +436,7 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
                     d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles,
-                    e.trace_context, d.digest_events IS NOT NULL
+                    e.trace_context, d.fallback_for, d.digest_events IS NOT NULL
              FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
              JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
@@ -449,7 +459,8 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
                     lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                     throttles: row.get(11)?,
                     trace_context: row.get(12)?,
-                    digest: row.get::<_, bool>(13)?.then(Vec::new),
+                    fallback_for: row.get(13)?,
+                    digest: row.get::<_, bool>(14)?.then(Vec::new),
                 },
                 row.get::<_, String>(8)?,
             ))
@@ -751,6 +762,12 @@ fn finish_in(
         && let Some(key) = &order_key
     {
         release_key(tx, key, now)?;
+    }
+    if changed > 0
+        && super::fallback::falls_back(finish.status)
+        && let Some(fallback) = &finish.fallback
+    {
+        fallback::enqueue_in(tx, id, fallback, now)?;
     }
     Ok(Some(Recorded { lane, disabled }))
 }
@@ -1757,6 +1774,7 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::fallback_suite::fallback_suite!(open: fresh(), close: |_dir| async {});
     crate::store::shaping_suite::shaping_suite!(open: fresh(), close: |_dir| async {});
 
     /// Claims commit without an fsync; the connection is back to `FULL` afterwards,

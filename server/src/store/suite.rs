@@ -172,6 +172,7 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         latency_ms: Some(12),
         hold_until: None,
         throttled: false,
+        fallback: None,
     }
 }
 
@@ -188,6 +189,7 @@ pub(super) fn finished(status: Status, number: u32) -> Finish {
         latency_ms: Some(12),
         hold_until: None,
         throttled: false,
+        fallback: None,
     }
 }
 
