@@ -113,15 +113,15 @@ impl Instance {
         match (events, templates, lane, fallback, shaping, options) {
             (Ok(events), Ok(templates), Ok(lane), Ok(fallback), Ok(shaping), Ok(options)) => {
                 Ok(Instance {
-                name: name.to_owned(),
-                registration,
-                options: Arc::new(options),
-                events,
-                templates,
-                lane,
-                fallback,
-                shaping,
-            }),
+                    name: name.to_owned(),
+                    registration,
+                    options: Arc::new(options),
+                    events,
+                    templates,
+                    lane,
+                    fallback,
+                    shaping,
+                })
             }
             _ => Err(problems),
         }
