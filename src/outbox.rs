@@ -870,7 +870,8 @@ pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
                     .ok_or_else(|| Fatal(format!("no delivery `{id}`")))?;
                 let now = store::now_ms();
                 let waiting = store.waiting(&id, now).await?;
-                output::delivery(&row, &attempts, waiting.as_ref(), now, json);
+                let shaped = store.shaped_into(&id).await?;
+                output::delivery((&row, &shaped), &attempts, waiting.as_ref(), now, json);
             }
         }
         Ok(ExitCode::SUCCESS)

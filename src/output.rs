@@ -309,7 +309,10 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
                 d.id.clone(),
                 d.product.clone(),
                 d.instance.clone(),
-                d.status.to_string(),
+                match &d.replaced_by {
+                    Some(by) => format!("{} → {by}", d.status),
+                    None => d.status.to_string(),
+                },
                 d.attempts.to_string(),
                 time(d.updated_at),
                 d.next_at
@@ -338,15 +341,21 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
 }
 
 pub fn delivery(
-    row: &lookout_server::store::DeliveryRow,
+    (row, shaped): (
+        &lookout_server::store::DeliveryRow,
+        &[lookout_server::store::DeliveryRow],
+    ),
     attempts: &[lookout_server::store::AttemptRecord],
     waiting: Option<&lookout_server::lanes::Waiting>,
     now: lookout_server::store::Millis,
     json: bool,
 ) {
     if json {
-        let shown =
+        let mut shown =
             serde_json::json!({ "delivery": row, "attempts": attempts, "waiting": waiting });
+        if !shaped.is_empty() {
+            shown["replaces"] = serde_json::json!(shaped);
+        }
         print_json(&shown);
         return;
     }
@@ -368,6 +377,7 @@ pub fn delivery(
     if let Some(note) = row.fallback_note() {
         println!("  fallback {note}");
     }
+    shaping(row, shaped);
     println!();
     let rows: Vec<[String; 6]> = attempts
         .iter()
@@ -386,6 +396,38 @@ pub fn delivery(
         ["#", "AT", "OUTCOME", "STATUS", "TIME", "TARGET / ERROR"],
         &rows,
     );
+}
+
+/// What coalescing or a digest made of a delivery: what replaced it, or what it carries.
+fn shaping(
+    row: &lookout_server::store::DeliveryRow,
+    shaped: &[lookout_server::store::DeliveryRow],
+) {
+    use lookout_server::store::Status;
+    match (&row.replaced_by, row.status) {
+        (Some(by), Status::Superseded) => {
+            println!("  replaced {by}, the delivery of a newer event of the same item")
+        }
+        (Some(by), _) => println!("  digest   {by}, which sends this event with others"),
+        (None, _) => {}
+    }
+    if let Some(count) = row.digest_events {
+        println!("  digest   of {count} event(s):");
+        for gathered in shaped {
+            println!(
+                "           {} (delivery {})",
+                gathered.event_id, gathered.id
+            );
+        }
+    } else if !shaped.is_empty() {
+        println!(
+            "  replaces {} older delivery(ies) of the same item:",
+            shaped.len()
+        );
+        for older in shaped {
+            println!("           {} (event {})", older.id, older.event_id);
+        }
+    }
 }
 
 pub fn stats(stats: &lookout_server::store::Stats, json: bool) {

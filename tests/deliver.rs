@@ -78,6 +78,7 @@ async fn a_delivery_id_in_a_header_is_compared_as_built() {
         templates: Default::default(),
         lane: Default::default(),
         fallback: None,
+        shaping: Default::default(),
     };
     let checked = delivers_what_it_builds(&engine, &server, &IDEMPOTENT, &instance).await;
     assert!(checked > 0, "no request was checked");

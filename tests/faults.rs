@@ -590,6 +590,7 @@ fn paced(name: &str, url: &str) -> Instance {
         templates: Default::default(),
         lane: Default::default(),
         fallback: None,
+        shaping: Default::default(),
     }
 }
 
@@ -702,6 +703,7 @@ async fn the_worker_reschedules_an_email_that_failed_for_now() {
         throttles: 0,
         trace_context: None,
         fallback_for: None,
+        digest: None,
     };
     let mail = validate_stored("mail", "email", options.as_object().unwrap()).unwrap();
     let transport = Transport::new(fault_settings()).unwrap();

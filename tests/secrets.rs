@@ -397,6 +397,7 @@ async fn credential_headers_echoed_back_are_redacted() {
         templates: Default::default(),
         lane: Default::default(),
         fallback: None,
+        shaping: Default::default(),
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);

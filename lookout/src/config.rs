@@ -28,6 +28,7 @@ use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
+use crate::shaping::Shaping;
 use crate::text::budget::Cut;
 use crate::text::template::{TEMPLATE, Templates};
 
@@ -56,6 +57,8 @@ pub struct Instance {
     /// The configured service of the same product that gets this one's events when
     /// their delivery goes dead or its target is disabled (`fallback = "NAME"`).
     pub fallback: Option<String>,
+    /// How `lookout serve` shapes its messages for people (`coalesce`, `digest`).
+    pub shaping: Shaping,
 }
 
 impl Instance {
@@ -98,23 +101,28 @@ impl Instance {
             });
         let lane = LaneOptions::take(name, &mut options);
         let fallback = take_fallback(name, &mut options);
+        let shaping = Shaping::take(name, &mut options);
         let validated = Options::validate(name, &registration.schema, &options);
         let mut problems = Vec::new();
         let events = events.map_err(|more| problems.extend(more));
         let templates = templates.map_err(|more| problems.extend(more));
         let lane = lane.map_err(|more| problems.extend(more));
         let fallback = fallback.map_err(|more| problems.extend(more));
+        let shaping = shaping.map_err(|more| problems.extend(more));
         let options = validated.map_err(|more| problems.extend(more));
-        match (events, templates, lane, fallback, options) {
-            (Ok(events), Ok(templates), Ok(lane), Ok(fallback), Ok(options)) => Ok(Instance {
-                name: name.to_owned(),
-                registration,
-                options: Arc::new(options),
-                events,
-                templates,
-                lane,
-                fallback,
-            }),
+        match (events, templates, lane, fallback, shaping, options) {
+            (Ok(events), Ok(templates), Ok(lane), Ok(fallback), Ok(shaping), Ok(options)) => {
+                Ok(Instance {
+                    name: name.to_owned(),
+                    registration,
+                    options: Arc::new(options),
+                    events,
+                    templates,
+                    lane,
+                    fallback,
+                    shaping,
+                })
+            }
             _ => Err(problems),
         }
     }

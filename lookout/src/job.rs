@@ -34,8 +34,15 @@ pub struct Job<'a> {
 impl Job<'_> {
     /// The message for the event, in the configured service's own words where it has
     /// templates, cut as the platform's limits ask: what every message-formatting
-    /// service sends.
+    /// service sends. For a digest, the digest's message ([`Message::digest`]).
     pub fn message(&self) -> Result<Message, BuildError> {
+        if let Some(events) = self.event.digest() {
+            // A digest's parts are not one event's: only `template.digest` applies.
+            let message = self
+                .templates
+                .apply_digest(events, Message::digest(events)?)?;
+            return Ok(message.cut(self.cut));
+        }
         let message = self
             .templates
             .apply(self.event, Message::from_event(self.event)?)?;

@@ -39,6 +39,7 @@ pub mod samples;
 pub mod schemas;
 pub mod service;
 pub mod settings;
+pub mod shaping;
 pub mod telemetry;
 pub mod text;
 

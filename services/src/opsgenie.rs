@@ -114,7 +114,7 @@ impl Service for Opsgenie {
 /// The same event always gets the same alias, whichever attempt sends it: Opsgenie then
 /// counts a repeat on the open alert instead of opening another.
 fn alias(event: &Event) -> String {
-    let digest = Sha256::digest(event.raw().as_bytes());
+    let digest = Sha256::digest(event.forwarded().as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("lookout-{hex}")
 }

@@ -70,7 +70,13 @@ impl Service for Slack {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let mut body = Map::new();
         body.insert("icon_url".into(), ICON_URL.into());
-        body.insert("attachments".into(), json!([attachment(job)?]));
+        if job.event.digest().is_some() {
+            // A digest is one text: its headline, then each event's, as many as fit.
+            let text = job.message()?.headline_and_list(&Dialect::MRKDWN);
+            body.insert("text".into(), text.into());
+        } else {
+            body.insert("attachments".into(), json!([attachment(job)?]));
+        }
         // Merged last, so an option may replace even `icon_url` (the original did the same).
         for (name, value) in job.options.extra() {
             body.insert(name.to_owned(), value.clone());

@@ -116,7 +116,7 @@ impl Service for Sns {
             _ => {
                 let title = Message::from_event(event).map(|m| m.title);
                 (
-                    event.raw().to_owned(),
+                    event.forwarded().to_string(),
                     title.unwrap_or_else(|_| event.kind()),
                 )
             }

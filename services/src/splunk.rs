@@ -73,7 +73,7 @@ impl Service for Splunk {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let event = job.event;
         let options = job.options;
-        let payload: Value = serde_json::from_str(event.raw())
+        let payload: Value = serde_json::from_str(&event.forwarded())
             .map_err(|e| BuildError::Invalid(format!("the payload is not JSON: {e}")))?;
         let mut body = json!({
             "source": options.str("source").unwrap_or("lookout"),

@@ -139,7 +139,7 @@ impl Service for Sqs {
 fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
     let text = match job.options.str("body") {
         Some("message") => job.message()?.plain(),
-        _ => job.event.raw().to_owned(),
+        _ => job.event.forwarded().to_string(),
     };
     let allowed = |c: &char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
     Ok(text.chars().filter(allowed).collect())

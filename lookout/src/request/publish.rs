@@ -73,7 +73,7 @@ impl PublishMessage {
                 "text/markdown; charset=utf-8",
                 job.message()?.markdown(&Dialect::COMMONMARK),
             ),
-            _ => Body::RawJson(job.event.raw_shared()),
+            _ => Body::RawJson(job.event.forwarded()),
         };
         Ok(PublishMessage {
             delivery_id: job.delivery_id.to_owned(),

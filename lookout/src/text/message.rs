@@ -48,7 +48,11 @@ pub struct Message {
 impl Message {
     /// The message for an event; a payload problem fails (naming the JSON path) and an
     /// unknown model is skipped.
+    /// For a digest, the digest's message ([`Message::digest`]).
     pub fn from_event(event: &Event) -> Result<Message, BuildError> {
+        if let Some(events) = event.digest() {
+            return Message::digest(events);
+        }
         let summary = wording::one_line(event)?;
         let attributes = attributes(event)?;
         let product = Rich::link(

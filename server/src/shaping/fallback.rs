@@ -224,6 +224,7 @@ mod storing_one {
             throttles: 0,
             trace_context: None,
             fallback_for: fallback_for.map(str::to_owned),
+            digest: None,
         }
     }
 

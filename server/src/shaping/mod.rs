@@ -2,3 +2,6 @@
 //! deliveries beyond one event, one message.
 
 pub mod fallback;
+pub mod windows;
+
+pub use windows::{Arrivals, Shape, Shaped, event_of, shape, tally};

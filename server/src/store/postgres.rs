@@ -49,6 +49,8 @@ use crate::lanes::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "postgres_shaping.rs"]
+mod shaping;
 #[path = "postgres_tls.rs"]
 pub mod tls;
 #[path = "postgres_upkeep.rs"]
@@ -108,6 +110,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         10,
         "fallback",
         include_str!("../../migrations/postgres/0010_fallback.sql"),
+    ),
+    (
+        11,
+        "shaping_windows",
+        include_str!("../../migrations/postgres/0011_shaping_windows.sql"),
     ),
 ];
 
@@ -330,7 +337,8 @@ fn count(value: i32) -> u32 {
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
      next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
      fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
-     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for)";
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
+     replaced_by, digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -349,6 +357,8 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         ordered: row.try_get(11)?,
         fell_back_to: super::fallback::link(row.try_get(12)?, row.try_get(13)?),
         fallback_for: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
+        replaced_by: row.try_get(16)?,
+        digest_events: row.try_get::<_, Option<i32>>(17)?.map(count),
     })
 }
 
@@ -508,7 +518,8 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles,
-       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for,
+       c.digest_events IS NOT NULL
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
@@ -878,6 +889,7 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         throttles: count(row.try_get(13)?),
         trace_context: row.try_get(14)?,
         fallback_for: row.try_get(15)?,
+        digest: row.try_get::<_, bool>(16)?.then(Vec::new),
     })
 }
 
@@ -1369,7 +1381,11 @@ async fn claim_lanes(
         claim.took(rows.len());
         for row in &rows {
             expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
-            claimed.push(claimed_row(row)?);
+            let mut one = claimed_row(row)?;
+            if one.digest.is_some() {
+                one.digest = Some(shaping::digest_payloads(client, &one.id).await?);
+            }
+            claimed.push(one);
         }
     }
     let (settled, paces) = claim.settle();
@@ -1445,6 +1461,7 @@ pub(crate) async fn redeliver_in(
             service: String::new(),
             lane: Lane::own(product, instance),
             order_key: None,
+            shape: None,
         })
         .collect();
     let queued: Vec<NewRow<'_>> = own
@@ -1592,6 +1609,7 @@ impl Store for PostgresStore {
             })
             .collect();
         insert_deliveries(&tx, &fresh, &deliveries, false).await?;
+        shaping::shape_stored(&tx, &fresh).await?;
         if !deliveries.is_empty() {
             // Delivered to the listening workers at the commit, not before.
             notify_due(&tx).await?;
@@ -1962,6 +1980,16 @@ impl Store for PostgresStore {
         rows.iter().map(delivery_row).collect()
     }
 
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = $1
+             ORDER BY created_at, seq"
+        );
+        let rows = query(&client, &sql, &[&id]).await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let client = self.client().await?;
         let rows = query(
@@ -2164,6 +2192,7 @@ mod tests {
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::fallback_suite::fallback_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::shaping_suite::shaping_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.
     async fn encrypted(store: &PostgresStore) -> bool {
