@@ -12,6 +12,7 @@
 //! ([`Transport::one_try`]) tries each request once, skips the targets that already
 //! answered, and records each try for the worker's own schedule.
 
+pub mod aws;
 pub mod client_tls;
 pub mod platform;
 pub mod publish;
