@@ -41,7 +41,7 @@ lookout::service! {
     ///    `kms:GenerateDataKey` on that key.
     /// 3. Create an access key for that user and put it in `access_key_id` and
     ///    `secret_access_key` (with temporary credentials, also `session_token`).
-    /// 4. Optionally set `partition_key` to a dotted path into the payload
+    /// 4. Optionally set `partition_path` to a dotted path into the payload
     ///    (`attributes.number`, `product.id`; the default): events with the same value
     ///    go to the same shard, in order. An event where the path leads nowhere uses the
     ///    product's id.
@@ -59,7 +59,7 @@ lookout::service! {
     events: &["*"],
     // docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecord.html: a record's
     // data blob is at most 1 MiB before base64 (1,398,104 characters once encoded), and
-    // a partition key at most 256 characters (kept within it by `partition_key`).
+    // a partition key at most 256 characters (cut to it in `partition_key`).
     limits: Limits::refuse(&[
         Limit::field("/Data", 1_398_104, Unit::Bytes),
         Limit::field("/PartitionKey", 256, Unit::Chars),
@@ -80,7 +80,7 @@ const OPTIONS: &[OptionSpec] = &[
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
     OptionSpec::string(
-        "partition_key",
+        "partition_path",
         "A dotted path into the payload whose value is each record's partition key.",
     )
     .public()
@@ -151,12 +151,12 @@ impl Service for Kinesis {
     }
 }
 
-/// The value at the `partition_key` path (the product's id where it leads nowhere),
+/// The value at the `partition_path` path (the product's id where it leads nowhere),
 /// kept within Kinesis's 256 characters.
 fn partition_key(job: &Job<'_>) -> Result<String, BuildError> {
-    let text = job.options.str("partition_key").unwrap_or("product.id");
+    let text = job.options.str("partition_path").unwrap_or("product.id");
     let path = PayloadPath::parse(text)
-        .map_err(|why| BuildError::Invalid(format!("partition_key: {why}")))?;
+        .map_err(|why| BuildError::Invalid(format!("partition_path: {why}")))?;
     let key = job
         .event
         .value_at(&path)
@@ -209,7 +209,7 @@ mod tests {
     #[tokio::test]
     async fn the_partition_key_comes_from_the_path() {
         let mut options = options();
-        options["partition_key"] = json!("attributes.number");
+        options["partition_path"] = json!("attributes.number");
         let (_, sent) =
             deliver_one("kinesis", |_| options, &fixture_json("item"), SECRET_KEY).await;
         let item: Value = serde_json::from_str(&fixture_json("item")).unwrap();

@@ -23,7 +23,7 @@ lookout::service! {
     /// Lookout calls `PutObject`: `PUT /{key}` to `https://{bucket}.s3.{region}.amazonaws.com`
     /// (with `endpoint`: `PUT /{bucket}/{key}` there, path-style), signed with AWS
     /// Signature Version 4, with the body's SHA-256 in `x-amz-content-sha256` and the
-    /// metadata `x-amz-meta-delivery-id` and `x-amz-meta-event`.
+    /// event (`Item.created`) in the metadata `x-amz-meta-event`.
     ///
     /// 1. In the AWS console, open **Amazon S3 → Buckets** and create a bucket (or pick
     ///    one). Put its name in `bucket` and its region in `region`.
@@ -42,7 +42,7 @@ lookout::service! {
     ///    ```
     /// 3. Create an access key for that user and put it in `access_key_id` and
     ///    `secret_access_key` (with temporary credentials, also `session_token`).
-    /// 4. Optionally set `key`, the template of each object's key. Its placeholders:
+    /// 4. Optionally set `object_path`, the template of each object's key. Its placeholders:
     ///    `{product}` (the product's id), `{model}`, `{action}`, `{date}` (the day the
     ///    delivery was made, UTC, `2026-12-07`: the same on every retry) and
     ///    `{delivery_id}`, which every key must hold, so that no event overwrites
@@ -67,7 +67,7 @@ lookout::service! {
 region = "us-east-1"
 access_key_id = "AKIAIOSFODNN7EXAMPLE"
 secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-key = "events/{product}/{model}/{date}/{delivery_id}.json""#,
+object_path = "sprintly/{product}/{model}-{action}/{delivery_id}.json""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
@@ -80,7 +80,7 @@ const OPTIONS: &[OptionSpec] = &[
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
     OptionSpec::string(
-        "key",
+        "object_path",
         "Each object's key: `{product}`, `{model}`, `{action}`, `{date}` and `{delivery_id}` (required) in letters, digits, `-_.~/`.",
     )
     .public()
@@ -224,7 +224,6 @@ impl Service for S3 {
         let request = HttpRequest::put(url)
             .text("application/json", body)
             .header("x-amz-content-sha256", digest)
-            .header("x-amz-meta-delivery-id", job.delivery_id)
             .header("x-amz-meta-event", job.event.kind())
             .signed(Signing::AwsSigV4(signer));
         Ok(vec![request.into()])
@@ -235,8 +234,9 @@ impl Service for S3 {
 /// allows, so a key is one path of plain segments (signed as written: S3 does not
 /// encode a key twice, and plain segments read the same either way).
 fn object_key(job: &Job<'_>) -> Result<String, BuildError> {
-    let template = job.options.str("key").unwrap_or(DEFAULT_KEY);
-    let pieces = pieces(template).map_err(|why| BuildError::Invalid(format!("key: {why}")))?;
+    let template = job.options.str("object_path").unwrap_or(DEFAULT_KEY);
+    let pieces =
+        pieces(template).map_err(|why| BuildError::Invalid(format!("object_path: {why}")))?;
     let event = job.event;
     let mut key = String::new();
     for piece in pieces {
@@ -335,13 +335,17 @@ mod tests {
             sent.header("host"),
             Some("sprintly-events.s3.eu-west-1.amazonaws.com")
         );
-        let id = sent.header("x-amz-meta-delivery-id").unwrap();
+        let (_, file) = sent.path.rsplit_once('/').unwrap();
+        let id = file.strip_suffix(".json").unwrap();
+        assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
         let date = super::delivery_date(id);
+        assert!(date.starts_with("20"), "{date}");
         assert_eq!(sent.path, format!("/1111/Item/{date}/{id}.json"));
+        assert_eq!(sent.header("x-amz-meta-event"), Some("Item.created"));
         assert_eq!(sent.text(), fixture_json("item"));
         let authorization = sent.header("authorization").unwrap();
         assert!(
-            authorization.contains("x-amz-content-sha256;x-amz-date;x-amz-meta-delivery-id"),
+            authorization.contains("x-amz-content-sha256;x-amz-date;x-amz-meta-event"),
             "{authorization}"
         );
     }
