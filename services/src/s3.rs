@@ -175,7 +175,7 @@ fn check_key_template(template: &str) -> Result<(), String> {
     {
         return Err("must hold `{delivery_id}`, or each event would overwrite the last".into());
     }
-    let bare = template.replace('{', "").replace('}', "");
+    let bare = template.replace(['{', '}'], "");
     if template.len() > 512
         || template.starts_with('/')
         || template.contains("//")

@@ -435,7 +435,7 @@ impl Transport {
     /// The client for this service's requests: the shared one, or, when its options
     /// declare a client certificate or a private CA, one of its own with the same policy.
     fn client_for(&self, job: &Job<'_>) -> Result<reqwest::Client, String> {
-        let Some(identity) = client_tls::Identity::of(&job.options) else {
+        let Some(identity) = client_tls::Identity::of(job.options) else {
             return Ok(self.client.clone());
         };
         self.identity_clients.get_or_build(&identity, |identity| {
