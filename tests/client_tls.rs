@@ -5,7 +5,7 @@
 //! and a second CA with a client certificate of its own). Delivered with the
 //! certificate, refused without it or with another CA's; options checked when they
 //! are validated (a key that does not match its certificate is named); the key never
-//! shown, in reports, errors, `lookout validate`, the API or logs.
+//! shown, in reports, errors, `lookout validate`, the API, the console or logs.
 
 mod common;
 
@@ -16,6 +16,37 @@ use std::time::Duration;
 use lookout::{Config, Engine, Event, Instance, Outcome, Report, Settings};
 use lookout_testkit::CaptureServer;
 use serde_json::{Map, Value, json};
+
+/// Every log line of this test binary, at every level (installed by the first test
+/// that asks).
+fn logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Certificates and keys, PEM, made for one run.
 struct Pki {
@@ -324,6 +355,7 @@ fn outcome(report: &Report) -> &Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_with_the_client_certificate_refused_without_it() {
+    let logs = logs();
     let site = Site::start();
     let settings = lookout_testkit::settings();
 
@@ -401,6 +433,9 @@ async fn delivered_with_the_client_certificate_refused_without_it() {
         }
         other => panic!("without the CA: {other:?}"),
     }
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(logged.contains("delivery"), "no log line was captured");
+    site.assert_no_key_in("the log", &logged);
 }
 
 /// The client of a service with a certificate goes through the SSRF guard like every
@@ -589,4 +624,80 @@ fn the_api_refuses_a_mismatched_key_and_never_shows_a_key() {
             assert!(shown.contains("[redacted]"), "{shown}");
         }
     });
+}
+
+/// The console's pages about a product whose webhook presents a client certificate:
+/// the product, the service's edit form and the preview's prefilled table show no part
+/// of the key (the console's router alone, on a SQLite store, on loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_never_shows_the_key() {
+    use lookout::delivery::Transport;
+    use lookout::delivery::ssrf::Guard;
+    use lookout_server::console::{self, Console, Keys, PreviewLimits, Previews, Scope};
+    use lookout_server::store::{self, instances_from_table};
+    use std::sync::Arc;
+
+    const ADMIN_TOKEN: &str = "client-tls-console-admin-token-0123456789";
+    let site = Site::without_server();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.db").display().to_string();
+    let store = store::open(&path).await.unwrap();
+    let mut table = site.options(Some("client"));
+    table.insert("service".into(), json!("webhook"));
+    let services = json!({ "hook": table });
+    let instances = instances_from_table(services.as_object().unwrap()).unwrap();
+    store.put_product("p1", &instances).await.unwrap();
+
+    let settings = Settings {
+        allow_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    };
+    let keys = Keys::from_admin_token(ADMIN_TOKEN);
+    let until = store::now_ms() + 3_600_000;
+    let session = console::start_session(store.as_ref(), &keys, &Scope::Admin, None, until)
+        .await
+        .unwrap()
+        .expect("stored");
+    let console = Console {
+        store: store.clone(),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        guard: Guard::for_settings(&settings),
+        routes: Arc::new(lookout_server::routing::RouteCache::new(settings.clone())),
+        transport: Transport::new(settings).unwrap(),
+        keys,
+        previews: Arc::new(Previews::new(PreviewLimits::default(), Arc::default())),
+        guesses: Arc::new(lookout_server::guessing::Guesses::new(Arc::default())),
+        max_link_ttl: console::MAX_LINK_TTL,
+    };
+    let app = axum::Router::new().nest_service("/ui", console::router(console));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    for page in [
+        "/ui/products/p1",
+        "/ui/products/p1/services/hook",
+        "/ui/products/p1/preview",
+    ] {
+        let answer = client
+            .get(format!("{base}{page}"))
+            .header("cookie", format!("lookout_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{page}");
+        let html = answer.text().await.unwrap();
+        assert!(
+            html.contains("hook"),
+            "{page}: not the product's page:\n{html}"
+        );
+        if page.ends_with("/hook") {
+            // The form has the key's field, left blank (a secret is kept unless retyped).
+            assert!(html.contains("client_key"), "{page}:\n{html}");
+        }
+        // As written in the page, and as a browser reads it (HTML escapes undone).
+        site.assert_no_key_in(page, &html);
+        site.assert_no_key_in(page, &html.replace("&#43;", "+").replace("&#x2F;", "/"));
+    }
 }
