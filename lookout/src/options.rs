@@ -772,4 +772,54 @@ mod tests {
             json!([1, 65535])
         );
     }
+
+    #[test]
+    fn pair_checks_run_once_both_options_passed_their_own() {
+        fn same_length(value: &str, other: Option<&str>) -> Result<(), String> {
+            match other {
+                Some(other) if other.len() == value.len() => Ok(()),
+                Some(_) => Err("not as long as `left`".into()),
+                None => Err("set `left` too".into()),
+            }
+        }
+        fn short(value: &str) -> Result<(), String> {
+            (value.len() < 5)
+                .then_some(())
+                .ok_or_else(|| "too long".to_owned())
+        }
+        const PAIRED: &[OptionSpec] = &[
+            OptionSpec::string("left", "")
+                .public()
+                .optional()
+                .checked(short),
+            OptionSpec::string("right", "")
+                .public()
+                .optional()
+                .checked_with("left", same_length),
+        ];
+        let problems = |raw: Value| -> Vec<String> {
+            match Options::validate("t", &Schema::new(PAIRED), raw.as_object().unwrap()) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.iter().map(ToString::to_string).collect(),
+            }
+        };
+        assert!(problems(json!({"left": "ab", "right": "cd"})).is_empty());
+        assert!(
+            problems(json!({})).is_empty(),
+            "neither set: nothing to pair"
+        );
+        assert_eq!(
+            problems(json!({"left": "ab", "right": "cde"})),
+            ["[services.t] right: not as long as `left`"]
+        );
+        assert_eq!(
+            problems(json!({"right": "cd"})),
+            ["[services.t] right: set `left` too"]
+        );
+        // `left` has a problem of its own: `right` is not judged against it.
+        assert_eq!(
+            problems(json!({"left": "abcdef", "right": "cd"})),
+            ["[services.t] left: too long"]
+        );
+    }
 }

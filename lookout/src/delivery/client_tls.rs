@@ -55,7 +55,7 @@ pub const CA_OPTION: OptionSpec = OptionSpec::string(
 )
 .public()
 .optional()
-.checked(check_ca);
+.checked(check_certificate);
 
 /// What a service's TLS client needs beyond the defaults: a client identity, a private
 /// CA, or both.
@@ -134,11 +134,8 @@ fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certificates)
 }
 
+/// A client certificate (its chain may follow) or a CA's: the same check.
 fn check_certificate(pem: &str) -> Result<(), String> {
-    certificates(pem).map(drop)
-}
-
-fn check_ca(pem: &str) -> Result<(), String> {
     certificates(pem).map(drop)
 }
 
