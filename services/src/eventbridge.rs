@@ -64,7 +64,9 @@ lookout::service! {
     example: r#"region = "us-east-1"
 access_key_id = "AKIAIOSFODNN7EXAMPLE"
 secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-bus = "sprintly""#,
+bus = "sprintly"
+# Optional: the default for the region.
+endpoint = "https://events.us-east-1.amazonaws.com""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[

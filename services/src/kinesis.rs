@@ -68,7 +68,9 @@ lookout::service! {
     example: r#"stream = "sprintly"
 region = "us-east-1"
 access_key_id = "AKIAIOSFODNN7EXAMPLE"
-secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY""#,
+secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+# Optional: the default for the region.
+endpoint = "https://kinesis.us-east-1.amazonaws.com""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[

@@ -67,7 +67,9 @@ lookout::service! {
 region = "us-east-1"
 access_key_id = "AKIAIOSFODNN7EXAMPLE"
 secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-object_path = "sprintly/{product}/{model}-{action}/{delivery_id}.json""#,
+object_path = "sprintly/{product}/{model}-{action}/{delivery_id}.json"
+# Optional: the default for the region.
+endpoint = "https://s3.us-east-1.amazonaws.com""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
