@@ -1,7 +1,6 @@
 //! The `eventbridge` service (Amazon EventBridge). Its Markdown install docs are the doc
 //! comments on the struct registered below; `lookout docs eventbridge` shows them.
 
-use lookout::delivery::aws::{self, AwsAnswers, AwsError};
 use lookout::prelude::*;
 use lookout::request::Signing;
 use lookout::request::signing::AwsSigner;
@@ -55,6 +54,7 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    answers: ANSWERS,
     // docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html: an entry
     // (its detail, detail-type, source and bus) is at most 256 KiB.
     limits: Limits::refuse(&[
@@ -70,7 +70,7 @@ endpoint = "https://events.us-east-1.amazonaws.com""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    aws::REGION_OPTION,
+    AwsSigner::REGION_OPTION,
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
@@ -82,7 +82,9 @@ const OPTIONS: &[OptionSpec] = &[
         .public()
         .default("sprintly")
         .checked(check_source),
-    aws::ENDPOINT_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the region's endpoint (VPC endpoints, emulators).",
+    ),
 ];
 
 /// The EventBridge API's signing name, host prefix, and the target of `PutEvents`.
@@ -91,16 +93,30 @@ const TARGET: &str = "AWSEvents.PutEvents";
 const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html: the
-/// request's errors, and the entries' `ErrorCode`s.
-const ANSWERS: AwsAnswers = AwsAnswers {
-    gone: &[("ResourceNotFoundException", "the event bus does not exist")],
-    throttled: &[
-        "InternalFailure",
-        "InternalException",
-        "LimitExceededException",
+/// request's errors (JSON 1.1, `__type`), and the entries' `ErrorCode`s, which
+/// [`refused_entry`] reads with the same table; refused credentials and throttling are
+/// read as for every AWS API.
+const ANSWERS: Answers = Answers::aws(
+    "EventBridge",
+    &[
+        Means::gone(
+            &["ResourceNotFoundException"],
+            "the event bus does not exist",
+        ),
+        Means::try_again(
+            &[
+                "InternalFailure",
+                "InternalException",
+                "LimitExceededException",
+            ],
+            "EventBridge could not take the entry now",
+        ),
+        Means::refused(
+            &["ValidationException", "MalformedDetail", "InvalidArgument"],
+            "the entry was refused",
+        ),
     ],
-    refused: &["ValidationException", "MalformedDetail", "InvalidArgument"],
-};
+);
 
 /// A bus's name (1 to 256 of letters, digits, `.`, `-`, `_`, `/`) or its ARN.
 fn check_bus(bus: &str) -> Result<(), String> {
@@ -124,13 +140,13 @@ fn check_source(source: &str) -> Result<(), String> {
 }
 
 impl Service for EventBridge {
+    /// Error answers are declared ([`ANSWERS`]); this reads what a table cannot point
+    /// to: an entry refused inside a `200`.
     fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
         if (200..300).contains(&status) {
-            return refused_entry(answer_body);
-        }
-        match AwsError::from_json(answer_body) {
-            Some(error) => error.verdict("EventBridge", &ANSWERS),
-            None => Verdict::ByStatus,
+            refused_entry(status, answer_body)
+        } else {
+            Verdict::ByStatus
         }
     }
 
@@ -147,7 +163,7 @@ impl Service for EventBridge {
         });
         let region = options.str("region").unwrap_or_default();
         let signer = AwsSigner::from_options(options, region, SIGNING_NAME);
-        let request = HttpRequest::post(aws::api_endpoint(job, SIGNING_NAME)?)
+        let request = HttpRequest::post(AwsSigner::regional_endpoint(job, SIGNING_NAME)?)
             .text(JSON_1_1, body.to_string())
             .header("X-Amz-Target", TARGET)
             .signed(Signing::AwsSigV4(signer));
@@ -156,8 +172,8 @@ impl Service for EventBridge {
 }
 
 /// A `200` whose one entry was refused: `{"FailedEntryCount": 1, "Entries":
-/// [{"ErrorCode": "…", "ErrorMessage": "…"}]}`.
-fn refused_entry(answer_body: &[u8]) -> Verdict {
+/// [{"ErrorCode": "…", "ErrorMessage": "…"}]}`, its code read with the declared table.
+fn refused_entry(status: u16, answer_body: &[u8]) -> Verdict {
     let Ok(answer) = serde_json::from_slice::<Value>(answer_body) else {
         return Verdict::ByStatus;
     };
@@ -165,17 +181,12 @@ fn refused_entry(answer_body: &[u8]) -> Verdict {
         return Verdict::ByStatus;
     }
     let entry = &answer["Entries"][0];
-    let error = AwsError {
-        code: entry["ErrorCode"].as_str().unwrap_or("unknown").to_owned(),
-        message: entry["ErrorMessage"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    };
-    match error.verdict("EventBridge", &ANSWERS) {
+    let code = entry["ErrorCode"].as_str().unwrap_or("unknown");
+    let said = entry["ErrorMessage"].as_str().unwrap_or_default();
+    match ANSWERS.code_means(code, said, status) {
         // An entry refused for a reason not known here: another try will not change it.
         Verdict::ByStatus => Verdict::Refused {
-            reason: format!("EventBridge: {}: {}", error.code, error.message),
+            reason: format!("EventBridge: {code}: {said}"),
             retry: false,
         },
         verdict => verdict,
@@ -184,9 +195,10 @@ fn refused_entry(answer_body: &[u8]) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Service as _, Verdict};
+    use lookout::delivery::Answer;
+    use lookout::{Registered as _, Verdict};
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_failed};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled, assert_failed};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/EventsSecretKey0000";
@@ -233,15 +245,18 @@ mod tests {
         assert_failed(&outcome, Some(200), "MalformedDetail");
         let throttled =
             json!({"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}]});
+        let verdict = |body: Value| {
+            let body = body.to_string();
+            super::EventBridge
+                .registration()
+                .verdict_on(&Answer::new(200, body.as_bytes()))
+        };
         assert!(matches!(
-            super::EventBridge.verdict(200, throttled.to_string().as_bytes()),
+            verdict(throttled),
             Verdict::Refused { retry: true, .. }
         ));
         let fine = json!({"FailedEntryCount": 0, "Entries": [{"EventId": "1"}]});
-        assert_eq!(
-            super::EventBridge.verdict(200, fine.to_string().as_bytes()),
-            Verdict::ByStatus
-        );
+        assert_eq!(verdict(fine), Verdict::ByStatus);
     }
 
     #[tokio::test]
@@ -257,5 +272,20 @@ mod tests {
         )
         .await;
         assert_disabled(&outcome, None, "the event bus does not exist");
+    }
+
+    #[test]
+    fn request_errors_are_read_as_declared() {
+        let error = |code: &str| {
+            json!({"__type": code, "message": "no"})
+                .to_string()
+                .into_bytes()
+        };
+        let cases = [
+            (400, "ValidationException", "final"),
+            (400, "ThrottlingException", "retry"),
+            (400, "ExpiredTokenException", "final"),
+        ];
+        assert_aws_verdicts(&super::EventBridge, error, &cases);
     }
 }

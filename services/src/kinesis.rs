@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use lookout::delivery::aws::{self, AwsAnswers, AwsError};
 use lookout::payload::PayloadPath;
 use lookout::prelude::*;
 use lookout::request::Signing;
@@ -57,6 +56,27 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // JSON 1.1 errors: {"__type": "…#ResourceNotFoundException", "message": "…"}
+    // (docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecord.html#API_PutRecord_Errors);
+    // refused credentials and throttling are read as for every AWS API.
+    answers: Answers::aws("Kinesis", &[
+        Means::gone(&["ResourceNotFoundException"], "the stream does not exist"),
+        Means::try_again(
+            &["ProvisionedThroughputExceededException", "LimitExceededException", "KMSThrottlingException"],
+            "the stream's or its key's throughput is exceeded",
+        ),
+        Means::refused(
+            &[
+                "KMSAccessDeniedException",
+                "KMSDisabledException",
+                "KMSInvalidStateException",
+                "KMSNotFoundException",
+                "KMSOptInRequired",
+            ],
+            "the stream's KMS key cannot be used",
+        ),
+        Means::refused(&["InvalidArgumentException"], "the record was refused"),
+    ]),
     // docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecord.html: a record's
     // data blob is at most 1 MiB before base64 (1,398,104 characters once encoded), and
     // a partition key at most 256 characters (cut to it in `partition_key`).
@@ -77,7 +97,7 @@ const OPTIONS: &[OptionSpec] = &[
     OptionSpec::string("stream", "The data stream's name.")
         .public()
         .checked(check_stream_name),
-    aws::REGION_OPTION,
+    AwsSigner::REGION_OPTION,
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
@@ -88,7 +108,9 @@ const OPTIONS: &[OptionSpec] = &[
     .public()
     .default("product.id")
     .checked(PayloadPath::check),
-    aws::ENDPOINT_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the region's endpoint (VPC endpoints, emulators).",
+    ),
 ];
 
 /// The Kinesis API's signing name, host prefix and the target of `PutRecord`.
@@ -98,24 +120,6 @@ const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// A partition key is 1 to 256 Unicode characters.
 const PARTITION_KEY_CHARS: usize = 256;
-
-/// docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecord.html#API_PutRecord_Errors
-const ANSWERS: AwsAnswers = AwsAnswers {
-    gone: &[("ResourceNotFoundException", "the stream does not exist")],
-    throttled: &[
-        "ProvisionedThroughputExceededException",
-        "LimitExceededException",
-        "KMSThrottlingException",
-    ],
-    refused: &[
-        "KMSAccessDeniedException",
-        "KMSDisabledException",
-        "KMSInvalidStateException",
-        "KMSNotFoundException",
-        "KMSOptInRequired",
-        "InvalidArgumentException",
-    ],
-};
 
 /// A stream's name: 1 to 128 letters, digits, `_`, `-` and `.`.
 fn check_stream_name(name: &str) -> Result<(), String> {
@@ -128,13 +132,6 @@ fn check_stream_name(name: &str) -> Result<(), String> {
 }
 
 impl Service for Kinesis {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        match AwsError::from_json(answer_body) {
-            Some(error) if status >= 400 => error.verdict("Kinesis", &ANSWERS),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let event = job.event;
@@ -145,7 +142,7 @@ impl Service for Kinesis {
         });
         let region = options.str("region").unwrap_or_default();
         let signer = AwsSigner::from_options(options, region, SIGNING_NAME);
-        let request = HttpRequest::post(aws::api_endpoint(job, SIGNING_NAME)?)
+        let request = HttpRequest::post(AwsSigner::regional_endpoint(job, SIGNING_NAME)?)
             .text(JSON_1_1, body.to_string())
             .header("X-Amz-Target", TARGET)
             .signed(Signing::AwsSigV4(signer));
@@ -170,7 +167,7 @@ fn partition_key(job: &Job<'_>) -> Result<String, BuildError> {
 #[cfg(test)]
 mod tests {
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_verdicts};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/KinesisSecretKey000";
@@ -250,6 +247,6 @@ mod tests {
             (400, "KMSDisabledException", "final"),
             (500, "InternalFailure", "by status"),
         ];
-        assert_verdicts(&super::Kinesis, error, &cases);
+        assert_aws_verdicts(&super::Kinesis, error, &cases);
     }
 }

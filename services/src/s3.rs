@@ -4,7 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use lookout::delivery::aws::{self, AwsAnswers, AwsError};
 use lookout::prelude::*;
 use lookout::request::Signing;
 use lookout::request::signing::AwsSigner;
@@ -59,6 +58,24 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // REST-XML errors: <Error><Code>NoSuchBucket</Code><Message>…</Message></Error>
+    // (docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html), a bucket in another
+    // region in a 301; refused credentials and `SlowDown` are read as for every AWS API.
+    answers: Answers::aws("S3", &[
+        Means::gone(&["NoSuchBucket"], "the bucket does not exist"),
+        Means::try_again(&["ServiceUnavailable", "InternalError"], "S3 could not take the object now"),
+        Means::refused(
+            &[
+                "AllAccessDisabled",
+                "AuthorizationHeaderMalformed",
+                "PermanentRedirect",
+                "InvalidBucketName",
+                "AccountProblem",
+                "EntityTooLarge",
+            ],
+            "the bucket or the object was refused",
+        ),
+    ]),
     // docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html: one PUT
     // uploads at most 5 GiB.
     limits: Limits::refuse(&[Limit::body(5 * 1024 * 1024 * 1024, Unit::Bytes)]),
@@ -77,7 +94,7 @@ const OPTIONS: &[OptionSpec] = &[
         .public()
         .destination()
         .checked(check_bucket),
-    aws::REGION_OPTION,
+    AwsSigner::REGION_OPTION,
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
@@ -88,26 +105,15 @@ const OPTIONS: &[OptionSpec] = &[
     .public()
     .default(DEFAULT_KEY)
     .checked(check_key_template),
-    aws::ENDPOINT_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the region's endpoint (VPC endpoints, \
+         S3-compatible stores, emulators).",
+    ),
 ];
 
 const DEFAULT_KEY: &str = "{product}/{model}/{date}/{delivery_id}.json";
 const SIGNING_NAME: &str = "s3";
 const PLACEHOLDERS: [&str; 5] = ["product", "model", "action", "date", "delivery_id"];
-
-/// docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html
-const ANSWERS: AwsAnswers = AwsAnswers {
-    gone: &[("NoSuchBucket", "the bucket does not exist")],
-    throttled: &["ServiceUnavailable", "InternalError"],
-    refused: &[
-        "AllAccessDisabled",
-        "AuthorizationHeaderMalformed",
-        "PermanentRedirect",
-        "InvalidBucketName",
-        "AccountProblem",
-        "EntityTooLarge",
-    ],
-};
 
 /// A bucket's name: 3 to 63 lower-case letters, digits, `.` and `-`, starting and
 /// ending with a letter or digit.
@@ -189,13 +195,6 @@ fn check_key_template(template: &str) -> Result<(), String> {
 }
 
 impl Service for S3 {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        match AwsError::from_xml(answer_body) {
-            Some(error) if status >= 300 => error.verdict("S3", &ANSWERS),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let bucket = options.str("bucket").unwrap_or_default();

@@ -13,7 +13,6 @@
 //! answered, and records each try for the worker's own schedule.
 
 pub mod answers;
-pub mod aws;
 pub mod client_tls;
 pub mod platform;
 pub mod publish;
