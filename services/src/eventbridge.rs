@@ -212,6 +212,12 @@ mod tests {
         })
     }
 
+    /// What delivering an item comes to when EventBridge answers `reply`.
+    async fn outcome_of(reply: Reply) -> lookout::Outcome {
+        let item = fixture_json("item");
+        outcome_of_reply("eventbridge", options(), &item, reply, SECRET_KEY).await
+    }
+
     #[tokio::test]
     async fn puts_one_entry_with_the_payload_as_detail() {
         let (_, sent) = deliver_one(
@@ -233,15 +239,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_entry_inside_a_200_fails_and_throttling_is_retried() {
         let refused = json!({"FailedEntryCount": 1, "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "bad"}]});
-        let reply = Reply::status(200).body(refused.to_string());
-        let outcome = outcome_of_reply(
-            "eventbridge",
-            options(),
-            &fixture_json("item"),
-            reply,
-            SECRET_KEY,
-        )
-        .await;
+        let outcome = outcome_of(Reply::status(200).body(refused.to_string())).await;
         assert_failed(&outcome, Some(200), "MalformedDetail");
         let throttled =
             json!({"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException"}]});
@@ -262,15 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_bus_disables_the_destination() {
         let body = json!({"__type": "ResourceNotFoundException", "message": "Event bus sprintly does not exist."});
-        let reply = Reply::status(400).body(body.to_string());
-        let outcome = outcome_of_reply(
-            "eventbridge",
-            options(),
-            &fixture_json("item"),
-            reply,
-            SECRET_KEY,
-        )
-        .await;
+        let outcome = outcome_of(Reply::status(400).body(body.to_string())).await;
         assert_disabled(&outcome, None, "the event bus does not exist");
     }
 
