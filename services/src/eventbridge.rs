@@ -2,7 +2,6 @@
 //! comments on the struct registered below; `lookout docs eventbridge` shows them.
 
 use lookout::prelude::*;
-use lookout::request::Signing;
 use lookout::request::signing::AwsSigner;
 
 lookout::service! {
@@ -90,7 +89,6 @@ const OPTIONS: &[OptionSpec] = &[
 /// The EventBridge API's signing name, host prefix, and the target of `PutEvents`.
 const SIGNING_NAME: &str = "events";
 const TARGET: &str = "AWSEvents.PutEvents";
-const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html: the
 /// request's errors (JSON 1.1, `__type`), and the entries' `ErrorCode`s, which
@@ -161,12 +159,7 @@ impl Service for EventBridge {
                 "EventBusName": options.str("bus").unwrap_or("default"),
             }],
         });
-        let region = options.str("region").unwrap_or_default();
-        let signer = AwsSigner::from_options(options, region, SIGNING_NAME);
-        let request = HttpRequest::post(AwsSigner::regional_endpoint(job, SIGNING_NAME)?)
-            .text(JSON_1_1, body.to_string())
-            .header("X-Amz-Target", TARGET)
-            .signed(Signing::AwsSigV4(signer));
+        let request = AwsSigner::json_call(job, SIGNING_NAME, TARGET, body.to_string())?;
         Ok(vec![request.into()])
     }
 }

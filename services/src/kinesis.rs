@@ -5,7 +5,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use lookout::payload::PayloadPath;
 use lookout::prelude::*;
-use lookout::request::Signing;
 use lookout::request::signing::AwsSigner;
 
 lookout::service! {
@@ -116,7 +115,6 @@ const OPTIONS: &[OptionSpec] = &[
 /// The Kinesis API's signing name, host prefix and the target of `PutRecord`.
 const SIGNING_NAME: &str = "kinesis";
 const TARGET: &str = "Kinesis_20131202.PutRecord";
-const JSON_1_1: &str = "application/x-amz-json-1.1";
 
 /// A partition key is 1 to 256 Unicode characters.
 const PARTITION_KEY_CHARS: usize = 256;
@@ -140,12 +138,7 @@ impl Service for Kinesis {
             "Data": BASE64.encode(event.raw()),
             "PartitionKey": partition_key(job)?,
         });
-        let region = options.str("region").unwrap_or_default();
-        let signer = AwsSigner::from_options(options, region, SIGNING_NAME);
-        let request = HttpRequest::post(AwsSigner::regional_endpoint(job, SIGNING_NAME)?)
-            .text(JSON_1_1, body.to_string())
-            .header("X-Amz-Target", TARGET)
-            .signed(Signing::AwsSigV4(signer));
+        let request = AwsSigner::json_call(job, SIGNING_NAME, TARGET, body.to_string())?;
         Ok(vec![request.into()])
     }
 }

@@ -13,6 +13,7 @@ use url::{Position, Url};
 use crate::error::BuildError;
 use crate::job::Job;
 use crate::options::{OptionSpec, Options};
+use crate::request::{HttpRequest, Signing};
 
 /// The prefix of a Standard Webhooks signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -184,6 +185,28 @@ impl AwsSigner {
         format!("https://{host_prefix}.{region}.amazonaws.com/")
             .parse()
             .map_err(|e| BuildError::Invalid(format!("region: {e}")))
+    }
+
+    /// A call to an AWS JSON 1.1 API whose host follows from the region (Kinesis,
+    /// EventBridge): `POST /` of `body` to [`AwsSigner::regional_endpoint`] with
+    /// `X-Amz-Target: {target}`, signed for `signing_name` in the `region` option's region.
+    pub fn json_call(
+        job: &Job<'_>,
+        signing_name: &str,
+        target: &str,
+        body: String,
+    ) -> Result<HttpRequest, BuildError> {
+        let region = job
+            .options
+            .str(Self::REGION_OPTION.name)
+            .unwrap_or_default();
+        let signer = AwsSigner::from_options(job.options, region, signing_name);
+        Ok(
+            HttpRequest::post(Self::regional_endpoint(job, signing_name)?)
+                .text("application/x-amz-json-1.1", body)
+                .header("X-Amz-Target", target)
+                .signed(Signing::AwsSigV4(signer)),
+        )
     }
 
     /// The signer for the API `service` (its signing name) in `region`, with the
