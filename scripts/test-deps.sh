@@ -103,7 +103,8 @@ fi
 echo "test dependencies: standardwebhooks $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("standardwebhooks"))') in $venv"
 # --- end Standard Webhooks
 
-# --- moto's server mode (issue 18): a local emulator of AWS SQS and SNS for tests/aws.rs.
+# --- moto's server mode (issue 18): a local emulator of AWS SQS and SNS for tests/aws.rs,
+# --- and of Kinesis, EventBridge and S3 (issue 28).
 # --- It does not verify SigV4 signatures; lookout's signing is checked against AWS's
 # --- published test vectors in lookout/src/delivery/signing.rs instead.
 if ! "$venv/bin/python" -c "import moto, flask, flask_cors" 2>/dev/null; then

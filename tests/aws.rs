@@ -1,10 +1,12 @@
-//! The sqs and sns services against a local AWS emulator: moto's server mode (from
-//! `.venv/`, installed by `make test-deps`), started once for this test binary on a free
-//! loopback port. Events go through a real engine to the emulator; what arrived is read
-//! back from SQS (`tests/aws/moto_client.py`, boto3). moto does not check signatures
-//! (AWS's own test vectors do, in `lookout/src/delivery/signing.rs`), but it routes each
-//! request by the credential scope of its `Authorization` header, so a request signed
-//! for the wrong service or region goes nowhere.
+//! The AWS services (sqs, sns, kinesis, eventbridge, s3) against a local AWS emulator:
+//! moto's server mode (from `.venv/`, installed by `make test-deps`), started once for
+//! this test binary on a free loopback port. Events go through a real engine to the
+//! emulator; what arrived is read back with boto3 (`tests/aws/moto_client.py`): from
+//! SQS, from the Kinesis stream, from the SQS queue an EventBridge rule forwards to,
+//! from the S3 bucket. moto does not check signatures (AWS's own test vectors do, in
+//! `lookout/src/request/signing.rs`), but it routes each request by the credential
+//! scope of its `Authorization` header, so a request signed for the wrong service or
+//! region goes nowhere.
 
 mod common;
 
@@ -299,4 +301,184 @@ async fn a_stopped_emulator_is_retried_and_delivered_once_back() {
     assert!(delivered(&report), "{report:?}");
     let payload = lookout_testkit::fixture_json("item");
     the_message(&second, &queue, &payload, "Item.created");
+}
+
+// --- Kinesis, EventBridge and S3 (issue 28) ----------------------------------------------
+
+/// Credentials and the emulator as the endpoint, with `more` options.
+fn aws_options(moto: &Moto, more: Value) -> Value {
+    let mut options = json!({
+        "region": "us-east-1",
+        "access_key_id": "AKIAMOTOTEST00000000",
+        "secret_access_key": SECRET_KEY,
+        "endpoint": moto.url(),
+    });
+    options
+        .as_object_mut()
+        .unwrap()
+        .extend(more.as_object().unwrap().clone());
+    options
+}
+
+fn disabled_saying(report: &Report, why: &str) -> bool {
+    matches!(&report.results[0].delivery.outcome, Outcome::Disabled { reason, .. } if reason.contains(why))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_puts_the_payload_on_the_stream_keyed_by_its_path() {
+    let moto = moto();
+    moto.client(&["create-stream", "sprintly-stream"]);
+    let options = aws_options(
+        moto,
+        json!({"stream": "sprintly-stream", "partition_path": "attributes.number"}),
+    );
+    let report = send(
+        &instance("kinesis", options),
+        lookout_testkit::settings(),
+        "item",
+    )
+    .await;
+    assert!(delivered(&report), "{report:?}");
+    let records = moto.client(&["read-stream", "sprintly-stream"])["records"].clone();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let payload = lookout_testkit::fixture_json("item");
+    assert_eq!(records[0]["data"], payload.as_str());
+    let item: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(
+        records[0]["partition_key"],
+        item["attributes"]["number"].to_string()
+    );
+
+    let missing = aws_options(moto, json!({"stream": "never-created"}));
+    let report = send(
+        &instance("kinesis", missing),
+        lookout_testkit::settings(),
+        "item",
+    )
+    .await;
+    assert!(
+        disabled_saying(&report, "the stream does not exist"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_events_reach_the_rule_target_with_the_payload_as_detail() {
+    let moto = moto();
+    let queue = moto.create_queue("sprintly-bus-target");
+    moto.client(&["create-bus", "sprintly-bus", &queue]);
+    let options = aws_options(moto, json!({"bus": "sprintly-bus"}));
+    let report = send(
+        &instance("eventbridge", options),
+        lookout_testkit::settings(),
+        "comment",
+    )
+    .await;
+    assert!(delivered(&report), "{report:?}");
+    let messages = moto.receive(&queue);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let arrived: Value = serde_json::from_str(messages[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(arrived["source"], "sprintly");
+    assert_eq!(arrived["detail-type"], "Comment.created");
+    let payload: Value = serde_json::from_str(&lookout_testkit::fixture_json("comment")).unwrap();
+    assert_eq!(arrived["detail"], payload);
+
+    let missing = aws_options(moto, json!({"bus": "never-created"}));
+    let report = send(
+        &instance("eventbridge", missing),
+        lookout_testkit::settings(),
+        "comment",
+    )
+    .await;
+    assert!(
+        disabled_saying(&report, "the event bus does not exist"),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_writes_one_object_per_event_under_its_key() {
+    let moto = moto();
+    moto.client(&["create-bucket", "sprintly-archive"]);
+    let options = aws_options(moto, json!({"bucket": "sprintly-archive"}));
+    let s3 = instance("s3", options);
+    for fixture in ["item", "comment"] {
+        let report = send(&s3, lookout_testkit::settings(), fixture).await;
+        assert!(delivered(&report), "{report:?}");
+    }
+    let objects = moto.client(&["objects", "sprintly-archive"])["objects"].clone();
+    let objects = objects.as_array().unwrap();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    // `{date}` is the day the delivery was made (UTC): today, or the day before just
+    // after midnight.
+    let day = |ago: u64| {
+        let at = std::time::SystemTime::now() - Duration::from_secs(ago);
+        humantime::format_rfc3339_seconds(at).to_string()[..10].to_owned()
+    };
+    let days = [day(0), day(120)];
+    for object in objects {
+        let key = object["key"].as_str().unwrap();
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 4, "{key}");
+        assert_eq!(parts[0], "1111", "{key}");
+        assert!(
+            parts[3].starts_with("msg_") && parts[3].ends_with(".json"),
+            "{key}"
+        );
+        assert!(days.contains(&parts[2].to_owned()), "{key}: not {days:?}");
+        let fixture = match parts[1] {
+            "Item" => "item",
+            "Comment" => "comment",
+            other => panic!("model {other} in {key}"),
+        };
+        assert_eq!(
+            object["body"],
+            lookout_testkit::fixture_json(fixture).as_str()
+        );
+        assert_eq!(object["type"], "application/json");
+        assert_eq!(object["metadata"]["event"], format!("{}.created", parts[1]));
+    }
+
+    let missing = aws_options(moto, json!({"bucket": "never-created"}));
+    let report = send(
+        &instance("s3", missing),
+        lookout_testkit::settings(),
+        "item",
+    )
+    .await;
+    assert!(
+        disabled_saying(&report, "the bucket does not exist"),
+        "{report:?}"
+    );
+}
+
+/// The SSRF guard holds for the new services as for every other, at configuration
+/// time (the endpoint option names a refused address) and at send time (nothing is
+/// sent): the emulator on loopback is refused without `loopback_only`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssrf_guard_refuses_the_emulator_without_loopback_only() {
+    let moto = moto();
+    let guarded = lookout::Settings {
+        loopback_only: false,
+        ..lookout_testkit::settings()
+    };
+    let guard = lookout::delivery::ssrf::Guard::for_settings(&guarded);
+    for (service, more) in [
+        ("kinesis", json!({"stream": "sprintly-stream"})),
+        ("eventbridge", json!({})),
+        ("s3", json!({"bucket": "sprintly-archive"})),
+    ] {
+        let instance = instance(service, aws_options(moto, more));
+        let problems = lookout::config::refused_targets(&instance, &guard);
+        assert!(
+            problems.len() == 1 && problems[0].option == "endpoint",
+            "{service}: {problems:?}"
+        );
+        let report = send(&instance, guarded.clone(), "item").await;
+        assert!(
+            matches!(&report.results[0].delivery.outcome, Outcome::Failed { reason, .. } if reason.contains("blocked")),
+            "{service}: {report:?}"
+        );
+    }
 }

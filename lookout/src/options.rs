@@ -60,6 +60,10 @@ impl utoipa::ToSchema for Kind {}
 /// A check of a string value beyond its kind: why it is unusable, if it is.
 pub type ValueCheck = fn(&str) -> Result<(), String>;
 
+/// A check of a value against another option's value (a private key against its
+/// certificate; `None` when that option is unset): why they do not go together.
+pub type PairCheck = fn(value: &str, other: Option<&str>) -> Result<(), String>;
+
 /// Whether an option's value may be shown. Every option states it, with
 /// [`OptionSpec::secret`] or [`OptionSpec::public`]: a credential left unmarked would be
 /// printed in reports and recorded in snapshots, so the catalogue test refuses
@@ -98,6 +102,11 @@ pub struct OptionSpec {
     #[serde(skip)]
     #[schema(ignore)]
     pub check: Option<ValueCheck>,
+    /// Another option this one is checked against once both passed their own checks
+    /// (see [`OptionSpec::checked_with`]); its message must not quote either value.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub together: Option<(&'static str, PairCheck)>,
     /// Declared to decide where requests go (a host, a port, a region), beside URL
     /// options, which always do: see [`OptionSpec::decides_destination`].
     #[serde(skip)]
@@ -116,6 +125,7 @@ impl OptionSpec {
             default: None,
             help,
             check: None,
+            together: None,
             destination: false,
         }
     }
@@ -144,6 +154,12 @@ impl OptionSpec {
     /// Checks the value (each item of a list) with `check` at validation time.
     pub const fn checked(mut self, check: ValueCheck) -> Self {
         self.check = Some(check);
+        self
+    }
+    /// Checks the value against option `other`'s with `check` at validation time, when
+    /// this one is set and both passed their own checks.
+    pub const fn checked_with(mut self, other: &'static str, check: PairCheck) -> Self {
+        self.together = Some((other, check));
         self
     }
     /// Marks the option secret: redacted wherever it could be printed.
@@ -356,6 +372,12 @@ impl Options {
             options.values.insert(spec.name.to_owned(), value);
         }
 
+        problems.extend(
+            pair_problems(schema, &options, &problems)
+                .into_iter()
+                .map(|(option, why)| problem(option, why)),
+        );
+
         let marked = marked_secret_extras(schema, raw);
         for (name, value) in raw {
             if schema.get(name).is_some() || (schema.extra_allowed && name == SECRET_EXTRAS) {
@@ -504,6 +526,30 @@ fn looks_like_a_credential(name: &str) -> bool {
     ];
     let name = name.to_ascii_lowercase();
     WORDS.iter().any(|word| name.contains(word))
+}
+
+/// What the pair checks find wrong among options that each passed their own checks
+/// (an option with a problem already, or whose partner has one, is not checked again).
+fn pair_problems(
+    schema: &Schema,
+    options: &Options,
+    found: &[OptionProblem],
+) -> Vec<(&'static str, String)> {
+    let has_problem = |name: &str| found.iter().any(|p| p.option == name);
+    schema
+        .options
+        .iter()
+        .filter_map(|spec| {
+            let (other, check) = spec.together?;
+            let value = options.str(spec.name)?;
+            if has_problem(spec.name) || has_problem(other) {
+                return None;
+            }
+            check(value, options.str(other))
+                .err()
+                .map(|why| (spec.name, why))
+        })
+        .collect()
 }
 
 /// What `check` finds wrong with a string value or any item of a list value.
@@ -724,6 +770,56 @@ mod tests {
         assert_eq!(
             serde_json::to_value(SPECS[2]).unwrap()["range"],
             json!([1, 65535])
+        );
+    }
+
+    #[test]
+    fn pair_checks_run_once_both_options_passed_their_own() {
+        fn same_length(value: &str, other: Option<&str>) -> Result<(), String> {
+            match other {
+                Some(other) if other.len() == value.len() => Ok(()),
+                Some(_) => Err("not as long as `left`".into()),
+                None => Err("set `left` too".into()),
+            }
+        }
+        fn short(value: &str) -> Result<(), String> {
+            (value.len() < 5)
+                .then_some(())
+                .ok_or_else(|| "too long".to_owned())
+        }
+        const PAIRED: &[OptionSpec] = &[
+            OptionSpec::string("left", "")
+                .public()
+                .optional()
+                .checked(short),
+            OptionSpec::string("right", "")
+                .public()
+                .optional()
+                .checked_with("left", same_length),
+        ];
+        let problems = |raw: Value| -> Vec<String> {
+            match Options::validate("t", &Schema::new(PAIRED), raw.as_object().unwrap()) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.iter().map(ToString::to_string).collect(),
+            }
+        };
+        assert!(problems(json!({"left": "ab", "right": "cd"})).is_empty());
+        assert!(
+            problems(json!({})).is_empty(),
+            "neither set: nothing to pair"
+        );
+        assert_eq!(
+            problems(json!({"left": "ab", "right": "cde"})),
+            ["[services.t] right: not as long as `left`"]
+        );
+        assert_eq!(
+            problems(json!({"right": "cd"})),
+            ["[services.t] right: set `left` too"]
+        );
+        // `left` has a problem of its own: `right` is not judged against it.
+        assert_eq!(
+            problems(json!({"left": "abcdef", "right": "cd"})),
+            ["[services.t] left: too long"]
         );
     }
 }

@@ -69,6 +69,22 @@ impl Redactor {
             }
         }
         self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        self.add_lines(secret);
+    }
+
+    /// Each long line of a multi-line secret (a PEM private key) on its own: a message
+    /// may quote one line, or the whole with other line endings. PEM's `-----BEGIN …`
+    /// lines hold nothing secret and stay readable.
+    fn add_lines(&mut self, secret: &str) {
+        const LINE_LIKE: usize = 16;
+        if !secret.contains('\n') {
+            return;
+        }
+        for line in secret.lines().map(str::trim) {
+            if line.len() >= LINE_LIKE && !line.starts_with("-----") {
+                self.add(line);
+            }
+        }
     }
 
     /// Adds a URL whose path, query and credentials are secret (an incoming-webhook URL:
@@ -296,6 +312,20 @@ mod tests {
         assert_eq!(
             r.redact(r#"{"t":"s3cr3t/tok en\""}"#),
             r#"{"t":"[redacted]"}"#
+        );
+    }
+
+    #[test]
+    fn a_multi_line_secret_is_redacted_line_by_line() {
+        let mut r = Redactor::new();
+        r.add("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\nAwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n");
+        assert_eq!(
+            r.redact("line MIGHAgEAMBMGByqGSM49AgEGCCqGSM49 and AwEHBG0wawIBAQQg"),
+            "line [redacted] and [redacted]"
+        );
+        assert_eq!(
+            r.redact("-----BEGIN PRIVATE KEY-----"),
+            "-----BEGIN PRIVATE KEY-----"
         );
     }
 

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use lookout::delivery::client_tls;
 use lookout::prelude::*;
 use lookout::request::forward_payload;
 use lookout::request::signing;
@@ -24,6 +25,13 @@ lookout::service! {
     ///    on your side with any Standard Webhooks library before trusting the body.
     ///    `webhook-id` stays the same when a delivery is retried, so you can drop
     ///    duplicates.
+    ///
+    /// 4. If your endpoint requires a client certificate (mutual TLS), put the
+    ///    certificate in `client_certificate` and its private key in `client_key`, both
+    ///    PEM (a TOML multi-line string, `"""…"""`). If the endpoint's own certificate
+    ///    comes from a private CA, put that CA's certificate in `ca_certificate`: it is
+    ///    then the only authority trusted for these URLs. `lookout validate` refuses a
+    ///    key that does not match its certificate; the key is a secret, never shown.
     ///
     /// Every event is sent, whatever its model or action. Answers other than `2xx` count
     /// as failures; redirects are not followed. URLs are treated as secrets (they often
@@ -122,6 +130,9 @@ const OPTIONS: &[OptionSpec] = &[
     .public()
     .optional()
     .checked(signing::check_expiry),
+    client_tls::CERTIFICATE_OPTION,
+    client_tls::KEY_OPTION,
+    client_tls::CA_OPTION,
 ];
 
 impl Service for Webhook {

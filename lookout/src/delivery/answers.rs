@@ -180,7 +180,10 @@ pub const AWS_ERRORS: &[Means] = &[
             "IncompleteSignature",
             "MissingAuthenticationToken",
             "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidAccessKeyId",
             "RequestExpired",
+            "RequestTimeTooSkewed",
             "AuthorizationError",
             "AccessDenied",
             "AccessDeniedException",
@@ -197,6 +200,8 @@ pub const AWS_ERRORS: &[Means] = &[
             "RequestThrottled",
             "KMSThrottling",
             "KmsThrottled",
+            "TooManyRequestsException",
+            "SlowDown",
         ],
         "sending too fast",
     ),
@@ -338,19 +343,27 @@ impl Answers {
 
     /// What `answer` means, as declared.
     pub fn verdict(&self, answer: &Answer<'_>) -> Verdict {
-        let Some((code, said)) = self.code_in(answer) else {
-            return Verdict::ByStatus;
-        };
+        match self.code_in(answer) {
+            Some((code, said)) => self.code_means(&code, &said, answer.status),
+            None => Verdict::ByStatus,
+        }
+    }
+
+    /// What `code` (with the message `said`, in an answer with `status`) means, as
+    /// declared: for a hand-written [`Service::verdict`](crate::Service::verdict) that
+    /// finds a code where no [`Code`] points (EventBridge's refused entries inside a
+    /// `200`), so that it still reads the declared table.
+    pub fn code_means(&self, code: &str, said: &str, status: u16) -> Verdict {
         let common: &[Means] = match self.code {
             Code::Aws => AWS_ERRORS,
             _ => &[],
         };
         let mut listed = self.meanings.iter().chain(common);
-        match listed.find(|m| m.matches(&code, answer.status)) {
-            Some(means) => self.listed(means, &code, &said),
+        match listed.find(|m| m.matches(code, status)) {
+            Some(means) => self.listed(means, code, said),
             None => match self.unlisted {
                 Unlisted::RefusedUnless(success) if code != success => Verdict::Refused {
-                    reason: self.reason(&code, &said),
+                    reason: self.reason(code, said),
                     retry: false,
                 },
                 _ => Verdict::ByStatus,
@@ -468,15 +481,20 @@ fn code_said(code: &str, said: &str) -> String {
 }
 
 /// An AWS API's error code and message: JSON (`{"__type": "…#Code", "message": …}`, the
-/// JSON protocols) or XML (`<Code>` and `<Message>`, the query protocol).
+/// JSON protocols; some APIs write `Message`) or XML (`<Code>` and `<Message>`, the
+/// query and REST-XML protocols). A `3xx` is read too: S3 answers a bucket in another
+/// region with `301` and `PermanentRedirect`.
 fn aws_error(answer: &Answer<'_>) -> Option<(String, String)> {
-    if answer.status < 400 {
+    if answer.status < 300 {
         return None;
     }
     if let Ok(json) = serde_json::from_slice::<Value>(answer.body) {
         let kind = json["__type"].as_str()?;
         let code = kind.rsplit('#').next().unwrap_or_default();
-        let said = json["message"].as_str().unwrap_or_default();
+        let said = json["message"]
+            .as_str()
+            .or_else(|| json["Message"].as_str());
+        let said = said.unwrap_or_default();
         return Some((code.to_owned(), said.to_owned()));
     }
     let text = String::from_utf8_lossy(answer.body);
@@ -602,9 +620,42 @@ mod tests {
             assert_eq!(read(403, "InvalidClientTokenId"), "final");
             assert_eq!(read(403, "AuthorizationError"), "final");
             assert_eq!(read(400, "ThrottlingException"), "retry");
+            assert_eq!(read(403, "InvalidAccessKeyId"), "final");
+            assert_eq!(read(400, "ExpiredTokenException"), "final");
+            assert_eq!(read(503, "SlowDown"), "retry");
+            assert_eq!(read(400, "TooManyRequestsException"), "retry");
             assert_eq!(read(500, "InternalError"), "by status");
             assert_eq!(read(200, "QueueDoesNotExist"), "by status");
         }
+    }
+
+    #[test]
+    fn aws_redirects_capitalised_messages_and_codes_found_by_hand() {
+        const BUCKET: Answers = Answers::aws(
+            "S3",
+            &[Means::refused(
+                &["PermanentRedirect"],
+                "the bucket is in another region",
+            )],
+        );
+        let xml = b"<Error><Code>PermanentRedirect</Code><Message>Use the other endpoint</Message></Error>";
+        assert_eq!(
+            BUCKET.verdict(&Answer::new(301, xml)),
+            Verdict::Refused {
+                reason: "S3: the bucket is in another region (PermanentRedirect: Use the other endpoint)".into(),
+                retry: false
+            }
+        );
+        let json = br#"{"__type": "AccessDeniedException", "Message": "not allowed"}"#;
+        assert_eq!(
+            BUCKET.verdict(&Answer::new(400, json)),
+            Verdict::Refused {
+                reason: "S3: the credentials or their permissions were refused (AccessDeniedException: not allowed)".into(),
+                retry: false
+            }
+        );
+        assert_eq!(kind(BUCKET.code_means("SlowDown", "", 200)), "retry");
+        assert_eq!(kind(BUCKET.code_means("Unknown", "", 200)), "by status");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! answered, and records each try for the worker's own schedule.
 
 pub mod answers;
+pub mod client_tls;
 pub mod platform;
 pub mod publish;
 pub mod ratelimit;
@@ -64,6 +65,9 @@ use ssrf::{Blocked, Guard, GuardedResolver};
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
+    /// The clients of services that present a client certificate or trust a private CA
+    /// (see [`client_tls`]): the same policy, another TLS identity each.
+    identity_clients: client_tls::SharedClients,
     settings: Arc<Settings>,
     guard: Guard,
     limiters: Arc<Limiters>,
@@ -112,24 +116,10 @@ const SHORTEST_TRY: Duration = Duration::from_millis(50);
 impl Transport {
     pub fn new(settings: Settings) -> Result<Transport, reqwest::Error> {
         let guard = Guard::for_settings(&settings);
-        let mut builder = reqwest::Client::builder()
-            .user_agent(user_agent())
-            // A redirect could lead anywhere, including inside the network: never follow.
-            .redirect(reqwest::redirect::Policy::none())
-            // Proxies come from explicit configuration only, never from the environment
-            // (a proxy resolves names itself, past the guard: see `try_http`).
-            .no_proxy();
-        if let Some(proxy) = &settings.proxy {
-            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
-        }
-        let client = builder
-            // The only resolver: it checks every address and hands over only those.
-            .dns_resolver(GuardedResolver::new(guard.clone()))
-            .connect_timeout(settings.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+        let client = client_builder(&settings, &guard)?.build()?;
         Ok(Transport {
             client,
+            identity_clients: client_tls::SharedClients::default(),
             settings: Arc::new(settings),
             guard,
             limiters: Arc::default(),
@@ -343,7 +333,11 @@ impl Transport {
         };
         let first_byte = self.settings.first_byte_timeout.min(total);
         let started = Instant::now();
-        let sending = self.request_builder(request, job).send();
+        let client = match self.client_for(job) {
+            Ok(client) => client,
+            Err(why) => return failed((why, Retry::No)),
+        };
+        let sending = self.request_builder(&client, request, job).send();
         let mut response = match tokio::time::timeout(first_byte, sending).await {
             Err(_) => {
                 let why = format!("no answer within {}", human_duration(first_byte));
@@ -439,12 +433,33 @@ impl Transport {
         Ok(self.settings.request_timeout.min(left))
     }
 
-    fn request_builder(&self, request: &HttpRequest, job: &Job<'_>) -> reqwest::RequestBuilder {
+    /// The client for this service's requests: the shared one, or, when its options
+    /// declare a client certificate or a private CA, one of its own with the same policy.
+    fn client_for(&self, job: &Job<'_>) -> Result<reqwest::Client, String> {
+        let Some(identity) = client_tls::Identity::of(job.options) else {
+            return Ok(self.client.clone());
+        };
+        self.identity_clients.get_or_build(&identity, |identity| {
+            let builder = client_builder(&self.settings, &self.guard)
+                .map_err(|e| format!("building the TLS client failed: {}", describe_error(&e)))?;
+            identity
+                .apply(builder)?
+                .build()
+                .map_err(|e| format!("building the TLS client failed: {}", describe_error(&e)))
+        })
+    }
+
+    fn request_builder(
+        &self,
+        client: &reqwest::Client,
+        request: &HttpRequest,
+        job: &Job<'_>,
+    ) -> reqwest::RequestBuilder {
         let body = request.body.to_wire();
         let method =
             reqwest::Method::from_bytes(request.method.as_str().as_bytes()).expect("known method");
         let url = self.settings.destination(&request.url);
-        let mut builder = self.client.request(method, url.as_ref().clone());
+        let mut builder = client.request(method, url.as_ref().clone());
         if matches!(url, Cow::Owned(_)) {
             // Redirected (tests): the target still learns which host was meant.
             builder = builder.header(reqwest::header::HOST, host_and_port(&request.url));
@@ -506,6 +521,29 @@ impl Transport {
             cut_short,
         }
     }
+}
+
+/// Every client of the engine is built here, with one policy: no redirects followed, no
+/// proxy from the environment, the SSRF guard as the only resolver, the timeouts.
+fn client_builder(
+    settings: &Settings,
+    guard: &Guard,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(user_agent())
+        // A redirect could lead anywhere, including inside the network: never follow.
+        .redirect(reqwest::redirect::Policy::none())
+        // Proxies come from explicit configuration only, never from the environment
+        // (a proxy resolves names itself, past the guard: see `try_http`).
+        .no_proxy();
+    if let Some(proxy) = &settings.proxy {
+        builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
+    }
+    Ok(builder
+        // The only resolver: it checks every address and hands over only those.
+        .dns_resolver(GuardedResolver::new(guard.clone()))
+        .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60)))
 }
 
 /// The options' redactor, plus the credential headers of this request: a target that

@@ -10,7 +10,10 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use url::{Position, Url};
 
+use crate::error::BuildError;
+use crate::job::Job;
 use crate::options::{OptionSpec, Options};
+use crate::request::{HttpRequest, Signing};
 
 /// The prefix of a Standard Webhooks signing secret.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -114,6 +117,19 @@ const AWS_ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// What a preview shows in place of what only sending can compute.
 pub const AT_SEND_TIME: &str = "(computed at send time)";
 
+/// The name of [`AwsSigner::endpoint_option`].
+const ENDPOINT: &str = "endpoint";
+
+/// A region's name: lower-case letters, digits and `-` (`us-east-1`, `eu-central-2`).
+fn check_region(region: &str) -> Result<(), String> {
+    let name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if !region.is_empty() && region.len() <= 32 && region.chars().all(name) {
+        Ok(())
+    } else {
+        Err("expected an AWS region's name, like `us-east-1`".into())
+    }
+}
+
 impl AwsSigner {
     /// The options every AWS service takes for its credentials, which
     /// [`AwsSigner::from_options`] reads: the access key id, its secret, and the session
@@ -140,10 +156,57 @@ impl AwsSigner {
     .public()
     .default("payload");
 
+    /// The region option of an AWS service whose endpoint follows from it (Kinesis,
+    /// EventBridge, S3): checked to be a region's name, so that it cannot turn the
+    /// endpoint's host into another ([`AwsSigner::regional_endpoint`]).
+    pub const REGION_OPTION: OptionSpec =
+        OptionSpec::string("region", "The AWS region (`us-east-1`).")
+            .public()
+            .destination()
+            .checked(check_region);
+
     /// The option `endpoint`: where to send the API requests instead of the AWS host the
     /// service would use (VPC endpoints, emulators), as `description` says.
     pub const fn endpoint_option(description: &'static str) -> OptionSpec {
-        OptionSpec::url("endpoint", description).public().optional()
+        OptionSpec::url(ENDPOINT, description).public().optional()
+    }
+
+    /// Where an API whose host follows from the region sends: the `endpoint` option
+    /// when set, else `https://{host_prefix}.{region}.amazonaws.com/` for the
+    /// [`AwsSigner::REGION_OPTION`] region.
+    pub fn regional_endpoint(job: &Job<'_>, host_prefix: &str) -> Result<Url, BuildError> {
+        if job.options.str(ENDPOINT).is_some() {
+            return job.url(ENDPOINT);
+        }
+        let region = job
+            .options
+            .str(Self::REGION_OPTION.name)
+            .unwrap_or_default();
+        format!("https://{host_prefix}.{region}.amazonaws.com/")
+            .parse()
+            .map_err(|e| BuildError::Invalid(format!("region: {e}")))
+    }
+
+    /// A call to an AWS JSON 1.1 API whose host follows from the region (Kinesis,
+    /// EventBridge): `POST /` of `body` to [`AwsSigner::regional_endpoint`] with
+    /// `X-Amz-Target: {target}`, signed for `signing_name` in the `region` option's region.
+    pub fn json_call(
+        job: &Job<'_>,
+        signing_name: &str,
+        target: &str,
+        body: String,
+    ) -> Result<HttpRequest, BuildError> {
+        let region = job
+            .options
+            .str(Self::REGION_OPTION.name)
+            .unwrap_or_default();
+        let signer = AwsSigner::from_options(job.options, region, signing_name);
+        Ok(
+            HttpRequest::post(Self::regional_endpoint(job, signing_name)?)
+                .text("application/x-amz-json-1.1", body)
+                .header("X-Amz-Target", target)
+                .signed(Signing::AwsSigV4(signer)),
+        )
     }
 
     /// The signer for the API `service` (its signing name) in `region`, with the
@@ -381,6 +444,15 @@ mod tests {
 #[cfg(test)]
 mod aws_tests {
     use super::*;
+
+    #[test]
+    fn regions_are_names_that_cannot_change_the_host() {
+        assert!(check_region("us-east-1").is_ok());
+        assert!(check_region("cn-north-1").is_ok());
+        for bad in ["", "evil.example/x", "us-east-1.attacker", "US-EAST-1"] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+    }
 
     // AWS's Signature Version 4 test suite (the `aws-signing-test-suite/v4` cases that
     // AWS publishes and its SDKs test against): every case signs with this key, in this
