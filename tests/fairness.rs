@@ -44,11 +44,7 @@ fn add_service(place: &Place, product: &str, service: &str, options: &[&str]) {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    common::api_client(Duration::from_secs(20))
 }
 
 /// The item sample with `number` and a title naming it, to tell events apart.

@@ -30,11 +30,7 @@ fn place(more: &str) -> Place {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    common::api_client(Duration::from_secs(10))
 }
 
 /// A webhook service sending to `/{path}/URL_KEY` of `target`, with `more` options.

@@ -53,11 +53,7 @@ fn assert_no_secrets(text: &str) {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    common::api_client(Duration::from_secs(10))
 }
 
 /// Posts the first sample event for product `p1`, which must be accepted.

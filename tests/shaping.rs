@@ -22,11 +22,7 @@ fn place() -> Place {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    common::api_client(Duration::from_secs(10))
 }
 
 /// Replaces product `p1`'s services through the API; the answer's status and body.

@@ -221,3 +221,13 @@ pub fn set_cookie(answer: &reqwest::Response, name: &str) -> Option<String> {
         .and_then(|v| v.split(';').next())
         .map(str::to_owned)
 }
+
+/// A client for `serve`'s API on loopback: no proxy from the environment, and a timeout
+/// so that a test waiting on an answer fails instead of hanging.
+pub fn api_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .unwrap()
+}
