@@ -62,6 +62,8 @@ async fn run(started: Instant) {
     passed.flow("catalogue_and_overview");
     console.preview_a_change(&serving).await;
     passed.flow("a_changed_option_is_previewed_as_a_diff");
+    console.coalescing_set_in_the_form().await;
+    passed.flow("coalescing_is_set_in_the_form_and_its_problems_show_beside_their_fields");
     console.forms_without_the_csrf_token_are_refused().await;
     passed.flow("forms_without_the_csrf_token_are_refused");
     console
@@ -297,6 +299,41 @@ impl Console {
         assert_eq!(added, "+        \"channel\": \"#ops\"");
         self.seen().await;
         self.shot("preview").await;
+    }
+
+    /// Product `other`'s Slack service coalesces, set in its form's Delivery part: a
+    /// window out of range is refused beside its field, then the stored table shows when
+    /// the form is opened again.
+    async fn coalescing_set_in_the_form(&mut self) {
+        let by = "[id='opt-coalesce.by']";
+        let window = "[id='opt-coalesce.window']";
+        self.open("/ui/products/other/services/chat").await;
+        self.browser.type_into(by, "attributes.number").await;
+        self.browser.type_into(window, "2h").await;
+        self.browser.click("#save").await;
+        let problem = self
+            .browser
+            .text("[id='field-coalesce.window'] .error")
+            .await;
+        assert_eq!(problem, "2h is out of range: from 1s to 1h");
+        self.seen().await;
+        self.browser.clear(window).await;
+        self.browser.type_into(window, "30s").await;
+        self.browser.click("#save").await;
+        self.browser.find("#service-chat").await;
+        self.open("/ui/products/other/services/chat").await;
+        let shown = [
+            self.browser.attribute(by, "value").await,
+            self.browser.attribute(window, "value").await,
+            self.browser
+                .attribute("[id='opt-coalesce.max_wait']", "value")
+                .await,
+            self.browser
+                .attribute("[id='opt-digest.window']", "value")
+                .await,
+        ];
+        let shown = shown.map(Option::unwrap_or_default);
+        assert_eq!(shown, ["attributes.number", "30s", "", ""]);
     }
 
     async fn forms_without_the_csrf_token_are_refused(&mut self) {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::options::OptionProblem;
+use crate::options::{OptionProblem, OptionSpec};
 use crate::payload::{Event, PayloadPath};
 
 /// The key of a configured service's table that coalesces its deliveries.
@@ -65,6 +65,82 @@ pub const DIGEST_WINDOW: (Duration, Duration) =
 /// The fewest and most events of one digest, and the default.
 pub const DIGEST_EVENTS: (u32, u32) = (2, 1_000);
 pub const DEFAULT_DIGEST_EVENTS: u32 = 50;
+
+/// The tables' keys as the console's form asks for them, one field each, named
+/// `TABLE.KEY` as their problems are. Only shown: [`Shaping::take`] checks them, from the
+/// tables [`nest`] makes of the posted fields.
+pub const SHAPING_FIELDS: &[OptionSpec] = &[
+    OptionSpec::string(
+        "coalesce.by",
+        "Coalescing: a dotted path into the payload, e.g. `attributes.number`. A newer event \
+         of the same model with the same value there replaces a delivery still waiting its \
+         window, so a burst of updates of one item is sent once, as its latest. Set it with \
+         a window; leave both empty not to coalesce.",
+    )
+    .public()
+    .optional(),
+    OptionSpec::string(
+        "coalesce.window",
+        "Coalescing: how long a delivery waits for a newer event of its item, e.g. `30s` \
+         (from 1s to 1h).",
+    )
+    .public()
+    .optional(),
+    OptionSpec::string(
+        "coalesce.max_wait",
+        "Coalescing: how long a stream of updates, each within the window of the one \
+         before, may hold its item back, e.g. `5m` (from the window to 1 day; ten windows \
+         when empty).",
+    )
+    .public()
+    .optional(),
+    OptionSpec::string(
+        "digest.window",
+        "Digests: events are gathered this long, e.g. `5m` (from 1s to 1 day), then sent \
+         as one message. A service either coalesces or sends digests, not both; leave \
+         empty for one message per event.",
+    )
+    .public()
+    .optional(),
+    OptionSpec::integer(
+        "digest.max_events",
+        "Digests: a digest is sent as soon as it has this many events (from 2 to 1000).",
+    )
+    .public()
+    .default("50"),
+];
+
+/// The `coalesce` and `digest` tables of flat `TABLE.KEY` values (the form's fields): a
+/// table with no key set is absent.
+pub fn nest(flat: &Map<String, Value>, options: &mut Map<String, Value>) {
+    for table in [COALESCE, DIGEST] {
+        let keys: Map<String, Value> = flat
+            .iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(table)?.strip_prefix('.')?;
+                Some((key.to_owned(), value.clone()))
+            })
+            .collect();
+        if keys.is_empty() {
+            options.remove(table);
+        } else {
+            options.insert(table.to_owned(), Value::Object(keys));
+        }
+    }
+}
+
+/// The `coalesce` and `digest` tables of `options` as flat `TABLE.KEY` values, as
+/// [`SHAPING_FIELDS`] names them.
+pub fn flatten(options: &Map<String, Value>) -> Map<String, Value> {
+    [COALESCE, DIGEST]
+        .into_iter()
+        .filter_map(|table| Some((table, options.get(table)?.as_object()?)))
+        .flat_map(|(table, keys)| {
+            keys.iter()
+                .map(move |(key, value)| (format!("{table}.{key}"), value.clone()))
+        })
+        .collect()
+}
 
 impl Shaping {
     /// Takes `coalesce` and `digest` out of a configured service's table and checks

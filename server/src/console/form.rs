@@ -8,6 +8,7 @@ use lookout::config::{FALLBACK_OPTIONS, LANE_OPTIONS, check_name};
 use lookout::delivery::ssrf::Guard;
 use lookout::options::{Kind, OptionProblem, OptionSpec};
 use lookout::service::Registration;
+use lookout::shaping::{self, SHAPING_FIELDS};
 
 /// How an option is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,9 @@ pub struct ServiceForm {
     /// The options every service takes for how it is queued ([`LANE_OPTIONS`]) and
     /// where its events go when they cannot be delivered ([`FALLBACK_OPTIONS`]).
     pub lane: Vec<Field>,
+    /// How its messages are shaped for people ([`SHAPING_FIELDS`]): the keys of its
+    /// `coalesce` and `digest` tables, one field each.
+    pub shaping: Vec<Field>,
     pub other_problems: Vec<String>,
 }
 
@@ -115,6 +119,7 @@ impl ServiceForm {
                 .chain(FALLBACK_OPTIONS)
                 .map(Field::new)
                 .collect(),
+            shaping: SHAPING_FIELDS.iter().map(Field::new).collect(),
             other_problems: Vec::new(),
         }
     }
@@ -145,6 +150,12 @@ impl ServiceForm {
                 field.value = plain(value);
             }
         }
+        let shaping = shaping::flatten(&stored.options);
+        for field in &mut form.shaping {
+            if let Some(value) = shaping.get(field.name) {
+                field.value = plain(value);
+            }
+        }
         form
     }
 
@@ -171,6 +182,11 @@ impl ServiceForm {
         for field in form.fields.iter_mut().chain(&mut form.lane) {
             read_field(field, posted, &mut options);
         }
+        let mut shaping = Map::new();
+        for field in &mut form.shaping {
+            read_field(field, posted, &mut shaping);
+        }
+        shaping::nest(&shaping, &mut options);
         let mut problems = match previous {
             Some(previous) => secrets_asked_again(reg, previous, posted, &mut options),
             None => Vec::new(),
@@ -210,11 +226,20 @@ impl ServiceForm {
         form
     }
 
-    /// Puts each problem beside its field; the rest above the form.
+    /// Puts each problem beside its field (one about a whole shaping table beside that
+    /// table's first field); the rest above the form.
     fn place(&mut self, problems: Vec<OptionProblem>) {
         for problem in problems {
+            let table = format!("{}.", problem.option);
             let mut fields = self.fields.iter_mut().chain(&mut self.lane);
-            match fields.find(|f| f.name == problem.option) {
+            let field = match fields.find(|f| f.name == problem.option) {
+                Some(field) => Some(field),
+                None => self
+                    .shaping
+                    .iter_mut()
+                    .find(|f| f.name == problem.option || f.name.starts_with(&table)),
+            };
+            match field {
                 Some(field) => field.problems.push(problem.problem),
                 None => self.other_problems.push(problem.to_string()),
             }
@@ -475,6 +500,79 @@ mod tests {
         let shown = ServiceForm::for_stored(reg, &saved);
         let values: Vec<&str> = shown.lane.iter().map(|f| f.value.as_str()).collect();
         assert_eq!(values, ["attributes.number", "4", ""]);
+    }
+
+    #[test]
+    fn coalescing_and_digests_are_set_in_the_delivery_part() {
+        let reg = lookout::service::find("echo").expect("the test service");
+        let guard = Guard::for_settings(&loopback_allowed());
+        let wrong = posted(&[
+            ("name", "hook"),
+            ("opt.urls", "http://127.0.0.1:9/a"),
+            ("opt.coalesce.by", "attributes.number"),
+            ("opt.coalesce.window", "2h"),
+            ("opt.digest.window", "5m"),
+        ]);
+        let refused = ServiceForm::submit(reg, &wrong, None, &guard).expect_err("out of range");
+        let problem = |name: &str| {
+            let field = refused.shaping.iter().find(|f| f.name == name).unwrap();
+            field.problems.join("; ")
+        };
+        assert_eq!(
+            problem("coalesce.window"),
+            "2h is out of range: from 1s to 1h"
+        );
+        assert!(
+            problem("digest.window").contains("either coalesces or sends digests, not both"),
+            "{refused:#?}"
+        );
+        assert!(refused.other_problems.is_empty(), "{refused:#?}");
+        assert_eq!(refused.shaping[1].value, "2h", "shown as posted");
+
+        let right = posted(&[
+            ("name", "hook"),
+            ("opt.urls", "http://127.0.0.1:9/a"),
+            ("opt.coalesce.by", "attributes.number"),
+            ("opt.coalesce.window", "30s"),
+            ("opt.coalesce.max_wait", ""),
+            ("opt.digest.window", ""),
+            ("opt.digest.max_events", ""),
+        ]);
+        let saved = ServiceForm::submit(reg, &right, None, &guard).expect("valid");
+        assert_eq!(
+            Value::Object(saved.options.clone())["coalesce"],
+            serde_json::json!({"by": "attributes.number", "window": "30s"})
+        );
+        assert!(
+            !saved.options.contains_key("digest"),
+            "no key set: no table"
+        );
+        let coalesce = saved.instance().unwrap().shaping.coalesce.unwrap();
+        assert_eq!(coalesce.window, std::time::Duration::from_secs(30));
+        assert_eq!(coalesce.max_wait, std::time::Duration::from_secs(300));
+
+        let shown = ServiceForm::for_stored(reg, &saved);
+        let values: Vec<&str> = shown.shaping.iter().map(|f| f.value.as_str()).collect();
+        assert_eq!(values, ["attributes.number", "30s", "", "", ""]);
+        let cleared = posted(&[("opt.coalesce.by", ""), ("opt.coalesce.window", "")]);
+        let edited = ServiceForm::submit(reg, &cleared, Some(&saved), &guard).expect("valid");
+        assert!(!edited.options.contains_key("coalesce"), "emptied: removed");
+        let digest = posted(&[("opt.digest.window", "5m"), ("opt.digest.max_events", "20")]);
+        let edited = ServiceForm::submit(reg, &digest, Some(&saved), &guard).expect("valid");
+        assert_eq!(
+            edited.options["digest"],
+            serde_json::json!({"window": "5m", "max_events": 20})
+        );
+        assert_eq!(
+            edited
+                .instance()
+                .unwrap()
+                .shaping
+                .digest
+                .unwrap()
+                .max_events,
+            20
+        );
     }
 
     fn loopback_allowed() -> lookout::settings::Settings {
