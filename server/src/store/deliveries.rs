@@ -412,10 +412,10 @@ impl Stats {
     }
 }
 
-/// How many attempts per time bucket ended how, and how long recent ones took.
+/// How many attempts per minute ended how, and how long recent ones took.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Activity {
-    /// (bucket start, outcome, count), oldest first.
+    /// (minute's start, outcome, count), oldest first.
     pub counts: Vec<(Millis, AttemptOutcome, u64)>,
     /// (when, duration in ms) of at most [`ACTIVITY_DURATIONS`] recent attempts.
     pub durations: Vec<(Millis, u64)>,
@@ -428,8 +428,6 @@ pub struct Activity {
 pub struct ActivityWindow {
     /// Attempts at or after this are counted.
     pub since: Millis,
-    /// The width of a count's bucket, in ms.
-    pub bucket: Millis,
     /// Attempts at or after this have their durations returned.
     pub durations_since: Millis,
 }
@@ -437,6 +435,31 @@ pub struct ActivityWindow {
 /// How many durations [`Store::activity`] returns at most: enough for percentiles per
 /// minute over an hour of a busy product, few enough to stay quick.
 pub const ACTIVITY_DURATIONS: usize = 20_000;
+
+/// The grain of [`Activity::counts`]: each attempt is stored with the start of its
+/// minute (`at - at % 60000`, migration 0012), so the counts come from one index in
+/// order, without joining deliveries.
+const MINUTE: Millis = 60_000;
+
+/// The start of the minute `at` falls in, as the attempts' `minute` column has it.
+pub(super) fn minute_of(at: Millis) -> Millis {
+    at - at.rem_euclid(MINUTE)
+}
+
+/// [`Activity::counts`], in both dialects ($1 product, $2 the minute of $3, $3 since):
+/// the minute bounds the index range, `at` keeps the exact start.
+pub(super) const ACTIVITY_COUNTS: &str = "SELECT minute, outcome, COUNT(*) FROM attempts
+    WHERE product_id = $1 AND minute >= $2 AND at >= $3
+    GROUP BY minute, outcome ORDER BY minute, outcome";
+
+/// [`Activity::durations`], in both dialects ($1 product, $2 the minute of $3, $3
+/// since, $4 how many at most), newest first.
+pub(super) const ACTIVITY_DURATIONS_SQL: &str = "SELECT at, duration_ms FROM attempts
+    WHERE product_id = $1 AND minute >= $2 AND at >= $3 ORDER BY at DESC LIMIT $4";
+
+/// [`Activity::by_status`], in both dialects ($1 product).
+pub(super) const STATUS_COUNTS: &str =
+    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status";
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::deliveries::minute_of;
 use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -100,6 +101,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         9,
         "console_sessions",
         include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    ),
+    (
+        12,
+        "attempt_minutes",
+        include_str!("../../migrations/postgres/0012_attempt_minutes.sql"),
     ),
 ];
 
@@ -815,11 +821,13 @@ const FINISH: &str = "
 WITH known AS (
     SELECT id, product_id, instance, lane, order_key FROM deliveries WHERE id = ANY($3)
 ), recorded AS (
-    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
-    SELECT a.* FROM UNNEST($11::text[], $12::int[], $13::bigint[], $14::bigint[], $15::text[],
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error,
+        product_id, minute)
+    SELECT a.*, k.product_id, a.at - a.at % 60000
+    FROM UNNEST($11::text[], $12::int[], $13::bigint[], $14::bigint[], $15::text[],
         $16::text[], $17::int[], $18::text[])
         AS a (delivery_id, number, at, duration_ms, target, outcome, status, error)
-    WHERE a.delivery_id IN (SELECT id FROM known)
+    JOIN known k ON k.id = a.delivery_id
 ), disabled AS (
     INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
     SELECT DISTINCT ON (k.product_id, k.instance, t.key)
@@ -1987,33 +1995,20 @@ impl Store for PostgresStore {
     async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
         let ActivityWindow {
             since,
-            bucket,
             durations_since,
         } = window;
         let limit = super::ACTIVITY_DURATIONS as i64;
-        let bucket = bucket.max(1);
-        let counts_params: [&(dyn ToSql + Sync); 3] = [&product, &since, &bucket];
-        let durations_params: [&(dyn ToSql + Sync); 3] = [&product, &durations_since, &limit];
+        let (since_minute, recent_minute) = (minute_of(since), minute_of(durations_since));
+        let counts_params: [&(dyn ToSql + Sync); 3] = [&product, &since_minute, &since];
+        let durations_params: [&(dyn ToSql + Sync); 4] =
+            [&product, &recent_minute, &durations_since, &limit];
         let statuses_params: [&(dyn ToSql + Sync); 1] = [&product];
-        // Three scans of one product's history, each on a connection of its own, so the
+        // Three reads of one product's history, each on a connection of its own, so the
         // database runs them side by side: the page waits for the slowest, not the sum.
         let (counts, durations, statuses) = futures::try_join!(
-            self.query_alone(
-                "SELECT (a.at / $3) * $3 AS b, a.outcome, COUNT(*) FROM attempts a
-                 JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.product_id = $1 AND a.at >= $2 GROUP BY b, a.outcome ORDER BY b",
-                &counts_params,
-            ),
-            self.query_alone(
-                "SELECT a.at, a.duration_ms FROM attempts a
-                 JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
-                &durations_params,
-            ),
-            self.query_alone(
-                "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
-                &statuses_params,
-            ),
+            self.query_alone(super::deliveries::ACTIVITY_COUNTS, &counts_params),
+            self.query_alone(super::deliveries::ACTIVITY_DURATIONS_SQL, &durations_params),
+            self.query_alone(super::deliveries::STATUS_COUNTS, &statuses_params),
         )?;
         let mut activity = Activity::default();
         for row in counts {
@@ -2155,6 +2150,37 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         }
+    }
+
+    /// Attempts stored before their product and minute were (migration 0012) are filled
+    /// in when this lookout opens the database, and counted.
+    #[tokio::test]
+    async fn attempts_stored_before_step_12_are_counted() {
+        let schema = TestSchema::create().await;
+        let db = schema.connect().await;
+        db.batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .unwrap();
+        let (last, earlier) = MIGRATIONS.split_last().unwrap();
+        assert_eq!(last.1, "attempt_minutes");
+        for (version, name, sql) in earlier {
+            db.batch_execute(sql).await.unwrap();
+            let record = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+            db.execute(record, &[version, name]).await.unwrap();
+        }
+        db.batch_execute(crate::store::suite::ATTEMPT_BEFORE_MINUTES)
+            .await
+            .unwrap();
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        crate::store::suite::attempts_before_minutes_are_counted(&store).await;
+        drop((store, db));
+        schema.drop_schema().await;
     }
 
     #[tokio::test]

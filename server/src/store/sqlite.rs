@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::deliveries::minute_of;
 use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -52,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
     // Console sessions and portal links, kept so that they can be ended: the same tables
     // as PostgreSQL's, so one file serves both.
     include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    // Attempts carry their product and minute, for the overview's counts: one file for
+    // both stores. PostgreSQL numbers it 12 (steps 10 and 11 are coming from other
+    // branches); here it is the next step in the list, whatever its number.
+    include_str!("../../migrations/postgres/0012_attempt_minutes.sql"),
 ];
 
 pub struct SqliteStore {
@@ -688,8 +693,8 @@ fn finish_in(
     };
     let mut insert = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status,
-             error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             error, product_id, minute)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?3 - ?3 % 60000)",
     )?;
     for attempt in &finish.attempts {
         insert.execute(params![
@@ -700,7 +705,8 @@ fn finish_in(
             attempt.target,
             attempt.outcome.as_str(),
             attempt.status,
-            attempt.error
+            attempt.error,
+            product
         ])?;
     }
     for target in &finish.disable {
@@ -1596,18 +1602,13 @@ impl Store for SqliteStore {
     async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
         let ActivityWindow {
             since,
-            bucket,
             durations_since,
         } = window;
         let product = product.to_owned();
         self.call(move |conn| {
             let counts = conn
-                .prepare_cached(
-                    "SELECT (a.at / ?3) * ?3 AS b, a.outcome, COUNT(*) FROM attempts a
-                     JOIN deliveries d ON d.id = a.delivery_id
-                     WHERE d.product_id = ?1 AND a.at >= ?2 GROUP BY b, a.outcome ORDER BY b",
-                )?
-                .query_map(params![product, since, bucket.max(1)], |row| {
+                .prepare_cached(super::deliveries::ACTIVITY_COUNTS)?
+                .query_map(params![product, minute_of(since), since], |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
@@ -1615,21 +1616,20 @@ impl Store for SqliteStore {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let recent = params![
+                product,
+                minute_of(durations_since),
+                durations_since,
+                super::ACTIVITY_DURATIONS as i64
+            ];
             let durations = conn
-                .prepare_cached(
-                    "SELECT a.at, a.duration_ms FROM attempts a
-                     JOIN deliveries d ON d.id = a.delivery_id
-                     WHERE d.product_id = ?1 AND a.at >= ?2 ORDER BY a.at DESC LIMIT ?3",
-                )?
-                .query_map(
-                    params![product, durations_since, super::ACTIVITY_DURATIONS as i64],
-                    |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)),
-                )?
+                .prepare_cached(super::deliveries::ACTIVITY_DURATIONS_SQL)?
+                .query_map(recent, |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let by_status = conn
-                .prepare_cached(
-                    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = ?1 GROUP BY status",
-                )?
+                .prepare_cached(super::deliveries::STATUS_COUNTS)?
                 .query_map([&product], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
@@ -1784,5 +1784,26 @@ mod tests {
             ("wal", 2),
             "WAL with synchronous=FULL"
         );
+    }
+
+    /// Attempts stored before their product and minute were (migration 0012) are filled
+    /// in when the database is opened by this lookout, and counted.
+    #[tokio::test]
+    async fn attempts_stored_before_step_12_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookout.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let before = MIGRATIONS.len() - 1;
+            for step in &MIGRATIONS[..before] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            conn.execute_batch(crate::store::suite::ATTEMPT_BEFORE_MINUTES)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        crate::store::suite::attempts_before_minutes_are_counted(&store).await;
     }
 }

@@ -1011,7 +1011,6 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     let minute = T0 - T0.rem_euclid(60_000);
     let window = |since| ActivityWindow {
         since,
-        bucket: 60_000,
         durations_since: since,
     };
     let activity = store.activity("p1", window(T0 - 1_000)).await.unwrap();
@@ -1054,4 +1053,31 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
         product.instances[0].options["urls"],
         json!(["http://127.0.0.1:9/a"])
     );
+}
+
+/// Rows as a lookout before migration 0012 stored them (attempts without their product
+/// and minute), in SQL both stores take: product `p1`, one delivery, one attempt at
+/// [`T0`] that took 12 ms.
+#[cfg(test)]
+pub(super) const ATTEMPT_BEFORE_MINUTES: &str = "
+    INSERT INTO products (id, created_at) VALUES ('p1', 0);
+    INSERT INTO events (id, product_id, payload, received_at) VALUES ('evt_1', 'p1', '{}', 0);
+    INSERT INTO deliveries (id, event_id, product_id, instance, service, status, attempts,
+                            created_at, updated_at)
+        VALUES ('msg_1', 'evt_1', 'p1', 'hook', 'webhook', 'delivered', 1, 0, 0);
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, outcome)
+        VALUES ('msg_1', 1, 1700000000000, 12, 'delivered');";
+
+/// What a store that migrated [`ATTEMPT_BEFORE_MINUTES`] says of it: the attempt is
+/// counted in its minute, with its duration.
+#[cfg(test)]
+pub(super) async fn attempts_before_minutes_are_counted(store: &dyn Store) {
+    let window = ActivityWindow {
+        since: T0 - 1_000,
+        durations_since: T0 - 1_000,
+    };
+    let activity = store.activity("p1", window).await.unwrap();
+    let minute = T0 - T0.rem_euclid(60_000);
+    assert_eq!(activity.counts, [(minute, AttemptOutcome::Delivered, 1)]);
+    assert_eq!(activity.durations, [(T0, 12)]);
 }
