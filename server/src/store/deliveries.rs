@@ -438,28 +438,13 @@ pub const ACTIVITY_DURATIONS: usize = 20_000;
 
 /// The grain of [`Activity::counts`]: each attempt is stored with the start of its
 /// minute (`at - at % 60000`, migration 0012), so the counts come from one index in
-/// order, without joining deliveries.
+/// order, without joining deliveries (`sql::ACTIVITY_COUNTS`).
 const MINUTE: Millis = 60_000;
 
 /// The start of the minute `at` falls in, as the attempts' `minute` column has it.
 pub(super) fn minute_of(at: Millis) -> Millis {
     at - at.rem_euclid(MINUTE)
 }
-
-/// [`Activity::counts`], in both dialects ($1 product, $2 the minute of $3, $3 since):
-/// the minute bounds the index range, `at` keeps the exact start.
-pub(super) const ACTIVITY_COUNTS: &str = "SELECT minute, outcome, COUNT(*) FROM attempts
-    WHERE product_id = $1 AND minute >= $2 AND at >= $3
-    GROUP BY minute, outcome ORDER BY minute, outcome";
-
-/// [`Activity::durations`], in both dialects ($1 product, $2 the minute of $3, $3
-/// since, $4 how many at most), newest first.
-pub(super) const ACTIVITY_DURATIONS_SQL: &str = "SELECT at, duration_ms FROM attempts
-    WHERE product_id = $1 AND minute >= $2 AND at >= $3 ORDER BY at DESC LIMIT $4";
-
-/// [`Activity::by_status`], in both dialects ($1 product).
-pub(super) const STATUS_COUNTS: &str =
-    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status";
 
 #[cfg(test)]
 mod tests {

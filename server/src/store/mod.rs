@@ -28,6 +28,7 @@ mod deliveries;
 mod lanes_suite;
 pub mod postgres;
 mod products;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;

@@ -36,6 +36,7 @@ use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::deliveries::minute_of;
+use super::sql::{self, LANES_AT};
 use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -375,9 +376,7 @@ async fn insert_instance(
 ) -> Result<()> {
     execute(
         client,
-        "INSERT INTO instances (product_id, name, service, options) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
-             options = excluded.options",
+        sql::PUT_INSTANCE,
         &[
             &product,
             &instance.name,
@@ -387,17 +386,12 @@ async fn insert_instance(
     )
     .await?;
     // New options may well point somewhere else: give every target a fresh start.
-    execute(
-        client,
-        "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
-        &[&product, &instance.name],
-    )
-    .await?;
+    execute(client, sql::FORGET_DISABLED, &[&product, &instance.name]).await?;
     Ok(())
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
-    let sql = "SELECT alerts, generation FROM products WHERE id = $1";
+    let sql = sql::PRODUCT_SETTINGS;
     let found = query(client, sql, &[&id]).await?;
     let Some(row) = found.first() else {
         return Ok(None);
@@ -405,13 +399,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
     let alerts: Option<String> = row.try_get(0)?;
     let generation: Generation = row.try_get(1)?;
     let mut instances = Vec::new();
-    for row in query(
-        client,
-        "SELECT name, service, options FROM instances WHERE product_id = $1 ORDER BY name",
-        &[&id],
-    )
-    .await?
-    {
+    for row in query(client, sql::PRODUCT_INSTANCES, &[&id]).await? {
         instances.push(StoredInstance {
             name: row.try_get(0)?,
             service: row.try_get(1)?,
@@ -419,14 +407,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
         });
     }
     let mut disabled = Vec::new();
-    for row in query(
-        client,
-        "SELECT instance, target_key, target, reason, at FROM disabled_targets
-         WHERE product_id = $1 ORDER BY instance, at",
-        &[&id],
-    )
-    .await?
-    {
+    for row in query(client, sql::PRODUCT_DISABLED, &[&id]).await? {
         disabled.push(DisabledTarget {
             instance: row.try_get(0)?,
             key: row.try_get(1)?,
@@ -505,16 +486,7 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
-/// Lanes each with its destination's schedule and its attempts in flight at `$1`
-/// ([`lane_row`]).
-const LANES_AT: &str = "
-SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap, l.latency_ms,
-       (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-            AND d.lease_owner IS NOT NULL AND d.lease_until > $1),
-       l.due_at
-FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
-
-/// A lane selected with [`LANES_AT`].
+/// A lane selected with [`LANES_AT`](sql::LANES_AT).
 fn lane_row(row: &Row) -> Result<DueLane> {
     Ok(DueLane {
         key: row.try_get(0)?,
@@ -803,13 +775,7 @@ async fn insert_deliveries(
 /// Records an event's idempotency key unless a live one is recorded; a row back means
 /// it was recorded. A concurrent transaction recording the same key makes this wait for
 /// its outcome (the primary key), so concurrent duplicates resolve to one.
-const CLAIM_KEY: &str = "
-INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
-    event_id = excluded.event_id, answer = excluded.answer, created_at = excluded.created_at
-WHERE idempotency_keys.created_at < $7
-RETURNING event_id";
+const CLAIM_KEY: &str = sql::CLAIM_IDEMPOTENCY_KEY;
 
 /// A batch of finished attempts in one statement (each attempt's columns as arrays, the
 /// attempts' and disabled targets' rows naming their delivery): the requests are
@@ -1076,13 +1042,7 @@ async fn hold_destinations(
         let tat = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
         let mut state = PaceState { pace, tat };
         state.hold(until);
-        execute(
-            tx,
-            "INSERT INTO paces (destination, tat) VALUES ($1, $2)
-             ON CONFLICT (destination) DO UPDATE SET tat = excluded.tat",
-            &[&destination, &state.tat],
-        )
-        .await?;
+        execute(tx, sql::PUT_PACE, &[&destination, &state.tat]).await?;
     }
     Ok(())
 }
@@ -1135,12 +1095,7 @@ async fn claim_key(
     if !claimed.is_empty() {
         return Ok(None);
     }
-    let rows = query(
-        tx,
-        "SELECT digest, answer FROM idempotency_keys WHERE product_id = $1 AND key = $2",
-        &[&event.product, &key.key],
-    )
-    .await?;
+    let rows = query(tx, sql::SAVED_ANSWER, &[&event.product, &key.key]).await?;
     let row = rows
         .first()
         .ok_or_else(|| StoreError::Backend(format!("idempotency key `{}` vanished", key.key)))?;
@@ -1476,12 +1431,7 @@ impl Store for PostgresStore {
             &[&product, &instance],
         )
         .await?;
-        execute(
-            &tx,
-            "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
-            &[&product, &instance],
-        )
-        .await?;
+        execute(&tx, sql::FORGET_DISABLED, &[&product, &instance]).await?;
         bump_generation(&tx, product).await?;
         tx.commit().await?;
         Ok(removed > 0)
@@ -1654,8 +1604,7 @@ impl Store for PostgresStore {
         let products = to_json(&token.products);
         execute(
             &self.client().await?,
-            "INSERT INTO tokens (id, digest, scope, products, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            sql::PUT_TOKEN,
             &[
                 &token.id,
                 &new.digest,
@@ -1750,8 +1699,7 @@ impl Store for PostgresStore {
         execute(&tx, sql, &[&link.created_at]).await?;
         execute(
             &tx,
-            "INSERT INTO portal_links (id, product, created_at, expires_at)
-             VALUES ($1, $2, $3, $4)",
+            sql::PUT_LINK,
             &[&link.id, &link.product, &link.created_at, &link.expires_at],
         )
         .await?;
@@ -1855,13 +1803,7 @@ impl Store for PostgresStore {
     }
 
     async fn check_writable(&self, now: Millis) -> Result<()> {
-        execute(
-            &self.client().await?,
-            "INSERT INTO health (id, checked_at) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            &[&now],
-        )
-        .await?;
+        execute(&self.client().await?, sql::MARK_WRITABLE, &[&now]).await?;
         Ok(())
     }
 
@@ -1912,12 +1854,7 @@ impl Store for PostgresStore {
 
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let client = self.client().await?;
-        let rows = query(
-            &client,
-            "SELECT status, next_at, lease_until, lane, order_key FROM deliveries WHERE id = $1",
-            &[&id],
-        )
-        .await?;
+        let rows = query(&client, sql::DELIVERY_STATE, &[&id]).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -2006,9 +1943,9 @@ impl Store for PostgresStore {
         // Three reads of one product's history, each on a connection of its own, so the
         // database runs them side by side: the page waits for the slowest, not the sum.
         let (counts, durations, statuses) = futures::try_join!(
-            self.query_alone(super::deliveries::ACTIVITY_COUNTS, &counts_params),
-            self.query_alone(super::deliveries::ACTIVITY_DURATIONS_SQL, &durations_params),
-            self.query_alone(super::deliveries::STATUS_COUNTS, &statuses_params),
+            self.query_alone(sql::ACTIVITY_COUNTS, &counts_params),
+            self.query_alone(sql::RECENT_DURATIONS, &durations_params),
+            self.query_alone(sql::STATUS_COUNTS, &statuses_params),
         )?;
         let mut activity = Activity::default();
         for row in counts {
@@ -2023,9 +1960,10 @@ impl Store for PostgresStore {
                 .push((row.try_get(0)?, duration.max(0) as u64));
         }
         for row in statuses {
-            let (status, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-            let status = status.parse().map_err(StoreError::Corrupt)?;
-            activity.by_status.push((status, n.max(0) as u64));
+            let (status, n): (&str, i64) = (row.try_get(0)?, row.try_get(1)?);
+            activity
+                .by_status
+                .push((status_of(status)?, n.max(0) as u64));
         }
         Ok(activity)
     }

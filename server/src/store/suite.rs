@@ -92,10 +92,7 @@ pub(super) fn hook(name: &str, url: &str) -> StoredInstance {
 pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
     let configured = store.product("p1").await.unwrap();
     if configured.is_none_or(|p| p.instances.iter().all(|i| i.name != "hook")) {
-        store
-            .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
-            .await
-            .unwrap();
+        put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/a")).await;
     }
     accept_event(store, "p1", event, r#"{"model":"Item"}"#, deliveries).await;
 }
@@ -159,6 +156,16 @@ pub(super) fn delivery(product: &str, id: &str) -> NewDelivery {
     }
 }
 
+/// Records `finish` for delivery `id` as `owner` (its answer is not what is tested).
+async fn finish(store: &dyn Store, id: &str, owner: &str, finish: &Finish) {
+    store.finish(id, owner, finish).await.unwrap();
+}
+
+/// Stores `instance` as a service of `product`.
+async fn put_instance(store: &dyn Store, product: &str, instance: &StoredInstance) {
+    store.put_instance(product, instance).await.unwrap();
+}
+
 fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
     Finish {
         status: Status::Failed,
@@ -212,14 +219,8 @@ pub async fn products(store: &dyn Store) {
     );
 
     // One instance replaced, one added, one removed.
-    store
-        .put_instance("p1", &hook("a", "http://127.0.0.1:9/new"))
-        .await
-        .unwrap();
-    store
-        .put_instance("p2", &hook("c", "http://127.0.0.1:9/c"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("a", "http://127.0.0.1:9/new")).await;
+    put_instance(store, "p2", &hook("c", "http://127.0.0.1:9/c")).await;
     assert!(store.remove_instance("p1", "b").await.unwrap());
     assert!(!store.remove_instance("p1", "b").await.unwrap());
     let product = store.product("p1").await.unwrap().unwrap();
@@ -255,10 +256,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
     // The second delivery's id is taken: the whole event must be refused, and nothing
     // of it stored.
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/a")).await;
     let clash = NewEvent {
         id: "evt_2".to_owned(),
         product: "p1".to_owned(),
@@ -338,10 +336,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     // Storing events, claiming and finishing deliveries are not changes to the services.
     assert_eq!(generation().await, first);
 
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/b"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/b")).await;
     let second = generation().await;
     assert!(second > first, "changing a service: {first} → {second}");
     let admitted = store
@@ -360,10 +355,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     assert!(store.event_payload("evt_2").await.unwrap().is_none());
 
     // Adding, removing a service and naming its alerts service each move it on.
-    store
-        .put_instance("p1", &hook("other", "http://127.0.0.1:9/c"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("other", "http://127.0.0.1:9/c")).await;
     let third = generation().await;
     assert!(third > second);
     assert!(store.remove_instance("p1", "other").await.unwrap());
@@ -375,10 +367,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
 
     // Another product's changes leave it alone: its events are not routed again.
     store.put_product("p2", &[]).await.unwrap();
-    store
-        .put_instance("p2", &hook("hook", "http://127.0.0.1:9/d"))
-        .await
-        .unwrap();
+    put_instance(store, "p2", &hook("hook", "http://127.0.0.1:9/d")).await;
     assert!(store.remove_product("p2").await.unwrap());
     assert_eq!(generation().await, fifth);
     assert_eq!(
@@ -545,14 +534,8 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
     let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 2);
 
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 1_000, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 1_000, 1)).await;
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
 
     assert!(nothing_due(store, "w1", T0 + 999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
@@ -592,14 +575,8 @@ pub async fn finish_by_a_stale_owner_keeps_the_state(store: &dyn Store) {
     store.claim("w1", T0, 10, lease).await.unwrap();
     // w1 stalls past its lease; w2 takes over and delivers.
     store.claim("w2", T0 + 1_000, 10, lease).await.unwrap();
-    store
-        .finish("msg_1", "w2", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 5_000, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w2", &finished(Status::Delivered, 1)).await;
+    finish(store, "msg_1", "w1", &failed(1, T0 + 5_000, 1)).await;
     let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
     assert_eq!(
         row.status,
@@ -637,10 +614,7 @@ pub async fn disabled_targets(store: &dyn Store) {
     assert_eq!(claimed[0].disabled_targets, ["k9"]);
 
     // New options for the instance: a fresh start for its targets.
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/other"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/other")).await;
     assert!(disabled_targets_of(store, "p1").await.is_empty());
 }
 
@@ -654,10 +628,7 @@ pub async fn redeliver(store: &dyn Store) {
         ..failed(7, 0, 8)
     };
     store.finish("msg_1", "w1", &dead).await.unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
 
     assert!(!store.redeliver("msg_nope", T0).await.unwrap());
     assert!(store.redeliver("msg_1", T0 + 50).await.unwrap());
@@ -692,22 +663,18 @@ pub async fn release(store: &dyn Store) {
 pub async fn listing_and_stats(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
     store.claim("w1", T0, 10, LEASE).await.unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
-        .await
-        .unwrap();
-    store
-        .finish(
-            "msg_2",
-            "w1",
-            &Finish {
-                status: Status::Dead,
-                next_at: None,
-                ..failed(1, 0, 1)
-            },
-        )
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
+    finish(
+        store,
+        "msg_2",
+        "w1",
+        &Finish {
+            status: Status::Dead,
+            next_at: None,
+            ..failed(1, 0, 1)
+        },
+    )
+    .await;
 
     let dead = store
         .deliveries(&DeliveryFilter {
@@ -1000,14 +967,8 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     assert_eq!(seen, ["msg_5", "msg_4", "msg_3", "msg_2", "msg_1"]);
 
     store.claim("w1", T0, 2, LEASE).await.unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
     let minute = T0 - T0.rem_euclid(60_000);
     let window = |since| ActivityWindow {
         since,
