@@ -112,25 +112,20 @@ async fn intake(
 ) -> Response {
     match read_event(headers, body) {
         Ok((text, key)) => admit(app, caller, product, text, key).await.into_response(),
-        Err(refused) => refused,
+        Err((status, problem)) => error(status, problem),
     }
 }
 
-/// The event's JSON and its idempotency key, or the answer that refuses the request.
+/// The event's JSON and its idempotency key, or why the request is refused.
 fn read_event(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(String, Option<String>), Response> {
-    let bad_request = |problem| error(StatusCode::BAD_REQUEST, problem);
-    let body = body.map_err(unread)?;
+) -> Result<(String, Option<String>), (StatusCode, String)> {
+    let bad_request = |problem| (StatusCode::BAD_REQUEST, problem);
+    let body = body.map_err(|rejection| (rejection.status(), rejection.body_text()))?;
     let text = payload_text(headers, &body).map_err(bad_request)?;
     let key = header_key(headers).map_err(bad_request)?;
     Ok((text, key))
-}
-
-/// The answer to a body that could not be read (too large, cut off).
-fn unread(rejection: BytesRejection) -> Response {
-    error(rejection.status(), rejection.body_text())
 }
 
 /// The most events one `POST /v1/events/batch` may carry (and the body must fit in
@@ -175,9 +170,9 @@ async fn batch(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body.map_err(unread) {
+    let body = match body {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
     // A bad `?product=` is the request's fault, not each event's: refused as a whole.
     if let Some(Err(problem)) = query.product.as_deref().map(check_name) {
