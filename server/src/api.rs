@@ -115,6 +115,10 @@ pub struct DeliveryDetail {
     pub delivery: crate::store::DeliveryRow,
     pub attempts: Vec<crate::store::AttemptRecord>,
     pub waiting: Option<crate::lanes::Waiting>,
+    /// The deliveries whose events this one carries: those it superseded (coalescing),
+    /// or the events of a digest. Left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<crate::store::DeliveryRow>,
 }
 
 /// The name of the bearer-token security scheme in the document.

@@ -17,7 +17,6 @@ use lookout::config::Instance;
 use lookout::delivery::retry::Retry;
 use lookout::delivery::{Attempt, Delivery, Outcome, Transport};
 use lookout::dispatch::{Traced, run_attempt};
-use lookout::payload::Event;
 
 /// How soon a delivery that failed only for local reasons is tried again.
 const LOCAL_RETRY: Duration = Duration::from_secs(1);
@@ -71,7 +70,7 @@ pub async fn attempt(
         Err((Some(status), reason)) => return ending.without_sending(status, reason),
         Err((None, reason)) => return ending.failed_without_sending(reason),
     };
-    let event = match Event::parse(&claimed.payload) {
+    let event = match crate::shaping::event_of(claimed) {
         Ok(event) => Arc::new(event),
         Err(err) => return ending.without_sending(Status::Dead, format!("stored payload: {err}")),
     };
@@ -197,6 +196,7 @@ impl Ending<'_> {
             latency_ms: None,
             hold_until: None,
             throttled: false,
+            fallback: None,
         }
     }
 
@@ -421,6 +421,8 @@ pub(crate) mod tests {
                 lane: "lane".to_owned(),
                 throttles: 0,
                 trace_context: None,
+                fallback_for: None,
+                digest: None,
             },
             options: json!({ "urls": urls }).as_object().cloned(),
         }

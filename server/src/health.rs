@@ -365,10 +365,13 @@ mod tests {
         let (_dir, worker) = drained(&[hook, ops], "ops").await;
         let store = worker.store.clone();
 
-        assert_eq!(
-            server.requests_to("/down").len(),
-            3,
-            "none after it was disabled"
+        // Three failures disable it; the worker records outcomes in batches behind its
+        // attempts, so one more attempt may already be under way when the third is
+        // recorded (its one slot free again), never more.
+        let first_round = server.requests_to("/down").len();
+        assert!(
+            (3..=4).contains(&first_round),
+            "{first_round} requests: none but one in flight after it was disabled"
         );
         let product = store.product("p1").await.unwrap().unwrap();
         assert_eq!(product.disabled.len(), 1);
@@ -397,7 +400,8 @@ mod tests {
             .unwrap();
         assert_eq!((enabled.targets, enabled.redelivered), (1, 3));
         drain(&worker).await;
-        assert_eq!(server.requests_to("/down").len(), 6);
+        let second_round = server.requests_to("/down").len() - first_round;
+        assert!((3..=4).contains(&second_round), "{second_round} requests");
         assert_eq!(
             store.product("p1").await.unwrap().unwrap().disabled.len(),
             1
@@ -420,11 +424,16 @@ mod tests {
         server.script("/down", [Reply::status(503)]);
         let hook = echo("hook", format!("{}/down", server.url()));
         let (_dir, worker) = drained(&[hook], "hook").await;
-        assert_eq!(
-            server.requests_to("/down").len(),
-            3,
-            "no alert went through it"
-        );
+        // Three failures, and at most one attempt under way when the third is recorded
+        // (see above): none of them an alert.
+        let requests = server.requests_to("/down").len();
+        assert!((3..=4).contains(&requests), "{requests} requests");
+        let alerts = server
+            .requests_to("/down")
+            .iter()
+            .filter(|r| r.json()["model"] == "Alert")
+            .count();
+        assert_eq!(alerts, 0, "no alert went through it");
         assert!(!worker.metrics.render(0).contains("lookout_alerts_total{"));
     }
 

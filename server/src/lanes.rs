@@ -98,7 +98,7 @@ pub fn order_key(product: &str, instance: &Instance, event: &Event) -> Option<St
 
 /// 24 hex digits of SHA-256 over `parts` (joined by NUL): keys that show nothing of what
 /// they were made from (a URL may hold a key).
-fn short_hash(parts: &[&str]) -> String {
+pub fn short_hash(parts: &[&str]) -> String {
     let digest = Sha256::digest(parts.join("\0"));
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -35,6 +35,7 @@ pub mod replay;
 pub mod retention;
 pub mod routing;
 pub mod server_settings;
+pub mod shaping;
 pub mod store;
 pub mod tokens;
 pub mod worker;

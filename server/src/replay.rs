@@ -19,6 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::routing::RouteCache;
+use crate::shaping::Arrivals;
 use crate::store::{EventFilter, Millis, NewDelivery, Product, Store, StoreError, StoredEvent};
 use lookout::config::ServiceTable;
 use lookout::dispatch::{Preview, preview_with_id};
@@ -145,6 +146,9 @@ pub struct ReplayReport {
     /// Differing comparisons listed without their diff: the [`Budget`]'s bytes of
     /// diffs were used up.
     pub diffs_left_out: usize,
+    /// What the config's services that coalesce or send digests would have sent for
+    /// the events compared ("42 events → 3 digests").
+    pub shaped: Vec<crate::shaping::Shaped>,
 }
 
 /// Compares the stored events of the replay's range (all of them, in batches, or the
@@ -179,6 +183,7 @@ pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayRep
             event_limit: limit,
             ..ReplayReport::default()
         },
+        arrivals: vec![Arrivals::default(); tables.len()],
         tables,
         products: HashMap::new(),
         instances: HashMap::new(),
@@ -215,6 +220,12 @@ pub async fn compare(store: &dyn Store, replay: &Replay<'_>) -> Result<ReplayRep
     }
     let mut report = comparer.report;
     report.comparisons = comparer.events.into_iter().flatten().collect();
+    report.shaped = comparer
+        .tables
+        .iter()
+        .zip(&comparer.arrivals)
+        .filter_map(|(table, arrivals)| crate::shaping::tally(&table.instance, arrivals))
+        .collect();
     Ok(report)
 }
 
@@ -261,6 +272,8 @@ async fn newest(
 /// products they are made against (each read and validated once).
 struct Comparer {
     tables: Vec<ServiceTable>,
+    /// The events each table's service gets, for its shaping (same order as `tables`).
+    arrivals: Vec<Arrivals>,
     products: HashMap<String, Option<Product>>,
     /// Each product's stored services that validate, by name.
     instances: HashMap<String, Vec<(String, Instance)>>,
@@ -316,6 +329,11 @@ impl Comparer {
         let instances = &self.instances[&stored.product];
         let tables: Vec<&ServiceTable> = self.tables.iter().collect();
         let mut comparisons = compare_event(stored, instances, &tables, &mut self.report);
+        if let Ok(event) = Event::parse(&stored.payload) {
+            for (table, arrivals) in self.tables.iter().zip(&mut self.arrivals) {
+                arrivals.add(&stored.product, &table.instance, &event, stored.received_at);
+            }
+        }
         if let Some(budget) = &self.budget {
             for comparison in &mut comparisons {
                 comparison.stored = None;

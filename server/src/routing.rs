@@ -98,17 +98,14 @@ impl Routes {
 impl Route {
     /// A delivery of `event` to this service, with id `id`, in its lane.
     pub fn delivery(&self, product: &str, event: &Event, id: String) -> NewDelivery {
-        let order_key = self
-            .instance
-            .as_ref()
-            .ok()
-            .and_then(|instance| order_key(product, instance, event));
+        let instance = self.instance.as_ref().ok();
         NewDelivery {
             id,
             instance: self.name.clone(),
             service: self.service.clone(),
             lane: self.lane.clone(),
-            order_key,
+            order_key: instance.and_then(|instance| order_key(product, instance, event)),
+            shape: instance.and_then(|instance| crate::shaping::shape(product, instance, event)),
         }
     }
 }

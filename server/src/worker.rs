@@ -30,6 +30,7 @@ use crate::attempt::{attempt, resolve};
 use crate::metrics::{Counter, Metrics};
 use crate::policy::WorkerConfig;
 use crate::routing::{RouteCache, Routes};
+use crate::shaping::fallback;
 use crate::store::{AttemptOutcome, Claimed, Disabled, Finish, Status, Store, now_ms};
 use lookout::delivery::Transport;
 
@@ -235,7 +236,17 @@ impl Worker {
         let finish = match self.routes_of(&claimed).await {
             Ok(routes) => {
                 let service = resolve(&claimed, routes.as_deref());
-                attempt(&claimed, service, &self.transport, schedule).await
+                // A fallback is sent whatever its service's own `events` say.
+                let widened = match &service {
+                    Ok(instance) if claimed.fallback_for.is_some() => {
+                        Some(fallback::listening_to_all(instance))
+                    }
+                    _ => None,
+                };
+                let service = widened.as_ref().map_or(service, Ok);
+                let mut finish = attempt(&claimed, service, &self.transport, schedule).await;
+                finish.fallback = fallback::fallback_delivery(&claimed, routes.as_deref(), &finish);
+                finish
             }
             Err(err) => {
                 let service = Err((

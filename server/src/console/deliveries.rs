@@ -35,7 +35,7 @@ struct DeliveriesPage {
     chrome: Chrome,
     product: String,
     rows: Vec<DeliveryRow>,
-    statuses: [Status; 6],
+    statuses: [Status; Status::ALL.len()],
     services: Vec<String>,
     query: DeliveriesQuery,
     /// The query string of the next page, if there may be one.
@@ -146,6 +146,9 @@ struct DeliveryPage {
     waiting: Option<String>,
     /// The delivery of its order key it is held behind.
     behind: Option<String>,
+    /// The deliveries whose events it carries (it superseded them, or it is their
+    /// digest).
+    replaces: Vec<DeliveryRow>,
 }
 
 /// How much of the event's payload a delivery's page shows.
@@ -182,6 +185,7 @@ pub async fn delivery(
         Some(Waiting::Held { behind }) => behind.clone(),
         _ => None,
     };
+    let replaces = console.store.shaped_into(&row.id).await?;
     let page = DeliveryPage {
         chrome: Chrome::of(&session),
         product: id,
@@ -190,6 +194,7 @@ pub async fn delivery(
         payload,
         waiting: waiting.map(|w| w.describe(now)),
         behind,
+        replaces,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::store::{ENABLED, StoredInstance};
-use lookout::config::{LANE_OPTIONS, check_name};
+use lookout::config::{FALLBACK_OPTIONS, LANE_OPTIONS, check_name};
 use lookout::delivery::ssrf::Guard;
 use lookout::options::{Kind, OptionProblem, OptionSpec};
 use lookout::service::Registration;
@@ -95,7 +95,8 @@ pub struct ServiceForm {
     pub editing: bool,
     pub name_problems: Vec<String>,
     pub fields: Vec<Field>,
-    /// The options every service takes for how it is queued ([`LANE_OPTIONS`]).
+    /// The options every service takes for how it is queued ([`LANE_OPTIONS`]) and
+    /// where its events go when they cannot be delivered ([`FALLBACK_OPTIONS`]).
     pub lane: Vec<Field>,
     pub other_problems: Vec<String>,
 }
@@ -109,7 +110,11 @@ impl ServiceForm {
             editing: false,
             name_problems: Vec::new(),
             fields: reg.schema.options.iter().map(Field::new).collect(),
-            lane: LANE_OPTIONS.iter().map(Field::new).collect(),
+            lane: LANE_OPTIONS
+                .iter()
+                .chain(FALLBACK_OPTIONS)
+                .map(Field::new)
+                .collect(),
             other_problems: Vec::new(),
         }
     }
@@ -189,6 +194,20 @@ impl ServiceForm {
         }
         form.place(problems);
         Err(Box::new(form))
+    }
+
+    /// The form for `stored`, refused with `problems` found beyond its own options (a
+    /// fallback the product does not have).
+    pub fn refused(
+        reg: &'static Registration,
+        stored: &StoredInstance,
+        editing: bool,
+        problems: Vec<OptionProblem>,
+    ) -> ServiceForm {
+        let mut form = ServiceForm::for_stored(reg, stored);
+        form.editing = editing;
+        form.place(problems);
+        form
     }
 
     /// Puts each problem beside its field; the rest above the form.
@@ -455,7 +474,7 @@ mod tests {
         assert_eq!(instance.lane.concurrency, Some(4));
         let shown = ServiceForm::for_stored(reg, &saved);
         let values: Vec<&str> = shown.lane.iter().map(|f| f.value.as_str()).collect();
-        assert_eq!(values, ["attributes.number", "4"]);
+        assert_eq!(values, ["attributes.number", "4", ""]);
     }
 
     fn loopback_allowed() -> lookout::settings::Settings {

@@ -15,6 +15,7 @@ use super::pages::{
     Chrome, Refused, admin_only, message, render, see_other, store_failed, visible_product,
 };
 use super::{Console, Posted};
+use crate::shaping::fallback;
 use crate::store::{Product, StoredInstance};
 use lookout::config::check_name;
 use lookout::delivery::Outcome;
@@ -242,10 +243,28 @@ pub async fn add_service(
                     .push("the product already has a service by this name".into());
                 form_refused(&posted.session, &id, reg, form)
             }
-            Ok(stored) => save(&console, &id, &stored).await,
+            Ok(stored) => save_checked(&console, &posted.session, &product, reg, stored).await,
             Err(form) => form_refused(&posted.session, &id, reg, *form),
         },
     )
+}
+
+/// Saves a service added or edited, unless its fallback is not one of the product's
+/// services or makes a loop (then the form again, saying so beside the field).
+async fn save_checked(
+    console: &Console,
+    session: &Session,
+    product: &Product,
+    reg: &'static Registration,
+    stored: StoredInstance,
+) -> Response {
+    let problems = fallback::problems_in(Some(product), &stored);
+    if problems.is_empty() {
+        return save(console, &product.id, &stored).await;
+    }
+    let editing = product.instances.iter().any(|i| i.name == stored.name);
+    let form = ServiceForm::refused(reg, &stored, editing, problems);
+    form_refused(session, &product.id, reg, form)
 }
 
 async fn save(console: &Console, product: &str, stored: &StoredInstance) -> Response {
@@ -287,10 +306,10 @@ pub async fn edit_service(
     Path((id, name)): Path<(String, String)>,
     posted: Posted,
 ) -> Result<Response, Refused> {
-    let (_, previous, reg) = stored_service(&console, &posted.session, &id, &name).await?;
+    let (product, previous, reg) = stored_service(&console, &posted.session, &id, &name).await?;
     Ok(
         match ServiceForm::submit(reg, &posted.fields, Some(&previous), &console.guard) {
-            Ok(stored) => save(&console, &id, &stored).await,
+            Ok(stored) => save_checked(&console, &posted.session, &product, reg, stored).await,
             Err(form) => form_refused(&posted.session, &id, reg, *form),
         },
     )

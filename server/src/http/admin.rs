@@ -368,19 +368,23 @@ pub(crate) async fn list_deliveries(
     )
 )]
 pub(crate) async fn get_delivery(State(app): State<App>, Path(id): Path<String>) -> Response {
-    let (found, waiting) =
-        futures::join!(app.store.delivery(&id), app.store.waiting(&id, now_ms()));
-    match (found, waiting) {
-        (Ok(Some((delivery, attempts))), Ok(waiting)) => {
+    let (found, waiting, replaces) = futures::join!(
+        app.store.delivery(&id),
+        app.store.waiting(&id, now_ms()),
+        app.store.shaped_into(&id)
+    );
+    match (found, waiting, replaces) {
+        (Ok(Some((delivery, attempts))), Ok(waiting), Ok(replaces)) => {
             let body = api::DeliveryDetail {
                 delivery,
                 attempts,
                 waiting,
+                replaces,
             };
             axum::Json(body).into_response()
         }
-        (Ok(None), _) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
-        (Err(err), _) | (_, Err(err)) => store_error(&err),
+        (Ok(None), ..) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
+        (Err(err), ..) | (_, Err(err), _) | (.., Err(err)) => store_error(&err),
     }
 }
 

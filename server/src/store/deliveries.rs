@@ -27,16 +27,24 @@ pub enum Status {
     Disabled,
     /// Given up: the retry schedule is used up, or the delivery can never work.
     Dead,
+    /// Never sent: a newer event of the same item replaced it within its coalescing
+    /// window ([`DeliveryRow::replaced_by`] names the delivery that did).
+    Superseded,
+    /// Never sent alone: its event went into a digest ([`DeliveryRow::replaced_by`]
+    /// names the digest's delivery).
+    Digested,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::Failed,
         Status::Delivered,
         Status::Skipped,
         Status::Disabled,
         Status::Dead,
+        Status::Superseded,
+        Status::Digested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +55,8 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Disabled => "disabled",
             Status::Dead => "dead",
+            Status::Superseded => "superseded",
+            Status::Digested => "digested",
         }
     }
 
@@ -154,6 +164,10 @@ pub struct NewDelivery {
     #[serde(skip)]
     #[schema(ignore)]
     pub order_key: Option<String>,
+    /// Set when its service coalesces or gathers digests (`coalesce`, `digest`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub shape: Option<crate::shaping::Shape>,
 }
 
 impl NewDelivery {
@@ -166,6 +180,7 @@ impl NewDelivery {
             service: service.to_owned(),
             lane: Lane::own(product, instance),
             order_key: None,
+            shape: None,
         }
     }
 }
@@ -196,6 +211,10 @@ pub struct Claimed {
     pub throttles: u32,
     /// Its event's [`NewEvent::trace_context`].
     pub trace_context: Option<String>,
+    /// The delivery it is the fallback for (docs/SHAPING.md, "Fallback routes").
+    pub fallback_for: Option<String>,
+    /// For a digest: the payloads of its events, oldest first (`payload` is the first).
+    pub digest: Option<Vec<String>>,
 }
 
 /// How one request of an attempt ended, as recorded.
@@ -291,6 +310,9 @@ pub struct Finish {
     /// It was asked to wait rather than refused: the attempt did not use a step of the
     /// retry schedule.
     pub throttled: bool,
+    /// The delivery to its service's fallback, stored with this outcome when it ends
+    /// the delivery dead or disabled ([`fallback`](super::fallback)).
+    pub fallback: Option<NewDelivery>,
 }
 
 impl Finish {
@@ -321,6 +343,18 @@ pub struct DeliveryRow {
     /// Its service orders deliveries by a payload value (`order_by`): one dead lets the
     /// next of its value go on.
     pub ordered: bool,
+    /// It went dead (or its target was disabled) and its event went to this delivery
+    /// of its service's fallback.
+    pub fell_back_to: Option<super::fallback::FallbackLink>,
+    /// It is a fallback: the delivery that went dead (or was disabled) before it.
+    pub fallback_for: Option<super::fallback::FallbackLink>,
+    /// For a `superseded` delivery, the newer one that replaced it; for a `digested`
+    /// one, the digest its event went into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+    /// For a digest: how many events it gathers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest_events: Option<u32>,
 }
 
 /// A stored event with its deliveries, as `lookout replay` reads history.
@@ -404,7 +438,12 @@ impl Stats {
                 .filter(|(_, s, _)| *s == status)
                 .map(|(_, _, n)| n)
                 .sum();
-            self.by_status.push((status, count));
+            // Only services that coalesce or send digests ever have these: listed when
+            // there are some.
+            let shaping_only = matches!(status, Status::Superseded | Status::Digested);
+            if count > 0 || !shaping_only {
+                self.by_status.push((status, count));
+            }
             if status.is_queued() {
                 self.queue_depth += count;
             }

@@ -24,11 +24,16 @@
 
 mod database;
 mod deliveries;
+pub mod fallback;
+#[cfg(test)]
+mod fallback_suite;
 #[cfg(test)]
 mod lanes_suite;
 pub mod postgres;
 mod products;
 mod sql;
+#[cfg(test)]
+mod shaping_suite;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -203,6 +208,9 @@ pub trait Store: Upkeep + Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<Millis>>;
 
     async fn deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRow>>;
+    /// The deliveries whose events `id` carries: those it superseded (coalescing) or
+    /// gathered (a digest), oldest first.
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>>;
     /// Why a delivery is not being attempted at `now`; `None` unless it is queued.
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>>;
     /// One delivery with every attempt, oldest first.

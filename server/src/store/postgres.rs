@@ -51,10 +51,15 @@ use crate::lanes::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "postgres_shaping.rs"]
+mod shaping;
 #[path = "postgres_tls.rs"]
 pub mod tls;
 #[path = "postgres_upkeep.rs"]
 mod upkeep;
+
+#[path = "postgres_fallback.rs"]
+mod fallback;
 
 /// The schema, in order: (version, name, SQL). Append only: a shipped step never changes.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -102,6 +107,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         9,
         "console_sessions",
         include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    ),
+    (
+        10,
+        "fallback",
+        include_str!("../../migrations/postgres/0010_fallback.sql"),
+    ),
+    (
+        11,
+        "shaping_windows",
+        include_str!("../../migrations/postgres/0011_shaping_windows.sql"),
     ),
     (
         12,
@@ -325,8 +340,12 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
+/// The last four are the fallback links, read with [`super::fallback::link`].
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
+     replaced_by, digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
@@ -343,6 +362,10 @@ fn delivery_row(row: &Row) -> Result<DeliveryRow> {
         updated_at: row.try_get(9)?,
         last_error: row.try_get(10)?,
         ordered: row.try_get(11)?,
+        fell_back_to: super::fallback::link(row.try_get(12)?, row.try_get(13)?),
+        fallback_for: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
+        replaced_by: row.try_get(16)?,
+        digest_events: row.try_get::<_, Option<i32>>(17)?.map(count),
     })
 }
 
@@ -482,7 +505,8 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
        c.expired, c.lane, c.throttles,
-       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id)
+       (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for,
+       c.digest_events IS NOT NULL
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
@@ -838,6 +862,8 @@ fn claimed_row(row: &Row) -> Result<Claimed> {
         lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
         throttles: count(row.try_get(13)?),
         trace_context: row.try_get(14)?,
+        fallback_for: row.try_get(15)?,
+        digest: row.try_get::<_, bool>(16)?.then(Vec::new),
     })
 }
 
@@ -947,6 +973,42 @@ async fn finish_all(
 /// After a batch of attempts: the order keys whose delivery is finished let the next
 /// go, and each lane's [`news`](crate::lanes::news) counts (its answer time, a free
 /// slot, a wait its destination asked for).
+/// Locks what a finish that stores fallbacks writes, its deliveries' order keys and
+/// lanes and its fallbacks', all at once in the order intakes lock theirs (order keys,
+/// then lanes, each sorted). Taken in two rounds (its own, then the fallbacks'), they
+/// would wait on an intake holding a fallback's lane while it waits for one of ours
+/// (intakes_and_outcomes_with_fallbacks_share_lanes_without_deadlock). The locks taken
+/// again later in the transaction are already held. A fallback's lane that no row holds
+/// yet cannot be locked ahead: the first fallback ever sent to a new lane may still meet
+/// an intake creating it, and PostgreSQL then breaks the tie (the intake answers 503 and
+/// is sent again).
+async fn lock_as_intakes_do(
+    tx: &impl GenericClient,
+    finished: &[(Finished, &Finish)],
+    fallbacks: &[(&str, &NewDelivery)],
+) -> Result<()> {
+    let own_keys = finished
+        .iter()
+        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
+        .filter_map(|((_, key, ..), _)| key.as_deref());
+    let fallback_keys = fallbacks.iter().filter_map(|(_, f)| f.order_key.as_deref());
+    lock_keys(tx, &mut own_keys.chain(fallback_keys).collect()).await?;
+    let mut lanes: Vec<&str> = finished
+        .iter()
+        .filter_map(|((lane, ..), _)| lane.as_deref())
+        .chain(fallbacks.iter().map(|(_, f)| f.lane.key.as_str()))
+        .collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    query(
+        tx,
+        "SELECT key FROM lanes WHERE key = ANY($1) ORDER BY key FOR NO KEY UPDATE",
+        &[&lanes],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn settle_finished(
     tx: &impl GenericClient,
     finished: &[(Finished, &Finish)],
@@ -972,10 +1034,8 @@ async fn settle_finished(
     let latencies: Vec<Option<Millis>> = news.iter().map(|n| n.latency_ms).collect();
     // Every lane is written, even one that looks due already: see LANES_DUE_BY. They are
     // locked in key order first, as intakes lock them: an UPDATE alone takes its rows in
-    // whatever order its plan reads them, and two such writers can wait on each other.
-    // They are locked in key order first, as intakes lock them: an UPDATE alone takes
-    // its rows in whatever order its plan reads them, and waits on an intake that waits
-    // on it (intakes_and_outcomes_share_lanes_without_deadlock).
+    // whatever order its plan reads them, and waits on an intake that waits on it
+    // (intakes_and_outcomes_share_lanes_without_deadlock).
     execute(
         tx,
         "WITH locked AS (
@@ -1284,7 +1344,11 @@ async fn claim_lanes(
         claim.took(rows.len());
         for row in &rows {
             expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
-            claimed.push(claimed_row(row)?);
+            let mut one = claimed_row(row)?;
+            if one.digest.is_some() {
+                one.digest = Some(shaping::digest_payloads(client, &one.id).await?);
+            }
+            claimed.push(one);
         }
     }
     let (settled, paces) = claim.settle();
@@ -1360,6 +1424,7 @@ pub(crate) async fn redeliver_in(
             service: String::new(),
             lane: Lane::own(product, instance),
             order_key: None,
+            shape: None,
         })
         .collect();
     let queued: Vec<NewRow<'_>> = own
@@ -1502,6 +1567,7 @@ impl Store for PostgresStore {
             })
             .collect();
         insert_deliveries(&tx, &fresh, &deliveries, false).await?;
+        shaping::shape_stored(&tx, &fresh).await?;
         if !deliveries.is_empty() {
             // Delivered to the listening workers at the commit, not before.
             notify_due(&tx).await?;
@@ -1559,6 +1625,7 @@ impl Store for PostgresStore {
         let mut rows = finish_all(&tx, finished, owner, now).await?;
         let mut recorded = Vec::with_capacity(finished.len());
         let mut disabled = Vec::new();
+        let mut fallbacks = Vec::new();
         for (id, finish) in finished {
             let Some(row) = rows.remove(id) else {
                 continue;
@@ -1573,10 +1640,21 @@ impl Store for PostgresStore {
                     target,
                 }));
             }
+            let changed = row.2;
+            if changed
+                && super::fallback::falls_back(finish.status)
+                && let Some(fallback) = &finish.fallback
+            {
+                fallbacks.push((id.as_str(), fallback));
+            }
             recorded.push((row, finish));
         }
         clear_health(&tx, finished).await?;
+        if !fallbacks.is_empty() {
+            lock_as_intakes_do(&tx, &recorded, &fallbacks).await?;
+        }
         settle_finished(&tx, &recorded, now).await?;
+        fallback::enqueue(&tx, &fallbacks, now).await?;
         tx.commit().await?;
         Ok(disabled)
     }
@@ -1852,6 +1930,16 @@ impl Store for PostgresStore {
         rows.iter().map(delivery_row).collect()
     }
 
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = $1
+             ORDER BY created_at, seq"
+        );
+        let rows = query(&client, &sql, &[&id]).await?;
+        rows.iter().map(delivery_row).collect()
+    }
+
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let client = self.client().await?;
         let rows = query(&client, sql::DELIVERY_STATE, &[&id]).await?;
@@ -2036,6 +2124,8 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: TestSchema::drop_schema);
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::fallback_suite::fallback_suite!(open: fresh(), close: TestSchema::drop_schema);
+    crate::store::shaping_suite::shaping_suite!(open: fresh(), close: TestSchema::drop_schema);
 
     /// Whether the store's connections are encrypted.
     async fn encrypted(store: &PostgresStore) -> bool {
@@ -2315,16 +2405,86 @@ mod tests {
     /// outcomes recorded again later). Bounded: 300 intakes of two events, one per lane.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intakes_and_outcomes_share_lanes_without_deadlock() {
-        use crate::store::suite::{T0, delivery, finished, hook};
+        use crate::store::suite::{delivery, finished};
+        let products = ["p1", "p2"];
+        let events = move |round: usize| {
+            products
+                .map(|product| NewEvent {
+                    id: format!("evt_{product}_{round}"),
+                    deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
+                    ..event(product)
+                })
+                .to_vec()
+        };
+        let hooks = products.map(|product| (product, "hook"));
+        race_intakes_with_outcomes(&hooks, events, |_| finished(Status::Delivered, 1), 2).await;
+    }
+
+    /// The same when outcomes store fallbacks: a dead `b-chat` delivery falls back to
+    /// `a-mail`, a lane an intake locks before `b-chat`'s. The finish must take both in
+    /// the intake's order (order keys, then lanes, each sorted), not its own lane first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intakes_and_outcomes_with_fallbacks_share_lanes_without_deadlock() {
+        use crate::store::suite::finished;
+        let events = |round: usize| {
+            let to = |instance: &str| {
+                let id = format!("msg_{instance}_{round}");
+                NewDelivery::in_own_lane("p1", &id, instance, "webhook")
+            };
+            vec![NewEvent {
+                id: format!("evt_{round}"),
+                deliveries: vec![to("b-chat"), to("a-mail")],
+                ..event("p1")
+            }]
+        };
+        let outcome = |claimed: &Claimed| match claimed.instance.as_str() {
+            "b-chat" => Finish {
+                fallback: Some(NewDelivery::in_own_lane(
+                    "p1",
+                    &format!("fb_{}", claimed.id),
+                    "a-mail",
+                    "webhook",
+                )),
+                ..finished(Status::Dead, 1)
+            },
+            _ => finished(Status::Delivered, 1),
+        };
+        let hooks = [("p1", "a-mail"), ("p1", "b-chat")];
+        // Each event's two deliveries, and the fallback of its dead one.
+        race_intakes_with_outcomes(&hooks, events, outcome, 3).await;
+    }
+
+    fn event(product: &str) -> NewEvent {
+        NewEvent {
+            id: String::new(),
+            product: product.to_owned(),
+            payload: "{}".to_owned(),
+            received_at: crate::store::suite::T0,
+            deliveries: Vec::new(),
+            idempotency: None,
+            routed_with: None,
+            trace_context: None,
+        }
+    }
+
+    /// Four intakes accept `events(round)` for 300 rounds while one worker claims and
+    /// records `outcome` of each claimed delivery, until `per_round` deliveries a round
+    /// are finished; any store error (a deadlock PostgreSQL broke) fails the test.
+    async fn race_intakes_with_outcomes(
+        hooks: &[(&str, &str)],
+        events: impl Fn(usize) -> Vec<NewEvent> + Send + Sync + Copy + 'static,
+        outcome: impl Fn(&Claimed) -> Finish,
+        per_round: usize,
+    ) {
+        use crate::store::suite::{T0, hook};
         const ROUNDS: usize = 300;
         const INTAKES: usize = 4;
         let schema = TestSchema::create().await;
         let store = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
-        let products = ["p1", "p2"];
-        for product in products {
-            let url = format!("http://127.0.0.1:9/{product}");
+        for &(product, name) in hooks {
+            let url = format!("http://127.0.0.1:9/{product}/{name}");
             store
-                .put_instance(product, &hook("hook", &url))
+                .put_instance(product, &hook(name, &url))
                 .await
                 .unwrap();
         }
@@ -2333,41 +2493,30 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     for round in (intake..ROUNDS).step_by(INTAKES) {
-                        let events = products.map(|product| NewEvent {
-                            id: format!("evt_{product}_{round}"),
-                            product: product.to_owned(),
-                            payload: "{}".to_owned(),
-                            received_at: T0,
-                            deliveries: vec![delivery(product, &format!("msg_{product}_{round}"))],
-                            idempotency: None,
-                            routed_with: None,
-                            trace_context: None,
-                        });
-                        store.accept_batch(&events).await.expect("an intake");
+                        store.accept_batch(&events(round)).await.expect("an intake");
                     }
                 })
             })
             .collect();
         let rule = crate::store::upkeep::DisableRule::default();
         let (mut finished_count, started) = (0, std::time::Instant::now());
-        while finished_count < ROUNDS * 2 {
+        while finished_count < ROUNDS * per_round {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "{finished_count} of {} deliveries finished",
-                ROUNDS * 2
+                ROUNDS * per_round
             );
+            // At the outcomes' time: a fallback is due when its dead letter is recorded.
             let claimed = store
-                .claim("w1", T0, 64, Duration::from_secs(60))
+                .claim("w1", T0 + 10, 64, Duration::from_secs(60))
                 .await
                 .unwrap();
             if claimed.is_empty() {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let outcomes: Vec<(String, Finish)> = claimed
-                .iter()
-                .map(|c| (c.id.clone(), finished(Status::Delivered, 1)))
-                .collect();
+            let outcomes: Vec<(String, Finish)> =
+                claimed.iter().map(|c| (c.id.clone(), outcome(c))).collect();
             store
                 .finish_batch("w1", &outcomes, T0 + 10, &rule)
                 .await

@@ -26,8 +26,13 @@ use crate::lanes::{
 };
 use crate::tokens::{NewToken, Token};
 
+#[path = "sqlite_shaping.rs"]
+mod shaping;
 #[path = "sqlite_upkeep.rs"]
 mod upkeep;
+
+#[path = "sqlite_fallback.rs"]
+mod fallback;
 
 /// The schema, one step per `user_version`, each step a file of
 /// server/migrations/sqlite/ (named like PostgreSQL's). Append only: a shipped step, its
@@ -50,9 +55,12 @@ const MIGRATIONS: &[&str] = &[
     // Console sessions and portal links, kept so that they can be ended: the same tables
     // as PostgreSQL's, so one file serves both.
     include_str!("../../migrations/postgres/0009_console_sessions.sql"),
+    // Fallback routes (docs/SHAPING.md): the same columns as PostgreSQL's, one file.
+    include_str!("../../migrations/postgres/0010_fallback.sql"),
+    // Coalescing and digests (after the fallback routes' step).
+    include_str!("../../migrations/sqlite/0011_shaping_windows.sql"),
     // Attempts carry their product and minute, for the overview's counts: one file for
-    // both stores. PostgreSQL numbers it 12 (steps 10 and 11 are coming from other
-    // branches); here it is the next step in the list, whatever its number.
+    // both stores.
     include_str!("../../migrations/postgres/0012_attempt_minutes.sql"),
 ];
 
@@ -277,8 +285,12 @@ fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
     })
 }
 
+/// The last four are the fallback links, read with [`super::fallback::link`].
 const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL";
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
+     replaced_by, digest_events";
 
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
@@ -296,6 +308,10 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
             updated_at: row.get(9)?,
             last_error: row.get(10)?,
             ordered: row.get(11)?,
+            fell_back_to: super::fallback::link(row.get(12)?, row.get(13)?),
+            fallback_for: super::fallback::link(row.get(14)?, row.get(15)?),
+            replaced_by: row.get(16)?,
+            digest_events: row.get(17)?,
         },
         row.get(5)?,
     ))
@@ -409,7 +425,7 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
                     d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles,
-                    e.trace_context
+                    e.trace_context, d.fallback_for, d.digest_events IS NOT NULL
              FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
              JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
@@ -432,6 +448,8 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
                     lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
                     throttles: row.get(11)?,
                     trace_context: row.get(12)?,
+                    fallback_for: row.get(13)?,
+                    digest: row.get::<_, bool>(14)?.then(Vec::new),
                 },
                 row.get::<_, String>(8)?,
             ))
@@ -458,6 +476,9 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
             }
         };
         one.disabled_targets = disabled[known].1.clone();
+        if one.digest.is_some() {
+            one.digest = Some(shaping::digest_payloads(conn, &one.id)?);
+        }
         claimed.push(one);
     }
     Ok(claimed)
@@ -529,6 +550,7 @@ fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admissi
             delivery,
             due,
         )?;
+        shaping::shape_new(tx, &event.id, &event.product, delivery, due)?;
     }
     Ok(Admission::Stored)
 }
@@ -720,6 +742,12 @@ fn finish_in(
         && let Some(key) = &order_key
     {
         release_key(tx, key, now)?;
+    }
+    if changed > 0
+        && super::fallback::falls_back(finish.status)
+        && let Some(fallback) = &finish.fallback
+    {
+        fallback::enqueue_in(tx, id, fallback, now)?;
     }
     Ok(Some(Recorded { lane, disabled }))
 }
@@ -951,6 +979,7 @@ fn redeliver_in(tx: &rusqlite::Transaction<'_>, id: &str, now: Millis) -> Result
                 service: String::new(),
                 lane: Lane::own(&product, &instance),
                 order_key: None,
+                shape: None,
             };
             queue_in_lanes(tx, &product, [&own], now)?;
             own.lane.key
@@ -1449,6 +1478,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = ?1
+                     ORDER BY created_at, rowid"
+                ))?
+                .query_map([id], delivery_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(with_status).collect()
+        })
+        .await
+    }
+
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let id = id.to_owned();
         self.read(move |conn| {
@@ -1673,6 +1717,8 @@ mod tests {
     crate::store::suite::store_suite!(open: fresh(), close: |_dir| async {});
     crate::store::upkeep_suite::upkeep_suite!(open: fresh(), close: |_dir| async {});
     crate::store::lanes_suite::lanes_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::fallback_suite::fallback_suite!(open: fresh(), close: |_dir| async {});
+    crate::store::shaping_suite::shaping_suite!(open: fresh(), close: |_dir| async {});
 
     /// Claims commit without an fsync; the connection is back to `FULL` afterwards,
     /// whether the claim worked or not, so that every other commit stays durable.

@@ -179,6 +179,7 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         latency_ms: Some(12),
         hold_until: None,
         throttled: false,
+        fallback: None,
     }
 }
 
@@ -195,6 +196,7 @@ pub(super) fn finished(status: Status, number: u32) -> Finish {
         latency_ms: Some(12),
         hold_until: None,
         throttled: false,
+        fallback: None,
     }
 }
 
