@@ -123,7 +123,6 @@ fn outgoing(
         delivery_id: "msg_test",
         templates: &instance.templates,
         cut: lookout::text::budget::Cut::NONE,
-        sent_at: None,
     };
     reg.service.build(&job)
 }

@@ -20,14 +20,12 @@ from aiosmtpd.smtp import SMTP
 
 class Parsing:
     """Parses every message with the standard library and prints what a mail client
-    would show of its header fields, and its plain-text body."""
+    would show of its header fields."""
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         fields = {name.lower(): str(value) for name, value in message.items()}
-        plain = message.get_body(preferencelist=("plain",))
-        text = plain.get_content() if plain is not None else ""
-        print(json.dumps({"headers": fields, "rcpt": envelope.rcpt_tos, "text": text}), flush=True)
+        print(json.dumps({"headers": fields, "rcpt": envelope.rcpt_tos}), flush=True)
         return "250 OK"
 
 

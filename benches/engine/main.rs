@@ -24,7 +24,6 @@ mod neighbours;
 mod peer;
 mod serve;
 mod serve_pg;
-mod shaping;
 mod sink;
 mod stats;
 mod throughput;
@@ -72,10 +71,6 @@ pub struct Plan {
     pub latency_probes: usize,
     /// Events queued for serve's memory figure.
     pub queued_events: usize,
-    /// The coalescing figure: updates posted, to how many items, over how long.
-    pub shaping_updates: usize,
-    pub shaping_items: usize,
-    pub shaping_spread: Duration,
 }
 
 impl Plan {
@@ -105,9 +100,6 @@ impl Plan {
             console_deliveries: 100_000,
             latency_probes: 200,
             queued_events: 100_000,
-            shaping_updates: 1_000,
-            shaping_items: 50,
-            shaping_spread: Duration::from_secs(10),
         }
     }
 
@@ -138,9 +130,6 @@ impl Plan {
             console_deliveries: 200,
             latency_probes: 5,
             queued_events: 1_000,
-            shaping_updates: 40,
-            shaping_items: 5,
-            shaping_spread: Duration::from_secs(1),
         }
     }
 }
@@ -167,7 +156,6 @@ const SCENARIOS: &[&str] = &[
     "serve",
     "console",
     "neighbours",
-    "shaping",
 ];
 
 fn main() {
@@ -280,7 +268,6 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
         }
         "console" => console::run(bench).await,
         "neighbours" => neighbours::run(bench).await,
-        "shaping" => shaping::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -185,18 +185,9 @@ impl Ending<'_> {
     /// A finish that keeps the delivery as it was, to be filled in.
     fn finish(&self, status: Status) -> Finish {
         Finish {
-            status,
-            next_at: None,
             step: self.claimed.step,
             done_targets: self.claimed.done_targets.clone(),
-            last_error: None,
-            attempts: Vec::new(),
-            disable: Vec::new(),
-            health: Vec::new(),
-            latency_ms: None,
-            hold_until: None,
-            throttled: false,
-            fallback: None,
+            ..Finish::to(status)
         }
     }
 

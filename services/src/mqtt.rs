@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use lookout::prelude::*;
 use lookout::request::publish::{
-    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
-    PublishTry, Publisher,
+    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
 };
 use rumqttc::Outgoing as Sent;
 use rumqttc::v5::mqttbytes::QoS;
@@ -55,26 +54,29 @@ topic = "sprintly/{product}/{model}/{action}""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    Broker::url_option(
+    OptionSpec::string(
+        "url",
         "The broker, `mqtt://user:password@host:1883` (no user for anonymous access).",
-    ),
-    MQTT.route_option(
+    )
+    .secret()
+    .destination(),
+    OptionSpec::string(
+        "topic",
         "The topic: a template with `{product}`, `{model}` and `{action}`.",
-        "sprintly/{product}/{model}/{action}",
-    ),
+    )
+    .public()
+    .default("sprintly/{product}/{model}/{action}"),
     FORMAT_OPTION,
 ];
 
-const MQTT: Broker = Broker {
-    protocol: "MQTT",
-    schemes: &["mqtt"],
-    port: 1883,
-    route: "topic",
-};
+/// MQTT's port when the URL names none.
+const MQTT_PORT: u16 = 1883;
 
 impl Service for Mqtt {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        MQTT.build(job, |topic| Ok((topic.shown(), Topic(topic))))
+        let topic = BrokerRoute::from_options(job, &["mqtt"], MQTT_PORT, "topic")?;
+        let publish = topic.publish("MQTT", topic.shown(), job, Topic(topic.clone()))?;
+        Ok(vec![publish.into()])
     }
 }
 
@@ -83,16 +85,20 @@ struct Topic(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Topic {
-    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
-        let (client, mut events) =
-            AsyncClient::new(self.options(to.address, to.message, to.timeout), 4);
+    async fn publish_once(
+        &self,
+        address: SocketAddr,
+        message: &PublishMessage,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let (client, mut events) = AsyncClient::new(self.options(address, message, timeout), 4);
         client
             .publish_with_properties(
                 self.0.name.as_str(),
                 QoS::AtLeastOnce,
                 false,
-                to.message.body.to_wire(),
-                properties(to.message),
+                message.body.to_wire(),
+                properties(message),
             )
             .await
             .map_err(|e| PublishError::refused(format!("cannot publish: {e}")))?;

@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod serving;
-pub mod smtp_sink;
 
 use lookout::options::Kind;
 use lookout::{Instance, Registration, Settings};

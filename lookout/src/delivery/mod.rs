@@ -12,7 +12,6 @@
 //! ([`Transport::one_try`]) tries each request once, skips the targets that already
 //! answered, and records each try for the worker's own schedule.
 
-pub mod answers;
 pub mod platform;
 pub mod publish;
 pub mod ratelimit;
@@ -22,7 +21,6 @@ pub mod smtp;
 pub mod ssrf;
 pub(crate) mod tls;
 
-pub use answers::{Answer, Answers, Code, Means, Wait};
 pub use platform::{Platform, Verdict};
 pub use report::{Delivery, Outcome, human_duration, user_agent};
 
@@ -353,9 +351,9 @@ impl Transport {
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let verdict = self
-            .platform
-            .map_or(Verdict::ByStatus, |p| p.verdict(&answer.answer()));
+        let verdict = self.platform.map_or(Verdict::ByStatus, |p| {
+            p.verdict(answer.status, &answer.body)
+        });
         answer.judged(verdict, redactor, self.platform)
     }
 
@@ -472,9 +470,17 @@ impl Transport {
 
     /// The status and headers, and at most `max_response_bytes` of the body, read until
     /// `until` at the latest (a slow or endless body is cut there).
-    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Received {
+    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Answer {
         let status = response.status();
-        let headers = response.headers().clone();
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header(reqwest::header::LOCATION);
+        let retry_after = header(reqwest::header::RETRY_AFTER);
         let cap = self.settings.max_response_bytes;
         let mut snippet = Vec::new();
         let mut cut_short = None;
@@ -498,10 +504,11 @@ impl Transport {
                 }
             }
         }
-        Received {
+        Answer {
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or(""),
-            headers,
+            location,
+            retry_after,
             body: snippet,
             cut_short,
         }
@@ -595,30 +602,18 @@ fn local_cause(err: &reqwest::Error) -> bool {
 }
 
 /// What the target answered.
-struct Received {
+struct Answer {
     status: u16,
     reason: &'static str,
-    headers: reqwest::header::HeaderMap,
+    location: Option<String>,
+    retry_after: Option<String>,
     /// At most `max_response_bytes` of the body.
     body: Vec<u8>,
     /// Why the body was not read to its end, if it was not (and not because of the cap).
     cut_short: Option<String>,
 }
 
-impl Received {
-    /// The answer as a platform's declaration reads it.
-    fn answer(&self) -> Answer<'_> {
-        Answer {
-            status: self.status,
-            headers: &self.headers,
-            body: &self.body,
-        }
-    }
-
-    fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
+impl Answer {
     /// How the try ended and whether another could do better: as the status says, or
     /// as the platform's own reading of its answer says.
     fn judged(
@@ -665,7 +660,7 @@ impl Received {
             // Final (413 is never retried): the same message would be refused again.
             reason.push_str(": the message was too large for the platform");
         }
-        if let Some(location) = self.header(reqwest::header::LOCATION) {
+        if let Some(location) = &self.location {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
         // Redacted whole before it is cut: a secret crossing the cut would otherwise
@@ -693,11 +688,10 @@ impl Received {
 
     fn retry(&self, platform: Option<&dyn Platform>) -> Retry {
         if retry::status_is_retryable(self.status) {
+            let in_body = platform.and_then(|p| p.wait_asked(&self.body));
             let now = std::time::SystemTime::now();
-            let in_answer = platform.and_then(|p| p.wait_asked(&self.answer(), now));
-            let header = self.header(reqwest::header::RETRY_AFTER);
             Retry::Yes {
-                after: retry::retry_after(header, in_answer, now),
+                after: retry::retry_after(self.retry_after.as_deref(), in_body, now),
             }
         } else {
             Retry::No

@@ -230,18 +230,8 @@ mod storing_one {
 
     fn ended(status: crate::store::Status) -> Finish {
         Finish {
-            status,
-            next_at: None,
             step: 3,
-            done_targets: Vec::new(),
-            last_error: None,
-            attempts: Vec::new(),
-            disable: Vec::new(),
-            health: Vec::new(),
-            latency_ms: None,
-            hold_until: None,
-            throttled: false,
-            fallback: None,
+            ..Finish::to(status)
         }
     }
 

@@ -316,6 +316,25 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// A finish to `status` that reports nothing else (no attempt, step 0, no target
+    /// news): what its caller knows is filled in over it.
+    pub fn to(status: Status) -> Finish {
+        Finish {
+            status,
+            next_at: None,
+            step: 0,
+            done_targets: Vec::new(),
+            last_error: None,
+            attempts: Vec::new(),
+            disable: Vec::new(),
+            health: Vec::new(),
+            latency_ms: None,
+            hold_until: None,
+            throttled: false,
+            fallback: None,
+        }
+    }
+
     /// What this attempt tells `lane`, its delivery's lane.
     pub fn heard<'a>(&self, lane: &'a str) -> Heard<'a> {
         Heard {

@@ -31,9 +31,9 @@ mod fallback_suite;
 mod lanes_suite;
 pub mod postgres;
 mod products;
-mod sql;
 #[cfg(test)]
 mod shaping_suite;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;

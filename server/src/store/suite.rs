@@ -174,29 +174,16 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         done_targets: Vec::new(),
         last_error: Some("HTTP 500 Internal Server Error".to_owned()),
         attempts: vec![attempt(number, AttemptOutcome::Failed, Some(500))],
-        disable: Vec::new(),
-        health: Vec::new(),
-        latency_ms: Some(12),
-        hold_until: None,
-        throttled: false,
-        fallback: None,
+        ..finished(Status::Failed, number)
     }
 }
 
 pub(super) fn finished(status: Status, number: u32) -> Finish {
     Finish {
-        status,
-        next_at: None,
-        step: 0,
         done_targets: vec!["k1".to_owned()],
-        last_error: None,
         attempts: vec![attempt(number, AttemptOutcome::Delivered, Some(200))],
-        disable: Vec::new(),
-        health: Vec::new(),
         latency_ms: Some(12),
-        hold_until: None,
-        throttled: false,
-        fallback: None,
+        ..Finish::to(status)
     }
 }
 
@@ -788,6 +775,11 @@ pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
     assert!(store.tokens().await.unwrap().is_empty());
 }
 
+/// The session whose cookie has this digest, if it is still open at `now`.
+async fn session_by_digest(store: &dyn Store, digest: &str, now: Millis) -> Option<ConsoleSession> {
+    store.session_by_digest(digest, now).await.unwrap()
+}
+
 fn console_session(id: &str, link: Option<&str>, expires_at: Millis) -> ConsoleSession {
     ConsoleSession {
         id: id.to_owned(),
@@ -801,17 +793,11 @@ fn console_session(id: &str, link: Option<&str>, expires_at: Millis) -> ConsoleS
 pub async fn console_sessions_end_expire_and_go_with_their_link(store: &dyn Store) {
     let admin = console_session("ses_admin", None, 9_000);
     assert!(store.put_session(&admin, "digest-admin").await.unwrap());
-    let found = store
-        .session_by_digest("digest-admin", 2_000)
-        .await
-        .unwrap();
+    let found = session_by_digest(store, "digest-admin", 2_000).await;
     assert_eq!(found.as_ref(), Some(&admin));
     assert_eq!(store.session_by_digest("other", 2_000).await.unwrap(), None);
     assert_eq!(
-        store
-            .session_by_digest("digest-admin", 9_000)
-            .await
-            .unwrap(),
+        session_by_digest(store, "digest-admin", 9_000).await,
         None,
         "expired"
     );
@@ -839,26 +825,14 @@ pub async fn console_sessions_end_expire_and_go_with_their_link(store: &dyn Stor
     // Revoking the link ends its sessions, not the others.
     assert!(store.revoke_link("lnk_1").await.unwrap());
     assert!(!store.revoke_link("lnk_1").await.unwrap());
-    assert_eq!(
-        store
-            .session_by_digest("digest-portal", 2_000)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(session_by_digest(store, "digest-portal", 2_000).await, None);
     assert_eq!(store.link("lnk_1").await.unwrap(), None);
     assert_eq!(store.sessions(2_000).await.unwrap(), vec![admin.clone()]);
 
     // Ending a session (signing out, an admin's revoke) is for good.
     assert!(store.end_session("ses_admin").await.unwrap());
     assert!(!store.end_session("ses_admin").await.unwrap());
-    assert_eq!(
-        store
-            .session_by_digest("digest-admin", 2_000)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(session_by_digest(store, "digest-admin", 2_000).await, None);
 
     // Expired rows are forgotten when new ones come.
     let later = ConsoleSession {
