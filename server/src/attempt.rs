@@ -397,24 +397,7 @@ pub(crate) mod tests {
 
     fn claimed(urls: &[String]) -> Stored {
         Stored {
-            claimed: Claimed {
-                id: "msg_stable".to_owned(),
-                event_id: "evt_1".to_owned(),
-                product: "p1".to_owned(),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-                payload: PAYLOAD.to_owned(),
-                attempts: 0,
-                step: 0,
-                done_targets: Vec::new(),
-                generation: Some(1),
-                disabled_targets: Vec::new(),
-                lane: "lane".to_owned(),
-                throttles: 0,
-                trace_context: None,
-                fallback_for: None,
-                digest: None,
-            },
+            claimed: Claimed::for_tests("msg_stable", "hook"),
             options: json!({ "urls": urls }).as_object().cloned(),
         }
     }

@@ -217,6 +217,32 @@ pub struct Claimed {
     pub digest: Option<Vec<String>>,
 }
 
+#[cfg(test)]
+impl Claimed {
+    /// Delivery `id` of product `p1`'s `instance`, an echo service, as first claimed with
+    /// the echo's payload: the workers' tests change what they look at.
+    pub(crate) fn for_tests(id: &str, instance: &str) -> Claimed {
+        Claimed {
+            id: id.to_owned(),
+            event_id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            instance: instance.to_owned(),
+            service: "echo".to_owned(),
+            payload: crate::echo::PAYLOAD.to_owned(),
+            attempts: 0,
+            step: 0,
+            done_targets: Vec::new(),
+            generation: Some(1),
+            disabled_targets: Vec::new(),
+            lane: "lane".to_owned(),
+            throttles: 0,
+            trace_context: None,
+            fallback_for: None,
+            digest: None,
+        }
+    }
+}
+
 /// How one request of an attempt ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
