@@ -47,10 +47,14 @@ unit:
 	CARGO=$(CARGO) bash scripts/test.sh
 
 ## The quick loop for a service author (well under a minute once built): the services'
-## own tests, then the catalogue, snapshots and end-to-end delivery of every service.
+## own tests, then the catalogue, snapshots, end-to-end delivery of every service and
+## the README's list of services, then the formatting and lints `make test` checks of
+## the services' code, so what passes here passes there.
 test-services:
 	$(CARGO) test -p services
-	$(CARGO) test --test catalogue --test snapshots --test deliver --test secrets --test redirect
+	$(CARGO) test --test catalogue --test snapshots --test deliver --test secrets --test redirect --test readme
+	rustfmt --edition 2024 --check services/src/*.rs
+	$(CARGO) clippy -p services --all-targets -- -D warnings
 
 ## Rewrites the insta snapshots from what the services now send; review with
 ## `git diff tests/snapshots`.

@@ -18,6 +18,7 @@ use lookout_server::http::{self, ServeConfig};
 use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::retention;
 use lookout_server::server_settings::{self, ServerSettings};
+use lookout_server::shaping::fallback;
 use lookout_server::store::upkeep::{ForgetRule, PruneRule, Removed};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance, now_ms};
 use lookout_server::tokens::{self, Scope};
@@ -719,6 +720,12 @@ pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
                 lookout::config::check_name(&id).map_err(|e| Fatal(format!("product: {e}")))?;
                 let instance = instance_from_args(&name, service, &set)?;
                 let store = open(&db).await?;
+                let product = store.product(&id).await?;
+                let problems = fallback::problems_in(product.as_ref(), &instance);
+                if !problems.is_empty() {
+                    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    return Err(Fatal(shown.join("\n")));
+                }
                 store.put_instance(&id, &instance).await?;
                 println!("product {id}: service {name} ({}) saved", instance.service);
             }
@@ -863,7 +870,8 @@ pub fn deliveries(command: DeliveriesCommand) -> Result<ExitCode, Fatal> {
                     .ok_or_else(|| Fatal(format!("no delivery `{id}`")))?;
                 let now = store::now_ms();
                 let waiting = store.waiting(&id, now).await?;
-                output::delivery(&row, &attempts, waiting.as_ref(), now, json);
+                let shaped = store.shaped_into(&id).await?;
+                output::delivery((&row, &shaped), &attempts, waiting.as_ref(), now, json);
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -302,20 +302,24 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
         print_json(&rows);
         return;
     }
-    let table: Vec<[String; 8]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|d| {
             [
                 d.id.clone(),
                 d.product.clone(),
                 d.instance.clone(),
-                d.status.to_string(),
+                match &d.replaced_by {
+                    Some(by) => format!("{} → {by}", d.status),
+                    None => d.status.to_string(),
+                },
                 d.attempts.to_string(),
                 time(d.updated_at),
                 d.next_at
                     .filter(|_| d.status.is_queued())
                     .map(time)
                     .unwrap_or_default(),
+                d.fallback_note().unwrap_or_default(),
                 d.last_error.clone().unwrap_or_default(),
             ]
         })
@@ -329,6 +333,7 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
             "ATTEMPTS",
             "UPDATED",
             "NEXT",
+            "FALLBACK",
             "LAST ERROR",
         ],
         &table,
@@ -336,15 +341,21 @@ pub fn deliveries(rows: &[lookout_server::store::DeliveryRow], json: bool) {
 }
 
 pub fn delivery(
-    row: &lookout_server::store::DeliveryRow,
+    (row, shaped): (
+        &lookout_server::store::DeliveryRow,
+        &[lookout_server::store::DeliveryRow],
+    ),
     attempts: &[lookout_server::store::AttemptRecord],
     waiting: Option<&lookout_server::lanes::Waiting>,
     now: lookout_server::store::Millis,
     json: bool,
 ) {
     if json {
-        let shown =
+        let mut shown =
             serde_json::json!({ "delivery": row, "attempts": attempts, "waiting": waiting });
+        if !shaped.is_empty() {
+            shown["replaces"] = serde_json::json!(shaped);
+        }
         print_json(&shown);
         return;
     }
@@ -363,6 +374,10 @@ pub fn delivery(
     if row.ordered && row.status == lookout_server::store::Status::Dead {
         println!("  order    dead: the next delivery with the same order value went on");
     }
+    if let Some(note) = row.fallback_note() {
+        println!("  fallback {note}");
+    }
+    shaping(row, shaped);
     println!();
     let rows: Vec<[String; 6]> = attempts
         .iter()
@@ -381,6 +396,38 @@ pub fn delivery(
         ["#", "AT", "OUTCOME", "STATUS", "TIME", "TARGET / ERROR"],
         &rows,
     );
+}
+
+/// What coalescing or a digest made of a delivery: what replaced it, or what it carries.
+fn shaping(
+    row: &lookout_server::store::DeliveryRow,
+    shaped: &[lookout_server::store::DeliveryRow],
+) {
+    use lookout_server::store::Status;
+    match (&row.replaced_by, row.status) {
+        (Some(by), Status::Superseded) => {
+            println!("  replaced {by}, the delivery of a newer event of the same item")
+        }
+        (Some(by), _) => println!("  digest   {by}, which sends this event with others"),
+        (None, _) => {}
+    }
+    if let Some(count) = row.digest_events {
+        println!("  digest   of {count} event(s):");
+        for gathered in shaped {
+            println!(
+                "           {} (delivery {})",
+                gathered.event_id, gathered.id
+            );
+        }
+    } else if !shaped.is_empty() {
+        println!(
+            "  replaces {} older delivery(ies) of the same item:",
+            shaped.len()
+        );
+        for older in shaped {
+            println!("           {} (event {})", older.id, older.event_id);
+        }
+    }
 }
 
 pub fn stats(stats: &lookout_server::store::Stats, json: bool) {

@@ -79,6 +79,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode, Fatal> {
             let json = serde_json::json!({
                 "comparisons": report.comparisons,
                 "summary": report.summary,
+                "shaped": report.shaped,
                 "sent": sent,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
@@ -120,6 +121,9 @@ fn print_report(report: &ReplayReport, sent: Option<&Sent>, product: Option<&str
         "{} events, {} services: {} changed, {} unchanged, {} new, {} removed",
         s.events, s.services, s.changed, s.unchanged, s.new, s.removed
     );
+    for shaped in &report.shaped {
+        println!("{}", escaped_but(&shaped.describe(), &[]));
+    }
     if s.unreadable > 0 {
         println!(
             "{} stored payloads no longer parse (left out)",

@@ -173,7 +173,7 @@ async fn a_429_is_retried_after_what_retry_after_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_discords_json_retry_after_is_honoured() {
-    // Discord's service reads the wait in the body (`Service::wait_asked`).
+    // Discord's service declares where the wait is: `wait: Wait::BodySeconds(…)`.
     let replies = vec![
         Reply::status(429)
             .body(r#"{"message":"You are being rate limited.","retry_after":0.3,"global":false}"#),
@@ -184,6 +184,45 @@ async fn a_429_with_discords_json_retry_after_is_honoured() {
     assert_eq!(run.faulty.attempts, 2);
     assert!(
         gap(&run.arrived, 1) >= Duration::from_millis(290),
+        "{:?}",
+        gap(&run.arrived, 1)
+    );
+}
+
+/// A service whose platform gives its wait in a header of its own (not in the registry).
+static RESET_HEADER: Registration = Registration {
+    module: "faults::reset_header",
+    docs: "Reset header\n",
+    category: lookout::Category::Webhook,
+    events: &["*.created"],
+    rate_limit: None,
+    answers: lookout::Answers::BY_STATUS
+        .wait(lookout::Wait::HeaderSeconds("X-RateLimit-Reset-After")),
+    limits: lookout::Limits::none("a test service"),
+    schema: Schema::new(PACED_OPTIONS),
+    example: r#"url = "https://reset.example.com/""#,
+    service: &Paced,
+};
+
+fn reset_header(name: &str, url: &str) -> Instance {
+    Instance {
+        registration: &RESET_HEADER,
+        ..paced(name, url)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_a_wait_in_a_declared_header_is_honoured() {
+    let replies = vec![
+        Reply::status(429).header("X-RateLimit-Reset-After", "0.4"),
+        Reply::ok(),
+    ];
+    // Without the header read, the pause would be the backoff: at most 100 ms.
+    let run = run_service(reset_header, fault_settings(), replies).await;
+    assert_eq!(run.faulty.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(run.faulty.attempts, 2);
+    assert!(
+        gap(&run.arrived, 1) >= Duration::from_millis(390),
         "{:?}",
         gap(&run.arrived, 1)
     );
@@ -416,6 +455,7 @@ async fn one_try_reports_whether_and_when_to_retry() {
         delivery_id: "msg_worker",
         templates: &Default::default(),
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     let job = &job;
     let once = |path: &str| {
@@ -531,6 +571,7 @@ static PACED: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: Some(RateLimit::every(Duration::from_millis(250))),
+    answers: lookout::Answers::BY_STATUS,
     limits: lookout::Limits::none("a test service"),
     schema: Schema::new(PACED_OPTIONS),
     example: r#"url = "https://paced.example.com/""#,
@@ -548,6 +589,8 @@ fn paced(name: &str, url: &str) -> Instance {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
+        shaping: Default::default(),
     }
 }
 
@@ -608,6 +651,7 @@ async fn a_request_with_no_slot_in_its_budget_fails_without_waiting() {
         delivery_id: "msg_paced",
         templates: &Default::default(),
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     let request = HttpRequest::post(format!("{}/slow-lane", server.url()).parse().unwrap());
     let first = send_one(&transport, request.clone(), &job).await;
@@ -658,6 +702,8 @@ async fn the_worker_reschedules_an_email_that_failed_for_now() {
         lane: "lane".to_owned(),
         throttles: 0,
         trace_context: None,
+        fallback_for: None,
+        digest: None,
     };
     let mail = validate_stored("mail", "email", options.as_object().unwrap()).unwrap();
     let transport = Transport::new(fault_settings()).unwrap();

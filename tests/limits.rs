@@ -33,6 +33,7 @@ fn built(instance: &Instance, event: &Event, fitted: bool) -> Result<Vec<Outgoin
         delivery_id: "msg_limits",
         templates: &instance.templates,
         cut: Cut::NONE,
+        sent_at: None,
     };
     let build = |job: &Job<'_>| reg.service.build(job);
     if fitted {

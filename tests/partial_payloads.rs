@@ -123,6 +123,7 @@ fn outgoing(
         delivery_id: "msg_test",
         templates: &instance.templates,
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     reg.service.build(&job)
 }

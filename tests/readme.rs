@@ -94,9 +94,12 @@ fn readme_lists_every_service_and_only_services() {
         .iter()
         .map(|r| r.name().to_owned())
         .collect();
-    assert_eq!(
-        listed, registered,
-        "README.md's Services list (`- `name`: what it is`) and the registry disagree"
+    let missing: Vec<&String> = registered.difference(&listed).collect();
+    let extra: Vec<&String> = listed.difference(&registered).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "README.md's Services list (`- `name`: what it is`) and the registry disagree: \
+         registered but not listed: {missing:?}; listed but not registered: {extra:?}"
     );
 }
 

@@ -151,6 +151,7 @@ fn credential_headers(instance: &Instance, event: &Event) -> Vec<String> {
         delivery_id: "msg_secrets",
         templates: &instance.templates,
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     let Ok(outgoing) = instance.registration.service.build(&job) else {
         return Vec::new();
@@ -184,6 +185,7 @@ fn stays_local(instance: &Instance, event: &Event, server: &CaptureServer) -> bo
         delivery_id: "msg_secrets",
         templates: &instance.templates,
         cut: lookout::text::budget::Cut::NONE,
+        sent_at: None,
     };
     match instance.registration.service.build(&job) {
         Ok(outgoing) => outgoing.iter().all(|o| match o {
@@ -371,6 +373,7 @@ static BASIC: Registration = Registration {
     category: lookout::Category::Webhook,
     events: &["*.created"],
     rate_limit: None,
+    answers: lookout::Answers::BY_STATUS,
     limits: lookout::Limits::none("a test service"),
     schema: lookout::Schema::new(BASIC_OPTIONS),
     example: r#"url = "https://basic.example.com/"
@@ -393,6 +396,8 @@ async fn credential_headers_echoed_back_are_redacted() {
         events: None,
         templates: Default::default(),
         lane: Default::default(),
+        fallback: None,
+        shaping: Default::default(),
     };
     let event = common::fixture("item");
     let credentials = credential_headers(&instance, &event);

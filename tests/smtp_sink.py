@@ -20,12 +20,14 @@ from aiosmtpd.smtp import SMTP
 
 class Parsing:
     """Parses every message with the standard library and prints what a mail client
-    would show of its header fields."""
+    would show of its header fields, and its plain-text body."""
 
     async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         fields = {name.lower(): str(value) for name, value in message.items()}
-        print(json.dumps({"headers": fields, "rcpt": envelope.rcpt_tos}), flush=True)
+        plain = message.get_body(preferencelist=("plain",))
+        text = plain.get_content() if plain is not None else ""
+        print(json.dumps({"headers": fields, "rcpt": envelope.rcpt_tos, "text": text}), flush=True)
         return "250 OK"
 
 

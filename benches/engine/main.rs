@@ -24,6 +24,7 @@ mod neighbours;
 mod peer;
 mod serve;
 mod serve_pg;
+mod shaping;
 mod sink;
 mod stats;
 mod throughput;
@@ -71,6 +72,10 @@ pub struct Plan {
     pub latency_probes: usize,
     /// Events queued for serve's memory figure.
     pub queued_events: usize,
+    /// The coalescing figure: updates posted, to how many items, over how long.
+    pub shaping_updates: usize,
+    pub shaping_items: usize,
+    pub shaping_spread: Duration,
 }
 
 impl Plan {
@@ -100,6 +105,9 @@ impl Plan {
             console_deliveries: 100_000,
             latency_probes: 200,
             queued_events: 100_000,
+            shaping_updates: 1_000,
+            shaping_items: 50,
+            shaping_spread: Duration::from_secs(10),
         }
     }
 
@@ -130,6 +138,9 @@ impl Plan {
             console_deliveries: 200,
             latency_probes: 5,
             queued_events: 1_000,
+            shaping_updates: 40,
+            shaping_items: 5,
+            shaping_spread: Duration::from_secs(1),
         }
     }
 }
@@ -156,6 +167,7 @@ const SCENARIOS: &[&str] = &[
     "serve",
     "console",
     "neighbours",
+    "shaping",
 ];
 
 fn main() {
@@ -268,6 +280,7 @@ async fn scenario(bench: &Bench, name: &str) -> Value {
         }
         "console" => console::run(bench).await,
         "neighbours" => neighbours::run(bench).await,
+        "shaping" => shaping::run(bench).await,
         other => panic!("unknown scenario {other}"),
     }
 }

@@ -188,7 +188,7 @@ pub async fn bare_run(
 
 /// User + system CPU time of this process so far, all threads (the sink's included),
 /// from /proc/self/stat in clock ticks of 1/100 s (Linux's fixed `USER_HZ`).
-fn process_cpu_seconds() -> f64 {
+pub fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
     // The command name (field 2) may hold spaces: count fields after its closing ')'.
     let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];

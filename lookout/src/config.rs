@@ -23,10 +23,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::delivery::ssrf::{Blocked, Guard};
+use crate::job::Job;
 use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
+use crate::shaping::Shaping;
+use crate::text::budget::Cut;
 use crate::text::template::{TEMPLATE, Templates};
 
 /// A loaded, validated config.
@@ -51,9 +54,27 @@ pub struct Instance {
     pub templates: Templates,
     /// How `lookout serve` queues its deliveries (`order_by`, `concurrency`).
     pub lane: LaneOptions,
+    /// The configured service of the same product that gets this one's events when
+    /// their delivery goes dead or its target is disabled (`fallback = "NAME"`).
+    pub fallback: Option<String>,
+    /// How `lookout serve` shapes its messages for people (`coalesce`, `digest`).
+    pub shaping: Shaping,
 }
 
 impl Instance {
+    /// What this configured service gets to build for `event` when nothing is sent
+    /// (previews, tests): the job with `delivery_id`, uncut, without a time of sending.
+    pub fn job<'a>(&'a self, event: &'a Event, delivery_id: &'a str) -> Job<'a> {
+        Job {
+            event,
+            options: &self.options,
+            delivery_id,
+            templates: &self.templates,
+            cut: Cut::NONE,
+            sent_at: None,
+        }
+    }
+
     /// Validates `options` for the named service.
     pub fn new(
         name: &str,
@@ -79,21 +100,29 @@ impl Instance {
                 Templates::parse(name, &table)
             });
         let lane = LaneOptions::take(name, &mut options);
+        let fallback = take_fallback(name, &mut options);
+        let shaping = Shaping::take(name, &mut options);
         let validated = Options::validate(name, &registration.schema, &options);
         let mut problems = Vec::new();
         let events = events.map_err(|more| problems.extend(more));
         let templates = templates.map_err(|more| problems.extend(more));
         let lane = lane.map_err(|more| problems.extend(more));
+        let fallback = fallback.map_err(|more| problems.extend(more));
+        let shaping = shaping.map_err(|more| problems.extend(more));
         let options = validated.map_err(|more| problems.extend(more));
-        match (events, templates, lane, options) {
-            (Ok(events), Ok(templates), Ok(lane), Ok(options)) => Ok(Instance {
-                name: name.to_owned(),
-                registration,
-                options: Arc::new(options),
-                events,
-                templates,
-                lane,
-            }),
+        match (events, templates, lane, fallback, shaping, options) {
+            (Ok(events), Ok(templates), Ok(lane), Ok(fallback), Ok(shaping), Ok(options)) => {
+                Ok(Instance {
+                    name: name.to_owned(),
+                    registration,
+                    options: Arc::new(options),
+                    events,
+                    templates,
+                    lane,
+                    fallback,
+                    shaping,
+                })
+            }
             _ => Err(problems),
         }
     }
@@ -179,6 +208,136 @@ impl LaneOptions {
     }
 }
 
+/// The option naming a configured service's fallback (docs/SHAPING.md, "Fallback
+/// routes"), checked like a service's own; the console shows it with every service's
+/// form.
+pub const FALLBACK_OPTIONS: &[OptionSpec] = &[OptionSpec::string(
+    "fallback",
+    "The name of another service of this product that gets this one's events when their \
+     delivery goes dead or its target is disabled, once each, whatever that service's own \
+     `events` say (one hop: its own failures go no further). Leave empty for none.",
+)
+.public()
+.optional()
+.checked(check_name)];
+
+/// Takes `fallback` out of a configured service's table and checks it on its own (that
+/// the name exists in the product is checked with the other services).
+fn take_fallback(
+    instance: &str,
+    options: &mut Map<String, Value>,
+) -> Result<Option<String>, Vec<OptionProblem>> {
+    let own: Map<String, Value> = FALLBACK_OPTIONS
+        .iter()
+        .filter_map(|spec| Some((spec.name.to_owned(), options.remove(spec.name)?)))
+        .collect();
+    let checked = Options::validate(instance, &Schema::new(FALLBACK_OPTIONS), &own)?;
+    let fallback = checked.str(FALLBACK).map(str::to_owned);
+    if fallback.as_deref() == Some(instance) {
+        return Err(vec![OptionProblem {
+            instance: instance.to_owned(),
+            option: FALLBACK.to_owned(),
+            problem: format!("`{instance}` cannot be its own fallback (a loop)"),
+        }]);
+    }
+    Ok(fallback)
+}
+
+const FALLBACK: &str = "fallback";
+
+/// What is wrong with the fallbacks of a product's services (`services`: the enabled
+/// ones, validated; `table`: every table as written, to tell a switched-off service from
+/// one that does not exist): each must name another enabled service, and following
+/// fallbacks must never come back to where it started.
+pub fn fallback_problems(
+    table: &Map<String, Value>,
+    services: &[ServiceTable],
+) -> Vec<OptionProblem> {
+    let named: Vec<(&str, Option<&str>)> = services
+        .iter()
+        .map(|s| (s.instance.name.as_str(), s.instance.fallback.as_deref()))
+        .collect();
+    check_fallbacks(&named, |name| {
+        let options = table.get(name)?;
+        Some(options.get("enabled") == Some(&Value::Bool(false)))
+    })
+}
+
+/// [`fallback_problems`] for `(name, fallback)` pairs of the enabled, valid services;
+/// `written` tells about a name not among them: `None` when the product has no such
+/// service, else whether it is switched off (if not, it is invalid, and its own problems
+/// say why).
+pub fn check_fallbacks(
+    services: &[(&str, Option<&str>)],
+    written: impl Fn(&str) -> Option<bool>,
+) -> Vec<OptionProblem> {
+    let fallback_of = |name: &str| {
+        services
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, fallback)| *fallback)
+    };
+    let mut problems = Vec::new();
+    for &(name, fallback) in services {
+        let Some(fallback) = fallback else { continue };
+        let problem = |text: String| OptionProblem {
+            instance: name.to_owned(),
+            option: FALLBACK.to_owned(),
+            problem: text,
+        };
+        if fallback_of(fallback).is_none() {
+            let known: Vec<&str> = services
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| *n != name)
+                .collect();
+            let text = match written(fallback) {
+                Some(false) => continue, // Invalid: its own problems are reported.
+                Some(true) => format!(
+                    "`{fallback}` is switched off (enabled = false): it cannot be a fallback"
+                ),
+                None => format!(
+                    "no service `{fallback}` in this product (it has: {})",
+                    if known.is_empty() {
+                        "no other".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            };
+            problems.push(problem(text));
+            continue;
+        }
+        if let Some(path) = loop_from(name, &fallback_of) {
+            problems.push(problem(format!(
+                "a loop: {} (a fallback must not lead back to the service it covers)",
+                path.join(" → ")
+            )));
+        }
+    }
+    problems
+}
+
+/// The fallbacks followed from `start` when they come back to it (`a → b → a`).
+fn loop_from<'a>(
+    start: &'a str,
+    fallback_of: &impl Fn(&str) -> Option<Option<&'a str>>,
+) -> Option<Vec<&'a str>> {
+    let mut path = vec![start];
+    let mut at = start;
+    while let Some(Some(next)) = fallback_of(at) {
+        path.push(next);
+        if next == start {
+            return Some(path);
+        }
+        if path[..path.len() - 1].contains(&next) {
+            return None; // A loop further on, reported for the services in it.
+        }
+        at = next;
+    }
+    None
+}
+
 /// The models Sprint.ly sends, and the actions it sends them with.
 const MODELS: &[&str] = &["Item", "Comment", "Block", "Favorite", "Deploy"];
 const ACTIONS: &[&str] = &["created", "updated", "deleted"];
@@ -191,8 +350,10 @@ fn event_filter(instance: &str, patterns: &Value) -> Result<Arc<[String]>, Vec<O
         option: EVENTS.to_owned(),
         problem: text,
     };
-    let Some(list) = patterns.as_array().filter(|l| !l.is_empty()) else {
-        let text = "expected a list of `Model.action` patterns, e.g. [\"Item.*\"]";
+    // An empty list is allowed: the service then gets events only as a fallback.
+    let Some(list) = patterns.as_array() else {
+        let text = "expected a list of `Model.action` patterns, e.g. [\"Item.*\"] (or [] for \
+                    events only as another service's fallback)";
         return Err(vec![problem(text.to_owned())]);
     };
     let mut found = Vec::new();
@@ -530,6 +691,7 @@ pub fn parse_services(table: &Map<String, Value>) -> Result<Vec<ServiceTable>, V
             Err(mut more) => problems.append(&mut more),
         }
     }
+    problems.extend(fallback_problems(table, &found));
     if problems.is_empty() {
         Ok(found)
     } else {

@@ -197,6 +197,7 @@ pub async fn run_service(
         delivery_id: &delivery_id,
         templates: &instance.templates,
         cut: Cut::NONE,
+        sent_at: Some(std::time::SystemTime::now()),
     };
     let sending = AssertUnwindSafe(instance.registration.service.send(&job, &transport));
     finish(sending.catch_unwind(), deadline, instance).await
@@ -330,13 +331,7 @@ pub fn destination(instance: &Instance, settings: &Settings) -> Option<Destinati
     let scope = pace.map_or(Scope::Url, |pace| pace.scope);
     crate::samples::ALL.iter().find_map(|(_, json)| {
         let event = Event::parse(json).ok()?;
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_destination",
-            templates: &instance.templates,
-            cut: Cut::NONE,
-        };
+        let job = instance.job(&event, "msg_destination");
         let outgoing = instance.registration.service.build(&job).ok()?;
         let mut keys: Vec<String> = outgoing
             .iter()
@@ -391,6 +386,7 @@ pub fn preview_with_id(event: &Event, instance: &Instance, delivery_id: &str) ->
         delivery_id,
         templates: &instance.templates,
         cut: Cut::NONE,
+        sent_at: None,
     };
     let service = instance.registration.service;
     match build_within(&instance.registration.limits, &job, |job| {

@@ -35,6 +35,12 @@ pub fn service_markdown(reg: &Registration) -> String {
     );
     let _ = writeln!(md, "**Rate limit:** {}\n", rate_limit_line(reg.rate_limit));
     let _ = writeln!(md, "## Size limits\n\n{}", reg.limits.docs());
+    let _ = writeln!(
+        md,
+        "## Answers\n\nWhat its answers mean besides their status (`410` disables the \
+         target; `429` and most `5xx` are tried again):\n\n{}",
+        reg.answers.docs()
+    );
     let schema = &reg.schema;
     md.push_str("## Options\n\n| Option | Kind | Required | Default | Description |\n|---|---|---|---|---|\n");
     for spec in schema.options {

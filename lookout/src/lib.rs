@@ -39,12 +39,13 @@ pub mod samples;
 pub mod schemas;
 pub mod service;
 pub mod settings;
+pub mod shaping;
 pub mod telemetry;
 pub mod text;
 
 pub use config::{Config, ConfigError, Instance};
-pub use delivery::Verdict;
 pub use delivery::ratelimit::RateLimit;
+pub use delivery::{Answers, Means, Verdict, Wait};
 pub use delivery::{Attempt, Delivery, Outcome, Transport};
 pub use dispatch::{Engine, Preview, Report, ServiceResult};
 pub use error::BuildError;
@@ -53,7 +54,7 @@ pub use limits::{Limit, Limits, Unit};
 pub use options::{Kind, OptionSpec, Options, Schema};
 pub use payload::{Attributes, Event, PayloadError};
 pub use request::{Body, HttpRequest, Method, Outgoing, RequestPreview};
-pub use service::{Category, Registration, SERVICES, Service, catalogue};
+pub use service::{Category, Registered, Registration, SERVICES, Service, catalogue};
 pub use settings::Settings;
 pub use text::{Dialect, Message, Rich};
 

@@ -26,6 +26,9 @@ pub struct Event {
     /// are most of it (dozens of allocations to copy and, on another thread, to free).
     attributes: Arc<LazyAttributes>,
     raw: Arc<str>,
+    /// For a digest (`lookout serve`'s `digest = { … }`): every event it gathers, oldest
+    /// first, this one (the first) included.
+    digest: Option<Arc<[Event]>>,
 }
 
 /// The attributes, read into the typed model the first time a service asks. Routing an
@@ -343,6 +346,7 @@ impl Event {
                 decoded: OnceLock::new(),
             }),
             raw: Arc::from(json),
+            digest: None,
         })
     }
 
@@ -353,14 +357,49 @@ impl Event {
 
     /// This event with its attributes changed by `edit` (the fitting pass cuts long
     /// texts so); the event as it is when the edit leaves something that does not parse.
-    pub fn edited(&self, edit: impl FnOnce(&mut Value)) -> Event {
+    /// A digest's events are edited each.
+    pub fn edited(&self, edit: impl Fn(&mut Value)) -> Event {
+        self.edited_by(&edit)
+    }
+
+    fn edited_by(&self, edit: &dyn Fn(&mut Value)) -> Event {
         let Ok(mut value) = serde_json::from_str::<Value>(&self.raw) else {
             return self.clone();
         };
         if let Some(attributes) = value.get_mut("attributes") {
             edit(attributes);
         }
-        Event::from_value(value).unwrap_or_else(|_| self.clone())
+        let mut edited = Event::from_value(value).unwrap_or_else(|_| self.clone());
+        edited.digest = self.digest.as_ref().map(|events| {
+            let each: Vec<Event> = events.iter().map(|event| event.edited_by(edit)).collect();
+            each.into()
+        });
+        edited
+    }
+
+    /// A digest of `events`, oldest first (`None` for none): the first event, carrying
+    /// them all. A service that writes messages writes one for them all
+    /// ([`Message::digest`](crate::text::Message::digest)); one that forwards payloads
+    /// forwards them as one JSON array ([`Event::forwarded`]).
+    pub fn digest_of(events: Vec<Event>) -> Option<Event> {
+        let mut first = events.first()?.clone();
+        first.digest = Some(events.into());
+        Some(first)
+    }
+
+    /// The events of a digest, oldest first; `None` for a single event.
+    pub fn digest(&self) -> Option<&[Event]> {
+        self.digest.as_deref()
+    }
+
+    /// What a service that forwards the payload sends: the payload exactly as received,
+    /// or for a digest a JSON array of its events' payloads, each as received.
+    pub fn forwarded(&self) -> Arc<str> {
+        let Some(events) = &self.digest else {
+            return self.raw.clone();
+        };
+        let payloads: Vec<&str> = events.iter().map(|event| &*event.raw).collect();
+        Arc::from(format!("[{}]", payloads.join(",")))
     }
 
     /// The typed attributes, or the first problem found in them (with its JSON path).

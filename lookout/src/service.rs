@@ -5,6 +5,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::delivery::answers::{Answer, Answers};
 use crate::delivery::ratelimit::RateLimit;
 use crate::delivery::{Delivery, Platform, Transport, Verdict};
 use crate::error::BuildError;
@@ -60,18 +61,11 @@ impl Category {
 /// install docs.
 #[async_trait]
 pub trait Service: Send + Sync + 'static {
-    /// How long the target asked to wait, when it says so in the body of a refusal
-    /// (`429`, `503`) in its own way rather than with a `Retry-After` header (which the
-    /// engine reads for every service, and which wins). `None`, the default, for
-    /// targets that do not. Build it from [`json_seconds`](crate::delivery::retry::json_seconds)
-    /// and [`json_millis`](crate::delivery::retry::json_millis).
-    fn wait_asked(&self, _answer_body: &[u8]) -> Option<std::time::Duration> {
-        None
-    }
-
-    /// What an answer from this platform means beyond its status: "gone" answers and
-    /// refusals inside a `2xx`. The default, [`Verdict::ByStatus`], lets the status
-    /// decide. Called with at most `max_response_bytes` of the body.
+    /// What an answer from this platform means beyond its status, when a table of codes
+    /// cannot say it (declare those with `answers:` in [`service!`](crate::service!)):
+    /// words inside a sentence, two fields at once. Asked only when the declared
+    /// answers leave it to the status. The default, [`Verdict::ByStatus`], lets the
+    /// status decide. Called with at most `max_response_bytes` of the body.
     fn verdict(&self, _status: u16, _answer_body: &[u8]) -> Verdict {
         Verdict::ByStatus
     }
@@ -112,6 +106,10 @@ pub struct Registration {
     /// Its platform's size limits: what the engine keeps every message it sends within
     /// (see [`crate::limits`]). Shown in its docs.
     pub limits: Limits,
+    /// How its platform's answers are read: codes that mean "gone" or a refusal, and
+    /// where it asks for a wait ([`Answers::BY_STATUS`] when it says nothing more than
+    /// its status and `Retry-After`).
+    pub answers: Answers,
     /// The options it takes.
     pub schema: Schema,
     /// A working example configuration (TOML, the body of a `[services.NAME]` table),
@@ -156,6 +154,22 @@ impl Registration {
             .any(|pattern| pattern_matches(pattern, &event.model, &event.action))
     }
 
+    /// What `answer` means: as the service declares its answers, else as its own
+    /// [`Service::verdict`] reads it.
+    pub fn verdict_on(&self, answer: &Answer<'_>) -> Verdict {
+        match self.answers.verdict(answer) {
+            Verdict::ByStatus => self.service.verdict(answer.status, answer.body),
+            declared => declared,
+        }
+    }
+
+    /// How long `answer` asks to wait in its platform's own way, as declared (`wait:`
+    /// in [`service!`](crate::service!)), from now.
+    pub fn wait_in(&self, answer: &Answer<'_>) -> Option<std::time::Duration> {
+        self.answers
+            .wait_asked(answer, std::time::SystemTime::now())
+    }
+
     /// A serializable summary for `lookout services --json`.
     pub fn summary(&self) -> ServiceSummary {
         ServiceSummary {
@@ -196,17 +210,27 @@ impl Platform for Registration {
         self.rate_limit
     }
 
-    fn wait_asked(&self, answer_body: &[u8]) -> Option<std::time::Duration> {
-        self.service.wait_asked(answer_body)
+    fn wait_asked(
+        &self,
+        answer: &Answer<'_>,
+        now: std::time::SystemTime,
+    ) -> Option<std::time::Duration> {
+        self.answers.wait_asked(answer, now)
     }
 
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        self.service.verdict(status, answer_body)
+    fn verdict(&self, answer: &Answer<'_>) -> Verdict {
+        self.verdict_on(answer)
     }
 
     fn limits(&self) -> &Limits {
         &self.limits
     }
+}
+
+/// What [`service!`](crate::service!) adds to a service's struct: the way back to all
+/// it declared (`Slack.registration().verdict_on(…)` in its tests).
+pub trait Registered {
+    fn registration(&self) -> &'static Registration;
 }
 
 /// Every registered service, in no particular order. See [`catalogue`].
@@ -240,8 +264,11 @@ pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
 /// Declares a service struct and registers it with what it is. The doc comments become
 /// the service's title (first line) and Markdown install docs (the rest); the file's name
 /// becomes the service's name. Then, in this order: its `category`, optionally the
-/// `events` it listens to (default `["*.created"]`) and its platform's `rate_limit`
-/// (default: none), its platform's size `limits` (required: [`Limits::cut`] for a
+/// `events` it listens to (default `["*.created"]`), its platform's `rate_limit`
+/// (default: none), how its platform's `answers` are read ([`Answers`]: the codes that
+/// mean "gone" or a refusal; default: the status alone) and where it puts a `wait`
+/// ([`Wait`](crate::delivery::Wait): a field of the body or a header, besides
+/// `Retry-After`), its platform's size `limits` (required: [`Limits::cut`] for a
 /// message the engine may cut to fit, [`Limits::refuse`] for a payload forwarded as it
 /// is, [`Limits::none`] with the reason there is none), its option `schema` and an
 /// `example` configuration.
@@ -255,6 +282,8 @@ pub fn pattern_matches(pattern: &str, model: &str, action: &str) -> bool {
 ///
 ///     category: Chat,
 ///     rate_limit: RateLimit::CHAT_WEBHOOK,
+///     answers: Answers::status("Example", &[Means::gone(&["404"], "the hook was deleted")]),
+///     wait: Wait::HeaderUntil("X-RateLimit-Reset"),
 ///     limits: Limits::cut(&[Limit::field("/text", 4_000, Unit::Chars)]),
 ///     schema: Schema::new(OPTIONS),
 ///     example: r#"url = "https://example.com/hooks/T000""#,
@@ -269,6 +298,8 @@ macro_rules! service {
         category: $category:ident,
         $(events: $events:expr,)?
         $(rate_limit: $rate_limit:expr,)?
+        $(answers: $answers:expr,)?
+        $(wait: $wait:expr,)?
         limits: $limits:expr,
         schema: $schema:expr,
         example: $example:expr $(,)?
@@ -284,11 +315,19 @@ macro_rules! service {
             category: $crate::Category::$category,
             events: $crate::service!(@or [$($events)?] [&["*.created"]]),
             rate_limit: $crate::service!(@or [$(Some($rate_limit))?] [None]),
+            answers: $crate::service!(@or [$($answers)?] [$crate::delivery::Answers::BY_STATUS])
+                $(.wait($wait))?,
             limits: $limits,
             schema: $schema,
             example: $example,
             service: &$name,
         };
+
+        impl $crate::service::Registered for $name {
+            fn registration(&self) -> &'static $crate::Registration {
+                &REGISTRATION
+            }
+        }
     };
     (@or [$($given:tt)+] [$($default:tt)*]) => { $($given)+ };
     (@or [] [$($default:tt)*]) => { $($default)* };

@@ -38,6 +38,12 @@ lookout::service! {
 
     // What Apprise gets is a message for people, written by Lookout, not the payload.
     category: Push,
+    // apprise_api/api/views.py: 204 with "There was no configuration found" (a key)
+    // or "There was no valid URLs provided to notify" (urls). Either way nothing
+    // will be sent until someone fixes the configuration.
+    answers: Answers::status("Apprise", &[
+        Means::gone(&["204"], "no configuration or valid URL to notify"),
+    ]),
     limits: Limits::none(
         "Apprise passes the message on to the services it is set up for, and cuts it to each one's limit itself.",
     ),
@@ -66,16 +72,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Apprise {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        // apprise_api/api/views.py: 204 with "There was no configuration found" (a key)
-        // or "There was no valid URLs provided to notify" (urls). Either way nothing
-        // will be sent until someone fixes the configuration.
-        if status == 204 {
-            return Verdict::Gone("Apprise: no configuration or valid URL to notify (204)".into());
-        }
-        Verdict::ByStatus
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;

@@ -29,6 +29,9 @@ lookout::service! {
 
     category: Observability,
     events: &["*"],
+    answers: Answers::status("Datadog", &[
+        Means::gone(&["403"], "the API key is revoked or not valid for this site"),
+    ]),
     // docs.datadoghq.com/api/latest/events/: `text` at most 4,000 characters, `title` 100.
     limits: Limits::cut(&[
         Limit::field("/text", 4_000, Unit::Chars),
@@ -90,15 +93,6 @@ const MARKDOWN_START: &str = "%%% \n";
 const MARKDOWN_END: &str = "\n %%%";
 
 impl Service for Datadog {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        match status {
-            403 => {
-                Verdict::Gone("Datadog: the API key is revoked or not valid for this site".into())
-            }
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let event = job.event;

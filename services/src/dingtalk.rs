@@ -6,9 +6,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use lookout::delivery::platform::answer_code;
-use lookout::delivery::{Delivery, Transport};
-use lookout::limits::build_within;
 use lookout::prelude::*;
 use sha2::Sha256;
 
@@ -44,6 +41,14 @@ lookout::service! {
     // 20 messages a minute per robot; over that it is muted for 10 minutes
     // (open.dingtalk.com/document/robots/custom-robot-access, "Limits").
     rate_limit: RateLimit::every(Duration::from_secs(3)),
+    // Every answer is `{"errcode": …, "errmsg": "…"}`, errors inside a 200 too.
+    // 300001, 300005 and 400102: the token does not exist (the robot was removed),
+    // or the robot is disabled. 310000 (signature, keyword or IP check failed) and
+    // the other codes: the same message would be refused again.
+    answers: Answers::error_codes("DingTalk", "/errcode", "/errmsg", &[
+        Means::gone(&["300001", "300005", "400102"], "the robot is gone"),
+        Means::try_again(&["130101"], "sending too fast"),
+    ]),
     // A custom robot's request is at most 20,000 bytes.
     limits: Limits::cut(&[
         Limit::body(20_000, Unit::Bytes),
@@ -74,72 +79,29 @@ fn escape_dingtalk(text: &str) -> String {
     escape::backslashed(text, "\\*_`[]#")
 }
 
-/// What previews (dry runs, snapshots) show instead of a signature: it depends on the
-/// time of each try.
-const SIGNED_WHEN_SENT: &str = "(signed when sent)";
-
-#[lookout::async_trait]
 impl Service for Dingtalk {
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body, "errcode", "errmsg") else {
-            return Verdict::ByStatus;
-        };
-        match code {
-            0 => Verdict::ByStatus,
-            // The token does not exist (the robot was removed), or the robot is disabled.
-            300001 | 300005 | 400102 => {
-                Verdict::Gone(format!("DingTalk: the robot is gone ({code}: {said})"))
-            }
-            130101 => Verdict::Refused {
-                reason: format!("DingTalk: sending too fast ({code}: {said})"),
-                retry: true,
-            },
-            // 310000 (signature, keyword or IP check failed) and the rest: the same
-            // message would be refused again.
-            _ => Verdict::Refused {
-                reason: format!("DingTalk: {code}: {said}"),
-                retry: false,
-            },
-        }
-    }
-
-    /// Previews show where the signature goes; [`Dingtalk::send`] signs each delivery
-    /// with the time it is sent.
+    /// The message, signed with the time of sending when a secret is set (DingTalk
+    /// refuses signatures over an hour old; previews show where the signature goes).
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        request(job, None)
-    }
-
-    async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
-        // Signed now, not when the event came: the durable worker's later attempts of
-        // the same delivery need a fresh timestamp (DingTalk refuses those over an hour old).
-        let now = unix_millis();
-        match build_within(transport.limits(), job, |job| request(job, Some(now))) {
-            Ok(outgoing) => transport.send_all(outgoing, job).await,
-            Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
+        let message = job.message()?;
+        let body = json!({
+            "msgtype": "markdown",
+            // The title shows in the notification and the chat list only.
+            "markdown": {"title": message.title, "text": text(&message)},
+            "at": {"isAtAll": false},
+        });
+        let mut url = job.url("url")?;
+        if let Some(secret) = job.options.str("secret") {
+            let (timestamp, sign) = job.signed_when_sent(|now| {
+                let millis = unix_millis(now);
+                (millis.to_string(), sign(secret, millis))
+            });
+            url.query_pairs_mut()
+                .append_pair("timestamp", &timestamp)
+                .append_pair("sign", &sign);
         }
+        Ok(vec![HttpRequest::post(url).json(body).into()])
     }
-}
-
-/// The message, signed at `now` (Unix milliseconds) when a secret is set; `None` previews.
-fn request(job: &Job<'_>, now: Option<u64>) -> Result<Vec<Outgoing>, BuildError> {
-    let message = job.message()?;
-    let body = json!({
-        "msgtype": "markdown",
-        // The title shows in the notification and the chat list only.
-        "markdown": {"title": message.title, "text": text(&message)},
-        "at": {"isAtAll": false},
-    });
-    let mut url = job.url("url")?;
-    if let Some(secret) = job.options.str("secret") {
-        let (timestamp, sign) = match now {
-            Some(now) => (now.to_string(), sign(secret, now)),
-            None => (SIGNED_WHEN_SENT.to_owned(), SIGNED_WHEN_SENT.to_owned()),
-        };
-        url.query_pairs_mut()
-            .append_pair("timestamp", &timestamp)
-            .append_pair("sign", &sign);
-    }
-    Ok(vec![HttpRequest::post(url).json(body).into()])
 }
 
 /// The Markdown text: the headline, the quote and list, then one line per field.
@@ -170,9 +132,8 @@ fn sign(secret: &str, timestamp: u64) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+fn unix_millis(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -203,7 +164,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn posts_markdown_with_a_signature_in_the_query() {
         let options = |server: &CaptureServer| options(&server.url());
-        let before = super::unix_millis();
+        let before = super::unix_millis(std::time::SystemTime::now());
         let (_, sent) = deliver_one("dingtalk", options, &fixture_json("item"), SECRET).await;
         let (path, query) = sent.path.split_once('?').unwrap();
         assert_eq!(path, "/robot/send");

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use lookout::delivery::retry::json_seconds;
 use lookout::prelude::*;
 use lookout::text::budget::{fit, fit_lines, truncate};
 use lookout::text::wording::color_number;
@@ -40,6 +39,11 @@ lookout::service! {
     category: Chat,
     // Discord allows webhooks five requests per two seconds.
     rate_limit: RateLimit::every(Duration::from_millis(400)).burst(5),
+    answers: Answers::json("Discord", "/code", "/message", &[
+        Means::gone(&["10015"], "the webhook was deleted"),
+        Means::gone(&["50027"], "the webhook's token is invalid"),
+    ]),
+    wait: Wait::BodySeconds("/retry_after"),
     // discord.com/developers/docs/resources/message#embed-object-embed-limits
     limits: Limits::cut(&[
         Limit::field("/content", 2_000, Unit::Chars),
@@ -97,28 +101,6 @@ const DESCRIPTION_CHARS: usize = 4096;
 const FIELD_VALUE_CHARS: usize = 1024;
 
 impl Service for Discord {
-    /// A `429` says how long to wait in its JSON body, in seconds (may be fractional):
-    /// `{"retry_after": 0.35, …}`.
-    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
-        json_seconds(answer_body, "/retry_after")
-    }
-
-    /// Discord answers a deleted webhook or a wrong token with a JSON error code
-    /// (https://discord.com/developers/docs/topics/opcodes-and-status-codes#json):
-    /// `{"message": "Unknown Webhook", "code": 10015}`.
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let code = serde_json::from_slice::<Value>(answer_body)
-            .ok()
-            .and_then(|answer| answer.get("code").and_then(Value::as_u64));
-        match code {
-            Some(10015) => {
-                Verdict::Gone("Discord: the webhook was deleted (Unknown Webhook)".into())
-            }
-            Some(50027) => Verdict::Gone("Discord: the webhook's token is invalid".into()),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let mut body = job.options.pick(&["username", "avatar_url"]);
@@ -282,14 +264,17 @@ mod tests {
 
     #[test]
     fn a_429_asks_for_its_wait_in_seconds() {
-        use lookout::Service as _;
+        use lookout::Registered as _;
+        use lookout::delivery::Answer;
         use std::time::Duration;
+        let wait = |body: &[u8]| {
+            super::Discord
+                .registration()
+                .wait_in(&Answer::new(429, body))
+        };
         let body =
             br#"{"message":"You are being rate limited.","retry_after":0.35,"global":false}"#;
-        assert_eq!(
-            super::Discord.wait_asked(body),
-            Some(Duration::from_millis(350))
-        );
-        assert_eq!(super::Discord.wait_asked(b"<html>slow down</html>"), None);
+        assert_eq!(wait(body), Some(Duration::from_millis(350)));
+        assert_eq!(wait(b"<html>slow down</html>"), None);
     }
 }

@@ -118,7 +118,7 @@ impl Service for Errbot {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let url = job.url("url")?;
         // The payload is forwarded exactly as the product sent it, in either format.
-        let payload = job.event.raw_shared();
+        let payload = job.event.forwarded();
         let mut request = match job.options.str("format") {
             Some("form") => HttpRequest::post(url).form([("payload", &*payload)]),
             _ => HttpRequest::post(url).raw_json(payload),

@@ -6,9 +6,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use lookout::delivery::platform::answer_code;
-use lookout::delivery::{Delivery, Transport};
-use lookout::limits::build_within;
 use lookout::prelude::*;
 use lookout::text::Span;
 use sha2::Sha256;
@@ -43,6 +40,14 @@ lookout::service! {
     category: Chat,
     // A custom bot takes 100 requests a minute and 5 a second (same page).
     rate_limit: RateLimit::every(Duration::from_millis(600)).burst(5),
+    // Every answer is `{"code": …, "msg": "…"}`, errors inside a 200 too. 11232 is
+    // the frequency limit: another try later may pass. 19021 (a bad signature or a
+    // clock more than an hour off), 19024 (no keyword) and the other codes: the same
+    // message will be refused again.
+    answers: Answers::error_codes("Feishu", "/code", "/msg", &[
+        Means::gone(&["19001"], "the bot's webhook is gone"),
+        Means::try_again(&["11232"], "too many messages"),
+    ]),
     // A custom bot's request is at most 20 KB (read as 20,000 bytes, the safer reading).
     limits: Limits::cut(&[
         Limit::body(20_000, Unit::Bytes),
@@ -69,66 +74,25 @@ const OPTIONS: &[OptionSpec] = &[
 /// add-custom-bot, "Limits"): a long deploy lists this many items and counts the rest.
 const LIST_ITEMS: usize = 40;
 
-/// What previews (dry runs, snapshots) show instead of a signature: it depends on the
-/// time of each try.
-const SIGNED_WHEN_SENT: &str = "(signed when sent)";
-
-#[lookout::async_trait]
 impl Service for Feishu {
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body, "code", "msg") else {
-            return Verdict::ByStatus;
-        };
-        match code {
-            0 => Verdict::ByStatus,
-            19001 => Verdict::Gone(format!("Feishu: the bot's webhook is gone ({said})")),
-            // The frequency limit: another try later may pass.
-            11232 => Verdict::Refused {
-                reason: format!("Feishu: too many messages ({code}: {said})"),
-                retry: true,
-            },
-            // 19021 (a bad signature or a clock more than an hour off), 19024 (no
-            // keyword), and the rest: the same message will be refused again.
-            _ => Verdict::Refused {
-                reason: format!("Feishu: {code}: {said}"),
-                retry: false,
-            },
-        }
-    }
-
-    /// Previews show where the signature goes; [`Feishu::send`] signs each delivery
-    /// with the time it is sent.
+    /// The message, signed with the time of sending when a secret is set (Feishu
+    /// refuses signatures over an hour old; previews show where the signature goes).
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        request(job, None)
-    }
-
-    async fn send(&self, job: &Job<'_>, transport: &Transport) -> Vec<Delivery> {
-        // Signed now, not when the event came: the durable worker's later attempts of
-        // the same delivery need a fresh timestamp (Feishu refuses those over an hour old).
-        let now = unix_seconds();
-        match build_within(transport.limits(), job, |job| request(job, Some(now))) {
-            Ok(outgoing) => transport.send_all(outgoing, job).await,
-            Err(err) => vec![Delivery::not_sent(err, job.options.redactor())],
+        let message = job.message()?;
+        let mut body = json!({
+            "msg_type": "post",
+            "content": {"post": {"zh_cn": {"title": message.title, "content": paragraphs(&message)}}},
+        });
+        if let Some(secret) = job.options.str("secret") {
+            let (timestamp, sign) = job.signed_when_sent(|now| {
+                let seconds = unix_seconds(now);
+                (seconds.to_string(), sign(secret, seconds))
+            });
+            body["timestamp"] = timestamp.into();
+            body["sign"] = sign.into();
         }
+        Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
     }
-}
-
-/// The message, signed at `now` (Unix seconds) when a secret is set; `None` previews.
-fn request(job: &Job<'_>, now: Option<u64>) -> Result<Vec<Outgoing>, BuildError> {
-    let message = job.message()?;
-    let mut body = json!({
-        "msg_type": "post",
-        "content": {"post": {"zh_cn": {"title": message.title, "content": paragraphs(&message)}}},
-    });
-    if let Some(secret) = job.options.str("secret") {
-        let (timestamp, sign) = match now {
-            Some(now) => (now.to_string(), sign(secret, now)),
-            None => (SIGNED_WHEN_SENT.to_owned(), SIGNED_WHEN_SENT.to_owned()),
-        };
-        body["timestamp"] = timestamp.into();
-        body["sign"] = sign.into();
-    }
-    Ok(vec![HttpRequest::post(job.url("url")?).json(body).into()])
 }
 
 /// Feishu's signature: base64 of an HMAC-SHA256 whose *key* is `"{timestamp}\n{secret}"`
@@ -139,9 +103,8 @@ pub(crate) fn sign(secret: &str, timestamp: u64) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+fn unix_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
@@ -207,7 +170,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn posts_a_signed_rich_text_message() {
         let options = |server: &CaptureServer| options(&format!("{}/{HOOK}", server.url()));
-        let before = super::unix_seconds();
+        let before = super::unix_seconds(std::time::SystemTime::now());
         let (_, sent) = deliver_one("feishu", options, &fixture_json("item"), SECRET).await;
         assert_eq!(sent.path, format!("/{HOOK}"));
         let body = sent.json();
@@ -236,8 +199,8 @@ mod tests {
         .unwrap();
         let preview = lookout::dispatch::preview_one(&lookout_testkit::fixture("item"), &instance);
         let body = &preview.requests[0].body;
-        assert_eq!(body["timestamp"], super::SIGNED_WHEN_SENT);
-        assert_eq!(body["sign"], super::SIGNED_WHEN_SENT);
+        assert_eq!(body["timestamp"], lookout::job::SIGNED_WHEN_SENT);
+        assert_eq!(body["sign"], lookout::job::SIGNED_WHEN_SENT);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,13 +287,7 @@ mod tests {
     fn form(name: &str) -> Vec<(String, String)> {
         let instance = instance("https://api.flowdock.com", TOKEN);
         let event = fixture(name);
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_test",
-            templates: &instance.templates,
-            cut: lookout::text::budget::Cut::NONE,
-        };
+        let job = instance.job(&event, "msg_test");
         let outgoing = Flowdock.build(&job).unwrap();
         let [Outgoing::Http(request)] = outgoing.as_slice() else {
             panic!("{name}: expected one request");

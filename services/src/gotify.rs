@@ -33,6 +33,11 @@ lookout::service! {
     pub struct Gotify;
 
     category: Push,
+    // Gotify answers 401 to every token it does not know: the application (or its
+    // token) was deleted (https://github.com/gotify/server, auth/authentication.go).
+    answers: Answers::status("Gotify", &[
+        Means::gone(&["401"], "the application token is unknown"),
+    ]),
     limits: Limits::none(
         "a Gotify server (your own) sets no size limit on messages.",
     ),
@@ -65,15 +70,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Gotify {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        // Gotify answers 401 to every token it does not know: the application (or its
-        // token) was deleted (https://github.com/gotify/server, auth/authentication.go).
-        if status == 401 {
-            return Verdict::Gone("Gotify: the application token is unknown (401)".into());
-        }
-        Verdict::ByStatus
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;

@@ -31,6 +31,10 @@ lookout::service! {
     pub struct HomeAssistant;
 
     category: Push,
+    // Home Assistant answers 401 to a token it does not know: it was deleted.
+    answers: Answers::status("Home Assistant", &[
+        Means::gone(&["401"], "the access token is not valid"),
+    ]),
     limits: Limits::none(
         "Home Assistant hands the message to the notify service named, and each has its own limits.",
     ),
@@ -58,14 +62,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for HomeAssistant {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        // Home Assistant answers 401 to a token it does not know: it was deleted.
-        if status == 401 {
-            return Verdict::Gone("Home Assistant: the access token is not valid (401)".into());
-        }
-        Verdict::ByStatus
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;

@@ -1,9 +1,6 @@
 //! The `matrix` service (Matrix). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs matrix` shows them.
 
-use std::time::Duration;
-
-use lookout::delivery::retry::json_millis;
 use lookout::prelude::*;
 
 lookout::service! {
@@ -46,6 +43,15 @@ lookout::service! {
     category: Chat,
     // Homeservers rate-limit messages per user; the URL holds a fresh transaction id each time, so the limit is per server.
     rate_limit: RateLimit::CHAT_WEBHOOK.per_origin(),
+    // Errors are `{"errcode": "M_FORBIDDEN", "error": "…"}` (spec.matrix.org, "Standard
+    // error response"): a revoked token and a room the bot may not post to are for
+    // good; an event too large for the homeserver is refused as it is.
+    answers: Answers::json("Matrix", "/errcode", "/error", &[
+        Means::gone(&["M_UNKNOWN_TOKEN"], "the access token was revoked").with_status(&[401]),
+        Means::gone(&["M_FORBIDDEN"], "the bot may not post to the room").with_status(&[403]),
+        Means::refused(&["M_TOO_LARGE"], "the message was too large for the homeserver"),
+    ]),
+    wait: Wait::BodyMillis("/retry_after_ms"),
     // spec.matrix.org: an event is at most 65,536 bytes as the server stores it, with its
     // envelope (ids, hashes, signatures, previous events); 4 KiB of it are left for that.
     limits: Limits::cut(&[
@@ -83,32 +89,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Matrix {
-    /// A homeserver's `M_LIMIT_EXCEEDED` says how long to wait in its JSON body, in
-    /// milliseconds: `{"errcode": "M_LIMIT_EXCEEDED", "retry_after_ms": 2500}`.
-    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
-        json_millis(answer_body, "/retry_after_ms")
-    }
-
-    /// A revoked access token (`M_UNKNOWN_TOKEN`) or a room the bot may no longer post
-    /// to (`M_FORBIDDEN`: left, kicked, banned) will not heal by retrying
-    /// (https://spec.matrix.org/latest/client-server-api/#standard-error-response).
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        let answer = serde_json::from_slice::<Value>(answer_body).unwrap_or_default();
-        let why = match (status, answer["errcode"].as_str()) {
-            (401, Some("M_UNKNOWN_TOKEN")) => "the access token was revoked (M_UNKNOWN_TOKEN)",
-            (403, Some("M_FORBIDDEN")) => "the bot may not post to the room (M_FORBIDDEN)",
-            (_, Some("M_TOO_LARGE")) => {
-                return Verdict::Refused {
-                    reason: "Matrix: the message was too large for the homeserver (M_TOO_LARGE)"
-                        .into(),
-                    retry: false,
-                };
-            }
-            _ => return Verdict::ByStatus,
-        };
-        Verdict::Gone(format!("Matrix: {why}"))
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;
@@ -159,7 +139,7 @@ fn formatted_body(message: &Message) -> String {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Instance, Job, Outgoing, Service};
+    use lookout::{Instance, Outgoing, Service};
     use lookout_testkit::assert_failed;
     use lookout_testkit::{deliver_one, fixture, fixture_json};
     use serde_json::{Value, json};
@@ -247,13 +227,7 @@ mod tests {
     fn a_room_alias_is_refused_with_a_hint() {
         let instance = instance("#team:example.org");
         let event = fixture("item");
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_a",
-            templates: &instance.templates,
-            cut: lookout::text::budget::Cut::NONE,
-        };
+        let job = instance.job(&event, "msg_a");
         let err = super::Matrix.build(&job).unwrap_err();
         assert!(err.to_string().contains("not a room ID"), "{err}");
     }
@@ -278,13 +252,7 @@ mod tests {
     fn a_room_id_without_a_server_part_is_accepted() {
         let instance = instance("!AE7_Te7zXB0a-4tyMVrsgqJ4QX6qDlNAB4gxgTjBvE0");
         let event = fixture("item");
-        let job = Job {
-            event: &event,
-            options: &instance.options,
-            delivery_id: "msg_a",
-            templates: &instance.templates,
-            cut: lookout::text::budget::Cut::NONE,
-        };
+        let job = instance.job(&event, "msg_a");
         let built = super::Matrix.build(&job).expect("a v12 room id builds");
         let Outgoing::Http(request) = &built[0] else {
             panic!("not HTTP");
@@ -303,13 +271,7 @@ mod tests {
         let instance = instance("!room:example.org");
         let event = fixture("comment");
         let path = |id: &str| {
-            let job = Job {
-                event: &event,
-                options: &instance.options,
-                delivery_id: id,
-                templates: &instance.templates,
-                cut: lookout::text::budget::Cut::NONE,
-            };
+            let job = instance.job(&event, id);
             match &super::Matrix.build(&job).unwrap()[0] {
                 Outgoing::Http(request) => request.url.path().to_owned(),
                 other => panic!("not HTTP: {other:?}"),
@@ -321,11 +283,15 @@ mod tests {
 
     #[test]
     fn a_rate_limited_answer_asks_for_its_wait_in_milliseconds() {
+        use lookout::Registered as _;
+        use lookout::delivery::Answer;
+        let wait = |body: &[u8]| {
+            super::Matrix
+                .registration()
+                .wait_in(&Answer::new(429, body))
+        };
         let body = br#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":2500}"#;
-        assert_eq!(
-            super::Matrix.wait_asked(body),
-            Some(std::time::Duration::from_millis(2500))
-        );
-        assert_eq!(super::Matrix.wait_asked(br#"{"retry_after":5}"#), None);
+        assert_eq!(wait(body), Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(wait(br#"{"retry_after":5}"#), None);
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use lookout::prelude::*;
 use lookout::request::publish::{
-    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
+    PublishTry, Publisher,
 };
 use rumqttc::Outgoing as Sent;
 use rumqttc::v5::mqttbytes::QoS;
@@ -54,29 +55,26 @@ topic = "sprintly/{product}/{model}/{action}""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string(
-        "url",
+    Broker::url_option(
         "The broker, `mqtt://user:password@host:1883` (no user for anonymous access).",
-    )
-    .secret()
-    .destination(),
-    OptionSpec::string(
-        "topic",
+    ),
+    MQTT.route_option(
         "The topic: a template with `{product}`, `{model}` and `{action}`.",
-    )
-    .public()
-    .default("sprintly/{product}/{model}/{action}"),
+        "sprintly/{product}/{model}/{action}",
+    ),
     FORMAT_OPTION,
 ];
 
-/// MQTT's port when the URL names none.
-const MQTT_PORT: u16 = 1883;
+const MQTT: Broker = Broker {
+    protocol: "MQTT",
+    schemes: &["mqtt"],
+    port: 1883,
+    route: "topic",
+};
 
 impl Service for Mqtt {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let topic = BrokerRoute::from_options(job, &["mqtt"], MQTT_PORT, "topic")?;
-        let publish = topic.publish("MQTT", topic.shown(), job, Topic(topic.clone()))?;
-        Ok(vec![publish.into()])
+        MQTT.build(job, |topic| Ok((topic.shown(), Topic(topic))))
     }
 }
 
@@ -85,20 +83,16 @@ struct Topic(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Topic {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let (client, mut events) = AsyncClient::new(self.options(address, message, timeout), 4);
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let (client, mut events) =
+            AsyncClient::new(self.options(to.address, to.message, to.timeout), 4);
         client
             .publish_with_properties(
                 self.0.name.as_str(),
                 QoS::AtLeastOnce,
                 false,
-                message.body.to_wire(),
-                properties(message),
+                to.message.body.to_wire(),
+                properties(to.message),
             )
             .await
             .map_err(|e| PublishError::refused(format!("cannot publish: {e}")))?;

@@ -31,6 +31,9 @@ lookout::service! {
     category: Chat,
     // Teams throttles channel posts from webhooks to a few per second.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    answers: Answers::status("Microsoft Teams", &[
+        Means::gone(&["404"], "the workflow no longer exists"),
+    ]),
     // A message is at most 28 KB, counted after Teams re-encodes the body as UTF-16
     // (two bytes a unit): 413s come from about 14 KB of UTF-8.
     limits: Limits::cut(&[
@@ -51,15 +54,6 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 const CARD_VERSION: &str = "1.4";
 
 impl Service for Msteams {
-    /// A Workflows webhook whose flow was deleted or turned off answers 404: it will
-    /// not come back at that URL (a new workflow has a new one).
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        if status == 404 {
-            return Verdict::Gone("Microsoft Teams: the workflow no longer exists (404)".into());
-        }
-        Verdict::ByStatus
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let body = json!({

@@ -1,7 +1,6 @@
 //! The `nats` service (NATS JetStream). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs nats` shows them.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError as JsError, PublishErrorKind};
@@ -9,7 +8,7 @@ use async_nats::jetstream::message::PublishMessage as JsMessage;
 use async_nats::{ConnectErrorKind, ConnectOptions};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -53,29 +52,24 @@ subject = "sprintly.{model}.{action}""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string(
-        "url",
-        "The server, `nats://user:password@host:4222` or `nats://token@host:4222`.",
-    )
-    .secret()
-    .destination(),
-    OptionSpec::string(
-        "subject",
+    Broker::url_option("The server, `nats://user:password@host:4222` or `nats://token@host:4222`."),
+    NATS.route_option(
         "The subject: a template with `{product}`, `{model}` and `{action}`.",
-    )
-    .public()
-    .default("sprintly.{model}.{action}"),
+        "sprintly.{model}.{action}",
+    ),
     FORMAT_OPTION,
 ];
 
-/// NATS's client port when the URL names none.
-const NATS_PORT: u16 = 4222;
+const NATS: Broker = Broker {
+    protocol: "NATS",
+    schemes: &["nats"],
+    port: 4222,
+    route: "subject",
+};
 
 impl Service for Nats {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let subject = BrokerRoute::from_options(job, &["nats"], NATS_PORT, "subject")?;
-        let publish = subject.publish("NATS", subject.shown(), job, Subject(subject.clone()))?;
-        Ok(vec![publish.into()])
+        NATS.build(job, |subject| Ok((subject.shown(), Subject(subject))))
     }
 }
 
@@ -84,24 +78,19 @@ struct Subject(BrokerRoute);
 
 #[lookout::async_trait]
 impl Publisher for Subject {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
         let client = self
-            .options(timeout)
-            .connect(format!("nats://{address}"))
+            .options(to.timeout)
+            .connect(format!("nats://{}", to.address))
             .await
             .map_err(|e| connect_failure(&e))?;
         let jetstream = async_nats::jetstream::new(client.clone());
         let published = JsMessage::build()
-            .payload(message.body.to_wire())
-            .message_id(&message.delivery_id)
-            .header("content-type", message.content_type())
-            .header(DELIVERY_ID, message.delivery_id.as_str())
-            .header(EVENT, message.event.as_str());
+            .payload(to.message.body.to_wire())
+            .message_id(&to.message.delivery_id)
+            .header("content-type", to.message.content_type())
+            .header(DELIVERY_ID, to.message.delivery_id.as_str())
+            .header(EVENT, to.message.event.as_str());
         let acked = match jetstream.send_publish(self.0.name.clone(), published).await {
             Ok(ack) => ack.await.map(|_| ()),
             Err(err) => Err(err),

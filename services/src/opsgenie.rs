@@ -35,6 +35,12 @@ lookout::service! {
     pub struct Opsgenie;
 
     category: Incident,
+    answers: Answers::status("Opsgenie", &[
+        Means::gone(
+            &["401", "403"],
+            "the API key is unknown, disabled or not allowed to create alerts",
+        ),
+    ]),
     // docs.opsgenie.com/docs/alert-api#create-alert
     limits: Limits::cut(&[
         Limit::field("/message", 130, Unit::Chars),
@@ -74,15 +80,6 @@ const DESCRIPTION_CHARS: usize = 15000;
 const TAG_CHARS: usize = 50;
 
 impl Service for Opsgenie {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        match status {
-            401 | 403 => Verdict::Gone(
-                "Opsgenie: the API key is unknown, disabled or not allowed to create alerts".into(),
-            ),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let event = job.event;
@@ -117,7 +114,7 @@ impl Service for Opsgenie {
 /// The same event always gets the same alias, whichever attempt sends it: Opsgenie then
 /// counts a repeat on the open alert instead of opening another.
 fn alias(event: &Event) -> String {
-    let digest = Sha256::digest(event.raw().as_bytes());
+    let digest = Sha256::digest(event.forwarded().as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("lookout-{hex}")
 }

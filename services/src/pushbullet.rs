@@ -28,6 +28,11 @@ lookout::service! {
     pub struct Pushbullet;
 
     category: Push,
+    // Pushbullet answers 401 when no valid access token was given
+    // (docs.pushbullet.com, "HTTP Status Codes"): the token was revoked.
+    answers: Answers::status("Pushbullet", &[
+        Means::gone(&["401"], "the access token is invalid"),
+    ]),
     limits: Limits::none(
         "Pushbullet documents no size limit for a push.",
     ),
@@ -57,15 +62,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Pushbullet {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        // Pushbullet answers 401 when no valid access token was given
-        // (docs.pushbullet.com, "HTTP Status Codes"): the token was revoked.
-        if status == 401 {
-            return Verdict::Gone("Pushbullet: the access token is invalid (401)".into());
-        }
-        Verdict::ByStatus
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let mut body = job.options.pick(TARGETS);

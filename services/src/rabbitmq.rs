@@ -10,7 +10,8 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, DELIVERY_ID, EVENT, FORMAT_OPTION, PublishError, PublishMessage,
+    PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -58,50 +59,53 @@ routing = "sprintly.{model}.{action}""#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string(
-        "url",
-        "The broker, `amqp://user:password@host:5672/vhost` (vhost `%2f` is `/`).",
-    )
-    .secret()
-    .destination(),
+    Broker::url_option("The broker, `amqp://user:password@host:5672/vhost` (vhost `%2f` is `/`)."),
     OptionSpec::string(
         "exchange",
         "The exchange to publish to; empty is the default exchange (routing key = queue).",
     )
     .public()
     .default(""),
-    OptionSpec::string(
-        "routing",
+    AMQP.route_option(
         "The routing key: a template with `{product}`, `{model}` and `{action}`.",
-    )
-    .public()
-    .default("sprintly.{model}.{action}"),
+        "sprintly.{model}.{action}",
+    ),
     FORMAT_OPTION,
 ];
 
-/// AMQP's port when the URL names none.
-const AMQP_PORT: u16 = 5672;
+const AMQP: Broker = Broker {
+    protocol: "AMQP",
+    schemes: &["amqp"],
+    port: 5672,
+    route: "routing",
+};
 
 impl Service for Rabbitmq {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let routing = BrokerRoute::from_options(job, &["amqp"], AMQP_PORT, "routing")?;
-        let amqp = Amqp {
-            vhost: match routing.broker.path.as_str() {
-                "" => "/".to_owned(),
-                path => path.to_owned(),
-            },
-            exchange: job.options.str("exchange").unwrap_or_default().to_owned(),
-            routing: routing.clone(),
-        };
-        let shown = format!(
-            "{}/{}?exchange={}&routing_key={}",
-            routing.broker.origin(),
-            url_path(&amqp.vhost),
-            amqp.exchange,
-            routing.name
-        );
-        Ok(vec![routing.publish("AMQP", shown, job, amqp)?.into()])
+        AMQP.build(job, |routing| Ok(amqp(job, routing)))
     }
+}
+
+/// The publisher for `routing`: its vhost from the URL's path, and the exchange; and
+/// the target as reports show it.
+fn amqp(job: &Job<'_>, routing: BrokerRoute) -> (String, Amqp) {
+    let vhost = match routing.broker.path.as_str() {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    };
+    let exchange = job.options.str("exchange").unwrap_or_default().to_owned();
+    let shown = format!(
+        "{}/{}?exchange={exchange}&routing_key={}",
+        routing.broker.origin(),
+        url_path(&vhost),
+        routing.name
+    );
+    let amqp = Amqp {
+        routing,
+        vhost,
+        exchange,
+    };
+    (shown, amqp)
 }
 
 /// The vhost as a URL path segment (`/` is `%2f`).
@@ -119,17 +123,14 @@ struct Amqp {
 
 #[lookout::async_trait]
 impl Publisher for Amqp {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let connection =
-            Connection::connect_uri(self.uri(address, timeout), ConnectionProperties::default())
-                .await
-                .map_err(|e| failure("cannot connect", &e))?;
-        let published = self.publish_on(&connection, message).await;
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let connection = Connection::connect_uri(
+            self.uri(to.address, to.timeout),
+            ConnectionProperties::default(),
+        )
+        .await
+        .map_err(|e| failure("cannot connect", &e))?;
+        let published = self.publish_on(&connection, to.message).await;
         // Closing politely is a courtesy: the message is confirmed (or not) already.
         let _ = connection.close(200, "bye".into()).await;
         published

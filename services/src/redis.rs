@@ -2,13 +2,12 @@
 //! on the struct registered below; `lookout docs redis` shows them.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use ::redis::streams::StreamMaxlen;
 use ::redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use lookout::prelude::*;
 use lookout::request::publish::{
-    BrokerRoute, FORMAT_OPTION, PublishError, PublishMessage, Publisher,
+    Broker, BrokerRoute, FORMAT_OPTION, PublishError, PublishTry, Publisher,
 };
 
 lookout::service! {
@@ -53,18 +52,13 @@ maxlen = 100000"#,
 }
 
 const OPTIONS: &[OptionSpec] = &[
-    OptionSpec::string(
-        "url",
+    Broker::url_option(
         "The server, `redis://user:password@host:6379/db` (`redis://:password@host` for the default user).",
-    )
-    .secret()
-        .destination(),
-    OptionSpec::string(
-        "stream",
+    ),
+    REDIS.route_option(
         "The stream's key: a template with `{product}`, `{model}` and `{action}`.",
-    )
-    .public()
-    .default("sprintly"),
+        "sprintly",
+    ),
     OptionSpec::integer(
         "maxlen",
         "Keep about this many entries (`XADD … MAXLEN ~ n`); unset keeps them all.",
@@ -75,30 +69,34 @@ const OPTIONS: &[OptionSpec] = &[
     FORMAT_OPTION,
 ];
 
-/// Redis's port when the URL names none.
-const REDIS_PORT: u16 = 6379;
+const REDIS: Broker = Broker {
+    protocol: "REDIS",
+    schemes: &["redis"],
+    port: 6379,
+    route: "stream",
+};
 
 impl Service for Redis {
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
-        let route = BrokerRoute::from_options(job, &["redis"], REDIS_PORT, "stream")?;
-        let db = match route.broker.path.as_str() {
-            "" => 0,
-            path => path.parse().map_err(|_| {
-                BuildError::Invalid("url: the path must be a database number".into())
-            })?,
-        };
-        let maxlen = job.options.integer("maxlen").map(|n| n as usize);
-        let mut shown = format!("{}/{db}?stream={}", route.broker.origin(), route.name);
-        if let Some(maxlen) = maxlen {
-            shown.push_str(&format!("&maxlen=~{maxlen}"));
-        }
-        let publisher = Stream {
-            route: route.clone(),
-            db,
-            maxlen,
-        };
-        Ok(vec![route.publish("REDIS", shown, job, publisher)?.into()])
+        REDIS.build(job, |route| stream(job, route))
     }
+}
+
+/// The publisher for `route`: the database in the URL's path, and the trimming; and the
+/// target as reports show it.
+fn stream(job: &Job<'_>, route: BrokerRoute) -> Result<(String, Stream), BuildError> {
+    let db = match route.broker.path.as_str() {
+        "" => 0,
+        path => path
+            .parse()
+            .map_err(|_| BuildError::Invalid("url: the path must be a database number".into()))?,
+    };
+    let maxlen = job.options.integer("maxlen").map(|n| n as usize);
+    let mut shown = format!("{}/{db}?stream={}", route.broker.origin(), route.name);
+    if let Some(maxlen) = maxlen {
+        shown.push_str(&format!("&maxlen=~{maxlen}"));
+    }
+    Ok((shown, Stream { route, db, maxlen }))
 }
 
 /// One stream to append to (the route's name is its key), with the credentials to log
@@ -111,23 +109,19 @@ struct Stream {
 
 #[lookout::async_trait]
 impl Publisher for Stream {
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let client = ::redis::Client::open(self.connection_info(address)?)
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError> {
+        let client = ::redis::Client::open(self.connection_info(to.address)?)
             .map_err(|e| failure("bad connection settings", &e))?;
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
+            .set_connection_timeout(Some(to.timeout))
+            .set_response_timeout(Some(to.timeout));
         let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| failure("cannot connect", &e))?;
-        let body = message.body.to_wire();
-        let mut fields: Vec<(&str, &[u8])> = message
+        let body = to.message.body.to_wire();
+        let mut fields: Vec<(&str, &[u8])> = to
+            .message
             .headers()
             .iter()
             .map(|(name, value)| (*name, value.as_bytes()))

@@ -35,6 +35,16 @@ lookout::service! {
     category: Chat,
     // Slack allows about one message per second per incoming webhook.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    // Incoming webhooks answer errors as a bare code in the body
+    // (https://api.slack.com/messaging/webhooks#handling_errors). These say the hook
+    // will never work again; the rest (`invalid_payload`, `rollup_error`…) go by status.
+    answers: Answers::body("Slack", &[
+        Means::gone(&["no_service"], "the webhook was removed or disabled"),
+        Means::gone(&["invalid_token"], "the webhook's token was revoked"),
+        Means::gone(&["channel_not_found"], "the webhook's channel no longer exists"),
+        Means::gone(&["channel_is_archived"], "the webhook's channel is archived"),
+        Means::gone(&["team_disabled"], "the Slack workspace was disabled"),
+    ]),
     // Any other option (`channel`, `username`, …) goes into the body, as it did.
     // docs.slack.dev: `text` is cut by Slack after 40,000 characters.
     limits: Limits::cut(&[
@@ -57,25 +67,16 @@ const OPTIONS: &[OptionSpec] = &[OptionSpec::url(
 .secret()];
 
 impl Service for Slack {
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        // Incoming webhooks answer errors as a bare code in the body
-        // (https://api.slack.com/messaging/webhooks#handling_errors). These say the hook
-        // will never work again; the rest (`invalid_payload`, `rollup_error`…) go by status.
-        let why = match String::from_utf8_lossy(answer_body).trim() {
-            "no_service" => "the webhook was removed or disabled (no_service)",
-            "invalid_token" => "the webhook's token was revoked (invalid_token)",
-            "channel_not_found" => "the webhook's channel no longer exists (channel_not_found)",
-            "channel_is_archived" => "the webhook's channel is archived (channel_is_archived)",
-            "team_disabled" => "the Slack workspace was disabled (team_disabled)",
-            _ => return Verdict::ByStatus,
-        };
-        Verdict::Gone(format!("Slack: {why}"))
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let mut body = Map::new();
         body.insert("icon_url".into(), ICON_URL.into());
-        body.insert("attachments".into(), json!([attachment(job)?]));
+        if job.event.digest().is_some() {
+            // A digest is one text: its headline, then each event's, as many as fit.
+            let text = job.message()?.headline_and_list(&Dialect::MRKDWN);
+            body.insert("text".into(), text.into());
+        } else {
+            body.insert("attachments".into(), json!([attachment(job)?]));
+        }
         // Merged last, so an option may replace even `icon_url` (the original did the same).
         for (name, value) in job.options.extra() {
             body.insert(name.to_owned(), value.clone());

@@ -61,6 +61,10 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // Query protocol errors: <ErrorResponse><Error><Code>NotFound</Code>…
+    // (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html); refused
+    // credentials and throttling are read as for every AWS API.
+    answers: Answers::aws("SNS", &[Means::gone(&["NotFound"], "the topic does not exist")]),
     // docs.aws.amazon.com/sns/latest/api/API_Publish.html: a subject under 100 characters,
     // a message at most 256 KiB.
     limits: Limits::refuse(&[
@@ -82,22 +86,13 @@ const OPTIONS: &[OptionSpec] = &[
     )
     .public()
     .destination(),
+    AwsSigner::BODY_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the topic region's (VPC endpoints, emulators).",
+    ),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
-    OptionSpec::choice(
-        "body",
-        &["payload", "message"],
-        "What each message holds: the payload as sent, or the event as plain text.",
-    )
-    .public()
-    .default("payload"),
-    OptionSpec::url(
-        "endpoint",
-        "Where to send the API requests, if not to the topic region's (VPC endpoints, emulators).",
-    )
-    .public()
-    .optional(),
 ];
 
 /// The SNS API's signing name and the API version `Publish` is called with.
@@ -109,40 +104,6 @@ const API_VERSION: &str = "2010-03-31";
 const SUBJECT_CHARS: usize = 99;
 
 impl Service for Sns {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        if status < 400 {
-            return Verdict::ByStatus;
-        }
-        // Query protocol errors: <ErrorResponse><Error><Code>NotFound</Code>…
-        // (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html).
-        let answer = String::from_utf8_lossy(answer_body);
-        let code = between(&answer, "<Code>", "</Code>").unwrap_or_default();
-        let message = between(&answer, "<Message>", "</Message>").unwrap_or_default();
-        let reason = format!("SNS: {code}: {message}");
-        match code {
-            "NotFound" => Verdict::Gone("SNS: the topic does not exist (NotFound)".into()),
-            "InvalidClientTokenId"
-            | "SignatureDoesNotMatch"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "ExpiredToken"
-            | "AuthorizationError"
-            | "AccessDenied"
-            | "OptInRequired"
-            | "RequestExpired" => Verdict::Refused {
-                reason,
-                retry: false,
-            },
-            "Throttled" | "Throttling" | "ThrottlingException" | "KMSThrottling" => {
-                Verdict::Refused {
-                    reason,
-                    retry: true,
-                }
-            }
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let event = job.event;
@@ -155,7 +116,7 @@ impl Service for Sns {
             _ => {
                 let title = Message::from_event(event).map(|m| m.title);
                 (
-                    event.raw().to_owned(),
+                    event.forwarded().to_string(),
                     title.unwrap_or_else(|_| event.kind()),
                 )
             }
@@ -258,16 +219,10 @@ fn subject_line(title: &str) -> String {
     truncate(&one_line, SUBJECT_CHARS - 3)
 }
 
-/// The text between the first `start` and the `end` after it.
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let (_, rest) = text.split_once(start)?;
-    rest.split_once(end).map(|(inside, _)| inside)
-}
-
 #[cfg(test)]
 mod tests {
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_verdicts};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SnsSecretKey0000000";
@@ -386,12 +341,9 @@ mod tests {
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
         let cases = [
-            (403, "InvalidClientTokenId", "final"),
-            (403, "SignatureDoesNotMatch", "final"),
             (403, "AuthorizationError", "final"),
             (400, "Throttled", "retry"),
-            (500, "InternalError", "by status"),
         ];
-        assert_verdicts(&super::Sns, error, &cases);
+        assert_aws_verdicts(&super::Sns, error, &cases);
     }
 }

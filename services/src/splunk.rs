@@ -32,6 +32,13 @@ lookout::service! {
 
     category: Observability,
     events: &["*"],
+    // HEC's answers carry a code (help.splunk.com/en/splunk-enterprise/get-data-in/
+    // collect-http-event-data/troubleshoot-http-event-collector): 1 is a disabled
+    // token, 4 an unknown one.
+    answers: Answers::json("Splunk", "/code", "/text", &[
+        Means::gone(&["1"], "the HEC token is disabled").with_status(&[403]),
+        Means::gone(&["4"], "the HEC token is unknown").with_status(&[403]),
+    ]),
     limits: Limits::none(
         "a Splunk HEC takes requests up to its `max_content_length`, set by its operator (hundreds of megabytes by default).",
     ),
@@ -63,24 +70,10 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Splunk {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        // HEC's answers carry a code (help.splunk.com/en/splunk-enterprise/get-data-in/
-        // collect-http-event-data/troubleshoot-http-event-collector): 1 is a disabled
-        // token, 4 an unknown one.
-        let code = serde_json::from_slice::<Value>(answer_body)
-            .ok()
-            .and_then(|answer| answer.get("code").and_then(Value::as_i64));
-        match (status, code) {
-            (403, Some(1)) => Verdict::Gone("Splunk: the HEC token is disabled".into()),
-            (403, Some(4)) => Verdict::Gone("Splunk: the HEC token is unknown".into()),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let event = job.event;
         let options = job.options;
-        let payload: Value = serde_json::from_str(event.raw())
+        let payload: Value = serde_json::from_str(&event.forwarded())
             .map_err(|e| BuildError::Invalid(format!("the payload is not JSON: {e}")))?;
         let mut body = json!({
             "source": options.str("source").unwrap_or("lookout"),

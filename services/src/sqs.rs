@@ -59,6 +59,13 @@ lookout::service! {
 
     category: Broker,
     events: &["*"],
+    // JSON protocol errors: {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": …}
+    // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/CommonErrors.html);
+    // refused credentials and throttling are read as for every AWS API.
+    answers: Answers::aws("SQS", &[Means::gone(
+        &["QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"],
+        "the queue does not exist",
+    )]),
     // A queue's default MaximumMessageSize: 256 KiB (up to 1 MiB when raised).
     limits: Limits::refuse(&[
         Limit::field("/MessageBody", 262_144, Unit::Bytes),
@@ -76,24 +83,16 @@ const OPTIONS: &[OptionSpec] = &[
         "The queue's URL (`https://sqs.{region}.amazonaws.com/{account}/{name}`).",
     )
     .public(),
-    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).").public()
+    OptionSpec::string("region", "The queue's AWS region (`us-east-1`).")
+        .public()
         .destination(),
+    AwsSigner::BODY_OPTION,
+    AwsSigner::endpoint_option(
+        "Where to send the API requests, if not to the queue URL's host (VPC endpoints, emulators).",
+    ),
     AwsSigner::ACCESS_KEY_ID_OPTION,
     AwsSigner::SECRET_ACCESS_KEY_OPTION,
     AwsSigner::SESSION_TOKEN_OPTION,
-    OptionSpec::choice(
-        "body",
-        &["payload", "message"],
-        "What each message holds: the payload as sent, or the event as plain text.",
-    )
-    .public()
-    .default("payload"),
-    OptionSpec::url(
-        "endpoint",
-        "Where to send the API requests, if not to the queue URL's host (VPC endpoints, emulators).",
-    )
-    .public()
-    .optional(),
 ];
 
 /// The SQS API's signing name and the target of `SendMessage` in its JSON protocol.
@@ -104,44 +103,6 @@ const TARGET: &str = "AmazonSQS.SendMessage";
 const JSON_1_0: &str = "application/x-amz-json-1.0";
 
 impl Service for Sqs {
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict {
-        if status < 400 {
-            return Verdict::ByStatus;
-        }
-        // JSON protocol errors: {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": …}
-        // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/CommonErrors.html).
-        let Ok(error) = serde_json::from_slice::<Value>(answer_body) else {
-            return Verdict::ByStatus;
-        };
-        let kind = error["__type"].as_str().unwrap_or_default();
-        let code = kind.rsplit('#').next().unwrap_or_default();
-        let message = error["message"].as_str().unwrap_or_default();
-        let reason = format!("SQS: {code}: {message}");
-        match code {
-            "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue" => {
-                Verdict::Gone(format!("SQS: the queue does not exist ({code})"))
-            }
-            "InvalidClientTokenId"
-            | "UnrecognizedClientException"
-            | "SignatureDoesNotMatch"
-            | "IncompleteSignature"
-            | "MissingAuthenticationToken"
-            | "ExpiredToken"
-            | "AccessDenied"
-            | "AccessDeniedException"
-            | "InvalidSecurity"
-            | "RequestExpired" => Verdict::Refused {
-                reason,
-                retry: false,
-            },
-            "ThrottlingException" | "RequestThrottled" | "KmsThrottled" => Verdict::Refused {
-                reason,
-                retry: true,
-            },
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let options = job.options;
         let queue_url = job.url("queue")?;
@@ -178,7 +139,7 @@ impl Service for Sqs {
 fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
     let text = match job.options.str("body") {
         Some("message") => job.message()?.plain(),
-        _ => job.event.raw().to_owned(),
+        _ => job.event.forwarded().to_string(),
     };
     let allowed = |c: &char| !c.is_control() || matches!(c, '\t' | '\n' | '\r');
     Ok(text.chars().filter(allowed).collect())
@@ -186,9 +147,9 @@ fn message_body(job: &Job<'_>) -> Result<String, BuildError> {
 
 #[cfg(test)]
 mod tests {
-    use lookout::{Service as _, Verdict};
+    use lookout::{Registered as _, Verdict};
     use lookout_testkit::{Reply, deliver_one, fixture_json, outcome_of_reply};
-    use lookout_testkit::{assert_disabled, assert_verdicts};
+    use lookout_testkit::{assert_aws_verdicts, assert_disabled};
     use serde_json::{Value, json};
 
     const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/SqsSecretKey0000000";
@@ -289,13 +250,11 @@ mod tests {
     #[test]
     fn refused_credentials_are_final_and_throttling_is_retried() {
         let cases = [
-            (403, "InvalidClientTokenId", "final"),
-            (403, "SignatureDoesNotMatch", "final"),
             (403, "AccessDenied", "final"),
             (400, "ThrottlingException", "retry"),
-            (500, "InternalError", "by status"),
         ];
-        assert_verdicts(&super::Sqs, error, &cases);
-        assert_eq!(super::Sqs.verdict(200, b"{}"), Verdict::ByStatus);
+        assert_aws_verdicts(&super::Sqs, error, &cases);
+        let ok = lookout::delivery::Answer::new(200, b"{}");
+        assert_eq!(super::Sqs.registration().verdict_on(&ok), Verdict::ByStatus);
     }
 }

@@ -1,9 +1,6 @@
 //! The `telegram` service (Telegram). Its Markdown install docs are the doc comments on
 //! the struct registered below; `lookout docs telegram` shows them.
 
-use std::time::Duration;
-
-use lookout::delivery::retry::json_seconds;
 use lookout::prelude::*;
 use lookout::text::budget::{fit, fit_lines};
 
@@ -37,6 +34,7 @@ lookout::service! {
     category: Chat,
     // Telegram asks bots for at most about one message per second per chat.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    wait: Wait::BodySeconds("/parameters/retry_after"),
     // core.telegram.org/bots/api#sendmessage: 4,096 characters after entities are parsed;
     // counted before, which is stricter.
     limits: Limits::cut(&[
@@ -70,12 +68,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Telegram {
-    /// A `429` says how long to wait in its JSON body, in seconds:
-    /// `{"ok": false, "parameters": {"retry_after": 5}, …}`.
-    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration> {
-        json_seconds(answer_body, "/parameters/retry_after")
-    }
-
     /// The Bot API says in `description` when a chat is out of reach for good: the bot
     /// was blocked or removed, the chat is gone
     /// (https://core.telegram.org/api/errors).
@@ -298,12 +290,15 @@ mod tests {
 
     #[test]
     fn a_429_asks_for_its_wait_in_seconds() {
-        use lookout::Service as _;
+        use lookout::Registered as _;
+        use lookout::delivery::Answer;
+        let wait = |body: &[u8]| {
+            super::Telegram
+                .registration()
+                .wait_in(&Answer::new(429, body))
+        };
         let body = br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5","parameters":{"retry_after":5}}"#;
-        assert_eq!(
-            super::Telegram.wait_asked(body),
-            Some(std::time::Duration::from_secs(5))
-        );
-        assert_eq!(super::Telegram.wait_asked(br#"{"retry_after":5}"#), None);
+        assert_eq!(wait(body), Some(std::time::Duration::from_secs(5)));
+        assert_eq!(wait(br#"{"retry_after":5}"#), None);
     }
 }

@@ -34,6 +34,15 @@ lookout::service! {
     pub struct Twilio;
 
     category: Push,
+    // Errors are `{"code": 21610, "message": "…", "more_info": "…", "status": 400}`;
+    // these codes say the same message will never get through.
+    answers: Answers::json("Twilio", "/code", "", &[
+        Means::gone(&["20003"], "the credentials were refused"),
+        Means::gone(&["20404"], "the account was not found"),
+        Means::gone(&["21211"], "`to` is not a valid phone number"),
+        Means::gone(&["21610"], "the recipient opted out (replied STOP)"),
+        Means::gone(&["21614"], "`to` is not a mobile number"),
+    ]),
     // twilio.com/docs/messaging/api/message-resource: `Body` at most 1,600 characters.
     limits: Limits::cut(&[
         Limit::field("/Body", 1_600, Unit::Chars),
@@ -67,27 +76,7 @@ const OPTIONS: &[OptionSpec] = &[
 /// ones are refused.
 const BODY_CHARS: usize = 1600;
 
-/// Twilio's error codes (twilio.com/docs/api/errors) that say this target will never
-/// work again, and why.
-const GONE_CODES: &[(i64, &str)] = &[
-    (20003, "the credentials were refused"),
-    (20404, "the account was not found"),
-    (21211, "`to` is not a valid phone number"),
-    (21610, "the recipient opted out (replied STOP)"),
-    (21614, "`to` is not a mobile number"),
-];
-
 impl Service for Twilio {
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        // Errors are `{"code": 21610, "message": "…", "more_info": "…", "status": 400}`.
-        let answer: Value = serde_json::from_slice(answer_body).unwrap_or_default();
-        let code = answer["code"].as_i64();
-        match GONE_CODES.iter().find(|(gone, _)| Some(*gone) == code) {
-            Some((code, why)) => Verdict::Gone(format!("Twilio: {why} ({code})")),
-            None => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let options = job.options;

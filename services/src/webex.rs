@@ -28,6 +28,13 @@ lookout::service! {
     pub struct Webex;
 
     category: Chat,
+    // Webex's documented 4xx answers (developer.webex.com/docs/api/basics#api-errors):
+    // 401 is a bad or revoked token; for a message, 404 means the space does not
+    // exist or the bot is not in it. Neither gets better by retrying.
+    answers: Answers::status("Webex", &[
+        Means::gone(&["401"], "the bot's access token is invalid or revoked"),
+        Means::gone(&["404"], "the space does not exist or the bot is not a member of it"),
+    ]),
     // developer.webex.com: a message's text or markdown is at most 7,439 bytes.
     limits: Limits::cut(&[
         Limit::field("/markdown", 7_439, Unit::Bytes),
@@ -54,19 +61,6 @@ const MESSAGES_URL: &str = "https://webexapis.com/v1/messages";
 const TEXT_BYTES: usize = 7439;
 
 impl Service for Webex {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        // Webex's documented 4xx answers (developer.webex.com/docs/api/basics#api-errors):
-        // 401 is a bad or revoked token; for a message, 404 means the space does not
-        // exist or the bot is not in it. Neither gets better by retrying.
-        match status {
-            401 => Verdict::Gone("Webex: the bot's access token is invalid or revoked".into()),
-            404 => Verdict::Gone(
-                "Webex: the space does not exist or the bot is not a member of it".into(),
-            ),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let body = json!({

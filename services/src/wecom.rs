@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use lookout::delivery::platform::answer_code;
 use lookout::prelude::*;
 
 lookout::service! {
@@ -32,6 +31,11 @@ lookout::service! {
     category: Chat,
     // 20 messages a minute per robot (same page, "消息发送频率限制").
     rate_limit: RateLimit::every(Duration::from_secs(3)),
+    // Every answer is `{"errcode": …, "errmsg": "…"}`, errors inside a 200 too.
+    answers: Answers::error_codes("WeCom", "/errcode", "/errmsg", &[
+        Means::gone(&["93000"], "the robot's webhook is gone"),
+        Means::try_again(&["45009"], "too many messages"),
+    ]),
     // developer.work.weixin.qq.com: a group robot's text is at most 2,048 bytes, markdown 4,096.
     limits: Limits::cut(&[
         Limit::field("/text/content", 2_048, Unit::Bytes),
@@ -57,24 +61,6 @@ fn escape_wecom(text: &str) -> String {
 }
 
 impl Service for Wecom {
-    fn verdict(&self, _status: u16, answer_body: &[u8]) -> Verdict {
-        let Some((code, said)) = answer_code(answer_body, "errcode", "errmsg") else {
-            return Verdict::ByStatus;
-        };
-        match code {
-            0 => Verdict::ByStatus,
-            93000 => Verdict::Gone(format!("WeCom: the robot's webhook is gone ({said})")),
-            45009 => Verdict::Refused {
-                reason: format!("WeCom: too many messages ({code}: {said})"),
-                retry: true,
-            },
-            _ => Verdict::Refused {
-                reason: format!("WeCom: {code}: {said}"),
-                retry: false,
-            },
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         // Cut to its declared 4,096 bytes by the engine, which shortens the description

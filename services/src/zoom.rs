@@ -26,6 +26,10 @@ lookout::service! {
     category: Chat,
     // Zoom publishes no figure for incoming webhooks: a chat webhook's pace.
     rate_limit: RateLimit::CHAT_WEBHOOK,
+    answers: Answers::status("Zoom", &[
+        Means::gone(&["401", "403"], "the verification token is no longer valid"),
+        Means::gone(&["404"], "the incoming-webhook connection is gone"),
+    ]),
     limits: Limits::none(
         "Zoom documents no size limit for incoming webhook messages.",
     ),
@@ -44,14 +48,6 @@ const OPTIONS: &[OptionSpec] = &[
 ];
 
 impl Service for Zoom {
-    fn verdict(&self, status: u16, _answer_body: &[u8]) -> Verdict {
-        match status {
-            401 | 403 => Verdict::Gone("Zoom: the verification token is no longer valid".into()),
-            404 => Verdict::Gone("Zoom: the incoming-webhook connection is gone".into()),
-            _ => Verdict::ByStatus,
-        }
-    }
-
     fn build(&self, job: &Job<'_>) -> Result<Vec<Outgoing>, BuildError> {
         let message = job.message()?;
         let mut url = job.url("url")?;

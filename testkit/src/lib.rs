@@ -155,19 +155,38 @@ pub fn verdict_kind(verdict: &lookout::Verdict) -> &'static str {
     }
 }
 
-/// Checks what `service`'s verdict makes of each answer in `cases`, a table of
-/// `(status, code, kind)`: the answer is `status` with the body `answer(code)` (the
-/// platform's error document for that code), and `kind` is what [`verdict_kind`] must
-/// say of the verdict.
+/// Checks what `service` makes of each answer in `cases` (as it declares its answers,
+/// then by its own `verdict`), a table of `(status, code, kind)`: the answer is
+/// `status` with the body `answer(code)` (the platform's error document for that code),
+/// and `kind` is what [`verdict_kind`] must say of the verdict.
 pub fn assert_verdicts(
-    service: &impl lookout::Service,
+    service: &impl lookout::Registered,
     answer: impl Fn(&str) -> Vec<u8>,
     cases: &[(u16, &str, &str)],
 ) {
     for &(status, code, kind) in cases {
-        let verdict = service.verdict(status, &answer(code));
+        let body = answer(code);
+        let answer = lookout::delivery::Answer::new(status, &body);
+        let verdict = service.registration().verdict_on(&answer);
         assert_eq!(verdict_kind(&verdict), kind, "{status} {code}: {verdict:?}");
     }
+}
+
+/// [`assert_verdicts`] for an AWS API service (answers declared with
+/// `Answers::aws`): the codes every AWS API shares (refused credentials are final, a
+/// server error goes by status), then the service's own `cases`.
+pub fn assert_aws_verdicts(
+    service: &impl lookout::Registered,
+    answer: impl Fn(&str) -> Vec<u8>,
+    cases: &[(u16, &str, &str)],
+) {
+    let shared = [
+        (403, "InvalidClientTokenId", "final"),
+        (403, "SignatureDoesNotMatch", "final"),
+        (500, "InternalError", "by status"),
+    ];
+    assert_verdicts(service, &answer, &shared);
+    assert_verdicts(service, answer, cases);
 }
 
 /// Panics unless `outcome` disabled the target, with the status `status` when one is

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 pub mod serving;
+pub mod smtp_sink;
 
 use lookout::options::Kind;
 use lookout::{Instance, Registration, Settings};

@@ -12,6 +12,7 @@
 //! ([`Transport::one_try`]) tries each request once, skips the targets that already
 //! answered, and records each try for the worker's own schedule.
 
+pub mod answers;
 pub mod platform;
 pub mod publish;
 pub mod ratelimit;
@@ -21,6 +22,7 @@ pub mod smtp;
 pub mod ssrf;
 pub(crate) mod tls;
 
+pub use answers::{Answer, Answers, Code, Means, Wait};
 pub use platform::{Platform, Verdict};
 pub use report::{Delivery, Outcome, human_duration, user_agent};
 
@@ -351,9 +353,9 @@ impl Transport {
             Ok(Ok(response)) => response,
         };
         let answer = self.read_answer(&mut response, started + total).await;
-        let verdict = self.platform.map_or(Verdict::ByStatus, |p| {
-            p.verdict(answer.status, &answer.body)
-        });
+        let verdict = self
+            .platform
+            .map_or(Verdict::ByStatus, |p| p.verdict(&answer.answer()));
         answer.judged(verdict, redactor, self.platform)
     }
 
@@ -470,17 +472,9 @@ impl Transport {
 
     /// The status and headers, and at most `max_response_bytes` of the body, read until
     /// `until` at the latest (a slow or endless body is cut there).
-    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Answer {
+    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Received {
         let status = response.status();
-        let header = |name: reqwest::header::HeaderName| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let location = header(reqwest::header::LOCATION);
-        let retry_after = header(reqwest::header::RETRY_AFTER);
+        let headers = response.headers().clone();
         let cap = self.settings.max_response_bytes;
         let mut snippet = Vec::new();
         let mut cut_short = None;
@@ -504,11 +498,10 @@ impl Transport {
                 }
             }
         }
-        Answer {
+        Received {
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or(""),
-            location,
-            retry_after,
+            headers,
             body: snippet,
             cut_short,
         }
@@ -602,18 +595,30 @@ fn local_cause(err: &reqwest::Error) -> bool {
 }
 
 /// What the target answered.
-struct Answer {
+struct Received {
     status: u16,
     reason: &'static str,
-    location: Option<String>,
-    retry_after: Option<String>,
+    headers: reqwest::header::HeaderMap,
     /// At most `max_response_bytes` of the body.
     body: Vec<u8>,
     /// Why the body was not read to its end, if it was not (and not because of the cap).
     cut_short: Option<String>,
 }
 
-impl Answer {
+impl Received {
+    /// The answer as a platform's declaration reads it.
+    fn answer(&self) -> Answer<'_> {
+        Answer {
+            status: self.status,
+            headers: &self.headers,
+            body: &self.body,
+        }
+    }
+
+    fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// How the try ended and whether another could do better: as the status says, or
     /// as the platform's own reading of its answer says.
     fn judged(
@@ -660,7 +665,7 @@ impl Answer {
             // Final (413 is never retried): the same message would be refused again.
             reason.push_str(": the message was too large for the platform");
         }
-        if let Some(location) = &self.location {
+        if let Some(location) = self.header(reqwest::header::LOCATION) {
             reason.push_str(&format!(" (redirect to {location} not followed)"));
         }
         // Redacted whole before it is cut: a secret crossing the cut would otherwise
@@ -688,10 +693,11 @@ impl Answer {
 
     fn retry(&self, platform: Option<&dyn Platform>) -> Retry {
         if retry::status_is_retryable(self.status) {
-            let in_body = platform.and_then(|p| p.wait_asked(&self.body));
             let now = std::time::SystemTime::now();
+            let in_answer = platform.and_then(|p| p.wait_asked(&self.answer(), now));
+            let header = self.header(reqwest::header::RETRY_AFTER);
             Retry::Yes {
-                after: retry::retry_after(self.retry_after.as_deref(), in_body, now),
+                after: retry::retry_after(header, in_answer, now),
             }
         } else {
             Retry::No

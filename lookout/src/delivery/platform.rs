@@ -1,10 +1,11 @@
 //! What the transport asks of the platform it sends to: its pace and how to read its
-//! answers. Services declare these (`rate_limit` in `service!`, `Service::verdict`,
-//! `Service::wait_asked`, `limits`); the registry hands them over through this trait, so the way
-//! out does not depend on the registry.
+//! answers. Services declare these (`rate_limit`, `answers`, `wait` and `limits` in
+//! `service!`, and rarely `Service::verdict` by hand); the registry hands them over
+//! through this trait, so the way out does not depend on the registry.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use super::answers::Answer;
 use super::ratelimit::RateLimit;
 use crate::limits::Limits;
 
@@ -13,11 +14,12 @@ pub trait Platform: Send + Sync {
     /// How fast one target may be sent to (`None`: full speed).
     fn rate_limit(&self) -> Option<RateLimit>;
 
-    /// A wait the platform asked for in the body of a refusal.
-    fn wait_asked(&self, answer_body: &[u8]) -> Option<Duration>;
+    /// A wait the platform asked for in its own way (a field of the body, a header),
+    /// besides `Retry-After`.
+    fn wait_asked(&self, answer: &Answer<'_>, now: SystemTime) -> Option<Duration>;
 
     /// What an answer means beyond its status.
-    fn verdict(&self, status: u16, answer_body: &[u8]) -> Verdict;
+    fn verdict(&self, answer: &Answer<'_>) -> Verdict;
 
     /// Its size limits, which every message sent to it is kept within.
     fn limits(&self) -> &Limits {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::report::{Outcome, human_duration};
 use super::retry::Retry;
 use crate::redact::Redactor;
-use crate::request::publish::Publish;
+use crate::request::publish::{Publish, PublishTry};
 
 /// One try at publishing `publish` to `address` (checked by the guard), within
 /// `timeout`: how it ended, and whether another try could do better.
@@ -18,9 +18,11 @@ pub(crate) async fn try_once(
     timeout: Duration,
     redactor: &Redactor,
 ) -> (Outcome, Retry) {
-    let publishing = publish
-        .publisher
-        .publish_once(address, &publish.message, timeout);
+    let publishing = publish.publisher.publish_once(PublishTry {
+        address,
+        message: &publish.message,
+        timeout,
+    });
     let (reason, retry) = match tokio::time::timeout(timeout, publishing).await {
         Ok(Ok(())) => return (Outcome::Delivered { status: 0 }, Retry::No),
         Ok(Err(err)) => (err.reason, err.retry),

@@ -9,9 +9,8 @@
 //!   gets the same answer), `3xx` (redirects are not followed: a failure), `410 Gone`
 //!   (the target asks never to be sent to again: "disabled"), `501` and other `5xx`.
 //! - **How long to wait:** what the target asked for (`Retry-After` in seconds or as an
-//!   HTTP date, else what the service reads in the answer's body with
-//!   [`Service::wait_asked`](crate::Service::wait_asked), from the helpers
-//!   [`json_seconds`] and [`json_millis`]), else exponential backoff with full jitter: a
+//!   HTTP date, else where the service declares its platform puts a wait: a field of
+//!   the body or another header, see [`Wait`](super::answers::Wait)), else exponential backoff with full jitter: a
 //!   random pause between zero and `backoff × 2^(try − 1)`, capped at `max_backoff`.
 
 use std::time::{Duration, SystemTime};
@@ -51,16 +50,16 @@ pub fn status_is_retryable(status: u16) -> bool {
 }
 
 /// How long the target asked to wait before the next try: the `Retry-After` header
-/// (seconds, or an HTTP date), else `in_body`, the wait the service found in the
-/// answer's body in its platform's own way.
+/// (seconds, or an HTTP date), else `in_answer`, the wait the platform asked for in its
+/// own way (a field of the body, another header: [`Wait`](super::answers::Wait)).
 pub fn retry_after(
     header: Option<&str>,
-    in_body: Option<Duration>,
+    in_answer: Option<Duration>,
     now: SystemTime,
 ) -> Option<Duration> {
     header
         .and_then(|value| parse_retry_after(value, now))
-        .or(in_body)
+        .or(in_answer)
 }
 
 /// The longest wait a target can ask for: a longer one is taken as this (it also keeps

@@ -351,7 +351,7 @@ pub fn forward_payload(
             let url = url
                 .parse()
                 .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
-            let mut request = HttpRequest::post(url).raw_json(job.event.raw_shared());
+            let mut request = HttpRequest::post(url).raw_json(job.event.forwarded());
             if let Some(signing) = &signing {
                 request = request.signed(signing.clone());
             }

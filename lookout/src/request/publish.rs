@@ -33,7 +33,7 @@ use crate::error::BuildError;
 use crate::job::Job;
 use crate::options::OptionSpec;
 use crate::redact::Redactor;
-use crate::request::{Body, RequestPreview};
+use crate::request::{Body, Outgoing, RequestPreview};
 use crate::text::Dialect;
 
 /// The header (or property, or field) that carries the delivery id to consumers.
@@ -73,7 +73,7 @@ impl PublishMessage {
                 "text/markdown; charset=utf-8",
                 job.message()?.markdown(&Dialect::COMMONMARK),
             ),
-            _ => Body::RawJson(job.event.raw_shared()),
+            _ => Body::RawJson(job.event.forwarded()),
         };
         Ok(PublishMessage {
             delivery_id: job.delivery_id.to_owned(),
@@ -160,18 +160,24 @@ impl PublishError {
     }
 }
 
+/// One try at publishing, as the engine hands it to a [`Publisher`].
+#[derive(Debug, Clone, Copy)]
+pub struct PublishTry<'a> {
+    /// The broker's address, resolved and checked by the engine: connect to it, never
+    /// to a name.
+    pub address: SocketAddr,
+    pub message: &'a PublishMessage,
+    /// How long the whole try may take, connecting and the acknowledgement included
+    /// (the engine also stops waiting then).
+    pub timeout: Duration,
+}
+
 /// One try at publishing, implemented by a broker service with its client crate.
 #[async_trait]
 pub trait Publisher: Send + Sync + 'static {
-    /// Connects to `address` (never to a name: the engine resolved and checked it),
-    /// publishes `message`, and waits for the broker's acknowledgement, all within
-    /// `timeout`. The engine also stops waiting after `timeout`.
-    async fn publish_once(
-        &self,
-        address: SocketAddr,
-        message: &PublishMessage,
-        timeout: Duration,
-    ) -> Result<(), PublishError>;
+    /// Connects to the try's address, publishes its message, and waits for the
+    /// broker's acknowledgement, all within its timeout.
+    async fn publish_once(&self, to: PublishTry<'_>) -> Result<(), PublishError>;
 }
 
 /// One message a broker service wants published.
@@ -364,24 +370,58 @@ impl BrokerRoute {
     pub fn shown(&self) -> String {
         format!("{}/{}", self.broker.origin(), self.name)
     }
+}
 
-    /// `job`'s event (in the `format` the [`FORMAT_OPTION`] names) as a [`Publish`] to
-    /// this broker, shown as `shown`, that `publisher` sends.
-    pub fn publish(
+/// What a broker service declares about its broker, for [`Broker::build`]: the whole
+/// `build` of a service that publishes the event to a route of a broker named by its
+/// `url` option.
+#[derive(Debug, Clone, Copy)]
+pub struct Broker {
+    /// The protocol, as previews show it in place of an HTTP method (`MQTT`).
+    pub protocol: &'static str,
+    /// The URL schemes the `url` option may have (`mqtt`).
+    pub schemes: &'static [&'static str],
+    /// The broker's port when the URL names none.
+    pub port: u16,
+    /// The option holding the routing template (`topic`, `subject`, `routing`, `stream`).
+    pub route: &'static str,
+}
+
+impl Broker {
+    /// The `url` option of a broker service: a secret (it holds the credentials) that
+    /// names where messages go.
+    pub const fn url_option(description: &'static str) -> OptionSpec {
+        OptionSpec::string("url", description)
+            .secret()
+            .destination()
+    }
+
+    /// The routing template option (see [`route`]), with its default.
+    pub const fn route_option(
         &self,
-        protocol: &'static str,
-        shown: impl Into<String>,
+        description: &'static str,
+        default: &'static str,
+    ) -> OptionSpec {
+        OptionSpec::string(self.route, description)
+            .public()
+            .default(default)
+    }
+
+    /// One publish of `job`'s event (in the `format` the [`FORMAT_OPTION`] names) to the
+    /// broker in the `url` option: `publisher` gets the route filled in for the event
+    /// and gives the service's own [`Publisher`] and the target as reports show it
+    /// (without credentials).
+    pub fn build<P: Publisher>(
+        &self,
         job: &Job<'_>,
-        publisher: impl Publisher,
-    ) -> Result<Publish, BuildError> {
+        publisher: impl FnOnce(BrokerRoute) -> Result<(String, P), BuildError>,
+    ) -> Result<Vec<Outgoing>, BuildError> {
+        let route = BrokerRoute::from_options(job, self.schemes, self.port, self.route)?;
+        let broker = route.broker.clone();
+        let (shown, publisher) = publisher(route)?;
         let message = PublishMessage::for_event(job)?;
-        Ok(Publish::new(
-            protocol,
-            &self.broker,
-            shown,
-            message,
-            publisher,
-        ))
+        let publish = Publish::new(self.protocol, &broker, shown, message, publisher);
+        Ok(vec![publish.into()])
     }
 }
 
@@ -393,12 +433,7 @@ mod tests {
 
     #[async_trait]
     impl Publisher for Nothing {
-        async fn publish_once(
-            &self,
-            _: SocketAddr,
-            _: &PublishMessage,
-            _: Duration,
-        ) -> Result<(), PublishError> {
+        async fn publish_once(&self, _: PublishTry<'_>) -> Result<(), PublishError> {
             Ok(())
         }
     }

@@ -131,6 +131,20 @@ impl AwsSigner {
     )
     .secret()
     .optional();
+    /// What each message of an AWS messaging service (SNS, SQS) holds.
+    pub const BODY_OPTION: OptionSpec = OptionSpec::choice(
+        "body",
+        &["payload", "message"],
+        "What each message holds: the payload as sent, or the event as plain text.",
+    )
+    .public()
+    .default("payload");
+
+    /// The option `endpoint`: where to send the API requests instead of the AWS host the
+    /// service would use (VPC endpoints, emulators), as `description` says.
+    pub const fn endpoint_option(description: &'static str) -> OptionSpec {
+        OptionSpec::url("endpoint", description).public().optional()
+    }
 
     /// The signer for the API `service` (its signing name) in `region`, with the
     /// credentials in the options every AWS service takes: `access_key_id`,

@@ -131,8 +131,7 @@ impl Dialect {
     /// Plain text: links become their text.
     pub const PLAIN: Dialect = Dialect::new(str::to_owned, |text, _| text.to_owned());
     /// Plain text, links written out: `text (url)`.
-    pub const PLAIN_WITH_URLS: Dialect =
-        Dialect::new(str::to_owned, |text, url| format!("{text} ({url})"));
+    pub const PLAIN_WITH_URLS: Dialect = Dialect::plain(str::to_owned);
     /// HTML: text through [`escape::html`], links as `<a href>`.
     pub const HTML: Dialect = Dialect::html(escape::html);
     /// CommonMark: text through [`escape::markdown`], links as `[text](url)`.
@@ -147,6 +146,13 @@ impl Dialect {
     /// gets the escaped text and the URL as it is).
     pub const fn new(escape: fn(&str) -> String, link: fn(&str, &str) -> String) -> Dialect {
         Dialect { escape, link }
+    }
+
+    /// A plain-text dialect: links written out as `text (url)`, user text escaped with
+    /// `escape` (for platforms with no markup but their own mentions or tags, which
+    /// user text must not make: `@name` on Mastodon). See [`Message::plain_in`](super::Message::plain_in).
+    pub const fn plain(escape: fn(&str) -> String) -> Dialect {
+        Dialect::new(escape, |text, url| format!("{text} ({url})"))
     }
 
     /// A Markdown dialect: `[text](url)` links, user text escaped with `escape`.
@@ -178,6 +184,11 @@ impl Dialect {
                 Span::Link { text, url } => (self.link)(&self.text(text), url),
             })
             .collect()
+    }
+
+    /// Rich text with its links shown as their text only, escaped.
+    pub fn rich_without_links(&self, rich: &Rich) -> String {
+        rich.0.iter().map(|span| self.text(span.shown())).collect()
     }
 
     /// A Markdown block quote: every line of `text` escaped and prefixed with `> `.

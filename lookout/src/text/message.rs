@@ -48,7 +48,11 @@ pub struct Message {
 impl Message {
     /// The message for an event; a payload problem fails (naming the JSON path) and an
     /// unknown model is skipped.
+    /// For a digest, the digest's message ([`Message::digest`]).
     pub fn from_event(event: &Event) -> Result<Message, BuildError> {
+        if let Some(events) = event.digest() {
+            return Message::digest(events);
+        }
         let summary = wording::one_line(event)?;
         let attributes = attributes(event)?;
         let product = Rich::link(
@@ -225,17 +229,23 @@ impl Message {
 
     /// The whole message as plain text, links written out: email, SMS-like targets.
     pub fn plain(&self) -> String {
-        let with_urls = |rich| Dialect::PLAIN_WITH_URLS.rich(rich);
-        let mut text = with_urls(&self.headline);
+        self.plain_in(&Dialect::PLAIN_WITH_URLS)
+    }
+
+    /// The whole message as plain text in a plain-text `dialect` ([`Dialect::plain`]):
+    /// user text escaped as the platform needs (mentions, tags), links written out;
+    /// field values show their links' text only.
+    pub fn plain_in(&self, dialect: &Dialect) -> String {
+        let mut text = dialect.rich(&self.headline);
         if let Some(quote) = &self.quote {
             text.push_str("\n\n");
-            text.push_str(&quote_lines(quote));
+            text.push_str(&quote_lines(&dialect.text(quote)));
         }
         for item in &self.list {
-            text.push_str(&format!("\n- {}", with_urls(item)));
+            text.push_str(&format!("\n- {}", dialect.rich(item)));
         }
         for field in &self.fields {
-            let value = Dialect::PLAIN.rich(&field.value);
+            let value = dialect.rich_without_links(&field.value);
             text.push_str(&format!("\n{}: {value}", field.name));
         }
         text
@@ -409,6 +419,29 @@ mod tests {
         assert_eq!(
             message.details(&Dialect::COMMONMARK),
             "> line &lt;1&gt;\n> line \\*2\\*\n\n- one\n- two"
+        );
+    }
+
+    #[test]
+    fn plain_text_follows_its_dialect_everywhere() {
+        // A platform where `@name` mentions someone: user text must not.
+        fn no_mentions(text: &str) -> String {
+            text.replace('@', "@\u{200B}")
+        }
+        let mut message = message();
+        message.headline = Rich::text("@all ").push_link("@here", "http://x/1");
+        message.quote = Some("ping @ops".into());
+        message.list = vec![Rich::text("@one")];
+        message.fields[0].value = Rich::link("@lead", "http://x/2");
+        assert_eq!(
+            message.plain_in(&Dialect::plain(no_mentions)),
+            "@\u{200B}all @\u{200B}here (http://x/1)\n\n> ping @\u{200B}ops\n\
+             - @\u{200B}one\nStatus: @\u{200B}lead"
+        );
+        assert_eq!(
+            message.plain(),
+            message.plain_in(&Dialect::PLAIN_WITH_URLS),
+            "plain() is the dialect that leaves text as it is"
         );
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod attachment;
 pub mod budget;
+pub mod digest;
 pub mod escape;
 pub mod markup;
 pub mod message;

@@ -50,10 +50,19 @@ pub enum Part {
     Summary,
     /// The quoted comment or description ([`Message::quote`]).
     Quote,
+    /// A digest's headline, above its list of events (`lookout serve`'s `digest`): its
+    /// own variables, [`DIGEST_VARIABLES`].
+    Digest,
 }
 
 impl Part {
-    pub const ALL: [Part; 4] = [Part::Headline, Part::Title, Part::Summary, Part::Quote];
+    pub const ALL: [Part; 5] = [
+        Part::Headline,
+        Part::Title,
+        Part::Summary,
+        Part::Quote,
+        Part::Digest,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -61,6 +70,7 @@ impl Part {
             Part::Title => "title",
             Part::Summary => "summary",
             Part::Quote => "quote",
+            Part::Digest => "digest",
         }
     }
 
@@ -147,6 +157,29 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "text | truncate(n)",
         "At most `n` characters of the text, then `...` (a filter).",
+    ),
+];
+
+/// What `template.digest` can use: `(name, what it is)`.
+pub const DIGEST_VARIABLES: &[(&str, &str)] = &[
+    (
+        "events",
+        "The digest's events, oldest first; each has the variables of a single event's template: `{% for e in events %}{{ e.item_link }} {% endfor %}`.",
+    ),
+    ("count", "How many events: `5`."),
+    ("product", "The product: `product.id`, `product.name`."),
+    (
+        "product_link",
+        "The product's name, linked to its Sprint.ly report page.",
+    ),
+    (
+        "headline",
+        "The default digest headline, its link kept: `5 events in Product`.",
+    ),
+    ("link(text, url)", "A link, as in any template."),
+    (
+        "reports_link(param, value)",
+        "The URL of a Sprint.ly report page, as in any template.",
     ),
 ];
 
@@ -240,14 +273,33 @@ impl Templates {
         };
         let context = context(event, &message)?;
         for &part in &compiled.parts {
+            if part == Part::Digest {
+                continue; // Digests only (below).
+            }
             let rich = compiled.render(part, &context)?;
             match part {
                 Part::Headline => message.headline = rich,
                 Part::Title => message.title = plain(&rich),
                 Part::Summary => message.summary = plain(&rich),
                 Part::Quote => message.quote = Some(plain(&rich)).filter(|q| !q.is_empty()),
+                Part::Digest => {}
             }
         }
+        Ok(message)
+    }
+
+    /// A digest's `message` ([`Message::digest`] of `events`) with its headline written
+    /// by `template.digest`, when there is one.
+    pub fn apply_digest(
+        &self,
+        events: &[Event],
+        mut message: Message,
+    ) -> Result<Message, BuildError> {
+        let Some(compiled) = self.0.as_ref().filter(|c| c.parts.contains(&Part::Digest)) else {
+            return Ok(message);
+        };
+        let context = digest_context(events, &message);
+        message.headline = compiled.render(Part::Digest, &context)?;
         Ok(message)
     }
 
@@ -272,11 +324,26 @@ impl Templates {
         let Some(compiled) = &self.0 else {
             return Ok(());
         };
-        for (_, json) in crate::samples::ALL {
-            let event = Event::parse(json).expect("the samples parse");
-            let message = Message::from_event(&event).expect("the samples have messages");
-            let context = context(&event, &message).expect("the samples have contexts");
-            for &part in &compiled.parts {
+        let samples: Vec<Event> = crate::samples::ALL
+            .iter()
+            .map(|(_, json)| Event::parse(json).expect("the samples parse"))
+            .collect();
+        if compiled.parts.contains(&Part::Digest) {
+            let message = Message::digest(&samples).expect("the samples have messages");
+            let context = digest_context(&samples, &message);
+            match compiled.render_raw(Part::Digest, &context) {
+                Err(RenderError::Template(err)) if err.kind() == ErrorKind::UndefinedError => {}
+                Err(err) => {
+                    let source = compiled.source(Part::Digest);
+                    return Err((Part::Digest, err.describe(&source)));
+                }
+                Ok(_) => {}
+            }
+        }
+        for event in &samples {
+            let message = Message::from_event(event).expect("the samples have messages");
+            let context = context(event, &message).expect("the samples have contexts");
+            for &part in compiled.parts.iter().filter(|p| **p != Part::Digest) {
                 match compiled.render_raw(part, &context) {
                     Err(RenderError::Template(err)) if err.kind() == ErrorKind::UndefinedError => {}
                     Err(err) => return Err((part, err.describe(&compiled.source(part)))),
@@ -328,7 +395,7 @@ fn compile(env: &mut Environment<'static>, part: Part, source: &str) -> Result<(
     let mut unknown: Vec<(usize, String)> = template
         .undeclared_variables(false)
         .into_iter()
-        .filter(|name| !is_known(name))
+        .filter(|name| !is_known(part, name))
         .map(|name| (first_use(source, &name).unwrap_or(0), name))
         .collect();
     unknown.sort();
@@ -342,8 +409,13 @@ fn compile(env: &mut Environment<'static>, part: Part, source: &str) -> Result<(
     }
 }
 
-fn is_known(name: &str) -> bool {
-    BUILTIN_GLOBALS.contains(&name) || VARIABLES.iter().any(|(v, _)| variable_name(v) == name)
+fn is_known(part: Part, name: &str) -> bool {
+    let variables = if part == Part::Digest {
+        DIGEST_VARIABLES
+    } else {
+        VARIABLES
+    };
+    BUILTIN_GLOBALS.contains(&name) || variables.iter().any(|(v, _)| variable_name(v) == name)
 }
 
 /// `link(text, url)` → `link`; filters (`text | truncate(n)`) are no variables.
@@ -574,6 +646,33 @@ fn json_value(value: Value) -> Jinja {
 }
 
 /// The variables of [`VARIABLES`] for one event and its default message.
+/// What `template.digest` renders with ([`DIGEST_VARIABLES`]): each event's own
+/// context (events without one are left out), and the digest's.
+fn digest_context(events: &[Event], message: &Message) -> Jinja {
+    let each: Vec<Jinja> = events
+        .iter()
+        .filter_map(|event| context(event, &Message::from_event(event).ok()?).ok())
+        .collect();
+    let first = events.first();
+    let product = first.map_or(
+        Value::Null,
+        |e| serde_json::json!({ "id": e.product.id, "name": e.product.name }),
+    );
+    let product_link = first.map_or(Jinja::from(""), |e| {
+        Jinja::from_object(Link::new(
+            &e.product.name,
+            &reports_link("product", &e.product.id.to_string()),
+        ))
+    });
+    let mut vars: BTreeMap<String, Jinja> = BTreeMap::new();
+    vars.insert("count".into(), Jinja::from(each.len()));
+    vars.insert("events".into(), Jinja::from(each));
+    vars.insert("product".into(), json_value(clean_json(&product)));
+    vars.insert("product_link".into(), product_link);
+    vars.insert("headline".into(), rich_value(&message.headline));
+    Jinja::from(vars)
+}
+
 fn context(event: &Event, message: &Message) -> Result<Jinja, BuildError> {
     let raw: Value = serde_json::from_str(event.raw()).unwrap_or_default();
     let mut vars: BTreeMap<&str, Jinja> = BTreeMap::new();
@@ -847,7 +946,7 @@ mod tests {
         );
         assert_eq!(
             templates(json!({ "titel": "x" })).unwrap_err(),
-            "[services.chat] template.titel: unknown part `titel` (known: headline, title, summary, quote)"
+            "[services.chat] template.titel: unknown part `titel` (known: headline, title, summary, quote, digest)"
         );
         assert_eq!(
             templates(json!({ "title": 1 })).unwrap_err(),

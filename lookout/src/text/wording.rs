@@ -160,6 +160,10 @@ pub fn attributes(event: &Event) -> Result<&Attributes, BuildError> {
 
 /// The original's one-line message for an event (HipChat's message, Slack's fallback).
 pub fn one_line(event: &Event) -> Result<String, BuildError> {
+    if let Some(events) = event.digest() {
+        // A digest's one text: its headline, then each event's, links written out.
+        return Ok(super::Message::digest(events)?.plain());
+    }
     Ok(match attributes(event)? {
         Attributes::Item(item) => item_line(item, &event.action),
         Attributes::Comment(comment) => comment_line(comment),
