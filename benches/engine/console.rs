@@ -182,7 +182,8 @@ fn older_link(page: &str) -> String {
 }
 
 /// SQL making `n` deliveries of product `bench` (ten per event), one attempt each,
-/// evenly over the day before `now`. The same shape for both databases.
+/// evenly over the day before `now`, with the columns the stores write (an attempt's
+/// product and minute too). The same shape for both databases.
 fn rows_sql(n: usize, now: i64, series: &str, id: &str, event: &str) -> String {
     let step = DAY_MS / n.max(1) as i64;
     let t = format!("({now} - ({n} - i) * {step})");
@@ -199,11 +200,13 @@ fn rows_sql(n: usize, now: i64, series: &str, id: &str, event: &str) -> String {
                   CASE WHEN i % 20 = 1 THEN {now} + 3600000 END,
                   CASE WHEN i % 20 < 2 THEN 'HTTP 503 Service Unavailable' END, {t}, {t}
            FROM {series};
-         INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
+         INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error,
+                               product_id, minute)
            SELECT {id}, 1, {t}, 5 + (i * 7) % 300, 'http://127.0.0.1:9/[redacted]',
                   CASE WHEN i % 20 < 2 THEN 'failed' ELSE 'delivered' END,
                   CASE WHEN i % 20 < 2 THEN 503 ELSE 200 END,
-                  CASE WHEN i % 20 < 2 THEN 'HTTP 503 Service Unavailable' END
+                  CASE WHEN i % 20 < 2 THEN 'HTTP 503 Service Unavailable' END,
+                  'bench', {t} - {t} % 60000
            FROM {series};"
     )
 }

@@ -185,18 +185,9 @@ impl Ending<'_> {
     /// A finish that keeps the delivery as it was, to be filled in.
     fn finish(&self, status: Status) -> Finish {
         Finish {
-            status,
-            next_at: None,
             step: self.claimed.step,
             done_targets: self.claimed.done_targets.clone(),
-            last_error: None,
-            attempts: Vec::new(),
-            disable: Vec::new(),
-            health: Vec::new(),
-            latency_ms: None,
-            hold_until: None,
-            throttled: false,
-            fallback: None,
+            ..Finish::to(status)
         }
     }
 
@@ -406,24 +397,7 @@ pub(crate) mod tests {
 
     fn claimed(urls: &[String]) -> Stored {
         Stored {
-            claimed: Claimed {
-                id: "msg_stable".to_owned(),
-                event_id: "evt_1".to_owned(),
-                product: "p1".to_owned(),
-                instance: "hook".to_owned(),
-                service: "echo".to_owned(),
-                payload: PAYLOAD.to_owned(),
-                attempts: 0,
-                step: 0,
-                done_targets: Vec::new(),
-                generation: Some(1),
-                disabled_targets: Vec::new(),
-                lane: "lane".to_owned(),
-                throttles: 0,
-                trace_context: None,
-                fallback_for: None,
-                digest: None,
-            },
+            claimed: Claimed::for_tests("msg_stable", "hook"),
             options: json!({ "urls": urls }).as_object().cloned(),
         }
     }

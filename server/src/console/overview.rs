@@ -43,7 +43,6 @@ pub async fn overview(
     let (hour_start, day_start) = (end - 60 * MINUTE, end - 96 * QUARTER);
     let window = ActivityWindow {
         since: day_start,
-        bucket: MINUTE,
         durations_since: hour_start,
     };
     let activity = console.store.activity(&id, window).await?;

@@ -41,61 +41,49 @@ pub(crate) struct EventForm {
     payload: String,
 }
 
-#[utoipa::path(post, path = "/v1/events", tag = "events", security(("bearer" = [])),
-    params(EventQuery, ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated POST get the first answer (1 to 255 characters)", min_length = 1, max_length = 255)),
-    request_body(
-        description = "The payload: JSON, or a form whose `payload` field holds the JSON",
-        content(
-            (lookout::payload::PayloadSchema = "application/json"),
-            (EventForm = "application/x-www-form-urlencoded"),
-        )
-    ),
-    responses(
-        (status = 202, description = "Stored, with one delivery per enabled service that listens to it", body = Accepted),
-        (status = 400, description = "The payload is not valid JSON, or a key is missing or of the wrong type (`path` names it)", body = ApiError),
-        (status = 403, description = "An ingest token that does not name this product", body = ApiError),
-        (status = 404, description = "No such product", body = ApiError),
-        (status = 409, description = "The `Idempotency-Key` was already used with a different body", body = ApiError),
-    )
-)]
-pub(crate) async fn post_event(
-    State(app): State<App>,
-    Extension(caller): Extension<Token>,
-    Query(query): Query<EventQuery>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let span = intake_span("/v1/events", &headers);
-    traced(&span, intake(&app, &caller, query.product, &headers, body)).await
+/// Declares a route that takes one event: the two differ only in where the product is
+/// named (the query or the path), so what they answer is documented once.
+macro_rules! one_event_route {
+    (
+        $name:ident, $path:literal, params($($params:tt)*),
+        $extract:ident($bound:ident): $extracted:ty => $product:expr
+    ) => {
+        #[utoipa::path(post, path = $path, tag = "events", security(("bearer" = [])),
+            params($($params)*, ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated POST get the first answer (1 to 255 characters)", min_length = 1, max_length = 255)),
+            request_body(
+                description = "The payload: JSON, or a form whose `payload` field holds the JSON",
+                content(
+                    (lookout::payload::PayloadSchema = "application/json"),
+                    (EventForm = "application/x-www-form-urlencoded"),
+                )
+            ),
+            responses(
+                (status = 202, description = "Stored, with one delivery per enabled service that listens to it", body = Accepted),
+                (status = 400, description = "The payload is not valid JSON, or a key is missing or of the wrong type (`path` names it)", body = ApiError),
+                (status = 403, description = "An ingest token that does not name this product", body = ApiError),
+                (status = 404, description = "No such product", body = ApiError),
+                (status = 409, description = "The `Idempotency-Key` was already used with a different body", body = ApiError),
+            )
+        )]
+        pub(crate) async fn $name(
+            State(app): State<App>,
+            Extension(caller): Extension<Token>,
+            $extract($bound): $extracted,
+            headers: HeaderMap,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Response {
+            let span = intake_span($path, &headers);
+            traced(&span, intake(&app, &caller, $product, &headers, body)).await
+        }
+    };
 }
 
-#[utoipa::path(post, path = "/v1/products/{id}/events", tag = "events", security(("bearer" = [])),
-    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated POST get the first answer (1 to 255 characters)", min_length = 1, max_length = 255)),
-    request_body(
-        description = "The payload: JSON, or a form whose `payload` field holds the JSON",
-        content(
-            (lookout::payload::PayloadSchema = "application/json"),
-            (EventForm = "application/x-www-form-urlencoded"),
-        )
-    ),
-    responses(
-        (status = 202, description = "Stored, with one delivery per enabled service that listens to it", body = Accepted),
-        (status = 400, description = "The payload is not valid JSON, or a key is missing or of the wrong type (`path` names it)", body = ApiError),
-        (status = 403, description = "An ingest token that does not name this product", body = ApiError),
-        (status = 404, description = "No such product", body = ApiError),
-        (status = 409, description = "The `Idempotency-Key` was already used with a different body", body = ApiError),
-    )
-)]
-pub(crate) async fn post_product_event(
-    State(app): State<App>,
-    Extension(caller): Extension<Token>,
-    Path(product): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let span = intake_span("/v1/products/{id}/events", &headers);
-    traced(&span, intake(&app, &caller, Some(product), &headers, body)).await
-}
+one_event_route!(post_event, "/v1/events", params(EventQuery),
+    Query(query): Query<EventQuery> => query.product);
+
+one_event_route!(post_product_event, "/v1/products/{id}/events",
+    params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    Path(product): Path<String> => Some(product));
 
 /// The span of one POST of events, in the caller's trace if its `traceparent` names one.
 fn intake_span(route: &'static str, headers: &HeaderMap) -> tracing::Span {
@@ -122,19 +110,22 @@ async fn intake(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    let text = match payload_text(headers, &body) {
-        Ok(text) => text,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
-    };
-    let key = match header_key(headers) {
-        Ok(key) => key,
-        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
-    };
-    admit(app, caller, product, text, key).await.into_response()
+    match read_event(headers, body) {
+        Ok((text, key)) => admit(app, caller, product, text, key).await.into_response(),
+        Err((status, problem)) => error(status, problem),
+    }
+}
+
+/// The event's JSON and its idempotency key, or why the request is refused.
+fn read_event(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Option<String>), (StatusCode, String)> {
+    let bad_request = |problem| (StatusCode::BAD_REQUEST, problem);
+    let body = body.map_err(|rejection| (rejection.status(), rejection.body_text()))?;
+    let text = payload_text(headers, &body).map_err(bad_request)?;
+    let key = header_key(headers).map_err(bad_request)?;
+    Ok((text, key))
 }
 
 /// The most events one `POST /v1/events/batch` may carry (and the body must fit in

@@ -209,39 +209,17 @@ mod storing_one {
 
     fn claimed(instance: &str, fallback_for: Option<&str>) -> Claimed {
         Claimed {
-            id: "msg_1".to_owned(),
-            event_id: "evt_1".to_owned(),
-            product: "p1".to_owned(),
-            instance: instance.to_owned(),
-            service: "echo".to_owned(),
-            payload: crate::echo::PAYLOAD.to_owned(),
             attempts: 3,
             step: 3,
-            done_targets: Vec::new(),
-            generation: Some(1),
-            disabled_targets: Vec::new(),
-            lane: "lane".to_owned(),
-            throttles: 0,
-            trace_context: None,
             fallback_for: fallback_for.map(str::to_owned),
-            digest: None,
+            ..Claimed::for_tests("msg_1", instance)
         }
     }
 
     fn ended(status: crate::store::Status) -> Finish {
         Finish {
-            status,
-            next_at: None,
             step: 3,
-            done_targets: Vec::new(),
-            last_error: None,
-            attempts: Vec::new(),
-            disable: Vec::new(),
-            health: Vec::new(),
-            latency_ms: None,
-            hold_until: None,
-            throttled: false,
-            fallback: None,
+            ..Finish::to(status)
         }
     }
 

@@ -217,6 +217,32 @@ pub struct Claimed {
     pub digest: Option<Vec<String>>,
 }
 
+#[cfg(test)]
+impl Claimed {
+    /// Delivery `id` of product `p1`'s `instance`, an echo service, as first claimed with
+    /// the echo's payload: the workers' tests change what they look at.
+    pub(crate) fn for_tests(id: &str, instance: &str) -> Claimed {
+        Claimed {
+            id: id.to_owned(),
+            event_id: "evt_1".to_owned(),
+            product: "p1".to_owned(),
+            instance: instance.to_owned(),
+            service: "echo".to_owned(),
+            payload: crate::echo::PAYLOAD.to_owned(),
+            attempts: 0,
+            step: 0,
+            done_targets: Vec::new(),
+            generation: Some(1),
+            disabled_targets: Vec::new(),
+            lane: "lane".to_owned(),
+            throttles: 0,
+            trace_context: None,
+            fallback_for: None,
+            digest: None,
+        }
+    }
+}
+
 /// How one request of an attempt ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -316,6 +342,25 @@ pub struct Finish {
 }
 
 impl Finish {
+    /// A finish to `status` that reports nothing else (no attempt, step 0, no target
+    /// news): what its caller knows is filled in over it.
+    pub fn to(status: Status) -> Finish {
+        Finish {
+            status,
+            next_at: None,
+            step: 0,
+            done_targets: Vec::new(),
+            last_error: None,
+            attempts: Vec::new(),
+            disable: Vec::new(),
+            health: Vec::new(),
+            latency_ms: None,
+            hold_until: None,
+            throttled: false,
+            fallback: None,
+        }
+    }
+
     /// What this attempt tells `lane`, its delivery's lane.
     pub fn heard<'a>(&self, lane: &'a str) -> Heard<'a> {
         Heard {
@@ -451,10 +496,10 @@ impl Stats {
     }
 }
 
-/// How many attempts per time bucket ended how, and how long recent ones took.
+/// How many attempts per minute ended how, and how long recent ones took.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Activity {
-    /// (bucket start, outcome, count), oldest first.
+    /// (minute's start, outcome, count), oldest first.
     pub counts: Vec<(Millis, AttemptOutcome, u64)>,
     /// (when, duration in ms) of at most [`ACTIVITY_DURATIONS`] recent attempts.
     pub durations: Vec<(Millis, u64)>,
@@ -467,8 +512,6 @@ pub struct Activity {
 pub struct ActivityWindow {
     /// Attempts at or after this are counted.
     pub since: Millis,
-    /// The width of a count's bucket, in ms.
-    pub bucket: Millis,
     /// Attempts at or after this have their durations returned.
     pub durations_since: Millis,
 }
@@ -476,6 +519,16 @@ pub struct ActivityWindow {
 /// How many durations [`Store::activity`] returns at most: enough for percentiles per
 /// minute over an hour of a busy product, few enough to stay quick.
 pub const ACTIVITY_DURATIONS: usize = 20_000;
+
+/// The grain of [`Activity::counts`]: each attempt is stored with the start of its
+/// minute (`at - at % 60000`, migration 0012), so the counts come from one index in
+/// order, without joining deliveries (`sql::ACTIVITY_COUNTS`).
+const MINUTE: Millis = 60_000;
+
+/// The start of the minute `at` falls in, as the attempts' `minute` column has it.
+pub(super) fn minute_of(at: Millis) -> Millis {
+    at - at.rem_euclid(MINUTE)
+}
 
 #[cfg(test)]
 mod tests {

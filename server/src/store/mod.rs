@@ -33,6 +33,7 @@ pub mod postgres;
 mod products;
 #[cfg(test)]
 mod shaping_suite;
+mod sql;
 pub mod sqlite;
 #[cfg(test)]
 mod suite;

@@ -35,6 +35,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::deliveries::minute_of;
+use super::sql::{self, LANES_AT};
 use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -115,6 +117,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         11,
         "shaping_windows",
         include_str!("../../migrations/postgres/0011_shaping_windows.sql"),
+    ),
+    (
+        12,
+        "attempt_minutes",
+        include_str!("../../migrations/postgres/0012_attempt_minutes.sql"),
     ),
 ];
 
@@ -392,9 +399,7 @@ async fn insert_instance(
 ) -> Result<()> {
     execute(
         client,
-        "INSERT INTO instances (product_id, name, service, options) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
-             options = excluded.options",
+        sql::PUT_INSTANCE,
         &[
             &product,
             &instance.name,
@@ -404,17 +409,12 @@ async fn insert_instance(
     )
     .await?;
     // New options may well point somewhere else: give every target a fresh start.
-    execute(
-        client,
-        "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
-        &[&product, &instance.name],
-    )
-    .await?;
+    execute(client, sql::FORGET_DISABLED, &[&product, &instance.name]).await?;
     Ok(())
 }
 
 async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Product>> {
-    let sql = "SELECT alerts, generation FROM products WHERE id = $1";
+    let sql = sql::PRODUCT_SETTINGS;
     let found = query(client, sql, &[&id]).await?;
     let Some(row) = found.first() else {
         return Ok(None);
@@ -422,13 +422,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
     let alerts: Option<String> = row.try_get(0)?;
     let generation: Generation = row.try_get(1)?;
     let mut instances = Vec::new();
-    for row in query(
-        client,
-        "SELECT name, service, options FROM instances WHERE product_id = $1 ORDER BY name",
-        &[&id],
-    )
-    .await?
-    {
+    for row in query(client, sql::PRODUCT_INSTANCES, &[&id]).await? {
         instances.push(StoredInstance {
             name: row.try_get(0)?,
             service: row.try_get(1)?,
@@ -436,14 +430,7 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
         });
     }
     let mut disabled = Vec::new();
-    for row in query(
-        client,
-        "SELECT instance, target_key, target, reason, at FROM disabled_targets
-         WHERE product_id = $1 ORDER BY instance, at",
-        &[&id],
-    )
-    .await?
-    {
+    for row in query(client, sql::PRODUCT_DISABLED, &[&id]).await? {
         disabled.push(DisabledTarget {
             instance: row.try_get(0)?,
             key: row.try_get(1)?,
@@ -523,16 +510,7 @@ SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
-/// Lanes each with its destination's schedule and its attempts in flight at `$1`
-/// ([`lane_row`]).
-const LANES_AT: &str = "
-SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0), l.cap, l.latency_ms,
-       (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-            AND d.lease_owner IS NOT NULL AND d.lease_until > $1),
-       l.due_at
-FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
-
-/// A lane selected with [`LANES_AT`].
+/// A lane selected with [`LANES_AT`](sql::LANES_AT).
 fn lane_row(row: &Row) -> Result<DueLane> {
     Ok(DueLane {
         key: row.try_get(0)?,
@@ -821,13 +799,7 @@ async fn insert_deliveries(
 /// Records an event's idempotency key unless a live one is recorded; a row back means
 /// it was recorded. A concurrent transaction recording the same key makes this wait for
 /// its outcome (the primary key), so concurrent duplicates resolve to one.
-const CLAIM_KEY: &str = "
-INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
-    event_id = excluded.event_id, answer = excluded.answer, created_at = excluded.created_at
-WHERE idempotency_keys.created_at < $7
-RETURNING event_id";
+const CLAIM_KEY: &str = sql::CLAIM_IDEMPOTENCY_KEY;
 
 /// A batch of finished attempts in one statement (each attempt's columns as arrays, the
 /// attempts' and disabled targets' rows naming their delivery): the requests are
@@ -839,11 +811,13 @@ const FINISH: &str = "
 WITH known AS (
     SELECT id, product_id, instance, lane, order_key FROM deliveries WHERE id = ANY($3)
 ), recorded AS (
-    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error)
-    SELECT a.* FROM UNNEST($11::text[], $12::int[], $13::bigint[], $14::bigint[], $15::text[],
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status, error,
+        product_id, minute)
+    SELECT a.*, k.product_id, a.at - a.at % 60000
+    FROM UNNEST($11::text[], $12::int[], $13::bigint[], $14::bigint[], $15::text[],
         $16::text[], $17::int[], $18::text[])
         AS a (delivery_id, number, at, duration_ms, target, outcome, status, error)
-    WHERE a.delivery_id IN (SELECT id FROM known)
+    JOIN known k ON k.id = a.delivery_id
 ), disabled AS (
     INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
     SELECT DISTINCT ON (k.product_id, k.instance, t.key)
@@ -1128,13 +1102,7 @@ async fn hold_destinations(
         let tat = rows.first().map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
         let mut state = PaceState { pace, tat };
         state.hold(until);
-        execute(
-            tx,
-            "INSERT INTO paces (destination, tat) VALUES ($1, $2)
-             ON CONFLICT (destination) DO UPDATE SET tat = excluded.tat",
-            &[&destination, &state.tat],
-        )
-        .await?;
+        execute(tx, sql::PUT_PACE, &[&destination, &state.tat]).await?;
     }
     Ok(())
 }
@@ -1187,12 +1155,7 @@ async fn claim_key(
     if !claimed.is_empty() {
         return Ok(None);
     }
-    let rows = query(
-        tx,
-        "SELECT digest, answer FROM idempotency_keys WHERE product_id = $1 AND key = $2",
-        &[&event.product, &key.key],
-    )
-    .await?;
+    let rows = query(tx, sql::SAVED_ANSWER, &[&event.product, &key.key]).await?;
     let row = rows
         .first()
         .ok_or_else(|| StoreError::Backend(format!("idempotency key `{}` vanished", key.key)))?;
@@ -1533,12 +1496,7 @@ impl Store for PostgresStore {
             &[&product, &instance],
         )
         .await?;
-        execute(
-            &tx,
-            "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
-            &[&product, &instance],
-        )
-        .await?;
+        execute(&tx, sql::FORGET_DISABLED, &[&product, &instance]).await?;
         bump_generation(&tx, product).await?;
         tx.commit().await?;
         Ok(removed > 0)
@@ -1724,8 +1682,7 @@ impl Store for PostgresStore {
         let products = to_json(&token.products);
         execute(
             &self.client().await?,
-            "INSERT INTO tokens (id, digest, scope, products, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            sql::PUT_TOKEN,
             &[
                 &token.id,
                 &new.digest,
@@ -1820,8 +1777,7 @@ impl Store for PostgresStore {
         execute(&tx, sql, &[&link.created_at]).await?;
         execute(
             &tx,
-            "INSERT INTO portal_links (id, product, created_at, expires_at)
-             VALUES ($1, $2, $3, $4)",
+            sql::PUT_LINK,
             &[&link.id, &link.product, &link.created_at, &link.expires_at],
         )
         .await?;
@@ -1925,13 +1881,7 @@ impl Store for PostgresStore {
     }
 
     async fn check_writable(&self, now: Millis) -> Result<()> {
-        execute(
-            &self.client().await?,
-            "INSERT INTO health (id, checked_at) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-            &[&now],
-        )
-        .await?;
+        execute(&self.client().await?, sql::MARK_WRITABLE, &[&now]).await?;
         Ok(())
     }
 
@@ -1992,12 +1942,7 @@ impl Store for PostgresStore {
 
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let client = self.client().await?;
-        let rows = query(
-            &client,
-            "SELECT status, next_at, lease_until, lane, order_key FROM deliveries WHERE id = $1",
-            &[&id],
-        )
-        .await?;
+        let rows = query(&client, sql::DELIVERY_STATE, &[&id]).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -2075,33 +2020,20 @@ impl Store for PostgresStore {
     async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
         let ActivityWindow {
             since,
-            bucket,
             durations_since,
         } = window;
         let limit = super::ACTIVITY_DURATIONS as i64;
-        let bucket = bucket.max(1);
-        let counts_params: [&(dyn ToSql + Sync); 3] = [&product, &since, &bucket];
-        let durations_params: [&(dyn ToSql + Sync); 3] = [&product, &durations_since, &limit];
+        let (since_minute, recent_minute) = (minute_of(since), minute_of(durations_since));
+        let counts_params: [&(dyn ToSql + Sync); 3] = [&product, &since_minute, &since];
+        let durations_params: [&(dyn ToSql + Sync); 4] =
+            [&product, &recent_minute, &durations_since, &limit];
         let statuses_params: [&(dyn ToSql + Sync); 1] = [&product];
-        // Three scans of one product's history, each on a connection of its own, so the
+        // Three reads of one product's history, each on a connection of its own, so the
         // database runs them side by side: the page waits for the slowest, not the sum.
         let (counts, durations, statuses) = futures::try_join!(
-            self.query_alone(
-                "SELECT (a.at / $3) * $3 AS b, a.outcome, COUNT(*) FROM attempts a
-                 JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.product_id = $1 AND a.at >= $2 GROUP BY b, a.outcome ORDER BY b",
-                &counts_params,
-            ),
-            self.query_alone(
-                "SELECT a.at, a.duration_ms FROM attempts a
-                 JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.product_id = $1 AND a.at >= $2 ORDER BY a.at DESC LIMIT $3",
-                &durations_params,
-            ),
-            self.query_alone(
-                "SELECT status, COUNT(*) FROM deliveries WHERE product_id = $1 GROUP BY status",
-                &statuses_params,
-            ),
+            self.query_alone(sql::ACTIVITY_COUNTS, &counts_params),
+            self.query_alone(sql::RECENT_DURATIONS, &durations_params),
+            self.query_alone(sql::STATUS_COUNTS, &statuses_params),
         )?;
         let mut activity = Activity::default();
         for row in counts {
@@ -2116,9 +2048,10 @@ impl Store for PostgresStore {
                 .push((row.try_get(0)?, duration.max(0) as u64));
         }
         for row in statuses {
-            let (status, n): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-            let status = status.parse().map_err(StoreError::Corrupt)?;
-            activity.by_status.push((status, n.max(0) as u64));
+            let (status, n): (&str, i64) = (row.try_get(0)?, row.try_get(1)?);
+            activity
+                .by_status
+                .push((status_of(status)?, n.max(0) as u64));
         }
         Ok(activity)
     }
@@ -2245,6 +2178,37 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
         }
+    }
+
+    /// Attempts stored before their product and minute were (migration 0012) are filled
+    /// in when this lookout opens the database, and counted.
+    #[tokio::test]
+    async fn attempts_stored_before_step_12_are_counted() {
+        let schema = TestSchema::create().await;
+        let db = schema.connect().await;
+        db.batch_execute(
+            "CREATE TABLE schema_migrations (
+                 version INTEGER PRIMARY KEY,
+                 name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .await
+        .unwrap();
+        let (last, earlier) = MIGRATIONS.split_last().unwrap();
+        assert_eq!(last.1, "attempt_minutes");
+        for (version, name, sql) in earlier {
+            db.batch_execute(sql).await.unwrap();
+            let record = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)";
+            db.execute(record, &[version, name]).await.unwrap();
+        }
+        db.batch_execute(crate::store::suite::ATTEMPT_BEFORE_MINUTES)
+            .await
+            .unwrap();
+        let store = PostgresStore::open(&schema.url).await.unwrap();
+        crate::store::suite::attempts_before_minutes_are_counted(&store).await;
+        drop((store, db));
+        schema.drop_schema().await;
     }
 
     #[tokio::test]

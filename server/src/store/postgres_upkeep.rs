@@ -6,14 +6,11 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 
 use super::{PostgresStore, execute, query};
+use crate::store::sql;
 use crate::store::upkeep::{
     DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
-
-/// Forgets the failures in a row of one target (it answered, or it is disabled now).
-const TARGET_HEALTHY: &str =
-    "DELETE FROM target_health WHERE product_id = $1 AND instance = $2 AND target_key = $3";
 
 /// Removes these events with their deliveries and attempts (the caller's transaction is
 /// one batch, so the intake never waits long).
@@ -77,13 +74,7 @@ pub(super) async fn record_failures(
         };
         let rows = query(
             tx,
-            "INSERT INTO target_health AS h (product_id, instance, target_key, target,
-                 failures, first_failure_at, last_error)
-             VALUES ($1, $2, $3, $4, 1, $5, $6)
-             ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
-                 failures = h.failures + 1, target = excluded.target,
-                 last_error = excluded.last_error
-             RETURNING failures, first_failure_at",
+            sql::COUNT_FAILURE,
             &[
                 &product,
                 &instance,
@@ -105,11 +96,7 @@ pub(super) async fn record_failures(
         };
         execute(
             tx,
-            "INSERT INTO disabled_targets (product_id, instance, target_key, target, reason, at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (product_id, instance, target_key)
-                 DO UPDATE SET target = excluded.target, reason = excluded.reason,
-                     at = excluded.at",
+            sql::DISABLE_TARGET,
             &[
                 &product,
                 &instance,
@@ -120,7 +107,7 @@ pub(super) async fn record_failures(
             ],
         )
         .await?;
-        execute(tx, TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
+        execute(tx, sql::TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
         disabled.push(target);
     }
     Ok(disabled)
@@ -137,27 +124,11 @@ impl Upkeep for PostgresStore {
     ) -> Result<Enabled> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let targets = execute(
-            &tx,
-            "DELETE FROM disabled_targets WHERE product_id = $1 AND instance = $2",
-            &[&product, &instance],
-        )
-        .await?;
-        execute(
-            &tx,
-            "DELETE FROM target_health WHERE product_id = $1 AND instance = $2",
-            &[&product, &instance],
-        )
-        .await?;
+        let targets = execute(&tx, sql::FORGET_DISABLED, &[&product, &instance]).await?;
+        execute(&tx, sql::FORGET_HEALTH, &[&product, &instance]).await?;
         let mut redelivered = 0;
         if redeliver {
-            let rows = query(
-                &tx,
-                "SELECT id FROM deliveries
-                 WHERE product_id = $1 AND instance = $2 AND status IN ('dead', 'disabled')",
-                &[&product, &instance],
-            )
-            .await?;
+            let rows = query(&tx, sql::ENDED_DELIVERIES, &[&product, &instance]).await?;
             redelivered = super::redeliver_in(&tx, &ids_of(&rows)?, now).await?;
         }
         tx.commit().await?;

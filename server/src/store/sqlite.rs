@@ -10,6 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+use super::deliveries::minute_of;
+use super::sql::{self, LANES_AT};
 use super::upkeep::DisableRule;
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -31,10 +33,6 @@ mod upkeep;
 
 #[path = "sqlite_fallback.rs"]
 mod fallback;
-
-/// Forgets the failures in a row of one target (it answered, or it is disabled now).
-const TARGET_HEALTHY: &str =
-    "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2 AND target_key = ?3";
 
 /// The schema, one step per `user_version`, each step a file of
 /// server/migrations/sqlite/ (named like PostgreSQL's). Append only: a shipped step, its
@@ -61,6 +59,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0010_fallback.sql"),
     // Coalescing and digests (after the fallback routes' step).
     include_str!("../../migrations/sqlite/0011_shaping_windows.sql"),
+    // Attempts carry their product and minute, for the overview's counts: one file for
+    // both stores.
+    include_str!("../../migrations/postgres/0012_attempt_minutes.sql"),
 ];
 
 pub struct SqliteStore {
@@ -349,9 +350,7 @@ fn insert_instance(
     instance: &StoredInstance,
 ) -> Result<()> {
     tx.execute(
-        "INSERT INTO instances (product_id, name, service, options) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
-             options = excluded.options",
+        sql::PUT_INSTANCE,
         params![
             product,
             instance.name,
@@ -360,27 +359,20 @@ fn insert_instance(
         ],
     )?;
     // New options may well point somewhere else: give every target a fresh start.
-    tx.execute(
-        "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
-        params![product, instance.name],
-    )?;
+    tx.execute(sql::FORGET_DISABLED, params![product, instance.name])?;
     Ok(())
 }
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
     let found: Option<(Option<String>, Generation)> = conn
-        .query_row(
-            "SELECT alerts, generation FROM products WHERE id = ?1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .query_row(sql::PRODUCT_SETTINGS, [id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .optional()?;
     let Some((alerts, generation)) = found else {
         return Ok(None);
     };
-    let mut statement = conn.prepare(
-        "SELECT name, service, options FROM instances WHERE product_id = ?1 ORDER BY name",
-    )?;
+    let mut statement = conn.prepare(sql::PRODUCT_INSTANCES)?;
     let rows = statement.query_map([id], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -397,10 +389,7 @@ fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
             options: from_json(&options)?,
         });
     }
-    let mut statement = conn.prepare(
-        "SELECT instance, target_key, target, reason, at FROM disabled_targets
-         WHERE product_id = ?1 ORDER BY instance, at",
-    )?;
+    let mut statement = conn.prepare(sql::PRODUCT_DISABLED)?;
     let disabled = statement
         .query_map([id], |row| {
             Ok(DisabledTarget {
@@ -503,15 +492,7 @@ fn claim_key(
     key: &IdempotencyKey,
 ) -> Result<Option<Admission>> {
     let claimed = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (product_id, key, digest, event_id, answer, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (product_id, key) DO UPDATE SET digest = excluded.digest,
-                 event_id = excluded.event_id, answer = excluded.answer,
-                 created_at = excluded.created_at
-             WHERE idempotency_keys.created_at < ?7
-             RETURNING event_id",
-        )?
+        .prepare_cached(sql::CLAIM_IDEMPOTENCY_KEY)?
         .query_row(
             params![
                 event.product,
@@ -529,9 +510,7 @@ fn claim_key(
         return Ok(None);
     }
     let (digest, answer): (String, String) = tx
-        .prepare_cached(
-            "SELECT digest, answer FROM idempotency_keys WHERE product_id = ?1 AND key = ?2",
-        )?
+        .prepare_cached(sql::SAVED_ANSWER)?
         .query_row(params![event.product, key.key], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })?;
@@ -711,8 +690,8 @@ fn finish_in(
     };
     let mut insert = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, number, at, duration_ms, target, outcome, status,
-             error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             error, product_id, minute)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?3 - ?3 % 60000)",
     )?;
     for attempt in &finish.attempts {
         insert.execute(params![
@@ -723,7 +702,8 @@ fn finish_in(
             attempt.target,
             attempt.outcome.as_str(),
             attempt.status,
-            attempt.error
+            attempt.error,
+            product
         ])?;
     }
     for target in &finish.disable {
@@ -778,12 +758,7 @@ fn disable_target(
     product: &str,
     target: &DisabledTarget,
 ) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO disabled_targets
-             (product_id, instance, target_key, target, reason, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    tx.prepare_cached(sql::DISABLE_TARGET)?.execute(params![
         product,
         target.instance,
         target.key,
@@ -825,23 +800,11 @@ fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()
             tat,
         };
         state.hold(until);
-        tx.prepare_cached(
-            "INSERT INTO paces (destination, tat) VALUES (?1, ?2)
-             ON CONFLICT (destination) DO UPDATE SET tat = excluded.tat",
-        )?
-        .execute(params![destination, state.tat])?;
+        tx.prepare_cached(sql::PUT_PACE)?
+            .execute(params![destination, state.tat])?;
     }
     Ok(())
 }
-
-/// Lanes as a claim reads them: each with its destination's schedule and its attempts
-/// in flight at `?1` ([`lane_row`]).
-const LANES_AT: &str = "SELECT l.key, l.destination, l.every_ms, l.burst, COALESCE(p.tat, 0),
-         l.cap, l.latency_ms,
-         (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
-             AND d.lease_owner IS NOT NULL AND d.lease_until > ?1),
-         l.due_at
-     FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
 
 fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
     Ok(DueLane {
@@ -863,7 +826,7 @@ fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
 fn due_lanes(tx: &rusqlite::Transaction<'_>, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
     let lanes = tx
         .prepare_cached(&format!(
-            "{LANES_AT} WHERE l.due_at <= ?1 ORDER BY l.served_at, l.key LIMIT ?2"
+            "{LANES_AT} WHERE l.due_at <= $1 ORDER BY l.served_at, l.key LIMIT $2"
         ))?
         .query_map(params![now, lanes_per_claim(limit)], lane_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1090,10 +1053,7 @@ impl Store for SqliteStore {
                 "DELETE FROM instances WHERE product_id = ?1 AND name = ?2",
                 params![product, instance],
             )?;
-            tx.execute(
-                "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
-                params![product, instance],
-            )?;
+            tx.execute(sql::FORGET_DISABLED, params![product, instance])?;
             bump_generation(&tx, &product)?;
             tx.commit()?;
             Ok(removed > 0)
@@ -1226,8 +1186,7 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let token = &new.token;
             conn.execute(
-                "INSERT INTO tokens (id, digest, scope, products, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                sql::PUT_TOKEN,
                 params![
                     token.id,
                     new.digest,
@@ -1348,8 +1307,7 @@ impl Store for SqliteStore {
                 [link.created_at],
             )?;
             tx.execute(
-                "INSERT INTO portal_links (id, product, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                sql::PUT_LINK,
                 params![link.id, link.product, link.created_at, link.expires_at],
             )?;
             tx.commit()?;
@@ -1469,11 +1427,7 @@ impl Store for SqliteStore {
 
     async fn check_writable(&self, now: Millis) -> Result<()> {
         self.call(move |conn| {
-            conn.execute(
-                "INSERT INTO health (id, checked_at) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-                [now],
-            )?;
+            conn.execute(sql::MARK_WRITABLE, [now])?;
             Ok(())
         })
         .await
@@ -1550,20 +1504,15 @@ impl Store for SqliteStore {
                 Option<String>,
             );
             let found: Option<Found> = conn
-                .query_row(
-                    "SELECT status, next_at, lease_until, lane, order_key FROM deliveries
-                     WHERE id = ?1",
-                    [&id],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                        ))
-                    },
-                )
+                .query_row(sql::DELIVERY_STATE, [&id], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })
                 .optional()?;
             let Some((status, next_at, lease_until, lane, key)) = found else {
                 return Ok(None);
@@ -1585,7 +1534,7 @@ impl Store for SqliteStore {
             let lane = match &lane {
                 Some(lane) => conn
                     .query_row(
-                        &format!("{LANES_AT} WHERE l.key = ?2"),
+                        &format!("{LANES_AT} WHERE l.key = $2"),
                         params![now, lane],
                         lane_row,
                     )
@@ -1641,18 +1590,13 @@ impl Store for SqliteStore {
     async fn activity(&self, product: &str, window: ActivityWindow) -> Result<Activity> {
         let ActivityWindow {
             since,
-            bucket,
             durations_since,
         } = window;
         let product = product.to_owned();
         self.call(move |conn| {
             let counts = conn
-                .prepare_cached(
-                    "SELECT (a.at / ?3) * ?3 AS b, a.outcome, COUNT(*) FROM attempts a
-                     JOIN deliveries d ON d.id = a.delivery_id
-                     WHERE d.product_id = ?1 AND a.at >= ?2 GROUP BY b, a.outcome ORDER BY b",
-                )?
-                .query_map(params![product, since, bucket.max(1)], |row| {
+                .prepare_cached(sql::ACTIVITY_COUNTS)?
+                .query_map(params![product, minute_of(since), since], |row| {
                     Ok((
                         row.get(0)?,
                         row.get(1)?,
@@ -1660,21 +1604,20 @@ impl Store for SqliteStore {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let recent = params![
+                product,
+                minute_of(durations_since),
+                durations_since,
+                super::ACTIVITY_DURATIONS as i64
+            ];
             let durations = conn
-                .prepare_cached(
-                    "SELECT a.at, a.duration_ms FROM attempts a
-                     JOIN deliveries d ON d.id = a.delivery_id
-                     WHERE d.product_id = ?1 AND a.at >= ?2 ORDER BY a.at DESC LIMIT ?3",
-                )?
-                .query_map(
-                    params![product, durations_since, super::ACTIVITY_DURATIONS as i64],
-                    |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)),
-                )?
+                .prepare_cached(sql::RECENT_DURATIONS)?
+                .query_map(recent, |row| {
+                    Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let by_status = conn
-                .prepare_cached(
-                    "SELECT status, COUNT(*) FROM deliveries WHERE product_id = ?1 GROUP BY status",
-                )?
+                .prepare_cached(sql::STATUS_COUNTS)?
                 .query_map([&product], |row| {
                     Ok((
                         row.get::<_, String>(0)?,
@@ -1831,5 +1774,26 @@ mod tests {
             ("wal", 2),
             "WAL with synchronous=FULL"
         );
+    }
+
+    /// Attempts stored before their product and minute were (migration 0012) are filled
+    /// in when the database is opened by this lookout, and counted.
+    #[tokio::test]
+    async fn attempts_stored_before_step_12_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookout.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let before = MIGRATIONS.len() - 1;
+            for step in &MIGRATIONS[..before] {
+                conn.execute_batch(step).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            conn.execute_batch(crate::store::suite::ATTEMPT_BEFORE_MINUTES)
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        crate::store::suite::attempts_before_minutes_are_counted(&store).await;
     }
 }

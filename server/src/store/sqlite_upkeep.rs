@@ -5,7 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStore, TARGET_HEALTHY, backend};
+use super::{SqliteStore, backend};
+use crate::store::sql;
 use crate::store::upkeep::{
     DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
 };
@@ -71,29 +72,19 @@ pub(super) fn record_health(
     let mut disabled = Vec::new();
     for result in results {
         let Some(error) = &result.failure else {
-            tx.prepare_cached(TARGET_HEALTHY)?
+            tx.prepare_cached(sql::TARGET_HEALTHY)?
                 .execute(params![product, instance, result.key])?;
             continue;
         };
-        let (failures, first): (u32, Millis) = tx
-            .prepare_cached(
-                "INSERT INTO target_health (product_id, instance, target_key, target,
-                     failures, first_failure_at, last_error)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
-                 ON CONFLICT (product_id, instance, target_key) DO UPDATE SET
-                     failures = failures + 1, target = excluded.target,
-                     last_error = excluded.last_error
-                 RETURNING failures, first_failure_at",
-            )?
-            .query_row(
-                params![product, instance, result.key, result.target, now, error],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+        let (failures, first): (u32, Millis) = tx.prepare_cached(sql::COUNT_FAILURE)?.query_row(
+            params![product, instance, result.key, result.target, now, error],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
         let Some(target) = rule.disables(instance, result, failures, first, now) else {
             continue;
         };
         super::disable_target(tx, product, &target)?;
-        tx.prepare_cached(TARGET_HEALTHY)?
+        tx.prepare_cached(sql::TARGET_HEALTHY)?
             .execute(params![product, instance, result.key])?;
         disabled.push(target);
     }
@@ -113,23 +104,12 @@ impl Upkeep for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut enabled = Enabled {
-                targets: tx.execute(
-                    "DELETE FROM disabled_targets WHERE product_id = ?1 AND instance = ?2",
-                    params![product, instance],
-                )? as u64,
+                targets: tx.execute(sql::FORGET_DISABLED, params![product, instance])? as u64,
                 redelivered: 0,
             };
-            tx.execute(
-                "DELETE FROM target_health WHERE product_id = ?1 AND instance = ?2",
-                params![product, instance],
-            )?;
+            tx.execute(sql::FORGET_HEALTH, params![product, instance])?;
             if redeliver {
-                let ids = select_ids(
-                    &tx,
-                    "SELECT id FROM deliveries
-                     WHERE product_id = ?1 AND instance = ?2 AND status IN ('dead', 'disabled')",
-                    params![product, instance],
-                )?;
+                let ids = select_ids(&tx, sql::ENDED_DELIVERIES, params![product, instance])?;
                 for id in &ids {
                     super::redeliver_in(&tx, id, now)?;
                 }

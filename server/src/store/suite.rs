@@ -92,10 +92,7 @@ pub(super) fn hook(name: &str, url: &str) -> StoredInstance {
 pub async fn accept_one(store: &dyn Store, event: &str, deliveries: &[&str]) {
     let configured = store.product("p1").await.unwrap();
     if configured.is_none_or(|p| p.instances.iter().all(|i| i.name != "hook")) {
-        store
-            .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
-            .await
-            .unwrap();
+        put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/a")).await;
     }
     accept_event(store, "p1", event, r#"{"model":"Item"}"#, deliveries).await;
 }
@@ -159,6 +156,16 @@ pub(super) fn delivery(product: &str, id: &str) -> NewDelivery {
     }
 }
 
+/// Records `finish` for delivery `id` as `owner` (its answer is not what is tested).
+async fn finish(store: &dyn Store, id: &str, owner: &str, finish: &Finish) {
+    store.finish(id, owner, finish).await.unwrap();
+}
+
+/// Stores `instance` as a service of `product`.
+async fn put_instance(store: &dyn Store, product: &str, instance: &StoredInstance) {
+    store.put_instance(product, instance).await.unwrap();
+}
+
 fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
     Finish {
         status: Status::Failed,
@@ -167,29 +174,16 @@ fn failed(step: u32, next_at: Millis, number: u32) -> Finish {
         done_targets: Vec::new(),
         last_error: Some("HTTP 500 Internal Server Error".to_owned()),
         attempts: vec![attempt(number, AttemptOutcome::Failed, Some(500))],
-        disable: Vec::new(),
-        health: Vec::new(),
-        latency_ms: Some(12),
-        hold_until: None,
-        throttled: false,
-        fallback: None,
+        ..finished(Status::Failed, number)
     }
 }
 
 pub(super) fn finished(status: Status, number: u32) -> Finish {
     Finish {
-        status,
-        next_at: None,
-        step: 0,
         done_targets: vec!["k1".to_owned()],
-        last_error: None,
         attempts: vec![attempt(number, AttemptOutcome::Delivered, Some(200))],
-        disable: Vec::new(),
-        health: Vec::new(),
         latency_ms: Some(12),
-        hold_until: None,
-        throttled: false,
-        fallback: None,
+        ..Finish::to(status)
     }
 }
 
@@ -214,14 +208,8 @@ pub async fn products(store: &dyn Store) {
     );
 
     // One instance replaced, one added, one removed.
-    store
-        .put_instance("p1", &hook("a", "http://127.0.0.1:9/new"))
-        .await
-        .unwrap();
-    store
-        .put_instance("p2", &hook("c", "http://127.0.0.1:9/c"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("a", "http://127.0.0.1:9/new")).await;
+    put_instance(store, "p2", &hook("c", "http://127.0.0.1:9/c")).await;
     assert!(store.remove_instance("p1", "b").await.unwrap());
     assert!(!store.remove_instance("p1", "b").await.unwrap());
     let product = store.product("p1").await.unwrap().unwrap();
@@ -257,10 +245,7 @@ pub async fn accept_is_all_or_nothing(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
     // The second delivery's id is taken: the whole event must be refused, and nothing
     // of it stored.
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/a"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/a")).await;
     let clash = NewEvent {
         id: "evt_2".to_owned(),
         product: "p1".to_owned(),
@@ -340,10 +325,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     // Storing events, claiming and finishing deliveries are not changes to the services.
     assert_eq!(generation().await, first);
 
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/b"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/b")).await;
     let second = generation().await;
     assert!(second > first, "changing a service: {first} → {second}");
     let admitted = store
@@ -362,10 +344,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
     assert!(store.event_payload("evt_2").await.unwrap().is_none());
 
     // Adding, removing a service and naming its alerts service each move it on.
-    store
-        .put_instance("p1", &hook("other", "http://127.0.0.1:9/c"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("other", "http://127.0.0.1:9/c")).await;
     let third = generation().await;
     assert!(third > second);
     assert!(store.remove_instance("p1", "other").await.unwrap());
@@ -377,10 +356,7 @@ pub async fn events_routed_with_changed_services_are_not_stored(store: &dyn Stor
 
     // Another product's changes leave it alone: its events are not routed again.
     store.put_product("p2", &[]).await.unwrap();
-    store
-        .put_instance("p2", &hook("hook", "http://127.0.0.1:9/d"))
-        .await
-        .unwrap();
+    put_instance(store, "p2", &hook("hook", "http://127.0.0.1:9/d")).await;
     assert!(store.remove_product("p2").await.unwrap());
     assert_eq!(generation().await, fifth);
     assert_eq!(
@@ -547,14 +523,8 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
     let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 2);
 
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 1_000, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 1_000, 1)).await;
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
 
     assert!(nothing_due(store, "w1", T0 + 999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
@@ -594,14 +564,8 @@ pub async fn finish_by_a_stale_owner_keeps_the_state(store: &dyn Store) {
     store.claim("w1", T0, 10, lease).await.unwrap();
     // w1 stalls past its lease; w2 takes over and delivers.
     store.claim("w2", T0 + 1_000, 10, lease).await.unwrap();
-    store
-        .finish("msg_1", "w2", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 5_000, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w2", &finished(Status::Delivered, 1)).await;
+    finish(store, "msg_1", "w1", &failed(1, T0 + 5_000, 1)).await;
     let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
     assert_eq!(
         row.status,
@@ -639,10 +603,7 @@ pub async fn disabled_targets(store: &dyn Store) {
     assert_eq!(claimed[0].disabled_targets, ["k9"]);
 
     // New options for the instance: a fresh start for its targets.
-    store
-        .put_instance("p1", &hook("hook", "http://127.0.0.1:9/other"))
-        .await
-        .unwrap();
+    put_instance(store, "p1", &hook("hook", "http://127.0.0.1:9/other")).await;
     assert!(disabled_targets_of(store, "p1").await.is_empty());
 }
 
@@ -656,10 +617,7 @@ pub async fn redeliver(store: &dyn Store) {
         ..failed(7, 0, 8)
     };
     store.finish("msg_1", "w1", &dead).await.unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
 
     assert!(!store.redeliver("msg_nope", T0).await.unwrap());
     assert!(store.redeliver("msg_1", T0 + 50).await.unwrap());
@@ -694,22 +652,18 @@ pub async fn release(store: &dyn Store) {
 pub async fn listing_and_stats(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
     store.claim("w1", T0, 10, LEASE).await.unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
-        .await
-        .unwrap();
-    store
-        .finish(
-            "msg_2",
-            "w1",
-            &Finish {
-                status: Status::Dead,
-                next_at: None,
-                ..failed(1, 0, 1)
-            },
-        )
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
+    finish(
+        store,
+        "msg_2",
+        "w1",
+        &Finish {
+            status: Status::Dead,
+            next_at: None,
+            ..failed(1, 0, 1)
+        },
+    )
+    .await;
 
     let dead = store
         .deliveries(&DeliveryFilter {
@@ -821,6 +775,11 @@ pub async fn tokens_are_kept_as_digests(store: &dyn Store) {
     assert!(store.tokens().await.unwrap().is_empty());
 }
 
+/// The session whose cookie has this digest, if it is still open at `now`.
+async fn session_by_digest(store: &dyn Store, digest: &str, now: Millis) -> Option<ConsoleSession> {
+    store.session_by_digest(digest, now).await.unwrap()
+}
+
 fn console_session(id: &str, link: Option<&str>, expires_at: Millis) -> ConsoleSession {
     ConsoleSession {
         id: id.to_owned(),
@@ -834,17 +793,11 @@ fn console_session(id: &str, link: Option<&str>, expires_at: Millis) -> ConsoleS
 pub async fn console_sessions_end_expire_and_go_with_their_link(store: &dyn Store) {
     let admin = console_session("ses_admin", None, 9_000);
     assert!(store.put_session(&admin, "digest-admin").await.unwrap());
-    let found = store
-        .session_by_digest("digest-admin", 2_000)
-        .await
-        .unwrap();
+    let found = session_by_digest(store, "digest-admin", 2_000).await;
     assert_eq!(found.as_ref(), Some(&admin));
     assert_eq!(store.session_by_digest("other", 2_000).await.unwrap(), None);
     assert_eq!(
-        store
-            .session_by_digest("digest-admin", 9_000)
-            .await
-            .unwrap(),
+        session_by_digest(store, "digest-admin", 9_000).await,
         None,
         "expired"
     );
@@ -872,26 +825,14 @@ pub async fn console_sessions_end_expire_and_go_with_their_link(store: &dyn Stor
     // Revoking the link ends its sessions, not the others.
     assert!(store.revoke_link("lnk_1").await.unwrap());
     assert!(!store.revoke_link("lnk_1").await.unwrap());
-    assert_eq!(
-        store
-            .session_by_digest("digest-portal", 2_000)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(session_by_digest(store, "digest-portal", 2_000).await, None);
     assert_eq!(store.link("lnk_1").await.unwrap(), None);
     assert_eq!(store.sessions(2_000).await.unwrap(), vec![admin.clone()]);
 
     // Ending a session (signing out, an admin's revoke) is for good.
     assert!(store.end_session("ses_admin").await.unwrap());
     assert!(!store.end_session("ses_admin").await.unwrap());
-    assert_eq!(
-        store
-            .session_by_digest("digest-admin", 2_000)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(session_by_digest(store, "digest-admin", 2_000).await, None);
 
     // Expired rows are forgotten when new ones come.
     let later = ConsoleSession {
@@ -1002,18 +943,11 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     assert_eq!(seen, ["msg_5", "msg_4", "msg_3", "msg_2", "msg_1"]);
 
     store.claim("w1", T0, 2, LEASE).await.unwrap();
-    store
-        .finish("msg_1", "w1", &failed(1, T0 + 10, 1))
-        .await
-        .unwrap();
-    store
-        .finish("msg_2", "w1", &finished(Status::Delivered, 1))
-        .await
-        .unwrap();
+    finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
+    finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
     let minute = T0 - T0.rem_euclid(60_000);
     let window = |since| ActivityWindow {
         since,
-        bucket: 60_000,
         durations_since: since,
     };
     let activity = store.activity("p1", window(T0 - 1_000)).await.unwrap();
@@ -1056,4 +990,31 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
         product.instances[0].options["urls"],
         json!(["http://127.0.0.1:9/a"])
     );
+}
+
+/// Rows as a lookout before migration 0012 stored them (attempts without their product
+/// and minute), in SQL both stores take: product `p1`, one delivery, one attempt at
+/// [`T0`] that took 12 ms.
+#[cfg(test)]
+pub(super) const ATTEMPT_BEFORE_MINUTES: &str = "
+    INSERT INTO products (id, created_at) VALUES ('p1', 0);
+    INSERT INTO events (id, product_id, payload, received_at) VALUES ('evt_1', 'p1', '{}', 0);
+    INSERT INTO deliveries (id, event_id, product_id, instance, service, status, attempts,
+                            created_at, updated_at)
+        VALUES ('msg_1', 'evt_1', 'p1', 'hook', 'webhook', 'delivered', 1, 0, 0);
+    INSERT INTO attempts (delivery_id, number, at, duration_ms, outcome)
+        VALUES ('msg_1', 1, 1700000000000, 12, 'delivered');";
+
+/// What a store that migrated [`ATTEMPT_BEFORE_MINUTES`] says of it: the attempt is
+/// counted in its minute, with its duration.
+#[cfg(test)]
+pub(super) async fn attempts_before_minutes_are_counted(store: &dyn Store) {
+    let window = ActivityWindow {
+        since: T0 - 1_000,
+        durations_since: T0 - 1_000,
+    };
+    let activity = store.activity("p1", window).await.unwrap();
+    let minute = T0 - T0.rem_euclid(60_000);
+    assert_eq!(activity.counts, [(minute, AttemptOutcome::Delivered, 1)]);
+    assert_eq!(activity.durations, [(T0, 12)]);
 }
