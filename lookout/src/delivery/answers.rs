@@ -23,8 +23,22 @@ use std::time::{Duration, SystemTime};
 pub use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
-use super::platform::Verdict;
 use super::retry;
+
+/// What a platform's answer means when its status alone does not say it. Several
+/// platforms answer `200` with an error code in the body, and several say "this hook is
+/// gone" with a status that means something else elsewhere (Slack: `404 no_service`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The status decides, as for any HTTP target (see docs/DELIVERY.md).
+    ByStatus,
+    /// The target is gone for good (a deleted webhook, a revoked token): disable it, with
+    /// this plain reason, and never send there again until an operator re-enables it.
+    Gone(String),
+    /// The platform refused the message (even with a `2xx`), for this reason; `retry`
+    /// says whether another try could do better.
+    Refused { reason: String, retry: bool },
+}
 
 /// What a platform answered, as its declaration reads it: the status, the headers and
 /// at most `max_response_bytes` of the body.

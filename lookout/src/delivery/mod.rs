@@ -23,8 +23,9 @@ pub mod smtp;
 pub mod ssrf;
 pub(crate) mod tls;
 
+pub use answers::Verdict;
 pub use answers::{Answer, Answers, Code, Means, Wait};
-pub use platform::{Platform, Verdict};
+pub use platform::Platform;
 pub use report::{Delivery, Outcome, human_duration, user_agent};
 
 use std::borrow::Cow;

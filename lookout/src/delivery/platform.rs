@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::answers::Answer;
+use super::answers::{Answer, Verdict};
 use super::ratelimit::RateLimit;
 use crate::limits::Limits;
 
@@ -25,21 +25,6 @@ pub trait Platform: Send + Sync {
     fn limits(&self) -> &Limits {
         &Limits::UNDECLARED
     }
-}
-
-/// What a platform's answer means when its status alone does not say it. Several
-/// platforms answer `200` with an error code in the body, and several say "this hook is
-/// gone" with a status that means something else elsewhere (Slack: `404 no_service`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The status decides, as for any HTTP target (see docs/DELIVERY.md).
-    ByStatus,
-    /// The target is gone for good (a deleted webhook, a revoked token): disable it, with
-    /// this plain reason, and never send there again until an operator re-enables it.
-    Gone(String),
-    /// The platform refused the message (even with a `2xx`), for this reason; `retry`
-    /// says whether another try could do better.
-    Refused { reason: String, retry: bool },
 }
 
 /// The error code and message in a JSON answer, for platforms that put them there
