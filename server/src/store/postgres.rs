@@ -987,10 +987,7 @@ async fn lock_as_intakes_do(
     finished: &[(Finished, &Finish)],
     fallbacks: &[(&str, &NewDelivery)],
 ) -> Result<()> {
-    let own_keys = finished
-        .iter()
-        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
-        .filter_map(|((_, key, ..), _)| key.as_deref());
+    let own_keys = keys_released(finished);
     let fallback_keys = fallbacks.iter().filter_map(|(_, f)| f.order_key.as_deref());
     lock_keys(tx, &mut own_keys.chain(fallback_keys).collect()).await?;
     let mut lanes: Vec<&str> = finished
@@ -1009,16 +1006,21 @@ async fn lock_as_intakes_do(
     Ok(())
 }
 
+/// The order keys of the finished deliveries that left the queue (their state changed
+/// and they are not queued again): the keys a finish releases.
+fn keys_released<'a>(finished: &'a [(Finished, &Finish)]) -> impl Iterator<Item = &'a str> {
+    finished
+        .iter()
+        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
+        .filter_map(|((_, key, ..), _)| key.as_deref())
+}
+
 async fn settle_finished(
     tx: &impl GenericClient,
     finished: &[(Finished, &Finish)],
     now: Millis,
 ) -> Result<()> {
-    let mut keys: Vec<&str> = finished
-        .iter()
-        .filter(|((_, _, changed, ..), finish)| *changed && !finish.status.is_queued())
-        .filter_map(|((_, key, ..), _)| key.as_deref())
-        .collect();
+    let mut keys: Vec<&str> = keys_released(finished).collect();
     lock_keys(tx, &mut keys).await?;
     release_keys(tx, &keys, now).await?;
     let mut news = news(
