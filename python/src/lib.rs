@@ -198,14 +198,7 @@ impl Sent {
 }
 
 fn row(result: &lookout::dispatch::ServiceResult) -> Row<'_> {
-    use lookout::delivery::Outcome;
     let delivery = &result.delivery;
-    let reason = match &delivery.outcome {
-        Outcome::Delivered { .. } => None,
-        Outcome::Skipped { reason }
-        | Outcome::Failed { reason, .. }
-        | Outcome::Disabled { reason, .. } => Some(reason.as_str()),
-    };
     (
         &result.instance,
         result.service,
@@ -214,7 +207,7 @@ fn row(result: &lookout::dispatch::ServiceResult) -> Row<'_> {
         delivery.duration.as_millis() as u64,
         delivery.attempts,
         delivery.target.as_deref(),
-        reason,
+        delivery.outcome.reason(),
     )
 }
 

@@ -248,7 +248,7 @@ impl Transport {
                 tracing::info!(
                     target = %target,
                     attempt = tries,
-                    reason = outcome_reason(&outcome),
+                    reason = outcome.reason().unwrap_or_default(),
                     pause_ms = pause.as_millis() as u64,
                     "delivery failed, trying again"
                 );
@@ -585,15 +585,6 @@ enum Pause {
     Stop,
     /// The target (or the rate limit) asks for a longer wait than the budget has left.
     BeyondBudget(Duration),
-}
-
-fn outcome_reason(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed { reason, .. }
-        | Outcome::Disabled { reason, .. }
-        | Outcome::Skipped { reason } => reason,
-        Outcome::Delivered { .. } => "",
-    }
 }
 
 /// Adds a note to a failure's reason.

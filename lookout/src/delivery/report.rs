@@ -39,6 +39,16 @@ impl Outcome {
         }
     }
 
+    /// Why it was skipped, failed or disabled (redacted); `None` when delivered.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed { reason, .. }
+            | Outcome::Disabled { reason, .. }
+            | Outcome::Skipped { reason } => Some(reason),
+            Outcome::Delivered { .. } => None,
+        }
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Delivered { .. } => "delivered",
