@@ -109,6 +109,26 @@ pub fn connector(mode: &SslMode) -> Result<Option<MakeRustlsConnect>> {
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
+/// A handshake signature method of [`ServerCertVerifier`]: both TLS versions check it
+/// the same way, with the provider's algorithms, only through a different function.
+macro_rules! check_signature {
+    ($method:ident, $check:path) => {
+        fn $method(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+            $check(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+    };
+}
+
 /// `sslmode=require`: any certificate, as libpq does (encryption against eavesdropping,
 /// not against an impostor: that is `verify-full`). Signatures are still checked, so
 /// the handshake itself is sound.
@@ -127,25 +147,14 @@ impl ServerCertVerifier for Unverified {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
+    check_signature!(
+        verify_tls12_signature,
+        rustls::crypto::verify_tls12_signature
+    );
+    check_signature!(
+        verify_tls13_signature,
+        rustls::crypto::verify_tls13_signature
+    );
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
