@@ -22,18 +22,26 @@ use crate::lanes::short_hash;
 /// How a new delivery is shaped, as the store needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
-    Coalesce {
-        /// Deliveries with equal keys replace each other (a hash: values may be private).
-        key: String,
-        window_ms: Millis,
-        max_wait_ms: Millis,
-    },
-    Digest {
-        /// The configured service's digests (a hash of its product and name).
-        key: String,
-        window_ms: Millis,
-        max_events: u32,
-    },
+    Coalesce(Coalescing),
+    Digest(Gathering),
+}
+
+/// A coalesced delivery: a newer one of the same key replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coalescing {
+    /// Deliveries with equal keys replace each other (a hash: values may be private).
+    pub key: String,
+    pub window_ms: Millis,
+    pub max_wait_ms: Millis,
+}
+
+/// A delivery gathered into its service's digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gathering {
+    /// The configured service's digests (a hash of its product and name).
+    pub key: String,
+    pub window_ms: Millis,
+    pub max_events: u32,
 }
 
 /// The shape of a delivery of `instance` (of `product`) for `event`: none when the
@@ -42,33 +50,34 @@ pub fn shape(product: &str, instance: &Instance, event: &Event) -> Option<Shape>
     let shaping = &instance.shaping;
     if let Some(coalesce) = &shaping.coalesce {
         let value = coalesce.key_of(event)?;
-        return Some(Shape::Coalesce {
+        return Some(Shape::Coalesce(Coalescing {
             key: short_hash(&["coalesce", product, &instance.name, &value]),
             window_ms: millis(coalesce.window),
             max_wait_ms: millis(coalesce.max_wait),
-        });
+        }));
     }
     let digest = shaping.digest.as_ref()?;
-    Some(Shape::Digest {
+    Some(Shape::Digest(Gathering {
         key: short_hash(&["digest", product, &instance.name]),
         window_ms: millis(digest.window),
         max_events: digest.max_events,
-    })
+    }))
 }
 
-impl Shape {
+impl Coalescing {
     /// When a coalesced delivery of an event received `at` is due, its stream having
     /// started `since` (its own event, or the first of those it replaced).
-    pub fn coalesced_due(
-        window_ms: Millis,
-        max_wait_ms: Millis,
-        at: Millis,
-        since: Millis,
-    ) -> Millis {
-        at.saturating_add(window_ms)
-            .min(since.saturating_add(max_wait_ms))
-            .max(at)
+    pub fn due(&self, at: Millis, since: Millis) -> Millis {
+        coalesced_due((self.window_ms, self.max_wait_ms), at, since)
     }
+}
+
+/// [`Coalescing::due`] for a `(window, max_wait)` rule: also what `lookout replay`
+/// reckons with.
+fn coalesced_due((window_ms, max_wait_ms): (Millis, Millis), at: Millis, since: Millis) -> Millis {
+    at.saturating_add(window_ms)
+        .min(since.saturating_add(max_wait_ms))
+        .max(at)
 }
 
 /// The event a claimed delivery sends: its own, or for a digest the digest of its
@@ -91,15 +100,14 @@ mod tests {
 
     #[test]
     fn a_stream_is_held_no_longer_than_max_wait() {
-        assert_eq!(Shape::coalesced_due(30_000, 300_000, 1_000, 1_000), 31_000);
-        assert_eq!(
-            Shape::coalesced_due(30_000, 300_000, 290_000, 1_000),
-            301_000
-        );
-        assert_eq!(
-            Shape::coalesced_due(30_000, 300_000, 400_000, 1_000),
-            400_000
-        );
+        let coalescing = Coalescing {
+            key: "k".to_owned(),
+            window_ms: 30_000,
+            max_wait_ms: 300_000,
+        };
+        assert_eq!(coalescing.due(1_000, 1_000), 31_000);
+        assert_eq!(coalescing.due(290_000, 1_000), 301_000);
+        assert_eq!(coalescing.due(400_000, 1_000), 400_000);
     }
 }
 
@@ -153,7 +161,7 @@ impl Arrivals {
             return;
         }
         let key = match shape(product, instance, event) {
-            Some(Shape::Coalesce { key, .. }) => Some(key),
+            Some(Shape::Coalesce(coalescing)) => Some(coalescing.key),
             _ => None,
         };
         self.events.push((at, key));
@@ -183,7 +191,7 @@ pub fn tally(instance: &Instance, arrivals: &Arrivals) -> Option<Shaped> {
 
 /// Deliveries left after coalescing `events` (oldest first): per key, an open stream
 /// (when its delivery is due, when it began) that a newer event within it replaces.
-fn coalesced(events: &[(Millis, Option<String>)], (window, max_wait): (Millis, Millis)) -> usize {
+fn coalesced(events: &[(Millis, Option<String>)], rule: (Millis, Millis)) -> usize {
     let mut open: std::collections::HashMap<&str, (Millis, Millis)> = Default::default();
     let mut sent = 0;
     for (at, key) in events {
@@ -199,7 +207,7 @@ fn coalesced(events: &[(Millis, Option<String>)], (window, max_wait): (Millis, M
             }
             None => *at,
         };
-        let due = Shape::coalesced_due(window, max_wait, *at, since);
+        let due = coalesced_due(rule, *at, since);
         open.insert(key, (due, since));
     }
     sent + open.len()

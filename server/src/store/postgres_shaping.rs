@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 
 use super::{Millis, NewDelivery, NewEvent, Result, execute, lanes_due_by, lock_keys, query};
 use super::{release_keys, to_i32};
-use crate::shaping::Shape;
+use crate::shaping::{Coalescing, Gathering, Shape};
 
 /// Shapes every shaped delivery of `events` (just stored), in order.
 pub(super) async fn shape_stored(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<()> {
@@ -25,22 +25,12 @@ async fn shape_new(
     event: &NewEvent,
     delivery: &NewDelivery,
 ) -> Result<()> {
-    let at = event.received_at;
     match &delivery.shape {
         None => Ok(()),
-        Some(Shape::Coalesce {
-            key,
-            window_ms,
-            max_wait_ms,
-        }) => coalesce(tx, &delivery.id, key, (*window_ms, *max_wait_ms), at).await,
-        Some(Shape::Digest {
-            key,
-            window_ms,
-            max_events,
-        }) => {
-            let window = (*window_ms, to_i32(*max_events));
-            gather(tx, event, delivery, key, window).await
+        Some(Shape::Coalesce(coalescing)) => {
+            coalesce(tx, &delivery.id, coalescing, event.received_at).await
         }
+        Some(Shape::Digest(gathering)) => gather(tx, event, delivery, gathering).await,
     }
 }
 
@@ -48,10 +38,10 @@ async fn shape_new(
 async fn coalesce(
     tx: &impl GenericClient,
     id: &str,
-    key: &str,
-    (window_ms, max_wait_ms): (Millis, Millis),
+    coalescing: &Coalescing,
     at: Millis,
 ) -> Result<()> {
+    let key = &coalescing.key;
     let rows = query(
         tx,
         "UPDATE deliveries SET status = 'superseded', replaced_by = $2, next_at = NULL,
@@ -74,7 +64,7 @@ async fn coalesce(
     let mut keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     lock_keys(tx, &mut keys).await?;
     release_keys(tx, &keys, at).await?;
-    let due = Shape::coalesced_due(window_ms, max_wait_ms, at, since);
+    let due = coalescing.due(at, since);
     execute(
         tx,
         "UPDATE deliveries SET shape_key = $2, window_since = $3,
@@ -91,10 +81,10 @@ async fn gather(
     tx: &impl GenericClient,
     event: &NewEvent,
     delivery: &NewDelivery,
-    key: &str,
-    (window_ms, max_events): (Millis, i32),
+    gathering: &Gathering,
 ) -> Result<()> {
-    let at = event.received_at;
+    let (key, at) = (&gathering.key, event.received_at);
+    let max_events = to_i32(gathering.max_events);
     let joined = query(
         tx,
         "UPDATE deliveries SET digest_events = digest_events + 1, updated_at = $3,
@@ -128,7 +118,7 @@ async fn gather(
                     &event.product,
                     &delivery.instance,
                     &delivery.service,
-                    &at.saturating_add(window_ms),
+                    &at.saturating_add(gathering.window_ms),
                     &at,
                     &delivery.lane.key,
                     &key,

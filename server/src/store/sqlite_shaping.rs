@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Millis, NewDelivery, Result, lane_due_by, release_key};
-use crate::shaping::Shape;
+use crate::shaping::{Coalescing, Gathering, Shape};
 
 /// Shapes `delivery`, just stored for an event received `at`: replaces the queued
 /// deliveries of its coalescing key, or puts it into its service's open digest.
@@ -18,24 +18,8 @@ pub(super) fn shape_new(
 ) -> Result<()> {
     match &delivery.shape {
         None => Ok(()),
-        Some(Shape::Coalesce {
-            key,
-            window_ms,
-            max_wait_ms,
-        }) => coalesce(tx, &delivery.id, key, (*window_ms, *max_wait_ms), at),
-        Some(Shape::Digest {
-            key,
-            window_ms,
-            max_events,
-        }) => gather(
-            tx,
-            event_id,
-            product,
-            delivery,
-            key,
-            (*window_ms, *max_events),
-            at,
-        ),
+        Some(Shape::Coalesce(coalescing)) => coalesce(tx, &delivery.id, coalescing, at),
+        Some(Shape::Digest(gathering)) => gather(tx, event_id, product, delivery, gathering, at),
     }
 }
 
@@ -45,10 +29,10 @@ pub(super) fn shape_new(
 fn coalesce(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
-    key: &str,
-    (window_ms, max_wait_ms): (Millis, Millis),
+    coalescing: &Coalescing,
     at: Millis,
 ) -> Result<()> {
+    let key = &coalescing.key;
     let replaced: Vec<(Option<Millis>, Option<String>)> = tx
         .prepare_cached(
             "UPDATE deliveries SET status = 'superseded', replaced_by = ?2, next_at = NULL,
@@ -69,7 +53,7 @@ fn coalesce(
     for order_key in keys {
         release_key(tx, order_key, at)?;
     }
-    let due = Shape::coalesced_due(window_ms, max_wait_ms, at, since);
+    let due = coalescing.due(at, since);
     tx.prepare_cached(
         "UPDATE deliveries SET shape_key = ?2, window_since = ?3,
              next_at = CASE WHEN next_at IS NULL THEN NULL ELSE ?4 END
@@ -87,10 +71,10 @@ fn gather(
     event_id: &str,
     product: &str,
     delivery: &NewDelivery,
-    key: &str,
-    (window_ms, max_events): (Millis, u32),
+    gathering: &Gathering,
     at: Millis,
 ) -> Result<()> {
+    let key = &gathering.key;
     let joined: Option<(String, Option<String>)> = tx
         .prepare_cached(
             "UPDATE deliveries SET digest_events = digest_events + 1, updated_at = ?3,
@@ -102,7 +86,7 @@ fn gather(
                  ORDER BY created_at DESC, rowid DESC LIMIT 1)
              RETURNING id, lane",
         )?
-        .query_row(params![key, max_events, at], |row| {
+        .query_row(params![key, gathering.max_events, at], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })
         .optional()?;
@@ -126,7 +110,7 @@ fn gather(
                 product,
                 delivery.instance,
                 delivery.service,
-                at.saturating_add(window_ms),
+                at.saturating_add(gathering.window_ms),
                 at,
                 delivery.lane.key,
                 key
