@@ -19,7 +19,7 @@ use lookout_server::policy::{self, RetrySchedule, WorkerConfig, WorkerSettings};
 use lookout_server::retention;
 use lookout_server::server_settings::{self, ServerSettings};
 use lookout_server::shaping::fallback;
-use lookout_server::store::upkeep::{ForgetRule, PruneRule, Removed};
+use lookout_server::store::upkeep::{ForgetRule, InstanceKey, PruneRule, Removed};
 use lookout_server::store::{self, DeliveryFilter, Status, Store, StoredInstance, now_ms};
 use lookout_server::tokens::{self, Scope};
 use serde_json::{Map, Value};
@@ -782,7 +782,13 @@ pub fn products(command: ProductsCommand) -> Result<ExitCode, Fatal> {
                     return Err(Fatal(format!("no service `{name}` in product `{id}`")));
                 }
                 let enabled = store
-                    .enable_targets(&id, &name, redeliver, now_ms())
+                    .enable_targets(
+                        InstanceKey {
+                            product: &id,
+                            instance: &name,
+                        },
+                        redeliver.then(now_ms),
+                    )
                     .await?;
                 println!(
                     "product {id}, service {name}: {} target(s) enabled, {} deliveries due again",

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::routing::Routes;
+use crate::store::upkeep::AlertSlot;
 use crate::store::{Claimed, Disabled, Finish, Generation, Product, Status, now_ms};
 use crate::worker::Worker;
 use lookout::delivery::Outcome;
@@ -60,6 +61,16 @@ pub struct Alert {
 }
 
 impl Alert {
+    /// What alerts like it are limited by.
+    pub fn slot(&self) -> AlertSlot<'_> {
+        AlertSlot {
+            product: &self.product,
+            instance: &self.instance,
+            key: &self.key,
+            every: ALERT_EVERY,
+        }
+    }
+
     /// The event the alerts service is sent (the `Alert` model of the payload).
     pub fn event(&self) -> Event {
         let title = match self.kind {
@@ -232,16 +243,7 @@ impl Worker {
             // Its own failures would be sent through itself, failing again.
             return tracing::warn!("not alerting `{alerts}` about itself");
         }
-        let slot = self
-            .store
-            .take_alert_slot(
-                &alert.product,
-                &alert.instance,
-                &alert.key,
-                now_ms(),
-                ALERT_EVERY,
-            )
-            .await;
+        let slot = self.store.take_alert_slot(alert.slot(), now_ms()).await;
         match slot {
             Ok(true) => {}
             Ok(false) => return, // Told within the hour.
@@ -283,7 +285,7 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::policy::{RetrySchedule, WorkerConfig};
     use crate::store::sqlite::SqliteStore;
-    use crate::store::upkeep::DisableRule;
+    use crate::store::upkeep::{DisableRule, InstanceKey};
     use crate::store::{Store, StoredInstance};
     use lookout::Settings;
     use lookout::delivery::Transport;
@@ -395,7 +397,13 @@ mod tests {
         // Enabled again with its deliveries: it fails on, is disabled again, and the
         // alert within the hour is not sent twice.
         let enabled = store
-            .enable_targets("p1", "hook", true, now_ms())
+            .enable_targets(
+                InstanceKey {
+                    product: "p1",
+                    instance: "hook",
+                },
+                Some(now_ms()),
+            )
             .await
             .unwrap();
         assert_eq!((enabled.targets, enabled.redelivered), (1, 3));

@@ -530,7 +530,7 @@ pub async fn send(
                 Some(route.delivery(product, &event, replay_id(event_id, table)))
             })
             .collect();
-        let added = store.enqueue(event_id, product, &deliveries, now).await?;
+        let added = store.enqueue(event_id, &deliveries, now).await?;
         sent.added += added;
         sent.already += deliveries.len() - added;
     }

@@ -31,7 +31,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::policy::WorkerConfig;
 use crate::routing::{RouteCache, Routes};
 use crate::shaping::fallback;
-use crate::store::{AttemptOutcome, Claimed, Disabled, Finish, Status, Store, now_ms};
+use crate::store::{AttemptOutcome, Claimed, Disabled, Finish, Lease, Status, Store, now_ms};
 use lookout::delivery::Transport;
 
 /// What a worker needs, shared by every attempt.
@@ -177,7 +177,7 @@ impl Worker {
         let config = &self.config;
         match self
             .store
-            .claim(&config.owner, now_ms(), limit, config.lease)
+            .claim(Lease::new(&config.owner, now_ms(), config.lease), limit)
             .await
         {
             Ok(claimed) => claimed,

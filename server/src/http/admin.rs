@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::answer::{error, store_error};
 use super::app::App;
 use crate::api::{self, ApiError};
+use crate::store::upkeep::InstanceKey;
 use crate::store::{self, DeliveryFilter, now_ms};
 use crate::tokens::{self, Scope};
 use lookout::config::check_name;
@@ -191,7 +192,13 @@ pub(crate) async fn enable_target(
     }
     match app
         .store
-        .enable_targets(&id, &name, asked.redeliver, now_ms())
+        .enable_targets(
+            InstanceKey {
+                product: &id,
+                instance: &name,
+            },
+            asked.redeliver.then(now_ms),
+        )
         .await
     {
         Ok(enabled) => {

@@ -2,6 +2,7 @@
 //! admission, a delivery claimed and how it finished, the rows and counts read back.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -182,6 +183,25 @@ impl NewDelivery {
             order_key: None,
             shape: None,
         }
+    }
+}
+
+/// A lease a worker asks for: deliveries are its `owner`'s from `now` for `length`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub now: Millis,
+    pub length: Duration,
+}
+
+impl<'a> Lease<'a> {
+    pub fn new(owner: &'a str, now: Millis, length: Duration) -> Lease<'a> {
+        Lease { owner, now, length }
+    }
+
+    /// When it runs out.
+    pub fn until(&self) -> Millis {
+        self.now.saturating_add(crate::clock::millis(self.length))
     }
 }
 

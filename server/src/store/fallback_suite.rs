@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::suite::{LEASE, T0, accept_one, finished};
 use super::upkeep::DisableRule;
-use super::{DeliveryFilter, Finish, NewDelivery, Status, Store};
+use super::{DeliveryFilter, Finish, Lease, NewDelivery, Status, Store};
 
 /// Declares one `#[tokio::test]` per function of this suite (see
 /// [`store_suite!`](crate::store::suite::store_suite)).
@@ -56,7 +56,7 @@ async fn deliveries_of_p1(store: &dyn Store) -> usize {
 
 pub async fn a_dead_delivery_falls_back_linked_both_ways(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_dead", "msg_gone"]).await;
-    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     end(store, "msg_dead", "w1", &ended(Status::Dead, "msg_fb1"))
         .await
         .unwrap();
@@ -89,7 +89,10 @@ pub async fn a_dead_delivery_falls_back_linked_both_ways(store: &dyn Store) {
     );
 
     // Both are due at once, and a claim says what each is the fallback for.
-    let mut claimed = store.claim("w2", T0 + 2, 10, LEASE).await.unwrap();
+    let mut claimed = store
+        .claim(Lease::new("w2", T0 + 2, LEASE), 10)
+        .await
+        .unwrap();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     let shown: Vec<(&str, Option<&str>)> = claimed
         .iter()
@@ -103,7 +106,10 @@ pub async fn a_dead_delivery_falls_back_linked_both_ways(store: &dyn Store) {
 
     // A retry scheduled is no end: a fallback handed with it is not stored.
     accept_one(store, "evt_2", &["msg_retry"]).await;
-    store.claim("w3", T0 + 3, 10, LEASE).await.unwrap();
+    store
+        .claim(Lease::new("w3", T0 + 3, LEASE), 10)
+        .await
+        .unwrap();
     let retry = Finish {
         status: Status::Failed,
         next_at: Some(T0 + 60_000),
@@ -116,9 +122,12 @@ pub async fn a_dead_delivery_falls_back_linked_both_ways(store: &dyn Store) {
 pub async fn a_dead_letter_recorded_twice_falls_back_once(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
     let lease = Duration::from_secs(1);
-    store.claim("w1", T0, 10, lease).await.unwrap();
+    store.claim(Lease::new("w1", T0, lease), 10).await.unwrap();
     // w1 stalls past its lease; w2 takes over; both see the dead letter.
-    let taken = store.claim("w2", T0 + 1_000, 10, lease).await.unwrap();
+    let taken = store
+        .claim(Lease::new("w2", T0 + 1_000, lease), 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
     end(store, "msg_1", "w2", &ended(Status::Dead, "msg_fb_w2"))
         .await
@@ -134,7 +143,10 @@ pub async fn a_dead_letter_recorded_twice_falls_back_once(store: &dyn Store) {
 
     // Redelivered and dead again: it fell back already.
     assert!(store.redeliver("msg_1", T0 + 5_000).await.unwrap());
-    let again = store.claim("w3", T0 + 5_000, 10, LEASE).await.unwrap();
+    let again = store
+        .claim(Lease::new("w3", T0 + 5_000, LEASE), 10)
+        .await
+        .unwrap();
     assert!(again.iter().any(|c| c.id == "msg_1"), "{again:?}");
     end(store, "msg_1", "w3", &ended(Status::Dead, "msg_fb_again"))
         .await
@@ -150,11 +162,14 @@ pub async fn a_dead_letter_recorded_twice_falls_back_once(store: &dyn Store) {
 
 pub async fn a_fallback_never_falls_back(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
-    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     end(store, "msg_1", "w1", &ended(Status::Dead, "msg_fb"))
         .await
         .unwrap();
-    let claimed = store.claim("w1", T0 + 2, 10, LEASE).await.unwrap();
+    let claimed = store
+        .claim(Lease::new("w1", T0 + 2, LEASE), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     end(
         store,
@@ -177,7 +192,8 @@ pub async fn a_fallback_never_falls_back(store: &dyn Store) {
 pub async fn the_dead_letter_and_its_fallback_are_stored_together_or_not_at_all(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_taken"]).await;
     let lease = Duration::from_secs(1);
-    assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 2);
+    let leased = store.claim(Lease::new("w1", T0, lease), 10).await.unwrap();
+    assert_eq!(leased.len(), 2);
     let refused = end(store, "msg_1", "w1", &ended(Status::Dead, "msg_taken")).await;
     assert!(refused.is_err(), "the fallback's id is taken");
     let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
@@ -190,7 +206,10 @@ pub async fn the_dead_letter_and_its_fallback_are_stored_together_or_not_at_all(
     assert!(attempts.is_empty(), "nothing of that transaction was kept");
 
     // Its lease runs out; the next attempt ends it, and its fallback, together.
-    let again = store.claim("w2", T0 + 1_000, 10, LEASE).await.unwrap();
+    let again = store
+        .claim(Lease::new("w2", T0 + 1_000, LEASE), 10)
+        .await
+        .unwrap();
     assert!(again.iter().any(|c| c.id == "msg_1"), "{again:?}");
     end(store, "msg_1", "w2", &ended(Status::Dead, "msg_fb"))
         .await

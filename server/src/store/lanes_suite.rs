@@ -2,7 +2,7 @@
 //! paces, caps, turns, waits asked for, and ordered keys, through the trait alone.
 
 use super::suite::{LEASE, T0};
-use super::{Finish, Millis, NewDelivery, NewEvent, Status, Store, now_ms};
+use super::{Finish, Lease, Millis, NewDelivery, NewEvent, Status, Store, now_ms};
 use crate::lanes::{Lane, Pace, Waiting};
 
 /// Declares one `#[tokio::test]` per function of this suite (see
@@ -65,7 +65,7 @@ async fn accept(
 /// The ids claimed by `owner` at `now`, at most `limit`, sorted.
 async fn claim(store: &dyn Store, owner: &str, now: Millis, limit: usize) -> Vec<String> {
     let mut ids: Vec<String> = store
-        .claim(owner, now, limit, LEASE)
+        .claim(Lease::new(owner, now, LEASE), limit)
         .await
         .unwrap()
         .into_iter()

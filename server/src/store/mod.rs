@@ -42,7 +42,6 @@ pub mod upkeep;
 mod upkeep_suite;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -56,7 +55,7 @@ pub use database::{ServeLock, is_postgres, open, open_for_serve, shown_database}
 use deliveries::events_order;
 pub use deliveries::{
     ACTIVITY_DURATIONS, Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord,
-    Claimed, DeliveryFilter, DeliveryRow, EventFilter, Finish, IdempotencyKey, NewDelivery,
+    Claimed, DeliveryFilter, DeliveryRow, EventFilter, Finish, IdempotencyKey, Lease, NewDelivery,
     NewEvent, Stats, Status, StoredEvent,
 };
 pub use products::{
@@ -80,6 +79,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 // How both stores keep structured values (JSON text) and statuses (their names), and
 // read them back: a value that does not decode is a corrupt record.
+
+/// What [`Store::enqueue`] answers for an event that is not (or no longer) stored.
+fn no_event(id: &str) -> StoreError {
+    StoreError::NotFound(format!("no event `{id}`"))
+}
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
@@ -158,17 +162,11 @@ pub trait Store: Upkeep + Send + Sync + 'static {
             .ok_or_else(|| StoreError::Backend("no admission for the event".into()))
     }
 
-    /// Leases up to `limit` deliveries due at `now` to `owner` until `now + lease`,
+    /// Leases up to `limit` deliveries due at the lease's `now` to its owner until it ends,
     /// taking lanes in turn (the one served longest ago first) and from each only what
     /// its destination's pace and its cap on attempts in flight allow now (see
     /// [`lanes`](crate::lanes)); within a lane, the earliest due first.
-    async fn claim(
-        &self,
-        owner: &str,
-        now: Millis,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>>;
+    async fn claim(&self, lease: Lease<'_>, limit: usize) -> Result<Vec<Claimed>>;
     /// Records finished attempts, `(delivery id, what happened)`, at `now`, in one
     /// transaction: each attempt and its delivery's new state, ending the lease, and
     /// each target's health (the one place it is written): an answer starts its failures
@@ -229,13 +227,12 @@ pub trait Store: Upkeep + Send + Sync + 'static {
 
     /// One batch of stored events (see [`EventFilter`]), each with its deliveries.
     async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>>;
-    /// Adds deliveries to a stored event, due at `now`. A delivery whose id is already
-    /// stored is left as it is, so adding the same ones again is harmless; returns how
-    /// many were added.
+    /// Adds deliveries to a stored event (of its product), due at `now`. A delivery
+    /// whose id is already stored is left as it is, so adding the same ones again is
+    /// harmless; returns how many were added. An event no longer stored is not found.
     async fn enqueue(
         &self,
         event_id: &str,
-        product: &str,
         deliveries: &[NewDelivery],
         now: Millis,
     ) -> Result<usize>;

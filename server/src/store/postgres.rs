@@ -37,12 +37,12 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::deliveries::minute_of;
 use super::sql::{self, LANES_AT};
-use super::upkeep::DisableRule;
+use super::upkeep::{DisableRule, Fared};
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
-    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
-    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
-    StoredInstance, from_json, millis, now_ms, status_of, to_json,
+    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Lease,
+    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, from_json, no_event, now_ms, status_of, to_json,
 };
 use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
@@ -1579,14 +1579,8 @@ impl Store for PostgresStore {
         Ok(admissions)
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        now: Millis,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>> {
-        let until = now.saturating_add(millis(lease));
+    async fn claim(&self, lease: Lease<'_>, limit: usize) -> Result<Vec<Claimed>> {
+        let (owner, now, until) = (lease.owner, lease.now, lease.until());
         let client = self.client().await?;
         // One transaction, its BEGIN and COMMIT sent with the statements beside them
         // (tokio-postgres pipelines requests made at once): a claim is three round
@@ -1634,8 +1628,13 @@ impl Store for PostgresStore {
             };
             if finish.health.iter().any(|r| r.failure.is_some()) {
                 let (product, instance) = (&row.3, &row.4);
-                let failed =
-                    upkeep::record_failures(&tx, product, instance, &finish.health, now, rule);
+                let fared = Fared {
+                    product,
+                    instance,
+                    results: &finish.health,
+                    now,
+                };
+                let failed = upkeep::record_failures(&tx, &fared, rule);
                 disabled.extend(failed.await?.into_iter().map(|target| Disabled {
                     product: product.clone(),
                     delivery: id.clone(),
@@ -1864,12 +1863,15 @@ impl Store for PostgresStore {
     async fn enqueue(
         &self,
         event_id: &str,
-        product: &str,
         deliveries: &[NewDelivery],
         now: Millis,
     ) -> Result<usize> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let rows = query(&tx, sql::PRODUCT_OF_EVENT, &[&event_id]).await?;
+        let row = rows.first().ok_or_else(|| no_event(event_id))?;
+        let product: String = row.try_get(0)?;
+        let product = product.as_str();
         let queued: Vec<NewRow<'_>> = deliveries
             .iter()
             .map(|d| (event_id, product, d, now))
@@ -2264,11 +2266,16 @@ mod tests {
         accept_one(&store, "evt_1", &["msg_1", "msg_2"]).await;
         let t0 = 1_700_000_000_000;
         let lease = Duration::from_secs(1);
-        assert_eq!(store.claim("w1", t0, 1, lease).await.unwrap().len(), 1);
-        assert_eq!(store.claim("w2", t0, 1, lease).await.unwrap().len(), 1);
+        let leased = store.claim(Lease::new("w1", t0, lease), 1).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        let leased = store.claim(Lease::new("w2", t0, lease), 1).await.unwrap();
+        assert_eq!(leased.len(), 1);
         store.release("w2").await.unwrap();
         // w1 died: its lease runs out; w2's was handed back.
-        let again = store.claim("w3", t0 + 1_000, 10, lease).await.unwrap();
+        let again = store
+            .claim(Lease::new("w3", t0 + 1_000, lease), 10)
+            .await
+            .unwrap();
         assert_eq!(again.len(), 2);
         let db = schema.connect().await;
         let counted: Vec<(String, i32)> = db
@@ -2299,7 +2306,8 @@ mod tests {
         let store = Arc::new(PostgresStore::open(&schema.url).await.unwrap());
         accept_one(store.as_ref(), "evt_1", &["msg_1"]).await;
         let lease = Duration::from_secs(60);
-        assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 1);
+        let leased = store.claim(Lease::new("w1", T0, lease), 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
         let mut claimer = schema.connect().await;
         let lane: String = claimer
             .query_one("SELECT lane FROM deliveries WHERE id = 'msg_1'", &[])
@@ -2356,7 +2364,10 @@ mod tests {
         holding.commit().await.unwrap();
         finishing.await.unwrap().unwrap();
 
-        let retried = store.claim("w2", T0 + 5_000, 10, lease).await.unwrap();
+        let retried = store
+            .claim(Lease::new("w2", T0 + 5_000, lease), 10)
+            .await
+            .unwrap();
         assert_eq!(retried.len(), 1, "the retry is claimable when due");
         drop((store, claimer, watcher));
         schema.drop_schema().await;
@@ -2375,7 +2386,7 @@ mod tests {
         // A store just opened: none of its connections has prepared a claim's statements.
         let worker = PostgresStore::open(&schema.url).await.unwrap();
         let claimed = worker
-            .claim("w1", T0, 10, Duration::from_secs(60))
+            .claim(Lease::new("w1", T0, Duration::from_secs(60)), 10)
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
@@ -2510,7 +2521,7 @@ mod tests {
             );
             // At the outcomes' time: a fallback is due when its dead letter is recorded.
             let claimed = store
-                .claim("w1", T0 + 10, 64, Duration::from_secs(60))
+                .claim(Lease::new("w1", T0 + 10, Duration::from_secs(60)), 64)
                 .await
                 .unwrap();
             if claimed.is_empty() {

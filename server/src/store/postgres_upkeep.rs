@@ -1,14 +1,14 @@
 //! [`Upkeep`] for the PostgreSQL store: target health, alerts, retention.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use super::{PostgresStore, execute, query};
 use crate::store::sql;
 use crate::store::upkeep::{
-    DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
+    AlertSlot, DisableRule, Enabled, Fared, ForgetRule, InstanceKey, PruneRule, Removed,
+    TargetResult, Upkeep,
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
 
@@ -61,73 +61,60 @@ fn ids_of(rows: &[tokio_postgres::Row]) -> Result<Vec<String>> {
 /// disabled.
 pub(super) async fn record_failures(
     tx: &impl GenericClient,
-    product: &str,
-    instance: &str,
-    results: &[TargetResult],
-    now: Millis,
+    fared: &Fared<'_>,
     rule: &DisableRule,
 ) -> Result<Vec<DisabledTarget>> {
     let mut disabled = Vec::new();
-    for result in results {
-        let Some(error) = &result.failure else {
+    for (result, error) in fared.failed() {
+        let Some(counted) = count_failure(tx, fared, result, error).await? else {
             continue;
         };
-        let rows = query(
-            tx,
-            sql::COUNT_FAILURE,
-            &[
-                &product,
-                &instance,
-                &result.key,
-                &result.target,
-                &now,
-                error,
-            ],
-        )
-        .await?;
-        let failures = rows.first().map(|r| r.try_get::<_, i32>(0)).transpose()?;
-        let first = rows.first().map(|r| r.try_get::<_, i64>(1)).transpose()?;
-        let (Some(failures), Some(first)) = (failures, first) else {
-            continue;
-        };
-        let failures = u32::try_from(failures).unwrap_or(0);
-        let Some(target) = rule.disables(instance, result, failures, first, now) else {
-            continue;
-        };
-        execute(
-            tx,
-            sql::DISABLE_TARGET,
-            &[
-                &product,
-                &instance,
-                &target.key,
-                &target.target,
-                &target.reason,
-                &now,
-            ],
-        )
-        .await?;
-        execute(tx, sql::TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
-        disabled.push(target);
+        if let Some(target) = rule.disables(fared, result, counted) {
+            let (product, instance) = (fared.product, fared.instance);
+            let shown = (&target.key, &target.target, &target.reason, &target.at);
+            let args: [&(dyn ToSql + Sync); 6] =
+                [&product, &instance, shown.0, shown.1, shown.2, shown.3];
+            execute(tx, sql::DISABLE_TARGET, &args).await?;
+            execute(tx, sql::TARGET_HEALTHY, &[&product, &instance, &result.key]).await?;
+            disabled.push(target);
+        }
     }
     Ok(disabled)
+}
+
+/// Adds one to a target's failures in a row: how many now, and when the first was.
+async fn count_failure(
+    tx: &impl GenericClient,
+    fared: &Fared<'_>,
+    result: &TargetResult,
+    error: &str,
+) -> Result<Option<(u32, Millis)>> {
+    let (product, instance) = (&fared.product, &fared.instance);
+    let (key, target, now) = (&result.key, &result.target, &fared.now);
+    let args: [&(dyn ToSql + Sync); 6] = [product, instance, key, target, now, &error];
+    let rows = query(tx, sql::COUNT_FAILURE, &args).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let failures: i32 = row.try_get(0)?;
+    let first: i64 = row.try_get(1)?;
+    Ok(Some((u32::try_from(failures).unwrap_or(0), first)))
 }
 
 #[async_trait]
 impl Upkeep for PostgresStore {
     async fn enable_targets(
         &self,
-        product: &str,
-        instance: &str,
-        redeliver: bool,
-        now: Millis,
+        of: InstanceKey<'_>,
+        redeliver_at: Option<Millis>,
     ) -> Result<Enabled> {
+        let (product, instance) = (of.product, of.instance);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let targets = execute(&tx, sql::FORGET_DISABLED, &[&product, &instance]).await?;
         execute(&tx, sql::FORGET_HEALTH, &[&product, &instance]).await?;
         let mut redelivered = 0;
-        if redeliver {
+        if let Some(now) = redeliver_at {
             let rows = query(&tx, sql::ENDED_DELIVERIES, &[&product, &instance]).await?;
             redelivered = super::redeliver_in(&tx, &ids_of(&rows)?, now).await?;
         }
@@ -149,15 +136,8 @@ impl Upkeep for PostgresStore {
         Ok(changed > 0)
     }
 
-    async fn take_alert_slot(
-        &self,
-        product: &str,
-        instance: &str,
-        key: &str,
-        now: Millis,
-        every: Duration,
-    ) -> Result<bool> {
-        let since = now - millis(every);
+    async fn take_alert_slot(&self, slot: AlertSlot<'_>, now: Millis) -> Result<bool> {
+        let since = now - millis(slot.every);
         let taken = query(
             &self.client().await?,
             "INSERT INTO alerts_sent AS a (product_id, instance, target_key, sent_at)
@@ -165,7 +145,7 @@ impl Upkeep for PostgresStore {
              ON CONFLICT (product_id, instance, target_key) DO UPDATE
                  SET sent_at = excluded.sent_at WHERE a.sent_at <= $5
              RETURNING sent_at",
-            &[&product, &instance, &key, &now, &since],
+            &[&slot.product, &slot.instance, &slot.key, &now, &since],
         )
         .await?;
         Ok(!taken.is_empty())

@@ -2,10 +2,10 @@
 //! coalescing and digests, through the trait alone.
 
 use super::suite::{LEASE, T0, finished};
-use super::{NewDelivery, NewEvent, Status, Store};
+use super::{Lease, NewDelivery, NewEvent, Status, Store};
 use crate::clock::Millis;
 use crate::lanes::Lane;
-use crate::shaping::Shape;
+use crate::shaping::{Coalescing, Gathering, Shape};
 
 /// Declares one `#[tokio::test]` per function of this suite (see
 /// [`store_suite!`](crate::store::suite::store_suite)).
@@ -39,11 +39,11 @@ fn coalesced(id: &str, key: &str, order: Option<&str>) -> NewDelivery {
     NewDelivery {
         lane: lane(),
         order_key: order.map(str::to_owned),
-        shape: Some(Shape::Coalesce {
+        shape: Some(Shape::Coalesce(Coalescing {
             key: key.to_owned(),
             window_ms: WINDOW,
             max_wait_ms: MAX_WAIT,
-        }),
+        })),
         ..NewDelivery::in_own_lane("p1", id, "board", "webhook")
     }
 }
@@ -51,11 +51,11 @@ fn coalesced(id: &str, key: &str, order: Option<&str>) -> NewDelivery {
 fn digested(id: &str, max_events: u32) -> NewDelivery {
     NewDelivery {
         lane: lane(),
-        shape: Some(Shape::Digest {
+        shape: Some(Shape::Digest(Gathering {
             key: "digest-key".to_owned(),
             window_ms: WINDOW,
             max_events,
-        }),
+        })),
         ..NewDelivery::in_own_lane("p1", id, "board", "webhook")
     }
 }
@@ -82,7 +82,10 @@ async fn state(store: &dyn Store, id: &str) -> (Status, Option<String>) {
 }
 
 async fn claimed(store: &dyn Store, owner: &str, now: Millis) -> Vec<super::Claimed> {
-    store.claim(owner, now, 100, LEASE).await.unwrap()
+    store
+        .claim(Lease::new(owner, now, LEASE), 100)
+        .await
+        .unwrap()
 }
 
 fn ids(claimed: &[super::Claimed]) -> Vec<&str> {

@@ -17,6 +17,9 @@ pub(super) const PRODUCT_SETTINGS: &str = "SELECT alerts, generation FROM produc
 pub(super) const PRODUCT_INSTANCES: &str =
     "SELECT name, service, options FROM instances WHERE product_id = $1 ORDER BY name";
 
+/// The product of a stored event ($1 event).
+pub(super) const PRODUCT_OF_EVENT: &str = "SELECT product_id FROM events WHERE id = $1";
+
 /// A product's disabled targets ($1 product).
 pub(super) const PRODUCT_DISABLED: &str = "SELECT instance, target_key, target, reason, at
     FROM disabled_targets
@@ -131,6 +134,7 @@ mod tests {
         PUT_INSTANCE,
         PRODUCT_SETTINGS,
         PRODUCT_INSTANCES,
+        PRODUCT_OF_EVENT,
         PRODUCT_DISABLED,
         CLAIM_IDEMPOTENCY_KEY,
         SAVED_ANSWER,

@@ -12,12 +12,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::deliveries::minute_of;
 use super::sql::{self, LANES_AT};
-use super::upkeep::DisableRule;
+use super::upkeep::{DisableRule, Fared};
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
-    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Millis,
-    NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
-    StoredInstance, from_json, millis, status_of, to_json,
+    DeliveryRow, Disabled, DisabledTarget, EventFilter, Finish, Generation, IdempotencyKey, Lease,
+    Millis, NewDelivery, NewEvent, Product, Result, Stats, Status, Store, StoreError, StoredEvent,
+    StoredInstance, from_json, no_event, status_of, to_json,
 };
 use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
@@ -709,7 +709,13 @@ fn finish_in(
     for target in &finish.disable {
         disable_target(tx, &product, target)?;
     }
-    let disabled = upkeep::record_health(tx, &product, &instance, &finish.health, now, rule)?
+    let fared = Fared {
+        product: &product,
+        instance: &instance,
+        results: &finish.health,
+        now,
+    };
+    let disabled = upkeep::record_health(tx, &fared, rule)?
         .into_iter()
         .map(|target| Disabled {
             product: product.clone(),
@@ -1130,15 +1136,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim(
-        &self,
-        owner: &str,
-        now: Millis,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<Claimed>> {
-        let owner = owner.to_owned();
-        let until = now.saturating_add(millis(lease));
+    async fn claim(&self, lease: Lease<'_>, limit: usize) -> Result<Vec<Claimed>> {
+        let (owner, now, until) = (lease.owner.to_owned(), lease.now, lease.until());
         self.call(move |conn| without_fsync(conn, |conn| claim_in(conn, &owner, now, limit, until)))
             .await
     }
@@ -1405,14 +1404,16 @@ impl Store for SqliteStore {
     async fn enqueue(
         &self,
         event_id: &str,
-        product: &str,
         deliveries: &[NewDelivery],
         now: Millis,
     ) -> Result<usize> {
-        let (event_id, product, deliveries) =
-            (event_id.to_owned(), product.to_owned(), deliveries.to_vec());
+        let (event_id, deliveries) = (event_id.to_owned(), deliveries.to_vec());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let product: String = tx
+                .query_row(sql::PRODUCT_OF_EVENT, [&event_id], |row| row.get(0))
+                .optional()?
+                .ok_or_else(|| no_event(&event_id))?;
             let mut added = 0;
             let insert = INSERT_DELIVERY.replacen("INSERT", "INSERT OR IGNORE", 1);
             for delivery in &deliveries {
@@ -1743,7 +1744,7 @@ mod tests {
         let after = store.call(move |conn| Ok(synchronous(conn))).await.unwrap();
         assert_eq!(after, 2, "FULL again after a failed claim");
         store
-            .claim("w1", 0, 10, Duration::from_secs(30))
+            .claim(Lease::new("w1", 0, Duration::from_secs(30)), 10)
             .await
             .unwrap();
         let after = store.call(move |conn| Ok(synchronous(conn))).await.unwrap();

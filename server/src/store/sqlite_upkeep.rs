@@ -1,14 +1,12 @@
 //! [`Upkeep`] for the SQLite store: target health, alerts, retention.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{SqliteStore, backend};
 use crate::store::sql;
 use crate::store::upkeep::{
-    DisableRule, Enabled, ForgetRule, PruneRule, Removed, TargetResult, Upkeep,
+    AlertSlot, DisableRule, Enabled, Fared, ForgetRule, InstanceKey, PruneRule, Removed, Upkeep,
 };
 use crate::store::{DisabledTarget, Millis, Result, millis};
 
@@ -63,30 +61,36 @@ fn json_path(segments: &[String]) -> String {
 /// failures, a failure adds one; the targets that now meet `rule` are disabled.
 pub(super) fn record_health(
     tx: &Transaction<'_>,
-    product: &str,
-    instance: &str,
-    results: &[TargetResult],
-    now: Millis,
+    fared: &Fared<'_>,
     rule: &DisableRule,
 ) -> Result<Vec<DisabledTarget>> {
+    let (product, instance) = (fared.product, fared.instance);
+    let healthy = |key: &str| -> Result<()> {
+        let mut statement = tx.prepare_cached(sql::TARGET_HEALTHY)?;
+        statement.execute(params![product, instance, key])?;
+        Ok(())
+    };
+    for result in fared.answered() {
+        healthy(&result.key)?;
+    }
     let mut disabled = Vec::new();
-    for result in results {
-        let Some(error) = &result.failure else {
-            tx.prepare_cached(sql::TARGET_HEALTHY)?
-                .execute(params![product, instance, result.key])?;
-            continue;
-        };
-        let (failures, first): (u32, Millis) = tx.prepare_cached(sql::COUNT_FAILURE)?.query_row(
-            params![product, instance, result.key, result.target, now, error],
+    for (result, error) in fared.failed() {
+        let counted = tx.prepare_cached(sql::COUNT_FAILURE)?.query_row(
+            params![
+                product,
+                instance,
+                result.key,
+                result.target,
+                fared.now,
+                error
+            ],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        let Some(target) = rule.disables(instance, result, failures, first, now) else {
-            continue;
-        };
-        super::disable_target(tx, product, &target)?;
-        tx.prepare_cached(sql::TARGET_HEALTHY)?
-            .execute(params![product, instance, result.key])?;
-        disabled.push(target);
+        if let Some(target) = rule.disables(fared, result, counted) {
+            super::disable_target(tx, product, &target)?;
+            healthy(&result.key)?;
+            disabled.push(target);
+        }
     }
     Ok(disabled)
 }
@@ -95,12 +99,10 @@ pub(super) fn record_health(
 impl Upkeep for SqliteStore {
     async fn enable_targets(
         &self,
-        product: &str,
-        instance: &str,
-        redeliver: bool,
-        now: Millis,
+        of: InstanceKey<'_>,
+        redeliver_at: Option<Millis>,
     ) -> Result<Enabled> {
-        let (product, instance) = (product.to_owned(), instance.to_owned());
+        let (product, instance) = (of.product.to_owned(), of.instance.to_owned());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut enabled = Enabled {
@@ -108,7 +110,7 @@ impl Upkeep for SqliteStore {
                 redelivered: 0,
             };
             tx.execute(sql::FORGET_HEALTH, params![product, instance])?;
-            if redeliver {
+            if let Some(now) = redeliver_at {
                 let ids = select_ids(&tx, sql::ENDED_DELIVERIES, params![product, instance])?;
                 for id in &ids {
                     super::redeliver_in(&tx, id, now)?;
@@ -136,16 +138,10 @@ impl Upkeep for SqliteStore {
         .await
     }
 
-    async fn take_alert_slot(
-        &self,
-        product: &str,
-        instance: &str,
-        key: &str,
-        now: Millis,
-        every: Duration,
-    ) -> Result<bool> {
-        let (product, instance, key) = (product.to_owned(), instance.to_owned(), key.to_owned());
-        let since = now - millis(every);
+    async fn take_alert_slot(&self, slot: AlertSlot<'_>, now: Millis) -> Result<bool> {
+        let owned = |text: &str| text.to_owned();
+        let (product, instance, key) = (owned(slot.product), owned(slot.instance), owned(slot.key));
+        let since = now - millis(slot.every);
         self.call(move |conn| {
             let taken: Option<Millis> = conn
                 .query_row(

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ActivityWindow, Admission, AttemptOutcome, AttemptRecord, ConsoleSession, DeliveryFilter,
-    DisabledTarget, EventFilter, Finish, Millis, NewDelivery, NewEvent, PortalLink, Status, Store,
-    StoredInstance,
+    DisabledTarget, EventFilter, Finish, Lease, Millis, NewDelivery, NewEvent, PortalLink, Status,
+    Store, StoredInstance,
 };
 
 /// Declares one `#[tokio::test]` per suite function. `$open` is an async expression
@@ -123,7 +123,11 @@ pub(super) async fn accept_event(
 
 /// Whether `owner` finds nothing to claim at `now` (taking up to ten, for `lease`).
 async fn nothing_due(store: &dyn Store, owner: &str, now: Millis, lease: Duration) -> bool {
-    store.claim(owner, now, 10, lease).await.unwrap().is_empty()
+    store
+        .claim(Lease::new(owner, now, lease), 10)
+        .await
+        .unwrap()
+        .is_empty()
 }
 
 /// The disabled targets of `product`, which must exist.
@@ -421,7 +425,8 @@ pub async fn idempotency_keys_resolve_to_the_first_event(store: &dyn Store) {
 
 pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
-    assert_eq!(store.claim("w1", T0, 10, LEASE).await.unwrap().len(), 2);
+    let leased = store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
+    assert_eq!(leased.len(), 2);
     store
         .finish_batch(
             "w1",
@@ -444,7 +449,11 @@ pub async fn finish_batch_records_each_and_passes_over_unknown_ones(store: &dyn 
         (Status::Failed, Some(T0 + 1_000), 1)
     );
     assert!(
-        store.claim("w2", T0, 10, LEASE).await.unwrap().is_empty(),
+        store
+            .claim(Lease::new("w2", T0, LEASE), 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "leases ended"
     );
 }
@@ -461,7 +470,7 @@ pub async fn the_trace_context_comes_with_the_claim(store: &dyn Store) {
     let untraced = keyed("evt_2", "msg_2", r#"{"model":"Item"}"#, None);
     let admitted = store.accept_batch(&[traced, untraced]).await.unwrap();
     assert_eq!(admitted, [Admission::Stored, Admission::Stored]);
-    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let claimed = store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     let context = |id: &str| {
         let claim = claimed.iter().find(|c| c.id == id).expect("claimed");
         claim.trace_context.clone()
@@ -477,9 +486,12 @@ pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
         nothing_due(store, "w1", T0 - 1, LEASE).await,
         "nothing is due before it was received"
     );
-    let first = store.claim("w1", T0, 2, LEASE).await.unwrap();
+    let first = store.claim(Lease::new("w1", T0, LEASE), 2).await.unwrap();
     assert_eq!(first.len(), 2, "the limit is respected");
-    let second = store.claim("w2", T0 + 5, 10, LEASE).await.unwrap();
+    let second = store
+        .claim(Lease::new("w2", T0 + 5, LEASE), 10)
+        .await
+        .unwrap();
     assert_eq!(
         second.len(),
         1,
@@ -503,7 +515,10 @@ pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
     // The product removed: the claim says so.
     store.remove_product("p1").await.unwrap();
     store.release("w1").await.unwrap();
-    let again = store.claim("w3", T0 + 10, 10, LEASE).await.unwrap();
+    let again = store
+        .claim(Lease::new("w3", T0 + 10, LEASE), 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|c| c.generation.is_none()));
 }
@@ -511,16 +526,20 @@ pub async fn claim_hands_out_due_deliveries_once(store: &dyn Store) {
 pub async fn expired_leases_are_claimed_again(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
     let lease = Duration::from_secs(5);
-    assert_eq!(store.claim("w1", T0, 10, lease).await.unwrap().len(), 1);
+    let leased = store.claim(Lease::new("w1", T0, lease), 10).await.unwrap();
+    assert_eq!(leased.len(), 1);
     assert!(nothing_due(store, "w2", T0 + 4_999, lease).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 5_000));
-    let taken = store.claim("w2", T0 + 5_000, 10, lease).await.unwrap();
+    let taken = store
+        .claim(Lease::new("w2", T0 + 5_000, lease), 10)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1, "a dead worker's lease runs out");
 }
 
 pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
-    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let claimed = store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     assert_eq!(claimed.len(), 2);
 
     finish(store, "msg_1", "w1", &failed(1, T0 + 1_000, 1)).await;
@@ -528,7 +547,10 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
 
     assert!(nothing_due(store, "w1", T0 + 999, LEASE).await);
     assert_eq!(store.next_due().await.unwrap(), Some(T0 + 1_000));
-    let retry = store.claim("w1", T0 + 1_000, 10, LEASE).await.unwrap();
+    let retry = store
+        .claim(Lease::new("w1", T0 + 1_000, LEASE), 10)
+        .await
+        .unwrap();
     assert_eq!(retry.len(), 1, "only the failed one comes back");
     assert_eq!(retry[0].id, "msg_1");
     assert_eq!((retry[0].attempts, retry[0].step), (1, 1));
@@ -561,9 +583,12 @@ pub async fn finish_schedules_retries_and_dead_letters(store: &dyn Store) {
 pub async fn finish_by_a_stale_owner_keeps_the_state(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
     let lease = Duration::from_secs(1);
-    store.claim("w1", T0, 10, lease).await.unwrap();
+    store.claim(Lease::new("w1", T0, lease), 10).await.unwrap();
     // w1 stalls past its lease; w2 takes over and delivers.
-    store.claim("w2", T0 + 1_000, 10, lease).await.unwrap();
+    store
+        .claim(Lease::new("w2", T0 + 1_000, lease), 10)
+        .await
+        .unwrap();
     finish(store, "msg_1", "w2", &finished(Status::Delivered, 1)).await;
     finish(store, "msg_1", "w1", &failed(1, T0 + 5_000, 1)).await;
     let (row, attempts) = store.delivery("msg_1").await.unwrap().unwrap();
@@ -581,7 +606,7 @@ pub async fn finish_by_a_stale_owner_keeps_the_state(store: &dyn Store) {
 
 pub async fn disabled_targets(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1"]).await;
-    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     let gone = DisabledTarget {
         instance: "hook".to_owned(),
         key: "k9".to_owned(),
@@ -599,7 +624,7 @@ pub async fn disabled_targets(store: &dyn Store) {
     assert_eq!(product.disabled, [gone]);
 
     accept_one(store, "evt_2", &["msg_2"]).await;
-    let claimed = store.claim("w1", T0, 10, LEASE).await.unwrap();
+    let claimed = store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     assert_eq!(claimed[0].disabled_targets, ["k9"]);
 
     // New options for the instance: a fresh start for its targets.
@@ -609,7 +634,7 @@ pub async fn disabled_targets(store: &dyn Store) {
 
 pub async fn redeliver(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
-    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     let dead = Finish {
         status: Status::Dead,
         next_at: None,
@@ -622,7 +647,10 @@ pub async fn redeliver(store: &dyn Store) {
     assert!(!store.redeliver("msg_nope", T0).await.unwrap());
     assert!(store.redeliver("msg_1", T0 + 50).await.unwrap());
     assert!(store.redeliver("msg_2", T0 + 50).await.unwrap());
-    let mut claimed = store.claim("w1", T0 + 50, 10, LEASE).await.unwrap();
+    let mut claimed = store
+        .claim(Lease::new("w1", T0 + 50, LEASE), 10)
+        .await
+        .unwrap();
     claimed.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(claimed.len(), 2);
     assert_eq!(claimed[0].step, 0, "a fresh schedule");
@@ -640,18 +668,19 @@ pub async fn redeliver(store: &dyn Store) {
 
 pub async fn release(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2"]).await;
-    store.claim("w1", T0, 1, LEASE).await.unwrap();
-    store.claim("w2", T0, 1, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 1).await.unwrap();
+    store.claim(Lease::new("w2", T0, LEASE), 1).await.unwrap();
     store.release("w1").await.unwrap();
-    let back = store.claim("w3", T0, 10, LEASE).await.unwrap();
+    let back = store.claim(Lease::new("w3", T0, LEASE), 10).await.unwrap();
     assert_eq!(back.len(), 1, "only w1's lease was handed back");
     store.release_all().await.unwrap();
-    assert_eq!(store.claim("w4", T0, 10, LEASE).await.unwrap().len(), 2);
+    let leased = store.claim(Lease::new("w4", T0, LEASE), 10).await.unwrap();
+    assert_eq!(leased.len(), 2);
 }
 
 pub async fn listing_and_stats(store: &dyn Store) {
     accept_one(store, "evt_1", &["msg_1", "msg_2", "msg_3"]).await;
-    store.claim("w1", T0, 10, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 10).await.unwrap();
     finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
     finish(
         store,
@@ -739,7 +768,7 @@ pub async fn concurrent_claims_never_overlap(store: &dyn Store) {
         let owner = format!("w{w}");
         let mut mine = Vec::new();
         loop {
-            let claimed = store.claim(&owner, T0, 7, LEASE).await.unwrap();
+            let claimed = store.claim(Lease::new(&owner, T0, LEASE), 7).await.unwrap();
             if claimed.is_empty() {
                 return mine;
             }
@@ -905,8 +934,8 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
         "new-hook",
         "webhook",
     )];
-    assert_eq!(store.enqueue("e1", "p1", &added, T0 + 5).await.unwrap(), 1);
-    assert_eq!(store.enqueue("e1", "p1", &added, T0 + 6).await.unwrap(), 0);
+    assert_eq!(store.enqueue("e1", &added, T0 + 5).await.unwrap(), 1);
+    assert_eq!(store.enqueue("e1", &added, T0 + 6).await.unwrap(), 0);
     let e1 = store.events_since(&read(T0, None, None, 1)).await.unwrap();
     let deliveries: Vec<(&str, Status)> = e1[0]
         .deliveries
@@ -917,7 +946,10 @@ pub async fn history_is_read_in_batches_and_added_to_once(store: &dyn Store) {
         deliveries,
         [("hook", Status::Pending), ("new-hook", Status::Pending)]
     );
-    let due = store.claim("w", T0 + 5, 10, LEASE).await.unwrap();
+    let due = store
+        .claim(Lease::new("w", T0 + 5, LEASE), 10)
+        .await
+        .unwrap();
     assert!(due.iter().any(|c| c.id == "d-e1-replay"), "{due:?}");
 }
 
@@ -942,7 +974,7 @@ pub async fn console_pages_and_activity(store: &dyn Store) {
     }
     assert_eq!(seen, ["msg_5", "msg_4", "msg_3", "msg_2", "msg_1"]);
 
-    store.claim("w1", T0, 2, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 2).await.unwrap();
     finish(store, "msg_1", "w1", &failed(1, T0 + 10, 1)).await;
     finish(store, "msg_2", "w1", &finished(Status::Delivered, 1)).await;
     let minute = T0 - T0.rem_euclid(60_000);

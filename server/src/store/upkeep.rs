@@ -31,22 +31,21 @@ impl Default for DisableRule {
 }
 
 impl DisableRule {
-    /// The target of `instance` that `result` failed to reach, to be disabled at `now`
-    /// if its `failures` in a row, the first at `first_failure_at`, meet this rule.
+    /// The target that `result` failed to reach, to be disabled now if its `failures`
+    /// in a row, the first at `first_failure_at`, meet this rule.
     pub fn disables(
         &self,
-        instance: &str,
+        fared: &Fared<'_>,
         result: &TargetResult,
-        failures: u32,
-        first_failure_at: Millis,
-        now: Millis,
+        (failures, first_failure_at): (u32, Millis),
     ) -> Option<DisabledTarget> {
         let last_error = result.failure.as_deref()?;
+        let now = fared.now;
         if failures < self.failures || now - first_failure_at < millis(self.over) {
             return None;
         }
         Some(DisabledTarget {
-            instance: instance.to_owned(),
+            instance: fared.instance.to_owned(),
             key: result.key.clone(),
             target: result.target.clone(),
             reason: self.reason(failures, last_error),
@@ -72,6 +71,30 @@ pub struct TargetResult {
     pub target: String,
     /// Why it failed; `None`: it succeeded.
     pub failure: Option<String>,
+}
+
+/// How the targets of a product's instance fared in one attempt finished `now`: what
+/// [`Store::finish_batch`](crate::store::Store::finish_batch) records of their health.
+#[derive(Debug, Clone, Copy)]
+pub struct Fared<'a> {
+    pub product: &'a str,
+    pub instance: &'a str,
+    pub results: &'a [TargetResult],
+    pub now: Millis,
+}
+
+impl<'a> Fared<'a> {
+    /// The targets that answered.
+    pub fn answered(&self) -> impl Iterator<Item = &'a TargetResult> + use<'a> {
+        self.results.iter().filter(|r| r.failure.is_none())
+    }
+
+    /// The targets that failed, with why.
+    pub fn failed(&self) -> impl Iterator<Item = (&'a TargetResult, &'a str)> + use<'a> {
+        self.results
+            .iter()
+            .filter_map(|r| Some((r, r.failure.as_deref()?)))
+    }
 }
 
 /// What [`Upkeep::enable_targets`] did.
@@ -136,33 +159,41 @@ impl std::ops::AddAssign for Removed {
     }
 }
 
+/// A configured service (an instance) of a product.
+#[derive(Debug, Clone, Copy)]
+pub struct InstanceKey<'a> {
+    pub product: &'a str,
+    pub instance: &'a str,
+}
+
+/// What alerts are limited by: one per `every` about a target of a product's instance.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertSlot<'a> {
+    pub product: &'a str,
+    pub instance: &'a str,
+    /// The target's key.
+    pub key: &'a str,
+    pub every: Duration,
+}
+
 #[async_trait]
 pub trait Upkeep {
     /// Enables every disabled target of a product's instance again (and forgets its
-    /// failures); with `redeliver`, makes its dead and disabled deliveries due at `now`
+    /// failures); with `redeliver_at`, makes its dead and disabled deliveries due then,
     /// in the same transaction.
     async fn enable_targets(
         &self,
-        product: &str,
-        instance: &str,
-        redeliver: bool,
-        now: Millis,
+        of: InstanceKey<'_>,
+        redeliver_at: Option<Millis>,
     ) -> Result<Enabled>;
 
     /// Names the instance of the product told about disabled targets and dead
     /// deliveries (`None`: nobody). False if there is no such product.
     async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool>;
 
-    /// Whether an alert about this target may go out now: true at most once per
-    /// `every` per (product, instance, key), shared by every process of the store.
-    async fn take_alert_slot(
-        &self,
-        product: &str,
-        instance: &str,
-        key: &str,
-        now: Millis,
-        every: Duration,
-    ) -> Result<bool>;
+    /// Whether an alert about this target may go out now: true at most once per the
+    /// slot's `every`, shared by every process of the store.
+    async fn take_alert_slot(&self, slot: AlertSlot<'_>, now: Millis) -> Result<bool>;
 
     /// Removes up to `limit` events that `rule` selects, with their deliveries and
     /// attempts, in one transaction.

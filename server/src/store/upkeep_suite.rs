@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::suite::{self, LEASE, T0};
-use super::upkeep::{DisableRule, ForgetRule, PruneRule, Removed, TargetResult};
-use super::{DisabledTarget, Finish, Millis, Status, Store, StoredInstance};
+use super::upkeep::{
+    AlertSlot, DisableRule, ForgetRule, InstanceKey, PruneRule, Removed, TargetResult,
+};
+use super::{DisabledTarget, Finish, Lease, Millis, Status, Store, StoredInstance};
 
 macro_rules! upkeep_suite {
     (open: $open:expr, close: $close:expr) => {
@@ -27,6 +29,12 @@ macro_rules! upkeep_suite {
 pub(crate) use upkeep_suite;
 
 const MINUTE: Millis = 60_000;
+
+/// The configured service whose targets these tests disable.
+const HOOK: InstanceKey<'static> = InstanceKey {
+    product: "p1",
+    instance: "hook",
+};
 
 /// The `hook` instance every product here has.
 fn hook() -> StoredInstance {
@@ -56,7 +64,7 @@ async fn end_with_health(
     now: Millis,
     rule: &DisableRule,
 ) -> Vec<DisabledTarget> {
-    store.claim("w1", T0, 100, LEASE).await.unwrap();
+    store.claim(Lease::new("w1", T0, LEASE), 100).await.unwrap();
     let finish = Finish {
         health,
         ..suite::finished(status, 1)
@@ -164,18 +172,18 @@ pub async fn enabling_a_target_redelivers_its_dead_deliveries(store: &dyn Store)
     let disabled = end_with_health(store, "e1", Status::Dead, fail.to_vec(), T0, &rule).await;
     assert_eq!(disabled.len(), 1);
 
-    let without = store.enable_targets("p1", "hook", false, T0).await.unwrap();
+    let without = store.enable_targets(HOOK, None).await.unwrap();
     assert_eq!((without.targets, without.redelivered), (1, 0));
     accept(store, "p1", "e3", json!({"model": "Item"})).await;
     let disabled = end_with_health(store, "e3", Status::Delivered, fail.to_vec(), T0, &rule).await;
     assert_eq!(disabled.len(), 1);
-    let enabled = store
-        .enable_targets("p1", "hook", true, T0 + 5)
-        .await
-        .unwrap();
+    let enabled = store.enable_targets(HOOK, Some(T0 + 5)).await.unwrap();
     assert_eq!((enabled.targets, enabled.redelivered), (1, 1));
     assert!(suite::disabled_targets_of(store, "p1").await.is_empty());
-    let claimed = store.claim("w2", T0 + 5, 10, LEASE).await.unwrap();
+    let claimed = store
+        .claim(Lease::new("w2", T0 + 5, LEASE), 10)
+        .await
+        .unwrap();
     let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -192,7 +200,15 @@ pub async fn alerts_are_named_and_rate_limited(store: &dyn Store) {
     assert_eq!(product.alerts.as_deref(), Some("ops"));
     assert_eq!(product.to_redacted_json()["alerts"], "ops");
     let hour = Duration::from_secs(3600);
-    let slot = |key: &'static str, at: Millis| store.take_alert_slot("p1", "hook", key, at, hour);
+    let slot = |key: &'static str, at: Millis| {
+        let slot = AlertSlot {
+            product: "p1",
+            instance: "hook",
+            key,
+            every: hour,
+        };
+        store.take_alert_slot(slot, at)
+    };
     assert!(slot("k1", T0).await.unwrap());
     assert!(!slot("k1", T0 + 30 * MINUTE).await.unwrap(), "once an hour");
     assert!(slot("k2", T0 + 30 * MINUTE).await.unwrap(), "per target");
