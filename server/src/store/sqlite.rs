@@ -35,17 +35,21 @@ mod upkeep;
 mod fallback;
 
 /// The schema, one step per `user_version`, each step a file of
-/// server/migrations/sqlite/ (named like PostgreSQL's). Append only: a shipped step, its
-/// file included, never changes; a change is a new file at the end.
+/// server/migrations/sqlite/ (named like PostgreSQL's), or PostgreSQL's own where SQLite
+/// takes it as it is. Append only: a shipped step never changes what it makes; a change
+/// is a new file at the end.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     // API tokens, and the row `/healthz` writes.
     include_str!("../../migrations/sqlite/0002_tokens.sql"),
     // The console's indexes.
     include_str!("../../migrations/sqlite/0003_console.sql"),
-    // Target health, alerts and retention (store/upkeep.rs).
-    include_str!("../../migrations/sqlite/0004_upkeep.sql"),
-    include_str!("../../migrations/sqlite/0005_idempotency.sql"),
+    // Target health, alerts and retention (store/upkeep.rs), and idempotency keys:
+    // PostgreSQL's files. SQLite's own differed only in writing INTEGER for BIGINT, which
+    // SQLite reads alike (both have integer affinity), so stores made before and after
+    // have the same columns.
+    include_str!("../../migrations/postgres/0004_upkeep.sql"),
+    include_str!("../../migrations/postgres/0005_idempotency.sql"),
     include_str!("../../migrations/sqlite/0006_config_generation.sql"),
     // Lanes (server/src/lanes.rs, docs/SERVING.md "Fairness and lanes"), and a generation
     // per product instead of one for all.
