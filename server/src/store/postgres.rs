@@ -381,14 +381,8 @@ async fn ensure_product(client: &impl GenericClient, id: &str) -> Result<()> {
 
 /// Removes every instance of a product, with the targets they had disabled.
 async fn remove_instances(client: &impl GenericClient, product: &str) -> Result<()> {
-    execute(
-        client,
-        "DELETE FROM instances WHERE product_id = $1",
-        &[&product],
-    )
-    .await?;
-    let sql = "DELETE FROM disabled_targets WHERE product_id = $1";
-    execute(client, sql, &[&product]).await?;
+    execute(client, sql::REMOVE_INSTANCES, &[&product]).await?;
+    execute(client, sql::REMOVE_DISABLED, &[&product]).await?;
     Ok(())
 }
 
@@ -1508,7 +1502,7 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         remove_instances(&tx, id).await?;
-        let removed = execute(&tx, "DELETE FROM products WHERE id = $1", &[&id]).await?;
+        let removed = execute(&tx, sql::REMOVE_PRODUCT, &[&id]).await?;
         tx.commit().await?;
         Ok(removed > 0)
     }

@@ -10,6 +10,16 @@ pub(super) const PUT_INSTANCE: &str = "INSERT INTO instances (product_id, name, 
     ON CONFLICT (product_id, name) DO UPDATE SET service = excluded.service,
     options = excluded.options";
 
+/// Removes every service of a product ($1 product); [`REMOVE_DISABLED`] the targets they
+/// had disabled.
+pub(super) const REMOVE_INSTANCES: &str = "DELETE FROM instances WHERE product_id = $1";
+
+/// Forgets every disabled target of a product ($1 product).
+pub(super) const REMOVE_DISABLED: &str = "DELETE FROM disabled_targets WHERE product_id = $1";
+
+/// Removes a product ($1 id), once its services are removed.
+pub(super) const REMOVE_PRODUCT: &str = "DELETE FROM products WHERE id = $1";
+
 /// A product's alerts instance and config generation ($1 product).
 pub(super) const PRODUCT_SETTINGS: &str = "SELECT alerts, generation FROM products WHERE id = $1";
 
@@ -132,6 +142,9 @@ mod tests {
     /// Every text of this module, for the test of its parameters.
     const ALL: &[&str] = &[
         PUT_INSTANCE,
+        REMOVE_INSTANCES,
+        REMOVE_DISABLED,
+        REMOVE_PRODUCT,
         PRODUCT_SETTINGS,
         PRODUCT_INSTANCES,
         PRODUCT_OF_EVENT,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::deliveries::minute_of;
 use super::sql::{self, LANES_AT};
@@ -120,6 +120,30 @@ impl SqliteStore {
         Self::on(self.conn.clone(), f).await
     }
 
+    /// Runs `f` in one write transaction on the blocking pool (see [`write_in`]).
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.call(move |conn| write_in(conn, f)).await
+    }
+
+    /// Deletes what each of `deletes` selects by `id` (its one parameter), in order and
+    /// in one transaction; whether the last one removed anything (the row the ones
+    /// before it belonged to).
+    async fn remove<const N: usize>(&self, id: &str, deletes: [&'static str; N]) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let mut removed = 0;
+            for delete in deletes {
+                removed = tx.prepare_cached(delete)?.execute([&id])?;
+            }
+            Ok(removed > 0)
+        })
+        .await
+    }
+
     /// [`SqliteStore::call`] on the reading connection.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -141,6 +165,16 @@ impl SqliteStore {
         .await
         .map_err(backend)?
     }
+}
+
+/// Runs `f` in one transaction, committed if `f` succeeds. The transaction takes the
+/// write lock at once: one that read first and wrote later could find another writer
+/// in between, and fail instead of waiting for it.
+fn write_in<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done = f(&tx)?;
+    tx.commit()?;
+    Ok(done)
 }
 
 /// Prepared statements a connection keeps: every statement of the intake's and the
@@ -166,7 +200,7 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     // FULL: a committed transaction survives power loss, not only a crash of the process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    migrate(&mut conn)?;
+    write_in(&mut conn, migrate)?;
     // The WAL and SHM files exist now; a database made before (or by another tool)
     // may have been readable by everyone.
     for suffix in ["", "-wal", "-shm"] {
@@ -228,8 +262,7 @@ fn create_private(path: &Path) -> Result<()> {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn migrate(tx: &Transaction<'_>) -> Result<()> {
     let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let version = usize::try_from(version).unwrap_or(usize::MAX);
     if version > MIGRATIONS.len() {
@@ -242,7 +275,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(step)?;
     }
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -671,6 +703,20 @@ struct Recorded {
     disabled: Vec<Disabled>,
 }
 
+/// Where a delivery belongs: its product, instance, lane and order key (the last two
+/// `None` for one stored before lanes, or without a key).
+type Placing = (String, String, Option<String>, Option<String>);
+
+/// The [`Placing`] of delivery `id`; `None` if there is no such delivery.
+fn placing(tx: &Transaction<'_>, id: &str) -> Result<Option<Placing>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = ?1",
+        )?
+        .query_row([id], |row| Placing::try_from(row))
+        .optional()?)
+}
+
 /// One finished attempt of a batch (see [`Store::finish_batch`]); `None` for an
 /// unknown delivery.
 fn finish_in(
@@ -680,16 +726,7 @@ fn finish_in(
     now: Millis,
     rule: &DisableRule,
 ) -> Result<Option<Recorded>> {
-    type Found = (String, String, Option<String>, Option<String>);
-    let delivery: Option<Found> = tx
-        .prepare_cached(
-            "SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })
-        .optional()?;
-    let Some((product, instance, lane, order_key)) = delivery else {
+    let Some((product, instance, lane, order_key)) = placing(tx, id)? else {
         return Ok(None);
     };
     let mut insert = tx.prepare_cached(
@@ -899,17 +936,16 @@ fn lane_due_at(
 /// Leases up to `limit` due deliveries to `owner` until `until` (see [`Store::claim`]
 /// and [`Claim`]).
 fn claim_in(
-    conn: &mut Connection,
+    tx: &Transaction<'_>,
     owner: &str,
     now: Millis,
     limit: usize,
     until: Millis,
 ) -> Result<Vec<Claimed>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut claim = Claim::new(now, limit, due_lanes(&tx, now, limit)?);
+    let mut claim = Claim::new(now, limit, due_lanes(tx, now, limit)?);
     let mut ids = Vec::with_capacity(limit);
     while let Some((lane, count)) = claim.ask() {
-        let due = due_in_lane(&tx, &lane, now, count)?;
+        let due = due_in_lane(tx, &lane, now, count)?;
         claim.took(due.len());
         ids.extend(due);
     }
@@ -921,11 +957,11 @@ fn claim_in(
              WHERE id IN (SELECT value FROM json_each(?1))",
         )?
         .execute(params![to_json(&ids), owner, until])?;
-        load_claimed(&tx, &ids)?
+        load_claimed(tx, &ids)?
     };
     let (lanes, paces) = claim.settle();
     for lane in lanes {
-        let due = lane_due_at(&tx, &lane.key, lane.due, now)?;
+        let due = lane_due_at(tx, &lane.key, lane.due, now)?;
         tx.prepare_cached(
             "UPDATE lanes SET due_at = ?2, served_at = CASE WHEN ?3 THEN ?4 ELSE served_at END
              WHERE key = ?1",
@@ -936,14 +972,12 @@ fn claim_in(
         tx.prepare_cached("UPDATE paces SET tat = ?2 WHERE destination = ?1")?
             .execute(params![destination, tat])?;
     }
-    tx.commit()?;
     Ok(claimed)
 }
 
 /// Hands back the leases of `owner` (every owner's, for `None`), due at once: their lanes
 /// are made due.
-fn release_leases(conn: &mut Connection, owner: Option<&str>) -> Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+fn release_leases(tx: &Transaction<'_>, owner: Option<&str>) -> Result<()> {
     tx.execute(
         "UPDATE lanes SET due_at = ?2 WHERE (due_at IS NULL OR due_at > ?2) AND key IN (
              SELECT lane FROM deliveries WHERE lease_owner IS NOT NULL
@@ -955,7 +989,6 @@ fn release_leases(conn: &mut Connection, owner: Option<&str>) -> Result<()> {
          WHERE lease_owner IS NOT NULL AND (?1 IS NULL OR lease_owner = ?1)",
         params![owner],
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -964,16 +997,7 @@ fn release_leases(conn: &mut Connection, owner: Option<&str>) -> Result<()> {
 /// queued. One stored before lanes existed gets a lane of its own. False if there is no
 /// such delivery.
 fn redeliver_in(tx: &rusqlite::Transaction<'_>, id: &str, now: Millis) -> Result<bool> {
-    type Found = (String, String, Option<String>, Option<String>);
-    let found: Option<Found> = tx
-        .prepare_cached(
-            "SELECT product_id, instance, lane, order_key FROM deliveries WHERE id = ?1",
-        )?
-        .query_row([id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-        })
-        .optional()?;
-    let Some((product, instance, lane, order_key)) = found else {
+    let Some((product, instance, lane, order_key)) = placing(tx, id)? else {
         return Ok(false);
     };
     let held = match &order_key {
@@ -1027,16 +1051,14 @@ fn without_fsync<T>(
 impl Store for SqliteStore {
     async fn put_product(&self, id: &str, instances: &[StoredInstance]) -> Result<()> {
         let (id, instances) = (id.to_owned(), instances.to_vec());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            ensure_product(&tx, &id)?;
-            tx.execute("DELETE FROM instances WHERE product_id = ?1", [&id])?;
-            tx.execute("DELETE FROM disabled_targets WHERE product_id = ?1", [&id])?;
+        self.write(move |tx| {
+            ensure_product(tx, &id)?;
+            tx.execute(sql::REMOVE_INSTANCES, [&id])?;
+            tx.execute(sql::REMOVE_DISABLED, [&id])?;
             for instance in &instances {
-                insert_instance(&tx, &id, instance)?;
+                insert_instance(tx, &id, instance)?;
             }
-            bump_generation(&tx, &id)?;
-            tx.commit()?;
+            bump_generation(tx, &id)?;
             Ok(())
         })
         .await
@@ -1044,12 +1066,10 @@ impl Store for SqliteStore {
 
     async fn put_instance(&self, product: &str, instance: &StoredInstance) -> Result<()> {
         let (product, instance) = (product.to_owned(), instance.clone());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            ensure_product(&tx, &product)?;
-            insert_instance(&tx, &product, &instance)?;
-            bump_generation(&tx, &product)?;
-            tx.commit()?;
+        self.write(move |tx| {
+            ensure_product(tx, &product)?;
+            insert_instance(tx, &product, &instance)?;
+            bump_generation(tx, &product)?;
             Ok(())
         })
         .await
@@ -1057,31 +1077,25 @@ impl Store for SqliteStore {
 
     async fn remove_instance(&self, product: &str, instance: &str) -> Result<bool> {
         let (product, instance) = (product.to_owned(), instance.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let removed = tx.execute(
                 "DELETE FROM instances WHERE product_id = ?1 AND name = ?2",
                 params![product, instance],
             )?;
             tx.execute(sql::FORGET_DISABLED, params![product, instance])?;
-            bump_generation(&tx, &product)?;
-            tx.commit()?;
+            bump_generation(tx, &product)?;
             Ok(removed > 0)
         })
         .await
     }
 
     async fn remove_product(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM instances WHERE product_id = ?1", [&id])?;
-            tx.execute("DELETE FROM disabled_targets WHERE product_id = ?1", [&id])?;
-            let removed = tx.execute("DELETE FROM products WHERE id = ?1", [&id])?;
-            tx.commit()?;
-            Ok(removed > 0)
-        })
-        .await
+        let deletes = [
+            sql::REMOVE_INSTANCES,
+            sql::REMOVE_DISABLED,
+            sql::REMOVE_PRODUCT,
+        ];
+        self.remove(id, deletes).await
     }
 
     async fn product(&self, id: &str) -> Result<Option<Product>> {
@@ -1106,11 +1120,10 @@ impl Store for SqliteStore {
 
     async fn accept_batch(&self, events: &[NewEvent]) -> Result<Vec<Admission>> {
         let events = events.to_vec();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let mut admissions = Vec::with_capacity(events.len());
             for event in &events {
-                admissions.push(accept_in(&tx, event)?);
+                admissions.push(accept_in(tx, event)?);
             }
             // Their lanes once for the batch (most events of a batch share a few).
             let stored = events
@@ -1132,9 +1145,8 @@ impl Store for SqliteStore {
                 }
             }
             for (product, due, deliveries) in by_product {
-                queue_in_lanes(&tx, product, deliveries, due)?;
+                queue_in_lanes(tx, product, deliveries, due)?;
             }
-            tx.commit()?;
             Ok(admissions)
         })
         .await
@@ -1142,8 +1154,12 @@ impl Store for SqliteStore {
 
     async fn claim(&self, lease: Lease<'_>, limit: usize) -> Result<Vec<Claimed>> {
         let (owner, now, until) = (lease.owner.to_owned(), lease.now, lease.until());
-        self.call(move |conn| without_fsync(conn, |conn| claim_in(conn, &owner, now, limit, until)))
-            .await
+        self.call(move |conn| {
+            without_fsync(conn, |conn| {
+                write_in(conn, |tx| claim_in(tx, &owner, now, limit, until))
+            })
+        })
+        .await
     }
 
     async fn finish_batch(
@@ -1154,21 +1170,19 @@ impl Store for SqliteStore {
         rule: &DisableRule,
     ) -> Result<Vec<Disabled>> {
         let (owner, finished, rule) = (owner.to_owned(), finished.to_vec(), *rule);
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let mut lanes = Vec::with_capacity(finished.len());
             let mut disabled = Vec::new();
             for one in &finished {
-                let Some(recorded) = finish_in(&tx, one, &owner, now, &rule)? else {
+                let Some(recorded) = finish_in(tx, one, &owner, now, &rule)? else {
                     continue;
                 };
                 disabled.extend(recorded.disabled);
                 lanes.extend(recorded.lane.map(|lane| (lane, &one.1)));
             }
             for news in news(lanes.iter().map(|(lane, finish)| finish.heard(lane))) {
-                settle_finished(&tx, &news)?;
+                settle_finished(tx, &news)?;
             }
-            tx.commit()?;
             Ok(disabled)
         })
         .await
@@ -1176,12 +1190,11 @@ impl Store for SqliteStore {
 
     async fn release(&self, owner: &str) -> Result<()> {
         let owner = owner.to_owned();
-        self.call(move |conn| release_leases(conn, Some(&owner)))
-            .await
+        self.write(move |tx| release_leases(tx, Some(&owner))).await
     }
 
     async fn release_all(&self) -> Result<()> {
-        self.call(|conn| release_leases(conn, None)).await
+        self.write(|tx| release_leases(tx, None)).await
     }
 
     async fn put_token(&self, new: &NewToken) -> Result<()> {
@@ -1231,15 +1244,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.call(move |conn| Ok(conn.execute("DELETE FROM tokens WHERE id = ?1", [&id])? > 0))
-            .await
+        self.remove(id, ["DELETE FROM tokens WHERE id = ?1"]).await
     }
 
     async fn put_session(&self, session: &ConsoleSession, digest: &str) -> Result<bool> {
         let (session, digest) = (session.clone(), digest.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             tx.execute(
                 "DELETE FROM console_sessions WHERE expires_at <= ?1",
                 [session.created_at],
@@ -1260,7 +1270,6 @@ impl Store for SqliteStore {
                     session.expires_at
                 ],
             )?;
-            tx.commit()?;
             Ok(stored > 0)
         })
         .await
@@ -1294,17 +1303,13 @@ impl Store for SqliteStore {
     }
 
     async fn end_session(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.call(move |conn| {
-            Ok(conn.execute("DELETE FROM console_sessions WHERE id = ?1", [&id])? > 0)
-        })
-        .await
+        self.remove(id, ["DELETE FROM console_sessions WHERE id = ?1"])
+            .await
     }
 
     async fn put_link(&self, link: &PortalLink) -> Result<()> {
         let link = link.clone();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             tx.execute(
                 "DELETE FROM portal_links WHERE expires_at <= ?1",
                 [link.created_at],
@@ -1313,7 +1318,6 @@ impl Store for SqliteStore {
                 sql::PUT_LINK,
                 params![link.id, link.product, link.created_at, link.expires_at],
             )?;
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -1342,15 +1346,11 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_link(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM console_sessions WHERE link_id = ?1", [&id])?;
-            let removed = tx.execute("DELETE FROM portal_links WHERE id = ?1", [&id])?;
-            tx.commit()?;
-            Ok(removed > 0)
-        })
-        .await
+        let deletes = [
+            "DELETE FROM console_sessions WHERE link_id = ?1",
+            "DELETE FROM portal_links WHERE id = ?1",
+        ];
+        self.remove(id, deletes).await
     }
 
     async fn events_since(&self, filter: &EventFilter) -> Result<Vec<StoredEvent>> {
@@ -1412,8 +1412,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<usize> {
         let (event_id, deliveries) = (event_id.to_owned(), deliveries.to_vec());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let product: String = tx
                 .query_row(sql::PRODUCT_OF_EVENT, [&event_id], |row| row.get(0))
                 .optional()?
@@ -1421,10 +1420,9 @@ impl Store for SqliteStore {
             let mut added = 0;
             let insert = INSERT_DELIVERY.replacen("INSERT", "INSERT OR IGNORE", 1);
             for delivery in &deliveries {
-                added += insert_delivery(&tx, &insert, &event_id, &product, delivery, now)?;
+                added += insert_delivery(tx, &insert, &event_id, &product, delivery, now)?;
             }
-            queue_in_lanes(&tx, &product, &deliveries, now)?;
-            tx.commit()?;
+            queue_in_lanes(tx, &product, &deliveries, now)?;
             Ok(added)
         })
         .await
@@ -1657,13 +1655,7 @@ impl Store for SqliteStore {
 
     async fn redeliver(&self, id: &str, now: Millis) -> Result<bool> {
         let id = id.to_owned();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let redelivered = redeliver_in(&tx, &id, now)?;
-            tx.commit()?;
-            Ok(redelivered)
-        })
-        .await
+        self.write(move |tx| redeliver_in(tx, &id, now)).await
     }
 
     async fn stats(&self) -> Result<Stats> {

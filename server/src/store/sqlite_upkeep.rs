@@ -1,7 +1,7 @@
 //! [`Upkeep`] for the SQLite store: target health, alerts, retention.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{SqliteStore, backend};
 use crate::store::sql;
@@ -103,21 +103,19 @@ impl Upkeep for SqliteStore {
         redeliver_at: Option<Millis>,
     ) -> Result<Enabled> {
         let (product, instance) = (of.product.to_owned(), of.instance.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let mut enabled = Enabled {
                 targets: tx.execute(sql::FORGET_DISABLED, params![product, instance])? as u64,
                 redelivered: 0,
             };
             tx.execute(sql::FORGET_HEALTH, params![product, instance])?;
             if let Some(now) = redeliver_at {
-                let ids = select_ids(&tx, sql::ENDED_DELIVERIES, params![product, instance])?;
+                let ids = select_ids(tx, sql::ENDED_DELIVERIES, params![product, instance])?;
                 for id in &ids {
-                    super::redeliver_in(&tx, id, now)?;
+                    super::redeliver_in(tx, id, now)?;
                 }
                 enabled.redelivered = ids.len() as u64;
             }
-            tx.commit()?;
             Ok(enabled)
         })
         .await
@@ -125,14 +123,12 @@ impl Upkeep for SqliteStore {
 
     async fn set_alerts(&self, product: &str, alerts: Option<&str>) -> Result<bool> {
         let (product, alerts) = (product.to_owned(), alerts.map(str::to_owned));
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let changed = tx.execute(
                 "UPDATE products SET alerts = ?2 WHERE id = ?1",
                 params![product, alerts],
             )?;
-            super::bump_generation(&tx, &product)?;
-            tx.commit()?;
+            super::bump_generation(tx, &product)?;
             Ok(changed > 0)
         })
         .await
@@ -161,10 +157,9 @@ impl Upkeep for SqliteStore {
 
     async fn prune(&self, rule: &PruneRule, limit: usize) -> Result<Removed> {
         let rule = *rule;
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let ids = select_ids(
-                &tx,
+                tx,
                 "SELECT e.id FROM events e WHERE e.received_at < ?1 AND NOT EXISTS (
                      SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND (
                          d.status IN ('pending', 'failed')
@@ -172,31 +167,26 @@ impl Upkeep for SqliteStore {
                  LIMIT ?3",
                 params![rule.before, rule.dead_before, limit as i64],
             )?;
-            let removed = remove_events(&tx, &ids)?;
-            tx.commit()?;
-            Ok(removed)
+            remove_events(tx, &ids)
         })
         .await
     }
 
     async fn forget(&self, rule: &ForgetRule, limit: usize) -> Result<Removed> {
         let rule = rule.clone();
-        self.call(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let (path, value) = match &rule.field {
                 Some((segments, value)) => (Some(json_path(segments)), Some(value.clone())),
                 None => (None, None),
             };
             let ids = select_ids(
-                &tx,
+                tx,
                 "SELECT id FROM events WHERE (?1 IS NULL OR product_id = ?1)
                      AND (?2 IS NULL OR CAST(json_extract(payload, ?2) AS TEXT) = ?3)
                  LIMIT ?4",
                 params![rule.product, path, value, limit as i64],
             )?;
-            let removed = remove_events(&tx, &ids)?;
-            tx.commit()?;
-            Ok(removed)
+            remove_events(tx, &ids)
         })
         .await
     }
