@@ -22,6 +22,7 @@
 //! A claim is a lease: the delivery is not handed out again until the lease runs out or
 //! the claim is finished or released, so a worker that dies loses nothing.
 
+mod columns;
 mod database;
 mod deliveries;
 pub mod fallback;

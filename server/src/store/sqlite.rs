@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
+use super::columns::from_columns;
 use super::deliveries::minute_of;
 use super::sql::{self, LANES_AT};
 use super::upkeep::{DisableRule, Fared};
@@ -283,13 +284,7 @@ const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";
 type TokenColumns = (String, String, String, Millis, Option<Millis>);
 
 fn token_columns(row: &Row<'_>) -> rusqlite::Result<TokenColumns> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+    row.try_into()
 }
 
 fn token_row((id, scope, products, created_at, expires_at): TokenColumns) -> Result<Token> {
@@ -303,54 +298,50 @@ fn token_row((id, scope, products, created_at, expires_at): TokenColumns) -> Res
 }
 
 fn session_row(row: &Row<'_>) -> rusqlite::Result<ConsoleSession> {
-    Ok(ConsoleSession {
-        id: row.get(0)?,
-        product: row.get(1)?,
-        link: row.get(2)?,
-        created_at: row.get(3)?,
-        expires_at: row.get(4)?,
-    })
+    Ok(from_columns!(row.get => ConsoleSession { id, product, link, created_at, expires_at }))
 }
 
 fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
-    Ok(PortalLink {
-        id: row.get(0)?,
-        product: row.get(1)?,
-        created_at: row.get(2)?,
-        expires_at: row.get(3)?,
-    })
+    Ok(from_columns!(row.get => PortalLink { id, product, created_at, expires_at }))
 }
 
-/// The last four are the fallback links, read with [`super::fallback::link`].
-const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
+/// The columns of a [`DeliveryRow`], its fields in order, then its status (decoded by
+/// the caller); the last four are the fallback links, read with
+/// [`super::fallback::link`].
+const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, attempts, \
+     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
+     digest_events, status, \
      fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
-     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
-     replaced_by, digest_events";
+     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for)";
 
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
-    Ok((
-        DeliveryRow {
-            id: row.get(0)?,
-            event_id: row.get(1)?,
-            product: row.get(2)?,
-            instance: row.get(3)?,
-            service: row.get(4)?,
-            status: Status::Pending,
-            attempts: row.get(6)?,
-            next_at: row.get(7)?,
-            created_at: row.get(8)?,
-            updated_at: row.get(9)?,
-            last_error: row.get(10)?,
-            ordered: row.get(11)?,
-            fell_back_to: super::fallback::link(row.get(12)?, row.get(13)?),
-            fallback_for: super::fallback::link(row.get(14)?, row.get(15)?),
-            replaced_by: row.get(16)?,
-            digest_events: row.get(17)?,
-        },
-        row.get(5)?,
-    ))
+    let delivery = from_columns!(row.get => DeliveryRow {
+        id, event_id, product, instance, service, attempts, next_at, created_at, updated_at,
+        last_error, ordered, replaced_by, digest_events,
+    } + {
+        status: Status::Pending,
+        fell_back_to: super::fallback::link(row.get(14)?, row.get(15)?),
+        fallback_for: super::fallback::link(row.get(16)?, row.get(17)?),
+    });
+    Ok((delivery, row.get(13)?))
+}
+
+/// Column `index`, a count or a duration: never negative.
+fn count_at(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(index)?.max(0) as u64)
+}
+
+/// Every row `sql` selects with `params`, each read by `read`.
+fn select<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params, read)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn with_status((mut row, status): (DeliveryRow, String)) -> Result<DeliveryRow> {
@@ -401,42 +392,25 @@ fn insert_instance(
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
     let found: Option<(Option<String>, Generation)> = conn
-        .query_row(sql::PRODUCT_SETTINGS, [id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
+        .query_row(sql::PRODUCT_SETTINGS, [id], |row| row.try_into())
         .optional()?;
     let Some((alerts, generation)) = found else {
         return Ok(None);
     };
-    let mut statement = conn.prepare(sql::PRODUCT_INSTANCES)?;
-    let rows = statement.query_map([id], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-        ))
+    let rows = select(conn, sql::PRODUCT_INSTANCES, [id], |row| {
+        <(String, String, String)>::try_from(row)
     })?;
-    let mut instances = Vec::new();
-    for row in rows {
-        let (name, service, options) = row?;
+    let mut instances = Vec::with_capacity(rows.len());
+    for (name, service, options) in rows {
         instances.push(StoredInstance {
             name,
             service,
             options: from_json(&options)?,
         });
     }
-    let mut statement = conn.prepare(sql::PRODUCT_DISABLED)?;
-    let disabled = statement
-        .query_map([id], |row| {
-            Ok(DisabledTarget {
-                instance: row.get(0)?,
-                key: row.get(1)?,
-                target: row.get(2)?,
-                reason: row.get(3)?,
-                at: row.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let disabled = select(conn, sql::PRODUCT_DISABLED, [id], |row| {
+        Ok(from_columns!(row.get => DisabledTarget { instance, key, target, reason, at }))
+    })?;
     Ok(Some(Product {
         id: id.to_owned(),
         instances,
@@ -460,35 +434,24 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
     let rows = conn
         .prepare_cached(
             "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
-                    d.attempts, d.step, d.done_targets, p.generation, d.lane, d.throttles,
-                    e.trace_context, d.fallback_for, d.digest_events IS NOT NULL
+                    d.attempts, d.step, p.generation, d.throttles, e.trace_context,
+                    d.fallback_for, d.lane, d.digest_events IS NOT NULL, d.done_targets
              FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
              JOIN events e ON e.id = d.event_id
              LEFT JOIN products p ON p.id = d.product_id
              ORDER BY j.key",
         )?
         .query_map([to_json(&ids)], |row| {
-            Ok((
-                Claimed {
-                    id: row.get(0)?,
-                    event_id: row.get(1)?,
-                    product: row.get(2)?,
-                    instance: row.get(3)?,
-                    service: row.get(4)?,
-                    payload: row.get(5)?,
-                    attempts: row.get(6)?,
-                    step: row.get(7)?,
-                    done_targets: Vec::new(),
-                    generation: row.get(9)?,
-                    disabled_targets: Vec::new(),
-                    lane: row.get::<_, Option<String>>(10)?.unwrap_or_default(),
-                    throttles: row.get(11)?,
-                    trace_context: row.get(12)?,
-                    fallback_for: row.get(13)?,
-                    digest: row.get::<_, bool>(14)?.then(Vec::new),
-                },
-                row.get::<_, String>(8)?,
-            ))
+            let claimed = from_columns!(row.get => Claimed {
+                id, event_id, product, instance, service, payload, attempts, step, generation,
+                throttles, trace_context, fallback_for,
+            } + {
+                lane: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                digest: row.get::<_, bool>(13)?.then(Vec::new),
+                done_targets: Vec::new(),
+                disabled_targets: Vec::new(),
+            });
+            Ok((claimed, row.get::<_, String>(14)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -500,13 +463,13 @@ fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
         let known = match disabled.iter().position(|(s, _)| *s == service) {
             Some(known) => known,
             None => {
-                let keys = conn
-                    .prepare_cached(
-                        "SELECT target_key FROM disabled_targets
-                         WHERE product_id = ?1 AND instance = ?2",
-                    )?
-                    .query_map(params![service.0, service.1], |row| row.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                let keys = select(
+                    conn,
+                    "SELECT target_key FROM disabled_targets
+                     WHERE product_id = ?1 AND instance = ?2",
+                    params![service.0, service.1],
+                    |row| row.get(0),
+                )?;
                 disabled.push((service, keys));
                 disabled.len() - 1
             }
@@ -871,13 +834,8 @@ fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
 
 /// The lanes due at `now` a claim of `limit` looks at, served longest ago first.
 fn due_lanes(tx: &rusqlite::Transaction<'_>, now: Millis, limit: usize) -> Result<Vec<DueLane>> {
-    let lanes = tx
-        .prepare_cached(&format!(
-            "{LANES_AT} WHERE l.due_at <= $1 ORDER BY l.served_at, l.key LIMIT $2"
-        ))?
-        .query_map(params![now, lanes_per_claim(limit)], lane_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(lanes)
+    let sql = format!("{LANES_AT} WHERE l.due_at <= $1 ORDER BY l.served_at, l.key LIMIT $2");
+    select(tx, &sql, params![now, lanes_per_claim(limit)], lane_row)
 }
 
 /// Up to `count` deliveries of `lane` due at `now` and not leased, earliest due first
@@ -888,16 +846,15 @@ fn due_in_lane(
     now: Millis,
     count: usize,
 ) -> Result<Vec<String>> {
-    let ids = tx
-        .prepare_cached(
-            "SELECT id FROM deliveries
-             WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at <= ?2
-               AND (lease_until IS NULL OR lease_until <= ?2)
-             ORDER BY next_at LIMIT ?3",
-        )?
-        .query_map(params![lane, now, count as i64], |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(ids)
+    select(
+        tx,
+        "SELECT id FROM deliveries
+         WHERE lane = ?1 AND status IN ('pending', 'failed') AND next_at <= ?2
+           AND (lease_until IS NULL OR lease_until <= ?2)
+         ORDER BY next_at LIMIT ?3",
+        params![lane, now, count as i64],
+        |row| row.get(0),
+    )
 }
 
 /// When something in `lane` can next be claimed (see [`Due`]): its earliest due
@@ -1105,10 +1062,8 @@ impl Store for SqliteStore {
 
     async fn products(&self) -> Result<Vec<Product>> {
         self.call(|conn| {
-            let ids = conn
-                .prepare("SELECT id FROM products ORDER BY id")?
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = "SELECT id FROM products ORDER BY id";
+            let ids: Vec<String> = select(conn, sql, [], |row| row.get(0))?;
             let mut products = Vec::new();
             for id in ids {
                 products.extend(load_product(conn, &id)?);
@@ -1234,11 +1189,9 @@ impl Store for SqliteStore {
 
     async fn tokens(&self) -> Result<Vec<Token>> {
         self.call(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"
-            ))?;
-            let rows = statement.query_map([], token_columns)?;
-            rows.map(|row| token_row(row?)).collect()
+            let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id");
+            let rows = select(conn, &sql, [], token_columns)?;
+            rows.into_iter().map(token_row).collect()
         })
         .await
     }
@@ -1295,9 +1248,7 @@ impl Store for SqliteStore {
                 "SELECT {SESSION_COLUMNS} FROM console_sessions s
                  WHERE expires_at > ?1 AND {LINK_STILL_THERE} ORDER BY created_at, id"
             );
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement.query_map([now], session_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            select(conn, &sql, [now], session_row)
         })
         .await
     }
@@ -1338,9 +1289,7 @@ impl Store for SqliteStore {
                 "SELECT {LINK_COLUMNS} FROM portal_links WHERE expires_at > ?1
                  ORDER BY created_at, id"
             );
-            let mut statement = conn.prepare(&sql)?;
-            let rows = statement.query_map([now], link_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            select(conn, &sql, [now], link_row)
         })
         .await
     }
@@ -1358,42 +1307,35 @@ impl Store for SqliteStore {
         self.call(move |conn| {
             let (after_at, after_id) = filter.after.clone().unzip();
             let (order, past) = super::events_order(filter.newest_first);
-            let mut events = conn
-                .prepare_cached(&format!(
-                    "SELECT id, product_id, payload, received_at FROM events
-                     WHERE received_at >= ?1 AND (?2 IS NULL OR product_id = ?2)
-                       AND (?3 IS NULL OR (received_at, id) {past} (?3, ?4))
-                     ORDER BY received_at {order}, id {order} LIMIT ?5"
-                ))?
-                .query_map(
-                    params![
-                        filter.since,
-                        filter.product,
-                        after_at,
-                        after_id,
-                        filter.limit.max(1) as i64
-                    ],
-                    |row| {
-                        Ok(StoredEvent {
-                            id: row.get(0)?,
-                            product: row.get(1)?,
-                            payload: row.get(2)?,
-                            received_at: row.get(3)?,
-                            deliveries: Vec::new(),
-                        })
-                    },
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = format!(
+                "SELECT id, product_id, payload, received_at FROM events
+                 WHERE received_at >= ?1 AND (?2 IS NULL OR product_id = ?2)
+                   AND (?3 IS NULL OR (received_at, id) {past} (?3, ?4))
+                 ORDER BY received_at {order}, id {order} LIMIT ?5"
+            );
+            let page = params![
+                filter.since,
+                filter.product,
+                after_at,
+                after_id,
+                filter.limit.max(1) as i64
+            ];
+            let mut events = select(conn, &sql, page, |row| {
+                let event = from_columns!(row.get => StoredEvent {
+                    id, product, payload, received_at,
+                } + {
+                    deliveries: Vec::new(),
+                });
+                Ok(event)
+            })?;
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
             // One pass over the deliveries for the whole batch.
-            let rows = conn
-                .prepare_cached(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM deliveries
-                     WHERE event_id IN (SELECT value FROM json_each(?1))
-                     ORDER BY created_at, id"
-                ))?
-                .query_map([to_json(&ids)], delivery_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries
+                 WHERE event_id IN (SELECT value FROM json_each(?1))
+                 ORDER BY created_at, id"
+            );
+            let rows = select(conn, &sql, [to_json(&ids)], delivery_row)?;
             for row in rows {
                 let row = with_status(row)?;
                 if let Some(event) = events.iter_mut().find(|e| e.id == row.event_id) {
@@ -1484,13 +1426,11 @@ impl Store for SqliteStore {
     async fn shaped_into(&self, id: &str) -> Result<Vec<DeliveryRow>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let rows = conn
-                .prepare_cached(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = ?1
-                     ORDER BY created_at, rowid"
-                ))?
-                .query_map([id], delivery_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE replaced_by = ?1
+                 ORDER BY created_at, rowid"
+            );
+            let rows = select(conn, &sql, [id], delivery_row)?;
             rows.into_iter().map(with_status).collect()
         })
         .await
@@ -1568,23 +1508,16 @@ impl Store for SqliteStore {
             let Some(row) = row else {
                 return Ok(None);
             };
-            let attempts = conn
-                .prepare(
-                    "SELECT number, at, duration_ms, target, outcome, status, error FROM attempts
-                     WHERE delivery_id = ?1 ORDER BY rowid",
-                )?
-                .query_map([&id], |row| {
-                    Ok(AttemptRecord {
-                        number: row.get(0)?,
-                        at: row.get(1)?,
-                        duration_ms: row.get::<_, i64>(2)?.max(0) as u64,
-                        target: row.get(3)?,
-                        outcome: row.get(4)?,
-                        status: row.get(5)?,
-                        error: row.get(6)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = "SELECT number, at, target, outcome, status, error, duration_ms
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY rowid";
+            let attempts = select(conn, sql, [&id], |row| {
+                let attempt = from_columns!(row.get => AttemptRecord {
+                    number, at, target, outcome, status, error,
+                } + {
+                    duration_ms: count_at(row, 6)?,
+                });
+                Ok(attempt)
+            })?;
             Ok(Some((with_status(row)?, attempts)))
         })
         .await
@@ -1597,37 +1530,22 @@ impl Store for SqliteStore {
         } = window;
         let product = product.to_owned();
         self.call(move |conn| {
-            let counts = conn
-                .prepare_cached(sql::ACTIVITY_COUNTS)?
-                .query_map(params![product, minute_of(since), since], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get::<_, i64>(2)?.max(0) as u64,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let since_minute = params![product, minute_of(since), since];
+            let counts = select(conn, sql::ACTIVITY_COUNTS, since_minute, |row| {
+                Ok((row.get(0)?, row.get(1)?, count_at(row, 2)?))
+            })?;
             let recent = params![
                 product,
                 minute_of(durations_since),
                 durations_since,
                 super::ACTIVITY_DURATIONS as i64
             ];
-            let durations = conn
-                .prepare_cached(sql::RECENT_DURATIONS)?
-                .query_map(recent, |row| {
-                    Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let by_status = conn
-                .prepare_cached(sql::STATUS_COUNTS)?
-                .query_map([&product], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?.max(0) as u64,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let durations = select(conn, sql::RECENT_DURATIONS, recent, |row| {
+                Ok((row.get(0)?, count_at(row, 1)?))
+            })?;
+            let by_status = select(conn, sql::STATUS_COUNTS, [&product], |row| {
+                Ok((row.get::<_, String>(0)?, count_at(row, 1)?))
+            })?;
             let by_status = by_status
                 .into_iter()
                 .map(|(status, n)| Ok((status_of(&status)?, n)))
@@ -1660,25 +1578,18 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> Result<Stats> {
         self.call(|conn| {
-            let count = |sql: &str| -> rusqlite::Result<u64> {
-                conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                    .map(|n| n.max(0) as u64)
-            };
+            let count = |sql: &str| conn.query_row(sql, [], |row| count_at(row, 0));
             let events = count("SELECT COUNT(*) FROM events")?;
             let attempts = count("SELECT COUNT(*) FROM attempts")?;
-            let rows = conn
-                .prepare(
-                    "SELECT service, status, COUNT(*) FROM deliveries
-                     GROUP BY service, status ORDER BY service, status",
-                )?
-                .query_map([], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, i64>(2)?.max(0) as u64,
-                    ))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let sql = "SELECT service, status, COUNT(*) FROM deliveries
+                 GROUP BY service, status ORDER BY service, status";
+            let rows = select(conn, sql, [], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    count_at(row, 2)?,
+                ))
+            })?;
             let mut stats = Stats {
                 events,
                 attempts,
