@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::lanes::{Heard, Lane};
+use crate::lanes::{DueLane, Heard, Lane, Queued, Waiting};
 
 use super::products::{DisabledTarget, Generation};
 use super::upkeep;
@@ -548,6 +548,46 @@ const MINUTE: Millis = 60_000;
 /// The start of the minute `at` falls in, as the attempts' `minute` column has it.
 pub(super) fn minute_of(at: Millis) -> Millis {
     at - at.rem_euclid(MINUTE)
+}
+
+/// Where a delivery stands, as [`DELIVERY_STATE`](super::sql::DELIVERY_STATE) reads it
+/// (its columns, in order), for [`Store::waiting`](super::Store::waiting).
+pub(super) struct DeliveryState {
+    pub(super) status: String,
+    pub(super) next_at: Option<Millis>,
+    pub(super) lease_until: Option<Millis>,
+    pub(super) lane: Option<String>,
+    pub(super) order_key: Option<String>,
+}
+
+impl DeliveryState {
+    /// Whether it waits at all: a delivery that ended does not.
+    pub(super) fn is_queued(&self) -> super::Result<bool> {
+        Ok(super::status_of(&self.status)?.is_queued())
+    }
+
+    /// The order key of a held delivery (due only when the one before it is finished):
+    /// it waits behind the queued delivery of that key.
+    pub(super) fn held_by(&self) -> Option<&str> {
+        self.order_key.as_deref().filter(|_| self.next_at.is_none())
+    }
+
+    /// Why it is not being attempted at `now`, given the delivery it is held behind and
+    /// its lane as read at `now`.
+    pub(super) fn waiting(
+        self,
+        behind: Option<String>,
+        lane: Option<DueLane>,
+        now: Millis,
+    ) -> Waiting {
+        let queued = Queued {
+            next_at: self.next_at,
+            lease_until: self.lease_until,
+            behind,
+            lane,
+        };
+        queued.waiting(now)
+    }
 }
 
 #[cfg(test)]

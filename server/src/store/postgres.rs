@@ -35,8 +35,9 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::deliveries::minute_of;
-use super::sql::{self, LANES_AT};
+use super::columns::from_columns;
+use super::deliveries::{DeliveryState, minute_of};
+use super::sql::{self, DELIVERY_COLUMNS, LANES_AT};
 use super::upkeep::{DisableRule, Fared};
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -46,8 +47,7 @@ use super::{
 };
 use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
-    AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, Queued, SLOW_MS, Waiting, lanes_per_claim,
-    news,
+    AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, SLOW_MS, Waiting, lanes_per_claim, news,
 };
 use crate::tokens::{NewToken, Token};
 
@@ -303,22 +303,11 @@ async fn execute(
 }
 
 fn session_row(row: &Row) -> Result<ConsoleSession> {
-    Ok(ConsoleSession {
-        id: row.try_get(0)?,
-        product: row.try_get(1)?,
-        link: row.try_get(2)?,
-        created_at: row.try_get(3)?,
-        expires_at: row.try_get(4)?,
-    })
+    Ok(from_columns!(row.try_get => ConsoleSession { id, product, link, created_at, expires_at }))
 }
 
 fn link_row(row: &Row) -> Result<PortalLink> {
-    Ok(PortalLink {
-        id: row.try_get(0)?,
-        product: row.try_get(1)?,
-        created_at: row.try_get(2)?,
-        expires_at: row.try_get(3)?,
-    })
+    Ok(from_columns!(row.try_get => PortalLink { id, product, created_at, expires_at }))
 }
 
 const TOKEN_COLUMNS: &str = "id, scope, products, created_at, expires_at";
@@ -340,33 +329,18 @@ fn count(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
-/// The last four are the fallback links, read with [`super::fallback::link`].
-const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, status, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, \
-     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
-     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for), \
-     replaced_by, digest_events";
-
 /// A row selected with [`DELIVERY_COLUMNS`].
 fn delivery_row(row: &Row) -> Result<DeliveryRow> {
-    Ok(DeliveryRow {
-        id: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        product: row.try_get(2)?,
-        instance: row.try_get(3)?,
-        service: row.try_get(4)?,
-        status: status_of(row.try_get(5)?)?,
-        attempts: count(row.try_get(6)?),
-        next_at: row.try_get(7)?,
-        created_at: row.try_get(8)?,
-        updated_at: row.try_get(9)?,
-        last_error: row.try_get(10)?,
-        ordered: row.try_get(11)?,
-        fell_back_to: super::fallback::link(row.try_get(12)?, row.try_get(13)?),
-        fallback_for: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
-        replaced_by: row.try_get(16)?,
-        digest_events: row.try_get::<_, Option<i32>>(17)?.map(count),
-    })
+    Ok(from_columns!(row.try_get => DeliveryRow {
+        id, event_id, product, instance, service, next_at, created_at, updated_at,
+        last_error, ordered, replaced_by,
+    } + {
+        attempts: count(row.try_get(11)?),
+        digest_events: row.try_get::<_, Option<i32>>(12)?.map(count),
+        status: status_of(row.try_get(13)?)?,
+        fell_back_to: super::fallback::link(row.try_get(14)?, row.try_get(15)?),
+        fallback_for: super::fallback::link(row.try_get(16)?, row.try_get(17)?),
+    }))
 }
 
 async fn ensure_product(client: &impl GenericClient, id: &str) -> Result<()> {
@@ -413,33 +387,18 @@ async fn load_product(client: &impl GenericClient, id: &str) -> Result<Option<Pr
     let Some(row) = found.first() else {
         return Ok(None);
     };
-    let alerts: Option<String> = row.try_get(0)?;
-    let generation: Generation = row.try_get(1)?;
-    let mut instances = Vec::new();
+    let settings = (row.try_get(0)?, row.try_get(1)?);
+    let mut services = Vec::new();
     for row in query(client, sql::PRODUCT_INSTANCES, &[&id]).await? {
-        instances.push(StoredInstance {
-            name: row.try_get(0)?,
-            service: row.try_get(1)?,
-            options: from_json(row.try_get(2)?)?,
-        });
+        services.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
     }
     let mut disabled = Vec::new();
     for row in query(client, sql::PRODUCT_DISABLED, &[&id]).await? {
-        disabled.push(DisabledTarget {
-            instance: row.try_get(0)?,
-            key: row.try_get(1)?,
-            target: row.try_get(2)?,
-            reason: row.try_get(3)?,
-            at: row.try_get(4)?,
-        });
+        disabled.push(from_columns!(row.try_get => DisabledTarget {
+            instance, key, target, reason, at,
+        }));
     }
-    Ok(Some(Product {
-        id: id.to_owned(),
-        instances,
-        disabled,
-        alerts,
-        generation,
-    }))
+    Product::from_stored(id, settings, services, disabled).map(Some)
 }
 
 /// Gives `product` the next [`Generation`]: every change to its services or alerts
@@ -493,32 +452,29 @@ WITH due AS (
     RETURNING d.*, due.expired
 )
 SELECT c.id, c.event_id, c.product_id, c.instance, c.service,
-       (SELECT e.payload FROM events e WHERE e.id = c.event_id), c.attempts, c.step,
-       c.done_targets, (SELECT p.generation FROM products p WHERE p.id = c.product_id),
+       (SELECT e.payload FROM events e WHERE e.id = c.event_id),
+       (SELECT p.generation FROM products p WHERE p.id = c.product_id),
        ARRAY(SELECT t.target_key FROM disabled_targets t
              WHERE t.product_id = c.product_id AND t.instance = c.instance
              ORDER BY t.target_key) AS disabled,
-       c.expired, c.lane, c.throttles,
        (SELECT e.trace_context FROM events e WHERE e.id = c.event_id), c.fallback_for,
-       c.digest_events IS NOT NULL
+       c.attempts, c.step, c.done_targets, c.lane, c.throttles,
+       c.digest_events IS NOT NULL, c.expired
 FROM claimed c
 ORDER BY c.next_at, c.seq";
 
 /// A lane selected with [`LANES_AT`](sql::LANES_AT).
 fn lane_row(row: &Row) -> Result<DueLane> {
-    Ok(DueLane {
-        key: row.try_get(0)?,
-        destination: row.try_get(1)?,
-        pace: Pace {
-            every_ms: row.try_get(2)?,
-            burst: count(row.try_get(3)?),
-        },
-        tat: row.try_get(4)?,
-        cap: count(row.try_get(5)?),
-        latency_ms: row.try_get(6)?,
-        in_flight: u32::try_from(row.try_get::<_, i64>(7)?).unwrap_or(u32::MAX),
-        due_at: row.try_get(8)?,
-    })
+    Ok(
+        from_columns!(row.try_get => DueLane { key, destination, tat, latency_ms, due_at } + {
+            cap: count(row.try_get(5)?),
+            in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
+            pace: Pace {
+                every_ms: row.try_get(7)?,
+                burst: count(row.try_get(8)?),
+            },
+        }),
+    )
 }
 
 /// Each lane after a claim: when it is due again (`at`, or from its leases and its next
@@ -840,25 +796,22 @@ fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// The column of [`CLAIM_IN_LANE`] that says whether a lease was taken over.
+const CLAIM_EXPIRED: usize = 16;
+
+/// A delivery claimed with [`CLAIM_IN_LANE`].
 fn claimed_row(row: &Row) -> Result<Claimed> {
-    Ok(Claimed {
-        id: row.try_get(0)?,
-        event_id: row.try_get(1)?,
-        product: row.try_get(2)?,
-        instance: row.try_get(3)?,
-        service: row.try_get(4)?,
-        payload: row.try_get(5)?,
-        attempts: count(row.try_get(6)?),
-        step: count(row.try_get(7)?),
-        done_targets: from_json(row.try_get(8)?)?,
-        generation: row.try_get(9)?,
-        disabled_targets: row.try_get(10)?,
-        lane: row.try_get::<_, Option<String>>(12)?.unwrap_or_default(),
-        throttles: count(row.try_get(13)?),
-        trace_context: row.try_get(14)?,
-        fallback_for: row.try_get(15)?,
-        digest: row.try_get::<_, bool>(16)?.then(Vec::new),
-    })
+    Ok(from_columns!(row.try_get => Claimed {
+        id, event_id, product, instance, service, payload, generation, disabled_targets,
+        trace_context, fallback_for,
+    } + {
+        attempts: count(row.try_get(10)?),
+        step: count(row.try_get(11)?),
+        done_targets: from_json(row.try_get(12)?)?,
+        lane: row.try_get::<_, Option<String>>(13)?.unwrap_or_default(),
+        throttles: count(row.try_get(14)?),
+        digest: row.try_get::<_, bool>(15)?.then(Vec::new),
+    }))
 }
 
 /// What a finished attempt's row said: its lane, its order key, whether it changed,
@@ -1339,7 +1292,7 @@ async fn claim_lanes(
         .await?;
         claim.took(rows.len());
         for row in &rows {
-            expired += usize::from(row.try_get::<_, bool>(11).unwrap_or(false));
+            expired += usize::from(row.try_get::<_, bool>(CLAIM_EXPIRED).unwrap_or(false));
             let mut one = claimed_row(row)?;
             if one.digest.is_some() {
                 one.digest = Some(shaping::digest_payloads(client, &one.id).await?);
@@ -1830,13 +1783,11 @@ impl Store for PostgresStore {
         let mut events = rows
             .iter()
             .map(|row| {
-                Ok(StoredEvent {
-                    id: row.try_get(0)?,
-                    product: row.try_get(1)?,
-                    payload: row.try_get(2)?,
-                    received_at: row.try_get(3)?,
+                Ok(from_columns!(row.try_get => StoredEvent {
+                    id, product, payload, received_at,
+                } + {
                     deliveries: Vec::new(),
-                })
+                }))
             })
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
@@ -1944,26 +1895,26 @@ impl Store for PostgresStore {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        if !status_of(row.try_get(0)?)?.is_queued() {
+        let state = from_columns!(row.try_get => DeliveryState {
+            status, next_at, lease_until, lane, order_key,
+        });
+        if !state.is_queued()? {
             return Ok(None);
         }
-        let (next_at, lease_until): (Option<Millis>, Option<Millis>) =
-            (row.try_get(1)?, row.try_get(2)?);
-        let (lane, key): (Option<String>, Option<String>) = (row.try_get(3)?, row.try_get(4)?);
-        let behind = match (&key, next_at) {
-            (Some(key), None) => query(
+        let behind = match state.held_by() {
+            Some(key) => query(
                 &client,
                 "SELECT id FROM deliveries WHERE order_key = $1 AND next_at IS NOT NULL
                      AND status IN ('pending', 'failed') ORDER BY seq LIMIT 1",
-                &[key],
+                &[&key],
             )
             .await?
             .first()
             .map(|row| row.try_get(0))
             .transpose()?,
-            _ => None,
+            None => None,
         };
-        let lane = match &lane {
+        let lane = match &state.lane {
             Some(lane) => {
                 let sql = format!("{LANES_AT} WHERE l.key = $2");
                 let rows = query(&client, &sql, &[&now, lane]).await?;
@@ -1971,13 +1922,7 @@ impl Store for PostgresStore {
             }
             None => None,
         };
-        let queued = Queued {
-            next_at,
-            lease_until,
-            behind,
-            lane,
-        };
-        Ok(Some(queued.waiting(now)))
+        Ok(Some(state.waiting(behind, lane, now)))
     }
 
     async fn delivery(&self, id: &str) -> Result<Option<(DeliveryRow, Vec<AttemptRecord>)>> {

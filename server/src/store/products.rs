@@ -135,6 +135,36 @@ pub struct Product {
 }
 
 impl Product {
+    /// A product from what a store read of it: its alerts and generation
+    /// ([`PRODUCT_SETTINGS`](super::sql::PRODUCT_SETTINGS)), its services as name,
+    /// service and options as JSON ([`PRODUCT_INSTANCES`](super::sql::PRODUCT_INSTANCES)),
+    /// and its disabled targets.
+    pub(super) fn from_stored(
+        id: &str,
+        (alerts, generation): (Option<String>, Generation),
+        services: Vec<(String, String, String)>,
+        disabled: Vec<DisabledTarget>,
+    ) -> super::Result<Product> {
+        let instances = services
+            .into_iter()
+            .map(|(name, service, options)| {
+                let options = super::from_json(&options)?;
+                Ok(StoredInstance {
+                    name,
+                    service,
+                    options,
+                })
+            })
+            .collect::<super::Result<_>>()?;
+        Ok(Product {
+            id: id.to_owned(),
+            instances,
+            disabled,
+            alerts,
+            generation,
+        })
+    }
+
     /// The product as JSON for people: options with every secret replaced (options that
     /// no longer validate are not shown at all), and the disabled targets.
     pub fn to_redacted_json(&self) -> Value {

@@ -50,13 +50,23 @@ pub(super) const SAVED_ANSWER: &str =
     "SELECT digest, answer FROM idempotency_keys WHERE product_id = $1 AND key = $2";
 
 /// Lanes as a claim reads them: each with its destination's schedule and its attempts
-/// in flight at `$1` (`lane_row` in each store).
-pub(super) const LANES_AT: &str = "SELECT l.key, l.destination, l.every_ms, l.burst,
-    COALESCE(p.tat, 0), l.cap, l.latency_ms,
+/// in flight at `$1` (`lane_row` in each store: the fields of a `DueLane` in order,
+/// then its pace).
+pub(super) const LANES_AT: &str = "SELECT l.key, l.destination, COALESCE(p.tat, 0),
+    l.latency_ms, l.due_at, l.cap,
     (SELECT COUNT(*) FROM deliveries d WHERE d.lane = l.key
     AND d.lease_owner IS NOT NULL AND d.lease_until > $1),
-    l.due_at
+    l.every_ms, l.burst
     FROM lanes l LEFT JOIN paces p ON p.destination = l.destination";
+
+/// The columns of a delivery as listed (`delivery_row` in each store): the fields of a
+/// `DeliveryRow` in order, then its attempts, digest size and status, and last its
+/// fallback links (each an id and its instance, read with `fallback::link`).
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service,
+    next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by,
+    attempts, digest_events, status,
+    fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to),
+    fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for)";
 
 /// A destination's pace after a claim took from it ($1 destination, $2 its theoretical
 /// arrival time).
@@ -152,6 +162,7 @@ mod tests {
         CLAIM_IDEMPOTENCY_KEY,
         SAVED_ANSWER,
         LANES_AT,
+        DELIVERY_COLUMNS,
         PUT_PACE,
         DELIVERY_STATE,
         PUT_TOKEN,

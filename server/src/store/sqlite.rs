@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::columns::from_columns;
-use super::deliveries::minute_of;
-use super::sql::{self, LANES_AT};
+use super::deliveries::{DeliveryState, minute_of};
+use super::sql::{self, DELIVERY_COLUMNS, LANES_AT};
 use super::upkeep::{DisableRule, Fared};
 use super::{
     Activity, ActivityWindow, Admission, AttemptOutcome, AttemptRecord, Claimed, DeliveryFilter,
@@ -22,7 +22,7 @@ use super::{
 };
 use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_COLUMNS};
 use crate::lanes::{
-    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, Queued, SLOW_MS, Waiting,
+    AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, SLOW_MS, Waiting,
     lanes_per_claim, news,
 };
 use crate::tokens::{NewToken, Token};
@@ -305,21 +305,14 @@ fn link_row(row: &Row<'_>) -> rusqlite::Result<PortalLink> {
     Ok(from_columns!(row.get => PortalLink { id, product, created_at, expires_at }))
 }
 
-/// The columns of a [`DeliveryRow`], its fields in order, then its status (decoded by
-/// the caller); the last four are the fallback links, read with
-/// [`super::fallback::link`].
-const DELIVERY_COLUMNS: &str = "id, event_id, product_id, instance, service, attempts, \
-     next_at, created_at, updated_at, last_error, order_key IS NOT NULL, replaced_by, \
-     digest_events, status, \
-     fell_back_to, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fell_back_to), \
-     fallback_for, (SELECT f.instance FROM deliveries f WHERE f.id = deliveries.fallback_for)";
-
 /// A row selected with [`DELIVERY_COLUMNS`]; the status is decoded by the caller.
 fn delivery_row(row: &Row<'_>) -> rusqlite::Result<(DeliveryRow, String)> {
     let delivery = from_columns!(row.get => DeliveryRow {
-        id, event_id, product, instance, service, attempts, next_at, created_at, updated_at,
-        last_error, ordered, replaced_by, digest_events,
+        id, event_id, product, instance, service, next_at, created_at, updated_at,
+        last_error, ordered, replaced_by,
     } + {
+        attempts: row.get(11)?,
+        digest_events: row.get(12)?,
         status: Status::Pending,
         fell_back_to: super::fallback::link(row.get(14)?, row.get(15)?),
         fallback_for: super::fallback::link(row.get(16)?, row.get(17)?),
@@ -391,33 +384,17 @@ fn insert_instance(
 }
 
 fn load_product(conn: &Connection, id: &str) -> Result<Option<Product>> {
-    let found: Option<(Option<String>, Generation)> = conn
+    let settings = conn
         .query_row(sql::PRODUCT_SETTINGS, [id], |row| row.try_into())
         .optional()?;
-    let Some((alerts, generation)) = found else {
+    let Some(settings) = settings else {
         return Ok(None);
     };
-    let rows = select(conn, sql::PRODUCT_INSTANCES, [id], |row| {
-        <(String, String, String)>::try_from(row)
-    })?;
-    let mut instances = Vec::with_capacity(rows.len());
-    for (name, service, options) in rows {
-        instances.push(StoredInstance {
-            name,
-            service,
-            options: from_json(&options)?,
-        });
-    }
+    let services = select(conn, sql::PRODUCT_INSTANCES, [id], |row| row.try_into())?;
     let disabled = select(conn, sql::PRODUCT_DISABLED, [id], |row| {
         Ok(from_columns!(row.get => DisabledTarget { instance, key, target, reason, at }))
     })?;
-    Ok(Some(Product {
-        id: id.to_owned(),
-        instances,
-        disabled,
-        alerts,
-        generation,
-    }))
+    Product::from_stored(id, settings, services, disabled).map(Some)
 }
 
 /// The product's generation now; `None` if there is no such product.
@@ -817,19 +794,15 @@ fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()
 }
 
 fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
-    Ok(DueLane {
-        key: row.get(0)?,
-        destination: row.get(1)?,
+    let lane = from_columns!(row.get => DueLane {
+        key, destination, tat, latency_ms, due_at, cap, in_flight,
+    } + {
         pace: Pace {
-            every_ms: row.get(2)?,
-            burst: row.get(3)?,
+            every_ms: row.get(7)?,
+            burst: row.get(8)?,
         },
-        tat: row.get(4)?,
-        cap: row.get(5)?,
-        latency_ms: row.get(6)?,
-        in_flight: row.get(7)?,
-        due_at: row.get(8)?,
-    })
+    });
+    Ok(lane)
 }
 
 /// The lanes due at `now` a claim of `limit` looks at, served longest ago first.
@@ -1439,32 +1412,22 @@ impl Store for SqliteStore {
     async fn waiting(&self, id: &str, now: Millis) -> Result<Option<Waiting>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            type Found = (
-                String,
-                Option<Millis>,
-                Option<Millis>,
-                Option<String>,
-                Option<String>,
-            );
-            let found: Option<Found> = conn
+            let state = conn
                 .query_row(sql::DELIVERY_STATE, [&id], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                    ))
+                    let state = from_columns!(row.get => DeliveryState {
+                        status, next_at, lease_until, lane, order_key,
+                    });
+                    Ok(state)
                 })
                 .optional()?;
-            let Some((status, next_at, lease_until, lane, key)) = found else {
+            let Some(state) = state else {
                 return Ok(None);
             };
-            if !status_of(&status)?.is_queued() {
+            if !state.is_queued()? {
                 return Ok(None);
             }
-            let behind = match (&key, next_at) {
-                (Some(key), None) => conn
+            let behind = match state.held_by() {
+                Some(key) => conn
                     .query_row(
                         "SELECT id FROM deliveries WHERE order_key = ?1 AND next_at IS NOT NULL
                              AND status IN ('pending', 'failed') ORDER BY rowid LIMIT 1",
@@ -1472,9 +1435,9 @@ impl Store for SqliteStore {
                         |row| row.get(0),
                     )
                     .optional()?,
-                _ => None,
+                None => None,
             };
-            let lane = match &lane {
+            let lane = match &state.lane {
                 Some(lane) => conn
                     .query_row(
                         &format!("{LANES_AT} WHERE l.key = $2"),
@@ -1484,13 +1447,7 @@ impl Store for SqliteStore {
                     .optional()?,
                 None => None,
             };
-            let queued = Queued {
-                next_at,
-                lease_until,
-                behind,
-                lane,
-            };
-            Ok(Some(queued.waiting(now)))
+            Ok(Some(state.waiting(behind, lane, now)))
         })
         .await
     }
