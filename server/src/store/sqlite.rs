@@ -794,15 +794,14 @@ fn settle_finished(tx: &rusqlite::Transaction<'_>, news: &LaneNews) -> Result<()
 }
 
 fn lane_row(row: &Row<'_>) -> rusqlite::Result<DueLane> {
-    let lane = from_columns!(row.get => DueLane {
+    Ok(from_columns!(row.get => DueLane {
         key, destination, tat, latency_ms, due_at, cap, in_flight,
     } + {
         pace: Pace {
             every_ms: row.get(7)?,
             burst: row.get(8)?,
         },
-    });
-    Ok(lane)
+    }))
 }
 
 /// The lanes due at `now` a claim of `limit` looks at, served longest ago first.
@@ -1294,12 +1293,11 @@ impl Store for SqliteStore {
                 filter.limit.max(1) as i64
             ];
             let mut events = select(conn, &sql, page, |row| {
-                let event = from_columns!(row.get => StoredEvent {
+                Ok(from_columns!(row.get => StoredEvent {
                     id, product, payload, received_at,
                 } + {
                     deliveries: Vec::new(),
-                });
-                Ok(event)
+                }))
             })?;
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
             // One pass over the deliveries for the whole batch.
@@ -1414,10 +1412,9 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let state = conn
                 .query_row(sql::DELIVERY_STATE, [&id], |row| {
-                    let state = from_columns!(row.get => DeliveryState {
+                    Ok(from_columns!(row.get => DeliveryState {
                         status, next_at, lease_until, lane, order_key,
-                    });
-                    Ok(state)
+                    }))
                 })
                 .optional()?;
             let Some(state) = state else {
@@ -1468,12 +1465,11 @@ impl Store for SqliteStore {
             let sql = "SELECT number, at, target, outcome, status, error, duration_ms
                  FROM attempts WHERE delivery_id = ?1 ORDER BY rowid";
             let attempts = select(conn, sql, [&id], |row| {
-                let attempt = from_columns!(row.get => AttemptRecord {
+                Ok(from_columns!(row.get => AttemptRecord {
                     number, at, target, outcome, status, error,
                 } + {
                     duration_ms: count_at(row, 6)?,
-                });
-                Ok(attempt)
+                }))
             })?;
             Ok(Some((with_status(row)?, attempts)))
         })

@@ -33,17 +33,17 @@ fn coalesce(
     at: Millis,
 ) -> Result<()> {
     let key = &coalescing.key;
-    let replaced: Vec<(Option<Millis>, Option<String>)> = tx
-        .prepare_cached(
-            "UPDATE deliveries SET status = 'superseded', replaced_by = ?2, next_at = NULL,
-                 updated_at = ?3
-             WHERE shape_key = ?1 AND id != ?2 AND status = 'pending' AND attempts = 0
-               AND lease_owner IS NULL AND digest_events IS NULL
-               AND (next_at IS NULL OR next_at > ?3)
-             RETURNING window_since, order_key",
-        )?
-        .query_map(params![key, id, at], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let replaced: Vec<(Option<Millis>, Option<String>)> = super::select(
+        tx,
+        "UPDATE deliveries SET status = 'superseded', replaced_by = ?2, next_at = NULL,
+             updated_at = ?3
+         WHERE shape_key = ?1 AND id != ?2 AND status = 'pending' AND attempts = 0
+           AND lease_owner IS NULL AND digest_events IS NULL
+           AND (next_at IS NULL OR next_at > ?3)
+         RETURNING window_since, order_key",
+        params![key, id, at],
+        |row| row.try_into(),
+    )?;
     let since = replaced.iter().filter_map(|r| r.0).min().unwrap_or(at);
     // The replaced one may have been first of its order key: the next goes on (this
     // one, unless one of the key is in flight).
@@ -128,12 +128,12 @@ fn gather(
 
 /// The payloads of a digest's events, oldest first.
 pub(super) fn digest_payloads(conn: &rusqlite::Connection, digest: &str) -> Result<Vec<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE d.replaced_by = ?1 AND d.status = 'digested'
-             ORDER BY e.received_at, d.rowid",
-        )?
-        .query_map([digest], |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?)
+    super::select(
+        conn,
+        "SELECT e.payload FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.replaced_by = ?1 AND d.status = 'digested'
+         ORDER BY e.received_at, d.rowid",
+        [digest],
+        |row| row.get(0),
+    )
 }

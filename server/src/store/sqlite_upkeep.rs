@@ -44,11 +44,7 @@ fn select_ids(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<String>> {
-    let mut statement = tx.prepare(sql)?;
-    let ids = statement
-        .query_map(params, |row| row.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(ids)
+    super::select(tx, sql, params, |row| row.get(0))
 }
 
 /// `$.attributes.created_by.id`, for `json_extract` (the segments are plain names).
