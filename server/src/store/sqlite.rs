@@ -408,29 +408,25 @@ fn generation_of(conn: &Connection, product: &str) -> Result<Option<Generation>>
 /// The claims' details, in the order of `ids`: each delivery with its event, its
 /// product's generation, and its service's disabled targets.
 fn load_claimed(conn: &Connection, ids: &[String]) -> Result<Vec<Claimed>> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
-                    d.attempts, d.step, p.generation, d.throttles, e.trace_context,
-                    d.fallback_for, d.lane, d.digest_events IS NOT NULL, d.done_targets
-             FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
-             JOIN events e ON e.id = d.event_id
-             LEFT JOIN products p ON p.id = d.product_id
-             ORDER BY j.key",
-        )?
-        .query_map([to_json(&ids)], |row| {
-            let claimed = from_columns!(row.get => Claimed {
-                id, event_id, product, instance, service, payload, attempts, step, generation,
-                throttles, trace_context, fallback_for,
-            } + {
-                lane: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
-                digest: row.get::<_, bool>(13)?.then(Vec::new),
-                done_targets: Vec::new(),
-                disabled_targets: Vec::new(),
-            });
-            Ok((claimed, row.get::<_, String>(14)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let sql = "SELECT d.id, d.event_id, d.product_id, d.instance, d.service, e.payload,
+                d.attempts, d.step, p.generation, d.throttles, e.trace_context,
+                d.fallback_for, d.lane, d.digest_events IS NOT NULL, d.done_targets
+         FROM json_each(?1) j JOIN deliveries d ON d.id = j.value
+         JOIN events e ON e.id = d.event_id
+         LEFT JOIN products p ON p.id = d.product_id
+         ORDER BY j.key";
+    let rows = select(conn, sql, [to_json(&ids)], |row| {
+        let claimed = from_columns!(row.get => Claimed {
+            id, event_id, product, instance, service, payload, attempts, step, generation,
+            throttles, trace_context, fallback_for,
+        } + {
+            lane: row.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            digest: row.get::<_, bool>(13)?.then(Vec::new),
+            done_targets: Vec::new(),
+            disabled_targets: Vec::new(),
+        });
+        Ok((claimed, row.get::<_, String>(14)?))
+    })?;
     let mut claimed = Vec::with_capacity(rows.len());
     // Each service's disabled targets, read once per claim.
     let mut disabled: Vec<((String, String), Vec<String>)> = Vec::new();
