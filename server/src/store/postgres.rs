@@ -465,16 +465,16 @@ ORDER BY c.next_at, c.seq";
 
 /// A lane selected with [`LANES_AT`](sql::LANES_AT).
 fn lane_row(row: &Row) -> Result<DueLane> {
-    Ok(
-        from_columns!(row.try_get => DueLane { key, destination, tat, latency_ms, due_at } + {
-            cap: count(row.try_get(5)?),
-            in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
-            pace: Pace {
-                every_ms: row.try_get(7)?,
-                burst: count(row.try_get(8)?),
-            },
-        }),
-    )
+    Ok(from_columns!(row.try_get => DueLane {
+        key, destination, tat, latency_ms, due_at,
+    } + {
+        cap: count(row.try_get(5)?),
+        in_flight: u32::try_from(row.try_get::<_, i64>(6)?).unwrap_or(u32::MAX),
+        pace: Pace {
+            every_ms: row.try_get(7)?,
+            burst: count(row.try_get(8)?),
+        },
+    }))
 }
 
 /// Each lane after a claim: when it is due again (`at`, or from its leases and its next
