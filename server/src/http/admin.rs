@@ -74,12 +74,13 @@ pub(crate) struct ProductBody {
     /// As `GET` answers it, so that its answer can be written back: the product's id
     /// (when given, the one in the path).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     id: Option<String>,
     /// As `GET` answers it; read only, not changed here (`POST
     /// /v1/products/{id}/services/{name}/enable` enables a target again).
     #[serde(default, rename = "disabled_targets")]
     #[schema(value_type = Option<Vec<Object>>)]
-    _disabled_targets: Option<Value>,
+    _disabled_targets: Option<Vec<Map<String, Value>>>,
 }
 
 /// Replaces a product's services: `{"services": {NAME: {"service": …, options…}}}`, the
