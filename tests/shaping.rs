@@ -476,6 +476,32 @@ async fn delivery_settings_come_back_as_written_and_write_back_unchanged() {
         shown
     );
 
+    // A secret shown redacted is not kept for a destination that changed, nor is
+    // another product's answer taken for this one.
+    let mut moved = shown.clone();
+    moved["services"]["board"]["urls"] = json!([hook("elsewhere")]);
+    let (status, refused) = put_services(&serving, moved["services"].clone()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["problems"],
+        json!([
+            "[services.board] secret: `urls` changed: write this value out again \
+             (a stored secret is only sent where it was entered)"
+        ])
+    );
+    let mut other = shown.clone();
+    other["id"] = json!("p2");
+    let answer = client()
+        .put(format!("{}/v1/products/p1", serving.url))
+        .bearer_auth(TOKEN)
+        .body(other.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let refused = json_of(answer).await;
+    assert_eq!(refused["error"], "id: not the product in the path, `p1`");
+
     // The same on the command line, in both its forms.
     assert_eq!(place.cli_json(&["products", "show", "p1"]), shown);
     let table = place.cli(&["products", "show", "p1"]);

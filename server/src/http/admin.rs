@@ -117,8 +117,8 @@ pub(crate) async fn put_product(
             );
         }
     };
-    if let Some(named) = parsed.id.as_deref().filter(|named| *named != id) {
-        let problem = format!("id: `{named}` is not the product in the path, `{id}`");
+    if parsed.id.as_ref().is_some_and(|named| *named != id) {
+        let problem = format!("id: not the product in the path, `{id}`");
         return error(StatusCode::BAD_REQUEST, problem);
     }
     let refused = |problems: Vec<lookout::options::OptionProblem>| {
