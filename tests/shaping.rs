@@ -435,6 +435,8 @@ async fn delivery_settings_come_back_as_written_and_write_back_unchanged() {
                   "coalesce": {"by": "attributes.number", "window": "1s", "max_wait": "30s"}},
         "daily": {"service": "webhook", "urls": [hook("daily")], "secret": SIGNING_SECRET,
                   "events": ["Item.*"], "digest": {"window": "1s", "max_events": 20}},
+        "spare": {"service": "webhook", "urls": [hook("spare")], "secret": SIGNING_SECRET,
+                  "enabled": false},
     });
     let (status, saved) = put_services(&serving, services.clone()).await;
     assert_eq!(status, 200, "{saved}");
@@ -457,6 +459,9 @@ async fn delivery_settings_come_back_as_written_and_write_back_unchanged() {
         );
     }
     assert_eq!(shown["services"]["board"]["secret"], "[redacted]");
+    // Stored switched off, shown so, and kept so by the round trip below.
+    assert_eq!(shown["services"]["spare"]["enabled"], false, "{shown}");
+    assert_eq!(shown["services"]["spare"]["secret"], "[redacted]");
     let listed: Value = serde_json::from_str(&get_text(&serving, "/v1/products").await).unwrap();
     assert_eq!(listed, json!([shown]));
 

@@ -139,7 +139,7 @@ pub(crate) async fn put_product(
         Ok(None) => {}
         Err(err) => return store_error(&err),
     }
-    let instances = match store::instances_from_table(&services) {
+    let instances = match store::product_from_table(&services) {
         Ok(instances) => instances,
         Err(problems) => return refused(problems),
     };

@@ -87,6 +87,9 @@ impl StoredInstance {
             return None;
         };
         shown.extend(self.settings());
+        if !self.is_enabled() {
+            shown.insert(ENABLED.to_owned(), Value::Bool(false));
+        }
         match options.redactor().redact_json(&Value::Object(shown)) {
             Value::Object(shown) => Some(shown),
             _ => None,
@@ -151,6 +154,47 @@ pub fn instances_from_table(
         .into_iter()
         .map(StoredInstance::from)
         .collect())
+}
+
+/// A product's services as `PUT /v1/products/{id}` stores them: as
+/// [`instances_from_table`], and besides, each table written `enabled = false` stored
+/// switched off with its options (checked all the same), as the console switches one off
+/// and as `GET` shows it, so that a product read and written back keeps them.
+pub fn product_from_table(
+    table: &Map<String, Value>,
+) -> std::result::Result<Vec<StoredInstance>, Vec<OptionProblem>> {
+    let mut problems = Vec::new();
+    let mut stored = instances_from_table(table).unwrap_or_else(|mut more| {
+        problems.append(&mut more);
+        Vec::new()
+    });
+    for (name, options) in table {
+        let Value::Object(options) = options else {
+            continue; // A problem of instances_from_table's.
+        };
+        if is_enabled(options) {
+            continue;
+        }
+        let mut options = options.clone();
+        let service = match options.remove("service") {
+            Some(Value::String(service)) => service,
+            _ => name.clone(),
+        };
+        match validate_stored(name, &service, &options) {
+            Ok(_) => stored.push(StoredInstance {
+                name: name.clone(),
+                service,
+                options,
+            }),
+            Err(mut more) => problems.append(&mut more),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // In the order written, switched off or not.
+    stored.sort_by_key(|instance| table.keys().position(|name| *name == instance.name));
+    Ok(stored)
 }
 
 impl From<ServiceTable> for StoredInstance {
@@ -320,7 +364,7 @@ mod tests {
     fn product_of(table: &Value) -> Product {
         Product {
             id: "p1".into(),
-            instances: instances_from_table(table.as_object().unwrap()).unwrap(),
+            instances: product_from_table(table.as_object().unwrap()).unwrap(),
             disabled: Vec::new(),
             alerts: None,
             generation: 0,
@@ -379,6 +423,46 @@ mod tests {
         let again = read_back(&stored, shown["services"].clone()).unwrap();
         assert_eq!(again.instances, stored.instances);
         assert_eq!(again.to_redacted_json(), shown);
+    }
+
+    /// A service switched off (as the console does) is shown `"enabled": false` and
+    /// stays stored switched off, its options and secrets kept, when written back; a
+    /// switched-off table is checked like any other.
+    #[test]
+    fn a_switched_off_service_is_shown_so_and_reads_back_switched_off() {
+        let mut stored = product_of(&written());
+        let chat = stored
+            .instances
+            .iter_mut()
+            .find(|i| i.name == "chat")
+            .unwrap();
+        chat.options.insert(ENABLED.into(), Value::Bool(false));
+        let shown = stored.to_redacted_json();
+        assert_eq!(shown["services"]["chat"]["enabled"], false, "{shown}");
+        assert_eq!(shown["services"]["chat"]["secret"], "[redacted]");
+        assert_eq!(shown["services"]["mail"].get("enabled"), None);
+        assert_no_secret_even_in_part(&shown.to_string());
+
+        let again = read_back(&stored, shown["services"].clone()).unwrap();
+        assert_eq!(again.instances, stored.instances);
+        let chat = again.instances.iter().find(|i| i.name == "chat").unwrap();
+        assert!(!chat.is_enabled());
+        assert_eq!(chat.options["secret"], SIGNING);
+
+        let bad = json!({"off": {"enabled": false}, "half": {"service": "echo", "enabled": false}});
+        let problems = product_from_table(bad.as_object().unwrap()).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown
+                .iter()
+                .any(|p| p == "[services.half] urls: required option is missing"),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|p| p.contains("unknown service `off`")),
+            "{shown:?}"
+        );
     }
 
     #[test]
