@@ -264,7 +264,8 @@ pub fn products(products: &[lookout_server::store::Product], json: bool) {
     print_table(["PRODUCT", "SERVICES", "NOTES"], &rows);
 }
 
-/// One product; options are shown with their secrets redacted.
+/// One product; each service's table as written (options, `events`, lanes, `fallback`,
+/// shaping), its secrets redacted.
 pub fn product(product: &lookout_server::store::Product, json: bool) {
     if json {
         print_json(&product.to_redacted_json());
@@ -275,9 +276,9 @@ pub fn product(product: &lookout_server::store::Product, json: bool) {
         .instances
         .iter()
         .map(|i| {
-            let options = i.redacted_options().map_or(
+            let options = i.shown().map_or(
                 "(invalid options: fix with `lookout products add`)".into(),
-                |o| o.to_string(),
+                |o| serde_json::Value::Object(o).to_string(),
             );
             [i.name.clone(), i.service.clone(), options]
         })

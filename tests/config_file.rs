@@ -89,10 +89,12 @@ fn the_defaults_are_what_the_code_runs_with() {
         format!("{:?}", config.limits),
         format!("{:?}", default.limits)
     );
+    assert_eq!(config.max_link_ttl, default.max_link_ttl);
     assert_eq!(
         (server.listen(), server.database()),
         ("127.0.0.1:8080", "lookout.db")
     );
+    assert_eq!((&server.token_file, &server.metrics_listen), (&None, &None));
 
     let validated = common::stdout_of(lookout().args(["validate", "--config"]).arg(write(&text)));
     assert!(validated.contains("config is valid"), "{validated}");

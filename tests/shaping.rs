@@ -394,6 +394,148 @@ async fn five_events_in_a_window_make_one_message_per_service() {
     }
 }
 
+/// `GET {path}` of the API: its text, after checking that no secret is in it, not even
+/// in part.
+async fn get_text(serving: &Serving, path: &str) -> String {
+    let answer = client()
+        .get(format!("{}{path}", serving.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    assert_no_secret_even_in_part(&text);
+    text
+}
+
+fn assert_no_secret_even_in_part(text: &str) {
+    for secret in [URL_KEY, SIGNING_SECRET] {
+        let (head, tail) = secret.split_at(secret.len() / 2);
+        for part in [secret, head, tail] {
+            assert!(!text.contains(part), "`{part}` of a secret in:\n{text}");
+        }
+    }
+}
+
+/// Every delivery setting written to `PUT /v1/products/p1` comes back from `GET`, from
+/// `products show` and its `--json` as it was written; `GET`'s answer written back as
+/// it is, is accepted and changes nothing (the deliveries still go where they went,
+/// signed with the stored secret); no secret is ever shown, not even in part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_settings_come_back_as_written_and_write_back_unchanged() {
+    let target = CaptureServer::start();
+    let place = place();
+    let serving = place.serve(&[]);
+    let hook = |path: &str| format!("{}/{path}/{URL_KEY}", target.url());
+    let services = json!({
+        "board": {"service": "webhook", "urls": [hook("board")], "secret": SIGNING_SECRET,
+                  "events": ["Item.*"], "fallback": "daily", "order_by": "attributes.number",
+                  "concurrency": 2,
+                  "coalesce": {"by": "attributes.number", "window": "1s", "max_wait": "30s"}},
+        "daily": {"service": "webhook", "urls": [hook("daily")], "secret": SIGNING_SECRET,
+                  "events": ["Item.*"], "digest": {"window": "1s", "max_events": 20}},
+        "spare": {"service": "webhook", "urls": [hook("spare")], "secret": SIGNING_SECRET,
+                  "enabled": false},
+    });
+    let (status, saved) = put_services(&serving, services.clone()).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_no_secret_even_in_part(&saved.to_string());
+    let shown: Value = serde_json::from_str(&get_text(&serving, "/v1/products/p1").await).unwrap();
+    assert_eq!(shown, saved, "PUT answers the product as GET shows it");
+    let settings = [
+        ("board", "events"),
+        ("board", "fallback"),
+        ("board", "order_by"),
+        ("board", "concurrency"),
+        ("board", "coalesce"),
+        ("daily", "events"),
+        ("daily", "digest"),
+    ];
+    for (name, key) in settings {
+        assert_eq!(
+            shown["services"][name][key], services[name][key],
+            "{name}.{key}"
+        );
+    }
+    assert_eq!(shown["services"]["board"]["secret"], "[redacted]");
+    // Stored switched off, shown so, and kept so by the round trip below.
+    assert_eq!(shown["services"]["spare"]["enabled"], false, "{shown}");
+    assert_eq!(shown["services"]["spare"]["secret"], "[redacted]");
+    let listed: Value = serde_json::from_str(&get_text(&serving, "/v1/products").await).unwrap();
+    assert_eq!(listed, json!([shown]));
+
+    // The answer written back as it is: accepted, and the same product.
+    let answer = client()
+        .put(format!("{}/v1/products/p1", serving.url))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(shown.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(json_of(answer).await, shown);
+    assert_eq!(
+        serde_json::from_str::<Value>(&get_text(&serving, "/v1/products/p1").await).unwrap(),
+        shown
+    );
+
+    // A secret shown redacted is not kept for a destination that changed, nor is
+    // another product's answer taken for this one.
+    let mut moved = shown.clone();
+    moved["services"]["board"]["urls"] = json!([hook("elsewhere")]);
+    let (status, refused) = put_services(&serving, moved["services"].clone()).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["problems"],
+        json!([
+            "[services.board] secret: `urls` changed: write this value out again \
+             (a stored secret is only sent where it was entered)"
+        ])
+    );
+    let mut other = shown.clone();
+    other["id"] = json!("p2");
+    let answer = client()
+        .put(format!("{}/v1/products/p1", serving.url))
+        .bearer_auth(TOKEN)
+        .body(other.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let refused = json_of(answer).await;
+    assert_eq!(refused["error"], "id: not the product in the path, `p1`");
+
+    // The same on the command line, in both its forms.
+    assert_eq!(place.cli_json(&["products", "show", "p1"]), shown);
+    let table = place.cli(&["products", "show", "p1"]);
+    assert_no_secret_even_in_part(&table);
+    for written in [
+        r#""fallback":"daily""#,
+        r#""order_by":"attributes.number""#,
+        r#""concurrency":2"#,
+        r#""coalesce":{"#,
+        r#""max_wait":"30s""#,
+        r#""digest":{"#,
+        r#""max_events":20"#,
+    ] {
+        assert!(table.contains(written), "no {written} in:\n{table}");
+    }
+
+    // Nothing changed: both still send to their stored URLs, signed with the stored
+    // secret (the official library verifies it).
+    post(&serving, item_update(7, "Round trip")).await;
+    let arrived = target.wait_for(2, Duration::from_secs(15));
+    for name in ["board", "daily"] {
+        let request = arrived
+            .iter()
+            .find(|r| r.path == format!("/{name}/{URL_KEY}"))
+            .unwrap_or_else(|| panic!("nothing sent to {name}"));
+        verified_by_the_official_library(request);
+    }
+}
+
 /// Runs the official Standard Webhooks library (tests/verify_standard_webhooks.py) on
 /// one captured request.
 fn verified_by_the_official_library(request: &Captured) {

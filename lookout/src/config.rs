@@ -28,7 +28,7 @@ use crate::options::{Kind, OptionProblem, OptionSpec, Options, Schema};
 use crate::payload::{Event, PayloadPath};
 use crate::service::{self, Registration};
 use crate::settings::Settings;
-use crate::shaping::Shaping;
+use crate::shaping::{COALESCE, DIGEST, Shaping};
 use crate::text::budget::Cut;
 use crate::text::template::{TEMPLATE, Templates};
 
@@ -145,6 +145,20 @@ impl Instance {
 
 /// The option key that replaces a service's default events for one configured service.
 const EVENTS: &str = "events";
+
+/// The keys of a `[services.NAME]` table that every service takes beside its own options
+/// ([`Instance::new`] takes them out before checking those): `events`, `template`, the
+/// lane's ([`LANE_OPTIONS`]), `fallback` and the shaping tables. All public by
+/// declaration, so they are shown as written wherever a stored service is shown, and a
+/// table shown that way reads back the same.
+pub fn settings_beside_options() -> impl Iterator<Item = &'static str> {
+    [EVENTS, TEMPLATE, COALESCE, DIGEST].into_iter().chain(
+        LANE_OPTIONS
+            .iter()
+            .chain(FALLBACK_OPTIONS)
+            .map(|spec| spec.name),
+    )
+}
 
 /// How `lookout serve` queues one configured service's deliveries (docs/SERVING.md,
 /// "Fairness and lanes"): options every service takes beside its own ([`LANE_OPTIONS`]).

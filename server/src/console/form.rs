@@ -145,12 +145,13 @@ impl ServiceForm {
             }
         }
         // Public by declaration, and not part of the service's own (redacted) options.
+        let settings = stored.settings();
         for field in &mut form.lane {
-            if let Some(value) = stored.options.get(field.name) {
+            if let Some(value) = settings.get(field.name) {
                 field.value = plain(value);
             }
         }
-        let shaping = shaping::flatten(&stored.options);
+        let shaping = shaping::flatten(&settings);
         for field in &mut form.shaping {
             if let Some(value) = shaping.get(field.name) {
                 field.value = plain(value);

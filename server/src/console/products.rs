@@ -18,7 +18,6 @@ use super::{Console, Posted};
 use crate::shaping::fallback;
 use crate::store::{Product, StoredInstance};
 use lookout::config::check_name;
-use lookout::delivery::Outcome;
 use lookout::dispatch::{new_delivery_id, run_service};
 use lookout::payload::Event;
 use lookout::service::{self, Registration};
@@ -383,17 +382,12 @@ pub async fn test_service(
 }
 
 fn test_row(delivery: &lookout::delivery::Delivery) -> TestRow {
-    let (status, reason) = match &delivery.outcome {
-        Outcome::Delivered { status } => (Some(*status), String::new()),
-        Outcome::Skipped { reason } => (None, reason.clone()),
-        Outcome::Failed { reason, status } => (*status, reason.clone()),
-        Outcome::Disabled { reason, status } => (Some(*status), reason.clone()),
-    };
+    let outcome = &delivery.outcome;
     TestRow {
-        outcome: delivery.outcome.label(),
-        status: status.map(|s| s.to_string()).unwrap_or_default(),
+        outcome: outcome.label(),
+        status: outcome.status().map(|s| s.to_string()).unwrap_or_default(),
         duration_ms: delivery.duration.as_millis(),
         target: delivery.target.clone().unwrap_or_default(),
-        reason,
+        reason: outcome.reason().unwrap_or_default().to_owned(),
     }
 }

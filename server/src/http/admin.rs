@@ -45,7 +45,7 @@ pub(crate) async fn list_products(State(app): State<App>) -> Response {
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     responses(
-        (status = 200, description = "The product: its services, secrets redacted, and disabled targets", body = store::ProductView),
+        (status = 200, description = "The product: its services as `PUT` takes them (options, `events`, lanes, `fallback`, `coalesce`, `digest`), secrets redacted, and disabled targets", body = store::ProductView),
         (status = 400, description = "Not a valid product id", body = ApiError),
         (status = 403, description = "Not an admin token", body = ApiError),
         (status = 404, description = "No such product", body = ApiError),
@@ -72,10 +72,22 @@ pub(crate) struct ProductBody {
     /// The service told about disabled targets and dead deliveries.
     #[serde(default)]
     alerts: Option<String>,
+    /// As `GET` answers it, so that its answer can be written back: the product's id
+    /// (when given, the one in the path).
+    #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
+    id: Option<String>,
+    /// As `GET` answers it; read only, not changed here (`POST
+    /// /v1/products/{id}/services/{name}/enable` enables a target again).
+    #[serde(default, rename = "disabled_targets")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    _disabled_targets: Option<Vec<Map<String, Value>>>,
 }
 
 /// Replaces a product's services: `{"services": {NAME: {"service": …, options…}}}`, the
-/// shape of the config file's `[services]` tables.
+/// shape of the config file's `[services]` tables. A value written as `GET` shows it
+/// redacted keeps the stored one (same name and service, destination unchanged), so
+/// `GET`'s answer, edited, can be written back.
 #[utoipa::path(put, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
     params(("id" = String, Path, description = "The product: 1 to 64 letters, digits, `-`, `_` or `.`", pattern = r"^[A-Za-z0-9._-]{1,64}$")),
     request_body(content = ProductBody, content_type = "application/json"),
@@ -106,13 +118,28 @@ pub(crate) async fn put_product(
             );
         }
     };
+    if parsed.id.as_ref().is_some_and(|named| *named != id) {
+        let problem = format!("id: not the product in the path, `{id}`");
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     let refused = |problems: Vec<lookout::options::OptionProblem>| {
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
         let mut error = ApiError::new(shown.join("; "));
         error.problems = Some(shown);
         error.response(StatusCode::BAD_REQUEST)
     };
-    let instances = match store::instances_from_table(&parsed.services) {
+    let mut services = parsed.services;
+    match app.store.product(&id).await {
+        Ok(Some(stored)) => {
+            let problems = keep_redacted(&mut services, &stored);
+            if !problems.is_empty() {
+                return refused(problems);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => return store_error(&err),
+    }
+    let instances = match store::product_from_table(&services) {
         Ok(instances) => instances,
         Err(problems) => return refused(problems),
     };
@@ -137,6 +164,23 @@ pub(crate) async fn put_product(
         return store_error(&err);
     }
     get_product(State(app), Path(id)).await
+}
+
+/// The stored values a written table repeats redacted, as `GET` shows them, put back
+/// ([`store::StoredInstance::keep_redacted`]): a product read and written back keeps
+/// its secrets. The problems: secrets repeated for a destination that changed.
+fn keep_redacted(
+    services: &mut Map<String, Value>,
+    stored: &store::Product,
+) -> Vec<lookout::options::OptionProblem> {
+    let mut problems = Vec::new();
+    for (name, table) in services.iter_mut() {
+        let previous = stored.instances.iter().find(|i| &i.name == name);
+        if let (Some(previous), Value::Object(table)) = (previous, table) {
+            problems.extend(previous.keep_redacted(table));
+        }
+    }
+    problems
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -4,4 +4,6 @@
 pub mod fallback;
 pub mod windows;
 
-pub use windows::{Arrivals, Coalescing, Gathering, Shape, Shaped, event_of, shape, tally};
+pub use windows::{
+    Arrival, Arrivals, Coalescing, Gathering, Shape, Shaped, event_of, shape, tally,
+};

@@ -19,6 +19,15 @@ use lookout::payload::{Event, PayloadError};
 use crate::clock::{Millis, millis};
 use crate::lanes::short_hash;
 
+/// Where a new shaped delivery arrives: its event, the event's product, and when (the
+/// event's receipt at the intake; the moment of a replay's `--send`).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    pub event_id: &'a str,
+    pub product: &'a str,
+    pub at: Millis,
+}
+
 /// How a new delivery is shaped, as the store needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {

@@ -61,7 +61,7 @@ pub use deliveries::{
 };
 pub use products::{
     Disabled, DisabledTarget, ENABLED, Generation, Product, ProductView, StoredInstance,
-    instances_from_table, is_enabled, validate_stored,
+    instances_from_table, is_enabled, product_from_table, validate_stored,
 };
 
 #[derive(Debug, thiserror::Error)]

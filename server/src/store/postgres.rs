@@ -49,6 +49,7 @@ use super::{ConsoleSession, LINK_COLUMNS, LINK_STILL_THERE, PortalLink, SESSION_
 use crate::lanes::{
     AT_ONCE, Claim, Due, DueLane, Lane, Pace, PaceState, SLOW_MS, Waiting, lanes_per_claim, news,
 };
+use crate::shaping::Arrival;
 use crate::tokens::{NewToken, Token};
 
 #[path = "postgres_shaping.rs"]
@@ -791,6 +792,13 @@ WITH known AS (
 )
 SELECT k.id, k.lane, k.order_key, k.id IN (SELECT id FROM updated), k.product_id, k.instance
 FROM known k";
+
+fn ids_of(rows: &[tokio_postgres::Row]) -> Result<Vec<String>> {
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<std::result::Result<_, _>>()?)
+}
 
 fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -1821,7 +1829,19 @@ impl Store for PostgresStore {
             .iter()
             .map(|d| (event_id, product, d, now))
             .collect();
+        let ids: Vec<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+        let stored = query(&tx, "SELECT id FROM deliveries WHERE id = ANY($1)", &[&ids]).await?;
+        let stored = ids_of(&stored)?;
         let added = insert_deliveries(&tx, &[], &queued, true).await?;
+        let arrival = Arrival {
+            event_id,
+            product,
+            at: now,
+        };
+        for delivery in deliveries.iter().filter(|d| !stored.contains(&d.id)) {
+            // Shaped as at the intake, arriving now.
+            shaping::shape_new(&tx, &arrival, delivery).await?;
+        }
         if added > 0 {
             notify_due(&tx).await?;
         }

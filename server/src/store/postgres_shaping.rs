@@ -8,29 +8,35 @@ use deadpool_postgres::GenericClient;
 
 use super::{Millis, NewDelivery, NewEvent, Result, execute, lanes_due_by, lock_keys, query};
 use super::{release_keys, to_i32};
-use crate::shaping::{Coalescing, Gathering, Shape};
+use crate::shaping::{Arrival, Coalescing, Gathering, Shape};
 
 /// Shapes every shaped delivery of `events` (just stored), in order.
 pub(super) async fn shape_stored(tx: &impl GenericClient, events: &[&NewEvent]) -> Result<()> {
     for event in events {
+        let arrival = Arrival {
+            event_id: &event.id,
+            product: &event.product,
+            at: event.received_at,
+        };
         for delivery in &event.deliveries {
-            shape_new(tx, event, delivery).await?;
+            shape_new(tx, &arrival, delivery).await?;
         }
     }
     Ok(())
 }
 
-async fn shape_new(
+/// See the SQLite store's `shape_new`.
+pub(super) async fn shape_new(
     tx: &impl GenericClient,
-    event: &NewEvent,
+    arrival: &Arrival<'_>,
     delivery: &NewDelivery,
 ) -> Result<()> {
     match &delivery.shape {
         None => Ok(()),
         Some(Shape::Coalesce(coalescing)) => {
-            coalesce(tx, &delivery.id, coalescing, event.received_at).await
+            coalesce(tx, &delivery.id, coalescing, arrival.at).await
         }
-        Some(Shape::Digest(gathering)) => gather(tx, event, delivery, gathering).await,
+        Some(Shape::Digest(gathering)) => gather(tx, arrival, delivery, gathering).await,
     }
 }
 
@@ -79,11 +85,11 @@ async fn coalesce(
 /// See the SQLite store's `gather`: the same statements.
 async fn gather(
     tx: &impl GenericClient,
-    event: &NewEvent,
+    arrival: &Arrival<'_>,
     delivery: &NewDelivery,
     gathering: &Gathering,
 ) -> Result<()> {
-    let (key, at) = (&gathering.key, event.received_at);
+    let (key, at) = (&gathering.key, arrival.at);
     let max_events = to_i32(gathering.max_events);
     let joined = query(
         tx,
@@ -114,8 +120,8 @@ async fn gather(
                  VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $7, $8, $9, 1)",
                 &[
                     &digest,
-                    &event.id,
-                    &event.product,
+                    &arrival.event_id,
+                    &arrival.product,
                     &delivery.instance,
                     &delivery.service,
                     &at.saturating_add(gathering.window_ms),

@@ -23,7 +23,7 @@ async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Re
         &[&ids],
     )
     .await?;
-    let held: Vec<String> = ids_of(&rows)?;
+    let held: Vec<String> = super::ids_of(&rows)?;
     let mut keys: Vec<&str> = held.iter().map(String::as_str).collect();
     super::lock_keys(client, &mut keys).await?;
     let attempts = execute(
@@ -46,13 +46,6 @@ async fn remove_events(client: &impl GenericClient, ids: &[String]) -> Result<Re
         deliveries,
         attempts,
     })
-}
-
-fn ids_of(rows: &[tokio_postgres::Row]) -> Result<Vec<String>> {
-    Ok(rows
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<std::result::Result<_, _>>()?)
 }
 
 /// Counts the failures among how each target of a product's instance fared in one
@@ -116,7 +109,7 @@ impl Upkeep for PostgresStore {
         let mut redelivered = 0;
         if let Some(now) = redeliver_at {
             let rows = query(&tx, sql::ENDED_DELIVERIES, &[&product, &instance]).await?;
-            redelivered = super::redeliver_in(&tx, &ids_of(&rows)?, now).await?;
+            redelivered = super::redeliver_in(&tx, &super::ids_of(&rows)?, now).await?;
         }
         tx.commit().await?;
         Ok(Enabled {
@@ -166,7 +159,7 @@ impl Upkeep for PostgresStore {
             &[&rule.before, &rule.dead_before, &limit],
         )
         .await?;
-        let removed = remove_events(&tx, &ids_of(&rows)?).await?;
+        let removed = remove_events(&tx, &super::ids_of(&rows)?).await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -187,7 +180,7 @@ impl Upkeep for PostgresStore {
             &[&rule.product, &path, &value, &limit],
         )
         .await?;
-        let removed = remove_events(&tx, &ids_of(&rows)?).await?;
+        let removed = remove_events(&tx, &super::ids_of(&rows)?).await?;
         tx.commit().await?;
         Ok(removed)
     }

@@ -19,6 +19,7 @@ macro_rules! shaping_suite {
             coalescing_and_order_agree,
             events_are_gathered_into_one_digest,
             a_full_digest_is_due_at_once_and_the_next_opens_another,
+            deliveries_added_later_are_shaped_as_they_arrive,
         );
     };
 }
@@ -288,4 +289,59 @@ pub async fn a_full_digest_is_due_at_once_and_the_next_opens_another(store: &dyn
         "full: due before its window ends"
     );
     assert_eq!(sent[0].digest.as_ref().map(Vec::len), Some(3));
+}
+
+/// Deliveries added to stored events (`lookout replay --send`) are shaped as at the
+/// intake, arriving when added: three into one digest, three updates of one item into
+/// one delivery. Adding the same ones again adds and changes nothing.
+pub async fn deliveries_added_later_are_shaped_as_they_arrive(store: &dyn Store) {
+    for n in 0..3 {
+        let plain = NewDelivery::in_own_lane("p1", &format!("msg_plain_{n}"), "hook", "webhook");
+        accept(store, &n.to_string(), T0 + n * 100, plain).await;
+    }
+    let now = T0 + 100_000;
+    let added = |n: i64| {
+        [
+            digested(&format!("msg_d{n}"), 50),
+            coalesced(&format!("msg_c{n}"), "item-1", None),
+        ]
+    };
+    for round in ["first", "again"] {
+        for n in 0..3 {
+            let count = store.enqueue(&format!("evt_{n}"), &added(n), now).await;
+            let expected = if round == "first" { 2 } else { 0 };
+            assert_eq!(count.unwrap(), expected, "{round}: evt_{n}");
+        }
+        let (status, digest) = state(store, "msg_d0").await;
+        assert_eq!(status, Status::Digested, "{round}");
+        let digest = digest.expect("linked to its digest");
+        assert_eq!(
+            store.shaped_into(&digest).await.unwrap().len(),
+            3,
+            "{round}"
+        );
+        assert_eq!(
+            state(store, "msg_c0").await,
+            (Status::Superseded, Some("msg_c1".to_owned()))
+        );
+        assert_eq!(
+            state(store, "msg_c1").await,
+            (Status::Superseded, Some("msg_c2".to_owned()))
+        );
+        assert_eq!(state(store, "msg_c2").await, (Status::Pending, None));
+    }
+    let mut sent: Vec<String> = claimed(store, "w", now + WINDOW)
+        .await
+        .into_iter()
+        .filter(|c| !c.id.starts_with("msg_plain"))
+        .map(|c| c.id)
+        .collect();
+    sent.sort();
+    let (_, digest) = state(store, "msg_d2").await;
+    let mut expected = vec!["msg_c2".to_owned(), digest.unwrap()];
+    expected.sort();
+    assert_eq!(
+        sent, expected,
+        "one digest and the newest update, when their windows end"
+    );
 }

@@ -25,6 +25,7 @@ use crate::lanes::{
     AT_ONCE, Claim, Due, DueLane, Lane, LaneNews, Pace, PaceState, SLOW_MS, Waiting,
     lanes_per_claim, news,
 };
+use crate::shaping::Arrival;
 use crate::tokens::{NewToken, Token};
 
 #[path = "sqlite_shaping.rs"]
@@ -522,7 +523,12 @@ fn accept_in(tx: &rusqlite::Transaction<'_>, event: &NewEvent) -> Result<Admissi
             delivery,
             due,
         )?;
-        shaping::shape_new(tx, &event.id, &event.product, delivery, due)?;
+        let arrival = Arrival {
+            event_id: &event.id,
+            product: &event.product,
+            at: due,
+        };
+        shaping::shape_new(tx, &arrival, delivery)?;
     }
     Ok(Admission::Stored)
 }
@@ -1328,8 +1334,18 @@ impl Store for SqliteStore {
                 .ok_or_else(|| no_event(&event_id))?;
             let mut added = 0;
             let insert = INSERT_DELIVERY.replacen("INSERT", "INSERT OR IGNORE", 1);
+            let arrival = Arrival {
+                event_id: &event_id,
+                product: &product,
+                at: now,
+            };
             for delivery in &deliveries {
-                added += insert_delivery(tx, &insert, &event_id, &product, delivery, now)?;
+                let new = insert_delivery(tx, &insert, &event_id, &product, delivery, now)?;
+                if new > 0 {
+                    // Shaped as at the intake, arriving now.
+                    shaping::shape_new(tx, &arrival, delivery)?;
+                }
+                added += new;
             }
             queue_in_lanes(tx, &product, &deliveries, now)?;
             Ok(added)

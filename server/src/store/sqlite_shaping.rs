@@ -5,21 +5,19 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Millis, NewDelivery, Result, lane_due_by, release_key};
-use crate::shaping::{Coalescing, Gathering, Shape};
+use crate::shaping::{Arrival, Coalescing, Gathering, Shape};
 
-/// Shapes `delivery`, just stored for an event received `at`: replaces the queued
-/// deliveries of its coalescing key, or puts it into its service's open digest.
+/// Shapes `delivery`, just stored on its arrival: replaces the queued deliveries of its
+/// coalescing key, or puts it into its service's open digest.
 pub(super) fn shape_new(
     tx: &rusqlite::Transaction<'_>,
-    event_id: &str,
-    product: &str,
+    arrival: &Arrival<'_>,
     delivery: &NewDelivery,
-    at: Millis,
 ) -> Result<()> {
     match &delivery.shape {
         None => Ok(()),
-        Some(Shape::Coalesce(coalescing)) => coalesce(tx, &delivery.id, coalescing, at),
-        Some(Shape::Digest(gathering)) => gather(tx, event_id, product, delivery, gathering, at),
+        Some(Shape::Coalesce(coalescing)) => coalesce(tx, &delivery.id, coalescing, arrival.at),
+        Some(Shape::Digest(gathering)) => gather(tx, arrival, delivery, gathering),
     }
 }
 
@@ -68,13 +66,11 @@ fn coalesce(
 /// delivery itself ends `digested`, linked to the digest.
 fn gather(
     tx: &rusqlite::Transaction<'_>,
-    event_id: &str,
-    product: &str,
+    arrival: &Arrival<'_>,
     delivery: &NewDelivery,
     gathering: &Gathering,
-    at: Millis,
 ) -> Result<()> {
-    let key = &gathering.key;
+    let (key, at) = (&gathering.key, arrival.at);
     let joined: Option<(String, Option<String>)> = tx
         .prepare_cached(
             "UPDATE deliveries SET digest_events = digest_events + 1, updated_at = ?3,
@@ -106,8 +102,8 @@ fn gather(
             )?
             .execute(params![
                 digest,
-                event_id,
-                product,
+                arrival.event_id,
+                arrival.product,
                 delivery.instance,
                 delivery.service,
                 at.saturating_add(gathering.window_ms),
