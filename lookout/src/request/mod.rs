@@ -407,14 +407,18 @@ impl std::fmt::Display for RequestPreview {
 }
 
 /// Something a service wants sent.
+///
+/// Every request of a delivery is held until it is answered, so the rarer kinds, which
+/// are larger than an HTTP request, are boxed: they do not make each HTTP request in
+/// flight as large as they are.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outgoing {
     Http(HttpRequest),
     /// A message sent over SMTP (see [`crate::delivery::smtp`]).
-    Email(Email),
+    Email(Box<Email>),
     /// A message published to a broker (see [`crate::delivery::publish`]).
-    Publish(Publish),
+    Publish(Box<Publish>),
 }
 
 impl Outgoing {
@@ -480,13 +484,13 @@ impl From<HttpRequest> for Outgoing {
 
 impl From<Publish> for Outgoing {
     fn from(publish: Publish) -> Self {
-        Outgoing::Publish(publish)
+        Outgoing::Publish(Box::new(publish))
     }
 }
 
 impl From<Email> for Outgoing {
     fn from(email: Email) -> Self {
-        Outgoing::Email(email)
+        Outgoing::Email(Box::new(email))
     }
 }
 
