@@ -234,16 +234,7 @@ pub async fn run_attempt(
     transport: &Transport,
     traced: Traced<'_>,
 ) -> Vec<Delivery> {
-    let payload_product = event.product.id.to_string();
-    let product = traced.product.unwrap_or(&payload_product);
-    let span = telemetry::attempt_span(telemetry::AttemptOf {
-        product,
-        instance: &instance.name,
-        service: instance.service_name(),
-        event: &event.kind(),
-        number: traced.number,
-    });
-    telemetry::continue_trace(&span, traced.parent);
+    let span = attempt_span(instance, event, traced);
     let deliveries = run_service(instance, event, delivery_id, transport)
         .instrument(span.clone())
         .await;
@@ -255,6 +246,22 @@ pub async fn run_attempt(
         telling.and_then(|d| d.target.as_deref()),
     );
     deliveries
+}
+
+/// The span of one attempt (see [`telemetry`](crate::telemetry)), in the trace the
+/// caller continues. Made apart from the attempt, whose future every delivery in flight
+/// holds: the strings it is made from are gone before the first request is sent.
+fn attempt_span(instance: &Instance, event: &Event, traced: Traced<'_>) -> tracing::Span {
+    let payload_product = event.product.id.to_string();
+    let span = telemetry::attempt_span(telemetry::AttemptOf {
+        product: traced.product.unwrap_or(&payload_product),
+        instance: &instance.name,
+        service: instance.service_name(),
+        event: &event.kind(),
+        number: traced.number,
+    });
+    telemetry::continue_trace(&span, traced.parent);
+    span
 }
 
 /// The row that says most about an attempt of several requests: the first failure,

@@ -198,7 +198,10 @@ impl Transport {
 
     /// Sends every request of one service, concurrently, over HTTP, SMTP or a broker's
     /// protocol; one result each, in order.
-    pub async fn send_all(&self, outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
+    pub async fn send_all(&self, mut outgoing: Vec<Outgoing>, job: &Job<'_>) -> Vec<Delivery> {
+        // Held until the last request is answered: a list collected from an iterator
+        // has room for four, which for one request in flight is three unused requests.
+        outgoing.shrink_to_fit();
         match &outgoing[..] {
             // Most services send one request: no join to build (and move the future into).
             [one] => vec![self.send(one, job).await],
@@ -300,32 +303,36 @@ impl Transport {
     /// One try, over HTTP, SMTP or a broker's protocol: guard, rate limit, send, read
     /// the answer.
     async fn try_once(&self, outgoing: &Outgoing, job: &Job<'_>, end: Instant) -> (Outcome, Retry) {
+        // An email's or a publish's try takes more room than an HTTP request waiting
+        // for its answer; boxed, they do not make every HTTP delivery in flight as large.
         match outgoing {
             Outgoing::Http(request) => self.try_http(request, job, end).await,
-            Outgoing::Email(email) => self.try_email(email, job, end).await,
-            Outgoing::Publish(publish) => self.try_publish(publish, job, end).await,
+            Outgoing::Email(email) => Box::pin(self.try_email(email, job, end)).await,
+            Outgoing::Publish(publish) => Box::pin(self.try_publish(publish, job, end)).await,
         }
     }
 
+    /// An HTTP request spends most of its time waiting for the answer's headers: what
+    /// is held then is kept small, since every delivery in flight holds it. The redactor
+    /// is made when a reason needs it, and the checks and the reading of the answer,
+    /// which need more room, are boxed.
     async fn try_http(
         &self,
         request: &HttpRequest,
         job: &Job<'_>,
         end: Instant,
     ) -> (Outcome, Retry) {
-        let redactor = &request_redactor(job.options.redactor(), request);
-        let failed = |(reason, retry): (String, Retry)| (failure(redactor, &reason), retry);
-        let destination = self.settings.destination(&request.url);
-        if let Err(blocked) = self.guard.check_url(&destination) {
+        let redactor = || request_redactor(job.options.redactor(), request);
+        let failed = |(reason, retry): (String, Retry)| (failure(&redactor(), &reason), retry);
+        if let Err(blocked) = self
+            .guard
+            .check_url(&self.settings.destination(&request.url))
+        {
             return failed((blocked.to_string(), Retry::No));
         }
         if self.settings.proxy.is_some()
-            && let (Some(host), Some(port)) =
-                (destination.host_str(), destination.port_or_known_default())
-            && let Err(refused) = self.resolve(host, port, end).await
+            && let Err(refused) = Box::pin(self.check_proxied(&request.url, end)).await
         {
-            // The proxy would resolve the name itself, past the resolver: check the
-            // final target's addresses here before handing it over.
             return failed(refused);
         }
         let total = match self.time_for_try(&request.url, end).await {
@@ -339,7 +346,7 @@ impl Transport {
             Err(why) => return failed((why, Retry::No)),
         };
         let sending = self.request_builder(&client, request, job).send();
-        let mut response = match tokio::time::timeout(first_byte, sending).await {
+        let response = match tokio::time::timeout(first_byte, sending).await {
             Err(_) => {
                 let why = format!("no answer within {}", human_duration(first_byte));
                 return failed((why, Retry::Yes { after: None }));
@@ -347,11 +354,23 @@ impl Transport {
             Ok(Err(err)) => return failed((describe_error(&err), retry_after_error(&err))),
             Ok(Ok(response)) => response,
         };
-        let answer = self.read_answer(&mut response, started + total).await;
+        let answer = Box::pin(self.read_answer(response, started + total)).await;
         let verdict = self
             .platform
             .map_or(Verdict::ByStatus, |p| p.verdict(&answer.answer()));
-        answer.judged(verdict, redactor, self.platform)
+        answer.judged(verdict, &redactor(), self.platform)
+    }
+
+    /// The proxy would resolve the name itself, past the resolver: the final target's
+    /// addresses are checked here before it is handed over.
+    async fn check_proxied(&self, url: &url::Url, end: Instant) -> Result<(), (String, Retry)> {
+        let destination = self.settings.destination(url);
+        if let (Some(host), Some(port)) =
+            (destination.host_str(), destination.port_or_known_default())
+        {
+            self.resolve(host, port, end).await?;
+        }
+        Ok(())
     }
 
     /// The SMTP host goes through the guard like an HTTP host (names resolved here,
@@ -420,8 +439,10 @@ impl Transport {
     ) -> Result<Duration, (String, Retry)> {
         // A one-try transport's caller keeps the pace itself (the durable worker claims
         // a delivery only when its destination has a slot): it never waits here.
+        // Boxed: most services have no pace, and their requests in flight need not hold
+        // room for waiting on one.
         if let (Some(limit), Mode::Retrying) = (&self.rate_limit, &self.mode)
-            && let Err(no_slot) = self.limiters.wait(limit, target, end).await
+            && let Err(no_slot) = Box::pin(self.limiters.wait(limit, target, end)).await
         {
             // Nothing was sent; there is a slot later (beyond this budget).
             let after = Some(no_slot.wait);
@@ -488,9 +509,10 @@ impl Transport {
 
     /// The status and headers, and at most `max_response_bytes` of the body, read until
     /// `until` at the latest (a slow or endless body is cut there).
-    async fn read_answer(&self, response: &mut reqwest::Response, until: Instant) -> Received {
+    async fn read_answer(&self, mut response: reqwest::Response, until: Instant) -> Received {
         let status = response.status();
-        let headers = response.headers().clone();
+        // Taken, not copied: the body is all that is read from the response after this.
+        let headers = std::mem::take(response.headers_mut());
         let cap = self.settings.max_response_bytes;
         let mut snippet = Vec::new();
         let mut cut_short = None;

@@ -167,7 +167,9 @@ pub struct HttpRequest {
     pub url: Url,
     pub headers: Vec<Header>,
     pub body: Body,
-    pub signing: Option<Signing>,
+    /// Boxed: an AWS signer is five strings, and every request of a delivery in flight
+    /// is held until it ends, signed or not.
+    pub signing: Option<Box<Signing>>,
 }
 
 impl HttpRequest {
@@ -239,7 +241,7 @@ impl HttpRequest {
         self.secret_header("Authorization", format!("Basic {pair}"))
     }
     pub fn signed(mut self, signing: Signing) -> Self {
-        self.signing = Some(signing);
+        self.signing = Some(Box::new(signing));
         self
     }
 
@@ -247,7 +249,7 @@ impl HttpRequest {
     /// (`body`: its bytes on the wire); none for a request that is not signed.
     pub fn signature(&self, delivery_id: &str, body: &[u8]) -> Vec<(&'static str, String)> {
         let now = std::time::SystemTime::now();
-        match &self.signing {
+        match self.signing.as_deref() {
             Some(Signing::StandardWebhooks { keys }) => {
                 let unix = now
                     .duration_since(std::time::UNIX_EPOCH)
@@ -290,7 +292,7 @@ impl HttpRequest {
             };
             headers.push((h.name.to_ascii_lowercase(), value));
         }
-        match &self.signing {
+        match self.signing.as_deref() {
             Some(Signing::StandardWebhooks { .. }) => {
                 for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
                     headers.push((name.into(), AT_SEND_TIME.into()));
@@ -346,18 +348,19 @@ pub fn forward_payload(
         .collect::<Result<Vec<_>, _>>()
         .map_err(BuildError::Invalid)?;
     let signing = (!keys.is_empty()).then_some(Signing::StandardWebhooks { keys });
-    urls.iter()
-        .map(|url| {
-            let url = url
-                .parse()
-                .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
-            let mut request = HttpRequest::post(url).raw_json(job.event.forwarded());
-            if let Some(signing) = &signing {
-                request = request.signed(signing.clone());
-            }
-            Ok(request.into())
-        })
-        .collect()
+    // One request per URL, in a list of that size: it is held while they are in flight.
+    let mut requests = Vec::with_capacity(urls.len());
+    for url in urls {
+        let url = url
+            .parse()
+            .map_err(|e| BuildError::Invalid(format!("urls: {e}")))?;
+        let mut request = HttpRequest::post(url).raw_json(job.event.forwarded());
+        if let Some(signing) = &signing {
+            request = request.signed(signing.clone());
+        }
+        requests.push(request.into());
+    }
+    Ok(requests)
 }
 
 /// A printable, redacted view of an [`HttpRequest`]: what `--dry-run` prints and what the
@@ -404,14 +407,18 @@ impl std::fmt::Display for RequestPreview {
 }
 
 /// Something a service wants sent.
+///
+/// Every request of a delivery is held until it is answered, so the rarer kinds, which
+/// are larger than an HTTP request, are boxed: they do not make each HTTP request in
+/// flight as large as they are.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outgoing {
     Http(HttpRequest),
     /// A message sent over SMTP (see [`crate::delivery::smtp`]).
-    Email(Email),
+    Email(Box<Email>),
     /// A message published to a broker (see [`crate::delivery::publish`]).
-    Publish(Publish),
+    Publish(Box<Publish>),
 }
 
 impl Outgoing {
@@ -477,13 +484,13 @@ impl From<HttpRequest> for Outgoing {
 
 impl From<Publish> for Outgoing {
     fn from(publish: Publish) -> Self {
-        Outgoing::Publish(publish)
+        Outgoing::Publish(Box::new(publish))
     }
 }
 
 impl From<Email> for Outgoing {
     fn from(email: Email) -> Self {
-        Outgoing::Email(email)
+        Outgoing::Email(Box::new(email))
     }
 }
 
