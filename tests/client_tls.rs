@@ -17,37 +17,6 @@ use lookout::{Config, Engine, Event, Instance, Outcome, Report, Settings};
 use lookout_testkit::CaptureServer;
 use serde_json::{Map, Value, json};
 
-/// Every log line of this test binary, at every level (installed by the first test
-/// that asks).
-fn logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
-    use std::sync::{Arc, Mutex, OnceLock};
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Certificates and keys, PEM, made for one run.
 struct Pki {
     dir: tempfile::TempDir,
@@ -355,7 +324,7 @@ fn outcome(report: &Report) -> &Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_with_the_client_certificate_refused_without_it() {
-    let logs = logs();
+    let logs = common::captured_logs();
     let site = Site::start();
     let settings = lookout_testkit::settings();
 
@@ -522,6 +491,21 @@ fn bad_certificates_and_keys_are_refused_naming_the_option() {
     );
 }
 
+/// `lookout validate --config path`: whether it passed, and all it printed.
+fn validate(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["validate", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
 /// `lookout validate` names the option, and prints no part of the key.
 #[test]
 fn lookout_validate_refuses_a_mismatched_key_without_showing_it() {
@@ -537,17 +521,8 @@ fn lookout_validate_refuses_a_mismatched_key_without_showing_it() {
     );
     let path = site.pki.dir.path().join("lookout.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{printed}");
+    let (valid, printed) = validate(&path);
+    assert!(!valid, "{printed}");
     assert!(
         printed.contains("client_key: does not match `client_certificate`"),
         "{printed}"
@@ -560,17 +535,8 @@ fn lookout_validate_refuses_a_mismatched_key_without_showing_it() {
         &toml_string(&site.pki.read("client.key")),
     );
     std::fs::write(&path, good).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
-        .args(["validate", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{printed}");
+    let (valid, printed) = validate(&path);
+    assert!(valid, "{printed}");
     site.assert_no_key_in("`lookout validate`", &printed);
 }
 

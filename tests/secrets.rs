@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lookout::options::{Kind, OptionSpec};
@@ -27,35 +26,6 @@ const FRAGMENT: &str = "S3cretQwZ9";
 /// lets those spellings through, and they are caught (each still holds [`FRAGMENT`]).
 fn canary(n: usize) -> String {
     format!("Cnry{n:02}{FRAGMENT}+/{FRAGMENT}Cnry{n:02}AAAQ==")
-}
-
-/// Every log line of this test binary, at every level.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The service's secret options, numbered (secret `n` carries `canary(n)`).
@@ -233,7 +203,7 @@ fn settings() -> Settings {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_leaks_on_any_path() {
-    let logs = logs();
+    let logs = common::captured_logs();
     let ok_server = CaptureServer::start();
     let echo_server = CaptureServer::start();
     echo_server.script("/", [Reply::echo().with_status(500)]);
@@ -317,7 +287,7 @@ async fn no_secret_leaks_on_any_path() {
 
 #[test]
 fn malformed_secrets_are_not_echoed_in_errors() {
-    let _ = logs();
+    let _ = common::captured_logs();
     for reg in catalogue() {
         if !reg.schema.options.iter().any(|s| s.is_secret()) {
             continue;
