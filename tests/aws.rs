@@ -159,6 +159,16 @@ fn sqs_options(queue_url: &str) -> Value {
     })
 }
 
+/// `service` with `options` sends `fixture` with the tests' default settings.
+async fn send_as(service: &str, options: Value, fixture: &str) -> Report {
+    send(
+        &instance(service, options),
+        lookout_testkit::settings(),
+        fixture,
+    )
+    .await
+}
+
 async fn send(instance: &Instance, settings: lookout::Settings, fixture: &str) -> Report {
     let event = Event::parse(&lookout_testkit::fixture_json(fixture)).unwrap();
     let engine = Engine::with_settings(settings).unwrap();
@@ -192,12 +202,7 @@ fn the_message(moto: &Moto, queue_url: &str, body: &str, event: &str) -> Value {
 async fn sqs_delivers_the_payload_with_its_delivery_id() {
     let moto = moto();
     let queue = moto.create_queue("sprintly-events");
-    let report = send(
-        &instance("sqs", sqs_options(&queue)),
-        lookout_testkit::settings(),
-        "item",
-    )
-    .await;
+    let report = send_as("sqs", sqs_options(&queue), "item").await;
     assert!(delivered(&report), "{report:?}");
     let payload = lookout_testkit::fixture_json("item");
     the_message(moto, &queue, &payload, "Item.created");
@@ -209,12 +214,7 @@ async fn sqs_fifo_queues_deduplicate_on_the_delivery_id() {
     let queue = moto.create_queue("sprintly-events.fifo");
     let mut options = sqs_options(&queue);
     options["body"] = json!("message");
-    let report = send(
-        &instance("sqs", options),
-        lookout_testkit::settings(),
-        "comment",
-    )
-    .await;
+    let report = send_as("sqs", options, "comment").await;
     assert!(delivered(&report), "{report:?}");
     let messages = moto.receive(&queue);
     assert_eq!(messages.len(), 1, "{messages:?}");
@@ -244,12 +244,7 @@ async fn sns_publishes_to_the_topic_subscribers() {
         "secret_access_key": SECRET_KEY,
         "endpoint": moto.url(),
     });
-    let report = send(
-        &instance("sns", options),
-        lookout_testkit::settings(),
-        "deploy",
-    )
-    .await;
+    let report = send_as("sns", options, "deploy").await;
     assert!(delivered(&report), "{report:?}");
     let payload = lookout_testkit::fixture_json("deploy");
     the_message(moto, &queue, &payload, "Deploy.created");
@@ -259,17 +254,8 @@ async fn sns_publishes_to_the_topic_subscribers() {
 async fn a_deleted_queue_disables_the_destination() {
     let moto = moto();
     let missing = format!("{}/123456789012/never-created", moto.url());
-    let report = send(
-        &instance("sqs", sqs_options(&missing)),
-        lookout_testkit::settings(),
-        "item",
-    )
-    .await;
-    let outcome = &report.results[0].delivery.outcome;
-    assert!(
-        matches!(outcome, Outcome::Disabled { reason, .. } if reason.contains("QueueDoesNotExist")),
-        "{outcome:?}"
-    );
+    let report = send_as("sqs", sqs_options(&missing), "item").await;
+    assert!(disabled_saying(&report, "QueueDoesNotExist"), "{report:?}");
 }
 
 /// A stopped emulator is a failure worth retrying; once it is back, the same delivery
@@ -332,12 +318,7 @@ async fn kinesis_puts_the_payload_on_the_stream_keyed_by_its_path() {
         moto,
         json!({"stream": "sprintly-stream", "partition_path": "attributes.number"}),
     );
-    let report = send(
-        &instance("kinesis", options),
-        lookout_testkit::settings(),
-        "item",
-    )
-    .await;
+    let report = send_as("kinesis", options, "item").await;
     assert!(delivered(&report), "{report:?}");
     let records = moto.client(&["read-stream", "sprintly-stream"])["records"].clone();
     let records = records.as_array().unwrap();
@@ -351,12 +332,7 @@ async fn kinesis_puts_the_payload_on_the_stream_keyed_by_its_path() {
     );
 
     let missing = aws_options(moto, json!({"stream": "never-created"}));
-    let report = send(
-        &instance("kinesis", missing),
-        lookout_testkit::settings(),
-        "item",
-    )
-    .await;
+    let report = send_as("kinesis", missing, "item").await;
     assert!(
         disabled_saying(&report, "the stream does not exist"),
         "{report:?}"
@@ -369,12 +345,7 @@ async fn eventbridge_events_reach_the_rule_target_with_the_payload_as_detail() {
     let queue = moto.create_queue("sprintly-bus-target");
     moto.client(&["create-bus", "sprintly-bus", &queue]);
     let options = aws_options(moto, json!({"bus": "sprintly-bus"}));
-    let report = send(
-        &instance("eventbridge", options),
-        lookout_testkit::settings(),
-        "comment",
-    )
-    .await;
+    let report = send_as("eventbridge", options, "comment").await;
     assert!(delivered(&report), "{report:?}");
     let messages = moto.receive(&queue);
     assert_eq!(messages.len(), 1, "{messages:?}");
@@ -385,12 +356,7 @@ async fn eventbridge_events_reach_the_rule_target_with_the_payload_as_detail() {
     assert_eq!(arrived["detail"], payload);
 
     let missing = aws_options(moto, json!({"bus": "never-created"}));
-    let report = send(
-        &instance("eventbridge", missing),
-        lookout_testkit::settings(),
-        "comment",
-    )
-    .await;
+    let report = send_as("eventbridge", missing, "comment").await;
     assert!(
         disabled_saying(&report, "the event bus does not exist"),
         "{report:?}"
@@ -441,12 +407,7 @@ async fn s3_writes_one_object_per_event_under_its_key() {
     }
 
     let missing = aws_options(moto, json!({"bucket": "never-created"}));
-    let report = send(
-        &instance("s3", missing),
-        lookout_testkit::settings(),
-        "item",
-    )
-    .await;
+    let report = send_as("s3", missing, "item").await;
     assert!(
         disabled_saying(&report, "the bucket does not exist"),
         "{report:?}"
